@@ -1,1 +1,379 @@
+//! The apitap API event schema (R-BUS-1).
+//!
+//! This crate owns the one document type that crosses the sensor→analyzer boundary: an
+//! [`ApiEvent`], one per HTTP transaction (a request and, when seen, its response). It is
+//! serialised as JSON (one object per line in files, one object per message on Kafka).
+//!
+//! Versioning: [`SCHEMA_VERSION`] is `MAJOR.MINOR`. A minor version only adds optional fields,
+//! so readers ignore fields they do not know. A major version changes the meaning or type of
+//! existing fields; readers reject events whose major version they do not know
+//! ([`decode_event`]). The field-by-field reference is `docs/event-schema.md`; each field is also
+//! documented here.
+use std::net::IpAddr;
 
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// Version written into every event by this build.
+pub const SCHEMA_VERSION: &str = "1.0";
+/// Major version this build reads.
+pub const SCHEMA_MAJOR: u32 = 1;
+
+/// One HTTP transaction observed on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiEvent {
+    /// `MAJOR.MINOR` of this schema, e.g. `"1.0"`.
+    pub schema_version: String,
+    /// 32 lowercase hex digits, unique per transaction and stable: the same transaction decoded
+    /// twice (e.g. a pcap replayed, or a spool replayed to Kafka) gets the same id, so consumers
+    /// deduplicate on it. Derived from the sensor id, the connection's endpoints and first
+    /// packet time, and [`ApiEvent::transaction_index`].
+    pub event_id: String,
+    /// Which sensor saw the transaction (R-CAP-5).
+    pub sensor: SensorInfo,
+    /// 16 lowercase hex digits identifying the TCP connection (stable like `event_id`).
+    pub connection_id: String,
+    /// 0-based position of this transaction on its connection (keep-alive, pipelining).
+    pub transaction_index: u64,
+    /// When the first byte of the request was seen, microseconds since the Unix epoch.
+    pub request_start_unix_us: u64,
+    /// When the last byte of the response was seen, microseconds since the Unix epoch; absent
+    /// when no complete response was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_end_unix_us: Option<u64>,
+    /// `response_end_unix_us - request_start_unix_us`; absent without a response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
+    /// The side that sent the request.
+    pub client: Endpoint,
+    /// The side that served it.
+    pub server: Endpoint,
+    /// True when the bytes were obtained from a TLS library (uprobes) rather than the wire.
+    pub tls: bool,
+    /// HTTP version of the request: `"1.0"`, `"1.1"` (later `"2"`).
+    pub http_version: String,
+    /// The request.
+    pub request: Request,
+    /// The response, absent when none was seen (see `anomalies` for why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Response>,
+    /// Protocol anomalies seen while decoding this transaction, in the order seen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// The sensor that produced an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SensorInfo {
+    /// Operator-chosen sensor id (defaults to the host name).
+    pub id: String,
+    /// Host name of the machine the sensor runs on.
+    pub host: String,
+}
+
+/// A TCP endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// IPv4 or IPv6 address, in its usual text form.
+    pub ip: IpAddr,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// An HTTP request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Method token as sent (`GET`, `POST`, …; case preserved).
+    pub method: String,
+    /// `Host` header (HTTP/1.x) or `:authority` (HTTP/2), absent if the client sent none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Path part of the request target, still percent-encoded, without the query.
+    pub path: String,
+    /// Raw query string after `?`, without the `?`; absent when the target had no `?`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Header fields in wire order. Names keep their case; values are decoded as UTF-8 with
+    /// invalid bytes replaced (and a `non_utf8_header` anomaly).
+    pub headers: Vec<Header>,
+    /// The request body (message content after removing chunked framing).
+    pub body: Body,
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase as sent (may be empty).
+    pub reason: String,
+    /// Header fields in wire order (see [`Request::headers`]).
+    pub headers: Vec<Header>,
+    /// The response body.
+    pub body: Body,
+}
+
+/// One header field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Field name as sent.
+    pub name: String,
+    /// Field value, surrounding whitespace removed.
+    pub value: String,
+}
+
+/// How [`Body::data`] is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyEncoding {
+    /// `data` is the captured bytes verbatim (they were valid UTF-8).
+    #[default]
+    Utf8,
+    /// `data` is standard base64 (RFC 4648 §4) of the captured bytes.
+    Base64,
+}
+
+/// A message body, captured up to the sensor's configured cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Body {
+    /// Length of the whole body as it crossed the wire after removing chunked framing,
+    /// whether or not all of it was captured.
+    pub length_bytes: u64,
+    /// How many of those bytes are in `data` (≤ `length_bytes`).
+    pub captured_bytes: u64,
+    /// True when `captured_bytes < length_bytes` (cap reached or bytes missing on the wire).
+    pub truncated: bool,
+    /// Encoding of `data`.
+    pub encoding: BodyEncoding,
+    /// The captured bytes, encoded per `encoding`. Empty for an empty body.
+    pub data: String,
+}
+
+impl Body {
+    /// Builds a body from the captured bytes and the full wire length.
+    pub fn from_bytes(captured: &[u8], length_bytes: u64) -> Self {
+        let (encoding, data) = match std::str::from_utf8(captured) {
+            Ok(s) => (BodyEncoding::Utf8, s.to_owned()),
+            Err(_) => (
+                BodyEncoding::Base64,
+                base64::engine::general_purpose::STANDARD.encode(captured),
+            ),
+        };
+        let captured_bytes = captured.len() as u64;
+        Body {
+            length_bytes: length_bytes.max(captured_bytes),
+            captured_bytes,
+            truncated: captured_bytes < length_bytes,
+            encoding,
+            data,
+        }
+    }
+
+    /// The captured bytes, decoded from `data`.
+    pub fn bytes(&self) -> Result<Vec<u8>, SchemaError> {
+        match self.encoding {
+            BodyEncoding::Utf8 => Ok(self.data.as_bytes().to_vec()),
+            BodyEncoding::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(&self.data)
+                .map_err(|_| SchemaError::BadBase64),
+        }
+    }
+}
+
+/// A protocol anomaly: something the peers did that a conforming implementation would not, or
+/// something the sensor could not observe. The analyzer decides whether it matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anomaly {
+    /// Capture began in the middle of this connection; the decoder resynchronised on a
+    /// request line.
+    MidstreamStart,
+    /// Bytes of the request were missing on the wire (packet loss or capture drop).
+    RequestGap,
+    /// Bytes of the response were missing on the wire.
+    ResponseGap,
+    /// The connection closed, reset or timed out before a complete response was seen.
+    NoResponse,
+    /// The response ended early (connection closed or gap inside the body).
+    ResponseIncomplete,
+    /// The request ended early.
+    RequestIncomplete,
+    /// Both `Transfer-Encoding: chunked` and `Content-Length` (RFC 9112 §6.3: smuggling vector).
+    ContentLengthWithChunked,
+    /// `Content-Length` not a valid non-negative integer, or several different values
+    /// (RFC 9110 §8.6).
+    InvalidContentLength,
+    /// A `Transfer-Encoding` other than a final `chunked` on a request (RFC 9112 §6.3 ¶4).
+    UnsupportedTransferEncoding,
+    /// Malformed chunked framing (RFC 9112 §7.1).
+    InvalidChunk,
+    /// Header block larger than the configured limit.
+    HeadersTooLarge,
+    /// More header fields than the decoder accepts.
+    TooManyHeaders,
+    /// The request line or header block did not parse (RFC 9112 §3, §5).
+    MalformedRequest,
+    /// The status line or header block did not parse (RFC 9112 §4, §5).
+    MalformedResponse,
+    /// A header value had bytes that are not UTF-8 (obs-text, RFC 9110 §5.5).
+    NonUtf8Header,
+    /// A response arrived with no outstanding request; it was paired with nothing.
+    UnsolicitedResponse,
+    /// The connection switched protocols (`101`, RFC 9110 §15.2.2); later bytes are not HTTP/1.
+    ProtocolUpgrade,
+    /// The sensor evicted this connection's state under memory pressure.
+    StateEvicted,
+    /// An anomaly code from a newer minor schema version.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Errors reading events.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// Not JSON, or not an event object.
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    /// The event's major version is not one this build reads.
+    #[error("unsupported schema version {found:?} (this build reads major version {SCHEMA_MAJOR})")]
+    UnsupportedVersion {
+        /// The version string found in the event.
+        found: String,
+    },
+    /// `Body::data` claimed base64 but was not.
+    #[error("body data is not valid base64")]
+    BadBase64,
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    schema_version: Option<String>,
+}
+
+/// Parses one event, rejecting unknown major versions before interpreting any other field.
+///
+/// Error messages never include the input: events carry sensitive values (R-OPS-3).
+pub fn decode_event(bytes: &[u8]) -> Result<ApiEvent, SchemaError> {
+    let probe: VersionProbe =
+        serde_json::from_slice(bytes).map_err(|e| SchemaError::Malformed(classify(&e)))?;
+    let version = probe
+        .schema_version
+        .ok_or_else(|| SchemaError::Malformed("missing schema_version".into()))?;
+    let major = version.split('.').next().and_then(|m| m.parse::<u32>().ok());
+    if major != Some(SCHEMA_MAJOR) {
+        return Err(SchemaError::UnsupportedVersion { found: version });
+    }
+    serde_json::from_slice(bytes).map_err(|e| SchemaError::Malformed(classify(&e)))
+}
+
+/// Describes a serde_json error by kind and position only, never by content.
+fn classify(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let kind = match e.classify() {
+        Category::Io => "io error",
+        Category::Syntax => "syntax error",
+        Category::Data => "wrong field type or missing field",
+        Category::Eof => "truncated input",
+    };
+    format!("{kind} at line {} column {}", e.line(), e.column())
+}
+
+/// Serialises an event as one line of JSON (no trailing newline).
+pub fn encode_event(event: &ApiEvent) -> Vec<u8> {
+    // Serialising plain structs with string keys cannot fail.
+    serde_json::to_vec(event).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ApiEvent {
+        ApiEvent {
+            schema_version: SCHEMA_VERSION.into(),
+            event_id: "0123456789abcdef0123456789abcdef".into(),
+            sensor: SensorInfo {
+                id: "s1".into(),
+                host: "h1".into(),
+            },
+            connection_id: "0123456789abcdef".into(),
+            transaction_index: 0,
+            request_start_unix_us: 1,
+            response_end_unix_us: Some(3),
+            latency_us: Some(2),
+            client: Endpoint {
+                ip: "10.0.0.2".parse().unwrap(),
+                port: 40000,
+            },
+            server: Endpoint {
+                ip: "::1".parse().unwrap(),
+                port: 80,
+            },
+            tls: false,
+            http_version: "1.1".into(),
+            request: Request {
+                method: "POST".into(),
+                host: Some("api".into()),
+                path: "/v1/users".into(),
+                query: Some("a=1".into()),
+                headers: vec![Header {
+                    name: "Host".into(),
+                    value: "api".into(),
+                }],
+                body: Body::from_bytes(b"{\"x\":1}", 7),
+            },
+            response: Some(Response {
+                status: 201,
+                reason: "Created".into(),
+                headers: vec![],
+                body: Body::from_bytes(&[0xff, 0x00], 10),
+            }),
+            anomalies: vec![Anomaly::ContentLengthWithChunked],
+        }
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let e = sample();
+        let back = decode_event(&encode_event(&e)).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn binary_body_is_base64_and_truncation_is_flagged() {
+        let b = Body::from_bytes(&[0xff, 0x00], 10);
+        assert_eq!(b.encoding, BodyEncoding::Base64);
+        assert!(b.truncated);
+        assert_eq!(b.bytes().unwrap(), vec![0xff, 0x00]);
+        let full = Body::from_bytes(b"ok", 2);
+        assert!(!full.truncated);
+        assert_eq!(full.encoding, BodyEncoding::Utf8);
+    }
+
+    #[test]
+    fn rejects_unknown_major_version() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["schema_version"] = "2.0".into();
+        let err = decode_event(v.to_string().as_bytes()).unwrap_err();
+        assert!(matches!(err, SchemaError::UnsupportedVersion { .. }));
+    }
+
+    #[test]
+    fn accepts_newer_minor_with_unknown_fields_and_anomalies() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["schema_version"] = "1.7".into();
+        v["future_field"] = 42.into();
+        v["anomalies"] = serde_json::json!(["request_gap", "something_new"]);
+        let e = decode_event(v.to_string().as_bytes()).unwrap();
+        assert_eq!(e.anomalies, vec![Anomaly::RequestGap, Anomaly::Unknown]);
+    }
+
+    #[test]
+    fn errors_never_echo_the_input() {
+        let secret = br#"{"schema_version":"1.0","password":"hunter2""#;
+        let msg = decode_event(secret).unwrap_err().to_string();
+        assert!(!msg.contains("hunter2"), "{msg}");
+        let msg = decode_event(b"hunter2").unwrap_err().to_string();
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+}

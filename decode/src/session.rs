@@ -1,0 +1,702 @@
+//! One connection's HTTP/1.x conversation: pairs requests with responses and builds events.
+//!
+//! A [`Session`] is the source-independent stage of the pipeline (R-CAP-3, R-CAP-6, R-CAP-4):
+//! it consumes *ordered bytes of one direction of one connection, with timestamps and gaps
+//! marked* through [`Session::data`], [`Session::gap`], [`Session::fin`] and [`Session::close`].
+//! TCP reassembly of captured packets ([`crate::tcp`]) feeds it today; pcap replay feeds it
+//! through the same reassembler, and TLS uprobes will call it directly with plaintext.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use apitap_schema::{
+    Anomaly, ApiEvent, Body, Endpoint, Request, Response, SCHEMA_VERSION, SensorInfo,
+};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::http1::{Framing, Head, Kind, Limits, MessageParser, Step};
+use crate::stats::Stats;
+
+/// Direction of bytes within a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Bytes sent by the client (requests).
+    Client,
+    /// Bytes sent by the server (responses).
+    Server,
+}
+
+/// Decoder settings shared by all sessions.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Body bytes kept per message at most; the rest is counted, not kept.
+    pub max_body_bytes: usize,
+    /// Header block size at most.
+    pub max_header_bytes: usize,
+    /// Header fields per message at most.
+    pub max_headers: usize,
+    /// Requests awaiting a response per connection at most (pipelining depth); beyond it the
+    /// oldest is reported without a response.
+    pub max_pending_requests: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 64 * 1024,
+            max_headers: 128,
+            max_pending_requests: 64,
+        }
+    }
+}
+
+/// Identity of a connection, fixed when it is first seen.
+#[derive(Debug, Clone)]
+pub struct ConnMeta {
+    /// Sensor that saw it.
+    pub sensor: Arc<SensorInfo>,
+    /// Client side.
+    pub client: Endpoint,
+    /// Server side.
+    pub server: Endpoint,
+    /// First packet time, nanoseconds since the Unix epoch (part of the stable ids).
+    pub first_seen_ns: u64,
+    /// Bytes came from a TLS library rather than the wire.
+    pub tls: bool,
+}
+
+impl ConnMeta {
+    fn hasher(&self) -> Xxh3 {
+        let mut h = Xxh3::new();
+        h.update(self.sensor.id.as_bytes());
+        h.update(&[0]);
+        for ep in [self.client, self.server] {
+            match ep.ip {
+                IpAddr::V4(a) => h.update(&a.octets()),
+                IpAddr::V6(a) => h.update(&a.octets()),
+            }
+            h.update(&ep.port.to_be_bytes());
+        }
+        h.update(&self.first_seen_ns.to_be_bytes());
+        h
+    }
+
+    /// 16 hex digits, stable for the same connection seen by the same sensor.
+    pub fn connection_id(&self) -> String {
+        format!("{:016x}", self.hasher().digest())
+    }
+
+    /// 32 hex digits, stable for the same transaction.
+    pub fn event_id(&self, index: u64) -> String {
+        let mut h = self.hasher();
+        h.update(&index.to_be_bytes());
+        format!("{:032x}", h.digest128())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Capture {
+    data: Vec<u8>,
+    len: u64,
+}
+
+impl Capture {
+    fn add(&mut self, bytes: &[u8], cap: usize) {
+        self.len += bytes.len() as u64;
+        let room = cap.saturating_sub(self.data.len());
+        self.data.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+}
+
+#[derive(Debug)]
+struct PendingRequest {
+    index: u64,
+    /// Client-stream offset just past the request's last byte, once complete.
+    end_offset: Option<u64>,
+    start_us: u64,
+    head: Head,
+    body: Capture,
+    anomalies: Vec<Anomaly>,
+}
+
+#[derive(Debug)]
+struct PartialResponse {
+    head: Head,
+    body: Capture,
+    anomalies: Vec<Anomaly>,
+    /// The request it answers; `None` for an unsolicited response.
+    request: Option<PendingRequest>,
+}
+
+/// Decoder state of one connection.
+#[derive(Debug)]
+pub struct Session {
+    meta: ConnMeta,
+    connection_id: String,
+    cfg: Arc<SessionConfig>,
+    req: MessageParser,
+    res: MessageParser,
+    /// Request whose head was seen and whose body is still arriving.
+    reading: Option<PendingRequest>,
+    /// Complete requests awaiting a response, oldest first.
+    pending: VecDeque<PendingRequest>,
+    response: Option<PartialResponse>,
+    next_index: u64,
+    /// When the first byte of the message now being read arrived, per side.
+    msg_start_us: [Option<u64>; 2],
+    /// Anomalies to attach to the next request seen (e.g. a gap between messages).
+    carry: Vec<Anomaly>,
+    upgraded: bool,
+    /// Response bytes were lost since the last response head: the next head may answer a
+    /// later request than the oldest pending one.
+    resynced: bool,
+}
+
+impl Session {
+    /// A session for a new connection. `midstream` when capture began after the connection
+    /// opened: both parsers first look for a message start.
+    pub fn new(meta: ConnMeta, cfg: Arc<SessionConfig>, midstream: bool) -> Self {
+        let limits = Limits {
+            max_header_bytes: cfg.max_header_bytes,
+            max_headers: cfg.max_headers,
+        };
+        let mut req = MessageParser::new(Kind::Request, limits);
+        let mut res = MessageParser::new(Kind::Response, limits);
+        let mut carry = Vec::new();
+        if midstream {
+            req.resync();
+            res.resync();
+            carry.push(Anomaly::MidstreamStart);
+        }
+        Session {
+            connection_id: meta.connection_id(),
+            meta,
+            cfg,
+            req,
+            res,
+            reading: None,
+            pending: VecDeque::new(),
+            response: None,
+            next_index: 0,
+            msg_start_us: [None; 2],
+            carry,
+            upgraded: false,
+            resynced: midstream,
+        }
+    }
+
+    /// The connection's identity.
+    pub fn meta(&self) -> &ConnMeta {
+        &self.meta
+    }
+
+    /// Bytes held by this session (parser buffers and body samples), for memory accounting.
+    pub fn buffered(&self) -> usize {
+        let bodies: usize = self.pending.iter().map(|p| p.body.data.len()).sum::<usize>()
+            + self.reading.as_ref().map_or(0, |p| p.body.data.len())
+            + self.response.as_ref().map_or(0, |r| r.body.data.len());
+        self.req.buffered() + self.res.buffered() + bodies
+    }
+
+    /// In-order bytes from one side. `peer_offset`, when the source knows it, is how many bytes
+    /// of the *other* direction's stream the sender had received when it sent these (the TCP
+    /// acknowledgment, as a stream offset): it keeps responses paired with the right request
+    /// after bytes were lost (a response cannot answer a request the server had not received).
+    pub fn data(
+        &mut self,
+        side: Side,
+        ts_us: u64,
+        bytes: &[u8],
+        peer_offset: Option<u64>,
+        stats: &mut Stats,
+        out: &mut Vec<ApiEvent>,
+    ) {
+        if bytes.is_empty() {
+            return;
+        }
+        let slot = side_index(side);
+        match side {
+            Side::Client => {
+                if self.req.idle() && self.msg_start_us[slot].is_none() {
+                    self.msg_start_us[slot] = Some(ts_us);
+                }
+                self.req.push(bytes);
+                self.drive_requests(ts_us, stats, out);
+            }
+            Side::Server => {
+                if self.res.idle() && self.msg_start_us[slot].is_none() {
+                    self.msg_start_us[slot] = Some(ts_us);
+                }
+                self.res.push(bytes);
+                self.drive_responses(ts_us, peer_offset, stats, out);
+            }
+        }
+    }
+
+    /// `len` bytes from one side are missing (lost or not captured).
+    pub fn gap(&mut self, side: Side, ts_us: u64, len: u64, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+        stats.stream_gaps += 1;
+        stats.stream_gap_bytes += len;
+        match side {
+            Side::Client => {
+                self.req.gap(len);
+                self.msg_start_us[0] = None;
+                if let Some(mut r) = self.reading.take() {
+                    r.anomalies.push(Anomaly::RequestGap);
+                    r.anomalies.push(Anomaly::RequestIncomplete);
+                    self.enqueue(r, stats, out);
+                } else if !self.carry.contains(&Anomaly::RequestGap) {
+                    self.carry.push(Anomaly::RequestGap);
+                }
+            }
+            Side::Server => {
+                self.res.gap(len);
+                self.resynced = true;
+                self.msg_start_us[1] = None;
+                if let Some(mut r) = self.response.take() {
+                    r.anomalies.push(Anomaly::ResponseGap);
+                    r.anomalies.push(Anomaly::ResponseIncomplete);
+                    self.emit_response(r, ts_us, stats, out);
+                } else if let Some(p) = self.pending.front_mut() {
+                    // The missing bytes may have held this request's response head.
+                    if !p.anomalies.contains(&Anomaly::ResponseGap) {
+                        p.anomalies.push(Anomaly::ResponseGap);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One side finished sending (TCP FIN reached in order).
+    pub fn fin(&mut self, side: Side, ts_us: u64, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+        if side == Side::Server && self.res.reading_until_close() {
+            // RFC 9112 §6.3 ¶8: the close delimits the body.
+            if let Some(r) = self.response.take() {
+                self.res.gap(0);
+                self.emit_response(r, ts_us, stats, out);
+            }
+        }
+    }
+
+    /// The connection is over (both FINs, RST, idle timeout or eviction): everything still
+    /// pending is reported.
+    pub fn close(&mut self, ts_us: u64, evicted: bool, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+        self.fin(Side::Server, ts_us, stats, out);
+        if let Some(mut r) = self.response.take() {
+            r.anomalies.push(Anomaly::ResponseIncomplete);
+            if evicted {
+                r.anomalies.push(Anomaly::StateEvicted);
+            }
+            self.emit_response(r, ts_us, stats, out);
+        }
+        if let Some(mut r) = self.reading.take() {
+            r.anomalies.push(Anomaly::RequestIncomplete);
+            self.pending.push_back(r);
+        }
+        while let Some(mut r) = self.pending.pop_front() {
+            r.anomalies.push(Anomaly::NoResponse);
+            if evicted {
+                r.anomalies.push(Anomaly::StateEvicted);
+            }
+            stats.requests_without_response += 1;
+            out.push(self.build(r, None, stats));
+        }
+    }
+
+    fn drive_requests(&mut self, ts_us: u64, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+        loop {
+            match self.req.step() {
+                Step::NeedMore => return,
+                Step::Head(head) => {
+                    let mut anomalies = std::mem::take(&mut self.carry);
+                    anomalies.extend_from_slice(&head.anomalies);
+                    let framing = Framing::for_request(&head, &mut anomalies);
+                    let start_us = self.msg_start_us[0].take().unwrap_or(ts_us);
+                    let r = PendingRequest {
+                        end_offset: None,
+                        index: self.next_index,
+                        start_us,
+                        head,
+                        body: Capture::default(),
+                        anomalies,
+                    };
+                    self.next_index += 1;
+                    self.req.start_body(framing);
+                    if framing == Framing::None {
+                        self.enqueue(r, stats, out);
+                    } else {
+                        self.reading = Some(r);
+                    }
+                }
+                Step::Body(b) => {
+                    if let Some(r) = self.reading.as_mut() {
+                        r.body.add(b, self.cfg.max_body_bytes);
+                    }
+                }
+                Step::End => {
+                    if let Some(r) = self.reading.take() {
+                        self.enqueue(r, stats, out);
+                    }
+                }
+                Step::Invalid(anomaly) => {
+                    stats.request_parse_errors += 1;
+                    self.msg_start_us[0] = None;
+                    if let Some(mut r) = self.reading.take() {
+                        r.anomalies.push(anomaly);
+                        r.anomalies.push(Anomaly::RequestIncomplete);
+                        self.enqueue(r, stats, out);
+                    } else if !self.carry.contains(&anomaly) {
+                        self.carry.push(anomaly);
+                    }
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, mut r: PendingRequest, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+        r.end_offset = Some(self.req.position());
+        if self.pending.len() >= self.cfg.max_pending_requests {
+            if let Some(mut oldest) = self.pending.pop_front() {
+                oldest.anomalies.push(Anomaly::NoResponse);
+                stats.requests_without_response += 1;
+                stats.pipeline_overflow += 1;
+                out.push(self.build(oldest, None, stats));
+            }
+        }
+        self.pending.push_back(r);
+        // A response that arrived before its request finished (e.g. early 413) is waiting.
+        if self.response.as_ref().is_some_and(|r| r.request.is_none()) {
+            if let Some(resp) = self.response.as_mut() {
+                resp.request = self.pending.pop_front();
+            }
+        }
+    }
+
+    /// Picks the request a response head answers, using the acknowledged client-stream offset
+    /// when known: requests the server had not fully received cannot be answered yet; after
+    /// lost response bytes, older requests that a later fully-received one overtook are
+    /// reported without a response.
+    fn request_for_response(&mut self, peer_offset: Option<u64>, stats: &mut Stats, out: &mut Vec<ApiEvent>) -> Option<PendingRequest> {
+        if let Some(acked) = peer_offset {
+            if self.resynced {
+                while self.pending.len() > 1 && self.pending[1].end_offset.is_some_and(|e| e <= acked) {
+                    if let Some(mut lost) = self.pending.pop_front() {
+                        lost.anomalies.push(Anomaly::NoResponse);
+                        stats.requests_without_response += 1;
+                        out.push(self.build(lost, None, stats));
+                    }
+                }
+            }
+            if self.pending.front().is_some_and(|r| r.end_offset.is_some_and(|e| e > acked)) {
+                return None;
+            }
+        }
+        self.resynced = false;
+        self.pending.pop_front().or_else(|| self.reading.take())
+    }
+
+    fn drive_responses(&mut self, ts_us: u64, peer_offset: Option<u64>, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+        loop {
+            match self.res.step() {
+                Step::NeedMore => return,
+                Step::Head(head) => {
+                    let mut anomalies = head.anomalies.clone();
+                    if (100..200).contains(&head.status) && head.status != 101 {
+                        // Interim response (RFC 9110 §15.2): the final one follows.
+                        self.res.start_body(Framing::None);
+                        self.msg_start_us[1] = None;
+                        continue;
+                    }
+                    let request = self.request_for_response(peer_offset, stats, out);
+                    let method = request.as_ref().map(|r| r.head.method.clone());
+                    let framing = Framing::for_response(&head, method.as_deref(), &mut anomalies);
+                    self.res.start_body(framing);
+                    let r = PartialResponse {
+                        head,
+                        body: Capture::default(),
+                        anomalies,
+                        request,
+                    };
+                    match framing {
+                        Framing::None => self.emit_response(r, ts_us, stats, out),
+                        Framing::Upgrade => {
+                            let mut r = r;
+                            r.anomalies.push(Anomaly::ProtocolUpgrade);
+                            self.upgraded = true;
+                            self.req.start_body(Framing::Upgrade);
+                            self.emit_response(r, ts_us, stats, out);
+                            stats.upgrades += 1;
+                        }
+                        _ => self.response = Some(r),
+                    }
+                }
+                Step::Body(b) => {
+                    if let Some(r) = self.response.as_mut() {
+                        r.body.add(b, self.cfg.max_body_bytes);
+                    }
+                }
+                Step::End => {
+                    if let Some(r) = self.response.take() {
+                        self.emit_response(r, ts_us, stats, out);
+                    }
+                }
+                Step::Invalid(anomaly) => {
+                    stats.response_parse_errors += 1;
+                    self.msg_start_us[1] = None;
+                    if let Some(mut r) = self.response.take() {
+                        r.anomalies.push(anomaly);
+                        r.anomalies.push(Anomaly::ResponseIncomplete);
+                        self.emit_response(r, ts_us, stats, out);
+                    } else if let Some(p) = self.pending.front_mut() {
+                        p.anomalies.push(anomaly);
+                    }
+                }
+            }
+        }
+    }
+
+    fn emit_response(&mut self, r: PartialResponse, end_us: u64, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+        self.msg_start_us[1] = None;
+        let PartialResponse {
+            head,
+            body,
+            anomalies,
+            request,
+        } = r;
+        let Some(mut request) = request else {
+            stats.unsolicited_responses += 1;
+            return;
+        };
+        request.anomalies.extend(anomalies);
+        let event = self.build(request, Some((head, body, end_us)), stats);
+        out.push(event);
+    }
+
+    fn build(&self, r: PendingRequest, response: Option<(Head, Capture, u64)>, stats: &mut Stats) -> ApiEvent {
+        stats.transactions += 1;
+        let PendingRequest {
+            index,
+            end_offset: _,
+            start_us,
+            head,
+            body,
+            mut anomalies,
+        } = r;
+        let (path, query) = split_target(&head.target);
+        let host = head.header("host").map(str::to_owned);
+        let http_version = format!("1.{}", head.minor_version);
+        let request = Request {
+            method: head.method,
+            host,
+            path,
+            query,
+            headers: head.headers,
+            body: Body::from_bytes(&body.data, body.len),
+        };
+        let (response, end_us) = match response {
+            Some((h, b, end)) => (
+                Some(Response {
+                    status: h.status,
+                    reason: h.reason,
+                    headers: h.headers,
+                    body: Body::from_bytes(&b.data, b.len),
+                }),
+                Some(end.max(start_us)),
+            ),
+            None => (None, None),
+        };
+        let mut seen = Vec::with_capacity(anomalies.len());
+        anomalies.retain(|a| {
+            let new = !seen.contains(a);
+            seen.push(*a);
+            new
+        });
+        ApiEvent {
+            schema_version: SCHEMA_VERSION.to_owned(),
+            event_id: self.meta.event_id(index),
+            sensor: (*self.meta.sensor).clone(),
+            connection_id: self.connection_id.clone(),
+            transaction_index: index,
+            request_start_unix_us: start_us,
+            response_end_unix_us: end_us,
+            latency_us: end_us.map(|e| e - start_us),
+            client: self.meta.client,
+            server: self.meta.server,
+            tls: self.meta.tls,
+            http_version,
+            request,
+            response,
+            anomalies,
+        }
+    }
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Client => 0,
+        Side::Server => 1,
+    }
+}
+
+/// Splits a request target (RFC 9112 §3.2) into path and raw query. Absolute-form targets
+/// (`http://host/p?q`) are reduced to their path; authority-form (`CONNECT host:443`) and
+/// asterisk-form (`*`) are kept whole as the path.
+pub fn split_target(target: &str) -> (String, Option<String>) {
+    let mut t = target;
+    if let Some(rest) = t.strip_prefix("http://").or_else(|| t.strip_prefix("https://")) {
+        t = rest.find('/').map_or("/", |i| &rest[i..]);
+    }
+    // A fragment is never sent, but strip one if a client did (RFC 3986 §3.5).
+    let t = t.split('#').next().unwrap_or(t);
+    match t.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (t.to_owned(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(midstream: bool) -> Session {
+        let meta = ConnMeta {
+            sensor: Arc::new(SensorInfo {
+                id: "s".into(),
+                host: "h".into(),
+            }),
+            client: Endpoint {
+                ip: "10.0.0.2".parse().unwrap(),
+                port: 5555,
+            },
+            server: Endpoint {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 80,
+            },
+            first_seen_ns: 1,
+            tls: false,
+        };
+        Session::new(meta, Arc::new(SessionConfig::default()), midstream)
+    }
+
+    #[test]
+    fn pipelined_requests_pair_in_order() {
+        let mut s = session(false);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        s.data(Side::Client, 10, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nPOST /c HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", None, &mut st, &mut out);
+        assert!(out.is_empty());
+        s.data(Side::Server, 20, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nAHTTP/1.1 404 NF\r\nContent-Length: 1\r\n\r\nB", None, &mut st, &mut out);
+        s.data(Side::Server, 30, b"HTTP/1.1 201 C\r\nContent-Length: 1\r\n\r\nC", None, &mut st, &mut out);
+        let got: Vec<_> = out
+            .iter()
+            .map(|e| (e.request.path.clone(), e.response.as_ref().unwrap().status, e.response.as_ref().unwrap().body.data.clone(), e.transaction_index))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/a".into(), 200, "A".into(), 0),
+                ("/b".into(), 404, "B".into(), 1),
+                ("/c".into(), 201, "C".into(), 2)
+            ]
+        );
+        assert_eq!(out[2].request.body.data, "hi");
+        assert_eq!(out[2].latency_us, Some(20));
+        assert_ne!(out[0].event_id, out[1].event_id);
+    }
+
+    #[test]
+    fn continue_and_head_and_close_delimited() {
+        let mut s = session(false);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        s.data(Side::Client, 1, b"PUT /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", None, &mut st, &mut out);
+        s.data(Side::Server, 2, b"HTTP/1.1 100 Continue\r\n\r\n", None, &mut st, &mut out);
+        s.data(Side::Client, 3, b"abc", None, &mut st, &mut out);
+        s.data(Side::Server, 4, b"HTTP/1.1 204 No Content\r\n\r\n", None, &mut st, &mut out);
+        s.data(Side::Client, 5, b"HEAD /h HTTP/1.1\r\n\r\nGET /x HTTP/1.0\r\n\r\n", None, &mut st, &mut out);
+        s.data(Side::Server, 6, b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nHTTP/1.0 200 OK\r\n\r\nuntil close", None, &mut st, &mut out);
+        assert_eq!(out.len(), 2);
+        s.fin(Side::Server, 7, &mut st, &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].request.body.data, "abc");
+        assert_eq!(out[0].response.as_ref().unwrap().status, 204);
+        assert_eq!(out[1].request.method, "HEAD");
+        assert_eq!(out[1].response.as_ref().unwrap().body.length_bytes, 0);
+        assert_eq!(out[2].response.as_ref().unwrap().body.data, "until close");
+        assert_eq!(out[2].http_version, "1.0");
+    }
+
+    #[test]
+    fn body_cap_keeps_length_and_flags_truncation() {
+        let mut s = session(false);
+        s.cfg = Arc::new(SessionConfig {
+            max_body_bytes: 4,
+            ..SessionConfig::default()
+        });
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        s.data(Side::Client, 1, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", None, &mut st, &mut out);
+        s.data(Side::Server, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", None, &mut st, &mut out);
+        let e = &out[0];
+        assert_eq!((e.request.body.length_bytes, e.request.body.captured_bytes, e.request.body.truncated), (5, 4, true));
+        assert_eq!(e.request.body.data, "hell");
+        assert_eq!(e.response.as_ref().unwrap().body.length_bytes, 10);
+    }
+
+    #[test]
+    fn close_reports_unanswered_and_midstream_resyncs() {
+        let mut s = session(true);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        s.data(Side::Server, 1, b"tail of an old body\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", None, &mut st, &mut out);
+        s.data(Side::Client, 2, b"ld body\r\nGET /next?q=1 HTTP/1.1\r\nHost: api\r\n\r\n", None, &mut st, &mut out);
+        s.close(3, false, &mut st, &mut out);
+        assert_eq!(st.unsolicited_responses, 1);
+        assert_eq!(out.len(), 1);
+        let e = &out[0];
+        assert_eq!(e.request.path, "/next");
+        assert_eq!(e.request.query.as_deref(), Some("q=1"));
+        assert_eq!(e.request.host.as_deref(), Some("api"));
+        assert_eq!(e.anomalies, vec![Anomaly::MidstreamStart, Anomaly::NoResponse]);
+    }
+
+    #[test]
+    fn gap_inside_response_body_is_reported() {
+        let mut s = session(false);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        s.data(Side::Client, 1, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", None, &mut st, &mut out);
+        s.data(Side::Server, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", None, &mut st, &mut out);
+        s.gap(Side::Server, 3, 93, &mut st, &mut out);
+        s.data(Side::Server, 4, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", None, &mut st, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].anomalies.contains(&Anomaly::ResponseGap));
+        assert_eq!(out[1].request.path, "/b");
+        assert!(out[1].anomalies.is_empty());
+    }
+
+    #[test]
+    fn websocket_upgrade_stops_parsing() {
+        let mut s = session(false);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        s.data(Side::Client, 1, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", None, &mut st, &mut out);
+        s.data(Side::Server, 2, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi", None, &mut st, &mut out);
+        s.data(Side::Client, 3, b"\x81\x82abcdGET /not-http HTTP/1.1\r\n\r\n", None, &mut st, &mut out);
+        s.close(4, false, &mut st, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].anomalies.contains(&Anomaly::ProtocolUpgrade));
+        assert_eq!(st.request_parse_errors, 0);
+    }
+
+    #[test]
+    fn targets_split() {
+        assert_eq!(split_target("/a/b?x=1&y"), ("/a/b".into(), Some("x=1&y".into())));
+        assert_eq!(split_target("http://h:8/p?q"), ("/p".into(), Some("q".into())));
+        assert_eq!(split_target("http://h"), ("/".into(), None));
+        assert_eq!(split_target("*"), ("*".into(), None));
+        assert_eq!(split_target("/p?"), ("/p".into(), Some(String::new())));
+    }
+}

@@ -1,0 +1,72 @@
+//! Decoder counters. Every byte or message the decoder gives up on is counted here under its
+//! cause (R-CAP-7); the agent exports them as `apitap_decode_<name>_total` metrics.
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Monotonic decoder counters.
+        #[derive(Debug, Default, Clone, PartialEq, Eq)]
+        pub struct Stats {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl Stats {
+            /// `(name, value)` for every counter, in declaration order.
+            pub fn fields(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// TCP segments handed to the reassembler.
+    segments,
+    /// Payload bytes handed to the reassembler.
+    segment_bytes,
+    /// Connections created.
+    connections_opened,
+    /// Connections closed (FIN, RST, timeout or eviction).
+    connections_closed,
+    /// Connections first seen mid-stream (no SYN).
+    connections_midstream,
+    /// New connections not tracked because the table was full (drop).
+    connections_table_full,
+    /// Connections closed by the idle timeout.
+    connections_idle_timeout,
+    /// Connections evicted to stay under the total buffer limit (drop).
+    connections_evicted_memory,
+    /// Segments wholly already delivered (retransmissions).
+    segments_retransmitted,
+    /// Segments that overlapped delivered or buffered bytes in part.
+    segments_overlapping,
+    /// Segments far outside the receive window, ignored (drop).
+    segments_out_of_window,
+    /// Segments without payload or flags of interest for an untracked connection.
+    segments_untracked,
+    /// Segments buffered out of order.
+    segments_out_of_order,
+    /// Gaps declared in a byte stream (drop).
+    stream_gaps,
+    /// Bytes missing in declared gaps (drop).
+    stream_gap_bytes,
+    /// Gaps forced because a connection's out-of-order buffer was full.
+    gaps_buffer_full,
+    /// Gaps declared because out-of-order data waited longer than the gap timeout.
+    gaps_timeout,
+    /// Gaps declared because the peer acknowledged bytes that were never captured.
+    gaps_acked_unseen,
+    /// Transactions emitted as events.
+    transactions,
+    /// Requests reported without a response.
+    requests_without_response,
+    /// Responses with no outstanding request (not reported as events).
+    unsolicited_responses,
+    /// Requests reported early because too many were pipelined.
+    pipeline_overflow,
+    /// Request-side framing errors.
+    request_parse_errors,
+    /// Response-side framing errors.
+    response_parse_errors,
+    /// Connections that switched protocols (WebSocket, CONNECT).
+    upgrades,
+}
