@@ -163,7 +163,7 @@ pub enum Counter {
     ParseError = 7,
     /// Drop: copying payload bytes out of the packet failed.
     LoadFailed = 8,
-    /// Drop: IPv6 packet whose next header is not TCP (extension headers are not walked yet).
+    /// Drop: IPv6 packet with more extension headers than the programs walk (4) before TCP.
     Ipv6ExtHeaders = 9,
     /// Drop: IPv4 fragment (the agent cannot reassemble IP fragments).
     IpFragment = 10,

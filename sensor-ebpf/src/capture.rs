@@ -36,6 +36,8 @@ const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 const IPPROTO_TCP: u8 = 6;
+/// IPv6 extension headers walked at most before the upper-layer header.
+const MAX_IPV6_EXT_HEADERS: usize = 4;
 
 /// Why a packet could not be captured; each maps to one drop counter.
 #[derive(Clone, Copy)]
@@ -167,6 +169,18 @@ fn read<S: Source, T: Copy>(src: &S, offset: usize) -> Result<T, Drop> {
     Ok(unsafe { core::ptr::read_unaligned(p) })
 }
 
+/// Copies a `T` at a variable `offset` through the load-bytes helper: unlike direct packet
+/// access, this verifies for any offset and also reaches non-linear data.
+#[inline(always)]
+fn load<S: Source, T: Copy>(src: &S, offset: usize) -> Result<T, Drop> {
+    let mut v = core::mem::MaybeUninit::<T>::uninit();
+    if src.load(offset as u32, v.as_mut_ptr().cast(), core::mem::size_of::<T>() as u32) < 0 {
+        return Err(Drop::Parse);
+    }
+    // SAFETY: the helper filled all `size_of::<T>()` bytes; T is plain data.
+    Ok(unsafe { v.assume_init() })
+}
+
 #[xdp(frags)]
 pub fn apitap_xdp_ingress(ctx: XdpContext) -> u32 {
     observe(&ctx);
@@ -240,37 +254,67 @@ fn try_observe<S: Source>(src: &S) -> Result<(), Drop> {
             ip_end = if tot_len == 0 { usize::MAX } else { l3 + tot_len };
         }
         ETH_P_IPV6 => {
-            let next: u8 = read(src, l3 + 6)?;
-            if next != IPPROTO_TCP {
-                // Hop-by-hop, routing, fragment, destination options, AH, ESP may hide TCP.
-                return match next {
-                    0 | 43 | 44 | 60 | 51 | 50 => Err(Drop::Ipv6Ext),
-                    _ => Ok(()),
-                };
-            }
             let plen = u16::from_be(read::<S, u16>(src, l3 + 4)?) as usize;
             hdr.saddr = read(src, l3 + 8)?;
             hdr.daddr = read(src, l3 + 24)?;
             hdr.family = FAMILY_IPV6;
-            l4 = l3 + 40;
-            ip_end = if plen == 0 { usize::MAX } else { l4 + plen };
+            ip_end = if plen == 0 { usize::MAX } else { l3 + 40 + plen };
+            // Walk extension headers (RFC 8200 §4) to the upper-layer header.
+            let mut next: u8 = read(src, l3 + 6)?;
+            let mut off = l3 + 40;
+            for _ in 0..MAX_IPV6_EXT_HEADERS {
+                match next {
+                    IPPROTO_TCP => break,
+                    // Hop-by-hop, routing, destination options: length in 8-octet units.
+                    0 | 43 | 60 => {
+                        let [nh, len]: [u8; 2] = load(src, off)?;
+                        next = nh;
+                        off += (len as usize + 1) * 8;
+                    }
+                    // Authentication header: length in 4-octet units, minus 2 (RFC 4302 §2.2).
+                    51 => {
+                        let [nh, len]: [u8; 2] = load(src, off)?;
+                        next = nh;
+                        off += (len as usize + 2) * 4;
+                    }
+                    // Fragment header (RFC 8200 §4.5): the agent cannot reassemble fragments.
+                    44 => {
+                        let [nh, _]: [u8; 2] = load(src, off)?;
+                        if nh == IPPROTO_TCP {
+                            return Err(Drop::Fragment);
+                        }
+                        return Ok(());
+                    }
+                    // ESP, ICMPv6, UDP, no next header, ...: not TCP we can see.
+                    _ => return Ok(()),
+                }
+            }
+            if next != IPPROTO_TCP {
+                // Still inside the extension-header chain after the walk limit.
+                return match next {
+                    0 | 43 | 60 | 51 | 44 => Err(Drop::Ipv6Ext),
+                    _ => Ok(()),
+                };
+            }
+            l4 = off;
         }
         _ => return Ok(()),
     }
 
-    // L4 (RFC 9293 §3.1).
-    let sport = u16::from_be(read::<S, u16>(src, l4)?);
-    let dport = u16::from_be(read::<S, u16>(src, l4 + 2)?);
+    // L4 (RFC 9293 §3.1), read in one copy since its offset varies.
+    let tcp: [u8; 20] = load(src, l4)?;
+    let sport = u16::from_be_bytes([tcp[0], tcp[1]]);
+    let dport = u16::from_be_bytes([tcp[2], tcp[3]]);
     if cfg.flags & config_flags::ALL_PORTS == 0
         // SAFETY: plain lookups; values are not kept.
         && unsafe { PORTS.get(&sport).is_none() && PORTS.get(&dport).is_none() }
     {
         return Ok(());
     }
-    let seq = u32::from_be(read::<S, u32>(src, l4 + 4)?);
-    let ack = u32::from_be(read::<S, u32>(src, l4 + 8)?);
-    let doff = ((read::<S, u8>(src, l4 + 12)? >> 4) as usize) * 4;
-    let flags: u8 = read(src, l4 + 13)?;
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
+    let doff = ((tcp[12] >> 4) as usize) * 4;
+    let flags = tcp[13];
     if doff < 20 {
         return Err(Drop::Parse);
     }

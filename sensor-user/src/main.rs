@@ -1,11 +1,86 @@
-use aya::programs::{Xdp, XdpMode, SchedClassifier, TcAttachType};
+//! `apitap-sensor`: see the `apitap_sensor` crate docs.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use apitap_sensor::config::{Config, SinkKind};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "apitap-sensor", version, about = "apitap capture agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Capture live traffic and write API events.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Interface to capture on (repeatable; replaces `capture.interfaces`).
+        #[arg(long = "interface")]
+        interfaces: Vec<String>,
+        /// TCP port to capture (repeatable; replaces `capture.ports`).
+        #[arg(long = "port")]
+        ports: Vec<u16>,
+        /// Write events as JSON lines to this file instead of the configured sink.
+        #[arg(long)]
+        events_file: Option<PathBuf>,
+        /// Serve metrics on this address (replaces `metrics.listen`).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+    },
+    /// Validate a configuration file and print the effective settings.
+    CheckConfig {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut bpf = aya::Ebpf::load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/apitap-sensor-ebpf")))?;
-    let iface = std::env::args().nth(1).unwrap();
-    let p: &mut Xdp = bpf.program_mut("apitap_xdp_ingress").unwrap().try_into()?;
-    p.load()?; p.attach(&iface, XdpMode::Skb)?;
-    let p: &mut SchedClassifier = bpf.program_mut("apitap_tc_egress").unwrap().try_into()?;
-    p.load()?; p.attach(&iface, TcAttachType::Egress)?;
-    println!("loaded ok");
-    Ok(())
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Run {
+            config,
+            interfaces,
+            ports,
+            events_file,
+            metrics_listen,
+        } => {
+            let mut cfg = Config::load(&config)?;
+            if !interfaces.is_empty() {
+                cfg.capture.interfaces = interfaces;
+            }
+            if !ports.is_empty() {
+                cfg.capture.ports = ports;
+            }
+            if let Some(path) = events_file {
+                cfg.sink.kind = SinkKind::File;
+                cfg.sink.path = Some(path);
+            }
+            if metrics_listen.is_some() {
+                cfg.metrics.listen = metrics_listen;
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(apitap_sensor::live::run(cfg))
+        }
+        Command::CheckConfig { config } => {
+            let cfg = Config::load(&config)?;
+            cfg.validate()?;
+            println!("{cfg:#?}");
+            Ok(())
+        }
+    }
 }

@@ -1,0 +1,150 @@
+//! Loading, configuring and attaching the eBPF programs, reading their ring buffer and
+//! counters (R-CAP-1, R-CAP-7).
+//!
+//! Links are owned by the loaded object and are file-descriptor based: if the agent exits or
+//! crashes, the kernel detaches the programs, so the host's traffic is never left behind a
+//! program nobody reads.
+
+use anyhow::{Context as _, bail};
+use apitap_common::{
+    Counter, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_PORTS, PROG_TC_EGRESS, PROG_XDP_INGRESS,
+    SensorConfig, config_flags,
+};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode, tc},
+    util::KernelVersion,
+};
+use tracing::{debug, info};
+
+use crate::config::{CaptureSection, XdpModeSetting};
+
+/// The eBPF object built from `sensor-ebpf` by this crate's build script.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/apitap-sensor-ebpf"));
+
+/// Loaded and attached programs.
+pub struct Capture {
+    /// Keeps programs and links alive; dropping it detaches everything.
+    _ebpf: Ebpf,
+    counters: PerCpuArray<MapData, u64>,
+}
+
+impl Capture {
+    /// Loads the programs, writes the configuration maps and attaches to every interface.
+    /// Returns the attached capture and its ring buffer of records.
+    pub fn attach(cfg: &CaptureSection) -> anyhow::Result<(Capture, RingBuf<MapData>)> {
+        raise_memlock();
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_EVENTS, cfg.ring_buffer_bytes)
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object into the kernel (needs CAP_BPF and CAP_NET_ADMIN)")?;
+
+        let mut ports: HashMap<_, u16, u8> = HashMap::try_from(
+            ebpf.map_mut(MAP_PORTS).context("map PORTS missing from the object")?,
+        )?;
+        for p in &cfg.ports {
+            ports.insert(p, 1, 0).with_context(|| format!("adding port {p} to the port filter"))?;
+        }
+        let mut flags = config_flags::ENABLED;
+        if cfg.ports.is_empty() {
+            flags |= config_flags::ALL_PORTS;
+        }
+        let mut config: Array<_, SensorConfig> =
+            Array::try_from(ebpf.map_mut(MAP_CONFIG).context("map CONFIG missing from the object")?)?;
+        config.set(
+            0,
+            SensorConfig {
+                snap_len: cfg.snap_len_bytes,
+                flags,
+            },
+            0,
+        )?;
+
+        let mode = match cfg.xdp_mode {
+            XdpModeSetting::Skb => XdpMode::Skb,
+            XdpModeSetting::Driver => XdpMode::Driver,
+            XdpModeSetting::Default => XdpMode::Default,
+        };
+        let xdp: &mut Xdp = ebpf
+            .program_mut(PROG_XDP_INGRESS)
+            .context("XDP program missing from the object")?
+            .try_into()?;
+        xdp.load().context("verifying the XDP program")?;
+        for iface in &cfg.interfaces {
+            xdp.attach(iface, mode)
+                .with_context(|| format!("attaching XDP ({:?} mode) to {iface}", cfg.xdp_mode))?;
+        }
+        let legacy_tc = KernelVersion::current().map(|v| v < KernelVersion::new(6, 6, 0)).unwrap_or(true);
+        let tc_prog: &mut SchedClassifier = ebpf
+            .program_mut(PROG_TC_EGRESS)
+            .context("TC program missing from the object")?
+            .try_into()?;
+        tc_prog.load().context("verifying the TC program")?;
+        for iface in &cfg.interfaces {
+            if legacy_tc {
+                // Before tcx (6.6) the clsact qdisc must exist; it may already.
+                if let Err(e) = tc::qdisc_add_clsact(iface) {
+                    debug!(interface = %iface, error = %e, "clsact qdisc not added (may exist)");
+                }
+            }
+            tc_prog
+                .attach(iface, TcAttachType::Egress)
+                .with_context(|| format!("attaching the TC egress classifier to {iface}"))?;
+        }
+        info!(interfaces = ?cfg.interfaces, ports = ?cfg.ports, snap_len = cfg.snap_len_bytes, "capture attached");
+
+        let ring = RingBuf::try_from(ebpf.take_map(MAP_EVENTS).context("map EVENTS missing")?)?;
+        let counters = PerCpuArray::try_from(ebpf.take_map(MAP_COUNTERS).context("map COUNTERS missing")?)?;
+        Ok((
+            Capture {
+                _ebpf: ebpf,
+                counters,
+            },
+            ring,
+        ))
+    }
+
+    /// Kernel counters summed over CPUs, indexed like [`Counter::ALL`].
+    pub fn counters(&self) -> anyhow::Result<[u64; Counter::COUNT as usize]> {
+        let mut out = [0u64; Counter::COUNT as usize];
+        for c in Counter::ALL {
+            let values = self.counters.get(&(c as u32), 0)?;
+            out[c as usize] = values.iter().sum();
+        }
+        Ok(out)
+    }
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones use the memory cgroup.
+/// Raising it needs CAP_SYS_RESOURCE, which the sensor does not ask for: a failure is fine.
+fn raise_memlock() {
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
+        debug!("RLIMIT_MEMLOCK not raised (BPF memory is accounted by cgroup on this kernel)");
+    }
+}
+
+/// Fails unless the process can load BPF programs, with a message naming what is missing.
+pub fn check_privileges() -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0);
+        const CAP_NET_ADMIN: u64 = 1 << 12;
+        const CAP_SYS_ADMIN: u64 = 1 << 21;
+        const CAP_BPF: u64 = 1 << 39;
+        if eff & CAP_NET_ADMIN == 0 || eff & (CAP_BPF | CAP_SYS_ADMIN) == 0 {
+            bail!("apitap-sensor needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN to attach XDP/TC programs");
+        }
+    }
+    Ok(())
+}

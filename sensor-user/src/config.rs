@@ -1,0 +1,322 @@
+//! The sensor's TOML configuration (one file, `deny_unknown_fields`, units in field names).
+//!
+//! Every field has a default except `capture.interfaces`; `apitap-sensor run --config FILE`
+//! flags may override the capture interfaces, ports and sink. Invalid values are rejected at
+//! startup with an error naming the field (R-OPS-2).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use apitap_common::MAX_SNAP_BYTES;
+use apitap_decode::{ReassemblyConfig, SessionConfig};
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identity of this sensor.
+    #[serde(default)]
+    pub sensor: SensorSection,
+    /// What to capture.
+    #[serde(default)]
+    pub capture: CaptureSection,
+    /// Decoder limits.
+    #[serde(default)]
+    pub decode: DecodeSection,
+    /// Where events go.
+    #[serde(default)]
+    pub sink: SinkSection,
+    /// Prometheus metrics and health endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[sensor]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSection {
+    /// Sensor id written into every event; defaults to the host name.
+    pub id: Option<String>,
+}
+
+/// XDP attach mode.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpModeSetting {
+    /// Generic XDP in the kernel stack: works on every interface and never reconfigures the
+    /// NIC (attaching native XDP resets some drivers' rings), at some CPU cost.
+    #[default]
+    Skb,
+    /// Native XDP in the driver.
+    Driver,
+    /// Let the kernel choose.
+    Default,
+}
+
+/// `[capture]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSection {
+    /// Interfaces to attach to (XDP ingress and TC egress on each).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// XDP attach mode: `skb` (default), `driver` or `default`.
+    #[serde(default)]
+    pub xdp_mode: XdpModeSetting,
+    /// TCP ports to capture (either side of a connection); empty captures every port.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// TCP payload bytes copied per packet at most (1..=65535); longer payloads are counted
+    /// as truncated and the missing tail becomes a gap.
+    #[serde(default = "default_snap")]
+    pub snap_len_bytes: u32,
+    /// Size of the kernel→agent ring buffer: a power of two, at least 64 KiB.
+    #[serde(default = "default_ring")]
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for CaptureSection {
+    fn default() -> Self {
+        CaptureSection {
+            interfaces: Vec::new(),
+            xdp_mode: XdpModeSetting::default(),
+            ports: Vec::new(),
+            snap_len_bytes: default_snap(),
+            ring_buffer_bytes: default_ring(),
+        }
+    }
+}
+
+fn default_snap() -> u32 {
+    MAX_SNAP_BYTES
+}
+fn default_ring() -> u32 {
+    16 * 1024 * 1024
+}
+
+/// `[decode]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeSection {
+    /// Body bytes kept per request or response; longer bodies are truncated (flagged, with
+    /// the full length kept).
+    pub max_body_bytes: usize,
+    /// Header block size at most per message.
+    pub max_header_bytes: usize,
+    /// Header fields per message at most.
+    pub max_headers: usize,
+    /// Requests awaiting a response per connection (pipelining depth).
+    pub max_pending_requests: usize,
+    /// Connections tracked at most.
+    pub max_connections: usize,
+    /// Out-of-order bytes held per connection before a gap is declared.
+    pub max_buffered_bytes_per_connection: usize,
+    /// Bytes held by the decoder across all connections before connections are evicted.
+    pub max_buffered_bytes_total: usize,
+    /// How long out-of-order data waits for missing bytes before they are declared lost.
+    pub gap_timeout_ms: u64,
+    /// Connections idle this long are closed.
+    pub idle_timeout_secs: u64,
+    /// Connections that never carried payload are closed after this long.
+    pub handshake_timeout_secs: u64,
+}
+
+impl Default for DecodeSection {
+    fn default() -> Self {
+        let r = ReassemblyConfig::default();
+        DecodeSection {
+            max_body_bytes: r.session.max_body_bytes,
+            max_header_bytes: r.session.max_header_bytes,
+            max_headers: r.session.max_headers,
+            max_pending_requests: r.session.max_pending_requests,
+            max_connections: r.max_connections,
+            max_buffered_bytes_per_connection: r.max_buffered_bytes_per_connection,
+            max_buffered_bytes_total: r.max_buffered_bytes_total,
+            gap_timeout_ms: r.gap_timeout_us / 1000,
+            idle_timeout_secs: r.idle_timeout_us / 1_000_000,
+            handshake_timeout_secs: r.handshake_timeout_us / 1_000_000,
+        }
+    }
+}
+
+/// Where events are written.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// JSON lines on standard output.
+    #[default]
+    Stdout,
+    /// JSON lines appended to `sink.path`.
+    File,
+}
+
+/// `[sink]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSection {
+    /// `stdout` (default) or `file`.
+    #[serde(default)]
+    pub kind: SinkKind,
+    /// File to append JSON lines to (required when `kind = "file"`).
+    pub path: Option<PathBuf>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address for the Prometheus `/metrics` and `/healthz` HTTP endpoint; absent disables it.
+    pub listen: Option<SocketAddr>,
+}
+
+/// A configuration value that cannot work, with the field it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: `{field}`: {reason}")]
+pub struct ConfigError {
+    /// Dotted field path, e.g. `capture.snap_len_bytes`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        use anyhow::Context as _;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let cfg = Config::parse(&text).with_context(|| format!("in {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (serde names the offending field on type or name errors).
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let cfg: Config = toml::from_str(text)?;
+        Ok(cfg)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.capture;
+        if c.interfaces.is_empty() {
+            return Err(invalid("capture.interfaces", "at least one interface is required"));
+        }
+        for i in &c.interfaces {
+            if i.is_empty() || i.len() > 15 || i.contains(['/', ' ', '\0']) {
+                return Err(invalid("capture.interfaces", format!("{i:?} is not an interface name")));
+            }
+        }
+        if c.snap_len_bytes == 0 || c.snap_len_bytes > MAX_SNAP_BYTES {
+            return Err(invalid("capture.snap_len_bytes", format!("must be 1..={MAX_SNAP_BYTES}")));
+        }
+        if !c.ring_buffer_bytes.is_power_of_two() || c.ring_buffer_bytes < 64 * 1024 {
+            return Err(invalid("capture.ring_buffer_bytes", "must be a power of two of at least 65536"));
+        }
+        if c.ports.len() > apitap_common::MAX_PORTS as usize {
+            return Err(invalid("capture.ports", format!("at most {} ports", apitap_common::MAX_PORTS)));
+        }
+        if c.ports.contains(&0) {
+            return Err(invalid("capture.ports", "port 0 is not a TCP port"));
+        }
+        let d = &self.decode;
+        for (field, v) in [
+            ("decode.max_header_bytes", d.max_header_bytes),
+            ("decode.max_headers", d.max_headers),
+            ("decode.max_pending_requests", d.max_pending_requests),
+            ("decode.max_connections", d.max_connections),
+            ("decode.max_buffered_bytes_per_connection", d.max_buffered_bytes_per_connection),
+            ("decode.max_buffered_bytes_total", d.max_buffered_bytes_total),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        if d.max_headers > 128 {
+            return Err(invalid("decode.max_headers", "at most 128"));
+        }
+        if d.gap_timeout_ms == 0 {
+            return Err(invalid("decode.gap_timeout_ms", "must be greater than 0"));
+        }
+        if d.idle_timeout_secs == 0 || d.handshake_timeout_secs == 0 {
+            return Err(invalid(
+                if d.idle_timeout_secs == 0 { "decode.idle_timeout_secs" } else { "decode.handshake_timeout_secs" },
+                "must be greater than 0",
+            ));
+        }
+        if self.sink.kind == SinkKind::File && self.sink.path.is_none() {
+            return Err(invalid("sink.path", "required when sink.kind = \"file\""));
+        }
+        if matches!(&self.sensor.id, Some(id) if id.trim().is_empty()) {
+            return Err(invalid("sensor.id", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The decoder settings this configuration describes.
+    pub fn reassembly(&self) -> ReassemblyConfig {
+        let d = &self.decode;
+        ReassemblyConfig {
+            max_connections: d.max_connections,
+            max_buffered_bytes_per_connection: d.max_buffered_bytes_per_connection,
+            max_buffered_bytes_total: d.max_buffered_bytes_total,
+            gap_timeout_us: d.gap_timeout_ms * 1000,
+            idle_timeout_us: d.idle_timeout_secs * 1_000_000,
+            handshake_timeout_us: d.handshake_timeout_secs * 1_000_000,
+            server_ports: self.capture.ports.clone(),
+            session: SessionConfig {
+                max_body_bytes: d.max_body_bytes,
+                max_header_bytes: d.max_header_bytes,
+                max_headers: d.max_headers,
+                max_pending_requests: d.max_pending_requests,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse("[capture]\ninterfaces = [\"eth0\"]\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.capture.snap_len_bytes, 65535);
+        assert_eq!(c.decode.max_body_bytes, 64 * 1024);
+        assert_eq!(c.sink.kind, SinkKind::Stdout);
+        assert_eq!(c.capture.xdp_mode, XdpModeSetting::Skb);
+    }
+
+    #[test]
+    fn unknown_and_mistyped_fields_are_named() {
+        let e = Config::parse("[capture]\ninterfaces = [\"eth0\"]\nsnaplen = 3\n").unwrap_err();
+        assert!(format!("{e:#}").contains("snaplen"), "{e:#}");
+        let e = Config::parse("[decode]\nmax_body_bytes = \"big\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("max_body_bytes"), "{e:#}");
+    }
+
+    #[test]
+    fn impossible_values_name_the_field() {
+        let cases = [
+            ("[capture]\ninterfaces = []\n", "capture.interfaces"),
+            ("[capture]\ninterfaces = [\"e\"]\nsnap_len_bytes = 70000\n", "capture.snap_len_bytes"),
+            ("[capture]\ninterfaces = [\"e\"]\nring_buffer_bytes = 100000\n", "capture.ring_buffer_bytes"),
+            ("[capture]\ninterfaces = [\"e\"]\nports = [0]\n", "capture.ports"),
+            ("[capture]\ninterfaces = [\"e\"]\n[decode]\nmax_connections = 0\n", "decode.max_connections"),
+            ("[capture]\ninterfaces = [\"e\"]\n[sink]\nkind = \"file\"\n", "sink.path"),
+            ("[capture]\ninterfaces = [\"a/b\"]\n", "capture.interfaces"),
+        ];
+        for (text, field) in cases {
+            let err = Config::parse(text).unwrap().validate().unwrap_err();
+            assert_eq!(err.field, field, "{text}");
+            assert!(err.to_string().contains(field));
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The live capture loop: ring buffer → reassembly/decoding → sink, with periodic timeouts,
+//! metrics and a clean shutdown on SIGINT/SIGTERM that reports every pending transaction.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use apitap_decode::Reassembler;
+use apitap_schema::{ApiEvent, SensorInfo};
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use crate::capture::{Capture, check_privileges};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::metrics::{self, Shared, Snapshot};
+use crate::record;
+use crate::sink::Sink;
+
+/// Records handled per wake-up before yielding to timers and signals.
+const BATCH_RECORDS: usize = 16_384;
+
+/// Host name from the kernel, or `unknown`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+struct Pipeline {
+    reasm: Reassembler,
+    sink: Sink,
+    events: Vec<ApiEvent>,
+    records: u64,
+    bad_records: u64,
+}
+
+impl Pipeline {
+    fn drain_events(&mut self) -> anyhow::Result<()> {
+        for e in self.events.drain(..) {
+            self.sink.write(&e)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self, capture: &Capture) -> Snapshot {
+        Snapshot {
+            kernel: capture.counters().unwrap_or_else(|e| {
+                warn!(error = %e, "reading kernel counters failed");
+                Default::default()
+            }),
+            decode: self.reasm.stats().clone(),
+            bad_records: self.bad_records,
+            records: self.records,
+            events: self.sink.events,
+            connections: self.reasm.connections(),
+            held_bytes: self.reasm.held_bytes(),
+        }
+    }
+}
+
+/// Runs live capture until SIGINT or SIGTERM.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    cfg.validate()?;
+    check_privileges()?;
+    let host = host_name();
+    let sensor = SensorInfo {
+        id: cfg.sensor.id.clone().unwrap_or_else(|| host.clone()),
+        host,
+    };
+    let shared = Shared::default();
+    if let Some(addr) = cfg.metrics.listen {
+        metrics::serve(addr, shared.clone()).await?;
+        info!(%addr, "metrics endpoint listening");
+    }
+    let sink = Sink::open(&cfg.sink)?;
+    let (capture, ring) = Capture::attach(&cfg.capture)?;
+    // SAFETY: the RingBuf owns its map file descriptor, which stays open and unchanged until
+    // the AsyncFd (which owns the RingBuf) is dropped.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("registering the ring buffer with the runtime: {e}"))?;
+    let snap_len = cfg.capture.snap_len_bytes;
+    let mut p = Pipeline {
+        reasm: Reassembler::new(cfg.reassembly(), sensor),
+        sink,
+        events: Vec::new(),
+        records: 0,
+        bad_records: 0,
+    };
+    let mut clock = Clock::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    shared.publish(p.snapshot(&capture));
+    info!("capturing");
+
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("waiting on the ring buffer")?;
+                let rb = guard.get_inner_mut();
+                let mut n = 0;
+                let mut exhausted = false;
+                while n < BATCH_RECORDS {
+                    let Some(item) = rb.next() else {
+                        exhausted = true;
+                        break;
+                    };
+                    n += 1;
+                    match record::parse(&item, clock.offset_ns(), snap_len) {
+                        Ok(seg) => p.reasm.segment(&seg, &mut p.events),
+                        Err(_) => p.bad_records += 1,
+                    }
+                }
+                p.records += n as u64;
+                if exhausted {
+                    guard.clear_ready();
+                }
+                p.drain_events()?;
+                p.sink.flush()?;
+            }
+            _ = tick.tick() => {
+                clock.refresh();
+                p.reasm.tick(clock.now_us(), &mut p.events);
+                p.drain_events()?;
+                p.sink.flush()?;
+                shared.publish(p.snapshot(&capture));
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+
+    // Shutdown: take what the kernel already queued, then report every open transaction.
+    let rb = ring.get_mut();
+    while let Some(item) = rb.next() {
+        p.records += 1;
+        match record::parse(&item, clock.offset_ns(), snap_len) {
+            Ok(seg) => p.reasm.segment(&seg, &mut p.events),
+            Err(_) => p.bad_records += 1,
+        }
+    }
+    p.reasm.finish(&mut p.events);
+    p.drain_events()?;
+    p.sink.flush()?;
+    let snap = p.snapshot(&capture);
+    shared.publish(snap.clone());
+    info!(
+        events = snap.events,
+        records = snap.records,
+        bad_records = snap.bad_records,
+        kernel_drops = snap.kernel_drops(),
+        stream_gaps = snap.decode.stream_gaps,
+        "stopped"
+    );
+    drop(capture);
+    Ok(())
+}
