@@ -37,11 +37,12 @@ pub struct ApiEvent {
     pub transaction_index: u64,
     /// When the first byte of the request was seen, microseconds since the Unix epoch.
     pub request_start_unix_us: u64,
-    /// When the last byte of the response was seen, microseconds since the Unix epoch; absent
-    /// when no complete response was seen.
+    /// When the last byte of the response was seen (or, for a response cut short, when the
+    /// decoder gave up on it), microseconds since the Unix epoch; present exactly when
+    /// `response` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_end_unix_us: Option<u64>,
-    /// `response_end_unix_us - request_start_unix_us`; absent without a response.
+    /// `response_end_unix_us - request_start_unix_us`; present exactly when `response` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<u64>,
     /// The side that sent the request.
@@ -131,6 +132,9 @@ pub enum BodyEncoding {
     Utf8,
     /// `data` is standard base64 (RFC 4648 §4) of the captured bytes.
     Base64,
+    /// An encoding from a newer minor schema version; `data` cannot be decoded by this build.
+    #[serde(other)]
+    Unknown,
 }
 
 /// A message body, captured up to the sensor's configured cap.
@@ -176,6 +180,7 @@ impl Body {
             BodyEncoding::Base64 => base64::engine::general_purpose::STANDARD
                 .decode(&self.data)
                 .map_err(|_| SchemaError::BadBase64),
+            BodyEncoding::Unknown => Err(SchemaError::UnknownBodyEncoding),
         }
     }
 }
@@ -237,12 +242,16 @@ pub enum SchemaError {
     /// The event's major version is not one this build reads.
     #[error("unsupported schema version {found:?} (this build reads major version {SCHEMA_MAJOR})")]
     UnsupportedVersion {
-        /// The version string found in the event.
+        /// The version found in the event, reduced to at most 16 digits and dots (the field is
+        /// attacker-controlled on a shared topic and must not carry content into logs).
         found: String,
     },
     /// `Body::data` claimed base64 but was not.
     #[error("body data is not valid base64")]
     BadBase64,
+    /// `Body::encoding` is from a newer schema version.
+    #[error("body encoding unknown to this build")]
+    UnknownBodyEncoding,
 }
 
 #[derive(Deserialize)]
@@ -261,7 +270,12 @@ pub fn decode_event(bytes: &[u8]) -> Result<ApiEvent, SchemaError> {
         .ok_or_else(|| SchemaError::Malformed("missing schema_version".into()))?;
     let major = version.split('.').next().and_then(|m| m.parse::<u32>().ok());
     if major != Some(SCHEMA_MAJOR) {
-        return Err(SchemaError::UnsupportedVersion { found: version });
+        let found = version
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '.')
+            .take(16)
+            .collect();
+        return Err(SchemaError::UnsupportedVersion { found });
     }
     serde_json::from_slice(bytes).map_err(|e| SchemaError::Malformed(classify(&e)))
 }
@@ -369,7 +383,20 @@ mod tests {
     }
 
     #[test]
+    fn unknown_body_encoding_is_tolerated_but_not_decoded() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["request"]["body"]["encoding"] = "zstd_base64".into();
+        let e = decode_event(v.to_string().as_bytes()).unwrap();
+        assert_eq!(e.request.body.encoding, BodyEncoding::Unknown);
+        assert!(matches!(e.request.body.bytes(), Err(SchemaError::UnknownBodyEncoding)));
+    }
+
+    #[test]
     fn errors_never_echo_the_input() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["schema_version"] = "9 secret-token-abc".into();
+        let msg = decode_event(v.to_string().as_bytes()).unwrap_err().to_string();
+        assert!(!msg.contains("secret"), "{msg}");
         let secret = br#"{"schema_version":"1.0","password":"hunter2""#;
         let msg = decode_event(secret).unwrap_err().to_string();
         assert!(!msg.contains("hunter2"), "{msg}");

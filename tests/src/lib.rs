@@ -1,1 +1,501 @@
+//! apitap's testbed: real network topologies for the demo and the privileged tests.
+//!
+//! This crate owns the pieces that put the product on a real kernel with real peers: network
+//! namespaces joined by a veth pair ([`Topology`]), an nginx JSON API server ([`Nginx`]), the
+//! sensor as a child process ([`Sensor`]), and helpers to run real clients (curl) in a
+//! namespace. Everything cleans up on drop, also when a test panics. `cargo xtask demo` uses it
+//! too, so the demo and the tests exercise the same setup.
+//!
+//! Privileged tests call [`require_privileges`]: under `CI=true` a missing capability is a
+//! failure, never a silent skip.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+/// Server address inside the server namespace.
+pub const SERVER_IP: &str = "10.213.0.1";
+/// Client address inside the client namespace.
+pub const CLIENT_IP: &str = "10.213.0.2";
+/// Port nginx listens on.
+pub const SERVER_PORT: u16 = 8080;
+/// Metrics address of the sensor inside the server namespace.
+pub const METRICS_ADDR: &str = "127.0.0.1:9464";
+
+/// The workspace root (parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Path of a workspace binary built by `cargo build` (`cargo xtask test` builds them first).
+/// `APITAP_BIN_DIR` overrides the directory.
+pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = match std::env::var_os("APITAP_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace_root().join("target"));
+            target.join("debug")
+        }
+    };
+    let p = dir.join(name);
+    if !p.is_file() {
+        bail!("{} not found: build the workspace first (`cargo xtask test` does)", p.display());
+    }
+    Ok(p)
+}
+
+/// True when this process can create network namespaces and load BPF programs. Under
+/// `CI=true` a missing privilege panics (the privileged tests must run in CI); elsewhere the
+/// caller skips with a message.
+pub fn require_privileges(test: &str) -> bool {
+    let problem = privilege_problem();
+    match problem {
+        None => true,
+        Some(why) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("{test}: privileged test cannot run in CI: {why}");
+            }
+            eprintln!("SKIPPED {test}: {why} (runs in CI, where this is a failure)");
+            false
+        }
+    }
+}
+
+fn privilege_problem() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not running as root".into());
+    }
+    for tool in ["ip", "nginx", "curl"] {
+        if which(tool).is_none() {
+            return Some(format!("`{tool}` is not installed (run `cargo xtask setup`)"));
+        }
+    }
+    let name = format!("apitap-probe-{}", std::process::id());
+    let ok = Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
+    let _ = Command::new("ip").args(["netns", "del", &name]).status();
+    if !ok {
+        return Some("cannot create network namespaces (needs CAP_SYS_ADMIN)".into());
+    }
+    None
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<Output> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(out)
+}
+
+/// A network namespace, deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    /// Its name (`ip netns` name).
+    pub name: String,
+}
+
+impl Netns {
+    fn create(name: String) -> anyhow::Result<Netns> {
+        // A leftover from a killed run of the same name is removed first.
+        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
+        run(Command::new("ip").args(["netns", "add", &name]))?;
+        let ns = Netns { name };
+        ns.cmd("ip", &["link", "set", "lo", "up"]).status()?;
+        Ok(ns)
+    }
+
+    /// A command that runs `program args` inside this namespace.
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program).args(args);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
+    }
+}
+
+static SERIAL: AtomicU32 = AtomicU32::new(0);
+
+/// Two namespaces, a server and a client, joined by a veth pair.
+#[derive(Debug)]
+pub struct Topology {
+    /// Where the server (and the sensor) run.
+    pub server: Netns,
+    /// Where clients run.
+    pub client: Netns,
+    /// The server's veth interface.
+    pub server_if: String,
+    /// The client's veth interface.
+    pub client_if: String,
+}
+
+impl Topology {
+    /// Creates the namespaces and the link; `tag` makes names recognisable (≤ 6 chars).
+    pub fn new(tag: &str) -> anyhow::Result<Topology> {
+        let n = SERIAL.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}{}", std::process::id() % 100_000, n);
+        let server = Netns::create(format!("apitap-{tag}-{id}-srv"))?;
+        let client = Netns::create(format!("apitap-{tag}-{id}-cli"))?;
+        let server_if = format!("at{id}s");
+        let client_if = format!("at{id}c");
+        run(Command::new("ip").args([
+            "link", "add", &server_if, "netns", &server.name, "type", "veth", "peer", "name", &client_if, "netns",
+            &client.name,
+        ]))?;
+        run(&mut server.cmd("ip", &["addr", "add", &format!("{SERVER_IP}/24"), "dev", &server_if]))?;
+        run(&mut client.cmd("ip", &["addr", "add", &format!("{CLIENT_IP}/24"), "dev", &client_if]))?;
+        run(&mut server.cmd("ip", &["link", "set", &server_if, "up"]))?;
+        run(&mut client.cmd("ip", &["link", "set", &client_if, "up"]))?;
+        Ok(Topology {
+            server,
+            client,
+            server_if,
+            client_if,
+        })
+    }
+
+    /// Runs curl in the client namespace; returns its stdout. Fails on a non-zero exit.
+    pub fn curl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut full = vec!["-sS", "--max-time", "10"];
+        full.extend_from_slice(args);
+        let out = run(&mut self.client.cmd("curl", &full))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Base URL of the server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{SERVER_IP}:{SERVER_PORT}{path}")
+    }
+}
+
+/// Size of the static report document nginx serves (larger than one MTU).
+pub const REPORT_BYTES: usize = 20_000;
+
+/// nginx serving a small JSON API in the server namespace; stopped on drop.
+#[derive(Debug)]
+pub struct Nginx {
+    child: Child,
+    /// Its working directory (config, logs, documents).
+    pub dir: PathBuf,
+}
+
+impl Nginx {
+    /// Writes the configuration into `dir` and starts nginx in `ns`.
+    pub fn start(ns: &Netns, dir: &Path) -> anyhow::Result<Nginx> {
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        let report: String = {
+            let mut s = String::from("{\"rows\":[");
+            let mut i = 0;
+            while s.len() < REPORT_BYTES - 40 {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str(&format!("{{\"id\":{i},\"v\":\"r{i:05}\"}}"));
+                i += 1;
+            }
+            s.push_str("]}");
+            while s.len() < REPORT_BYTES {
+                s.insert(s.len() - 1, ' ');
+            }
+            s
+        };
+        std::fs::write(dir.join("report.json"), &report)?;
+        let d = dir.display();
+        let conf = format!(
+            r#"daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  log_format apitap '$request_method $request_uri $status $request_length $body_bytes_sent $connection $connection_requests';
+  access_log {d}/access.log apitap;
+  client_body_temp_path {d}/tmp/body;
+  proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+  default_type application/json;
+  keepalive_requests 1000;
+  gzip on;
+  gzip_min_length 1000;
+  gzip_types application/json;
+  server {{
+    listen {SERVER_IP}:{SERVER_PORT};
+    location = /api/v1/users {{ return 200 '{{"users":[{{"id":1,"name":"ada"}},{{"id":2,"name":"bob"}}]}}'; }}
+    location ~ ^/api/v1/users/(\d+)$ {{ return 200 '{{"id":$1,"name":"user$1"}}'; }}
+    location = /api/v1/orders {{
+      if ($request_method = POST) {{ return 201 '{{"status":"created"}}'; }}
+      return 200 '{{"orders":[]}}';
+    }}
+    location = /api/v1/login {{ return 401 '{{"error":"invalid credentials"}}'; }}
+    location = /api/v1/report {{ alias {d}/report.json; }}
+    location = /healthz {{ return 204; }}
+    location / {{ return 404 '{{"error":"not found"}}'; }}
+  }}
+}}
+"#
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf)?;
+        let conf_arg = conf_path.to_string_lossy().into_owned();
+        let child = ns
+            .cmd("nginx", &["-c", &conf_arg, "-p", &dir.to_string_lossy()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting nginx")?;
+        let nginx = Nginx {
+            child,
+            dir: dir.to_path_buf(),
+        };
+        // Ready when it answers.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let probe = ns
+                .cmd("curl", &["-s", "-o", "/dev/null", &format!("http://{SERVER_IP}:{SERVER_PORT}/healthz")])
+                .status();
+            if probe.is_ok_and(|s| s.success()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("nginx did not start; see {}/error.log", d);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The readiness probe ran on the server's loopback: not on the captured interface.
+        let _ = std::fs::write(dir.join("access.log"), "");
+        let _ = ns.cmd("nginx", &["-c", &conf_arg, "-p", &dir.to_string_lossy(), "-s", "reopen"]).status();
+        Ok(nginx)
+    }
+
+    /// Parsed access-log lines: method, uri, status, request length, body bytes sent.
+    pub fn access_log(&self) -> anyhow::Result<Vec<AccessLine>> {
+        let text = std::fs::read_to_string(self.dir.join("access.log"))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f.len() == 7).then(|| AccessLine {
+                    method: f[0].to_owned(),
+                    uri: f[1].to_owned(),
+                    status: f[2].parse().unwrap_or(0),
+                    request_length: f[3].parse().unwrap_or(0),
+                    body_bytes_sent: f[4].parse().unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+}
+
+/// One nginx access-log line (our `apitap` log format).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLine {
+    /// Request method.
+    pub method: String,
+    /// Request URI with query.
+    pub uri: String,
+    /// Response status.
+    pub status: u16,
+    /// Request length (line, headers and body).
+    pub request_length: u64,
+    /// Response body bytes sent.
+    pub body_bytes_sent: u64,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child's process group leader.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sensor running live in a namespace; interrupted on drop.
+#[derive(Debug)]
+pub struct Sensor {
+    child: Option<Child>,
+    ns_name: String,
+    /// Where it writes events.
+    pub events: PathBuf,
+    /// Where its logs go.
+    pub log: PathBuf,
+}
+
+impl Sensor {
+    /// Starts `apitap-sensor run` in `ns` on `interface` for `ports`, writing into `dir`, and
+    /// waits until its health endpoint answers (programs attached).
+    pub fn start(ns: &Netns, interface: &str, ports: &[u16], dir: &Path) -> anyhow::Result<Sensor> {
+        let bin = workspace_bin("apitap-sensor")?;
+        std::fs::create_dir_all(dir)?;
+        let config = dir.join("sensor.toml");
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "[sensor]\nid = \"testbed\"\n[capture]\ninterfaces = [\"{interface}\"]\nports = [{}]\n\n[metrics]\nlisten = \"{METRICS_ADDR}\"\n",
+                ports.join(", ")
+            ),
+        )?;
+        let events = dir.join("events.jsonl");
+        let _ = std::fs::remove_file(&events);
+        let log = dir.join("sensor.log");
+        let log_file = std::fs::File::create(&log)?;
+        let child = ns
+            .cmd(&bin, &["run", "--config", &config.to_string_lossy(), "--events-file", &events.to_string_lossy()])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .context("starting apitap-sensor")?;
+        let mut sensor = Sensor {
+            child: Some(child),
+            ns_name: ns.name.clone(),
+            events,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if sensor.get("/healthz").is_ok_and(|b| b.starts_with("ok")) {
+                return Ok(sensor);
+            }
+            if let Some(c) = sensor.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                bail!("apitap-sensor exited with {status}: {}", sensor.log_text());
+            }
+            if Instant::now() > deadline {
+                bail!("apitap-sensor did not become healthy: {}", sensor.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<String> {
+        let out = run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &self.ns_name,
+            "curl",
+            "-sS",
+            "--max-time",
+            "2",
+            &format!("http://{METRICS_ADDR}{path}"),
+        ]))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Current Prometheus metrics as `(name with labels, value)`.
+    pub fn metrics(&self) -> anyhow::Result<Vec<(String, u64)>> {
+        let text = self.get("/metrics")?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_owned(), v)))
+            .collect())
+    }
+
+    /// Waits (bounded) until metric `name` reaches `at_least`, plus one refresh period so that
+    /// the other counters are as fresh; returns the metrics then.
+    pub fn wait_for_metric(&self, name: &str, at_least: u64, timeout: Duration) -> anyhow::Result<Vec<(String, u64)>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.metrics()?;
+            let v = m.iter().find(|(k, _)| k == name).map_or(0, |x| x.1);
+            if v >= at_least {
+                std::thread::sleep(Duration::from_millis(1100));
+                return self.metrics();
+            }
+            if Instant::now() > deadline {
+                bail!("{name} stayed at {v} (< {at_least}) for {timeout:?}: {}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The sensor's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops it with SIGINT (it reports pending transactions and flushes) and waits.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // `ip netns exec` runs the sensor as its own child; signal the whole group member.
+        signal_descendants(child.id(), libc::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!("apitap-sensor exited with {status}: {}", self.log_text());
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("apitap-sensor did not stop: {}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal_descendants(child.id(), libc::SIGKILL);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends `sig` to `pid` and, since `ip netns exec` execs in place, that is the program itself.
+fn signal_descendants(pid: u32, sig: i32) {
+    // SAFETY: signalling a child we spawned.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// Reads a JSON-lines event file with the schema crate's decoder.
+pub fn read_events(path: &Path) -> anyhow::Result<Vec<apitap_schema::ApiEvent>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| apitap_schema::decode_event(l.as_bytes()).with_context(|| format!("event line {}", i + 1)))
+        .collect()
+}

@@ -1,0 +1,284 @@
+//! The `run` service's TOML configuration (R-OPS-2).
+//!
+//! Every table rejects unknown fields, so a typo is an error rather than a silently ignored
+//! setting, and errors name the offending field (`output.summary_interval_secs`) and line
+//! without quoting the file's content. `deploy/config/analyzer.example.toml` documents every
+//! field.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::output::SummaryFormat;
+use crate::reader::DEFAULT_MAX_LINE_BYTES;
+use crate::summary::DEFAULT_MAX_ENDPOINTS;
+
+/// The analyzer service configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where events come from (until the Kafka consumer arrives: a JSON-lines file or stdin).
+    pub input: InputConfig,
+    /// Where the summary and alerts go.
+    #[serde(default)]
+    pub output: OutputConfig,
+    /// Limits of the in-memory per-endpoint summary.
+    #[serde(default)]
+    pub summary: SummaryConfig,
+}
+
+/// `[input]`: the event source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// JSON-lines file of events, or `-` for standard input.
+    pub path: PathBuf,
+    /// Longest accepted line in bytes; longer lines are discarded as bad without being
+    /// buffered. Default 16 MiB.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+}
+
+/// `[output]`: where results go.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// File for alert JSON lines, or `-` for standard output; absent: alerts are not written.
+    /// No detections exist yet, so the file is created empty.
+    #[serde(default)]
+    pub alerts_path: Option<PathBuf>,
+    /// File for the per-endpoint summary (replaced atomically on each write), or `-` for
+    /// standard output (each summary appended). Default `-`.
+    #[serde(default = "default_summary_path")]
+    pub summary_path: PathBuf,
+    /// `table` (aligned text, default) or `json` (one JSON array per summary).
+    #[serde(default)]
+    pub summary_format: SummaryFormat,
+    /// Seconds between periodic summaries while running; 0 (default) writes only the final
+    /// summary at end of input or on SIGINT/SIGTERM.
+    #[serde(default)]
+    pub summary_interval_secs: u64,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            alerts_path: None,
+            summary_path: default_summary_path(),
+            summary_format: SummaryFormat::default(),
+            summary_interval_secs: 0,
+        }
+    }
+}
+
+/// `[summary]`: bounds of the in-memory summary.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryConfig {
+    /// Endpoints tracked at most; events of further endpoints are counted in the run
+    /// statistics but not summarised. Default 100000.
+    #[serde(default = "default_max_endpoints")]
+    pub max_endpoints: usize,
+}
+
+impl Default for SummaryConfig {
+    fn default() -> Self {
+        SummaryConfig {
+            max_endpoints: default_max_endpoints(),
+        }
+    }
+}
+
+fn default_max_line_bytes() -> usize {
+    DEFAULT_MAX_LINE_BYTES
+}
+
+fn default_summary_path() -> PathBuf {
+    PathBuf::from("-")
+}
+
+fn default_max_endpoints() -> usize {
+    DEFAULT_MAX_ENDPOINTS
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            Error::ConfigParse {
+                field,
+                line,
+                message,
+                ..
+            } => Error::ConfigParse {
+                path: Some(path.to_path_buf()),
+                field,
+                line,
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, Error> {
+        let deserializer = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let field = Some(e.path().to_string()).filter(|p| p != "." && !p.is_empty());
+            let inner = e.inner();
+            let line = inner
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            Error::ConfigParse {
+                path: None,
+                field,
+                line,
+                // The message alone, not toml's rendering, which quotes the offending line.
+                message: inner.message().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.input.max_line_bytes == 0 {
+            return Err(Error::ConfigValue {
+                field: "input.max_line_bytes",
+                reason: "must be at least 1",
+            });
+        }
+        if self.summary.max_endpoints == 0 {
+            return Err(Error::ConfigValue {
+                field: "summary.max_endpoints",
+                reason: "must be at least 1",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_is_valid_and_complete() {
+        let text = include_str!("../../deploy/config/analyzer.example.toml");
+        let c = Config::parse(text).unwrap();
+        assert!(c.output.alerts_path.is_some());
+        // Every field is spelled out in the example.
+        for field in [
+            "path",
+            "max_line_bytes",
+            "alerts_path",
+            "summary_path",
+            "summary_format",
+            "summary_interval_secs",
+            "max_endpoints",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{field} ="))),
+                "{field} missing from the example"
+            );
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse("[input]\npath = \"-\"\n").unwrap();
+        assert_eq!(c.input.path, PathBuf::from("-"));
+        assert_eq!(c.input.max_line_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.output, OutputConfig::default());
+        assert_eq!(c.output.summary_path, PathBuf::from("-"));
+        assert_eq!(c.output.summary_interval_secs, 0);
+        assert_eq!(c.summary.max_endpoints, 100_000);
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = Config::parse(
+            r#"
+            [input]
+            path = "/var/lib/apitap/events.jsonl"
+            max_line_bytes = 1024
+            [output]
+            alerts_path = "/var/lib/apitap/alerts.jsonl"
+            summary_path = "/var/lib/apitap/summary.json"
+            summary_format = "json"
+            summary_interval_secs = 60
+            [summary]
+            max_endpoints = 10
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.output.summary_format, SummaryFormat::Json);
+        assert_eq!(c.output.summary_interval_secs, 60);
+        assert_eq!(
+            c.output.alerts_path,
+            Some(PathBuf::from("/var/lib/apitap/alerts.jsonl"))
+        );
+        assert_eq!(
+            (c.input.max_line_bytes, c.summary.max_endpoints),
+            (1024, 10)
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_by_name() {
+        let err = Config::parse("[input]\npath = \"-\"\n[output]\nsummary_intervall_secs = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("summary_intervall_secs"), "{err}");
+        assert!(err.contains("output"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn unknown_table_is_rejected() {
+        let err = Config::parse("[input]\npath = \"-\"\n[kafka]\nbrokers = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafka"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_rejected_with_field_path() {
+        let err =
+            Config::parse("[input]\npath = \"-\"\n[output]\nsummary_interval_secs = \"soon\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("output.summary_interval_secs"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn missing_input_and_bad_values_are_rejected() {
+        let err = Config::parse("").unwrap_err().to_string();
+        assert!(err.contains("input"), "{err}");
+        let err = Config::parse("[input]\n").unwrap_err().to_string();
+        assert!(err.contains("path"), "{err}");
+        let err = Config::parse("[input]\npath = \"-\"\n[summary]\nmax_endpoints = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("summary.max_endpoints"), "{err}");
+        let err = Config::parse("[input]\npath = \"-\"\n[output]\nsummary_format = \"xml\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("output.summary_format"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_do_not_quote_the_file() {
+        let err = Config::parse("[input]\npath = \"-\"\nsecret = \"hunter2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+}

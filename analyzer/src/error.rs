@@ -1,0 +1,96 @@
+//! The analyzer library's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can stop the analyzer. Messages name files and config fields, never event
+/// contents (R-OPS-3).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config file could not be read.
+    #[error("cannot read config file {}", .path.display())]
+    ConfigRead {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The config file is not valid TOML or does not match the config structure.
+    #[error("invalid config{}{}{}: {message}",
+        .path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default(),
+        .field.as_ref().map(|f| format!(": field `{f}`")).unwrap_or_default(),
+        .line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    ConfigParse {
+        /// The config file, when read from one.
+        path: Option<PathBuf>,
+        /// Dotted path of the offending field, e.g. `output.summary_interval_secs`; `None` for
+        /// TOML syntax errors.
+        field: Option<String>,
+        /// 1-based line of the error in the file, when known.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A config value has the right type but is out of range.
+    #[error("invalid config: field `{field}`: {reason}")]
+    ConfigValue {
+        /// Dotted path of the offending field.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The input could not be opened.
+    #[error("cannot open input {}", .path.display())]
+    OpenInput {
+        /// The input file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the input failed part-way.
+    #[error("error reading input {}", .path.display())]
+    ReadInput {
+        /// The input file (`-` for standard input).
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// An output (summary or alerts) could not be written.
+    #[error("cannot write {what} to {}", .path.display())]
+    Output {
+        /// `summary` or `alerts`.
+        what: &'static str,
+        /// The output file (`-` for standard output).
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The async runtime, the signal handlers or the ingest thread could not be started.
+    #[error("cannot start {what}")]
+    Start {
+        /// What failed to start.
+        what: &'static str,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The ingest thread ended without reporting (it panicked).
+    #[error("the ingest thread stopped unexpectedly")]
+    IngestThread,
+}
+
+/// `error: cause: cause…`, for logging an error with its sources on one line.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

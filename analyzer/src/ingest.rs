@@ -1,0 +1,342 @@
+//! Turning input lines into events: decoding, classifying bad lines, run statistics.
+//!
+//! Bad lines are counted per [`BadLineCause`] and logged with their line number and cause
+//! only. Neither the line nor the decoder's message is logged: events carry header values,
+//! query strings and bodies, and an error message could echo part of them (R-OPS-3).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use apitap_schema::{ApiEvent, SchemaError, decode_event};
+use serde::Serialize;
+
+use crate::reader::{Line, is_blank};
+use crate::summary::{Recorded, Summary};
+
+/// Bad lines logged individually at most; later ones are only counted.
+pub const MAX_LOGGED_BAD_LINES: u64 = 1000;
+
+/// Why an input line was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadLineCause {
+    /// Not JSON at all (syntax error, invalid UTF-8, trailing garbage).
+    NotJson,
+    /// JSON that stops early (a cut-off line).
+    TruncatedJson,
+    /// `schema_version` with a major version this build does not read.
+    UnsupportedVersion,
+    /// Valid JSON but not a v1 event (missing field, wrong type, not an object).
+    InvalidEvent,
+    /// Longer than the line limit (16 MiB by default); discarded unread.
+    TooLong,
+}
+
+impl BadLineCause {
+    /// Every cause, in reporting order.
+    pub const ALL: [BadLineCause; 5] = [
+        BadLineCause::NotJson,
+        BadLineCause::TruncatedJson,
+        BadLineCause::UnsupportedVersion,
+        BadLineCause::InvalidEvent,
+        BadLineCause::TooLong,
+    ];
+
+    /// Stable snake_case name used in logs and stats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BadLineCause::NotJson => "not_json",
+            BadLineCause::TruncatedJson => "truncated_json",
+            BadLineCause::UnsupportedVersion => "unsupported_version",
+            BadLineCause::InvalidEvent => "invalid_event",
+            BadLineCause::TooLong => "too_long",
+        }
+    }
+
+    /// Classifies a decode failure of `line`.
+    fn of(error: &SchemaError, line: &[u8]) -> Self {
+        match error {
+            SchemaError::UnsupportedVersion { .. } => BadLineCause::UnsupportedVersion,
+            SchemaError::BadBase64 => BadLineCause::InvalidEvent,
+            // The schema crate describes malformed input in prose; re-parse the line as
+            // untyped JSON to tell "not JSON" and "cut off" from "JSON of the wrong shape".
+            SchemaError::Malformed(_) => {
+                match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+                    Ok(_) => BadLineCause::InvalidEvent,
+                    Err(e) if e.is_eof() => BadLineCause::TruncatedJson,
+                    Err(_) => BadLineCause::NotJson,
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for BadLineCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Counters for one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Lines read, including blank and bad ones.
+    pub lines: u64,
+    /// Blank lines (skipped, not bad).
+    pub blank_lines: u64,
+    /// Valid events decoded.
+    pub events: u64,
+    /// Valid events not summarised because the endpoint limit was reached.
+    pub events_over_endpoint_limit: u64,
+    /// Bad lines per cause.
+    pub bad_lines: BTreeMap<BadLineCause, u64>,
+    /// Events carrying each anomaly code (an event counts once per code).
+    pub anomalies: BTreeMap<String, u64>,
+}
+
+impl RunStats {
+    /// Bad lines of every cause.
+    pub fn bad_lines_total(&self) -> u64 {
+        self.bad_lines.values().sum()
+    }
+
+    /// Bad lines of one cause.
+    pub fn bad(&self, cause: BadLineCause) -> u64 {
+        self.bad_lines.get(&cause).copied().unwrap_or(0)
+    }
+
+    /// `code=count` pairs, comma-separated, or `none`.
+    pub fn anomalies_text(&self) -> String {
+        if self.anomalies.is_empty() {
+            return "none".into();
+        }
+        self.anomalies
+            .iter()
+            .map(|(code, n)| format!("{code}={n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Logs the one-line statistics summary at info level (stderr).
+    pub fn log(&self, message: &str) {
+        tracing::info!(
+            lines = self.lines,
+            events = self.events,
+            blank_lines = self.blank_lines,
+            bad_lines = self.bad_lines_total(),
+            bad_not_json = self.bad(BadLineCause::NotJson),
+            bad_truncated_json = self.bad(BadLineCause::TruncatedJson),
+            bad_unsupported_version = self.bad(BadLineCause::UnsupportedVersion),
+            bad_invalid_event = self.bad(BadLineCause::InvalidEvent),
+            bad_too_long = self.bad(BadLineCause::TooLong),
+            events_over_endpoint_limit = self.events_over_endpoint_limit,
+            anomalies = %self.anomalies_text(),
+            "{message}"
+        );
+    }
+}
+
+/// Result of feeding one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineOutcome {
+    /// A valid event, summarised.
+    Event,
+    /// A blank line, skipped.
+    Blank,
+    /// A bad line, counted.
+    Bad(BadLineCause),
+}
+
+/// The analyzer's state for one run: the summary plus the run statistics.
+#[derive(Debug, Clone, Default)]
+pub struct Ingestor {
+    /// Per-endpoint summary.
+    pub summary: Summary,
+    /// Run statistics.
+    pub stats: RunStats,
+}
+
+impl Ingestor {
+    /// Empty state with the given summary (and its endpoint limit).
+    pub fn new(summary: Summary) -> Self {
+        Ingestor {
+            summary,
+            stats: RunStats::default(),
+        }
+    }
+
+    /// Feeds one input line (`line_number` is used for logging only).
+    pub fn ingest_line(&mut self, line_number: u64, line: Line<'_>) -> LineOutcome {
+        self.stats.lines += 1;
+        let outcome = match line {
+            Line::TooLong => LineOutcome::Bad(BadLineCause::TooLong),
+            Line::Data(bytes) if is_blank(bytes) => LineOutcome::Blank,
+            Line::Data(bytes) => match decode_event(bytes) {
+                Ok(event) => {
+                    self.ingest_event(&event);
+                    LineOutcome::Event
+                }
+                Err(e) => LineOutcome::Bad(BadLineCause::of(&e, bytes)),
+            },
+        };
+        match outcome {
+            LineOutcome::Blank => self.stats.blank_lines += 1,
+            LineOutcome::Bad(cause) => self.count_bad(line_number, cause),
+            LineOutcome::Event => {}
+        }
+        outcome
+    }
+
+    fn count_bad(&mut self, line_number: u64, cause: BadLineCause) {
+        let total = self.stats.bad_lines_total() + 1;
+        *self.stats.bad_lines.entry(cause).or_insert(0) += 1;
+        // Line number and cause only: never the line, never the decoder's message.
+        if total <= MAX_LOGGED_BAD_LINES {
+            tracing::warn!(
+                line = line_number,
+                cause = cause.as_str(),
+                "skipping bad input line"
+            );
+        }
+        if total == MAX_LOGGED_BAD_LINES {
+            tracing::warn!(
+                "{MAX_LOGGED_BAD_LINES} bad lines logged; further bad lines are only counted"
+            );
+        }
+    }
+
+    /// Feeds one decoded event.
+    pub fn ingest_event(&mut self, event: &ApiEvent) {
+        self.stats.events += 1;
+        for (i, anomaly) in event.anomalies.iter().enumerate() {
+            if event.anomalies[..i].contains(anomaly) {
+                continue;
+            }
+            *self
+                .stats
+                .anomalies
+                .entry(anomaly_code(*anomaly))
+                .or_insert(0) += 1;
+        }
+        if self.summary.record(event) == Recorded::OverEndpointLimit {
+            if self.stats.events_over_endpoint_limit == 0 {
+                tracing::warn!(
+                    endpoints = self.summary.len(),
+                    "endpoint limit reached; events for further endpoints are counted but not \
+                     summarised"
+                );
+            }
+            self.stats.events_over_endpoint_limit += 1;
+        }
+    }
+}
+
+/// The wire name of an anomaly (`request_gap`, …; `unknown` for codes from a newer minor).
+pub fn anomaly_code(anomaly: apitap_schema::Anomaly) -> String {
+    match serde_json::to_value(anomaly) {
+        Ok(serde_json::Value::String(code)) => code,
+        _ => format!("{anomaly:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::tests::event;
+    use apitap_schema::{Anomaly, encode_event};
+
+    fn feed(ingestor: &mut Ingestor, line: &[u8]) -> LineOutcome {
+        let n = ingestor.stats.lines + 1;
+        ingestor.ingest_line(n, Line::Data(line))
+    }
+
+    #[test]
+    fn classifies_bad_lines_by_cause() {
+        let mut ing = Ingestor::default();
+        let good = encode_event(&event(Some("api"), "GET", "/x"));
+        assert_eq!(feed(&mut ing, &good), LineOutcome::Event);
+        assert_eq!(feed(&mut ing, b""), LineOutcome::Blank);
+        assert_eq!(feed(&mut ing, b"  \t"), LineOutcome::Blank);
+        let bad = |c| LineOutcome::Bad(c);
+        assert_eq!(feed(&mut ing, b"hello"), bad(BadLineCause::NotJson));
+        assert_eq!(feed(&mut ing, b"{} trailing"), bad(BadLineCause::NotJson));
+        assert_eq!(feed(&mut ing, b"\xff\xfe"), bad(BadLineCause::NotJson));
+        assert_eq!(
+            feed(&mut ing, &good[..good.len() / 2]),
+            bad(BadLineCause::TruncatedJson)
+        );
+        assert_eq!(feed(&mut ing, b"{}"), bad(BadLineCause::InvalidEvent));
+        assert_eq!(feed(&mut ing, b"[1,2]"), bad(BadLineCause::InvalidEvent));
+        assert_eq!(
+            feed(&mut ing, br#"{"schema_version":"1.0","event_id":7}"#),
+            bad(BadLineCause::InvalidEvent)
+        );
+        let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        v["schema_version"] = "2.0".into();
+        assert_eq!(
+            feed(&mut ing, v.to_string().as_bytes()),
+            bad(BadLineCause::UnsupportedVersion)
+        );
+        assert_eq!(
+            ing.ingest_line(99, Line::TooLong),
+            bad(BadLineCause::TooLong)
+        );
+        let s = &ing.stats;
+        assert_eq!((s.lines, s.events, s.blank_lines), (12, 1, 2));
+        assert_eq!(s.bad(BadLineCause::NotJson), 3);
+        assert_eq!(s.bad(BadLineCause::TruncatedJson), 1);
+        assert_eq!(s.bad(BadLineCause::InvalidEvent), 3);
+        assert_eq!(s.bad(BadLineCause::UnsupportedVersion), 1);
+        assert_eq!(s.bad(BadLineCause::TooLong), 1);
+        assert_eq!(s.bad_lines_total(), 9);
+        assert_eq!(ing.summary.len(), 1);
+    }
+
+    #[test]
+    fn newer_minor_versions_are_accepted() {
+        let mut ing = Ingestor::default();
+        let mut v = serde_json::to_value(event(Some("api"), "GET", "/x")).unwrap();
+        v["schema_version"] = "1.9".into();
+        v["new_field"] = serde_json::json!({"x": 1});
+        v["anomalies"] = serde_json::json!(["brand_new_code"]);
+        assert_eq!(feed(&mut ing, v.to_string().as_bytes()), LineOutcome::Event);
+        assert_eq!(ing.stats.anomalies_text(), "unknown=1");
+    }
+
+    #[test]
+    fn counts_events_per_anomaly_code() {
+        let mut ing = Ingestor::default();
+        let mut e = event(Some("api"), "GET", "/x");
+        e.anomalies = vec![
+            Anomaly::RequestGap,
+            Anomaly::NoResponse,
+            Anomaly::RequestGap,
+        ];
+        ing.ingest_event(&e);
+        e.anomalies = vec![Anomaly::NoResponse];
+        ing.ingest_event(&e);
+        ing.ingest_event(&event(Some("api"), "GET", "/x"));
+        assert_eq!(ing.stats.anomalies_text(), "no_response=2,request_gap=1");
+        assert_eq!(ing.stats.events, 3);
+        assert_eq!(RunStats::default().anomalies_text(), "none");
+    }
+
+    #[test]
+    fn anomaly_codes_use_wire_names() {
+        assert_eq!(
+            anomaly_code(Anomaly::ContentLengthWithChunked),
+            "content_length_with_chunked"
+        );
+        assert_eq!(anomaly_code(Anomaly::Unknown), "unknown");
+    }
+
+    #[test]
+    fn counts_events_over_the_endpoint_limit() {
+        let mut ing = Ingestor::new(Summary::new(1));
+        ing.ingest_event(&event(Some("api"), "GET", "/1"));
+        ing.ingest_event(&event(Some("api"), "GET", "/2"));
+        ing.ingest_event(&event(Some("api"), "GET", "/3"));
+        assert_eq!(ing.stats.events, 3);
+        assert_eq!(ing.stats.events_over_endpoint_limit, 2);
+    }
+}

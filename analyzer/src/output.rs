@@ -1,0 +1,452 @@
+//! Where results go: the summary (aligned text table or JSON array) and the alert stream.
+//!
+//! The summary is the analyzer's output, not a log, so it does contain hosts and raw paths
+//! (which may themselves carry identifiers); it never contains header values, query strings or
+//! bodies. Control characters in hosts and paths are escaped in the table so that hostile
+//! input cannot rewrite the terminal.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::summary::{EndpointReport, MAX_DISTINCT_CLIENTS};
+
+/// A file path, or `-` for standard output/input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `-`: standard output (or standard input for the input).
+    Std,
+    /// A file.
+    File(PathBuf),
+}
+
+impl Target {
+    /// `-` is standard input/output, anything else a file path.
+    pub fn parse(s: &str) -> Self {
+        if s == "-" {
+            Target::Std
+        } else {
+            Target::File(PathBuf::from(s))
+        }
+    }
+}
+
+impl From<&Path> for Target {
+    fn from(p: &Path) -> Self {
+        if p == Path::new("-") {
+            Target::Std
+        } else {
+            Target::File(p.to_path_buf())
+        }
+    }
+}
+
+/// How the summary is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SummaryFormat {
+    /// Aligned text table for people.
+    #[default]
+    Table,
+    /// One JSON array of per-endpoint objects on one line.
+    Json,
+}
+
+/// Renders the summary as JSON: an array of [`EndpointReport`] objects, one line, newline
+/// terminated.
+pub fn render_json(rows: &[EndpointReport]) -> String {
+    // Plain structs with string keys: serialisation cannot fail.
+    let mut out = serde_json::to_string(rows).unwrap_or_else(|_| "[]".into());
+    out.push('\n');
+    out
+}
+
+const TABLE_HEADER: [&str; 19] = [
+    "SERVICE",
+    "METHOD",
+    "PATH",
+    "REQS",
+    "1XX",
+    "2XX",
+    "3XX",
+    "4XX",
+    "5XX",
+    "OTHER",
+    "NO_RESP",
+    "CLIENTS",
+    "P50_MS",
+    "P95_MS",
+    "MAX_MS",
+    "REQ_BYTES",
+    "RESP_BYTES",
+    "FIRST_SEEN",
+    "LAST_SEEN",
+];
+
+/// Columns 0..3 (service, method, path) are left-aligned text, the others right-aligned.
+const TEXT_COLUMNS: usize = 3;
+
+/// Renders the summary as an aligned text table (header row, one row per endpoint).
+pub fn render_table(rows: &[EndpointReport]) -> String {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
+    let cells: Vec<[String; 19]> = rows
+        .iter()
+        .map(|r| {
+            [
+                escape_control(&r.service),
+                escape_control(&r.method),
+                escape_control(&r.path),
+                r.requests.to_string(),
+                r.status_1xx.to_string(),
+                r.status_2xx.to_string(),
+                r.status_3xx.to_string(),
+                r.status_4xx.to_string(),
+                r.status_5xx.to_string(),
+                r.status_other.to_string(),
+                r.no_response.to_string(),
+                if r.distinct_clients_capped {
+                    format!("{MAX_DISTINCT_CLIENTS}+")
+                } else {
+                    r.distinct_clients.to_string()
+                },
+                ms(r.latency_p50_ms),
+                ms(r.latency_p95_ms),
+                ms(r.latency_max_ms),
+                r.request_body_bytes.to_string(),
+                r.response_body_bytes.to_string(),
+                format_unix_us(r.first_seen_unix_us),
+                format_unix_us(r.last_seen_unix_us),
+            ]
+        })
+        .collect();
+    let mut widths = TABLE_HEADER.map(|h| h.chars().count());
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = TABLE_HEADER.map(String::from);
+    for row in std::iter::once(&header).chain(&cells) {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = width - cell.chars().count();
+            if i < TEXT_COLUMNS {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad));
+            } else {
+                line.extend(std::iter::repeat_n(' ', pad));
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if rows.is_empty() {
+        out.push_str("(no events)\n");
+    }
+    out
+}
+
+/// Replaces control characters with `\u{..}` escapes (and `\` with `\\`, so escapes are
+/// unambiguous).
+fn escape_control(s: &str) -> String {
+    if !s.chars().any(|c| c.is_control() || c == '\\') {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if c.is_control() {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Formats microseconds since the Unix epoch as UTC `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_unix_us(us: u64) -> String {
+    let secs = us / 1_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Writes summaries to standard output or to a file.
+///
+/// A file is replaced atomically on every write (written beside it, then renamed), so a reader
+/// never sees half a summary; standard output gets each summary appended, separated by a blank
+/// line.
+#[derive(Debug)]
+pub struct SummaryWriter {
+    target: Target,
+    format: SummaryFormat,
+    writes: u64,
+}
+
+impl SummaryWriter {
+    /// Prepares a writer; for a file, checks up front that it can be created.
+    pub fn new(target: Target, format: SummaryFormat) -> Result<Self, Error> {
+        if let Target::File(path) = &target {
+            File::create(path).map_err(|source| Error::Output {
+                what: "summary",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(SummaryWriter {
+            target,
+            format,
+            writes: 0,
+        })
+    }
+
+    /// Writes one summary.
+    pub fn write(&mut self, rows: &[EndpointReport]) -> Result<(), Error> {
+        let text = match self.format {
+            SummaryFormat::Table => render_table(rows),
+            SummaryFormat::Json => render_json(rows),
+        };
+        match &self.target {
+            Target::Std => {
+                let mut out = io::stdout().lock();
+                let separator = if self.writes > 0 && self.format == SummaryFormat::Table {
+                    "\n"
+                } else {
+                    ""
+                };
+                out.write_all(separator.as_bytes())
+                    .and_then(|()| out.write_all(text.as_bytes()))
+                    .and_then(|()| out.flush())
+                    .map_err(|source| Error::Output {
+                        what: "summary",
+                        path: PathBuf::from("-"),
+                        source,
+                    })?;
+            }
+            Target::File(path) => {
+                replace_file(path, text.as_bytes()).map_err(|source| Error::Output {
+                    what: "summary",
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+        self.writes += 1;
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it over `path`.
+fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_else(|| "summary".as_ref()));
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The alert stream: JSON lines, one alert per line (R-BUS-3).
+///
+/// There are no detections yet: they arrive with the detection issues. Until then the sink is
+/// only opened — a file is created or truncated and stays empty — so that deployments and
+/// tests can already rely on it existing.
+pub struct AlertSink {
+    out: Box<dyn Write + Send>,
+    target: Target,
+}
+
+impl std::fmt::Debug for AlertSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertSink")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AlertSink {
+    /// Opens the alert output: creates or truncates a file, or uses standard output.
+    pub fn open(target: Target) -> Result<Self, Error> {
+        let out: Box<dyn Write + Send> = match &target {
+            Target::Std => Box::new(io::stdout()),
+            Target::File(path) => Box::new(File::create(path).map_err(|source| Error::Output {
+                what: "alerts",
+                path: path.clone(),
+                source,
+            })?),
+        };
+        Ok(AlertSink { out, target })
+    }
+
+    /// Flushes buffered alerts.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.out.flush().map_err(|source| Error::Output {
+            what: "alerts",
+            path: match &self.target {
+                Target::Std => PathBuf::from("-"),
+                Target::File(p) => p.clone(),
+            },
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::Summary;
+    use crate::summary::tests::event;
+
+    #[test]
+    fn formats_timestamps_in_utc() {
+        assert_eq!(format_unix_us(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_unix_us(951_782_400_000_000), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            format_unix_us(1_700_000_000_123_456),
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(
+            format_unix_us(4_102_444_799_000_000),
+            "2099-12-31T23:59:59Z"
+        );
+    }
+
+    #[test]
+    fn table_is_aligned_and_sorted() {
+        let mut s = Summary::default();
+        s.record(&event(Some("b"), "GET", "/a/long/path"));
+        s.record(&event(Some("a"), "DELETE", "/x"));
+        let text = render_table(&s.reports());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("SERVICE  METHOD  PATH"), "{text}");
+        assert!(lines[1].starts_with("a        DELETE  /x  "), "{text}");
+        assert!(
+            lines[2].starts_with("b        GET     /a/long/path"),
+            "{text}"
+        );
+        // Right-aligned numeric columns end at the same offset.
+        let col = |l: &str| {
+            l.find("1970-01-01T00:00:01Z")
+                .or_else(|| l.find("FIRST_SEEN"))
+        };
+        assert_eq!(col(lines[1]), col(lines[2]));
+        assert!(lines[1].contains("2.000"), "{text}");
+    }
+
+    #[test]
+    fn table_escapes_control_characters_and_marks_capped_clients() {
+        let mut s = Summary::default();
+        s.record(&event(Some("evil\u{1b}[2J\nhost"), "GET", "/"));
+        let mut rows = s.reports();
+        rows[0].distinct_clients = 10_000;
+        rows[0].distinct_clients_capped = true;
+        let text = render_table(&rows);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("evil\\u{1b}[2J\\u{a}host"), "{text}");
+        assert!(text.contains("10000+"), "{text}");
+        assert!(!text.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn empty_table_says_so() {
+        assert!(render_table(&[]).ends_with("(no events)\n"));
+        assert_eq!(render_json(&[]), "[]\n");
+    }
+
+    #[test]
+    fn json_rows_use_documented_names() {
+        let mut s = Summary::default();
+        s.record(&event(Some("api"), "GET", "/x"));
+        let v: serde_json::Value = serde_json::from_str(&render_json(&s.reports())).unwrap();
+        let row = &v[0];
+        for field in [
+            "service",
+            "method",
+            "path",
+            "requests",
+            "status_1xx",
+            "status_2xx",
+            "status_3xx",
+            "status_4xx",
+            "status_5xx",
+            "status_other",
+            "no_response",
+            "distinct_clients",
+            "distinct_clients_capped",
+            "latency_samples",
+            "latency_p50_ms",
+            "latency_p95_ms",
+            "latency_max_ms",
+            "request_body_bytes",
+            "response_body_bytes",
+            "first_seen_unix_us",
+            "last_seen_unix_us",
+        ] {
+            assert!(row.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(row.as_object().unwrap().len(), 21);
+    }
+
+    #[test]
+    fn file_summary_is_replaced_not_appended() {
+        let dir = std::env::temp_dir().join(format!("apitap-analyzer-out-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("summary.json");
+        let mut w = SummaryWriter::new(Target::File(path.clone()), SummaryFormat::Json).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "");
+        let mut s = Summary::default();
+        s.record(&event(Some("api"), "GET", "/x"));
+        w.write(&s.reports()).unwrap();
+        w.write(&s.reports()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 1);
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
