@@ -10,7 +10,9 @@ fn main() -> anyhow::Result<()> {
             .map(|p| std::env::split_paths(&p).any(|d| d.join("bpf-linker").is_file()))
             .unwrap_or(false);
         if !found {
-            bail!("bpf-linker is not on PATH: run `cargo xtask setup` (installs bpf-linker@0.10.1)");
+            bail!(
+                "bpf-linker is not on PATH: run `cargo xtask setup` (installs bpf-linker@0.10.1)"
+            );
         }
     }
     let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../sensor-ebpf");

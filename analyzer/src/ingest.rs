@@ -57,7 +57,7 @@ impl BadLineCause {
     fn of(error: &SchemaError, line: &[u8]) -> Self {
         match error {
             SchemaError::UnsupportedVersion { .. } => BadLineCause::UnsupportedVersion,
-            SchemaError::BadBase64 => BadLineCause::InvalidEvent,
+            SchemaError::BadBase64 | SchemaError::UnknownBodyEncoding => BadLineCause::InvalidEvent,
             // The schema crate describes malformed input in prose; re-parse the line as
             // untyped JSON to tell "not JSON" and "cut off" from "JSON of the wrong shape".
             SchemaError::Malformed(_) => {

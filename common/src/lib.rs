@@ -31,7 +31,7 @@ pub const CHUNK_BYTES: usize = 16 * 1024;
 /// Largest snap length the kernel side honours: a GSO/TSO super-packet is at most 64 KiB.
 pub const MAX_SNAP_BYTES: u32 = 65_535;
 /// Chunks per packet at most (`MAX_SNAP_BYTES / CHUNK_BYTES`, rounded up).
-pub const MAX_CHUNKS: u32 = (MAX_SNAP_BYTES + CHUNK_BYTES as u32 - 1) / CHUNK_BYTES as u32;
+pub const MAX_CHUNKS: u32 = MAX_SNAP_BYTES.div_ceil(CHUNK_BYTES as u32);
 /// Entries in the [`MAP_PORTS`] map.
 pub const MAX_PORTS: u32 = 1024;
 

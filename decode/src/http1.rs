@@ -101,7 +101,11 @@ impl Framing {
         if status == 101 || (request_method == Some("CONNECT") && (200..300).contains(&status)) {
             return Framing::Upgrade;
         }
-        if request_method == Some("HEAD") || (100..200).contains(&status) || status == 204 || status == 304 {
+        if request_method == Some("HEAD")
+            || (100..200).contains(&status)
+            || status == 204
+            || status == 304
+        {
             return Framing::None;
         }
         Self::from_headers(head, anomalies, Framing::UntilClose)
@@ -110,7 +114,11 @@ impl Framing {
     fn from_headers(head: &Head, anomalies: &mut Vec<Anomaly>, otherwise: Framing) -> Framing {
         let mut te_seen = false;
         let mut chunked_last = false;
-        for h in head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding")) {
+        for h in head
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+        {
             for coding in h.value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
                 te_seen = true;
                 chunked_last = coding.eq_ignore_ascii_case("chunked");
@@ -118,7 +126,11 @@ impl Framing {
         }
         let mut length: Option<u64> = None;
         let mut bad_length = false;
-        for h in head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
+        for h in head
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+        {
             // RFC 9110 §8.6: a list of identical values may be accepted; anything else is invalid.
             for v in h.value.split(',').map(str::trim) {
                 match (v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty())
@@ -247,7 +259,8 @@ impl MessageParser {
 
     /// True between messages (nothing of a message is pending).
     pub fn idle(&self) -> bool {
-        matches!(self.state, State::Head | State::Resync | State::Opaque) && self.buf.len() == self.consumed
+        matches!(self.state, State::Head | State::Resync | State::Opaque)
+            && self.buf.len() == self.consumed
     }
 
     /// True while a body delimited by connection close is being read.
@@ -586,7 +599,10 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
 pub fn find_message_start(buf: &[u8], kind: Kind) -> Option<usize> {
     let mut start = 0;
     while start < buf.len() {
-        let line_end = buf[start..].iter().position(|b| *b == b'\n').map(|i| start + i);
+        let line_end = buf[start..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map(|i| start + i);
         let line = &buf[start..line_end.unwrap_or(buf.len())];
         let complete = line_end.is_some();
         if looks_like_start(line, kind, complete) {
@@ -617,7 +633,8 @@ fn looks_like_start(line: &[u8], kind: Kind, complete: bool) -> bool {
                 return false;
             }
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            line.len() > method_len + 10 && line[line.len() - 8..].starts_with(b"HTTP/1.")
+            line.len() > method_len + 10
+                && line[line.len() - 8..].starts_with(b"HTTP/1.")
                 && line[line.len() - 9] == b' '
         }
     }
@@ -653,14 +670,20 @@ mod tests {
                             Kind::Request => Framing::for_request(&h, &mut an),
                             Kind::Response => Framing::for_response(&h, method, &mut an),
                         };
-                        out.push(format!("head {} {} {} {:?} {:?}", h.method, h.target, h.status, f, an));
+                        out.push(format!(
+                            "head {} {} {} {:?} {:?}",
+                            h.method, h.target, h.status, f, an
+                        ));
                         p.start_body(f);
                         if f == Framing::None {
                             out.push("end ".into());
                         }
                     }
                     Step::Body(b) => body.extend_from_slice(b),
-                    Step::End => out.push(format!("end {}", String::from_utf8_lossy(&std::mem::take(&mut body)))),
+                    Step::End => out.push(format!(
+                        "end {}",
+                        String::from_utf8_lossy(&std::mem::take(&mut body))
+                    )),
                     Step::Invalid(a) => out.push(format!("invalid {a:?}")),
                 }
             }
@@ -689,9 +712,16 @@ mod tests {
     #[test]
     fn chunked_with_extensions_and_trailers() {
         let msg = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
-        let want = vec!["head   200 Chunked []".to_string(), "end hello world".to_string()];
+        let want = vec![
+            "head   200 Chunked []".to_string(),
+            "end hello world".to_string(),
+        ];
         for piece in 1..=msg.len() {
-            assert_eq!(run(Kind::Response, msg, piece, Some("GET")), want, "piece {piece}");
+            assert_eq!(
+                run(Kind::Response, msg, piece, Some("GET")),
+                want,
+                "piece {piece}"
+            );
         }
     }
 
@@ -707,7 +737,12 @@ mod tests {
 
     #[test]
     fn response_until_close_and_upgrade() {
-        let t = run(Kind::Response, b"HTTP/1.0 200 OK\r\n\r\nabc", 4, Some("GET"));
+        let t = run(
+            Kind::Response,
+            b"HTTP/1.0 200 OK\r\n\r\nabc",
+            4,
+            Some("GET"),
+        );
         assert_eq!(t, vec!["head   200 UntilClose []"]);
         let t = run(
             Kind::Response,
@@ -734,14 +769,27 @@ mod tests {
             None,
         );
         assert_eq!(t[0], "head POST / 0 None [InvalidContentLength]");
-        let t = run(Kind::Request, b"POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc", 100, None);
+        let t = run(
+            Kind::Request,
+            b"POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc",
+            100,
+            None,
+        );
         assert_eq!(t, vec!["head POST / 0 Length(3) []", "end abc"]);
     }
 
     #[test]
     fn garbage_then_valid_request_resynchronises() {
-        let t = run(Kind::Request, b"\x16\x03\x01garbage\r\nGET /ok HTTP/1.1\r\n\r\n", 3, None);
-        assert_eq!(t.first().map(String::as_str), Some("invalid MalformedRequest"));
+        let t = run(
+            Kind::Request,
+            b"\x16\x03\x01garbage\r\nGET /ok HTTP/1.1\r\n\r\n",
+            3,
+            None,
+        );
+        assert_eq!(
+            t.first().map(String::as_str),
+            Some("invalid MalformedRequest")
+        );
         assert_eq!(t.last().map(String::as_str), Some("end "));
         assert!(t.iter().any(|l| l.starts_with("head GET /ok")), "{t:?}");
     }
@@ -788,8 +836,14 @@ mod tests {
 
     #[test]
     fn finds_message_starts() {
-        assert_eq!(find_message_start(b"xx\r\nGET / HTTP/1.1\r\n", Kind::Request), Some(4));
-        assert_eq!(find_message_start(b"body\nHTTP/1.1 200 OK\r\n", Kind::Response), Some(5));
+        assert_eq!(
+            find_message_start(b"xx\r\nGET / HTTP/1.1\r\n", Kind::Request),
+            Some(4)
+        );
+        assert_eq!(
+            find_message_start(b"body\nHTTP/1.1 200 OK\r\n", Kind::Response),
+            Some(5)
+        );
         assert_eq!(find_message_start(b"GET / HTTP/1.1", Kind::Request), None);
         assert_eq!(find_message_start(b"{\"a\":1}\n", Kind::Request), None);
     }

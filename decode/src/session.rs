@@ -194,7 +194,11 @@ impl Session {
 
     /// Bytes held by this session (parser buffers and body samples), for memory accounting.
     pub fn buffered(&self) -> usize {
-        let bodies: usize = self.pending.iter().map(|p| p.body.data.len()).sum::<usize>()
+        let bodies: usize = self
+            .pending
+            .iter()
+            .map(|p| p.body.data.len())
+            .sum::<usize>()
             + self.reading.as_ref().map_or(0, |p| p.body.data.len())
             + self.response.as_ref().map_or(0, |r| r.body.data.len());
         self.req.buffered() + self.res.buffered() + bodies
@@ -236,7 +240,14 @@ impl Session {
     }
 
     /// `len` bytes from one side are missing (lost or not captured).
-    pub fn gap(&mut self, side: Side, ts_us: u64, len: u64, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+    pub fn gap(
+        &mut self,
+        side: Side,
+        ts_us: u64,
+        len: u64,
+        stats: &mut Stats,
+        out: &mut Vec<ApiEvent>,
+    ) {
         stats.stream_gaps += 1;
         stats.stream_gap_bytes += len;
         match side {
@@ -357,31 +368,32 @@ impl Session {
 
     fn enqueue(&mut self, mut r: PendingRequest, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
         r.end_offset = Some(self.req.position());
-        if self.pending.len() >= self.cfg.max_pending_requests {
-            if let Some(mut oldest) = self.pending.pop_front() {
-                oldest.anomalies.push(Anomaly::NoResponse);
-                stats.requests_without_response += 1;
-                stats.pipeline_overflow += 1;
-                out.push(self.build(oldest, None, stats));
-            }
+        if self.pending.len() >= self.cfg.max_pending_requests
+            && let Some(mut oldest) = self.pending.pop_front()
+        {
+            oldest.anomalies.push(Anomaly::NoResponse);
+            stats.requests_without_response += 1;
+            stats.pipeline_overflow += 1;
+            out.push(self.build(oldest, None, stats));
         }
         self.pending.push_back(r);
-        // A response that arrived before its request finished (e.g. early 413) is waiting.
-        if self.response.as_ref().is_some_and(|r| r.request.is_none()) {
-            if let Some(resp) = self.response.as_mut() {
-                resp.request = self.pending.pop_front();
-            }
-        }
     }
 
     /// Picks the request a response head answers, using the acknowledged client-stream offset
     /// when known: requests the server had not fully received cannot be answered yet; after
     /// lost response bytes, older requests that a later fully-received one overtook are
     /// reported without a response.
-    fn request_for_response(&mut self, peer_offset: Option<u64>, stats: &mut Stats, out: &mut Vec<ApiEvent>) -> Option<PendingRequest> {
+    fn request_for_response(
+        &mut self,
+        peer_offset: Option<u64>,
+        stats: &mut Stats,
+        out: &mut Vec<ApiEvent>,
+    ) -> Option<PendingRequest> {
         if let Some(acked) = peer_offset {
             if self.resynced {
-                while self.pending.len() > 1 && self.pending[1].end_offset.is_some_and(|e| e <= acked) {
+                while self.pending.len() > 1
+                    && self.pending[1].end_offset.is_some_and(|e| e <= acked)
+                {
                     if let Some(mut lost) = self.pending.pop_front() {
                         lost.anomalies.push(Anomaly::NoResponse);
                         stats.requests_without_response += 1;
@@ -389,7 +401,11 @@ impl Session {
                     }
                 }
             }
-            if self.pending.front().is_some_and(|r| r.end_offset.is_some_and(|e| e > acked)) {
+            if self
+                .pending
+                .front()
+                .is_some_and(|r| r.end_offset.is_some_and(|e| e > acked))
+            {
                 return None;
             }
         }
@@ -397,7 +413,13 @@ impl Session {
         self.pending.pop_front().or_else(|| self.reading.take())
     }
 
-    fn drive_responses(&mut self, ts_us: u64, peer_offset: Option<u64>, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+    fn drive_responses(
+        &mut self,
+        ts_us: u64,
+        peer_offset: Option<u64>,
+        stats: &mut Stats,
+        out: &mut Vec<ApiEvent>,
+    ) {
         loop {
             match self.res.step() {
                 Step::NeedMore => return,
@@ -457,7 +479,13 @@ impl Session {
         }
     }
 
-    fn emit_response(&mut self, r: PartialResponse, end_us: u64, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+    fn emit_response(
+        &mut self,
+        r: PartialResponse,
+        end_us: u64,
+        stats: &mut Stats,
+        out: &mut Vec<ApiEvent>,
+    ) {
         self.msg_start_us[1] = None;
         let PartialResponse {
             head,
@@ -474,7 +502,12 @@ impl Session {
         out.push(event);
     }
 
-    fn build(&self, r: PendingRequest, response: Option<(Head, Capture, u64)>, stats: &mut Stats) -> ApiEvent {
+    fn build(
+        &self,
+        r: PendingRequest,
+        response: Option<(Head, Capture, u64)>,
+        stats: &mut Stats,
+    ) -> ApiEvent {
         stats.transactions += 1;
         let PendingRequest {
             index,
@@ -545,7 +578,10 @@ fn side_index(side: Side) -> usize {
 /// asterisk-form (`*`) are kept whole as the path.
 pub fn split_target(target: &str) -> (String, Option<String>) {
     let mut t = target;
-    if let Some(rest) = t.strip_prefix("http://").or_else(|| t.strip_prefix("https://")) {
+    if let Some(rest) = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"))
+    {
         t = rest.find('/').map_or("/", |i| &rest[i..]);
     }
     // A fragment is never sent, but strip one if a client did (RFC 3986 §3.5).
@@ -588,10 +624,24 @@ mod tests {
         s.data(Side::Client, 10, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nPOST /c HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", None, &mut st, &mut out);
         assert!(out.is_empty());
         s.data(Side::Server, 20, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nAHTTP/1.1 404 NF\r\nContent-Length: 1\r\n\r\nB", None, &mut st, &mut out);
-        s.data(Side::Server, 30, b"HTTP/1.1 201 C\r\nContent-Length: 1\r\n\r\nC", None, &mut st, &mut out);
+        s.data(
+            Side::Server,
+            30,
+            b"HTTP/1.1 201 C\r\nContent-Length: 1\r\n\r\nC",
+            None,
+            &mut st,
+            &mut out,
+        );
         let got: Vec<_> = out
             .iter()
-            .map(|e| (e.request.path.clone(), e.response.as_ref().unwrap().status, e.response.as_ref().unwrap().body.data.clone(), e.transaction_index))
+            .map(|e| {
+                (
+                    e.request.path.clone(),
+                    e.response.as_ref().unwrap().status,
+                    e.response.as_ref().unwrap().body.data.clone(),
+                    e.transaction_index,
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -611,12 +661,47 @@ mod tests {
         let mut s = session(false);
         let mut st = Stats::default();
         let mut out = Vec::new();
-        s.data(Side::Client, 1, b"PUT /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", None, &mut st, &mut out);
-        s.data(Side::Server, 2, b"HTTP/1.1 100 Continue\r\n\r\n", None, &mut st, &mut out);
+        s.data(
+            Side::Client,
+            1,
+            b"PUT /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+            None,
+            &mut st,
+            &mut out,
+        );
+        s.data(
+            Side::Server,
+            2,
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            None,
+            &mut st,
+            &mut out,
+        );
         s.data(Side::Client, 3, b"abc", None, &mut st, &mut out);
-        s.data(Side::Server, 4, b"HTTP/1.1 204 No Content\r\n\r\n", None, &mut st, &mut out);
-        s.data(Side::Client, 5, b"HEAD /h HTTP/1.1\r\n\r\nGET /x HTTP/1.0\r\n\r\n", None, &mut st, &mut out);
-        s.data(Side::Server, 6, b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nHTTP/1.0 200 OK\r\n\r\nuntil close", None, &mut st, &mut out);
+        s.data(
+            Side::Server,
+            4,
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            None,
+            &mut st,
+            &mut out,
+        );
+        s.data(
+            Side::Client,
+            5,
+            b"HEAD /h HTTP/1.1\r\n\r\nGET /x HTTP/1.0\r\n\r\n",
+            None,
+            &mut st,
+            &mut out,
+        );
+        s.data(
+            Side::Server,
+            6,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nHTTP/1.0 200 OK\r\n\r\nuntil close",
+            None,
+            &mut st,
+            &mut out,
+        );
         assert_eq!(out.len(), 2);
         s.fin(Side::Server, 7, &mut st, &mut out);
         assert_eq!(out.len(), 3);
@@ -637,10 +722,31 @@ mod tests {
         });
         let mut st = Stats::default();
         let mut out = Vec::new();
-        s.data(Side::Client, 1, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", None, &mut st, &mut out);
-        s.data(Side::Server, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", None, &mut st, &mut out);
+        s.data(
+            Side::Client,
+            1,
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            None,
+            &mut st,
+            &mut out,
+        );
+        s.data(
+            Side::Server,
+            2,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789",
+            None,
+            &mut st,
+            &mut out,
+        );
         let e = &out[0];
-        assert_eq!((e.request.body.length_bytes, e.request.body.captured_bytes, e.request.body.truncated), (5, 4, true));
+        assert_eq!(
+            (
+                e.request.body.length_bytes,
+                e.request.body.captured_bytes,
+                e.request.body.truncated
+            ),
+            (5, 4, true)
+        );
         assert_eq!(e.request.body.data, "hell");
         assert_eq!(e.response.as_ref().unwrap().body.length_bytes, 10);
     }
@@ -650,8 +756,22 @@ mod tests {
         let mut s = session(true);
         let mut st = Stats::default();
         let mut out = Vec::new();
-        s.data(Side::Server, 1, b"tail of an old body\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", None, &mut st, &mut out);
-        s.data(Side::Client, 2, b"ld body\r\nGET /next?q=1 HTTP/1.1\r\nHost: api\r\n\r\n", None, &mut st, &mut out);
+        s.data(
+            Side::Server,
+            1,
+            b"tail of an old body\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            None,
+            &mut st,
+            &mut out,
+        );
+        s.data(
+            Side::Client,
+            2,
+            b"ld body\r\nGET /next?q=1 HTTP/1.1\r\nHost: api\r\n\r\n",
+            None,
+            &mut st,
+            &mut out,
+        );
         s.close(3, false, &mut st, &mut out);
         assert_eq!(st.unsolicited_responses, 1);
         assert_eq!(out.len(), 1);
@@ -659,7 +779,10 @@ mod tests {
         assert_eq!(e.request.path, "/next");
         assert_eq!(e.request.query.as_deref(), Some("q=1"));
         assert_eq!(e.request.host.as_deref(), Some("api"));
-        assert_eq!(e.anomalies, vec![Anomaly::MidstreamStart, Anomaly::NoResponse]);
+        assert_eq!(
+            e.anomalies,
+            vec![Anomaly::MidstreamStart, Anomaly::NoResponse]
+        );
     }
 
     #[test]
@@ -667,10 +790,31 @@ mod tests {
         let mut s = session(false);
         let mut st = Stats::default();
         let mut out = Vec::new();
-        s.data(Side::Client, 1, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", None, &mut st, &mut out);
-        s.data(Side::Server, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", None, &mut st, &mut out);
+        s.data(
+            Side::Client,
+            1,
+            b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+            None,
+            &mut st,
+            &mut out,
+        );
+        s.data(
+            Side::Server,
+            2,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial",
+            None,
+            &mut st,
+            &mut out,
+        );
         s.gap(Side::Server, 3, 93, &mut st, &mut out);
-        s.data(Side::Server, 4, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", None, &mut st, &mut out);
+        s.data(
+            Side::Server,
+            4,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            None,
+            &mut st,
+            &mut out,
+        );
         assert_eq!(out.len(), 2);
         assert!(out[0].anomalies.contains(&Anomaly::ResponseGap));
         assert_eq!(out[1].request.path, "/b");
@@ -682,9 +826,30 @@ mod tests {
         let mut s = session(false);
         let mut st = Stats::default();
         let mut out = Vec::new();
-        s.data(Side::Client, 1, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", None, &mut st, &mut out);
-        s.data(Side::Server, 2, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi", None, &mut st, &mut out);
-        s.data(Side::Client, 3, b"\x81\x82abcdGET /not-http HTTP/1.1\r\n\r\n", None, &mut st, &mut out);
+        s.data(
+            Side::Client,
+            1,
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            None,
+            &mut st,
+            &mut out,
+        );
+        s.data(
+            Side::Server,
+            2,
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi",
+            None,
+            &mut st,
+            &mut out,
+        );
+        s.data(
+            Side::Client,
+            3,
+            b"\x81\x82abcdGET /not-http HTTP/1.1\r\n\r\n",
+            None,
+            &mut st,
+            &mut out,
+        );
         s.close(4, false, &mut st, &mut out);
         assert_eq!(out.len(), 1);
         assert!(out[0].anomalies.contains(&Anomaly::ProtocolUpgrade));
@@ -693,8 +858,14 @@ mod tests {
 
     #[test]
     fn targets_split() {
-        assert_eq!(split_target("/a/b?x=1&y"), ("/a/b".into(), Some("x=1&y".into())));
-        assert_eq!(split_target("http://h:8/p?q"), ("/p".into(), Some("q".into())));
+        assert_eq!(
+            split_target("/a/b?x=1&y"),
+            ("/a/b".into(), Some("x=1&y".into()))
+        );
+        assert_eq!(
+            split_target("http://h:8/p?q"),
+            ("/p".into(), Some("q".into()))
+        );
         assert_eq!(split_target("http://h"), ("/".into(), None));
         assert_eq!(split_target("*"), ("*".into(), None));
         assert_eq!(split_target("/p?"), ("/p".into(), Some(String::new())));

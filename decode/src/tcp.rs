@@ -158,7 +158,15 @@ impl Flow {
         self.next as i64 + seq.wrapping_sub(expected) as i32 as i64
     }
 
-    fn accept(&mut self, seq: u32, data: &[u8], wire_len: u64, ts_us: u64, peer_offset: Option<u64>, sink: &mut dyn FnMut(Chunk<'_>)) -> Outcome {
+    fn accept(
+        &mut self,
+        seq: u32,
+        data: &[u8],
+        wire_len: u64,
+        ts_us: u64,
+        peer_offset: Option<u64>,
+        sink: &mut dyn FnMut(Chunk<'_>),
+    ) -> Outcome {
         let off = self.offset_of(seq);
         let next = self.next as i64;
         if off + wire_len as i64 <= next {
@@ -190,11 +198,23 @@ impl Flow {
         let skip = (next - off) as u64;
         self.deliver(skip, data, wire_len, ts_us, peer_offset, sink);
         self.drain(sink);
-        if skip > 0 { Outcome::Overlapped } else { Outcome::Delivered }
+        if skip > 0 {
+            Outcome::Overlapped
+        } else {
+            Outcome::Delivered
+        }
     }
 
     /// Delivers bytes `[skip, wire_len)` of a segment starting at `self.next - skip`.
-    fn deliver(&mut self, skip: u64, data: &[u8], wire_len: u64, ts_us: u64, peer_offset: Option<u64>, sink: &mut dyn FnMut(Chunk<'_>)) {
+    fn deliver(
+        &mut self,
+        skip: u64,
+        data: &[u8],
+        wire_len: u64,
+        ts_us: u64,
+        peer_offset: Option<u64>,
+        sink: &mut dyn FnMut(Chunk<'_>),
+    ) {
         let captured = data.len() as u64;
         if skip < captured {
             sink(Chunk::Data(ts_us, peer_offset, &data[skip as usize..]));
@@ -218,7 +238,14 @@ impl Flow {
                 continue;
             }
             let skip = self.next - off;
-            self.deliver(skip, &held.data, held.wire_len, held.ts_us, held.peer_offset, sink);
+            self.deliver(
+                skip,
+                &held.data,
+                held.wire_len,
+                held.ts_us,
+                held.peer_offset,
+                sink,
+            );
         }
         if self.held.is_empty() {
             self.held_since_us = 0;
@@ -388,7 +415,11 @@ impl Reassembler {
             return;
         };
         conn.last_seen_us = conn.last_seen_us.max(seg.ts_us);
-        let side = if src == conn.client { Side::Client } else { Side::Server };
+        let side = if src == conn.client {
+            Side::Client
+        } else {
+            Side::Server
+        };
         let Conn {
             flows,
             session,
@@ -403,13 +434,19 @@ impl Reassembler {
         // The sender acknowledges bytes of the other direction that were never captured: they
         // are lost to us (the peer has them), so declare the gap now rather than at timeout.
         if let Some(acked) = peer_offset {
-            let other_side = if side == Side::Client { Side::Server } else { Side::Client };
+            let other_side = if side == Side::Client {
+                Side::Server
+            } else {
+                Side::Client
+            };
             let other = &mut flows[other_side as usize];
             // A FIN occupies one sequence number that is not a stream byte.
             let acked = other.fin_at.map_or(acked, |f| acked.min(f));
             if acked > other.next && acked - other.next <= MAX_AHEAD_BYTES {
                 let mut sink = |chunk: Chunk<'_>| match chunk {
-                    Chunk::Data(t, peer, bytes) => session.data(other_side, t, bytes, peer, stats, out),
+                    Chunk::Data(t, peer, bytes) => {
+                        session.data(other_side, t, bytes, peer, stats, out)
+                    }
                     Chunk::Gap(len) => session.gap(other_side, seg.ts_us, len, stats, out),
                 };
                 other.skip_to(acked, &mut sink);
@@ -420,10 +457,18 @@ impl Reassembler {
 
         if !flow.started {
             // SYN consumes one sequence number (RFC 9293 §3.4).
-            flow.start(if seg.flags & SYN != 0 { seg.seq.wrapping_add(1) } else { seg.seq });
+            flow.start(if seg.flags & SYN != 0 {
+                seg.seq.wrapping_add(1)
+            } else {
+                seg.seq
+            });
         }
         let ts = seg.ts_us;
-        let seq = if seg.flags & SYN != 0 { seg.seq.wrapping_add(1) } else { seg.seq };
+        let seq = if seg.flags & SYN != 0 {
+            seg.seq.wrapping_add(1)
+        } else {
+            seg.seq
+        };
         let mut sink = |chunk: Chunk<'_>| match chunk {
             Chunk::Data(t, peer, bytes) => session.data(side, t, bytes, peer, stats, out),
             Chunk::Gap(len) => session.gap(side, ts, len, stats, out),
@@ -431,13 +476,21 @@ impl Reassembler {
         let mut outcome = None;
         if seg.wire_len > 0 {
             *saw_payload = true;
-            outcome = Some(flow.accept(seq, seg.payload, seg.wire_len as u64, ts, peer_offset, &mut sink));
+            outcome = Some(flow.accept(
+                seq,
+                seg.payload,
+                seg.wire_len as u64,
+                ts,
+                peer_offset,
+                &mut sink,
+            ));
         }
         let mut forced = false;
-        while flow.held_bytes > self.cfg.max_buffered_bytes_per_connection && flow.force_gap(&mut sink) {
+        while flow.held_bytes > self.cfg.max_buffered_bytes_per_connection
+            && flow.force_gap(&mut sink)
+        {
             forced = true;
         }
-        drop(sink);
         if seg.flags & FIN != 0 && flow.fin_at.is_none() {
             let at = flow.offset_of(seq) + seg.wire_len as i64;
             if at >= 0 {
@@ -511,9 +564,7 @@ impl Reassembler {
         self.held_total -= conn.accounted;
         let stats = &mut self.stats;
         for (idx, side) in [(0, Side::Client), (1, Side::Server)] {
-            let Conn {
-                flows, session, ..
-            } = &mut conn;
+            let Conn { flows, session, .. } = &mut conn;
             let flow = &mut flows[idx];
             let mut sink = |chunk: Chunk<'_>| match chunk {
                 Chunk::Data(t, peer, bytes) => session.data(side, t, bytes, peer, stats, out),
@@ -528,7 +579,8 @@ impl Reassembler {
     /// Applies timeouts at stream time `now_us`: declares gaps for out-of-order data that
     /// waited too long and closes idle connections.
     pub fn tick(&mut self, now_us: u64, out: &mut Vec<ApiEvent>) {
-        let mut keys: Vec<(u64, ConnKey)> = self.conns.iter().map(|(k, c)| (c.serial, *k)).collect();
+        let mut keys: Vec<(u64, ConnKey)> =
+            self.conns.iter().map(|(k, c)| (c.serial, *k)).collect();
         keys.sort_unstable_by_key(|(serial, _)| *serial);
         for (_, key) in keys {
             let Some(conn) = self.conns.get(&key) else {
@@ -545,10 +597,10 @@ impl Reassembler {
                 self.close(key, ts, false, out);
                 continue;
             }
-            let stale = conn
-                .flows
-                .iter()
-                .any(|f| !f.held.is_empty() && now_us.saturating_sub(f.held_since_us) >= self.cfg.gap_timeout_us);
+            let stale = conn.flows.iter().any(|f| {
+                !f.held.is_empty()
+                    && now_us.saturating_sub(f.held_since_us) >= self.cfg.gap_timeout_us
+            });
             if stale {
                 self.flush_held(key, now_us, out);
                 self.stats.gaps_timeout += 1;
@@ -558,8 +610,11 @@ impl Reassembler {
 
     /// Ends every connection (end of input or shutdown), in the order they were opened.
     pub fn finish(&mut self, out: &mut Vec<ApiEvent>) {
-        let mut keys: Vec<(u64, ConnKey, u64)> =
-            self.conns.iter().map(|(k, c)| (c.serial, *k, c.last_seen_us)).collect();
+        let mut keys: Vec<(u64, ConnKey, u64)> = self
+            .conns
+            .iter()
+            .map(|(k, c)| (c.serial, *k, c.last_seen_us))
+            .collect();
         keys.sort_unstable_by_key(|(serial, _, _)| *serial);
         for (_, key, ts) in keys {
             self.close(key, ts, false, out);
@@ -572,9 +627,7 @@ impl Reassembler {
         };
         let stats = &mut self.stats;
         for (idx, side) in [(0, Side::Client), (1, Side::Server)] {
-            let Conn {
-                flows, session, ..
-            } = &mut *conn;
+            let Conn { flows, session, .. } = &mut *conn;
             let flow = &mut flows[idx];
             let mut sink = |chunk: Chunk<'_>| match chunk {
                 Chunk::Data(t, peer, bytes) => session.data(side, t, bytes, peer, stats, out),
@@ -633,8 +686,22 @@ mod tests {
         let (mut cs, mut ss) = (u32::MAX - 10, 7u32);
         let mut ts = 1_000;
         let mut groups = vec![vec![
-            Pkt { from_client: true, seq: cs, ack: 0, flags: SYN, data: vec![], ts },
-            Pkt { from_client: false, seq: ss, ack: cs.wrapping_add(1), flags: SYN | ACK, data: vec![], ts },
+            Pkt {
+                from_client: true,
+                seq: cs,
+                ack: 0,
+                flags: SYN,
+                data: vec![],
+                ts,
+            },
+            Pkt {
+                from_client: false,
+                seq: ss,
+                ack: cs.wrapping_add(1),
+                flags: SYN | ACK,
+                data: vec![],
+                ts,
+            },
         ]];
         cs = cs.wrapping_add(1);
         ss = ss.wrapping_add(1);
@@ -642,28 +709,59 @@ mod tests {
             let mut g = Vec::new();
             for part in req.as_bytes().chunks(mss) {
                 ts += 10;
-                g.push(Pkt { from_client: true, seq: cs, ack: ss, flags: ACK, data: part.to_vec(), ts });
+                g.push(Pkt {
+                    from_client: true,
+                    seq: cs,
+                    ack: ss,
+                    flags: ACK,
+                    data: part.to_vec(),
+                    ts,
+                });
                 cs = cs.wrapping_add(part.len() as u32);
             }
             groups.push(g);
             let mut g = Vec::new();
             for part in res.as_bytes().chunks(mss) {
                 ts += 10;
-                g.push(Pkt { from_client: false, seq: ss, ack: cs, flags: ACK, data: part.to_vec(), ts });
+                g.push(Pkt {
+                    from_client: false,
+                    seq: ss,
+                    ack: cs,
+                    flags: ACK,
+                    data: part.to_vec(),
+                    ts,
+                });
                 ss = ss.wrapping_add(part.len() as u32);
             }
             groups.push(g);
         }
         ts += 10;
         groups.push(vec![
-            Pkt { from_client: true, seq: cs, ack: ss, flags: FIN | ACK, data: vec![], ts },
-            Pkt { from_client: false, seq: ss, ack: cs.wrapping_add(1), flags: FIN | ACK, data: vec![], ts },
+            Pkt {
+                from_client: true,
+                seq: cs,
+                ack: ss,
+                flags: FIN | ACK,
+                data: vec![],
+                ts,
+            },
+            Pkt {
+                from_client: false,
+                seq: ss,
+                ack: cs.wrapping_add(1),
+                flags: FIN | ACK,
+                data: vec![],
+                ts,
+            },
         ]);
         groups
     }
 
     fn conversation(reqs: &[(&str, &str)], mss: usize) -> Vec<Pkt> {
-        conversation_groups(reqs, mss).into_iter().flatten().collect()
+        conversation_groups(reqs, mss)
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     fn run(pkts: &[Pkt], cfg: ReassemblyConfig) -> (Vec<ApiEvent>, Reassembler) {
@@ -683,7 +781,10 @@ mod tests {
                 (
                     e.request.path.clone(),
                     e.response.as_ref().map(|r| r.status),
-                    e.response.as_ref().map(|r| r.body.data.clone()).unwrap_or_default(),
+                    e.response
+                        .as_ref()
+                        .map(|r| r.body.data.clone())
+                        .unwrap_or_default(),
                     e.anomalies.clone(),
                 )
             })
@@ -692,12 +793,18 @@ mod tests {
 
     fn reqs() -> Vec<(&'static str, &'static str)> {
         vec![
-            ("GET /one HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"),
+            (
+                "GET /one HTTP/1.1\r\nHost: a\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst",
+            ),
             (
                 "POST /two HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world",
                 "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nsecond\r\n0\r\n\r\n",
             ),
-            ("GET /three HTTP/1.1\r\n\r\n", "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+            (
+                "GET /three HTTP/1.1\r\n\r\n",
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            ),
         ]
     }
 
@@ -775,7 +882,11 @@ mod tests {
         r.tick(last + 3_000_000, &mut out);
         r.finish(&mut out);
         let s = summary(&out);
-        assert_eq!(s.iter().map(|e| (e.0.as_str(), e.1)).collect::<Vec<_>>(), vec![("/two", Some(201)), ("/three", Some(404))], "{s:?}");
+        assert_eq!(
+            s.iter().map(|e| (e.0.as_str(), e.1)).collect::<Vec<_>>(),
+            vec![("/two", Some(201)), ("/three", Some(404))],
+            "{s:?}"
+        );
         assert_eq!(r.stats().unsolicited_responses, 1);
     }
 
@@ -801,7 +912,10 @@ mod tests {
         assert_eq!(r.stats().stream_gaps, 1);
         // /one loses its response; the rest pair correctly after resync.
         assert_eq!(s[0].1, None);
-        assert!(s[0].3.contains(&Anomaly::NoResponse) || s[0].3.contains(&Anomaly::ResponseGap), "{s:?}");
+        assert!(
+            s[0].3.contains(&Anomaly::NoResponse) || s[0].3.contains(&Anomaly::ResponseGap),
+            "{s:?}"
+        );
         assert_eq!(s[1].1, Some(201));
         assert_eq!(s[2].1, Some(404));
     }
@@ -810,7 +924,13 @@ mod tests {
     fn midstream_attach_reports_following_transactions() {
         let pkts = conversation(&reqs(), 1000);
         // Skip handshake and the first exchange.
-        let (events, r) = run(&pkts[4..], ReassemblyConfig { server_ports: vec![80], ..ReassemblyConfig::default() });
+        let (events, r) = run(
+            &pkts[4..],
+            ReassemblyConfig {
+                server_ports: vec![80],
+                ..ReassemblyConfig::default()
+            },
+        );
         let s = summary(&events);
         assert_eq!(s.len(), 2, "{s:?}");
         assert_eq!(s[0].0, "/two");
@@ -823,7 +943,14 @@ mod tests {
     fn rst_closes_and_reports_pending() {
         let mut pkts = conversation(&reqs()[..1], 1000);
         pkts.truncate(3); // handshake + request
-        pkts.push(Pkt { from_client: false, seq: 8, ack: 0, flags: RST, data: vec![], ts: 99_999 });
+        pkts.push(Pkt {
+            from_client: false,
+            seq: 8,
+            ack: 0,
+            flags: RST,
+            data: vec![],
+            ts: 99_999,
+        });
         let (events, r) = run(&pkts, ReassemblyConfig::default());
         assert_eq!(events.len(), 1);
         assert!(events[0].anomalies.contains(&Anomaly::NoResponse));
@@ -872,9 +999,20 @@ mod tests {
         r.segment(&seg(&base[0]), &mut out);
         // Never send byte 0; keep sending later segments.
         for i in 1..100u32 {
-            let p = Pkt { from_client: true, seq: (u32::MAX - 9).wrapping_add(i * 1000), ack: 0, flags: ACK, data: vec![b'x'; 1000], ts: i as u64 };
+            let p = Pkt {
+                from_client: true,
+                seq: (u32::MAX - 9).wrapping_add(i * 1000),
+                ack: 0,
+                flags: ACK,
+                data: vec![b'x'; 1000],
+                ts: i as u64,
+            };
             r.segment(&seg(&p), &mut out);
-            assert!(r.held_bytes() <= 11_000 + 64 * 1024, "held {}", r.held_bytes());
+            assert!(
+                r.held_bytes() <= 11_000 + 64 * 1024,
+                "held {}",
+                r.held_bytes()
+            );
         }
         assert!(r.stats().gaps_buffer_full > 0);
     }

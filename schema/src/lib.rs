@@ -268,7 +268,10 @@ pub fn decode_event(bytes: &[u8]) -> Result<ApiEvent, SchemaError> {
     let version = probe
         .schema_version
         .ok_or_else(|| SchemaError::Malformed("missing schema_version".into()))?;
-    let major = version.split('.').next().and_then(|m| m.parse::<u32>().ok());
+    let major = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
     if major != Some(SCHEMA_MAJOR) {
         let found = version
             .chars()
@@ -388,14 +391,19 @@ mod tests {
         v["request"]["body"]["encoding"] = "zstd_base64".into();
         let e = decode_event(v.to_string().as_bytes()).unwrap();
         assert_eq!(e.request.body.encoding, BodyEncoding::Unknown);
-        assert!(matches!(e.request.body.bytes(), Err(SchemaError::UnknownBodyEncoding)));
+        assert!(matches!(
+            e.request.body.bytes(),
+            Err(SchemaError::UnknownBodyEncoding)
+        ));
     }
 
     #[test]
     fn errors_never_echo_the_input() {
         let mut v = serde_json::to_value(sample()).unwrap();
         v["schema_version"] = "9 secret-token-abc".into();
-        let msg = decode_event(v.to_string().as_bytes()).unwrap_err().to_string();
+        let msg = decode_event(v.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(!msg.contains("secret"), "{msg}");
         let secret = br#"{"schema_version":"1.0","password":"hunter2""#;
         let msg = decode_event(secret).unwrap_err().to_string();

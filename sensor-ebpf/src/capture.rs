@@ -1,8 +1,8 @@
 //! Packet parsing and payload copy shared by the XDP and TC entry points.
 
 use apitap_common::{
-    CHUNK_BYTES, Counter, Direction, FAMILY_IPV4, FAMILY_IPV6, HEADER_BYTES, MAX_CHUNKS,
-    MAX_PORTS, MAX_SNAP_BYTES, Scratch, SensorConfig, config_flags, tcp_flags,
+    CHUNK_BYTES, Counter, Direction, FAMILY_IPV4, FAMILY_IPV6, HEADER_BYTES, MAX_CHUNKS, MAX_PORTS,
+    MAX_SNAP_BYTES, Scratch, SensorConfig, config_flags, tcp_flags,
 };
 use aya_ebpf::{
     bindings::{TC_ACT_UNSPEC, xdp_action},
@@ -174,7 +174,12 @@ fn read<S: Source, T: Copy>(src: &S, offset: usize) -> Result<T, Drop> {
 #[inline(always)]
 fn load<S: Source, T: Copy>(src: &S, offset: usize) -> Result<T, Drop> {
     let mut v = core::mem::MaybeUninit::<T>::uninit();
-    if src.load(offset as u32, v.as_mut_ptr().cast(), core::mem::size_of::<T>() as u32) < 0 {
+    if src.load(
+        offset as u32,
+        v.as_mut_ptr().cast(),
+        core::mem::size_of::<T>() as u32,
+    ) < 0
+    {
         return Err(Drop::Parse);
     }
     // SAFETY: the helper filled all `size_of::<T>()` bytes; T is plain data.
@@ -251,14 +256,22 @@ fn try_observe<S: Source>(src: &S) -> Result<(), Drop> {
             hdr.family = FAMILY_IPV4;
             l4 = l3 + ihl;
             // tot_len is 0 for GSO super-packets larger than 64 KiB (BIG TCP).
-            ip_end = if tot_len == 0 { usize::MAX } else { l3 + tot_len };
+            ip_end = if tot_len == 0 {
+                usize::MAX
+            } else {
+                l3 + tot_len
+            };
         }
         ETH_P_IPV6 => {
             let plen = u16::from_be(read::<S, u16>(src, l3 + 4)?) as usize;
             hdr.saddr = read(src, l3 + 8)?;
             hdr.daddr = read(src, l3 + 24)?;
             hdr.family = FAMILY_IPV6;
-            ip_end = if plen == 0 { usize::MAX } else { l3 + 40 + plen };
+            ip_end = if plen == 0 {
+                usize::MAX
+            } else {
+                l3 + 40 + plen
+            };
             // Walk extension headers (RFC 8200 §4) to the upper-layer header.
             let mut next: u8 = read(src, l3 + 6)?;
             let mut off = l3 + 40;

@@ -21,7 +21,8 @@ use tracing::{debug, info};
 use crate::config::{CaptureSection, XdpModeSetting};
 
 /// The eBPF object built from `sensor-ebpf` by this crate's build script.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/apitap-sensor-ebpf"));
+static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/apitap-sensor-ebpf"));
 
 /// Loaded and attached programs.
 pub struct Capture {
@@ -41,17 +42,22 @@ impl Capture {
             .context("loading the eBPF object into the kernel (needs CAP_BPF and CAP_NET_ADMIN)")?;
 
         let mut ports: HashMap<_, u16, u8> = HashMap::try_from(
-            ebpf.map_mut(MAP_PORTS).context("map PORTS missing from the object")?,
+            ebpf.map_mut(MAP_PORTS)
+                .context("map PORTS missing from the object")?,
         )?;
         for p in &cfg.ports {
-            ports.insert(p, 1, 0).with_context(|| format!("adding port {p} to the port filter"))?;
+            ports
+                .insert(p, 1, 0)
+                .with_context(|| format!("adding port {p} to the port filter"))?;
         }
         let mut flags = config_flags::ENABLED;
         if cfg.ports.is_empty() {
             flags |= config_flags::ALL_PORTS;
         }
-        let mut config: Array<_, SensorConfig> =
-            Array::try_from(ebpf.map_mut(MAP_CONFIG).context("map CONFIG missing from the object")?)?;
+        let mut config: Array<_, SensorConfig> = Array::try_from(
+            ebpf.map_mut(MAP_CONFIG)
+                .context("map CONFIG missing from the object")?,
+        )?;
         config.set(
             0,
             SensorConfig {
@@ -75,7 +81,9 @@ impl Capture {
             xdp.attach(iface, mode)
                 .with_context(|| format!("attaching XDP ({:?} mode) to {iface}", cfg.xdp_mode))?;
         }
-        let legacy_tc = KernelVersion::current().map(|v| v < KernelVersion::new(6, 6, 0)).unwrap_or(true);
+        let legacy_tc = KernelVersion::current()
+            .map(|v| v < KernelVersion::new(6, 6, 0))
+            .unwrap_or(true);
         let tc_prog: &mut SchedClassifier = ebpf
             .program_mut(PROG_TC_EGRESS)
             .context("TC program missing from the object")?
@@ -95,7 +103,10 @@ impl Capture {
         info!(interfaces = ?cfg.interfaces, ports = ?cfg.ports, snap_len = cfg.snap_len_bytes, "capture attached");
 
         let ring = RingBuf::try_from(ebpf.take_map(MAP_EVENTS).context("map EVENTS missing")?)?;
-        let counters = PerCpuArray::try_from(ebpf.take_map(MAP_COUNTERS).context("map COUNTERS missing")?)?;
+        let counters = PerCpuArray::try_from(
+            ebpf.take_map(MAP_COUNTERS)
+                .context("map COUNTERS missing")?,
+        )?;
         Ok((
             Capture {
                 _ebpf: ebpf,
@@ -143,7 +154,9 @@ pub fn check_privileges() -> anyhow::Result<()> {
         const CAP_SYS_ADMIN: u64 = 1 << 21;
         const CAP_BPF: u64 = 1 << 39;
         if eff & CAP_NET_ADMIN == 0 || eff & (CAP_BPF | CAP_SYS_ADMIN) == 0 {
-            bail!("apitap-sensor needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN to attach XDP/TC programs");
+            bail!(
+                "apitap-sensor needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN to attach XDP/TC programs"
+            );
         }
     }
     Ok(())

@@ -191,7 +191,8 @@ impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         use anyhow::Context as _;
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let cfg = Config::parse(&text).with_context(|| format!("in {}", path.display()))?;
         Ok(cfg)
     }
@@ -206,21 +207,36 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let c = &self.capture;
         if c.interfaces.is_empty() {
-            return Err(invalid("capture.interfaces", "at least one interface is required"));
+            return Err(invalid(
+                "capture.interfaces",
+                "at least one interface is required",
+            ));
         }
         for i in &c.interfaces {
             if i.is_empty() || i.len() > 15 || i.contains(['/', ' ', '\0']) {
-                return Err(invalid("capture.interfaces", format!("{i:?} is not an interface name")));
+                return Err(invalid(
+                    "capture.interfaces",
+                    format!("{i:?} is not an interface name"),
+                ));
             }
         }
         if c.snap_len_bytes == 0 || c.snap_len_bytes > MAX_SNAP_BYTES {
-            return Err(invalid("capture.snap_len_bytes", format!("must be 1..={MAX_SNAP_BYTES}")));
+            return Err(invalid(
+                "capture.snap_len_bytes",
+                format!("must be 1..={MAX_SNAP_BYTES}"),
+            ));
         }
         if !c.ring_buffer_bytes.is_power_of_two() || c.ring_buffer_bytes < 64 * 1024 {
-            return Err(invalid("capture.ring_buffer_bytes", "must be a power of two of at least 65536"));
+            return Err(invalid(
+                "capture.ring_buffer_bytes",
+                "must be a power of two of at least 65536",
+            ));
         }
         if c.ports.len() > apitap_common::MAX_PORTS as usize {
-            return Err(invalid("capture.ports", format!("at most {} ports", apitap_common::MAX_PORTS)));
+            return Err(invalid(
+                "capture.ports",
+                format!("at most {} ports", apitap_common::MAX_PORTS),
+            ));
         }
         if c.ports.contains(&0) {
             return Err(invalid("capture.ports", "port 0 is not a TCP port"));
@@ -231,8 +247,14 @@ impl Config {
             ("decode.max_headers", d.max_headers),
             ("decode.max_pending_requests", d.max_pending_requests),
             ("decode.max_connections", d.max_connections),
-            ("decode.max_buffered_bytes_per_connection", d.max_buffered_bytes_per_connection),
-            ("decode.max_buffered_bytes_total", d.max_buffered_bytes_total),
+            (
+                "decode.max_buffered_bytes_per_connection",
+                d.max_buffered_bytes_per_connection,
+            ),
+            (
+                "decode.max_buffered_bytes_total",
+                d.max_buffered_bytes_total,
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be greater than 0"));
@@ -246,7 +268,11 @@ impl Config {
         }
         if d.idle_timeout_secs == 0 || d.handshake_timeout_secs == 0 {
             return Err(invalid(
-                if d.idle_timeout_secs == 0 { "decode.idle_timeout_secs" } else { "decode.handshake_timeout_secs" },
+                if d.idle_timeout_secs == 0 {
+                    "decode.idle_timeout_secs"
+                } else {
+                    "decode.handshake_timeout_secs"
+                },
                 "must be greater than 0",
             ));
         }
@@ -306,11 +332,26 @@ mod tests {
     fn impossible_values_name_the_field() {
         let cases = [
             ("[capture]\ninterfaces = []\n", "capture.interfaces"),
-            ("[capture]\ninterfaces = [\"e\"]\nsnap_len_bytes = 70000\n", "capture.snap_len_bytes"),
-            ("[capture]\ninterfaces = [\"e\"]\nring_buffer_bytes = 100000\n", "capture.ring_buffer_bytes"),
-            ("[capture]\ninterfaces = [\"e\"]\nports = [0]\n", "capture.ports"),
-            ("[capture]\ninterfaces = [\"e\"]\n[decode]\nmax_connections = 0\n", "decode.max_connections"),
-            ("[capture]\ninterfaces = [\"e\"]\n[sink]\nkind = \"file\"\n", "sink.path"),
+            (
+                "[capture]\ninterfaces = [\"e\"]\nsnap_len_bytes = 70000\n",
+                "capture.snap_len_bytes",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\nring_buffer_bytes = 100000\n",
+                "capture.ring_buffer_bytes",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\nports = [0]\n",
+                "capture.ports",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[decode]\nmax_connections = 0\n",
+                "decode.max_connections",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[sink]\nkind = \"file\"\n",
+                "sink.path",
+            ),
             ("[capture]\ninterfaces = [\"a/b\"]\n", "capture.interfaces"),
         ];
         for (text, field) in cases {

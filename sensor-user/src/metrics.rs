@@ -39,7 +39,11 @@ impl Snapshot {
         for c in Counter::ALL {
             let v = self.kernel[c as usize];
             if c.is_drop() {
-                let _ = writeln!(s, "apitap_kernel_dropped_packets_total{{cause=\"{}\"}} {v}", c.name());
+                let _ = writeln!(
+                    s,
+                    "apitap_kernel_dropped_packets_total{{cause=\"{}\"}} {v}",
+                    c.name()
+                );
             } else {
                 let _ = writeln!(s, "apitap_kernel_{}_total {v}", c.name());
             }
@@ -57,7 +61,11 @@ impl Snapshot {
 
     /// Sum of the kernel drop counters.
     pub fn kernel_drops(&self) -> u64 {
-        Counter::ALL.iter().filter(|c| c.is_drop()).map(|c| self.kernel[*c as usize]).sum()
+        Counter::ALL
+            .iter()
+            .filter(|c| c.is_drop())
+            .map(|c| self.kernel[*c as usize])
+            .sum()
     }
 }
 
@@ -94,7 +102,9 @@ impl Shared {
 /// Binds the endpoint now (so a bad address fails at startup) and serves it in the background.
 pub async fn serve(addr: SocketAddr, shared: Shared) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding metrics.listen {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding metrics.listen {addr}"))?;
     tokio::spawn(async move {
         loop {
             let (mut sock, peer) = match listener.accept().await {
@@ -108,17 +118,21 @@ pub async fn serve(addr: SocketAddr, shared: Shared) -> anyhow::Result<()> {
             let shared = shared.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
-                let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
+                let n =
+                    match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
+                        Ok(Ok(n)) => n,
+                        _ => return,
+                    };
                 let line = buf[..n].split(|b| *b == b'\n').next().unwrap_or_default();
                 let (status, body) = if line.starts_with(b"GET /metrics") {
                     ("200 OK", shared.get().0)
                 } else if line.starts_with(b"GET /healthz") {
                     match shared.get().1 {
                         true => ("200 OK", "ok\n".to_owned()),
-                        false => ("503 Service Unavailable", "capture loop stalled\n".to_owned()),
+                        false => (
+                            "503 Service Unavailable",
+                            "capture loop stalled\n".to_owned(),
+                        ),
                     }
                 } else {
                     ("404 Not Found", "not found\n".to_owned())

@@ -35,7 +35,10 @@ pub fn parse(bytes: &[u8], offset_ns: i128, snap_len: u32) -> Result<Segment<'_>
             let d: [u8; 4] = [h.daddr[0], h.daddr[1], h.daddr[2], h.daddr[3]];
             (IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(d)))
         }
-        FAMILY_IPV6 => (IpAddr::V6(Ipv6Addr::from(h.saddr)), IpAddr::V6(Ipv6Addr::from(h.daddr))),
+        FAMILY_IPV6 => (
+            IpAddr::V6(Ipv6Addr::from(h.saddr)),
+            IpAddr::V6(Ipv6Addr::from(h.daddr)),
+        ),
         _ => return Err(RecordError::Family),
     };
     let captured = h.payload_len.min(snap_len);
@@ -53,7 +56,11 @@ pub fn parse(bytes: &[u8], offset_ns: i128, snap_len: u32) -> Result<Segment<'_>
     if !last {
         flags &= !tcp_flags::FIN;
     }
-    let wire_len = if last { h.payload_len - h.chunk_offset } else { h.chunk_len };
+    let wire_len = if last {
+        h.payload_len - h.chunk_offset
+    } else {
+        h.chunk_len
+    };
     let ts_ns = (h.ts_ns as i128 + offset_ns).max(0);
     Ok(Segment {
         ts_us: (ts_ns / 1000) as u64,
@@ -73,7 +80,9 @@ pub fn parse(bytes: &[u8], offset_ns: i128, snap_len: u32) -> Result<Segment<'_>
 pub fn encode(h: &PacketHeader, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(HEADER_BYTES + payload.len());
     // SAFETY: PacketHeader is repr(C) plain old data with no padding bytes.
-    let raw = unsafe { std::slice::from_raw_parts((h as *const PacketHeader).cast::<u8>(), HEADER_BYTES) };
+    let raw = unsafe {
+        std::slice::from_raw_parts((h as *const PacketHeader).cast::<u8>(), HEADER_BYTES)
+    };
     v.extend_from_slice(raw);
     v.extend_from_slice(payload);
     v
@@ -125,8 +134,14 @@ mod tests {
         let b = encode(&header(2, 3, 5, tcp_flags::ACK | tcp_flags::FIN), b"cde");
         let sa = parse(&a, 0, 65535).unwrap();
         let sb = parse(&b, 0, 65535).unwrap();
-        assert_eq!((sa.seq, sa.wire_len, sa.flags & tcp_flags::FIN), (100, 2, 0));
-        assert_eq!((sb.seq, sb.wire_len, sb.flags & tcp_flags::FIN), (102, 3, tcp_flags::FIN));
+        assert_eq!(
+            (sa.seq, sa.wire_len, sa.flags & tcp_flags::FIN),
+            (100, 2, 0)
+        );
+        assert_eq!(
+            (sb.seq, sb.wire_len, sb.flags & tcp_flags::FIN),
+            (102, 3, tcp_flags::FIN)
+        );
     }
 
     #[test]
@@ -144,6 +159,9 @@ mod tests {
         assert_eq!(parse(&rec, 0, 65535).unwrap_err(), RecordError::Length);
         let mut h = header(0, 0, 0, 0);
         h.family = 9;
-        assert_eq!(parse(&encode(&h, b""), 0, 65535).unwrap_err(), RecordError::Family);
+        assert_eq!(
+            parse(&encode(&h, b""), 0, 65535).unwrap_err(),
+            RecordError::Family
+        );
     }
 }

@@ -24,7 +24,10 @@ impl Sink {
         let w: Box<dyn Write + Send> = match cfg.kind {
             SinkKind::Stdout => Box::new(std::io::stdout()),
             SinkKind::File => {
-                let path = cfg.path.as_ref().context("sink.path is required for kind = \"file\"")?;
+                let path = cfg
+                    .path
+                    .as_ref()
+                    .context("sink.path is required for kind = \"file\"")?;
                 Box::new(
                     OpenOptions::new()
                         .create(true)

@@ -13,16 +13,30 @@ fn example_config_is_valid() {
     let cfg = Config::load(&root().join("deploy/config/sensor.example.toml")).unwrap();
     cfg.validate().unwrap();
     assert_eq!(cfg.capture.interfaces, vec!["eth0".to_string()]);
-    assert!(cfg.metrics.listen.is_some(), "the DaemonSet probes need the metrics endpoint");
+    assert!(
+        cfg.metrics.listen.is_some(),
+        "the DaemonSet probes need the metrics endpoint"
+    );
 }
 
 #[test]
 fn daemonset_configmap_embeds_the_example() {
-    let example = std::fs::read_to_string(root().join("deploy/config/sensor.example.toml")).unwrap();
-    let yaml = std::fs::read_to_string(root().join("deploy/kubernetes/sensor-daemonset.yaml")).unwrap();
+    let example =
+        std::fs::read_to_string(root().join("deploy/config/sensor.example.toml")).unwrap();
+    let yaml =
+        std::fs::read_to_string(root().join("deploy/kubernetes/sensor-daemonset.yaml")).unwrap();
     let indented: String = example
         .lines()
-        .map(|l| if l.trim().is_empty() { "\n".to_string() } else { format!("    {l}\n") })
+        .map(|l| {
+            if l.trim().is_empty() {
+                "\n".to_string()
+            } else {
+                format!("    {l}\n")
+            }
+        })
         .collect();
-    assert!(yaml.contains(&indented), "deploy/kubernetes/sensor-daemonset.yaml ConfigMap differs from the example");
+    assert!(
+        yaml.contains(&indented),
+        "deploy/kubernetes/sensor-daemonset.yaml ConfigMap differs from the example"
+    );
 }

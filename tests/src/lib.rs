@@ -47,7 +47,10 @@ pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
     };
     let p = dir.join(name);
     if !p.is_file() {
-        bail!("{} not found: build the workspace first (`cargo xtask test` does)", p.display());
+        bail!(
+            "{} not found: build the workspace first (`cargo xtask test` does)",
+            p.display()
+        );
     }
     Ok(p)
 }
@@ -76,11 +79,16 @@ fn privilege_problem() -> Option<String> {
     }
     for tool in ["ip", "nginx", "curl"] {
         if which(tool).is_none() {
-            return Some(format!("`{tool}` is not installed (run `cargo xtask setup`)"));
+            return Some(format!(
+                "`{tool}` is not installed (run `cargo xtask setup`)"
+            ));
         }
     }
     let name = format!("apitap-probe-{}", std::process::id());
-    let ok = Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
+    let ok = Command::new("ip")
+        .args(["netns", "add", &name])
+        .status()
+        .is_ok_and(|s| s.success());
     let _ = Command::new("ip").args(["netns", "del", &name]).status();
     if !ok {
         return Some("cannot create network namespaces (needs CAP_SYS_ADMIN)".into());
@@ -99,7 +107,10 @@ fn which(tool: &str) -> Option<PathBuf> {
 fn run(cmd: &mut Command) -> anyhow::Result<Output> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(out)
 }
@@ -114,7 +125,10 @@ pub struct Netns {
 impl Netns {
     fn create(name: String) -> anyhow::Result<Netns> {
         // A leftover from a killed run of the same name is removed first.
-        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = Netns { name };
         ns.cmd("ip", &["link", "set", "lo", "up"]).status()?;
@@ -124,14 +138,19 @@ impl Netns {
     /// A command that runs `program args` inside this namespace.
     pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program).args(args);
+        c.args(["netns", "exec", &self.name])
+            .arg(program)
+            .args(args);
         c
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -160,11 +179,27 @@ impl Topology {
         let server_if = format!("at{id}s");
         let client_if = format!("at{id}c");
         run(Command::new("ip").args([
-            "link", "add", &server_if, "netns", &server.name, "type", "veth", "peer", "name", &client_if, "netns",
+            "link",
+            "add",
+            &server_if,
+            "netns",
+            &server.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &client_if,
+            "netns",
             &client.name,
         ]))?;
-        run(&mut server.cmd("ip", &["addr", "add", &format!("{SERVER_IP}/24"), "dev", &server_if]))?;
-        run(&mut client.cmd("ip", &["addr", "add", &format!("{CLIENT_IP}/24"), "dev", &client_if]))?;
+        run(&mut server.cmd(
+            "ip",
+            &["addr", "add", &format!("{SERVER_IP}/24"), "dev", &server_if],
+        ))?;
+        run(&mut client.cmd(
+            "ip",
+            &["addr", "add", &format!("{CLIENT_IP}/24"), "dev", &client_if],
+        ))?;
         run(&mut server.cmd("ip", &["link", "set", &server_if, "up"]))?;
         run(&mut client.cmd("ip", &["link", "set", &client_if, "up"]))?;
         Ok(Topology {
@@ -276,7 +311,15 @@ http {{
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let probe = ns
-                .cmd("curl", &["-s", "-o", "/dev/null", &format!("http://{SERVER_IP}:{SERVER_PORT}/healthz")])
+                .cmd(
+                    "curl",
+                    &[
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        &format!("http://{SERVER_IP}:{SERVER_PORT}/healthz"),
+                    ],
+                )
                 .status();
             if probe.is_ok_and(|s| s.success()) {
                 break;
@@ -288,7 +331,19 @@ http {{
         }
         // The readiness probe ran on the server's loopback: not on the captured interface.
         let _ = std::fs::write(dir.join("access.log"), "");
-        let _ = ns.cmd("nginx", &["-c", &conf_arg, "-p", &dir.to_string_lossy(), "-s", "reopen"]).status();
+        let _ = ns
+            .cmd(
+                "nginx",
+                &[
+                    "-c",
+                    &conf_arg,
+                    "-p",
+                    &dir.to_string_lossy(),
+                    "-s",
+                    "reopen",
+                ],
+            )
+            .status();
         Ok(nginx)
     }
 
@@ -373,7 +428,16 @@ impl Sensor {
         let log = dir.join("sensor.log");
         let log_file = std::fs::File::create(&log)?;
         let child = ns
-            .cmd(&bin, &["run", "--config", &config.to_string_lossy(), "--events-file", &events.to_string_lossy()])
+            .cmd(
+                &bin,
+                &[
+                    "run",
+                    "--config",
+                    &config.to_string_lossy(),
+                    "--events-file",
+                    &events.to_string_lossy(),
+                ],
+            )
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -397,7 +461,10 @@ impl Sensor {
                 bail!("apitap-sensor exited with {status}: {}", sensor.log_text());
             }
             if Instant::now() > deadline {
-                bail!("apitap-sensor did not become healthy: {}", sensor.log_text());
+                bail!(
+                    "apitap-sensor did not become healthy: {}",
+                    sensor.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -429,7 +496,12 @@ impl Sensor {
 
     /// Waits (bounded) until metric `name` reaches `at_least`, plus one refresh period so that
     /// the other counters are as fresh; returns the metrics then.
-    pub fn wait_for_metric(&self, name: &str, at_least: u64, timeout: Duration) -> anyhow::Result<Vec<(String, u64)>> {
+    pub fn wait_for_metric(
+        &self,
+        name: &str,
+        at_least: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<(String, u64)>> {
         let deadline = Instant::now() + timeout;
         loop {
             let m = self.metrics()?;
@@ -439,7 +511,10 @@ impl Sensor {
                 return self.metrics();
             }
             if Instant::now() > deadline {
-                bail!("{name} stayed at {v} (< {at_least}) for {timeout:?}: {}", self.log_text());
+                bail!(
+                    "{name} stayed at {v} (< {at_least}) for {timeout:?}: {}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -492,10 +567,14 @@ fn signal_descendants(pid: u32, sig: i32) {
 
 /// Reads a JSON-lines event file with the schema crate's decoder.
 pub fn read_events(path: &Path) -> anyhow::Result<Vec<apitap_schema::ApiEvent>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| apitap_schema::decode_event(l.as_bytes()).with_context(|| format!("event line {}", i + 1)))
+        .map(|(i, l)| {
+            apitap_schema::decode_event(l.as_bytes())
+                .with_context(|| format!("event line {}", i + 1))
+        })
         .collect()
 }

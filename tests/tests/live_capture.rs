@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use apitap_schema::{ApiEvent, BodyEncoding};
-use apitap_tests::{Nginx, REPORT_BYTES, SERVER_PORT, Sensor, Topology, read_events, require_privileges};
+use apitap_tests::{
+    Nginx, REPORT_BYTES, SERVER_PORT, Sensor, Topology, read_events, require_privileges,
+};
 
 /// One request the test sends and what nginx must answer.
 struct Expect {
@@ -32,7 +34,12 @@ fn live_capture_reports_every_transaction_once() -> anyhow::Result<()> {
     let dir = tempdir("live");
     let topo = Topology::new("live")?;
     let nginx = Nginx::start(&topo.server, &dir.join("nginx"))?;
-    let mut sensor = Sensor::start(&topo.server, &topo.server_if, &[SERVER_PORT], &dir.join("sensor"))?;
+    let mut sensor = Sensor::start(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        &dir.join("sensor"),
+    )?;
 
     let mut expect: Vec<Expect> = Vec::new();
     let mut push = |method: &'static str, uri: String, status: u16, request_body: u64| {
@@ -51,7 +58,9 @@ fn live_capture_reports_every_transaction_once() -> anyhow::Result<()> {
         push("GET", uri, 200, 0);
     }
     // Keep-alive: several requests on one connection (curl reuses it for one invocation).
-    let ka: Vec<String> = (0..6).map(|i| format!("/api/v1/users?page={i}&probe=ka")).collect();
+    let ka: Vec<String> = (0..6)
+        .map(|i| format!("/api/v1/users?page={i}&probe=ka"))
+        .collect();
     let mut args: Vec<String> = vec!["-o".into(), "/dev/null".into()];
     for u in &ka {
         args.push(topo.url(u));
@@ -66,8 +75,21 @@ fn live_capture_reports_every_transaction_once() -> anyhow::Result<()> {
     }
     // Content-Length request body.
     let small = format!("{{\"item\":\"{}\"}}", "a".repeat(300));
-    topo.curl(&["-o", "/dev/null", "-H", "Content-Type: application/json", "--data-binary", &small, &topo.url("/api/v1/orders?probe=cl")])?;
-    push("POST", "/api/v1/orders?probe=cl".into(), 201, small.len() as u64);
+    topo.curl(&[
+        "-o",
+        "/dev/null",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &small,
+        &topo.url("/api/v1/orders?probe=cl"),
+    ])?;
+    push(
+        "POST",
+        "/api/v1/orders?probe=cl".into(),
+        201,
+        small.len() as u64,
+    );
     // Chunked request body larger than one MTU.
     let big = "b".repeat(5000);
     let big_path = dir.join("big.txt");
@@ -85,22 +107,56 @@ fn live_capture_reports_every_transaction_once() -> anyhow::Result<()> {
     // Response larger than one MTU, plain and gzip+chunked.
     topo.curl(&["-o", "/dev/null", &topo.url("/api/v1/report?probe=plain")])?;
     push("GET", "/api/v1/report?probe=plain".into(), 200, 0);
-    topo.curl(&["-o", "/dev/null", "--compressed", &topo.url("/api/v1/report?probe=gzip")])?;
+    topo.curl(&[
+        "-o",
+        "/dev/null",
+        "--compressed",
+        &topo.url("/api/v1/report?probe=gzip"),
+    ])?;
     push("GET", "/api/v1/report?probe=gzip".into(), 200, 0);
     // Other methods and statuses.
-    topo.curl(&["-o", "/dev/null", "-X", "PUT", "--data-binary", "{\"name\":\"z\"}", &topo.url("/api/v1/users/7?probe=put")])?;
+    topo.curl(&[
+        "-o",
+        "/dev/null",
+        "-X",
+        "PUT",
+        "--data-binary",
+        "{\"name\":\"z\"}",
+        &topo.url("/api/v1/users/7?probe=put"),
+    ])?;
     push("PUT", "/api/v1/users/7?probe=put".into(), 200, 12);
-    topo.curl(&["-o", "/dev/null", "-X", "DELETE", &topo.url("/api/v1/users/8?probe=del")])?;
+    topo.curl(&[
+        "-o",
+        "/dev/null",
+        "-X",
+        "DELETE",
+        &topo.url("/api/v1/users/8?probe=del"),
+    ])?;
     push("DELETE", "/api/v1/users/8?probe=del".into(), 200, 0);
-    topo.curl(&["-o", "/dev/null", "-d", "user=a&pass=b", &topo.url("/api/v1/login?probe=login")])?;
+    topo.curl(&[
+        "-o",
+        "/dev/null",
+        "-d",
+        "user=a&pass=b",
+        &topo.url("/api/v1/login?probe=login"),
+    ])?;
     push("POST", "/api/v1/login?probe=login".into(), 401, 13);
     topo.curl(&["-o", "/dev/null", &topo.url("/missing?probe=404")])?;
     push("GET", "/missing?probe=404".into(), 404, 0);
-    topo.curl(&["-o", "/dev/null", "-I", &topo.url("/api/v1/report?probe=head")])?;
+    topo.curl(&[
+        "-o",
+        "/dev/null",
+        "-I",
+        &topo.url("/api/v1/report?probe=head"),
+    ])?;
     push("HEAD", "/api/v1/report?probe=head".into(), 200, 0);
 
     // Wait until the sensor reported as many events as requests were sent, then stop it.
-    let metrics = sensor.wait_for_metric("apitap_sensor_events_total", expect.len() as u64, std::time::Duration::from_secs(15))?;
+    let metrics = sensor.wait_for_metric(
+        "apitap_sensor_events_total",
+        expect.len() as u64,
+        std::time::Duration::from_secs(15),
+    )?;
     sensor.stop()?;
     let events = read_events(&sensor.events)?;
     let log = nginx.access_log()?;
@@ -111,9 +167,15 @@ fn live_capture_reports_every_transaction_once() -> anyhow::Result<()> {
         .filter(|(k, v)| k.starts_with("apitap_kernel_dropped_packets_total") && *v > 0)
         .collect();
     assert!(drops.is_empty(), "kernel drops: {drops:?}");
-    let records = metrics.iter().find(|(k, _)| k == "apitap_kernel_records_total").map(|m| m.1);
+    let records = metrics
+        .iter()
+        .find(|(k, _)| k == "apitap_kernel_records_total")
+        .map(|m| m.1);
     assert!(records.is_some_and(|r| r > 0), "no records: {metrics:?}");
-    let gaps = metrics.iter().find(|(k, _)| k == "apitap_decode_stream_gaps_total").map(|m| m.1);
+    let gaps = metrics
+        .iter()
+        .find(|(k, _)| k == "apitap_decode_stream_gaps_total")
+        .map(|m| m.1);
     assert_eq!(gaps, Some(0), "stream gaps");
 
     // Every request exactly once.
@@ -121,16 +183,30 @@ fn live_capture_reports_every_transaction_once() -> anyhow::Result<()> {
     for e in &events {
         by_key.entry(key(e)).or_default().push(e);
     }
-    assert_eq!(events.len(), expect.len(), "event count; keys: {:?}", by_key.keys().collect::<Vec<_>>());
+    assert_eq!(
+        events.len(),
+        expect.len(),
+        "event count; keys: {:?}",
+        by_key.keys().collect::<Vec<_>>()
+    );
     for x in &expect {
         let k = format!("{} {}", x.method, x.uri);
         let found = by_key.get(&k).map(Vec::as_slice).unwrap_or_default();
         assert_eq!(found.len(), 1, "{k}: seen {} times", found.len());
         let e = found[0];
-        let resp = e.response.as_ref().unwrap_or_else(|| panic!("{k}: no response ({:?})", e.anomalies));
+        let resp = e
+            .response
+            .as_ref()
+            .unwrap_or_else(|| panic!("{k}: no response ({:?})", e.anomalies));
         assert_eq!(resp.status, x.status, "{k}");
-        assert_eq!(e.request.body.length_bytes, x.request_body, "{k}: request body length");
-        assert!(!e.request.body.truncated && !resp.body.truncated, "{k}: truncated");
+        assert_eq!(
+            e.request.body.length_bytes, x.request_body,
+            "{k}: request body length"
+        );
+        assert!(
+            !e.request.body.truncated && !resp.body.truncated,
+            "{k}: truncated"
+        );
         assert!(e.anomalies.is_empty(), "{k}: anomalies {:?}", e.anomalies);
         assert_eq!(e.server.port, SERVER_PORT);
         assert_eq!(e.server.ip.to_string(), apitap_tests::SERVER_IP);
@@ -143,25 +219,54 @@ fn live_capture_reports_every_transaction_once() -> anyhow::Result<()> {
             .unwrap_or_else(|| panic!("{k}: not in nginx access log"));
         assert_eq!(line.status, resp.status, "{k}: status vs nginx");
         if x.method != "HEAD" && !x.uri.contains("probe=gzip") {
-            assert_eq!(resp.body.length_bytes, line.body_bytes_sent, "{k}: response body vs nginx");
+            assert_eq!(
+                resp.body.length_bytes, line.body_bytes_sent,
+                "{k}: response body vs nginx"
+            );
         }
     }
     // Specific shapes.
-    let plain = by_key["GET /api/v1/report?probe=plain"][0].response.as_ref().unwrap();
+    let plain = by_key["GET /api/v1/report?probe=plain"][0]
+        .response
+        .as_ref()
+        .unwrap();
     assert_eq!(plain.body.length_bytes, REPORT_BYTES as u64);
     assert_eq!(plain.body.captured_bytes, REPORT_BYTES as u64);
-    let gz = by_key["GET /api/v1/report?probe=gzip"][0].response.as_ref().unwrap();
-    assert!(gz.headers.iter().any(|h| h.name.eq_ignore_ascii_case("transfer-encoding") && h.value == "chunked"));
-    assert_eq!(gz.body.encoding, BodyEncoding::Base64, "gzip bytes are binary");
-    assert_eq!(&gz.body.bytes()?[..2], &[0x1f, 0x8b], "gzip magic after de-chunking");
+    let gz = by_key["GET /api/v1/report?probe=gzip"][0]
+        .response
+        .as_ref()
+        .unwrap();
+    assert!(
+        gz.headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding") && h.value == "chunked")
+    );
+    assert_eq!(
+        gz.body.encoding,
+        BodyEncoding::Base64,
+        "gzip bytes are binary"
+    );
+    assert_eq!(
+        &gz.body.bytes()?[..2],
+        &[0x1f, 0x8b],
+        "gzip magic after de-chunking"
+    );
     let chunked = by_key["POST /api/v1/orders?probe=chunked"][0];
     assert_eq!(chunked.request.body.data, big);
-    let head = by_key["HEAD /api/v1/report?probe=head"][0].response.as_ref().unwrap();
+    let head = by_key["HEAD /api/v1/report?probe=head"][0]
+        .response
+        .as_ref()
+        .unwrap();
     assert_eq!(head.body.length_bytes, 0);
     // Keep-alive requests share one connection, in order.
-    let ka: Vec<&ApiEvent> = (0..6).map(|i| by_key[&format!("GET /api/v1/users?page={i}&probe=ka")][0]).collect();
+    let ka: Vec<&ApiEvent> = (0..6)
+        .map(|i| by_key[&format!("GET /api/v1/users?page={i}&probe=ka")][0])
+        .collect();
     assert!(ka.iter().all(|e| e.connection_id == ka[0].connection_id));
-    assert_eq!(ka.iter().map(|e| e.transaction_index).collect::<Vec<_>>(), (0..6).collect::<Vec<u64>>());
+    assert_eq!(
+        ka.iter().map(|e| e.transaction_index).collect::<Vec<_>>(),
+        (0..6).collect::<Vec<u64>>()
+    );
     // Separate connections have distinct ids; event ids are unique.
     let mut ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     ids.sort_unstable();

@@ -1,1 +1,64 @@
-fn main(){}
+//! Project automation (`cargo xtask …`): the README's two commands and what they need.
+//!
+//! - `setup`: installs what a fresh Debian machine lacks (idempotent; seconds when present).
+//! - `demo`: sets up, builds, and runs the end-to-end demo in network namespaces.
+//! - `test`: sets up, builds once, checks formatting and lints, runs the whole test suite.
+mod demo;
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install Debian packages, the nightly rust-src component and bpf-linker if missing.
+    Setup,
+    /// Set up, build, and run the live demo (netns + nginx + curl + sensor + analyzer).
+    Demo,
+    /// Set up, build, check formatting and lints, and run every test (privileged ones too).
+    Test,
+}
+
+fn main() -> anyhow::Result<()> {
+    setup::export_cargo_bin_path();
+    match Cli::parse().command {
+        Cmd::Setup => setup::run(),
+        Cmd::Demo => {
+            setup::run()?;
+            cargo(&["build", "--bins"])?;
+            demo::run()
+        }
+        Cmd::Test => {
+            setup::run()?;
+            cargo(&["fmt", "--all", "--", "--check"])
+                .context("run `cargo fmt --all` to fix formatting")?;
+            cargo(&["build", "--bins", "--tests"])?;
+            cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+            cargo(&["test", "--no-fail-fast"])
+        }
+    }
+}
+
+/// Runs the cargo that runs us, in the workspace root, inheriting output.
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("+ cargo {}", args.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(apitap_tests::workspace_root())
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}

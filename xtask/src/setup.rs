@@ -1,0 +1,154 @@
+//! Idempotent installation of what the build, the demo and the tests need on Debian (as root).
+//! Each step checks first and does nothing when already satisfied.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, bail};
+
+/// Programs the demo and tests run, and the Debian package that provides each.
+const DEBIAN: &[(&str, &str)] = &[
+    ("nginx", "nginx-light"),
+    ("curl", "curl"),
+    ("ip", "iproute2"),
+];
+/// bpf-linker 0.10.x links with rustc's own LLVM; 0.11+ needs a system LLVM that is not here.
+const BPF_LINKER_VERSION: &str = "0.10.1";
+
+fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+}
+
+/// Puts `$CARGO_HOME/bin` and the sbin directories on PATH for us and our children.
+pub fn export_cargo_bin_path() {
+    let mut paths: Vec<PathBuf> = vec![cargo_home().join("bin")];
+    if let Some(p) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&p));
+    }
+    for extra in ["/usr/sbin", "/sbin"] {
+        if !paths.iter().any(|p| p == std::path::Path::new(extra)) {
+            paths.push(extra.into());
+        }
+    }
+    if let Ok(joined) = std::env::join_paths(paths) {
+        // SAFETY: single-threaded at this point (called first thing in main).
+        unsafe { std::env::set_var("PATH", joined) };
+    }
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.stderr(Stdio::null()).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn exec(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Entry point for `cargo xtask setup`: every step, each a no-op when satisfied.
+pub fn run() -> anyhow::Result<()> {
+    debian_packages()?;
+    nightly_rust_src()?;
+    bpf_linker()?;
+    eprintln!("setup: everything present");
+    Ok(())
+}
+
+fn debian_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = DEBIAN
+        .iter()
+        .filter(|(tool, _)| !on_path(tool))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "missing Debian packages {missing:?}; run as root or `apt-get install {}`",
+            missing.join(" ")
+        );
+    }
+    exec(
+        Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    // Debian starts the packaged nginx service on install; the demo and tests run their own.
+    let _ = Command::new("systemctl")
+        .args(["disable", "--now", "nginx"])
+        .stderr(Stdio::null())
+        .status();
+    let _ = Command::new("nginx")
+        .args(["-s", "quit"])
+        .stderr(Stdio::null())
+        .status();
+    Ok(())
+}
+
+fn nightly_rust_src() -> anyhow::Result<()> {
+    let has_nightly =
+        output(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])).is_some();
+    if !has_nightly {
+        exec(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .unwrap_or_default();
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        exec(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let version = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if version.contains(BPF_LINKER_VERSION) {
+        return Ok(());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    exec(Command::new(cargo).args([
+        "install",
+        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--locked",
+    ]))
+}
