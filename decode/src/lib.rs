@@ -15,7 +15,9 @@
 //!
 //! [`ApiEvent`]: apitap_schema::ApiEvent
 
+pub mod content;
 pub mod http1;
+pub mod packet;
 pub mod session;
 pub mod stats;
 pub mod tcp;

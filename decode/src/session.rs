@@ -15,6 +15,7 @@ use apitap_schema::{
 };
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::content;
 use crate::http1::{Framing, Head, Kind, Limits, MessageParser, Step};
 use crate::stats::Stats;
 
@@ -519,6 +520,7 @@ impl Session {
         } = r;
         let (path, query) = split_target(&head.target);
         let host = head.header("host").map(str::to_owned);
+        let request_body = self.body(&head, body, &mut anomalies, stats);
         let http_version = format!("1.{}", head.minor_version);
         let request = Request {
             method: head.method,
@@ -526,18 +528,21 @@ impl Session {
             path,
             query,
             headers: head.headers,
-            body: Body::from_bytes(&body.data, body.len),
+            body: request_body,
         };
         let (response, end_us) = match response {
-            Some((h, b, end)) => (
-                Some(Response {
-                    status: h.status,
-                    reason: h.reason,
-                    headers: h.headers,
-                    body: Body::from_bytes(&b.data, b.len),
-                }),
-                Some(end.max(start_us)),
-            ),
+            Some((h, b, end)) => {
+                let body = self.body(&h, b, &mut anomalies, stats);
+                (
+                    Some(Response {
+                        status: h.status,
+                        reason: h.reason,
+                        headers: h.headers,
+                        body,
+                    }),
+                    Some(end.max(start_us)),
+                )
+            }
             None => (None, None),
         };
         let mut seen = Vec::with_capacity(anomalies.len());
@@ -562,6 +567,48 @@ impl Session {
             request,
             response,
             anomalies,
+        }
+    }
+}
+
+impl Session {
+    /// The event body for a captured message body, with its content coding removed when the
+    /// head declares one this decoder knows (RFC 9110 §8.4), capped at `max_body_bytes`.
+    fn body(
+        &self,
+        head: &Head,
+        capture: Capture,
+        anomalies: &mut Vec<Anomaly>,
+        stats: &mut Stats,
+    ) -> Body {
+        let coding = head
+            .header("content-encoding")
+            .map(str::trim)
+            .filter(|c| !c.is_empty());
+        let Some(coding) = coding else {
+            return Body::from_bytes(&capture.data, capture.len);
+        };
+        let input_complete = capture.data.len() as u64 == capture.len;
+        match content::decode(
+            coding,
+            &capture.data,
+            self.cfg.max_body_bytes,
+            input_complete,
+        ) {
+            Ok(d) => {
+                stats.bodies_decoded += 1;
+                if d.bomb {
+                    stats.decompression_bombs += 1;
+                    anomalies.push(Anomaly::DecompressionBomb);
+                }
+                Body::from_decoded(&d.data, capture.len, coding, d.complete)
+            }
+            Err(content::DecodeError::Unsupported) => Body::from_bytes(&capture.data, capture.len),
+            Err(content::DecodeError::Corrupt) => {
+                stats.body_decode_failures += 1;
+                anomalies.push(Anomaly::BodyDecodeFailed);
+                Body::from_bytes(&capture.data, capture.len)
+            }
         }
     }
 }

@@ -69,4 +69,10 @@ counters! {
     response_parse_errors,
     /// Connections that switched protocols (WebSocket, CONNECT).
     upgrades,
+    /// Bodies whose content coding (gzip, deflate, br) was removed.
+    bodies_decoded,
+    /// Bodies whose content coding was corrupt (left as sent).
+    body_decode_failures,
+    /// Decodes stopped at the cap with a bomb-like ratio.
+    decompression_bombs,
 }

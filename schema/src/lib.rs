@@ -14,8 +14,10 @@ use std::net::IpAddr;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-/// Version written into every event by this build.
-pub const SCHEMA_VERSION: &str = "1.0";
+/// Version written into every event by this build. History: 1.0 initial; 1.1 adds
+/// `Body::content_encoding`, `Body::decoded_length_bytes` and the `body_decode_failed` and
+/// `decompression_bomb` anomalies.
+pub const SCHEMA_VERSION: &str = "1.1";
 /// Major version this build reads.
 pub const SCHEMA_MAJOR: u32 = 1;
 
@@ -149,8 +151,17 @@ pub struct Body {
     pub truncated: bool,
     /// Encoding of `data`.
     pub encoding: BodyEncoding,
-    /// The captured bytes, encoded per `encoding`. Empty for an empty body.
+    /// The captured bytes, encoded per `encoding`. Empty for an empty body. When
+    /// `content_encoding` is present these are the *decoded* bytes.
     pub data: String,
+    /// (1.1) The content coding (`Content-Encoding`, RFC 9110 §8.4) the sensor removed to
+    /// produce `data`, e.g. `"gzip"`; absent when `data` is the body as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// (1.1) Length of the whole decoded body when decoding reached its end within the cap;
+    /// absent otherwise. `length_bytes` stays the length as sent (compressed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoded_length_bytes: Option<u64>,
 }
 
 impl Body {
@@ -170,7 +181,21 @@ impl Body {
             truncated: captured_bytes < length_bytes,
             encoding,
             data,
+            content_encoding: None,
+            decoded_length_bytes: None,
         }
+    }
+
+    /// Builds a body whose `data` was decoded from `coding`: `decoded` are the decoded bytes
+    /// kept, `length_bytes` the body length as sent, `complete` whether the decoded bytes are
+    /// the whole body.
+    pub fn from_decoded(decoded: &[u8], length_bytes: u64, coding: &str, complete: bool) -> Self {
+        let mut b = Body::from_bytes(decoded, 0);
+        b.length_bytes = length_bytes;
+        b.truncated = !complete;
+        b.content_encoding = Some(coding.to_owned());
+        b.decoded_length_bytes = complete.then_some(decoded.len() as u64);
+        b
     }
 
     /// The captured bytes, decoded from `data`.
@@ -228,6 +253,12 @@ pub enum Anomaly {
     ProtocolUpgrade,
     /// The sensor evicted this connection's state under memory pressure.
     StateEvicted,
+    /// (1.1) The body's content coding could not be decoded (corrupt data); `data` holds the
+    /// body as sent.
+    BodyDecodeFailed,
+    /// (1.1) Decompression hit the output cap at more than 100× the input: a decompression
+    /// bomb. Output was truncated at the cap.
+    DecompressionBomb,
     /// An anomaly code from a newer minor schema version.
     #[serde(other)]
     Unknown,

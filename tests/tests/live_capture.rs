@@ -241,16 +241,19 @@ fn live_capture_reports_every_transaction_once() -> anyhow::Result<()> {
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding") && h.value == "chunked")
     );
+    // De-chunked, then gunzipped: the analyzer sees the JSON document itself.
+    assert_eq!(gz.body.content_encoding.as_deref(), Some("gzip"));
+    assert_eq!(gz.body.encoding, BodyEncoding::Utf8);
+    assert_eq!(gz.body.decoded_length_bytes, Some(REPORT_BYTES as u64));
     assert_eq!(
-        gz.body.encoding,
-        BodyEncoding::Base64,
-        "gzip bytes are binary"
+        gz.body.data.as_bytes(),
+        std::fs::read(nginx.dir.join("report.json"))?.as_slice()
     );
-    assert_eq!(
-        &gz.body.bytes()?[..2],
-        &[0x1f, 0x8b],
-        "gzip magic after de-chunking"
+    assert!(
+        gz.body.length_bytes < REPORT_BYTES as u64 / 2,
+        "length_bytes is the compressed size"
     );
+    assert!(!gz.body.truncated);
     let chunked = by_key["POST /api/v1/orders?probe=chunked"][0];
     assert_eq!(chunked.request.body.data, big);
     let head = by_key["HEAD /api/v1/report?probe=head"][0]

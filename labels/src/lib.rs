@@ -1,0 +1,1 @@
+//! Sensitive-data labelling (work in progress; see issue 6).
