@@ -114,8 +114,9 @@ impl Capture {
 #[derive(Debug)]
 struct PendingRequest {
     index: u64,
-    /// Client-stream offset just past the request's last byte, once complete.
-    end_offset: Option<u64>,
+    /// Client-stream offset just past the request's header block: the server cannot answer
+    /// before it received that much (it may answer before the body, RFC 9112 §9.3).
+    head_end: u64,
     start_us: u64,
     head: Head,
     body: Capture,
@@ -327,7 +328,7 @@ impl Session {
                     let framing = Framing::for_request(&head, &mut anomalies);
                     let start_us = self.msg_start_us[0].take().unwrap_or(ts_us);
                     let r = PendingRequest {
-                        end_offset: None,
+                        head_end: self.req.position(),
                         index: self.next_index,
                         start_us,
                         head,
@@ -367,8 +368,7 @@ impl Session {
         }
     }
 
-    fn enqueue(&mut self, mut r: PendingRequest, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
-        r.end_offset = Some(self.req.position());
+    fn enqueue(&mut self, r: PendingRequest, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
         if self.pending.len() >= self.cfg.max_pending_requests
             && let Some(mut oldest) = self.pending.pop_front()
         {
@@ -392,9 +392,7 @@ impl Session {
     ) -> Option<PendingRequest> {
         if let Some(acked) = peer_offset {
             if self.resynced {
-                while self.pending.len() > 1
-                    && self.pending[1].end_offset.is_some_and(|e| e <= acked)
-                {
+                while self.pending.len() > 1 && self.pending[1].head_end <= acked {
                     if let Some(mut lost) = self.pending.pop_front() {
                         lost.anomalies.push(Anomaly::NoResponse);
                         stats.requests_without_response += 1;
@@ -402,11 +400,7 @@ impl Session {
                     }
                 }
             }
-            if self
-                .pending
-                .front()
-                .is_some_and(|r| r.end_offset.is_some_and(|e| e > acked))
-            {
+            if self.pending.front().is_some_and(|r| r.head_end > acked) {
                 return None;
             }
         }
@@ -512,7 +506,7 @@ impl Session {
         stats.transactions += 1;
         let PendingRequest {
             index,
-            end_offset: _,
+            head_end: _,
             start_us,
             head,
             body,
@@ -901,6 +895,47 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert!(out[0].anomalies.contains(&Anomaly::ProtocolUpgrade));
         assert_eq!(st.request_parse_errors, 0);
+    }
+
+    #[test]
+    fn early_response_before_body_received_still_pairs() {
+        // RFC 9112 §9.3: a server may answer before the body arrived (e.g. 413, or nginx's
+        // `return`); its acknowledgment then covers the head only.
+        let mut s = session(false);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        let head = b"POST /up HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
+        s.data(Side::Client, 1, head, None, &mut st, &mut out);
+        s.data(Side::Client, 2, b"0123456789", None, &mut st, &mut out);
+        s.data(
+            Side::Server,
+            3,
+            b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n",
+            Some(head.len() as u64),
+            &mut st,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].response.as_ref().unwrap().status, 413);
+        assert_eq!(st.unsolicited_responses, 0);
+        // A response acknowledging less than the next request's head cannot answer it.
+        s.data(
+            Side::Client,
+            4,
+            b"GET /later HTTP/1.1\r\n\r\n",
+            None,
+            &mut st,
+            &mut out,
+        );
+        s.data(
+            Side::Server,
+            5,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            Some(head.len() as u64 + 10),
+            &mut st,
+            &mut out,
+        );
+        assert_eq!(st.unsolicited_responses, 1);
     }
 
     #[test]

@@ -203,8 +203,13 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Checks values that parse but cannot work.
+    /// Checks values that parse but cannot work, for live capture.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_capture()?;
+        self.validate_offline()
+    }
+
+    fn validate_capture(&self) -> Result<(), ConfigError> {
         let c = &self.capture;
         if c.interfaces.is_empty() {
             return Err(invalid(
@@ -241,6 +246,11 @@ impl Config {
         if c.ports.contains(&0) {
             return Err(invalid("capture.ports", "port 0 is not a TCP port"));
         }
+        Ok(())
+    }
+
+    /// Checks everything but the capture section (what `replay` uses).
+    pub fn validate_offline(&self) -> Result<(), ConfigError> {
         let d = &self.decode;
         for (field, v) in [
             ("decode.max_header_bytes", d.max_header_bytes),

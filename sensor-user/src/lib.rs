@@ -13,4 +13,5 @@ pub mod config;
 pub mod live;
 pub mod metrics;
 pub mod record;
+pub mod replay;
 pub mod sink;

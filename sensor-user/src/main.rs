@@ -33,6 +33,21 @@ enum Command {
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
     },
+    /// Decode a pcap or pcapng file with the same decoder and write API events (JSON lines on
+    /// stdout unless told otherwise); a summary goes to stderr.
+    Replay {
+        /// Capture file (pcap or pcapng).
+        file: PathBuf,
+        /// Configuration file (decoder limits, sensor id, sink); optional.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Write events to this file instead of the configured sink.
+        #[arg(long)]
+        events_file: Option<PathBuf>,
+        /// Sensor id written into events (replaces `sensor.id`).
+        #[arg(long)]
+        sensor_id: Option<String>,
+    },
     /// Validate a configuration file and print the effective settings.
     CheckConfig {
         /// Configuration file (TOML).
@@ -75,6 +90,35 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             rt.block_on(apitap_sensor::live::run(cfg))
+        }
+        Command::Replay {
+            file,
+            config,
+            events_file,
+            sensor_id,
+        } => {
+            let mut cfg = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            if let Some(path) = events_file {
+                cfg.sink.kind = SinkKind::File;
+                cfg.sink.path = Some(path);
+            }
+            if sensor_id.is_some() {
+                cfg.sensor.id = sensor_id;
+            }
+            cfg.validate_offline()?;
+            let host = apitap_sensor::live::host_name();
+            let sensor = apitap_schema::SensorInfo {
+                id: cfg.sensor.id.clone().unwrap_or_else(|| host.clone()),
+                host,
+            };
+            let mut sink = apitap_sensor::sink::Sink::open(&cfg.sink)?;
+            let summary =
+                apitap_sensor::replay::replay(&file, cfg.reassembly(), sensor, &mut sink)?;
+            eprint!("{}", summary.render());
+            Ok(())
         }
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;

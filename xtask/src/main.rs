@@ -4,6 +4,7 @@
 //! - `demo`: sets up, builds, and runs the end-to-end demo in network namespaces.
 //! - `test`: sets up, builds once, checks formatting and lints, runs the whole test suite.
 mod demo;
+mod fixtures;
 mod setup;
 
 use std::process::Command;
@@ -26,6 +27,8 @@ enum Cmd {
     Demo,
     /// Set up, build, check formatting and lints, and run every test (privileged ones too).
     Test,
+    /// Record the pcap fixtures for the golden replay tests (needs root, tshark).
+    RecordFixtures,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +39,10 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             cargo(&["build", "--bins"])?;
             demo::run()
+        }
+        Cmd::RecordFixtures => {
+            setup::run()?;
+            fixtures::run()
         }
         Cmd::Test => {
             setup::run()?;

@@ -1,0 +1,346 @@
+//! `cargo xtask record-fixtures`: records the pcap fixtures the golden replay tests use, from
+//! real traffic (nginx, curl, a pipelining client) on a real kernel, with real loss and
+//! reordering from `tc netem`. Writes `tests/fixtures/pcap/<name>.pcapng` and the matching
+//! nginx access log `<name>.access.log` (the ground truth the tests compare against). Run it
+//! only to change the fixtures; CI replays the committed files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use apitap_tests::{Nginx, Topology, workspace_root};
+
+fn fixtures_dir() -> PathBuf {
+    workspace_root().join("tests/fixtures/pcap")
+}
+
+struct Dumpcap(Child);
+
+impl Dumpcap {
+    fn start(topo: &Topology, out: &Path) -> anyhow::Result<Dumpcap> {
+        let _ = std::fs::remove_file(out);
+        let child = topo
+            .server
+            .cmd(
+                "dumpcap",
+                &[
+                    "-q",
+                    "-i",
+                    &topo.server_if,
+                    "-f",
+                    "tcp port 8080",
+                    "-w",
+                    &out.to_string_lossy(),
+                ],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting dumpcap (apt-get install tshark)")?;
+        for _ in 0..50 {
+            if out.metadata().is_ok_and(|m| m.len() > 0) {
+                std::thread::sleep(Duration::from_millis(300));
+                return Ok(Dumpcap(child));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("dumpcap did not start")
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        self.0.wait()?;
+        Ok(())
+    }
+}
+
+fn scenario(
+    name: &str,
+    lossy: bool,
+    traffic: impl FnOnce(&Topology, &Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let dir = workspace_root().join("target/fixtures").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let topo = Topology::new("fix")?;
+    let nginx = Nginx::start(&topo.server, &dir.join("nginx"))?;
+    if lossy {
+        // MSS-sized segments instead of GSO super-packets, so that one message spans many
+        // segments and a loss in the middle of it shows up out of order.
+        for (ns, ifc) in [
+            (&topo.client, &topo.client_if),
+            (&topo.server, &topo.server_if),
+        ] {
+            if !ns
+                .cmd(
+                    "ethtool",
+                    &["-K", ifc, "tso", "off", "gso", "off", "gro", "off"],
+                )
+                .status()?
+                .success()
+            {
+                bail!("ethtool -K {ifc} failed");
+            }
+        }
+        // Real loss both ways (this kernel has no netem): TCP retransmits, and the capture
+        // point sees later segments before the retransmitted ones, i.e. out of order.
+        for ns in [&topo.client, &topo.server] {
+            for rule in [
+                vec!["add", "table", "inet", "apitap"],
+                vec![
+                    "add",
+                    "chain",
+                    "inet",
+                    "apitap",
+                    "out",
+                    "{ type filter hook output priority 0; }",
+                ],
+                vec![
+                    "add", "rule", "inet", "apitap", "out", "meta", "l4proto", "tcp", "numgen",
+                    "random", "mod", "100", "lt", "12", "counter", "drop",
+                ],
+                // Dropped after the capture point: the capture holds both copies.
+                vec![
+                    "add",
+                    "chain",
+                    "inet",
+                    "apitap",
+                    "in",
+                    "{ type filter hook input priority 0; }",
+                ],
+                vec![
+                    "add", "rule", "inet", "apitap", "in", "meta", "l4proto", "tcp", "numgen",
+                    "random", "mod", "100", "lt", "5", "counter", "drop",
+                ],
+            ] {
+                if !ns.cmd("nft", &rule).status()?.success() {
+                    bail!("nft {rule:?} failed");
+                }
+            }
+        }
+    }
+    let pcap = fixtures_dir().join(format!("{name}.pcapng"));
+    let cap = Dumpcap::start(&topo, &pcap)?;
+    traffic(&topo, &dir)?;
+    cap.stop()?;
+    if lossy {
+        for ns in [&topo.client, &topo.server] {
+            let out = ns.cmd("nft", &["list", "ruleset"]).output()?;
+            for l in String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("counter"))
+            {
+                println!("{}: {}", ns.name, l.trim());
+            }
+        }
+    }
+    std::fs::copy(
+        nginx.dir.join("access.log"),
+        fixtures_dir().join(format!("{name}.access.log")),
+    )?;
+    println!("recorded {}", pcap.display());
+    Ok(())
+}
+
+const PIPELINE_CLIENT: &str = r#"
+import socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+reqs = b""
+for i in range(n):
+    last = i == n - 1
+    body = b'{"n":%d}' % i
+    if i % 2:
+        reqs += b"POST /api/v1/orders?pipe=%d HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s" % (i, len(body), b"Connection: close\r\n" if last else b"", body)
+    else:
+        reqs += b"GET /api/v1/users/%d?pipe=%d HTTP/1.1\r\nHost: api\r\n%s\r\n" % (i, i, b"Connection: close\r\n" if last else b"")
+s = socket.create_connection((host, port))
+s.sendall(reqs)
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data.count(b"HTTP/1.1 "))
+"#;
+
+/// Records every fixture.
+pub fn run() -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("recording fixtures needs root (network namespaces, packet capture)");
+    }
+    std::fs::create_dir_all(fixtures_dir())?;
+    for (tool, pkg) in [
+        ("dumpcap", "tshark"),
+        ("editcap", "wireshark-common"),
+        ("nft", "nftables"),
+        ("ethtool", "ethtool"),
+    ] {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+        if !found {
+            let st = Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends", pkg])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()?;
+            if !st.success() {
+                bail!("installing {pkg} failed");
+            }
+        }
+    }
+
+    scenario("keepalive", false, |topo, dir| {
+        let u = |p: &str| topo.url(p);
+        topo.curl(&[
+            "-o",
+            "/dev/null",
+            &u("/api/v1/users?page=1"),
+            "-o",
+            "/dev/null",
+            &u("/api/v1/users/7"),
+            "-o",
+            "/dev/null",
+            &u("/missing"),
+        ])?;
+        let big = dir.join("big.json");
+        std::fs::write(&big, format!("{{\"rows\":\"{}\"}}", "x".repeat(6000)))?;
+        topo.curl(&[
+            "-o",
+            "/dev/null",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &format!("@{}", big.display()),
+            &u("/api/v1/orders?chunked=1"),
+        ])?;
+        topo.curl(&[
+            "-o",
+            "/dev/null",
+            "--data-binary",
+            "{\"a\":1}",
+            &u("/api/v1/orders?cl=1"),
+        ])?;
+        topo.curl(&[
+            "-o",
+            "/dev/null",
+            "--compressed",
+            &u("/api/v1/report?gzip=1"),
+            "-o",
+            "/dev/null",
+            &u("/api/v1/report?plain=1"),
+        ])?;
+        topo.curl(&["-o", "/dev/null", "-I", &u("/api/v1/report?head=1")])?;
+        topo.curl(&[
+            "-o",
+            "/dev/null",
+            "-H",
+            "Expect: 100-continue",
+            "--data-binary",
+            &format!("@{}", big.display()),
+            &u("/api/v1/orders?expect=1"),
+        ])?;
+        topo.curl(&[
+            "-o",
+            "/dev/null",
+            "--http1.0",
+            &u("/api/v1/users/9?http10=1"),
+        ])?;
+        Ok(())
+    })?;
+
+    scenario("pipelining", false, |topo, _| {
+        for n in [5, 8] {
+            let out = topo
+                .client
+                .cmd(
+                    "python3",
+                    &[
+                        "-c",
+                        PIPELINE_CLIENT,
+                        apitap_tests::SERVER_IP,
+                        "8080",
+                        &n.to_string(),
+                    ],
+                )
+                .output()?;
+            let got = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if got != n.to_string() {
+                bail!("pipelining client got {got} responses for {n} requests");
+            }
+        }
+        Ok(())
+    })?;
+
+    scenario("lossy", true, |topo, dir| {
+        let body = dir.join("body.json");
+        std::fs::write(&body, format!("{{\"blob\":\"{}\"}}", "y".repeat(8000)))?;
+        for round in 0..4 {
+            let mut args: Vec<String> = Vec::new();
+            for i in 0..5 {
+                args.extend([
+                    "-o".into(),
+                    "/dev/null".into(),
+                    topo.url(&format!("/api/v1/report?round={round}&i={i}")),
+                ]);
+            }
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            topo.curl(&argv)?;
+            topo.curl(&[
+                "-o",
+                "/dev/null",
+                "--data-binary",
+                &format!("@{}", body.display()),
+                &topo.url(&format!("/api/v1/orders?round={round}")),
+            ])?;
+        }
+        Ok(())
+    })?;
+
+    // Capture loss: the keepalive capture with data segments removed (what a sensor that
+    // dropped packets would have seen).
+    let src = fixtures_dir().join("keepalive.pcapng");
+    let frames = Command::new("tshark")
+        .args([
+            "-r",
+            &src.to_string_lossy(),
+            "-Y",
+            "tcp.len > 0",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ])
+        .output()
+        .context("running tshark")?;
+    let data_frames: Vec<String> = String::from_utf8_lossy(&frames.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    if data_frames.len() < 20 {
+        bail!(
+            "keepalive capture has only {} data frames",
+            data_frames.len()
+        );
+    }
+    // Drop the 2nd, 7th and 15th data frames.
+    let drop: Vec<&str> = [1usize, 6, 14]
+        .iter()
+        .map(|i| data_frames[*i].as_str())
+        .collect();
+    let dst = fixtures_dir().join("missing.pcapng");
+    let mut cmd = Command::new("editcap");
+    cmd.arg(&src).arg(&dst).args(&drop);
+    if !cmd.status()?.success() {
+        bail!("editcap failed");
+    }
+    std::fs::copy(
+        fixtures_dir().join("keepalive.access.log"),
+        fixtures_dir().join("missing.access.log"),
+    )?;
+    println!("recorded {} (dropped frames {drop:?})", dst.display());
+    Ok(())
+}
