@@ -282,6 +282,19 @@ impl Session {
         }
     }
 
+    /// Records an anomaly observed below HTTP (e.g. by TCP reassembly) on the message now being
+    /// read on `side`, or on the next transaction if none is.
+    pub fn anomaly(&mut self, side: Side, anomaly: Anomaly) {
+        let target = match side {
+            Side::Client => self.reading.as_mut().map(|r| &mut r.anomalies),
+            Side::Server => self.response.as_mut().map(|r| &mut r.anomalies),
+        };
+        let list = target.unwrap_or(&mut self.carry);
+        if !list.contains(&anomaly) {
+            list.push(anomaly);
+        }
+    }
+
     /// One side finished sending (TCP FIN reached in order).
     pub fn fin(&mut self, side: Side, ts_us: u64, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
         if side == Side::Server && self.res.reading_until_close() {

@@ -39,6 +39,9 @@ counters! {
     segments_retransmitted,
     /// Segments that overlapped delivered or buffered bytes in part.
     segments_overlapping,
+    /// Segments whose bytes disagreed with held out-of-order bytes they overlap (first copy
+    /// kept; possible evasion attempt).
+    segments_conflicting,
     /// Segments far outside the receive window, ignored (drop).
     segments_out_of_window,
     /// Segments without payload or flags of interest for an untracked connection.

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use apitap_schema::{ApiEvent, Endpoint, SensorInfo};
+use apitap_schema::{Anomaly, ApiEvent, Endpoint, SensorInfo};
 
 use crate::http1::{Kind, find_message_start};
 use crate::session::{ConnMeta, Session, SessionConfig, Side};
@@ -143,6 +143,8 @@ enum Outcome {
     Retransmitted,
     Buffered,
     OutOfWindow,
+    /// Bytes overlapping held out-of-order data differ from it; the first copy was kept.
+    Conflict,
 }
 
 impl Flow {
@@ -177,6 +179,9 @@ impl Flow {
                 return Outcome::OutOfWindow;
             }
             let off = off as u64;
+            if self.conflicts_with_held(off, data) {
+                return Outcome::Conflict;
+            }
             if self.held.contains_key(&off) {
                 return Outcome::Retransmitted;
             }
@@ -203,6 +208,27 @@ impl Flow {
         } else {
             Outcome::Delivered
         }
+    }
+
+    /// True when `data` at stream offset `off` disagrees with any held (out-of-order) bytes it
+    /// overlaps. Overlaps with bytes already delivered are not compared: keeping a copy of
+    /// delivered data for every connection would cost more memory than it is worth.
+    fn conflicts_with_held(&self, off: u64, data: &[u8]) -> bool {
+        let end = off + data.len() as u64;
+        for (&h_off, held) in self.held.range(..end).rev() {
+            let h_end = h_off + held.data.len() as u64;
+            if h_end <= off {
+                break;
+            }
+            let from = off.max(h_off);
+            let to = end.min(h_end);
+            let ours = &data[(from - off) as usize..(to - off) as usize];
+            let theirs = &held.data[(from - h_off) as usize..(to - h_off) as usize];
+            if ours != theirs {
+                return true;
+            }
+        }
+        false
     }
 
     /// Delivers bytes `[skip, wire_len)` of a segment starting at `self.next - skip`.
@@ -502,6 +528,12 @@ impl Reassembler {
             Some(Outcome::Retransmitted) => self.stats.segments_retransmitted += 1,
             Some(Outcome::Buffered) => self.stats.segments_out_of_order += 1,
             Some(Outcome::OutOfWindow) => self.stats.segments_out_of_window += 1,
+            Some(Outcome::Conflict) => {
+                self.stats.segments_conflicting += 1;
+                if let Some(conn) = self.conns.get_mut(&key) {
+                    conn.session.anomaly(side, Anomaly::OverlapConflict);
+                }
+            }
             Some(Outcome::Delivered) | None => {}
         }
         if forced {
@@ -955,6 +987,48 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert!(events[0].anomalies.contains(&Anomaly::NoResponse));
         assert_eq!(r.stats().connections_closed, 1);
+    }
+
+    #[test]
+    fn conflicting_retransmission_keeps_first_copy_and_is_flagged() {
+        // Evasion shape: the tail of a request arrives early, then again with other bytes.
+        let pkts = conversation(&reqs()[..1], 8);
+        let mut r = Reassembler::new(ReassemblyConfig::default(), sensor());
+        let mut out = Vec::new();
+        // Handshake, then request segments 2.. before segment 1, with one forged duplicate.
+        r.segment(&seg(&pkts[0]), &mut out);
+        r.segment(&seg(&pkts[1]), &mut out);
+        let data: Vec<&Pkt> = pkts[2..]
+            .iter()
+            .filter(|p| p.from_client && !p.data.is_empty())
+            .collect();
+        r.segment(&seg(data[1]), &mut out);
+        let mut forged = clone_pkt(data[1]);
+        forged.data = b"XXXXXXXX".to_vec();
+        r.segment(&seg(&forged), &mut out);
+        for p in &pkts[2..] {
+            r.segment(&seg(p), &mut out);
+        }
+        r.finish(&mut out);
+        assert_eq!(r.stats().segments_conflicting, 1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].request.path, "/one", "first copy won");
+        assert!(
+            out[0].anomalies.contains(&Anomaly::OverlapConflict),
+            "{:?}",
+            out[0].anomalies
+        );
+    }
+
+    fn clone_pkt(p: &Pkt) -> Pkt {
+        Pkt {
+            from_client: p.from_client,
+            seq: p.seq,
+            ack: p.ack,
+            flags: p.flags,
+            data: p.data.clone(),
+            ts: p.ts,
+        }
     }
 
     #[test]

@@ -15,8 +15,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 /// Version written into every event by this build. History: 1.0 initial; 1.1 adds
-/// `Body::content_encoding`, `Body::decoded_length_bytes` and the `body_decode_failed` and
-/// `decompression_bomb` anomalies.
+/// `Body::content_encoding`, `Body::decoded_length_bytes` and the `body_decode_failed`,
+/// `decompression_bomb` and `overlap_conflict` anomalies.
 pub const SCHEMA_VERSION: &str = "1.1";
 /// Major version this build reads.
 pub const SCHEMA_MAJOR: u32 = 1;
@@ -259,6 +259,9 @@ pub enum Anomaly {
     /// (1.1) Decompression hit the output cap at more than 100× the input: a decompression
     /// bomb. Output was truncated at the cap.
     DecompressionBomb,
+    /// (1.1) A retransmitted TCP segment carried bytes different from the first copy of the
+    /// same sequence range (the first copy was used): a possible IDS-evasion attempt.
+    OverlapConflict,
     /// An anomaly code from a newer minor schema version.
     #[serde(other)]
     Unknown,
@@ -328,8 +331,19 @@ fn classify(e: &serde_json::Error) -> String {
 
 /// Serialises an event as one line of JSON (no trailing newline).
 pub fn encode_event(event: &ApiEvent) -> Vec<u8> {
-    // Serialising plain structs with string keys cannot fail.
-    serde_json::to_vec(event).unwrap_or_default()
+    let mut out = Vec::with_capacity(1024);
+    encode_event_into(event, &mut out);
+    out
+}
+
+/// Appends an event as one line of JSON (no trailing newline) to `out`, reusing its capacity
+/// (the sensor's sinks call this once per event on the hot path).
+pub fn encode_event_into(event: &ApiEvent, out: &mut Vec<u8>) {
+    let before = out.len();
+    // Serialising plain structs with string keys into a Vec cannot fail; stay defensive.
+    if serde_json::to_writer(&mut *out, event).is_err() {
+        out.truncate(before);
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 
 use anyhow::Context as _;
-use apitap_schema::{ApiEvent, encode_event};
+use apitap_schema::{ApiEvent, encode_event_into};
 
 use crate::config::{SinkKind, SinkSection};
 
@@ -16,6 +16,7 @@ pub struct Sink {
     pub events: u64,
     /// Bytes written.
     pub bytes: u64,
+    line: Vec<u8>,
 }
 
 impl Sink {
@@ -41,16 +42,18 @@ impl Sink {
             out: BufWriter::with_capacity(256 * 1024, w),
             events: 0,
             bytes: 0,
+            line: Vec::with_capacity(16 * 1024),
         })
     }
 
     /// Writes one event as a JSON line.
     pub fn write(&mut self, event: &ApiEvent) -> anyhow::Result<()> {
-        let line = encode_event(event);
-        self.out.write_all(&line).context("writing an event")?;
-        self.out.write_all(b"\n").context("writing an event")?;
+        self.line.clear();
+        encode_event_into(event, &mut self.line);
+        self.line.push(b'\n');
+        self.out.write_all(&self.line).context("writing an event")?;
         self.events += 1;
-        self.bytes += line.len() as u64 + 1;
+        self.bytes += self.line.len() as u64;
         Ok(())
     }
 

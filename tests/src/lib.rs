@@ -224,6 +224,9 @@ impl Topology {
     }
 }
 
+/// Size of the `/api/v1/bench` response body.
+pub const BENCH_BODY_BYTES: usize = 1024;
+
 /// Size of the static report document nginx serves (larger than one MTU).
 pub const REPORT_BYTES: usize = 20_000;
 
@@ -256,6 +259,18 @@ impl Nginx {
             s
         };
         std::fs::write(dir.join("report.json"), &report)?;
+        // A fixed 1 KiB JSON document for the capture benchmark.
+        let mut bench = String::from("{\"accounts\":[");
+        let mut k = 0;
+        while bench.len() < BENCH_BODY_BYTES - 40 {
+            bench.push_str(&format!("{{\"id\":{k},\"bal\":{}}},", k * 37 % 1000));
+            k += 1;
+        }
+        bench.pop();
+        bench.push_str("]}");
+        while bench.len() < BENCH_BODY_BYTES {
+            bench.insert(bench.len() - 1, ' ');
+        }
         let d = dir.display();
         let conf = format!(
             r#"daemon off;
@@ -289,6 +304,7 @@ http {{
     location = /api/v1/login {{ return 401 '{{"error":"invalid credentials"}}'; }}
     location = /api/v1/report {{ alias {d}/report.json; }}
     location = /healthz {{ return 204; }}
+    location = /api/v1/bench {{ return 200 '{bench}'; }}
     location / {{ return 404 '{{"error":"not found"}}'; }}
   }}
 }}

@@ -7,7 +7,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use apitap_schema::Anomaly;
-use apitap_tests::{Nginx, SERVER_IP, SERVER_PORT, Sensor, Topology, read_events, require_privileges};
+use apitap_tests::{
+    Nginx, SERVER_IP, SERVER_PORT, Sensor, Topology, read_events, require_privileges,
+};
 
 const CLIENT: &str = r#"
 import os, socket, sys, time
@@ -47,7 +49,16 @@ fn attach_to_an_open_connection() -> anyhow::Result<()> {
     let go = dir.join("go");
     let mut client = topo
         .client
-        .cmd("python3", &["-c", CLIENT, SERVER_IP, &SERVER_PORT.to_string(), &go.to_string_lossy()])
+        .cmd(
+            "python3",
+            &[
+                "-c",
+                CLIENT,
+                SERVER_IP,
+                &SERVER_PORT.to_string(),
+                &go.to_string_lossy(),
+            ],
+        )
         .stdout(Stdio::piped())
         .spawn()?;
     let mut lines = BufReader::new(client.stdout.take().expect("piped stdout")).lines();
@@ -60,7 +71,12 @@ fn attach_to_an_open_connection() -> anyhow::Result<()> {
         assert!(Instant::now() < deadline, "client never became ready");
     }
     // The connection is open and has carried one transaction: now attach.
-    let mut sensor = Sensor::start(&topo.server, &topo.server_if, &[SERVER_PORT], &dir.join("sensor"))?;
+    let mut sensor = Sensor::start(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        &dir.join("sensor"),
+    )?;
     std::fs::write(&go, b"")?;
     let rest: Vec<String> = lines.collect::<Result<_, _>>()?;
     assert!(client.wait()?.success());
@@ -70,17 +86,34 @@ fn attach_to_an_open_connection() -> anyhow::Result<()> {
     let events = read_events(&sensor.events)?;
     let got: Vec<(String, u16)> = events
         .iter()
-        .map(|e| (e.request.query.clone().unwrap_or_default(), e.response.as_ref().map_or(0, |r| r.status)))
+        .map(|e| {
+            (
+                e.request.query.clone().unwrap_or_default(),
+                e.response.as_ref().map_or(0, |r| r.status),
+            )
+        })
         .collect();
     assert_eq!(
         got,
-        vec![("mid=after0".into(), 200), ("mid=after1".into(), 200), ("mid=after2".into(), 200)],
+        vec![
+            ("mid=after0".into(), 200),
+            ("mid=after1".into(), 200),
+            ("mid=after2".into(), 200)
+        ],
         "{:?}",
         events.iter().map(|e| &e.anomalies).collect::<Vec<_>>()
     );
     assert_eq!(events[0].anomalies, vec![Anomaly::MidstreamStart]);
     assert!(events[1..].iter().all(|e| e.anomalies.is_empty()));
-    assert!(events.iter().all(|e| e.connection_id == events[0].connection_id));
-    assert_eq!(events[0].client.ip.to_string(), apitap_tests::CLIENT_IP, "roles right without the handshake");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.connection_id == events[0].connection_id)
+    );
+    assert_eq!(
+        events[0].client.ip.to_string(),
+        apitap_tests::CLIENT_IP,
+        "roles right without the handshake"
+    );
     Ok(())
 }

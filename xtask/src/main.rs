@@ -3,6 +3,7 @@
 //! - `setup`: installs what a fresh Debian machine lacks (idempotent; seconds when present).
 //! - `demo`: sets up, builds, and runs the end-to-end demo in network namespaces.
 //! - `test`: sets up, builds once, checks formatting and lints, runs the whole test suite.
+mod bench;
 mod demo;
 mod fixtures;
 mod setup;
@@ -29,6 +30,15 @@ enum Cmd {
     Test,
     /// Record the pcap fixtures for the golden replay tests (needs root, tshark).
     RecordFixtures,
+    /// Benchmarks: `decode` (criterion, one core) or `capture` (live, netns, load tools).
+    Bench {
+        /// Which benchmark.
+        #[arg(value_parser = ["decode", "capture"])]
+        which: String,
+        /// Seconds per load phase (capture).
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,6 +49,13 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             cargo(&["build", "--bins"])?;
             demo::run()
+        }
+        Cmd::Bench { which, seconds } => {
+            setup::run()?;
+            match which.as_str() {
+                "decode" => bench::decode(),
+                _ => bench::capture(seconds),
+            }
         }
         Cmd::RecordFixtures => {
             setup::run()?;

@@ -1,0 +1,416 @@
+//! `cargo xtask bench decode|capture`: whole-system benchmarks that print one table each,
+//! with every figure next to a baseline measured in the same run.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use apitap_tests::{
+    BENCH_BODY_BYTES, Nginx, SERVER_PORT, Sensor, Topology, read_events, workspace_root,
+};
+
+use crate::cargo;
+
+fn estimate_ns(group: &str, name: &str) -> anyhow::Result<f64> {
+    let p = workspace_root().join(format!(
+        "target/criterion/{group}/{name}/new/estimates.json"
+    ));
+    let v: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+    )?;
+    v["mean"]["point_estimate"]
+        .as_f64()
+        .context("no mean in estimates.json")
+}
+
+/// `bench decode`: criterion benches of the decoder, summarised.
+pub fn decode() -> anyhow::Result<()> {
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "bench",
+            "-p",
+            "apitap-decode",
+            "--bench",
+            "decode",
+            "--",
+            "--noplot",
+        ])
+        .current_dir(workspace_root())
+        .stderr(Stdio::piped())
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("cargo bench failed: {err}");
+    }
+    let meta: HashMap<&str, f64> = err
+        .lines()
+        .find_map(|l| l.strip_prefix("apitap-bench-meta "))
+        .context("bench did not print its metadata")?
+        .split(' ')
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| v.parse().ok().map(|v| (k, v)))
+        .collect();
+    let (txs, wire, stream) = (
+        meta["transactions"],
+        meta["wire_bytes"],
+        meta["stream_bytes"],
+    );
+    let floor = estimate_ns("parse", "httparse_only")?;
+    let rows = [
+        ("httparse only (floor)", floor, stream),
+        (
+            "MessageParser (framing)",
+            estimate_ns("parse", "message_parser")?,
+            stream,
+        ),
+        (
+            "reassembly+parse+pair",
+            estimate_ns("pipeline", "decode_only")?,
+            wire,
+        ),
+        (
+            "reassembly+parse+pair+JSON",
+            estimate_ns("pipeline", "decode_and_encode")?,
+            wire,
+        ),
+    ];
+    println!(
+        "\n{:<30} {:>10} {:>9} {:>12} {:>14}",
+        "decode (1 core)", "time_ms", "GB/s", "tx/s", "vs floor"
+    );
+    for (name, ns, bytes) in rows {
+        println!(
+            "{:<30} {:>10.2} {:>9.3} {:>12.0} {:>13.2}x",
+            name,
+            ns / 1e6,
+            bytes / ns,
+            txs / (ns / 1e9),
+            floor / ns * (bytes / stream)
+        );
+    }
+    Ok(())
+}
+
+fn count_log(nginx: &Nginx) -> anyhow::Result<(u64, u64)> {
+    let log = nginx.access_log()?;
+    let total = log.len() as u64;
+    let ok = log
+        .iter()
+        .filter(|l| l.uri == "/api/v1/bench" && l.status == 200)
+        .count() as u64;
+    Ok((total, ok))
+}
+
+fn truncate_log(nginx: &Nginx, topo: &Topology) -> anyhow::Result<()> {
+    std::fs::write(nginx.dir.join("access.log"), "")?;
+    let conf = nginx.dir.join("nginx.conf");
+    topo.server
+        .cmd(
+            "nginx",
+            &[
+                "-c",
+                &conf.to_string_lossy(),
+                "-p",
+                &nginx.dir.to_string_lossy(),
+                "-s",
+                "reopen",
+            ],
+        )
+        .status()?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |x| x.1);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    get(11) + get(12) // utime, stime (fields 14 and 15 of /proc/pid/stat)
+}
+
+fn find_pid(name: &str) -> Option<u32> {
+    let out = Command::new("pgrep")
+        .args(["-n", "-x", name])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Background observers on the same traffic: httpry and tshark, each counting requests.
+struct Observers {
+    children: Vec<(String, std::process::Child, std::path::PathBuf)>,
+}
+
+impl Observers {
+    fn start(topo: &Topology, dir: &Path) -> anyhow::Result<Observers> {
+        let httpry_out = dir.join("httpry.txt");
+        let tshark_out = dir.join("tshark.txt");
+        let httpry = topo
+            .server
+            .cmd(
+                "httpry",
+                &[
+                    "-i",
+                    &topo.server_if,
+                    "-m",
+                    "GET,POST",
+                    "-o",
+                    &httpry_out.to_string_lossy(),
+                    &format!("tcp port {SERVER_PORT}"),
+                ],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting httpry")?;
+        let tshark = topo
+            .server
+            .cmd("sh", &["-c", &format!("exec tshark -l -n -i {} -f 'tcp port {SERVER_PORT}' -Y http.request -T fields -e http.request.uri > {} 2>/dev/null", topo.server_if, tshark_out.display())])
+            .spawn()
+            .context("starting tshark")?;
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(Observers {
+            children: vec![
+                ("httpry".into(), httpry, httpry_out),
+                ("tshark".into(), tshark, tshark_out),
+            ],
+        })
+    }
+
+    /// Stops them and returns requests each saw.
+    fn stop(self) -> Vec<(String, u64)> {
+        std::thread::sleep(Duration::from_secs(1));
+        let mut out = Vec::new();
+        for (name, mut child, path) in self.children {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let _ = child.wait();
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let n = text.lines().filter(|l| l.contains("/api/v1/bench")).count() as u64;
+            out.push((name, n));
+        }
+        out
+    }
+}
+
+struct Row {
+    phase: String,
+    achieved_rps: f64,
+    nginx: u64,
+    apitap_pct: f64,
+    paired_pct: f64,
+    others: Vec<(String, f64)>,
+    cpu_ms_per_10k: f64,
+}
+
+fn load(topo: &Topology, rate: Option<u32>, secs: u32) -> anyhow::Result<f64> {
+    let url = topo.url("/api/v1/bench");
+    let start = Instant::now();
+    let status = match rate {
+        // hey: 50 workers, each at rate/50 requests per second, for `secs`.
+        Some(r) => topo
+            .client
+            .cmd(
+                "hey",
+                &[
+                    "-z",
+                    &format!("{secs}s"),
+                    "-c",
+                    "50",
+                    "-q",
+                    &(r / 50).max(1).to_string(),
+                    "-disable-compression",
+                    &url,
+                ],
+            )
+            .stdout(Stdio::null())
+            .status()?,
+        None => topo
+            .client
+            .cmd(
+                "wrk",
+                &["-t", "2", "-c", "50", "-d", &format!("{secs}s"), &url],
+            )
+            .stdout(Stdio::null())
+            .status()?,
+    };
+    if !status.success() {
+        bail!("load generator failed");
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn wrk_rps(topo: &Topology, secs: u32) -> anyhow::Result<f64> {
+    let out = topo
+        .client
+        .cmd(
+            "wrk",
+            &[
+                "-t",
+                "2",
+                "-c",
+                "50",
+                "-d",
+                &format!("{secs}s"),
+                &topo.url("/api/v1/bench"),
+            ],
+        )
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("wrk printed no Requests/sec")
+}
+
+/// `bench capture`: completeness, overhead and CPU of live capture under load.
+pub fn capture(secs: u32) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the capture benchmark needs root");
+    }
+    for (tool, pkg) in [
+        ("hey", "hey"),
+        ("wrk", "wrk"),
+        ("httpry", "httpry"),
+        ("tshark", "tshark"),
+    ] {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+        if !found
+            && !Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends", pkg])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()?
+                .success()
+        {
+            bail!("installing {pkg} failed");
+        }
+    }
+    cargo(&["build", "--release", "-p", "apitap-sensor"])?;
+    // SAFETY: single-threaded here; the testbed reads it when starting the sensor.
+    unsafe { std::env::set_var("APITAP_BIN_DIR", workspace_root().join("target/release")) };
+
+    let dir = workspace_root().join("target/bench-capture");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let topo = Topology::new("bench")?;
+    let nginx = Nginx::start(&topo.server, &dir.join("nginx"))?;
+    let hz = 100.0; // USER_HZ
+
+    // Overhead: wrk at maximum without and with the sensor, alternating, same run.
+    let base1 = wrk_rps(&topo, secs)?;
+    let mut sensor = Sensor::start(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        &dir.join("overhead"),
+    )?;
+    let with1 = wrk_rps(&topo, secs)?;
+    sensor.stop()?;
+    drop(sensor);
+    let base2 = wrk_rps(&topo, secs)?;
+    let mut sensor = Sensor::start(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        &dir.join("overhead2"),
+    )?;
+    let with2 = wrk_rps(&topo, secs)?;
+    sensor.stop()?;
+    drop(sensor);
+    let (base, with) = ((base1 + base2) / 2.0, (with1 + with2) / 2.0);
+
+    let mut rows = Vec::new();
+    for rate in [
+        Some(1_000u32),
+        Some(5_000),
+        Some(10_000),
+        Some(20_000),
+        None,
+    ] {
+        let phase = rate.map_or("wrk max".to_string(), |r| format!("{r} req/s"));
+        truncate_log(&nginx, &topo)?;
+        let pdir = dir.join(phase.replace([' ', '/'], "_"));
+        let mut sensor = Sensor::start(&topo.server, &topo.server_if, &[SERVER_PORT], &pdir)?;
+        let pid = find_pid("apitap-sensor").context("sensor pid")?;
+        let observers = Observers::start(&topo, &pdir)?;
+        let t0 = cpu_ticks(pid);
+        let elapsed = load(&topo, rate, secs)?;
+        let (nginx_total, nginx_ok) = count_log(&nginx)?;
+        let _ = sensor.wait_for_metric(
+            "apitap_sensor_events_total",
+            nginx_total,
+            Duration::from_secs(20),
+        );
+        let t1 = cpu_ticks(pid);
+        let others = observers.stop();
+        sensor.stop()?;
+        let events = read_events(&sensor.events)?;
+        let seen = events
+            .iter()
+            .filter(|e| e.request.path == "/api/v1/bench")
+            .count() as u64;
+        let paired = events
+            .iter()
+            .filter(|e| {
+                e.request.path == "/api/v1/bench"
+                    && e.anomalies.is_empty()
+                    && e.response.as_ref().is_some_and(|r| {
+                        r.status == 200 && r.body.length_bytes == BENCH_BODY_BYTES as u64
+                    })
+            })
+            .count() as u64;
+        let pct = |n: u64| {
+            if nginx_ok == 0 {
+                0.0
+            } else {
+                n as f64 * 100.0 / nginx_ok as f64
+            }
+        };
+        rows.push(Row {
+            phase,
+            achieved_rps: nginx_total as f64 / elapsed,
+            nginx: nginx_ok,
+            apitap_pct: pct(seen),
+            paired_pct: pct(paired),
+            others: others.into_iter().map(|(n, c)| (n, pct(c))).collect(),
+            cpu_ms_per_10k: if nginx_total == 0 {
+                0.0
+            } else {
+                (t1 - t0) as f64 / hz * 1000.0 / (nginx_total as f64 / 10_000.0)
+            },
+        });
+        let _ = std::fs::remove_file(&sensor.events);
+    }
+
+    println!(
+        "\ncapture benchmark: nginx 1 KiB JSON, 2 cores shared by client, server and observers, {secs} s per phase"
+    );
+    println!(
+        "{:<12} {:>10} {:>9} {:>10} {:>11} {:>9} {:>9} {:>14}",
+        "phase", "req/s", "nginx", "apitap %", "paired %", "httpry %", "tshark %", "cpu ms/10k"
+    );
+    for r in &rows {
+        let other = |n: &str| r.others.iter().find(|o| o.0 == n).map_or(0.0, |o| o.1);
+        println!(
+            "{:<12} {:>10.0} {:>9} {:>10.3} {:>11.3} {:>9.2} {:>9.2} {:>14.1}",
+            r.phase,
+            r.achieved_rps,
+            r.nginx,
+            r.apitap_pct,
+            r.paired_pct,
+            other("httpry"),
+            other("tshark"),
+            r.cpu_ms_per_10k
+        );
+    }
+    println!(
+        "overhead: wrk max {base:.0} req/s without sensor, {with:.0} with (ratio {:.3}; runs {base1:.0}/{with1:.0}, {base2:.0}/{with2:.0})",
+        with / base
+    );
+    Ok(())
+}
