@@ -1,0 +1,1 @@
+//! Kafka transport (work in progress; see issue 3).
