@@ -9,6 +9,8 @@
 //! existing fields; readers reject events whose major version they do not know
 //! ([`decode_event`]). The field-by-field reference is `docs/event-schema.md`; each field is also
 //! documented here.
+mod fastjson;
+
 use std::net::IpAddr;
 
 use base64::Engine as _;
@@ -337,12 +339,76 @@ pub fn encode_event(event: &ApiEvent) -> Vec<u8> {
 }
 
 /// Appends an event as one line of JSON (no trailing newline) to `out`, reusing its capacity
-/// (the sensor's sinks call this once per event on the hot path).
+/// (the sensor's sinks call this once per event on the hot path). Byte-identical to
+/// `serde_json::to_vec(event)`, several times faster.
 pub fn encode_event_into(event: &ApiEvent, out: &mut Vec<u8>) {
-    let before = out.len();
-    // Serialising plain structs with string keys into a Vec cannot fail; stay defensive.
-    if serde_json::to_writer(&mut *out, event).is_err() {
-        out.truncate(before);
+    fastjson::event(out, event);
+}
+
+impl BodyEncoding {
+    /// The serialised name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BodyEncoding::Utf8 => "utf8",
+            BodyEncoding::Base64 => "base64",
+            BodyEncoding::Unknown => "unknown",
+        }
+    }
+}
+
+impl Anomaly {
+    /// Every code, for exhaustive tests and metrics.
+    pub const ALL: [Anomaly; 22] = [
+        Anomaly::MidstreamStart,
+        Anomaly::RequestGap,
+        Anomaly::ResponseGap,
+        Anomaly::NoResponse,
+        Anomaly::ResponseIncomplete,
+        Anomaly::RequestIncomplete,
+        Anomaly::ContentLengthWithChunked,
+        Anomaly::InvalidContentLength,
+        Anomaly::UnsupportedTransferEncoding,
+        Anomaly::InvalidChunk,
+        Anomaly::HeadersTooLarge,
+        Anomaly::TooManyHeaders,
+        Anomaly::MalformedRequest,
+        Anomaly::MalformedResponse,
+        Anomaly::NonUtf8Header,
+        Anomaly::UnsolicitedResponse,
+        Anomaly::ProtocolUpgrade,
+        Anomaly::StateEvicted,
+        Anomaly::BodyDecodeFailed,
+        Anomaly::DecompressionBomb,
+        Anomaly::OverlapConflict,
+        Anomaly::Unknown,
+    ];
+
+    /// The serialised (snake_case) code.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Anomaly::MidstreamStart => "midstream_start",
+            Anomaly::RequestGap => "request_gap",
+            Anomaly::ResponseGap => "response_gap",
+            Anomaly::NoResponse => "no_response",
+            Anomaly::ResponseIncomplete => "response_incomplete",
+            Anomaly::RequestIncomplete => "request_incomplete",
+            Anomaly::ContentLengthWithChunked => "content_length_with_chunked",
+            Anomaly::InvalidContentLength => "invalid_content_length",
+            Anomaly::UnsupportedTransferEncoding => "unsupported_transfer_encoding",
+            Anomaly::InvalidChunk => "invalid_chunk",
+            Anomaly::HeadersTooLarge => "headers_too_large",
+            Anomaly::TooManyHeaders => "too_many_headers",
+            Anomaly::MalformedRequest => "malformed_request",
+            Anomaly::MalformedResponse => "malformed_response",
+            Anomaly::NonUtf8Header => "non_utf8_header",
+            Anomaly::UnsolicitedResponse => "unsolicited_response",
+            Anomaly::ProtocolUpgrade => "protocol_upgrade",
+            Anomaly::StateEvicted => "state_evicted",
+            Anomaly::BodyDecodeFailed => "body_decode_failed",
+            Anomaly::DecompressionBomb => "decompression_bomb",
+            Anomaly::OverlapConflict => "overlap_conflict",
+            Anomaly::Unknown => "unknown",
+        }
     }
 }
 
@@ -391,6 +457,80 @@ mod tests {
                 body: Body::from_bytes(&[0xff, 0x00], 10),
             }),
             anomalies: vec![Anomaly::ContentLengthWithChunked],
+        }
+    }
+
+    #[test]
+    fn fast_encoder_is_byte_identical_to_serde_json() {
+        let mut e = sample();
+        let nasty = "q\"b\\s/\u{0}\u{1f}\u{7f}\u{8}\u{c}\n\r\t é 中文 😀 \u{2028}";
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut strings: Vec<String> =
+            vec![String::new(), nasty.into(), nasty.repeat(7), "a".repeat(17)];
+        for n in 0..300 {
+            let mut s = String::new();
+            for _ in 0..(n % 41) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let c = match state % 6 {
+                    0 => char::from((state >> 8) as u8 % 0x20),
+                    1 => ['"', '\\', '/', '\u{7f}'][(state >> 9) as usize % 4],
+                    2 => char::from_u32(0x80 + (state >> 10) as u32 % 0x7000).unwrap_or('x'),
+                    _ => char::from(b' ' + (state >> 11) as u8 % 95),
+                };
+                s.push(c);
+            }
+            strings.push(s);
+        }
+        for (i, s) in strings.iter().enumerate() {
+            e.request.path = s.clone();
+            e.request.headers.push(Header {
+                name: s.clone(),
+                value: s.clone(),
+            });
+            e.request.body.data = s.clone();
+            e.request.query = (i % 2 == 0).then(|| s.clone());
+            e.request.host = (i % 3 == 0).then(|| s.clone());
+            if e.response.is_none() {
+                e.response = sample().response;
+            }
+            e.response.as_mut().unwrap().body.content_encoding =
+                (i % 5 == 0).then(|| "gzip".into());
+            e.response.as_mut().unwrap().body.decoded_length_bytes =
+                (i % 7 == 0).then_some(u64::MAX);
+            e.latency_us = (i % 4 != 0).then_some(i as u64);
+            e.response_end_unix_us = (i % 4 != 0).then_some(u64::MAX - i as u64);
+            e.server.ip = if i % 2 == 0 {
+                "2001:db8::1".parse().unwrap()
+            } else {
+                "255.0.10.1".parse().unwrap()
+            };
+            e.anomalies = Anomaly::ALL[..i % 22].to_vec();
+            if i % 9 == 0 {
+                e.response = None;
+            }
+            let mut fast = Vec::new();
+            encode_event_into(&e, &mut fast);
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                serde_json::to_string(&e).unwrap(),
+                "string #{i}"
+            );
+        }
+    }
+
+    #[test]
+    fn anomaly_and_encoding_names_match_serde() {
+        for a in Anomaly::ALL {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+        }
+        for b in [
+            BodyEncoding::Utf8,
+            BodyEncoding::Base64,
+            BodyEncoding::Unknown,
+        ] {
+            assert_eq!(serde_json::to_value(b).unwrap(), b.as_str());
         }
     }
 
