@@ -4,6 +4,7 @@
 //! - `parse/httparse_only`: httparse on each message head, nothing else — the floor;
 //! - `parse/message_parser`: our framing on the same stream;
 //! - `pipeline/decode_and_encode`: segments in, JSON events out.
+//!
 //! `cargo xtask bench decode` runs this and prints the table with GB/s, transactions/s and
 //! ratios.
 
