@@ -248,7 +248,7 @@ pub fn replay(
         if progress && last_progress.elapsed() > Duration::from_millis(250) {
             last_progress = Instant::now();
             let done = read.load(Ordering::Relaxed);
-            let pct = if total > 0 { done * 100 / total } else { 0 };
+            let pct = (done * 100).checked_div(total).unwrap_or(0);
             eprint!(
                 "\r{pct:3}%  {} packets  {} events",
                 summary.packets, summary.events
