@@ -9,7 +9,6 @@ use std::path::Path;
 use apitap_decode::packet::{Link, parse_frame};
 use apitap_decode::{Reassembler, ReassemblyConfig, Segment};
 use apitap_schema::{SensorInfo, encode_event};
-use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{Block, PcapBlockOwned, PcapError, create_reader};
 use proptest::prelude::*;
 
