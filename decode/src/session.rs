@@ -100,7 +100,18 @@ impl ConnMeta {
 #[derive(Debug, Default)]
 struct Capture {
     data: Vec<u8>,
+    /// Body bytes seen.
     len: u64,
+    /// Length the framing declared (Content-Length), when it did.
+    declared: Option<u64>,
+}
+
+impl Capture {
+    /// The body's length as sent: the declared length when known (bytes may have been lost),
+    /// else what was seen.
+    fn wire_len(&self) -> u64 {
+        self.declared.map_or(self.len, |d| d.max(self.len))
+    }
 }
 
 impl Capture {
@@ -128,8 +139,21 @@ struct PartialResponse {
     head: Head,
     body: Capture,
     anomalies: Vec<Anomaly>,
-    /// The request it answers; `None` for an unsolicited response.
+    /// The request it answers; `None` for an unsolicited response, or for one that answers
+    /// the request still being read (`answers_reading`).
     request: Option<PendingRequest>,
+    /// Sent before its request finished (RFC 9112 §9.3, e.g. 413 or a `return` directive):
+    /// pairs with the request still being read.
+    answers_reading: bool,
+}
+
+/// A response that completed before its request did.
+#[derive(Debug)]
+struct EarlyResponse {
+    head: Head,
+    body: Capture,
+    end_us: u64,
+    anomalies: Vec<Anomaly>,
 }
 
 /// Decoder state of one connection.
@@ -154,6 +178,8 @@ pub struct Session {
     /// Response bytes were lost since the last response head: the next head may answer a
     /// later request than the oldest pending one.
     resynced: bool,
+    /// A complete response waiting for the request it answered early to finish.
+    early: Option<EarlyResponse>,
 }
 
 impl Session {
@@ -186,6 +212,7 @@ impl Session {
             carry,
             upgraded: false,
             resynced: midstream,
+            early: None,
         }
     }
 
@@ -319,7 +346,7 @@ impl Session {
         }
         if let Some(mut r) = self.reading.take() {
             r.anomalies.push(Anomaly::RequestIncomplete);
-            self.pending.push_back(r);
+            self.enqueue(r, stats, out);
         }
         while let Some(mut r) = self.pending.pop_front() {
             r.anomalies.push(Anomaly::NoResponse);
@@ -340,7 +367,7 @@ impl Session {
                     anomalies.extend_from_slice(&head.anomalies);
                     let framing = Framing::for_request(&head, &mut anomalies);
                     let start_us = self.msg_start_us[0].take().unwrap_or(ts_us);
-                    let r = PendingRequest {
+                    let mut r = PendingRequest {
                         head_end: self.req.position(),
                         index: self.next_index,
                         start_us,
@@ -349,6 +376,9 @@ impl Session {
                         anomalies,
                     };
                     self.next_index += 1;
+                    if let Framing::Length(n) = framing {
+                        r.body.declared = Some(n);
+                    }
                     self.req.start_body(framing);
                     if framing == Framing::None {
                         self.enqueue(r, stats, out);
@@ -381,7 +411,14 @@ impl Session {
         }
     }
 
-    fn enqueue(&mut self, r: PendingRequest, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+    fn enqueue(&mut self, mut r: PendingRequest, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+        if let Some(early) = self.early.take() {
+            // The response already came: this request is complete (or cut short) now.
+            r.anomalies.extend(early.anomalies);
+            let event = self.build(r, Some((early.head, early.body, early.end_us)), stats);
+            out.push(event);
+            return;
+        }
         if self.pending.len() >= self.cfg.max_pending_requests
             && let Some(mut oldest) = self.pending.pop_front()
         {
@@ -418,7 +455,7 @@ impl Session {
             }
         }
         self.resynced = false;
-        self.pending.pop_front().or_else(|| self.reading.take())
+        self.pending.pop_front()
     }
 
     fn drive_responses(
@@ -440,14 +477,37 @@ impl Session {
                         continue;
                     }
                     let request = self.request_for_response(peer_offset, stats, out);
-                    let method = request.as_ref().map(|r| r.head.method.clone());
+                    // With nothing complete outstanding, it may answer the request still being
+                    // read, if the server had received that request's head.
+                    let answers_reading = request.is_none()
+                        && self.pending.is_empty()
+                        && self
+                            .reading
+                            .as_ref()
+                            .is_some_and(|r| peer_offset.is_none_or(|a| r.head_end <= a));
+                    let method = request
+                        .as_ref()
+                        .or(if answers_reading {
+                            self.reading.as_ref()
+                        } else {
+                            None
+                        })
+                        .map(|r| r.head.method.clone());
                     let framing = Framing::for_response(&head, method.as_deref(), &mut anomalies);
                     self.res.start_body(framing);
+                    let declared = match framing {
+                        Framing::Length(n) => Some(n),
+                        _ => None,
+                    };
                     let r = PartialResponse {
                         head,
-                        body: Capture::default(),
+                        body: Capture {
+                            declared,
+                            ..Capture::default()
+                        },
                         anomalies,
                         request,
+                        answers_reading,
                     };
                     match framing {
                         Framing::None => self.emit_response(r, ts_us, stats, out),
@@ -500,11 +560,31 @@ impl Session {
             body,
             anomalies,
             request,
+            answers_reading,
         } = r;
-        let Some(mut request) = request else {
-            stats.unsolicited_responses += 1;
-            return;
+        let request = match request {
+            Some(r) => r,
+            None if answers_reading && self.reading.is_some() => {
+                // Its request is still arriving: pair when it completes (see `enqueue`).
+                self.early = Some(EarlyResponse {
+                    head,
+                    body,
+                    end_us,
+                    anomalies,
+                });
+                return;
+            }
+            // The request finished while the response was being read.
+            None if answers_reading && !self.pending.is_empty() => match self.pending.pop_front() {
+                Some(r) => r,
+                None => return,
+            },
+            None => {
+                stats.unsolicited_responses += 1;
+                return;
+            }
         };
+        let mut request = request;
         request.anomalies.extend(anomalies);
         let event = self.build(request, Some((head, body, end_us)), stats);
         out.push(event);
@@ -592,10 +672,11 @@ impl Session {
             .header("content-encoding")
             .map(str::trim)
             .filter(|c| !c.is_empty());
+        let wire_len = capture.wire_len();
         let Some(coding) = coding else {
-            return Body::from_bytes(&capture.data, capture.len);
+            return Body::from_bytes(&capture.data, wire_len);
         };
-        let input_complete = capture.data.len() as u64 == capture.len;
+        let input_complete = capture.data.len() as u64 == wire_len;
         match content::decode(
             coding,
             &capture.data,
@@ -608,13 +689,13 @@ impl Session {
                     stats.decompression_bombs += 1;
                     anomalies.push(Anomaly::DecompressionBomb);
                 }
-                Body::from_decoded(&d.data, capture.len, coding, d.complete)
+                Body::from_decoded(&d.data, wire_len, coding, d.complete)
             }
-            Err(content::DecodeError::Unsupported) => Body::from_bytes(&capture.data, capture.len),
+            Err(content::DecodeError::Unsupported) => Body::from_bytes(&capture.data, wire_len),
             Err(content::DecodeError::Corrupt) => {
                 stats.body_decode_failures += 1;
                 anomalies.push(Anomaly::BodyDecodeFailed);
-                Body::from_bytes(&capture.data, capture.len)
+                Body::from_bytes(&capture.data, wire_len)
             }
         }
     }
@@ -871,6 +952,12 @@ mod tests {
         );
         assert_eq!(out.len(), 2);
         assert!(out[0].anomalies.contains(&Anomaly::ResponseGap));
+        let body = &out[0].response.as_ref().unwrap().body;
+        assert_eq!(
+            (body.length_bytes, body.captured_bytes, body.truncated),
+            (100, 7, true),
+            "declared length kept"
+        );
         assert_eq!(out[1].request.path, "/b");
         assert!(out[1].anomalies.is_empty());
     }
@@ -931,6 +1018,22 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].response.as_ref().unwrap().status, 413);
         assert_eq!(st.unsolicited_responses, 0);
+        // Response before the body: the pair waits for the body, which is kept whole.
+        s.data(Side::Client, 6, head, None, &mut st, &mut out);
+        s.data(
+            Side::Server,
+            7,
+            b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+            Some(head.len() as u64 * 2 + 10),
+            &mut st,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1, "held until the request completes");
+        s.data(Side::Client, 8, b"abcdefghij", None, &mut st, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].response.as_ref().unwrap().status, 201);
+        assert_eq!(out[1].request.body.data, "abcdefghij");
+        assert!(!out[1].request.body.truncated);
         // A response acknowledging less than the next request's head cannot answer it.
         s.data(
             Side::Client,

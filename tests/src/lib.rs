@@ -428,6 +428,18 @@ impl Sensor {
     /// Starts `apitap-sensor run` in `ns` on `interface` for `ports`, writing into `dir`, and
     /// waits until its health endpoint answers (programs attached).
     pub fn start(ns: &Netns, interface: &str, ports: &[u16], dir: &Path) -> anyhow::Result<Sensor> {
+        Self::start_with(ns, interface, ports, "", dir)
+    }
+
+    /// Like [`Sensor::start`], with extra `[capture]` settings (TOML lines, e.g.
+    /// `snap_len_bytes = 200`).
+    pub fn start_with(
+        ns: &Netns,
+        interface: &str,
+        ports: &[u16],
+        capture_extra: &str,
+        dir: &Path,
+    ) -> anyhow::Result<Sensor> {
         let bin = workspace_bin("apitap-sensor")?;
         std::fs::create_dir_all(dir)?;
         let config = dir.join("sensor.toml");
@@ -435,7 +447,7 @@ impl Sensor {
         std::fs::write(
             &config,
             format!(
-                "[sensor]\nid = \"testbed\"\n[capture]\ninterfaces = [\"{interface}\"]\nports = [{}]\n\n[metrics]\nlisten = \"{METRICS_ADDR}\"\n",
+                "[sensor]\nid = \"testbed\"\n[capture]\ninterfaces = [\"{interface}\"]\nports = [{}]\n{capture_extra}\n\n[metrics]\nlisten = \"{METRICS_ADDR}\"\n",
                 ports.join(", ")
             ),
         )?;
