@@ -116,6 +116,13 @@ impl Capture {
 
 impl Capture {
     fn add(&mut self, bytes: &[u8], cap: usize) {
+        if self.data.capacity() == 0 {
+            // One allocation of the right size when the length is declared.
+            let want = self
+                .declared
+                .map_or(bytes.len(), |d| usize::try_from(d).unwrap_or(usize::MAX));
+            self.data.reserve(want.min(cap));
+        }
         self.len += bytes.len() as u64;
         let room = cap.saturating_sub(self.data.len());
         self.data.extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -674,7 +681,7 @@ impl Session {
             .filter(|c| !c.is_empty());
         let wire_len = capture.wire_len();
         let Some(coding) = coding else {
-            return Body::from_bytes(&capture.data, wire_len);
+            return Body::from_vec(capture.data, wire_len);
         };
         let input_complete = capture.data.len() as u64 == wire_len;
         match content::decode(
@@ -691,11 +698,11 @@ impl Session {
                 }
                 Body::from_decoded(&d.data, wire_len, coding, d.complete)
             }
-            Err(content::DecodeError::Unsupported) => Body::from_bytes(&capture.data, wire_len),
+            Err(content::DecodeError::Unsupported) => Body::from_vec(capture.data, wire_len),
             Err(content::DecodeError::Corrupt) => {
                 stats.body_decode_failures += 1;
                 anomalies.push(Anomaly::BodyDecodeFailed);
-                Body::from_bytes(&capture.data, wire_len)
+                Body::from_vec(capture.data, wire_len)
             }
         }
     }

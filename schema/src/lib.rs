@@ -188,6 +188,28 @@ impl Body {
         }
     }
 
+    /// Like [`Body::from_bytes`], taking ownership of the captured bytes (no copy when they
+    /// are UTF-8, which API bodies usually are).
+    pub fn from_vec(captured: Vec<u8>, length_bytes: u64) -> Self {
+        let captured_bytes = captured.len() as u64;
+        let (encoding, data) = match String::from_utf8(captured) {
+            Ok(s) => (BodyEncoding::Utf8, s),
+            Err(e) => (
+                BodyEncoding::Base64,
+                base64::engine::general_purpose::STANDARD.encode(e.as_bytes()),
+            ),
+        };
+        Body {
+            length_bytes: length_bytes.max(captured_bytes),
+            captured_bytes,
+            truncated: captured_bytes < length_bytes,
+            encoding,
+            data,
+            content_encoding: None,
+            decoded_length_bytes: None,
+        }
+    }
+
     /// Builds a body whose `data` was decoded from `coding`: `decoded` are the decoded bytes
     /// kept, `length_bytes` the body length as sent, `complete` whether the decoded bytes are
     /// the whole body.
@@ -550,6 +572,8 @@ mod tests {
         let full = Body::from_bytes(b"ok", 2);
         assert!(!full.truncated);
         assert_eq!(full.encoding, BodyEncoding::Utf8);
+        assert_eq!(Body::from_vec(vec![0xff, 0x00], 10), b);
+        assert_eq!(Body::from_vec(b"ok".to_vec(), 2), full);
     }
 
     #[test]
