@@ -322,6 +322,11 @@ pub fn capture(secs: u32) -> anyhow::Result<()> {
     let with2 = wrk_rps(&topo, secs)?;
     sensor.stop()?;
     drop(sensor);
+    // Kernel share: programs attached to every packet, port filter matching nothing.
+    let mut sensor = Sensor::start(&topo.server, &topo.server_if, &[9], &dir.join("ebpf-only"))?;
+    let ebpf_only = wrk_rps(&topo, secs)?;
+    sensor.stop()?;
+    drop(sensor);
     let (base, with) = ((base1 + base2) / 2.0, (with1 + with2) / 2.0);
 
     let mut rows = Vec::new();
