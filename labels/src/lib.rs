@@ -1,1 +1,55 @@
-//! Sensitive-data labelling (work in progress; see issue 6).
+//! apitap-labels owns sensitive-data analysis (R-SEN-1..3) and payload minimisation (R-CAP-8):
+//!
+//! - **Data labels** ([`Scanner::label_event`]): PRC resident IDs, USCC, CN mobile/landline,
+//!   bank and credit cards, IBAN, passports and permits, e-mail, IP addresses, US SSN,
+//!   credentials and secrets, personal attributes, and application-masked values, each
+//!   validated (checksums, dates, IIN ranges), scored with context from field names, and located
+//!   (URL, header, cookie, JSON path, form field, XML element, multipart part, CSV column).
+//!   Each body is parsed once and every value is tokenised once by a byte-class automaton.
+//!   Findings carry masked samples and keyed hashes, never raw values.
+//! - **API classification** ([`classify`]): function class and sensitivity level.
+//! - **Weak points** ([`WeakPointTracker`]): stateful, per endpoint, bounded.
+//! - **Minimisation** ([`minimise`]): `full | sample | labels` payload modes for the sensor.
+//!
+//! Rules and tables are documented in `docs/sensitive-data.md`.
+#![warn(missing_docs)]
+
+mod body;
+pub mod classify;
+mod event;
+mod hash;
+mod hints;
+mod label;
+mod mask;
+mod minimise;
+mod names;
+mod scan;
+pub mod validate;
+mod weak;
+
+pub use body::BodyKind;
+pub use classify::{
+    Classification, FunctionClass, Sensitivity, classify_event, function_class, sensitivity,
+    sensitivity_with,
+};
+pub use event::{AuthScheme, EventLabels, MessageShape, ScanStats, Scanner, is_body_part};
+pub use hash::{HashKey, normalise};
+pub use hints::{HintClassifier, KeyHints};
+pub use label::{
+    DataClass, Direction, Finding, Label, Location, MaskShape, Notes, Part, ValueHash,
+};
+pub use mask::{Keep, policy as mask_policy, union_unknown};
+pub use minimise::{MinimiseOptions, MinimisedEvent, PayloadMode, minimise};
+pub use scan::{LabelConfig, Labeller};
+pub use weak::{
+    EndpointKey, EndpointSummary, Evidence, Severity, WeakFinding, WeakKind, WeakPointConfig,
+    WeakPointTracker, WeakStats, login_succeeded,
+};
+
+/// Errors of this crate. Messages never contain values from traffic.
+#[derive(Debug, thiserror::Error)]
+pub enum LabelError {
+    /// The keyword automaton could not be built (a bug: the patterns are static).
+    #[error("could not build the keyword automaton")]
+    Automaton,
+}

@@ -1,0 +1,649 @@
+//! API classification (R-SEN-2): the function class of a transaction (from method, path words
+//! in English, pinyin and Chinese, parameter names, content types and response shape) and its
+//! sensitivity level (from the labels it actually carries, per JR/T 0171-2020). Both rule sets
+//! are tables below, evaluated top to bottom (first match wins), and mirrored in
+//! `docs/sensitive-data.md`.
+use apitap_schema::ApiEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::body::BodyKind;
+use crate::event::{EventLabels, is_body_part};
+use crate::label::{DataClass, Direction, Label, Part};
+
+/// What an API is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionClass {
+    /// Sign in.
+    Login,
+    /// Sign out.
+    Logout,
+    /// Account registration.
+    Registration,
+    /// Sends an SMS / one-time code.
+    SmsSend,
+    /// Verifies an SMS / one-time code.
+    SmsVerify,
+    /// Password reset or change.
+    PasswordReset,
+    /// Bulk export.
+    Export,
+    /// File upload.
+    FileUpload,
+    /// File download.
+    FileDownload,
+    /// Read one object by id.
+    QueryById,
+    /// Search or list.
+    SearchList,
+    /// Create.
+    Create,
+    /// Update.
+    Update,
+    /// Delete.
+    Delete,
+    /// None of the above.
+    Other,
+}
+
+impl FunctionClass {
+    /// Every class, in rule order.
+    pub const ALL: &'static [FunctionClass] = &[
+        FunctionClass::Login,
+        FunctionClass::Logout,
+        FunctionClass::Registration,
+        FunctionClass::SmsSend,
+        FunctionClass::SmsVerify,
+        FunctionClass::PasswordReset,
+        FunctionClass::Export,
+        FunctionClass::FileUpload,
+        FunctionClass::FileDownload,
+        FunctionClass::QueryById,
+        FunctionClass::SearchList,
+        FunctionClass::Create,
+        FunctionClass::Update,
+        FunctionClass::Delete,
+        FunctionClass::Other,
+    ];
+
+    /// Classes that are reachable without authentication by design.
+    pub fn is_pre_auth(self) -> bool {
+        matches!(
+            self,
+            FunctionClass::Login
+                | FunctionClass::Logout
+                | FunctionClass::Registration
+                | FunctionClass::SmsSend
+                | FunctionClass::SmsVerify
+                | FunctionClass::PasswordReset
+        )
+    }
+}
+
+/// Sensitivity level of an API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sensitivity {
+    /// No sensitive data.
+    None,
+    /// Only C1 data or values already masked.
+    Low,
+    /// C2 identity/account data.
+    Medium,
+    /// C3 authentication data, or C2 data in bulk or as a full identity profile.
+    High,
+}
+
+/// Evidence beyond path words that selects a class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// No extra signal.
+    None,
+    /// The request carries this label (unmasked).
+    RequestLabel(Label),
+    /// The request is multipart with a file part, or a PUT/POST of binary content.
+    FileInRequest,
+    /// The response is an attachment (`Content-Disposition: attachment`) or binary.
+    FileInResponse,
+    /// The response is CSV/spreadsheet, or an attachment with many records.
+    TabularAttachment,
+    /// List-style query parameters (`page`, `pageSize`, `limit`, `offset`, `keyword`, `q`) or
+    /// a response array with ≥ 2 records.
+    ListShape,
+    /// The last path segment looks like an object id, or an `id`-like query parameter.
+    IdInRequest,
+}
+
+/// One row of the function-class table.
+#[derive(Debug, Clone, Copy)]
+pub struct FunctionRule {
+    /// Resulting class.
+    pub class: FunctionClass,
+    /// Methods the rule applies to (empty: any).
+    pub methods: &'static [&'static str],
+    /// Path words, any of which must appear (English/pinyin words, compounds, Chinese).
+    pub words: &'static [&'static str],
+    /// When non-empty, a second group of which one must also appear.
+    pub with: &'static [&'static str],
+    /// Alternative evidence that selects the class without the words.
+    pub signal: Signal,
+}
+
+const PWD: &[&str] = &["password", "pwd", "passwd", "mima", "mm", "密码"];
+const CODE: &[&str] = &[
+    "sms",
+    "code",
+    "otp",
+    "verifycode",
+    "smscode",
+    "yzm",
+    "yanzhengma",
+    "captcha",
+    "vcode",
+    "验证码",
+    "短信",
+    "校验码",
+];
+
+/// The function-class table (R-SEN-2). First match wins; `other` when none does.
+pub const FUNCTION_RULES: &[FunctionRule] = &[
+    FunctionRule {
+        class: FunctionClass::Logout,
+        methods: &[],
+        words: &[
+            "logout", "signout", "logoff", "tuichu", "dengchu", "退出", "登出", "注销",
+        ],
+        with: &[],
+        signal: Signal::None,
+    },
+    FunctionRule {
+        class: FunctionClass::PasswordReset,
+        methods: &[],
+        words: &[
+            "reset", "forgot", "forget", "find", "retrieve", "recover", "change", "modify",
+            "update", "zhaohui", "chongzhi", "xiugai", "重置", "找回", "修改", "忘记",
+        ],
+        with: PWD,
+        signal: Signal::None,
+    },
+    FunctionRule {
+        class: FunctionClass::PasswordReset,
+        methods: &[],
+        words: &[
+            "resetpassword",
+            "forgotpassword",
+            "resetpwd",
+            "changepassword",
+            "changepwd",
+            "zhmm",
+            "czmm",
+            "xgmm",
+        ],
+        with: &[],
+        signal: Signal::None,
+    },
+    FunctionRule {
+        class: FunctionClass::Registration,
+        methods: &[],
+        words: &[
+            "register",
+            "signup",
+            "registration",
+            "zhuce",
+            "enroll",
+            "注册",
+        ],
+        with: &[],
+        signal: Signal::None,
+    },
+    FunctionRule {
+        class: FunctionClass::Login,
+        methods: &[],
+        words: &[
+            "login",
+            "signin",
+            "logon",
+            "denglu",
+            "authenticate",
+            "登录",
+            "登陆",
+            "oauth2token",
+            "sso",
+        ],
+        with: &[],
+        signal: Signal::RequestLabel(Label::Password),
+    },
+    FunctionRule {
+        class: FunctionClass::SmsSend,
+        methods: &[],
+        words: &[
+            "send", "get", "fasong", "huoqu", "request", "fetch", "发送", "获取",
+        ],
+        with: CODE,
+        signal: Signal::None,
+    },
+    FunctionRule {
+        class: FunctionClass::SmsSend,
+        methods: &[],
+        words: &[
+            "sendsms",
+            "sendcode",
+            "smssend",
+            "getcode",
+            "sendotp",
+            "fsyzm",
+            "hqyzm",
+            "sendverifycode",
+        ],
+        with: &[],
+        signal: Signal::None,
+    },
+    FunctionRule {
+        class: FunctionClass::SmsVerify,
+        methods: &[],
+        words: &[
+            "verify", "check", "validate", "confirm", "jiaoyan", "yanzheng", "校验", "验证",
+        ],
+        with: CODE,
+        signal: Signal::RequestLabel(Label::OtpCode),
+    },
+    FunctionRule {
+        class: FunctionClass::Export,
+        methods: &[],
+        words: &[
+            "export",
+            "daochu",
+            "dump",
+            "导出",
+            "exportexcel",
+            "downloadexcel",
+        ],
+        with: &[],
+        signal: Signal::TabularAttachment,
+    },
+    FunctionRule {
+        class: FunctionClass::FileUpload,
+        methods: &[],
+        words: &["upload", "shangchuan", "上传", "import", "daoru", "导入"],
+        with: &[],
+        signal: Signal::FileInRequest,
+    },
+    FunctionRule {
+        class: FunctionClass::FileDownload,
+        methods: &[],
+        words: &["download", "xiazai", "下载", "attachment", "fujian"],
+        with: &[],
+        signal: Signal::FileInResponse,
+    },
+    FunctionRule {
+        class: FunctionClass::SearchList,
+        methods: &[],
+        words: &[
+            "search", "list", "query", "find", "page", "sousuo", "liebiao", "chaxun", "browse",
+            "查询", "列表", "搜索",
+        ],
+        with: &[],
+        signal: Signal::ListShape,
+    },
+    FunctionRule {
+        class: FunctionClass::Delete,
+        methods: &["DELETE"],
+        words: &[],
+        with: &[],
+        signal: Signal::None,
+    },
+    FunctionRule {
+        class: FunctionClass::Delete,
+        methods: &[],
+        words: &["delete", "remove", "del", "shanchu", "删除"],
+        with: &[],
+        signal: Signal::None,
+    },
+    FunctionRule {
+        class: FunctionClass::QueryById,
+        methods: &["GET"],
+        words: &["detail", "details", "info", "xiangqing", "详情"],
+        with: &[],
+        signal: Signal::IdInRequest,
+    },
+    FunctionRule {
+        class: FunctionClass::Update,
+        methods: &["PUT", "PATCH"],
+        words: &[],
+        with: &[],
+        signal: Signal::None,
+    },
+    FunctionRule {
+        class: FunctionClass::Update,
+        methods: &[],
+        words: &[
+            "update", "edit", "modify", "xiugai", "gengxin", "修改", "更新",
+        ],
+        with: &[],
+        signal: Signal::None,
+    },
+    FunctionRule {
+        class: FunctionClass::Create,
+        methods: &[],
+        words: &[
+            "create", "add", "new", "insert", "xinzeng", "tianjia", "新增", "添加", "创建",
+        ],
+        with: &[],
+        signal: Signal::None,
+    },
+    FunctionRule {
+        class: FunctionClass::Create,
+        methods: &["POST"],
+        words: &[],
+        with: &[],
+        signal: Signal::None,
+    },
+];
+
+/// Words of a (percent-decoded) path.
+struct PathWords {
+    words: Vec<String>,
+    joined: String,
+    decoded: String,
+}
+
+impl PathWords {
+    fn new(path: &str) -> PathWords {
+        let mut buf = Vec::new();
+        let raw = path.as_bytes();
+        let decoded = if crate::body::percent_decode(raw, false, &mut buf) {
+            String::from_utf8_lossy(&buf).into_owned()
+        } else {
+            path.to_owned()
+        };
+        let mut words = Vec::new();
+        let mut cur = String::new();
+        let mut prev_lower = false;
+        for ch in decoded.chars() {
+            let boundary = !ch.is_ascii_alphanumeric() || (ch.is_ascii_uppercase() && prev_lower);
+            if boundary && !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
+            }
+            if ch.is_ascii_alphanumeric() {
+                cur.push(ch.to_ascii_lowercase());
+            }
+            prev_lower = ch.is_ascii_lowercase();
+        }
+        if !cur.is_empty() {
+            words.push(cur);
+        }
+        let joined = words.concat();
+        PathWords {
+            words,
+            joined,
+            decoded,
+        }
+    }
+
+    fn has(&self, w: &str) -> bool {
+        if !w.is_ascii() {
+            return self.decoded.contains(w);
+        }
+        self.words.iter().any(|x| x == w) || (w.len() >= 5 && self.joined.contains(w))
+    }
+
+    fn any(&self, ws: &[&str]) -> bool {
+        ws.iter().any(|w| self.has(w))
+    }
+}
+
+fn header<'a>(h: &'a [apitap_schema::Header], name: &str) -> Option<&'a str> {
+    h.iter()
+        .find(|x| x.name.eq_ignore_ascii_case(name))
+        .map(|x| x.value.as_str())
+}
+
+fn id_like(seg: &str) -> bool {
+    let s = seg.trim();
+    if s.is_empty() {
+        return false;
+    }
+    if s.starts_with('{') && s.ends_with('}') {
+        return true;
+    }
+    let digits = s.bytes().filter(u8::is_ascii_digit).count();
+    let hex = s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    (digits == s.len()) || (hex && s.len() >= 8 && digits > 0)
+}
+
+fn signal(sig: Signal, ev: &ApiEvent, labels: &EventLabels) -> bool {
+    let resp = ev.response.as_ref();
+    match sig {
+        Signal::None => false,
+        Signal::RequestLabel(l) => labels.has(Direction::Request, l),
+        Signal::FileInRequest => {
+            let ct = header(&ev.request.headers, "content-type")
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            (ct.contains("multipart/")
+                && labels.request.kind == BodyKind::Multipart
+                && ev.request.body.data.contains("filename="))
+                || ((ev.request.method.eq_ignore_ascii_case("PUT")
+                    || ev.request.method.eq_ignore_ascii_case("POST"))
+                    && (ct.contains("octet-stream") || ct.starts_with("image/")))
+        }
+        Signal::FileInResponse => resp.is_some_and(|r| {
+            header(&r.headers, "content-disposition")
+                .is_some_and(|d| d.to_ascii_lowercase().contains("attachment"))
+                || labels
+                    .response
+                    .as_ref()
+                    .is_some_and(|s| s.kind == BodyKind::Binary)
+        }),
+        Signal::TabularAttachment => resp.is_some_and(|r| {
+            let ct = header(&r.headers, "content-type")
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            ct.contains("csv") || ct.contains("spreadsheet") || ct.contains("ms-excel")
+        }),
+        Signal::ListShape => {
+            const LIST_PARAMS: &[&str] = &[
+                "page", "pagesize", "pagenum", "pageno", "limit", "offset", "keyword", "keywords",
+                "q", "size", "current", "per_page", "rows", "start", "sort",
+            ];
+            labels
+                .query_params
+                .iter()
+                .any(|p| LIST_PARAMS.contains(&p.to_ascii_lowercase().as_str()))
+                || labels.request.fields.iter().any(|p| {
+                    let last = p
+                        .rsplit(['.', '$'])
+                        .next()
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    LIST_PARAMS.contains(&last.as_str())
+                })
+                || labels
+                    .response
+                    .as_ref()
+                    .is_some_and(|s| s.array_records >= 2)
+        }
+        Signal::IdInRequest => {
+            let last = ev
+                .request
+                .path
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or("");
+            id_like(last)
+                || labels.query_params.iter().any(|p| {
+                    let l = p.to_ascii_lowercase();
+                    l == "id" || l.ends_with("id") || l.ends_with("_id")
+                })
+        }
+    }
+}
+
+/// Function class of one transaction (R-SEN-2), by [`FUNCTION_RULES`].
+pub fn function_class(ev: &ApiEvent, labels: &EventLabels) -> FunctionClass {
+    let words = PathWords::new(&ev.request.path);
+    let method = ev.request.method.to_ascii_uppercase();
+    for r in FUNCTION_RULES {
+        if !r.methods.is_empty() && !r.methods.contains(&method.as_str()) {
+            continue;
+        }
+        let by_words = if r.words.is_empty() {
+            !r.methods.is_empty()
+        } else {
+            words.any(r.words) && (r.with.is_empty() || words.any(r.with))
+        };
+        if by_words || signal(r.signal, ev, labels) {
+            return r.class;
+        }
+    }
+    FunctionClass::Other
+}
+
+/// Default number of sensitive records per response that makes an API high sensitivity.
+pub const HIGH_RECORDS: u32 = 50;
+
+/// Identity documents and account numbers (for the "full identity profile" rule).
+const STRONG_IDENTIFIERS: &[Label] = &[
+    Label::PrcId,
+    Label::BankCard,
+    Label::CreditCard,
+    Label::Iban,
+    Label::CnPassport,
+    Label::HkMacauPermit,
+    Label::UsSsn,
+];
+
+/// One row of the sensitivity table.
+#[derive(Debug, Clone, Copy)]
+pub struct SensitivityRule {
+    /// Resulting level.
+    pub level: Sensitivity,
+    /// The condition, in words (same text as the docs).
+    pub when: &'static str,
+}
+
+/// The sensitivity table (JR/T 0171-2020 classes; first match wins). Credentials in the
+/// `Authorization` header and session cookies are how the API is called, not data it
+/// carries, and do not count.
+pub const SENSITIVITY_RULES: &[SensitivityRule] = &[
+    SensitivityRule {
+        level: Sensitivity::High,
+        when: "an unmasked C3 value (password, SMS code, CVV, token, key) in the URL, a body, or a non-auth header, either direction",
+    },
+    SensitivityRule {
+        level: Sensitivity::High,
+        when: "unmasked C2 values in the response with at least HIGH_RECORDS (50) records of one label",
+    },
+    SensitivityRule {
+        level: Sensitivity::High,
+        when: "a response with a full identity profile: 3 or more distinct unmasked C2 labels incl. an identity document or account number",
+    },
+    SensitivityRule {
+        level: Sensitivity::Medium,
+        when: "any unmasked C2 value (ID, mobile, card, name, address, …) in either direction",
+    },
+    SensitivityRule {
+        level: Sensitivity::Low,
+        when: "only C1 values (private IP, gender, USCC) or only application-masked values",
+    },
+    SensitivityRule {
+        level: Sensitivity::None,
+        when: "no labels",
+    },
+];
+
+fn is_auth_transport(f: &crate::label::Finding) -> bool {
+    match f.location.part {
+        Part::Cookie => true,
+        Part::Header => {
+            matches!(
+                f.location.path.as_str(),
+                "authorization" | "proxy-authorization"
+            ) || matches!(
+                f.label,
+                Label::ApiToken | Label::SessionId | Label::Jwt | Label::BearerToken
+            )
+        }
+        _ => false,
+    }
+}
+
+/// Sensitivity of one transaction (R-SEN-2), by [`SENSITIVITY_RULES`], with `high_records` as
+/// the bulk threshold.
+pub fn sensitivity_with(labels: &EventLabels, high_records: u32) -> Sensitivity {
+    let data = || labels.findings.iter().filter(|f| !is_auth_transport(f));
+    if data().any(|f| f.mask.is_none() && f.label.class() == DataClass::C3) {
+        return Sensitivity::High;
+    }
+    let resp_c2 = || {
+        data().filter(|f| {
+            f.location.direction == Direction::Response
+                && f.mask.is_none()
+                && f.label.class() == DataClass::C2
+        })
+    };
+    if resp_c2().any(|f| is_body_part(f.location.part) && f.count >= high_records) {
+        return Sensitivity::High;
+    }
+    let mut distinct: Vec<Label> = resp_c2().map(|f| f.label).collect();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() >= 3 && distinct.iter().any(|l| STRONG_IDENTIFIERS.contains(l)) {
+        return Sensitivity::High;
+    }
+    if data().any(|f| f.mask.is_none() && f.label.class() == DataClass::C2) {
+        return Sensitivity::Medium;
+    }
+    if data().next().is_some() {
+        return Sensitivity::Low;
+    }
+    Sensitivity::None
+}
+
+/// Sensitivity with the default bulk threshold [`HIGH_RECORDS`].
+pub fn sensitivity(labels: &EventLabels) -> Sensitivity {
+    sensitivity_with(labels, HIGH_RECORDS)
+}
+
+/// Function class and sensitivity of one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Classification {
+    /// What the API is for.
+    pub function: FunctionClass,
+    /// How sensitive it is.
+    pub sensitivity: Sensitivity,
+}
+
+/// Classifies one transaction.
+pub fn classify_event(ev: &ApiEvent, labels: &EventLabels) -> Classification {
+    Classification {
+        function: function_class(ev, labels),
+        sensitivity: sensitivity(labels),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_words_split_camel_pinyin_and_chinese() {
+        let w = PathWords::new("/api/v1/user/sendSmsCode");
+        assert!(w.has("send") && w.has("sms") && w.has("code"));
+        let w = PathWords::new("/api/%E7%99%BB%E5%BD%95");
+        assert!(w.has("登录"));
+        let w = PathWords::new("/api/userlogin");
+        assert!(w.has("login"));
+        let w = PathWords::new("/api/playlist");
+        assert!(!w.has("list"), "short words match whole words only");
+    }
+
+    #[test]
+    fn ids() {
+        assert!(id_like("1024"));
+        assert!(id_like("550e8400-e29b-41d4-a716-446655440000"));
+        assert!(id_like("{id}"));
+        assert!(!id_like("users"));
+    }
+}

@@ -1,0 +1,722 @@
+//! Labelling a whole [`ApiEvent`]: URL path and query, headers (authorization schemes,
+//! cookies), and both bodies (decoded from base64, inflated when gzip/deflate-coded, parsed per
+//! content type). Produces [`EventLabels`].
+use std::io::Read as _;
+use std::sync::Arc;
+
+use apitap_schema::{ApiEvent, Body, BodyEncoding, Header};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::body::{self, BodyCtx, BodyKind};
+use crate::hints::KeyHints;
+use crate::label::{DataClass, Direction, Finding, Label, Notes, Part};
+use crate::scan::{Ctx, HintCache, Labeller, RawMap, Region, Span, State, Where};
+
+/// How the request authenticated itself (R-INV-2 auth scheme; input to the
+/// "sensitive API without authentication" weak point).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthScheme {
+    /// `Authorization: Basic` (RFC 7617).
+    Basic,
+    /// `Authorization: Bearer` (RFC 6750), JWT or opaque.
+    Bearer,
+    /// Another `Authorization` scheme (Digest, AWS4-HMAC-SHA256, custom).
+    OtherAuthorization,
+    /// An API key or token header (`X-Api-Key`, `X-Auth-Token`, `token`, …).
+    ApiKeyHeader,
+    /// A token or key in the query string.
+    QueryToken,
+    /// A session cookie.
+    SessionCookie,
+}
+
+/// Shape of one message body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessageShape {
+    /// Parsed as.
+    pub kind: BodyKind,
+    /// Field paths seen (names only, arrays folded to `[*]`), capped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// Distinct field paths not kept because of the cap.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fields_dropped: u32,
+    /// Largest number of objects in one array (or CSV rows): the records of a list response.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub array_records: u32,
+    /// Largest count of one unmasked C2/C3 label at one body location: sensitive records.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sensitive_records: u32,
+    /// Distinct (label, location) pairs of unmasked C2/C3 data in this body.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sensitive_fields: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Counters of one scan (R-CAP-7: nothing skipped silently).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanStats {
+    /// Bytes handed to the parsers (after decoding).
+    pub scanned_bytes: u64,
+    /// Captured bytes not scanned (over `max_scan_bytes`, binary, undecodable coding).
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub unscanned_bytes: u64,
+    /// Values examined.
+    pub values: u64,
+    /// Findings dropped because of `max_findings`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_findings: u32,
+}
+
+fn is_zero64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Everything the scanner found in one event. Contains no raw value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventLabels {
+    /// Findings, one per (label, location, mask shape), in order of first occurrence.
+    pub findings: Vec<Finding>,
+    /// Query parameter names, in order of first appearance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_params: Vec<String>,
+    /// Request body shape.
+    pub request: MessageShape,
+    /// Response body shape, when there was a response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<MessageShape>,
+    /// Authentication seen on the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth: Vec<AuthScheme>,
+    /// Scan counters.
+    pub stats: ScanStats,
+}
+
+impl EventLabels {
+    /// Findings in one direction.
+    pub fn in_direction(&self, dir: Direction) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(move |f| f.location.direction == dir)
+    }
+
+    /// Is this label present (unmasked) in this direction?
+    pub fn has(&self, dir: Direction, label: Label) -> bool {
+        self.in_direction(dir)
+            .any(|f| f.label == label && f.mask.is_none())
+    }
+}
+
+/// A per-thread scanner (holds caches and scratch buffers; cheap to create, reuse it).
+pub struct Scanner {
+    lab: Arc<Labeller>,
+    cache: HintCache,
+    st: State,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scanner")
+    }
+}
+
+const SKIP_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "accept-ranges",
+    "user-agent",
+    "host",
+    "connection",
+    "cache-control",
+    "pragma",
+    "date",
+    "server",
+    "vary",
+    "etag",
+    "last-modified",
+    "if-none-match",
+    "if-modified-since",
+    "content-encoding",
+    "transfer-encoding",
+    "upgrade",
+    "keep-alive",
+    "expires",
+    "age",
+    "x-content-type-options",
+    "x-frame-options",
+    "strict-transport-security",
+    "content-security-policy",
+    "access-control-allow-origin",
+    "access-control-allow-headers",
+    "access-control-allow-methods",
+    "access-control-allow-credentials",
+    "x-xss-protection",
+    "sec-fetch-mode",
+    "sec-fetch-site",
+    "sec-fetch-dest",
+    "sec-ch-ua",
+    "sec-ch-ua-platform",
+    "sec-ch-ua-mobile",
+    "te",
+    "via",
+    "x-powered-by",
+    "content-disposition",
+    "range",
+    "content-range",
+    "x-requested-with",
+    "dnt",
+    "upgrade-insecure-requests",
+    "priority",
+];
+
+/// Cookie names that carry sessions (besides names whose words say `session`/`token`).
+const SESSION_COOKIES: &[&str] = &[
+    "jsessionid",
+    "phpsessid",
+    "asp.net_sessionid",
+    "aspsessionid",
+    "connect.sid",
+    "sid",
+    "sessionid",
+    "session",
+    "sessid",
+    "laravel_session",
+    "ci_session",
+    "_session_id",
+    "rack.session",
+    "express.sid",
+    "auth",
+    "auth_token",
+    "access_token",
+    "token",
+    "sso",
+    "ssoid",
+    "sso_token",
+    "jwt",
+    "remember_token",
+    "remember_me",
+    "_gitlab_session",
+];
+
+fn strip_ci<'a>(v: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (v.len() >= prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| v[prefix.len()..].trim_ascii_start())
+}
+
+impl Scanner {
+    /// A scanner using `labeller`.
+    pub fn new(labeller: Arc<Labeller>) -> Scanner {
+        Scanner {
+            lab: labeller,
+            cache: HintCache::default(),
+            st: State::default(),
+        }
+    }
+
+    /// The shared labeller.
+    pub fn labeller(&self) -> &Arc<Labeller> {
+        &self.lab
+    }
+
+    /// Labels one event (R-SEN-1).
+    pub fn label_event(&mut self, ev: &ApiEvent) -> EventLabels {
+        self.run(ev, false).0
+    }
+
+    /// Labels one body of the given content type (for tests, benchmarks and bodies obtained
+    /// outside an event). Findings only.
+    pub fn label_body(
+        &mut self,
+        dir: Direction,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Vec<Finding> {
+        self.st.reset(false);
+        let lab = self.lab.clone();
+        let mut cx = Ctx {
+            lab: &lab,
+            cache: &mut self.cache,
+            st: &mut self.st,
+        };
+        let mut stats = ScanStats::default();
+        let region = match dir {
+            Direction::Request => Region::ReqBody,
+            Direction::Response => Region::RespBody,
+        };
+        scan_bytes(
+            &mut cx,
+            dir,
+            region,
+            content_type.map(str::as_bytes),
+            body,
+            RawMap::Direct(0),
+            &mut stats,
+        );
+        std::mem::take(&mut self.st.findings)
+    }
+
+    pub(crate) fn run(&mut self, ev: &ApiEvent, spans: bool) -> (EventLabels, Vec<Span>) {
+        self.st.reset(spans);
+        let lab = self.lab.clone();
+        let mut cx = Ctx {
+            lab: &lab,
+            cache: &mut self.cache,
+            st: &mut self.st,
+        };
+        let mut stats = ScanStats::default();
+        let mut auth = Vec::new();
+        let mut query_params = Vec::new();
+        let req = &ev.request;
+        url_path(&mut cx, req.path.as_bytes());
+        if let Some(q) = &req.query {
+            let bc = BodyCtx {
+                dir: Direction::Request,
+                part: Part::QueryParam,
+                region: Region::ReqQuery,
+                map: RawMap::Direct(0),
+                notes: Notes::NONE,
+                nest: 0,
+                inherit: KeyHints::NONE,
+            };
+            body::form(&mut cx, q.as_bytes(), "", bc);
+            query_params = std::mem::take(&mut cx.st.req.fields);
+            cx.st.req.clear();
+        }
+        for (i, h) in req.headers.iter().enumerate() {
+            header(
+                &mut cx,
+                Direction::Request,
+                Region::ReqHeader(i),
+                h,
+                &mut auth,
+            );
+        }
+        let req_kind = message_body(
+            &mut cx,
+            Direction::Request,
+            &req.headers,
+            &req.body,
+            &mut stats,
+        );
+        let mut resp_kind = None;
+        if let Some(resp) = &ev.response {
+            for (i, h) in resp.headers.iter().enumerate() {
+                header(
+                    &mut cx,
+                    Direction::Response,
+                    Region::RespHeader(i),
+                    h,
+                    &mut auth,
+                );
+            }
+            resp_kind = Some(message_body(
+                &mut cx,
+                Direction::Response,
+                &resp.headers,
+                &resp.body,
+                &mut stats,
+            ));
+        }
+        if cx.st.findings.iter().any(|f| {
+            f.location.part == Part::QueryParam
+                && matches!(
+                    f.label,
+                    Label::ApiToken | Label::Jwt | Label::SessionId | Label::AwsAccessKey
+                )
+        }) && !auth.contains(&AuthScheme::QueryToken)
+        {
+            auth.push(AuthScheme::QueryToken);
+        }
+        stats.values = cx.st.values;
+        stats.dropped_findings = cx.st.dropped_findings;
+        let findings = std::mem::take(&mut cx.st.findings);
+        let shape = |acc: &mut crate::scan::ShapeAcc, kind: BodyKind, dir: Direction| {
+            let mut s = MessageShape {
+                kind,
+                fields: std::mem::take(&mut acc.fields),
+                fields_dropped: acc.dropped,
+                array_records: acc.max_array_objects,
+                ..Default::default()
+            };
+            for f in findings.iter().filter(|f| {
+                f.location.direction == dir
+                    && is_body_part(f.location.part)
+                    && f.mask.is_none()
+                    && f.label.class() >= DataClass::C2
+            }) {
+                s.sensitive_records = s.sensitive_records.max(f.count);
+                s.sensitive_fields += 1;
+            }
+            s
+        };
+        let request = shape(&mut cx.st.req, req_kind, Direction::Request);
+        let response = resp_kind.map(|k| shape(&mut cx.st.resp, k, Direction::Response));
+        let spans = std::mem::take(&mut cx.st.spans);
+        (
+            EventLabels {
+                findings,
+                query_params,
+                request,
+                response,
+                auth,
+                stats,
+            },
+            spans,
+        )
+    }
+}
+
+/// Parts that are inside a body.
+pub fn is_body_part(p: Part) -> bool {
+    matches!(
+        p,
+        Part::JsonPath
+            | Part::FormField
+            | Part::XmlElement
+            | Part::MultipartPart
+            | Part::CsvColumn
+            | Part::Text
+    )
+}
+
+fn url_path(cx: &mut Ctx<'_>, path: &[u8]) {
+    let mut idx = 0usize;
+    let mut prev: &[u8] = b"";
+    let mut pos = 0;
+    let mut buf = Vec::new();
+    let mut name = String::new();
+    while pos <= path.len() && idx < 64 {
+        let end = memchr::memchr(b'/', &path[pos..]).map_or(path.len(), |p| pos + p);
+        let seg = &path[pos..end];
+        if seg.len() >= 6 {
+            let decoded = body::percent_decode(seg, false, &mut buf);
+            let val: &[u8] = if decoded { &buf } else { seg };
+            let hints = cx.hints(prev);
+            name.clear();
+            name.push_str(&format!("[{idx}]"));
+            let w = Where {
+                dir: Direction::Request,
+                part: Part::PathSegment,
+                path: name.as_bytes(),
+                hints,
+                region: Region::ReqPath,
+                raw: body::sub(RawMap::Direct(0), pos, end, decoded),
+                notes: Notes::NONE,
+            };
+            cx.scan_value(val, &w);
+        }
+        if !seg.is_empty() {
+            idx += 1;
+        }
+        prev = seg;
+        pos = end + 1;
+    }
+}
+
+fn header(
+    cx: &mut Ctx<'_>,
+    dir: Direction,
+    region: Region,
+    h: &Header,
+    auth: &mut Vec<AuthScheme>,
+) {
+    let lname = h.name.to_ascii_lowercase();
+    if SKIP_HEADERS.contains(&lname.as_str()) {
+        return;
+    }
+    let value = h.value.as_bytes();
+    let w = Where {
+        dir,
+        part: Part::Header,
+        path: lname.as_bytes(),
+        hints: KeyHints::NONE,
+        region,
+        raw: RawMap::Direct(0),
+        notes: Notes::NONE,
+    };
+    match lname.as_str() {
+        "authorization" | "proxy-authorization" => {
+            let off = |s: &[u8]| s.as_ptr() as usize - value.as_ptr() as usize;
+            if let Some(tok) = strip_ci(value, b"bearer ") {
+                let before = cx.st.findings.len();
+                let count_before: u32 = cx.st.findings.iter().map(|f| f.count).sum();
+                if tok.starts_with(b"eyJ") {
+                    cx.scan_value(
+                        tok,
+                        &Where {
+                            raw: RawMap::Direct(off(tok)),
+                            ..w
+                        },
+                    );
+                }
+                let count_after: u32 = cx.st.findings.iter().map(|f| f.count).sum();
+                if cx.st.findings.len() == before && count_after == count_before && !tok.is_empty()
+                {
+                    cx.emit(&w, Label::BearerToken, 95, tok, off(tok), None, Notes::NONE);
+                }
+                if dir == Direction::Request {
+                    push_auth(auth, AuthScheme::Bearer);
+                }
+            } else if let Some(tok) = strip_ci(value, b"basic ") {
+                let mut notes = Notes::NONE;
+                if let Ok(dec) = base64::engine::general_purpose::STANDARD.decode(tok.trim_ascii())
+                    && let Some(colon) = memchr::memchr(b':', &dec)
+                    && cx.lab.is_common_password(&dec[colon + 1..])
+                {
+                    notes = Notes::WEAK_PASSWORD;
+                }
+                cx.emit(&w, Label::BasicAuth, 97, tok, off(tok), None, notes);
+                if dir == Direction::Request {
+                    push_auth(auth, AuthScheme::Basic);
+                }
+            } else if !value.is_empty() {
+                let sp = memchr::memchr(b' ', value).map_or(0, |p| p + 1);
+                let cred = &value[sp..];
+                cx.scan_value(
+                    cred,
+                    &Where {
+                        raw: RawMap::Direct(sp),
+                        ..w
+                    },
+                );
+                cx.emit(&w, Label::ApiToken, 80, cred, sp, None, Notes::BY_KEY);
+                if dir == Direction::Request {
+                    push_auth(auth, AuthScheme::OtherAuthorization);
+                }
+            }
+        }
+        "cookie" | "set-cookie" => {
+            let mut pos = 0;
+            while pos < value.len() {
+                let end = memchr::memchr(b';', &value[pos..]).map_or(value.len(), |p| pos + p);
+                let pair = &value[pos..end];
+                let lead = pair.len() - pair.trim_ascii_start().len();
+                let pair_t = pair.trim_ascii();
+                if let Some(eq) = memchr::memchr(b'=', pair_t) {
+                    let (name, val) = (&pair_t[..eq], &pair_t[eq + 1..]);
+                    let mut hints = cx.hints(name);
+                    let lower = name.to_ascii_lowercase();
+                    let is_session = SESSION_COOKIES
+                        .iter()
+                        .any(|s| s.as_bytes() == lower.as_slice())
+                        || hints.any(KeyHints::SESSION)
+                        || lower.ends_with(b"session")
+                        || lower.ends_with(b"sessid")
+                        || lower.ends_with(b"_sid");
+                    if is_session {
+                        hints = hints.or(KeyHints::SESSION);
+                        if dir == Direction::Request {
+                            push_auth(auth, AuthScheme::SessionCookie);
+                        }
+                    }
+                    let cw = Where {
+                        part: Part::Cookie,
+                        path: name,
+                        hints,
+                        raw: RawMap::Direct(pos + lead + eq + 1),
+                        ..w
+                    };
+                    cx.scan_value(val, &cw);
+                }
+                // Set-Cookie attributes (Path, Expires, …) are not values.
+                if lname == "set-cookie" {
+                    break;
+                }
+                pos = end + 1;
+            }
+        }
+        "referer" | "location" | "origin" | "content-location" => {
+            if let Some(q) = memchr::memchr(b'?', value) {
+                let bc = BodyCtx {
+                    dir,
+                    part: Part::Header,
+                    region,
+                    map: RawMap::Direct(q + 1),
+                    notes: Notes::NONE,
+                    nest: 0,
+                    inherit: KeyHints::NONE,
+                };
+                let prefix = format!("{lname}?");
+                body::form(cx, &value[q + 1..], &prefix, bc);
+                let acc = match dir {
+                    Direction::Request => &mut cx.st.req,
+                    Direction::Response => &mut cx.st.resp,
+                };
+                acc.fields.retain(|f| !f.starts_with(&prefix));
+            }
+        }
+        _ => {
+            let hints = cx.hints(h.name.as_bytes());
+            if dir == Direction::Request
+                && hints.any(KeyHints::TOKEN.or(KeyHints::SESSION))
+                && !value.is_empty()
+            {
+                push_auth(auth, AuthScheme::ApiKeyHeader);
+            }
+            cx.scan_value(value, &Where { hints, ..w });
+        }
+    }
+}
+
+fn push_auth(auth: &mut Vec<AuthScheme>, a: AuthScheme) {
+    if !auth.contains(&a) {
+        auth.push(a);
+    }
+}
+
+fn header_value<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+/// Inflates a gzip/deflate body up to `max` bytes; a truncated stream yields what decoded.
+pub(crate) fn inflate(coding: &str, b: &[u8], max: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let limit = max as u64;
+    match coding {
+        "gzip" | "x-gzip" => {
+            let _ = flate2::read::MultiGzDecoder::new(b)
+                .take(limit)
+                .read_to_end(&mut out);
+        }
+        "deflate" => {
+            // RFC 9110 §8.4.1.2: zlib format; some servers send raw deflate.
+            if flate2::read::ZlibDecoder::new(b)
+                .take(limit)
+                .read_to_end(&mut out)
+                .is_err()
+                && out.is_empty()
+            {
+                let _ = flate2::read::DeflateDecoder::new(b)
+                    .take(limit)
+                    .read_to_end(&mut out);
+            }
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
+fn message_body(
+    cx: &mut Ctx<'_>,
+    dir: Direction,
+    headers: &[Header],
+    body: &Body,
+    stats: &mut ScanStats,
+) -> BodyKind {
+    if body.data.is_empty() {
+        return BodyKind::Empty;
+    }
+    let region = match dir {
+        Direction::Request => Region::ReqBody,
+        Direction::Response => Region::RespBody,
+    };
+    let decoded;
+    let bytes: &[u8] = match body.encoding {
+        BodyEncoding::Utf8 => body.data.as_bytes(),
+        BodyEncoding::Base64 => match body.bytes() {
+            Ok(b) => {
+                decoded = b;
+                &decoded
+            }
+            Err(_) => return BodyKind::Undecodable,
+        },
+        BodyEncoding::Unknown => return BodyKind::Undecodable,
+    };
+    let ct = header_value(headers, "content-type").map(str::as_bytes);
+    let coding = header_value(headers, "content-encoding")
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty() && c != "identity");
+    // Schema 1.1 sensors remove the content coding themselves (`Body::content_encoding`).
+    if let Some(coding) = coding.filter(|_| body.content_encoding.is_none()) {
+        let Some(inflated) = inflate(&coding, bytes, cx.lab.config.max_inflated_bytes) else {
+            stats.unscanned_bytes += bytes.len() as u64;
+            return BodyKind::Undecodable;
+        };
+        return scan_bytes(cx, dir, Region::None, ct, &inflated, RawMap::None, stats);
+    }
+    scan_bytes(cx, dir, region, ct, bytes, RawMap::Direct(0), stats)
+}
+
+fn scan_bytes(
+    cx: &mut Ctx<'_>,
+    dir: Direction,
+    region: Region,
+    ct: Option<&[u8]>,
+    bytes: &[u8],
+    map: RawMap,
+    stats: &mut ScanStats,
+) -> BodyKind {
+    let max = cx.lab.config.max_scan_bytes;
+    let b = if bytes.len() > max {
+        stats.unscanned_bytes += (bytes.len() - max) as u64;
+        &bytes[..max]
+    } else {
+        bytes
+    };
+    let kind = body::kind_of(ct, b);
+    let bc = BodyCtx {
+        dir,
+        part: Part::Text,
+        region,
+        map,
+        notes: Notes::NONE,
+        nest: 0,
+        inherit: KeyHints::NONE,
+    };
+    match kind {
+        BodyKind::Json => {
+            let mut path = b"$".to_vec();
+            body::json(
+                cx,
+                b,
+                &mut path,
+                BodyCtx {
+                    part: Part::JsonPath,
+                    ..bc
+                },
+            );
+        }
+        BodyKind::Form => body::form(
+            cx,
+            b,
+            "",
+            BodyCtx {
+                part: Part::FormField,
+                ..bc
+            },
+        ),
+        BodyKind::Xml => body::xml(
+            cx,
+            b,
+            BodyCtx {
+                part: Part::XmlElement,
+                ..bc
+            },
+        ),
+        BodyKind::Csv => body::csv(cx, b, "", bc),
+        BodyKind::Multipart => {
+            let boundary = ct
+                .and_then(|c| body::header_param(c, b"boundary"))
+                .unwrap_or(b"");
+            body::multipart(cx, b, boundary, bc);
+        }
+        BodyKind::Text => body::text(cx, b, bc),
+        BodyKind::Binary | BodyKind::Undecodable | BodyKind::Empty => {
+            stats.unscanned_bytes += b.len() as u64;
+            return kind;
+        }
+    }
+    stats.scanned_bytes += b.len() as u64;
+    kind
+}
