@@ -1,1 +1,248 @@
-fn main() {}
+//! Inventory throughput (issue 5): events per second per core for discovery + shape
+//! learning (`Inventory::observe`: service, auth, style, templating, parameter/body/response
+//! shape learning, exposure, latency and size sketches), next to the Akto templating rule
+//! (path templating only) on the same events.
+//!
+//! Two workloads: the recorded httpbin traffic (real sensor events, every operation of
+//! httpbin, bodies up to images) replayed in a loop, and synthetic banking traffic (JSON
+//! APIs, 100 000 distinct identifiers). `cargo bench -p apitap-analyzer --bench inventory`;
+//! after criterion's report, a summary line per workload prints both rates and their ratio.
+
+#[path = "../tests/common/akto.rs"]
+#[allow(dead_code)]
+mod akto;
+
+use std::io::Read as _;
+use std::time::{Duration, Instant};
+
+use apitap_analyzer::inventory::{Inventory, InventoryConfig};
+use apitap_schema::{
+    ApiEvent, Body, Endpoint, Header, Request, Response, SensorInfo, decode_event,
+};
+use criterion::{Criterion, Throughput};
+
+fn httpbin_events() -> Vec<ApiEvent> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/httpbin/events.jsonl.gz"
+    );
+    let gz = std::fs::read(path).expect("fixture");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .expect("gzip");
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| decode_event(l.as_bytes()).expect("event"))
+        .collect()
+}
+
+fn synthetic_events(n: usize) -> Vec<ApiEvent> {
+    let base = ApiEvent {
+        schema_version: "1.0".into(),
+        event_id: "0".repeat(32),
+        sensor: SensorInfo {
+            id: "s".into(),
+            host: "h".into(),
+        },
+        connection_id: "0".repeat(16),
+        transaction_index: 0,
+        request_start_unix_us: 1_700_000_000_000_000,
+        response_end_unix_us: Some(1_700_000_000_002_000),
+        latency_us: Some(2000),
+        client: Endpoint {
+            ip: "203.0.113.7".parse().expect("ip"),
+            port: 50000,
+        },
+        server: Endpoint {
+            ip: "10.0.0.5".parse().expect("ip"),
+            port: 8080,
+        },
+        tls: false,
+        http_version: "1.1".into(),
+        request: Request {
+            method: "GET".into(),
+            host: Some("api.bank.example".into()),
+            path: "/".into(),
+            query: None,
+            headers: vec![
+                Header {
+                    name: "Host".into(),
+                    value: "api.bank.example".into(),
+                },
+                Header {
+                    name: "User-Agent".into(),
+                    value: "okhttp/4.12.0".into(),
+                },
+                Header {
+                    name: "Accept".into(),
+                    value: "application/json".into(),
+                },
+                Header {
+                    name: "Authorization".into(),
+                    value: "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl".into(),
+                },
+                Header {
+                    name: "X-Request-Id".into(),
+                    value: "5f0c1e7a9b2d4c3e8a1f6b7d0e9c2a41".into(),
+                },
+            ],
+            body: Body::default(),
+        },
+        response: Some(Response {
+            status: 200,
+            reason: "OK".into(),
+            headers: vec![
+                Header {
+                    name: "Content-Type".into(),
+                    value: "application/json".into(),
+                },
+                Header {
+                    name: "Content-Length".into(),
+                    value: "120".into(),
+                },
+            ],
+            body: Body::default(),
+        }),
+        anomalies: vec![],
+    };
+    let mut out = Vec::with_capacity(n);
+    let mut x: u64 = 0x5eed;
+    for i in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let id = x % 100_000;
+        let mut e = base.clone();
+        e.request_start_unix_us += i as u64 * 100;
+        e.client.ip = std::net::IpAddr::from([203, 0, 113, (id % 200) as u8]);
+        let (method, path, query, req, resp) = match x % 6 {
+            0 => (
+                "GET",
+                format!("/api/v1/users/{id}"),
+                None,
+                "",
+                r#"{"id":1,"name":"Ada Lovelace","email":"ada@example.com","phone":"+4412345678","addresses":[{"city":"London","zip":"N1"}]}"#,
+            ),
+            1 => (
+                "GET",
+                format!("/api/v1/accounts/{id:08x}-1111-4222-8333-{id:012x}/transactions"),
+                Some(format!("page={}&size=20", id % 9)),
+                "",
+                r#"{"items":[{"id":1,"amount":12.5,"currency":"EUR","at":"2024-01-05T10:00:00Z"},{"id":2,"amount":7,"currency":"EUR","at":"2024-01-05T11:00:00Z"}],"next":null}"#,
+            ),
+            2 => (
+                "POST",
+                format!("/api/v1/accounts/{id:08x}-1111-4222-8333-{id:012x}/transfers"),
+                None,
+                r#"{"to":"GB00EXAMPLE0001","amount":125,"reference":"rent"}"#,
+                r#"{"transfer_id":"t-1","status":"pending"}"#,
+            ),
+            3 => (
+                "GET",
+                "/api/v1/health".into(),
+                None,
+                "",
+                r#"{"status":"up"}"#,
+            ),
+            4 => (
+                "POST",
+                "/api/v1/login".into(),
+                None,
+                r#"{"username":"ada","password":"x"}"#,
+                r#"{"token":"abc","expires_in":3600}"#,
+            ),
+            _ => (
+                "GET",
+                format!("/api/v1/cards/{:024x}", id * 7919),
+                Some("fields=pan,expiry".into()),
+                "",
+                r#"{"pan":"4111********1111","expiry":"12/30","status":"active"}"#,
+            ),
+        };
+        e.request.method = method.into();
+        e.request.path = path;
+        e.request.query = query;
+        if !req.is_empty() {
+            e.request.headers.push(Header {
+                name: "Content-Type".into(),
+                value: "application/json".into(),
+            });
+            e.request.body = Body::from_bytes(req.as_bytes(), req.len() as u64);
+        }
+        if let Some(r) = e.response.as_mut() {
+            r.body = Body::from_bytes(resp.as_bytes(), resp.len() as u64);
+        }
+        out.push(e);
+    }
+    out
+}
+
+/// Events per second of `f` over `events`, repeated for at least `min`.
+fn rate(events: &[ApiEvent], min: Duration, mut f: impl FnMut(&ApiEvent)) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < min {
+        for e in events {
+            f(e);
+        }
+        n += events.len() as u64;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn workloads() -> Vec<(&'static str, Vec<ApiEvent>)> {
+    vec![
+        ("httpbin_fixture", httpbin_events()),
+        ("synthetic_bank", synthetic_events(20_000)),
+    ]
+}
+
+fn bench(c: &mut Criterion) {
+    for (name, events) in workloads() {
+        let mut g = c.benchmark_group(format!("inventory/{name}"));
+        g.throughput(Throughput::Elements(events.len() as u64));
+        let mut inv = Inventory::new(InventoryConfig::default()).expect("inventory");
+        for e in &events {
+            inv.observe(e);
+        }
+        g.bench_function("apitap_observe", |b| {
+            b.iter(|| {
+                for e in &events {
+                    inv.observe(e);
+                }
+            })
+        });
+        let mut akto = akto::Akto::new();
+        g.bench_function("akto_rule", |b| {
+            b.iter(|| {
+                for e in &events {
+                    akto.observe(&e.request.method, &e.request.path);
+                }
+            })
+        });
+        g.finish();
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c);
+    c.final_summary();
+    // One line per workload for the report: steady-state rates on one core, and the ratio.
+    for (name, events) in workloads() {
+        let mut inv = Inventory::new(InventoryConfig::default()).expect("inventory");
+        let ours = rate(&events, Duration::from_secs(3), |e| inv.observe(e));
+        let mut akto = akto::Akto::new();
+        let theirs = rate(&events, Duration::from_secs(3), |e| {
+            akto.observe(&e.request.method, &e.request.path)
+        });
+        println!(
+            "{name}: apitap discovery+shape {:.0} events/s per core; akto rule (templating \
+             only) {:.0} events/s; ratio apitap/akto {:.2}",
+            ours,
+            theirs,
+            ours / theirs
+        );
+    }
+}

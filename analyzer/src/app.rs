@@ -12,6 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::config::Config;
 use crate::error::{self, Error};
 use crate::ingest::{Ingestor, RunStats};
+use crate::inventory::{Inventory, InventoryConfig, Store, api, ocsf, store};
 use crate::output::{AlertSink, SummaryFormat, SummaryWriter, Target};
 use crate::reader::{DEFAULT_MAX_LINE_BYTES, Line, LineReader};
 use crate::summary::{DEFAULT_MAX_ENDPOINTS, EndpointReport, Summary};
@@ -24,7 +25,7 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 pub struct ProcessOptions {
     /// JSON-lines events: a file or standard input.
     pub input: Target,
-    /// Where alert JSON lines go (created empty: no detections yet); `None`: nowhere.
+    /// Where alert JSON lines go (inventory changes as OCSF findings); `None`: nowhere.
     pub alerts: Option<Target>,
     /// Where the summary goes.
     pub summary: Target,
@@ -34,6 +35,10 @@ pub struct ProcessOptions {
     pub max_line_bytes: usize,
     /// Endpoints tracked at most.
     pub max_endpoints: usize,
+    /// Inventory store URL; `None`: `inventory.store` of `inventory`, else no inventory.
+    pub store: Option<String>,
+    /// Inventory settings (specs, overrides, client ranges, templating).
+    pub inventory: InventoryConfig,
 }
 
 impl ProcessOptions {
@@ -46,6 +51,8 @@ impl ProcessOptions {
             format: SummaryFormat::Table,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_endpoints: DEFAULT_MAX_ENDPOINTS,
+            store: None,
+            inventory: InventoryConfig::default(),
         }
     }
 }
@@ -83,21 +90,117 @@ fn ingest_all(
     Ok(())
 }
 
+fn store_backend(url: &str) -> &'static str {
+    if url.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+/// Opens the inventory store and an inventory seeded from it (templates and parameter names
+/// stay stable across restarts).
+pub fn open_inventory(
+    url: &str,
+    config: &InventoryConfig,
+) -> Result<(Inventory, Box<dyn Store>), Error> {
+    let mut store = store::open(url).map_err(|source| Error::Store {
+        backend: store_backend(url),
+        source,
+    })?;
+    let mut inventory = Inventory::new(config.clone()).map_err(Error::Spec)?;
+    let seeded = inventory
+        .seed(store.as_mut())
+        .map_err(|source| Error::Store {
+            backend: store.backend(),
+            source,
+        })?;
+    tracing::info!(
+        backend = store.backend(),
+        seeded_endpoints = seeded,
+        specs = config.specs.len(),
+        overrides = config.overrides.len(),
+        "inventory store open"
+    );
+    Ok((inventory, store))
+}
+
+/// Flushes the inventory to the store and writes each change as an OCSF finding to `alerts`.
+/// A store failure is logged and the deltas are kept for the next flush unless `fatal`.
+fn flush_inventory(
+    inventory: &mut Inventory,
+    store: &mut dyn Store,
+    alerts: Option<&mut AlertSink>,
+    fatal: bool,
+) -> Result<(), Error> {
+    // The final flush stores everything; periodic ones let new endpoints settle first.
+    let result = if fatal {
+        inventory.flush(store)
+    } else {
+        inventory.flush_settled(store)
+    };
+    match result {
+        Ok(changes) => {
+            if let Some(alerts) = alerts {
+                for c in &changes {
+                    alerts.write_json(&ocsf::finding(c))?;
+                }
+                alerts.flush()?;
+            }
+            let c = inventory.counters;
+            let t = inventory.tree_counters();
+            tracing::info!(
+                changes = changes.len(),
+                apitap_inventory_events_total = c.events,
+                apitap_inventory_overflow_events_total = c.overflow_events,
+                apitap_inventory_overflow_service_events_total = c.overflow_service_events,
+                apitap_inventory_spec_events_total = c.spec_events,
+                apitap_inventory_override_events_total = c.override_events,
+                apitap_inventory_params_created_total = t.params_created,
+                apitap_inventory_folded_children_total = t.folded_children,
+                apitap_inventory_split_out_total = t.split_out,
+                apitap_inventory_changes_total = c.changes,
+                "inventory flushed"
+            );
+            Ok(())
+        }
+        Err(source) if !fatal => {
+            tracing::warn!(error = %error::chain(&source), "inventory flush failed; will retry");
+            Ok(())
+        }
+        Err(source) => Err(Error::Store {
+            backend: store.backend(),
+            source,
+        }),
+    }
+}
+
 /// `apitap-analyzer process`: reads every event of `options.input`, then writes the summary
-/// and logs the run statistics. Bad lines are counted, not fatal; only I/O errors are.
+/// and logs the run statistics. Bad lines are counted, not fatal; only I/O errors are. With a
+/// store, the inventory is updated and its changes written to the alerts output.
 pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     let mut alerts = options.alerts.clone().map(AlertSink::open).transpose()?;
     let mut summary_out = SummaryWriter::new(options.summary.clone(), options.format)?;
     let input = open_input(&options.input)?;
+    let store_url = options.store.clone().or(options.inventory.store.clone());
+    let mut ingestor = Ingestor::new(Summary::new(options.max_endpoints));
+    let mut store = None;
+    if let Some(url) = &store_url {
+        let (inventory, s) = open_inventory(url, &options.inventory)?;
+        ingestor.inventory = Some(inventory);
+        store = Some(s);
+    }
     tracing::info!(input = %target_path(&options.input).display(), "processing events");
 
-    let mut ingestor = Ingestor::new(Summary::new(options.max_endpoints));
     let read = ingest_all(input, options.max_line_bytes, |number, line| {
         ingestor.ingest_line(number, line);
     });
 
     // Whatever was read is summarised, even if reading failed part-way.
     summary_out.write(&ingestor.summary.reports())?;
+    if let (Some(inventory), Some(store)) = (ingestor.inventory.as_mut(), store.as_mut()) {
+        flush_inventory(inventory, store.as_mut(), alerts.as_mut(), true)?;
+    }
     if let Some(alerts) = alerts.as_mut() {
         alerts.flush()?;
     }
@@ -163,9 +266,26 @@ async fn run_service(config: &Config) -> Result<RunStats, Error> {
     // Reading stdin or a file blocks, so it runs on its own thread. On a signal the service
     // writes the final summary and returns without waiting for that thread: returning from
     // main ends the process even if the thread is blocked in a read.
-    let state = Arc::new(Mutex::new(Ingestor::new(Summary::new(
-        config.summary.max_endpoints,
-    ))));
+    let mut ingestor = Ingestor::new(Summary::new(config.summary.max_endpoints));
+    let mut store = None;
+    if let Some(url) = &config.inventory.store {
+        let (inventory, s) = open_inventory(url, &config.inventory)?;
+        ingestor.inventory = Some(inventory);
+        store = Some(s);
+        if let Some(addr) = config.inventory.api_listen {
+            let api_store = store::open(url).map_err(|source| Error::Store {
+                backend: store_backend(url),
+                source,
+            })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::ApiListen { addr, source })?;
+            let local = listener.local_addr().unwrap_or(addr);
+            tracing::info!(listen = %local, "inventory API listening");
+            tokio::spawn(api::serve(listener, Arc::new(Mutex::new(api_store))));
+        }
+    }
+    let state = Arc::new(Mutex::new(ingestor));
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
     let worker_state = Arc::clone(&state);
     let max_line_bytes = config.input.max_line_bytes;
@@ -193,8 +313,19 @@ async fn run_service(config: &Config) -> Result<RunStats, Error> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // The first tick completes at once.
 
+    let flush_secs = config.inventory.flush_interval_secs.max(1);
+    let mut flush_ticker = tokio::time::interval(Duration::from_secs(flush_secs));
+    flush_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    flush_ticker.tick().await;
+
     let stop = loop {
         tokio::select! {
+            _ = flush_ticker.tick(), if store.is_some() => {
+                let mut guard = lock(&state);
+                if let (Some(inventory), Some(store)) = (guard.inventory.as_mut(), store.as_mut()) {
+                    flush_inventory(inventory, store.as_mut(), alerts.as_mut(), false)?;
+                }
+            }
             done = &mut done_rx => match done {
                 Ok(result) => break Stop::EndOfInput(result),
                 Err(_) => return Err(Error::IngestThread),
@@ -213,6 +344,12 @@ async fn run_service(config: &Config) -> Result<RunStats, Error> {
 
     let (rows, stats) = snapshot(&state);
     summary_out.write(&rows)?;
+    {
+        let mut guard = lock(&state);
+        if let (Some(inventory), Some(store)) = (guard.inventory.as_mut(), store.as_mut()) {
+            flush_inventory(inventory, store.as_mut(), alerts.as_mut(), true)?;
+        }
+    }
     if let Some(alerts) = alerts.as_mut() {
         alerts.flush()?;
     }

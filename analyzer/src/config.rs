@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::inventory::InventoryConfig;
 use crate::output::SummaryFormat;
 use crate::reader::DEFAULT_MAX_LINE_BYTES;
 use crate::summary::DEFAULT_MAX_ENDPOINTS;
@@ -26,6 +27,9 @@ pub struct Config {
     /// Limits of the in-memory per-endpoint summary.
     #[serde(default)]
     pub summary: SummaryConfig,
+    /// The API inventory (`docs/inventory.md`); off unless `inventory.store` is set.
+    #[serde(default)]
+    pub inventory: InventoryConfig,
 }
 
 /// `[input]`: the event source.
@@ -45,7 +49,8 @@ pub struct InputConfig {
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// File for alert JSON lines, or `-` for standard output; absent: alerts are not written.
-    /// No detections exist yet, so the file is created empty.
+    /// Carries the inventory's change events (OCSF findings, `docs/inventory.md`); created
+    /// (or truncated) at start.
     #[serde(default)]
     pub alerts_path: Option<PathBuf>,
     /// File for the per-endpoint summary (replaced atomically on each write), or `-` for
@@ -159,7 +164,9 @@ impl Config {
                 reason: "must be at least 1",
             });
         }
-        Ok(())
+        self.inventory
+            .validate()
+            .map_err(|(field, reason)| Error::ConfigInvalid { field, reason })
     }
 }
 
@@ -271,6 +278,67 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("output.summary_format"), "{err}");
+    }
+
+    #[test]
+    fn inventory_section_parses_and_names_bad_fields() {
+        let c = Config::parse(
+            r#"
+            [input]
+            path = "-"
+            [inventory]
+            store = "sqlite:/var/lib/apitap/inventory.db"
+            api_listen = "127.0.0.1:9480"
+            service_by = "host_and_server"
+            internal_cidrs = ["10.0.0.0/8"]
+            [[inventory.partners]]
+            name = "acme"
+            cidrs = ["198.51.100.0/24"]
+            [[inventory.overrides]]
+            kind = "split"
+            paths = ["/users/me"]
+            [inventory.templating]
+            opaque_min_distinct = 4
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.inventory.templating.opaque_min_distinct, 4);
+        assert_eq!(c.inventory.partners[0].name, "acme");
+        let err = Config::parse("[input]\npath = \"-\"\n[inventory.templating]\nopaque_min = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inventory.templating"), "{err}");
+        assert!(err.contains("opaque_min"), "{err}");
+        let err = Config::parse(
+            "[input]\npath = \"-\"\n[[inventory.overrides]]\nkind = \"merge\"\npaths = [\"/a\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("inventory.overrides[0]"), "{err}");
+        let err =
+            Config::parse("[input]\npath = \"-\"\n[inventory]\napi_listen = \"127.0.0.1:1\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("inventory.api_listen"), "{err}");
+        let err = Config::parse(
+            "[input]\npath = \"-\"\n[inventory]\ninternal_cidrs = [\"10.0.0.0/33\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("inventory.internal_cidrs"), "{err}");
+    }
+
+    #[test]
+    fn documented_inventory_example_is_valid() {
+        // The `[inventory]` example of docs/inventory.md parses and validates.
+        let doc = include_str!("../../docs/inventory.md");
+        let start = doc
+            .find("```toml\n[inventory]")
+            .expect("example in docs/inventory.md");
+        let body = &doc[start + 8..];
+        let example = &body[..body.find("```").expect("closing fence")];
+        let c = Config::parse(&format!("[input]\npath = \"-\"\n{example}")).unwrap();
+        assert!(c.inventory.store.is_some());
     }
 
     #[test]

@@ -81,6 +81,35 @@ pub enum Error {
     /// The ingest thread ended without reporting (it panicked).
     #[error("the ingest thread stopped unexpectedly")]
     IngestThread,
+    /// A config value is invalid (fields named at run time, e.g. `inventory.overrides[2]`).
+    #[error("invalid config: field `{field}`: {reason}")]
+    ConfigInvalid {
+        /// Dotted path of the offending field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The inventory store failed.
+    #[error("inventory store ({backend}) failed")]
+    Store {
+        /// `sqlite` or `postgres` (or `url`).
+        backend: &'static str,
+        /// The store error.
+        #[source]
+        source: crate::inventory::StoreError,
+    },
+    /// An OpenAPI document of `inventory.specs` could not be loaded.
+    #[error("cannot load an OpenAPI document of inventory.specs")]
+    Spec(#[source] crate::inventory::spec::SpecError),
+    /// The inventory API could not listen.
+    #[error("cannot listen on {addr} for the inventory API")]
+    ApiListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// `error: cause: cause…`, for logging an error with its sources on one line.

@@ -10,6 +10,7 @@ use std::fmt;
 use apitap_schema::{ApiEvent, SchemaError, decode_event};
 use serde::Serialize;
 
+use crate::inventory::Inventory;
 use crate::reader::{Line, is_blank};
 use crate::summary::{Recorded, Summary};
 
@@ -147,11 +148,14 @@ pub enum LineOutcome {
     Bad(BadLineCause),
 }
 
-/// The analyzer's state for one run: the summary plus the run statistics.
-#[derive(Debug, Clone, Default)]
+/// The analyzer's state for one run: the summary, the inventory (when kept) and the run
+/// statistics.
+#[derive(Debug, Default)]
 pub struct Ingestor {
     /// Per-endpoint summary.
     pub summary: Summary,
+    /// The API inventory, when a store is configured.
+    pub inventory: Option<Inventory>,
     /// Run statistics.
     pub stats: RunStats,
 }
@@ -161,6 +165,7 @@ impl Ingestor {
     pub fn new(summary: Summary) -> Self {
         Ingestor {
             summary,
+            inventory: None,
             stats: RunStats::default(),
         }
     }
@@ -217,6 +222,9 @@ impl Ingestor {
                 .anomalies
                 .entry(anomaly_code(*anomaly))
                 .or_insert(0) += 1;
+        }
+        if let Some(inventory) = self.inventory.as_mut() {
+            inventory.observe(event);
         }
         if self.summary.record(event) == Recorded::OverEndpointLimit {
             if self.stats.events_over_endpoint_limit == 0 {

@@ -2,14 +2,15 @@
 //!
 //! This crate owns everything the analyzer does with [`apitap_schema::ApiEvent`]s once they are
 //! read: the bounded JSON-lines reader ([`reader`]), decoding and bad-line accounting
-//! ([`ingest`]), the per-endpoint traffic summary ([`summary`]), result outputs ([`output`]),
-//! the service configuration ([`config`]) and the `process`/`run` drivers ([`app`]). The
-//! `apitap-analyzer` binary is a thin command line over [`app::process`] and [`app::run`].
+//! ([`ingest`]), the per-endpoint traffic summary ([`summary`]), the API inventory with path
+//! templating, shape learning, lifecycle, store, OpenAPI export and HTTP API ([`inventory`],
+//! R-INV-1…5, `docs/inventory.md`), result outputs ([`output`]), the service configuration
+//! ([`config`]) and the `process`/`run` drivers ([`app`]). The `apitap-analyzer` binary is a
+//! thin command line over [`app::process`], [`app::run`] and the inventory queries.
 //!
-//! Not here yet: path templating and the API inventory (R-INV-1…5), sensitive-data labels
-//! (R-SEN-*), threat detections and alerts (R-THR-*, R-BUS-3), and the Kafka consumer
-//! (R-BUS-1, R-OPS-1); each arrives with its own issue. The summary groups by raw path until
-//! then.
+//! Not here yet: sensitive-data labels (R-SEN-*), threat detections (R-THR-*), and the Kafka
+//! consumer (R-BUS-1, R-OPS-1); each arrives with its own issue. The summary still groups by
+//! raw path (it is the raw traffic view; the inventory is the templated one).
 //!
 //! Events carry sensitive values; nothing here logs header values, query strings, bodies or
 //! input lines (R-OPS-3).
@@ -18,6 +19,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod inventory;
 pub mod logging;
 pub mod output;
 pub mod reader;

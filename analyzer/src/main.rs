@@ -2,12 +2,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
+use apitap_analyzer::inventory::record::{ChangeFilter, EndpointFilter, EndpointKey};
+use apitap_analyzer::inventory::{Store, openapi, report, store};
 use apitap_analyzer::logging::{self, LogFormat};
 use apitap_analyzer::{Config, ProcessOptions, SummaryFormat, Target};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
-/// apitap analyzer: reads API events and summarises them per endpoint.
+/// apitap analyzer: reads API events, summarises them per endpoint and keeps the API
+/// inventory.
 #[derive(Debug, Parser)]
 #[command(name = "apitap-analyzer", version, about)]
 struct Cli {
@@ -20,13 +23,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Read JSON-lines events to their end and write the per-endpoint summary.
+    /// Read JSON-lines events to their end and write the per-endpoint summary; with a store,
+    /// update the API inventory.
     Process {
         /// Events file (JSON lines), or `-` for standard input.
         #[arg(long, value_name = "FILE|-")]
         input: String,
-        /// Alerts output (JSON lines), or `-` for standard output. No detections exist yet:
-        /// the file is created empty. Default: alerts are not written.
+        /// Alerts output (JSON lines), or `-` for standard output: inventory changes as OCSF
+        /// findings. Default: alerts are not written.
         #[arg(long, value_name = "FILE|-")]
         alerts: Option<String>,
         /// Summary output, or `-` for standard output.
@@ -35,13 +39,280 @@ enum Command {
         /// Summary format.
         #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
         format: SummaryFormat,
+        /// Inventory store to update: `sqlite:PATH`, a file path, or `postgres://…`.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// Analyzer configuration whose `[inventory]` table (specs, overrides, client ranges,
+        /// templating) applies; its `[input]` is ignored.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Run the analyzer service with a TOML configuration.
     Run {
-        /// Configuration file (see deploy/config/analyzer.example.toml).
+        /// Configuration file (see deploy/config/analyzer.example.toml, docs/inventory.md).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Query the API inventory.
+    Inventory {
+        #[command(subcommand)]
+        command: InventoryCommand,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ListFormat {
+    /// Aligned text table.
+    Table,
+    /// JSON array of endpoint summaries.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// JSON array of endpoint summaries.
+    Json,
+    /// One OpenAPI 3.1 document per service.
+    Openapi,
+}
+
+#[derive(Debug, clap::Args)]
+struct Filters {
+    /// Only this service.
+    #[arg(long)]
+    service: Option<String>,
+    /// Only this method.
+    #[arg(long)]
+    method: Option<String>,
+    /// Only templates containing this text.
+    #[arg(long)]
+    template: Option<String>,
+    /// Only this lifecycle state (new, active, inactive, revived).
+    #[arg(long)]
+    lifecycle: Option<String>,
+    /// Only this API style (rest, graphql, soap, grpc, json_rpc, websocket).
+    #[arg(long)]
+    style: Option<String>,
+    /// Only endpoints using this auth scheme.
+    #[arg(long)]
+    auth: Option<String>,
+    /// Only this spec status (documented, undocumented, deprecated, unseen, …).
+    #[arg(long)]
+    spec_status: Option<String>,
+}
+
+impl Filters {
+    fn filter(&self) -> EndpointFilter {
+        EndpointFilter {
+            service: self.service.clone(),
+            method: self.method.clone(),
+            template: self.template.clone(),
+            lifecycle: self.lifecycle.clone(),
+            style: self.style.clone(),
+            auth: self.auth.clone(),
+            spec_status: self.spec_status.clone(),
+            ..EndpointFilter::default()
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum InventoryCommand {
+    /// List endpoints.
+    List {
+        /// Store URL.
+        #[arg(long, value_name = "URL")]
+        store: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        #[command(flatten)]
+        filters: Filters,
+    },
+    /// Show one endpoint in full, with its change log.
+    Show {
+        /// Store URL.
+        #[arg(long, value_name = "URL")]
+        store: String,
+        /// Endpoint id (from `list --format json`); or give --service, --method, --template.
+        id: Option<String>,
+        /// Service of the endpoint.
+        #[arg(long)]
+        service: Option<String>,
+        /// Method of the endpoint.
+        #[arg(long)]
+        method: Option<String>,
+        /// Template of the endpoint.
+        #[arg(long)]
+        template: Option<String>,
+        /// GraphQL/JSON-RPC/SOAP operation of the endpoint.
+        #[arg(long, default_value = "")]
+        operation: String,
+    },
+    /// Export the inventory.
+    Export {
+        /// Store URL.
+        #[arg(long, value_name = "URL")]
+        store: String,
+        /// `json`: array of endpoint summaries; `openapi`: OpenAPI 3.1 per service.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+        /// For `openapi`: write `<service>.openapi.json` files into this directory instead
+        /// of standard output.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        #[command(flatten)]
+        filters: Filters,
+    },
+    /// Print the change log as JSON lines.
+    Changes {
+        /// Store URL.
+        #[arg(long, value_name = "URL")]
+        store: String,
+        /// Only changes after this sequence number.
+        #[arg(long)]
+        after_seq: Option<i64>,
+        /// Only this endpoint's changes.
+        #[arg(long)]
+        endpoint_id: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u64,
+    },
+}
+
+fn open_store(url: &str) -> anyhow::Result<Box<dyn Store>> {
+    store::open(url).with_context(|| "opening the inventory store".to_string())
+}
+
+/// A service name as a file name.
+fn file_name(service: &str) -> String {
+    let s: String = service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{s}.openapi.json")
+}
+
+fn inventory(command: InventoryCommand) -> anyhow::Result<()> {
+    match command {
+        InventoryCommand::List {
+            store,
+            format,
+            filters,
+        } => {
+            let mut store = open_store(&store)?;
+            let rows: Vec<_> = store
+                .endpoints(&filters.filter())
+                .context("listing endpoints")?
+                .iter()
+                .map(|r| r.summary())
+                .collect();
+            match format {
+                ListFormat::Table => print!("{}", report::render_table(&rows)),
+                ListFormat::Json => println!("{}", serde_json::to_string(&rows)?),
+            }
+        }
+        InventoryCommand::Show {
+            store,
+            id,
+            service,
+            method,
+            template,
+            operation,
+        } => {
+            let id = match (id, service, method, template) {
+                (Some(id), None, None, None) => id,
+                (None, Some(service), Some(method), Some(template)) => EndpointKey {
+                    service,
+                    method: method.to_ascii_uppercase(),
+                    template,
+                    operation,
+                }
+                .id(),
+                _ => bail!("give an endpoint id, or --service, --method and --template"),
+            };
+            let mut store = open_store(&store)?;
+            let Some(record) = store.endpoint(&id).context("reading the endpoint")? else {
+                bail!("no endpoint with id {id}");
+            };
+            let changes = store
+                .changes(&ChangeFilter {
+                    endpoint_id: Some(id),
+                    ..ChangeFilter::default()
+                })
+                .context("reading the change log")?;
+            let out = serde_json::json!({
+                "summary": record.summary(),
+                "record": record,
+                "changes": changes,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        InventoryCommand::Export {
+            store,
+            format,
+            out_dir,
+            filters,
+        } => {
+            let mut store = open_store(&store)?;
+            let records = store
+                .endpoints(&filters.filter())
+                .context("reading endpoints")?;
+            match format {
+                ExportFormat::Json => {
+                    let rows: Vec<_> = records.iter().map(|r| r.summary()).collect();
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                }
+                ExportFormat::Openapi => {
+                    let docs = openapi::documents(&records);
+                    match out_dir {
+                        Some(dir) => {
+                            std::fs::create_dir_all(&dir)
+                                .with_context(|| format!("creating {}", dir.display()))?;
+                            for (service, doc) in &docs {
+                                let path = dir.join(file_name(service));
+                                std::fs::write(&path, serde_json::to_string_pretty(doc)?)
+                                    .with_context(|| format!("writing {}", path.display()))?;
+                                println!("{}", path.display());
+                            }
+                        }
+                        None if docs.len() == 1 => {
+                            let doc = docs.values().next().context("one document")?;
+                            println!("{}", serde_json::to_string_pretty(doc)?);
+                        }
+                        None => println!("{}", serde_json::to_string_pretty(&docs)?),
+                    }
+                }
+            }
+        }
+        InventoryCommand::Changes {
+            store,
+            after_seq,
+            endpoint_id,
+            limit,
+        } => {
+            let mut store = open_store(&store)?;
+            let changes = store
+                .changes(&ChangeFilter {
+                    after_seq,
+                    endpoint_id,
+                    limit: Some(limit),
+                    ..ChangeFilter::default()
+                })
+                .context("reading the change log")?;
+            for c in changes {
+                println!("{}", serde_json::to_string(&c)?);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,17 +324,25 @@ fn main() -> anyhow::Result<()> {
             alerts,
             summary,
             format,
+            store,
+            config,
         } => {
             let mut options = ProcessOptions::new(Target::parse(&input));
             options.alerts = alerts.as_deref().map(Target::parse);
             options.summary = Target::parse(&summary);
             options.format = format;
+            options.store = store;
+            if let Some(path) = config {
+                let config = Config::load(&path).context("loading the configuration")?;
+                options.inventory = config.inventory;
+            }
             apitap_analyzer::process(&options).context("processing events")?;
         }
         Command::Run { config } => {
             let config = Config::load(&config).context("loading the configuration")?;
             apitap_analyzer::run(&config).context("running the analyzer")?;
         }
+        Command::Inventory { command } => inventory(command)?,
     }
     Ok(())
 }

@@ -157,7 +157,7 @@ pub fn render_table(rows: &[EndpointReport]) -> String {
 
 /// Replaces control characters with `\u{..}` escapes (and `\` with `\\`, so escapes are
 /// unambiguous).
-fn escape_control(s: &str) -> String {
+pub(crate) fn escape_control(s: &str) -> String {
     if !s.chars().any(|c| c.is_control() || c == '\\') {
         return s.to_owned();
     }
@@ -268,8 +268,14 @@ impl SummaryWriter {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path` and renames it over `path`.
+/// Writes `bytes` to a temporary file beside `path` and renames it over `path`. A `path`
+/// that exists and is not a regular file (`/dev/null`, a FIFO) is written in place instead:
+/// renaming over it would replace the device with a file.
 fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if fs::metadata(path).is_ok_and(|m| !m.file_type().is_file()) {
+        let mut file = fs::OpenOptions::new().write(true).open(path)?;
+        return file.write_all(bytes);
+    }
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(path.file_name().unwrap_or_else(|| "summary".as_ref()));
     tmp_name.push(".tmp");
@@ -288,9 +294,10 @@ fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// The alert stream: JSON lines, one alert per line (R-BUS-3).
 ///
-/// There are no detections yet: they arrive with the detection issues. Until then the sink is
-/// only opened — a file is created or truncated and stays empty — so that deployments and
-/// tests can already rely on it existing.
+/// Today it carries the inventory's change events as OCSF findings
+/// ([`crate::inventory::ocsf`], `docs/inventory.md`); detections arrive with their issues. The
+/// sink is opened (a file created or truncated) at start, so it exists even when nothing is
+/// written.
 pub struct AlertSink {
     out: Box<dyn Write + Send>,
     target: Target,
@@ -316,6 +323,21 @@ impl AlertSink {
             })?),
         };
         Ok(AlertSink { out, target })
+    }
+
+    /// Writes one alert as a JSON line.
+    pub fn write_json(&mut self, alert: &serde_json::Value) -> Result<(), Error> {
+        let mut line = alert.to_string();
+        line.push('\n');
+        let result = self.out.write_all(line.as_bytes());
+        result.map_err(|source| Error::Output {
+            what: "alerts",
+            path: match &self.target {
+                Target::Std => PathBuf::from("-"),
+                Target::File(p) => p.clone(),
+            },
+            source,
+        })
     }
 
     /// Flushes buffered alerts.
@@ -426,6 +448,29 @@ mod tests {
             assert!(row.get(field).is_some(), "missing {field}");
         }
         assert_eq!(row.as_object().unwrap().len(), 21);
+    }
+
+    #[test]
+    fn special_files_are_written_not_replaced() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let dir = std::env::temp_dir().join(format!("apitap-analyzer-fifo-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("summary.fifo");
+        let _ = fs::remove_file(&fifo);
+        let ok = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED special_files_are_written_not_replaced: mkfifo unavailable");
+            return;
+        }
+        let reader_path = fifo.clone();
+        let reader = std::thread::spawn(move || fs::read(&reader_path).unwrap());
+        replace_file(&fifo, b"[]\n").unwrap();
+        assert_eq!(reader.join().unwrap(), b"[]\n");
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! cargo build -p apitap-sensor                      # the testbed looks in target/debug
 //! APITAP_BIN_DIR=$PWD/target/debug cargo test -p apitap-analyzer --test record_httpbin \
 //!     -- --ignored --nocapture
+//! # the second, independent recording:
+//! APITAP_HTTPBIN_SEED=11 APITAP_BIN_DIR=… cargo test … --test record_httpbin -- --ignored
 //! ```
 //!
 //! httpbin runs under gunicorn in the testbed's server namespace, the sensor captures on the
@@ -114,6 +116,13 @@ fn record_httpbin_fixture() -> anyhow::Result<()> {
     }
 
     let mut sensor = Sensor::start(&topo.server, &topo.server_if, &[PORT], &work.join("sensor"))?;
+    // APITAP_HTTPBIN_SEED records another traffic sample (events-seed<N>.jsonl.gz).
+    let seed = std::env::var("APITAP_HTTPBIN_SEED").unwrap_or_else(|_| "5".into());
+    let out_name = if seed == "5" {
+        "events.jsonl.gz".to_owned()
+    } else {
+        format!("events-seed{seed}.jsonl.gz")
+    };
     let script = data_dir().join("generate_traffic.py");
     let out = topo
         .client
@@ -124,6 +133,8 @@ fn record_httpbin_fixture() -> anyhow::Result<()> {
                 &format!("http://{bind}"),
                 "--spec",
                 &spec_path.to_string_lossy(),
+                "--seed",
+                &seed,
             ],
         )
         .output()?;
@@ -143,7 +154,7 @@ fn record_httpbin_fixture() -> anyhow::Result<()> {
         .filter(|l| !l.is_empty())
         .count();
     println!("captured {lines} events");
-    let gz = std::fs::File::create(data_dir().join("events.jsonl.gz"))?;
+    let gz = std::fs::File::create(data_dir().join(&out_name))?;
     let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::best());
     enc.write_all(&events)?;
     enc.finish()?;

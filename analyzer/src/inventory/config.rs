@@ -1,0 +1,179 @@
+//! `[inventory]`: configuration of the API inventory (R-INV-1…5, R-OPS-2).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::spec::OverrideRule;
+use super::tree::TemplatingConfig;
+
+/// How events are grouped into services.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceBy {
+    /// The `Host` header (lower-cased), or the server address:port when there is none.
+    #[default]
+    Host,
+    /// The `Host` header and the server address:port (`api.example.com@10.0.0.5:8080`).
+    HostAndServer,
+    /// The server address:port only.
+    Server,
+}
+
+/// `[[inventory.partners]]`: a named group of client address ranges (R-INV-4).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerConfig {
+    /// Name reported on the endpoints this partner calls.
+    pub name: String,
+    /// Its client address ranges (CIDR).
+    pub cidrs: Vec<IpNet>,
+}
+
+/// `[[inventory.specs]]`: an operator-provided OpenAPI document for one service.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecConfig {
+    /// The service it documents (as named by `service_by`).
+    pub service: String,
+    /// Swagger 2.0 or OpenAPI 3.x document, JSON or YAML.
+    pub path: PathBuf,
+}
+
+/// `[inventory]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventoryConfig {
+    /// Store URL: `sqlite:/var/lib/apitap/inventory.db` (embedded), `postgres://…` (shared by
+    /// several analyzers), or `sqlite::memory:`. Absent: no inventory is kept.
+    pub store: Option<String>,
+    /// Seconds between flushes of the inventory to the store while running. Default 10.
+    pub flush_interval_secs: u64,
+    /// Address of the inventory HTTP JSON API (e.g. `127.0.0.1:9480`); absent: no API.
+    pub api_listen: Option<SocketAddr>,
+    /// Service grouping: `host` (default), `host_and_server` or `server`.
+    pub service_by: ServiceBy,
+    /// Seconds (event time) a newly discovered endpoint waits before the periodic flush
+    /// stores it, so that values are not announced as endpoints just before their position
+    /// becomes a parameter; the final flush stores everything. Default 60.
+    pub discovery_grace_secs: u64,
+    /// Seconds an endpoint stays `new` (or `revived`) before it is `active`. Default 86400.
+    pub new_period_secs: u64,
+    /// Seconds without requests after which an endpoint is `inactive`, and a parameter not
+    /// seen is reported removed. Default 604800 (7 days).
+    pub inactive_after_secs: u64,
+    /// Requests per endpoint whose parameters and bodies are all inspected; afterwards one
+    /// in `shape_sample_every`. Default 64.
+    pub shape_full_samples: u64,
+    /// After `shape_full_samples`, inspect one request in this many. Default 8.
+    pub shape_sample_every: u64,
+    /// Client address ranges that are internal; other clients make an endpoint
+    /// internet-facing. Default: RFC 1918, loopback, link-local, CGNAT, IPv6 ULA.
+    pub internal_cidrs: Vec<IpNet>,
+    /// Named client groups.
+    pub partners: Vec<PartnerConfig>,
+    /// OpenAPI documents, matched before discovery.
+    pub specs: Vec<SpecConfig>,
+    /// Analyst overrides of templating.
+    pub overrides: Vec<OverrideRule>,
+    /// Services tracked at most; further services share the `{overflow}` service. Default
+    /// 1000.
+    pub max_services: usize,
+    /// Templating thresholds and bounds.
+    pub templating: TemplatingConfig,
+}
+
+/// The default internal ranges.
+pub fn default_internal_cidrs() -> Vec<IpNet> {
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    ]
+    .iter()
+    .filter_map(|s| s.parse().ok())
+    .collect()
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        InventoryConfig {
+            store: None,
+            flush_interval_secs: 10,
+            api_listen: None,
+            service_by: ServiceBy::Host,
+            discovery_grace_secs: 60,
+            new_period_secs: 86_400,
+            inactive_after_secs: 604_800,
+            shape_full_samples: 64,
+            shape_sample_every: 8,
+            internal_cidrs: default_internal_cidrs(),
+            partners: Vec::new(),
+            specs: Vec::new(),
+            overrides: Vec::new(),
+            max_services: 1000,
+            templating: TemplatingConfig::default(),
+        }
+    }
+}
+
+impl InventoryConfig {
+    /// Checks ranges of values; returns the offending field and why.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |f: &str, r: &str| Err((format!("inventory.{f}"), r.to_owned()));
+        if self.flush_interval_secs == 0 {
+            return err("flush_interval_secs", "must be at least 1");
+        }
+        if self.shape_sample_every == 0 {
+            return err("shape_sample_every", "must be at least 1");
+        }
+        if self.max_services == 0 {
+            return err("max_services", "must be at least 1");
+        }
+        if self.inactive_after_secs == 0 || self.new_period_secs == 0 {
+            return err("inactive_after_secs", "periods must be at least 1 second");
+        }
+        let t = &self.templating;
+        if t.opaque_min_distinct < 2 || t.word_min_distinct < 2 {
+            return err(
+                "templating.opaque_min_distinct",
+                "distinct-value thresholds must be at least 2",
+            );
+        }
+        if t.max_children_per_node < 2 || t.max_nodes_per_service < 16 {
+            return err(
+                "templating.max_nodes_per_service",
+                "bounds too small (children ≥ 2, nodes ≥ 16)",
+            );
+        }
+        if t.max_endpoints_per_service == 0 {
+            return err("templating.max_endpoints_per_service", "must be at least 1");
+        }
+        if t.word_min_singleton_percent > 100 {
+            return err("templating.word_min_singleton_percent", "at most 100");
+        }
+        for (i, o) in self.overrides.iter().enumerate() {
+            if let Err(reason) = super::spec::CompiledOverride::compile(o) {
+                return Err((format!("inventory.overrides[{i}]"), reason));
+            }
+        }
+        if self.api_listen.is_some() && self.store.as_deref() == Some("sqlite::memory:") {
+            return err(
+                "api_listen",
+                "the HTTP API needs a store file or PostgreSQL, not sqlite::memory:",
+            );
+        }
+        if self.api_listen.is_some() && self.store.is_none() {
+            return err("api_listen", "the HTTP API needs `inventory.store`");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! The API inventory (R-INV-1…5): which endpoints the servers actually serve, what they
+//! carry, who calls them, and how that changes.
+//!
+//! * [`shape`]: value shapes of path segments and parameters (never the values).
+//! * [`tree`]: path templating by per-position statistics (R-INV-1).
+//! * [`spec`]: operator OpenAPI documents (shadow/zombie) and analyst overrides.
+//! * [`learn`]: per-endpoint shape learning (R-INV-2) and exposure (R-INV-4).
+//! * [`engine`]: events in, endpoints and changes out; lifecycle (R-INV-3).
+//! * [`record`], [`store`]: the stored inventory (SQLite or PostgreSQL) and change log.
+//! * [`openapi`], [`ocsf`], [`api`]: export (R-INV-5), change events, HTTP JSON API.
+//!
+//! See `docs/inventory.md` for the user-facing description.
+
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod learn;
+pub mod ocsf;
+pub mod openapi;
+pub mod record;
+pub mod report;
+pub mod shape;
+pub mod spec;
+pub mod store;
+pub mod tree;
+
+pub use config::InventoryConfig;
+pub use engine::Inventory;
+pub use store::{Store, StoreError};

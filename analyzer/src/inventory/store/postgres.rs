@@ -1,0 +1,245 @@
+//! PostgreSQL inventory store: one inventory shared by several analyzer instances.
+//!
+//! Every write transaction first takes a transaction-level advisory lock
+//! ([`FLUSH_LOCK_KEY`]), so flushes from different instances run one after the other; each
+//! reads the current record, merges its own delta and writes it back, and counts add up.
+//! Migrations run under the same lock.
+
+use postgres::types::ToSql;
+use postgres::{Client, NoTls};
+
+use super::{
+    MIGRATIONS, Row, Store, StoreError, Tx, change_where, common_sql, decode_record,
+    endpoint_where, latest_version, to_i64,
+};
+use crate::inventory::record::{Change, ChangeFilter, EndpointFilter, EndpointKey, EndpointRecord};
+
+/// Advisory lock key serialising inventory writes (`apit` in ASCII).
+pub const FLUSH_LOCK_KEY: i64 = 0x6170_6974;
+
+/// A PostgreSQL connection.
+pub struct PgStore {
+    client: Client,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connection string may hold a password: never printed.
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+fn ph(i: usize) -> String {
+    format!("${i}")
+}
+
+fn refs(args: &[String]) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+}
+
+impl PgStore {
+    /// Connects (URL or key-value connection string) and applies migrations.
+    pub fn open(conninfo: &str) -> Result<PgStore, StoreError> {
+        let mut client = Client::connect(conninfo, NoTls)?;
+        let mut tx = client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FLUSH_LOCK_KEY])?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS apitap_schema_migrations (
+                version BIGINT PRIMARY KEY,
+                applied_unix_us BIGINT NOT NULL)",
+        )?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM apitap_schema_migrations",
+                &[],
+            )?
+            .get(0);
+        if current > latest_version() {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                known: latest_version(),
+            });
+        }
+        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+            tx.batch_execute(common_sql(m.version))?;
+            tx.batch_execute(m.postgres)?;
+            tx.execute(
+                "INSERT INTO apitap_schema_migrations (version, applied_unix_us) VALUES ($1, $2)",
+                &[&m.version, &to_i64(super::sqlite::now_us())],
+            )?;
+        }
+        tx.commit()?;
+        Ok(PgStore { client })
+    }
+}
+
+fn records(rows: Vec<postgres::Row>) -> Result<Vec<EndpointRecord>, StoreError> {
+    rows.iter()
+        .map(|r| decode_record(r.get::<_, &str>(0), r.get::<_, &str>(1)))
+        .collect()
+}
+
+struct PgTx<'a, 'b> {
+    tx: &'a mut postgres::Transaction<'b>,
+}
+
+impl Tx for PgTx<'_, '_> {
+    fn get(&mut self, id: &str) -> Result<Option<EndpointRecord>, StoreError> {
+        let row = self.tx.query_opt(
+            "SELECT id, record FROM inventory_endpoints WHERE id = $1",
+            &[&id],
+        )?;
+        row.map(|r| decode_record(id, r.get::<_, &str>(1)))
+            .transpose()
+    }
+
+    fn put(&mut self, record: &EndpointRecord) -> Result<(), StoreError> {
+        let r = Row::of(record);
+        self.tx.execute(
+            "INSERT INTO inventory_endpoints (id, service, method, template, operation, style,
+                auth, lifecycle, lifecycle_since_unix_us, spec_status, exposure, sensitivity, hits,
+                first_seen_unix_us, last_seen_unix_us, updated_unix_us, record)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             ON CONFLICT (id) DO UPDATE SET style = EXCLUDED.style, auth = EXCLUDED.auth,
+                lifecycle = EXCLUDED.lifecycle,
+                lifecycle_since_unix_us = EXCLUDED.lifecycle_since_unix_us,
+                spec_status = EXCLUDED.spec_status, exposure = EXCLUDED.exposure,
+                sensitivity = EXCLUDED.sensitivity, hits = EXCLUDED.hits,
+                first_seen_unix_us = EXCLUDED.first_seen_unix_us,
+                last_seen_unix_us = EXCLUDED.last_seen_unix_us,
+                updated_unix_us = EXCLUDED.updated_unix_us, record = EXCLUDED.record",
+            &[
+                &r.id,
+                &r.service,
+                &r.method,
+                &r.template,
+                &r.operation,
+                &r.style,
+                &r.auth,
+                &r.lifecycle,
+                &r.lifecycle_since,
+                &r.spec_status,
+                &r.exposure,
+                &r.sensitivity,
+                &r.hits,
+                &r.first_seen,
+                &r.last_seen,
+                &r.updated,
+                &r.record,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete(&mut self, id: &str) -> Result<(), StoreError> {
+        self.tx
+            .execute("DELETE FROM inventory_endpoints WHERE id = $1", &[&id])?;
+        Ok(())
+    }
+
+    fn due(
+        &mut self,
+        inactive_before_us: u64,
+        settled_before_us: u64,
+    ) -> Result<Vec<EndpointRecord>, StoreError> {
+        let rows = self.tx.query(
+            "SELECT id, record FROM inventory_endpoints
+             WHERE (lifecycle <> 'inactive' AND last_seen_unix_us < $1)
+                OR (lifecycle IN ('new', 'revived') AND lifecycle_since_unix_us < $2)
+             ORDER BY id",
+            &[&to_i64(inactive_before_us), &to_i64(settled_before_us)],
+        )?;
+        records(rows)
+    }
+
+    fn add_change(&mut self, c: &Change) -> Result<i64, StoreError> {
+        let row = self.tx.query_one(
+            "INSERT INTO inventory_changes (at_unix_us, endpoint_id, service, method, template,
+                operation, kind, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
+            &[
+                &to_i64(c.at_unix_us),
+                &c.endpoint_id,
+                &c.key.service,
+                &c.key.method,
+                &c.key.template,
+                &c.key.operation,
+                &c.kind,
+                &c.detail.to_string(),
+            ],
+        )?;
+        Ok(row.get(0))
+    }
+}
+
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn transaction(
+        &mut self,
+        work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FLUSH_LOCK_KEY])?;
+        work(&mut PgTx { tx: &mut tx })?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn endpoints(&mut self, filter: &EndpointFilter) -> Result<Vec<EndpointRecord>, StoreError> {
+        let (clause, args) = endpoint_where(filter, &ph);
+        let rows = self.client.query(
+            &format!("SELECT id, record FROM inventory_endpoints{clause}"),
+            &refs(&args),
+        )?;
+        records(rows)
+    }
+
+    fn endpoint(&mut self, id: &str) -> Result<Option<EndpointRecord>, StoreError> {
+        let row = self.client.query_opt(
+            "SELECT id, record FROM inventory_endpoints WHERE id = $1",
+            &[&id],
+        )?;
+        row.map(|r| decode_record(id, r.get::<_, &str>(1)))
+            .transpose()
+    }
+
+    fn changes(&mut self, filter: &ChangeFilter) -> Result<Vec<Change>, StoreError> {
+        let (clause, args) = change_where(filter, &ph);
+        let rows = self.client.query(
+            &format!(
+                "SELECT seq, at_unix_us, endpoint_id, service, method, template, operation,
+                    kind, detail FROM inventory_changes{clause}"
+            ),
+            &refs(&args),
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Change {
+                seq: r.get(0),
+                at_unix_us: r.get::<_, i64>(1).max(0) as u64,
+                endpoint_id: r.get(2),
+                key: EndpointKey {
+                    service: r.get(3),
+                    method: r.get(4),
+                    template: r.get(5),
+                    operation: r.get(6),
+                },
+                kind: r.get(7),
+                detail: serde_json::from_str(r.get::<_, &str>(8))
+                    .unwrap_or(serde_json::Value::Null),
+            })
+            .collect())
+    }
+
+    fn schema_version(&mut self) -> Result<i64, StoreError> {
+        Ok(self
+            .client
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM apitap_schema_migrations",
+                &[],
+            )?
+            .get(0))
+    }
+}
