@@ -167,14 +167,25 @@ pub fn run() -> anyhow::Result<()> {
     }
 
     println!("\n== analyzer: per-endpoint summary ==");
-    let status = Command::new(workspace_bin("apitap-analyzer")?)
-        .args(["process", "--input"])
+    let analyzer = workspace_bin("apitap-analyzer")?;
+    let store = format!("sqlite:{}", dir.join("inventory.db").display());
+    let status = Command::new(&analyzer)
+        .args(["process", "--store", &store, "--input"])
         .arg(&sensor.events)
         .env("RUST_LOG", "warn")
         .status()
         .context("running apitap-analyzer")?;
     if !status.success() {
         bail!("apitap-analyzer failed ({status})");
+    }
+    println!("\n== analyzer: API inventory (templated endpoints) ==");
+    let status = Command::new(&analyzer)
+        .args(["inventory", "list", "--store", &store])
+        .env("RUST_LOG", "warn")
+        .status()
+        .context("running apitap-analyzer inventory list")?;
+    if !status.success() {
+        bail!("apitap-analyzer inventory list failed ({status})");
     }
 
     let get = |name: &str| metrics.iter().find(|(k, _)| k == name).map_or(0, |m| m.1);
