@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::Config;
+use crate::config::{Config, LabelsConfig};
 use crate::error::{self, Error};
 use crate::ingest::{Ingestor, RunStats};
 use crate::inventory::{Inventory, InventoryConfig, Store, api, ocsf, store};
+use crate::labelling::{Labelling, weak_finding_ocsf};
 use crate::output::{AlertSink, SummaryFormat, SummaryWriter, Target};
 use crate::reader::{DEFAULT_MAX_LINE_BYTES, Line, LineReader};
 use crate::summary::{DEFAULT_MAX_ENDPOINTS, EndpointReport, Summary};
@@ -39,6 +40,8 @@ pub struct ProcessOptions {
     pub store: Option<String>,
     /// Inventory settings (specs, overrides, client ranges, templating).
     pub inventory: InventoryConfig,
+    /// Sensitive-data labelling settings (hash key).
+    pub labels: LabelsConfig,
 }
 
 impl ProcessOptions {
@@ -53,6 +56,7 @@ impl ProcessOptions {
             max_endpoints: DEFAULT_MAX_ENDPOINTS,
             store: None,
             inventory: InventoryConfig::default(),
+            labels: LabelsConfig::default(),
         }
     }
 }
@@ -175,6 +179,38 @@ fn flush_inventory(
     }
 }
 
+/// Writes the weak findings raised since the last call to `alerts` as OCSF findings (without
+/// an alerts output they are only counted).
+fn write_weak_findings(
+    ingestor: &mut Ingestor,
+    alerts: Option<&mut AlertSink>,
+) -> Result<(), Error> {
+    let Some(labelling) = ingestor.labelling.as_mut() else {
+        return Ok(());
+    };
+    let findings = labelling.take_findings();
+    if findings.is_empty() {
+        return Ok(());
+    }
+    if let Some(alerts) = alerts {
+        for (f, time_us) in &findings {
+            alerts.write_json(&weak_finding_ocsf(f, *time_us))?;
+        }
+        alerts.flush()?;
+    }
+    Ok(())
+}
+
+fn log_labelling(ingestor: &Ingestor) {
+    if let Some(l) = &ingestor.labelling {
+        tracing::info!(
+            apitap_weak_points_total = l.raised(),
+            apitap_weak_points_dropped_total = l.dropped_findings,
+            "sensitive-data labelling"
+        );
+    }
+}
+
 /// `apitap-analyzer process`: reads every event of `options.input`, then writes the summary
 /// and logs the run statistics. Bad lines are counted, not fatal; only I/O errors are. With a
 /// store, the inventory is updated and its changes written to the alerts output.
@@ -184,6 +220,7 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     let input = open_input(&options.input)?;
     let store_url = options.store.clone().or(options.inventory.store.clone());
     let mut ingestor = Ingestor::new(Summary::new(options.max_endpoints));
+    ingestor.labelling = Some(Labelling::from_config(&options.labels)?);
     let mut store = None;
     if let Some(url) = &store_url {
         let (inventory, s) = open_inventory(url, &options.inventory)?;
@@ -192,9 +229,18 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     }
     tracing::info!(input = %target_path(&options.input).display(), "processing events");
 
+    let mut alert_error = None;
     let read = ingest_all(input, options.max_line_bytes, |number, line| {
         ingestor.ingest_line(number, line);
+        if alert_error.is_none()
+            && let Err(e) = write_weak_findings(&mut ingestor, alerts.as_mut())
+        {
+            alert_error = Some(e);
+        }
     });
+    if let Some(e) = alert_error {
+        return Err(e);
+    }
 
     // Whatever was read is summarised, even if reading failed part-way.
     summary_out.write(&ingestor.summary.reports())?;
@@ -204,6 +250,7 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     if let Some(alerts) = alerts.as_mut() {
         alerts.flush()?;
     }
+    log_labelling(&ingestor);
     ingestor.stats.log("input finished");
     read.map_err(|source| Error::ReadInput {
         path: target_path(&options.input),
@@ -267,6 +314,7 @@ async fn run_service(config: &Config) -> Result<RunStats, Error> {
     // writes the final summary and returns without waiting for that thread: returning from
     // main ends the process even if the thread is blocked in a read.
     let mut ingestor = Ingestor::new(Summary::new(config.summary.max_endpoints));
+    ingestor.labelling = Some(Labelling::from_config(&config.labels)?);
     let mut store = None;
     if let Some(url) = &config.inventory.store {
         let (inventory, s) = open_inventory(url, &config.inventory)?;
@@ -320,8 +368,9 @@ async fn run_service(config: &Config) -> Result<RunStats, Error> {
 
     let stop = loop {
         tokio::select! {
-            _ = flush_ticker.tick(), if store.is_some() => {
+            _ = flush_ticker.tick(), if store.is_some() || alerts.is_some() => {
                 let mut guard = lock(&state);
+                write_weak_findings(&mut guard, alerts.as_mut())?;
                 if let (Some(inventory), Some(store)) = (guard.inventory.as_mut(), store.as_mut()) {
                     flush_inventory(inventory, store.as_mut(), alerts.as_mut(), false)?;
                 }
@@ -346,9 +395,11 @@ async fn run_service(config: &Config) -> Result<RunStats, Error> {
     summary_out.write(&rows)?;
     {
         let mut guard = lock(&state);
+        write_weak_findings(&mut guard, alerts.as_mut())?;
         if let (Some(inventory), Some(store)) = (guard.inventory.as_mut(), store.as_mut()) {
             flush_inventory(inventory, store.as_mut(), alerts.as_mut(), true)?;
         }
+        log_labelling(&guard);
     }
     if let Some(alerts) = alerts.as_mut() {
         alerts.flush()?;

@@ -30,6 +30,20 @@ pub struct Config {
     /// The API inventory (`docs/inventory.md`); off unless `inventory.store` is set.
     #[serde(default)]
     pub inventory: InventoryConfig,
+    /// Sensitive-data labelling (`docs/sensitive-data.md`).
+    #[serde(default)]
+    pub labels: LabelsConfig,
+}
+
+/// `[labels]`: sensitive-data labelling of every event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsConfig {
+    /// File holding the site secret that keys the value hashes of findings, so that hashes
+    /// correlate across restarts and analyzer instances. Absent: a random key per process
+    /// (hashes do not correlate across restarts). The key is never logged.
+    #[serde(default)]
+    pub hash_key_file: Option<PathBuf>,
 }
 
 /// `[input]`: the event source.
@@ -339,6 +353,22 @@ mod tests {
         let example = &body[..body.find("```").expect("closing fence")];
         let c = Config::parse(&format!("[input]\npath = \"-\"\n{example}")).unwrap();
         assert!(c.inventory.store.is_some());
+    }
+
+    #[test]
+    fn labels_section_parses_and_rejects_unknown_fields() {
+        let c =
+            Config::parse("[input]\npath = \"-\"\n[labels]\nhash_key_file = \"/etc/k\"\n").unwrap();
+        assert_eq!(c.labels.hash_key_file, Some(PathBuf::from("/etc/k")));
+        assert_eq!(
+            Config::parse("[input]\npath = \"-\"\n").unwrap().labels,
+            LabelsConfig::default()
+        );
+        let err = Config::parse("[input]\npath = \"-\"\n[labels]\nhash_key = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("labels"), "{err}");
+        assert!(err.contains("hash_key"), "{err}");
     }
 
     #[test]

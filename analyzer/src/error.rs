@@ -40,6 +40,21 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The labelling hash key file could not be read.
+    #[error("cannot read labels.hash_key_file {}", .path.display())]
+    HashKeyRead {
+        /// The key file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The labelling hash key file is empty, or no random key could be made.
+    #[error("labels: {0}")]
+    HashKey(&'static str),
+    /// The sensitive-data labeller could not be built.
+    #[error("cannot build the sensitive-data labeller")]
+    Labeller(#[source] apitap_labels::LabelError),
     /// The input could not be opened.
     #[error("cannot open input {}", .path.display())]
     OpenInput {

@@ -11,6 +11,7 @@ use apitap_schema::{ApiEvent, SchemaError, decode_event};
 use serde::Serialize;
 
 use crate::inventory::Inventory;
+use crate::labelling::{Labelling, weak_key};
 use crate::reader::{Line, is_blank};
 use crate::summary::{Recorded, Summary};
 
@@ -156,6 +157,8 @@ pub struct Ingestor {
     pub summary: Summary,
     /// The API inventory, when a store is configured.
     pub inventory: Option<Inventory>,
+    /// Sensitive-data labelling and weak points (`process` and `run` always set it).
+    pub labelling: Option<Labelling>,
     /// Run statistics.
     pub stats: RunStats,
 }
@@ -166,6 +169,7 @@ impl Ingestor {
         Ingestor {
             summary,
             inventory: None,
+            labelling: None,
             stats: RunStats::default(),
         }
     }
@@ -223,8 +227,25 @@ impl Ingestor {
                 .entry(anomaly_code(*anomaly))
                 .or_insert(0) += 1;
         }
-        if let Some(inventory) = self.inventory.as_mut() {
-            inventory.observe(event);
+        match self.labelling.as_mut() {
+            Some(labelling) => {
+                // Labelled once; the inventory records it per endpoint, the tracker keys on
+                // the endpoint's template (the raw path without an inventory).
+                let (labels, class) = labelling.label(event);
+                let key = match self.inventory.as_mut() {
+                    Some(inventory) => inventory
+                        .observe_labelled(event, Some((&labels, &class)))
+                        .map(|k| weak_key(&k)),
+                    None => None,
+                };
+                let key = key.unwrap_or_else(|| apitap_labels::EndpointKey::from_event(event));
+                labelling.observe(&key, event, &labels);
+            }
+            None => {
+                if let Some(inventory) = self.inventory.as_mut() {
+                    inventory.observe(event);
+                }
+            }
         }
         if self.summary.record(event) == Recorded::OverEndpointLimit {
             if self.stats.events_over_endpoint_limit == 0 {

@@ -8,7 +8,11 @@
 //! ([`config`]) and the `process`/`run` drivers ([`app`]). The `apitap-analyzer` binary is a
 //! thin command line over [`app::process`], [`app::run`] and the inventory queries.
 //!
-//! Not here yet: sensitive-data labels (R-SEN-*), threat detections (R-THR-*), and the Kafka
+//! Every event is labelled once for sensitive data ([`labelling`], R-SEN-1..3): the inventory
+//! records labels, function class and sensitivity per endpoint, and weak points go to the
+//! alerts output as OCSF findings.
+//!
+//! Not here yet: threat detections (R-THR-*), and the Kafka
 //! consumer (R-BUS-1, R-OPS-1); each arrives with its own issue. The summary still groups by
 //! raw path (it is the raw traffic view; the inventory is the templated one).
 //!
@@ -20,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod inventory;
+pub mod labelling;
 pub mod logging;
 pub mod output;
 pub mod reader;

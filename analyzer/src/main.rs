@@ -43,7 +43,7 @@ enum Command {
         #[arg(long, value_name = "URL")]
         store: Option<String>,
         /// Analyzer configuration whose `[inventory]` table (specs, overrides, client ranges,
-        /// templating) applies; its `[input]` is ignored.
+        /// templating) and `[labels]` table (hash key) apply; its `[input]` is ignored.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -335,6 +335,7 @@ fn main() -> anyhow::Result<()> {
             if let Some(path) = config {
                 let config = Config::load(&path).context("loading the configuration")?;
                 options.inventory = config.inventory;
+                options.labels = config.labels;
             }
             apitap_analyzer::process(&options).context("processing events")?;
         }

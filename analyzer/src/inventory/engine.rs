@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
+use apitap_labels::{Classification, EventLabels};
 use apitap_schema::ApiEvent;
 use serde::Serialize;
 
@@ -18,7 +19,9 @@ use super::config::{InventoryConfig, ServiceBy};
 use super::learn::{
     ClientClassifier, EndpointData, EventFacts, Fields, learn, response_fingerprint,
 };
-use super::record::{Change, EndpointFilter, EndpointKey, EndpointRecord, Lifecycle};
+use super::record::{
+    Change, EndpointFilter, EndpointKey, EndpointRecord, Lifecycle, SENSITIVITY_UNKNOWN,
+};
 use super::spec::{CompiledOverride, ServiceSpec, SpecError, SpecStatus};
 use super::store::{Store, StoreError, Tx};
 use super::tree::{
@@ -235,6 +238,18 @@ impl Inventory {
 
     /// Learns one event.
     pub fn observe(&mut self, ev: &ApiEvent) {
+        self.observe_labelled(ev, None);
+    }
+
+    /// Adds one event with its sensitive-data labels and classification (when labelled), and
+    /// returns the key of the endpoint it was counted in when labels were given (the weak-point
+    /// tracker keys on it).
+    pub fn observe_labelled(
+        &mut self,
+        ev: &ApiEvent,
+        labelled: Option<(&EventLabels, &Classification)>,
+    ) -> Option<EndpointKey> {
+        let want_key = labelled.is_some();
         self.counters.events += 1;
         self.clock_us = self.clock_us.max(ev.request_start_unix_us);
         let service = self.service_ref(ev);
@@ -263,12 +278,17 @@ impl Inventory {
         let full_samples = self.cfg.shape_full_samples;
         let every = self.cfg.shape_sample_every;
         let max_endpoints = self.cfg.templating.max_endpoints_per_service;
+        let service_name = want_key.then(|| service.to_string());
         let svc = service_entry(&mut self.services, &self.cfg, &mut self.counters, &service);
         let mut overflowed = false;
+        let mut template: Option<String> = None;
         let (state, caps): (&mut EndpointState, Vec<u16>) = match fixed {
-            Some((template, caps)) => {
-                let k = (template, method.to_string(), op.clone());
+            Some((t, caps)) => {
+                let k = (t, method.to_string(), op.clone());
                 if svc.fixed.contains_key(&k) || svc.fixed.len() < max_endpoints {
+                    if want_key {
+                        template = Some(k.0.clone());
+                    }
                     (svc.fixed.entry(k).or_default(), caps)
                 } else {
                     overflowed = true;
@@ -289,6 +309,9 @@ impl Inventory {
                 {
                     Route::Node(n, caps) => {
                         let caps: Vec<u16> = caps.into_iter().map(|(i, _)| i).collect();
+                        if want_key {
+                            template = Some(svc.tree.template(n));
+                        }
                         if svc.tree.endpoint_mut(n, &method, &op).is_some() {
                             match svc.tree.endpoint_mut(n, &method, &op) {
                                 Some(s) => (s, caps),
@@ -327,9 +350,20 @@ impl Inventory {
             &self.classifier,
             sample,
         );
+        if let Some((labels, class)) = labelled {
+            state.delta.sensitive.record(labels, class);
+        }
         if overflowed {
             self.counters.overflow_events += 1;
+            template = None;
         }
+        let service = service_name?;
+        Some(EndpointKey {
+            service,
+            method: method.into_owned(),
+            template: template.unwrap_or_else(|| OVERFLOW_TEMPLATE.into()),
+            operation: op,
+        })
     }
 
     /// Endpoints currently held in memory (templated, spec/override-matched and overflow).
@@ -684,8 +718,10 @@ fn apply_item(
             ));
         }
     }
+    rec.refresh_sensitive();
     let before = rec.clone();
     rec.data.absorb(&item.delta);
+    rec.refresh_sensitive();
     if item.delta.hits > 0 {
         rec.spec_status = item.spec_status;
     }
@@ -703,6 +739,9 @@ fn apply_item(
                 "auth": rec.data.auth_schemes(),
                 "spec_status": rec.spec_status.as_str(),
                 "exposure": rec.data.exposure_class(),
+                "sensitivity": rec.sensitivity,
+                "function_class": rec.function_class,
+                "data_labels": rec.data_labels,
             }),
         ));
     } else if !never_seen {
@@ -793,6 +832,26 @@ fn diff(before: &EndpointRecord, after: &EndpointRecord) -> Vec<(&'static str, s
         out.push((
             "parameter_added",
             serde_json::json!({"more": total - MAX_REPORTED_NAMES}),
+        ));
+    }
+    // An endpoint stored before labelling existed (`unknown`) is not announced again when
+    // first labelled.
+    let was_labelled = before.sensitivity != SENSITIVITY_UNKNOWN;
+    if was_labelled && before.sensitivity != after.sensitivity {
+        out.push((
+            "sensitivity_changed",
+            serde_json::json!({"from": before.sensitivity, "to": after.sensitivity}),
+        ));
+    }
+    let added_labels: Vec<&String> = after
+        .data_labels
+        .iter()
+        .filter(|l| !before.data_labels.contains(l))
+        .collect();
+    if was_labelled && !added_labels.is_empty() {
+        out.push((
+            "data_label_added",
+            serde_json::json!({"labels": added_labels}),
         ));
     }
     let old_auth = before.data.auth_schemes();

@@ -417,6 +417,9 @@ pub struct EndpointData {
     pub request_bytes: Histogram,
     /// Response body sizes in bytes.
     pub response_bytes: Histogram,
+    /// Sensitive data carried: labels, function class, sensitivity (R-SEN-1, R-SEN-2).
+    #[serde(default)]
+    pub sensitive: super::sensitive::SensitiveData,
 }
 
 impl EndpointData {
@@ -463,6 +466,7 @@ impl EndpointData {
         self.latency_us.absorb(&o.latency_us);
         self.request_bytes.absorb(&o.request_bytes);
         self.response_bytes.absorb(&o.response_bytes);
+        self.sensitive.absorb(&o.sensitive);
     }
 
     /// Auth schemes, most used first.

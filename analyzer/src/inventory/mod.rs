@@ -5,6 +5,7 @@
 //! * [`tree`]: path templating by per-position statistics (R-INV-1).
 //! * [`spec`]: operator OpenAPI documents (shadow/zombie) and analyst overrides.
 //! * [`learn`]: per-endpoint shape learning (R-INV-2) and exposure (R-INV-4).
+//! * [`sensitive`]: data labels, function class and sensitivity per endpoint (R-SEN-1, 2).
 //! * [`engine`]: events in, endpoints and changes out; lifecycle (R-INV-3).
 //! * [`record`], [`store`]: the stored inventory (SQLite or PostgreSQL) and change log.
 //! * [`openapi`], [`ocsf`], [`api`]: export (R-INV-5), change events, HTTP JSON API.
@@ -19,6 +20,7 @@ pub mod ocsf;
 pub mod openapi;
 pub mod record;
 pub mod report;
+pub mod sensitive;
 pub mod shape;
 pub mod spec;
 pub mod store;

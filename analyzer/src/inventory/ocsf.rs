@@ -34,12 +34,19 @@ fn title(c: &Change) -> String {
         "auth_changed" => format!("Auth scheme changed on {ep}"),
         "status_added" => format!("New response status on {ep}"),
         "content_type_added" => format!("New content type on {ep}"),
+        "sensitivity_changed" => format!(
+            "API sensitivity {} → {}: {ep}",
+            c.detail["from"].as_str().unwrap_or("?"),
+            c.detail["to"].as_str().unwrap_or("?")
+        ),
+        "data_label_added" => format!("New sensitive data label on {ep}"),
         other => format!("API inventory change ({other}): {ep}"),
     }
 }
 
 /// Severity: informational, except undocumented (shadow) endpoints appearing, deprecated
-/// (zombie) endpoints revived, and auth changes, which are low.
+/// (zombie) endpoints revived, auth changes, new data labels and sensitivity changes, which
+/// are low (medium when sensitivity rises to high).
 fn severity(c: &Change) -> (u8, &'static str) {
     let shadow = c.kind == "discovered"
         && matches!(
@@ -47,7 +54,15 @@ fn severity(c: &Change) -> (u8, &'static str) {
             Some("undocumented" | "undocumented_method" | "deprecated")
         );
     let revived = c.kind == "lifecycle" && c.detail["to"] == "revived";
-    if shadow || revived || c.kind == "auth_changed" {
+    if c.kind == "sensitivity_changed" && c.detail["to"] == "high" {
+        (3, "Medium")
+    } else if shadow
+        || revived
+        || matches!(
+            c.kind.as_str(),
+            "auth_changed" | "sensitivity_changed" | "data_label_added"
+        )
+    {
         (2, "Low")
     } else {
         (1, "Informational")

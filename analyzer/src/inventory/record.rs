@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::learn::EndpointData;
+use super::sensitive::DataLabel;
 use super::spec::SpecStatus;
 use crate::output::format_unix_us;
 
@@ -73,8 +74,12 @@ impl Lifecycle {
     }
 }
 
-/// Placeholder sensitivity until the sensitive-data analysis (R-SEN-2) fills it in.
+/// Sensitivity (and function class) of an endpoint never labelled.
 pub const SENSITIVITY_UNKNOWN: &str = "unknown";
+
+fn unknown() -> String {
+    SENSITIVITY_UNKNOWN.into()
+}
 
 /// One endpoint as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,11 +95,16 @@ pub struct EndpointRecord {
     pub lifecycle_since_unix_us: u64,
     /// Against the operator's spec.
     pub spec_status: SpecStatus,
-    /// Data labels carried (R-SEN-1); empty until the sensitive-data analysis lands.
+    /// Names of the data labels carried (R-SEN-1); details in `data.sensitive`.
     #[serde(default)]
     pub data_labels: Vec<String>,
-    /// Sensitivity level (R-SEN-2); `unknown` until the sensitive-data analysis lands.
+    /// Highest sensitivity level seen (R-SEN-2): `none`, `low`, `medium`, `high`; `unknown`
+    /// when never labelled.
     pub sensitivity: String,
+    /// Function class (R-SEN-2): most frequent class other than `other`; `unknown` when never
+    /// labelled.
+    #[serde(default = "unknown")]
+    pub function_class: String,
     /// Last write, µs since the epoch (event time).
     pub updated_unix_us: u64,
     /// What was learned.
@@ -102,6 +112,18 @@ pub struct EndpointRecord {
 }
 
 impl EndpointRecord {
+    /// Refreshes the sensitive-data columns (labels, sensitivity, function class) from
+    /// `data.sensitive`.
+    pub fn refresh_sensitive(&mut self) {
+        let s = &self.data.sensitive;
+        if s.events == 0 {
+            return;
+        }
+        self.data_labels = s.label_names();
+        self.sensitivity = s.sensitivity_name();
+        self.function_class = s.function_class_name();
+    }
+
     /// A fresh record.
     pub fn new(key: EndpointKey, spec_status: SpecStatus, now_us: u64) -> Self {
         EndpointRecord {
@@ -111,7 +133,8 @@ impl EndpointRecord {
             lifecycle_since_unix_us: now_us,
             spec_status,
             data_labels: Vec::new(),
-            sensitivity: SENSITIVITY_UNKNOWN.into(),
+            sensitivity: unknown(),
+            function_class: unknown(),
             updated_unix_us: now_us,
             data: EndpointData::default(),
         }
@@ -145,8 +168,9 @@ impl EndpointRecord {
             zombie_candidate: self.spec_status.is_zombie_candidate(),
             exposure: d.exposure_class().into(),
             partners: d.exposure.partners.keys().cloned().collect(),
-            data_labels: self.data_labels.clone(),
+            data_labels: d.sensitive.labels.clone(),
             sensitivity: self.sensitivity.clone(),
+            function_class: self.function_class.clone(),
             hits: d.hits,
             distinct_clients: d.clients.estimate(),
             status_codes: statuses,
@@ -195,10 +219,12 @@ pub struct EndpointSummary {
     pub exposure: String,
     /// Partners (client groups) that call it.
     pub partners: Vec<String>,
-    /// Data labels (placeholder: empty).
-    pub data_labels: Vec<String>,
-    /// Sensitivity (placeholder: `unknown`).
+    /// Data labels carried: label, direction, location kind, counts (never values).
+    pub data_labels: Vec<DataLabel>,
+    /// Highest sensitivity seen (`none`, `low`, `medium`, `high`; `unknown`: never labelled).
     pub sensitivity: String,
+    /// Function class (`login`, `query_by_id`, …; `unknown`: never labelled).
+    pub function_class: String,
     /// Requests seen.
     pub hits: u64,
     /// Estimated distinct client addresses.
@@ -244,7 +270,8 @@ pub struct Change {
     #[serde(flatten)]
     pub key: EndpointKey,
     /// `discovered`, `lifecycle`, `merged`, `parameter_added`, `parameter_removed`,
-    /// `auth_changed`, `status_added`, `content_type_added`.
+    /// `auth_changed`, `status_added`, `content_type_added`, `sensitivity_changed`,
+    /// `data_label_added`.
     pub kind: String,
     /// Details: names, schemes, codes, states; never values.
     pub detail: serde_json::Value,

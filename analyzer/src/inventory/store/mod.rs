@@ -80,10 +80,19 @@ CREATE INDEX inventory_endpoints_by_service ON inventory_endpoints (service, tem
 CREATE INDEX inventory_endpoints_by_lifecycle ON inventory_endpoints (lifecycle, last_seen_unix_us);
 ";
 
+/// Version 2: sensitive-data columns (R-SEN-1, R-SEN-2), for filtering; the record JSON
+/// holds the details. Existing rows keep `unknown` / no labels until next written.
+const SCHEMA_V2_COMMON: &str = "
+ALTER TABLE inventory_endpoints ADD COLUMN function_class TEXT NOT NULL DEFAULT 'unknown';
+ALTER TABLE inventory_endpoints ADD COLUMN data_labels TEXT NOT NULL DEFAULT ',';
+CREATE INDEX inventory_endpoints_by_sensitivity ON inventory_endpoints (sensitivity);
+";
+
 /// The schema, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: "
 CREATE TABLE inventory_changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at_unix_us BIGINT NOT NULL,
@@ -97,7 +106,7 @@ CREATE TABLE inventory_changes (
 );
 CREATE INDEX inventory_changes_by_endpoint ON inventory_changes (endpoint_id, seq);
 ",
-    postgres: "
+        postgres: "
 CREATE TABLE inventory_changes (
     seq BIGSERIAL PRIMARY KEY,
     at_unix_us BIGINT NOT NULL,
@@ -111,12 +120,19 @@ CREATE TABLE inventory_changes (
 );
 CREATE INDEX inventory_changes_by_endpoint ON inventory_changes (endpoint_id, seq);
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        sqlite: "",
+        postgres: "",
+    },
+];
 
 /// Statements shared by both dialects, run before a migration's own.
 fn common_sql(version: i64) -> &'static str {
     match version {
         1 => SCHEMA_V1_COMMON,
+        2 => SCHEMA_V2_COMMON,
         _ => "",
     }
 }
@@ -206,6 +222,9 @@ pub(crate) struct Row {
     pub spec_status: &'static str,
     pub exposure: &'static str,
     pub sensitivity: String,
+    pub function_class: String,
+    /// Label names as `,a,b,` (matched with LIKE like `auth`).
+    pub data_labels: String,
     pub hits: i64,
     pub first_seen: i64,
     pub last_seen: i64,
@@ -232,6 +251,8 @@ impl Row {
             spec_status: r.spec_status.as_str(),
             exposure: r.data.exposure_class(),
             sensitivity: r.sensitivity.clone(),
+            function_class: r.function_class.clone(),
+            data_labels: format!(",{},", r.data_labels.join(",")),
             hits: to_i64(r.data.hits),
             first_seen: to_i64(r.data.first_seen_unix_us),
             last_seen: to_i64(r.data.last_seen_unix_us),

@@ -98,8 +98,9 @@ impl Tx for PgTx<'_, '_> {
         self.tx.execute(
             "INSERT INTO inventory_endpoints (id, service, method, template, operation, style,
                 auth, lifecycle, lifecycle_since_unix_us, spec_status, exposure, sensitivity, hits,
-                first_seen_unix_us, last_seen_unix_us, updated_unix_us, record)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                first_seen_unix_us, last_seen_unix_us, updated_unix_us, record, function_class,
+                data_labels)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
              ON CONFLICT (id) DO UPDATE SET style = EXCLUDED.style, auth = EXCLUDED.auth,
                 lifecycle = EXCLUDED.lifecycle,
                 lifecycle_since_unix_us = EXCLUDED.lifecycle_since_unix_us,
@@ -107,7 +108,8 @@ impl Tx for PgTx<'_, '_> {
                 sensitivity = EXCLUDED.sensitivity, hits = EXCLUDED.hits,
                 first_seen_unix_us = EXCLUDED.first_seen_unix_us,
                 last_seen_unix_us = EXCLUDED.last_seen_unix_us,
-                updated_unix_us = EXCLUDED.updated_unix_us, record = EXCLUDED.record",
+                updated_unix_us = EXCLUDED.updated_unix_us, record = EXCLUDED.record,
+                function_class = EXCLUDED.function_class, data_labels = EXCLUDED.data_labels",
             &[
                 &r.id,
                 &r.service,
@@ -126,6 +128,8 @@ impl Tx for PgTx<'_, '_> {
                 &r.last_seen,
                 &r.updated,
                 &r.record,
+                &r.function_class,
+                &r.data_labels,
             ],
         )?;
         Ok(())

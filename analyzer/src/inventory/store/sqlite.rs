@@ -117,8 +117,9 @@ impl Tx for SqliteTx<'_> {
         self.tx.execute(
             "INSERT INTO inventory_endpoints (id, service, method, template, operation, style,
                 auth, lifecycle, lifecycle_since_unix_us, spec_status, exposure, sensitivity, hits,
-                first_seen_unix_us, last_seen_unix_us, updated_unix_us, record)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                first_seen_unix_us, last_seen_unix_us, updated_unix_us, record, function_class,
+                data_labels)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
              ON CONFLICT (id) DO UPDATE SET style = excluded.style, auth = excluded.auth,
                 lifecycle = excluded.lifecycle,
                 lifecycle_since_unix_us = excluded.lifecycle_since_unix_us,
@@ -126,7 +127,8 @@ impl Tx for SqliteTx<'_> {
                 sensitivity = excluded.sensitivity, hits = excluded.hits,
                 first_seen_unix_us = excluded.first_seen_unix_us,
                 last_seen_unix_us = excluded.last_seen_unix_us,
-                updated_unix_us = excluded.updated_unix_us, record = excluded.record",
+                updated_unix_us = excluded.updated_unix_us, record = excluded.record,
+                function_class = excluded.function_class, data_labels = excluded.data_labels",
             params![
                 r.id,
                 r.service,
@@ -144,7 +146,9 @@ impl Tx for SqliteTx<'_> {
                 r.first_seen,
                 r.last_seen,
                 r.updated,
-                r.record
+                r.record,
+                r.function_class,
+                r.data_labels
             ],
         )?;
         Ok(())
@@ -296,6 +300,68 @@ mod tests {
         let mut s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.schema_version().unwrap(), latest_version());
         assert_eq!(s.endpoint(&rec.id).unwrap(), Some(rec));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn version_1_database_is_migrated_and_old_records_read_as_unknown() {
+        let dir = std::env::temp_dir().join(format!("apitap-sqlite-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("inv.db");
+        let _ = std::fs::remove_file(&path);
+        let rec = EndpointRecord::new(
+            EndpointKey {
+                service: "api".into(),
+                method: "GET".into(),
+                template: "/old".into(),
+                operation: String::new(),
+            },
+            SpecStatus::NoSpec,
+            1,
+        );
+        // A record as version 1 wrote it: no function_class, no sensitive data.
+        let mut old = serde_json::to_value(&rec).unwrap();
+        old.as_object_mut().unwrap().remove("function_class");
+        old["data"].as_object_mut().unwrap().remove("sensitive");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE apitap_schema_migrations (version INTEGER PRIMARY KEY,
+                    applied_unix_us BIGINT NOT NULL)",
+            )
+            .unwrap();
+            conn.execute_batch(common_sql(1)).unwrap();
+            conn.execute_batch(MIGRATIONS[0].sqlite).unwrap();
+            conn.execute_batch(
+                "INSERT INTO apitap_schema_migrations (version, applied_unix_us) VALUES (1, 1)",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO inventory_endpoints (id, service, method, template, operation,
+                    style, auth, lifecycle, lifecycle_since_unix_us, spec_status, exposure,
+                    sensitivity, hits, first_seen_unix_us, last_seen_unix_us, updated_unix_us,
+                    record)
+                 VALUES (?1, 'api', 'GET', '/old', '', 'rest', ',,', 'new', 1, 'no_spec',
+                    'unknown', 'unknown', 0, 0, 0, 1, ?2)",
+                params![rec.id, old.to_string()],
+            )
+            .unwrap();
+        }
+        let mut s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+        let back = s.endpoint(&rec.id).unwrap().unwrap();
+        assert_eq!(back.function_class, "unknown");
+        assert_eq!(back.sensitivity, "unknown");
+        assert_eq!(back, rec);
+        let (fc, labels): (String, String) = s
+            .conn
+            .query_row(
+                "SELECT function_class, data_labels FROM inventory_endpoints WHERE id = ?1",
+                [&rec.id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((fc.as_str(), labels.as_str()), ("unknown", ","));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

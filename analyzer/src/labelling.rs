@@ -1,0 +1,280 @@
+//! Sensitive-data labelling of every event (R-SEN-1..3, `docs/sensitive-data.md`): one
+//! [`Scanner`] pass per event, the classification the inventory records per endpoint, and the
+//! weak-point tracker whose findings go to the alerts output as OCSF findings.
+//!
+//! Nothing here logs or stores values: findings carry label names, locations (field names),
+//! counts and masked samples only; the hash key is never logged.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use apitap_labels::{
+    Classification, EndpointKey, EventLabels, HashKey, LabelConfig, Labeller, Scanner, Severity,
+    WeakFinding, WeakKind, WeakPointConfig, WeakPointTracker, classify_event,
+};
+use apitap_schema::ApiEvent;
+use serde_json::{Value, json};
+
+use crate::config::LabelsConfig;
+use crate::error::Error;
+use crate::inventory::ocsf::OCSF_VERSION;
+use crate::inventory::record;
+use crate::inventory::sensitive::name_of;
+
+/// Weak findings held for the alerts output at most; further ones are counted and dropped.
+/// (The tracker raises each endpoint, kind and label once, so this is rarely reached.)
+pub const MAX_PENDING_FINDINGS: usize = 100_000;
+
+/// The hash key: from `labels.hash_key_file`, or a random per-process key (with a warning).
+pub fn hash_key(cfg: &LabelsConfig) -> Result<HashKey, Error> {
+    match &cfg.hash_key_file {
+        Some(path) => key_from_file(path),
+        None => {
+            tracing::warn!(
+                "labels.hash_key_file is not set: using a random per-process hash key; value \
+                 hashes will not correlate across restarts or analyzer instances"
+            );
+            let mut bytes = [0u8; 32];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut bytes))
+                .map_err(|_| Error::HashKey("cannot read random bytes for the hash key"))?;
+            Ok(HashKey::from_bytes(bytes))
+        }
+    }
+}
+
+fn key_from_file(path: &Path) -> Result<HashKey, Error> {
+    let secret = std::fs::read(path).map_err(|source| Error::HashKeyRead {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let trimmed = secret.trim_ascii();
+    if trimmed.is_empty() {
+        return Err(Error::HashKey("labels.hash_key_file is empty"));
+    }
+    Ok(HashKey::from_secret(trimmed))
+}
+
+/// Per-ingest-thread labelling state.
+pub struct Labelling {
+    scanner: Scanner,
+    tracker: WeakPointTracker,
+    pending: Vec<(WeakFinding, u64)>,
+    /// Weak findings dropped because [`MAX_PENDING_FINDINGS`] were waiting.
+    pub dropped_findings: u64,
+}
+
+impl std::fmt::Debug for Labelling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Labelling")
+            .field("tracker", &self.tracker)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Labelling {
+    /// A labeller keyed with `key`, default rules and weak-point thresholds.
+    pub fn new(key: HashKey) -> Result<Labelling, Error> {
+        let labeller = Labeller::new(key, LabelConfig::default()).map_err(Error::Labeller)?;
+        Ok(Labelling {
+            scanner: Scanner::new(Arc::new(labeller)),
+            tracker: WeakPointTracker::new(WeakPointConfig::default()),
+            pending: Vec::new(),
+            dropped_findings: 0,
+        })
+    }
+
+    /// From the `[labels]` configuration.
+    pub fn from_config(cfg: &LabelsConfig) -> Result<Labelling, Error> {
+        Labelling::new(hash_key(cfg)?)
+    }
+
+    /// Labels and classifies one event (once).
+    pub fn label(&mut self, ev: &ApiEvent) -> (EventLabels, Classification) {
+        let labels = self.scanner.label_event(ev);
+        let class = classify_event(ev, &labels);
+        (labels, class)
+    }
+
+    /// Feeds the weak-point tracker with the event under `key`; new findings wait for
+    /// [`Labelling::take_findings`].
+    pub fn observe(&mut self, key: &EndpointKey, ev: &ApiEvent, labels: &EventLabels) {
+        for f in self.tracker.observe(key, ev, labels) {
+            if self.pending.len() < MAX_PENDING_FINDINGS {
+                self.pending.push((f, ev.request_start_unix_us));
+            } else {
+                self.dropped_findings += 1;
+            }
+        }
+    }
+
+    /// New weak findings with their event time (µs since the epoch), oldest first.
+    pub fn take_findings(&mut self) -> Vec<(WeakFinding, u64)> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Weak points raised so far.
+    pub fn raised(&self) -> u64 {
+        self.tracker.stats().raised
+    }
+}
+
+/// The weak-point key of an inventory endpoint: method, service (as host) and template.
+pub fn weak_key(key: &record::EndpointKey) -> EndpointKey {
+    EndpointKey::new(&key.method, &key.service, &key.template)
+}
+
+/// Data-exposure weak points are OCSF *Data Security Findings* (2006); the others are
+/// *Application Security Posture Findings* (2007).
+fn is_data_finding(kind: WeakKind) -> bool {
+    matches!(
+        kind,
+        WeakKind::SensitiveWithoutAuth
+            | WeakKind::InconsistentMasking
+            | WeakKind::ExcessiveDataExposure
+            | WeakKind::UnmaskedSensitiveResponse
+    )
+}
+
+fn title(f: &WeakFinding) -> String {
+    let what = match f.kind {
+        WeakKind::CleartextPassword => "Password sent over cleartext HTTP",
+        WeakKind::CredentialInUrl => "Credential or ID number in the URL",
+        WeakKind::LoginViaGet => "Login via GET",
+        WeakKind::SensitiveWithoutAuth => "Sensitive data returned without authentication",
+        WeakKind::WeakPasswordAccepted => "Weak password accepted",
+        WeakKind::InconsistentMasking => "Inconsistent masking across endpoints",
+        WeakKind::ExcessiveDataExposure => "Excessive data exposure",
+        WeakKind::UnmaskedSensitiveResponse => "Unmasked sensitive data in response",
+    };
+    match f.label {
+        Some(l) => format!("{what} ({}): {}", l.name(), f.endpoint),
+        None => format!("{what}: {}", f.endpoint),
+    }
+}
+
+/// The OCSF finding of one weak point raised at `time_us` (event time).
+pub fn weak_finding_ocsf(f: &WeakFinding, time_us: u64) -> Value {
+    let (class_uid, class_name) = if is_data_finding(f.kind) {
+        (2006, "Data Security Finding")
+    } else {
+        (2007, "Application Security Posture Finding")
+    };
+    let (severity_id, severity) = match f.severity {
+        Severity::Low => (2, "Low"),
+        Severity::Medium => (3, "Medium"),
+        Severity::High => (4, "High"),
+    };
+    let kind = name_of(&f.kind);
+    let label = f.label.map(|l| l.name());
+    let ident = format!(
+        "{}\0{}\0{}\0{kind}\0{}",
+        f.endpoint.method,
+        f.endpoint.host,
+        f.endpoint.path,
+        label.unwrap_or("")
+    );
+    let uid = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(ident.as_bytes()));
+    let time_ms = time_us / 1000;
+    let title = title(f);
+    let mut doc = json!({
+        "class_uid": class_uid,
+        "class_name": class_name,
+        "category_uid": 2,
+        "category_name": "Findings",
+        "activity_id": 1,
+        "activity_name": "Create",
+        "type_uid": class_uid * 100 + 1,
+        "severity_id": severity_id,
+        "severity": severity,
+        "status_id": 1,
+        "status": "New",
+        "time": time_ms,
+        "message": title,
+        "metadata": {
+            "version": OCSF_VERSION,
+            "uid": uid,
+            "log_name": "apitap_weak_points",
+            "product": {"name": "apitap", "vendor_name": "apitap", "feature": {"name": "labels"}},
+        },
+        "finding_info": {
+            "uid": uid,
+            "title": title,
+            "types": ["API Weak Point", kind],
+            "created_time": time_ms,
+        },
+        "application": {"name": f.endpoint.host},
+        "resources": [{
+            "type": "API Endpoint",
+            "name": format!("{} {}", f.endpoint.method, f.endpoint.path),
+            "group": {"name": f.endpoint.host},
+        }],
+        "unmapped": {"apitap": {
+            "kind": kind,
+            "label": label,
+            "service": f.endpoint.host,
+            "method": f.endpoint.method,
+            "template": f.endpoint.path,
+            "evidence": f.evidence,
+        }},
+    });
+    if class_uid == 2006
+        && let Some(l) = f.label
+    {
+        doc["data_security"] = json!({
+            "data_security_source": "API traffic",
+            "category": name_of(&l.class()),
+            "data_lifecycle_state": "Data in Transit",
+            "pattern_match": l.name(),
+        });
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apitap_labels::Evidence;
+
+    #[test]
+    fn weak_findings_map_to_ocsf_classes() {
+        let f = WeakFinding {
+            kind: WeakKind::LoginViaGet,
+            severity: Severity::Medium,
+            endpoint: EndpointKey::new("GET", "api", "/login"),
+            label: None,
+            evidence: Evidence::default(),
+        };
+        let d = weak_finding_ocsf(&f, 1_700_000_000_000_000);
+        assert_eq!(d["class_uid"], 2007);
+        assert_eq!(d["type_uid"], 200_701);
+        assert_eq!(d["time"], 1_700_000_000_000u64);
+        assert_eq!(d["unmapped"]["apitap"]["kind"], "login_via_get");
+        let f = WeakFinding {
+            kind: WeakKind::UnmaskedSensitiveResponse,
+            label: Some(apitap_labels::Label::PrcId),
+            ..f
+        };
+        let d = weak_finding_ocsf(&f, 0);
+        assert_eq!(d["class_uid"], 2006);
+        assert_eq!(d["data_security"]["pattern_match"], "prc_id");
+    }
+
+    #[test]
+    fn key_file_is_read_and_empty_is_rejected() {
+        let dir = std::env::temp_dir().join(format!("apitap-labelling-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("key");
+        std::fs::write(&p, "s3cret\n").unwrap();
+        let cfg = LabelsConfig {
+            hash_key_file: Some(p.clone()),
+        };
+        assert!(hash_key(&cfg).is_ok());
+        std::fs::write(&p, "\n").unwrap();
+        assert!(hash_key(&cfg).is_err());
+        assert!(hash_key(&LabelsConfig::default()).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
