@@ -417,5 +417,9 @@ pub fn capture(secs: u32) -> anyhow::Result<()> {
         "overhead: wrk max {base:.0} req/s without sensor, {with:.0} with (ratio {:.3}; runs {base1:.0}/{with1:.0}, {base2:.0}/{with2:.0})",
         with / base
     );
+    println!(
+        "          eBPF programs only (port filter matching nothing): {ebpf_only:.0} req/s (ratio {:.3})",
+        ebpf_only / base
+    );
     Ok(())
 }
