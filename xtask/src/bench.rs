@@ -204,6 +204,8 @@ struct Row {
     paired_pct: f64,
     others: Vec<(String, f64)>,
     cpu_ms_per_10k: f64,
+    kernel_drops: u64,
+    ring_full: u64,
 }
 
 fn load(topo: &Topology, rate: Option<u32>, secs: u32) -> anyhow::Result<f64> {
@@ -346,11 +348,22 @@ pub fn capture(secs: u32) -> anyhow::Result<()> {
         let t0 = cpu_ticks(pid);
         let elapsed = load(&topo, rate, secs)?;
         let (nginx_total, nginx_ok) = count_log(&nginx)?;
-        let _ = sensor.wait_for_metric(
-            "apitap_sensor_events_total",
-            nginx_total,
-            Duration::from_secs(20),
-        );
+        let metrics = sensor
+            .wait_for_metric(
+                "apitap_sensor_events_total",
+                nginx_total,
+                Duration::from_secs(20),
+            )
+            .or_else(|_| sensor.metrics())?;
+        let kernel_drops: u64 = metrics
+            .iter()
+            .filter(|(k, _)| k.starts_with("apitap_kernel_dropped_packets_total"))
+            .map(|m| m.1)
+            .sum();
+        let ring_full = metrics
+            .iter()
+            .find(|(k, _)| k.contains("ring_full"))
+            .map_or(0, |m| m.1);
         let t1 = cpu_ticks(pid);
         let others = observers.stop();
         sensor.stop()?;
@@ -383,6 +396,8 @@ pub fn capture(secs: u32) -> anyhow::Result<()> {
             apitap_pct: pct(seen),
             paired_pct: pct(paired),
             others: others.into_iter().map(|(n, c)| (n, pct(c))).collect(),
+            kernel_drops,
+            ring_full,
             cpu_ms_per_10k: if nginx_total == 0 {
                 0.0
             } else {
@@ -396,13 +411,21 @@ pub fn capture(secs: u32) -> anyhow::Result<()> {
         "\ncapture benchmark: nginx 1 KiB JSON, 2 cores shared by client, server and observers, {secs} s per phase"
     );
     println!(
-        "{:<12} {:>10} {:>9} {:>10} {:>11} {:>9} {:>9} {:>14}",
-        "phase", "req/s", "nginx", "apitap %", "paired %", "httpry %", "tshark %", "cpu ms/10k"
+        "{:<12} {:>10} {:>9} {:>10} {:>11} {:>9} {:>9} {:>14} {:>20}",
+        "phase",
+        "req/s",
+        "nginx",
+        "apitap %",
+        "paired %",
+        "httpry %",
+        "tshark %",
+        "cpu ms/10k",
+        "kernel drops (ring)"
     );
     for r in &rows {
         let other = |n: &str| r.others.iter().find(|o| o.0 == n).map_or(0.0, |o| o.1);
         println!(
-            "{:<12} {:>10.0} {:>9} {:>10.3} {:>11.3} {:>9.2} {:>9.2} {:>14.1}",
+            "{:<12} {:>10.0} {:>9} {:>10.3} {:>11.3} {:>9.2} {:>9.2} {:>14.1} {:>13} ({:>5})",
             r.phase,
             r.achieved_rps,
             r.nginx,
@@ -410,7 +433,9 @@ pub fn capture(secs: u32) -> anyhow::Result<()> {
             r.paired_pct,
             other("httpry"),
             other("tshark"),
-            r.cpu_ms_per_10k
+            r.cpu_ms_per_10k,
+            r.kernel_drops,
+            r.ring_full
         );
     }
     println!(
