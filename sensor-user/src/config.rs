@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use apitap_bus::KafkaConfig;
 use apitap_common::MAX_SNAP_BYTES;
 use apitap_decode::{ReassemblyConfig, SessionConfig};
 use serde::Deserialize;
@@ -27,6 +28,10 @@ pub struct Config {
     /// Where events go.
     #[serde(default)]
     pub sink: SinkSection,
+    /// Kafka brokers, topics, producer and spool; required when `sink.kind = "kafka"`
+    /// (see `apitap_bus::config` for every field).
+    #[serde(default)]
+    pub kafka: Option<KafkaConfig>,
     /// Prometheus metrics and health endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
@@ -149,13 +154,15 @@ pub enum SinkKind {
     Stdout,
     /// JSON lines appended to `sink.path`.
     File,
+    /// The `[kafka]` section's events topic, through the on-disk spool (R-BUS-1, R-BUS-2).
+    Kafka,
 }
 
 /// `[sink]`
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SinkSection {
-    /// `stdout` (default) or `file`.
+    /// `stdout` (default), `file` or `kafka`.
     #[serde(default)]
     pub kind: SinkKind,
     /// File to append JSON lines to (required when `kind = "file"`).
@@ -175,14 +182,14 @@ pub struct MetricsSection {
 #[error("invalid configuration: `{field}`: {reason}")]
 pub struct ConfigError {
     /// Dotted field path, e.g. `capture.snap_len_bytes`.
-    pub field: &'static str,
+    pub field: String,
     /// What is wrong with it.
     pub reason: String,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
-        field,
+        field: field.to_owned(),
         reason: reason.into(),
     }
 }
@@ -292,6 +299,18 @@ impl Config {
         if matches!(&self.sensor.id, Some(id) if id.trim().is_empty()) {
             return Err(invalid("sensor.id", "must not be empty"));
         }
+        if self.sink.kind == SinkKind::Kafka && self.kafka.is_none() {
+            return Err(invalid(
+                "kafka.brokers",
+                "a [kafka] section is required when sink.kind = \"kafka\"",
+            ));
+        }
+        if let Some(k) = &self.kafka {
+            k.validate().map_err(|e| ConfigError {
+                field: e.field,
+                reason: e.reason,
+            })?;
+        }
         Ok(())
     }
 
@@ -331,6 +350,18 @@ mod tests {
     }
 
     #[test]
+    fn kafka_sink_with_defaults() {
+        let c = Config::parse(
+            "[capture]\ninterfaces = [\"eth0\"]\n[sink]\nkind = \"kafka\"\n[kafka]\nbrokers = [\"k1:9092\"]\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let k = c.kafka.unwrap();
+        assert_eq!(k.events_topic, "apitap.events.v1");
+        assert_eq!(k.spool.dir, PathBuf::from("/var/lib/apitap/spool"));
+    }
+
+    #[test]
     fn unknown_and_mistyped_fields_are_named() {
         let e = Config::parse("[capture]\ninterfaces = [\"eth0\"]\nsnaplen = 3\n").unwrap_err();
         assert!(format!("{e:#}").contains("snaplen"), "{e:#}");
@@ -363,6 +394,18 @@ mod tests {
                 "sink.path",
             ),
             ("[capture]\ninterfaces = [\"a/b\"]\n", "capture.interfaces"),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[sink]\nkind = \"kafka\"\n",
+                "kafka.brokers",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[sink]\nkind = \"kafka\"\n[kafka]\nbrokers = [\"k:9092\"]\n[kafka.librdkafka_options]\nacks = 1\n",
+                "kafka.librdkafka_options.\"acks\"",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[kafka]\nbrokers = [\"k:9092\"]\n[kafka.spool]\nmax_bytes = 1\n",
+                "kafka.spool.max_bytes",
+            ),
         ];
         for (text, field) in cases {
             let err = Config::parse(text).unwrap().validate().unwrap_err();

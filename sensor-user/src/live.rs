@@ -1,5 +1,8 @@
 //! The live capture loop: ring buffer → reassembly/decoding → sink, with periodic timeouts,
 //! metrics and a clean shutdown on SIGINT/SIGTERM that reports every pending transaction.
+//!
+//! The loop never awaits the event bus: a Kafka sink hands each event to librdkafka's memory
+//! queue or to the spool thread and returns (R-BUS-2, R-CAP-7).
 
 use std::time::Duration;
 
@@ -57,25 +60,40 @@ impl Pipeline {
             events: self.sink.events,
             connections: self.reasm.connections(),
             held_bytes: self.reasm.held_bytes(),
+            bus: self.sink.bus_metrics(),
         }
     }
 }
 
-/// Runs live capture until SIGINT or SIGTERM.
+/// The sensor identity `cfg` describes (`sensor.id`, defaulting to the host name).
+pub fn sensor_info(cfg: &Config) -> SensorInfo {
+    let host = host_name();
+    SensorInfo {
+        id: cfg.sensor.id.clone().unwrap_or_else(|| host.clone()),
+        host,
+    }
+}
+
+/// Runs live capture until SIGINT or SIGTERM, writing to the configured sink.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     cfg.validate()?;
     check_privileges()?;
-    let host = host_name();
-    let sensor = SensorInfo {
-        id: cfg.sensor.id.clone().unwrap_or_else(|| host.clone()),
-        host,
-    };
+    let sink = Sink::from_config(&cfg, &sensor_info(&cfg).id)?;
+    run_with_sink(cfg, sink).await
+}
+
+/// Runs live capture until SIGINT or SIGTERM, writing to `sink`. The embedded single-process
+/// mode calls this with a sink over the in-memory bus (`Sink::from_publisher`), the analyzer
+/// consuming the other end in the same process.
+pub async fn run_with_sink(cfg: Config, sink: Sink) -> anyhow::Result<()> {
+    cfg.validate()?;
+    check_privileges()?;
+    let sensor = sensor_info(&cfg);
     let shared = Shared::default();
     if let Some(addr) = cfg.metrics.listen {
         metrics::serve(addr, shared.clone()).await?;
         info!(%addr, "metrics endpoint listening");
     }
-    let sink = Sink::open(&cfg.sink)?;
     let (capture, ring) = Capture::attach(&cfg.capture)?;
     // SAFETY: the RingBuf owns its map file descriptor, which stays open and unchanged until
     // the AsyncFd (which owns the RingBuf) is dropped.
@@ -144,7 +162,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     p.reasm.finish(&mut p.events);
     p.drain_events()?;
-    p.sink.flush()?;
+    p.sink.close()?;
     let snap = p.snapshot(&capture);
     shared.publish(snap.clone());
     info!(

@@ -109,14 +109,11 @@ fn main() -> anyhow::Result<()> {
                 cfg.sensor.id = sensor_id;
             }
             cfg.validate_offline()?;
-            let host = apitap_sensor::live::host_name();
-            let sensor = apitap_schema::SensorInfo {
-                id: cfg.sensor.id.clone().unwrap_or_else(|| host.clone()),
-                host,
-            };
-            let mut sink = apitap_sensor::sink::Sink::open(&cfg.sink)?;
+            let sensor = apitap_sensor::live::sensor_info(&cfg);
+            let mut sink = apitap_sensor::sink::Sink::from_config(&cfg, &sensor.id)?;
             let summary =
                 apitap_sensor::replay::replay(&file, cfg.reassembly(), sensor, &mut sink)?;
+            sink.close()?;
             eprint!("{}", summary.render());
             Ok(())
         }

@@ -30,6 +30,8 @@ pub struct Snapshot {
     pub connections: usize,
     /// Bytes held by the decoder now.
     pub held_bytes: usize,
+    /// The event bus's counters (`apitap_bus_*`), when the sink is the bus.
+    pub bus: Option<std::sync::Arc<apitap_bus::BusMetrics>>,
 }
 
 impl Snapshot {
@@ -56,6 +58,9 @@ impl Snapshot {
         let _ = writeln!(s, "apitap_sensor_events_total {}", self.events);
         let _ = writeln!(s, "apitap_decode_connections {}", self.connections);
         let _ = writeln!(s, "apitap_decode_held_bytes {}", self.held_bytes);
+        if let Some(bus) = &self.bus {
+            bus.render(&mut s);
+        }
         s
     }
 

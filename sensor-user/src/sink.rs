@@ -1,26 +1,38 @@
-//! Event sinks for this release: JSON lines on stdout or appended to a file (R-BUS-1 arrives
-//! with the Kafka sink).
+//! Event sinks: JSON lines on stdout or appended to a file, or the event bus (`apitap-bus`):
+//! Kafka through the on-disk spool (R-BUS-1, R-BUS-2), or the in-memory channel of the
+//! embedded single-process mode. Writing never waits for the network: the bus publisher hands
+//! the event to a memory queue or to the spool thread and returns.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use apitap_bus::{BusMetrics, CloseReport, EventPublisher, KafkaEventPublisher};
 use apitap_schema::{ApiEvent, encode_event_into};
+use tracing::info;
 
-use crate::config::{SinkKind, SinkSection};
+use crate::config::{Config, SinkKind, SinkSection};
+
+enum Out {
+    Lines(BufWriter<Box<dyn Write + Send>>),
+    Bus(Box<dyn EventPublisher>),
+}
 
 /// A destination for events.
 pub struct Sink {
-    out: BufWriter<Box<dyn Write + Send>>,
-    /// Events written.
+    out: Out,
+    /// Events written (handed to the bus, for the bus sink).
     pub events: u64,
-    /// Bytes written.
+    /// Bytes written (JSON-lines sinks only).
     pub bytes: u64,
     line: Vec<u8>,
+    close_timeout: Duration,
 }
 
 impl Sink {
-    /// Opens the configured destination.
+    /// Opens a JSON-lines destination (`stdout` or `file`); `kafka` needs [`Sink::from_config`].
     pub fn open(cfg: &SinkSection) -> anyhow::Result<Sink> {
         let w: Box<dyn Write + Send> = match cfg.kind {
             SinkKind::Stdout => Box::new(std::io::stdout()),
@@ -37,28 +49,105 @@ impl Sink {
                         .with_context(|| format!("opening event file {}", path.display()))?,
                 )
             }
+            SinkKind::Kafka => {
+                anyhow::bail!("sink.kind = \"kafka\" needs the [kafka] section (Sink::from_config)")
+            }
         };
-        Ok(Sink {
-            out: BufWriter::with_capacity(256 * 1024, w),
+        Ok(Sink::with_out(Out::Lines(BufWriter::with_capacity(
+            256 * 1024,
+            w,
+        ))))
+    }
+
+    /// Opens the configured destination; for `kafka`, starts the producer and its spool (an
+    /// unreachable broker is not an error: events spool until it is back).
+    pub fn from_config(cfg: &Config, sensor_id: &str) -> anyhow::Result<Sink> {
+        if cfg.sink.kind != SinkKind::Kafka {
+            return Sink::open(&cfg.sink);
+        }
+        let kafka = cfg
+            .kafka
+            .as_ref()
+            .context("sink.kind = \"kafka\" needs a [kafka] section")?;
+        let publisher =
+            KafkaEventPublisher::start(kafka, sensor_id, Arc::new(BusMetrics::default()))
+                .context("starting the kafka event producer")?;
+        let mut sink = Sink::from_publisher(Box::new(publisher));
+        sink.close_timeout = Duration::from_millis(kafka.producer.close_timeout_ms);
+        Ok(sink)
+    }
+
+    /// A sink over any bus publisher: the embedded mode passes the in-memory channel's
+    /// (`apitap_bus::memory::channel`).
+    pub fn from_publisher(publisher: Box<dyn EventPublisher>) -> Sink {
+        Sink::with_out(Out::Bus(publisher))
+    }
+
+    fn with_out(out: Out) -> Sink {
+        Sink {
+            out,
             events: 0,
             bytes: 0,
             line: Vec::with_capacity(16 * 1024),
-        })
+            close_timeout: Duration::from_secs(5),
+        }
     }
 
-    /// Writes one event as a JSON line.
+    /// Writes one event. For the bus this never blocks; events it loses are counted in its
+    /// metrics (`apitap_bus_events_dropped_total`), not reported here.
     pub fn write(&mut self, event: &ApiEvent) -> anyhow::Result<()> {
-        self.line.clear();
-        encode_event_into(event, &mut self.line);
-        self.line.push(b'\n');
-        self.out.write_all(&self.line).context("writing an event")?;
+        match &mut self.out {
+            Out::Lines(w) => {
+                self.line.clear();
+                encode_event_into(event, &mut self.line);
+                self.line.push(b'\n');
+                w.write_all(&self.line).context("writing an event")?;
+                self.bytes += self.line.len() as u64;
+            }
+            Out::Bus(p) => {
+                p.publish(event);
+            }
+        }
         self.events += 1;
-        self.bytes += self.line.len() as u64;
         Ok(())
     }
 
-    /// Flushes buffered events.
+    /// Flushes buffered events (JSON lines; the bus flushes by itself).
     pub fn flush(&mut self) -> anyhow::Result<()> {
-        self.out.flush().context("flushing events")
+        match &mut self.out {
+            Out::Lines(w) => w.flush().context("flushing events"),
+            Out::Bus(_) => Ok(()),
+        }
+    }
+
+    /// The bus's counters, when this sink is the bus.
+    pub fn bus_metrics(&self) -> Option<Arc<BusMetrics>> {
+        match &self.out {
+            Out::Lines(_) => None,
+            Out::Bus(p) => Some(p.metrics()),
+        }
+    }
+
+    /// Flushes and, for the bus, delivers for up to `kafka.producer.close_timeout_ms` and
+    /// spools the rest for the next start.
+    pub fn close(&mut self) -> anyhow::Result<Option<CloseReport>> {
+        match &mut self.out {
+            Out::Lines(w) => {
+                w.flush().context("flushing events")?;
+                Ok(None)
+            }
+            Out::Bus(p) => {
+                let report = p
+                    .close(self.close_timeout)
+                    .context("closing the event bus")?;
+                info!(
+                    delivered = report.delivered,
+                    left_in_spool = report.left_in_spool,
+                    dropped = report.dropped,
+                    "event bus closed"
+                );
+                Ok(Some(report))
+            }
+        }
     }
 }

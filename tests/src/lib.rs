@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+pub mod broker;
+
 /// Server address inside the server namespace.
 pub const SERVER_IP: &str = "10.213.0.1";
 /// Client address inside the client namespace.
@@ -84,7 +86,12 @@ fn privilege_problem() -> Option<String> {
             ));
         }
     }
-    let name = format!("apitap-probe-{}", std::process::id());
+    // Unique per call: privileged tests of one binary run in parallel.
+    let name = format!(
+        "apitap-probe-{}-{}",
+        std::process::id(),
+        SERIAL.fetch_add(1, Ordering::Relaxed)
+    );
     let ok = Command::new("ip")
         .args(["netns", "add", &name])
         .status()

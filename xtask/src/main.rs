@@ -4,6 +4,7 @@
 //! - `demo`: sets up, builds, and runs the end-to-end demo in network namespaces.
 //! - `test`: sets up, builds once, checks formatting and lints, runs the whole test suite.
 mod bench;
+mod bench_kafka;
 mod demo;
 mod fixtures;
 mod setup;
@@ -22,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install Debian packages, the nightly rust-src component and bpf-linker if missing.
+    /// Install Debian packages, the nightly rust-src component, bpf-linker and tansu (the
+    /// tests' Kafka broker) if missing.
     Setup,
     /// Set up, build, and run the live demo (netns + nginx + curl + sensor + analyzer).
     Demo,
@@ -30,12 +32,13 @@ enum Cmd {
     Test,
     /// Record the pcap fixtures for the golden replay tests (needs root, tshark).
     RecordFixtures,
-    /// Benchmarks: `decode` (criterion, one core) or `capture` (live, netns, load tools).
+    /// Benchmarks: `decode` (criterion, one core), `capture` (live, netns, load tools) or
+    /// `kafka` (bus throughput against a real broker, next to `tansu perf`).
     Bench {
         /// Which benchmark.
-        #[arg(value_parser = ["decode", "capture"])]
+        #[arg(value_parser = ["decode", "capture", "kafka"])]
         which: String,
-        /// Seconds per load phase (capture).
+        /// Seconds per load phase (capture) or of the `tansu perf` run (kafka).
         #[arg(long, default_value_t = 10)]
         seconds: u32,
     },
@@ -54,6 +57,7 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             match which.as_str() {
                 "decode" => bench::decode(),
+                "kafka" => bench_kafka::run(seconds),
                 _ => bench::capture(seconds),
             }
         }

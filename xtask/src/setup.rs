@@ -11,9 +11,32 @@ const DEBIAN: &[(&str, &str)] = &[
     ("nginx", "nginx-light"),
     ("curl", "curl"),
     ("ip", "iproute2"),
+    // The inventory store's PostgreSQL tests start their own throwaway cluster.
+    ("pg_ctlcluster", "postgresql"),
 ];
+/// Python packages the tests run (independent validators of what the product exports).
+const PYTHON: &[(&str, &str)] = &[("openapi_spec_validator", "openapi-spec-validator==0.9.0")];
 /// bpf-linker 0.10.x links with rustc's own LLVM; 0.11+ needs a system LLVM that is not here.
 const BPF_LINKER_VERSION: &str = "0.10.1";
+/// Debian packages that building librdkafka (the `rdkafka` crate, bundled source, make-based)
+/// needs: a C toolchain, OpenSSL headers (TLS/SASL to the operator's brokers), zlib.
+const BUILD_PACKAGES: &[&str] = &[
+    "gcc",
+    "g++",
+    "make",
+    "pkg-config",
+    "libssl-dev",
+    "zlib1g-dev",
+];
+/// The Kafka-protocol broker the transport tests and `bench kafka` run (never the product's
+/// runtime dependency). SQLite storage (`libsql`) lets tests restart it on the same data.
+const TANSU_INSTALL: &[&str] = &[
+    "install",
+    "tansu",
+    "--features",
+    "dynostore,libsql",
+    "--locked",
+];
 
 fn cargo_home() -> PathBuf {
     std::env::var_os("CARGO_HOME")
@@ -63,8 +86,11 @@ fn exec(cmd: &mut Command) -> anyhow::Result<()> {
 /// Entry point for `cargo xtask setup`: every step, each a no-op when satisfied.
 pub fn run() -> anyhow::Result<()> {
     debian_packages()?;
+    python_packages()?;
     nightly_rust_src()?;
     bpf_linker()?;
+    build_packages()?;
+    tansu()?;
     eprintln!("setup: everything present");
     Ok(())
 }
@@ -78,24 +104,7 @@ fn debian_packages() -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "missing Debian packages {missing:?}; run as root or `apt-get install {}`",
-            missing.join(" ")
-        );
-    }
-    exec(
-        Command::new("apt-get")
-            .args(["update", "-qq"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    exec(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    apt_install(&missing, "for the demo and tests")?;
     // Debian starts the packaged nginx service on install; the demo and tests run their own.
     let _ = Command::new("systemctl")
         .args(["disable", "--now", "nginx"])
@@ -105,6 +114,20 @@ fn debian_packages() -> anyhow::Result<()> {
         .args(["-s", "quit"])
         .stderr(Stdio::null())
         .status();
+    Ok(())
+}
+
+fn python_packages() -> anyhow::Result<()> {
+    for (module, requirement) in PYTHON {
+        let present = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !present {
+            exec(Command::new("python3").args(["-m", "pip", "install", "-q", requirement]))?;
+        }
+    }
     Ok(())
 }
 
@@ -151,4 +174,53 @@ fn bpf_linker() -> anyhow::Result<()> {
         &format!("bpf-linker@{BPF_LINKER_VERSION}"),
         "--locked",
     ]))
+}
+
+fn dpkg_installed(pkg: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
+        .is_some_and(|s| s.contains("install ok installed"))
+}
+
+fn build_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = BUILD_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(&missing, "to build librdkafka")
+}
+
+/// Installs Debian packages (as root; `apt-get update` first).
+fn apt_install(packages: &[&str], purpose: &str) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "missing Debian packages {packages:?} ({purpose}); run as root or `apt-get install {}`",
+            packages.join(" ")
+        );
+    }
+    exec(
+        Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// tansu, the broker of the transport tests: built once from crates.io (about 10 minutes on two
+/// cores), then reused.
+fn tansu() -> anyhow::Result<()> {
+    if output(Command::new("tansu").arg("--version")).is_some() {
+        return Ok(());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    exec(Command::new(cargo).args(TANSU_INSTALL))
 }

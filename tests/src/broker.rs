@@ -1,0 +1,425 @@
+//! A real Kafka-protocol broker for the transport tests and benchmarks (R-BUS-1, R-BUS-2):
+//! [tansu](https://crates.io/crates/tansu) as a child process on 127.0.0.1 (on a free port, or
+//! inside a test network namespace), with its SQLite storage in a test directory so that it can
+//! be stopped, killed and restarted on the same data. Also: the sensor running with a Kafka
+//! sink, and a helper to run code inside a network namespace (for clients of a broker that
+//! lives there).
+//!
+//! Only the tests depend on tansu; the product speaks the plain Kafka protocol. Tests call
+//! [`require_broker`]: under `CI=true` a missing `tansu` binary is a failure, never a skip.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::{METRICS_ADDR, Netns, workspace_bin};
+
+/// The `tansu` binary: on PATH, or in `$CARGO_HOME/bin` (where `cargo xtask setup` installs
+/// it).
+pub fn tansu_bin() -> Option<PathBuf> {
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|h| h.join("bin"));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(cargo_bin)
+        .map(|d| d.join("tansu"))
+        .find(|p| p.is_file())
+}
+
+/// True when a broker can be started. Under `CI=true` a missing `tansu` panics with the fix;
+/// elsewhere the caller skips with a message.
+pub fn require_broker(test: &str) -> bool {
+    if tansu_bin().is_some() {
+        return true;
+    }
+    let why = "`tansu` is not installed (run `cargo xtask setup`, which runs `cargo install tansu --features dynostore,libsql --locked`)";
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{test}: broker test cannot run in CI: {why}");
+    }
+    eprintln!("SKIPPED {test}: {why} (runs in CI, where this is a failure)");
+    false
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Runs `f` on a thread that entered network namespace `ns` (an `ip netns` name). Sockets
+/// and threads created there (e.g. a Kafka client's) live in that namespace.
+pub fn in_netns<R: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> anyhow::Result<R> {
+    let path = Path::new("/run/netns").join(ns);
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let handle = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on a valid namespace fd affects only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        if rc != 0 {
+            return Err(anyhow::anyhow!(
+                "setns: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(f())
+    });
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("thread in netns panicked"))?
+}
+
+/// tansu running as a child process; killed on drop.
+#[derive(Debug)]
+pub struct Broker {
+    child: Option<Child>,
+    /// Port it listens on (127.0.0.1 of its namespace).
+    pub port: u16,
+    /// Its working directory: storage (`tansu.db`) and log.
+    pub dir: PathBuf,
+    ns: Option<String>,
+    starts: u32,
+}
+
+impl Broker {
+    /// Starts tansu on 127.0.0.1 and a free port, storing into `dir`.
+    pub fn start(dir: &Path) -> anyhow::Result<Broker> {
+        let port = free_port()?;
+        Self::launch(dir, port, None)
+    }
+
+    /// Starts tansu inside network namespace `ns` (on its 127.0.0.1), storing into `dir`.
+    pub fn start_in(ns: &Netns, dir: &Path) -> anyhow::Result<Broker> {
+        Self::launch(dir, 19092, Some(ns.name.clone()))
+    }
+
+    fn launch(dir: &Path, port: u16, ns: Option<String>) -> anyhow::Result<Broker> {
+        std::fs::create_dir_all(dir)?;
+        let mut b = Broker {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+            ns,
+            starts: 0,
+        };
+        b.spawn()?;
+        Ok(b)
+    }
+
+    fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut c = match &self.ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        c.args(args);
+        c
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let bin = tansu_bin().context("tansu is not installed (cargo xtask setup)")?;
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        self.starts += 1;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let child = self
+            .command(
+                &bin,
+                &[
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                    // Relative to the working directory: <dir>/tansu.db survives restarts.
+                    "--storage-engine",
+                    "sqlite://tansu.db",
+                ],
+            )
+            .current_dir(&self.dir)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting tansu")?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(30))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("tansu.log")
+    }
+
+    /// The broker's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// `host:port` for `bootstrap.servers` (valid in the broker's namespace).
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn can_connect(&self) -> bool {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let probe = move || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+        match &self.ns {
+            None => probe(),
+            Some(ns) => in_netns(ns, probe).unwrap_or(false),
+        }
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.can_connect() {
+                return Ok(());
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                bail!("tansu exited with {status}: {}", self.log_text());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "tansu did not listen within {timeout:?}: {}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Creates `topic` with `partitions` partitions (tansu's CLI, which uses CreateTopics).
+    pub fn create_topic(&self, topic: &str, partitions: u32) -> anyhow::Result<()> {
+        let bin = tansu_bin().context("tansu is not installed")?;
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let parts = partitions.to_string();
+        let out = self
+            .command(
+                &bin,
+                &[
+                    "topic",
+                    "create",
+                    "--broker",
+                    &url,
+                    "--partitions",
+                    &parts,
+                    topic,
+                ],
+            )
+            .output()
+            .context("running tansu topic create")?;
+        if !out.status.success() {
+            bail!(
+                "tansu topic create {topic} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn signal_and_wait(&mut self, sig: i32, timeout: Duration) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // SAFETY: signalling our own child (`ip netns exec` execs the program in place).
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after 10 s). Its storage stays.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+    }
+
+    /// Kills it (SIGKILL): a crash. Its storage stays.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.signal_and_wait(libc::SIGKILL, Duration::from_secs(5))
+    }
+
+    /// Starts it again on the same port and storage.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.is_running() {
+            self.stop()?;
+        }
+        self.spawn()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// `apitap-sensor run` with a configuration written by the test (e.g. a Kafka sink), in a
+/// network namespace; killed on drop.
+#[derive(Debug)]
+pub struct ConfiguredSensor {
+    child: Option<Child>,
+    ns_name: String,
+    /// Where its logs go.
+    pub log: PathBuf,
+}
+
+impl ConfiguredSensor {
+    /// Writes `config` (TOML) into `dir` and starts the sensor in `ns`; waits until its health
+    /// endpoint (which `config` must enable on [`METRICS_ADDR`]) answers.
+    pub fn start(ns: &Netns, config: &str, dir: &Path) -> anyhow::Result<ConfiguredSensor> {
+        let bin = workspace_bin("apitap-sensor")?;
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("sensor.toml");
+        std::fs::write(&path, config)?;
+        let log = dir.join("sensor.log");
+        let child = ns
+            .cmd(&bin, &["run", "--config", &path.to_string_lossy()])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting apitap-sensor")?;
+        let mut s = ConfiguredSensor {
+            child: Some(child),
+            ns_name: ns.name.clone(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if s.get("/healthz").is_ok_and(|b| b.starts_with("ok")) {
+                return Ok(s);
+            }
+            if let Some(c) = s.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                bail!("apitap-sensor exited with {status}: {}", s.log_text());
+            }
+            if Instant::now() > deadline {
+                bail!("apitap-sensor did not become healthy: {}", s.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<String> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns_name,
+                "curl",
+                "-sS",
+                "--max-time",
+                "2",
+                &format!("http://{METRICS_ADDR}{path}"),
+            ])
+            .output()?;
+        if !out.status.success() {
+            bail!("metrics endpoint: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Current value of metric `name` (with labels, as rendered), 0 when absent.
+    pub fn metric(&self, name: &str) -> anyhow::Result<u64> {
+        let text = self.get("/metrics")?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Waits (bounded) until `f(metric value)` holds.
+    pub fn wait_metric(
+        &self,
+        name: &str,
+        timeout: Duration,
+        f: impl Fn(u64) -> bool,
+    ) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.metric(name)?;
+            if f(v) {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                bail!("{name} stayed at {v} for {timeout:?}: {}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The sensor's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops it with SIGTERM (it delivers or spools what it holds) and waits.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // SAFETY: signalling a child we spawned.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!("apitap-sensor exited with {status}: {}", self.log_text());
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("apitap-sensor did not stop: {}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ConfiguredSensor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling a child we spawned.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
