@@ -391,35 +391,18 @@ impl ConfiguredSensor {
 
     /// Stops it with SIGTERM (it delivers or spools what it holds) and waits.
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        // SAFETY: signalling a child we spawned.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                if !status.success() {
-                    bail!("apitap-sensor exited with {status}: {}", self.log_text());
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("apitap-sensor did not stop: {}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = self.log.clone();
+        crate::stop_child(
+            self.child.take(),
+            libc::SIGTERM,
+            Duration::from_secs(30),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+        )
     }
 }
 
 impl Drop for ConfiguredSensor {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: signalling a child we spawned.
-            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        crate::kill_child(self.child.take());
     }
 }

@@ -562,35 +562,56 @@ impl Sensor {
 
     /// Stops it with SIGINT (it reports pending transactions and flushes) and waits.
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        // `ip netns exec` runs the sensor as its own child; signal the whole group member.
-        signal_descendants(child.id(), libc::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                if !status.success() {
-                    bail!("apitap-sensor exited with {status}: {}", self.log_text());
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("apitap-sensor did not stop: {}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = self.log.clone();
+        stop_child(
+            self.child.take(),
+            libc::SIGINT,
+            Duration::from_secs(15),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+        )
     }
 }
 
 impl Drop for Sensor {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal_descendants(child.id(), libc::SIGKILL);
-            let _ = child.kill();
-            let _ = child.wait();
+        kill_child(self.child.take());
+    }
+}
+
+/// Sends `signal` to a sensor process (`ip netns exec` execs in place, so the child is the
+/// sensor) and waits up to `timeout` for a successful exit; `log` explains a failure.
+pub fn stop_child(
+    child: Option<Child>,
+    signal: i32,
+    timeout: Duration,
+    log: impl Fn() -> String,
+) -> anyhow::Result<()> {
+    let Some(mut child) = child else {
+        return Ok(());
+    };
+    signal_descendants(child.id(), signal);
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("apitap-sensor exited with {status}: {}", log());
+            }
+            return Ok(());
         }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("apitap-sensor did not stop: {}", log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills a sensor process outright (drop paths) and reaps it.
+pub fn kill_child(child: Option<Child>) {
+    if let Some(mut child) = child {
+        signal_descendants(child.id(), libc::SIGKILL);
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
