@@ -8,7 +8,9 @@
 //! throughput memory <events>          # no broker: encode, then decode+dedupe+ack (in-memory bus)
 //! ```
 //!
-//! Prints one line `RESULT events_per_sec=<f> spooled=<n> event_bytes=<n>`.
+//! Prints one line `RESULT events_per_sec=<f> spooled=<n> event_bytes=<n>`. For experiments,
+//! `APITAP_BENCH_QUEUE_MAX_BYTES` (a memory queue large enough to bypass the spool) and
+//! `APITAP_BENCH_COMPRESSION=zstd` change the producer's settings.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -223,6 +225,17 @@ fn main() -> Result<()> {
     match args[1].as_str() {
         "produce" => {
             cfg.spool.dir = args.get(5).ok_or(usage)?.into();
+            if let Ok(v) = std::env::var("APITAP_BENCH_QUEUE_MAX_BYTES") {
+                cfg.producer.queue_max_bytes = v.parse()?;
+                cfg.producer.queue_max_events = 1_000_000;
+            }
+            if let Ok(v) = std::env::var("APITAP_BENCH_COMPRESSION") {
+                cfg.producer.compression = if v == "zstd" {
+                    apitap_bus::config::Compression::Zstd
+                } else {
+                    apitap_bus::config::Compression::Lz4
+                };
+            }
             let (eps, spooled, bytes) = produce(&cfg, n)?;
             println!("RESULT events_per_sec={eps:.1} spooled={spooled} event_bytes={bytes}");
         }

@@ -215,8 +215,8 @@ fn apt_install(packages: &[&str], purpose: &str) -> anyhow::Result<()> {
     )
 }
 
-/// tansu, the broker of the transport tests: built once from crates.io (about 10 minutes on two
-/// cores), then reused.
+/// tansu, the broker of the transport tests: built once from crates.io (a cold build took 42
+/// minutes on two cores shared with other builds), then reused.
 fn tansu() -> anyhow::Result<()> {
     if output(Command::new("tansu").arg("--version")).is_some() {
         return Ok(());
