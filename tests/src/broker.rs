@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::{METRICS_ADDR, Netns, workspace_bin};
+use crate::{Netns, workspace_bin};
 
 /// The `tansu` binary: on PATH, or in `$CARGO_HOME/bin` (where `cargo xtask setup` installs
 /// it).
@@ -297,7 +297,7 @@ pub struct ConfiguredSensor {
 
 impl ConfiguredSensor {
     /// Writes `config` (TOML) into `dir` and starts the sensor in `ns`; waits until its health
-    /// endpoint (which `config` must enable on [`METRICS_ADDR`]) answers.
+    /// endpoint (which `config` must enable on [`crate::METRICS_ADDR`]) answers.
     pub fn start(ns: &Netns, config: &str, dir: &Path) -> anyhow::Result<ConfiguredSensor> {
         let bin = workspace_bin("apitap-sensor")?;
         std::fs::create_dir_all(dir)?;
@@ -317,51 +317,20 @@ impl ConfiguredSensor {
             ns_name: ns.name.clone(),
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if s.get("/healthz").is_ok_and(|b| b.starts_with("ok")) {
-                return Ok(s);
-            }
-            if let Some(c) = s.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                bail!("apitap-sensor exited with {status}: {}", s.log_text());
-            }
-            if Instant::now() > deadline {
-                bail!("apitap-sensor did not become healthy: {}", s.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::wait_healthy(&s.ns_name, &mut s.child, &s.log)?;
+        Ok(s)
     }
 
     fn get(&self, path: &str) -> anyhow::Result<String> {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns_name,
-                "curl",
-                "-sS",
-                "--max-time",
-                "2",
-                &format!("http://{METRICS_ADDR}{path}"),
-            ])
-            .output()?;
-        if !out.status.success() {
-            bail!("metrics endpoint: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        crate::sensor_http_get(&self.ns_name, path)
     }
 
     /// Current value of metric `name` (with labels, as rendered), 0 when absent.
     pub fn metric(&self, name: &str) -> anyhow::Result<u64> {
-        let text = self.get("/metrics")?;
-        Ok(text
-            .lines()
-            .filter_map(|l| l.rsplit_once(' '))
-            .find(|(k, _)| *k == name)
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0))
+        Ok(crate::parse_metrics(&self.get("/metrics")?)
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map_or(0, |(_, v)| v))
     }
 
     /// Waits (bounded) until `f(metric value)` holds.

@@ -485,48 +485,17 @@ impl Sensor {
             events,
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if sensor.get("/healthz").is_ok_and(|b| b.starts_with("ok")) {
-                return Ok(sensor);
-            }
-            if let Some(c) = sensor.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                bail!("apitap-sensor exited with {status}: {}", sensor.log_text());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "apitap-sensor did not become healthy: {}",
-                    sensor.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_healthy(&sensor.ns_name, &mut sensor.child, &sensor.log)?;
+        Ok(sensor)
     }
 
     fn get(&self, path: &str) -> anyhow::Result<String> {
-        let out = run(Command::new("ip").args([
-            "netns",
-            "exec",
-            &self.ns_name,
-            "curl",
-            "-sS",
-            "--max-time",
-            "2",
-            &format!("http://{METRICS_ADDR}{path}"),
-        ]))?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        sensor_http_get(&self.ns_name, path)
     }
 
     /// Current Prometheus metrics as `(name with labels, value)`.
     pub fn metrics(&self) -> anyhow::Result<Vec<(String, u64)>> {
-        let text = self.get("/metrics")?;
-        Ok(text
-            .lines()
-            .filter_map(|l| l.rsplit_once(' '))
-            .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_owned(), v)))
-            .collect())
+        Ok(parse_metrics(&self.get("/metrics")?))
     }
 
     /// Waits (bounded) until metric `name` reaches `at_least`, plus one refresh period so that
@@ -575,6 +544,50 @@ impl Sensor {
 impl Drop for Sensor {
     fn drop(&mut self) {
         kill_child(self.child.take());
+    }
+}
+
+/// GET `path` from the sensor's metrics endpoint inside namespace `ns_name`.
+pub fn sensor_http_get(ns_name: &str, path: &str) -> anyhow::Result<String> {
+    let out = run(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns_name,
+        "curl",
+        "-sS",
+        "--max-time",
+        "2",
+        &format!("http://{METRICS_ADDR}{path}"),
+    ]))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Prometheus text as `(name with labels, value)` pairs.
+pub fn parse_metrics(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_owned(), v)))
+        .collect()
+}
+
+/// Waits (20 s at most) until a just-started sensor's `/healthz` answers, i.e. its programs
+/// are attached; fails early, with its log, if it exits.
+pub fn wait_healthy(ns_name: &str, child: &mut Option<Child>, log: &Path) -> anyhow::Result<()> {
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if sensor_http_get(ns_name, "/healthz").is_ok_and(|b| b.starts_with("ok")) {
+            return Ok(());
+        }
+        if let Some(c) = child.as_mut()
+            && let Ok(Some(status)) = c.try_wait()
+        {
+            bail!("apitap-sensor exited with {status}: {}", log_text());
+        }
+        if Instant::now() > deadline {
+            bail!("apitap-sensor did not become healthy: {}", log_text());
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
