@@ -3,6 +3,7 @@
 //! - `setup`: installs what a fresh Debian machine lacks (idempotent; seconds when present).
 //! - `demo`: sets up, builds, and runs the end-to-end demo in network namespaces.
 //! - `test`: sets up, builds once, checks formatting and lints, runs the whole test suite.
+mod attacks;
 mod bench;
 mod bench_kafka;
 mod demo;
@@ -32,6 +33,21 @@ enum Cmd {
     Test,
     /// Record the pcap fixtures for the golden replay tests (needs root, tshark).
     RecordFixtures,
+    /// Record the attack-tool pcap fixtures of issue 7 (root; installs hydra, ffuf, ...).
+    RecordAttacks {
+        /// Only these scenarios (comma-separated names).
+        #[arg(long)]
+        scenario: Option<String>,
+    },
+    /// Run the attack scenarios live through the sensor and print what it captured.
+    AttackDemo {
+        /// Only these scenarios (comma-separated names).
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Length of the benign scenario (the recording uses 600).
+        #[arg(long, default_value_t = 60)]
+        benign_seconds: u64,
+    },
     /// Benchmarks: `decode` (criterion, one core), `capture` (live, netns, load tools) or
     /// `kafka` (bus throughput against a real broker, next to `tansu perf`).
     Bench {
@@ -64,6 +80,15 @@ fn main() -> anyhow::Result<()> {
         Cmd::RecordFixtures => {
             setup::run()?;
             fixtures::run()
+        }
+        Cmd::RecordAttacks { scenario } => attacks::record(scenario.as_deref()),
+        Cmd::AttackDemo {
+            scenario,
+            benign_seconds,
+        } => {
+            setup::run()?;
+            cargo(&["build", "--bins"])?;
+            attacks::demo(scenario.as_deref(), benign_seconds).map(drop)
         }
         Cmd::Test => {
             setup::run()?;
