@@ -105,6 +105,8 @@ fn synthetic_events(n: usize) -> Vec<ApiEvent> {
             body: Body::default(),
         }),
         anomalies: vec![],
+        payload: Default::default(),
+        labels: None,
     };
     let mut out = Vec::with_capacity(n);
     let mut x: u64 = 0x5eed;

@@ -455,6 +455,8 @@ pub(crate) mod tests {
                 body: Body::from_bytes(b"hello", 100),
             }),
             anomalies: vec![],
+            payload: Default::default(),
+            labels: None,
         }
     }
 

@@ -74,6 +74,8 @@ fn event(
             body: Body::from_bytes(b"{}", bodies.1),
         }),
         anomalies,
+        payload: Default::default(),
+        labels: None,
     }
 }
 

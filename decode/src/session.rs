@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use apitap_schema::{
-    Anomaly, ApiEvent, Body, Endpoint, Request, Response, SCHEMA_VERSION, SensorInfo,
+    Anomaly, ApiEvent, Body, Endpoint, PayloadMode, Request, Response, SCHEMA_VERSION, SensorInfo,
 };
 use xxhash_rust::xxh3::Xxh3;
 
@@ -661,6 +661,8 @@ impl Session {
             request,
             response,
             anomalies,
+            payload: PayloadMode::Full,
+            labels: None,
         }
     }
 }

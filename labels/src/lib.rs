@@ -27,6 +27,7 @@ mod scan;
 pub mod validate;
 mod weak;
 
+pub use apitap_schema::PayloadMode;
 pub use body::BodyKind;
 pub use classify::{
     Classification, FunctionClass, Sensitivity, classify_event, function_class, sensitivity,
@@ -39,7 +40,7 @@ pub use label::{
     DataClass, Direction, Finding, Label, Location, MaskShape, Notes, Part, ValueHash,
 };
 pub use mask::{Keep, policy as mask_policy, union_unknown};
-pub use minimise::{MinimiseOptions, MinimisedEvent, PayloadMode, minimise};
+pub use minimise::{MinimiseOptions, MinimisedEvent, labels_from_wire, labels_to_wire, minimise};
 pub use scan::{LabelConfig, Labeller};
 pub use weak::{
     EndpointKey, EndpointSummary, Evidence, Severity, WeakFinding, WeakKind, WeakPointConfig,

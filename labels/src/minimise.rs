@@ -5,26 +5,21 @@
 //!   query, header and cookie values masked the same way, credentials headers always masked.
 //! - `labels`: bodies removed (`data` empty, `captured_bytes` 0); only field names, labels,
 //!   counts and masked samples travel, in the `labels` field; URL and headers as in `sample`.
-use apitap_schema::{ApiEvent, Body, BodyEncoding, Header};
+//!
+//! The labels travel as the schema's wire type ([`apitap_schema::LabelSummary`], schema 1.2);
+//! [`labels_to_wire`] and [`labels_from_wire`] convert between it and [`EventLabels`].
+use apitap_schema::{
+    ApiEvent, Body, BodyEncoding, BodyShape, Header, KeptPositions, LabelFinding, LabelLocation,
+    LabelSummary, PayloadMode, ScanCounters,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventLabels, Scanner};
+use crate::body::BodyKind;
+use crate::event::{AuthScheme, EventLabels, MessageShape, ScanStats, Scanner};
 use crate::hints::KeyHints;
+use crate::label::{Direction, Finding, Label, Location, MaskShape, Notes, Part, ValueHash};
 use crate::mask;
 use crate::scan::{Region, Span};
-
-/// What leaves the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum PayloadMode {
-    /// Everything captured.
-    #[default]
-    Full,
-    /// Truncated, masked bodies.
-    Sample,
-    /// No bodies: field names, labels, counts, masked samples.
-    Labels,
-}
 
 /// Options of [`minimise`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,19 +40,220 @@ impl Default for MinimiseOptions {
     }
 }
 
-/// A minimised event: the schema 1.0 event plus the proposed optional `payload` and `labels`
-/// fields (schema 1.1). Serialises as one flat JSON object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A minimised event. `event` is what leaves the host: a schema 1.2 event whose `payload` and
+/// `labels` fields are set; `payload` and `labels` repeat them for the caller, the labels in
+/// the labeller's own types. Serialises as `event` (one flat JSON object).
+#[derive(Debug, Clone, PartialEq)]
 pub struct MinimisedEvent {
-    /// The event, minimised per `payload`.
-    #[serde(flatten)]
+    /// The event, minimised per `payload`, with `payload` and `labels` (wire form) set.
     pub event: ApiEvent,
-    /// The payload mode applied (`full` when absent: a plain 1.x event reads as one).
-    #[serde(default)]
+    /// The payload mode applied.
     pub payload: PayloadMode,
-    /// Labels of the original event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Labels of the original event, when attached.
     pub labels: Option<EventLabels>,
+}
+
+impl Serialize for MinimisedEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.event.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for MinimisedEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let event = ApiEvent::deserialize(d)?;
+        Ok(MinimisedEvent {
+            payload: event.payload,
+            labels: event.labels.as_deref().map(labels_from_wire),
+            event,
+        })
+    }
+}
+
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Request => "request",
+        Direction::Response => "response",
+    }
+}
+
+fn part_name(p: Part) -> &'static str {
+    match p {
+        Part::PathSegment => "path_segment",
+        Part::QueryParam => "query_param",
+        Part::Header => "header",
+        Part::Cookie => "cookie",
+        Part::JsonPath => "json_path",
+        Part::FormField => "form_field",
+        Part::XmlElement => "xml_element",
+        Part::MultipartPart => "multipart_part",
+        Part::CsvColumn => "csv_column",
+        Part::Text => "text",
+    }
+}
+
+fn auth_name(a: AuthScheme) -> &'static str {
+    match a {
+        AuthScheme::Basic => "basic",
+        AuthScheme::Bearer => "bearer",
+        AuthScheme::OtherAuthorization => "other_authorization",
+        AuthScheme::ApiKeyHeader => "api_key_header",
+        AuthScheme::QueryToken => "query_token",
+        AuthScheme::SessionCookie => "session_cookie",
+    }
+}
+
+fn kind_name(k: BodyKind) -> &'static str {
+    match k {
+        BodyKind::Empty => "empty",
+        BodyKind::Json => "json",
+        BodyKind::Form => "form",
+        BodyKind::Xml => "xml",
+        BodyKind::Multipart => "multipart",
+        BodyKind::Csv => "csv",
+        BodyKind::Text => "text",
+        BodyKind::Binary => "binary",
+        BodyKind::Undecodable => "undecodable",
+    }
+}
+
+/// Note names through their serde form (a bitset serialised as a list of names).
+fn note_names(n: Notes) -> Vec<String> {
+    if n.0 == 0 {
+        return Vec::new();
+    }
+    match serde_json::to_value(n) {
+        Ok(serde_json::Value::Array(v)) => v
+            .into_iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A snake_case name read back through the type's serde form; `None` for names this build
+/// does not know (written by a newer sensor).
+fn from_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+}
+
+fn shape_to_wire(m: &MessageShape) -> BodyShape {
+    BodyShape {
+        kind: kind_name(m.kind).to_owned(),
+        fields: m.fields.clone(),
+        fields_dropped: m.fields_dropped,
+        array_records: m.array_records,
+        sensitive_records: m.sensitive_records,
+        sensitive_fields: m.sensitive_fields,
+    }
+}
+
+fn shape_from_wire(b: &BodyShape) -> MessageShape {
+    MessageShape {
+        kind: from_name(&b.kind).unwrap_or_default(),
+        fields: b.fields.clone(),
+        fields_dropped: b.fields_dropped,
+        array_records: b.array_records,
+        sensitive_records: b.sensitive_records,
+        sensitive_fields: b.sensitive_fields,
+    }
+}
+
+/// The wire form (schema 1.2 `labels`) of a scan. Same JSON as `EventLabels` serialises to.
+pub fn labels_to_wire(l: &EventLabels) -> LabelSummary {
+    LabelSummary {
+        findings: l
+            .findings
+            .iter()
+            .map(|f| LabelFinding {
+                label: f.label.name().to_owned(),
+                confidence: f.confidence,
+                location: LabelLocation {
+                    direction: direction_name(f.location.direction).to_owned(),
+                    part: part_name(f.location.part).to_owned(),
+                    path: f.location.path.clone(),
+                },
+                count: f.count,
+                masked_sample: f.masked_sample.clone(),
+                mask: f.mask.map(|m| KeptPositions {
+                    len: m.len,
+                    kept: m.kept_ranges(),
+                }),
+                notes: note_names(f.notes),
+                hashes: f.hashes.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
+        query_params: l.query_params.clone(),
+        request: shape_to_wire(&l.request),
+        response: l.response.as_ref().map(shape_to_wire),
+        auth: l.auth.iter().map(|a| auth_name(*a).to_owned()).collect(),
+        stats: ScanCounters {
+            scanned_bytes: l.stats.scanned_bytes,
+            unscanned_bytes: l.stats.unscanned_bytes,
+            values: l.stats.values,
+            dropped_findings: l.stats.dropped_findings,
+        },
+    }
+}
+
+/// The labels a sensor shipped, in the labeller's types. Findings whose label, direction or
+/// part this build does not know (a newer sensor) are left out, as are unknown notes, auth
+/// schemes and malformed hashes.
+pub fn labels_from_wire(w: &LabelSummary) -> EventLabels {
+    let findings = w
+        .findings
+        .iter()
+        .filter_map(|f| {
+            let label = Label::from_name(&f.label)?;
+            let location = Location {
+                direction: from_name::<Direction>(&f.location.direction)?,
+                part: from_name::<Part>(&f.location.part)?,
+                path: f.location.path.clone(),
+            };
+            let mask = f.mask.as_ref().map(|m| {
+                let len = m.len.min(64);
+                let mut kept = 0u64;
+                for [a, b] in &m.kept {
+                    for i in (*a).min(len)..(*b).min(len) {
+                        kept |= 1u64 << i;
+                    }
+                }
+                MaskShape { len, kept }
+            });
+            let notes = f
+                .notes
+                .iter()
+                .filter_map(|n| serde_json::from_value::<Notes>(serde_json::json!([n])).ok())
+                .fold(Notes::NONE, Notes::with);
+            Some(Finding {
+                label,
+                confidence: f.confidence,
+                location,
+                count: f.count,
+                masked_sample: f.masked_sample.clone(),
+                mask,
+                notes,
+                hashes: f
+                    .hashes
+                    .iter()
+                    .filter_map(|h| from_name::<ValueHash>(h))
+                    .collect(),
+            })
+        })
+        .collect();
+    EventLabels {
+        findings,
+        query_params: w.query_params.clone(),
+        request: shape_from_wire(&w.request),
+        response: w.response.as_ref().map(shape_from_wire),
+        auth: w.auth.iter().filter_map(|a| from_name(a)).collect(),
+        stats: ScanStats {
+            scanned_bytes: w.stats.scanned_bytes,
+            unscanned_bytes: w.stats.unscanned_bytes,
+            values: w.stats.values,
+            dropped_findings: w.stats.dropped_findings,
+        },
+    }
 }
 
 /// Headers whose whole value is a credential: masked in `sample` and `labels` mode whatever
@@ -225,12 +421,20 @@ pub fn minimise(
 ) -> MinimisedEvent {
     if mode == PayloadMode::Full {
         let labels = opts.attach_labels.then(|| scanner.label_event(event));
+        let mut ev = event.clone();
+        ev.payload = PayloadMode::Full;
+        ev.labels = labels.as_ref().map(|l| Box::new(labels_to_wire(l)));
         return MinimisedEvent {
-            event: event.clone(),
+            event: ev,
             payload: mode,
             labels,
         };
     }
+    // A mode this build does not know is treated as the most restrictive.
+    let mode = match mode {
+        PayloadMode::Unknown => PayloadMode::Labels,
+        m => m,
+    };
     let (labels, spans) = scanner.run(event, true);
     let mut ev = event.clone();
     ev.request.path = masked_string(&event.request.path, &spans, Region::ReqPath);
@@ -264,9 +468,173 @@ pub fn minimise(
         };
     }
     let attach = mode == PayloadMode::Labels || opts.attach_labels;
+    ev.payload = mode;
+    ev.labels = attach.then(|| Box::new(labels_to_wire(&labels)));
     MinimisedEvent {
         event: ev,
         payload: mode,
         labels: attach.then_some(labels),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use apitap_schema::{
+        Endpoint, Request, Response, SCHEMA_VERSION, SensorInfo, decode_event, encode_event,
+    };
+
+    use super::*;
+    use crate::{HashKey, LabelConfig, Labeller};
+
+    const ID: &str = "11010519491231002X";
+    const MOBILE: &str = "13812345678";
+    const CARD: &str = "6222021234567890128";
+
+    fn scanner() -> Scanner {
+        let lab = Labeller::new(HashKey::from_secret(b"unit"), LabelConfig::default())
+            .expect("static automaton");
+        Scanner::new(Arc::new(lab))
+    }
+
+    fn h(name: &str, value: &str) -> Header {
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    fn event() -> ApiEvent {
+        let req = format!(r#"{{"password":"hunter2hunter2","mobile":"{MOBILE}"}}"#);
+        let resp = format!(
+            r#"{{"data":[{{"idCard":"{ID}","card":"{CARD}","masked":"138****5678"}},{{"idCard":"{ID}"}}]}}"#
+        );
+        ApiEvent {
+            schema_version: SCHEMA_VERSION.into(),
+            event_id: "0123456789abcdef0123456789abcdef".into(),
+            sensor: SensorInfo {
+                id: "s".into(),
+                host: "h".into(),
+            },
+            connection_id: "0123456789abcdef".into(),
+            transaction_index: 0,
+            request_start_unix_us: 1,
+            response_end_unix_us: Some(2),
+            latency_us: Some(1),
+            client: Endpoint {
+                ip: "203.0.113.9".parse().expect("ip"),
+                port: 40000,
+            },
+            server: Endpoint {
+                ip: "10.0.0.1".parse().expect("ip"),
+                port: 80,
+            },
+            tls: false,
+            http_version: "1.1".into(),
+            request: Request {
+                method: "POST".into(),
+                host: Some("api".into()),
+                path: format!("/api/users/{MOBILE}"),
+                query: Some(format!("sfzh={ID}&page=1")),
+                headers: vec![
+                    h("Content-Type", "application/json"),
+                    h(
+                        "Authorization",
+                        "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl",
+                    ),
+                ],
+                body: Body::from_bytes(req.as_bytes(), req.len() as u64),
+            },
+            response: Some(Response {
+                status: 200,
+                reason: "OK".into(),
+                headers: vec![h("Content-Type", "application/json")],
+                body: Body::from_bytes(resp.as_bytes(), resp.len() as u64),
+            }),
+            anomalies: vec![],
+            payload: PayloadMode::Full,
+            labels: None,
+        }
+    }
+
+    #[test]
+    fn wire_labels_are_the_labellers_json_and_convert_back() {
+        let mut sc = scanner();
+        let l = sc.label_event(&event());
+        assert!(l.findings.iter().any(|f| f.mask.is_some()), "{l:?}");
+        assert!(l.findings.iter().any(|f| !f.hashes.is_empty()));
+        let wire = labels_to_wire(&l);
+        assert_eq!(
+            serde_json::to_value(&wire).expect("json"),
+            serde_json::to_value(&l).expect("json")
+        );
+        assert_eq!(labels_from_wire(&wire), l);
+    }
+
+    #[test]
+    fn labels_mode_event_carries_labels_and_no_raw_value() {
+        let mut sc = scanner();
+        let m = minimise(
+            &mut sc,
+            &event(),
+            PayloadMode::Labels,
+            &MinimiseOptions::default(),
+        );
+        let text = String::from_utf8(encode_event(&m.event)).expect("utf8");
+        assert_eq!(
+            text,
+            serde_json::to_string(&m).expect("json"),
+            "MinimisedEvent serialises as its event"
+        );
+        for raw in [ID, MOBILE, CARD, "hunter2hunter2", "c2lnbmF0dXJl"] {
+            assert!(!text.contains(raw), "{raw} leaked");
+        }
+        assert!(text.contains(r#""payload":"labels""#));
+        assert!(text.contains(r#""label":"prc_id""#));
+        assert!(text.contains(r#""path":"$.data[*].idCard""#));
+        let back = decode_event(text.as_bytes()).expect("decodes");
+        assert_eq!(back.payload, PayloadMode::Labels);
+        let shipped = labels_from_wire(back.labels.as_deref().expect("labels shipped"));
+        assert_eq!(Some(&shipped), m.labels.as_ref());
+        let id = shipped
+            .findings
+            .iter()
+            .find(|f| f.label == Label::PrcId && f.location.direction == Direction::Response)
+            .expect("prc_id in the response");
+        assert_eq!(id.count, 2);
+        assert!(!id.masked_sample.is_empty() && id.masked_sample.contains('*'));
+        let back: MinimisedEvent = serde_json::from_str(&text).expect("reads back");
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn unknown_mode_is_treated_as_labels_and_full_attaches_on_request() {
+        let mut sc = scanner();
+        let ev = event();
+        let m = minimise(
+            &mut sc,
+            &ev,
+            PayloadMode::Unknown,
+            &MinimiseOptions::default(),
+        );
+        assert_eq!(m.payload, PayloadMode::Labels);
+        assert!(m.event.request.body.data.is_empty());
+        let full = minimise(&mut sc, &ev, PayloadMode::Full, &MinimiseOptions::default());
+        assert_eq!(full.event.request, ev.request);
+        assert_eq!(full.event.payload, PayloadMode::Full);
+        assert!(full.event.labels.is_some());
+    }
+
+    #[test]
+    fn unknown_wire_names_are_skipped() {
+        let mut sc = scanner();
+        let mut wire = labels_to_wire(&sc.label_event(&event()));
+        let n = wire.findings.len();
+        wire.findings[0].label = "from_the_future".into();
+        wire.findings[1].location.part = "new_part".into();
+        wire.auth.push("quantum".into());
+        let back = labels_from_wire(&wire);
+        assert_eq!(back.findings.len(), n - 2);
     }
 }

@@ -8,7 +8,10 @@ use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
-use crate::{ApiEvent, Body, Endpoint, Header, Request, Response};
+use crate::{
+    ApiEvent, Body, BodyShape, Endpoint, Header, LabelFinding, LabelSummary, Request, Response,
+    ScanCounters,
+};
 
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
@@ -285,5 +288,143 @@ pub(crate) fn event(out: &mut Vec<u8>, e: &ApiEvent) {
         }
         out.push(b']');
     }
+    if !e.payload.is_full() {
+        key(out, "payload", false);
+        string(out, e.payload.as_str());
+    }
+    if let Some(l) = &e.labels {
+        key(out, "labels", false);
+        labels(out, l);
+    }
+    out.push(b'}');
+}
+
+fn strings(out: &mut Vec<u8>, v: &[String]) {
+    out.push(b'[');
+    for (i, s) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, s);
+    }
+    out.push(b']');
+}
+
+fn finding(out: &mut Vec<u8>, f: &LabelFinding) {
+    out.push(b'{');
+    key(out, "label", true);
+    string(out, &f.label);
+    key(out, "confidence", false);
+    uint(out, u64::from(f.confidence));
+    key(out, "location", false);
+    out.push(b'{');
+    key(out, "direction", true);
+    string(out, &f.location.direction);
+    key(out, "part", false);
+    string(out, &f.location.part);
+    key(out, "path", false);
+    string(out, &f.location.path);
+    out.push(b'}');
+    key(out, "count", false);
+    uint(out, u64::from(f.count));
+    key(out, "masked_sample", false);
+    string(out, &f.masked_sample);
+    if let Some(m) = &f.mask {
+        key(out, "mask", false);
+        out.push(b'{');
+        key(out, "len", true);
+        uint(out, u64::from(m.len));
+        key(out, "kept", false);
+        out.push(b'[');
+        for (i, [a, b]) in m.kept.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            uint(out, u64::from(*a));
+            out.push(b',');
+            uint(out, u64::from(*b));
+            out.push(b']');
+        }
+        out.push(b']');
+        out.push(b'}');
+    }
+    if !f.notes.is_empty() {
+        key(out, "notes", false);
+        strings(out, &f.notes);
+    }
+    if !f.hashes.is_empty() {
+        key(out, "hashes", false);
+        strings(out, &f.hashes);
+    }
+    out.push(b'}');
+}
+
+fn shape(out: &mut Vec<u8>, s: &BodyShape) {
+    out.push(b'{');
+    key(out, "kind", true);
+    string(out, &s.kind);
+    if !s.fields.is_empty() {
+        key(out, "fields", false);
+        strings(out, &s.fields);
+    }
+    for (k, v) in [
+        ("fields_dropped", s.fields_dropped),
+        ("array_records", s.array_records),
+        ("sensitive_records", s.sensitive_records),
+        ("sensitive_fields", s.sensitive_fields),
+    ] {
+        if v != 0 {
+            key(out, k, false);
+            uint(out, u64::from(v));
+        }
+    }
+    out.push(b'}');
+}
+
+fn counters(out: &mut Vec<u8>, c: &ScanCounters) {
+    out.push(b'{');
+    key(out, "scanned_bytes", true);
+    uint(out, c.scanned_bytes);
+    if c.unscanned_bytes != 0 {
+        key(out, "unscanned_bytes", false);
+        uint(out, c.unscanned_bytes);
+    }
+    key(out, "values", false);
+    uint(out, c.values);
+    if c.dropped_findings != 0 {
+        key(out, "dropped_findings", false);
+        uint(out, u64::from(c.dropped_findings));
+    }
+    out.push(b'}');
+}
+
+fn labels(out: &mut Vec<u8>, l: &LabelSummary) {
+    out.push(b'{');
+    key(out, "findings", true);
+    out.push(b'[');
+    for (i, f) in l.findings.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        finding(out, f);
+    }
+    out.push(b']');
+    if !l.query_params.is_empty() {
+        key(out, "query_params", false);
+        strings(out, &l.query_params);
+    }
+    key(out, "request", false);
+    shape(out, &l.request);
+    if let Some(r) = &l.response {
+        key(out, "response", false);
+        shape(out, r);
+    }
+    if !l.auth.is_empty() {
+        key(out, "auth", false);
+        strings(out, &l.auth);
+    }
+    key(out, "stats", false);
+    counters(out, &l.stats);
     out.push(b'}');
 }

@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 
 /// Version written into every event by this build. History: 1.0 initial; 1.1 adds
 /// `Body::content_encoding`, `Body::decoded_length_bytes` and the `body_decode_failed`,
-/// `decompression_bomb` and `overlap_conflict` anomalies.
-pub const SCHEMA_VERSION: &str = "1.1";
+/// `decompression_bomb` and `overlap_conflict` anomalies; 1.2 adds [`ApiEvent::payload`] and
+/// [`ApiEvent::labels`] (data minimisation at the sensor, R-CAP-8).
+pub const SCHEMA_VERSION: &str = "1.2";
 /// Major version this build reads.
 pub const SCHEMA_MAJOR: u32 = 1;
 
@@ -65,6 +66,180 @@ pub struct ApiEvent {
     /// Protocol anomalies seen while decoding this transaction, in the order seen.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<Anomaly>,
+    /// (1.2) What the sensor did to the payload (R-CAP-8); absent means `full`, which is also
+    /// how a 1.0 or 1.1 event reads.
+    #[serde(default, skip_serializing_if = "PayloadMode::is_full")]
+    pub payload: PayloadMode,
+    /// (1.2) The sensor's sensitive-data scan of the transaction as captured: field names and
+    /// locations, label kinds, counts and masked samples, never raw values. Always present in
+    /// `labels` mode; in `full` and `sample` mode when the sensor is configured to attach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Box<LabelSummary>>,
+}
+
+/// (1.2) What the sensor did to an event's payload before it left the host (R-CAP-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadMode {
+    /// Bodies, URL and headers as captured.
+    #[default]
+    Full,
+    /// Detected sensitive values masked in place in the URL, headers and bodies; credential
+    /// headers masked; bodies cut to the sensor's `payload.sample_bytes` (`truncated` is then
+    /// true).
+    Sample,
+    /// URL and headers as in `sample`; bodies removed (`data` empty, `captured_bytes` 0,
+    /// `length_bytes` kept); the content is described by [`ApiEvent::labels`] only.
+    Labels,
+    /// A mode from a newer minor schema version. Readers should treat the payload as
+    /// minimised (not as captured).
+    #[serde(other)]
+    Unknown,
+}
+
+impl PayloadMode {
+    /// True for [`PayloadMode::Full`] (the value a missing `payload` key reads as).
+    pub fn is_full(&self) -> bool {
+        *self == PayloadMode::Full
+    }
+
+    /// The serialised name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PayloadMode::Full => "full",
+            PayloadMode::Sample => "sample",
+            PayloadMode::Labels => "labels",
+            PayloadMode::Unknown => "unknown",
+        }
+    }
+}
+
+/// (1.2) The sensor's sensitive-data scan of one transaction (the `labels` field). Contains no
+/// raw value: field names and locations, label kinds, counts, masked samples and keyed hashes.
+/// The vocabularies (label names, parts, body kinds, auth schemes, notes) are those of
+/// `docs/sensitive-data.md`; readers skip values they do not know.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelSummary {
+    /// One entry per (label, location, mask shape), in order of first occurrence.
+    #[serde(default)]
+    pub findings: Vec<LabelFinding>,
+    /// Query parameter names, in order of first appearance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_params: Vec<String>,
+    /// Shape of the request body.
+    #[serde(default)]
+    pub request: BodyShape,
+    /// Shape of the response body, when there was a response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<BodyShape>,
+    /// How the request authenticated itself: `basic`, `bearer`, `other_authorization`,
+    /// `api_key_header`, `query_token`, `session_cookie`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth: Vec<String>,
+    /// Scan counters.
+    #[serde(default)]
+    pub stats: ScanCounters,
+}
+
+/// (1.2) One kind of sensitive value at one location, with how often it occurred.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelFinding {
+    /// Label name, e.g. `prc_id`, `mobile`, `bank_card`.
+    pub label: String,
+    /// Confidence 0–100, the highest over the occurrences.
+    #[serde(default)]
+    pub confidence: u8,
+    /// Where the values were found.
+    pub location: LabelLocation,
+    /// Occurrences at this location (for `[*]` paths: records).
+    #[serde(default)]
+    pub count: u32,
+    /// A masked rendering of the first occurrence, e.g. `138****5678`.
+    #[serde(default)]
+    pub masked_sample: String,
+    /// Present when the application had already masked the value: its visible positions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<KeptPositions>,
+    /// Qualifiers, e.g. `jwt_alg_none`, `weak_password`, `by_key`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Keyed hashes (32 hex digits) of the distinct occurrences, for correlation without the
+    /// value; never for passwords, CVV or SMS codes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashes: Vec<String>,
+}
+
+/// (1.2) Where a finding was made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelLocation {
+    /// `request` or `response`.
+    pub direction: String,
+    /// `path_segment`, `query_param`, `header`, `cookie`, `json_path`, `form_field`,
+    /// `xml_element`, `multipart_part`, `csv_column` or `text`.
+    pub part: String,
+    /// Field path within the part (`$.data[*].mobile`, a parameter or header name, `[2]` for
+    /// a path segment, empty for text): names and indices only, never values.
+    #[serde(default)]
+    pub path: String,
+}
+
+/// (1.2) Visible positions of a value the application masked itself (`138****5678`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptPositions {
+    /// Length of the value in characters.
+    pub len: u8,
+    /// Visible ranges as half-open `[start, end)` pairs.
+    #[serde(default)]
+    pub kept: Vec<[u8; 2]>,
+}
+
+/// (1.2) Shape of one message body: field names, never values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyShape {
+    /// Parsed as: `empty`, `json`, `form`, `xml`, `multipart`, `csv`, `text`, `binary` or
+    /// `undecodable`.
+    #[serde(default)]
+    pub kind: String,
+    /// Field paths seen (arrays folded to `[*]`), capped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// Distinct field paths not listed because of the cap.
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub fields_dropped: u32,
+    /// Largest number of objects in one array (or CSV rows).
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub array_records: u32,
+    /// Largest count of one unmasked C2/C3 label at one location.
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub sensitive_records: u32,
+    /// Distinct (label, location) pairs of unmasked C2/C3 data.
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub sensitive_fields: u32,
+}
+
+/// (1.2) Counters of the sensor's scan (nothing skipped silently, R-CAP-7).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanCounters {
+    /// Bytes handed to the parsers (after decoding).
+    #[serde(default)]
+    pub scanned_bytes: u64,
+    /// Captured bytes not scanned (over the scan cap, binary, undecodable coding).
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub unscanned_bytes: u64,
+    /// Values examined.
+    #[serde(default)]
+    pub values: u64,
+    /// Findings dropped because of the per-event cap.
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub dropped_findings: u32,
+}
+
+fn is_zero32(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The sensor that produced an event.
@@ -479,6 +654,49 @@ mod tests {
                 body: Body::from_bytes(&[0xff, 0x00], 10),
             }),
             anomalies: vec![Anomaly::ContentLengthWithChunked],
+            payload: PayloadMode::Full,
+            labels: None,
+        }
+    }
+
+    fn summary(s: &str, n: usize) -> LabelSummary {
+        let finding = |i: usize| LabelFinding {
+            label: format!("{s}{i}"),
+            confidence: (i * 37 % 256) as u8,
+            location: LabelLocation {
+                direction: "response".into(),
+                part: s.into(),
+                path: format!("$.data[*].{s}"),
+            },
+            count: u32::MAX - i as u32,
+            masked_sample: s.repeat(i % 3),
+            mask: i.is_multiple_of(2).then(|| KeptPositions {
+                len: 11,
+                kept: (0..i % 4).map(|k| [k as u8, 255]).collect(),
+            }),
+            notes: vec![s.to_owned(); i % 3],
+            hashes: vec![format!("{i:032x}"); i % 2],
+        };
+        let shape = |k: u32| BodyShape {
+            kind: s.into(),
+            fields: vec![s.to_owned(); (k % 3) as usize],
+            fields_dropped: k % 2,
+            array_records: k % 3,
+            sensitive_records: k % 5,
+            sensitive_fields: k,
+        };
+        LabelSummary {
+            findings: (0..n).map(finding).collect(),
+            query_params: vec![s.to_owned(); n % 2],
+            request: shape(n as u32),
+            response: (!n.is_multiple_of(3)).then(|| shape(n as u32 + 1)),
+            auth: vec![s.to_owned(); n % 3],
+            stats: ScanCounters {
+                scanned_bytes: u64::MAX,
+                unscanned_bytes: (n % 2) as u64,
+                values: n as u64,
+                dropped_findings: (n % 4) as u32,
+            },
         }
     }
 
@@ -532,6 +750,13 @@ mod tests {
             if i % 9 == 0 {
                 e.response = None;
             }
+            e.payload = [
+                PayloadMode::Full,
+                PayloadMode::Sample,
+                PayloadMode::Labels,
+                PayloadMode::Unknown,
+            ][i % 4];
+            e.labels = (i % 3 != 1).then(|| Box::new(summary(s, i % 6)));
             let mut fast = Vec::new();
             encode_event_into(&e, &mut fast);
             assert_eq!(
@@ -558,9 +783,51 @@ mod tests {
 
     #[test]
     fn round_trips_through_json() {
-        let e = sample();
+        let mut e = sample();
         let back = decode_event(&encode_event(&e)).unwrap();
         assert_eq!(back, e);
+        e.payload = PayloadMode::Labels;
+        e.labels = Some(Box::new(summary("mobile", 4)));
+        let back = decode_event(&encode_event(&e)).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn payload_is_omitted_when_full_and_older_events_read_as_full() {
+        let e = sample();
+        let text = String::from_utf8(encode_event(&e)).unwrap();
+        assert!(!text.contains("\"payload\""), "{text}");
+        assert!(!text.contains("\"labels\""), "{text}");
+        let mut v = serde_json::to_value(&e).unwrap();
+        v["schema_version"] = "1.1".into();
+        let old = decode_event(v.to_string().as_bytes()).unwrap();
+        assert_eq!(old.payload, PayloadMode::Full);
+        assert!(old.labels.is_none());
+    }
+
+    #[test]
+    fn payload_modes_have_their_names_and_newer_modes_read_as_unknown() {
+        for m in [
+            PayloadMode::Full,
+            PayloadMode::Sample,
+            PayloadMode::Labels,
+            PayloadMode::Unknown,
+        ] {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["schema_version"] = "1.9".into();
+        v["payload"] = "hashed_only".into();
+        v["labels"] = serde_json::json!({
+            "findings": [{"label": "future_label", "location": {"direction": "request",
+                "part": "new_part"}, "future": 1}],
+            "future_shape": {}
+        });
+        let e = decode_event(v.to_string().as_bytes()).unwrap();
+        assert_eq!(e.payload, PayloadMode::Unknown);
+        let l = e.labels.unwrap();
+        assert_eq!(l.findings[0].label, "future_label");
+        assert_eq!(l.findings[0].count, 0);
     }
 
     #[test]

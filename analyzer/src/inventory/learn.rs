@@ -1486,6 +1486,8 @@ mod tests {
                 body: Body::from_bytes(resp.1.as_bytes(), resp.1.len() as u64),
             }),
             anomalies: vec![],
+            payload: Default::default(),
+            labels: None,
         }
     }
 

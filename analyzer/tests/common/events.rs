@@ -55,6 +55,8 @@ impl Ev {
                     body: Body::from_bytes(b"{}", 2),
                 }),
                 anomalies: vec![],
+                payload: Default::default(),
+                labels: None,
             },
         }
     }

@@ -60,5 +60,7 @@ pub fn event(
             body: Body::from_bytes(b, b.len() as u64),
         }),
         anomalies: vec![],
+        payload: Default::default(),
+        labels: None,
     }
 }
