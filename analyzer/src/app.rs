@@ -4,17 +4,22 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use apitap_bus::{
+    AckToken, AlertPublisher, BusError, BusMetrics, EventSource, KafkaAlertPublisher,
+    KafkaEventConsumer,
+};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{Config, LabelsConfig};
+use crate::config::{Config, EventInput, InputConfig, LabelsConfig};
 use crate::error::{self, Error};
 use crate::ingest::{Ingestor, RunStats};
 use crate::inventory::{Inventory, InventoryConfig, Store, api, ocsf, store};
 use crate::labelling::{Labelling, weak_finding_ocsf};
-use crate::output::{AlertSink, SummaryFormat, SummaryWriter, Target};
+use crate::output::{AlertSink, Alerts, SummaryFormat, SummaryWriter, Target};
 use crate::reader::{DEFAULT_MAX_LINE_BYTES, Line, LineReader};
 use crate::summary::{DEFAULT_MAX_ENDPOINTS, EndpointReport, Summary};
 
@@ -129,27 +134,36 @@ pub fn open_inventory(
     Ok((inventory, store))
 }
 
+/// Which inventory flush: periodic ones let new endpoints settle first and survive store
+/// errors (retried next time); a forced one stores everything but still survives errors;
+/// the final one stores everything and fails on error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlushKind {
+    Periodic,
+    Forced,
+    Final,
+}
+
 /// Flushes the inventory to the store and writes each change as an OCSF finding to `alerts`.
-/// A store failure is logged and the deltas are kept for the next flush unless `fatal`.
+/// Returns the event time before which every observed event is now durable in the store
+/// (`u64::MAX`: all of them), or `None` when a tolerated store failure kept the deltas for
+/// the next flush.
 fn flush_inventory(
     inventory: &mut Inventory,
     store: &mut dyn Store,
-    alerts: Option<&mut AlertSink>,
-    fatal: bool,
-) -> Result<(), Error> {
-    // The final flush stores everything; periodic ones let new endpoints settle first.
-    let result = if fatal {
-        inventory.flush(store)
+    alerts: &mut Alerts,
+    kind: FlushKind,
+) -> Result<Option<u64>, Error> {
+    let (result, durable_before) = if kind == FlushKind::Periodic {
+        let before = inventory.settled_before_us();
+        (inventory.flush_settled(store), before)
     } else {
-        inventory.flush_settled(store)
+        (inventory.flush(store), u64::MAX)
     };
     match result {
         Ok(changes) => {
-            if let Some(alerts) = alerts {
-                for c in &changes {
-                    alerts.write_json(&ocsf::finding(c))?;
-                }
-                alerts.flush()?;
+            for c in &changes {
+                alerts.write(&ocsf::finding(c))?;
             }
             let c = inventory.counters;
             let t = inventory.tree_counters();
@@ -166,11 +180,11 @@ fn flush_inventory(
                 apitap_inventory_changes_total = c.changes,
                 "inventory flushed"
             );
-            Ok(())
+            Ok(Some(durable_before))
         }
-        Err(source) if !fatal => {
+        Err(source) if kind != FlushKind::Final => {
             tracing::warn!(error = %error::chain(&source), "inventory flush failed; will retry");
-            Ok(())
+            Ok(None)
         }
         Err(source) => Err(Error::Store {
             backend: store.backend(),
@@ -181,22 +195,16 @@ fn flush_inventory(
 
 /// Writes the weak findings raised since the last call to `alerts` as OCSF findings (without
 /// an alerts output they are only counted).
-fn write_weak_findings(
-    ingestor: &mut Ingestor,
-    alerts: Option<&mut AlertSink>,
-) -> Result<(), Error> {
+fn write_weak_findings(ingestor: &mut Ingestor, alerts: &mut Alerts) -> Result<(), Error> {
     let Some(labelling) = ingestor.labelling.as_mut() else {
         return Ok(());
     };
     let findings = labelling.take_findings();
-    if findings.is_empty() {
+    if findings.is_empty() || !alerts.is_enabled() {
         return Ok(());
     }
-    if let Some(alerts) = alerts {
-        for (f, time_us) in &findings {
-            alerts.write_json(&weak_finding_ocsf(f, *time_us))?;
-        }
-        alerts.flush()?;
+    for (f, time_us) in &findings {
+        alerts.write(&weak_finding_ocsf(f, *time_us))?;
     }
     Ok(())
 }
@@ -215,7 +223,8 @@ fn log_labelling(ingestor: &Ingestor) {
 /// and logs the run statistics. Bad lines are counted, not fatal; only I/O errors are. With a
 /// store, the inventory is updated and its changes written to the alerts output.
 pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
-    let mut alerts = options.alerts.clone().map(AlertSink::open).transpose()?;
+    let file = options.alerts.clone().map(AlertSink::open).transpose()?;
+    let mut alerts = Alerts::new(file, None);
     let mut summary_out = SummaryWriter::new(options.summary.clone(), options.format)?;
     let input = open_input(&options.input)?;
     let store_url = options.store.clone().or(options.inventory.store.clone());
@@ -233,7 +242,7 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     let read = ingest_all(input, options.max_line_bytes, |number, line| {
         ingestor.ingest_line(number, line);
         if alert_error.is_none()
-            && let Err(e) = write_weak_findings(&mut ingestor, alerts.as_mut())
+            && let Err(e) = write_weak_findings(&mut ingestor, &mut alerts)
         {
             alert_error = Some(e);
         }
@@ -245,11 +254,9 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     // Whatever was read is summarised, even if reading failed part-way.
     summary_out.write(&ingestor.summary.reports())?;
     if let (Some(inventory), Some(store)) = (ingestor.inventory.as_mut(), store.as_mut()) {
-        flush_inventory(inventory, store.as_mut(), alerts.as_mut(), true)?;
+        flush_inventory(inventory, store.as_mut(), &mut alerts, FlushKind::Final)?;
     }
-    if let Some(alerts) = alerts.as_mut() {
-        alerts.flush()?;
-    }
+    alerts.flush()?;
     log_labelling(&ingestor);
     ingestor.stats.log("input finished");
     read.map_err(|source| Error::ReadInput {
@@ -272,71 +279,179 @@ fn snapshot(state: &Mutex<Ingestor>) -> (Vec<EndpointReport>, RunStats) {
 
 /// Why the service stopped.
 enum Stop {
-    EndOfInput(io::Result<()>),
+    /// The input ended (end of file, or the embedded sensor stopped).
+    EndOfInput(Result<(), Error>),
+    /// SIGINT or SIGTERM.
     Signal(&'static str),
 }
 
-/// `apitap-analyzer run`: the long-running service. Reads the configured input until its end
-/// or SIGINT/SIGTERM, writing the summary every `summary_interval_secs` (if not 0) and at the
-/// end.
+/// `apitap-analyzer run`: the long-running service. Reads the configured event source
+/// (`[input]` to its end, or `[kafka]` until SIGINT/SIGTERM), writing the summary every
+/// `summary_interval_secs` (if not 0) and at the end.
 pub fn run(config: &Config) -> Result<RunStats, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let input = config.event_input()?;
+    runtime()?.block_on(async {
+        match input {
+            EventInput::Lines(lines) => run_lines(config, lines).await,
+            EventInput::Kafka(kafka) => {
+                let metrics = Arc::new(BusMetrics::default());
+                let source = KafkaEventConsumer::kafka(kafka, metrics.clone())?;
+                let publisher = KafkaAlertPublisher::new(kafka, metrics.clone())?;
+                let bus = BusSource {
+                    source: Box::new(source),
+                    alerts: Some(Box::new(publisher)),
+                    metrics,
+                    stop_on_signal: true,
+                    max_pending_events: kafka.consumer.max_unacked_events / 2,
+                };
+                run_bus(config, bus).await
+            }
+        }
+    })
+}
+
+/// An [`EventSource`] and how to run over it.
+pub struct BusSource {
+    /// Where events come from.
+    pub source: Box<dyn EventSource>,
+    /// Where alerts go besides `output.alerts_path` (the Kafka alert topic).
+    pub alerts: Option<Box<dyn AlertPublisher>>,
+    /// The counters the source (and publisher) update; logged with the run statistics.
+    pub metrics: Arc<BusMetrics>,
+    /// Stop on SIGINT/SIGTERM (Kafka). The embedded mode runs until the source closes
+    /// instead: the sensor stops on the signal and closes the channel, so nothing in flight
+    /// is lost.
+    pub stop_on_signal: bool,
+    /// Unacknowledged events at most before a forced flush stores everything (it must stay
+    /// below the consumer's `max_unacked_events`, which pauses fetching).
+    pub max_pending_events: usize,
+}
+
+/// Runs the analyzer service over an event source until it closes (or, if
+/// `bus.stop_on_signal`, until SIGINT/SIGTERM): the embedded single-process mode's analyzer
+/// half (over `apitap_bus::memory::channel`), and `run` with `[kafka]`.
+pub fn run_with_source(config: &Config, bus: BusSource) -> Result<RunStats, Error> {
+    runtime()?.block_on(run_bus(config, bus))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|source| Error::Start {
             what: "the async runtime",
             source,
-        })?;
-    runtime.block_on(run_service(config))
+        })
 }
 
-async fn run_service(config: &Config) -> Result<RunStats, Error> {
-    let mut alerts = config
-        .output
-        .alerts_path
-        .as_deref()
-        .map(|p| AlertSink::open(Target::from(p)))
-        .transpose()?;
-    let mut summary_out = SummaryWriter::new(
-        Target::from(config.output.summary_path.as_path()),
-        config.output.summary_format,
-    )?;
-    let input_target = Target::from(config.input.path.as_path());
-    let input = open_input(&input_target)?;
-    let signal_error = |source| Error::Start {
-        what: "signal handling",
-        source,
-    };
-    let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
+/// What every way of running the service shares: outputs, state, store, inventory API,
+/// signals.
+struct Service {
+    alerts: Alerts,
+    summary_out: SummaryWriter,
+    state: Arc<Mutex<Ingestor>>,
+    store: Option<Box<dyn Store>>,
+    sigint: tokio::signal::unix::Signal,
+    sigterm: tokio::signal::unix::Signal,
+}
+
+impl Service {
+    async fn start(
+        config: &Config,
+        bus_alerts: Option<Box<dyn AlertPublisher>>,
+    ) -> Result<Service, Error> {
+        let file = config
+            .output
+            .alerts_path
+            .as_deref()
+            .map(|p| AlertSink::open(Target::from(p)))
+            .transpose()?;
+        let alerts = Alerts::new(file, bus_alerts);
+        let summary_out = SummaryWriter::new(
+            Target::from(config.output.summary_path.as_path()),
+            config.output.summary_format,
+        )?;
+        let signal_error = |source| Error::Start {
+            what: "signal handling",
+            source,
+        };
+        let sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
+        let sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
+        let mut ingestor = Ingestor::new(Summary::new(config.summary.max_endpoints));
+        ingestor.labelling = Some(Labelling::from_config(&config.labels)?);
+        let mut store = None;
+        if let Some(url) = &config.inventory.store {
+            let (inventory, s) = open_inventory(url, &config.inventory)?;
+            ingestor.inventory = Some(inventory);
+            store = Some(s);
+            if let Some(addr) = config.inventory.api_listen {
+                let api_store = store::open(url).map_err(|source| Error::Store {
+                    backend: store_backend(url),
+                    source,
+                })?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| Error::ApiListen { addr, source })?;
+                let local = listener.local_addr().unwrap_or(addr);
+                tracing::info!(listen = %local, "inventory API listening");
+                tokio::spawn(api::serve(listener, Arc::new(Mutex::new(api_store))));
+            }
+        }
+        Ok(Service {
+            alerts,
+            summary_out,
+            state: Arc::new(Mutex::new(ingestor)),
+            store,
+            sigint,
+            sigterm,
+        })
+    }
+
+    /// Writes the final summary and logs the statistics.
+    fn finish(mut self, stop: Stop, extra: impl Fn()) -> Result<RunStats, Error> {
+        let (rows, stats) = snapshot(&self.state);
+        self.summary_out.write(&rows)?;
+        log_labelling(&lock(&self.state));
+        extra();
+        match stop {
+            Stop::Signal(name) => {
+                stats.log(&format!("stopped by {name}"));
+                Ok(stats)
+            }
+            Stop::EndOfInput(result) => {
+                stats.log("input finished");
+                result?;
+                Ok(stats)
+            }
+        }
+    }
+}
+
+fn summary_ticker(interval_secs: u64) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval(Duration::from_secs(interval_secs.max(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
+fn write_periodic_summary(service: &mut Service) {
+    let (rows, stats) = snapshot(&service.state);
+    if let Err(e) = service.summary_out.write(&rows) {
+        tracing::warn!(error = %error::chain(&e), "cannot write periodic summary");
+    }
+    stats.log("periodic stats");
+}
+
+/// `run` over `[input]`: reads the file or stdin until its end or SIGINT/SIGTERM.
+async fn run_lines(config: &Config, input_cfg: &InputConfig) -> Result<RunStats, Error> {
+    let mut service = Service::start(config, None).await?;
+    let input = open_input(&Target::from(input_cfg.path.as_path()))?;
 
     // Reading stdin or a file blocks, so it runs on its own thread. On a signal the service
     // writes the final summary and returns without waiting for that thread: returning from
     // main ends the process even if the thread is blocked in a read.
-    let mut ingestor = Ingestor::new(Summary::new(config.summary.max_endpoints));
-    ingestor.labelling = Some(Labelling::from_config(&config.labels)?);
-    let mut store = None;
-    if let Some(url) = &config.inventory.store {
-        let (inventory, s) = open_inventory(url, &config.inventory)?;
-        ingestor.inventory = Some(inventory);
-        store = Some(s);
-        if let Some(addr) = config.inventory.api_listen {
-            let api_store = store::open(url).map_err(|source| Error::Store {
-                backend: store_backend(url),
-                source,
-            })?;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| Error::ApiListen { addr, source })?;
-            let local = listener.local_addr().unwrap_or(addr);
-            tracing::info!(listen = %local, "inventory API listening");
-            tokio::spawn(api::serve(listener, Arc::new(Mutex::new(api_store))));
-        }
-    }
-    let state = Arc::new(Mutex::new(ingestor));
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
-    let worker_state = Arc::clone(&state);
-    let max_line_bytes = config.input.max_line_bytes;
+    let worker_state = Arc::clone(&service.state);
+    let max_line_bytes = input_cfg.max_line_bytes;
     std::thread::Builder::new()
         .name("apitap-ingest".into())
         .spawn(move || {
@@ -351,73 +466,228 @@ async fn run_service(config: &Config) -> Result<RunStats, Error> {
             source,
         })?;
     tracing::info!(
-        input = %config.input.path.display(),
+        input = %input_cfg.path.display(),
         summary_interval_secs = config.output.summary_interval_secs,
         "analyzer running"
     );
 
     let interval_secs = config.output.summary_interval_secs;
-    let mut ticker = tokio::time::interval(Duration::from_secs(interval_secs.max(1)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = summary_ticker(interval_secs);
     ticker.tick().await; // The first tick completes at once.
-
-    let flush_secs = config.inventory.flush_interval_secs.max(1);
-    let mut flush_ticker = tokio::time::interval(Duration::from_secs(flush_secs));
-    flush_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flush_ticker = summary_ticker(config.inventory.flush_interval_secs);
     flush_ticker.tick().await;
 
     let stop = loop {
         tokio::select! {
-            _ = flush_ticker.tick(), if store.is_some() || alerts.is_some() => {
-                let mut guard = lock(&state);
-                write_weak_findings(&mut guard, alerts.as_mut())?;
-                if let (Some(inventory), Some(store)) = (guard.inventory.as_mut(), store.as_mut()) {
-                    flush_inventory(inventory, store.as_mut(), alerts.as_mut(), false)?;
+            _ = flush_ticker.tick(), if service.store.is_some() || service.alerts.is_enabled() => {
+                let mut guard = lock(&service.state);
+                write_weak_findings(&mut guard, &mut service.alerts)?;
+                if let (Some(inventory), Some(store)) = (guard.inventory.as_mut(), service.store.as_mut()) {
+                    flush_inventory(inventory, store.as_mut(), &mut service.alerts, FlushKind::Periodic)?;
                 }
+                drop(guard);
+                service.alerts.flush()?;
             }
             done = &mut done_rx => match done {
-                Ok(result) => break Stop::EndOfInput(result),
+                Ok(result) => break Stop::EndOfInput(result.map_err(|source| Error::ReadInput {
+                    path: input_cfg.path.clone(),
+                    source,
+                })),
                 Err(_) => return Err(Error::IngestThread),
             },
-            _ = sigint.recv() => break Stop::Signal("SIGINT"),
-            _ = sigterm.recv() => break Stop::Signal("SIGTERM"),
-            _ = ticker.tick(), if interval_secs > 0 => {
-                let (rows, stats) = snapshot(&state);
-                if let Err(e) = summary_out.write(&rows) {
-                    tracing::warn!(error = %error::chain(&e), "cannot write periodic summary");
-                }
-                stats.log("periodic stats");
-            }
+            _ = service.sigint.recv() => break Stop::Signal("SIGINT"),
+            _ = service.sigterm.recv() => break Stop::Signal("SIGTERM"),
+            _ = ticker.tick(), if interval_secs > 0 => write_periodic_summary(&mut service),
         }
     };
 
-    let (rows, stats) = snapshot(&state);
-    summary_out.write(&rows)?;
     {
-        let mut guard = lock(&state);
-        write_weak_findings(&mut guard, alerts.as_mut())?;
-        if let (Some(inventory), Some(store)) = (guard.inventory.as_mut(), store.as_mut()) {
-            flush_inventory(inventory, store.as_mut(), alerts.as_mut(), true)?;
-        }
-        log_labelling(&guard);
-    }
-    if let Some(alerts) = alerts.as_mut() {
-        alerts.flush()?;
-    }
-    match stop {
-        Stop::Signal(name) => {
-            stats.log(&format!("stopped by {name}"));
-            Ok(stats)
-        }
-        Stop::EndOfInput(result) => {
-            stats.log("input finished");
-            result.map_err(|source| Error::ReadInput {
-                path: config.input.path.clone(),
-                source,
-            })?;
-            Ok(stats)
+        let mut guard = lock(&service.state);
+        write_weak_findings(&mut guard, &mut service.alerts)?;
+        if let (Some(inventory), Some(store)) = (guard.inventory.as_mut(), service.store.as_mut()) {
+            flush_inventory(
+                inventory,
+                store.as_mut(),
+                &mut service.alerts,
+                FlushKind::Final,
+            )?;
         }
     }
+    service.alerts.flush()?;
+    service.finish(stop, || {})
+}
+
+/// How long the consumer waits for an event before looking at its flush deadline and the
+/// stop flag.
+const POLL_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The consumer thread's side of [`run_bus`]: events in, effects made durable, then
+/// acknowledged (R-BUS-1, at-least-once: an offset is committed only once the event's
+/// inventory changes are in the store and the alerts it raised are on the alert topic).
+struct Consumer {
+    source: Box<dyn EventSource>,
+    state: Arc<Mutex<Ingestor>>,
+    store: Option<Box<dyn Store>>,
+    alerts: Alerts,
+    /// Acknowledgments waiting for their event's effects to be durable, with the event time.
+    pending: Vec<(u64, AckToken)>,
+    max_pending: usize,
+    flush_every: Duration,
+}
+
+impl Consumer {
+    /// Consumes until the source closes (`Ok(true)`) or `stop` is set (`Ok(false)`), then
+    /// makes everything durable, acknowledges it and commits.
+    fn run(&mut self, stop: &AtomicBool) -> Result<bool, Error> {
+        let mut last_flush = Instant::now();
+        let closed = loop {
+            if stop.load(Ordering::Relaxed) {
+                break false;
+            }
+            match self.source.poll(POLL_TIMEOUT) {
+                Ok(Some(received)) => {
+                    lock(&self.state).ingest_event(&received.event);
+                    self.pending
+                        .push((received.event.request_start_unix_us, received.ack));
+                }
+                Ok(None) => {}
+                Err(BusError::Closed) => break true,
+                Err(e) => return Err(e.into()),
+            }
+            let full = self.pending.len() >= self.max_pending;
+            if full || last_flush.elapsed() >= self.flush_every {
+                self.flush(if full {
+                    FlushKind::Forced
+                } else {
+                    FlushKind::Periodic
+                })?;
+                last_flush = Instant::now();
+            }
+        };
+        self.flush(FlushKind::Final)?;
+        self.source.close()?;
+        Ok(closed)
+    }
+
+    /// Writes findings and inventory changes, waits for the alerts to be delivered, then
+    /// acknowledges every event whose effects are now durable and commits.
+    fn flush(&mut self, kind: FlushKind) -> Result<(), Error> {
+        let durable_before = {
+            let mut guard = lock(&self.state);
+            write_weak_findings(&mut guard, &mut self.alerts)?;
+            match (guard.inventory.as_mut(), self.store.as_mut()) {
+                (Some(inventory), Some(store)) => {
+                    flush_inventory(inventory, store.as_mut(), &mut self.alerts, kind)?
+                }
+                _ => Some(u64::MAX),
+            }
+        };
+        if let Err(e) = self.alerts.flush() {
+            if kind == FlushKind::Final {
+                return Err(e);
+            }
+            // Not delivered yet: the events stay unacknowledged until a later flush.
+            tracing::warn!(error = %error::chain(&e), "alerts not delivered yet; will retry");
+            return Ok(());
+        }
+        let Some(before) = durable_before else {
+            return Ok(());
+        };
+        let mut acked = 0usize;
+        let source = &mut self.source;
+        self.pending.retain(|&(time_us, token)| {
+            // Only endpoints first seen after `before` are held back: an event at or before
+            // it is in the store.
+            if time_us <= before {
+                source.ack(token);
+                acked += 1;
+                false
+            } else {
+                true
+            }
+        });
+        if acked > 0
+            && let Err(e) = self.source.commit()
+        {
+            if kind == FlushKind::Final {
+                return Err(e.into());
+            }
+            tracing::warn!(error = %error::chain(&e), "offset commit failed; will retry");
+        }
+        Ok(())
+    }
+}
+
+/// `run` over an [`EventSource`]: a consumer thread ingests, flushes and acknowledges; this
+/// task writes summaries and handles signals.
+async fn run_bus(config: &Config, bus: BusSource) -> Result<RunStats, Error> {
+    let mut service = Service::start(config, bus.alerts).await?;
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    let mut consumer = Consumer {
+        source: bus.source,
+        state: Arc::clone(&service.state),
+        store: service.store.take(),
+        alerts: std::mem::take(&mut service.alerts),
+        pending: Vec::new(),
+        max_pending: bus.max_pending_events.max(1),
+        flush_every: Duration::from_secs(config.inventory.flush_interval_secs.max(1)),
+    };
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+    let thread_stop = Arc::clone(&stop_flag);
+    std::thread::Builder::new()
+        .name("apitap-consume".into())
+        .spawn(move || {
+            let result = consumer.run(&thread_stop);
+            let _ = done_tx.send(result);
+        })
+        .map_err(|source| Error::Start {
+            what: "the consumer thread",
+            source,
+        })?;
+    tracing::info!(
+        summary_interval_secs = config.output.summary_interval_secs,
+        "analyzer running"
+    );
+    let metrics = bus.metrics;
+    let log_bus = || {
+        tracing::info!(
+            apitap_bus_messages_received_total = BusMetrics::get(&metrics.messages_received),
+            apitap_bus_events_consumed_total = BusMetrics::get(&metrics.events_consumed),
+            apitap_bus_duplicate_events_total = BusMetrics::get(&metrics.duplicate_events),
+            apitap_bus_rejected_messages_total = metrics.rejected_all(),
+            apitap_bus_commits_total = BusMetrics::get(&metrics.commits),
+            apitap_bus_alerts_delivered_total = BusMetrics::get(&metrics.alerts_delivered),
+            "event bus"
+        );
+    };
+
+    let interval_secs = config.output.summary_interval_secs;
+    let mut ticker = summary_ticker(interval_secs);
+    ticker.tick().await;
+    let mut signal = None;
+    let result = loop {
+        tokio::select! {
+            done = &mut done_rx => break done.map_err(|_| Error::IngestThread)?,
+            _ = service.sigint.recv() => signal = Some("SIGINT"),
+            _ = service.sigterm.recv() => signal = Some("SIGTERM"),
+            _ = ticker.tick(), if interval_secs > 0 => {
+                write_periodic_summary(&mut service);
+                log_bus();
+            }
+        }
+        if bus.stop_on_signal
+            && let Some(name) = signal
+        {
+            // The consumer makes its work durable, commits and leaves the group.
+            tracing::info!(signal = name, "stopping");
+            stop_flag.store(true, Ordering::Relaxed);
+        }
+    };
+    let stop = match (result, signal) {
+        (Ok(false), Some(name)) if bus.stop_on_signal => Stop::Signal(name),
+        (result, _) => Stop::EndOfInput(result.map(|_| ())),
+    };
+    service.finish(stop, log_bus)
 }
 
 #[cfg(test)]
@@ -469,6 +739,55 @@ mod tests {
         let options = ProcessOptions::new(Target::File("/nonexistent/apitap/events".into()));
         let err = process(&options).unwrap_err();
         assert!(matches!(err, Error::OpenInput { .. }), "{err}");
+    }
+
+    #[test]
+    fn run_with_source_consumes_until_the_channel_closes_and_stores_everything() {
+        use apitap_bus::EventPublisher as _;
+        let dir = temp_dir("bus");
+        let config = Config::parse(&format!(
+            "[output]\nsummary_path = {:?}\nsummary_format = \"json\"\n\
+             [inventory]\nstore = \"sqlite:{}\"\n",
+            dir.join("summary.json"),
+            dir.join("inv.db").display()
+        ))
+        .unwrap();
+        let metrics = Arc::new(BusMetrics::default());
+        let (mut publisher, source) = apitap_bus::memory::channel(
+            1000,
+            &apitap_bus::config::ConsumerConfig::default(),
+            metrics.clone(),
+        );
+        for i in 0..50u64 {
+            let mut e = event(Some("api"), "GET", &format!("/items/{}", i % 5));
+            e.event_id = format!("{i:032x}");
+            e.request_start_unix_us = 1_700_000_000_000_000 + i;
+            publisher.publish(&e);
+        }
+        // A replay of event 7: deduplicated by the consumer.
+        let mut dup = event(Some("api"), "GET", "/items/2");
+        dup.event_id = format!("{:032x}", 7);
+        publisher.publish(&dup);
+        publisher.close(Duration::from_secs(1)).unwrap();
+        let bus = BusSource {
+            source: Box::new(source),
+            alerts: None,
+            metrics: metrics.clone(),
+            stop_on_signal: false,
+            max_pending_events: 8,
+        };
+        let stats = run_with_source(&config, bus).unwrap();
+        assert_eq!(stats.events, 50);
+        assert_eq!(BusMetrics::get(&metrics.duplicate_events), 1);
+        let rows: Vec<EndpointReport> =
+            serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 50);
+        let mut store = store::open(&format!("sqlite:{}", dir.join("inv.db").display())).unwrap();
+        let stored = store
+            .endpoints(&crate::inventory::record::EndpointFilter::default())
+            .unwrap();
+        assert_eq!(stored.iter().map(|r| r.data.hits).sum::<u64>(), 50);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

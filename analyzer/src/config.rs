@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use apitap_bus::KafkaConfig;
+
 use crate::error::Error;
 use crate::inventory::InventoryConfig;
 use crate::output::SummaryFormat;
@@ -16,11 +18,17 @@ use crate::reader::DEFAULT_MAX_LINE_BYTES;
 use crate::summary::DEFAULT_MAX_ENDPOINTS;
 
 /// The analyzer service configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Where events come from (until the Kafka consumer arrives: a JSON-lines file or stdin).
-    pub input: InputConfig,
+    /// Events from a JSON-lines file or standard input. Exactly one of `[input]` and `[kafka]`
+    /// is required by `run`; the embedded single-process mode (`apitap`) takes neither.
+    #[serde(default)]
+    pub input: Option<InputConfig>,
+    /// Events from the Kafka events topic as consumer group `kafka.consumer.group_id`, alerts
+    /// to `kafka.alerts_topic` (R-BUS-1, R-BUS-3, R-OPS-1; fields in `apitap_bus::config`).
+    #[serde(default)]
+    pub kafka: Option<KafkaConfig>,
     /// Where the summary and alerts go.
     #[serde(default)]
     pub output: OutputConfig,
@@ -121,7 +129,32 @@ fn default_max_endpoints() -> usize {
     DEFAULT_MAX_ENDPOINTS
 }
 
+/// Where `run` reads events from.
+#[derive(Debug, Clone, Copy)]
+pub enum EventInput<'a> {
+    /// A JSON-lines file or standard input.
+    Lines(&'a InputConfig),
+    /// The Kafka events topic.
+    Kafka(&'a KafkaConfig),
+}
+
 impl Config {
+    /// The event source of `run`: `[input]` or `[kafka]`.
+    pub fn event_input(&self) -> Result<EventInput<'_>, Error> {
+        match (&self.input, &self.kafka) {
+            (Some(input), None) => Ok(EventInput::Lines(input)),
+            (None, Some(kafka)) => Ok(EventInput::Kafka(kafka)),
+            (None, None) => Err(Error::ConfigValue {
+                field: "input",
+                reason: "an event source is required: [input] (file or stdin) or [kafka]",
+            }),
+            (Some(_), Some(_)) => Err(Error::ConfigValue {
+                field: "kafka",
+                reason: "[input] and [kafka] are alternative event sources: keep one",
+            }),
+        }
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
@@ -166,11 +199,23 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), Error> {
-        if self.input.max_line_bytes == 0 {
+        if self.input.as_ref().is_some_and(|i| i.max_line_bytes == 0) {
             return Err(Error::ConfigValue {
                 field: "input.max_line_bytes",
                 reason: "must be at least 1",
             });
+        }
+        if self.input.is_some() && self.kafka.is_some() {
+            return Err(Error::ConfigValue {
+                field: "kafka",
+                reason: "[input] and [kafka] are alternative event sources: keep one",
+            });
+        }
+        if let Some(kafka) = &self.kafka {
+            kafka.validate().map_err(|e| Error::ConfigInvalid {
+                field: e.field,
+                reason: e.reason,
+            })?;
         }
         if self.summary.max_endpoints == 0 {
             return Err(Error::ConfigValue {
@@ -211,10 +256,27 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_config_map_consumes_kafka() {
+        let yaml = include_str!("../../deploy/kubernetes/analyzer-deployment.yaml");
+        let start = yaml.find("analyzer.toml: |\n").expect("ConfigMap entry") + 17;
+        let text: String = yaml[start..]
+            .lines()
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        let c = Config::parse(&text).unwrap();
+        assert!(
+            matches!(c.event_input(), Ok(EventInput::Kafka(k)) if k.consumer.group_id == "apitap-analyzer")
+        );
+    }
+
+    #[test]
     fn minimal_config_gets_defaults() {
         let c = Config::parse("[input]\npath = \"-\"\n").unwrap();
-        assert_eq!(c.input.path, PathBuf::from("-"));
-        assert_eq!(c.input.max_line_bytes, 16 * 1024 * 1024);
+        let input = c.input.as_ref().unwrap();
+        assert_eq!(input.path, PathBuf::from("-"));
+        assert_eq!(input.max_line_bytes, 16 * 1024 * 1024);
+        assert!(matches!(c.event_input(), Ok(EventInput::Lines(_))));
         assert_eq!(c.output, OutputConfig::default());
         assert_eq!(c.output.summary_path, PathBuf::from("-"));
         assert_eq!(c.output.summary_interval_secs, 0);
@@ -245,7 +307,7 @@ mod tests {
             Some(PathBuf::from("/var/lib/apitap/alerts.jsonl"))
         );
         assert_eq!(
-            (c.input.max_line_bytes, c.summary.max_endpoints),
+            (c.input.unwrap().max_line_bytes, c.summary.max_endpoints),
             (1024, 10)
         );
     }
@@ -262,10 +324,10 @@ mod tests {
 
     #[test]
     fn unknown_table_is_rejected() {
-        let err = Config::parse("[input]\npath = \"-\"\n[kafka]\nbrokers = \"x\"\n")
+        let err = Config::parse("[input]\npath = \"-\"\n[kafak]\nbrokers = \"x\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("kafka"), "{err}");
+        assert!(err.contains("kafak"), "{err}");
     }
 
     #[test]
@@ -280,7 +342,11 @@ mod tests {
 
     #[test]
     fn missing_input_and_bad_values_are_rejected() {
-        let err = Config::parse("").unwrap_err().to_string();
+        let err = Config::parse("")
+            .unwrap()
+            .event_input()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("input"), "{err}");
         let err = Config::parse("[input]\n").unwrap_err().to_string();
         assert!(err.contains("path"), "{err}");
@@ -369,6 +435,36 @@ mod tests {
             .to_string();
         assert!(err.contains("labels"), "{err}");
         assert!(err.contains("hash_key"), "{err}");
+    }
+
+    #[test]
+    fn kafka_section_is_the_alternative_event_source() {
+        let c = Config::parse("[kafka]\nbrokers = [\"k1:9092\"]\n").unwrap();
+        match c.event_input().unwrap() {
+            EventInput::Kafka(k) => {
+                assert_eq!(k.consumer.group_id, "apitap-analyzer");
+                assert_eq!(k.events_topic, "apitap.events.v1");
+                assert_eq!(k.alerts_topic, "apitap.alerts.v1");
+            }
+            other => panic!("{other:?}"),
+        }
+        let both = "[input]\npath = \"-\"\n[kafka]\nbrokers = [\"k1:9092\"]\n";
+        let err = Config::parse(both).unwrap_err().to_string();
+        assert!(err.contains("`kafka`"), "{err}");
+        let err = Config::parse("[kafka]\nbrokers = [\"nohost\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafka.brokers"), "{err}");
+        let err = Config::parse(
+            "[kafka]\nbrokers = [\"k:1\"]\n[kafka.librdkafka_options]\n\"enable.auto.commit\" = \"true\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("enable.auto.commit"), "{err}");
+        let err = Config::parse("[kafka]\nbrokers = [\"k:1\"]\n[kafka.consumer]\ngroup = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafka.consumer"), "{err}");
     }
 
     #[test]

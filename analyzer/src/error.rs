@@ -116,6 +116,9 @@ pub enum Error {
     /// An OpenAPI document of `inventory.specs` could not be loaded.
     #[error("cannot load an OpenAPI document of inventory.specs")]
     Spec(#[source] crate::inventory::spec::SpecError),
+    /// The event bus (Kafka consumer, alert producer) failed.
+    #[error("event bus")]
+    Bus(#[from] apitap_bus::BusError),
     /// The inventory API could not listen.
     #[error("cannot listen on {addr} for the inventory API")]
     ApiListen {

@@ -353,6 +353,77 @@ impl AlertSink {
     }
 }
 
+/// How long a flush waits for the broker to acknowledge alerts before the events behind
+/// them stay unacknowledged until the next flush.
+pub const ALERT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Every destination of alerts: the JSON-lines file and/or the Kafka alert topic (R-BUS-3).
+/// Both receive the same documents.
+#[derive(Default)]
+pub struct Alerts {
+    file: Option<AlertSink>,
+    bus: Option<Box<dyn apitap_bus::AlertPublisher>>,
+}
+
+impl std::fmt::Debug for Alerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alerts")
+            .field("file", &self.file)
+            .field("bus", &self.bus.is_some())
+            .finish()
+    }
+}
+
+impl Alerts {
+    /// Alerts to `file` (if any) and to `bus` (if any).
+    pub fn new(
+        file: Option<AlertSink>,
+        bus: Option<Box<dyn apitap_bus::AlertPublisher>>,
+    ) -> Alerts {
+        Alerts { file, bus }
+    }
+
+    /// Whether alerts go anywhere.
+    pub fn is_enabled(&self) -> bool {
+        self.file.is_some() || self.bus.is_some()
+    }
+
+    /// Writes one OCSF finding to every destination; on the topic it is keyed by its
+    /// `finding_info.uid` (falling back to `metadata.uid`).
+    pub fn write(&mut self, alert: &serde_json::Value) -> Result<(), Error> {
+        if let Some(file) = self.file.as_mut() {
+            file.write_json(alert)?;
+        }
+        if let Some(bus) = self.bus.as_mut() {
+            let key = alert["finding_info"]["uid"]
+                .as_str()
+                .or_else(|| alert["metadata"]["uid"].as_str())
+                .unwrap_or_default();
+            let version = alert["metadata"]["version"].as_str().unwrap_or("1");
+            let format = format!("ocsf/{version}");
+            let json = alert.to_string();
+            bus.publish(apitap_bus::AlertDocument {
+                key,
+                json: json.as_bytes(),
+                format: &format,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the file and waits (at most [`ALERT_FLUSH_TIMEOUT`]) until the broker holds
+    /// every alert written so far.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        if let Some(file) = self.file.as_mut() {
+            file.flush()?;
+        }
+        if let Some(bus) = self.bus.as_mut() {
+            bus.flush(ALERT_FLUSH_TIMEOUT)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,6 +89,8 @@ fn template() -> ApiEvent {
             body: Body::from_bytes(body.as_bytes(), body.len() as u64),
         }),
         anomalies: vec![],
+        payload: Default::default(),
+        labels: None,
     }
 }
 

@@ -1,6 +1,5 @@
-//! Alerts on their own topic (R-BUS-3): a minimal [`Alert`] document and its producer, keyed by
-//! alert id. The detections that fill in real content (who, which API, when, how much, sample
-//! requests) arrive with later issues; the transport is here now.
+//! Alerts on their own topic (R-BUS-3): [`AlertDocument`]s (the analyzer's OCSF findings, as
+//! JSON) keyed by the finding's stable uid, and their producer.
 //!
 //! Alerts are produced with the same enforced settings as events (idempotent, `acks=all`,
 //! compressed, retried without a local timeout). [`AlertPublisher::flush`] reports alerts that
@@ -15,7 +14,6 @@ use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::BusError;
@@ -23,84 +21,28 @@ use crate::config::{ClientRole, KafkaConfig};
 use crate::kafka::{client_config, describe};
 use crate::metrics::{BusMetrics, LogLimiter};
 
-/// Version of the alert document written by this build (`MAJOR.MINOR`, same rules as events).
-pub const ALERT_SCHEMA_VERSION: &str = "0.1";
-/// Header carrying the alert schema version.
-pub const HEADER_ALERT_SCHEMA_VERSION: &str = "apitap-alert-schema-version";
+/// Header naming the alert document format, e.g. `ocsf/1.3.0`: the analyzer's alerts are
+/// OCSF findings (Detection Finding 2004, Data Security Finding 2006, Application Security
+/// Posture Finding 2007), which SIEMs parse without an apitap-specific schema.
+pub const HEADER_ALERT_FORMAT: &str = "apitap-alert-format";
 
-/// How urgent an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// For the record.
-    Info,
-    /// Low.
-    Low,
-    /// Medium.
-    Medium,
-    /// High.
-    High,
-    /// Critical.
-    Critical,
+/// One alert as it goes on the alert topic.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertDocument<'a> {
+    /// Message key: the finding's stable `finding_info.uid`, so every update of one finding
+    /// lands on one partition in order and a compacted topic keeps its latest state.
+    pub key: &'a str,
+    /// The JSON document. Must not carry raw sensitive values (masked samples and keyed
+    /// hashes only, R-OPS-3).
+    pub json: &'a [u8],
+    /// Value of the [`HEADER_ALERT_FORMAT`] header.
+    pub format: &'a str,
 }
 
-/// A minimal alert. Must not carry raw sensitive values (masked samples only, R-OPS-3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Alert {
-    /// [`ALERT_SCHEMA_VERSION`] of the writer.
-    pub schema_version: String,
-    /// Unique, stable id: the message key and the SIEM's deduplication key.
-    pub alert_id: String,
-    /// When the alert was raised, microseconds since the Unix epoch.
-    pub created_unix_us: u64,
-    /// Detection that raised it, e.g. `"credential_stuffing"`.
-    pub kind: String,
-    /// How urgent.
-    pub severity: Severity,
-    /// One line for a human, without sensitive values.
-    pub summary: String,
-    /// `event_id`s of the evidence.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub event_ids: Vec<String>,
-}
-
-impl Alert {
-    /// An alert of this build's schema version.
-    pub fn new(
-        alert_id: impl Into<String>,
-        created_unix_us: u64,
-        kind: impl Into<String>,
-        severity: Severity,
-        summary: impl Into<String>,
-    ) -> Alert {
-        Alert {
-            schema_version: ALERT_SCHEMA_VERSION.into(),
-            alert_id: alert_id.into(),
-            created_unix_us,
-            kind: kind.into(),
-            severity,
-            summary: summary.into(),
-            event_ids: Vec::new(),
-        }
-    }
-}
-
-/// Serialises an alert as one JSON object.
-pub fn encode_alert(alert: &Alert) -> Vec<u8> {
-    serde_json::to_vec(alert).unwrap_or_default()
-}
-
-/// Parses an alert (messages never echo the input).
-pub fn decode_alert(bytes: &[u8]) -> Result<Alert, BusError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| BusError::Decode(format!("alert: {:?}", e.classify())))
-}
-
-/// Where the analyzer sends alerts: Kafka, or any sink the analyzer implements (a file in the
-/// embedded mode).
+/// Where the analyzer sends alerts: Kafka, or any sink the analyzer implements.
 pub trait AlertPublisher: Send {
     /// Queues one alert. May wait (bounded) when the client's queue is full; never drops.
-    fn publish(&mut self, alert: &Alert) -> Result<(), BusError>;
+    fn publish(&mut self, alert: AlertDocument<'_>) -> Result<(), BusError>;
     /// Waits until every alert published so far is delivered; an error reports how many could
     /// not be (they are not retried: publish them again).
     fn flush(&mut self, timeout: Duration) -> Result<(), BusError>;
@@ -172,17 +114,16 @@ impl KafkaAlertPublisher {
 }
 
 impl AlertPublisher for KafkaAlertPublisher {
-    fn publish(&mut self, alert: &Alert) -> Result<(), BusError> {
-        let value = encode_alert(alert);
+    fn publish(&mut self, alert: AlertDocument<'_>) -> Result<(), BusError> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let headers = OwnedHeaders::new().insert(Header {
-                key: HEADER_ALERT_SCHEMA_VERSION,
-                value: Some(alert.schema_version.as_str()),
+                key: HEADER_ALERT_FORMAT,
+                value: Some(alert.format),
             });
             let rec = BaseRecord::to(&self.topic)
-                .key(alert.alert_id.as_bytes())
-                .payload(value.as_slice())
+                .key(alert.key.as_bytes())
+                .payload(alert.json)
                 .headers(headers);
             match self.producer.send(rec) {
                 Ok(()) => {
@@ -214,25 +155,5 @@ impl AlertPublisher for KafkaAlertPublisher {
             return Err(BusError::AlertsUndelivered { failed: new });
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn alert_round_trips_and_decode_errors_do_not_echo_input() {
-        let mut a = Alert::new(
-            "a-1",
-            5,
-            "enumeration",
-            Severity::High,
-            "id sweep on /users/{id}",
-        );
-        a.event_ids.push("0".repeat(32));
-        assert_eq!(decode_alert(&encode_alert(&a)).unwrap(), a);
-        let err = decode_alert(b"{\"alert_id\":\"secret-value\"").unwrap_err();
-        assert!(!err.to_string().contains("secret-value"));
     }
 }

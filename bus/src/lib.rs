@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use apitap_schema::ApiEvent;
 
-pub use alert::{Alert, AlertPublisher, KafkaAlertPublisher, Severity};
+pub use alert::{AlertDocument, AlertPublisher, KafkaAlertPublisher};
 pub use config::{ConfigError, KafkaConfig};
 pub use consumer::{AckToken, EventConsumer, KafkaEventConsumer, Received};
 pub use memory::{MemoryEventConsumer, MemoryPublisher};

@@ -1046,6 +1046,8 @@ pub(crate) mod tests {
             },
             response: None,
             anomalies: vec![],
+            payload: Default::default(),
+            labels: None,
         }
     }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+pub mod analyzer;
 pub mod broker;
 
 /// Server address inside the server namespace.

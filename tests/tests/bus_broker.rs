@@ -20,7 +20,8 @@ use apitap_bus::{
     BusMetrics, EventPublisher, EventSource, KafkaConfig, KafkaEventConsumer, KafkaEventPublisher,
     RejectCause,
 };
-use apitap_schema::{ApiEvent, Body, Endpoint, Request, SCHEMA_VERSION, SensorInfo};
+use apitap_schema::ApiEvent;
+use apitap_tests::analyzer::{SYNTHETIC_BASE_US, synthetic_event};
 use apitap_tests::broker::{Broker, require_broker};
 
 fn tempdir(tag: &str) -> PathBuf {
@@ -31,43 +32,11 @@ fn tempdir(tag: &str) -> PathBuf {
 }
 
 fn event(i: u64, client: &str) -> ApiEvent {
-    ApiEvent {
-        schema_version: SCHEMA_VERSION.into(),
-        event_id: format!("{:032x}", 0xabc0_0000_0000u64 + i),
-        sensor: SensorInfo {
-            id: "bus-test".into(),
-            host: "bus-test".into(),
-        },
-        connection_id: format!("{i:016x}"),
-        transaction_index: 0,
-        request_start_unix_us: 1_700_000_000_000_000 + i,
-        response_end_unix_us: None,
-        latency_us: None,
-        client: Endpoint {
-            ip: client.parse().expect("ip"),
-            port: 40000 + (i % 1000) as u16,
-        },
-        server: Endpoint {
-            ip: "10.0.0.1".parse().expect("ip"),
-            port: 8080,
-        },
-        tls: false,
-        http_version: "1.1".into(),
-        request: Request {
-            method: "GET".into(),
-            host: Some("api.example".into()),
-            path: format!("/api/v1/users/{i}"),
-            query: None,
-            headers: vec![],
-            body: Body::from_bytes(b"{\"card\":\"4111111111111111\"}", 27),
-        },
-        response: None,
-        anomalies: vec![],
-    }
+    synthetic_event(i, client, "api.example", &format!("/api/v1/users/{i}"))
 }
 
 fn number(e: &ApiEvent) -> u64 {
-    e.request_start_unix_us - 1_700_000_000_000_000
+    e.request_start_unix_us - SYNTHETIC_BASE_US
 }
 
 fn clients() -> Vec<String> {

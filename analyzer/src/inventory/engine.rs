@@ -540,9 +540,16 @@ impl Inventory {
     /// of `run`, so that values are not announced as endpoints just before their position
     /// becomes a parameter.
     pub fn flush_settled(&mut self, store: &mut dyn Store) -> Result<Vec<Change>, StoreError> {
-        let grace_us = self.cfg.discovery_grace_secs.saturating_mul(1_000_000);
-        let hold = self.clock_us.saturating_sub(grace_us);
+        let hold = self.settled_before_us();
         self.flush_inner(store, Some(hold))
+    }
+
+    /// Event time before which everything observed is stored by [`Inventory::flush_settled`]:
+    /// only endpoints first seen at or after it may be held back. An event older than this is
+    /// durable once that flush commits, so its bus offset may be committed (at-least-once).
+    pub fn settled_before_us(&self) -> u64 {
+        let grace_us = self.cfg.discovery_grace_secs.saturating_mul(1_000_000);
+        self.clock_us.saturating_sub(grace_us)
     }
 
     fn flush_inner(

@@ -1,0 +1,54 @@
+//! `apitap`: the single-process mode (sensor + analyzer, no broker); see the crate docs.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use apitap_analyzer::logging::{self, LogFormat};
+use clap::{Parser, Subcommand};
+
+/// apitap in one process: live capture and analysis joined in memory, no Kafka broker.
+#[derive(Debug, Parser)]
+#[command(name = "apitap", version, about)]
+struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Capture and analyse until SIGINT/SIGTERM, then write the final summary.
+    Run {
+        /// Sensor configuration (deploy/config/sensor.example.toml) without [sink]/[kafka].
+        #[arg(long, value_name = "FILE")]
+        sensor_config: PathBuf,
+        /// Analyzer configuration (deploy/config/analyzer.example.toml) without
+        /// [input]/[kafka].
+        #[arg(long, value_name = "FILE")]
+        analyzer_config: PathBuf,
+        /// Events in flight between sensor and analyzer at most; beyond it new events are
+        /// dropped and counted rather than blocking capture.
+        #[arg(long, default_value_t = 100_000)]
+        channel_events: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match cli.command {
+        Command::Run {
+            sensor_config,
+            analyzer_config,
+            channel_events,
+        } => {
+            let sensor = apitap_sensor::config::Config::load(&sensor_config)?;
+            let analyzer = apitap_analyzer::Config::load(&analyzer_config)
+                .with_context(|| format!("loading {}", analyzer_config.display()))?;
+            apitap_embedded::run(sensor, analyzer, channel_events)?;
+            Ok(())
+        }
+    }
+}
