@@ -12,9 +12,12 @@
 //! records labels, function class and sensitivity per endpoint, and weak points go to the
 //! alerts output as OCSF findings.
 //!
-//! Not here yet: threat detections (R-THR-*), and the Kafka
-//! consumer (R-BUS-1, R-OPS-1); each arrives with its own issue. The summary still groups by
-//! raw path (it is the raw traffic view; the inventory is the templated one).
+//! Events arrive from a JSON-lines file or from any [`apitap_bus::EventSource`]: the Kafka
+//! consumer group (`[kafka]`, R-BUS-1, R-OPS-1) or the embedded mode's in-memory channel
+//! ([`app::run_with_source`]). Offsets are acknowledged only once an event's inventory changes
+//! are in the store and the alerts it raised are delivered (at-least-once). Alerts go to the
+//! alert topic and/or a file ([`output::Alerts`], R-BUS-3). The summary still groups by raw
+//! path (it is the raw traffic view; the inventory is the templated one).
 //!
 //! Events carry sensitive values; nothing here logs header values, query strings, bodies or
 //! input lines (R-OPS-3).
