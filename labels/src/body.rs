@@ -52,7 +52,12 @@ impl Ctx<'_> {
         }
         if acc.seen.insert(h) {
             if acc.fields.len() < max {
-                acc.fields.push(String::from_utf8_lossy(path).into_owned());
+                // Paths are nearly always UTF-8: validate and copy once (`from_utf8_lossy`
+                // walks the bytes in chunks first).
+                acc.fields.push(match std::str::from_utf8(path) {
+                    Ok(p) => p.to_owned(),
+                    Err(_) => String::from_utf8_lossy(path).into_owned(),
+                });
             } else {
                 acc.dropped = acc.dropped.saturating_add(1);
             }
@@ -68,17 +73,24 @@ impl Ctx<'_> {
     }
 }
 
+#[inline]
 fn push_seg(path: &mut Vec<u8>, sep: &str, name: &[u8]) {
-    const ELLIPSIS: &[u8] = "…".as_bytes();
     if path.len() + sep.len() + name.len() > MAX_PATH {
-        if !path.ends_with(ELLIPSIS) {
-            path.extend_from_slice(sep.as_bytes());
-            path.extend_from_slice(ELLIPSIS);
-        }
+        push_ellipsis(path, sep);
         return;
     }
     path.extend_from_slice(sep.as_bytes());
     path.extend_from_slice(name);
+}
+
+/// The path is full: deeper names are elided (once).
+#[cold]
+fn push_ellipsis(path: &mut Vec<u8>, sep: &str) {
+    const ELLIPSIS: &[u8] = "…".as_bytes();
+    if !path.ends_with(ELLIPSIS) {
+        path.extend_from_slice(sep.as_bytes());
+        path.extend_from_slice(ELLIPSIS);
+    }
 }
 
 /// Is this (decoded) string itself a JSON document?
@@ -97,13 +109,38 @@ pub(crate) struct Frame {
     repeat: bool,
 }
 
+/// Eight copies of a byte (for the word-at-a-time searches below).
+const fn splat(b: u8) -> u64 {
+    0x0101_0101_0101_0101u64 * b as u64
+}
+const LO_BITS: u64 = splat(0x01);
+const HI_BITS: u64 = splat(0x80);
+
+/// High bit set in each byte of `w` that is zero. Only the lowest set bit is exact (a borrow
+/// can mark bytes above a zero byte), which is all the callers use.
+#[inline(always)]
+fn zero_bytes(w: u64) -> u64 {
+    w.wrapping_sub(LO_BITS) & !w & HI_BITS
+}
+
 /// Finds the end of a JSON string whose content starts at `i`: (content end, had escapes,
 /// index after the closing quote).
+#[inline]
 fn string_end(b: &[u8], mut i: usize) -> (usize, bool, usize) {
     let mut esc = false;
-    // Most strings are short: a scalar scan first, the vectorised search for long ones.
-    let quick = (i + 24).min(b.len());
+    // Most strings are short: eight bytes at a time (one word compare for `"` and `\`), the
+    // vectorised search once a string is long.
+    let quick = (i + 32).min(b.len());
     while i < quick {
+        if let Some(chunk) = b[i..].first_chunk::<8>() {
+            let w = u64::from_le_bytes(*chunk);
+            let hit = zero_bytes(w ^ splat(b'"')) | zero_bytes(w ^ splat(b'\\'));
+            if hit == 0 {
+                i += 8;
+                continue;
+            }
+            i += (hit.trailing_zeros() / 8) as usize;
+        }
         match b[i] {
             b'"' => return (i, esc, i + 1),
             b'\\' => {

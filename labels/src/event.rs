@@ -676,7 +676,9 @@ fn scan_bytes(
     };
     match kind {
         BodyKind::Json => {
-            let mut path = b"$".to_vec();
+            let mut path = std::mem::take(&mut cx.st.path_buf);
+            path.clear();
+            path.push(b'$');
             body::json(
                 cx,
                 b,
@@ -686,6 +688,7 @@ fn scan_bytes(
                     ..bc
                 },
             );
+            cx.st.path_buf = path;
         }
         BodyKind::Form => body::form(
             cx,

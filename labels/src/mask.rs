@@ -152,6 +152,8 @@ pub fn mask_in_place(label: Label, buf: &mut [u8]) {
 /// Shape of an application-masked token: mask characters are `*`, `•`-less ASCII only, or
 /// `x`/`X` runs; separators (space, `-`) are skipped. `None` when longer than 64 characters
 /// or nothing is kept / nothing is masked.
+// Out of line: inlined into the scanner's `masked` the loop runs out of registers.
+#[inline(never)]
 pub fn shape_of(token: &[u8], x_is_mask: bool) -> Option<MaskShape> {
     let mut len = 0u8;
     let mut kept = 0u64;

@@ -164,7 +164,9 @@ pub(crate) struct HintCache {
 }
 
 /// A name of at most 16 bytes as (length, first 8 bytes, last 8 bytes), with overlapping
-/// loads: an exact key for the front cache without copying or comparing byte by byte.
+/// loads: an exact key for the front cache without copying or comparing byte by byte (with the
+/// length known, overlapping loads still determine every byte).
+#[inline]
 fn short_key(name: &[u8]) -> (u8, u64, u64) {
     let n = name.len();
     let load8 = |s: &[u8]| -> u64 {
@@ -172,14 +174,20 @@ fn short_key(name: &[u8]) -> (u8, u64, u64) {
         a.copy_from_slice(&s[..8]);
         u64::from_le_bytes(a)
     };
+    let load4 = |s: &[u8]| -> u64 {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&s[..4]);
+        u64::from(u32::from_le_bytes(a))
+    };
     if n >= 8 {
         (n as u8, load8(name), load8(&name[n - 8..]))
-    } else {
-        let mut v = 0u64;
-        for (k, &b) in name.iter().enumerate() {
-            v |= u64::from(b) << (8 * k);
-        }
+    } else if n >= 4 {
+        (n as u8, load4(name) | (load4(&name[n - 4..]) << 32), 0)
+    } else if n > 0 {
+        let v = u64::from(name[0]) | (u64::from(name[n / 2]) << 8) | (u64::from(name[n - 1]) << 16);
         (n as u8, v, 0)
+    } else {
+        (0, 0, 0)
     }
 }
 
@@ -188,14 +196,16 @@ const FRONT: usize = 1024;
 type FrontSlot = (u8, u64, u64, KeyHints);
 
 impl HintCache {
+    #[inline(always)]
     pub fn get(&mut self, c: &HintClassifier, name: &[u8]) -> KeyHints {
         let slot = if name.len() <= 16 {
             if self.front.is_empty() {
                 self.front = vec![(u8::MAX, 0, 0, KeyHints::NONE); FRONT];
             }
             let (n, a, b) = short_key(name);
-            let i = ((a ^ b.rotate_left(29) ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                >> 54) as usize;
+            let h = (a ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+            let i = ((h ^ (h >> 31)).wrapping_mul(0x1656_67B1_9E37_79F9) >> 54) as usize;
             if let Some(e) = self.front.get(i)
                 && e.0 == n
                 && e.1 == a
@@ -216,6 +226,7 @@ impl HintCache {
         h
     }
 
+    #[inline(never)]
     fn slow(&mut self, c: &HintClassifier, name: &[u8]) -> KeyHints {
         if let Some(h) = self.map.get(name) {
             return *h;
@@ -293,6 +304,8 @@ pub(crate) struct State {
     /// Reusable scratch of the JSON walker (taken while in use; nested walks allocate).
     pub json_buf: Vec<u8>,
     pub json_frames: Vec<crate::body::Frame>,
+    /// Reusable field-path buffer of a top-level body walk.
+    pub path_buf: Vec<u8>,
 }
 
 impl State {
@@ -322,6 +335,7 @@ const JN: u8 = 8; // joiner inside a token: . - _ @ : *  +
 const STT: u8 = 16; // may start a token: alphanumeric, '+', '*'
 const GRP: u8 = 32; // may start a space-joined group: digit, upper-case, '*'
 const SPC: u8 = 64; // '@', ':' or '*': e-mail, IPv6 or masked values
+const NG: u8 = 128; // inside a token but not in a space-joined group: a-z . - @ : _
 
 // Counter slots.
 const K_RUN: usize = 0;
@@ -343,31 +357,33 @@ const fn build_tables() -> ([u8; 256], [u8; 256]) {
     let mut b = 0usize;
     while b < 256 {
         let c = b as u8;
-        if c.is_ascii_digit() {
+        if c == b' ' {
+            kind[b] = K_SP as u8;
+        } else if c.is_ascii_digit() {
             cls[b] = DG | STT | GRP;
             kind[b] = K_DIG as u8;
         } else if c.is_ascii_uppercase() {
             cls[b] = UP | STT | GRP;
             kind[b] = K_UP as u8;
         } else if c.is_ascii_lowercase() {
-            cls[b] = LO | STT;
+            cls[b] = LO | STT | NG;
             kind[b] = K_LO as u8;
         } else {
             match c {
                 b'.' => {
-                    cls[b] = JN;
+                    cls[b] = JN | NG;
                     kind[b] = K_DOT as u8
                 }
                 b'-' => {
-                    cls[b] = JN;
+                    cls[b] = JN | NG;
                     kind[b] = K_DASH as u8
                 }
                 b'@' => {
-                    cls[b] = JN | SPC;
+                    cls[b] = JN | SPC | NG;
                     kind[b] = K_AT as u8
                 }
                 b':' => {
-                    cls[b] = JN | SPC;
+                    cls[b] = JN | SPC | NG;
                     kind[b] = K_COLON as u8
                 }
                 b'*' => {
@@ -375,7 +391,7 @@ const fn build_tables() -> ([u8; 256], [u8; 256]) {
                     kind[b] = K_STAR as u8
                 }
                 b'_' => {
-                    cls[b] = JN;
+                    cls[b] = JN | NG;
                     kind[b] = K_UNDER as u8
                 }
                 b'+' => {
@@ -394,45 +410,122 @@ static TABLES: ([u8; 256], [u8; 256]) = build_tables();
 
 type Counts = [u32; 12];
 
-/// Shape counters of a token; slot `K_RUN` holds the longest run of `[0-9+-]`. Digits and
-/// letters are counted in registers (they are most bytes), the rest in the array.
-fn counts(tok: &[u8]) -> Counts {
-    let mut c: Counts = [0; 12];
-    let (mut d, mut up, mut lo, mut run, mut max_run) = (0u32, 0u32, 0u32, 0u32, 0u32);
-    for &b in tok {
-        match b {
-            b'0'..=b'9' => {
-                d += 1;
-                run += 1;
-            }
-            b'A'..=b'Z' => {
-                up += 1;
-                run = 0;
-            }
-            b'a'..=b'z' => {
-                lo += 1;
-                run = 0;
-            }
-            b' ' => {
-                c[K_SP] += 1;
-                run = 0;
-            }
-            b'-' | b'+' => {
-                c[TABLES.1[b as usize] as usize] += 1;
-                run += 1;
-            }
-            _ => {
-                c[TABLES.1[b as usize] as usize] += 1;
-                run = 0;
-            }
+/// Longest run of set bits in each byte value.
+const fn build_longest() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut v = 0usize;
+    while v < 256 {
+        let mut x = v;
+        let mut n = 0u8;
+        while x != 0 {
+            x &= x << 1;
+            n += 1;
         }
-        max_run = max_run.max(run);
+        t[v] = n;
+        v += 1;
     }
-    c[K_DIG] = d;
-    c[K_UP] = up;
-    c[K_LO] = lo;
-    c[K_RUN] = max_run;
+    t
+}
+
+static LONGEST: [u8; 256] = build_longest();
+
+const HI: u64 = 0x8080_8080_8080_8080;
+const fn splat(b: u8) -> u64 {
+    0x0101_0101_0101_0101u64 * b as u64
+}
+
+/// Shape counters of a token; slot `K_RUN` holds the longest run of `[0-9+-]`. Eight bytes at
+/// a time: digits, letters and the run bytes are found with word arithmetic on ASCII (one high
+/// bit per byte), the few other bytes are counted one by one.
+fn counts(tok: &[u8]) -> Counts {
+    let mut acc = CountAcc::default();
+    let mut chunks = tok.chunks_exact(8);
+    for ch in &mut chunks {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(ch);
+        acc.word(u64::from_le_bytes(a), ch, HI);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = 0u64;
+        for (k, &b) in rest.iter().enumerate() {
+            w |= u64::from(b) << (8 * k);
+        }
+        acc.word(w, rest, HI >> (8 * (8 - rest.len())));
+    }
+    let mut c = acc.c;
+    c[K_DIG] = acc.d;
+    c[K_UP] = acc.up;
+    c[K_LO] = acc.lo;
+    c[K_RUN] = acc.max_run;
     c
+}
+
+#[derive(Default)]
+struct CountAcc {
+    c: Counts,
+    d: u32,
+    up: u32,
+    lo: u32,
+    run: u32,
+    max_run: u32,
+}
+
+impl CountAcc {
+    /// Counts the bytes of `ch` (`w` holds them little-endian; `valid` has the high bit of
+    /// each byte of `w` that is in `ch`).
+    #[inline(always)]
+    fn word(&mut self, w: u64, ch: &[u8], valid: u64) {
+        if w & HI != 0 {
+            // Not ASCII (never in a token; kept exact for any input).
+            for &b in ch {
+                match b {
+                    b'0'..=b'9' => self.d += 1,
+                    b'A'..=b'Z' => self.up += 1,
+                    b'a'..=b'z' => self.lo += 1,
+                    _ => self.c[TABLES.1[b as usize] as usize] += 1,
+                }
+                self.run = if b.is_ascii_digit() || b == b'-' || b == b'+' {
+                    self.run + 1
+                } else {
+                    0
+                };
+                self.max_run = self.max_run.max(self.run);
+            }
+            return;
+        }
+        // High bit of each byte that is >= x (bytes < 0x80: the sums never carry across).
+        let ge = |x: u8| w.wrapping_add(splat(0x80 - x)) & HI;
+        // High bit of each byte equal to x.
+        let eq = |x: u8| !(w ^ splat(x)).wrapping_add(splat(0x7F)) & HI;
+        // Number of high bits set (popcount without the POPCNT instruction of newer CPUs).
+        let count = |m: u64| ((m >> 7).wrapping_mul(splat(1)) >> 56) as u32;
+        let dm = ge(b'0') & !ge(b'9' + 1);
+        let um = ge(b'A') & !ge(b'Z' + 1);
+        let lm = ge(b'a') & !ge(b'z' + 1);
+        self.d += count(dm);
+        self.up += count(um);
+        self.lo += count(lm);
+        let mut other = valid & !(dm | um | lm);
+        while other != 0 {
+            let b = (w >> (other.trailing_zeros() - 7)) as u8;
+            self.c[TABLES.1[b as usize] as usize] += 1;
+            other &= other - 1;
+        }
+        // Run bytes, one bit per byte (bit k = byte k).
+        let rm = (dm | eq(b'-') | eq(b'+')) & valid;
+        let m8 = ((rm >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8;
+        if m8 == 0xFF {
+            self.run += 8;
+            self.max_run = self.max_run.max(self.run);
+        } else {
+            self.max_run = self
+                .max_run
+                .max(self.run + m8.trailing_ones())
+                .max(u32::from(LONGEST[m8 as usize]));
+            self.run = m8.leading_ones();
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -541,12 +634,15 @@ impl Ctx<'_> {
     }
 
     /// Hints of a name, cached.
+    #[inline(always)]
     pub fn hints(&mut self, name: &[u8]) -> KeyHints {
         self.cache.get(&self.lab.hints, name)
     }
 
     /// Scans one value (a JSON string or number, a form field, a header value, an XML text,
-    /// a CSV cell, or a whole free-text body).
+    /// a CSV cell, or a whole free-text body). Inlined into the parsers: most values are short
+    /// and leave here after a few compares; the work is out of line.
+    #[inline]
     pub fn scan_value(&mut self, val: &[u8], w: &Where<'_>) {
         if val.is_empty() {
             return;
@@ -566,50 +662,62 @@ impl Ctx<'_> {
         self.tokens(val, w);
     }
 
+    #[inline(never)]
     fn tokens(&mut self, val: &[u8], w: &Where<'_>) {
         let cls = &TABLES.0;
         let n = val.len();
         let mut i = 0;
         while i < n {
+            // Skip to the next token start; runs of non-ASCII text (CJK) eight bytes at a time.
             while i < n && cls[val[i] as usize] & STT == 0 {
                 i += 1;
+                while let Some(chunk) = val[i..].first_chunk::<8>() {
+                    if u64::from_le_bytes(*chunk) & 0x8080_8080_8080_8080 != 0x8080_8080_8080_8080 {
+                        break;
+                    }
+                    i += 8;
+                }
             }
             if i >= n {
                 break;
             }
             let start = i;
-            // Only the space-join state is tracked per byte; shape counters are computed for
-            // tokens long enough to matter (most tokens are short words).
-            let mut glen = 0u32;
-            let mut g_ok = true;
-            let mut g_digit = false;
-            let mut spaces = 0u32;
+            // Only the classes seen are tracked per byte (one table load and an OR); the
+            // space-join rule is checked at each space, on the classes of the group before it.
+            // Shape counters are computed for tokens long enough to matter (most tokens are
+            // short words).
             let mut seen = 0u8;
+            let mut gseen = 0u8;
+            let mut gstart = i;
+            let mut spaces = 0u32;
             while i < n {
                 let b = val[i];
                 let cl = cls[b as usize];
                 if cl & (STT | JN) != 0 {
-                    seen |= cl;
-                    glen += 1;
-                    g_ok &= cl & GRP != 0 || b == b'+';
-                    g_digit |= cl & DG != 0 || b == b'*';
+                    gseen |= cl;
                     i += 1;
-                } else if b == b' '
-                    && g_ok
-                    && glen <= 6
-                    && (g_digit || spaces > 0)
+                    continue;
+                }
+                // A group of digits, upper-case letters, '*' and '+' (a digit or '*' in the
+                // first group; in a group without NG bytes SPC can only be '*') joins the
+                // next group when that starts with a digit, upper-case letter or '*'.
+                if b == b' '
+                    && gseen & NG == 0
+                    && i - gstart <= 6
+                    && (gseen & (DG | SPC) != 0 || spaces > 0)
                     && i + 1 < n
                     && cls[val[i + 1] as usize] & GRP != 0
                 {
                     spaces += 1;
-                    glen = 0;
-                    g_ok = true;
-                    g_digit = false;
+                    seen |= gseen;
+                    gseen = 0;
                     i += 1;
-                } else {
-                    break;
+                    gstart = i;
+                    continue;
                 }
+                break;
             }
+            seen |= gseen;
             let mut end = i;
             let jwt_like = val[start..end].starts_with(b"eyJ");
             while end > start
@@ -1224,6 +1332,7 @@ impl Ctx<'_> {
     }
 
     /// Values decided by their key: credentials, personal attributes.
+    #[inline(never)]
     fn keyed(&mut self, val: &[u8], w: &Where<'_>) -> bool {
         let h = w.hints;
         let t = val.trim_ascii();
@@ -1301,6 +1410,7 @@ impl Ctx<'_> {
         false
     }
 
+    #[inline(never)]
     fn unkeyed_cjk(&mut self, val: &[u8], w: &Where<'_>) -> bool {
         let t = val.trim_ascii();
         if plate(t) {
@@ -1312,8 +1422,11 @@ impl Ctx<'_> {
 
     fn is_surname(&self, chars: &[char]) -> bool {
         if chars.len() >= 3 {
-            let two: String = chars[..2].iter().collect();
-            if names::COMPOUND_SURNAMES.contains(&two.as_str()) {
+            let mut buf = [0u8; 8];
+            let a = chars[0].encode_utf8(&mut buf).len();
+            let b = chars[1].encode_utf8(&mut buf[a..]).len();
+            let two = &buf[..a + b];
+            if names::COMPOUND_SURNAMES.iter().any(|s| s.as_bytes() == two) {
                 return true;
             }
         }
@@ -1327,28 +1440,30 @@ impl Ctx<'_> {
         if t.len() > 64 {
             return false;
         }
-        let Ok(text) = std::str::from_utf8(t) else {
-            return false;
-        };
         if t[0] >= 0x80 {
+            // Decoded here rather than validating the whole value first: only CJK ideographs,
+            // '·' and the two asterisks may occur, and any other sequence (valid UTF-8 or not)
+            // means "not a name", so names under `name` keys (products, merchants) are
+            // rejected at their first foreign character.
             let mut chars = ['\0'; 8];
             let mut n = 0;
             let mut stars = 0;
-            for ch in text.chars() {
+            let mut i = 0;
+            while i < t.len() {
                 if n == chars.len() {
                     return false;
                 }
-                let cjk = ('\u{4e00}'..='\u{9fff}').contains(&ch);
+                let Some((ch, len)) = name_char(&t[i..]) else {
+                    return false;
+                };
                 if ch == '*' || ch == '＊' {
                     stars += 1;
-                } else if !cjk && ch != '·' {
-                    return false;
                 }
                 chars[n] = ch;
                 n += 1;
+                i += len;
             }
             let chars = &chars[..n];
-            let surname = self.is_surname(chars);
             if stars > 0 {
                 let mut kept = 0u64;
                 for (i, ch) in chars.iter().enumerate() {
@@ -1361,7 +1476,7 @@ impl Ctx<'_> {
                 }
                 let conf = if strong {
                     90
-                } else if surname {
+                } else if self.is_surname(chars) {
                     80
                 } else {
                     60
@@ -1381,7 +1496,7 @@ impl Ctx<'_> {
             if !(2..=6).contains(&n) {
                 return false;
             }
-            let conf = match (strong, surname) {
+            let conf = match (strong, self.is_surname(chars)) {
                 (true, true) => 95,
                 (true, false) => 70,
                 (false, true) => 75,
@@ -1390,6 +1505,9 @@ impl Ctx<'_> {
             self.emit(w, Label::PersonName, conf, t, off, None, Notes::BY_KEY);
             return true;
         }
+        let Ok(text) = std::str::from_utf8(t) else {
+            return false;
+        };
         // Latin-script names: 2–4 capitalised words.
         let words: Vec<&str> = text.split_whitespace().collect();
         let ok = (2..=4).contains(&words.len())
@@ -1426,6 +1544,26 @@ impl Ctx<'_> {
             self.emit(w, Label::Address, 88, t, off, None, Notes::BY_KEY);
         }
         ok
+    }
+}
+
+/// The character a Chinese name (or its masked form) may contain at the start of `t`, with
+/// its UTF-8 length: a CJK unified ideograph (U+4E00–U+9FFF), '·', '*' or '＊'.
+fn name_char(t: &[u8]) -> Option<(char, usize)> {
+    match *t {
+        [b'*', ..] => Some(('*', 1)),
+        [0xC2, 0xB7, ..] => Some(('·', 2)),
+        [0xEF, 0xBC, 0x8A, ..] => Some(('＊', 3)),
+        [b0 @ 0xE4..=0xE9, b1 @ 0x80..=0xBF, b2 @ 0x80..=0xBF, ..] => {
+            let cp =
+                (u32::from(b0 & 0x0F) << 12) | (u32::from(b1 & 0x3F) << 6) | u32::from(b2 & 0x3F);
+            if (0x4E00..=0x9FFF).contains(&cp) {
+                char::from_u32(cp).map(|c| (c, 3))
+            } else {
+                None
+            }
+        }
+        _ => None,
     }
 }
 
@@ -1513,6 +1651,73 @@ fn plate(t: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-at-a-time definition of [`counts`].
+    fn counts_reference(tok: &[u8]) -> Counts {
+        let mut c: Counts = [0; 12];
+        let (mut run, mut max_run) = (0u32, 0u32);
+        for &b in tok {
+            match b {
+                b'0'..=b'9' => c[K_DIG] += 1,
+                b'A'..=b'Z' => c[K_UP] += 1,
+                b'a'..=b'z' => c[K_LO] += 1,
+                b' ' => c[K_SP] += 1,
+                _ => c[TABLES.1[b as usize] as usize] += 1,
+            }
+            run = if b.is_ascii_digit() || b == b'-' || b == b'+' {
+                run + 1
+            } else {
+                0
+            };
+            max_run = max_run.max(run);
+        }
+        c[K_RUN] = max_run;
+        c
+    }
+
+    #[test]
+    fn word_counts_match_the_byte_definition() {
+        let alphabet = b"0123456789AZaz.-@:*_+ xX\x80\xe4";
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        for len in 0..40 {
+            for _ in 0..500 {
+                let tok: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        // Runs of digits are what the run counter is about: favour them.
+                        if seed.is_multiple_of(3) {
+                            b'7'
+                        } else {
+                            alphabet[(seed >> 8) as usize % alphabet.len()]
+                        }
+                    })
+                    .collect();
+                assert_eq!(counts(&tok), counts_reference(&tok), "{tok:?}");
+            }
+        }
+        assert_eq!(counts(b"6222-0212-3456-7890")[K_RUN], 19);
+        assert_eq!(counts(b"abc+8613812345678x")[K_RUN], 14);
+    }
+
+    #[test]
+    fn name_chars_are_the_allowed_utf8_sequences() {
+        // Every character a name may hold decodes; every other character, and every invalid
+        // sequence, does not.
+        for c in ['\u{4e00}', '\u{9fff}', '张', '·', '*', '＊'] {
+            let mut b = [0u8; 4];
+            let s = c.encode_utf8(&mut b);
+            assert_eq!(name_char(s.as_bytes()), Some((c, s.len())), "{c}");
+        }
+        for c in ['\u{4dff}', '\u{a000}', 'a', '(', '（', '😀', 'é'] {
+            let mut b = [0u8; 4];
+            assert_eq!(name_char(c.encode_utf8(&mut b).as_bytes()), None, "{c}");
+        }
+        assert_eq!(name_char(&[0xE5, 0xBC]), None);
+        assert_eq!(name_char(&[0xE5, 0xBC, 0x20]), None);
+        assert_eq!(name_char(&[0xE5, 0x20, 0xA0]), None);
+    }
 
     #[test]
     fn dates_genders_plates() {

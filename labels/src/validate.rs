@@ -180,18 +180,24 @@ pub fn uscc(s: &[u8]) -> UsccCheck {
 
 /// ISO/IEC 7812-1 Annex B (Luhn) check over a digit string.
 pub fn luhn(s: &[u8]) -> bool {
+    // Doubled digit with its digits summed (`7 * 2 = 14 → 5`), by table.
+    const DOUBLED: [u32; 10] = [0, 2, 4, 6, 8, 1, 3, 5, 7, 9];
     if s.is_empty() {
         return false;
     }
     let mut sum = 0u32;
-    for (i, b) in s.iter().rev().enumerate() {
-        let Some(d) = digit(*b) else { return false };
-        sum += if i % 2 == 1 {
-            let x = d * 2;
-            if x > 9 { x - 9 } else { x }
+    let mut double = false;
+    for &b in s.iter().rev() {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return false;
+        }
+        sum += if double {
+            DOUBLED[usize::from(d)]
         } else {
-            d
+            u32::from(d)
         };
+        double = !double;
     }
     sum.is_multiple_of(10)
 }
