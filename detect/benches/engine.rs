@@ -1,0 +1,464 @@
+//! Detection engine throughput and state size (issue 7 "Performance").
+//!
+//! A realistic mixed stream with every detection on: benign browser sessions and API clients
+//! over many actors and templates (lists, items by id, logins with 10 % typos), plus a
+//! credential-stuffing run, a distributed low-and-slow stuffing, an ID sweep, a crawler and
+//! OTP guessing. Reports events/s per core (criterion, one thread) and bytes of detection
+//! state per active (actor, template) pair — the engine's own accounting of its tables by
+//! capacity, sketches, baselines and campaigns, divided by the (actor, template) pairs seen in
+//! the last window. Targets: ≥ 200 000 events/s/core, ≤ 1 KiB per pair.
+//!
+//! `cargo bench -p apitap-detect -- --save-baseline main` saves a baseline;
+//! `cargo bench -p apitap-detect -- --baseline main` compares with it, and this bench prints
+//! the throughput ratio new/baseline (`APITAP_BENCH_BASELINE` names the baseline; default
+//! `main`).
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use apitap_detect::{DetectConfig, Engine, EventContext};
+use apitap_labels::{FunctionClass, HashKey};
+use apitap_schema::{ApiEvent, Body, Endpoint, Header, Request, Response, SensorInfo};
+use criterion::{Criterion, Throughput};
+
+const T0: u64 = 1_704_067_200 * 1_000_000;
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+struct Item {
+    ev: ApiEvent,
+    template: &'static str,
+    function: Option<FunctionClass>,
+    records: Option<u32>,
+}
+
+#[allow(clippy::too_many_arguments)] // a plain event builder for the synthetic stream
+fn event(
+    ip: String,
+    method: &str,
+    path: String,
+    headers: Vec<(&str, String)>,
+    body: &str,
+    status: u16,
+    resp: &str,
+    t: u64,
+) -> ApiEvent {
+    ApiEvent {
+        schema_version: "1.2".into(),
+        event_id: format!("{t:032x}"),
+        sensor: SensorInfo {
+            id: "s".into(),
+            host: "h".into(),
+        },
+        connection_id: "0".repeat(16),
+        transaction_index: 0,
+        request_start_unix_us: t,
+        response_end_unix_us: Some(t + 2_000),
+        latency_us: Some(2_000),
+        client: Endpoint {
+            ip: ip.parse().expect("ip"),
+            port: 40_000,
+        },
+        server: Endpoint {
+            ip: "10.0.0.1".parse().expect("ip"),
+            port: 443,
+        },
+        tls: false,
+        http_version: "1.1".into(),
+        request: Request {
+            method: method.into(),
+            host: Some("api.example.com".into()),
+            path,
+            query: None,
+            headers: headers
+                .into_iter()
+                .map(|(n, v)| Header {
+                    name: n.into(),
+                    value: v,
+                })
+                .collect(),
+            body: Body::from_bytes(body.as_bytes(), body.len() as u64),
+        },
+        response: Some(Response {
+            status,
+            reason: String::new(),
+            headers: vec![Header {
+                name: "Content-Type".into(),
+                value: "application/json".into(),
+            }],
+            body: Body::from_bytes(resp.as_bytes(), resp.len() as u64),
+        }),
+        anomalies: vec![],
+        payload: Default::default(),
+        labels: None,
+    }
+}
+
+/// xorshift64*.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const TEMPLATES: [(&str, &str, Option<FunctionClass>); 8] = [
+    (
+        "/api/products/{id}",
+        "/api/products/",
+        Some(FunctionClass::QueryById),
+    ),
+    (
+        "/api/orders/{id}",
+        "/api/orders/",
+        Some(FunctionClass::QueryById),
+    ),
+    (
+        "/api/users/{id}/profile",
+        "/api/users/",
+        Some(FunctionClass::QueryById),
+    ),
+    (
+        "/api/products",
+        "/api/products",
+        Some(FunctionClass::SearchList),
+    ),
+    ("/api/cart", "/api/cart", Some(FunctionClass::Other)),
+    (
+        "/api/reviews/{id}",
+        "/api/reviews/",
+        Some(FunctionClass::QueryById),
+    ),
+    (
+        "/api/search",
+        "/api/search",
+        Some(FunctionClass::SearchList),
+    ),
+    ("/static/app.js", "/static/app.js", None),
+];
+
+fn stream(n: usize) -> Vec<Item> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut out = Vec::with_capacity(n);
+    let span_us = 600 * 1_000_000u64; // ten minutes of stream time
+    for i in 0..n {
+        let t = T0 + (i as u64) * span_us / n as u64;
+        let kind = rng.below(100);
+        let item = if kind < 80 {
+            // Benign: 20 000 actors, browser or API client, JWT accounts for half.
+            let actor = rng.below(20_000);
+            let ip = format!(
+                "198.{}.{}.{}",
+                51 + actor / 65_536,
+                (actor / 256) % 256,
+                actor % 256
+            );
+            let (tpl, prefix, function) = TEMPLATES[rng.below(TEMPLATES.len() as u64) as usize];
+            let path = if tpl.contains("{id}") {
+                let id = rng.below(100_000);
+                if tpl.ends_with("/profile") {
+                    format!("{prefix}{id}/profile")
+                } else {
+                    format!("{prefix}{id}")
+                }
+            } else {
+                prefix.to_owned()
+            };
+            let mut headers = vec![
+                ("Host", "api.example.com".to_owned()),
+                ("Accept", "application/json".to_owned()),
+            ];
+            if actor.is_multiple_of(2) {
+                headers.push(("User-Agent", CHROME.to_owned()));
+                headers.push(("Referer", "https://shop.example.com/".to_owned()));
+                headers.push(("Cookie", format!("SESSIONID=s{actor:012}")));
+            } else {
+                headers.push(("User-Agent", "okhttp/4.12.0".to_owned()));
+                headers.push((
+                    "Authorization",
+                    "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2ln".to_owned(),
+                ));
+            }
+            let status = if rng.below(50) == 0 { 404 } else { 200 };
+            let records = if function == Some(FunctionClass::SearchList) {
+                20
+            } else {
+                1
+            };
+            Item {
+                ev: event(
+                    ip,
+                    "GET",
+                    path,
+                    headers,
+                    "",
+                    status,
+                    "{\"id\":1,\"name\":\"x\"}",
+                    t,
+                ),
+                template: tpl,
+                function,
+                records: Some(records),
+            }
+        } else if kind < 88 {
+            // Benign logins, 10 % failures.
+            let actor = rng.below(5_000);
+            let ok = rng.below(10) != 0;
+            let body = format!("{{\"username\":\"user{actor}@example.com\",\"password\":\"x\"}}");
+            let resp = if ok {
+                "{\"access_token\":\"eyJ\"}"
+            } else {
+                "{\"error\":\"invalid credentials\"}"
+            };
+            let ip = format!("198.51.{}.{}", actor / 256 % 256, actor % 256);
+            let headers = vec![
+                ("Host", "api.example.com".to_owned()),
+                ("User-Agent", CHROME.to_owned()),
+            ];
+            Item {
+                ev: event(
+                    ip,
+                    "POST",
+                    "/api/login".into(),
+                    headers,
+                    &body,
+                    if ok { 200 } else { 401 },
+                    resp,
+                    t,
+                ),
+                template: "/api/login",
+                function: Some(FunctionClass::Login),
+                records: None,
+            }
+        } else if kind < 92 {
+            // Credential stuffing from one source.
+            let body = format!("{{\"username\":\"victim{i}@example.com\",\"password\":\"p{i}\"}}");
+            let headers = vec![
+                ("Host", "api.example.com".to_owned()),
+                ("User-Agent", "Fuzz Faster U Fool v2.1.0".to_owned()),
+            ];
+            Item {
+                ev: event(
+                    "203.0.113.7".into(),
+                    "POST",
+                    "/api/login".into(),
+                    headers,
+                    &body,
+                    401,
+                    "{\"error\":\"invalid\"}",
+                    t,
+                ),
+                template: "/api/login",
+                function: Some(FunctionClass::Login),
+                records: None,
+            }
+        } else if kind < 94 {
+            // Distributed stuffing: 2 000 sources.
+            let src = rng.below(2_000);
+            let body = format!("{{\"username\":\"d{i}\",\"password\":\"p\"}}");
+            let headers = vec![
+                ("Host", "api.example.com".to_owned()),
+                ("User-Agent", "python-requests/2.31".to_owned()),
+            ];
+            Item {
+                ev: event(
+                    format!("203.0.{}.{}", src / 250, src % 250 + 1),
+                    "POST",
+                    "/api/login".into(),
+                    headers,
+                    &body,
+                    401,
+                    "{}",
+                    t,
+                ),
+                template: "/api/login",
+                function: Some(FunctionClass::Login),
+                records: None,
+            }
+        } else if kind < 97 {
+            // ID sweep.
+            let headers = vec![
+                ("Host", "api.example.com".to_owned()),
+                ("User-Agent", "Wfuzz/3.1.0".to_owned()),
+            ];
+            let status = if i % 4 == 0 { 200 } else { 404 };
+            Item {
+                ev: event(
+                    "203.0.113.9".into(),
+                    "GET",
+                    format!("/api/users/{i}/profile"),
+                    headers,
+                    "",
+                    status,
+                    "{}",
+                    t,
+                ),
+                template: "/api/users/{id}/profile",
+                function: Some(FunctionClass::QueryById),
+                records: Some(1),
+            }
+        } else if kind < 99 {
+            // Crawler.
+            let (tpl, prefix, function) = TEMPLATES[i % TEMPLATES.len()];
+            let path = if tpl.contains("{id}") {
+                format!("{prefix}{i}")
+            } else {
+                prefix.to_owned()
+            };
+            let headers = vec![
+                ("Host", "api.example.com".to_owned()),
+                ("User-Agent", "Wget/1.21.3".to_owned()),
+            ];
+            Item {
+                ev: event("192.0.2.77".into(), "GET", path, headers, "", 200, "{}", t),
+                template: tpl,
+                function,
+                records: Some(5),
+            }
+        } else {
+            // OTP guessing.
+            let body = format!(
+                "{{\"mobile\":\"13812345678\",\"smsCode\":\"{:06}\"}}",
+                i % 1_000_000
+            );
+            let headers = vec![("Host", "api.example.com".to_owned())];
+            Item {
+                ev: event(
+                    "203.0.113.30".into(),
+                    "POST",
+                    "/api/sms/verify".into(),
+                    headers,
+                    &body,
+                    200,
+                    "{\"success\":false}",
+                    t,
+                ),
+                template: "/api/sms/verify",
+                function: Some(FunctionClass::SmsVerify),
+                records: None,
+            }
+        };
+        out.push(item);
+    }
+    out
+}
+
+fn run(engine: &mut Engine, items: &[Item]) -> usize {
+    let mut findings = 0;
+    let mut next_tick = items.first().map_or(0, |i| i.ev.request_start_unix_us);
+    for it in items {
+        let t = it.ev.request_start_unix_us;
+        if t >= next_tick {
+            findings += engine.tick(t).len();
+            next_tick = t + 1_000_000;
+        }
+        engine.observe(
+            &it.ev,
+            &EventContext {
+                template: Some(it.template),
+                function: it.function,
+                sensitive_records: it.records,
+                ..EventContext::default()
+            },
+        );
+    }
+    findings + engine.finish().len()
+}
+
+fn engine() -> Engine {
+    Engine::with_hash_key(DetectConfig::default(), &HashKey::from_secret(b"bench")).expect("engine")
+}
+
+fn state_report(items: &[Item]) {
+    let mut e = engine();
+    let mut next_tick = 0;
+    for it in items {
+        let t = it.ev.request_start_unix_us;
+        if t >= next_tick {
+            e.tick(t);
+            next_tick = t + 1_000_000;
+        }
+        e.observe(
+            &it.ev,
+            &EventContext {
+                template: Some(it.template),
+                function: it.function,
+                sensitive_records: it.records,
+                ..EventContext::default()
+            },
+        );
+    }
+    let end = e.now_us();
+    let window = 60 * 1_000_000;
+    let pairs: HashSet<(std::net::IpAddr, &str)> = items
+        .iter()
+        .filter(|i| i.ev.request_start_unix_us + window >= end)
+        .map(|i| (i.ev.client.ip, i.template))
+        .collect();
+    let bytes = e.state_bytes();
+    let per_pair = bytes as f64 / pairs.len().max(1) as f64;
+    println!(
+        "state: {bytes} bytes for {} active (actor, template) pairs in the last 60 s = {per_pair:.0} bytes/pair (target ≤ 1024); tables {:?}",
+        pairs.len(),
+        e.table_sizes()
+    );
+    let m = e.metrics();
+    println!(
+        "findings: created {} updated {} closed {}; evicted {:?}",
+        m.findings_created, m.findings_updated, m.findings_closed, m.evicted
+    );
+}
+
+fn criterion_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from("../target"), PathBuf::from);
+    target
+        .join("criterion")
+        .join("detect_engine")
+        .join("mixed_stream")
+}
+
+fn mean_ns(dir: &std::path::Path) -> Option<f64> {
+    let text = std::fs::read_to_string(dir.join("estimates.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["mean"]["point_estimate"].as_f64()
+}
+
+fn main() {
+    const N: usize = 200_000;
+    let items = stream(N);
+    state_report(&items);
+    let mut c = Criterion::default().configure_from_args().sample_size(10);
+    let mut g = c.benchmark_group("detect_engine");
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("mixed_stream", |b| {
+        b.iter_batched(
+            engine,
+            |mut e| black_box(run(&mut e, &items)),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+    c.final_summary();
+    let dir = criterion_dir();
+    if let Some(new) = mean_ns(&dir.join("new")) {
+        println!(
+            "throughput: {:.0} events/s/core (target ≥ 200000)",
+            N as f64 / (new / 1e9)
+        );
+        let base = std::env::var("APITAP_BENCH_BASELINE").unwrap_or_else(|_| "main".into());
+        if let Some(old) = mean_ns(&dir.join(&base)) {
+            println!(
+                "ratio vs baseline `{base}`: {:.3} (new/baseline throughput)",
+                old / new
+            );
+        } else {
+            println!("no baseline `{base}` saved (run with -- --save-baseline {base})");
+        }
+    }
+}

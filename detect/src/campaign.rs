@@ -1,0 +1,528 @@
+//! Campaign lifecycle (issue 7 "Campaign lifecycle"): detectors report *hits* while their
+//! condition holds; hits with the same (detector, kind, actor key, endpoint) belong to one
+//! campaign. [`Campaigns::tick`] turns them into at most one Create, then Updates no more often
+//! than `lifecycle.update_interval_secs` and only when something changed, then one Close after
+//! `lifecycle.quiet_secs` without hits — never a storm of duplicates. The campaign's
+//! `finding_info.uid` is a hash of (detector, kind, actor key, endpoint, campaign start), so it
+//! is stable across its reports. Bounded by `limits.max_campaigns`; hits that would open a
+//! campaign beyond it are dropped and counted.
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use apitap_labels::{Keep, Label, mask_policy};
+use foldhash::fast::RandomState;
+
+use crate::config::{Lifecycle, Limits};
+use crate::engine::Obs;
+use crate::finding::{Activity, ActorKey, Detector, EndpointRef, Finding, Sample, Severity};
+use crate::keys::{Domain, Keyer};
+use crate::sketch::Distinct;
+use crate::template::id_like;
+
+/// Which actor key identifies the campaign (and is reported first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The client address.
+    Ip,
+    /// The account (the client address when there is none).
+    Account,
+    /// The user name tried.
+    LoginUser,
+    /// The client fingerprint (distributed campaigns).
+    Fingerprint,
+    /// The endpoint as a whole (distributed campaigns).
+    Endpoint,
+}
+
+/// A detector's report that its condition holds for this event.
+#[derive(Debug)]
+pub(crate) struct Hit<'a> {
+    pub detector: Detector,
+    pub kind: &'static str,
+    pub scope: Scope,
+    /// The campaign covers every endpoint of the service (crawling, sharing).
+    pub any_endpoint: bool,
+    pub severity: Severity,
+    pub confidence: u8,
+    /// Window counters; merged by maximum.
+    pub counts: &'a [(&'static str, u64)],
+}
+
+#[derive(Debug)]
+struct Campaign {
+    uid: String,
+    detector: Detector,
+    kind: &'static str,
+    title: String,
+    severity: Severity,
+    confidence: u8,
+    start_us: u64,
+    last_us: u64,
+    created_us: u64,
+    last_emit_us: u64,
+    created: bool,
+    dirty: bool,
+    seq: u32,
+    events: u64,
+    counts: Vec<(&'static str, u64)>,
+    actor: Vec<ActorKey>,
+    endpoint: EndpointRef,
+    samples: Vec<Sample>,
+    sources: Vec<IpAddr>,
+    source_set: Distinct,
+    source_keys: u64,
+}
+
+/// Open campaigns.
+#[derive(Debug)]
+pub struct Campaigns {
+    open: HashMap<u64, Campaign, RandomState>,
+    lifecycle: Lifecycle,
+    max: usize,
+    max_samples: usize,
+    /// Campaigns not opened because `limits.max_campaigns` were open.
+    pub dropped: u64,
+    /// Findings emitted, by activity (Create, Update, Close).
+    pub emitted: [u64; 3],
+}
+
+/// Sources listed per campaign.
+const MAX_SOURCES: usize = 16;
+
+impl Campaigns {
+    pub(crate) fn new(lifecycle: Lifecycle, limits: &Limits) -> Self {
+        Campaigns {
+            open: HashMap::with_hasher(RandomState::default()),
+            lifecycle,
+            max: limits.max_campaigns,
+            max_samples: limits.max_samples_per_campaign,
+            dropped: 0,
+            emitted: [0; 3],
+        }
+    }
+
+    /// Open campaigns.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    /// No open campaign.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// Records a hit; opens the campaign on the first one.
+    pub(crate) fn hit(&mut self, h: &Hit, o: &Obs, keyer: &Keyer) {
+        let k = key(h.detector, h.kind, h.scope, h.any_endpoint, o, keyer);
+        if !self.open.contains_key(&k) {
+            if self.open.len() >= self.max {
+                self.dropped += 1;
+                return;
+            }
+            let uid = format!(
+                "{:032x}",
+                xxhash_rust::xxh3::xxh3_128(&[&k.to_le_bytes()[..], &o.now.to_le_bytes()].concat())
+            );
+            let actor = actor_keys(h.scope, o);
+            let endpoint = if h.any_endpoint {
+                EndpointRef {
+                    service: o.service.to_owned(),
+                    method: "*".into(),
+                    template: "*".into(),
+                }
+            } else {
+                EndpointRef {
+                    service: o.service.to_owned(),
+                    method: o.method.to_owned(),
+                    template: o.template.to_owned(),
+                }
+            };
+            let title = title(h.detector, h.kind, &actor, &endpoint);
+            tracing::debug!(detector = h.detector.name(), kind = h.kind, uid = %uid, "campaign opened");
+            self.open.insert(
+                k,
+                Campaign {
+                    uid,
+                    detector: h.detector,
+                    kind: h.kind,
+                    title,
+                    severity: h.severity,
+                    confidence: h.confidence,
+                    start_us: o.now,
+                    last_us: o.now,
+                    created_us: 0,
+                    last_emit_us: 0,
+                    created: false,
+                    dirty: true,
+                    seq: 0,
+                    events: 0,
+                    counts: Vec::with_capacity(h.counts.len()),
+                    actor,
+                    endpoint,
+                    samples: Vec::new(),
+                    sources: Vec::new(),
+                    source_set: Distinct::default(),
+                    source_keys: 0,
+                },
+            );
+        }
+        let Some(c) = self.open.get_mut(&k) else {
+            return;
+        };
+        c.events += 1;
+        c.last_us = c.last_us.max(o.now);
+        c.start_us = c.start_us.min(o.now);
+        c.dirty = true;
+        c.severity = c.severity.max(h.severity);
+        c.confidence = c.confidence.max(h.confidence);
+        for (name, v) in h.counts {
+            match c.counts.iter_mut().find(|(n, _)| n == name) {
+                Some((_, old)) => *old = (*old).max(*v),
+                None => c.counts.push((name, *v)),
+            }
+        }
+        if c.source_set.insert(o.actor.ip_key) {
+            c.source_keys += 1;
+            if c.sources.len() < MAX_SOURCES && !c.sources.contains(&o.actor.ip) {
+                c.sources.push(o.actor.ip);
+            }
+        }
+        if c.samples.len() < self.max_samples {
+            c.samples.push(sample(o));
+        }
+    }
+
+    /// Lifecycle transitions due at `now` (µs stream time).
+    pub(crate) fn tick(&mut self, now: u64) -> Vec<Finding> {
+        let quiet = self.lifecycle.quiet_secs * 1_000_000;
+        let every = self.lifecycle.update_interval_secs * 1_000_000;
+        let mut out = Vec::new();
+        let mut closed = Vec::new();
+        for (k, c) in self.open.iter_mut() {
+            if !c.created {
+                c.created = true;
+                c.created_us = now.max(c.last_us);
+                c.last_emit_us = c.created_us;
+                c.dirty = false;
+                out.push(render(c, Activity::Create, c.created_us));
+                self.emitted[0] += 1;
+            } else if now.saturating_sub(c.last_us) >= quiet {
+                c.seq += 1;
+                out.push(render(c, Activity::Close, now));
+                self.emitted[2] += 1;
+                closed.push(*k);
+            } else if c.dirty && now.saturating_sub(c.last_emit_us) >= every {
+                c.seq += 1;
+                c.last_emit_us = now;
+                c.dirty = false;
+                out.push(render(c, Activity::Update, now));
+                self.emitted[1] += 1;
+            }
+        }
+        for k in closed {
+            self.open.remove(&k);
+        }
+        out.sort_by(|a, b| (a.time_us, &a.uid).cmp(&(b.time_us, &b.uid)));
+        out
+    }
+
+    /// Closes every campaign (end of input): Create for those never reported, then Close.
+    pub(crate) fn close_all(&mut self, now: u64) -> Vec<Finding> {
+        let mut out = self.tick(now);
+        for (_, mut c) in self.open.drain() {
+            c.seq += 1;
+            out.push(render(&c, Activity::Close, now.max(c.last_us)));
+            self.emitted[2] += 1;
+        }
+        out
+    }
+
+    /// Bytes held (approximate: table plus strings and vectors).
+    pub fn bytes(&self) -> usize {
+        self.open.capacity() * (std::mem::size_of::<(u64, Campaign)>() + 1)
+            + self
+                .open
+                .values()
+                .map(|c| {
+                    c.uid.capacity()
+                        + c.title.capacity()
+                        + c.counts.capacity() * 24
+                        + c.actor
+                            .iter()
+                            .map(|a| a.value.capacity() + 40)
+                            .sum::<usize>()
+                        + c.samples.len() * 256
+                        + c.sources.capacity() * 17
+                        + c.source_set.heap_bytes()
+                })
+                .sum::<usize>()
+    }
+}
+
+fn key(
+    detector: Detector,
+    kind: &str,
+    scope: Scope,
+    any_endpoint: bool,
+    o: &Obs,
+    keyer: &Keyer,
+) -> u64 {
+    let actor = match scope {
+        Scope::Ip => o.actor.ip_key,
+        Scope::Account => o.actor.account.map_or(o.actor.ip_key, |a| a.key),
+        Scope::LoginUser => o.actor.login_user.unwrap_or(o.actor.ip_key),
+        Scope::Fingerprint => o.actor.fingerprint,
+        Scope::Endpoint => 0,
+    };
+    let ep = if any_endpoint {
+        o.service_key
+    } else {
+        o.endpoint_key
+    };
+    keyer.hash_parts(
+        Domain::Campaign,
+        &[
+            detector.name().as_bytes(),
+            kind.as_bytes(),
+            &actor.to_le_bytes(),
+            &ep.to_le_bytes(),
+        ],
+    )
+}
+
+fn actor_keys(scope: Scope, o: &Obs) -> Vec<ActorKey> {
+    let a = &o.actor;
+    let mut v = Vec::with_capacity(5);
+    let ip = ActorKey {
+        kind: "client_ip",
+        value: a.ip.to_string(),
+    };
+    let subnet = ActorKey {
+        kind: "subnet",
+        value: a.subnet.to_string(),
+    };
+    let ua = ActorKey {
+        kind: "user_agent_family",
+        value: a.ua.name().to_owned(),
+    };
+    let account = a.account.map(|acc| ActorKey {
+        kind: "account",
+        value: acc.render(),
+    });
+    match scope {
+        Scope::Ip => {
+            v.push(ip);
+            v.push(subnet);
+            v.push(ua);
+            v.extend(account);
+        }
+        Scope::Account => {
+            v.extend(account);
+            v.push(ip);
+            v.push(subnet);
+            v.push(ua);
+        }
+        Scope::LoginUser => {
+            if let Some(u) = a.login_user {
+                v.push(ActorKey {
+                    kind: "login_user",
+                    value: format!("login_user:{u:016x}"),
+                });
+            }
+            v.push(ip);
+            v.push(ua);
+        }
+        Scope::Fingerprint => {
+            v.push(ActorKey {
+                kind: "fingerprint",
+                value: format!("{:016x}", a.fingerprint),
+            });
+            v.push(ua);
+        }
+        Scope::Endpoint => {
+            v.push(ActorKey {
+                kind: "scope",
+                value: "distributed".into(),
+            });
+        }
+    }
+    v
+}
+
+fn title(d: Detector, kind: &str, actor: &[ActorKey], ep: &EndpointRef) -> String {
+    let who = actor
+        .first()
+        .map_or_else(|| "unknown actor".to_owned(), |k| k.value.clone());
+    let what = match (d, kind) {
+        (Detector::Crawling, "distributed") => "Distributed crawling",
+        (Detector::Crawling, _) => "Crawling / scraping",
+        (Detector::Enumeration, _) => "Object ID enumeration (BOLA probing)",
+        (Detector::CredentialStuffing, "distributed") => "Distributed credential stuffing",
+        (Detector::CredentialStuffing, _) => "Credential stuffing",
+        (Detector::BruteForce, "possible_account_takeover") => {
+            "Possible account takeover after failed logins"
+        }
+        (Detector::BruteForce, _) => "Password brute force",
+        (Detector::OtpGuessing, _) => "OTP / SMS code guessing",
+        (Detector::AbnormalAccess, "bulk_records") => "Abnormal volume of sensitive records",
+        (Detector::AbnormalAccess, "bulk_export") => "Bulk export of sensitive records",
+        (Detector::AbnormalAccess, "off_hours_access") => {
+            "Sensitive data accessed outside working hours"
+        }
+        (Detector::AbnormalAccess, "account_sharing") => "Account used from many addresses",
+        (Detector::AbnormalAccess, "foreign_access_internal_api") => {
+            "Internal API accessed from a foreign address"
+        }
+        (Detector::AbnormalAccess, _) => "Abnormal data access",
+    };
+    if ep.template == "*" {
+        format!("{what} by {who} on {}", ep.service)
+    } else {
+        format!(
+            "{what} by {who} on {} {} {}",
+            ep.method, ep.service, ep.template
+        )
+    }
+}
+
+fn render(c: &Campaign, activity: Activity, now: u64) -> Finding {
+    Finding {
+        activity,
+        uid: c.uid.clone(),
+        seq: c.seq,
+        detector: c.detector,
+        kind: c.kind,
+        title: c.title.clone(),
+        severity: c.severity,
+        confidence: c.confidence,
+        time_us: now,
+        created_us: c.created_us,
+        start_us: c.start_us,
+        end_us: c.last_us,
+        events: c.events,
+        counts: c.counts.clone(),
+        actor: c.actor.clone(),
+        sources: c.sources.clone(),
+        source_count: c.source_set.count().max(c.sources.len() as u64).max(
+            c.counts
+                .iter()
+                .find(|(n, _)| *n == "distinct_sources")
+                .map_or(0, |(_, v)| *v),
+        ),
+        endpoint: c.endpoint.clone(),
+        samples: c.samples.clone(),
+    }
+}
+
+/// Masks an id-like value: at most the last two characters kept.
+fn mask_id(seg: &str, out: &mut String) {
+    let n = seg.chars().count();
+    let keep = if n >= 6 { 2 } else { 0 };
+    for _ in 0..(n - keep).clamp(1, 16) {
+        out.push('*');
+    }
+    out.extend(seg.chars().skip(n - keep));
+}
+
+/// The path with template parameters and id-like segments masked.
+pub(crate) fn mask_path(path: &str, template: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut t = template.split('/');
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let param = t.next().is_some_and(|t| t.starts_with('{'));
+        if !seg.is_empty() && (param || id_like(seg)) {
+            mask_id(seg, &mut out);
+        } else {
+            out.push_str(seg);
+        }
+    }
+    out
+}
+
+/// The query with every value masked.
+pub(crate) fn mask_query(q: &str) -> String {
+    q.split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !v.is_empty() => format!("{k}=***"),
+            _ => p.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A user name for evidence, masked per the labels crate's policy for its shape (e-mail,
+/// mobile), otherwise replaced by its keyed hash.
+pub(crate) fn mask_username(raw: &str, hash: u64) -> String {
+    let raw = raw.trim();
+    let (label, is) = if raw.contains('@') {
+        (Label::Email, true)
+    } else if raw.len() == 11 && raw.starts_with('1') && raw.bytes().all(|b| b.is_ascii_digit()) {
+        (Label::Mobile, true)
+    } else {
+        (Label::Email, false)
+    };
+    if !is {
+        return format!("login_user:{hash:016x}");
+    }
+    let chars: Vec<char> = raw.chars().collect();
+    let (p, s) = match mask_policy(label) {
+        Keep::Chars(p, s) => (usize::from(p), usize::from(s)),
+        Keep::Email => {
+            let at = chars.iter().position(|c| *c == '@').unwrap_or(0);
+            (1.min(at), chars.len() - at)
+        }
+        _ => (0, 0),
+    };
+    if p + s >= chars.len() {
+        return format!("login_user:{hash:016x}");
+    }
+    let mut out: String = chars[..p].iter().collect();
+    for _ in 0..(chars.len() - p - s).clamp(1, 16) {
+        out.push('*');
+    }
+    out.extend(&chars[chars.len() - s..]);
+    out
+}
+
+fn sample(o: &Obs) -> Sample {
+    Sample {
+        time_us: o.now,
+        client_ip: o.actor.ip,
+        method: o.method.to_owned(),
+        path: mask_path(&o.ev.request.path, o.template),
+        query: o.ev.request.query.as_deref().map(mask_query),
+        status: o.status,
+        user_agent_family: o.actor.ua.name(),
+        login_user: o.actor.login_user_masked.clone(),
+        records: o.records,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking() {
+        assert_eq!(
+            mask_path("/api/users/1024", "/api/users/{id}"),
+            "/api/users/****"
+        );
+        assert_eq!(
+            mask_path("/api/users/10245678", "/api/users/{id}"),
+            "/api/users/******78"
+        );
+        assert_eq!(mask_path("/files/report", "/files/{name}"), "/files/****rt");
+        assert_eq!(mask_path("/a/b", "/a/b"), "/a/b");
+        assert_eq!(
+            mask_query("page=2&token=abc&flag"),
+            "page=***&token=***&flag"
+        );
+        assert_eq!(mask_username("alice@example.com", 1), "a****@example.com");
+        assert_eq!(mask_username("13812345678", 1), "138****5678");
+        assert_eq!(mask_username("admin", 0xab), "login_user:00000000000000ab");
+    }
+}

@@ -1,0 +1,293 @@
+//! Brute force / credential cracking (OAT-007, R-THR-3) and possible account takeover.
+//!
+//! **Actor keys:** the user name tried (keyed hash, login body or Basic) per login endpoint;
+//! the campaign is keyed by the client IP when one or two sources drive it (one campaign per
+//! attacking tool run, however many user names it cycles through) and by the user name when
+//! more sources do (distributed guessing on one account).
+//!
+//! **Signals:** failed attempts on one user name per window (`brute_force.window_secs`) ≥
+//! `min_failures`. Account takeover: a success for a user name that had ≥ `ato_min_failures`
+//! failures in the window, from a /24 (/64) subnet that never succeeded for that user before.
+//!
+//! **State:** one ~90-byte entry per (user name, endpoint) and one ~60-byte history per user
+//! name (the last four subnets that logged in successfully); bounded by
+//! `limits.max_keys_per_table`.
+use crate::bounded::{BoundedMap, Touched};
+use crate::campaign::{Hit, Scope};
+use crate::config::{BruteForceConfig, DetectConfig};
+use crate::detections::{Cx, roll, us};
+use crate::engine::Obs;
+use crate::finding::{Detector, Severity};
+use crate::keys::Domain;
+use crate::outcome::Outcome;
+use crate::sketch::Distinct;
+
+#[derive(Debug, Default)]
+struct Target {
+    start_us: u64,
+    last_us: u64,
+    hot_until: u64,
+    attempts: u32,
+    failures: u32,
+    sources: Distinct,
+}
+
+impl Touched for Target {
+    fn last_us(&self) -> u64 {
+        self.last_us
+    }
+}
+
+/// Subnets that logged in successfully for one user name.
+#[derive(Debug, Default)]
+struct History {
+    last_us: u64,
+    good: [u64; 4],
+    n: u8,
+    next: u8,
+}
+
+impl Touched for History {
+    fn last_us(&self) -> u64 {
+        self.last_us
+    }
+}
+
+impl History {
+    fn knows(&self, subnet: u64) -> bool {
+        self.good[..usize::from(self.n)].contains(&subnet)
+    }
+    fn learn(&mut self, subnet: u64) {
+        if self.knows(subnet) {
+            return;
+        }
+        self.good[usize::from(self.next)] = subnet;
+        self.next = (self.next + 1) % 4;
+        self.n = (self.n + 1).min(4);
+    }
+}
+
+/// The brute-force detector.
+#[derive(Debug)]
+pub struct BruteForce {
+    cfg: BruteForceConfig,
+    quiet_us: u64,
+    targets: BoundedMap<Target>,
+    history: BoundedMap<History>,
+}
+
+impl BruteForce {
+    pub(crate) fn new(cfg: &DetectConfig) -> Self {
+        BruteForce {
+            cfg: cfg.brute_force.clone(),
+            quiet_us: us(cfg.lifecycle.quiet_secs),
+            targets: BoundedMap::new(cfg.limits.max_keys_per_table),
+            history: BoundedMap::new(cfg.limits.max_keys_per_table),
+        }
+    }
+
+    pub(crate) fn observe(&mut self, o: &Obs, cx: &mut Cx) {
+        let Some(user) = o.actor.login_user else {
+            return;
+        };
+        if o.outcome == Outcome::Unknown {
+            return;
+        }
+        let now = o.now;
+        let key = cx.keyer.pair(Domain::Username, user, o.endpoint_key);
+        let t = self.targets.entry(key, || Target {
+            start_us: now,
+            ..Target::default()
+        });
+        if roll(&mut t.start_us, now, us(self.cfg.window_secs)) {
+            let hot = t.hot_until;
+            *t = Target {
+                start_us: now,
+                hot_until: hot,
+                ..Target::default()
+            };
+        }
+        t.last_us = t.last_us.max(now);
+        t.attempts += 1;
+        t.sources.insert(o.actor.ip_key);
+        let failures_before = t.failures;
+        if o.outcome == Outcome::Failure {
+            t.failures += 1;
+        }
+        let sources = t.sources.count();
+        let triggered = t.failures >= self.cfg.min_failures;
+        if triggered || t.hot_until >= now {
+            if triggered {
+                t.hot_until = now + self.quiet_us;
+            }
+            let counts = [
+                ("attempts", u64::from(t.attempts)),
+                ("failures_on_user", u64::from(t.failures)),
+                ("distinct_sources", sources),
+            ];
+            let (kind, scope) = if sources <= 2 {
+                ("single_source", Scope::Ip)
+            } else {
+                ("distributed_on_account", Scope::LoginUser)
+            };
+            cx.campaigns.hit(
+                &Hit {
+                    detector: Detector::BruteForce,
+                    kind,
+                    scope,
+                    any_endpoint: false,
+                    severity: Severity::Medium,
+                    confidence: 85,
+                    counts: &counts,
+                },
+                o,
+                cx.keyer,
+            );
+            cx.baselines.poison(o.endpoint_key);
+        }
+        if o.outcome == Outcome::Success {
+            let h = self.history.entry(user, History::default);
+            h.last_us = now;
+            let new_source = !h.knows(o.actor.subnet_key);
+            if new_source && failures_before >= self.cfg.ato_min_failures {
+                let counts = [
+                    ("failures_before_success", u64::from(failures_before)),
+                    ("distinct_sources", sources),
+                ];
+                cx.campaigns.hit(
+                    &Hit {
+                        detector: Detector::BruteForce,
+                        kind: "possible_account_takeover",
+                        scope: Scope::LoginUser,
+                        any_endpoint: false,
+                        severity: Severity::Critical,
+                        confidence: 70,
+                        counts: &counts,
+                    },
+                    o,
+                    cx.keyer,
+                );
+            }
+            h.learn(o.actor.subnet_key);
+        }
+    }
+
+    pub(crate) fn expire(&mut self, now: u64) {
+        let keep = now.saturating_sub(us(self.cfg.window_secs).max(self.quiet_us));
+        self.targets.expire(keep);
+        // Known-good subnets are kept for 30 days of inactivity.
+        self.history.expire(now.saturating_sub(us(30 * 86_400)));
+    }
+
+    pub(crate) fn evicted(&self) -> u64 {
+        self.targets.evicted + self.history.evicted
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.targets.len() + self.history.len()
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.targets.table_bytes()
+            + self.history.table_bytes()
+            + self
+                .targets
+                .values()
+                .map(|t| t.sources.heap_bytes())
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detections::testkit::*;
+    use crate::finding::Activity;
+    use base64::Engine as _;
+
+    fn basic(ip: &str, user: &str, pw: &str, ok: bool, t: u64) -> Req {
+        let cred = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+        let r = Req::get(ip, "/basic/login", t)
+            .header("Authorization", &format!("Basic {cred}"))
+            .ua("Mozilla/4.0 (Hydra)");
+        if ok { r } else { r.status(401) }
+    }
+
+    #[test]
+    fn hydra_basic_auth_on_one_user_is_one_campaign_then_takeover() {
+        let mut eng = engine(DetectConfig::default());
+        let mut reqs: Vec<Req> = (0..300u64)
+            .map(|i| {
+                basic(
+                    "203.0.113.66",
+                    "admin",
+                    &format!("guess{i}"),
+                    false,
+                    T0 + i * 50_000,
+                )
+            })
+            .collect();
+        // The password is found.
+        reqs.push(basic(
+            "203.0.113.66",
+            "admin",
+            "letmein",
+            true,
+            T0 + 300 * 50_000,
+        ));
+        let out = run(&mut eng, reqs, no_ctx);
+        let c = creates(&out);
+        assert_eq!(c.len(), 2, "{c:#?}");
+        let bf = c.iter().find(|f| f.kind == "single_source").unwrap();
+        assert_eq!(bf.detector, Detector::BruteForce);
+        assert_eq!(bf.actor_key("client_ip"), Some("203.0.113.66"));
+        assert!(bf.time_us - T0 <= 10 * SEC);
+        let ato = c
+            .iter()
+            .find(|f| f.kind == "possible_account_takeover")
+            .unwrap();
+        assert_eq!(ato.severity, Severity::Critical);
+        assert!(
+            ato.actor_key("login_user")
+                .unwrap()
+                .starts_with("login_user:")
+        );
+        let json = serde_json::to_string(&out).unwrap();
+        assert!(!json.contains("admin"), "user name in clear: {json}");
+        assert!(!json.contains("letmein"));
+        assert_eq!(
+            out.iter().filter(|f| f.activity == Activity::Close).count(),
+            2
+        );
+    }
+
+    #[test]
+    fn typos_then_success_from_a_known_subnet_are_not_takeover() {
+        let mut eng = engine(DetectConfig::default());
+        let mut reqs = vec![basic("198.51.100.4", "bob", "right", true, T0)];
+        for i in 0..6u64 {
+            reqs.push(basic(
+                "198.51.100.4",
+                "bob",
+                "typo",
+                false,
+                T0 + (10 + i) * SEC,
+            ));
+        }
+        reqs.push(basic("198.51.100.9", "bob", "right", true, T0 + 20 * SEC));
+        let out = run(&mut eng, reqs, no_ctx);
+        assert!(creates(&out).is_empty(), "{:#?}", creates(&out));
+    }
+
+    #[test]
+    fn history_ring_keeps_four_subnets() {
+        let mut h = History::default();
+        for s in 1..=6u64 {
+            h.learn(s);
+        }
+        assert!(h.knows(6) && h.knows(5) && h.knows(4) && h.knows(3));
+        assert!(!h.knows(1));
+        h.learn(6);
+        assert!(h.knows(3));
+    }
+}

@@ -1,0 +1,343 @@
+//! Credential stuffing (OAT-008, R-THR-3).
+//!
+//! **Actor keys:** client IP per login endpoint (per-source); the login endpoint as a whole
+//! (distributed, low-and-slow), reported with the sources seen. User names (login body or
+//! Basic) are counted by keyed hash only.
+//!
+//! **Per source, per window** (`credential_stuffing.window_secs`): distinct user names ≥
+//! `min_distinct_usernames`, attempts per user name ≤ `max_attempts_per_username` (about one
+//! each: a list of leaked pairs, not guessing), failure ratio ≥ `min_failure_ratio`.
+//!
+//! **Distributed, per endpoint and window:** failures ≥ `distributed_min_failures`, distinct
+//! sources ≥ `distributed_min_sources`, distinct user names ≥ `distributed_min_usernames`,
+//! the mean attempts per source below the per-source user-name threshold (each source stays
+//! under any per-IP threshold), and the failure ratio ≥ `distributed_min_failure_ratio`,
+//! raised to `baseline_factor` × the endpoint's failure-ratio baseline (hour-of-week aware)
+//! when adaptive. All of it is one campaign per endpoint.
+//!
+//! **State:** one ~100-byte entry per (source, login endpoint) and one per login endpoint,
+//! plus 256-byte sketches beyond 8 distinct values; bounded by `limits.max_keys_per_table`.
+use crate::baseline::Metric;
+use crate::bounded::{BoundedMap, Touched};
+use crate::campaign::{Hit, Scope};
+use crate::config::{BaselineConfig, DetectConfig, StuffingConfig};
+use crate::detections::{Cx, ratio, roll, us};
+use crate::engine::Obs;
+use crate::finding::{Detector, Severity};
+use crate::keys::Domain;
+use crate::outcome::Outcome;
+use crate::sketch::Distinct;
+
+#[derive(Debug, Default)]
+struct Win {
+    start_us: u64,
+    last_us: u64,
+    hot_until: u64,
+    attempts: u32,
+    failures: u32,
+    successes: u32,
+    users: Distinct,
+    sources: Distinct,
+}
+
+impl Touched for Win {
+    fn last_us(&self) -> u64 {
+        self.last_us
+    }
+}
+
+impl Win {
+    fn add(&mut self, o: &Obs, now: u64, len: u64) {
+        if roll(&mut self.start_us, now, len) {
+            let hot = self.hot_until;
+            *self = Win {
+                start_us: now,
+                hot_until: hot,
+                ..Win::default()
+            };
+        }
+        self.last_us = self.last_us.max(now);
+        self.attempts += 1;
+        self.failures += u32::from(o.outcome == Outcome::Failure);
+        self.successes += u32::from(o.outcome == Outcome::Success);
+        if let Some(u) = o.actor.login_user {
+            self.users.insert(u);
+        }
+        self.sources.insert(o.actor.ip_key);
+    }
+}
+
+/// The credential-stuffing detector.
+#[derive(Debug)]
+pub struct CredentialStuffing {
+    cfg: StuffingConfig,
+    base: BaselineConfig,
+    quiet_us: u64,
+    per_source: BoundedMap<Win>,
+    per_endpoint: BoundedMap<Win>,
+}
+
+impl CredentialStuffing {
+    pub(crate) fn new(cfg: &DetectConfig) -> Self {
+        CredentialStuffing {
+            cfg: cfg.credential_stuffing.clone(),
+            base: cfg.baseline.clone(),
+            quiet_us: us(cfg.lifecycle.quiet_secs),
+            per_source: BoundedMap::new(cfg.limits.max_keys_per_table),
+            per_endpoint: BoundedMap::new(cfg.limits.max_keys_per_table),
+        }
+    }
+
+    pub(crate) fn observe(&mut self, o: &Obs, cx: &mut Cx) {
+        if o.outcome == Outcome::Unknown {
+            return;
+        }
+        let now = o.now;
+        let c = &self.cfg;
+        let len = us(c.window_secs);
+        let key = cx.keyer.pair(Domain::Ip, o.actor.ip_key, o.endpoint_key);
+        let w = self.per_source.entry(key, || Win {
+            start_us: now,
+            ..Win::default()
+        });
+        w.add(o, now, len);
+        let users = w.users.count();
+        let attempts = u64::from(w.attempts);
+        let fail_ratio = ratio(u64::from(w.failures), attempts);
+        let triggered = users >= u64::from(c.min_distinct_usernames)
+            && attempts as f64 / users.max(1) as f64 <= c.max_attempts_per_username
+            && fail_ratio >= c.min_failure_ratio;
+        if triggered || w.hot_until >= now {
+            if triggered {
+                w.hot_until = now + self.quiet_us;
+            }
+            let severity = if w.successes > 0 {
+                Severity::High
+            } else {
+                Severity::Medium
+            };
+            let counts = [
+                ("attempts", attempts),
+                ("failures", u64::from(w.failures)),
+                ("successes", u64::from(w.successes)),
+                ("distinct_usernames", users),
+            ];
+            cx.campaigns.hit(
+                &Hit {
+                    detector: Detector::CredentialStuffing,
+                    kind: "per_source",
+                    scope: Scope::Ip,
+                    any_endpoint: false,
+                    severity,
+                    confidence: 85,
+                    counts: &counts,
+                },
+                o,
+                cx.keyer,
+            );
+            cx.baselines.poison(o.endpoint_key);
+        }
+
+        // Distributed, low-and-slow: the endpoint as a whole.
+        let base = cx.baselines.get(o.endpoint_key, Metric::FailureRatio, now);
+        let thr_ratio = if c.adaptive {
+            base.threshold(
+                c.distributed_min_failure_ratio,
+                c.baseline_factor,
+                self.base.sigmas,
+                self.base.min_samples,
+            )
+            .min(0.95)
+        } else {
+            c.distributed_min_failure_ratio
+        };
+        let e = self.per_endpoint.entry(o.endpoint_key, || Win {
+            start_us: now,
+            ..Win::default()
+        });
+        e.add(o, now, len);
+        let sources = e.sources.count();
+        let attempts = u64::from(e.attempts);
+        let users = e.users.count();
+        let fail_ratio = ratio(u64::from(e.failures), attempts);
+        let per_source = attempts as f64 / sources.max(1) as f64;
+        let triggered = u64::from(e.failures) >= u64::from(c.distributed_min_failures)
+            && sources >= u64::from(c.distributed_min_sources)
+            && users >= u64::from(c.distributed_min_usernames)
+            && per_source < f64::from(c.min_distinct_usernames)
+            && fail_ratio >= thr_ratio;
+        if triggered || e.hot_until >= now {
+            if triggered {
+                e.hot_until = now + self.quiet_us;
+            }
+            let counts = [
+                ("attempts", attempts),
+                ("failures", u64::from(e.failures)),
+                ("successes", u64::from(e.successes)),
+                ("distinct_usernames", users),
+                ("distinct_sources", sources),
+                ("failure_ratio_pct", (fail_ratio * 100.0).round() as u64),
+                (
+                    "baseline_failure_ratio_pct",
+                    (f64::from(base.mean) * 100.0).round() as u64,
+                ),
+            ];
+            cx.campaigns.hit(
+                &Hit {
+                    detector: Detector::CredentialStuffing,
+                    kind: "distributed",
+                    scope: Scope::Endpoint,
+                    any_endpoint: false,
+                    severity: if e.successes > 0 {
+                        Severity::High
+                    } else {
+                        Severity::Medium
+                    },
+                    confidence: 80,
+                    counts: &counts,
+                },
+                o,
+                cx.keyer,
+            );
+            cx.baselines.poison(o.endpoint_key);
+        }
+    }
+
+    pub(crate) fn expire(&mut self, now: u64) {
+        let keep = now.saturating_sub(us(self.cfg.window_secs).max(self.quiet_us));
+        self.per_source.expire(keep);
+        self.per_endpoint.expire(keep);
+    }
+
+    pub(crate) fn evicted(&self) -> u64 {
+        self.per_source.evicted + self.per_endpoint.evicted
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.per_source.len() + self.per_endpoint.len()
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.per_source.table_bytes()
+            + self.per_endpoint.table_bytes()
+            + self
+                .per_source
+                .values()
+                .chain(self.per_endpoint.values())
+                .map(|w| w.users.heap_bytes() + w.sources.heap_bytes())
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detections::testkit::*;
+    use crate::finding::Activity;
+
+    fn login(ip: &str, user: &str, ok: bool, t: u64) -> Req {
+        let r = Req::post(
+            ip,
+            "/api/login",
+            &format!(r#"{{"username":"{user}","password":"pw-{t}"}}"#),
+            t,
+        )
+        .ua("Fuzz Faster U Fool v2.1.0");
+        if ok {
+            r.resp(r#"{"access_token":"eyJ"}"#)
+        } else {
+            r.status(401).resp(r#"{"error":"invalid credentials"}"#)
+        }
+    }
+
+    #[test]
+    fn one_source_many_usernames_is_stuffing() {
+        let mut eng = engine(DetectConfig::default());
+        let reqs: Vec<Req> = (0..200u64)
+            .map(|i| {
+                login(
+                    "203.0.113.7",
+                    &format!("user{i}@example.com"),
+                    i == 150,
+                    T0 + i * 100_000,
+                )
+            })
+            .collect();
+        let out = run(&mut eng, reqs, no_ctx);
+        let c = creates(&out);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        let f = c[0];
+        assert_eq!(f.detector, Detector::CredentialStuffing);
+        assert_eq!(f.kind, "per_source");
+        assert_eq!(f.actor_key("client_ip"), Some("203.0.113.7"));
+        assert_eq!(f.endpoint.template, "/api/login");
+        let close = out.iter().find(|x| x.activity == Activity::Close).unwrap();
+        assert!(close.count("distinct_usernames").unwrap() >= 150);
+        assert_eq!(close.count("successes"), Some(1));
+        assert_eq!(close.severity, Severity::High);
+        // Samples show masked user names, never raw ones or passwords.
+        let json = serde_json::to_string(&out).unwrap();
+        assert!(!json.contains("user3@example.com"), "{json}");
+        assert!(!json.contains("pw-"), "{json}");
+        assert!(json.contains("u****@example.com"), "{json}");
+    }
+
+    #[test]
+    fn distributed_low_and_slow_is_one_campaign() {
+        let mut eng = engine(DetectConfig::default());
+        let mut reqs = Vec::new();
+        // Benign history: 1 hour of normal logins (10 % failures) from many users.
+        for i in 0..3_600u64 {
+            reqs.push(login(
+                &format!("198.51.{}.{}", i % 50, i % 200 + 1),
+                &format!("u{}", i % 300),
+                i % 10 != 0,
+                T0 + i * SEC,
+            ));
+        }
+        // Attack: 100 addresses, 3 attempts each, over 4 minutes, all failing.
+        let start = T0 + 3_600 * SEC;
+        for a in 0..100u64 {
+            for k in 0..3u64 {
+                let t = start + (a * 3 + k) * 800_000;
+                reqs.push(login(
+                    &format!("203.0.{}.{}", 113 + a / 50, a % 50 + 1),
+                    &format!("victim{}", a * 3 + k),
+                    false,
+                    t,
+                ));
+            }
+        }
+        let out = run(&mut eng, reqs, no_ctx);
+        let c = creates(&out);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        let f = c[0];
+        assert_eq!(f.kind, "distributed");
+        assert_eq!(f.actor_key("scope"), Some("distributed"));
+        assert!(
+            f.time_us - start <= 60 * SEC,
+            "latency {}",
+            (f.time_us - start) / SEC
+        );
+        let close = out.iter().find(|x| x.activity == Activity::Close).unwrap();
+        assert!(close.source_count >= 50, "{}", close.source_count);
+        assert!(close.sources.len() <= 16);
+    }
+
+    #[test]
+    fn normal_login_traffic_raises_nothing() {
+        let mut eng = engine(DetectConfig::default());
+        let reqs: Vec<Req> = (0..6_000u64)
+            .map(|i| {
+                login(
+                    &format!("198.51.{}.{}", i % 40, i % 250 + 1),
+                    &format!("u{}", i % 500),
+                    i % 7 != 0,
+                    T0 + i * 100_000,
+                )
+            })
+            .collect();
+        let out = run(&mut eng, reqs, no_ctx);
+        assert!(creates(&out).is_empty(), "{:#?}", creates(&out));
+    }
+}

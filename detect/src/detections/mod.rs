@@ -1,0 +1,222 @@
+//! One module per detection (issue 7). Each module documents the actor keys it uses, its
+//! signals, thresholds and state bounds; `docs/detections.md` collects them.
+//!
+//! Common shape: per-key state in a [`crate::bounded::BoundedMap`] (sampled-LRU eviction,
+//! counted), anchored tumbling windows of `window_secs` (a key's window starts at its first
+//! event and restarts at the first event after it ends), and a *hot* mark after a hit so that
+//! the actor's further events keep feeding the open campaign (counters, time range) until it
+//! has been quiet for `lifecycle.quiet_secs`.
+use crate::baseline::Baselines;
+use crate::campaign::Campaigns;
+use crate::keys::Keyer;
+
+pub mod abnormal_access;
+pub mod brute_force;
+pub mod crawling;
+pub mod credential_stuffing;
+pub mod enumeration;
+pub mod otp_guessing;
+
+/// What a detector may touch while observing one event.
+pub(crate) struct Cx<'a> {
+    pub campaigns: &'a mut Campaigns,
+    pub keyer: &'a Keyer,
+    pub baselines: &'a mut Baselines,
+}
+
+/// Microseconds of a seconds value.
+pub(crate) const fn us(secs: u64) -> u64 {
+    secs.saturating_mul(1_000_000)
+}
+
+/// A tumbling window anchored at a key's first event. Returns true when `now` starts a new
+/// window (the caller resets its counters then).
+pub(crate) fn roll(start_us: &mut u64, now: u64, len_us: u64) -> bool {
+    if now >= start_us.saturating_add(len_us) || now < start_us.saturating_sub(len_us) {
+        *start_us = now;
+        return true;
+    }
+    false
+}
+
+/// Ratio with a zero denominator as 0.
+pub(crate) fn ratio(n: u64, d: u64) -> f64 {
+    if d == 0 { 0.0 } else { n as f64 / d as f64 }
+}
+
+#[cfg(test)]
+pub(crate) mod testkit {
+    //! Synthetic event streams built from the schema types.
+    use apitap_labels::{FunctionClass, HashKey};
+    use apitap_schema::{ApiEvent, Body, Endpoint, Header, Request, Response, SensorInfo};
+
+    use crate::config::DetectConfig;
+    use crate::engine::{Engine, EventContext};
+    use crate::finding::{Activity, Finding};
+
+    /// 2024-01-01 00:00 UTC (Monday).
+    pub const T0: u64 = 1_704_067_200 * 1_000_000;
+    pub const SEC: u64 = 1_000_000;
+
+    pub const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+    #[derive(Clone)]
+    pub struct Req {
+        pub ip: String,
+        pub method: &'static str,
+        pub path: String,
+        pub query: Option<String>,
+        pub headers: Vec<(String, String)>,
+        pub body: String,
+        pub status: u16,
+        pub resp_headers: Vec<(String, String)>,
+        pub resp_body: String,
+        pub t: u64,
+    }
+
+    impl Req {
+        pub fn get(ip: &str, path: &str, t: u64) -> Req {
+            Req {
+                ip: ip.into(),
+                method: "GET",
+                path: path.into(),
+                query: None,
+                headers: vec![("Host".into(), "api.example.com".into())],
+                body: String::new(),
+                status: 200,
+                resp_headers: vec![("Content-Type".into(), "application/json".into())],
+                resp_body: "{}".into(),
+                t,
+            }
+        }
+        pub fn post(ip: &str, path: &str, body: &str, t: u64) -> Req {
+            let mut r = Req::get(ip, path, t);
+            r.method = "POST";
+            r.body = body.into();
+            r.headers
+                .push(("Content-Type".into(), "application/json".into()));
+            r
+        }
+        pub fn ua(mut self, ua: &str) -> Req {
+            self.headers.push(("User-Agent".into(), ua.into()));
+            self
+        }
+        pub fn header(mut self, n: &str, v: &str) -> Req {
+            self.headers.push((n.into(), v.into()));
+            self
+        }
+        pub fn status(mut self, s: u16) -> Req {
+            self.status = s;
+            self
+        }
+        pub fn resp(mut self, body: &str) -> Req {
+            self.resp_body = body.into();
+            self
+        }
+        pub fn query(mut self, q: &str) -> Req {
+            self.query = Some(q.into());
+            self
+        }
+        pub fn event(&self) -> ApiEvent {
+            let h = |v: &[(String, String)]| {
+                v.iter()
+                    .map(|(n, v)| Header {
+                        name: n.clone(),
+                        value: v.clone(),
+                    })
+                    .collect::<Vec<_>>()
+            };
+            ApiEvent {
+                schema_version: "1.1".into(),
+                event_id: format!("{:032x}", self.t),
+                sensor: SensorInfo {
+                    id: "s".into(),
+                    host: "h".into(),
+                },
+                connection_id: "0".repeat(16),
+                transaction_index: 0,
+                request_start_unix_us: self.t,
+                response_end_unix_us: Some(self.t + 1_000),
+                latency_us: Some(1_000),
+                client: Endpoint {
+                    ip: self.ip.parse().expect("test ip"),
+                    port: 40_000,
+                },
+                server: Endpoint {
+                    ip: "10.0.0.1".parse().expect("ip"),
+                    port: 8080,
+                },
+                tls: false,
+                http_version: "1.1".into(),
+                request: Request {
+                    method: self.method.into(),
+                    host: Some("api.example.com".into()),
+                    path: self.path.clone(),
+                    query: self.query.clone(),
+                    headers: h(&self.headers),
+                    body: Body::from_bytes(self.body.as_bytes(), self.body.len() as u64),
+                },
+                response: Some(Response {
+                    status: self.status,
+                    reason: String::new(),
+                    headers: h(&self.resp_headers),
+                    body: Body::from_bytes(self.resp_body.as_bytes(), self.resp_body.len() as u64),
+                }),
+                anomalies: vec![],
+                payload: Default::default(),
+                labels: None,
+            }
+        }
+    }
+
+    pub fn engine(cfg: DetectConfig) -> Engine {
+        Engine::with_hash_key(cfg, &HashKey::from_secret(b"test-site")).expect("engine")
+    }
+
+    /// Feeds events (sorted by time) with a context function; ticks every simulated second;
+    /// finishes. Returns every finding.
+    pub fn run(
+        eng: &mut Engine,
+        mut reqs: Vec<Req>,
+        ctx: impl Fn(&Req) -> (Option<&'static str>, Option<FunctionClass>, Option<u32>),
+    ) -> Vec<Finding> {
+        reqs.sort_by_key(|r| r.t);
+        let mut out = Vec::new();
+        let mut next_tick = reqs.first().map_or(0, |r| r.t);
+        for r in &reqs {
+            while r.t >= next_tick {
+                out.extend(eng.tick(next_tick));
+                next_tick += SEC;
+            }
+            let (template, function, records) = ctx(r);
+            let ev = r.event();
+            eng.observe(
+                &ev,
+                &EventContext {
+                    template,
+                    function,
+                    sensitive_records: records,
+                    ..EventContext::default()
+                },
+            );
+        }
+        out.extend(eng.finish());
+        for f in &out {
+            let doc = crate::ocsf::detection_finding(f);
+            if let Err(e) = crate::ocsf::validate(&doc) {
+                panic!("invalid OCSF: {e:?}\n{doc:#}");
+            }
+        }
+        out
+    }
+
+    pub fn creates(out: &[Finding]) -> Vec<&Finding> {
+        out.iter()
+            .filter(|f| f.activity == Activity::Create)
+            .collect()
+    }
+
+    pub fn no_ctx(_: &Req) -> (Option<&'static str>, Option<FunctionClass>, Option<u32>) {
+        (None, None, None)
+    }
+}

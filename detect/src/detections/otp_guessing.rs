@@ -1,0 +1,267 @@
+//! OTP / SMS-code guessing (OAT-002 Token Cracking, R-THR-3).
+//!
+//! **Actor keys:** the account being verified (session, JWT `sub`, API key) or the phone /
+//! user name in the request body (keyed hash), else the client IP; per OTP-verify endpoint
+//! (function class `sms_verify`, or a `kind = "otp"` endpoint rule).
+//!
+//! **Signals per window** (`otp_guessing.window_secs`): failed verifications ≥ `min_failures`
+//! and, when the code field can be read (`code`, `otp`, `smsCode`, `verifyCode`, `captcha`,
+//! `yzm`, … in a JSON or form body or the query), distinct codes ≥ `min_distinct_codes`
+//! (codes are counted by keyed hash, never kept).
+//!
+//! **State:** one ~100-byte entry per (actor, endpoint), + 256 bytes beyond 8 distinct codes;
+//! bounded by `limits.max_keys_per_table`.
+use crate::bounded::{BoundedMap, Touched};
+use crate::campaign::{Hit, Scope};
+use crate::config::{DetectConfig, OtpConfig};
+use crate::detections::{Cx, roll, us};
+use crate::engine::Obs;
+use crate::finding::{Detector, Severity};
+use crate::keys::Domain;
+use crate::outcome::Outcome;
+use crate::sketch::Distinct;
+
+const CODE_FIELDS: &[&str] = &[
+    "code",
+    "otp",
+    "otpcode",
+    "otp_code",
+    "smscode",
+    "sms_code",
+    "verifycode",
+    "verify_code",
+    "verificationcode",
+    "verification_code",
+    "vcode",
+    "captcha",
+    "yzm",
+    "token",
+    "pin",
+];
+
+/// The code tried, from a JSON or form body or the query (first code-like field).
+fn code_of(o: &Obs) -> Option<String> {
+    let body = o.ev.request.body.data.trim();
+    if body.len() <= 4096 && body.starts_with('{') {
+        let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body).ok()?;
+        for (k, v) in &v {
+            if CODE_FIELDS.iter().any(|f| k.eq_ignore_ascii_case(f)) {
+                return match v {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                };
+            }
+        }
+        return None;
+    }
+    let from_pairs = |s: &str| {
+        s.split('&').find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            CODE_FIELDS
+                .iter()
+                .any(|f| k.eq_ignore_ascii_case(f))
+                .then(|| v.to_owned())
+        })
+    };
+    if body.len() <= 4096
+        && let Some(c) = from_pairs(body)
+    {
+        return Some(c);
+    }
+    o.ev.request.query.as_deref().and_then(from_pairs)
+}
+
+#[derive(Debug, Default)]
+struct Win {
+    start_us: u64,
+    last_us: u64,
+    hot_until: u64,
+    attempts: u32,
+    failures: u32,
+    successes: u32,
+    codes: Distinct,
+    sources: Distinct,
+}
+
+impl Touched for Win {
+    fn last_us(&self) -> u64 {
+        self.last_us
+    }
+}
+
+/// The OTP-guessing detector.
+#[derive(Debug)]
+pub struct OtpGuessing {
+    cfg: OtpConfig,
+    quiet_us: u64,
+    wins: BoundedMap<Win>,
+}
+
+impl OtpGuessing {
+    pub(crate) fn new(cfg: &DetectConfig) -> Self {
+        OtpGuessing {
+            cfg: cfg.otp_guessing.clone(),
+            quiet_us: us(cfg.lifecycle.quiet_secs),
+            wins: BoundedMap::new(cfg.limits.max_keys_per_table),
+        }
+    }
+
+    pub(crate) fn observe(&mut self, o: &Obs, cx: &mut Cx) {
+        if o.outcome == Outcome::Unknown {
+            return;
+        }
+        let now = o.now;
+        let a = &o.actor;
+        let account = a
+            .account
+            .filter(|x| x.kind != crate::actor::AccountKind::LoginBody);
+        let (actor, scope) = match (account, a.login_user) {
+            (Some(acc), _) => (acc.key, Scope::Account),
+            (None, Some(u)) => (u, Scope::LoginUser),
+            (None, None) => (a.ip_key, Scope::Ip),
+        };
+        let key = cx.keyer.pair(Domain::Code, actor, o.endpoint_key);
+        let code = code_of(o).map(|c| cx.keyer.hash(Domain::Code, c.as_bytes()));
+        let w = self.wins.entry(key, || Win {
+            start_us: now,
+            ..Win::default()
+        });
+        if roll(&mut w.start_us, now, us(self.cfg.window_secs)) {
+            let hot = w.hot_until;
+            *w = Win {
+                start_us: now,
+                hot_until: hot,
+                ..Win::default()
+            };
+        }
+        w.last_us = w.last_us.max(now);
+        w.attempts += 1;
+        w.failures += u32::from(o.outcome == Outcome::Failure);
+        w.successes += u32::from(o.outcome == Outcome::Success);
+        if let Some(c) = code {
+            w.codes.insert(c);
+        }
+        w.sources.insert(a.ip_key);
+        let codes = w.codes.count();
+        let triggered = w.failures >= self.cfg.min_failures
+            && (codes == 0 || codes >= u64::from(self.cfg.min_distinct_codes));
+        if triggered || w.hot_until >= now {
+            if triggered {
+                w.hot_until = now + self.quiet_us;
+            }
+            let counts = [
+                ("attempts", u64::from(w.attempts)),
+                ("failures", u64::from(w.failures)),
+                ("successes", u64::from(w.successes)),
+                ("distinct_codes", codes),
+                ("distinct_sources", w.sources.count()),
+            ];
+            cx.campaigns.hit(
+                &Hit {
+                    detector: Detector::OtpGuessing,
+                    kind: "code_guessing",
+                    scope,
+                    any_endpoint: false,
+                    severity: if w.successes > 0 {
+                        Severity::Critical
+                    } else {
+                        Severity::High
+                    },
+                    confidence: 85,
+                    counts: &counts,
+                },
+                o,
+                cx.keyer,
+            );
+            cx.baselines.poison(o.endpoint_key);
+        }
+    }
+
+    pub(crate) fn expire(&mut self, now: u64) {
+        self.wins
+            .expire(now.saturating_sub(us(self.cfg.window_secs).max(self.quiet_us)));
+    }
+
+    pub(crate) fn evicted(&self) -> u64 {
+        self.wins.evicted
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.wins.len()
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.wins.table_bytes()
+            + self
+                .wins
+                .values()
+                .map(|w| w.codes.heap_bytes() + w.sources.heap_bytes())
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detections::testkit::*;
+
+    fn verify(ip: &str, phone: &str, code: u32, ok: bool, t: u64) -> Req {
+        let r = Req::post(
+            ip,
+            "/api/sms/verify",
+            &format!(r#"{{"mobile":"{phone}","smsCode":"{code:06}"}}"#),
+            t,
+        );
+        if ok {
+            r.resp(r#"{"success":true}"#)
+        } else {
+            r.resp(r#"{"success":false,"msg":"验证码错误"}"#)
+        }
+    }
+
+    #[test]
+    fn guessing_codes_for_one_phone_is_otp_guessing() {
+        let mut eng = engine(DetectConfig::default());
+        let reqs: Vec<Req> = (0..50u32)
+            .map(|i| {
+                verify(
+                    "203.0.113.30",
+                    "13812345678",
+                    100_000 + i,
+                    false,
+                    T0 + u64::from(i) * 200_000,
+                )
+            })
+            .collect();
+        let out = run(&mut eng, reqs, no_ctx);
+        let c = creates(&out);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert_eq!(c[0].detector, Detector::OtpGuessing);
+        assert!(c[0].actor_key("login_user").is_some());
+        let json = serde_json::to_string(&out).unwrap();
+        assert!(!json.contains("13812345678"), "{json}");
+        assert!(json.contains("138****5678"), "{json}");
+        assert!(!json.contains("100001"));
+    }
+
+    #[test]
+    fn a_few_mistyped_codes_are_fine() {
+        let mut eng = engine(DetectConfig::default());
+        let mut reqs = Vec::new();
+        for u in 0..30u64 {
+            let phone = format!("139{:08}", u);
+            for k in 0..3u64 {
+                reqs.push(verify(
+                    "198.51.100.8",
+                    &phone,
+                    111_111 + k as u32,
+                    k == 2,
+                    T0 + (u * 10 + k) * SEC,
+                ));
+            }
+        }
+        let out = run(&mut eng, reqs, no_ctx);
+        assert!(creates(&out).is_empty(), "{:#?}", creates(&out));
+    }
+}

@@ -1,0 +1,418 @@
+//! The engine: one [`Engine`] per analyzer partition. [`Engine::observe`] takes each event
+//! with what the analyzer knows about it ([`EventContext`]); [`Engine::tick`] returns the
+//! campaign transitions due (call it periodically with stream time and at the end, or use
+//! [`Engine::finish`] at end of input). Stream time is event time (µs since the epoch).
+use std::borrow::Cow;
+
+use apitap_labels::{Classification, EventLabels, FunctionClass, HashKey, Label};
+use apitap_schema::ApiEvent;
+
+use crate::DetectError;
+use crate::actor::{Actor, ActorResolver};
+use crate::baseline::{Baselines, Contribution};
+use crate::campaign::Campaigns;
+use crate::config::DetectConfig;
+use crate::detections::{
+    abnormal_access::AbnormalAccess, brute_force::BruteForce, crawling::Crawling,
+    credential_stuffing::CredentialStuffing, enumeration::Enumeration, otp_guessing::OtpGuessing,
+};
+use crate::finding::Finding;
+use crate::keys::{Domain, Keyer};
+use crate::metrics::EngineMetrics;
+use crate::outcome::{Outcome, OutcomeRules};
+use crate::template::{fallback_template, page_of, request_id};
+
+/// What the analyzer knows about an event besides the event itself. Every field is optional:
+/// the engine degrades gracefully (own templating, path-word classification, no record-based
+/// checks) when the inventory or labels are not there yet.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventContext<'a> {
+    /// Service name as the inventory keys it (default: the Host header, else the server
+    /// address).
+    pub service: Option<&'a str>,
+    /// Endpoint template from the inventory (`/api/users/{user_id}`).
+    pub template: Option<&'a str>,
+    /// Function class from `apitap_labels::classify_event`.
+    pub function: Option<FunctionClass>,
+    /// Sensitive records in the response (`EventLabels.response.sensitive_records`).
+    pub sensitive_records: Option<u32>,
+    /// Kinds of sensitive data in the response.
+    pub sensitive_labels: &'a [Label],
+}
+
+impl<'a> EventContext<'a> {
+    /// From the labeller's output for the event (the analyzer's usual path).
+    pub fn from_labels(
+        labels: &EventLabels,
+        class: &Classification,
+        template: Option<&'a str>,
+        service: Option<&'a str>,
+    ) -> EventContext<'a> {
+        EventContext {
+            service,
+            template,
+            function: Some(class.function),
+            sensitive_records: labels.response.as_ref().map(|r| r.sensitive_records),
+            sensitive_labels: &[],
+        }
+    }
+}
+
+/// Authentication role of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthRole {
+    None,
+    Login,
+    Otp,
+}
+
+/// One event as the detectors see it (computed once per event).
+#[derive(Debug)]
+pub(crate) struct Obs<'a> {
+    pub ev: &'a ApiEvent,
+    pub now: u64,
+    pub actor: Actor,
+    pub service: &'a str,
+    pub service_key: u64,
+    pub method: &'a str,
+    pub template: &'a str,
+    /// Keyed hash of (service, template).
+    pub template_key: u64,
+    /// Keyed hash of (service, method, template).
+    pub endpoint_key: u64,
+    pub function: Option<FunctionClass>,
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    pub response_bytes: u64,
+    pub records: Option<u32>,
+    /// Keyed hash and numeric value of the object id requested.
+    pub id: Option<(u64, Option<u64>)>,
+    pub page: Option<u64>,
+    /// Keyed hash of the concrete path.
+    pub path_key: u64,
+}
+
+/// Cheap path-word classification for when the analyzer gives none.
+fn guess_function(path: &str) -> Option<FunctionClass> {
+    let mut buf = [0u8; 256];
+    let n = path.len().min(buf.len());
+    buf[..n].copy_from_slice(&path.as_bytes()[..n]);
+    buf[..n].make_ascii_lowercase();
+    let p = &buf[..n];
+    let has = |w: &str| memchr::memmem::find(p, w.as_bytes()).is_some();
+    if has("logout") || has("signout") {
+        return Some(FunctionClass::Logout);
+    }
+    let code =
+        has("otp") || has("sms") || has("code") || has("captcha") || has("2fa") || has("mfa");
+    if code && (has("verify") || has("check") || has("validate") || has("confirm")) {
+        return Some(FunctionClass::SmsVerify);
+    }
+    if has("login") || has("signin") || has("logon") || has("authenticate") || has("/token") {
+        return Some(FunctionClass::Login);
+    }
+    if has("export") || has("dump") {
+        return Some(FunctionClass::Export);
+    }
+    None
+}
+
+/// The detection engine.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: DetectConfig,
+    keyer: Keyer,
+    resolver: ActorResolver,
+    outcomes: OutcomeRules,
+    baselines: Baselines,
+    campaigns: Campaigns,
+    crawling: Crawling,
+    enumeration: Enumeration,
+    stuffing: CredentialStuffing,
+    brute: BruteForce,
+    otp: OtpGuessing,
+    abnormal: AbnormalAccess,
+    metrics: EngineMetrics,
+    now_us: u64,
+    last_expire_us: u64,
+}
+
+impl Engine {
+    /// An engine with a random per-process hash key: actor hashes and campaign ids do not
+    /// correlate across restarts or analyzer instances (use [`Engine::with_hash_key`] with the
+    /// site key for that).
+    pub fn new(cfg: DetectConfig) -> Result<Engine, DetectError> {
+        use std::hash::{BuildHasher, Hasher};
+        let mut seed = [0u8; 32];
+        for chunk in seed.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(std::process::id().into());
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        tracing::warn!(
+            "detection engine uses a random per-process hash key; campaign ids will not \
+             correlate across restarts or analyzer instances"
+        );
+        Engine::with_hash_key(cfg, &HashKey::from_bytes(seed))
+    }
+
+    /// An engine keyed with the site's hash key (`labels.hash_key_file`).
+    pub fn with_hash_key(cfg: DetectConfig, key: &HashKey) -> Result<Engine, DetectError> {
+        cfg.validate()?;
+        let keyer = Keyer::new(key);
+        let abnormal = AbnormalAccess::new(&cfg)?;
+        Ok(Engine {
+            resolver: ActorResolver::new(cfg.trusted_nets()),
+            outcomes: OutcomeRules::new(&cfg.login),
+            baselines: Baselines::new(cfg.baseline.clone(), cfg.limits.max_endpoints),
+            campaigns: Campaigns::new(cfg.lifecycle.clone(), &cfg.limits),
+            crawling: Crawling::new(&cfg),
+            enumeration: Enumeration::new(&cfg),
+            stuffing: CredentialStuffing::new(&cfg),
+            brute: BruteForce::new(&cfg),
+            otp: OtpGuessing::new(&cfg),
+            abnormal,
+            metrics: EngineMetrics::default(),
+            now_us: 0,
+            last_expire_us: 0,
+            keyer,
+            cfg,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DetectConfig {
+        &self.cfg
+    }
+
+    /// Consumes one event.
+    pub fn observe(&mut self, ev: &ApiEvent, ctx: &EventContext) {
+        self.metrics.events += 1;
+        let now = ev.request_start_unix_us;
+        self.now_us = self.now_us.max(now);
+        let template: Cow<str> = match ctx.template {
+            Some(t) => Cow::Borrowed(t),
+            None => fallback_template(&ev.request.path),
+        };
+        let host_buf;
+        let service = match ctx.service {
+            Some(s) => s,
+            None => match &ev.request.host {
+                Some(h) => h.as_str(),
+                None => {
+                    host_buf = ev.server.to_string_pair();
+                    host_buf.as_str()
+                }
+            },
+        };
+        let function = ctx.function.or_else(|| guess_function(&ev.request.path));
+        let role = match self.outcomes.forced_kind(&template) {
+            Some("login") => AuthRole::Login,
+            Some("otp") => AuthRole::Otp,
+            _ => match function {
+                Some(FunctionClass::Login) => AuthRole::Login,
+                Some(FunctionClass::SmsVerify) => AuthRole::Otp,
+                _ => AuthRole::None,
+            },
+        };
+        let actor = self
+            .resolver
+            .resolve(ev, &self.keyer, role != AuthRole::None);
+        let outcome = if role == AuthRole::None {
+            Outcome::Unknown
+        } else {
+            self.outcomes.infer(ev, &template)
+        };
+        let k = &self.keyer;
+        let service_key = k.hash(Domain::Endpoint, service.as_bytes());
+        let template_key =
+            k.hash_parts(Domain::Template, &[service.as_bytes(), template.as_bytes()]);
+        let method = ev.request.method.as_str();
+        let endpoint_key = k.pair(
+            Domain::Endpoint,
+            template_key,
+            k.hash(Domain::Endpoint, method.as_bytes()),
+        );
+        let id = request_id(&ev.request.path, &template, ev.request.query.as_deref())
+            .map(|r| (k.hash(Domain::Id, r.raw.as_bytes()), r.numeric));
+        let resp = ev.response.as_ref();
+        let o = Obs {
+            ev,
+            now,
+            actor,
+            service,
+            service_key,
+            method,
+            template: &template,
+            template_key,
+            endpoint_key,
+            function,
+            outcome,
+            status: resp.map(|r| r.status),
+            response_bytes: resp.map_or(0, |r| r.body.length_bytes),
+            records: ctx.sensitive_records,
+            id,
+            page: page_of(ev.request.query.as_deref()),
+            path_key: k.hash(Domain::Path, ev.request.path.as_bytes()),
+        };
+        if role != AuthRole::None && outcome != Outcome::Unknown {
+            self.metrics.auth_attempts += 1;
+            if outcome == Outcome::Failure {
+                self.metrics.auth_failures += 1;
+            }
+        }
+        self.baselines.observe(
+            endpoint_key,
+            now,
+            Contribution {
+                bytes: o.response_bytes,
+                records: o.records.map_or(0, u64::from),
+                attempt: role != AuthRole::None && outcome != Outcome::Unknown,
+                failed: outcome == Outcome::Failure,
+                actor: o.actor.ip_key,
+            },
+        );
+        let cx = &mut crate::detections::Cx {
+            campaigns: &mut self.campaigns,
+            keyer: &self.keyer,
+            baselines: &mut self.baselines,
+        };
+        if self.cfg.crawling.enabled {
+            self.crawling.observe(&o, cx);
+        }
+        if self.cfg.enumeration.enabled {
+            self.enumeration.observe(&o, cx);
+        }
+        if role == AuthRole::Login {
+            if self.cfg.credential_stuffing.enabled {
+                self.stuffing.observe(&o, cx);
+            }
+            if self.cfg.brute_force.enabled {
+                self.brute.observe(&o, cx);
+            }
+        }
+        if role == AuthRole::Otp && self.cfg.otp_guessing.enabled {
+            self.otp.observe(&o, cx);
+        }
+        if self.cfg.abnormal_access.enabled {
+            self.abnormal.observe(&o, cx);
+        }
+    }
+
+    /// Campaign transitions due at `now_us` (stream time); also expires idle state.
+    pub fn tick(&mut self, now_us: u64) -> Vec<Finding> {
+        self.now_us = self.now_us.max(now_us);
+        if now_us.saturating_sub(self.last_expire_us) >= 1_000_000 {
+            self.last_expire_us = now_us;
+            self.crawling.expire(now_us);
+            self.enumeration.expire(now_us);
+            self.stuffing.expire(now_us);
+            self.brute.expire(now_us);
+            self.otp.expire(now_us);
+            self.abnormal.expire(now_us);
+            // Endpoints idle for a week lose their baseline.
+            self.baselines
+                .expire(now_us.saturating_sub(7 * 86_400 * 1_000_000));
+        }
+        let out = self.campaigns.tick(now_us);
+        self.count(&out);
+        out
+    }
+
+    /// End of input: every open campaign is reported (Create if it never was) and closed.
+    pub fn finish(&mut self) -> Vec<Finding> {
+        let out = self.campaigns.close_all(self.now_us);
+        self.count(&out);
+        out
+    }
+
+    fn count(&mut self, out: &[Finding]) {
+        for f in out {
+            match f.activity {
+                crate::Activity::Create => self.metrics.findings_created += 1,
+                crate::Activity::Update => self.metrics.findings_updated += 1,
+                crate::Activity::Close => self.metrics.findings_closed += 1,
+            }
+        }
+    }
+
+    /// Latest stream time seen.
+    pub fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    /// Counters (evictions and state gauges refreshed).
+    pub fn metrics(&self) -> EngineMetrics {
+        let mut m = self.metrics.clone();
+        m.evicted = [
+            ("crawling", self.crawling.evicted()),
+            ("enumeration", self.enumeration.evicted()),
+            ("credential_stuffing", self.stuffing.evicted()),
+            ("brute_force", self.brute.evicted()),
+            ("otp_guessing", self.otp.evicted()),
+            ("abnormal_access", self.abnormal.evicted()),
+            ("baseline", self.baselines.evicted()),
+        ];
+        m.campaigns_dropped = self.campaigns.dropped;
+        m.open_campaigns = self.campaigns.len() as u64;
+        m.state_bytes = self.state_bytes() as u64;
+        m.geoip_errors = self.abnormal.geo_errors();
+        m
+    }
+
+    /// Bytes of detection state held (tables by capacity, sketches, baselines, campaigns).
+    pub fn state_bytes(&self) -> usize {
+        self.crawling.bytes()
+            + self.enumeration.bytes()
+            + self.stuffing.bytes()
+            + self.brute.bytes()
+            + self.otp.bytes()
+            + self.abnormal.bytes()
+            + self.baselines.bytes()
+            + self.campaigns.bytes()
+    }
+
+    /// Tracked keys per table (for tests and capacity planning).
+    pub fn table_sizes(&self) -> [(&'static str, usize); 6] {
+        [
+            ("crawling", self.crawling.len()),
+            ("enumeration", self.enumeration.len()),
+            ("credential_stuffing", self.stuffing.len()),
+            ("brute_force", self.brute.len()),
+            ("otp_guessing", self.otp.len()),
+            ("abnormal_access", self.abnormal.len()),
+        ]
+    }
+}
+
+/// `address:port` of an endpoint.
+trait PairString {
+    fn to_string_pair(&self) -> String;
+}
+
+impl PairString for apitap_schema::Endpoint {
+    fn to_string_pair(&self) -> String {
+        std::net::SocketAddr::new(self.ip, self.port).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_word_fallback_classification() {
+        assert_eq!(guess_function("/api/v1/Login"), Some(FunctionClass::Login));
+        assert_eq!(
+            guess_function("/sms/verify"),
+            Some(FunctionClass::SmsVerify)
+        );
+        assert_eq!(
+            guess_function("/api/otp/check"),
+            Some(FunctionClass::SmsVerify)
+        );
+        assert_eq!(guess_function("/oauth/token"), Some(FunctionClass::Login));
+        assert_eq!(guess_function("/users/export"), Some(FunctionClass::Export));
+        assert_eq!(guess_function("/users/1"), None);
+    }
+}
