@@ -25,6 +25,9 @@ pub struct Config {
     /// Decoder limits.
     #[serde(default)]
     pub decode: DecodeSection,
+    /// What of each event leaves the host (data minimisation, R-CAP-8).
+    #[serde(default)]
+    pub payload: PayloadSection,
     /// Where events go.
     #[serde(default)]
     pub sink: SinkSection,
@@ -142,6 +145,65 @@ impl Default for DecodeSection {
             idle_timeout_secs: r.idle_timeout_us / 1_000_000,
             handshake_timeout_secs: r.handshake_timeout_us / 1_000_000,
         }
+    }
+}
+
+/// `payload.mode`: what leaves the host (R-CAP-8).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadSetting {
+    /// Events as captured.
+    #[default]
+    Full,
+    /// Detected values masked in URL, headers and bodies; bodies cut to `sample_bytes`.
+    Sample,
+    /// No bodies: only field names, labels, counts and masked samples (the event's `labels`).
+    Labels,
+}
+
+impl PayloadSetting {
+    /// The schema's payload mode.
+    pub fn mode(self) -> apitap_schema::PayloadMode {
+        match self {
+            PayloadSetting::Full => apitap_schema::PayloadMode::Full,
+            PayloadSetting::Sample => apitap_schema::PayloadMode::Sample,
+            PayloadSetting::Labels => apitap_schema::PayloadMode::Labels,
+        }
+    }
+}
+
+/// `[payload]`: data minimisation at the sensor (R-CAP-8, schema 1.2 `payload` and `labels`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayloadSection {
+    /// `full` (default), `sample` or `labels`: see `docs/event-schema.md`.
+    pub mode: PayloadSetting,
+    /// Bytes kept of each body in `sample` mode (after masking), 1..=`decode.max_body_bytes`.
+    pub sample_bytes: usize,
+    /// Also ship the labels (`labels` field) in `full` and `sample` mode; `labels` mode always
+    /// ships them. In `full` mode this costs one scan per event.
+    pub attach_labels: bool,
+    /// File holding the site secret that keys the value hashes in shipped labels (the same
+    /// secret as the analyzer's `labels.hash_key_file`, so hashes correlate). Absent: a random
+    /// per-process key, and hashes correlate only within one sensor run.
+    pub hash_key_file: Option<PathBuf>,
+}
+
+impl Default for PayloadSection {
+    fn default() -> Self {
+        PayloadSection {
+            mode: PayloadSetting::Full,
+            sample_bytes: 1024,
+            attach_labels: false,
+            hash_key_file: None,
+        }
+    }
+}
+
+impl PayloadSection {
+    /// True when events are scanned for sensitive data (anything but `full` without labels).
+    pub fn scans(&self) -> bool {
+        self.mode != PayloadSetting::Full || self.attach_labels
     }
 }
 
@@ -293,6 +355,21 @@ impl Config {
                 "must be greater than 0",
             ));
         }
+        let p = &self.payload;
+        if p.mode == PayloadSetting::Sample
+            && (p.sample_bytes == 0 || p.sample_bytes > d.max_body_bytes)
+        {
+            return Err(invalid(
+                "payload.sample_bytes",
+                format!(
+                    "must be 1..={} (decode.max_body_bytes) in sample mode",
+                    d.max_body_bytes
+                ),
+            ));
+        }
+        if matches!(&p.hash_key_file, Some(f) if f.as_os_str().is_empty()) {
+            return Err(invalid("payload.hash_key_file", "must not be empty"));
+        }
         if self.sink.kind == SinkKind::File && self.sink.path.is_none() {
             return Err(invalid("sink.path", "required when sink.kind = \"file\""));
         }
@@ -347,6 +424,26 @@ mod tests {
         assert_eq!(c.decode.max_body_bytes, 64 * 1024);
         assert_eq!(c.sink.kind, SinkKind::Stdout);
         assert_eq!(c.capture.xdp_mode, XdpModeSetting::Skb);
+        assert_eq!(c.payload.mode, PayloadSetting::Full);
+        assert!(!c.payload.scans());
+    }
+
+    #[test]
+    fn payload_section_parses_and_maps_to_schema_modes() {
+        let c = Config::parse(
+            "[capture]\ninterfaces = [\"eth0\"]\n[payload]\nmode = \"sample\"\nsample_bytes = 256\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.payload.mode.mode(), apitap_schema::PayloadMode::Sample);
+        assert_eq!(c.payload.sample_bytes, 256);
+        assert!(c.payload.scans());
+        let c = Config::parse("[payload]\nmode = \"labels\"\n").unwrap();
+        assert_eq!(c.payload.mode.mode(), apitap_schema::PayloadMode::Labels);
+        let e = Config::parse("[payload]\nmode = \"hashed\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("mode"), "{e:#}");
+        let e = Config::parse("[payload]\nsample_size = 3\n").unwrap_err();
+        assert!(format!("{e:#}").contains("sample_size"), "{e:#}");
     }
 
     #[test]
@@ -405,6 +502,18 @@ mod tests {
             (
                 "[capture]\ninterfaces = [\"e\"]\n[kafka]\nbrokers = [\"k:9092\"]\n[kafka.spool]\nmax_bytes = 1\n",
                 "kafka.spool.max_bytes",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[payload]\nmode = \"sample\"\nsample_bytes = 0\n",
+                "payload.sample_bytes",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[payload]\nmode = \"sample\"\nsample_bytes = 70000\n",
+                "payload.sample_bytes",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[payload]\nhash_key_file = \"\"\n",
+                "payload.hash_key_file",
             ),
         ];
         for (text, field) in cases {

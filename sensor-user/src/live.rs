@@ -17,6 +17,7 @@ use crate::capture::{Capture, check_privileges};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::{self, Shared, Snapshot};
+use crate::minimise::Minimiser;
 use crate::record;
 use crate::sink::Sink;
 
@@ -34,6 +35,7 @@ pub fn host_name() -> String {
 
 struct Pipeline {
     reasm: Reassembler,
+    minimiser: Minimiser,
     sink: Sink,
     events: Vec<ApiEvent>,
     records: u64,
@@ -43,6 +45,7 @@ struct Pipeline {
 impl Pipeline {
     fn drain_events(&mut self) -> anyhow::Result<()> {
         for e in self.events.drain(..) {
+            let e = self.minimiser.apply(e);
             self.sink.write(&e)?;
         }
         Ok(())
@@ -61,6 +64,8 @@ impl Pipeline {
             connections: self.reasm.connections(),
             held_bytes: self.reasm.held_bytes(),
             bus: self.sink.bus_metrics(),
+            payload: self.minimiser.stats.clone(),
+            payload_mode: self.minimiser.mode(),
         }
     }
 }
@@ -89,6 +94,8 @@ pub async fn run_with_sink(cfg: Config, sink: Sink) -> anyhow::Result<()> {
     cfg.validate()?;
     check_privileges()?;
     let sensor = sensor_info(&cfg);
+    let minimiser = Minimiser::from_config(&cfg.payload)?;
+    info!(mode = minimiser.mode().as_str(), "payload mode");
     let shared = Shared::default();
     if let Some(addr) = cfg.metrics.listen {
         metrics::serve(addr, shared.clone()).await?;
@@ -102,6 +109,7 @@ pub async fn run_with_sink(cfg: Config, sink: Sink) -> anyhow::Result<()> {
     let snap_len = cfg.capture.snap_len_bytes;
     let mut p = Pipeline {
         reasm: Reassembler::new(cfg.reassembly(), sensor),
+        minimiser,
         sink,
         events: Vec::new(),
         records: 0,
@@ -171,6 +179,7 @@ pub async fn run_with_sink(cfg: Config, sink: Sink) -> anyhow::Result<()> {
         bad_records = snap.bad_records,
         kernel_drops = snap.kernel_drops(),
         stream_gaps = snap.decode.stream_gaps,
+        minimised_events = snap.payload.minimised_events,
         "stopped"
     );
     drop(capture);

@@ -38,7 +38,7 @@ enum Command {
     Replay {
         /// Capture file (pcap or pcapng).
         file: PathBuf,
-        /// Configuration file (decoder limits, sensor id, sink); optional.
+        /// Configuration file (decoder limits, sensor id, payload mode, sink); optional.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Write events to this file instead of the configured sink.
@@ -110,9 +110,15 @@ fn main() -> anyhow::Result<()> {
             }
             cfg.validate_offline()?;
             let sensor = apitap_sensor::live::sensor_info(&cfg);
+            let mut minimiser = apitap_sensor::minimise::Minimiser::from_config(&cfg.payload)?;
             let mut sink = apitap_sensor::sink::Sink::from_config(&cfg, &sensor.id)?;
-            let summary =
-                apitap_sensor::replay::replay(&file, cfg.reassembly(), sensor, &mut sink)?;
+            let summary = apitap_sensor::replay::replay_with(
+                &file,
+                cfg.reassembly(),
+                sensor,
+                &mut minimiser,
+                &mut sink,
+            )?;
             sink.close()?;
             eprint!("{}", summary.render());
             Ok(())

@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 use apitap_common::Counter;
 use apitap_decode::Stats;
+use apitap_schema::PayloadMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
+
+use crate::minimise::PayloadStats;
 
 /// Everything the agent counts, as of the last refresh.
 #[derive(Debug, Default, Clone)]
@@ -32,6 +35,10 @@ pub struct Snapshot {
     pub held_bytes: usize,
     /// The event bus's counters (`apitap_bus_*`), when the sink is the bus.
     pub bus: Option<std::sync::Arc<apitap_bus::BusMetrics>>,
+    /// Data minimisation counters (`apitap_payload_*`, R-CAP-8).
+    pub payload: PayloadStats,
+    /// The configured payload mode.
+    pub payload_mode: PayloadMode,
 }
 
 impl Snapshot {
@@ -58,6 +65,26 @@ impl Snapshot {
         let _ = writeln!(s, "apitap_sensor_events_total {}", self.events);
         let _ = writeln!(s, "apitap_decode_connections {}", self.connections);
         let _ = writeln!(s, "apitap_decode_held_bytes {}", self.held_bytes);
+        let p = &self.payload;
+        let _ = writeln!(
+            s,
+            "apitap_payload_minimised_events_total{{mode=\"{}\"}} {}",
+            self.payload_mode.as_str(),
+            p.minimised_events
+        );
+        let _ = writeln!(
+            s,
+            "apitap_payload_labelled_events_total {}",
+            p.labelled_events
+        );
+        let _ = writeln!(
+            s,
+            "apitap_payload_removed_body_bytes_total {}",
+            p.removed_body_bytes
+        );
+        for (label, n) in &p.findings {
+            let _ = writeln!(s, "apitap_payload_findings_total{{label=\"{label}\"}} {n}");
+        }
         if let Some(bus) = &self.bus {
             bus.render(&mut s);
         }
@@ -169,5 +196,24 @@ mod tests {
         assert!(text.contains("apitap_kernel_packets_total 10"));
         assert!(text.contains("apitap_decode_stream_gaps_total 0"));
         assert_eq!(s.kernel_drops(), 3);
+    }
+
+    #[test]
+    fn renders_payload_counters_by_mode_and_label() {
+        let mut s = Snapshot {
+            payload_mode: PayloadMode::Labels,
+            ..Snapshot::default()
+        };
+        s.payload.minimised_events = 7;
+        s.payload.labelled_events = 7;
+        s.payload.removed_body_bytes = 4096;
+        s.payload.findings.insert("prc_id", 3);
+        s.payload.findings.insert("mobile", 2);
+        let text = s.render();
+        assert!(text.contains("apitap_payload_minimised_events_total{mode=\"labels\"} 7\n"));
+        assert!(text.contains("apitap_payload_labelled_events_total 7\n"));
+        assert!(text.contains("apitap_payload_removed_body_bytes_total 4096\n"));
+        assert!(text.contains("apitap_payload_findings_total{label=\"prc_id\"} 3\n"));
+        assert!(text.contains("apitap_payload_findings_total{label=\"mobile\"} 2\n"));
     }
 }

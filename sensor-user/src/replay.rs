@@ -16,6 +16,7 @@ use apitap_decode::packet::{Link, PacketError, parse_frame};
 use apitap_schema::{ApiEvent, SensorInfo};
 use pcap_parser::{Block, PcapBlockOwned, PcapError, create_reader};
 
+use crate::minimise::{Minimiser, PayloadStats};
 use crate::sink::Sink;
 
 /// Largest block the reader will grow its buffer for (a jumbo GSO frame is 64 KiB; pcapng
@@ -43,6 +44,8 @@ pub struct ReplaySummary {
     pub anomalies: BTreeMap<String, u64>,
     /// Decoder counters.
     pub decode: apitap_decode::Stats,
+    /// Data minimisation counters (R-CAP-8).
+    pub payload: PayloadStats,
 }
 
 impl ReplaySummary {
@@ -85,6 +88,16 @@ impl ReplaySummary {
         for (code, n) in &self.anomalies {
             s.push_str(&format!("anomaly {code} {n}\n"));
         }
+        let p = &self.payload;
+        if p.minimised_events > 0 || p.labelled_events > 0 {
+            s.push_str(&format!(
+                "minimised events {}\nlabelled events {}\nbody bytes not shipped {}\n",
+                p.minimised_events, p.labelled_events, p.removed_body_bytes
+            ));
+            for (label, n) in &p.findings {
+                s.push_str(&format!("findings {label} {n}\n"));
+            }
+        }
         s
     }
 }
@@ -109,11 +122,22 @@ struct Interface {
     offset_secs: i64,
 }
 
-/// Replays `path` through the decoder into `sink`.
+/// Replays `path` through the decoder into `sink`, events as decoded (`payload = full`).
 pub fn replay(
     path: &Path,
     reasm_cfg: apitap_decode::ReassemblyConfig,
     sensor: SensorInfo,
+    sink: &mut Sink,
+) -> anyhow::Result<ReplaySummary> {
+    replay_with(path, reasm_cfg, sensor, &mut Minimiser::full(), sink)
+}
+
+/// Replays `path` through the decoder and `minimiser` (the `[payload]` mode) into `sink`.
+pub fn replay_with(
+    path: &Path,
+    reasm_cfg: apitap_decode::ReassemblyConfig,
+    sensor: SensorInfo,
+    minimiser: &mut Minimiser,
     sink: &mut Sink,
 ) -> anyhow::Result<ReplaySummary> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -242,7 +266,7 @@ pub fn replay(
                 reasm.tick(last_ts_us, &mut events);
                 last_tick_us = last_ts_us;
             }
-            write(&mut events, sink, &mut summary)?;
+            write(&mut events, minimiser, sink, &mut summary)?;
         }
         reader.consume(offset);
         if progress && last_progress.elapsed() > Duration::from_millis(250) {
@@ -256,7 +280,7 @@ pub fn replay(
         }
     }
     reasm.finish(&mut events);
-    write(&mut events, sink, &mut summary)?;
+    write(&mut events, minimiser, sink, &mut summary)?;
     sink.flush()?;
     if progress {
         eprintln!(
@@ -265,11 +289,13 @@ pub fn replay(
         );
     }
     summary.decode = reasm.stats().clone();
+    summary.payload = minimiser.stats.clone();
     Ok(summary)
 }
 
 fn write(
     events: &mut Vec<ApiEvent>,
+    minimiser: &mut Minimiser,
     sink: &mut Sink,
     summary: &mut ReplaySummary,
 ) -> anyhow::Result<()> {
@@ -281,6 +307,7 @@ fn write(
                 .unwrap_or_default();
             *summary.anomalies.entry(code).or_default() += 1;
         }
+        let e = minimiser.apply(e);
         sink.write(&e)?;
         summary.events += 1;
     }

@@ -167,8 +167,13 @@ while True:
 print(data.count(b"HTTP/1.1 "))
 "#;
 
-/// Records every fixture.
-pub fn run() -> anyhow::Result<()> {
+/// Fake but valid (checksums, dates, IIN ranges) sensitive values of the `sensitive` fixture;
+/// the minimisation replay test asserts none of them survives `payload = labels`.
+const SENSITIVE_REPORT: &str = r#"{"code":0,"data":[{"name":"张伟","idCard":"440304198506123017","mobile":"13812345678","bankCard":"6228480402564890018","email":"zhang.wei@example.com"},{"name":"李娜","idCard":"310115199203054572","mobile":"15987654321","bankCard":"6222021234567890128","email":"li.na@example.org"},{"name":"王芳","idCard":"11010519491231002X","mobile":"18611112222","bankCard":"6228480402564890018","maskedMobile":"186****2222"}],"orders":[{"id":1001,"status":"shipped","amount":129.5,"currency":"CNY","items":3},{"id":1002,"status":"paid","amount":88.0,"currency":"CNY","items":1},{"id":1003,"status":"created","amount":15.9,"currency":"CNY","items":2},{"id":1004,"status":"shipped","amount":402.3,"currency":"CNY","items":7},{"id":1005,"status":"refunded","amount":66.6,"currency":"CNY","items":1},{"id":1006,"status":"paid","amount":250.0,"currency":"CNY","items":4},{"id":1007,"status":"created","amount":19.9,"currency":"CNY","items":1},{"id":1008,"status":"shipped","amount":73.1,"currency":"CNY","items":2}]}"#;
+
+/// Records the fixtures named in `only` (comma-separated), or every fixture.
+pub fn run(only: Option<&str>) -> anyhow::Result<()> {
+    let wanted = |name: &str| only.is_none_or(|o| o.split(',').any(|n| n.trim() == name));
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("recording fixtures needs root (network namespaces, packet capture)");
@@ -193,6 +198,39 @@ pub fn run() -> anyhow::Result<()> {
         }
     }
 
+    if wanted("sensitive") {
+        // Personal data both ways through real nginx: a JSON POST with an ID number, mobile,
+        // card and password (plus a bearer token and session cookie), an ID number in the
+        // query, and a user list served from a file, plain and gzip-compressed.
+        scenario("sensitive", false, |topo, dir| {
+            std::fs::write(dir.join("nginx/report.json"), SENSITIVE_REPORT)?;
+            let u = |p: &str| topo.url(p);
+            topo.curl(&[
+                "-o",
+                "/dev/null",
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                "Authorization: Bearer tok_9f8e7d6c5b4a39281706",
+                "-H",
+                "Cookie: JSESSIONID=sess4c0ffee5eed1234; lang=zh",
+                "--data-binary",
+                r#"{"name":"张伟","idCard":"440304198506123017","mobile":"13812345678","bankCard":"6228480402564890018","password":"Tr0ub4dor-x9Q"}"#,
+                &u("/api/v1/orders?sfzh=310115199203054572&page=1"),
+            ])?;
+            topo.curl(&["-o", "/dev/null", &u("/api/v1/report?plain=1")])?;
+            topo.curl(&[
+                "-o",
+                "/dev/null",
+                "--compressed",
+                &u("/api/v1/report?gzip=1"),
+            ])?;
+            Ok(())
+        })?;
+    }
+    if !wanted("keepalive") {
+        return Ok(());
+    }
     scenario("keepalive", false, |topo, dir| {
         let u = |p: &str| topo.url(p);
         topo.curl(&[

@@ -32,7 +32,12 @@ enum Cmd {
     /// Set up, build, check formatting and lints, and run every test (privileged ones too).
     Test,
     /// Record the pcap fixtures for the golden replay tests (needs root, tshark).
-    RecordFixtures,
+    RecordFixtures {
+        /// Only these fixtures (comma-separated names: sensitive, keepalive, ...; keepalive
+        /// also records pipelining, lossy and missing).
+        #[arg(long)]
+        scenario: Option<String>,
+    },
     /// Record the attack-tool pcap fixtures of issue 7 (root; installs hydra, ffuf, ...).
     RecordAttacks {
         /// Only these scenarios (comma-separated names).
@@ -77,9 +82,9 @@ fn main() -> anyhow::Result<()> {
                 _ => bench::capture(seconds),
             }
         }
-        Cmd::RecordFixtures => {
+        Cmd::RecordFixtures { scenario } => {
             setup::run()?;
-            fixtures::run()
+            fixtures::run(scenario.as_deref())
         }
         Cmd::RecordAttacks { scenario } => attacks::record(scenario.as_deref()),
         Cmd::AttackDemo {
