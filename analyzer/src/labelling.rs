@@ -2,6 +2,10 @@
 //! [`Scanner`] pass per event, the classification the inventory records per endpoint, and the
 //! weak-point tracker whose findings go to the alerts output as OCSF findings.
 //!
+//! Events a sensor minimised (`payload` `sample` or `labels`, schema 1.2, R-CAP-8) are not
+//! scanned: their bodies are masked, cut or absent, so the labels the sensor shipped with them
+//! (from the transaction as captured) are used instead.
+//!
 //! Nothing here logs or stores values: findings carry label names, locations (field names),
 //! counts and masked samples only; the hash key is never logged.
 
@@ -11,9 +15,9 @@ use std::sync::Arc;
 
 use apitap_labels::{
     Classification, EndpointKey, EventLabels, HashKey, LabelConfig, Labeller, Scanner, Severity,
-    WeakFinding, WeakKind, WeakPointConfig, WeakPointTracker, classify_event,
+    WeakFinding, WeakKind, WeakPointConfig, WeakPointTracker, classify_event, labels_from_wire,
 };
-use apitap_schema::ApiEvent;
+use apitap_schema::{ApiEvent, PayloadMode};
 use serde_json::{Value, json};
 
 use crate::config::LabelsConfig;
@@ -63,6 +67,8 @@ pub struct Labelling {
     pending: Vec<(WeakFinding, u64)>,
     /// Weak findings dropped because [`MAX_PENDING_FINDINGS`] were waiting.
     pub dropped_findings: u64,
+    /// Events labelled from the labels their sensor shipped (minimised payloads).
+    pub shipped_labels: u64,
 }
 
 impl std::fmt::Debug for Labelling {
@@ -83,6 +89,7 @@ impl Labelling {
             tracker: WeakPointTracker::new(WeakPointConfig::default()),
             pending: Vec::new(),
             dropped_findings: 0,
+            shipped_labels: 0,
         })
     }
 
@@ -91,9 +98,16 @@ impl Labelling {
         Labelling::new(hash_key(cfg)?)
     }
 
-    /// Labels and classifies one event (once).
+    /// Labels and classifies one event (once): scanned, or for a minimised event the labels
+    /// its sensor shipped.
     pub fn label(&mut self, ev: &ApiEvent) -> (EventLabels, Classification) {
-        let labels = self.scanner.label_event(ev);
+        let labels = match shipped(ev) {
+            Some(l) => {
+                self.shipped_labels += 1;
+                l
+            }
+            None => self.scanner.label_event(ev),
+        };
         let class = classify_event(ev, &labels);
         (labels, class)
     }
@@ -119,6 +133,15 @@ impl Labelling {
     pub fn raised(&self) -> u64 {
         self.tracker.stats().raised
     }
+}
+
+/// The labels a sensor shipped with a minimised event: its bodies no longer show what was
+/// captured. Full events are scanned here (with this analyzer's rules and hash key).
+fn shipped(ev: &ApiEvent) -> Option<EventLabels> {
+    if ev.payload == PayloadMode::Full {
+        return None;
+    }
+    ev.labels.as_deref().map(labels_from_wire)
 }
 
 /// The weak-point key of an inventory endpoint: method, service (as host) and template.
@@ -236,7 +259,80 @@ pub fn weak_finding_ocsf(f: &WeakFinding, time_us: u64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apitap_labels::Evidence;
+    use crate::ingest::{Ingestor, LineOutcome};
+    use crate::inventory::{Inventory, InventoryConfig, store};
+    use crate::reader::Line;
+    use crate::summary::tests::event;
+    use apitap_labels::{Direction, Evidence, Label, MinimiseOptions, minimise};
+    use apitap_schema::{Body, Header, Response, decode_event, encode_event};
+
+    const ID: &str = "11010519491231002X";
+    const MOBILE: &str = "13812345678";
+
+    /// A user lookup answering an ID number and a mobile, minimised by a sensor in `mode`,
+    /// as the line the analyzer reads.
+    fn minimised_line(mode: PayloadMode) -> Vec<u8> {
+        let mut ev = event(Some("api"), "GET", "/api/users/7");
+        let body = format!(r#"{{"data":{{"idCard":"{ID}","mobile":"{MOBILE}"}}}}"#);
+        ev.response = Some(Response {
+            status: 200,
+            reason: "OK".into(),
+            headers: vec![Header {
+                name: "Content-Type".into(),
+                value: "application/json".into(),
+            }],
+            body: Body::from_bytes(body.as_bytes(), body.len() as u64),
+        });
+        let lab = Labeller::new(HashKey::from_secret(b"sensor"), LabelConfig::default()).unwrap();
+        let mut sensor = Scanner::new(Arc::new(lab));
+        let m = minimise(&mut sensor, &ev, mode, &MinimiseOptions::default());
+        encode_event(&m.event)
+    }
+
+    #[test]
+    fn labels_mode_events_use_the_shipped_labels() {
+        let line = minimised_line(PayloadMode::Labels);
+        let text = String::from_utf8(line.clone()).unwrap();
+        assert!(!text.contains(ID) && !text.contains(MOBILE));
+        let ev = decode_event(&line).unwrap();
+        let mut l = Labelling::new(HashKey::from_secret(b"analyzer")).unwrap();
+        let (labels, class) = l.label(&ev);
+        assert_eq!(l.shipped_labels, 1);
+        assert!(labels.has(Direction::Response, Label::PrcId), "{labels:?}");
+        assert!(labels.has(Direction::Response, Label::Mobile));
+        assert_eq!(class, classify_event(&ev, &labels));
+        // Scanning the body-less event would have found nothing in the response.
+        let mut scanned = l.scanner.label_event(&ev);
+        scanned
+            .findings
+            .retain(|f| f.location.direction == Direction::Response);
+        assert!(scanned.findings.is_empty());
+        // A full event is scanned even when labels are attached.
+        let full = decode_event(&minimised_line(PayloadMode::Full)).unwrap();
+        assert!(full.labels.is_some());
+        let (labels, _) = l.label(&full);
+        assert_eq!(l.shipped_labels, 1);
+        assert!(labels.has(Direction::Response, Label::PrcId));
+    }
+
+    #[test]
+    fn inventory_records_the_shipped_labels_on_the_endpoint() {
+        let mut ing = Ingestor {
+            inventory: Some(Inventory::new(InventoryConfig::default()).unwrap()),
+            labelling: Some(Labelling::new(HashKey::from_secret(b"analyzer")).unwrap()),
+            ..Ingestor::default()
+        };
+        let line = minimised_line(PayloadMode::Labels);
+        assert_eq!(ing.ingest_line(1, Line::Data(&line)), LineOutcome::Event);
+        let mut st = store::open("sqlite::memory:").unwrap();
+        ing.inventory.as_mut().unwrap().flush(st.as_mut()).unwrap();
+        let eps = st.endpoints(&Default::default()).unwrap();
+        assert_eq!(eps.len(), 1);
+        let names = &eps[0].data_labels;
+        assert!(names.contains(&"prc_id".to_owned()), "{names:?}");
+        assert!(names.contains(&"mobile".to_owned()), "{names:?}");
+        assert_eq!(ing.labelling.as_ref().unwrap().shipped_labels, 1);
+    }
 
     #[test]
     fn weak_findings_map_to_ocsf_classes() {
