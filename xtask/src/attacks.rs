@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -888,7 +889,11 @@ fn brute_patator_json(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
         "method=POST",
         "header=Content-Type: application/json",
         r#"body={"username":"bob","password":"FILE0"}"#,
+        // A JSON body, not form fields to URL-encode.
+        "auto_urlencode=0",
         "0=passwords.txt",
+        // patator 0.9 with Debian's pycurl rejects its own empty default (`resolve=''`).
+        &format!("resolve={SERVER_IP}:{SERVER_IP}"),
         "-x",
         "ignore:code=401",
         "--threads=4",
@@ -1369,8 +1374,8 @@ fn tool_version(tool: &str, package: &str) -> String {
             text.lines()
                 .map(str::trim)
                 .map(|l| l.split(" (c)").next().unwrap_or(l))
-                .find(|l| l.contains(probe.2) && !l.contains("Warning") && l.len() < 200)
-                .map(str::to_owned)
+                .find(|l| l.contains(probe.2) && !l.contains("Warning"))
+                .map(|l| l.chars().take(100).collect::<String>())
         })
         .unwrap_or_default();
     let deb = Command::new("dpkg-query")
@@ -1417,6 +1422,8 @@ fn store(path: &Path, dest_dir: &Path, name: &str) -> anyhow::Result<String> {
     if std::fs::metadata(path)?.len() <= GZIP_ABOVE {
         std::fs::copy(path, &plain)
             .with_context(|| format!("copying {} to {}", path.display(), plain.display()))?;
+        // dumpcap creates its files 0600.
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644))?;
         return Ok(name.to_owned());
     }
     let out = std::fs::File::create(&gz)?;
@@ -1517,6 +1524,14 @@ fn record_one(spec: &Spec) -> anyhow::Result<()> {
         if is_attacker(&l.ip) {
             *attack_status.entry(l.status.to_string()).or_default() += 1;
         }
+    }
+    if spec.expect.detector != "none" && attack_lines.len() < 20 {
+        bail!(
+            "{}: only {} attacker requests reached the server; see {}",
+            spec.name,
+            attack_lines.len(),
+            work.display()
+        );
     }
     let unknown: Vec<&str> = log
         .iter()
