@@ -93,6 +93,17 @@ fn event(
     }
 }
 
+/// A JWT whose `sub` is the actor number.
+fn jwt(actor: u64) -> String {
+    use base64::Engine as _;
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.c2ln",
+        b.encode(r#"{"alg":"HS256"}"#),
+        b.encode(format!(r#"{{"sub":"user-{actor}"}}"#))
+    )
+}
+
 /// xorshift64*.
 struct Rng(u64);
 impl Rng {
@@ -179,10 +190,7 @@ fn stream(n: usize) -> Vec<Item> {
                 headers.push(("Cookie", format!("SESSIONID=s{actor:012}")));
             } else {
                 headers.push(("User-Agent", "okhttp/4.12.0".to_owned()));
-                headers.push((
-                    "Authorization",
-                    "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2ln".to_owned(),
-                ));
+                headers.push(("Authorization", format!("Bearer {}", jwt(actor))));
             }
             let status = if rng.below(50) == 0 { 404 } else { 200 };
             let records = if function == Some(FunctionClass::SearchList) {
@@ -376,11 +384,12 @@ fn engine() -> Engine {
 
 fn state_report(items: &[Item]) {
     let mut e = engine();
+    let mut all = Vec::new();
     let mut next_tick = 0;
     for it in items {
         let t = it.ev.request_start_unix_us;
         if t >= next_tick {
-            e.tick(t);
+            all.extend(e.tick(t));
             next_tick = t + 1_000_000;
         }
         e.observe(
@@ -394,13 +403,28 @@ fn state_report(items: &[Item]) {
         );
     }
     let end = e.now_us();
+    let bytes_before_finish = e.state_bytes();
+    let mut kinds: Vec<String> = Vec::new();
+    all.extend(e.finish());
+    for f in all {
+        if f.activity == apitap_detect::Activity::Create {
+            kinds.push(format!(
+                "{}:{}:{}",
+                f.detector.name(),
+                f.kind,
+                f.actor.first().map_or("", |k| k.value.as_str())
+            ));
+        }
+    }
+    kinds.sort();
+    println!("campaigns: {kinds:?}");
     let window = 60 * 1_000_000;
     let pairs: HashSet<(std::net::IpAddr, &str)> = items
         .iter()
         .filter(|i| i.ev.request_start_unix_us + window >= end)
         .map(|i| (i.ev.client.ip, i.template))
         .collect();
-    let bytes = e.state_bytes();
+    let bytes = bytes_before_finish;
     let per_pair = bytes as f64 / pairs.len().max(1) as f64;
     println!(
         "state: {bytes} bytes for {} active (actor, template) pairs in the last 60 s = {per_pair:.0} bytes/pair (target ≤ 1024); tables {:?}",

@@ -4,6 +4,8 @@
 //! cookie, API key, Basic user, or the user name in a login body), the user-agent family and
 //! a client fingerprint (user agent + header-name order + method). Account and user-name keys
 //! are keyed hashes ([`crate::Keyer`]); raw values are never stored (R-OPS-3).
+use std::collections::HashMap;
+use std::hash::Hasher as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use apitap_schema::{ApiEvent, Header};
@@ -309,16 +311,27 @@ const USER_FIELDS: &[&str] = &[
     "uid",
 ];
 
-/// Resolves the actor keys of events.
+/// Entries of each resolver cache before it is cleared (bounded memory).
+const CACHE_MAX: usize = 65_536;
+
+/// Resolves the actor keys of events. Caches the user-agent family per User-Agent value and
+/// the JWT `sub` key per token (keyed hashes; cleared when full), so the common case costs a
+/// hash and a lookup instead of parsing.
 #[derive(Debug, Clone)]
 pub struct ActorResolver {
     trusted: Vec<IpNet>,
+    ua_cache: HashMap<u64, UaFamily, foldhash::fast::RandomState>,
+    jwt_cache: HashMap<u64, Option<u64>, foldhash::fast::RandomState>,
 }
 
 impl ActorResolver {
     /// With the trusted proxies.
     pub fn new(trusted: Vec<IpNet>) -> ActorResolver {
-        ActorResolver { trusted }
+        ActorResolver {
+            trusted,
+            ua_cache: HashMap::default(),
+            jwt_cache: HashMap::default(),
+        }
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -360,7 +373,7 @@ impl ActorResolver {
 
     /// All actor keys of an event. `login` says whether the request is a login / OTP attempt
     /// (then the body is read for a user name).
-    pub fn resolve(&self, ev: &ApiEvent, keyer: &Keyer, login: bool) -> Actor {
+    pub fn resolve(&mut self, ev: &ApiEvent, keyer: &Keyer, login: bool) -> Actor {
         let ip = self.client_ip(ev);
         let subnet = subnet_of(ip);
         let ip_key = match ip {
@@ -375,7 +388,8 @@ impl ActorResolver {
         let mut ua_val = None;
         let mut has_referer = false;
         let mut has_cookie = false;
-        let mut fp = keyer.hash(Domain::Fingerprint, ev.request.method.as_bytes());
+        let mut fp = keyer.hasher(Domain::Fingerprint);
+        fp.write(ev.request.method.as_bytes());
         for h in headers {
             let n = h.name.as_bytes();
             if n.eq_ignore_ascii_case(b"user-agent") {
@@ -386,11 +400,24 @@ impl ActorResolver {
                 has_cookie = true;
             }
             // Header names in wire order, case as sent (tools differ in both).
-            fp = fp.rotate_left(5) ^ keyer.hash(Domain::Fingerprint, n);
+            fp.write_u8(0);
+            fp.write(n);
         }
         let ua_key = ua_val.map_or(0, |u| keyer.hash(Domain::UserAgent, u.as_bytes()));
-        let fingerprint = keyer.pair(Domain::Fingerprint, fp, ua_key);
-        let (mut account, mut login_user, basic_user) = account_of(headers, keyer);
+        fp.write_u64(ua_key);
+        let fingerprint = fp.finish();
+        if self.ua_cache.len() >= CACHE_MAX {
+            self.ua_cache.clear();
+        }
+        let ua = *self
+            .ua_cache
+            .entry(ua_key)
+            .or_insert_with(|| UaFamily::of(ua_val));
+        if self.jwt_cache.len() >= CACHE_MAX {
+            self.jwt_cache.clear();
+        }
+        let (mut account, mut login_user, basic_user) =
+            account_of(headers, keyer, &mut self.jwt_cache);
         let mut login_user_masked = None;
         if login && let Some(u) = body_username(ev) {
             let key = keyer.hash_lower(Domain::Username, u.trim().as_bytes());
@@ -419,7 +446,7 @@ impl ActorResolver {
             subnet_key,
             account,
             login_user,
-            ua: UaFamily::of(ua_val),
+            ua,
             ua_key,
             fingerprint,
             has_referer,
@@ -431,7 +458,11 @@ impl ActorResolver {
 
 /// The account from credentials in headers, and the Basic user name as a login user.
 /// Returns the account, the Basic user's key and the Basic user name (for masking only).
-fn account_of(headers: &[Header], keyer: &Keyer) -> (Option<Account>, Option<u64>, Option<String>) {
+fn account_of(
+    headers: &[Header],
+    keyer: &Keyer,
+    jwt_cache: &mut HashMap<u64, Option<u64>, foldhash::fast::RandomState>,
+) -> (Option<Account>, Option<u64>, Option<String>) {
     let mut session = None;
     let mut api_key = None;
     for h in headers {
@@ -441,17 +472,21 @@ fn account_of(headers: &[Header], keyer: &Keyer) -> (Option<Account>, Option<u64
             let (scheme, cred) = v.split_once(' ').unwrap_or((v, ""));
             let cred = cred.trim();
             if scheme.eq_ignore_ascii_case("bearer") {
-                if let Some(sub) = jwt_sub(cred) {
+                let token_key = keyer.hash(Domain::Account, cred.as_bytes());
+                let sub = *jwt_cache.entry(token_key).or_insert_with(|| {
+                    jwt_sub(cred).map(|sub| keyer.hash(Domain::Account, sub.as_bytes()))
+                });
+                if let Some(key) = sub {
                     return (
                         Some(Account {
                             kind: AccountKind::JwtSub,
-                            key: keyer.hash(Domain::Account, sub.as_bytes()),
+                            key,
                         }),
                         None,
                         None,
                     );
                 }
-                api_key = Some(keyer.hash(Domain::Account, cred.as_bytes()));
+                api_key = Some(token_key);
             } else if scheme.eq_ignore_ascii_case("basic") {
                 if let Some(user) = basic_user(cred) {
                     let key = keyer.hash_lower(Domain::Username, user.as_bytes());
@@ -766,7 +801,7 @@ pub(crate) mod tests {
     #[test]
     fn accounts_are_keyed_hashes() {
         let k = keyer();
-        let r = ActorResolver::new(vec![]);
+        let mut r = ActorResolver::new(vec![]);
         // {"alg":"HS256"}.{"sub":"alice"}.sig
         let jwt = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln";
         let a = r.resolve(&ev("1.1.1.1", &[("Authorization", jwt)], ""), &k, false);
@@ -820,7 +855,7 @@ pub(crate) mod tests {
     #[test]
     fn fingerprint_follows_header_order_and_ua() {
         let k = keyer();
-        let r = ActorResolver::new(vec![]);
+        let mut r = ActorResolver::new(vec![]);
         let a = r.resolve(
             &ev("1.1.1.1", &[("Host", "a"), ("User-Agent", "x")], ""),
             &k,

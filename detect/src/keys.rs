@@ -53,7 +53,7 @@ impl Keyer {
         }
     }
 
-    fn hasher(&self, d: Domain) -> SipHasher13 {
+    pub(crate) fn hasher(&self, d: Domain) -> SipHasher13 {
         let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
         h.write_u8(d as u8);
         h

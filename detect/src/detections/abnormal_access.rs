@@ -236,7 +236,7 @@ impl AbnormalAccess {
             if w.records as f64 >= thr {
                 w.hot_until[BULK] = now + self.quiet_us;
             }
-            hits[0] = Some(("bulk_records", Severity::High, false, BULK));
+            hits[0] = Some(("bulk_records", Severity::High, true, BULK));
         }
         if o.function == Some(FunctionClass::Export) && records >= c.export_min_records {
             hits[1] = Some(("bulk_export", Severity::High, false, usize::MAX));

@@ -33,8 +33,9 @@ struct Target {
 }
 
 impl Touched for Target {
+    /// A key in an open campaign stays until the campaign could close.
     fn last_us(&self) -> u64 {
-        self.last_us
+        self.last_us.max(self.hot_until)
     }
 }
 
@@ -173,7 +174,7 @@ impl BruteForce {
     }
 
     pub(crate) fn expire(&mut self, now: u64) {
-        let keep = now.saturating_sub(us(self.cfg.window_secs).max(self.quiet_us));
+        let keep = now.saturating_sub(us(self.cfg.window_secs));
         self.targets.expire(keep);
         // Known-good subnets are kept for 30 days of inactivity.
         self.history.expire(now.saturating_sub(us(30 * 86_400)));

@@ -14,7 +14,8 @@
 //! a pagination walk (≥ `min_pagination_steps` increasing page/offset steps); sensitive records
 //! ≥ `records_signal_min`. Distributed: ≥ `min_distributed_sources` addresses sharing a
 //! non-browser fingerprint reach the breadth thresholds together while each stays under
-//! `min_requests` on average.
+//! `min_requests` on average, and at most half of the fleet's requests carry an account (a
+//! mobile app's many signed-in users share a fingerprint too; they are not one crawler).
 //!
 //! **State:** one entry per client address and per non-browser fingerprint
 //! (`limits.max_keys_per_table` each), ~200 bytes plus a 256-byte sketch per distinct set that
@@ -44,14 +45,17 @@ struct Source {
     gap_mean: f32,
     gap_m2: f32,
     records: u64,
+    last_ua: u64,
+    ua_changes: u32,
+    /// Templates seen, one bit per template hash mod 64 (distinct templates up to 64).
+    templates: u64,
     paths: Distinct,
-    templates: Distinct,
-    uas: Distinct,
 }
 
 impl Touched for Source {
+    /// A key in an open campaign stays until the campaign could close.
     fn last_us(&self) -> u64 {
-        self.last_us
+        self.last_us.max(self.hot_until)
     }
 }
 
@@ -62,13 +66,15 @@ struct Fleet {
     hot_until: u64,
     requests: u32,
     no_referer: u32,
+    authenticated: u32,
     sources: Distinct,
     paths: Distinct,
 }
 
 impl Touched for Fleet {
+    /// A key in an open campaign stays until the campaign could close.
     fn last_us(&self) -> u64 {
-        self.last_us
+        self.last_us.max(self.hot_until)
     }
 }
 
@@ -157,10 +163,11 @@ impl Crawling {
         s.no_cookie += u32::from(!a.has_cookie);
         s.non_browser += u32::from(!a.ua.is_browser());
         s.paths.insert(o.path_key);
-        s.templates.insert(o.template_key);
-        if a.ua_key != 0 {
-            s.uas.insert(a.ua_key);
+        s.templates |= 1 << (o.template_key % 64);
+        if s.requests > 1 && a.ua_key != s.last_ua {
+            s.ua_changes += 1;
         }
+        s.last_ua = a.ua_key;
         if let Some(p) = o.page {
             if s.has_page && p > s.last_page {
                 s.page_steps += 1;
@@ -172,7 +179,8 @@ impl Crawling {
         let req = u64::from(s.requests);
         let paths = s.paths.count();
         let mut signals = 0u32;
-        let rotating = s.uas.count() >= 3;
+        // Rotating: the user agent changed at least twice (three values) in the window.
+        let rotating = s.ua_changes >= 2;
         signals += u32::from(ratio(u64::from(s.non_browser), req) >= 0.9 || rotating);
         signals += u32::from(ratio(u64::from(s.no_referer), req) >= 0.9);
         signals += u32::from(ratio(u64::from(s.no_cookie), req) >= 0.9);
@@ -185,8 +193,7 @@ impl Crawling {
         signals += u32::from(s.page_steps >= self.cfg.min_pagination_steps);
         signals += u32::from(s.records >= self.cfg.records_signal_min);
         let walks_pages = s.page_steps >= self.cfg.min_pagination_steps;
-        let broad =
-            s.templates.count() >= u64::from(self.cfg.min_distinct_templates) || walks_pages;
+        let broad = s.templates.count_ones() >= self.cfg.min_distinct_templates || walks_pages;
         let triggered = req as f64 >= thr_req
             && paths as f64 >= thr_paths
             && broad
@@ -203,11 +210,11 @@ impl Crawling {
             let counts = [
                 ("requests", req),
                 ("distinct_paths", paths),
-                ("distinct_templates", s.templates.count()),
+                ("distinct_templates", u64::from(s.templates.count_ones())),
                 ("signals", u64::from(signals)),
                 ("pagination_steps", u64::from(s.page_steps)),
                 ("sensitive_records", s.records),
-                ("user_agents", s.uas.count()),
+                ("user_agent_changes", u64::from(s.ua_changes)),
             ];
             cx.campaigns.hit(
                 &Hit {
@@ -243,6 +250,7 @@ impl Crawling {
         f.last_us = f.last_us.max(now);
         f.requests += 1;
         f.no_referer += u32::from(!a.has_referer);
+        f.authenticated += u32::from(a.account.is_some());
         f.sources.insert(a.ip_key);
         f.paths.insert(o.path_key);
         let n_src = f.sources.count();
@@ -252,7 +260,8 @@ impl Crawling {
         let triggered = n_src >= u64::from(self.cfg.min_distributed_sources)
             && freq as f64 >= thr_req
             && fpaths as f64 >= thr_paths
-            && per_source < thr_req;
+            && per_source < thr_req
+            && ratio(u64::from(f.authenticated), freq) < 0.5;
         if triggered || f.hot_until >= now {
             if triggered {
                 f.hot_until = now + self.quiet_us;
@@ -279,7 +288,7 @@ impl Crawling {
     }
 
     pub(crate) fn expire(&mut self, now: u64) {
-        let keep = now.saturating_sub(us(self.cfg.window_secs).max(self.quiet_us));
+        let keep = now.saturating_sub(us(self.cfg.window_secs));
         self.sources.expire(keep);
         self.fleets.expire(keep);
     }
@@ -296,11 +305,7 @@ impl Crawling {
         let heap = |d: &Distinct| d.heap_bytes();
         self.sources.table_bytes()
             + self.fleets.table_bytes()
-            + self
-                .sources
-                .values()
-                .map(|s| heap(&s.paths) + heap(&s.templates) + heap(&s.uas))
-                .sum::<usize>()
+            + self.sources.values().map(|s| heap(&s.paths)).sum::<usize>()
             + self
                 .fleets
                 .values()

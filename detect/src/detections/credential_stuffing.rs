@@ -41,8 +41,9 @@ struct Win {
 }
 
 impl Touched for Win {
+    /// A key in an open campaign stays until the campaign could close.
     fn last_us(&self) -> u64 {
-        self.last_us
+        self.last_us.max(self.hot_until)
     }
 }
 
@@ -204,7 +205,7 @@ impl CredentialStuffing {
     }
 
     pub(crate) fn expire(&mut self, now: u64) {
-        let keep = now.saturating_sub(us(self.cfg.window_secs).max(self.quiet_us));
+        let keep = now.saturating_sub(us(self.cfg.window_secs));
         self.per_source.expire(keep);
         self.per_endpoint.expire(keep);
     }

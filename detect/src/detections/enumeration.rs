@@ -48,8 +48,9 @@ struct Walk {
 }
 
 impl Touched for Walk {
+    /// A key in an open campaign stays until the campaign could close.
     fn last_us(&self) -> u64 {
-        self.last_us
+        self.last_us.max(self.hot_until)
     }
 }
 
@@ -297,15 +298,12 @@ impl Enumeration {
                     if w.numeric > 0 { w.max - w.min + 1 } else { 0 },
                 ),
                 ("unreturned_ids", u64::from(w.unreturned)),
+                ("error_ratio_pct", (err * 100.0).round() as u64),
             ];
             cx.campaigns.hit(
                 &Hit {
                     detector: Detector::Enumeration,
-                    kind: if err >= c.min_error_ratio {
-                        "probing"
-                    } else {
-                        "sweep"
-                    },
+                    kind: "id_walk",
                     scope: Scope::Account,
                     any_endpoint: false,
                     severity,
@@ -325,7 +323,7 @@ impl Enumeration {
     }
 
     pub(crate) fn expire(&mut self, now: u64) {
-        let keep = now.saturating_sub(us(self.cfg.window_secs).max(self.quiet_us));
+        let keep = now.saturating_sub(us(self.cfg.window_secs));
         self.walks.expire(keep);
         // Returned IDs stay relevant longer: an hour.
         self.returned.expire(now.saturating_sub(us(3_600)));
@@ -462,7 +460,8 @@ mod tests {
         let out = run(&mut eng, reqs, no_ctx);
         let c = creates(&out);
         assert_eq!(c.len(), 1, "{c:#?}");
-        assert_eq!(c[0].kind, "probing");
+        assert_eq!(c[0].kind, "id_walk");
+        assert!(c[0].count("error_ratio_pct").unwrap() >= 90);
         assert_eq!(c[0].endpoint.template, "/api/docs/{id}");
     }
 }

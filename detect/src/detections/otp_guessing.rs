@@ -85,8 +85,9 @@ struct Win {
 }
 
 impl Touched for Win {
+    /// A key in an open campaign stays until the campaign could close.
     fn last_us(&self) -> u64 {
-        self.last_us
+        self.last_us.max(self.hot_until)
     }
 }
 
@@ -180,7 +181,7 @@ impl OtpGuessing {
 
     pub(crate) fn expire(&mut self, now: u64) {
         self.wins
-            .expire(now.saturating_sub(us(self.cfg.window_secs).max(self.quiet_us)));
+            .expire(now.saturating_sub(us(self.cfg.window_secs)));
     }
 
     pub(crate) fn evicted(&self) -> u64 {
