@@ -14,11 +14,14 @@ use apitap_bus::{
 };
 use tokio::signal::unix::{SignalKind, signal};
 
+use apitap_detect::DetectConfig;
+
 use crate::config::{Config, EventInput, InputConfig, LabelsConfig};
 use crate::error::{self, Error};
 use crate::ingest::{Ingestor, RunStats};
 use crate::inventory::{Inventory, InventoryConfig, Store, api, ocsf, store};
-use crate::labelling::{Labelling, weak_finding_ocsf};
+use crate::detection::Detection;
+use crate::labelling::{Labelling, hash_key, weak_finding_ocsf};
 use crate::output::{AlertSink, Alerts, SummaryFormat, SummaryWriter, Target};
 use crate::reader::{DEFAULT_MAX_LINE_BYTES, Line, LineReader};
 use crate::summary::{DEFAULT_MAX_ENDPOINTS, EndpointReport, Summary};
@@ -47,6 +50,8 @@ pub struct ProcessOptions {
     pub inventory: InventoryConfig,
     /// Sensitive-data labelling settings (hash key).
     pub labels: LabelsConfig,
+    /// Detection settings.
+    pub detect: DetectConfig,
 }
 
 impl ProcessOptions {
@@ -62,6 +67,7 @@ impl ProcessOptions {
             store: None,
             inventory: InventoryConfig::default(),
             labels: LabelsConfig::default(),
+            detect: DetectConfig::default(),
         }
     }
 }
@@ -144,6 +150,12 @@ enum FlushKind {
     Final,
 }
 
+/// An inventory without a store: it is never flushed, but templates every event's path, so
+/// detections and weak points key on endpoints (`/users/{user_id}`), not on raw paths.
+fn memory_inventory(config: &InventoryConfig) -> Result<Inventory, Error> {
+    Inventory::new(config.clone()).map_err(Error::Spec)
+}
+
 /// Flushes the inventory to the store and writes each change as an OCSF finding to `alerts`.
 /// Returns the event time before which every observed event is now durable in the store
 /// (`u64::MAX`: all of them), or `None` when a tolerated store failure kept the deltas for
@@ -193,19 +205,33 @@ fn flush_inventory(
     }
 }
 
-/// Writes the weak findings raised since the last call to `alerts` as OCSF findings (without
-/// an alerts output they are only counted).
-fn write_weak_findings(ingestor: &mut Ingestor, alerts: &mut Alerts) -> Result<(), Error> {
-    let Some(labelling) = ingestor.labelling.as_mut() else {
-        return Ok(());
-    };
-    let findings = labelling.take_findings();
-    if findings.is_empty() || !alerts.is_enabled() {
-        return Ok(());
+/// Writes the weak-point and detection findings raised since the last call to `alerts` as
+/// OCSF findings (without an alerts output they are only counted).
+fn write_findings(ingestor: &mut Ingestor, alerts: &mut Alerts) -> Result<(), Error> {
+    if let Some(labelling) = ingestor.labelling.as_mut() {
+        let findings = labelling.take_findings();
+        if alerts.is_enabled() {
+            for (f, time_us) in &findings {
+                alerts.write(&weak_finding_ocsf(f, *time_us))?;
+            }
+        }
     }
-    for (f, time_us) in &findings {
-        alerts.write(&weak_finding_ocsf(f, *time_us))?;
+    if let Some(detect) = ingestor.detect.as_mut() {
+        let findings = detect.take_findings();
+        if alerts.is_enabled() {
+            for f in &findings {
+                alerts.write(&apitap_detect::ocsf::detection_finding(f))?;
+            }
+        }
     }
+    Ok(())
+}
+
+/// The labelling and detection state every mode starts with, sharing one hash key.
+fn analysis(ingestor: &mut Ingestor, labels: &LabelsConfig, detect: &DetectConfig) -> Result<(), Error> {
+    let key = hash_key(labels)?;
+    ingestor.detect = Some(Detection::new(detect, &key)?);
+    ingestor.labelling = Some(Labelling::new(key)?);
     Ok(())
 }
 
@@ -216,6 +242,16 @@ fn log_labelling(ingestor: &Ingestor) {
             apitap_weak_points_dropped_total = l.dropped_findings,
             "sensitive-data labelling"
         );
+    }
+    if let Some(d) = &ingestor.detect {
+        d.log();
+    }
+}
+
+/// End of a finite input: open campaigns are reported and closed.
+fn finish_detections(ingestor: &mut Ingestor) {
+    if let Some(d) = ingestor.detect.as_mut() {
+        d.finish();
     }
 }
 
@@ -229,12 +265,14 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     let input = open_input(&options.input)?;
     let store_url = options.store.clone().or(options.inventory.store.clone());
     let mut ingestor = Ingestor::new(Summary::new(options.max_endpoints));
-    ingestor.labelling = Some(Labelling::from_config(&options.labels)?);
+    analysis(&mut ingestor, &options.labels, &options.detect)?;
     let mut store = None;
     if let Some(url) = &store_url {
         let (inventory, s) = open_inventory(url, &options.inventory)?;
         ingestor.inventory = Some(inventory);
         store = Some(s);
+    } else {
+        ingestor.inventory = Some(memory_inventory(&options.inventory)?);
     }
     tracing::info!(input = %target_path(&options.input).display(), "processing events");
 
@@ -242,7 +280,7 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     let read = ingest_all(input, options.max_line_bytes, |number, line| {
         ingestor.ingest_line(number, line);
         if alert_error.is_none()
-            && let Err(e) = write_weak_findings(&mut ingestor, &mut alerts)
+            && let Err(e) = write_findings(&mut ingestor, &mut alerts)
         {
             alert_error = Some(e);
         }
@@ -250,6 +288,8 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     if let Some(e) = alert_error {
         return Err(e);
     }
+    finish_detections(&mut ingestor);
+    write_findings(&mut ingestor, &mut alerts)?;
 
     // Whatever was read is summarised, even if reading failed part-way.
     summary_out.write(&ingestor.summary.reports())?;
@@ -378,7 +418,7 @@ impl Service {
         let sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
         let sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
         let mut ingestor = Ingestor::new(Summary::new(config.summary.max_endpoints));
-        ingestor.labelling = Some(Labelling::from_config(&config.labels)?);
+        analysis(&mut ingestor, &config.labels, &config.detect)?;
         let mut store = None;
         if let Some(url) = &config.inventory.store {
             let (inventory, s) = open_inventory(url, &config.inventory)?;
@@ -396,6 +436,8 @@ impl Service {
                 tracing::info!(listen = %local, "inventory API listening");
                 tokio::spawn(api::serve(listener, Arc::new(Mutex::new(api_store))));
             }
+        } else {
+            ingestor.inventory = Some(memory_inventory(&config.inventory)?);
         }
         Ok(Service {
             alerts,
@@ -481,7 +523,10 @@ async fn run_lines(config: &Config, input_cfg: &InputConfig) -> Result<RunStats,
         tokio::select! {
             _ = flush_ticker.tick(), if service.store.is_some() || service.alerts.is_enabled() => {
                 let mut guard = lock(&service.state);
-                write_weak_findings(&mut guard, &mut service.alerts)?;
+                if let Some(detect) = guard.detect.as_mut() {
+                    detect.idle_tick();
+                }
+                write_findings(&mut guard, &mut service.alerts)?;
                 if let (Some(inventory), Some(store)) = (guard.inventory.as_mut(), service.store.as_mut()) {
                     flush_inventory(inventory, store.as_mut(), &mut service.alerts, FlushKind::Periodic)?;
                 }
@@ -503,7 +548,10 @@ async fn run_lines(config: &Config, input_cfg: &InputConfig) -> Result<RunStats,
 
     {
         let mut guard = lock(&service.state);
-        write_weak_findings(&mut guard, &mut service.alerts)?;
+        if matches!(stop, Stop::EndOfInput(_)) {
+            finish_detections(&mut guard);
+        }
+        write_findings(&mut guard, &mut service.alerts)?;
         if let (Some(inventory), Some(store)) = (guard.inventory.as_mut(), service.store.as_mut()) {
             flush_inventory(
                 inventory,
@@ -564,6 +612,12 @@ impl Consumer {
                 last_flush = Instant::now();
             }
         };
+        if closed {
+            // A finite source (the embedded sensor stopped): close open campaigns. A stopped
+            // service keeps them open; they are raised again after a restart if the activity
+            // goes on.
+            finish_detections(&mut lock(&self.state));
+        }
         self.flush(FlushKind::Final)?;
         self.source.close()?;
         Ok(closed)
@@ -574,7 +628,10 @@ impl Consumer {
     fn flush(&mut self, kind: FlushKind) -> Result<(), Error> {
         let durable_before = {
             let mut guard = lock(&self.state);
-            write_weak_findings(&mut guard, &mut self.alerts)?;
+            if let Some(detect) = guard.detect.as_mut() {
+                detect.idle_tick();
+            }
+            write_findings(&mut guard, &mut self.alerts)?;
             match (guard.inventory.as_mut(), self.store.as_mut()) {
                 (Some(inventory), Some(store)) => {
                     flush_inventory(inventory, store.as_mut(), &mut self.alerts, kind)?

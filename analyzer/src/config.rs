@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use apitap_bus::KafkaConfig;
+use apitap_detect::{DetectConfig, DetectError};
 
 use crate::error::Error;
 use crate::inventory::InventoryConfig;
@@ -41,6 +42,10 @@ pub struct Config {
     /// Sensitive-data labelling (`docs/sensitive-data.md`).
     #[serde(default)]
     pub labels: LabelsConfig,
+    /// Threat detections (`docs/detections.md`): thresholds, baselines, trusted proxies,
+    /// working hours, GeoIP, login outcome rules. Every field has a default.
+    #[serde(default)]
+    pub detect: DetectConfig,
 }
 
 /// `[labels]`: sensitive-data labelling of every event.
@@ -211,6 +216,13 @@ impl Config {
                 reason: "[input] and [kafka] are alternative event sources: keep one",
             });
         }
+        self.detect.validate().map_err(|e| match e {
+            DetectError::Config { field, reason } => Error::ConfigInvalid {
+                field: format!("detect.{field}"),
+                reason,
+            },
+            other => Error::Detect(other),
+        })?;
         if let Some(kafka) = &self.kafka {
             kafka.validate().map_err(|e| Error::ConfigInvalid {
                 field: e.field,
@@ -465,6 +477,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("kafka.consumer"), "{err}");
+    }
+
+    #[test]
+    fn detect_section_parses_and_names_bad_fields() {
+        let c = Config::parse(
+            "[input]\npath = \"-\"\n[detect]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.detect.trusted_proxies, vec!["10.0.0.0/8".to_string()]);
+        let err = Config::parse("[input]\npath = \"-\"\n[detect]\ntrusted_proxies = [\"x/99\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("detect.trusted_proxies"), "{err}");
+        let err = Config::parse("[input]\npath = \"-\"\n[detect]\nthresholds = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("thresholds"), "{err}");
     }
 
     #[test]

@@ -116,6 +116,9 @@ pub enum Error {
     /// An OpenAPI document of `inventory.specs` could not be loaded.
     #[error("cannot load an OpenAPI document of inventory.specs")]
     Spec(#[source] crate::inventory::spec::SpecError),
+    /// The detection engine could not start (configuration or GeoIP database).
+    #[error("detections")]
+    Detect(#[source] apitap_detect::DetectError),
     /// The event bus (Kafka consumer, alert producer) failed.
     #[error("event bus")]
     Bus(#[from] apitap_bus::BusError),

@@ -10,6 +10,9 @@ use std::fmt;
 use apitap_schema::{ApiEvent, SchemaError, decode_event};
 use serde::Serialize;
 
+use apitap_detect::EventContext;
+
+use crate::detection::Detection;
 use crate::inventory::Inventory;
 use crate::labelling::{Labelling, weak_key};
 use crate::reader::{Line, is_blank};
@@ -159,6 +162,8 @@ pub struct Ingestor {
     pub inventory: Option<Inventory>,
     /// Sensitive-data labelling and weak points (`process` and `run` always set it).
     pub labelling: Option<Labelling>,
+    /// Threat detections (`process` and `run` always set it).
+    pub detect: Option<Detection>,
     /// Run statistics.
     pub stats: RunStats,
 }
@@ -170,6 +175,7 @@ impl Ingestor {
             summary,
             inventory: None,
             labelling: None,
+            detect: None,
             stats: RunStats::default(),
         }
     }
@@ -229,21 +235,35 @@ impl Ingestor {
         }
         match self.labelling.as_mut() {
             Some(labelling) => {
-                // Labelled once; the inventory records it per endpoint, the tracker keys on
-                // the endpoint's template (the raw path without an inventory).
+                // Labelled once; the inventory records it per endpoint, the detections and
+                // the weak-point tracker key on the endpoint's template (without an
+                // inventory: their own templating, the raw path).
                 let (labels, class) = labelling.label(event);
-                let key = match self.inventory.as_mut() {
-                    Some(inventory) => inventory
-                        .observe_labelled(event, Some((&labels, &class)))
-                        .map(|k| weak_key(&k)),
+                let endpoint = match self.inventory.as_mut() {
+                    Some(inventory) => inventory.observe_labelled(event, Some((&labels, &class))),
                     None => None,
                 };
-                let key = key.unwrap_or_else(|| apitap_labels::EndpointKey::from_event(event));
+                if let Some(detect) = self.detect.as_mut() {
+                    let ctx = EventContext::from_labels(
+                        &labels,
+                        &class,
+                        endpoint.as_ref().map(|k| k.template.as_str()),
+                        endpoint.as_ref().map(|k| k.service.as_str()),
+                    );
+                    detect.observe(event, &ctx);
+                }
+                let key = endpoint.map_or_else(
+                    || apitap_labels::EndpointKey::from_event(event),
+                    |k| weak_key(&k),
+                );
                 labelling.observe(&key, event, &labels);
             }
             None => {
                 if let Some(inventory) = self.inventory.as_mut() {
                     inventory.observe(event);
+                }
+                if let Some(detect) = self.detect.as_mut() {
+                    detect.observe(event, &EventContext::default());
                 }
             }
         }

@@ -243,13 +243,25 @@ pub fn weak_finding_ocsf(f: &WeakFinding, time_us: u64) -> Value {
             "evidence": f.evidence,
         }},
     });
+    if class_uid == 2006 {
+        // `application` is an attribute of the posture class (2007) only; the endpoint is in
+        // `resources` for both.
+        if let Some(obj) = doc.as_object_mut() {
+            obj.remove("application");
+        }
+    }
     if class_uid == 2006
         && let Some(l) = f.label
     {
+        // OCSF `data_security` object: found in API traffic (detection system "Other"),
+        // data in transit, the label as the matched pattern.
         doc["data_security"] = json!({
-            "data_security_source": "API traffic",
+            "detection_system_id": 99,
+            "detection_system": "API traffic monitor",
             "category": name_of(&l.class()),
+            "data_lifecycle_state_id": 2,
             "data_lifecycle_state": "Data in Transit",
+            "detection_pattern": l.name(),
             "pattern_match": l.name(),
         });
     }
@@ -344,6 +356,7 @@ mod tests {
             evidence: Evidence::default(),
         };
         let d = weak_finding_ocsf(&f, 1_700_000_000_000_000);
+        apitap_detect::ocsf::validate(&d).unwrap();
         assert_eq!(d["class_uid"], 2007);
         assert_eq!(d["type_uid"], 200_701);
         assert_eq!(d["time"], 1_700_000_000_000u64);
@@ -354,6 +367,7 @@ mod tests {
             ..f
         };
         let d = weak_finding_ocsf(&f, 0);
+        apitap_detect::ocsf::validate(&d).unwrap();
         assert_eq!(d["class_uid"], 2006);
         assert_eq!(d["data_security"]["pattern_match"], "prc_id");
     }

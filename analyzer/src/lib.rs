@@ -24,6 +24,7 @@
 
 pub mod app;
 pub mod config;
+pub mod detection;
 pub mod error;
 pub mod ingest;
 pub mod inventory;

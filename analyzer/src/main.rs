@@ -336,6 +336,7 @@ fn main() -> anyhow::Result<()> {
                 let config = Config::load(&path).context("loading the configuration")?;
                 options.inventory = config.inventory;
                 options.labels = config.labels;
+                options.detect = config.detect;
             }
             apitap_analyzer::process(&options).context("processing events")?;
         }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 pub mod analyzer;
+pub mod attacks;
 pub mod broker;
 
 /// Server address inside the server namespace.

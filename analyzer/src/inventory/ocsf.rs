@@ -146,6 +146,7 @@ mod tests {
             detail: json!({"spec_status": "undocumented"}),
         };
         let f = finding(&c);
+        apitap_detect::ocsf::validate(&f).unwrap();
         assert_eq!(f["class_uid"], 2007);
         assert_eq!(f["type_uid"], 200_701);
         assert_eq!(f["severity_id"], 2);

@@ -1,0 +1,113 @@
+//! Threat detections in the analyzer (R-THR-1..5): the [`apitap_detect::Engine`] fed with every
+//! event and what the analyzer already knows about it (endpoint template and service from the
+//! inventory, function class and sensitive record counts from labelling), its campaign
+//! findings queued for the alert outputs as OCSF Detection Findings (class 2004).
+//!
+//! Stream time drives the engine: it is ticked once per second of event time, and when the
+//! input is idle the periodic flush advances stream time at wall-clock speed
+//! ([`Detection::idle_tick`]) so that quiet campaigns still close in service mode.
+
+use std::time::Instant;
+
+use apitap_detect::{DetectConfig, Engine, EventContext, Finding};
+use apitap_labels::HashKey;
+use apitap_schema::ApiEvent;
+
+use crate::error::Error;
+
+/// Findings held for the alert outputs at most; further ones are counted and dropped.
+pub const MAX_PENDING_FINDINGS: usize = 10_000;
+
+/// Event-time interval between engine ticks.
+const TICK_US: u64 = 1_000_000;
+
+/// The detection engine and its queue of findings.
+#[derive(Debug)]
+pub struct Detection {
+    engine: Engine,
+    pending: Vec<Finding>,
+    last_tick_us: u64,
+    last_event: Instant,
+    /// Findings dropped because [`MAX_PENDING_FINDINGS`] were waiting.
+    pub dropped_findings: u64,
+}
+
+impl Detection {
+    /// An engine with `cfg`, keyed like the labels (actor hashes and campaign ids correlate
+    /// across restarts and analyzer instances when `labels.hash_key_file` is set).
+    pub fn new(cfg: &DetectConfig, key: &HashKey) -> Result<Detection, Error> {
+        let engine = Engine::with_hash_key(cfg.clone(), key).map_err(Error::Detect)?;
+        Ok(Detection {
+            engine,
+            pending: Vec::new(),
+            last_tick_us: 0,
+            last_event: Instant::now(),
+            dropped_findings: 0,
+        })
+    }
+
+    /// Feeds one event; ticks the engine when a second of event time has passed.
+    pub fn observe(&mut self, ev: &ApiEvent, ctx: &EventContext<'_>) {
+        self.engine.observe(ev, ctx);
+        self.last_event = Instant::now();
+        let now = self.engine.now_us();
+        if now.saturating_sub(self.last_tick_us) >= TICK_US {
+            self.last_tick_us = now;
+            let out = self.engine.tick(now);
+            self.queue(out);
+        }
+    }
+
+    /// With no event for a while, stream time moves on at wall-clock speed from the last
+    /// event's time: quiet campaigns close and updates go out in a live service.
+    pub fn idle_tick(&mut self) {
+        let idle_us = u64::try_from(self.last_event.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if idle_us < TICK_US || self.engine.now_us() == 0 {
+            return;
+        }
+        let now = self.engine.now_us().saturating_add(idle_us);
+        let out = self.engine.tick(now);
+        self.queue(out);
+    }
+
+    /// End of a finite input: every open campaign is reported and closed.
+    pub fn finish(&mut self) {
+        let out = self.engine.finish();
+        self.queue(out);
+    }
+
+    fn queue(&mut self, out: Vec<Finding>) {
+        for f in out {
+            if self.pending.len() < MAX_PENDING_FINDINGS {
+                self.pending.push(f);
+            } else {
+                self.dropped_findings += 1;
+            }
+        }
+    }
+
+    /// Findings raised since the last call.
+    pub fn take_findings(&mut self) -> Vec<Finding> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Logs the engine's counters (`apitap_detect_*`).
+    pub fn log(&self) {
+        let m = self.engine.metrics();
+        let evicted: u64 = m.evicted.iter().map(|(_, n)| n).sum();
+        tracing::info!(
+            apitap_detect_events_total = m.events,
+            apitap_detect_auth_attempts_total = m.auth_attempts,
+            apitap_detect_auth_failures_total = m.auth_failures,
+            apitap_detect_findings_created_total = m.findings_created,
+            apitap_detect_findings_updated_total = m.findings_updated,
+            apitap_detect_findings_closed_total = m.findings_closed,
+            apitap_detect_campaigns_dropped_total = m.campaigns_dropped,
+            apitap_detect_evicted_total = evicted,
+            apitap_detect_findings_dropped_total = self.dropped_findings,
+            open_campaigns = m.open_campaigns,
+            state_bytes = m.state_bytes,
+            "detections"
+        );
+    }
+}
