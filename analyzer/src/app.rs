@@ -17,10 +17,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use apitap_detect::DetectConfig;
 
 use crate::config::{Config, EventInput, InputConfig, LabelsConfig};
+use crate::detection::Detection;
 use crate::error::{self, Error};
 use crate::ingest::{Ingestor, RunStats};
 use crate::inventory::{Inventory, InventoryConfig, Store, api, ocsf, store};
-use crate::detection::Detection;
 use crate::labelling::{Labelling, hash_key, weak_finding_ocsf};
 use crate::output::{AlertSink, Alerts, SummaryFormat, SummaryWriter, Target};
 use crate::reader::{DEFAULT_MAX_LINE_BYTES, Line, LineReader};
@@ -52,6 +52,8 @@ pub struct ProcessOptions {
     pub labels: LabelsConfig,
     /// Detection settings.
     pub detect: DetectConfig,
+    /// Alert document format.
+    pub alert_format: crate::ecs::AlertFormat,
 }
 
 impl ProcessOptions {
@@ -68,6 +70,7 @@ impl ProcessOptions {
             inventory: InventoryConfig::default(),
             labels: LabelsConfig::default(),
             detect: DetectConfig::default(),
+            alert_format: crate::ecs::AlertFormat::default(),
         }
     }
 }
@@ -228,7 +231,11 @@ fn write_findings(ingestor: &mut Ingestor, alerts: &mut Alerts) -> Result<(), Er
 }
 
 /// The labelling and detection state every mode starts with, sharing one hash key.
-fn analysis(ingestor: &mut Ingestor, labels: &LabelsConfig, detect: &DetectConfig) -> Result<(), Error> {
+fn analysis(
+    ingestor: &mut Ingestor,
+    labels: &LabelsConfig,
+    detect: &DetectConfig,
+) -> Result<(), Error> {
     let key = hash_key(labels)?;
     ingestor.detect = Some(Detection::new(detect, &key)?);
     ingestor.labelling = Some(Labelling::new(key)?);
@@ -260,7 +267,7 @@ fn finish_detections(ingestor: &mut Ingestor) {
 /// store, the inventory is updated and its changes written to the alerts output.
 pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     let file = options.alerts.clone().map(AlertSink::open).transpose()?;
-    let mut alerts = Alerts::new(file, None);
+    let mut alerts = Alerts::new(file, None).with_format(options.alert_format);
     let mut summary_out = SummaryWriter::new(options.summary.clone(), options.format)?;
     let input = open_input(&options.input)?;
     let store_url = options.store.clone().or(options.inventory.store.clone());
@@ -406,7 +413,7 @@ impl Service {
             .as_deref()
             .map(|p| AlertSink::open(Target::from(p)))
             .transpose()?;
-        let alerts = Alerts::new(file, bus_alerts);
+        let alerts = Alerts::new(file, bus_alerts).with_format(config.output.alert_format);
         let summary_out = SummaryWriter::new(
             Target::from(config.output.summary_path.as_path()),
             config.output.summary_format,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use apitap_bus::KafkaConfig;
 use apitap_detect::{DetectConfig, DetectError};
 
+use crate::ecs::AlertFormat;
 use crate::error::Error;
 use crate::inventory::InventoryConfig;
 use crate::output::SummaryFormat;
@@ -80,6 +81,10 @@ pub struct OutputConfig {
     /// (or truncated) at start.
     #[serde(default)]
     pub alerts_path: Option<PathBuf>,
+    /// Alert document format on every alert output (file and Kafka topic): `ocsf` (default,
+    /// OCSF 1.x findings) or `ecs` (the same findings mapped to Elastic Common Schema 8.x).
+    #[serde(default)]
+    pub alert_format: AlertFormat,
     /// File for the per-endpoint summary (replaced atomically on each write), or `-` for
     /// standard output (each summary appended). Default `-`.
     #[serde(default = "default_summary_path")]
@@ -97,6 +102,7 @@ impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
             alerts_path: None,
+            alert_format: AlertFormat::default(),
             summary_path: default_summary_path(),
             summary_format: SummaryFormat::default(),
             summary_interval_secs: 0,
@@ -255,6 +261,7 @@ mod tests {
             "path",
             "max_line_bytes",
             "alerts_path",
+            "alert_format",
             "summary_path",
             "summary_format",
             "summary_interval_secs",
@@ -481,10 +488,9 @@ mod tests {
 
     #[test]
     fn detect_section_parses_and_names_bad_fields() {
-        let c = Config::parse(
-            "[input]\npath = \"-\"\n[detect]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
-        )
-        .unwrap();
+        let c =
+            Config::parse("[input]\npath = \"-\"\n[detect]\ntrusted_proxies = [\"10.0.0.0/8\"]\n")
+                .unwrap();
         assert_eq!(c.detect.trusted_proxies, vec!["10.0.0.0/8".to_string()]);
         let err = Config::parse("[input]\npath = \"-\"\n[detect]\ntrusted_proxies = [\"x/99\"]\n")
             .unwrap_err()

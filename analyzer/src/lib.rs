@@ -25,6 +25,7 @@
 pub mod app;
 pub mod config;
 pub mod detection;
+pub mod ecs;
 pub mod error;
 pub mod ingest;
 pub mod inventory;

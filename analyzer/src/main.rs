@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
+use apitap_analyzer::ecs::AlertFormat;
 use apitap_analyzer::inventory::record::{ChangeFilter, EndpointFilter, EndpointKey};
 use apitap_analyzer::inventory::{Store, openapi, report, store};
 use apitap_analyzer::logging::{self, LogFormat};
@@ -33,6 +34,9 @@ enum Command {
         /// findings. Default: alerts are not written.
         #[arg(long, value_name = "FILE|-")]
         alerts: Option<String>,
+        /// Alert document format (default: the config's `output.alert_format`, else ocsf).
+        #[arg(long, value_enum)]
+        alert_format: Option<AlertFormat>,
         /// Summary output, or `-` for standard output.
         #[arg(long, value_name = "FILE|-", default_value = "-")]
         summary: String,
@@ -326,6 +330,7 @@ fn main() -> anyhow::Result<()> {
             format,
             store,
             config,
+            alert_format,
         } => {
             let mut options = ProcessOptions::new(Target::parse(&input));
             options.alerts = alerts.as_deref().map(Target::parse);
@@ -337,6 +342,10 @@ fn main() -> anyhow::Result<()> {
                 options.inventory = config.inventory;
                 options.labels = config.labels;
                 options.detect = config.detect;
+                options.alert_format = config.output.alert_format;
+            }
+            if let Some(format) = alert_format {
+                options.alert_format = format;
             }
             apitap_analyzer::process(&options).context("processing events")?;
         }

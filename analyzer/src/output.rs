@@ -363,6 +363,7 @@ pub const ALERT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 pub struct Alerts {
     file: Option<AlertSink>,
     bus: Option<Box<dyn apitap_bus::AlertPublisher>>,
+    format: crate::ecs::AlertFormat,
 }
 
 impl std::fmt::Debug for Alerts {
@@ -370,6 +371,7 @@ impl std::fmt::Debug for Alerts {
         f.debug_struct("Alerts")
             .field("file", &self.file)
             .field("bus", &self.bus.is_some())
+            .field("format", &self.format)
             .finish()
     }
 }
@@ -380,7 +382,17 @@ impl Alerts {
         file: Option<AlertSink>,
         bus: Option<Box<dyn apitap_bus::AlertPublisher>>,
     ) -> Alerts {
-        Alerts { file, bus }
+        Alerts {
+            file,
+            bus,
+            format: crate::ecs::AlertFormat::Ocsf,
+        }
+    }
+
+    /// Writes documents in `format` from now on.
+    pub fn with_format(mut self, format: crate::ecs::AlertFormat) -> Alerts {
+        self.format = format;
+        self
     }
 
     /// Whether alerts go anywhere.
@@ -391,17 +403,26 @@ impl Alerts {
     /// Writes one OCSF finding to every destination; on the topic it is keyed by its
     /// `finding_info.uid` (falling back to `metadata.uid`).
     pub fn write(&mut self, alert: &serde_json::Value) -> Result<(), Error> {
+        let ecs;
+        let (doc, format) = match self.format {
+            crate::ecs::AlertFormat::Ocsf => {
+                let version = alert["metadata"]["version"].as_str().unwrap_or("1");
+                (alert, format!("ocsf/{version}"))
+            }
+            crate::ecs::AlertFormat::Ecs => {
+                ecs = crate::ecs::from_ocsf(alert);
+                (&ecs, format!("ecs/{}", crate::ecs::ECS_VERSION))
+            }
+        };
         if let Some(file) = self.file.as_mut() {
-            file.write_json(alert)?;
+            file.write_json(doc)?;
         }
         if let Some(bus) = self.bus.as_mut() {
             let key = alert["finding_info"]["uid"]
                 .as_str()
                 .or_else(|| alert["metadata"]["uid"].as_str())
                 .unwrap_or_default();
-            let version = alert["metadata"]["version"].as_str().unwrap_or("1");
-            let format = format!("ocsf/{version}");
-            let json = alert.to_string();
+            let json = doc.to_string();
             bus.publish(apitap_bus::AlertDocument {
                 key,
                 json: json.as_bytes(),
