@@ -331,8 +331,8 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                     continue;
                 }
                 let hints = cur(&frames, key_hints);
-                let map = sub(bc.map, cs, ce, esc);
                 if bc.nest < MAX_NEST && looks_like_json(s) {
+                    let map = sub(bc.map, cs, ce, esc);
                     let inner = BodyCtx {
                         map: match map {
                             RawMap::Direct(off) => RawMap::Direct(off),
@@ -353,13 +353,16 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                     json(cx, s2, path, inner);
                     continue;
                 }
+                if cx.trivial_value(s, hints) {
+                    continue;
+                }
                 let w = Where {
                     dir: bc.dir,
                     part: bc.part,
                     path,
                     hints,
                     region: bc.region,
-                    raw: map,
+                    raw: sub(bc.map, cs, ce, esc),
                     notes: bc.notes,
                 };
                 cx.scan_value(s, &w);
@@ -388,12 +391,13 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                     continue;
                 }
                 let tok = &b[st..i];
-                if tok[0] == b'-' || tok[0].is_ascii_digit() {
+                let hints = cur(&frames, key_hints);
+                if (tok[0] == b'-' || tok[0].is_ascii_digit()) && !cx.trivial_value(tok, hints) {
                     let w = Where {
                         dir: bc.dir,
                         part: bc.part,
                         path,
-                        hints: cur(&frames, key_hints),
+                        hints,
                         region: bc.region,
                         raw: sub(bc.map, st, i, false),
                         notes: bc.notes,

@@ -156,6 +156,9 @@ impl Labeller {
     }
 }
 
+/// Every value-validated label needs at least 7 bytes (`A@b.cn`+1, a plate is 9).
+const MIN_VALUE: usize = 7;
+
 /// Per-thread cache of name → hints (names repeat across records and events).
 #[derive(Default)]
 pub(crate) struct HintCache {
@@ -639,6 +642,21 @@ impl Ctx<'_> {
         self.cache.get(&self.lab.hints, name)
     }
 
+    /// Counts a value that [`Ctx::scan_value`] would not look into (empty, or shorter than any
+    /// value-validated label under a key that decides nothing) and says so: the parsers then
+    /// skip building its location.
+    #[inline(always)]
+    pub fn trivial_value(&mut self, val: &[u8], hints: KeyHints) -> bool {
+        if val.is_empty() {
+            return true;
+        }
+        if val.len() < MIN_VALUE && !hints.any(KeyHints::KEYED) {
+            self.st.values += 1;
+            return true;
+        }
+        false
+    }
+
     /// Scans one value (a JSON string or number, a form field, a header value, an XML text,
     /// a CSV cell, or a whole free-text body). Inlined into the parsers: most values are short
     /// and leave here after a few compares; the work is out of line.
@@ -651,8 +669,7 @@ impl Ctx<'_> {
         if w.hints.any(KeyHints::KEYED) && self.keyed(val, w) {
             return;
         }
-        // Every value-validated label needs at least 7 bytes (`A@b.cn`+1, a plate is 9).
-        if val.len() < 7 {
+        if val.len() < MIN_VALUE {
             return;
         }
         // Licence plates and masked names start with a Chinese character.
@@ -907,23 +924,30 @@ impl Ctx<'_> {
         let mut n = 0;
         let mut first_sep: Option<usize> = None;
         let mut dashes = 0;
-        for &b in tok {
-            if b.is_ascii_digit() || b == b'X' || b == b'x' {
-                if n == buf.len() {
-                    return;
-                }
-                buf[n] = b;
-                n += 1;
-            } else if b == b'-' || b == b' ' {
-                if first_sep.is_none() {
-                    first_sep = Some(n);
-                }
-                if b == b'-' {
-                    dashes += 1;
+        // Most numbers are plain digit strings: used as they are, without the copy that drops
+        // separators.
+        let d: &[u8] = if tok.len() <= buf.len() && tok.iter().all(u8::is_ascii_digit) {
+            n = tok.len();
+            tok
+        } else {
+            for &b in tok {
+                if b.is_ascii_digit() || b == b'X' || b == b'x' {
+                    if n == buf.len() {
+                        return;
+                    }
+                    buf[n] = b;
+                    n += 1;
+                } else if b == b'-' || b == b' ' {
+                    if first_sep.is_none() {
+                        first_sep = Some(n);
+                    }
+                    if b == b'-' {
+                        dashes += 1;
+                    }
                 }
             }
-        }
-        let d = &buf[..n];
+            &buf[..n]
+        };
         if n < 9 || (matches!(d[n - 1], b'X' | b'x') && n != 18) {
             return;
         }
@@ -1031,17 +1055,31 @@ impl Ctx<'_> {
             }
             return;
         }
-        if (13..=19).contains(&n) && d.iter().all(u8::is_ascii_digit) && v::luhn(d) {
-            self.card(val, s, e, d, w, neg);
+        if (13..=19).contains(&n) && d.iter().all(u8::is_ascii_digit) {
+            // Only a known scheme or card context can make a card (see `card`); the IIN
+            // ranges are cheaper than the checksum.
+            let scheme = v::card_scheme(d);
+            if (scheme.is_some() || h.any(KeyHints::CARD_CTX)) && v::luhn(d) {
+                self.card(val, s, e, d, scheme, w, neg);
+            }
         }
     }
 
     /// Payment cards (ISO/IEC 7812): Luhn already holds. Without card context a number must
     /// also be in a known Chinese issuer's BIN; with context any scheme's IIN range will do.
-    fn card(&mut self, val: &[u8], s: usize, e: usize, d: &[u8], w: &Where<'_>, neg: bool) {
+    #[allow(clippy::too_many_arguments)]
+    fn card(
+        &mut self,
+        val: &[u8],
+        s: usize,
+        e: usize,
+        d: &[u8],
+        scheme: Option<CardScheme>,
+        w: &Where<'_>,
+        neg: bool,
+    ) {
         let tok = &val[s..e];
         let h = w.hints;
-        let scheme = v::card_scheme(d);
         let ctx = if h.any(KeyHints::CARD_CTX) {
             h
         } else if scheme.is_some() {

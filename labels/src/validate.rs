@@ -180,24 +180,22 @@ pub fn uscc(s: &[u8]) -> UsccCheck {
 
 /// ISO/IEC 7812-1 Annex B (Luhn) check over a digit string.
 pub fn luhn(s: &[u8]) -> bool {
-    // Doubled digit with its digits summed (`7 * 2 = 14 → 5`), by table.
-    const DOUBLED: [u32; 10] = [0, 2, 4, 6, 8, 1, 3, 5, 7, 9];
     if s.is_empty() {
         return false;
     }
     let mut sum = 0u32;
-    let mut double = false;
-    for &b in s.iter().rev() {
+    for (i, &b) in s.iter().rev().enumerate() {
         let d = b.wrapping_sub(b'0');
         if d > 9 {
             return false;
         }
-        sum += if double {
-            DOUBLED[usize::from(d)]
+        let d = u32::from(d);
+        // Every second digit from the right is doubled, its digits summed (14 → 5).
+        sum += if i % 2 == 1 {
+            2 * d - if d >= 5 { 9 } else { 0 }
         } else {
-            u32::from(d)
+            d
         };
-        double = !double;
     }
     sum.is_multiple_of(10)
 }
@@ -269,9 +267,32 @@ pub const CN_ISSUER_BINS: &[u32] = &[
     520382, 548844, 552794,
 ];
 
+/// [`CN_ISSUER_BINS`] sorted at compile time, for binary search.
+static SORTED_BINS: [u32; CN_ISSUER_BINS.len()] = {
+    let mut a = [0u32; CN_ISSUER_BINS.len()];
+    let mut i = 0;
+    while i < a.len() {
+        a[i] = CN_ISSUER_BINS[i];
+        i += 1;
+    }
+    // Insertion sort: const-evaluable, a few hundred entries.
+    let mut i = 1;
+    while i < a.len() {
+        let mut j = i;
+        while j > 0 && a[j - 1] > a[j] {
+            let t = a[j];
+            a[j] = a[j - 1];
+            a[j - 1] = t;
+            j -= 1;
+        }
+        i += 1;
+    }
+    a
+};
+
 fn cn_issuer(s: &[u8]) -> bool {
     match num(s.get(..6).unwrap_or(&[])) {
-        Some(bin) => CN_ISSUER_BINS.contains(&bin),
+        Some(bin) => SORTED_BINS.binary_search(&bin).is_ok(),
         None => false,
     }
 }
@@ -607,6 +628,12 @@ mod tests {
 
     #[test]
     fn cards() {
+        assert!(SORTED_BINS.is_sorted());
+        assert!(
+            CN_ISSUER_BINS
+                .iter()
+                .all(|b| SORTED_BINS.binary_search(b).is_ok())
+        );
         assert!(luhn(b"4111111111111111"));
         assert!(!luhn(b"4111111111111112"));
         assert_eq!(card_scheme(b"4111111111111111"), Some(CardScheme::Visa));
