@@ -52,12 +52,9 @@ impl Ctx<'_> {
         }
         if acc.seen.insert(h) {
             if acc.fields.len() < max {
-                // Paths are nearly always UTF-8: validate and copy once (`from_utf8_lossy`
-                // walks the bytes in chunks first).
-                acc.fields.push(match std::str::from_utf8(path) {
-                    Ok(p) => p.to_owned(),
-                    Err(_) => String::from_utf8_lossy(path).into_owned(),
-                });
+                let mut s = String::with_capacity(path.len());
+                crate::mask::push_lossy(&mut s, path);
+                acc.fields.push(s);
             } else {
                 acc.dropped = acc.dropped.saturating_add(1);
             }

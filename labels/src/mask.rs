@@ -131,12 +131,19 @@ pub fn render_sample(label: Label, value: &[u8], out: &mut String) {
     }
     let (p, s) = keep_bytes(label, value);
     let middle = &value[p..value.len() - s];
-    out.push_str(&String::from_utf8_lossy(&value[..p]));
+    push_lossy(out, &value[..p]);
     let stars = char_count(middle).clamp(1, 16);
-    for _ in 0..stars {
-        out.push('*');
+    out.push_str(&"****************"[..stars]);
+    push_lossy(out, &value[value.len() - s..]);
+}
+
+/// Appends bytes as text, invalid UTF-8 replaced (validating first: `from_utf8_lossy` walks
+/// chunk by chunk even when everything is valid).
+pub(crate) fn push_lossy(out: &mut String, b: &[u8]) {
+    match std::str::from_utf8(b) {
+        Ok(s) => out.push_str(s),
+        Err(_) => out.push_str(&String::from_utf8_lossy(b)),
     }
-    out.push_str(&String::from_utf8_lossy(&value[value.len() - s..]));
 }
 
 /// Masks `buf` in place per the label's policy, keeping its byte length (every masked byte

@@ -301,7 +301,6 @@ pub(crate) struct State {
     pub req: ShapeAcc,
     pub resp: ShapeAcc,
     pub norm: Vec<u8>,
-    pub sample: String,
     pub values: u64,
     pub emitted: u64,
     /// Reusable scratch of the JSON walker (taken while in use; nested walks allocate).
@@ -613,23 +612,26 @@ impl Ctx<'_> {
             self.st.dropped_findings = self.st.dropped_findings.saturating_add(1);
             return;
         }
-        self.st.sample.clear();
         let src: &[u8] = if matches!(label, Label::PersonName | Label::Address) {
             token.trim_ascii()
         } else {
             &self.st.norm
         };
-        mask::render_sample(label, src, &mut self.st.sample);
+        // Rendered straight into the finding's own string (one allocation, no copy).
+        let mut sample = String::with_capacity(src.len().min(48) + 16);
+        mask::render_sample(label, src, &mut sample);
+        let mut path = String::with_capacity(w.path.len());
+        mask::push_lossy(&mut path, w.path);
         self.st.findings.push(Finding {
             label,
             confidence,
             location: Location {
                 direction: w.dir,
                 part: w.part,
-                path: String::from_utf8_lossy(w.path).into_owned(),
+                path,
             },
             count: 1,
-            masked_sample: self.st.sample.clone(),
+            masked_sample: sample,
             mask,
             notes,
             hashes: hash.into_iter().collect(),
