@@ -1749,3 +1749,78 @@ fn print_table(runs: &[DemoRun]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The demo's second stage: each scenario's live events through `apitap-analyzer process`,
+/// then scenario × expected detector × raised detections (Create) × latency from the first
+/// event, and whether benign traffic stayed quiet.
+pub fn detect(runs: &[DemoRun]) -> anyhow::Result<()> {
+    let analyzer = apitap_tests::workspace_bin("apitap-analyzer")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "\n{:<22} {:<20} {:<44} {:>9}  verdict",
+        "scenario", "expected", "raised (detector/kind)", "latency s"
+    )?;
+    writeln!(
+        out,
+        "(latency: first Create after the scenario's first event; background traffic starts \
+         20 s before the attack)"
+    )?;
+    for r in runs {
+        let alerts_path = r.events.with_extension("alerts.jsonl");
+        let status = Command::new(&analyzer)
+            .arg("process")
+            .arg("--input")
+            .arg(&r.events)
+            .arg("--alerts")
+            .arg(&alerts_path)
+            .args(["--summary", "/dev/null"])
+            .env("RUST_LOG", "error")
+            .status()
+            .context("running apitap-analyzer process")?;
+        if !status.success() {
+            bail!("apitap-analyzer process failed on {}", r.events.display());
+        }
+        let first_event_ms = apitap_tests::read_events(&r.events)?
+            .iter()
+            .map(|e| e.request_start_unix_us / 1000)
+            .min()
+            .unwrap_or(0);
+        let mut raised = Vec::new();
+        let mut latency = None;
+        for line in std::fs::read_to_string(&alerts_path)?.lines() {
+            let a: Value = serde_json::from_str(line)?;
+            if a["class_uid"] != 2004 || a["activity_id"] != 1 {
+                continue;
+            }
+            let detector = a["unmapped"]["apitap"]["detector"].as_str().unwrap_or("?");
+            raised.push(format!(
+                "{detector}/{}",
+                a["unmapped"]["apitap"]["kind"].as_str().unwrap_or("?")
+            ));
+            if detector == r.detector && latency.is_none() {
+                let created = a["finding_info"]["created_time"].as_u64().unwrap_or(0);
+                latency = Some(created.saturating_sub(first_event_ms) as f64 / 1000.0);
+            }
+        }
+        let verdict = match (r.detector, latency, raised.is_empty()) {
+            ("none", _, true) => "ok (quiet)",
+            ("none", _, false) => "FALSE ALERT",
+            (_, Some(_), _) => "ok",
+            (_, None, _) => "MISSED",
+        };
+        writeln!(
+            out,
+            "{:<22} {:<20} {:<44} {:>9}  {verdict}",
+            r.scenario,
+            r.detector,
+            if raised.is_empty() {
+                "-".to_owned()
+            } else {
+                raised.join(" ")
+            },
+            latency.map_or("-".to_owned(), |l| format!("{l:.1}")),
+        )?;
+    }
+    Ok(())
+}

@@ -44,7 +44,8 @@ enum Cmd {
         #[arg(long)]
         scenario: Option<String>,
     },
-    /// Run the attack scenarios live through the sensor and print what it captured.
+    /// Run the attack scenarios live through the sensor, print what it captured and the
+    /// detections the analyzer raised on it.
     AttackDemo {
         /// Only these scenarios (comma-separated names).
         #[arg(long)]
@@ -93,7 +94,8 @@ fn main() -> anyhow::Result<()> {
         } => {
             setup::run()?;
             cargo(&["build", "--bins"])?;
-            attacks::demo(scenario.as_deref(), benign_seconds).map(drop)
+            let runs = attacks::demo(scenario.as_deref(), benign_seconds)?;
+            attacks::detect(&runs)
         }
         Cmd::Test => {
             setup::run()?;
