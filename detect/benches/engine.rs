@@ -12,6 +12,11 @@
 //! `cargo bench -p apitap-detect -- --baseline main` compares with it, and this bench prints
 //! the throughput ratio new/baseline (`APITAP_BENCH_BASELINE` names the baseline; default
 //! `main`).
+//!
+//! `APITAP_BENCH_DUMP=FILE` writes every finding of the stream to FILE (to diff two versions).
+//! `APITAP_BENCH_ITERS=N` skips criterion and runs the stream exactly N times (fixed work, for
+//! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*engine::measured*'`, whose
+//! instruction counts are stable where wall time on a shared machine is not).
 use std::collections::HashSet;
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -356,6 +361,13 @@ fn stream(n: usize) -> Vec<Item> {
     out
 }
 
+/// The measured work: the stream through a fresh engine, and dropping it (never inlined: the
+/// callgrind toggle names it).
+#[inline(never)]
+fn measured(mut engine: Engine, items: &[Item]) -> usize {
+    run(&mut engine, items)
+}
+
 fn run(engine: &mut Engine, items: &[Item]) -> usize {
     let mut findings = 0;
     let mut next_tick = items.first().map_or(0, |i| i.ev.request_start_unix_us);
@@ -406,6 +418,11 @@ fn state_report(items: &[Item]) {
     let bytes_before_finish = e.state_bytes();
     let mut kinds: Vec<String> = Vec::new();
     all.extend(e.finish());
+    if let Some(path) = std::env::var_os("APITAP_BENCH_DUMP") {
+        // Every finding in full, to compare two versions of the engine on this stream.
+        let text: String = all.iter().map(|f| format!("{f:?}\n")).collect();
+        std::fs::write(&path, text).expect("write APITAP_BENCH_DUMP");
+    }
     for f in all {
         if f.activity == apitap_detect::Activity::Create {
             kinds.push(format!(
@@ -457,13 +474,24 @@ fn main() {
     const N: usize = 200_000;
     let items = stream(N);
     state_report(&items);
+    if let Some(iters) = std::env::var("APITAP_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let mut findings = 0;
+        for _ in 0..iters {
+            findings += black_box(measured(engine(), &items));
+        }
+        println!("fixed mode: {iters} × {N} events, {findings} findings");
+        return;
+    }
     let mut c = Criterion::default().configure_from_args().sample_size(10);
     let mut g = c.benchmark_group("detect_engine");
     g.throughput(Throughput::Elements(N as u64));
     g.bench_function("mixed_stream", |b| {
         b.iter_batched(
             engine,
-            |mut e| black_box(run(&mut e, &items)),
+            |e| black_box(measured(e, &items)),
             criterion::BatchSize::LargeInput,
         )
     });

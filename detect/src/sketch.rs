@@ -75,6 +75,10 @@ impl Hll {
 pub struct Distinct {
     small: [u32; EXACT],
     n: u8,
+    /// The sketch's estimate, saturated at `u32::MAX` (then recomputed on demand), refreshed
+    /// whenever a register rises: detectors read the count on every event, and summing 256
+    /// registers each time dominated their cost. Fits in padding (the struct stays 48 bytes).
+    est: u32,
     hll: Option<Box<Hll>>,
 }
 
@@ -94,7 +98,11 @@ impl Distinct {
             let idx = (s >> (64 - HLL_BITS)) as usize;
             let before = hll.regs[idx];
             hll.insert(s);
-            return hll.regs[idx] != before;
+            let rose = hll.regs[idx] != before;
+            if rose {
+                self.refresh();
+            }
+            return rose;
         }
         if self.small[..usize::from(self.n)].contains(&fp) {
             return false;
@@ -111,7 +119,15 @@ impl Distinct {
         }
         hll.insert(spread(fp));
         self.hll = Some(hll);
+        self.refresh();
         true
+    }
+
+    /// Recomputes the cached estimate from the registers.
+    fn refresh(&mut self) {
+        if let Some(h) = &self.hll {
+            self.est = u32::try_from(h.estimate()).unwrap_or(u32::MAX);
+        }
     }
 
     /// Does the exact set contain it? (Sketch mode: unknown, false.)
@@ -123,7 +139,8 @@ impl Distinct {
     /// Distinct values (exact below [`EXACT`], estimated above).
     pub fn count(&self) -> u64 {
         match &self.hll {
-            Some(h) => h.estimate().max(EXACT as u64 + 1),
+            Some(h) if self.est == u32::MAX => h.estimate().max(EXACT as u64 + 1),
+            Some(_) => u64::from(self.est).max(EXACT as u64 + 1),
             None => u64::from(self.n),
         }
     }
@@ -157,6 +174,7 @@ impl Distinct {
                 }
             }
         }
+        self.refresh();
     }
 
     fn insert_fp(&mut self, fp: u32) {
@@ -185,6 +203,7 @@ impl Distinct {
     /// Clears (keeps no allocation).
     pub fn clear(&mut self) {
         self.n = 0;
+        self.est = 0;
         self.hll = None;
     }
 
@@ -236,6 +255,27 @@ mod tests {
             assert!(d.is_sketch());
             assert_eq!(d.heap_bytes(), HLL_REGISTERS);
         }
+    }
+
+    #[test]
+    fn cached_estimate_follows_the_registers() {
+        let mut d = Distinct::default();
+        for i in 0..5_000u64 {
+            d.insert(h(i));
+            if let Some(hll) = &d.hll {
+                assert_eq!(d.count(), hll.estimate().max(EXACT as u64 + 1), "after {i}");
+            }
+        }
+        let mut e = Distinct::default();
+        for i in 4_000..9_000u64 {
+            e.insert(h(i));
+        }
+        d.merge(&e);
+        let hll = d.hll.as_ref().expect("sketch");
+        assert_eq!(d.count(), hll.estimate());
+        assert_eq!(std::mem::size_of::<Distinct>(), 48);
+        d.clear();
+        assert_eq!(d.count(), 0);
     }
 
     #[test]
