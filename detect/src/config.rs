@@ -415,7 +415,7 @@ impl Default for AbnormalConfig {
         AbnormalConfig {
             enabled: true,
             window_secs: 600,
-            min_records: 2_000,
+            min_records: 500,
             export_min_records: 5_000,
             adaptive: true,
             baseline_factor: 10.0,

@@ -92,6 +92,16 @@ pub(crate) struct Obs<'a> {
     pub path_key: u64,
 }
 
+/// Whether the request carries HTTP Basic credentials (`Authorization: Basic …`).
+fn basic_credentials(ev: &ApiEvent) -> bool {
+    ev.request.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("authorization")
+            && h.value
+                .get(..6)
+                .is_some_and(|s| s.eq_ignore_ascii_case("basic "))
+    })
+}
+
 /// Cheap path-word classification for when the analyzer gives none.
 fn guess_function(path: &str) -> Option<FunctionClass> {
     let mut buf = [0u8; 256];
@@ -206,12 +216,16 @@ impl Engine {
             },
         };
         let function = ctx.function.or_else(|| guess_function(&ev.request.path));
+        // HTTP Basic (RFC 7617) authenticates every request itself: each one carrying
+        // credentials is a login attempt on whatever endpoint it targets (hydra http-get).
+        let basic = basic_credentials(ev);
         let role = match self.outcomes.forced_kind(&template) {
             Some("login") => AuthRole::Login,
             Some("otp") => AuthRole::Otp,
             _ => match function {
                 Some(FunctionClass::Login) => AuthRole::Login,
                 Some(FunctionClass::SmsVerify) => AuthRole::Otp,
+                _ if basic => AuthRole::Login,
                 _ => AuthRole::None,
             },
         };
@@ -220,6 +234,14 @@ impl Engine {
             .resolve(ev, &self.keyer, role != AuthRole::None);
         let outcome = if role == AuthRole::None {
             Outcome::Unknown
+        } else if basic
+            && ev
+                .response
+                .as_ref()
+                .is_some_and(|r| (200..300).contains(&r.status))
+        {
+            // Basic credentials accepted: the server answered instead of 401.
+            Outcome::Success
         } else {
             self.outcomes.infer(ev, &template)
         };
