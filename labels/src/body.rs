@@ -225,6 +225,18 @@ pub(crate) fn unescape_json(raw: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// A ',' between values: in an object the next string is a key and replaces the last one.
+#[inline(always)]
+fn comma(frames: &[Frame], overflow: usize, path: &mut Vec<u8>, expect_key: &mut bool) {
+    if overflow == 0
+        && let Some(top) = frames.last()
+        && !top.arr
+    {
+        *expect_key = true;
+        path.truncate(top.path_len);
+    }
+}
+
 /// Walks a JSON document. `path` holds the base path and is restored on return.
 pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) {
     let base_len = path.len();
@@ -285,13 +297,7 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                 i += 1;
             }
             b',' => {
-                if overflow == 0
-                    && let Some(top) = frames.last()
-                    && !top.arr
-                {
-                    expect_key = true;
-                    path.truncate(top.path_len);
-                }
+                comma(&frames, overflow, path, &mut expect_key);
                 i += 1;
             }
             b':' => {
@@ -325,6 +331,10 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                         cx.field(bc.dir, path);
                     }
                     expect_key = false;
+                    // Compact JSON: the ':' right after the key (what its branch would do).
+                    if b.get(i) == Some(&b':') {
+                        i += 1;
+                    }
                     continue;
                 }
                 let hints = cur(&frames, key_hints);
@@ -350,19 +360,23 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                     json(cx, s2, path, inner);
                     continue;
                 }
-                if cx.trivial_value(s, hints) {
-                    continue;
+                if !cx.trivial_value(s, hints) {
+                    let w = Where {
+                        dir: bc.dir,
+                        part: bc.part,
+                        path,
+                        hints,
+                        region: bc.region,
+                        raw: sub(bc.map, cs, ce, esc),
+                        notes: bc.notes,
+                    };
+                    cx.scan_value(s, &w);
                 }
-                let w = Where {
-                    dir: bc.dir,
-                    part: bc.part,
-                    path,
-                    hints,
-                    region: bc.region,
-                    raw: sub(bc.map, cs, ce, esc),
-                    notes: bc.notes,
-                };
-                cx.scan_value(s, &w);
+                // Compact JSON: the ',' right after the value (what its branch would do).
+                if b.get(i) == Some(&b',') {
+                    comma(&frames, overflow, path, &mut expect_key);
+                    i += 1;
+                }
             }
             _ => {
                 let st = i;
@@ -400,6 +414,10 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                         notes: bc.notes,
                     };
                     cx.scan_value(tok, &w);
+                }
+                if b.get(i) == Some(&b',') {
+                    comma(&frames, overflow, path, &mut expect_key);
+                    i += 1;
                 }
             }
         }
