@@ -705,7 +705,10 @@ mod tests {
                 raw(
                     &String::from_utf8(good.clone())
                         .unwrap()
-                        .replace("\"schema_version\":\"1.1\"", "\"schema_version\":\"7.0\"")
+                        .replace(
+                            &format!("\"schema_version\":\"{}\"", apitap_schema::SCHEMA_VERSION),
+                            "\"schema_version\":\"7.0\"",
+                        )
                         .into_bytes(),
                     None,
                 ),
