@@ -49,37 +49,69 @@ impl Hll {
 
     /// Estimated distinct count.
     pub fn estimate(&self) -> u64 {
-        let m = HLL_REGISTERS as f64;
-        let mut sum = 0.0;
+        let mut units = 0u64;
         let mut zeros = 0u32;
         for &r in &self.regs {
-            sum += 1.0 / f64::from(1u32 << r.min(31));
-            if r == 0 {
-                zeros += 1;
-            }
+            units += units_of(r);
+            zeros += u32::from(r == 0);
         }
-        let alpha = 0.7213 / (1.0 + 1.079 / m);
-        let raw = alpha * m * m / sum;
-        let est = if raw <= 2.5 * m && zeros > 0 {
-            m * (m / f64::from(zeros)).ln()
-        } else {
-            raw
-        };
-        est.round() as u64
+        estimate_from(units, zeros)
     }
+}
+
+/// A register's term of the HyperLogLog sum, 2^−min(r, 31), in units of 2^−31. The sum of 256
+/// such terms is below 2^40: an integer sum is exact, and so is the float sum of the same
+/// terms, so both give the same estimate.
+fn units_of(r: u8) -> u64 {
+    1u64 << (31 - u32::from(r.min(31)))
+}
+
+/// The estimate from the register sum (in units of 2^−31) and the count of zero registers.
+fn estimate_from(units: u64, zeros: u32) -> u64 {
+    let m = HLL_REGISTERS as f64;
+    let sum = units as f64 / f64::from(1u32 << 31);
+    let alpha = 0.7213 / (1.0 + 1.079 / m);
+    let raw = alpha * m * m / sum;
+    let est = if raw <= 2.5 * m && zeros > 0 {
+        m * (m / f64::from(zeros)).ln()
+    } else {
+        raw
+    };
+    est.round() as u64
 }
 
 /// Distinct values: exact up to [`EXACT`] (32-bit fingerprints of the keyed hashes), a
 /// [`Hll`] beyond.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Distinct {
-    small: [u32; EXACT],
-    n: u8,
-    /// The sketch's estimate, saturated at `u32::MAX` (then recomputed on demand), refreshed
-    /// whenever a register rises: detectors read the count on every event, and summing 256
-    /// registers each time dominated their cost. Fits in padding (the struct stays 48 bytes).
-    est: u32,
-    hll: Option<Box<Hll>>,
+    repr: Repr,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Repr {
+    Exact {
+        small: [u32; EXACT],
+        n: u8,
+    },
+    /// The sketch with its register sum kept up to date (units of 2^−31, see [`units_of`]) and
+    /// its zero registers counted: detectors read the count on every event, and summing 256
+    /// registers each time dominated their cost.
+    Sketch {
+        hll: Box<Hll>,
+        units: u64,
+        zeros: u16,
+    },
+}
+
+impl Default for Distinct {
+    fn default() -> Self {
+        Distinct {
+            repr: Repr::Exact {
+                small: [0; EXACT],
+                n: 0,
+            },
+        }
+    }
 }
 
 impl std::fmt::Debug for Distinct {
@@ -88,128 +120,126 @@ impl std::fmt::Debug for Distinct {
     }
 }
 
+/// 32-bit fingerprint of a keyed hash (what the exact set keeps).
+fn fingerprint(h: u64) -> u32 {
+    (h >> 32) as u32 ^ h as u32
+}
+
+impl Repr {
+    /// A sketch holding `hll`, its sum and zeros computed once.
+    fn sketch(hll: Box<Hll>) -> Repr {
+        let units = hll.regs.iter().map(|&r| units_of(r)).sum();
+        let zeros = hll.regs.iter().filter(|&&r| r == 0).count() as u16;
+        Repr::Sketch { hll, units, zeros }
+    }
+
+    /// Adds a fingerprint; true when it was certainly new (exact) or a register rose
+    /// (sketch). Promotes the exact set to a sketch when it overflows.
+    fn insert_fp(&mut self, fp: u32) -> bool {
+        match self {
+            Repr::Sketch { hll, units, zeros } => {
+                let s = spread(fp);
+                let idx = (s >> (64 - HLL_BITS)) as usize;
+                let before = hll.regs[idx];
+                hll.insert(s);
+                let after = hll.regs[idx];
+                if after == before {
+                    return false;
+                }
+                *units = *units - units_of(before) + units_of(after);
+                *zeros -= u16::from(before == 0);
+                true
+            }
+            Repr::Exact { small, n } => {
+                let len = usize::from(*n);
+                if small[..len].contains(&fp) {
+                    return false;
+                }
+                if len < EXACT {
+                    small[len] = fp;
+                    *n += 1;
+                    return true;
+                }
+                // Promote: the exact values go into the sketch by their stored fingerprint,
+                // re-spread.
+                let mut hll = Box::<Hll>::default();
+                for &v in small.iter() {
+                    hll.insert(spread(v));
+                }
+                hll.insert(spread(fp));
+                *self = Repr::sketch(hll);
+                true
+            }
+        }
+    }
+}
+
 impl Distinct {
     /// Adds a (keyed) hash; returns true when it was certainly new (exact mode) or the
     /// estimate may have grown (sketch mode: a register rose).
     pub fn insert(&mut self, h: u64) -> bool {
-        let fp = (h >> 32) as u32 ^ h as u32;
-        if let Some(hll) = &mut self.hll {
-            let s = spread(fp);
-            let idx = (s >> (64 - HLL_BITS)) as usize;
-            let before = hll.regs[idx];
-            hll.insert(s);
-            let rose = hll.regs[idx] != before;
-            if rose {
-                self.refresh();
-            }
-            return rose;
-        }
-        if self.small[..usize::from(self.n)].contains(&fp) {
-            return false;
-        }
-        if usize::from(self.n) < EXACT {
-            self.small[usize::from(self.n)] = fp;
-            self.n += 1;
-            return true;
-        }
-        // Promote: the exact values go into the sketch by their stored fingerprint, re-spread.
-        let mut hll = Box::<Hll>::default();
-        for &v in &self.small {
-            hll.insert(spread(v));
-        }
-        hll.insert(spread(fp));
-        self.hll = Some(hll);
-        self.refresh();
-        true
-    }
-
-    /// Recomputes the cached estimate from the registers.
-    fn refresh(&mut self) {
-        if let Some(h) = &self.hll {
-            self.est = u32::try_from(h.estimate()).unwrap_or(u32::MAX);
-        }
+        self.repr.insert_fp(fingerprint(h))
     }
 
     /// Does the exact set contain it? (Sketch mode: unknown, false.)
     pub fn contains_exact(&self, h: u64) -> bool {
-        let fp = (h >> 32) as u32 ^ h as u32;
-        self.hll.is_none() && self.small[..usize::from(self.n)].contains(&fp)
+        match &self.repr {
+            Repr::Exact { small, n } => small[..usize::from(*n)].contains(&fingerprint(h)),
+            Repr::Sketch { .. } => false,
+        }
     }
 
-    /// Distinct values (exact below [`EXACT`], estimated above).
+    /// Distinct values (exact below [`EXACT`], estimated above). O(1).
     pub fn count(&self) -> u64 {
-        match &self.hll {
-            Some(h) if self.est == u32::MAX => h.estimate().max(EXACT as u64 + 1),
-            Some(_) => u64::from(self.est).max(EXACT as u64 + 1),
-            None => u64::from(self.n),
+        match &self.repr {
+            Repr::Exact { n, .. } => u64::from(*n),
+            Repr::Sketch { units, zeros, .. } => {
+                estimate_from(*units, u32::from(*zeros)).max(EXACT as u64 + 1)
+            }
         }
     }
 
     /// Is it a sketch now?
     pub fn is_sketch(&self) -> bool {
-        self.hll.is_some()
+        matches!(self.repr, Repr::Sketch { .. })
     }
 
     /// Union with another set (exact stays exact while it fits).
     pub fn merge(&mut self, other: &Distinct) {
-        match (&mut self.hll, &other.hll) {
-            (Some(a), Some(b)) => a.merge(b),
-            (Some(a), None) => {
-                for &v in &other.small[..usize::from(other.n)] {
-                    a.insert(spread(v));
+        match (&mut self.repr, &other.repr) {
+            (Repr::Sketch { hll: a, .. }, Repr::Sketch { hll: b, .. }) => {
+                a.merge(b);
+                let merged = std::mem::take(a);
+                self.repr = Repr::sketch(merged);
+            }
+            (Repr::Sketch { .. }, Repr::Exact { small, n }) => {
+                for &v in &small[..usize::from(*n)] {
+                    self.repr.insert_fp(v);
                 }
             }
-            (None, Some(b)) => {
+            (Repr::Exact { small, n }, Repr::Sketch { hll: b, .. }) => {
                 let mut h = b.clone();
-                for &v in &self.small[..usize::from(self.n)] {
+                for &v in &small[..usize::from(*n)] {
                     h.insert(spread(v));
                 }
-                self.hll = Some(h);
+                self.repr = Repr::sketch(h);
             }
-            (None, None) => {
-                for &v in &other.small[..usize::from(other.n)] {
-                    // Re-insert by fingerprint: `insert` recomputes fp from the spread value,
-                    // so insert the fingerprint directly.
-                    self.insert_fp(v);
+            (Repr::Exact { .. }, Repr::Exact { small, n }) => {
+                for &v in &small[..usize::from(*n)] {
+                    self.repr.insert_fp(v);
                 }
             }
         }
-        self.refresh();
-    }
-
-    fn insert_fp(&mut self, fp: u32) {
-        if self.hll.is_some() {
-            if let Some(h) = &mut self.hll {
-                h.insert(spread(fp));
-            }
-            return;
-        }
-        if self.small[..usize::from(self.n)].contains(&fp) {
-            return;
-        }
-        if usize::from(self.n) < EXACT {
-            self.small[usize::from(self.n)] = fp;
-            self.n += 1;
-            return;
-        }
-        let mut hll = Box::<Hll>::default();
-        for &v in &self.small {
-            hll.insert(spread(v));
-        }
-        hll.insert(spread(fp));
-        self.hll = Some(hll);
     }
 
     /// Clears (keeps no allocation).
     pub fn clear(&mut self) {
-        self.n = 0;
-        self.est = 0;
-        self.hll = None;
+        *self = Distinct::default();
     }
 
     /// Heap bytes held (the sketch, when promoted).
     pub fn heap_bytes(&self) -> usize {
-        if self.hll.is_some() {
+        if self.is_sketch() {
             std::mem::size_of::<Hll>()
         } else {
             0
@@ -258,12 +288,16 @@ mod tests {
     }
 
     #[test]
-    fn cached_estimate_follows_the_registers() {
+    fn running_sum_gives_the_registers_estimate() {
+        let sketch = |d: &Distinct| match &d.repr {
+            Repr::Sketch { hll, .. } => Some(hll.estimate()),
+            Repr::Exact { .. } => None,
+        };
         let mut d = Distinct::default();
         for i in 0..5_000u64 {
             d.insert(h(i));
-            if let Some(hll) = &d.hll {
-                assert_eq!(d.count(), hll.estimate().max(EXACT as u64 + 1), "after {i}");
+            if let Some(est) = sketch(&d) {
+                assert_eq!(d.count(), est.max(EXACT as u64 + 1), "after {i}");
             }
         }
         let mut e = Distinct::default();
@@ -271,11 +305,34 @@ mod tests {
             e.insert(h(i));
         }
         d.merge(&e);
-        let hll = d.hll.as_ref().expect("sketch");
-        assert_eq!(d.count(), hll.estimate());
-        assert_eq!(std::mem::size_of::<Distinct>(), 48);
+        assert_eq!(Some(d.count()), sketch(&d));
+        let mut x = Distinct::default();
+        x.insert(h(1));
+        x.merge(&d);
+        assert_eq!(Some(x.count()), sketch(&x));
+        // Every register term, including saturated ranks, sums exactly.
+        let mut full = Hll::default();
+        for (i, r) in full.regs.iter_mut().enumerate() {
+            *r = (i % 40) as u8;
+        }
+        let want = full.estimate();
+        // The textbook float sum of 2^-r gives the same estimate.
+        let m = HLL_REGISTERS as f64;
+        let float_sum: f64 = full
+            .regs
+            .iter()
+            .map(|&r| 1.0 / f64::from(1u32 << r.min(31)))
+            .sum();
+        let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / float_sum;
+        assert_eq!(want, raw.round() as u64);
+        let y = Distinct {
+            repr: Repr::sketch(Box::new(full)),
+        };
+        assert_eq!(y.count(), want);
+        assert!(std::mem::size_of::<Distinct>() <= 40);
         d.clear();
         assert_eq!(d.count(), 0);
+        assert!(!d.is_sketch());
     }
 
     #[test]
