@@ -229,11 +229,15 @@ impl Campaigns {
     /// Closes every campaign (end of input): Create for those never reported, then Close.
     pub(crate) fn close_all(&mut self, now: u64) -> Vec<Finding> {
         let mut out = self.tick(now);
+        let mut closes = Vec::with_capacity(self.open.len());
         for (_, mut c) in self.open.drain() {
             c.seq += 1;
-            out.push(render(&c, Activity::Close, now.max(c.last_us)));
+            closes.push(render(&c, Activity::Close, now.max(c.last_us)));
             self.emitted[2] += 1;
         }
+        // Same order as `tick`: the table's iteration order must not leak into the output.
+        closes.sort_by(|a, b| (a.time_us, &a.uid).cmp(&(b.time_us, &b.uid)));
+        out.extend(closes);
         out
     }
 

@@ -84,10 +84,15 @@ fn id_param(name: &str) -> bool {
 pub fn request_id<'a>(path: &'a str, template: &str, query: Option<&'a str>) -> Option<IdRef<'a>> {
     let mut found = None;
     let mut tsegs = template.split('/');
-    for seg in path.split('/') {
+    for (depth, seg) in path.split('/').enumerate() {
         let param = tsegs
             .next()
             .is_some_and(|t| t.starts_with('{') && t.ends_with('}') && t != "{overflow}");
+        // Objects live in collections (`/users/{id}`): the first segment (`/{x}`) is a route
+        // or a file name, even a numeric one (`/2000`, `/123` in forced-browsing word lists).
+        if depth <= 1 {
+            continue;
+        }
         if !seg.is_empty() && (param || id_like(seg)) {
             found = Some(seg);
         }
@@ -169,6 +174,10 @@ mod tests {
         // No template parameter: an id-like literal still counts (fallback).
         let id = request_id("/api/users/77", "/api/users/77", None).unwrap();
         assert_eq!(id.numeric, Some(77));
+        // A root-level segment is a route or file name (forced browsing, gobuster), not an
+        // object of a collection.
+        assert!(request_id("/admin", "/{id}", None).is_none());
+        assert!(request_id("/1024", "/{id}", None).is_none());
         let id = request_id("/api/orders", "/api/orders", Some("a=1&orderId=55")).unwrap();
         assert_eq!(id.numeric, Some(55));
         let id = request_id("/api/orders", "/api/orders", Some("user_id=abc")).unwrap();

@@ -13,6 +13,9 @@
 //!   (≥ `min_unreturned_ratio`) never returned to that actor in an earlier response, or
 //! - four times the distinct-ID threshold of IDs mostly never returned to the actor.
 //!
+//! The last two need an object-level context: an authenticated actor, or answers carrying
+//! sensitive records (a public catalogue crawled page by page is the crawling detector's).
+//!
 //! "Returned to the actor": IDs (`"id"`, `"…Id"`, `"…_id"` JSON members) in the actor's 2xx
 //! JSON responses go into a 512-bit Bloom filter per actor, so that a client opening the items
 //! of a list it was given is not taken for a sweep.
@@ -44,6 +47,8 @@ struct Walk {
     numeric: u32,
     seq_steps: u32,
     unreturned: u32,
+    /// Answers along the walk that carried sensitive records.
+    sensitive: u32,
     ids: Distinct,
 }
 
@@ -238,6 +243,9 @@ impl Enumeration {
             Some(403 | 404 | 410) => w.missing += 1,
             _ => {}
         }
+        if o.records.is_some_and(|r| r > 0) {
+            w.sensitive += 1;
+        }
         let new = w.ids.insert(id);
         if new && !was_returned {
             w.unreturned += 1;
@@ -273,10 +281,14 @@ impl Enumeration {
         let unret = ratio(u64::from(w.unreturned), distinct);
         let unreturned = unret >= c.min_unreturned_ratio;
         let big = distinct as f64 >= thr;
-        let triggered = big
-            && (err >= c.min_error_ratio
-                || ((seq >= c.min_sequential_ratio || density >= c.min_density) && unreturned)
-                || (distinct as f64 >= 4.0 * thr && unreturned));
+        // A walk over objects served to anyone (a public catalogue crawled page by page,
+        // no credentials, no sensitive data) is crawling, not object-level authorization
+        // probing (API1): the sweep signals need an authenticated actor or sensitive answers.
+        let object_level = o.actor.account.is_some() || w.sensitive > 0;
+        let sweep = seq >= c.min_sequential_ratio
+            || density >= c.min_density
+            || distinct as f64 >= 4.0 * thr;
+        let triggered = big && (err >= c.min_error_ratio || (object_level && unreturned && sweep));
         if triggered || w.hot_until >= now {
             if triggered {
                 w.hot_until = now + self.quiet_us;
@@ -391,6 +403,32 @@ mod tests {
         for s in &f.samples {
             assert!(s.path.ends_with('*'), "{}", s.path);
         }
+    }
+
+    #[test]
+    fn anonymous_walk_over_a_public_catalogue_is_not_enumeration() {
+        // wget --mirror over /products/1.html … /products/150.html: all 200, no credentials,
+        // no sensitive data. The crawling detector owns this; API1 needs object-level context.
+        let mut eng = engine(DetectConfig::default());
+        let reqs: Vec<Req> = (0..150u64)
+            .map(|i| {
+                Req::get(
+                    "203.0.113.20",
+                    &format!("/products/{}", 1 + i),
+                    T0 + i * 50_000,
+                )
+                .ua("Wget/1.21.3")
+            })
+            .collect();
+        let out = run(&mut eng, reqs, |_| {
+            (Some("/products/{product_id}"), None, None)
+        });
+        assert!(
+            creates(&out)
+                .iter()
+                .all(|f| f.detector != Detector::Enumeration),
+            "{out:#?}"
+        );
     }
 
     #[test]
