@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
+use apitap_tests::attacks::{fixture_pcap, fixtures_dir, replay_to};
 use serde_json::Value;
 
 const DETECTORS: &[&str] = &[
@@ -43,16 +44,11 @@ const REQUIRED: &[&str] = &[
 const MAX_TOTAL_BYTES: u64 = 20 << 20;
 
 fn dir() -> PathBuf {
-    apitap_tests::workspace_root().join("tests/fixtures/attacks")
+    fixtures_dir()
 }
 
 fn manifest() -> Vec<Value> {
-    let text = std::fs::read_to_string(dir().join("manifest.json")).expect("manifest.json");
-    let doc: Value = serde_json::from_str(&text).expect("manifest.json is JSON");
-    doc["scenarios"]
-        .as_array()
-        .expect("manifest.json: scenarios")
-        .clone()
+    apitap_tests::attacks::manifest().expect("manifest.json")
 }
 
 fn s<'a>(e: &'a Value, k: &str) -> &'a str {
@@ -224,29 +220,12 @@ struct Replayed {
 }
 
 fn replay(name: &str, fixture: &str) -> Replayed {
-    let bin = apitap_tests::workspace_bin("apitap-sensor").expect("apitap-sensor binary");
     let tmp = std::env::temp_dir().join(format!("apitap-attacks-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("temp dir");
-    let pcap: PathBuf = if fixture.ends_with(".gz") {
-        let p = tmp.join("capture.pcapng");
-        std::fs::write(&p, read_fixture(fixture)).expect("writing the unpacked pcap");
-        p
-    } else {
-        dir().join(fixture)
-    };
+    let pcap = fixture_pcap(fixture, &tmp).expect("fixture pcap");
     let events_path = tmp.join("events.jsonl");
-    let out = Command::new(&bin)
-        .arg("replay")
-        .arg(&pcap)
-        .arg("--events-file")
-        .arg(&events_path)
-        .args(["--sensor-id", "attack-fixtures"])
-        .env("RUST_LOG", "warn")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("running apitap-sensor replay");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{name}: replay failed: {stderr}");
+    let stderr = replay_to(&pcap, &events_path, "attack-fixtures")
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
     let events = apitap_tests::read_events(&events_path).expect("events");
     let _ = std::fs::remove_dir_all(&tmp);
     let summary = stderr
