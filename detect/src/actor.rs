@@ -13,6 +13,7 @@ use base64::Engine as _;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use crate::cache::StrCache;
 use crate::keys::{Domain, Keyer};
 
 /// User-agent family.
@@ -314,13 +315,17 @@ const USER_FIELDS: &[&str] = &[
 /// Entries of each resolver cache before it is cleared (bounded memory).
 const CACHE_MAX: usize = 65_536;
 
-/// Resolves the actor keys of events. Caches the user-agent family per User-Agent value and
-/// the JWT `sub` key per token (keyed hashes; cleared when full), so the common case costs a
-/// hash and a lookup instead of parsing.
+/// User agents cached (strings up to [`crate::cache::MAX_PART`] bytes each).
+const UA_CACHE_MAX: usize = 4_096;
+
+/// Resolves the actor keys of events. Caches the user-agent key and family per User-Agent
+/// value (a fast seeded hash and a compare instead of SipHash and parsing) and the JWT `sub`
+/// key per token (keyed hashes); both are cleared when full.
 #[derive(Debug, Clone)]
 pub struct ActorResolver {
     trusted: Vec<IpNet>,
-    ua_cache: HashMap<u64, UaFamily, foldhash::fast::RandomState>,
+    /// User-Agent value → its keyed hash and family.
+    ua_cache: StrCache<(u64, UaFamily)>,
     jwt_cache: HashMap<u64, Option<u64>, foldhash::fast::RandomState>,
 }
 
@@ -329,7 +334,7 @@ impl ActorResolver {
     pub fn new(trusted: Vec<IpNet>) -> ActorResolver {
         ActorResolver {
             trusted,
-            ua_cache: HashMap::default(),
+            ua_cache: StrCache::new(UA_CACHE_MAX),
             jwt_cache: HashMap::default(),
         }
     }
@@ -403,16 +408,17 @@ impl ActorResolver {
             fp.write_u8(0);
             fp.write(n);
         }
-        let ua_key = ua_val.map_or(0, |u| keyer.hash(Domain::UserAgent, u.as_bytes()));
+        let (ua_key, ua) = match ua_val {
+            Some(u) => self.ua_cache.get_or_insert_with(&[u], || {
+                (
+                    keyer.hash(Domain::UserAgent, u.as_bytes()),
+                    UaFamily::of(ua_val),
+                )
+            }),
+            None => (0, UaFamily::of(None)),
+        };
         fp.write_u64(ua_key);
         let fingerprint = fp.finish();
-        if self.ua_cache.len() >= CACHE_MAX {
-            self.ua_cache.clear();
-        }
-        let ua = *self
-            .ua_cache
-            .entry(ua_key)
-            .or_insert_with(|| UaFamily::of(ua_val));
         if self.jwt_cache.len() >= CACHE_MAX {
             self.jwt_cache.clear();
         }

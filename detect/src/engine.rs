@@ -10,6 +10,7 @@ use apitap_schema::ApiEvent;
 use crate::DetectError;
 use crate::actor::{Actor, ActorResolver};
 use crate::baseline::{Baselines, Contribution};
+use crate::cache::StrCache;
 use crate::campaign::Campaigns;
 use crate::config::DetectConfig;
 use crate::detections::{
@@ -127,6 +128,9 @@ fn guess_function(path: &str) -> Option<FunctionClass> {
     None
 }
 
+/// Endpoints whose keys are cached (then the cache starts over).
+const ENDPOINT_CACHE: usize = 4_096;
+
 /// The detection engine.
 #[derive(Debug)]
 pub struct Engine {
@@ -143,6 +147,8 @@ pub struct Engine {
     otp: OtpGuessing,
     abnormal: AbnormalAccess,
     metrics: EngineMetrics,
+    /// Keys of (service, method, template): service, template and endpoint key.
+    endpoints: StrCache<[u64; 3]>,
     now_us: u64,
     last_expire_us: u64,
 }
@@ -183,6 +189,7 @@ impl Engine {
             otp: OtpGuessing::new(&cfg),
             abnormal,
             metrics: EngineMetrics::default(),
+            endpoints: StrCache::new(ENDPOINT_CACHE),
             now_us: 0,
             last_expire_us: 0,
             keyer,
@@ -246,15 +253,21 @@ impl Engine {
             self.outcomes.infer(ev, &template)
         };
         let k = &self.keyer;
-        let service_key = k.hash(Domain::Endpoint, service.as_bytes());
-        let template_key =
-            k.hash_parts(Domain::Template, &[service.as_bytes(), template.as_bytes()]);
         let method = ev.request.method.as_str();
-        let endpoint_key = k.pair(
-            Domain::Endpoint,
-            template_key,
-            k.hash(Domain::Endpoint, method.as_bytes()),
-        );
+        // The endpoint's keyed hashes, from the cache after its first event.
+        let [service_key, template_key, endpoint_key] =
+            self.endpoints
+                .get_or_insert_with(&[service, method, &template], || {
+                    let service_key = k.hash(Domain::Endpoint, service.as_bytes());
+                    let template_key =
+                        k.hash_parts(Domain::Template, &[service.as_bytes(), template.as_bytes()]);
+                    let endpoint_key = k.pair(
+                        Domain::Endpoint,
+                        template_key,
+                        k.hash(Domain::Endpoint, method.as_bytes()),
+                    );
+                    [service_key, template_key, endpoint_key]
+                });
         let id = request_id(&ev.request.path, &template, ev.request.query.as_deref())
             .map(|r| (k.hash(Domain::Id, r.raw.as_bytes()), r.numeric));
         let resp = ev.response.as_ref();

@@ -22,6 +22,7 @@
 pub mod actor;
 pub mod baseline;
 mod bounded;
+mod cache;
 pub mod campaign;
 pub mod config;
 pub mod detections;

@@ -156,10 +156,19 @@ impl OutcomeRules {
         };
         let data = resp.body.data.as_bytes();
         let n = data.len().min(MARKER_WINDOW);
-        let mut buf = [0u8; MARKER_WINDOW];
-        buf[..n].copy_from_slice(&data[..n]);
-        buf[..n].make_ascii_lowercase();
-        let body = &buf[..n];
+        // Lower-cased copy of the window: on the stack for the usual short login answers (a
+        // zeroed 4 KiB buffer per attempt cost more than the search), else on the heap.
+        let mut small = [0u8; 256];
+        let mut large;
+        let body: &mut [u8] = if n <= small.len() {
+            small[..n].copy_from_slice(&data[..n]);
+            &mut small[..n]
+        } else {
+            large = data[..n].to_vec();
+            &mut large
+        };
+        body.make_ascii_lowercase();
+        let body = &*body;
         let has = |ms: &[Vec<u8>]| ms.iter().any(|m| memchr::memmem::find(body, m).is_some());
         if has(fail_m) {
             return Outcome::Failure;
