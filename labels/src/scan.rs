@@ -412,24 +412,31 @@ static TABLES: ([u8; 256], [u8; 256]) = build_tables();
 
 type Counts = [u32; 12];
 
-/// Longest run of set bits in each byte value.
-const fn build_longest() -> [u8; 256] {
-    let mut t = [0u8; 256];
+/// Runs of set bits in each byte value: (longest, from bit 0 up, from bit 7 down).
+const fn build_runs() -> [(u8, u8, u8); 256] {
+    let mut t = [(0u8, 0u8, 0u8); 256];
     let mut v = 0usize;
     while v < 256 {
         let mut x = v;
-        let mut n = 0u8;
+        let mut longest = 0u8;
         while x != 0 {
             x &= x << 1;
-            n += 1;
+            longest += 1;
         }
-        t[v] = n;
+        let (mut low, mut high) = (0u8, 0u8);
+        while low < 8 && v & (1 << low) != 0 {
+            low += 1;
+        }
+        while high < 8 && v & (0x80 >> high) != 0 {
+            high += 1;
+        }
+        t[v] = (longest, low, high);
         v += 1;
     }
     t
 }
 
-static LONGEST: [u8; 256] = build_longest();
+static RUNS: [(u8, u8, u8); 256] = build_runs();
 
 const HI: u64 = 0x8080_8080_8080_8080;
 const fn splat(b: u8) -> u64 {
@@ -521,11 +528,12 @@ impl CountAcc {
             self.run += 8;
             self.max_run = self.max_run.max(self.run);
         } else {
+            let (longest, low, high) = RUNS[m8 as usize];
             self.max_run = self
                 .max_run
-                .max(self.run + m8.trailing_ones())
-                .max(u32::from(LONGEST[m8 as usize]));
-            self.run = m8.leading_ones();
+                .max(self.run + u32::from(low))
+                .max(u32::from(longest));
+            self.run = u32::from(high);
         }
     }
 }
