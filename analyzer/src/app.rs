@@ -406,6 +406,7 @@ impl Service {
     async fn start(
         config: &Config,
         bus_alerts: Option<Box<dyn AlertPublisher>>,
+        bus_metrics: Option<Arc<BusMetrics>>,
     ) -> Result<Service, Error> {
         let file = config
             .output
@@ -446,10 +447,14 @@ impl Service {
         } else {
             ingestor.inventory = Some(memory_inventory(&config.inventory)?);
         }
+        let state = Arc::new(Mutex::new(ingestor));
+        if let Some(addr) = config.metrics.listen {
+            crate::metrics::serve(addr, Arc::clone(&state), bus_metrics).await?;
+        }
         Ok(Service {
             alerts,
             summary_out,
-            state: Arc::new(Mutex::new(ingestor)),
+            state,
             store,
             sigint,
             sigterm,
@@ -492,7 +497,7 @@ fn write_periodic_summary(service: &mut Service) {
 
 /// `run` over `[input]`: reads the file or stdin until its end or SIGINT/SIGTERM.
 async fn run_lines(config: &Config, input_cfg: &InputConfig) -> Result<RunStats, Error> {
-    let mut service = Service::start(config, None).await?;
+    let mut service = Service::start(config, None, None).await?;
     let input = open_input(&Target::from(input_cfg.path.as_path()))?;
 
     // Reading stdin or a file blocks, so it runs on its own thread. On a signal the service
@@ -685,7 +690,7 @@ impl Consumer {
 /// `run` over an [`EventSource`]: a consumer thread ingests, flushes and acknowledges; this
 /// task writes summaries and handles signals.
 async fn run_bus(config: &Config, bus: BusSource) -> Result<RunStats, Error> {
-    let mut service = Service::start(config, bus.alerts).await?;
+    let mut service = Service::start(config, bus.alerts, Some(Arc::clone(&bus.metrics))).await?;
     let stop_flag = Arc::new(AtomicBool::new(false));
     let mut consumer = Consumer {
         source: bus.source,

@@ -43,6 +43,9 @@ pub struct Config {
     /// Sensitive-data labelling (`docs/sensitive-data.md`).
     #[serde(default)]
     pub labels: LabelsConfig,
+    /// Prometheus metrics and health endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Threat detections (`docs/detections.md`): thresholds, baselines, trusted proxies,
     /// working hours, GeoIP, login outcome rules. Every field has a default.
     #[serde(default)]
@@ -58,6 +61,17 @@ pub struct LabelsConfig {
     /// (hashes do not correlate across restarts). The key is never logged.
     #[serde(default)]
     pub hash_key_file: Option<PathBuf>,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address serving `GET /metrics` (Prometheus text: `apitap_analyzer_*`,
+    /// `apitap_inventory_*`, `apitap_detect_*`, `apitap_bus_*`) and `GET /healthz`; absent:
+    /// no endpoint. No authentication: keep it on loopback or a management network.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[input]`: the event source.

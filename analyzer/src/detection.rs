@@ -91,6 +91,18 @@ impl Detection {
         std::mem::take(&mut self.pending)
     }
 
+    /// The engine's counters in Prometheus text format, plus findings dropped here.
+    pub fn render(&self) -> String {
+        let mut out = self.engine.metrics().render();
+        out.push_str(&format!(
+            "# HELP apitap_detect_findings_dropped_total Findings dropped (alert queue full).\n\
+             # TYPE apitap_detect_findings_dropped_total counter\n\
+             apitap_detect_findings_dropped_total {}\n",
+            self.dropped_findings
+        ));
+        out
+    }
+
     /// Logs the engine's counters (`apitap_detect_*`).
     pub fn log(&self) {
         let m = self.engine.metrics();

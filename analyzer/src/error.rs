@@ -122,6 +122,15 @@ pub enum Error {
     /// The event bus (Kafka consumer, alert producer) failed.
     #[error("event bus")]
     Bus(#[from] apitap_bus::BusError),
+    /// The metrics endpoint could not listen.
+    #[error("cannot listen on {addr} for metrics")]
+    MetricsListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
     /// The inventory API could not listen.
     #[error("cannot listen on {addr} for the inventory API")]
     ApiListen {

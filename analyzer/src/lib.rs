@@ -31,6 +31,7 @@ pub mod ingest;
 pub mod inventory;
 pub mod labelling;
 pub mod logging;
+pub mod metrics;
 pub mod output;
 pub mod reader;
 pub mod summary;

@@ -186,9 +186,12 @@ fn two_analyzers_in_one_group_split_the_partitions() -> anyhow::Result<()> {
     broker.create_topic(topic, 4)?;
     broker.create_topic(&format!("{topic}.alerts"), 1)?;
     let sections = kafka_section(&broker.bootstrap(), topic, "split-analyzers");
-    let a = AnalyzerProcess::start(None, &dir.join("a"), &sections, "")?;
+    let metrics_a = format!("127.0.0.1:{}", apitap_tests::broker::free_port()?);
+    let metrics_b = format!("127.0.0.1:{}", apitap_tests::broker::free_port()?);
+    let with_metrics = |addr: &str| format!("{sections}[metrics]\nlisten = \"{addr}\"\n");
+    let a = AnalyzerProcess::start(None, &dir.join("a"), &with_metrics(&metrics_a), "")?;
     a.wait_log("kafka partitions assigned", 1, Duration::from_secs(60))?;
-    let b = AnalyzerProcess::start(None, &dir.join("b"), &sections, "")?;
+    let b = AnalyzerProcess::start(None, &dir.join("b"), &with_metrics(&metrics_b), "")?;
     // The second member's join makes the first give up partitions: wait for the split.
     b.wait_log("kafka partitions assigned", 1, Duration::from_secs(90))?;
     a.wait_log("kafka partitions assigned", 2, Duration::from_secs(90))?;
@@ -240,6 +243,22 @@ fn two_analyzers_in_one_group_split_the_partitions() -> anyhow::Result<()> {
     // Settle: nothing more may arrive (each event is counted by one analyzer only).
     std::thread::sleep(Duration::from_secs(3));
     let (ra, rb) = (a.requests()?, b.requests()?);
+    // The bus counters on each instance's Prometheus endpoint: the bad messages were rejected
+    // (once across the group) and every event consumed once.
+    let scrape = |addr: &str, prefix: &str| -> anyhow::Result<u64> {
+        Ok(http_get(addr, "/metrics")?
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+            .sum())
+    };
+    let rejected_metric = scrape(&metrics_a, "apitap_bus_rejected_messages_total")?
+        + scrape(&metrics_b, "apitap_bus_rejected_messages_total")?;
+    assert_eq!(rejected_metric, 3, "rejections on /metrics");
+    let consumed = scrape(&metrics_a, "apitap_bus_events_consumed_total ")?
+        + scrape(&metrics_b, "apitap_bus_events_consumed_total ")?;
+    assert_eq!(consumed, n, "events consumed across the group");
+    assert_eq!(http_get(&metrics_a, "/healthz")?.trim(), "ok");
     a.stop()?;
     b.stop()?;
     let (ta, tb): (u64, u64) = (ra.values().sum(), rb.values().sum());
@@ -284,6 +303,22 @@ fn produce_raw(bootstrap: &str, topic: &str, payloads: &[Vec<u8>]) -> anyhow::Re
     }
     raw.flush(Duration::from_secs(20))?;
     Ok(())
+}
+
+/// Body of `GET path` on `addr` (HTTP/1.1, one request, connection closed by the server).
+fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP head")?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    Ok(body.to_owned())
 }
 
 /// The value of `name=…` in the last log line that has it (0 if none).

@@ -46,7 +46,8 @@ pub struct Reply {
     pub body: Value,
 }
 
-fn reply(status: u16, body: Value) -> Reply {
+/// A reply with `status` and `body` (a JSON string body is sent as text).
+pub fn reply(status: u16, body: Value) -> Reply {
     Reply { status, body }
 }
 
@@ -233,7 +234,11 @@ fn reason(status: u16) -> &'static str {
 /// The store shared by the API's connections.
 pub type SharedStore = Arc<Mutex<Box<dyn Store>>>;
 
-async fn connection(mut stream: TcpStream, store: SharedStore) -> std::io::Result<()> {
+/// Answers one request: `(method, target) -> reply`. Runs on a blocking thread (it may query
+/// the store).
+pub type Handler = Arc<dyn Fn(&str, &str) -> Reply + Send + Sync>;
+
+async fn connection(mut stream: TcpStream, handler: Handler) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     let head_end = loop {
@@ -259,12 +264,9 @@ async fn connection(mut stream: TcpStream, store: SharedStore) -> std::io::Resul
         words.next().unwrap_or_default().to_owned(),
     );
     let is_head = method == "HEAD";
-    let reply = tokio::task::spawn_blocking(move || {
-        let mut guard = store.lock().unwrap_or_else(PoisonError::into_inner);
-        handle(guard.as_mut(), &method, &target)
-    })
-    .await
-    .unwrap_or_else(|_| error(500, "query task failed"));
+    let reply = tokio::task::spawn_blocking(move || handler(&method, &target))
+        .await
+        .unwrap_or_else(|_| error(500, "query task failed"));
     write_reply(&mut stream, &reply, is_head).await
 }
 
@@ -297,19 +299,29 @@ async fn write_reply(
 
 /// Serves the API on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, store: SharedStore) {
+    let handler: Handler = Arc::new(move |method: &str, target: &str| {
+        let mut guard = store.lock().unwrap_or_else(PoisonError::into_inner);
+        handle(guard.as_mut(), method, target)
+    });
+    serve_with(listener, handler, "inventory API").await;
+}
+
+/// Serves `handler` on `listener` (one small request per connection, see the module docs)
+/// until the task is dropped; `what` names the server in logs.
+pub async fn serve_with(listener: TcpListener, handler: Handler, what: &'static str) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "inventory API accept failed");
+                tracing::warn!(error = %e, server = what, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let store = Arc::clone(&store);
+        let handler = Arc::clone(&handler);
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, store).await {
-                tracing::debug!(error = %e, "inventory API connection failed");
+            if let Err(e) = connection(stream, handler).await {
+                tracing::debug!(error = %e, server = what, "connection failed");
             }
         });
     }
