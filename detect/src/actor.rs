@@ -239,6 +239,21 @@ pub struct Actor {
     pub login_user_masked: Option<String>,
 }
 
+/// The user name a login attempt tried (raw, for masking only; never stored or logged) and
+/// its keyed hash.
+#[derive(Debug)]
+pub(crate) struct LoginUser {
+    raw: String,
+    key: u64,
+}
+
+impl LoginUser {
+    /// Masked for evidence (`a****@example.com`) or as its keyed hash.
+    pub(crate) fn masked(&self) -> String {
+        crate::campaign::mask_username(&self.raw, self.key)
+    }
+}
+
 /// Finds the first header of a name (case-insensitive).
 pub fn header<'a>(h: &'a [Header], name: &str) -> Option<&'a str> {
     h.iter()
@@ -379,6 +394,19 @@ impl ActorResolver {
     /// All actor keys of an event. `login` says whether the request is a login / OTP attempt
     /// (then the body is read for a user name).
     pub fn resolve(&mut self, ev: &ApiEvent, keyer: &Keyer, login: bool) -> Actor {
+        let (mut actor, user) = self.resolve_unmasked(ev, keyer, login);
+        actor.login_user_masked = user.map(|u| u.masked());
+        actor
+    }
+
+    /// [`ActorResolver::resolve`] without masking the user name tried: the engine masks it
+    /// only for the evidence samples it keeps (most attempts never become one).
+    pub(crate) fn resolve_unmasked(
+        &mut self,
+        ev: &ApiEvent,
+        keyer: &Keyer,
+        login: bool,
+    ) -> (Actor, Option<LoginUser>) {
         let ip = self.client_ip(ev);
         let subnet = subnet_of(ip);
         let ip_key = match ip {
@@ -424,11 +452,11 @@ impl ActorResolver {
         }
         let (mut account, mut login_user, basic_user) =
             account_of(headers, keyer, &mut self.jwt_cache);
-        let mut login_user_masked = None;
+        let mut user = None;
         if login && let Some(u) = body_username(ev) {
             let key = keyer.hash_lower(Domain::Username, u.trim().as_bytes());
             login_user = Some(key);
-            login_user_masked = Some(crate::campaign::mask_username(&u, key));
+            user = Some(LoginUser { raw: u, key });
             if account.is_none() {
                 account = Some(Account {
                     kind: AccountKind::LoginBody,
@@ -442,10 +470,10 @@ impl ActorResolver {
         {
             login_user = Some(a.key);
             if login {
-                login_user_masked = basic_user.map(|u| crate::campaign::mask_username(&u, a.key));
+                user = basic_user.map(|raw| LoginUser { raw, key: a.key });
             }
         }
-        Actor {
+        let actor = Actor {
             ip,
             ip_key,
             subnet,
@@ -457,8 +485,9 @@ impl ActorResolver {
             fingerprint,
             has_referer,
             has_cookie,
-            login_user_masked,
-        }
+            login_user_masked: None,
+        };
+        (actor, user)
     }
 }
 

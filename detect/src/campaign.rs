@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use apitap_labels::{Keep, Label, mask_policy};
 use foldhash::fast::RandomState;
 
+use crate::actor::LoginUser;
 use crate::config::{Lifecycle, Limits};
 use crate::engine::Obs;
 use crate::finding::{Activity, ActorKey, Detector, EndpointRef, Finding, Sample, Severity};
@@ -500,7 +501,7 @@ fn sample(o: &Obs) -> Sample {
         query: o.ev.request.query.as_deref().map(mask_query),
         status: o.status,
         user_agent_family: o.actor.ua.name(),
-        login_user: o.actor.login_user_masked.clone(),
+        login_user: o.login_user.as_ref().map(LoginUser::masked),
         records: o.records,
     }
 }

@@ -8,7 +8,7 @@ use apitap_labels::{Classification, EventLabels, FunctionClass, HashKey, Label};
 use apitap_schema::ApiEvent;
 
 use crate::DetectError;
-use crate::actor::{Actor, ActorResolver};
+use crate::actor::{Actor, ActorResolver, LoginUser};
 use crate::baseline::{Baselines, Contribution};
 use crate::cache::StrCache;
 use crate::campaign::Campaigns;
@@ -73,6 +73,9 @@ pub(crate) struct Obs<'a> {
     pub ev: &'a ApiEvent,
     pub now: u64,
     pub actor: Actor,
+    /// The user name tried, masked only when a sample shows it
+    /// (`actor.login_user_masked` is not filled on this path).
+    pub login_user: Option<LoginUser>,
     pub service: &'a str,
     pub service_key: u64,
     pub method: &'a str,
@@ -236,9 +239,9 @@ impl Engine {
                 _ => AuthRole::None,
             },
         };
-        let actor = self
-            .resolver
-            .resolve(ev, &self.keyer, role != AuthRole::None);
+        let (actor, login_user) =
+            self.resolver
+                .resolve_unmasked(ev, &self.keyer, role != AuthRole::None);
         let outcome = if role == AuthRole::None {
             Outcome::Unknown
         } else if basic
@@ -275,6 +278,7 @@ impl Engine {
             ev,
             now,
             actor,
+            login_user,
             service,
             service_key,
             method,

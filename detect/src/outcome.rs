@@ -14,6 +14,7 @@
 //! 7. a 3xx redirect back to a login or error page → failure; any other 3xx → success;
 //! 8. any other 2xx → success.
 use apitap_schema::ApiEvent;
+use memchr::memmem::Finder;
 use serde::Serialize;
 
 use crate::config::{EndpointOutcomeRule, LoginConfig};
@@ -66,24 +67,27 @@ const SUCCESS_MARKERS: &[&str] = &[
 /// Outcome rules compiled from the configuration (markers lower-cased once).
 #[derive(Debug, Clone)]
 pub struct OutcomeRules {
-    failure: Vec<Vec<u8>>,
-    success: Vec<Vec<u8>>,
+    failure: Vec<Finder<'static>>,
+    success: Vec<Finder<'static>>,
     endpoints: Vec<CompiledRule>,
 }
 
 #[derive(Debug, Clone)]
 struct CompiledRule {
     rule: EndpointOutcomeRule,
-    failure: Vec<Vec<u8>>,
-    success: Vec<Vec<u8>>,
+    failure: Vec<Finder<'static>>,
+    success: Vec<Finder<'static>>,
 }
 
-fn lower(v: &[String], defaults: &[&str]) -> Vec<Vec<u8>> {
+/// Searchers for the markers, lower-cased, built once (building one per search cost more
+/// than searching a short login answer).
+fn lower(v: &[String], defaults: &[&str]) -> Vec<Finder<'static>> {
     defaults
         .iter()
         .map(|s| s.as_bytes().to_ascii_lowercase())
         .chain(v.iter().map(|s| s.as_bytes().to_ascii_lowercase()))
         .filter(|m| !m.is_empty())
+        .map(|m| Finder::new(&m).into_owned())
         .collect()
 }
 
@@ -169,7 +173,7 @@ impl OutcomeRules {
         };
         body.make_ascii_lowercase();
         let body = &*body;
-        let has = |ms: &[Vec<u8>]| ms.iter().any(|m| memchr::memmem::find(body, m).is_some());
+        let has = |ms: &[Finder]| ms.iter().any(|m| m.find(body).is_some());
         if has(fail_m) {
             return Outcome::Failure;
         }
