@@ -2,7 +2,8 @@
 //! runs one regex pass per label type over the body (and validates each match with the same
 //! validators). Bodies come from the evaluation corpus (`tests/data/corpus.jsonl.gz`): every
 //! JSON, form, XML and text body, plus list responses of 50 records. Run with
-//! `cargo bench -p apitap-labels`; the comparison table is printed at the end.
+//! `cargo bench -p apitap-labels`; the comparison table is printed at the end, and
+//! `-- --save-baseline NAME` / `-- --baseline NAME` compare with an earlier run.
 use std::hint::black_box;
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
@@ -293,7 +294,8 @@ fn main() {
             corpus(&["json", "form", "xml", "multipart", "csv", "text"]),
         ),
     ];
-    // Fixed-work mode for `perf stat` (cycles per byte are robust on a busy machine).
+    // Fixed-work mode for `time`, `perf stat` or callgrind (cycles or instructions per byte are
+    // robust on a busy machine; callgrind: `--toggle-collect='*Scanner*label_body*'`).
     if let Some(n) = std::env::var("APITAP_BENCH_ITERS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
