@@ -114,7 +114,16 @@ impl Campaigns {
 
     /// Records a hit; opens the campaign on the first one.
     pub(crate) fn hit(&mut self, h: &Hit, o: &Obs, keyer: &Keyer) {
-        let k = key(h.detector, h.kind, h.scope, h.any_endpoint, o, keyer);
+        let mut k = key(h.detector, h.kind, h.scope, h.any_endpoint, o, keyer);
+        if h.detector == Detector::AbnormalAccess
+            && h.kind == "bulk_records"
+            && !self.open.contains_key(&k)
+            && let Some(walk) = self.walk_of(o)
+        {
+            // The records pulled by a crawl or an ID walk are that campaign's consequence,
+            // not a second campaign: one alert per campaign, its counters and severity raised.
+            k = walk;
+        }
         if !self.open.contains_key(&k) {
             if self.open.len() >= self.max {
                 self.dropped += 1;
@@ -191,6 +200,18 @@ impl Campaigns {
         if c.samples.len() < self.max_samples {
             c.samples.push(sample(o));
         }
+    }
+
+    /// The open crawling or enumeration campaign of the event's client address, if any.
+    fn walk_of(&self, o: &Obs) -> Option<u64> {
+        let ip = o.actor.ip.to_string();
+        self.open
+            .iter()
+            .filter(|(_, c)| matches!(c.detector, Detector::Crawling | Detector::Enumeration))
+            .filter(|(_, c)| c.actor.iter().any(|a| a.kind == "client_ip" && a.value == ip))
+            // The oldest, so that the choice does not depend on the table's order.
+            .min_by(|a, b| (a.1.start_us, &a.1.uid).cmp(&(b.1.start_us, &b.1.uid)))
+            .map(|(k, _)| *k)
     }
 
     /// Lifecycle transitions due at `now` (µs stream time).
