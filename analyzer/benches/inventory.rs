@@ -12,30 +12,15 @@
 #[allow(dead_code)]
 mod akto;
 
-use std::io::Read as _;
 use std::time::{Duration, Instant};
 
 use apitap_analyzer::inventory::{Inventory, InventoryConfig};
-use apitap_schema::{
-    ApiEvent, Body, Endpoint, Header, Request, Response, SensorInfo, decode_event,
-};
+use apitap_schema::{ApiEvent, Body, Endpoint, Header, Request, Response, SensorInfo};
 use criterion::{Criterion, Throughput};
 
-fn httpbin_events() -> Vec<ApiEvent> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/httpbin/events.jsonl.gz"
-    );
-    let gz = std::fs::read(path).expect("fixture");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_string(&mut text)
-        .expect("gzip");
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| decode_event(l.as_bytes()).expect("event"))
-        .collect()
-}
+#[path = "common/httpbin.rs"]
+mod httpbin;
+use httpbin::httpbin_events;
 
 fn synthetic_events(n: usize) -> Vec<ApiEvent> {
     let base = ApiEvent {

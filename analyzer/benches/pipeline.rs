@@ -7,7 +7,6 @@
 //! line prints both rates per core and their ratio (the detection engine's share). The
 //! engine alone: `cargo bench -p apitap-detect`.
 
-use std::io::Read as _;
 use std::time::{Duration, Instant};
 
 use apitap_analyzer::detection::Detection;
@@ -15,24 +14,11 @@ use apitap_analyzer::ingest::Ingestor;
 use apitap_analyzer::inventory::{Inventory, InventoryConfig};
 use apitap_analyzer::labelling::Labelling;
 use apitap_analyzer::summary::Summary;
-use apitap_schema::{ApiEvent, decode_event};
+use apitap_schema::ApiEvent;
 use criterion::{Criterion, Throughput};
 
-fn events() -> Vec<ApiEvent> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/httpbin/events.jsonl.gz"
-    );
-    let gz = std::fs::read(path).expect("fixture");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_string(&mut text)
-        .expect("gzip");
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| decode_event(l.as_bytes()).expect("event"))
-        .collect()
-}
+#[path = "common/httpbin.rs"]
+mod httpbin;
 
 fn ingestor(detect: bool) -> Ingestor {
     let key = apitap_labels::HashKey::from_secret(b"bench");
@@ -65,7 +51,7 @@ fn rate(events: &[ApiEvent], min: Duration, ing: &mut Ingestor) -> f64 {
 }
 
 fn main() {
-    let events = events();
+    let events = httpbin::httpbin_events();
     let mut c = Criterion::default().configure_from_args();
     let mut g = c.benchmark_group("analyzer/httpbin_fixture");
     g.throughput(Throughput::Elements(events.len() as u64));

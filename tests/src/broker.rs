@@ -375,3 +375,41 @@ impl Drop for ConfiguredSensor {
         crate::kill_child(self.child.take());
     }
 }
+
+/// A sensor configuration capturing `SERVER_PORT` on `interface` with metrics on
+/// `METRICS_ADDR` and a Kafka sink to `broker` spooling into `spool`.
+pub fn kafka_sensor_config(
+    id: &str,
+    interface: &str,
+    broker: &Broker,
+    spool: &Path,
+    queue_max_events: u32,
+) -> String {
+    format!(
+        r#"[sensor]
+id = "{id}"
+[capture]
+interfaces = ["{interface}"]
+ports = [{port}]
+[metrics]
+listen = "{metrics}"
+[sink]
+kind = "kafka"
+[kafka]
+brokers = ["{}"]
+[kafka.producer]
+linger_ms = 5
+stall_timeout_ms = 3000
+queue_max_events = {queue_max_events}
+close_timeout_ms = 10000
+[kafka.spool]
+dir = "{}"
+segment_bytes = 1048576
+max_bytes = 67108864
+"#,
+        broker.bootstrap(),
+        spool.display(),
+        port = crate::SERVER_PORT,
+        metrics = crate::METRICS_ADDR,
+    )
+}

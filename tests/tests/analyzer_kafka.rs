@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use apitap_bus::{BusMetrics, EventPublisher, KafkaConfig, KafkaEventPublisher};
 use apitap_tests::analyzer::{AnalyzerProcess, synthetic_event};
-use apitap_tests::broker::{Broker, ConfiguredSensor, in_netns, require_broker};
-use apitap_tests::{METRICS_ADDR, Nginx, SERVER_PORT, Topology, require_privileges, workspace_bin};
+use apitap_tests::broker::{
+    Broker, ConfiguredSensor, in_netns, kafka_sensor_config, require_broker,
+};
+use apitap_tests::{Nginx, Topology, require_privileges, workspace_bin};
 use rdkafka::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::Headers as _;
@@ -335,29 +337,6 @@ fn last_logged(log: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn sensor_config(interface: &str, broker: &Broker, spool: &Path) -> String {
-    format!(
-        r#"[sensor]
-id = "e2e"
-[capture]
-interfaces = ["{interface}"]
-ports = [{SERVER_PORT}]
-[metrics]
-listen = "{METRICS_ADDR}"
-[sink]
-kind = "kafka"
-[kafka]
-brokers = ["{}"]
-[kafka.producer]
-linger_ms = 5
-[kafka.spool]
-dir = "{}"
-"#,
-        broker.bootstrap(),
-        spool.display()
-    )
-}
-
 /// Reads the alert topic from inside `ns`: (key, format header, JSON document) per message.
 fn read_alerts(
     ns: &str,
@@ -431,7 +410,7 @@ fn live_traffic_through_kafka_reaches_the_analyzer_once() -> anyhow::Result<()> 
     analyzer.wait_log("kafka partitions assigned", 1, Duration::from_secs(60))?;
     let mut sensor = ConfiguredSensor::start(
         &topo.server,
-        &sensor_config(&topo.server_if, &broker, &dir.join("spool")),
+        &kafka_sensor_config("e2e", &topo.server_if, &broker, &dir.join("spool"), 100_000),
         &dir.join("sensor"),
     )?;
 

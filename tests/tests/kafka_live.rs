@@ -10,7 +10,7 @@
 //! Privileged (root, netns, BPF) and needs `tansu`; both are required under `CI=true`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 use apitap_bus::config::OptionValue;
 use apitap_bus::{BusMetrics, EventSource, KafkaConfig, KafkaEventConsumer};
 use apitap_schema::ApiEvent;
-use apitap_tests::broker::{Broker, ConfiguredSensor, in_netns, require_broker};
-use apitap_tests::{METRICS_ADDR, Nginx, SERVER_PORT, Topology, require_privileges};
+use apitap_tests::broker::{
+    Broker, ConfiguredSensor, in_netns, kafka_sensor_config, require_broker,
+};
+use apitap_tests::{Nginx, Topology, require_privileges};
 
 const TOPIC: &str = "apitap.events.v1";
 
@@ -28,34 +30,6 @@ fn tempdir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
-}
-
-fn sensor_config(interface: &str, broker: &Broker, spool: &Path, queue_max_events: u32) -> String {
-    format!(
-        r#"[sensor]
-id = "kafka-live"
-[capture]
-interfaces = ["{interface}"]
-ports = [{SERVER_PORT}]
-[metrics]
-listen = "{METRICS_ADDR}"
-[sink]
-kind = "kafka"
-[kafka]
-brokers = ["{}"]
-[kafka.producer]
-linger_ms = 5
-stall_timeout_ms = 3000
-queue_max_events = {queue_max_events}
-close_timeout_ms = 10000
-[kafka.spool]
-dir = "{}"
-segment_bytes = 1048576
-max_bytes = 67108864
-"#,
-        broker.bootstrap(),
-        spool.display()
-    )
 }
 
 /// Reads the topic from inside the broker's namespace until `want` distinct events arrived or
@@ -104,7 +78,13 @@ fn live_capture_to_kafka_delivers_every_event_once() -> anyhow::Result<()> {
     let _nginx = Nginx::start(&topo.server, &dir.join("nginx"))?;
     let broker = Broker::start_in(&topo.server, &dir.join("broker"))?;
     broker.create_topic(TOPIC, 3)?;
-    let config = sensor_config(&topo.server_if, &broker, &dir.join("spool"), 100_000);
+    let config = kafka_sensor_config(
+        "kafka-live",
+        &topo.server_if,
+        &broker,
+        &dir.join("spool"),
+        100_000,
+    );
     let mut sensor = ConfiguredSensor::start(&topo.server, &config, &dir.join("sensor"))?;
 
     let mut expect: Vec<String> = Vec::new();
@@ -176,7 +156,13 @@ fn broker_outage_of_30s_while_traffic_flows_loses_no_event() -> anyhow::Result<(
     let mut broker = Broker::start_in(&topo.server, &dir.join("broker"))?;
     broker.create_topic(TOPIC, 3)?;
     // A small memory queue so the outage overflows into the on-disk spool.
-    let config = sensor_config(&topo.server_if, &broker, &dir.join("spool"), 50);
+    let config = kafka_sensor_config(
+        "kafka-live",
+        &topo.server_if,
+        &broker,
+        &dir.join("spool"),
+        50,
+    );
     let mut sensor = ConfiguredSensor::start(&topo.server, &config, &dir.join("sensor"))?;
 
     let sent = AtomicU64::new(0);
