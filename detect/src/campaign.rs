@@ -72,6 +72,9 @@ struct Campaign {
     sources: Vec<IpAddr>,
     source_set: Distinct,
     source_keys: u64,
+    /// The /24 (/64) every source so far belongs to: `None` before the first, `Some(None)`
+    /// once two differ.
+    common_subnet: Option<Option<ipnet::IpNet>>,
 }
 
 /// Open campaigns.
@@ -173,6 +176,7 @@ impl Campaigns {
                     sources: Vec::new(),
                     source_set: Distinct::default(),
                     source_keys: 0,
+                    common_subnet: None,
                 },
             );
         }
@@ -191,6 +195,11 @@ impl Campaigns {
                 None => c.counts.push((name, *v)),
             }
         }
+        c.common_subnet = match c.common_subnet {
+            None => Some(Some(o.actor.subnet)),
+            Some(Some(net)) if net != o.actor.subnet => Some(None),
+            same => same,
+        };
         if c.source_set.insert(o.actor.ip_key) {
             c.source_keys += 1;
             if c.sources.len() < MAX_SOURCES && !c.sources.contains(&o.actor.ip) {
@@ -208,7 +217,11 @@ impl Campaigns {
         self.open
             .iter()
             .filter(|(_, c)| matches!(c.detector, Detector::Crawling | Detector::Enumeration))
-            .filter(|(_, c)| c.actor.iter().any(|a| a.kind == "client_ip" && a.value == ip))
+            .filter(|(_, c)| {
+                c.actor
+                    .iter()
+                    .any(|a| a.kind == "client_ip" && a.value == ip)
+            })
             // The oldest, so that the choice does not depend on the table's order.
             .min_by(|a, b| (a.1.start_us, &a.1.uid).cmp(&(b.1.start_us, &b.1.uid)))
             .map(|(k, _)| *k)
@@ -427,7 +440,7 @@ fn render(c: &Campaign, activity: Activity, now: u64) -> Finding {
         end_us: c.last_us,
         events: c.events,
         counts: c.counts.clone(),
-        actor: c.actor.clone(),
+        actor: actor_with_subnet(c),
         sources: c.sources.clone(),
         source_count: c.source_set.count().max(c.sources.len() as u64).max(
             c.counts
@@ -438,6 +451,23 @@ fn render(c: &Campaign, activity: Activity, now: u64) -> Finding {
         endpoint: c.endpoint.clone(),
         samples: c.samples.clone(),
     }
+}
+
+/// A distributed campaign's actor, plus the subnet when every source so far is in one /24
+/// (/64): what a SIEM blocks.
+fn actor_with_subnet(c: &Campaign) -> Vec<ActorKey> {
+    let mut actor = c.actor.clone();
+    if actor.iter().any(|a| a.kind == "scope")
+        && !actor.iter().any(|a| a.kind == "subnet")
+        && c.source_keys >= 2
+        && let Some(Some(net)) = c.common_subnet
+    {
+        actor.push(ActorKey {
+            kind: "subnet",
+            value: net.to_string(),
+        });
+    }
+    actor
 }
 
 /// Masks an id-like value: at most the last two characters kept.
