@@ -136,7 +136,7 @@ impl Campaigns {
                 "{:032x}",
                 xxhash_rust::xxh3::xxh3_128(&[&k.to_le_bytes()[..], &o.now.to_le_bytes()].concat())
             );
-            let actor = actor_keys(h.scope, o);
+            let actor = actor_keys(h.detector, h.scope, o);
             let endpoint = if h.any_endpoint {
                 EndpointRef {
                     service: o.service.to_owned(),
@@ -329,8 +329,19 @@ fn key(
     )
 }
 
-fn actor_keys(scope: Scope, o: &Obs) -> Vec<ActorKey> {
+fn actor_keys(detector: Detector, scope: Scope, o: &Obs) -> Vec<ActorKey> {
     let a = &o.actor;
+    // A stuffing source tries a different user name on every attempt: the name of the first
+    // attempt is not who the actor is (credentials it holds — JWT, session, API key — are).
+    let tried_name = |acc: &crate::actor::Account| {
+        matches!(
+            acc.kind,
+            crate::actor::AccountKind::LoginBody | crate::actor::AccountKind::Basic
+        )
+    };
+    let account_of_actor = a
+        .account
+        .filter(|acc| !(detector == Detector::CredentialStuffing && tried_name(acc)));
     let mut v = Vec::with_capacity(5);
     let ip = ActorKey {
         kind: "client_ip",
@@ -344,7 +355,7 @@ fn actor_keys(scope: Scope, o: &Obs) -> Vec<ActorKey> {
         kind: "user_agent_family",
         value: a.ua.name().to_owned(),
     };
-    let account = a.account.map(|acc| ActorKey {
+    let account = account_of_actor.map(|acc| ActorKey {
         kind: "account",
         value: acc.render(),
     });
