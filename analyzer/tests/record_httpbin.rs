@@ -51,7 +51,7 @@ fn data_dir() -> PathBuf {
 }
 
 #[test]
-#[ignore = "records the fixture: needs root, the sensor binary, python3 with httpbin and gunicorn"]
+#[ignore = "records the fixture (root, sensor binary, httpbin + gunicorn): run by `cargo xtask record-fixtures --scenario httpbin`"]
 fn record_httpbin_fixture() -> anyhow::Result<()> {
     if !require_privileges("record_httpbin_fixture") {
         return Ok(());

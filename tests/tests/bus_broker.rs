@@ -442,7 +442,7 @@ fn two_consumers_in_one_group_split_the_partitions() -> anyhow::Result<()> {
 /// Child half of the SIGKILL test: consumes, acknowledges and prints each event number;
 /// commits once after 100 events, never again. Runs only when the parent sets the variable.
 #[test]
-#[ignore = "helper process for a_consumer_killed_without_committing_rereads_none_skipped"]
+#[ignore = "child process: run (with --ignored) by a_consumer_killed_without_committing_rereads_none_skipped"]
 fn child_consumer_process() {
     let Ok(bootstrap) = std::env::var("APITAP_CHILD_BOOTSTRAP") else {
         return;

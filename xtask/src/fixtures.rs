@@ -198,6 +198,22 @@ pub fn run(only: Option<&str>) -> anyhow::Result<()> {
         }
     }
 
+    // The analyzer's httpbin capture (issue 5's inventory evaluation) is recorded by an ignored
+    // test of the analyzer, run here; only on request, as it needs httpbin and gunicorn.
+    if only.is_some_and(|o| o.split(',').any(|n| n.trim() == "httpbin")) {
+        crate::setup::pip_install(&[("httpbin", "httpbin[mainapp]"), ("gunicorn", "gunicorn")])?;
+        crate::cargo(&[
+            "test",
+            "-p",
+            "apitap-analyzer",
+            "--test",
+            "record_httpbin",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ])?;
+    }
+
     if wanted("sensitive") {
         // Personal data both ways through real nginx: a JSON POST with an ID number, mobile,
         // card and password (plus a bearer token and session cookie), an ID number in the

@@ -34,7 +34,8 @@ enum Cmd {
     /// Record the pcap fixtures for the golden replay tests (needs root, tshark).
     RecordFixtures {
         /// Only these fixtures (comma-separated names: sensitive, keepalive, ...; keepalive
-        /// also records pipelining, lossy and missing).
+        /// also records pipelining, lossy and missing; httpbin, the analyzer's capture, is
+        /// recorded only when named).
         #[arg(long)]
         scenario: Option<String>,
     },

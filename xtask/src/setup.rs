@@ -118,7 +118,12 @@ fn debian_packages() -> anyhow::Result<()> {
 }
 
 fn python_packages() -> anyhow::Result<()> {
-    for (module, requirement) in PYTHON {
+    pip_install(PYTHON)
+}
+
+/// Installs each `(module, requirement)` with pip unless `python3` can already import it.
+pub fn pip_install(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    for (module, requirement) in packages {
         let present = Command::new("python3")
             .args(["-c", &format!("import {module}")])
             .stderr(Stdio::null())
