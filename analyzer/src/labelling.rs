@@ -9,13 +9,12 @@
 //! Nothing here logs or stores values: findings carry label names, locations (field names),
 //! counts and masked samples only; the hash key is never logged.
 
-use std::io::Read as _;
-use std::path::Path;
 use std::sync::Arc;
 
 use apitap_labels::{
-    Classification, EndpointKey, EventLabels, HashKey, LabelConfig, Labeller, Scanner, Severity,
-    WeakFinding, WeakKind, WeakPointConfig, WeakPointTracker, classify_event, labels_from_wire,
+    Classification, EndpointKey, EventLabels, HashKey, KeyFileError, LabelConfig, Labeller,
+    Scanner, Severity, WeakFinding, WeakKind, WeakPointConfig, WeakPointTracker, classify_event,
+    labels_from_wire,
 };
 use apitap_schema::{ApiEvent, PayloadMode};
 use serde_json::{Value, json};
@@ -33,31 +32,22 @@ pub const MAX_PENDING_FINDINGS: usize = 100_000;
 /// The hash key: from `labels.hash_key_file`, or a random per-process key (with a warning).
 pub fn hash_key(cfg: &LabelsConfig) -> Result<HashKey, Error> {
     match &cfg.hash_key_file {
-        Some(path) => key_from_file(path),
+        Some(path) => HashKey::from_secret_file(path).map_err(|e| match e {
+            KeyFileError::Read(source) => Error::HashKeyRead {
+                path: path.clone(),
+                source,
+            },
+            KeyFileError::Empty => Error::HashKey("labels.hash_key_file is empty"),
+        }),
         None => {
             tracing::warn!(
                 "labels.hash_key_file is not set: using a random per-process hash key; value \
                  hashes will not correlate across restarts or analyzer instances"
             );
-            let mut bytes = [0u8; 32];
-            std::fs::File::open("/dev/urandom")
-                .and_then(|mut f| f.read_exact(&mut bytes))
-                .map_err(|_| Error::HashKey("cannot read random bytes for the hash key"))?;
-            Ok(HashKey::from_bytes(bytes))
+            HashKey::random()
+                .map_err(|_| Error::HashKey("cannot read random bytes for the hash key"))
         }
     }
-}
-
-fn key_from_file(path: &Path) -> Result<HashKey, Error> {
-    let secret = std::fs::read(path).map_err(|source| Error::HashKeyRead {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let trimmed = secret.trim_ascii();
-    if trimmed.is_empty() {
-        return Err(Error::HashKey("labels.hash_key_file is empty"));
-    }
-    Ok(HashKey::from_secret(trimmed))
 }
 
 /// Per-ingest-thread labelling state.
@@ -91,11 +81,6 @@ impl Labelling {
             dropped_findings: 0,
             shipped_labels: 0,
         })
-    }
-
-    /// From the `[labels]` configuration.
-    pub fn from_config(cfg: &LabelsConfig) -> Result<Labelling, Error> {
-        Labelling::new(hash_key(cfg)?)
     }
 
     /// Labels and classifies one event (once): scanned, or for a minimised event the labels

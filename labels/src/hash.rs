@@ -5,6 +5,17 @@ use std::fmt;
 
 use crate::label::{Label, ValueHash};
 
+/// Why a secret file gives no key. The messages never contain the file's contents.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// The file could not be read.
+    #[error("cannot read the key file")]
+    Read(#[source] std::io::Error),
+    /// The file holds only whitespace.
+    #[error("the key file is empty")]
+    Empty,
+}
+
 /// The secret key of the keyed hash. Every sensor and analyzer of one site must use the same
 /// key for hashes to correlate; a different key per site makes hashes useless elsewhere.
 #[derive(Clone)]
@@ -20,6 +31,26 @@ impl HashKey {
     /// Uses 32 raw bytes as the key.
     pub fn from_bytes(key: [u8; 32]) -> HashKey {
         HashKey(key)
+    }
+
+    /// The key of a site secret file (`hash_key_file` of sensor and analyzer): its contents,
+    /// surrounding whitespace trimmed, through [`HashKey::from_secret`], so every process
+    /// reading the same file hashes alike.
+    pub fn from_secret_file(path: &std::path::Path) -> Result<HashKey, KeyFileError> {
+        let secret = std::fs::read(path).map_err(KeyFileError::Read)?;
+        let trimmed = secret.trim_ascii();
+        if trimmed.is_empty() {
+            return Err(KeyFileError::Empty);
+        }
+        Ok(HashKey::from_secret(trimmed))
+    }
+
+    /// A random key for this process only (hashes do not correlate with other processes).
+    pub fn random() -> std::io::Result<HashKey> {
+        use std::io::Read as _;
+        let mut bytes = [0u8; 32];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+        Ok(HashKey(bytes))
     }
 
     /// Keyed hash of bytes that are already normalised.

@@ -34,7 +34,7 @@ pub use classify::{
     sensitivity_with,
 };
 pub use event::{AuthScheme, EventLabels, MessageShape, ScanStats, Scanner, is_body_part};
-pub use hash::{HashKey, normalise};
+pub use hash::{HashKey, KeyFileError, normalise};
 pub use hints::{HintClassifier, KeyHints};
 pub use label::{
     DataClass, Direction, Finding, Label, Location, MaskShape, Notes, Part, ValueHash,

@@ -4,12 +4,11 @@
 //! builds no scanner.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
 
 use apitap_labels::{
-    HashKey, LabelConfig, Labeller, MinimiseOptions, PayloadMode, Scanner, minimise,
+    HashKey, KeyFileError, LabelConfig, Labeller, MinimiseOptions, PayloadMode, Scanner, minimise,
 };
 use apitap_schema::ApiEvent;
 
@@ -76,31 +75,19 @@ fn field(field: &str, reason: impl Into<String>) -> ConfigError {
 /// from `labels.hash_key_file` the same way), or a random per-process key.
 pub fn hash_key(file: Option<&Path>) -> Result<HashKey, ConfigError> {
     match file {
-        Some(path) => {
-            let secret = std::fs::read(path).map_err(|e| {
-                field(
-                    "payload.hash_key_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            let trimmed = secret.trim_ascii();
-            if trimmed.is_empty() {
-                return Err(field("payload.hash_key_file", "the file is empty"));
-            }
-            Ok(HashKey::from_secret(trimmed))
-        }
-        None => {
-            let mut bytes = [0u8; 32];
-            std::fs::File::open("/dev/urandom")
-                .and_then(|mut f| f.read_exact(&mut bytes))
-                .map_err(|e| {
-                    field(
-                        "payload.hash_key_file",
-                        format!("not set, and no random key could be made: {e}"),
-                    )
-                })?;
-            Ok(HashKey::from_bytes(bytes))
-        }
+        Some(path) => HashKey::from_secret_file(path).map_err(|e| match e {
+            KeyFileError::Read(e) => field(
+                "payload.hash_key_file",
+                format!("cannot read {}: {e}", path.display()),
+            ),
+            KeyFileError::Empty => field("payload.hash_key_file", "the file is empty"),
+        }),
+        None => HashKey::random().map_err(|e| {
+            field(
+                "payload.hash_key_file",
+                format!("not set, and no random key could be made: {e}"),
+            )
+        }),
     }
 }
 
