@@ -27,7 +27,10 @@ pub struct Detection {
     engine: Engine,
     pending: Vec<Finding>,
     last_tick_us: u64,
-    last_event: Instant,
+    /// Events observed; the count, wall time and stream time when [`Detection::idle_tick`]
+    /// last saw it change: idleness is measured per flush, not with a clock read per event.
+    events: u64,
+    idle_check: (u64, Instant, u64),
     /// Findings dropped because [`MAX_PENDING_FINDINGS`] were waiting.
     pub dropped_findings: u64,
 }
@@ -41,7 +44,8 @@ impl Detection {
             engine,
             pending: Vec::new(),
             last_tick_us: 0,
-            last_event: Instant::now(),
+            events: 0,
+            idle_check: (0, Instant::now(), 0),
             dropped_findings: 0,
         })
     }
@@ -49,7 +53,7 @@ impl Detection {
     /// Feeds one event; ticks the engine when a second of event time has passed.
     pub fn observe(&mut self, ev: &ApiEvent, ctx: &EventContext<'_>) {
         self.engine.observe(ev, ctx);
-        self.last_event = Instant::now();
+        self.events += 1;
         let now = self.engine.now_us();
         if now.saturating_sub(self.last_tick_us) >= TICK_US {
             self.last_tick_us = now;
@@ -58,14 +62,21 @@ impl Detection {
         }
     }
 
-    /// With no event for a while, stream time moves on at wall-clock speed from the last
-    /// event's time: quiet campaigns close and updates go out in a live service.
+    /// With no event between two calls (the periodic flush), stream time moves on at
+    /// wall-clock speed from the last event's time: quiet campaigns close and updates go out in
+    /// a live service.
     pub fn idle_tick(&mut self) {
-        let idle_us = u64::try_from(self.last_event.elapsed().as_micros()).unwrap_or(u64::MAX);
-        if idle_us < TICK_US || self.engine.now_us() == 0 {
+        if self.events != self.idle_check.0 {
+            // Events arrived since the last look: not idle; measure from now.
+            self.idle_check = (self.events, Instant::now(), self.engine.now_us());
             return;
         }
-        let now = self.engine.now_us().saturating_add(idle_us);
+        let (_, since, base_us) = self.idle_check;
+        let idle_us = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if idle_us < TICK_US || base_us == 0 {
+            return;
+        }
+        let now = base_us.saturating_add(idle_us);
         let out = self.engine.tick(now);
         self.queue(out);
     }
@@ -121,5 +132,29 @@ impl Detection {
             state_bytes = m.state_bytes,
             "detections"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::tests::event;
+
+    #[test]
+    fn idle_input_moves_stream_time_at_wall_speed_from_the_last_event() {
+        let key = HashKey::from_secret(b"k");
+        let mut d = Detection::new(&DetectConfig::default(), &key).unwrap();
+        let mut e = event(Some("api"), "GET", "/x");
+        e.request_start_unix_us = 1_700_000_000_000_000;
+        d.observe(&e, &EventContext::default());
+        d.idle_tick(); // events arrived since the last look: not idle
+        assert_eq!(d.engine.now_us(), e.request_start_unix_us);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        d.idle_tick();
+        let advanced = d.engine.now_us() - e.request_start_unix_us;
+        assert!((1_000_000..5_000_000).contains(&advanced), "{advanced}");
+        // A second idle tick measures from the last event again, not from the advanced clock.
+        d.idle_tick();
+        assert!(d.engine.now_us() - e.request_start_unix_us < 2 * advanced);
     }
 }
