@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -72,13 +71,6 @@ impl ProcessOptions {
             detect: DetectConfig::default(),
             alert_format: crate::ecs::AlertFormat::default(),
         }
-    }
-}
-
-fn target_path(target: &Target) -> PathBuf {
-    match target {
-        Target::Std => PathBuf::from("-"),
-        Target::File(p) => p.clone(),
     }
 }
 
@@ -281,7 +273,7 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     } else {
         ingestor.inventory = Some(memory_inventory(&options.inventory)?);
     }
-    tracing::info!(input = %target_path(&options.input).display(), "processing events");
+    tracing::info!(input = %options.input.path().display(), "processing events");
 
     let mut alert_error = None;
     let read = ingest_all(input, options.max_line_bytes, |number, line| {
@@ -307,7 +299,7 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     log_labelling(&ingestor);
     ingestor.stats.log("input finished");
     read.map_err(|source| Error::ReadInput {
-        path: target_path(&options.input),
+        path: options.input.path(),
         source,
     })?;
     Ok(ingestor.stats)
@@ -765,6 +757,7 @@ mod tests {
     use crate::ingest::BadLineCause;
     use crate::summary::tests::event;
     use apitap_schema::encode_event;
+    use std::path::PathBuf;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir =

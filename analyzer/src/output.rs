@@ -25,6 +25,14 @@ pub enum Target {
 }
 
 impl Target {
+    /// The file path, or `-`.
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Target::Std => PathBuf::from("-"),
+            Target::File(p) => p.clone(),
+        }
+    }
+
     /// `-` is standard input/output, anything else a file path.
     pub fn parse(s: &str) -> Self {
         if s == "-" {
@@ -325,31 +333,27 @@ impl AlertSink {
         Ok(AlertSink { out, target })
     }
 
-    /// Writes one alert as a JSON line.
-    pub fn write_json(&mut self, alert: &serde_json::Value) -> Result<(), Error> {
-        let mut line = alert.to_string();
-        line.push('\n');
-        let result = self.out.write_all(line.as_bytes());
-        result.map_err(|source| Error::Output {
+    /// Writes one alert (a JSON document on one line) and a newline.
+    pub fn write_line(&mut self, json: &str) -> Result<(), Error> {
+        let result = self
+            .out
+            .write_all(json.as_bytes())
+            .and_then(|()| self.out.write_all(b"\n"));
+        result.map_err(|source| self.error(source))
+    }
+
+    fn error(&self, source: io::Error) -> Error {
+        Error::Output {
             what: "alerts",
-            path: match &self.target {
-                Target::Std => PathBuf::from("-"),
-                Target::File(p) => p.clone(),
-            },
+            path: self.target.path(),
             source,
-        })
+        }
     }
 
     /// Flushes buffered alerts.
     pub fn flush(&mut self) -> Result<(), Error> {
-        self.out.flush().map_err(|source| Error::Output {
-            what: "alerts",
-            path: match &self.target {
-                Target::Std => PathBuf::from("-"),
-                Target::File(p) => p.clone(),
-            },
-            source,
-        })
+        let result = self.out.flush();
+        result.map_err(|source| self.error(source))
     }
 }
 
@@ -414,15 +418,16 @@ impl Alerts {
                 (&ecs, format!("ecs/{}", crate::ecs::ECS_VERSION))
             }
         };
+        // Serialised once for every destination.
+        let json = doc.to_string();
         if let Some(file) = self.file.as_mut() {
-            file.write_json(doc)?;
+            file.write_line(&json)?;
         }
         if let Some(bus) = self.bus.as_mut() {
             let key = alert["finding_info"]["uid"]
                 .as_str()
                 .or_else(|| alert["metadata"]["uid"].as_str())
                 .unwrap_or_default();
-            let json = doc.to_string();
             bus.publish(apitap_bus::AlertDocument {
                 key,
                 json: json.as_bytes(),
