@@ -152,6 +152,7 @@ impl AnalyzerProcess {
     pub fn stop(&mut self) -> anyhow::Result<()> {
         let log = self.log.clone();
         crate::stop_child(
+            "apitap-analyzer",
             self.child.take(),
             libc::SIGTERM,
             Duration::from_secs(60),

@@ -362,6 +362,7 @@ impl ConfiguredSensor {
     pub fn stop(&mut self) -> anyhow::Result<()> {
         let log = self.log.clone();
         crate::stop_child(
+            "apitap-sensor",
             self.child.take(),
             libc::SIGTERM,
             Duration::from_secs(30),

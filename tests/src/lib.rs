@@ -535,6 +535,7 @@ impl Sensor {
     pub fn stop(&mut self) -> anyhow::Result<()> {
         let log = self.log.clone();
         stop_child(
+            "apitap-sensor",
             self.child.take(),
             libc::SIGINT,
             Duration::from_secs(15),
@@ -593,9 +594,11 @@ pub fn wait_healthy(ns_name: &str, child: &mut Option<Child>, log: &Path) -> any
     }
 }
 
-/// Sends `signal` to a sensor process (`ip netns exec` execs in place, so the child is the
-/// sensor) and waits up to `timeout` for a successful exit; `log` explains a failure.
+/// Sends `signal` to a product process (`ip netns exec` execs in place, so the child is the
+/// program itself) and waits up to `timeout` for a successful exit; `what` names it and `log`
+/// explains a failure.
 pub fn stop_child(
+    what: &str,
     child: Option<Child>,
     signal: i32,
     timeout: Duration,
@@ -609,13 +612,13 @@ pub fn stop_child(
     loop {
         if let Some(status) = child.try_wait()? {
             if !status.success() {
-                bail!("apitap-sensor exited with {status}: {}", log());
+                bail!("{what} exited with {status}: {}", log());
             }
             return Ok(());
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            bail!("apitap-sensor did not stop: {}", log());
+            bail!("{what} did not stop: {}", log());
         }
         std::thread::sleep(Duration::from_millis(50));
     }

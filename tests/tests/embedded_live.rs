@@ -112,6 +112,7 @@ fn embedded_mode_captures_and_analyses_without_a_broker() -> anyhow::Result<()> 
     }
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     apitap_tests::stop_child(
+        "apitap",
         child.take(),
         libc::SIGTERM,
         Duration::from_secs(30),
