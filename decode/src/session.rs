@@ -86,15 +86,25 @@ impl ConnMeta {
 
     /// 16 hex digits, stable for the same connection seen by the same sensor.
     pub fn connection_id(&self) -> String {
-        format!("{:016x}", self.hasher().digest())
+        hex(u128::from(self.hasher().digest()), 16)
     }
 
     /// 32 hex digits, stable for the same transaction.
     pub fn event_id(&self, index: u64) -> String {
         let mut h = self.hasher();
         h.update(&index.to_be_bytes());
-        format!("{:032x}", h.digest128())
+        hex(h.digest128(), 32)
     }
+}
+
+/// The low `digits` hex digits of `v`, lowercase and zero-padded (`format!("{v:0digits$x}")`
+/// without the formatting machinery: this runs once per event).
+fn hex(v: u128, digits: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    (0..digits)
+        .rev()
+        .map(|i| char::from(HEX[((v >> (4 * i)) & 0xf) as usize]))
+        .collect()
 }
 
 #[derive(Debug, Default)]
@@ -615,7 +625,11 @@ impl Session {
         let (path, query) = split_target(&head.target);
         let host = head.header("host").map(str::to_owned);
         let request_body = self.body(&head, body, &mut anomalies, stats);
-        let http_version = format!("1.{}", head.minor_version);
+        let http_version = match head.minor_version {
+            1 => "1.1".to_owned(),
+            0 => "1.0".to_owned(),
+            m => format!("1.{m}"),
+        };
         let request = Request {
             method: head.method,
             host,
@@ -1061,6 +1075,24 @@ mod tests {
             &mut out,
         );
         assert_eq!(st.unsolicited_responses, 1);
+    }
+
+    #[test]
+    fn hex_ids_match_format() {
+        for v in [
+            0u128,
+            1,
+            0xabc,
+            u128::from(u64::MAX),
+            u128::MAX,
+            0x0123_4567_89ab_cdef_u128 << 60,
+        ] {
+            assert_eq!(hex(v, 32), format!("{v:032x}"));
+            assert_eq!(
+                hex(v & u128::from(u64::MAX), 16),
+                format!("{:016x}", v as u64)
+            );
+        }
     }
 
     #[test]

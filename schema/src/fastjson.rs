@@ -5,7 +5,6 @@
 //! other controls as lowercase `\u00xx`, DEL and non-ASCII verbatim); a test enforces it.
 
 use std::io::Write as _;
-use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
 use crate::{
@@ -16,109 +15,120 @@ use crate::{
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
-/// True when any byte of `w` is `"`, `\` or below 0x20 (exact, no false positives).
-#[inline]
-fn needs_escape(w: u64) -> bool {
-    let quote = w ^ (LO * u64::from(b'"'));
-    let bslash = w ^ (LO * u64::from(b'\\'));
+/// Bit 7 of each byte of `w` that is `"`, `\` or below 0x20 — exact for the lowest flagged
+/// byte (a borrow only propagates upwards, past a byte that already matched), which is the
+/// only one [`string`] reads.
+#[inline(always)]
+fn escape_mask(w: u64) -> u64 {
     let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+    let quote = zero(w ^ (LO * u64::from(b'"')));
+    let bslash = zero(w ^ (LO * u64::from(b'\\')));
     let ctrl = w.wrapping_sub(LO * 0x20) & !w & HI;
-    (zero(quote) | zero(bslash) | ctrl) != 0
+    quote | bslash | ctrl
 }
 
-/// Writes the escape sequence for `b` at `spare[n..]`; returns the new position.
-#[inline]
-fn put_escaped(spare: &mut [MaybeUninit<u8>], n: usize, b: u8) -> usize {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let seq: &[u8] = match b {
-        b'"' => b"\\\"",
-        b'\\' => b"\\\\",
-        b'\n' => b"\\n",
-        b'\r' => b"\\r",
-        b'\t' => b"\\t",
-        0x08 => b"\\b",
-        0x0c => b"\\f",
-        _ => {
-            for (k, v) in [
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                spare[n + k].write(v);
-            }
-            return n + 6;
-        }
-    };
-    for (k, v) in seq.iter().enumerate() {
-        spare[n + k].write(*v);
-    }
-    n + seq.len()
-}
-
-/// 1 for bytes JSON requires escaping (RFC 8259 §7): `"`, `\` and controls below 0x20.
-static ESCAPE: [u8; 256] = {
+/// For each byte JSON requires escaping (RFC 8259 §7: `"`, `\\` and controls below 0x20):
+/// the character after the backslash of its two-character escape, or [`UNICODE`] for the
+/// controls written as `\u00xx`; 0 for the bytes that stand for themselves.
+static SECOND: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
     while i < 0x20 {
-        t[i] = 1;
+        t[i] = UNICODE;
         i += 1;
     }
-    t[b'"' as usize] = 1;
-    t[b'\\' as usize] = 1;
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t[0x08] = b'b';
+    t[0x0c] = b'f';
     t
 };
 
+/// Marks the controls of [`SECOND`] that have no two-character escape.
+const UNICODE: u8 = 1;
+
+/// Writes the escape sequence of `b` (a byte [`SECOND`] marks) at `dst`; returns its length.
+/// A table lookup, not a `match`: the jump table it compiled to mispredicted on every quote.
+///
+/// # Safety
+/// `dst` must be valid for writing 6 bytes.
 #[inline(always)]
-fn put(spare: &mut [MaybeUninit<u8>], n: usize, b: u8) -> usize {
-    if ESCAPE[usize::from(b)] == 0 {
-        spare[n].write(b);
-        n + 1
-    } else {
-        put_escaped(spare, n, b)
+unsafe fn put_escaped(dst: *mut u8, b: u8) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let second = SECOND[usize::from(b)];
+    // SAFETY: the caller guarantees 6 writable bytes.
+    unsafe {
+        dst.write(b'\\');
+        if second != UNICODE {
+            dst.add(1).write(second);
+            return 2;
+        }
+        let rest = [
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 0xf)],
+        ];
+        std::ptr::copy_nonoverlapping(rest.as_ptr(), dst.add(1), 5);
     }
+    6
 }
 
-/// Writes `s` as a JSON string. Space for the worst case is reserved once; clean 8-byte words
-/// are copied whole, other words byte by byte (JSON bodies inside a JSON string have a quote
-/// every few bytes, so per-run memcpy calls would dominate).
+/// Writes `s` as a JSON string. Space for the worst case is reserved once; the input is
+/// copied a word at a time and each word is stored whole before looking at it, then the
+/// output resumes right after the first byte that needs escaping. JSON bodies inside a JSON
+/// string have a quote every few bytes, so the cost is per escape, not per byte.
 pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    // Worst case: every byte becomes `\u00xx`, plus the quotes.
-    out.reserve(bytes.len() * 6 + 2);
+    let src = s.as_bytes();
+    // Worst case: every byte becomes `\u00xx`, plus the quotes, plus one word of slack for
+    // the whole-word store.
+    out.reserve(src.len() * 6 + 2 + 8);
     let start = out.len();
-    let spare = out.spare_capacity_mut();
-    let mut n = 0;
-    spare[n].write(b'"');
-    n += 1;
-    let mut words = bytes.chunks_exact(8);
-    for chunk in &mut words {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        if needs_escape(u64::from_le_bytes(word)) {
-            for &b in chunk {
-                n = put(spare, n, b);
+    let len = src.len();
+    // SAFETY: `dst` has `len * 6 + 10` writable bytes. Every input byte consumed adds at most
+    // 6 output bytes, so before consuming byte `i` the output position is `n <= 1 + 6 * i`;
+    // the word store at `n` ends at `n + 8 <= 6 * len + 9`, the escape at `n + 6`, the closing
+    // quote at `6 * len + 2`. Reads stay in `src` (`i + 8 <= len` for words, `i < len` else).
+    // Bytes are written before `set_len` covers them, and only up to the final `n`.
+    unsafe {
+        let dst = out.as_mut_ptr().add(start);
+        let p = src.as_ptr();
+        dst.write(b'"');
+        let mut n = 1;
+        let mut i = 0;
+        while i + 8 <= len {
+            let w = p.add(i).cast::<u64>().read_unaligned();
+            dst.add(n).cast::<u64>().write_unaligned(w);
+            let m = escape_mask(u64::from_le(w));
+            if m == 0 {
+                i += 8;
+                n += 8;
+                continue;
             }
-        } else {
-            for (k, b) in word.into_iter().enumerate() {
-                spare[n + k].write(b);
-            }
-            n += 8;
+            let k = (m.trailing_zeros() / 8) as usize;
+            n += k;
+            i += k;
+            n += put_escaped(dst.add(n), *p.add(i));
+            i += 1;
         }
+        while i < len {
+            let b = *p.add(i);
+            if SECOND[usize::from(b)] == 0 {
+                dst.add(n).write(b);
+                n += 1;
+            } else {
+                n += put_escaped(dst.add(n), b);
+            }
+            i += 1;
+        }
+        dst.add(n).write(b'"');
+        n += 1;
+        out.set_len(start + n);
     }
-    for &b in words.remainder() {
-        n = put(spare, n, b);
-    }
-    spare[n].write(b'"');
-    n += 1;
-    // SAFETY: `spare[..n]` was written above (every index < n was assigned exactly once, in
-    // order) and `n <= bytes.len() * 6 + 2 <= spare.len()` by the reservation.
-    unsafe { out.set_len(start + n) };
 }
 
 fn uint(out: &mut Vec<u8>, n: u64) {
@@ -427,4 +437,40 @@ fn labels(out: &mut Vec<u8>, l: &LabelSummary) {
     key(out, "stats", false);
     counters(out, &l.stats);
     out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::string;
+
+    /// Every escapable byte at every offset of a word, next to clean words and to multi-byte
+    /// UTF-8, against serde_json (which the event encoder must match byte for byte).
+    #[test]
+    fn string_escapes_like_serde_json_at_every_position() {
+        let mut specials: Vec<char> = (0u8..0x20).map(char::from).collect();
+        specials.extend(['"', '\\', '/', '\u{7f}', 'é', '中', '😀']);
+        for len in 0..40 {
+            for pos in 0..len.max(1) {
+                for &c in &specials {
+                    let mut s: String = (0..len)
+                        .map(|k| char::from(b'a' + (k % 26) as u8))
+                        .collect();
+                    if len > 0 {
+                        s.replace_range(pos..=pos, c.encode_utf8(&mut [0; 4]));
+                    }
+                    let mut out = b"prefix".to_vec();
+                    string(&mut out, &s);
+                    assert_eq!(
+                        &out[6..],
+                        serde_json::to_string(&s).unwrap().as_bytes(),
+                        "{s:?}"
+                    );
+                }
+            }
+        }
+        let dense = "\"\\\n\u{1}".repeat(50);
+        let mut out = Vec::new();
+        string(&mut out, &dense);
+        assert_eq!(out, serde_json::to_vec(&dense).unwrap());
+    }
 }

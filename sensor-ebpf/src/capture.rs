@@ -5,7 +5,9 @@ use apitap_common::{
     MAX_SNAP_BYTES, Scratch, SensorConfig, config_flags, tcp_flags,
 };
 use aya_ebpf::{
-    bindings::{TC_ACT_UNSPEC, xdp_action},
+    bindings::{
+        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action,
+    },
     helpers::generated::{
         bpf_ktime_get_ns, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
     },
@@ -61,6 +63,26 @@ impl Drop {
             Drop::Ipv6Ext => Counter::Ipv6ExtHeaders,
             Drop::Fragment => Counter::IpFragment,
         }
+    }
+}
+
+/// Ring-buffer output flags for a record of `record_len` bytes: wake the agent only when this
+/// record makes the unread data cross `wakeup_bytes` (the agent drains the ring on a timer
+/// besides), or leave the decision to the kernel when batching is off (`wakeup_bytes == 0`).
+/// Two CPUs writing at once may both miss the crossing; the agent's timer bounds that delay.
+#[inline(always)]
+fn wakeup_flags(wakeup_bytes: u32, record_len: usize) -> u64 {
+    if wakeup_bytes == 0 {
+        return 0;
+    }
+    let before = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    // Each record also carries the ring's own 8-byte header.
+    let after = before + record_len as u64 + 8;
+    let wake = u64::from(wakeup_bytes);
+    if before < wake && after >= wake {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
     }
 }
 
@@ -390,7 +412,10 @@ fn try_observe<S: Source>(src: &S) -> Result<(), Drop> {
         let record = unsafe {
             core::slice::from_raw_parts((scratch as *const Scratch).cast::<u8>(), record_len)
         };
-        if EVENTS.output::<[u8]>(record, 0).is_err() {
+        if EVENTS
+            .output::<[u8]>(record, wakeup_flags(cfg.wakeup_bytes, record_len))
+            .is_err()
+        {
             return Err(Drop::RingFull);
         }
         bump(Counter::Records, 1);

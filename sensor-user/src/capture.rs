@@ -63,6 +63,8 @@ impl Capture {
             SensorConfig {
                 snap_len: cfg.snap_len_bytes,
                 flags,
+                wakeup_bytes: cfg.wakeup_bytes,
+                _pad: 0,
             },
             0,
         )?;

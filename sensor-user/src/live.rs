@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use apitap_decode::Reassembler;
 use apitap_schema::{ApiEvent, SensorInfo};
+use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
@@ -40,6 +41,8 @@ struct Pipeline {
     events: Vec<ApiEvent>,
     records: u64,
     bad_records: u64,
+    ring_wakeups: u64,
+    ring_timer_drains: u64,
 }
 
 impl Pipeline {
@@ -51,6 +54,32 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Takes up to `max` records from the ring into the reassembler; returns how many and
+    /// whether the ring ran empty.
+    fn drain_ring(
+        &mut self,
+        rb: &mut RingBuf<MapData>,
+        offset_ns: i128,
+        snap_len: u32,
+        max: usize,
+    ) -> (usize, bool) {
+        let mut n = 0;
+        let mut exhausted = false;
+        while n < max {
+            let Some(item) = rb.next() else {
+                exhausted = true;
+                break;
+            };
+            n += 1;
+            match record::parse(&item, offset_ns, snap_len) {
+                Ok(seg) => self.reasm.segment(&seg, &mut self.events),
+                Err(_) => self.bad_records += 1,
+            }
+        }
+        self.records += n as u64;
+        (n, exhausted)
+    }
+
     fn snapshot(&self, capture: &Capture) -> Snapshot {
         Snapshot {
             kernel: capture.counters().unwrap_or_else(|e| {
@@ -60,6 +89,8 @@ impl Pipeline {
             decode: self.reasm.stats().clone(),
             bad_records: self.bad_records,
             records: self.records,
+            ring_wakeups: self.ring_wakeups,
+            ring_timer_drains: self.ring_timer_drains,
             events: self.sink.events,
             connections: self.reasm.connections(),
             held_bytes: self.reasm.held_bytes(),
@@ -114,35 +145,41 @@ pub async fn run_with_sink(cfg: Config, sink: Sink) -> anyhow::Result<()> {
         events: Vec::new(),
         records: 0,
         bad_records: 0,
+        ring_wakeups: 0,
+        ring_timer_drains: 0,
     };
     let mut clock = Clock::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut poll = tokio::time::interval(Duration::from_millis(cfg.capture.poll_interval_ms));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     shared.publish(p.snapshot(&capture));
     info!("capturing");
 
+    let mut backlog = false;
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                let rb = guard.get_inner_mut();
-                let mut n = 0;
-                let mut exhausted = false;
-                while n < BATCH_RECORDS {
-                    let Some(item) = rb.next() else {
-                        exhausted = true;
-                        break;
-                    };
-                    n += 1;
-                    match record::parse(&item, clock.offset_ns(), snap_len) {
-                        Ok(seg) => p.reasm.segment(&seg, &mut p.events),
-                        Err(_) => p.bad_records += 1,
-                    }
+                if !backlog {
+                    p.ring_wakeups += 1;
                 }
-                p.records += n as u64;
+                let (_, exhausted) =
+                    p.drain_ring(guard.get_inner_mut(), clock.offset_ns(), snap_len, BATCH_RECORDS);
+                // Still readable after a full batch: the next turn continues this wake-up.
+                backlog = !exhausted;
                 if exhausted {
                     guard.clear_ready();
+                }
+                p.drain_events()?;
+                p.sink.flush()?;
+            }
+            // Below `capture.wakeup_bytes` the kernel does not wake us: drain on a timer.
+            _ = poll.tick() => {
+                let (n, _) = p.drain_ring(ring.get_mut(), clock.offset_ns(), snap_len, BATCH_RECORDS);
+                if n > 0 {
+                    p.ring_timer_drains += 1;
                 }
                 p.drain_events()?;
                 p.sink.flush()?;
@@ -160,14 +197,7 @@ pub async fn run_with_sink(cfg: Config, sink: Sink) -> anyhow::Result<()> {
     }
 
     // Shutdown: take what the kernel already queued, then report every open transaction.
-    let rb = ring.get_mut();
-    while let Some(item) = rb.next() {
-        p.records += 1;
-        match record::parse(&item, clock.offset_ns(), snap_len) {
-            Ok(seg) => p.reasm.segment(&seg, &mut p.events),
-            Err(_) => p.bad_records += 1,
-        }
-    }
+    p.drain_ring(ring.get_mut(), clock.offset_ns(), snap_len, usize::MAX);
     p.reasm.finish(&mut p.events);
     p.drain_events()?;
     p.sink.close()?;

@@ -1,4 +1,11 @@
 //! `apitap-sensor`: see the `apitap_sensor` crate docs.
+
+/// mimalloc instead of glibc malloc: the per-event allocations (a body of a few KiB after
+/// dozens of small header strings are freed) made glibc consolidate its fast bins on every
+/// event, a fifth of the sensor's CPU at full load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

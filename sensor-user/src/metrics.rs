@@ -27,6 +27,11 @@ pub struct Snapshot {
     pub bad_records: u64,
     /// Ring records read.
     pub records: u64,
+    /// Times the kernel woke the agent to read the ring (`capture.wakeup_bytes` crossed, or
+    /// every record with `wakeup_bytes = 0`).
+    pub ring_wakeups: u64,
+    /// Timer drains of the ring (`capture.poll_interval_ms`) that found records.
+    pub ring_timer_drains: u64,
     /// Events written to the sink.
     pub events: u64,
     /// Connections tracked now.
@@ -61,6 +66,12 @@ impl Snapshot {
             let _ = writeln!(s, "apitap_decode_{name}_total {v}");
         }
         let _ = writeln!(s, "apitap_sensor_ring_records_total {}", self.records);
+        let _ = writeln!(s, "apitap_sensor_ring_wakeups_total {}", self.ring_wakeups);
+        let _ = writeln!(
+            s,
+            "apitap_sensor_ring_timer_drains_total {}",
+            self.ring_timer_drains
+        );
         let _ = writeln!(s, "apitap_sensor_bad_records_total {}", self.bad_records);
         let _ = writeln!(s, "apitap_sensor_events_total {}", self.events);
         let _ = writeln!(s, "apitap_decode_connections {}", self.connections);

@@ -1,0 +1,108 @@
+//! The sensor's per-transaction JSON encoding (`encode_event_into`), next to serde_json as the
+//! baseline it must match byte for byte: `cargo bench -p apitap-schema --bench encode`.
+//! The event is the capture benchmark's (`cargo xtask bench capture`): a wrk GET and nginx's
+//! 1 KiB JSON answer, whose quotes all need escaping inside the event's JSON string.
+
+use apitap_schema::{
+    ApiEvent, Body, Endpoint, Header, PayloadMode, Request, Response, SCHEMA_VERSION, SensorInfo,
+    encode_event_into,
+};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn header(name: &str, value: &str) -> Header {
+    Header {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+fn event(body: &str) -> ApiEvent {
+    ApiEvent {
+        schema_version: SCHEMA_VERSION.into(),
+        event_id: "5f2b0c8e1d7a4b3c9e6f0a1b2c3d4e5f".into(),
+        sensor: SensorInfo {
+            id: "bench".into(),
+            host: "bench-host".into(),
+        },
+        connection_id: "0123456789abcdef".into(),
+        transaction_index: 41,
+        request_start_unix_us: 1_763_884_800_123_456,
+        response_end_unix_us: Some(1_763_884_800_123_789),
+        latency_us: Some(333),
+        client: Endpoint {
+            ip: "10.77.0.2".parse().expect("ip"),
+            port: 48_312,
+        },
+        server: Endpoint {
+            ip: "10.77.0.1".parse().expect("ip"),
+            port: 8080,
+        },
+        tls: false,
+        http_version: "1.1".into(),
+        request: Request {
+            method: "GET".into(),
+            host: Some("10.77.0.1:8080".into()),
+            path: "/api/v1/bench".into(),
+            query: None,
+            headers: vec![header("Host", "10.77.0.1:8080")],
+            body: Body::from_bytes(b"", 0),
+        },
+        response: Some(Response {
+            status: 200,
+            reason: "OK".into(),
+            headers: vec![
+                header("Server", "nginx/1.26.3"),
+                header("Date", "Sun, 23 Nov 2026 07:40:00 GMT"),
+                header("Content-Type", "application/json"),
+                header("Content-Length", &body.len().to_string()),
+                header("Connection", "keep-alive"),
+            ],
+            body: Body::from_bytes(body.as_bytes(), body.len() as u64),
+        }),
+        anomalies: vec![],
+        payload: PayloadMode::Full,
+        labels: None,
+    }
+}
+
+/// The same 1 KiB document nginx serves in the capture benchmark.
+fn json_body() -> String {
+    let mut s = String::from("{\"accounts\":[");
+    let mut k = 0;
+    while s.len() < 1024 - 40 {
+        s.push_str(&format!("{{\"id\":{k},\"bal\":{}}},", k * 37 % 1000));
+        k += 1;
+    }
+    s.pop();
+    s.push_str("]}");
+    s
+}
+
+fn benches(c: &mut Criterion) {
+    let text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(18);
+    for (name, body) in [("json_1k", json_body()), ("text_1k", text)] {
+        let e = event(&body);
+        let mut out = Vec::with_capacity(8192);
+        encode_event_into(&e, &mut out);
+        let mut g = c.benchmark_group(format!("encode/{name}"));
+        g.throughput(Throughput::Bytes(out.len() as u64));
+        g.bench_function("fastjson", |b| {
+            b.iter(|| {
+                out.clear();
+                encode_event_into(&e, &mut out);
+                out.len()
+            })
+        });
+        g.bench_function("serde_json", |b| {
+            b.iter(|| {
+                out.clear();
+                serde_json::to_writer(&mut out, &e).expect("encode");
+                out.len()
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches_group, benches);
+criterion_main!(benches_group);
