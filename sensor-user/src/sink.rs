@@ -4,7 +4,7 @@
 //! the event to a memory queue or to the spool thread and returns.
 
 use std::fs::OpenOptions;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +15,16 @@ use tracing::info;
 
 use crate::config::{Config, SinkKind, SinkSection};
 
+/// Bytes of JSON lines gathered before one `write` to the destination.
+const LINES_BUFFER_BYTES: usize = 256 * 1024;
+
 enum Out {
-    Lines(BufWriter<Box<dyn Write + Send>>),
+    /// Events are encoded straight into `buf` (no intermediate line buffer), which is written
+    /// out whenever it holds [`LINES_BUFFER_BYTES`], and on every flush.
+    Lines {
+        dest: Box<dyn Write + Send>,
+        buf: Vec<u8>,
+    },
     Bus(Box<dyn EventPublisher>),
 }
 
@@ -27,7 +35,6 @@ pub struct Sink {
     pub events: u64,
     /// Bytes written (JSON-lines sinks only).
     pub bytes: u64,
-    line: Vec<u8>,
     close_timeout: Duration,
 }
 
@@ -53,10 +60,10 @@ impl Sink {
                 anyhow::bail!("sink.kind = \"kafka\" needs the [kafka] section (Sink::from_config)")
             }
         };
-        Ok(Sink::with_out(Out::Lines(BufWriter::with_capacity(
-            256 * 1024,
-            w,
-        ))))
+        Ok(Sink::with_out(Out::Lines {
+            dest: w,
+            buf: Vec::with_capacity(LINES_BUFFER_BYTES + 64 * 1024),
+        }))
     }
 
     /// Opens the configured destination; for `kafka`, starts the producer and its spool (an
@@ -88,7 +95,6 @@ impl Sink {
             out,
             events: 0,
             bytes: 0,
-            line: Vec::with_capacity(16 * 1024),
             close_timeout: Duration::from_secs(5),
         }
     }
@@ -97,12 +103,15 @@ impl Sink {
     /// metrics (`apitap_bus_events_dropped_total`), not reported here.
     pub fn write(&mut self, event: &ApiEvent) -> anyhow::Result<()> {
         match &mut self.out {
-            Out::Lines(w) => {
-                self.line.clear();
-                encode_event_into(event, &mut self.line);
-                self.line.push(b'\n');
-                w.write_all(&self.line).context("writing an event")?;
-                self.bytes += self.line.len() as u64;
+            Out::Lines { dest, buf } => {
+                let start = buf.len();
+                encode_event_into(event, buf);
+                buf.push(b'\n');
+                self.bytes += (buf.len() - start) as u64;
+                if buf.len() >= LINES_BUFFER_BYTES {
+                    dest.write_all(buf).context("writing events")?;
+                    buf.clear();
+                }
             }
             Out::Bus(p) => {
                 p.publish(event);
@@ -115,7 +124,7 @@ impl Sink {
     /// Flushes buffered events (JSON lines; the bus flushes by itself).
     pub fn flush(&mut self) -> anyhow::Result<()> {
         match &mut self.out {
-            Out::Lines(w) => w.flush().context("flushing events"),
+            Out::Lines { dest, buf } => flush_lines(dest, buf),
             Out::Bus(_) => Ok(()),
         }
     }
@@ -123,7 +132,7 @@ impl Sink {
     /// The bus's counters, when this sink is the bus.
     pub fn bus_metrics(&self) -> Option<Arc<BusMetrics>> {
         match &self.out {
-            Out::Lines(_) => None,
+            Out::Lines { .. } => None,
             Out::Bus(p) => Some(p.metrics()),
         }
     }
@@ -132,8 +141,8 @@ impl Sink {
     /// spools the rest for the next start.
     pub fn close(&mut self) -> anyhow::Result<Option<CloseReport>> {
         match &mut self.out {
-            Out::Lines(w) => {
-                w.flush().context("flushing events")?;
+            Out::Lines { dest, buf } => {
+                flush_lines(dest, buf)?;
                 Ok(None)
             }
             Out::Bus(p) => {
@@ -148,6 +157,26 @@ impl Sink {
                 );
                 Ok(Some(report))
             }
+        }
+    }
+}
+
+fn flush_lines(dest: &mut Box<dyn Write + Send>, buf: &mut Vec<u8>) -> anyhow::Result<()> {
+    if !buf.is_empty() {
+        dest.write_all(buf).context("writing events")?;
+        buf.clear();
+    }
+    dest.flush().context("flushing events")
+}
+
+impl Drop for Sink {
+    /// JSON lines still buffered are written out, as `BufWriter` would (`close` is the path
+    /// that reports errors).
+    fn drop(&mut self) {
+        if let Out::Lines { dest, buf } = &mut self.out
+            && let Err(e) = flush_lines(dest, buf)
+        {
+            tracing::warn!(error = %format!("{e:#}"), "writing buffered events at shutdown");
         }
     }
 }
