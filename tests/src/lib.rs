@@ -565,6 +565,11 @@ pub fn sensor_http_get(ns_name: &str, path: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The value of metric `name` (with its labels, exactly as rendered) in `m`, 0 when absent.
+pub fn metric(m: &[(String, u64)], name: &str) -> u64 {
+    m.iter().find(|(k, _)| k == name).map_or(0, |x| x.1)
+}
+
 /// Prometheus text as `(name with labels, value)` pairs.
 pub fn parse_metrics(text: &str) -> Vec<(String, u64)> {
     text.lines()

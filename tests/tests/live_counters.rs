@@ -6,11 +6,7 @@
 use std::time::Duration;
 
 use apitap_schema::Anomaly;
-use apitap_tests::{Nginx, Sensor, Topology, read_events, require_privileges};
-
-fn metric(m: &[(String, u64)], name: &str) -> u64 {
-    m.iter().find(|(k, _)| k == name).map_or(0, |x| x.1)
-}
+use apitap_tests::{Nginx, Sensor, Topology, metric, read_events, require_privileges};
 
 #[test]
 fn truncation_is_counted_and_surfaces_as_gaps_in_all_ports_mode() -> anyhow::Result<()> {

@@ -6,11 +6,7 @@
 
 use std::time::Duration;
 
-use apitap_tests::{Nginx, SERVER_PORT, Sensor, Topology, read_events, require_privileges};
-
-fn metric(m: &[(String, u64)], name: &str) -> u64 {
-    m.iter().find(|(k, _)| k == name).map_or(0, |x| x.1)
-}
+use apitap_tests::{Nginx, SERVER_PORT, Sensor, Topology, metric, read_events, require_privileges};
 
 const WAKEUPS: &str = "apitap_sensor_ring_wakeups_total";
 const TIMER_DRAINS: &str = "apitap_sensor_ring_timer_drains_total";
