@@ -101,10 +101,11 @@ impl ConnMeta {
 /// without the formatting machinery: this runs once per event).
 fn hex(v: u128, digits: usize) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    (0..digits)
-        .rev()
-        .map(|i| char::from(HEX[((v >> (4 * i)) & 0xf) as usize]))
-        .collect()
+    let mut s = String::with_capacity(digits);
+    for i in (0..digits).rev() {
+        s.push(char::from(HEX[((v >> (4 * i)) & 0xf) as usize]));
+    }
+    s
 }
 
 #[derive(Debug, Default)]

@@ -27,6 +27,22 @@ pub(crate) struct BodyCtx {
     pub inherit: KeyHints,
 }
 
+impl BodyCtx {
+    /// Where a value of this body is: at `path`, with `hints`, its bytes mapped by `raw`.
+    #[inline]
+    pub(crate) fn at<'p>(&self, path: &'p [u8], hints: KeyHints, raw: RawMap) -> Where<'p> {
+        Where {
+            dir: self.dir,
+            part: self.part,
+            path,
+            hints,
+            region: self.region,
+            raw,
+            notes: self.notes,
+        }
+    }
+}
+
 /// Offset mapping of a value at body range `[s, e)`, `decoded` when its bytes were rewritten.
 pub(crate) fn sub(map: RawMap, s: usize, e: usize, decoded: bool) -> RawMap {
     match map {
@@ -361,15 +377,7 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                     continue;
                 }
                 if !cx.trivial_value(s, hints) {
-                    let w = Where {
-                        dir: bc.dir,
-                        part: bc.part,
-                        path,
-                        hints,
-                        region: bc.region,
-                        raw: sub(bc.map, cs, ce, esc),
-                        notes: bc.notes,
-                    };
+                    let w = bc.at(path, hints, sub(bc.map, cs, ce, esc));
                     cx.scan_value(s, &w);
                 }
                 // Compact JSON: the ',' right after the value (what its branch would do).
@@ -404,15 +412,7 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                 let tok = &b[st..i];
                 let hints = cur(&frames, key_hints);
                 if (tok[0] == b'-' || tok[0].is_ascii_digit()) && !cx.trivial_value(tok, hints) {
-                    let w = Where {
-                        dir: bc.dir,
-                        part: bc.part,
-                        path,
-                        hints,
-                        region: bc.region,
-                        raw: sub(bc.map, st, i, false),
-                        notes: bc.notes,
-                    };
+                    let w = bc.at(path, hints, sub(bc.map, st, i, false));
                     cx.scan_value(tok, &w);
                 }
                 if b.get(i) == Some(&b',') {
@@ -517,15 +517,7 @@ pub(crate) fn form(cx: &mut Ctx<'_>, b: &[u8], prefix: &str, bc: BodyCtx) {
             json(cx, &owned, &mut p, inner);
             continue;
         }
-        let w = Where {
-            dir: bc.dir,
-            part: bc.part,
-            path: &path,
-            hints,
-            region: bc.region,
-            raw: map,
-            notes: bc.notes,
-        };
+        let w = bc.at(&path, hints, map);
         cx.scan_value(val, &w);
     }
 }
@@ -602,15 +594,7 @@ pub(crate) fn xml(cx: &mut Ctx<'_>, b: &[u8], bc: BodyCtx) {
                 let ts = i + (t.as_ptr() as usize - text.as_ptr() as usize);
                 let decoded = xml_unescape(t, &mut buf);
                 let val: &[u8] = if decoded { &buf } else { t };
-                let w = Where {
-                    dir: bc.dir,
-                    part: bc.part,
-                    path: &path,
-                    hints,
-                    region: bc.region,
-                    raw: sub(bc.map, ts, ts + t.len(), decoded),
-                    notes: bc.notes,
-                };
+                let w = bc.at(&path, hints, sub(bc.map, ts, ts + t.len(), decoded));
                 cx.scan_value(val, &w);
             }
         }
@@ -628,15 +612,7 @@ pub(crate) fn xml(cx: &mut Ctx<'_>, b: &[u8], bc: BodyCtx) {
             if overflow == 0
                 && let Some(&(_, hints)) = stack.last()
             {
-                let w = Where {
-                    dir: bc.dir,
-                    part: bc.part,
-                    path: &path,
-                    hints,
-                    region: bc.region,
-                    raw: sub(bc.map, cs, ce, false),
-                    notes: bc.notes,
-                };
+                let w = bc.at(&path, hints, sub(bc.map, cs, ce, false));
                 cx.scan_value(&b[cs..ce], &w);
             }
             i = (ce + 3).min(n);
@@ -717,15 +693,7 @@ pub(crate) fn xml(cx: &mut Ctx<'_>, b: &[u8], bc: BodyCtx) {
                         let raw = &b[vs..ve];
                         let decoded = xml_unescape(raw, &mut buf);
                         let val: &[u8] = if decoded { &buf } else { raw };
-                        let w = Where {
-                            dir: bc.dir,
-                            part: bc.part,
-                            path: &path,
-                            hints,
-                            region: bc.region,
-                            raw: sub(bc.map, vs, ve, decoded),
-                            notes: bc.notes,
-                        };
+                        let w = bc.at(&path, hints, sub(bc.map, vs, ve, decoded));
                         cx.scan_value(val, &w);
                         path.truncate(plen);
                     }
@@ -782,13 +750,8 @@ pub(crate) fn csv(cx: &mut Ctx<'_>, b: &[u8], prefix: &str, bc: BodyCtx) {
                 let t = cell.trim_ascii().trim_ascii_matches_quotes();
                 let ts = cs + (t.as_ptr() as usize).saturating_sub(cell.as_ptr() as usize);
                 let w = Where {
-                    dir: bc.dir,
                     part: Part::CsvColumn,
-                    path: p,
-                    hints: *h,
-                    region: bc.region,
-                    raw: sub(bc.map, ts, ts + t.len(), false),
-                    notes: bc.notes,
+                    ..bc.at(p, *h, sub(bc.map, ts, ts + t.len(), false))
                 };
                 cx.scan_value(t, &w);
             }
@@ -816,13 +779,8 @@ impl TrimQuotes for [u8] {
 /// Free text: the whole body is one value without a key (context comes from nearby words).
 pub(crate) fn text(cx: &mut Ctx<'_>, b: &[u8], bc: BodyCtx) {
     let w = Where {
-        dir: bc.dir,
         part: Part::Text,
-        path: b"",
-        hints: bc.inherit,
-        region: bc.region,
-        raw: sub(bc.map, 0, b.len(), false),
-        notes: bc.notes,
+        ..bc.at(b"", bc.inherit, sub(bc.map, 0, b.len(), false))
     };
     cx.scan_value(b, &w);
 }
@@ -1033,13 +991,8 @@ pub(crate) fn multipart(cx: &mut Ctx<'_>, b: &[u8], boundary: &[u8], bc: BodyCtx
             ),
             BodyKind::Text => {
                 let w = Where {
-                    dir: bc.dir,
                     part: Part::MultipartPart,
-                    path: &prefix,
-                    hints,
-                    region: bc.region,
-                    raw: sub(bc.map, body_off, body_off, false),
-                    notes: bc.notes,
+                    ..bc.at(&prefix, hints, sub(bc.map, body_off, body_off, false))
                 };
                 cx.scan_value(pbody, &w);
             }

@@ -33,8 +33,6 @@ pub struct Sink {
     out: Out,
     /// Events written (handed to the bus, for the bus sink).
     pub events: u64,
-    /// Bytes written (JSON-lines sinks only).
-    pub bytes: u64,
     close_timeout: Duration,
 }
 
@@ -94,7 +92,6 @@ impl Sink {
         Sink {
             out,
             events: 0,
-            bytes: 0,
             close_timeout: Duration::from_secs(5),
         }
     }
@@ -104,10 +101,8 @@ impl Sink {
     pub fn write(&mut self, event: &ApiEvent) -> anyhow::Result<()> {
         match &mut self.out {
             Out::Lines { dest, buf } => {
-                let start = buf.len();
                 encode_event_into(event, buf);
                 buf.push(b'\n');
-                self.bytes += (buf.len() - start) as u64;
                 if buf.len() >= LINES_BUFFER_BYTES {
                     dest.write_all(buf).context("writing events")?;
                     buf.clear();

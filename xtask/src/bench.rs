@@ -208,39 +208,37 @@ struct Row {
     ring_full: u64,
 }
 
+/// Drives `/api/v1/bench` for `secs`: hey at a fixed `rate`, or wrk at its maximum; returns
+/// the seconds it took.
 fn load(topo: &Topology, rate: Option<u32>, secs: u32) -> anyhow::Result<f64> {
-    let url = topo.url("/api/v1/bench");
     let start = Instant::now();
-    let status = match rate {
+    match rate {
         // hey: 50 workers, each at rate/50 requests per second, for `secs`.
-        Some(r) => topo
-            .client
-            .cmd(
-                "hey",
-                &[
-                    "-z",
-                    &format!("{secs}s"),
-                    "-c",
-                    "50",
-                    "-q",
-                    &(r / 50).max(1).to_string(),
-                    "-disable-compression",
-                    &url,
-                ],
-            )
-            .stdout(Stdio::null())
-            .status()?,
-        None => topo
-            .client
-            .cmd(
-                "wrk",
-                &["-t", "2", "-c", "50", "-d", &format!("{secs}s"), &url],
-            )
-            .stdout(Stdio::null())
-            .status()?,
-    };
-    if !status.success() {
-        bail!("load generator failed");
+        Some(r) => {
+            let status = topo
+                .client
+                .cmd(
+                    "hey",
+                    &[
+                        "-z",
+                        &format!("{secs}s"),
+                        "-c",
+                        "50",
+                        "-q",
+                        &(r / 50).max(1).to_string(),
+                        "-disable-compression",
+                        &topo.url("/api/v1/bench"),
+                    ],
+                )
+                .stdout(Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("hey failed");
+            }
+        }
+        None => {
+            wrk_run(topo, secs)?;
+        }
     }
     Ok(start.elapsed().as_secs_f64())
 }
@@ -266,6 +264,9 @@ fn wrk_run(topo: &Topology, secs: u32) -> anyhow::Result<(f64, u64)> {
             ],
         )
         .output()?;
+    if !out.status.success() {
+        bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     let rps = text
         .lines()
