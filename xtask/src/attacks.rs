@@ -103,6 +103,25 @@ struct Attack {
     notes: String,
 }
 
+impl Attack {
+    /// A run by the one attacker host, with no benign clients beside it.
+    fn by_attacker(
+        tool: &'static str,
+        package: &'static str,
+        command: String,
+        notes: impl Into<String>,
+    ) -> Attack {
+        Attack {
+            tool,
+            package,
+            command,
+            attackers: vec![ATTACKER.into()],
+            benign: Vec::new(),
+            notes: notes.into(),
+        }
+    }
+}
+
 const SCENARIOS: &[Spec] = &[
     Spec {
         name: "stuffing_hydra_form",
@@ -803,14 +822,12 @@ fn stuffing_hydra_form(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
         "/login:username=^USER^&password=^PASS^:F=Login failed",
     ]);
     let command = lab.tool("hydra", 300, "hydra", &args)?;
-    Ok(Attack {
-        tool: "hydra",
-        package: "hydra",
+    Ok(Attack::by_attacker(
+        "hydra",
+        "hydra",
         command,
-        attackers: vec![ATTACKER.into()],
-        benign: Vec::new(),
-        notes: "combo.txt: 320 username:password pairs, each username once, 240 real accounts (4 with their real password), 80 unknown".into(),
-    })
+        "combo.txt: 320 username:password pairs, each username once, 240 real accounts (4 with their real password), 80 unknown",
+    ))
 }
 
 fn brute_hydra_basic(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
@@ -831,14 +848,12 @@ fn brute_hydra_basic(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
         "/basic/",
     ]);
     let command = lab.tool("hydra", 300, "hydra", &args)?;
-    Ok(Attack {
-        tool: "hydra",
-        package: "hydra",
+    Ok(Attack::by_attacker(
+        "hydra",
+        "hydra",
         command,
-        attackers: vec![ATTACKER.into()],
-        benign: Vec::new(),
-        notes: "passwords.txt: first 400 entries of /usr/share/john/password.lst; alice's password is entry 109, hydra stops there (-f)".into(),
-    })
+        "passwords.txt: first 400 entries of /usr/share/john/password.lst; alice's password is entry 109, hydra stops there (-f)",
+    ))
 }
 
 fn stuffing_ffuf_json(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
@@ -871,14 +886,12 @@ fn stuffing_ffuf_json(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
         "8",
     ]);
     let command = lab.tool("ffuf", 300, "ffuf", &args)?;
-    Ok(Attack {
-        tool: "ffuf",
-        package: "ffuf",
+    Ok(Attack::by_attacker(
+        "ffuf",
+        "ffuf",
         command,
-        attackers: vec![ATTACKER.into()],
-        benign: Vec::new(),
-        notes: "users.txt/passwords.txt: 300 pairs (pitchfork), each username once, 225 real accounts (3 with their real password), 75 unknown".into(),
-    })
+        "users.txt/passwords.txt: 300 pairs (pitchfork), each username once, 225 real accounts (3 with their real password), 75 unknown",
+    ))
 }
 
 fn brute_patator_json(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
@@ -899,14 +912,12 @@ fn brute_patator_json(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
         "--threads=4",
     ]);
     let command = lab.tool("patator", 300, "patator", &args)?;
-    Ok(Attack {
-        tool: "patator",
-        package: "patator",
+    Ok(Attack::by_attacker(
+        "patator",
+        "patator",
         command,
-        attackers: vec![ATTACKER.into()],
-        benign: Vec::new(),
-        notes: "passwords.txt: first 400 entries of /usr/share/john/password.lst; bob's password is not among them".into(),
-    })
+        "passwords.txt: first 400 entries of /usr/share/john/password.lst; bob's password is not among them",
+    ))
 }
 
 fn stuffing_distributed(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
@@ -995,17 +1006,15 @@ fn otp_guessing(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
         &lab.url("/api/otp/verify"),
     ]);
     let command = lab.tool("wfuzz", 300, "wfuzz", &args)?;
-    Ok(Attack {
-        tool: "wfuzz",
-        package: "wfuzz",
+    Ok(Attack::by_attacker(
+        "wfuzz",
+        "wfuzz",
         command,
-        attackers: vec![ATTACKER.into()],
-        benign: Vec::new(),
-        notes: format!(
+        format!(
             "one POST /api/otp/send for {} first (curl), then 500 codes; the real code is not among them",
             victim.phone
         ),
-    })
+    ))
 }
 
 fn enum_ffuf(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
@@ -1027,15 +1036,12 @@ fn enum_ffuf(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     let command = lab
         .tool("ffuf", 300, "ffuf", &args)?
         .replace(&token, "$TOKEN");
-    Ok(Attack {
-        tool: "ffuf",
-        package: "ffuf",
+    Ok(Attack::by_attacker(
+        "ffuf",
+        "ffuf",
         command,
-        attackers: vec![ATTACKER.into()],
-        benign: Vec::new(),
-        notes: "bob logs in first (curl POST /api/login; $TOKEN is his JWT), then ids 1..2000"
-            .into(),
-    })
+        "bob logs in first (curl POST /api/login; $TOKEN is his JWT), then ids 1..2000",
+    ))
 }
 
 fn enum_wfuzz(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
@@ -1055,14 +1061,12 @@ fn enum_wfuzz(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     let command = lab
         .tool("wfuzz", 300, "wfuzz", &args)?
         .replace(&token, "$TOKEN");
-    Ok(Attack {
-        tool: "wfuzz",
-        package: "wfuzz",
+    Ok(Attack::by_attacker(
+        "wfuzz",
+        "wfuzz",
         command,
-        attackers: vec![ATTACKER.into()],
-        benign: Vec::new(),
-        notes: "alice logs in first (curl POST /api/login; $TOKEN is her JWT); server runs with --authz strict".into(),
-    })
+        "alice logs in first (curl POST /api/login; $TOKEN is her JWT); server runs with --authz strict",
+    ))
 }
 
 fn crawl_wget(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
@@ -1077,14 +1081,12 @@ fn crawl_wget(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
         &lab.url("/"),
     ]);
     let command = lab.tool("wget", 300, "wget", &args)?;
-    Ok(Attack {
-        tool: "wget",
-        package: "wget",
+    Ok(Attack::by_attacker(
+        "wget",
+        "wget",
         command,
-        attackers: vec![ATTACKER.into()],
-        benign: Vec::new(),
-        notes: "the whole site: /, robots.txt, /docs/, /products/ and 150 product pages".into(),
-    })
+        "the whole site: /, robots.txt, /docs/, /products/ and 150 product pages",
+    ))
 }
 
 fn crawl_gobuster(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
@@ -1102,14 +1104,12 @@ fn crawl_gobuster(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
         "gobuster.txt",
     ]);
     let command = lab.tool("gobuster", 300, "gobuster", &args)?;
-    Ok(Attack {
-        tool: "gobuster",
-        package: "gobuster",
+    Ok(Attack::by_attacker(
+        "gobuster",
+        "gobuster",
         command,
-        attackers: vec![ATTACKER.into()],
-        benign: Vec::new(),
-        notes: "dirb's common.txt (4614 words); gobuster first probes a random path for wildcard answers".into(),
-    })
+        "dirb's common.txt (4614 words); gobuster first probes a random path for wildcard answers",
+    ))
 }
 
 fn bulk_export(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
@@ -1125,14 +1125,12 @@ fn bulk_export(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     let command = lab
         .tool("curl", 120, "curl", &args)?
         .replace(&token, "$TOKEN");
-    Ok(Attack {
-        tool: "curl",
-        package: "curl",
+    Ok(Attack::by_attacker(
+        "curl",
+        "curl",
         command,
-        attackers: vec![ATTACKER.into()],
-        benign: Vec::new(),
-        notes: "bob logs in first (curl POST /api/login; $TOKEN is his JWT), then 20 pages × 50 records = all 1000 accounts with ID numbers, phones, bank cards".into(),
-    })
+        "bob logs in first (curl POST /api/login; $TOKEN is his JWT), then 20 pages × 50 records = all 1000 accounts with ID numbers, phones, bank cards",
+    ))
 }
 
 const SIEGE_URLS: &[&str] = &[
