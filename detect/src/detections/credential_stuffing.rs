@@ -18,55 +18,14 @@
 //! **State:** one ~100-byte entry per (source, login endpoint) and one per login endpoint,
 //! plus 256-byte sketches beyond 8 distinct values; bounded by `limits.max_keys_per_table`.
 use crate::baseline::Metric;
-use crate::bounded::{BoundedMap, Touched};
+use crate::bounded::BoundedMap;
 use crate::campaign::{Hit, Scope};
 use crate::config::{BaselineConfig, DetectConfig, StuffingConfig};
-use crate::detections::{Cx, ratio, roll, us};
+use crate::detections::{Attempts, Cx, ratio, us};
 use crate::engine::Obs;
 use crate::finding::{Detector, Severity};
 use crate::keys::Domain;
 use crate::outcome::Outcome;
-use crate::sketch::Distinct;
-
-#[derive(Debug, Default)]
-struct Win {
-    start_us: u64,
-    last_us: u64,
-    hot_until: u64,
-    attempts: u32,
-    failures: u32,
-    successes: u32,
-    users: Distinct,
-    sources: Distinct,
-}
-
-impl Touched for Win {
-    /// A key in an open campaign stays until the campaign could close.
-    fn last_us(&self) -> u64 {
-        self.last_us.max(self.hot_until)
-    }
-}
-
-impl Win {
-    fn add(&mut self, o: &Obs, now: u64, len: u64) {
-        if roll(&mut self.start_us, now, len) {
-            let hot = self.hot_until;
-            *self = Win {
-                start_us: now,
-                hot_until: hot,
-                ..Win::default()
-            };
-        }
-        self.last_us = self.last_us.max(now);
-        self.attempts += 1;
-        self.failures += u32::from(o.outcome == Outcome::Failure);
-        self.successes += u32::from(o.outcome == Outcome::Success);
-        if let Some(u) = o.actor.login_user {
-            self.users.insert(u);
-        }
-        self.sources.insert(o.actor.ip_key);
-    }
-}
 
 /// The credential-stuffing detector.
 #[derive(Debug)]
@@ -74,8 +33,8 @@ pub struct CredentialStuffing {
     cfg: StuffingConfig,
     base: BaselineConfig,
     quiet_us: u64,
-    per_source: BoundedMap<Win>,
-    per_endpoint: BoundedMap<Win>,
+    per_source: BoundedMap<Attempts>,
+    per_endpoint: BoundedMap<Attempts>,
 }
 
 impl CredentialStuffing {
@@ -97,12 +56,9 @@ impl CredentialStuffing {
         let c = &self.cfg;
         let len = us(c.window_secs);
         let key = cx.keyer.pair(Domain::Ip, o.actor.ip_key, o.endpoint_key);
-        let w = self.per_source.entry(key, || Win {
-            start_us: now,
-            ..Win::default()
-        });
-        w.add(o, now, len);
-        let users = w.users.count();
+        let w = self.per_source.entry(key, || Attempts::starting(now));
+        w.add(o, now, len, o.actor.login_user);
+        let users = w.values.count();
         let attempts = u64::from(w.attempts);
         let fail_ratio = ratio(u64::from(w.failures), attempts);
         let triggered = users >= u64::from(c.min_distinct_usernames)
@@ -152,14 +108,13 @@ impl CredentialStuffing {
         } else {
             c.distributed_min_failure_ratio
         };
-        let e = self.per_endpoint.entry(o.endpoint_key, || Win {
-            start_us: now,
-            ..Win::default()
-        });
-        e.add(o, now, len);
+        let e = self
+            .per_endpoint
+            .entry(o.endpoint_key, || Attempts::starting(now));
+        e.add(o, now, len, o.actor.login_user);
         let sources = e.sources.count();
         let attempts = u64::from(e.attempts);
-        let users = e.users.count();
+        let users = e.values.count();
         let fail_ratio = ratio(u64::from(e.failures), attempts);
         let per_source = attempts as f64 / sources.max(1) as f64;
         let triggered = u64::from(e.failures) >= u64::from(c.distributed_min_failures)
@@ -225,7 +180,7 @@ impl CredentialStuffing {
                 .per_source
                 .values()
                 .chain(self.per_endpoint.values())
-                .map(|w| w.users.heap_bytes() + w.sources.heap_bytes())
+                .map(Attempts::heap_bytes)
                 .sum::<usize>()
     }
 }

@@ -7,8 +7,12 @@
 //! the actor's further events keep feeding the open campaign (counters, time range) until it
 //! has been quiet for `lifecycle.quiet_secs`.
 use crate::baseline::Baselines;
+use crate::bounded::Touched;
 use crate::campaign::Campaigns;
+use crate::engine::Obs;
 use crate::keys::Keyer;
+use crate::outcome::Outcome;
+use crate::sketch::Distinct;
 
 pub mod abnormal_access;
 pub mod brute_force;
@@ -37,6 +41,63 @@ pub(crate) fn roll(start_us: &mut u64, now: u64, len_us: u64) -> bool {
         return true;
     }
     false
+}
+
+/// One key's login-style attempts in its window, shared by the detectors that count them:
+/// attempts by outcome, the distinct values the detector tracks (user names for credential
+/// stuffing, codes for OTP guessing) and the distinct sources.
+#[derive(Debug, Default)]
+pub(crate) struct Attempts {
+    pub start_us: u64,
+    pub last_us: u64,
+    /// The key is in an open campaign until then.
+    pub hot_until: u64,
+    pub attempts: u32,
+    pub failures: u32,
+    pub successes: u32,
+    pub values: Distinct,
+    pub sources: Distinct,
+}
+
+impl Touched for Attempts {
+    /// A key in an open campaign stays until the campaign could close.
+    fn last_us(&self) -> u64 {
+        self.last_us.max(self.hot_until)
+    }
+}
+
+impl Attempts {
+    /// A window opened by an event at `now`.
+    pub(crate) fn starting(now: u64) -> Attempts {
+        Attempts {
+            start_us: now,
+            ..Attempts::default()
+        }
+    }
+
+    /// Counts `o` at `now`, restarting the window of `len_us` first if it ended (the hot mark
+    /// survives); `value` is the event's tracked value, when it has one.
+    pub(crate) fn add(&mut self, o: &Obs, now: u64, len_us: u64, value: Option<u64>) {
+        if roll(&mut self.start_us, now, len_us) {
+            *self = Attempts {
+                hot_until: self.hot_until,
+                ..Attempts::starting(now)
+            };
+        }
+        self.last_us = self.last_us.max(now);
+        self.attempts += 1;
+        self.failures += u32::from(o.outcome == Outcome::Failure);
+        self.successes += u32::from(o.outcome == Outcome::Success);
+        if let Some(v) = value {
+            self.values.insert(v);
+        }
+        self.sources.insert(o.actor.ip_key);
+    }
+
+    /// Heap bytes of the distinct-value sketches.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.values.heap_bytes() + self.sources.heap_bytes()
+    }
 }
 
 /// Ratio with a zero denominator as 0.

@@ -11,15 +11,14 @@
 //!
 //! **State:** one ~100-byte entry per (actor, endpoint), + 256 bytes beyond 8 distinct codes;
 //! bounded by `limits.max_keys_per_table`.
-use crate::bounded::{BoundedMap, Touched};
+use crate::bounded::BoundedMap;
 use crate::campaign::{Hit, Scope};
 use crate::config::{DetectConfig, OtpConfig};
-use crate::detections::{Cx, roll, us};
+use crate::detections::{Attempts, Cx, us};
 use crate::engine::Obs;
 use crate::finding::{Detector, Severity};
 use crate::keys::Domain;
 use crate::outcome::Outcome;
-use crate::sketch::Distinct;
 
 const CODE_FIELDS: &[&str] = &[
     "code",
@@ -72,31 +71,12 @@ fn code_of(o: &Obs) -> Option<String> {
     o.ev.request.query.as_deref().and_then(from_pairs)
 }
 
-#[derive(Debug, Default)]
-struct Win {
-    start_us: u64,
-    last_us: u64,
-    hot_until: u64,
-    attempts: u32,
-    failures: u32,
-    successes: u32,
-    codes: Distinct,
-    sources: Distinct,
-}
-
-impl Touched for Win {
-    /// A key in an open campaign stays until the campaign could close.
-    fn last_us(&self) -> u64 {
-        self.last_us.max(self.hot_until)
-    }
-}
-
 /// The OTP-guessing detector.
 #[derive(Debug)]
 pub struct OtpGuessing {
     cfg: OtpConfig,
     quiet_us: u64,
-    wins: BoundedMap<Win>,
+    wins: BoundedMap<Attempts>,
 }
 
 impl OtpGuessing {
@@ -124,27 +104,9 @@ impl OtpGuessing {
         };
         let key = cx.keyer.pair(Domain::Code, actor, o.endpoint_key);
         let code = code_of(o).map(|c| cx.keyer.hash(Domain::Code, c.as_bytes()));
-        let w = self.wins.entry(key, || Win {
-            start_us: now,
-            ..Win::default()
-        });
-        if roll(&mut w.start_us, now, us(self.cfg.window_secs)) {
-            let hot = w.hot_until;
-            *w = Win {
-                start_us: now,
-                hot_until: hot,
-                ..Win::default()
-            };
-        }
-        w.last_us = w.last_us.max(now);
-        w.attempts += 1;
-        w.failures += u32::from(o.outcome == Outcome::Failure);
-        w.successes += u32::from(o.outcome == Outcome::Success);
-        if let Some(c) = code {
-            w.codes.insert(c);
-        }
-        w.sources.insert(a.ip_key);
-        let codes = w.codes.count();
+        let w = self.wins.entry(key, || Attempts::starting(now));
+        w.add(o, now, us(self.cfg.window_secs), code);
+        let codes = w.values.count();
         let triggered = w.failures >= self.cfg.min_failures
             && (codes == 0 || codes >= u64::from(self.cfg.min_distinct_codes));
         if triggered || w.hot_until >= now {
@@ -193,12 +155,7 @@ impl OtpGuessing {
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        self.wins.table_bytes()
-            + self
-                .wins
-                .values()
-                .map(|w| w.codes.heap_bytes() + w.sources.heap_bytes())
-                .sum::<usize>()
+        self.wins.table_bytes() + self.wins.values().map(Attempts::heap_bytes).sum::<usize>()
     }
 }
 
