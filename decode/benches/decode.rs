@@ -293,7 +293,8 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
     eprintln!(
-        "apitap-bench-meta transactions={txs} wire_bytes={bytes} stream_bytes={stream_bytes}"
+        "apitap-bench-meta transactions={txs} wire_bytes={bytes} stream_bytes={stream_bytes} packets={}",
+        pkts.len()
     );
 }
 

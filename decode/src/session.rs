@@ -13,7 +13,7 @@ use std::sync::Arc;
 use apitap_schema::{
     Anomaly, ApiEvent, Body, Endpoint, PayloadMode, Request, Response, SCHEMA_VERSION, SensorInfo,
 };
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64, xxh3_128};
 
 use crate::content;
 use crate::http1::{Framing, Head, Kind, Limits, MessageParser, Step};
@@ -69,31 +69,60 @@ pub struct ConnMeta {
 }
 
 impl ConnMeta {
-    fn hasher(&self) -> Xxh3 {
-        let mut h = Xxh3::new();
-        h.update(self.sensor.id.as_bytes());
-        h.update(&[0]);
-        for ep in [self.client, self.server] {
-            match ep.ip {
-                IpAddr::V4(a) => h.update(&a.octets()),
-                IpAddr::V6(a) => h.update(&a.octets()),
-            }
-            h.update(&ep.port.to_be_bytes());
-        }
-        h.update(&self.first_seen_ns.to_be_bytes());
-        h
-    }
-
     /// 16 hex digits, stable for the same connection seen by the same sensor.
     pub fn connection_id(&self) -> String {
-        hex(u128::from(self.hasher().digest()), 16)
+        IdSeed::of(self).connection_id()
     }
 
     /// 32 hex digits, stable for the same transaction.
     pub fn event_id(&self, index: u64) -> String {
-        let mut h = self.hasher();
-        h.update(&index.to_be_bytes());
-        hex(h.digest128(), 32)
+        IdSeed::of(self).event_id(index)
+    }
+}
+
+/// What every id of a connection hashes first (sensor id, a 0 byte, client and server
+/// address and port, first-seen time), serialised once per connection: a streaming XXH3
+/// state per event cost more than the rest of building the event's ids.
+#[derive(Debug)]
+struct IdSeed(Vec<u8>);
+
+impl IdSeed {
+    fn of(meta: &ConnMeta) -> Self {
+        let mut b = Vec::with_capacity(meta.sensor.id.len() + 1 + 2 * 18 + 8);
+        b.extend_from_slice(meta.sensor.id.as_bytes());
+        b.push(0);
+        for ep in [meta.client, meta.server] {
+            match ep.ip {
+                IpAddr::V4(a) => b.extend_from_slice(&a.octets()),
+                IpAddr::V6(a) => b.extend_from_slice(&a.octets()),
+            }
+            b.extend_from_slice(&ep.port.to_be_bytes());
+        }
+        b.extend_from_slice(&meta.first_seen_ns.to_be_bytes());
+        IdSeed(b)
+    }
+
+    fn connection_id(&self) -> String {
+        hex(u128::from(xxh3_64(&self.0)), 16)
+    }
+
+    /// XXH3-128 of the seed and the transaction index, one-shot from a stack copy when it
+    /// fits (the same digest as streaming both parts).
+    fn event_id(&self, index: u64) -> String {
+        const STACK: usize = 128;
+        let n = self.0.len();
+        let digest = if n + 8 <= STACK {
+            let mut buf = [0u8; STACK];
+            buf[..n].copy_from_slice(&self.0);
+            buf[n..n + 8].copy_from_slice(&index.to_be_bytes());
+            xxh3_128(&buf[..n + 8])
+        } else {
+            let mut h = Xxh3::new();
+            h.update(&self.0);
+            h.update(&index.to_be_bytes());
+            h.digest128()
+        };
+        hex(digest, 32)
     }
 }
 
@@ -101,11 +130,12 @@ impl ConnMeta {
 /// without the formatting machinery: this runs once per event).
 fn hex(v: u128, digits: usize) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(digits);
-    for i in (0..digits).rev() {
-        s.push(char::from(HEX[((v >> (4 * i)) & 0xf) as usize]));
-    }
-    s
+    let s: Vec<u8> = (0..digits)
+        .rev()
+        .map(|i| HEX[((v >> (4 * i)) & 0xf) as usize])
+        .collect();
+    // ASCII by construction.
+    String::from_utf8(s).unwrap_or_default()
 }
 
 #[derive(Debug, Default)]
@@ -178,6 +208,7 @@ struct EarlyResponse {
 #[derive(Debug)]
 pub struct Session {
     meta: ConnMeta,
+    ids: IdSeed,
     connection_id: String,
     cfg: Arc<SessionConfig>,
     req: MessageParser,
@@ -216,8 +247,10 @@ impl Session {
             res.resync();
             carry.push(Anomaly::MidstreamStart);
         }
+        let ids = IdSeed::of(&meta);
         Session {
-            connection_id: meta.connection_id(),
+            connection_id: ids.connection_id(),
+            ids,
             meta,
             cfg,
             req,
@@ -662,7 +695,7 @@ impl Session {
         });
         ApiEvent {
             schema_version: SCHEMA_VERSION.to_owned(),
-            event_id: self.meta.event_id(index),
+            event_id: self.ids.event_id(index),
             sensor: (*self.meta.sensor).clone(),
             connection_id: self.connection_id.clone(),
             transaction_index: index,
@@ -1076,6 +1109,42 @@ mod tests {
             &mut out,
         );
         assert_eq!(st.unsolicited_responses, 1);
+    }
+
+    #[test]
+    fn event_ids_one_shot_equal_streaming_for_any_seed_length() {
+        for id_len in [0, 1, 83, 84, 119, 120, 121, 500] {
+            let meta = ConnMeta {
+                sensor: Arc::new(SensorInfo {
+                    id: "x".repeat(id_len),
+                    host: "h".into(),
+                }),
+                client: Endpoint {
+                    ip: "2001:db8::2".parse().unwrap(),
+                    port: 5555,
+                },
+                server: Endpoint {
+                    ip: "10.0.0.1".parse().unwrap(),
+                    port: 80,
+                },
+                first_seen_ns: 1_700_000_000_123_456_789,
+                tls: false,
+            };
+            let seed = IdSeed::of(&meta);
+            let mut h = Xxh3::new();
+            h.update(&seed.0);
+            assert_eq!(seed.connection_id(), format!("{:016x}", h.digest()));
+            for index in [0, 1, u64::MAX] {
+                let mut h = Xxh3::new();
+                h.update(&seed.0);
+                h.update(&index.to_be_bytes());
+                assert_eq!(
+                    seed.event_id(index),
+                    format!("{:032x}", h.digest128()),
+                    "id_len {id_len} index {index}"
+                );
+            }
+        }
     }
 
     #[test]
