@@ -44,14 +44,7 @@ pub fn decode() -> anyhow::Result<()> {
     if !out.status.success() {
         bail!("cargo bench failed: {err}");
     }
-    let meta: HashMap<&str, f64> = err
-        .lines()
-        .find_map(|l| l.strip_prefix("apitap-bench-meta "))
-        .context("bench did not print its metadata")?
-        .split(' ')
-        .filter_map(|kv| kv.split_once('='))
-        .filter_map(|(k, v)| v.parse().ok().map(|v| (k, v)))
-        .collect();
+    let meta = bench_meta(&err)?;
     let (txs, wire, stream) = (
         meta["transactions"],
         meta["wire_bytes"],
@@ -91,6 +84,184 @@ pub fn decode() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Functions of the decode pipeline reported by `bench decode-instructions`, by name suffix.
+const IR_PARTS: [(&str, &[&str]); 6] = [
+    ("reassembly+parse+pair", &["Reassembler::segment"]),
+    ("  of which HTTP framing", &["MessageParser::step"]),
+    ("  of which event building", &["Session::build"]),
+    ("JSON encoding", &["encode_event_into"]),
+    (
+        "event drop (free)",
+        &["drop_in_place<apitap_schema::ApiEvent>"],
+    ),
+    (
+        "httparse (floor)",
+        &[
+            "ParserConfig::parse_request_with_uninit_headers",
+            "ParserConfig::parse_response_with_uninit_headers",
+        ],
+    ),
+];
+
+/// Per callee name: (calls, inclusive instructions of those calls), from a callgrind file
+/// (name compression and relative positions as valgrind writes them).
+fn callgrind_calls(path: &Path) -> anyhow::Result<HashMap<String, (u64, u64)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut out: HashMap<String, (u64, u64)> = HashMap::new();
+    let (mut callee, mut pending) = (None::<String>, None::<(String, u64)>);
+    for line in text.lines() {
+        if let Some((name, calls)) = pending.take() {
+            let ir: u64 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let e = out.entry(name).or_default();
+            e.0 += calls;
+            e.1 += ir;
+            continue;
+        }
+        let named = |rest: &str, names: &mut HashMap<String, String>| {
+            let (id, name) = rest.split_once(')').unwrap_or((rest, ""));
+            let name = name.trim();
+            if !name.is_empty() {
+                names.insert(id.to_owned(), name.to_owned());
+            }
+            names.get(id).cloned()
+        };
+        if let Some(rest) = line.strip_prefix("cfn=(") {
+            callee = named(rest, &mut names);
+        } else if let Some(rest) = line.strip_prefix("fn=(") {
+            named(rest, &mut names);
+        } else if let Some(rest) = line.strip_prefix("calls=") {
+            let calls = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if let Some(name) = callee.take() {
+                pending = Some((name, calls));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `bench decode-instructions`: the decode pipeline bench under callgrind; instructions per
+/// transaction for the whole pipeline and its parts, next to the previous run's figures.
+/// Instruction counts are deterministic where this shared VM's wall-clock times drift by
+/// ±30 % (cache misses are not counted: confirm wins with `bench decode`/`capture`).
+pub fn decode_instructions() -> anyhow::Result<()> {
+    if !Command::new("sh")
+        .args(["-c", "command -v valgrind"])
+        .stdout(Stdio::null())
+        .status()?
+        .success()
+        && !Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "valgrind",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()?
+            .success()
+    {
+        bail!("installing valgrind failed");
+    }
+    let build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "bench",
+            "-p",
+            "apitap-decode",
+            "--bench",
+            "decode",
+            "--no-run",
+        ])
+        .current_dir(workspace_root())
+        .output()?;
+    let err = String::from_utf8_lossy(&build.stderr);
+    if !build.status.success() {
+        bail!("building the decode bench failed: {err}");
+    }
+    let exe = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Executable benches/decode.rs ("))
+        .and_then(|l| l.strip_suffix(')'))
+        .context("cargo printed no bench executable")?;
+    let dir = workspace_root().join("target/bench-decode-instructions");
+    std::fs::create_dir_all(&dir)?;
+    let cg = dir.join("callgrind.out");
+    let run = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", cg.display()))
+        .arg(workspace_root().join(exe))
+        .args([
+            "--bench",
+            "--profile-time",
+            "3",
+            "pipeline/decode_and_encode",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
+    let err = String::from_utf8_lossy(&run.stderr);
+    if !run.status.success() {
+        bail!("callgrind run failed: {err}");
+    }
+    let meta = bench_meta(&err)?;
+    let calls = callgrind_calls(&cg)?;
+    let sum = |suffixes: &[&str]| {
+        calls
+            .iter()
+            .filter(|(name, _)| suffixes.iter().any(|s| name.ends_with(s)))
+            .fold((0, 0), |a, (_, c)| (a.0 + c.0, a.1 + c.1))
+    };
+    let (segments, _) = sum(IR_PARTS[0].1);
+    if segments == 0 {
+        bail!("no Reassembler::segment calls in the profile");
+    }
+    let txs = segments as f64 / meta["packets"] * meta["transactions"];
+    let now: Vec<(String, f64)> = IR_PARTS
+        .iter()
+        .map(|(label, suffixes)| (label.to_string(), sum(suffixes).1 as f64 / txs))
+        .collect();
+    let saved = dir.join("last.json");
+    let before: HashMap<String, f64> = std::fs::read(&saved)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    println!(
+        "\n{:<28} {:>14} {:>14} {:>9}   ({:.0} transactions measured)",
+        "decode instructions", "per tx", "previous run", "ratio", txs
+    );
+    for (label, v) in &now {
+        match before.get(label) {
+            Some(b) => println!("{label:<28} {v:>14.0} {b:>14.0} {:>8.3}x", v / b),
+            None => println!("{label:<28} {v:>14.0} {:>14} {:>9}", "-", "-"),
+        }
+    }
+    let map: HashMap<&str, f64> = now.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    std::fs::write(&saved, serde_json::to_vec_pretty(&map)?)?;
+    Ok(())
+}
+
+/// The `apitap-bench-meta k=v …` line the decode bench prints on stderr.
+fn bench_meta(stderr: &str) -> anyhow::Result<HashMap<String, f64>> {
+    Ok(stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("apitap-bench-meta "))
+        .context("bench did not print its metadata")?
+        .split(' ')
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_owned(), v)))
+        .collect())
 }
 
 fn count_log(nginx: &Nginx) -> anyhow::Result<(u64, u64)> {

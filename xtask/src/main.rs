@@ -55,11 +55,13 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         benign_seconds: u64,
     },
-    /// Benchmarks: `decode` (criterion, one core), `capture` (live, netns, load tools) or
-    /// `kafka` (bus throughput against a real broker, next to `tansu perf`).
+    /// Benchmarks: `decode` (criterion, one core), `decode-instructions` (the same pipeline
+    /// under callgrind: instructions per transaction, deterministic on a noisy machine, next to
+    /// the previous run), `capture` (live, netns, load tools) or `kafka` (bus throughput
+    /// against a real broker, next to `tansu perf`).
     Bench {
         /// Which benchmark.
-        #[arg(value_parser = ["decode", "capture", "kafka"])]
+        #[arg(value_parser = ["decode", "decode-instructions", "capture", "kafka"])]
         which: String,
         /// Seconds per load phase (capture) or of the `tansu perf` run (kafka).
         #[arg(long, default_value_t = 10)]
@@ -80,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             match which.as_str() {
                 "decode" => bench::decode(),
+                "decode-instructions" => bench::decode_instructions(),
                 "kafka" => bench_kafka::run(seconds),
                 _ => bench::capture(seconds),
             }
