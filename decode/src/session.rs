@@ -788,10 +788,10 @@ pub fn split_target(target: &str) -> (String, Option<String>) {
 mod tests {
     use super::*;
 
-    fn session(midstream: bool) -> Session {
-        let meta = ConnMeta {
+    fn meta(sensor_id: &str) -> ConnMeta {
+        ConnMeta {
             sensor: Arc::new(SensorInfo {
-                id: "s".into(),
+                id: sensor_id.into(),
                 host: "h".into(),
             }),
             client: Endpoint {
@@ -804,8 +804,11 @@ mod tests {
             },
             first_seen_ns: 1,
             tls: false,
-        };
-        Session::new(meta, Arc::new(SessionConfig::default()), midstream)
+        }
+    }
+
+    fn session(midstream: bool) -> Session {
+        Session::new(meta("s"), Arc::new(SessionConfig::default()), midstream)
     }
 
     #[test]
@@ -1114,22 +1117,9 @@ mod tests {
     #[test]
     fn event_ids_one_shot_equal_streaming_for_any_seed_length() {
         for id_len in [0, 1, 83, 84, 119, 120, 121, 500] {
-            let meta = ConnMeta {
-                sensor: Arc::new(SensorInfo {
-                    id: "x".repeat(id_len),
-                    host: "h".into(),
-                }),
-                client: Endpoint {
-                    ip: "2001:db8::2".parse().unwrap(),
-                    port: 5555,
-                },
-                server: Endpoint {
-                    ip: "10.0.0.1".parse().unwrap(),
-                    port: 80,
-                },
-                first_seen_ns: 1_700_000_000_123_456_789,
-                tls: false,
-            };
+            let mut meta = meta(&"x".repeat(id_len));
+            meta.client.ip = "2001:db8::2".parse().unwrap();
+            meta.first_seen_ns = 1_700_000_000_123_456_789;
             let seed = IdSeed::of(&meta);
             let mut h = Xxh3::new();
             h.update(&seed.0);

@@ -25,25 +25,17 @@ fn estimate_ns(group: &str, name: &str) -> anyhow::Result<f64> {
         .context("no mean in estimates.json")
 }
 
+/// `cargo bench` of the decoder's criterion benches, arguments still to add.
+fn decode_bench() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.args(["bench", "-p", "apitap-decode", "--bench", "decode"])
+        .current_dir(workspace_root());
+    cmd
+}
+
 /// `bench decode`: criterion benches of the decoder, summarised.
 pub fn decode() -> anyhow::Result<()> {
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args([
-            "bench",
-            "-p",
-            "apitap-decode",
-            "--bench",
-            "decode",
-            "--",
-            "--noplot",
-        ])
-        .current_dir(workspace_root())
-        .stderr(Stdio::piped())
-        .output()?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        bail!("cargo bench failed: {err}");
-    }
+    let err = stderr_of(decode_bench().args(["--", "--noplot"]), "cargo bench")?;
     let meta = bench_meta(&err)?;
     let (txs, wire, stream) = (
         meta["transactions"],
@@ -175,21 +167,7 @@ pub fn decode_instructions() -> anyhow::Result<()> {
     {
         bail!("installing valgrind failed");
     }
-    let build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args([
-            "bench",
-            "-p",
-            "apitap-decode",
-            "--bench",
-            "decode",
-            "--no-run",
-        ])
-        .current_dir(workspace_root())
-        .output()?;
-    let err = String::from_utf8_lossy(&build.stderr);
-    if !build.status.success() {
-        bail!("building the decode bench failed: {err}");
-    }
+    let err = stderr_of(decode_bench().arg("--no-run"), "building the decode bench")?;
     let exe = err
         .lines()
         .find_map(|l| l.trim().strip_prefix("Executable benches/decode.rs ("))
@@ -198,23 +176,20 @@ pub fn decode_instructions() -> anyhow::Result<()> {
     let dir = workspace_root().join("target/bench-decode-instructions");
     std::fs::create_dir_all(&dir)?;
     let cg = dir.join("callgrind.out");
-    let run = Command::new("valgrind")
-        .arg("--tool=callgrind")
-        .arg(format!("--callgrind-out-file={}", cg.display()))
-        .arg(workspace_root().join(exe))
-        .args([
-            "--bench",
-            "--profile-time",
-            "3",
-            "pipeline/decode_and_encode",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()?;
-    let err = String::from_utf8_lossy(&run.stderr);
-    if !run.status.success() {
-        bail!("callgrind run failed: {err}");
-    }
+    let err = stderr_of(
+        Command::new("valgrind")
+            .arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", cg.display()))
+            .arg(workspace_root().join(exe))
+            .args([
+                "--bench",
+                "--profile-time",
+                "3",
+                "pipeline/decode_and_encode",
+            ])
+            .stdout(Stdio::null()),
+        "the callgrind run",
+    )?;
     let meta = bench_meta(&err)?;
     let calls = callgrind_calls(&cg)?;
     let sum = |suffixes: &[&str]| {
@@ -250,6 +225,19 @@ pub fn decode_instructions() -> anyhow::Result<()> {
     let map: HashMap<&str, f64> = now.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     std::fs::write(&saved, serde_json::to_vec_pretty(&map)?)?;
     Ok(())
+}
+
+/// Runs `cmd` to completion and returns its standard error, or fails with it quoted.
+fn stderr_of(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
+    let out = cmd
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("starting {what}"))?;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        bail!("{what} failed: {err}");
+    }
+    Ok(err)
 }
 
 /// The `apitap-bench-meta k=v …` line the decode bench prints on stderr.
