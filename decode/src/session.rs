@@ -68,18 +68,6 @@ pub struct ConnMeta {
     pub tls: bool,
 }
 
-impl ConnMeta {
-    /// 16 hex digits, stable for the same connection seen by the same sensor.
-    pub fn connection_id(&self) -> String {
-        IdSeed::of(self).connection_id()
-    }
-
-    /// 32 hex digits, stable for the same transaction.
-    pub fn event_id(&self, index: u64) -> String {
-        IdSeed::of(self).event_id(index)
-    }
-}
-
 /// What every id of a connection hashes first (sensor id, a 0 byte, client and server
 /// address and port, first-seen time), serialised once per connection: a streaming XXH3
 /// state per event cost more than the rest of building the event's ids.
@@ -102,11 +90,12 @@ impl IdSeed {
         IdSeed(b)
     }
 
+    /// 16 hex digits, stable for the same connection seen by the same sensor.
     fn connection_id(&self) -> String {
         hex(u128::from(xxh3_64(&self.0)), 16)
     }
 
-    /// XXH3-128 of the seed and the transaction index, one-shot from a stack copy when it
+    /// 32 hex digits, stable for the same transaction: XXH3-128 of the seed and the index, one-shot from a stack copy when it
     /// fits (the same digest as streaming both parts).
     fn event_id(&self, index: u64) -> String {
         const STACK: usize = 128;

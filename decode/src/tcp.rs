@@ -14,6 +14,7 @@
 //! - Bounds: at most `max_connections` connections and `max_buffered_bytes_total` bytes held;
 //!   every refusal or eviction is counted in [`Stats`] (R-CAP-7).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -357,6 +358,65 @@ struct Conn {
     accounted: usize,
 }
 
+/// What [`settle`] decided for a connection.
+enum Verdict {
+    Keep,
+    /// Both directions finished.
+    Close,
+    /// Over the total memory budget (counted).
+    Evict,
+}
+
+/// After progress on `conn`: reports FINs reached in order, re-accounts held bytes, and
+/// decides whether the connection closes (both directions finished) or is evicted (the total
+/// is over budget).
+fn settle(
+    conn: &mut Conn,
+    held_total: &mut usize,
+    max_total: usize,
+    stats: &mut Stats,
+    ts_us: u64,
+    out: &mut Vec<ApiEvent>,
+) -> Verdict {
+    for side in [Side::Client, Side::Server] {
+        if conn.flows[side as usize].check_fin() {
+            conn.session.fin(side, ts_us, stats, out);
+        }
+    }
+    let held = conn.flows[0].held_bytes + conn.flows[1].held_bytes + conn.session.buffered();
+    *held_total = *held_total - conn.accounted + held;
+    conn.accounted = held;
+    if conn.flows[0].finished && conn.flows[1].finished {
+        Verdict::Close
+    } else if *held_total > max_total {
+        stats.connections_evicted_memory += 1;
+        Verdict::Evict
+    } else {
+        Verdict::Keep
+    }
+}
+
+/// Which endpoint is the client of a connection first seen with `seg`.
+fn decide_client(server_ports: &[u16], seg: &Segment<'_>, src: Addr, dst: Addr) -> Addr {
+    if seg.flags & SYN != 0 {
+        return if seg.flags & ACK == 0 { src } else { dst };
+    }
+    if server_ports.contains(&dst.1) && !server_ports.contains(&src.1) {
+        return src;
+    }
+    if server_ports.contains(&src.1) && !server_ports.contains(&dst.1) {
+        return dst;
+    }
+    if find_message_start(seg.payload, Kind::Request) == Some(0) {
+        return src;
+    }
+    if seg.payload.starts_with(b"HTTP/1.") {
+        return dst;
+    }
+    // Without better evidence, the lower port is the server's.
+    if src.1 > dst.1 { src } else { dst }
+}
+
 /// Connection table and reassembly engine.
 #[derive(Debug)]
 pub struct Reassembler {
@@ -417,51 +477,63 @@ impl Reassembler {
             }
         }
 
-        if !self.conns.contains_key(&key) {
-            let interesting = seg.flags & SYN != 0 || seg.wire_len > 0;
-            if !interesting || seg.flags & RST != 0 {
-                self.stats.segments_untracked += 1;
-                return;
+        // One lookup per segment, which also serves everything after. `entry` may grow the
+        // table, so it is used only where an insert is allowed; otherwise a plain lookup.
+        let opens = (seg.flags & SYN != 0 || seg.wire_len > 0) && seg.flags & RST == 0;
+        let may_insert = opens && self.conns.len() < self.cfg.max_connections;
+        let found = if may_insert {
+            match self.conns.entry(key) {
+                Entry::Occupied(e) => Ok(e.into_mut()),
+                Entry::Vacant(e) => Err(e),
             }
-            if self.conns.len() >= self.cfg.max_connections {
-                self.stats.connections_table_full += 1;
-                return;
+        } else {
+            match self.conns.get_mut(&key) {
+                Some(conn) => Ok(conn),
+                None => {
+                    if opens {
+                        self.stats.connections_table_full += 1;
+                    } else {
+                        self.stats.segments_untracked += 1;
+                    }
+                    return;
+                }
             }
-            let client = self.decide_client(seg, src, dst);
-            let server = if client == src { dst } else { src };
-            let midstream = seg.flags & SYN == 0;
-            let meta = ConnMeta {
-                sensor: self.sensor.clone(),
-                client: Endpoint {
-                    ip: client.0,
-                    port: client.1,
-                },
-                server: Endpoint {
-                    ip: server.0,
-                    port: server.1,
-                },
-                first_seen_ns: seg.ts_us.saturating_mul(1000),
-                tls: false,
-            };
-            self.stats.connections_opened += 1;
-            if midstream {
-                self.stats.connections_midstream += 1;
+        };
+        let conn = match found {
+            Ok(conn) => conn,
+            Err(e) => {
+                let client = decide_client(&self.cfg.server_ports, seg, src, dst);
+                let server = if client == src { dst } else { src };
+                let midstream = seg.flags & SYN == 0;
+                let meta = ConnMeta {
+                    sensor: self.sensor.clone(),
+                    client: Endpoint {
+                        ip: client.0,
+                        port: client.1,
+                    },
+                    server: Endpoint {
+                        ip: server.0,
+                        port: server.1,
+                    },
+                    first_seen_ns: seg.ts_us.saturating_mul(1000),
+                    tls: false,
+                };
+                self.stats.connections_opened += 1;
+                if midstream {
+                    self.stats.connections_midstream += 1;
+                }
+                let conn = Conn {
+                    serial: self.next_serial,
+                    client,
+                    flows: [Flow::default(), Flow::default()],
+                    session: Session::new(meta, self.session_cfg.clone(), midstream),
+                    last_seen_us: seg.ts_us,
+                    saw_payload: false,
+                    accounted: 0,
+                };
+                self.next_serial += 1;
+                e.insert(conn)
             }
-            let conn = Conn {
-                serial: self.next_serial,
-                client,
-                flows: [Flow::default(), Flow::default()],
-                session: Session::new(meta, self.session_cfg.clone(), midstream),
-                last_seen_us: seg.ts_us,
-                saw_payload: false,
-                accounted: 0,
-            };
-            self.next_serial += 1;
-            self.conns.insert(key, conn);
-        }
-
-        let Some(conn) = self.conns.get_mut(&key) else {
-            return;
         };
         conn.last_seen_us = conn.last_seen_us.max(seg.ts_us);
         let side = if src == conn.client {
@@ -474,7 +546,7 @@ impl Reassembler {
             session,
             saw_payload,
             ..
-        } = conn;
+        } = &mut *conn;
         let other = &flows[1 - side as usize];
         let peer_offset = (seg.flags & ACK != 0 && other.started)
             .then(|| other.offset_of(seg.ack))
@@ -553,9 +625,7 @@ impl Reassembler {
             Some(Outcome::OutOfWindow) => self.stats.segments_out_of_window += 1,
             Some(Outcome::Conflict) => {
                 self.stats.segments_conflicting += 1;
-                if let Some(conn) = self.conns.get_mut(&key) {
-                    conn.session.anomaly(side, Anomaly::OverlapConflict);
-                }
+                session.anomaly(side, Anomaly::OverlapConflict);
             }
             Some(Outcome::Delivered) | None => {}
         }
@@ -566,50 +636,23 @@ impl Reassembler {
             self.close(key, ts, false, out);
             return;
         }
-        self.settle(key, ts, out);
+        let verdict = settle(
+            conn,
+            &mut self.held_total,
+            self.cfg.max_buffered_bytes_total,
+            &mut self.stats,
+            ts,
+            out,
+        );
+        self.apply(key, verdict, ts, out);
     }
 
-    /// After progress on `key`: reports FINs reached in order, re-accounts held bytes, closes
-    /// the connection when both directions finished, evicts it when the total is over budget.
-    fn settle(&mut self, key: ConnKey, ts_us: u64, out: &mut Vec<ApiEvent>) {
-        let Some(conn) = self.conns.get_mut(&key) else {
-            return;
-        };
-        for side in [Side::Client, Side::Server] {
-            if conn.flows[side as usize].check_fin() {
-                conn.session.fin(side, ts_us, &mut self.stats, out);
-            }
+    fn apply(&mut self, key: ConnKey, verdict: Verdict, ts_us: u64, out: &mut Vec<ApiEvent>) {
+        match verdict {
+            Verdict::Keep => {}
+            Verdict::Close => self.close(key, ts_us, false, out),
+            Verdict::Evict => self.close(key, ts_us, true, out),
         }
-        let held = conn.flows[0].held_bytes + conn.flows[1].held_bytes + conn.session.buffered();
-        self.held_total = self.held_total - conn.accounted + held;
-        conn.accounted = held;
-        if conn.flows[0].finished && conn.flows[1].finished {
-            self.close(key, ts_us, false, out);
-        } else if self.held_total > self.cfg.max_buffered_bytes_total {
-            self.stats.connections_evicted_memory += 1;
-            self.close(key, ts_us, true, out);
-        }
-    }
-
-    fn decide_client(&self, seg: &Segment<'_>, src: Addr, dst: Addr) -> Addr {
-        if seg.flags & SYN != 0 {
-            return if seg.flags & ACK == 0 { src } else { dst };
-        }
-        let ports = &self.cfg.server_ports;
-        if ports.contains(&dst.1) && !ports.contains(&src.1) {
-            return src;
-        }
-        if ports.contains(&src.1) && !ports.contains(&dst.1) {
-            return dst;
-        }
-        if find_message_start(seg.payload, Kind::Request) == Some(0) {
-            return src;
-        }
-        if seg.payload.starts_with(b"HTTP/1.") {
-            return dst;
-        }
-        // Without better evidence, the lower port is the server's.
-        if src.1 > dst.1 { src } else { dst }
     }
 
     fn close(&mut self, key: ConnKey, ts_us: u64, evicted: bool, out: &mut Vec<ApiEvent>) {
@@ -690,7 +733,15 @@ impl Reassembler {
             };
             flow.force_gap(&mut sink);
         }
-        self.settle(key, ts_us, out);
+        let verdict = settle(
+            conn,
+            &mut self.held_total,
+            self.cfg.max_buffered_bytes_total,
+            stats,
+            ts_us,
+            out,
+        );
+        self.apply(key, verdict, ts_us, out);
     }
 }
 
@@ -1075,6 +1126,35 @@ mod tests {
             data: p.data.clone(),
             ts: p.ts,
         }
+    }
+
+    #[test]
+    fn segments_that_cannot_open_a_connection_are_counted_not_tracked() {
+        let mut r = Reassembler::new(ReassemblyConfig::default(), sensor());
+        let mut out = Vec::new();
+        // Pure ACK, FIN without data, and RST with data on unknown tuples.
+        for (i, (flags, payload)) in [(ACK, &b""[..]), (FIN | ACK, b""), (RST, b"x")]
+            .into_iter()
+            .enumerate()
+        {
+            let s = Segment {
+                ts_us: i as u64,
+                src_ip: "10.9.0.1".parse().unwrap(),
+                src_port: 40000 + i as u16,
+                dst_ip: "10.0.0.1".parse().unwrap(),
+                dst_port: 80,
+                seq: 1,
+                ack: 1,
+                flags,
+                payload,
+                wire_len: payload.len() as u32,
+            };
+            r.segment(&s, &mut out);
+        }
+        assert_eq!(r.connections(), 0);
+        assert_eq!(r.stats().segments_untracked, 3);
+        assert_eq!(r.stats().connections_table_full, 0);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -178,11 +178,13 @@ pub async fn run_with_sink(cfg: Config, sink: Sink) -> anyhow::Result<()> {
             // Below `capture.wakeup_bytes` the kernel does not wake us: drain on a timer.
             _ = poll.tick() => {
                 let (n, _) = p.drain_ring(ring.get_mut(), clock.offset_ns(), snap_len, BATCH_RECORDS);
+                // An idle host pays this tick 1000 / poll_interval_ms times a second: nothing
+                // read, nothing to encode or flush.
                 if n > 0 {
                     p.ring_timer_drains += 1;
+                    p.drain_events()?;
+                    p.sink.flush()?;
                 }
-                p.drain_events()?;
-                p.sink.flush()?;
             }
             _ = tick.tick() => {
                 clock.refresh();

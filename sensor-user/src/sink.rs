@@ -104,8 +104,7 @@ impl Sink {
                 encode_event_into(event, buf);
                 buf.push(b'\n');
                 if buf.len() >= LINES_BUFFER_BYTES {
-                    dest.write_all(buf).context("writing events")?;
-                    buf.clear();
+                    write_out(dest, buf)?;
                 }
             }
             Out::Bus(p) => {
@@ -156,10 +155,16 @@ impl Sink {
     }
 }
 
+/// Writes the buffered lines to the destination and empties the buffer.
+fn write_out(dest: &mut Box<dyn Write + Send>, buf: &mut Vec<u8>) -> anyhow::Result<()> {
+    dest.write_all(buf).context("writing events")?;
+    buf.clear();
+    Ok(())
+}
+
 fn flush_lines(dest: &mut Box<dyn Write + Send>, buf: &mut Vec<u8>) -> anyhow::Result<()> {
     if !buf.is_empty() {
-        dest.write_all(buf).context("writing events")?;
-        buf.clear();
+        write_out(dest, buf)?;
     }
     dest.flush().context("flushing events")
 }

@@ -22,16 +22,22 @@ fn wakeups_are_batched_by_the_kernel_and_nothing_waits_forever() -> anyhow::Resu
     let topo = Topology::new("wake")?;
     let _nginx = Nginx::start(&topo.server, &dir.join("nginx"))?;
 
+    // A sensor with these `[capture]` settings, and its metrics after a second of idling.
+    let start = |capture: &str, name: &str| -> anyhow::Result<(Sensor, Vec<(String, u64)>)> {
+        let sensor = Sensor::start_with(
+            &topo.server,
+            &topo.server_if,
+            &[SERVER_PORT],
+            capture,
+            &dir.join(name),
+        )?;
+        std::thread::sleep(Duration::from_millis(1200));
+        let idle = sensor.metrics()?;
+        Ok((sensor, idle))
+    };
+
     // Batching: 64 KiB threshold, a slow (1 s) timer so that the two paths cannot be confused.
-    let mut sensor = Sensor::start_with(
-        &topo.server,
-        &topo.server_if,
-        &[SERVER_PORT],
-        "wakeup_bytes = 65536\npoll_interval_ms = 1000",
-        &dir.join("batched"),
-    )?;
-    std::thread::sleep(Duration::from_millis(1200));
-    let idle = sensor.metrics()?;
+    let (mut sensor, idle) = start("wakeup_bytes = 65536\npoll_interval_ms = 1000", "batched")?;
 
     // One small transaction: far below the threshold, so only the timer can deliver it.
     topo.curl(&["-o", "/dev/null", &topo.url("/api/v1/users/1?wake=small")])?;
@@ -72,15 +78,7 @@ fn wakeups_are_batched_by_the_kernel_and_nothing_waits_forever() -> anyhow::Resu
     drop(sensor);
 
     // wakeup_bytes = 0: the kernel's own policy wakes the agent for a single small record.
-    let mut sensor = Sensor::start_with(
-        &topo.server,
-        &topo.server_if,
-        &[SERVER_PORT],
-        "wakeup_bytes = 0\npoll_interval_ms = 1000",
-        &dir.join("per-record"),
-    )?;
-    std::thread::sleep(Duration::from_millis(1200));
-    let idle = sensor.metrics()?;
+    let (mut sensor, idle) = start("wakeup_bytes = 0\npoll_interval_ms = 1000", "per-record")?;
     topo.curl(&["-o", "/dev/null", &topo.url("/api/v1/users/2?wake=each")])?;
     let after = sensor.wait_for_metric(EVENTS, 1, Duration::from_secs(15))?;
     assert!(
