@@ -38,7 +38,7 @@ pub fn require_broker(test: &str) -> bool {
         return true;
     }
     let why = "`tansu` is not installed (run `cargo xtask setup`, which runs `cargo install tansu --features dynostore,libsql --locked`)";
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+    if crate::in_ci() {
         panic!("{test}: broker test cannot run in CI: {why}");
     }
     eprintln!("SKIPPED {test}: {why} (runs in CI, where this is a failure)");

@@ -59,6 +59,11 @@ pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
+/// True under CI (`CI=true` or `CI=1`), where every test must run and nothing may skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
 /// True when this process can create network namespaces and load BPF programs. Under
 /// `CI=true` a missing privilege panics (the privileged tests must run in CI); elsewhere the
 /// caller skips with a message.
@@ -67,7 +72,7 @@ pub fn require_privileges(test: &str) -> bool {
     match problem {
         None => true,
         Some(why) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            if in_ci() {
                 panic!("{test}: privileged test cannot run in CI: {why}");
             }
             eprintln!("SKIPPED {test}: {why} (runs in CI, where this is a failure)");

@@ -7,6 +7,7 @@ mod attacks;
 mod bench;
 mod bench_kafka;
 mod demo;
+mod disk;
 mod fixtures;
 mod setup;
 
@@ -71,6 +72,7 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     setup::export_cargo_bin_path();
+    setup::ci_build_env();
     match Cli::parse().command {
         Cmd::Setup => setup::run(),
         Cmd::Demo => {
@@ -102,6 +104,7 @@ fn main() -> anyhow::Result<()> {
             attacks::detect(&runs)
         }
         Cmd::Test => {
+            disk::check_before_test()?;
             setup::run()?;
             cargo(&["fmt", "--all", "--", "--check"])
                 .context("run `cargo fmt --all` to fix formatting")?;

@@ -62,6 +62,16 @@ pub fn export_cargo_bin_path() {
     }
 }
 
+/// Under CI (`CI=true`) every build is from a clean clone and never rebuilt, so incremental
+/// compilation only costs time and disk (1.2 GB of a clean test run): off unless the caller set
+/// `CARGO_INCREMENTAL` itself.
+pub fn ci_build_env() {
+    if apitap_tests::in_ci() && std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        // SAFETY: single-threaded at this point (called first thing in main).
+        unsafe { std::env::set_var("CARGO_INCREMENTAL", "0") };
+    }
+}
+
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
