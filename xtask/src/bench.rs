@@ -540,6 +540,8 @@ pub fn capture(secs: u32) -> anyhow::Result<()> {
             p.wait()?;
         }
         sensor.stop()?;
+        // Only the rates are needed from these runs; each round's events file is ≈ 0.8 GB.
+        let _ = std::fs::remove_file(&sensor.events);
         drop(sensor);
         let mut sensor =
             Sensor::start(&topo.server, &topo.server_if, &[9], &dir.join("ebpf-only"))?;
