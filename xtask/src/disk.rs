@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-/// What a clean `cargo xtask test` leaves under `target/`, rounded up: build, clippy, test
-/// binaries, the eBPF object (built twice: once for the build, once for clippy) and the test
-/// runs' own data. Measured 2.3 GB on 2026-11-23 with the dev profile's line-tables-only debug
-/// info; full debug info made it 5.6 GB.
+/// What a clean `cargo xtask test` leaves under `target/`, rounded up: xtask itself, build,
+/// clippy, test binaries, the eBPF object and the test runs' own data. Measured 2.2 GB at its
+/// peak on 2026-11-23 (dev profile with line-tables-only debug info, one eBPF build shared by
+/// build and clippy); with full debug info and an eBPF build each it was 5.6 GB.
 pub const CLEAN_TEST_RUN_BYTES: u64 = 3 << 30;
 
 const GIB: f64 = (1u64 << 30) as f64;
