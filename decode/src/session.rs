@@ -95,8 +95,8 @@ impl IdSeed {
         hex(u128::from(xxh3_64(&self.0)), 16)
     }
 
-    /// 32 hex digits, stable for the same transaction: XXH3-128 of the seed and the index, one-shot from a stack copy when it
-    /// fits (the same digest as streaming both parts).
+    /// 32 hex digits, stable for the same transaction: XXH3-128 of the seed and the index,
+    /// one-shot from a stack copy when it fits (the same digest as streaming both parts).
     fn event_id(&self, index: u64) -> String {
         const STACK: usize = 128;
         let n = self.0.len();

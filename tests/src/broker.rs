@@ -31,18 +31,13 @@ pub fn tansu_bin() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// True when a broker can be started. Under `CI=true` a missing `tansu` panics with the fix;
-/// elsewhere the caller skips with a message.
+/// True when a broker can be started (see [`crate::require`]: a missing `tansu` fails in CI
+/// with the fix, skips elsewhere).
 pub fn require_broker(test: &str) -> bool {
-    if tansu_bin().is_some() {
-        return true;
-    }
-    let why = "`tansu` is not installed (run `cargo xtask setup`, which runs `cargo install tansu --features dynostore,libsql --locked`)";
-    if crate::in_ci() {
-        panic!("{test}: broker test cannot run in CI: {why}");
-    }
-    eprintln!("SKIPPED {test}: {why} (runs in CI, where this is a failure)");
-    false
+    let problem = tansu_bin().is_none().then(|| {
+        "`tansu` is not installed (run `cargo xtask setup`, which runs `cargo install tansu --features dynostore,libsql --locked`)".to_string()
+    });
+    crate::require(test, "broker test", problem)
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).

@@ -64,21 +64,24 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// True when this process can create network namespaces and load BPF programs. Under
-/// `CI=true` a missing privilege panics (the privileged tests must run in CI); elsewhere the
-/// caller skips with a message.
-pub fn require_privileges(test: &str) -> bool {
-    let problem = privilege_problem();
+/// True when `problem` is `None`. Otherwise, under `CI=true`, panics naming `what` cannot run
+/// and why (tests must run in CI, never skip); elsewhere prints why and returns false so the
+/// caller skips.
+pub fn require(test: &str, what: &str, problem: Option<String>) -> bool {
     match problem {
         None => true,
+        Some(why) if in_ci() => panic!("{test}: {what} cannot run in CI: {why}"),
         Some(why) => {
-            if in_ci() {
-                panic!("{test}: privileged test cannot run in CI: {why}");
-            }
             eprintln!("SKIPPED {test}: {why} (runs in CI, where this is a failure)");
             false
         }
     }
+}
+
+/// True when this process can create network namespaces and load BPF programs (see
+/// [`require`]: a missing privilege fails in CI, skips elsewhere).
+pub fn require_privileges(test: &str) -> bool {
+    require(test, "privileged test", privilege_problem())
 }
 
 fn privilege_problem() -> Option<String> {

@@ -303,46 +303,10 @@ const TOOLS: &[(&str, &str)] = &[
     ("timeout", "coreutils"),
 ];
 
-fn present(tool: &str) -> bool {
-    if tool.starts_with('/') {
-        return Path::new(tool).is_file();
-    }
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
-/// Installs the attack and load tools when missing (`apt-get update` once). Recording and the
-/// live demo only: CI replays the recorded pcaps and needs none of them.
+/// Installs the attack and load tools when missing. Recording and the live demo only: CI
+/// replays the recorded pcaps and needs none of them.
 pub fn install_tools() -> anyhow::Result<()> {
-    let mut missing: Vec<&str> = TOOLS
-        .iter()
-        .filter(|(t, _)| !present(t))
-        .map(|(_, p)| *p)
-        .collect();
-    missing.dedup();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!("+ apt-get install {}", missing.join(" "));
-    let ok = Command::new("apt-get")
-        .args(["update", "-qq"])
-        .status()
-        .context("running apt-get update")?
-        .success();
-    if !ok {
-        bail!("apt-get update failed");
-    }
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("running apt-get install")?
-        .success();
-    if !ok {
-        bail!("installing {} failed", missing.join(" "));
-    }
-    Ok(())
+    crate::setup::install_tools(TOOLS, "for the attack recordings and demo").map(drop)
 }
 
 /// A small deterministic generator (splitmix64) for word lists and schedules.

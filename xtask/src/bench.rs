@@ -148,25 +148,7 @@ fn callgrind_calls(path: &Path) -> anyhow::Result<HashMap<String, (u64, u64)>> {
 /// Instruction counts are deterministic where this shared VM's wall-clock times drift by
 /// ±30 % (cache misses are not counted: confirm wins with `bench decode`/`capture`).
 pub fn decode_instructions() -> anyhow::Result<()> {
-    if !Command::new("sh")
-        .args(["-c", "command -v valgrind"])
-        .stdout(Stdio::null())
-        .status()?
-        .success()
-        && !Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "valgrind",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()?
-            .success()
-    {
-        bail!("installing valgrind failed");
-    }
+    crate::setup::install_tools(&[("valgrind", "valgrind")], "for bench decode-instructions")?;
     let err = stderr_of(decode_bench().arg("--no-run"), "building the decode bench")?;
     let exe = err
         .lines()
@@ -490,24 +472,15 @@ pub fn capture(secs: u32) -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the capture benchmark needs root");
     }
-    for (tool, pkg) in [
-        ("hey", "hey"),
-        ("wrk", "wrk"),
-        ("httpry", "httpry"),
-        ("tshark", "tshark"),
-    ] {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
-        if !found
-            && !Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends", pkg])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()?
-                .success()
-        {
-            bail!("installing {pkg} failed");
-        }
-    }
+    crate::setup::install_tools(
+        &[
+            ("hey", "hey"),
+            ("wrk", "wrk"),
+            ("httpry", "httpry"),
+            ("tshark", "tshark"),
+        ],
+        "for the capture benchmark",
+    )?;
     cargo(&["build", "--release", "-p", "apitap-sensor"])?;
     // SAFETY: single-threaded here; the testbed reads it when starting the sensor.
     unsafe { std::env::set_var("APITAP_BIN_DIR", workspace_root().join("target/release")) };

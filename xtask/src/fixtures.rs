@@ -179,24 +179,15 @@ pub fn run(only: Option<&str>) -> anyhow::Result<()> {
         bail!("recording fixtures needs root (network namespaces, packet capture)");
     }
     std::fs::create_dir_all(fixtures_dir())?;
-    for (tool, pkg) in [
-        ("dumpcap", "tshark"),
-        ("editcap", "wireshark-common"),
-        ("nft", "nftables"),
-        ("ethtool", "ethtool"),
-    ] {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
-        if !found {
-            let st = Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends", pkg])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()?;
-            if !st.success() {
-                bail!("installing {pkg} failed");
-            }
-        }
-    }
+    crate::setup::install_tools(
+        &[
+            ("dumpcap", "tshark"),
+            ("editcap", "wireshark-common"),
+            ("nft", "nftables"),
+            ("ethtool", "ethtool"),
+        ],
+        "to record the fixtures",
+    )?;
 
     // The analyzer's httpbin capture (issue 5's inventory evaluation) is recorded by an ignored
     // test of the analyzer, run here; only on request, as it needs httpbin and gunicorn.

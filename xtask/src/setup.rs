@@ -72,6 +72,32 @@ pub fn ci_build_env() {
     }
 }
 
+/// True when `tool` is a program on PATH, or, given as an absolute path, an existing file.
+fn present(tool: &str) -> bool {
+    if tool.starts_with('/') {
+        return std::path::Path::new(tool).is_file();
+    }
+    on_path(tool)
+}
+
+/// Installs with apt-get the Debian package of each `(tool, package)` whose tool is not
+/// [`present`] (`purpose` names who needs them in the error). Returns whether it installed
+/// anything.
+pub fn install_tools(tools: &[(&str, &str)], purpose: &str) -> anyhow::Result<bool> {
+    let mut missing: Vec<&str> = tools
+        .iter()
+        .filter(|(tool, _)| !present(tool))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    apt_install(&missing, purpose)?;
+    Ok(true)
+}
+
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
@@ -106,15 +132,9 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 fn debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = DEBIAN
-        .iter()
-        .filter(|(tool, _)| !on_path(tool))
-        .map(|(_, pkg)| *pkg)
-        .collect();
-    if missing.is_empty() {
+    if !install_tools(DEBIAN, "for the demo and tests")? {
         return Ok(());
     }
-    apt_install(&missing, "for the demo and tests")?;
     // Debian starts the packaged nginx service on install; the demo and tests run their own.
     let _ = Command::new("systemctl")
         .args(["disable", "--now", "nginx"])

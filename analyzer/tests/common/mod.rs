@@ -15,22 +15,10 @@ use std::path::{Path, PathBuf};
 use apitap_analyzer::inventory::spec::PathPattern;
 use apitap_schema::{ApiEvent, decode_event};
 
-/// True under `CI=true`: a missing tool is a failure there, not a skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// Returns true when `problem` is `None`; otherwise skips (prints why, returns false) or,
-/// under `CI=true`, fails the test.
+/// under `CI=true`, fails the test ([`apitap_tests::require`]).
 pub fn require(test: &str, problem: Option<String>) -> bool {
-    match problem {
-        None => true,
-        Some(why) if in_ci() => panic!("{test}: cannot run in CI: {why}"),
-        Some(why) => {
-            eprintln!("SKIPPED {test}: {why} (runs in CI, where this is a failure)");
-            false
-        }
-    }
+    apitap_tests::require(test, "test", problem)
 }
 
 /// `tests/data/httpbin`.
