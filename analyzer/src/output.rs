@@ -227,7 +227,7 @@ impl SummaryWriter {
     /// Prepares a writer; for a file, checks up front that it can be created.
     pub fn new(target: Target, format: SummaryFormat) -> Result<Self, Error> {
         if let Target::File(path) = &target {
-            File::create(path).map_err(|source| Error::Output {
+            create_private(path).map_err(|source| Error::Output {
                 what: "summary",
                 path: path.clone(),
                 source,
@@ -276,6 +276,18 @@ impl SummaryWriter {
     }
 }
 
+/// Creates or truncates `path` for writing, readable by its owner only when it is created:
+/// summaries and alerts name endpoints, clients and masked samples (R-OPS-3).
+fn create_private(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+}
+
 /// Writes `bytes` to a temporary file beside `path` and renames it over `path`. A `path`
 /// that exists and is not a regular file (`/dev/null`, a FIFO) is written in place instead:
 /// renaming over it would replace the device with a file.
@@ -289,7 +301,7 @@ fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     tmp_name.push(".tmp");
     let tmp = path.with_file_name(tmp_name);
     let result = (|| {
-        let mut file = File::create(&tmp)?;
+        let mut file = create_private(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)
@@ -324,11 +336,13 @@ impl AlertSink {
     pub fn open(target: Target) -> Result<Self, Error> {
         let out: Box<dyn Write + Send> = match &target {
             Target::Std => Box::new(io::stdout()),
-            Target::File(path) => Box::new(File::create(path).map_err(|source| Error::Output {
-                what: "alerts",
-                path: path.clone(),
-                source,
-            })?),
+            Target::File(path) => {
+                Box::new(create_private(path).map_err(|source| Error::Output {
+                    what: "alerts",
+                    path: path.clone(),
+                    source,
+                })?)
+            }
         };
         Ok(AlertSink { out, target })
     }
@@ -567,6 +581,25 @@ mod tests {
         replace_file(&fifo, b"[]\n").unwrap();
         assert_eq!(reader.join().unwrap(), b"[]\n");
         assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Alert and summary files are created 0600 whatever the umask (issue 22).
+    #[test]
+    fn alert_and_summary_files_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("apitap-analyzer-mode-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let alerts = dir.join("alerts.jsonl");
+        let mut sink = AlertSink::open(Target::File(alerts.clone())).unwrap();
+        sink.write_line("{}").unwrap();
+        assert_eq!(mode(&alerts), 0o600);
+        let summary = dir.join("summary.json");
+        let mut w = SummaryWriter::new(Target::File(summary.clone()), SummaryFormat::Json).unwrap();
+        assert_eq!(mode(&summary), 0o600);
+        w.write(&Summary::default().reports()).unwrap();
+        assert_eq!(mode(&summary), 0o600, "the replacement too");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -26,6 +26,7 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
@@ -322,11 +323,33 @@ fn read_cursor(dir: &Path) -> Option<Position> {
     })
 }
 
+/// An existing spool directory open to group or others (e.g. made by a package at 0755) is
+/// narrowed to its owner: the spool holds captured payloads.
+fn tighten_dir(dir: &Path) -> Result<(), SpoolError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| io_err(dir, e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io_err(dir, e))?;
+        info!(dir = %dir.display(), was = format!("{:o}", mode & 0o777), "spool directory narrowed to 0700");
+    }
+    Ok(())
+}
+
 impl Spool {
     /// Opens (or creates) the spool in `dir`, recovering what a previous run left: undelivered
     /// records are read again from the saved cursor, in order.
     pub fn open(dir: &Path, limits: SpoolLimits) -> Result<Spool, SpoolError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        // Events carry captured payloads: the directory is the sensor user's alone (R-OPS-3).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_err(dir, e))?;
+        tighten_dir(dir)?;
         let mut ids: Vec<u64> = std::fs::read_dir(dir)
             .map_err(|e| io_err(dir, e))?
             .filter_map(Result::ok)
@@ -409,6 +432,7 @@ impl Spool {
         let out = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| io_err(&path, e))?;
         let file = File::open(&path).map_err(|e| io_err(&path, e))?;
@@ -694,6 +718,7 @@ impl Spool {
                 .create(true)
                 .truncate(true)
                 .write(true)
+                .mode(0o600)
                 .open(&path)
                 .map_err(|e| io_err(&path, e))?,
         );
@@ -729,7 +754,14 @@ impl Spool {
         let crc = crc32fast::hash(&b);
         b.extend_from_slice(&crc.to_le_bytes());
         let tmp = self.dir.join("cursor.tmp");
-        std::fs::write(&tmp, &b).map_err(|e| io_err(&tmp, e))?;
+        OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&b))
+            .map_err(|e| io_err(&tmp, e))?;
         let dst = self.dir.join(CURSOR_FILE);
         std::fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, e))
     }
@@ -781,6 +813,36 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// Captured payloads are readable by the sensor's user only (issue 22): the directory is
+    /// 0700 (narrowed if it existed wider) and every file in it 0600, whatever the umask.
+    #[test]
+    fn spool_files_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("spool");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mut s = Spool::open(&dir, limits(1 << 30, 4096, SpoolFullPolicy::DropOldest)).unwrap();
+        for i in 0..100 {
+            s.append(&rec(i)).unwrap();
+        }
+        let (_, r) = s.read_next().unwrap().unwrap();
+        s.prepend(&[r]).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(files.len() > 3, "{files:?}");
+        for f in files {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+        let fresh = d.path().join("a/b");
+        Spool::open(&fresh, limits(1 << 30, 4096, SpoolFullPolicy::DropOldest)).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
     }
 
     #[test]

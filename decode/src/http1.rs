@@ -52,6 +52,22 @@ pub struct Head {
 }
 
 impl Head {
+    /// Heap and inline bytes this head keeps alive, for memory accounting: its strings and
+    /// header table (a pipelined request waits in memory with its head until answered).
+    pub fn retained_bytes(&self) -> usize {
+        let fields: usize = self
+            .headers
+            .iter()
+            .map(|h| std::mem::size_of::<Header>() + h.name.len() + h.value.len())
+            .sum();
+        std::mem::size_of::<Head>()
+            + self.method.len()
+            + self.target.len()
+            + self.reason.len()
+            + fields
+            + self.anomalies.len() * std::mem::size_of::<Anomaly>()
+    }
+
     /// First value of a header field, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -223,6 +239,21 @@ pub struct MessageParser {
     consumed: usize,
     /// Stream bytes pushed so far, gaps included.
     pushed: u64,
+    /// Where an unfinished header block (or trailer section) was last looked at, so bytes
+    /// arriving one segment at a time are scanned once, not from the start each time.
+    probe: Probe,
+    /// Times `httparse` ran on a header block (for tests and benchmarks).
+    head_parses: u64,
+}
+
+/// Progress on an unfinished header block at the front of the buffer. Invalidated whenever
+/// the front of the buffer moves.
+#[derive(Debug, Default, Clone, Copy)]
+struct Probe {
+    /// Buffer length when `httparse` last answered "partial" (0: not parsed yet).
+    parsed: usize,
+    /// Bytes already searched for the end of the block.
+    scanned: usize,
 }
 
 impl MessageParser {
@@ -235,7 +266,43 @@ impl MessageParser {
             state: State::Head,
             consumed: 0,
             pushed: 0,
+            probe: Probe::default(),
+            head_parses: 0,
         }
+    }
+
+    /// Times a header block was handed to `httparse`: about log2 of its size when it arrives
+    /// one byte at a time, not its size (quadratic re-parsing was a CPU attack, issue 22).
+    pub fn head_parses(&self) -> u64 {
+        self.head_parses
+    }
+
+    /// Drops `n` bytes from the front of the buffer.
+    fn advance(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.probe = Probe::default();
+    }
+
+    /// Empties the buffer.
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.probe = Probe::default();
+    }
+
+    /// Whether the unfinished header block at the front can have ended since the last look:
+    /// only the new bytes are searched for the empty line that ends it (RFC 9112 §2.1; a bare
+    /// LF is accepted as a line terminator, §2.2). Past the header limit, or after the buffer
+    /// doubled since the last parse (so invalid bytes are still found early, at linear total
+    /// cost), the block is parsed again anyway.
+    fn head_may_be_complete(&mut self) -> bool {
+        let len = self.buf.len();
+        if self.probe.parsed == 0 || len > self.limits.max_header_bytes {
+            return true;
+        }
+        let from = self.probe.scanned.saturating_sub(2);
+        let ended = has_empty_line(&self.buf[from..]);
+        self.probe.scanned = len;
+        ended || len >= self.probe.parsed.saturating_mul(2)
     }
 
     /// Stream offset of the next unparsed byte (bytes pushed and gap lengths, minus what is
@@ -275,7 +342,7 @@ impl MessageParser {
     pub fn gap(&mut self, len: u64) {
         self.settle();
         self.pushed += len;
-        self.buf.clear();
+        self.clear();
         if !matches!(self.state, State::Opaque) {
             self.state = State::Resync;
         }
@@ -296,7 +363,7 @@ impl MessageParser {
             Framing::Chunked => State::Chunked(ChunkState::Size),
             Framing::UntilClose => State::UntilClose,
             Framing::Upgrade => {
-                self.buf.clear();
+                self.clear();
                 self.consumed = 0;
                 State::Opaque
             }
@@ -305,8 +372,9 @@ impl MessageParser {
 
     fn settle(&mut self) {
         if self.consumed > 0 {
-            self.buf.advance(self.consumed);
+            let n = self.consumed;
             self.consumed = 0;
+            self.advance(n);
         }
     }
 
@@ -316,19 +384,19 @@ impl MessageParser {
         loop {
             match self.state {
                 State::Opaque => {
-                    self.buf.clear();
+                    self.clear();
                     return Step::NeedMore;
                 }
                 State::AwaitFraming => return Step::NeedMore,
                 State::Resync => match find_message_start(&self.buf, self.kind) {
                     Some(at) => {
-                        self.buf.advance(at);
+                        self.advance(at);
                         self.state = State::Head;
                     }
                     None => {
                         // Keep a tail that may hold the beginning of a start line.
                         let keep = self.buf.len().min(32);
-                        self.buf.advance(self.buf.len() - keep);
+                        self.advance(self.buf.len() - keep);
                         return Step::NeedMore;
                     }
                 },
@@ -336,37 +404,46 @@ impl MessageParser {
                     // RFC 9112 §2.2: a recipient SHOULD ignore at least one empty line before
                     // a request line.
                     while self.buf.starts_with(b"\r\n") {
-                        self.buf.advance(2);
+                        self.advance(2);
                     }
                     while self.buf.first() == Some(&b'\n') {
-                        self.buf.advance(1);
+                        self.advance(1);
                     }
                     if self.buf.is_empty() {
                         return Step::NeedMore;
                     }
+                    if !self.head_may_be_complete() {
+                        return Step::NeedMore;
+                    }
+                    self.head_parses += 1;
                     return match parse_head(&self.buf, self.kind, self.limits) {
                         HeadResult::Partial => {
                             if self.buf.len() > self.limits.max_header_bytes {
-                                self.buf.clear();
+                                self.clear();
                                 self.state = State::Resync;
                                 Step::Invalid(Anomaly::HeadersTooLarge)
                             } else {
+                                let len = self.buf.len();
+                                self.probe = Probe {
+                                    parsed: len,
+                                    scanned: len,
+                                };
                                 Step::NeedMore
                             }
                         }
                         HeadResult::Complete(len, head) => {
                             if len > self.limits.max_header_bytes {
-                                self.buf.advance(len);
+                                self.advance(len);
                                 self.state = State::Resync;
                                 return Step::Invalid(Anomaly::HeadersTooLarge);
                             }
-                            self.buf.advance(len);
+                            self.advance(len);
                             self.state = State::AwaitFraming;
                             Step::Head(head)
                         }
                         HeadResult::Invalid(anomaly) => {
                             // Skip this start line and resynchronise after it.
-                            self.buf.advance(1);
+                            self.advance(1);
                             self.state = State::Resync;
                             Step::Invalid(anomaly)
                         }
@@ -402,11 +479,11 @@ impl MessageParser {
                         }
                         ChunkLine::Invalid => return self.chunk_error(),
                         ChunkLine::Size(line_len, 0) => {
-                            self.buf.advance(line_len);
+                            self.advance(line_len);
                             self.state = State::Chunked(ChunkState::Trailers);
                         }
                         ChunkLine::Size(line_len, size) => {
-                            self.buf.advance(line_len);
+                            self.advance(line_len);
                             self.state = State::Chunked(ChunkState::Data(size));
                         }
                     },
@@ -430,24 +507,27 @@ impl MessageParser {
                         if &self.buf[..2] != b"\r\n" {
                             return self.chunk_error();
                         }
-                        self.buf.advance(2);
+                        self.advance(2);
                         self.state = State::Chunked(ChunkState::Size);
                     }
                     ChunkState::Trailers => {
-                        // RFC 9112 §7.1.2: trailer fields, then an empty line.
-                        match find_crlf(&self.buf) {
+                        // RFC 9112 §7.1.2: trailer fields, then an empty line. A long field
+                        // arriving in pieces is searched from where the last look stopped.
+                        let from = self.probe.scanned.saturating_sub(1);
+                        match find_crlf(&self.buf[from..]).map(|i| i + from) {
                             None => {
                                 if self.buf.len() > self.limits.max_header_bytes {
                                     return self.chunk_error();
                                 }
+                                self.probe.scanned = self.buf.len();
                                 return Step::NeedMore;
                             }
                             Some(0) => {
-                                self.buf.advance(2);
+                                self.advance(2);
                                 self.state = State::Head;
                                 return Step::End;
                             }
-                            Some(i) => self.buf.advance(i + 2),
+                            Some(i) => self.advance(i + 2),
                         }
                     }
                 },
@@ -456,7 +536,7 @@ impl MessageParser {
     }
 
     fn chunk_error(&mut self) -> Step<'_> {
-        self.buf.clear();
+        self.clear();
         self.state = State::Resync;
         Step::Invalid(Anomaly::InvalidChunk)
     }
@@ -591,6 +671,18 @@ fn parse_chunk_size(buf: &[u8]) -> ChunkLine {
         };
     }
     ChunkLine::Size(eol + 2, size)
+}
+
+/// Whether `buf` holds an empty line: LF, optionally CR, LF (RFC 9112 §2.1, §2.2).
+fn has_empty_line(buf: &[u8]) -> bool {
+    buf.iter().enumerate().any(|(i, b)| {
+        *b == b'\n'
+            && match buf.get(i + 1) {
+                Some(b'\n') => true,
+                Some(b'\r') => buf.get(i + 2) == Some(&b'\n'),
+                _ => false,
+            }
+    })
 }
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {
@@ -850,5 +942,67 @@ mod tests {
         );
         assert_eq!(find_message_start(b"GET / HTTP/1.1", Kind::Request), None);
         assert_eq!(find_message_start(b"{\"a\":1}\n", Kind::Request), None);
+    }
+
+    /// A header block that arrives one byte per segment is parsed a logarithmic number of
+    /// times, not once per byte (issue 22: 1-byte segments made parsing quadratic), and gives
+    /// the same result as the block in one piece; a malformed field is still found before the
+    /// block ends.
+    #[test]
+    fn one_byte_segments_parse_the_head_a_few_times() {
+        let mut head = String::from("GET /a HTTP/1.1\r\nHost: h\r\n");
+        for i in 0..60 {
+            head.push_str(&format!("X-Field-{i}: {}\r\n", "v".repeat(100)));
+        }
+        head.push_str("\r\n");
+        let whole = run(Kind::Request, head.as_bytes(), head.len(), None);
+        assert_eq!(run(Kind::Request, head.as_bytes(), 1, None), whole);
+        assert_eq!(whole.len(), 2, "{whole:?}");
+
+        let mut p = MessageParser::new(Kind::Request, LIMITS);
+        let mut heads = 0;
+        for b in head.as_bytes() {
+            p.push(std::slice::from_ref(b));
+            while let Step::Head(h) = p.step() {
+                heads += 1;
+                p.start_body(Framing::for_request(&h, &mut Vec::new()));
+            }
+        }
+        assert_eq!(heads, 1);
+        // 6.6 KB in 1-byte pieces: 2^13 > 6.6k, so at most 13 doublings and the final parse.
+        assert!(p.head_parses() <= 16, "{} parses", p.head_parses());
+
+        // Garbage in the middle of a long block is still reported, at the latest when the
+        // buffer doubles, and the parser resynchronises on the next request.
+        let bad = format!(
+            "GET /a HTTP/1.1\r\nHost: h\r\nBad Field: x\r\n{}\r\nGET /b HTTP/1.1\r\n\r\n",
+            "X-Pad: y\r\n".repeat(300)
+        );
+        let trace = run(Kind::Request, bad.as_bytes(), 1, None);
+        assert_eq!(trace[0], "invalid MalformedRequest", "{trace:?}");
+        assert!(trace.last().unwrap().starts_with("end"), "{trace:?}");
+        assert!(
+            trace.iter().any(|t| t.starts_with("head GET /b")),
+            "{trace:?}"
+        );
+    }
+
+    /// A trailer field arriving one byte at a time is searched once, and the message still ends.
+    #[test]
+    fn one_byte_trailers_end_the_message() {
+        let msg = format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: {}\r\n\r\n",
+            "t".repeat(4000)
+        );
+        let trace = run(Kind::Response, msg.as_bytes(), 1, Some("GET"));
+        assert_eq!(
+            trace,
+            run(Kind::Response, msg.as_bytes(), msg.len(), Some("GET"))
+        );
+        assert_eq!(
+            trace.last().map(String::as_str),
+            Some("end abc"),
+            "{trace:?}"
+        );
     }
 }

@@ -40,6 +40,9 @@ pub struct SessionConfig {
     /// Requests awaiting a response per connection at most (pipelining depth); beyond it the
     /// oldest is reported without a response.
     pub max_pending_requests: usize,
+    /// Bytes held by requests awaiting a response per connection at most (heads and body
+    /// samples); beyond it the oldest is reported without a response, like the depth limit.
+    pub max_pending_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -49,6 +52,7 @@ impl Default for SessionConfig {
             max_header_bytes: 64 * 1024,
             max_headers: 128,
             max_pending_requests: 64,
+            max_pending_bytes: 1024 * 1024,
         }
     }
 }
@@ -161,6 +165,8 @@ impl Capture {
 
 #[derive(Debug)]
 struct PendingRequest {
+    /// Bytes its head keeps alive ([`Head::retained_bytes`]), fixed when it is parsed.
+    head_bytes: usize,
     index: u64,
     /// Client-stream offset just past the request's header block: the server cannot answer
     /// before it received that much (it may answer before the body, RFC 9112 §9.3).
@@ -169,6 +175,13 @@ struct PendingRequest {
     head: Head,
     body: Capture,
     anomalies: Vec<Anomaly>,
+}
+
+impl PendingRequest {
+    /// Bytes this request keeps alive while it waits.
+    fn held(&self) -> usize {
+        self.head_bytes + self.body.data.len()
+    }
 }
 
 #[derive(Debug)]
@@ -261,16 +274,22 @@ impl Session {
         &self.meta
     }
 
-    /// Bytes held by this session (parser buffers and body samples), for memory accounting.
+    /// Bytes held by this session (parser buffers, the heads of requests waiting for their
+    /// response, body samples), for memory accounting.
     pub fn buffered(&self) -> usize {
-        let bodies: usize = self
-            .pending
-            .iter()
-            .map(|p| p.body.data.len())
-            .sum::<usize>()
-            + self.reading.as_ref().map_or(0, |p| p.body.data.len())
-            + self.response.as_ref().map_or(0, |r| r.body.data.len());
-        self.req.buffered() + self.res.buffered() + bodies
+        let messages = self.pending_bytes()
+            + self.reading.as_ref().map_or(0, PendingRequest::held)
+            + self.response.as_ref().map_or(0, |r| {
+                r.head.retained_bytes()
+                    + r.body.data.len()
+                    + r.request.as_ref().map_or(0, PendingRequest::held)
+            });
+        self.req.buffered() + self.res.buffered() + messages
+    }
+
+    /// Bytes held by the complete requests awaiting a response.
+    fn pending_bytes(&self) -> usize {
+        self.pending.iter().map(PendingRequest::held).sum()
     }
 
     /// In-order bytes from one side. `peer_offset`, when the source knows it, is how many bytes
@@ -408,6 +427,7 @@ impl Session {
                     let framing = Framing::for_request(&head, &mut anomalies);
                     let start_us = self.msg_start_us[0].take().unwrap_or(ts_us);
                     let mut r = PendingRequest {
+                        head_bytes: head.retained_bytes(),
                         head_end: self.req.position(),
                         index: self.next_index,
                         start_us,
@@ -459,9 +479,14 @@ impl Session {
             out.push(event);
             return;
         }
-        if self.pending.len() >= self.cfg.max_pending_requests
+        // Depth and bytes are both bounded: a flood of pipelined heads (64 KiB each) must not
+        // hold megabytes per connection outside the buffer limits (issue 22).
+        let mut held = self.pending_bytes() + r.held();
+        while (self.pending.len() >= self.cfg.max_pending_requests
+            || held > self.cfg.max_pending_bytes)
             && let Some(mut oldest) = self.pending.pop_front()
         {
+            held -= oldest.held();
             oldest.anomalies.push(Anomaly::NoResponse);
             stats.requests_without_response += 1;
             stats.pipeline_overflow += 1;
@@ -639,6 +664,7 @@ impl Session {
         stats.transactions += 1;
         let PendingRequest {
             index,
+            head_bytes: _,
             head_end: _,
             start_us,
             head,
@@ -838,6 +864,50 @@ mod tests {
         assert_eq!(out[2].request.body.data, "hi");
         assert_eq!(out[2].latency_us, Some(20));
         assert_ne!(out[0].event_id, out[1].event_id);
+    }
+
+    /// A flood of pipelined requests with large heads and no responses (issue 22): the heads
+    /// waiting for a response count in `buffered()` (so the decoder's total budget sees them)
+    /// and stay under `max_pending_bytes`; the oldest are reported without a response, counted.
+    #[test]
+    fn pipelined_head_flood_is_accounted_and_bounded() {
+        let cfg = SessionConfig {
+            max_pending_bytes: 100_000,
+            ..SessionConfig::default()
+        };
+        let mut s = Session::new(meta("s"), Arc::new(cfg), false);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        let head = format!("GET /a HTTP/1.1\r\nX-Big: {}\r\n\r\n", "b".repeat(10_000));
+        s.data(Side::Client, 1, head.as_bytes(), None, &mut st, &mut out);
+        assert!(
+            s.buffered() >= 10_000,
+            "a waiting head is held memory: {}",
+            s.buffered()
+        );
+        for t in 2..=50 {
+            s.data(Side::Client, t, head.as_bytes(), None, &mut st, &mut out);
+            assert!(s.buffered() <= 100_000, "{} bytes held", s.buffered());
+        }
+        assert!(st.pipeline_overflow >= 40, "{st:?}");
+        assert_eq!(out.len() as u64, st.pipeline_overflow);
+        assert!(
+            out.iter()
+                .all(|e| e.anomalies.contains(&Anomaly::NoResponse))
+        );
+        // The requests still waiting are answered in order.
+        let first_waiting = 50 - (s.pending.len() as u64);
+        s.data(
+            Side::Server,
+            60,
+            b"HTTP/1.1 204 N\r\n\r\n",
+            None,
+            &mut st,
+            &mut out,
+        );
+        let last = out.last().unwrap();
+        assert_eq!(last.transaction_index, first_waiting);
+        assert_eq!(last.response.as_ref().map(|r| r.status), Some(204));
     }
 
     #[test]

@@ -29,8 +29,11 @@ counters! {
     connections_closed,
     /// Connections first seen mid-stream (no SYN).
     connections_midstream,
-    /// New connections not tracked because the table was full (drop).
+    /// New connections not tracked because the table was full of established ones (drop).
     connections_table_full,
+    /// Connections not yet established (no payload in both directions, e.g. a bare SYN of a
+    /// spoofed flood) evicted, oldest first, to make room for a new one in a full table (drop).
+    connections_evicted_table_full,
     /// Connections closed by the idle timeout.
     connections_idle_timeout,
     /// Connections evicted to stay under the total buffer limit (drop).

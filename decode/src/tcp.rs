@@ -12,10 +12,13 @@
 //! - Lifecycle: SYN fixes the initial sequence number and the client role; FIN ends a
 //!   direction once reached in order; RST, idle timeout and eviction end the connection.
 //! - Bounds: at most `max_connections` connections and `max_buffered_bytes_total` bytes held;
-//!   every refusal or eviction is counted in [`Stats`] (R-CAP-7).
+//!   every refusal or eviction is counted in [`Stats`] (R-CAP-7). A full table makes room for a
+//!   new connection by evicting the oldest one not yet established (payload seen from one side
+//!   at most): a spoofed SYN flood churns through its own half-open entries while established
+//!   conversations keep their state; only a table full of established connections refuses.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -354,8 +357,19 @@ struct Conn {
     session: Session,
     last_seen_us: u64,
     saw_payload: bool,
+    /// Payload seen from the client, from the server.
+    spoke: [bool; 2],
     /// Bytes this connection holds, as last accounted in `Reassembler::held_total`.
     accounted: usize,
+}
+
+impl Conn {
+    /// Both sides sent payload: a real conversation, which a newcomer never evicts. A spoofed
+    /// source cannot get here (it never sees the server's sequence numbers to send data the
+    /// server answers).
+    fn established(&self) -> bool {
+        self.spoke[0] && self.spoke[1]
+    }
 }
 
 /// What [`settle`] decided for a connection.
@@ -424,6 +438,11 @@ pub struct Reassembler {
     session_cfg: Arc<SessionConfig>,
     sensor: Arc<SensorInfo>,
     conns: HashMap<ConnKey, Conn, ConnHasher>,
+    /// Connections in the order they were opened, as `(serial, key)`, for evicting the oldest
+    /// not yet established one when the table is full. Entries of closed or established
+    /// connections are skipped when met and dropped in bulk when the queue reaches twice the
+    /// table size, so it stays bounded at amortised O(1) per connection.
+    young: VecDeque<(u64, ConnKey)>,
     next_serial: u64,
     held_total: usize,
     stats: Stats,
@@ -437,6 +456,7 @@ impl Reassembler {
             cfg,
             sensor: Arc::new(sensor),
             conns: HashMap::default(),
+            young: VecDeque::new(),
             next_serial: 0,
             held_total: 0,
             stats: Stats::default(),
@@ -480,6 +500,15 @@ impl Reassembler {
         // One lookup per segment, which also serves everything after. `entry` may grow the
         // table, so it is used only where an insert is allowed; otherwise a plain lookup.
         let opens = (seg.flags & SYN != 0 || seg.wire_len > 0) && seg.flags & RST == 0;
+        if opens && self.conns.len() >= self.cfg.max_connections && !self.conns.contains_key(&key) {
+            // A full table must not blind the sensor to new connections (a spoofed SYN flood
+            // fills it with handshakes that never complete): the oldest connection that is not
+            // established gives way.
+            self.make_room(seg.ts_us, out);
+        }
+        if opens {
+            self.compact_young();
+        }
         let may_insert = opens && self.conns.len() < self.cfg.max_connections;
         let found = if may_insert {
             match self.conns.entry(key) {
@@ -529,8 +558,10 @@ impl Reassembler {
                     session: Session::new(meta, self.session_cfg.clone(), midstream),
                     last_seen_us: seg.ts_us,
                     saw_payload: false,
+                    spoke: [false; 2],
                     accounted: 0,
                 };
+                self.young.push_back((self.next_serial, key));
                 self.next_serial += 1;
                 e.insert(conn)
             }
@@ -545,6 +576,7 @@ impl Reassembler {
             flows,
             session,
             saw_payload,
+            spoke,
             ..
         } = &mut *conn;
         let other = &flows[1 - side as usize];
@@ -597,6 +629,7 @@ impl Reassembler {
         let mut outcome = None;
         if seg.wire_len > 0 {
             *saw_payload = true;
+            spoke[side as usize] = true;
             outcome = Some(flow.accept(
                 seq,
                 seg.payload,
@@ -645,6 +678,34 @@ impl Reassembler {
             out,
         );
         self.apply(key, verdict, ts, out);
+    }
+
+    /// Evicts the oldest connection that is not established, if any (counted); compacts the
+    /// queue of candidates when it has grown to twice the table.
+    fn make_room(&mut self, ts_us: u64, out: &mut Vec<ApiEvent>) {
+        while let Some((serial, key)) = self.young.pop_front() {
+            let candidate = self
+                .conns
+                .get(&key)
+                .is_some_and(|c| c.serial == serial && !c.established());
+            if candidate {
+                self.stats.connections_evicted_table_full += 1;
+                self.close(key, ts_us, true, out);
+                return;
+            }
+        }
+    }
+
+    /// Drops queue entries that can no longer be evicted once the queue is twice the table.
+    fn compact_young(&mut self) {
+        if self.young.len() >= 2 * self.cfg.max_connections.max(64) {
+            let conns = &self.conns;
+            self.young.retain(|(serial, key)| {
+                conns
+                    .get(key)
+                    .is_some_and(|c| c.serial == *serial && !c.established())
+            });
+        }
     }
 
     fn apply(&mut self, key: ConnKey, verdict: Verdict, ts_us: u64, out: &mut Vec<ApiEvent>) {
@@ -1157,6 +1218,9 @@ mod tests {
         assert!(out.is_empty());
     }
 
+    /// A spoofed SYN flood (issue 22) fills the table with handshakes that never complete: each
+    /// new SYN evicts the oldest half-open one, so established conversations keep their state
+    /// and a real client connecting during the flood is still decoded; every eviction counted.
     #[test]
     fn syn_flood_is_bounded_and_counted() {
         let cfg = ReassemblyConfig {
@@ -1165,26 +1229,99 @@ mod tests {
         };
         let mut r = Reassembler::new(cfg, sensor());
         let mut out = Vec::new();
-        for i in 0..1000u32 {
-            let s = Segment {
-                ts_us: i as u64,
-                src_ip: IpAddr::from([10, 9, (i >> 8) as u8, i as u8]),
-                src_port: 1024 + (i % 60000) as u16,
-                dst_ip: "10.0.0.1".parse().unwrap(),
-                dst_port: 80,
-                seq: i,
-                ack: 0,
-                flags: SYN,
-                payload: &[],
-                wire_len: 0,
-            };
-            r.segment(&s, &mut out);
+        let flood = |r: &mut Reassembler, out: &mut Vec<ApiEvent>, from: u32, n: u32| {
+            for i in from..from + n {
+                let s = Segment {
+                    ts_us: 1_000 + i as u64,
+                    src_ip: IpAddr::from([10, 9, (i >> 8) as u8, i as u8]),
+                    src_port: 1024 + (i % 60000) as u16,
+                    dst_ip: "10.0.0.1".parse().unwrap(),
+                    dst_port: 80,
+                    seq: i,
+                    ack: 0,
+                    flags: SYN,
+                    payload: &[],
+                    wire_len: 0,
+                };
+                r.segment(&s, out);
+            }
+        };
+        // Ten established conversations (client ports 40000..40010), each with its request
+        // sent and only the first byte of its response.
+        let req = [(
+            "GET /kept HTTP/1.1\r\nHost: h\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        )];
+        let conv = conversation(&req, 1400);
+        let at = conv
+            .iter()
+            .position(|p| p.data.starts_with(b"HTTP"))
+            .unwrap();
+        let mut first = clone_pkt(&conv[at]);
+        first.data.truncate(1);
+        let mut rest = clone_pkt(&conv[at]);
+        rest.data.drain(..1);
+        rest.seq = rest.seq.wrapping_add(1);
+        fn on_port(p: &Pkt, port: u16) -> Segment<'_> {
+            let mut s = seg(p);
+            if p.from_client {
+                s.src_port = port;
+            } else {
+                s.dst_port = port;
+            }
+            s
         }
+        for port in 40000..40010 {
+            for p in &conv[..at] {
+                r.segment(&on_port(p, port), &mut out);
+            }
+            r.segment(&on_port(&first, port), &mut out);
+        }
+        assert_eq!(r.connections(), 10);
+        flood(&mut r, &mut out, 0, 1000);
         assert_eq!(r.connections(), 100);
-        assert_eq!(r.stats().connections_table_full, 900);
-        r.tick(20_000_000, &mut out);
-        assert_eq!(r.connections(), 0, "handshake timeout frees the table");
-        assert!(out.is_empty());
+        assert_eq!(r.stats().connections_evicted_table_full, 910);
+        assert_eq!(r.stats().connections_table_full, 0);
+        assert!(out.is_empty(), "evicted handshakes carry no transaction");
+
+        // A new client connects during the flood and is decoded.
+        for p in &conv {
+            r.segment(&on_port(p, 50000), &mut out);
+        }
+        assert_eq!(out.len(), 1, "{:?}", summary(&out));
+        flood(&mut r, &mut out, 1000, 200);
+        // The established ones survived the flood: the rest of their responses completes them.
+        for port in 40000..40010 {
+            r.segment(&on_port(&rest, port), &mut out);
+        }
+        assert_eq!(out.len(), 11, "{:?}", summary(&out));
+        assert!(
+            out.iter().all(|e| e.anomalies.is_empty()),
+            "{:?}",
+            summary(&out)
+        );
+
+        // Only a table full of established connections refuses newcomers.
+        let full = ReassemblyConfig {
+            max_connections: 10,
+            ..ReassemblyConfig::default()
+        };
+        let mut r2 = Reassembler::new(full, sensor());
+        for port in 40000..40010 {
+            for p in &conv[..at] {
+                r2.segment(&on_port(p, port), &mut out);
+            }
+            r2.segment(&on_port(&first, port), &mut out);
+        }
+        flood(&mut r2, &mut out, 0, 5);
+        assert_eq!(r2.stats().connections_table_full, 5);
+        assert_eq!(r2.stats().connections_evicted_table_full, 0);
+        r.tick(60_000_000, &mut out);
+        assert_eq!(
+            r.connections(),
+            10,
+            "handshake timeout frees the half-open entries, not the conversations"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         idle_timeout_us: 1000,
         handshake_timeout_us: 100,
         server_ports: vec![80],
-        session: SessionConfig { max_body_bytes: 256, max_header_bytes: 512, max_headers: 16, max_pending_requests: 4 },
+        session: SessionConfig { max_body_bytes: 256, max_header_bytes: 512, max_headers: 16, max_pending_requests: 4, max_pending_bytes: 4096 },
     };
     let mut r = Reassembler::new(cfg, SensorInfo { id: "f".into(), host: "f".into() });
     let mut out = Vec::new();

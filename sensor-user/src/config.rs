@@ -137,7 +137,9 @@ pub struct DecodeSection {
     pub max_pending_requests: usize,
     /// Connections tracked at most.
     pub max_connections: usize,
-    /// Out-of-order bytes held per connection before a gap is declared.
+    /// Out-of-order bytes held per connection before a gap is declared; also the bytes that
+    /// requests awaiting a response (heads and body samples) may hold per connection before
+    /// the oldest is reported without its response.
     pub max_buffered_bytes_per_connection: usize,
     /// Bytes held by the decoder across all connections before connections are evicted.
     pub max_buffered_bytes_total: usize,
@@ -438,6 +440,7 @@ impl Config {
                 max_header_bytes: d.max_header_bytes,
                 max_headers: d.max_headers,
                 max_pending_requests: d.max_pending_requests,
+                max_pending_bytes: d.max_buffered_bytes_per_connection,
             },
         }
     }

@@ -25,6 +25,11 @@ use crate::sink::Sink;
 /// Records handled per wake-up before yielding to timers and signals.
 const BATCH_RECORDS: usize = 16_384;
 
+/// Events decoded but not yet handed to the sink at most: a batch of records is drained into
+/// the sink as it goes, so a burst of small pipelined transactions cannot pile up a batch's
+/// worth of events (up to 64 per record) in memory (issue 22).
+const MAX_QUEUED_EVENTS: usize = 256;
+
 /// Host name from the kernel, or `unknown`.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -54,6 +59,15 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Decodes one segment; hands the events to the sink once [`MAX_QUEUED_EVENTS`] wait.
+    fn ingest(&mut self, seg: &apitap_decode::Segment<'_>) -> anyhow::Result<()> {
+        self.reasm.segment(seg, &mut self.events);
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.drain_events()?;
+        }
+        Ok(())
+    }
+
     /// Takes up to `max` records from the ring into the reassembler; returns how many and
     /// whether the ring ran empty.
     fn drain_ring(
@@ -62,7 +76,7 @@ impl Pipeline {
         offset_ns: i128,
         snap_len: u32,
         max: usize,
-    ) -> (usize, bool) {
+    ) -> anyhow::Result<(usize, bool)> {
         let mut n = 0;
         let mut exhausted = false;
         while n < max {
@@ -72,12 +86,12 @@ impl Pipeline {
             };
             n += 1;
             match record::parse(&item, offset_ns, snap_len) {
-                Ok(seg) => self.reasm.segment(&seg, &mut self.events),
+                Ok(seg) => self.ingest(&seg)?,
                 Err(_) => self.bad_records += 1,
             }
         }
         self.records += n as u64;
-        (n, exhausted)
+        Ok((n, exhausted))
     }
 
     fn snapshot(&self, capture: &Capture) -> Snapshot {
@@ -166,7 +180,7 @@ pub async fn run_with_sink(cfg: Config, sink: Sink) -> anyhow::Result<()> {
                     p.ring_wakeups += 1;
                 }
                 let (_, exhausted) =
-                    p.drain_ring(guard.get_inner_mut(), clock.offset_ns(), snap_len, BATCH_RECORDS);
+                    p.drain_ring(guard.get_inner_mut(), clock.offset_ns(), snap_len, BATCH_RECORDS)?;
                 // Still readable after a full batch: the next turn continues this wake-up.
                 backlog = !exhausted;
                 if exhausted {
@@ -177,7 +191,7 @@ pub async fn run_with_sink(cfg: Config, sink: Sink) -> anyhow::Result<()> {
             }
             // Below `capture.wakeup_bytes` the kernel does not wake us: drain on a timer.
             _ = poll.tick() => {
-                let (n, _) = p.drain_ring(ring.get_mut(), clock.offset_ns(), snap_len, BATCH_RECORDS);
+                let (n, _) = p.drain_ring(ring.get_mut(), clock.offset_ns(), snap_len, BATCH_RECORDS)?;
                 // An idle host pays this tick 1000 / poll_interval_ms times a second: nothing
                 // read, nothing to encode or flush.
                 if n > 0 {
@@ -199,7 +213,7 @@ pub async fn run_with_sink(cfg: Config, sink: Sink) -> anyhow::Result<()> {
     }
 
     // Shutdown: take what the kernel already queued, then report every open transaction.
-    p.drain_ring(ring.get_mut(), clock.offset_ns(), snap_len, usize::MAX);
+    p.drain_ring(ring.get_mut(), clock.offset_ns(), snap_len, usize::MAX)?;
     p.reasm.finish(&mut p.events);
     p.drain_events()?;
     p.sink.close()?;
@@ -216,4 +230,72 @@ pub async fn run_with_sink(cfg: Config, sink: Sink) -> anyhow::Result<()> {
     );
     drop(capture);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SinkKind;
+    use std::net::IpAddr;
+
+    /// A burst of records that each complete a transaction (issue 22: 16k records were decoded
+    /// before any event left) is handed to the sink as it is decoded: never more than
+    /// [`MAX_QUEUED_EVENTS`] wait in memory, and none is lost.
+    #[test]
+    fn a_burst_of_transactions_is_drained_while_it_is_decoded() {
+        let mut cfg = Config::parse("[capture]\ninterfaces = [\"lo\"]\nports = [80]\n").unwrap();
+        let path = std::env::temp_dir().join(format!("apitap-live-burst-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        cfg.sink.kind = SinkKind::File;
+        cfg.sink.path = Some(path.clone());
+        let mut p = Pipeline {
+            reasm: Reassembler::new(cfg.reassembly(), sensor_info(&cfg)),
+            minimiser: Minimiser::from_config(&cfg.payload).unwrap(),
+            sink: Sink::open(&cfg.sink).unwrap(),
+            events: Vec::new(),
+            records: 0,
+            bad_records: 0,
+            ring_wakeups: 0,
+            ring_timer_drains: 0,
+        };
+        let server: IpAddr = "10.0.0.1".parse().unwrap();
+        let req = b"GET /burst HTTP/1.1\r\nHost: h\r\n\r\n";
+        let res = b"HTTP/1.1 204 No Content\r\n\r\n";
+        let n = 3 * MAX_QUEUED_EVENTS as u16;
+        for i in 0..n {
+            let client: IpAddr = IpAddr::from([10, 1, (i >> 8) as u8, i as u8]);
+            for (from_client, payload) in [(true, &req[..]), (false, &res[..])] {
+                let (src, dst) = if from_client {
+                    ((client, 40000), (server, 80))
+                } else {
+                    ((server, 80), (client, 40000))
+                };
+                let seg = apitap_decode::Segment {
+                    ts_us: 1_000 + u64::from(i),
+                    src_ip: src.0,
+                    src_port: src.1,
+                    dst_ip: dst.0,
+                    dst_port: dst.1,
+                    seq: 1,
+                    // The server acknowledges the whole request it answers.
+                    ack: if from_client { 1 } else { 1 + req.len() as u32 },
+                    flags: 0x10,
+                    payload,
+                    wire_len: payload.len() as u32,
+                };
+                p.ingest(&seg).unwrap();
+                assert!(
+                    p.events.len() < MAX_QUEUED_EVENTS,
+                    "{} queued",
+                    p.events.len()
+                );
+            }
+        }
+        p.drain_events().unwrap();
+        p.sink.close().unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(written.lines().count(), usize::from(n));
+        assert_eq!(p.reasm.stats().transactions, u64::from(n));
+    }
 }

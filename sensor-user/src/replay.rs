@@ -73,6 +73,10 @@ impl ReplaySummary {
                 self.decode.connections_table_full,
             ),
             (
+                "connections evicted (table full)",
+                self.decode.connections_evicted_table_full,
+            ),
+            (
                 "connections evicted (memory)",
                 self.decode.connections_evicted_memory,
             ),

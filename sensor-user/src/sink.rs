@@ -5,6 +5,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,9 +48,11 @@ impl Sink {
                     .as_ref()
                     .context("sink.path is required for kind = \"file\"")?;
                 Box::new(
+                    // Events carry captured payloads: the owner's alone (R-OPS-3).
                     OpenOptions::new()
                         .create(true)
                         .append(true)
+                        .mode(0o600)
                         .open(path)
                         .with_context(|| format!("opening event file {}", path.display()))?,
                 )
@@ -178,5 +181,27 @@ impl Drop for Sink {
         {
             tracing::warn!(error = %format!("{e:#}"), "writing buffered events at shutdown");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The event file holds captured payloads: created 0600 whatever the umask (issue 22).
+    #[test]
+    fn event_file_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = std::env::temp_dir().join(format!("apitap-sink-mode-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let cfg = SinkSection {
+            kind: SinkKind::File,
+            path: Some(path.clone()),
+        };
+        let mut sink = Sink::open(&cfg).unwrap();
+        sink.close().unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(mode, 0o600);
     }
 }

@@ -265,6 +265,7 @@ fn check(entry: &Value) -> Vec<String> {
         "requests without response",
         "unsolicited responses",
         "connections not tracked (table full)",
+        "connections evicted (table full)",
         "connections evicted (memory)",
     ] {
         if counter(k) != 0 {

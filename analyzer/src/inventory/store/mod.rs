@@ -21,6 +21,14 @@ pub enum StoreError {
     /// The store URL is not understood.
     #[error("invalid store URL: {0}")]
     Url(String),
+    /// The database file could not be created.
+    #[error("store file {path}: {source}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// SQLite failed.
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -25,6 +25,20 @@ const ENDPOINT_COLUMNS: &str = "id, record";
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        // Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
+        // database file's mode, and the inventory names clients and masked samples (R-OPS-3).
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|source| StoreError::File {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        }
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -300,6 +314,16 @@ mod tests {
         let mut s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.schema_version().unwrap(), latest_version());
         assert_eq!(s.endpoint(&rec.id).unwrap(), Some(rec));
+        {
+            // Issue 22: the database and its WAL are private whatever the umask.
+            use std::os::unix::fs::PermissionsExt as _;
+            let wal = dir.join("inv.db-wal");
+            assert!(wal.exists());
+            for f in [&path, &wal] {
+                let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", f.display());
+            }
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
