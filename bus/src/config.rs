@@ -230,7 +230,7 @@ pub struct SpoolConfig {
 impl Default for SpoolConfig {
     fn default() -> Self {
         SpoolConfig {
-            dir: PathBuf::from("/var/lib/apitap/spool"),
+            dir: PathBuf::from("/var/lib/apitap-sensor/spool"),
             max_bytes: 1024 * 1024 * 1024,
             segment_bytes: 16 * 1024 * 1024,
             on_full: SpoolFullPolicy::DropOldest,

@@ -3,7 +3,7 @@
 //! the demo needs no Kafka broker.
 //!
 //! This crate owns only the joining: everything before the bus boundary is the sensor's code
-//! (`apitap_sensor::live::run_with_sink`), everything after it the analyzer's
+//! (`apitap_sensor::live::run_attached`), everything after it the analyzer's
 //! (`apitap_analyzer::app::run_with_source`), exactly as in the two-process deployment with
 //! Kafka in between. The channel carries encoded events, so the analyzer's consumer checks
 //! run as with Kafka; when the analyzer falls `channel_events` behind, new events are dropped
@@ -28,6 +28,9 @@ pub fn run(
     channel_events: usize,
 ) -> anyhow::Result<RunStats> {
     check(&sensor, &analyzer)?;
+    // Attach and give up capabilities while this is the process's only thread: the analyzer
+    // and the sensor thread start without any (R-OPS-3).
+    let attached = apitap_sensor::live::attach(&sensor)?;
     let metrics = Arc::new(BusMetrics::default());
     let consumer = ConsumerConfig {
         max_unacked_events: channel_events.max(2),
@@ -44,8 +47,9 @@ pub fn run(
                 .context("building the sensor's async runtime")?;
             // The sink (and with it the channel) closes when capture stops, which ends the
             // analyzer once it has read everything.
-            runtime.block_on(apitap_sensor::live::run_with_sink(
+            runtime.block_on(apitap_sensor::live::run_attached(
                 sensor,
+                attached,
                 Sink::from_publisher(Box::new(publisher)),
             ))
         })

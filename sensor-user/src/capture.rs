@@ -152,10 +152,9 @@ pub fn check_privileges() -> anyhow::Result<()> {
             .find_map(|l| l.strip_prefix("CapEff:"))
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .unwrap_or(0);
-        const CAP_NET_ADMIN: u64 = 1 << 12;
-        const CAP_SYS_ADMIN: u64 = 1 << 21;
-        const CAP_BPF: u64 = 1 << 39;
-        if eff & CAP_NET_ADMIN == 0 || eff & (CAP_BPF | CAP_SYS_ADMIN) == 0 {
+        use crate::privilege::{CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN};
+        let has = |cap: u32| eff & (1u64 << cap) != 0;
+        if !has(CAP_NET_ADMIN) || !(has(CAP_BPF) || has(CAP_SYS_ADMIN)) {
             bail!(
                 "apitap-sensor needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN to attach XDP/TC programs"
             );

@@ -489,7 +489,7 @@ mod tests {
         c.validate().unwrap();
         let k = c.kafka.unwrap();
         assert_eq!(k.events_topic, "apitap.events.v1");
-        assert_eq!(k.spool.dir, PathBuf::from("/var/lib/apitap/spool"));
+        assert_eq!(k.spool.dir, PathBuf::from("/var/lib/apitap-sensor/spool"));
     }
 
     #[test]

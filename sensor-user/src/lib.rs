@@ -13,6 +13,7 @@ pub mod config;
 pub mod live;
 pub mod metrics;
 pub mod minimise;
+pub mod privilege;
 pub mod record;
 pub mod replay;
 pub mod sink;

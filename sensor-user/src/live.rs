@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::{self, Shared, Snapshot};
 use crate::minimise::Minimiser;
+use crate::privilege;
 use crate::record;
 use crate::sink::Sink;
 
@@ -124,20 +125,46 @@ pub fn sensor_info(cfg: &Config) -> SensorInfo {
     }
 }
 
-/// Runs live capture until SIGINT or SIGTERM, writing to the configured sink.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    cfg.validate()?;
-    check_privileges()?;
-    let sink = Sink::from_config(&cfg, &sensor_info(&cfg).id)?;
-    run_with_sink(cfg, sink).await
+/// Programs loaded and attached, privileges given up: what capture runs on.
+pub struct Attached {
+    capture: Capture,
+    ring: RingBuf<MapData>,
 }
 
-/// Runs live capture until SIGINT or SIGTERM, writing to `sink`. The embedded single-process
-/// mode calls this with a sink over the in-memory bus (`Sink::from_publisher`), the analyzer
-/// consuming the other end in the same process.
-pub async fn run_with_sink(cfg: Config, sink: Sink) -> anyhow::Result<()> {
+/// Loads and attaches the programs, then drops every capability the kernel does not need the
+/// sensor to keep (none from 6.6 on, see [`crate::privilege`]). Call it while the process has
+/// one thread: before the sink, the metrics server or anything else starts threads.
+pub fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     cfg.validate()?;
     check_privileges()?;
+    let (capture, ring) = Capture::attach(&cfg.capture)?;
+    // Unknown kernel version: assume the oldest behaviour (keep what old kernels need).
+    let kernel = aya::util::KernelVersion::current()
+        .unwrap_or_else(|_| aya::util::KernelVersion::new(0, 0, 0));
+    let keep = privilege::needed_after_attach(kernel);
+    privilege::drop_all_but(&keep)
+        .context("dropping capabilities after attaching the programs (R-OPS-3)")?;
+    if keep.is_empty() {
+        info!("capabilities dropped: none held from here on");
+    } else {
+        warn!(kept = ?keep, kernel = ?kernel, "capabilities dropped except what this kernel needs to read counters and detach (before 6.6)");
+    }
+    Ok(Attached { capture, ring })
+}
+
+/// Runs live capture until SIGINT or SIGTERM, writing to the configured sink.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let attached = attach(&cfg)?;
+    // The producer's threads start after the drop, so they never hold a capability.
+    let sink = Sink::from_config(&cfg, &sensor_info(&cfg).id)?;
+    run_attached(cfg, attached, sink).await
+}
+
+/// Runs live capture on `attached` until SIGINT or SIGTERM, writing to `sink`. The embedded
+/// single-process mode calls this with a sink over the in-memory bus (`Sink::from_publisher`),
+/// the analyzer consuming the other end in the same process.
+pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow::Result<()> {
+    let Attached { capture, ring } = attached;
     let sensor = sensor_info(&cfg);
     let minimiser = Minimiser::from_config(&cfg.payload)?;
     info!(mode = minimiser.mode().as_str(), "payload mode");
@@ -146,7 +173,6 @@ pub async fn run_with_sink(cfg: Config, sink: Sink) -> anyhow::Result<()> {
         metrics::serve(addr, shared.clone()).await?;
         info!(%addr, "metrics endpoint listening");
     }
-    let (capture, ring) = Capture::attach(&cfg.capture)?;
     // SAFETY: the RingBuf owns its map file descriptor, which stays open and unchanged until
     // the AsyncFd (which owns the RingBuf) is dropped.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }

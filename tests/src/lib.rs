@@ -173,6 +173,41 @@ impl Drop for Netns {
 
 static SERIAL: AtomicU32 = AtomicU32::new(0);
 
+/// Every thread of process `pid` with a capability in one of `sets` (`CapEff`, `CapPrm`,
+/// `CapInh`, `CapAmb`, `CapBnd`), as `tid name: CapEff=... ...` lines (empty: none).
+pub fn threads_with_capabilities(pid: u32, sets: &[&str]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let entry = entry?;
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+                .unwrap_or("?")
+                .to_owned()
+        };
+        let held: Vec<String> = sets
+            .iter()
+            .map(|set| (set, field(set)))
+            .filter(|(_, v)| v.chars().any(|c| c != '0'))
+            .map(|(set, v)| format!("{set}={v}"))
+            .collect();
+        if !held.is_empty() {
+            out.push(format!(
+                "{} {}: {}",
+                entry.file_name().to_string_lossy(),
+                field("Name"),
+                held.join(" ")
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Two namespaces, a server and a client, joined by a veth pair.
 #[derive(Debug)]
 pub struct Topology {
@@ -457,6 +492,19 @@ impl Sensor {
         capture_extra: &str,
         dir: &Path,
     ) -> anyhow::Result<Sensor> {
+        Self::start_wrapped(ns, interface, ports, capture_extra, dir, &[])
+    }
+
+    /// Like [`Sensor::start_with`], run through `wrapper` (a program and its arguments that
+    /// exec the sensor, e.g. `setpriv … --`).
+    pub fn start_wrapped(
+        ns: &Netns,
+        interface: &str,
+        ports: &[u16],
+        capture_extra: &str,
+        dir: &Path,
+        wrapper: &[&str],
+    ) -> anyhow::Result<Sensor> {
         let bin = workspace_bin("apitap-sensor")?;
         std::fs::create_dir_all(dir)?;
         let config = dir.join("sensor.toml");
@@ -472,17 +520,19 @@ impl Sensor {
         let _ = std::fs::remove_file(&events);
         let log = dir.join("sensor.log");
         let log_file = std::fs::File::create(&log)?;
+        let bin = bin.to_string_lossy();
+        let (config, events_arg) = (config.to_string_lossy(), events.to_string_lossy());
+        let run = [
+            &bin,
+            "run",
+            "--config",
+            &config,
+            "--events-file",
+            &events_arg,
+        ];
+        let argv: Vec<&str> = wrapper.iter().copied().chain(run).collect();
         let child = ns
-            .cmd(
-                &bin,
-                &[
-                    "run",
-                    "--config",
-                    &config.to_string_lossy(),
-                    "--events-file",
-                    &events.to_string_lossy(),
-                ],
-            )
+            .cmd(argv[0], &argv[1..])
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -532,6 +582,11 @@ impl Sensor {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Its process id while it runs (`ip netns exec` execs the sensor in place).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The sensor's log so far.

@@ -71,6 +71,21 @@ fn embedded_mode_captures_and_analyses_without_a_broker() -> anyhow::Result<()> 
             .spawn()?,
     );
     apitap_tests::wait_healthy(&topo.server.name, &mut child, &log)?;
+    // Attached before the analyzer and the sensor thread started: no thread of the process
+    // holds a capability (R-OPS-3, issue 22).
+    let pid = child
+        .as_ref()
+        .map(std::process::Child::id)
+        .unwrap_or_default();
+    let held = apitap_tests::threads_with_capabilities(
+        pid,
+        &["CapInh", "CapPrm", "CapEff", "CapAmb", "CapBnd"],
+    )?;
+    assert!(held.is_empty(), "capabilities kept after attach: {held:?}");
+    assert!(
+        std::fs::read_dir(format!("/proc/{pid}/task"))?.count() > 1,
+        "the check covered the analyzer's threads too"
+    );
 
     let mut expect: BTreeMap<String, u64> = BTreeMap::new();
     for i in 0..15 {

@@ -2,14 +2,20 @@
 //! programs attached to a veth in a network namespace, nginx serving a JSON API, curl sending
 //! varied requests from another namespace. Every request must be reported exactly once with
 //! the right method, path, query, status, body lengths and pairing, and the kernel must have
-//! dropped nothing.
+//! dropped nothing. Once attached the sensor holds no capability, and exiting without any
+//! still detaches its programs (R-OPS-3).
 
 use std::collections::HashMap;
 
+use anyhow::Context as _;
 use apitap_schema::{ApiEvent, BodyEncoding};
 use apitap_tests::{
     Nginx, REPORT_BYTES, SERVER_PORT, Sensor, Topology, read_events, require_privileges,
+    threads_with_capabilities,
 };
+
+/// Every capability set of a thread.
+const ALL_SETS: [&str; 5] = ["CapInh", "CapPrm", "CapEff", "CapAmb", "CapBnd"];
 
 /// One request the test sends and what nginx must answer.
 struct Expect {
@@ -40,6 +46,27 @@ fn live_capture_reports_every_transaction_once() -> anyhow::Result<()> {
         &[SERVER_PORT],
         &dir.join("sensor"),
     )?;
+    // Issue 22, R-OPS-3: attached, the sensor holds no capability in any thread, while the
+    // programs stay attached (links are file descriptors).
+    let pid = sensor.pid().context("sensor pid")?;
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))?.trim(),
+        "apitap-sensor"
+    );
+    let held = threads_with_capabilities(pid, &ALL_SETS)?;
+    assert!(held.is_empty(), "capabilities kept after attach: {held:?}");
+    let link = |topo: &Topology| -> anyhow::Result<String> {
+        let out = topo
+            .server
+            .cmd("ip", &["link", "show", "dev", &topo.server_if])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert!(
+        link(&topo)?.contains("xdp"),
+        "XDP attached: {}",
+        link(&topo)?
+    );
 
     let mut expect: Vec<Expect> = Vec::new();
     let mut push = |method: &'static str, uri: String, status: u16, request_body: u64| {
@@ -158,6 +185,17 @@ fn live_capture_reports_every_transaction_once() -> anyhow::Result<()> {
         std::time::Duration::from_secs(15),
     )?;
     sensor.stop()?;
+    // Without any capability, exiting still detached the programs.
+    assert!(
+        !link(&topo)?.contains("xdp"),
+        "XDP left attached: {}",
+        link(&topo)?
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&sensor.events)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the event file holds payloads");
+    }
     let events = read_events(&sensor.events)?;
     let log = nginx.access_log()?;
 
@@ -275,6 +313,67 @@ fn live_capture_reports_every_transaction_once() -> anyhow::Result<()> {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), events.len());
+    Ok(())
+}
+
+/// The deployment's least privilege (R-OPS-3, deploy/systemd, deploy/kubernetes): the sensor
+/// runs as an unprivileged user granted only CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (no
+/// CAP_SYS_ADMIN), captures, and holds none of them once attached. The bounding set keeps the
+/// three (shrinking it needs CAP_SETPCAP), which `no_new_privs` makes unusable. CAP_PERFMON is
+/// needed to load: without it the verifier applies Spectre v1 masking to pointer arithmetic,
+/// which it does not support on packet pointers (`R4 has pointer with unsupported alu
+/// operation`) — this test is how that was found.
+#[test]
+fn sensor_captures_as_an_unprivileged_user_with_three_capabilities() -> anyhow::Result<()> {
+    if !require_privileges("sensor_captures_as_an_unprivileged_user_with_three_capabilities") {
+        return Ok(());
+    }
+    let dir = tempdir("unpriv");
+    let topo = Topology::new("unpriv")?;
+    let _nginx = Nginx::start(&topo.server, &dir.join("nginx"))?;
+    let sensor_dir = dir.join("sensor");
+    std::fs::create_dir_all(&sensor_dir)?;
+    const NOBODY: u32 = 65534;
+    std::os::unix::fs::chown(&sensor_dir, Some(NOBODY), Some(NOBODY))?;
+    let caps = "-all,+bpf,+net_admin,+perfmon";
+    let mut sensor = Sensor::start_wrapped(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        "",
+        &sensor_dir,
+        &[
+            "setpriv",
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            &format!("--inh-caps={caps}"),
+            &format!("--ambient-caps={caps}"),
+            &format!("--bounding-set={caps}"),
+            "--",
+        ],
+    )?;
+    let pid = sensor.pid().context("sensor pid")?;
+    let held = threads_with_capabilities(pid, &ALL_SETS[..4])?;
+    assert!(held.is_empty(), "capabilities kept after attach: {held:?}");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')),
+        "{status}"
+    );
+    for i in 0..5 {
+        topo.curl(&["-o", "/dev/null", &topo.url(&format!("/api/v1/users/{i}"))])?;
+    }
+    sensor.wait_for_metric(
+        "apitap_sensor_events_total",
+        5,
+        std::time::Duration::from_secs(15),
+    )?;
+    sensor.stop()?;
+    let events = read_events(&sensor.events)?;
+    assert_eq!(events.len(), 5, "{}", sensor.log_text());
     Ok(())
 }
 

@@ -13,6 +13,8 @@ const DEBIAN: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     // The inventory store's PostgreSQL tests start their own throwaway cluster.
     ("pg_ctlcluster", "postgresql"),
+    // Scores the shipped unit files' hardening (tests/tests/deploy_units.rs).
+    ("systemd-analyze", "systemd"),
 ];
 /// Python packages the tests run (independent validators of what the product exports).
 const PYTHON: &[(&str, &str)] = &[("openapi_spec_validator", "openapi-spec-validator==0.9.0")];
