@@ -155,6 +155,11 @@ pub struct BusMetrics {
     pub producer_queue_events: AtomicU64,
     /// Gauge: 1 while new events go to the spool instead of the Kafka client.
     pub spooling: AtomicU64,
+    /// Gauge: 1 while the spool could not be opened (events Kafka cannot take now are then
+    /// dropped as `spool_io`; opening is retried).
+    pub spool_unavailable: AtomicU64,
+    /// Failed attempts to open the spool.
+    pub spool_open_failures: AtomicU64,
     /// Gauge: events handed to the consumer's caller and not acknowledged yet.
     pub unacked_events: AtomicU64,
 }
@@ -263,11 +268,17 @@ impl BusMetrics {
                 self.rejected_total(cause)
             );
         }
-        let gauges: [(&str, &AtomicU64); 5] = [
+        let _ = writeln!(
+            out,
+            "apitap_bus_spool_open_failures_total {}",
+            Self::get(&self.spool_open_failures)
+        );
+        let gauges: [(&str, &AtomicU64); 6] = [
             ("spool_bytes", &self.spool_bytes),
             ("spool_events", &self.spool_events),
             ("producer_queue_events", &self.producer_queue_events),
             ("spooling", &self.spooling),
+            ("spool_unavailable", &self.spool_unavailable),
             ("unacked_events", &self.unacked_events),
         ];
         for (name, g) in gauges {

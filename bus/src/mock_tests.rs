@@ -183,6 +183,55 @@ fn broker_down_spools_then_replays_everything_when_back() {
     assert_per_key_order(&got);
 }
 
+/// A spool that cannot be opened (here its directory would be inside a regular file; in
+/// production a read-only or full disk) does not stop the sensor (issue 22): events go to the
+/// broker directly, the gauge says the spool is unavailable, and while the broker is down the
+/// events it cannot take are dropped and counted, never lost silently.
+#[test]
+fn an_unopenable_spool_degrades_to_direct_delivery_and_counts_drops() {
+    logs();
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("apitap.events.v1", 2, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-directory");
+    std::fs::write(&blocker, b"x").unwrap();
+    let cfg = config(&mock, &blocker.join("spool"));
+    let metrics = Arc::new(BusMetrics::default());
+    let mut p = KafkaEventPublisher::start(&cfg, "s1", metrics.clone()).unwrap();
+    assert_eq!(BusMetrics::get(&metrics.spool_unavailable), 1);
+    assert_eq!(BusMetrics::get(&metrics.spool_open_failures), 1);
+    let cl = clients();
+    for i in 0..100u64 {
+        p.publish(&event(i, &cl[(i % 8) as usize]));
+    }
+    wait_for("direct delivery", Duration::from_secs(10), || {
+        BusMetrics::get(&metrics.events_delivered) == 100
+    });
+    mock.broker_down(1).unwrap();
+    let mut i = 100u64;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metrics.dropped_total(crate::metrics::DropCause::SpoolIo) == 0 {
+        assert!(Instant::now() < deadline, "nothing was counted as dropped");
+        p.publish(&event(i, &cl[(i % 8) as usize]));
+        i += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    mock.broker_up(1).unwrap();
+    let report = p.close(Duration::from_secs(10)).unwrap();
+    assert_eq!(report.left_in_spool, 0);
+    assert!(report.dropped > 0);
+    assert_eq!(
+        report.delivered + report.dropped,
+        i,
+        "every event delivered or counted: {report:?}"
+    );
+    assert!(
+        metrics
+            .render_string()
+            .contains("apitap_bus_spool_unavailable 1")
+    );
+}
+
 #[test]
 fn undelivered_events_survive_a_restart_of_the_publisher() {
     logs();

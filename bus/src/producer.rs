@@ -58,7 +58,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{ClientRole, KafkaConfig};
 use crate::kafka::{ErrorClass, classify, client_config, describe};
 use crate::metrics::{BusMetrics, DropCause, ErrorLabel, LogLimiter};
-use crate::spool::{Appended, Position, Spool, SpoolLimits, SpoolRecord};
+use crate::spool::{Appended, Position, Spool, SpoolError, SpoolLimits, SpoolRecord};
 use crate::{BusError, CloseReport, EventPublisher, Publish};
 
 /// Header carrying the event's schema version (`MAJOR.MINOR`), so consumers can route or
@@ -276,14 +276,15 @@ impl KafkaEventPublisher {
         metrics: Arc<BusMetrics>,
     ) -> Result<KafkaEventPublisher, BusError> {
         cfg.validate()?;
-        let spool = Spool::open(
+        let spool = SpoolSlot::open(
             &cfg.spool.dir,
             SpoolLimits {
                 max_bytes: cfg.spool.max_bytes,
                 segment_bytes: cfg.spool.segment_bytes,
                 on_full: cfg.spool.on_full,
             },
-        )?;
+            &metrics,
+        );
         let producer = Arc::new(build_producer(cfg, &metrics)?);
         let recovered = spool.unread();
         let shared = Arc::new(Shared {
@@ -499,12 +500,128 @@ impl Drop for KafkaEventPublisher {
     }
 }
 
+/// How long a spool that could not be opened waits before the next attempt.
+const SPOOL_REOPEN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The spool, or the place where it should be. A spool that cannot be opened (read-only or
+/// full disk, wrong owner) must not stop capture (issue 22): the producer then runs without
+/// one — events go to the Kafka client directly, and those it cannot take now are dropped and
+/// counted as `spool_io` — and opening is retried every [`SPOOL_REOPEN_INTERVAL`]
+/// (`apitap_bus_spool_unavailable` is 1 meanwhile).
+struct SpoolSlot {
+    dir: std::path::PathBuf,
+    limits: SpoolLimits,
+    spool: Option<Spool>,
+    retry_at: Instant,
+    metrics: Arc<BusMetrics>,
+}
+
+impl SpoolSlot {
+    fn open(dir: &std::path::Path, limits: SpoolLimits, metrics: &Arc<BusMetrics>) -> SpoolSlot {
+        let mut slot = SpoolSlot {
+            dir: dir.to_path_buf(),
+            limits,
+            spool: None,
+            retry_at: Instant::now(),
+            metrics: metrics.clone(),
+        };
+        slot.try_open();
+        slot
+    }
+
+    /// Opens the spool if it is not open and an attempt is due.
+    fn try_open(&mut self) {
+        if self.spool.is_some() || Instant::now() < self.retry_at {
+            return;
+        }
+        match Spool::open(&self.dir, self.limits.clone()) {
+            Ok(spool) => {
+                if self.metrics.spool_open_failures.load(Ordering::Relaxed) > 0 {
+                    info!(dir = %self.dir.display(), "spool opened after earlier failures");
+                }
+                self.spool = Some(spool);
+                self.metrics.spool_unavailable.store(0, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.metrics
+                    .spool_open_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.spool_unavailable.store(1, Ordering::Relaxed);
+                self.retry_at = Instant::now() + SPOOL_REOPEN_INTERVAL;
+                error!(error = %e, retry_secs = SPOOL_REOPEN_INTERVAL.as_secs(), "spool unavailable: running without it; events the broker cannot take now are dropped (counted as spool_io)");
+            }
+        }
+    }
+
+    fn get(&mut self) -> Result<&mut Spool, SpoolError> {
+        self.try_open();
+        let dir = &self.dir;
+        self.spool
+            .as_mut()
+            .ok_or_else(|| SpoolError::Unavailable(dir.clone()))
+    }
+
+    fn unread(&self) -> u64 {
+        self.spool.as_ref().map_or(0, Spool::unread)
+    }
+
+    fn is_drained(&self) -> bool {
+        self.spool.as_ref().is_none_or(Spool::is_drained)
+    }
+
+    fn bytes(&self) -> u64 {
+        self.spool.as_ref().map_or(0, Spool::bytes)
+    }
+
+    fn damage(&self) -> crate::spool::SpoolDamage {
+        self.spool.as_ref().map(Spool::damage).unwrap_or_default()
+    }
+
+    fn read_position(&self) -> Position {
+        self.spool
+            .as_ref()
+            .map(Spool::read_position)
+            .unwrap_or_default()
+    }
+
+    fn append(&mut self, rec: &SpoolRecord) -> Result<Appended, SpoolError> {
+        self.get()?.append(rec)
+    }
+
+    fn prepend(&mut self, recs: &[SpoolRecord]) -> Result<u64, SpoolError> {
+        self.get()?.prepend(recs)
+    }
+
+    fn read_next(&mut self) -> Result<Option<(Position, SpoolRecord)>, SpoolError> {
+        match self.spool.as_mut() {
+            Some(s) => s.read_next(),
+            None => Ok(None),
+        }
+    }
+
+    fn release(&mut self, upto: Position) -> Result<(), SpoolError> {
+        self.spool.as_mut().map_or(Ok(()), |s| s.release(upto))
+    }
+
+    fn rewind(&mut self) -> Result<(), SpoolError> {
+        self.spool.as_mut().map_or(Ok(()), Spool::rewind)
+    }
+
+    fn flush(&mut self) -> Result<(), SpoolError> {
+        self.spool.as_mut().map_or(Ok(()), Spool::flush)
+    }
+
+    fn sync(&mut self) -> Result<(), SpoolError> {
+        self.spool.as_mut().map_or(Ok(()), Spool::sync)
+    }
+}
+
 /// The spool thread: owns the spool, serves librdkafka's callbacks, replays, switches modes.
 struct Worker {
     shared: Arc<Shared>,
     cfg: KafkaConfig,
     producer: Arc<Client>,
-    spool: Spool,
+    spool: SpoolSlot,
     rx: Receiver<Pending>,
     /// Spool records handed to librdkafka and not yet delivered: sequence → position.
     outstanding: BTreeMap<u64, Position>,

@@ -53,7 +53,7 @@ pub struct SpoolRecord {
 }
 
 /// A place in the spool: a segment id and a byte offset in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
     /// Segment id.
     pub segment: u64,
@@ -86,6 +86,9 @@ pub enum SpoolError {
     /// A record larger than the spool accepts.
     #[error("a record of {0} bytes is larger than the spool accepts")]
     TooLarge(usize),
+    /// The spool in this directory could not be opened and is not in use (see the producer).
+    #[error("spool {0} is unavailable (it could not be opened)")]
+    Unavailable(PathBuf),
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> SpoolError {
