@@ -534,7 +534,7 @@ impl SpoolSlot {
         if self.spool.is_some() || Instant::now() < self.retry_at {
             return;
         }
-        match Spool::open(&self.dir, self.limits.clone()) {
+        match Spool::open(&self.dir, self.limits) {
             Ok(spool) => {
                 if self.metrics.spool_open_failures.load(Ordering::Relaxed) > 0 {
                     info!(dir = %self.dir.display(), "spool opened after earlier failures");
