@@ -237,6 +237,47 @@ fn a_million_requests_over_100k_ids_stay_within_1_1x_truth() {
     assert!(ours.f1 > baseline.f1, "{ours} vs {baseline}");
 }
 
+/// Attacker-chosen paths and methods (issue 22): overlong segments never become literal node
+/// labels, and invented methods share one overflow endpoint, so memory stays bounded by the
+/// configured caps whatever the input.
+#[test]
+fn hostile_segments_and_methods_stay_bounded() {
+    let mut inv = Inventory::new(InventoryConfig::default()).unwrap();
+    let mut rng = Rng(0x0bad);
+    let mut ev = Ev::new("GET", "/").json(404, r#"{"error":"not found"}"#);
+    for n in 0..12_000u64 {
+        let len = 129 + (rng.next() % 500) as usize;
+        let junk: String = (0..len)
+            .map(|i| char::from(b'a' + ((n as usize * 7 + i * 13) % 26) as u8))
+            .collect();
+        ev.e.request.path = format!("/api/{junk}/x");
+        ev.e.request.method = format!("M{:X}", rng.next() % 100_000);
+        ev.e.request_start_unix_us = 1_700_000_000_000_000 + n;
+        inv.observe(&ev.e);
+    }
+    let keys = inv.endpoint_keys();
+    let longest = keys.iter().map(|k| k.template.len()).max().unwrap_or(0);
+    assert!(
+        longest <= 64,
+        "no overlong literal in a template: {longest} bytes"
+    );
+    let methods: std::collections::BTreeSet<&str> =
+        keys.iter().map(|k| k.method.as_str()).collect();
+    assert!(keys.len() <= 5_000 + 10, "{} endpoints", keys.len());
+    assert!(
+        inv.counters.overflow_events > 0,
+        "the endpoint cap was reached"
+    );
+    let overflow = keys.iter().filter(|k| k.template == "/{overflow}").count();
+    assert!(overflow <= 10, "{overflow} overflow endpoints");
+    assert!(
+        keys.iter()
+            .filter(|k| k.template == "/{overflow}")
+            .all(|k| k.method == "OTHER"),
+        "{methods:?}"
+    );
+}
+
 /// Distinct values of `path_of` needed before discovery reports a single templated endpoint.
 fn values_until_templated(path_of: impl Fn(u64) -> String) -> u64 {
     let mut inv = Inventory::new(InventoryConfig::default()).unwrap();

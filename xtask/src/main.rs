@@ -5,6 +5,7 @@
 //! - `test`: sets up, builds once, checks formatting and lints, runs the whole test suite.
 mod attacks;
 mod bench;
+mod bench_hostile;
 mod bench_kafka;
 mod demo;
 mod disk;
@@ -58,11 +59,12 @@ enum Cmd {
     },
     /// Benchmarks: `decode` (criterion, one core), `decode-instructions` (the same pipeline
     /// under callgrind: instructions per transaction, deterministic on a noisy machine, next to
-    /// the previous run), `capture` (live, netns, load tools) or `kafka` (bus throughput
-    /// against a real broker, next to `tansu perf`).
+    /// the previous run), `capture` (live, netns, load tools), `kafka` (bus throughput
+    /// against a real broker, next to `tansu perf`) or `hostile` (the sensor and analyzer
+    /// under a SYN flood, 1-byte segments, a pipelined-head flood and random hosts/paths).
     Bench {
         /// Which benchmark.
-        #[arg(value_parser = ["decode", "decode-instructions", "capture", "kafka"])]
+        #[arg(value_parser = ["decode", "decode-instructions", "capture", "kafka", "hostile"])]
         which: String,
         /// Seconds per load phase (capture) or of the `tansu perf` run (kafka).
         #[arg(long, default_value_t = 10)]
@@ -86,6 +88,7 @@ fn main() -> anyhow::Result<()> {
                 "decode" => bench::decode(),
                 "decode-instructions" => bench::decode_instructions(),
                 "kafka" => bench_kafka::run(seconds),
+                "hostile" => bench_hostile::run(),
                 _ => bench::capture(seconds),
             }
         }

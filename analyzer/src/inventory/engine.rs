@@ -124,6 +124,17 @@ pub struct Inventory {
     pub counters: InventoryCounters,
 }
 
+/// The method an overflow endpoint is kept under: a standard method, or `OTHER` for any
+/// other token, so a flood of invented methods cannot grow the overflow map (issue 22).
+pub fn overflow_method(method: &str) -> &str {
+    match method {
+        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS" | "TRACE" | "CONNECT" => {
+            method
+        }
+        _ => "OTHER",
+    }
+}
+
 /// A method token as an inventory key: upper case, at most 16 token characters.
 pub fn normalize_method(m: &str) -> std::borrow::Cow<'_, str> {
     if matches!(
@@ -293,7 +304,9 @@ impl Inventory {
                 } else {
                     overflowed = true;
                     (
-                        svc.overflow.entry(method.to_string()).or_default(),
+                        svc.overflow
+                            .entry(overflow_method(&method).to_owned())
+                            .or_default(),
                         Vec::new(),
                     )
                 }
@@ -320,7 +333,9 @@ impl Inventory {
                         } else {
                             overflowed = true;
                             (
-                                svc.overflow.entry(method.to_string()).or_default(),
+                                svc.overflow
+                                    .entry(overflow_method(&method).to_owned())
+                                    .or_default(),
                                 Vec::new(),
                             )
                         }
@@ -328,7 +343,9 @@ impl Inventory {
                     Route::Overflow => {
                         overflowed = true;
                         (
-                            svc.overflow.entry(method.to_string()).or_default(),
+                            svc.overflow
+                                .entry(overflow_method(&method).to_owned())
+                                .or_default(),
                             Vec::new(),
                         )
                     }
@@ -360,7 +377,11 @@ impl Inventory {
         let service = service_name?;
         Some(EndpointKey {
             service,
-            method: method.into_owned(),
+            method: if overflowed {
+                overflow_method(&method).to_owned()
+            } else {
+                method.into_owned()
+            },
             template: template.unwrap_or_else(|| OVERFLOW_TEMPLATE.into()),
             operation: op,
         })

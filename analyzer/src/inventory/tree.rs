@@ -76,6 +76,20 @@ impl Default for TemplatingConfig {
     }
 }
 
+/// Longest path segment kept as a literal (a route name): anything longer is a value and goes
+/// to the position's parameter, so attacker-chosen segments (up to the header limit, 64 KiB)
+/// cannot be stored as node labels (issue 22).
+pub const MAX_LITERAL_SEGMENT_BYTES: usize = 128;
+
+/// How strongly `seg` (of shape `shape`) says "value": overlong segments count as strong.
+fn strength(seg: &str, shape: SegmentShape) -> Strength {
+    if seg.len() > MAX_LITERAL_SEGMENT_BYTES {
+        Strength::Strong
+    } else {
+        shape.strength()
+    }
+}
+
 /// Method slots in [`Behavior`].
 pub const METHOD_SLOTS: usize = 8;
 /// Status slots in [`Behavior`]: 1xx, 2xx, 3xx, 4xx, 5xx, none/other.
@@ -599,7 +613,7 @@ impl<E: Payload> PathTree<E> {
             return Some(c);
         }
         let p = node.param?;
-        let takes = match shape.strength() {
+        let takes = match strength(seg, shape) {
             Strength::Never => false,
             Strength::Word => {
                 self.node(p).accepts_words()
@@ -616,9 +630,10 @@ impl<E: Payload> PathTree<E> {
     fn grow(&mut self, cur: NodeId, seg: &str, shape: SegmentShape) -> Option<NodeId> {
         let depth = self.node(cur).depth;
         let crowded = self.node(cur).children.len() >= self.cfg.max_children_per_node;
-        if shape.strength() == Strength::Strong
-            || (crowded && shape.strength() != Strength::Never)
-            || (self.full() && shape.strength() != Strength::Never)
+        let strength = strength(seg, shape);
+        if strength == Strength::Strong
+            || (crowded && strength != Strength::Never)
+            || (self.full() && strength != Strength::Never)
         {
             let p = self.ensure_param(cur)?;
             self.fold_opaque(cur);
