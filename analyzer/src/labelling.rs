@@ -38,7 +38,14 @@ pub fn hash_key(cfg: &LabelsConfig) -> Result<HashKey, Error> {
                 source,
             },
             KeyFileError::Empty => Error::HashKey("labels.hash_key_file is empty"),
-        }),
+            KeyFileError::TooShort { .. } => Error::HashKey(
+                "labels.hash_key_file: the secret is shorter than 16 bytes (e.g. `head -c 32 /dev/urandom | base64 > FILE`)",
+            ),
+            KeyFileError::Exposed { .. } => Error::HashKey(
+                "labels.hash_key_file is accessible to group or others; `chmod 600` it",
+            ),
+        })
+        .inspect(|k| tracing::info!(hash_key_id = %k.id(), "labels hash key loaded")),
         None => {
             tracing::warn!(
                 "labels.hash_key_file is not set: using a random per-process hash key; value \
@@ -362,11 +369,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("apitap-labelling-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("key");
-        std::fs::write(&p, "s3cret\n").unwrap();
+        std::fs::write(&p, "a long enough s3cret\n").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         let cfg = LabelsConfig {
             hash_key_file: Some(p.clone()),
         };
         assert!(hash_key(&cfg).is_ok());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = hash_key(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("labels.hash_key_file") && e.contains("chmod 600"),
+            "{e}"
+        );
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&p, "\n").unwrap();
         assert!(hash_key(&cfg).is_err());
         assert!(hash_key(&LabelsConfig::default()).is_ok());

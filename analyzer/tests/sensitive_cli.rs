@@ -108,6 +108,10 @@ fn process_records_labels_sensitivity_and_weak_points_without_values() {
     let (events, raw) = fixture(&dir);
     let key_file = dir.join("hash.key");
     std::fs::write(&key_file, HASH_SECRET).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let config = dir.join("analyzer.toml");
     std::fs::write(
         &config,

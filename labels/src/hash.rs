@@ -14,7 +14,24 @@ pub enum KeyFileError {
     /// The file holds only whitespace.
     #[error("the key file is empty")]
     Empty,
+    /// The secret is too short to resist guessing.
+    #[error(
+        "the key file holds {bytes} bytes of secret; at least {MIN_SECRET_BYTES} are needed (e.g. `head -c 32 /dev/urandom | base64 > FILE`)"
+    )]
+    TooShort {
+        /// Secret bytes found (after trimming whitespace).
+        bytes: usize,
+    },
+    /// Others than the owner may read or write the file.
+    #[error("the key file is accessible to group or others (mode {mode:04o}); `chmod 600` it")]
+    Exposed {
+        /// Its permission bits.
+        mode: u32,
+    },
 }
+
+/// Shortest site secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
 
 /// The secret key of the keyed hash. Every sensor and analyzer of one site must use the same
 /// key for hashes to correlate; a different key per site makes hashes useless elsewhere.
@@ -35,14 +52,43 @@ impl HashKey {
 
     /// The key of a site secret file (`hash_key_file` of sensor and analyzer): its contents,
     /// surrounding whitespace trimmed, through [`HashKey::from_secret`], so every process
-    /// reading the same file hashes alike.
+    /// reading the same file hashes alike. The file must be its owner's alone and hold at
+    /// least [`MIN_SECRET_BYTES`]: whoever has the key can test guesses against the hashes.
     pub fn from_secret_file(path: &std::path::Path) -> Result<HashKey, KeyFileError> {
-        let secret = std::fs::read(path).map_err(KeyFileError::Read)?;
+        use std::os::unix::fs::PermissionsExt as _;
+        let file = std::fs::File::open(path).map_err(KeyFileError::Read)?;
+        let mode = file
+            .metadata()
+            .map_err(KeyFileError::Read)?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(KeyFileError::Exposed { mode });
+        }
+        let mut secret = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut secret).map_err(KeyFileError::Read)?;
         let trimmed = secret.trim_ascii();
         if trimmed.is_empty() {
             return Err(KeyFileError::Empty);
         }
+        if trimmed.len() < MIN_SECRET_BYTES {
+            return Err(KeyFileError::TooShort {
+                bytes: trimmed.len(),
+            });
+        }
         Ok(HashKey::from_secret(trimmed))
+    }
+
+    /// A public fingerprint of the key (8 hex digits): tells which key made a hash, so sensors
+    /// and analyzers can confirm they share one and a rotation can be followed. Reveals
+    /// nothing about the key.
+    pub fn id(&self) -> String {
+        let d = blake3::keyed_hash(&self.0, b"apitap hash key id v1");
+        d.as_bytes()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// A random key for this process only (hashes do not correlate with other processes).
@@ -116,6 +162,45 @@ pub fn normalise(label: Label, raw: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A site secret file is accepted only when it is private and long enough (issue 22), and
+    /// the key id is stable per key and differs between keys.
+    #[test]
+    fn secret_files_must_be_private_and_long() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("apitap-hashkey-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("key");
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write("a site secret of 24 bytes\n", 0o600);
+        let k = HashKey::from_secret_file(&p).unwrap();
+        assert_eq!(
+            k.id(),
+            HashKey::from_secret(b"a site secret of 24 bytes").id()
+        );
+        assert_eq!(k.id().len(), 8);
+        assert_ne!(
+            k.id(),
+            HashKey::from_secret(b"another secret, 24 bytes").id()
+        );
+        write("a site secret of 24 bytes\n", 0o640);
+        let e = HashKey::from_secret_file(&p).unwrap_err();
+        assert!(matches!(e, KeyFileError::Exposed { mode: 0o640 }), "{e}");
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        write("short\n", 0o600);
+        let e = HashKey::from_secret_file(&p).unwrap_err();
+        assert!(matches!(e, KeyFileError::TooShort { bytes: 5 }), "{e}");
+        assert!(!e.to_string().contains("short"), "never the secret: {e}");
+        write(" \n", 0o400);
+        assert!(matches!(
+            HashKey::from_secret_file(&p),
+            Err(KeyFileError::Empty)
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn formats_of_one_value_hash_alike() {

@@ -81,6 +81,9 @@ pub fn hash_key(file: Option<&Path>) -> Result<HashKey, ConfigError> {
                 format!("cannot read {}: {e}", path.display()),
             ),
             KeyFileError::Empty => field("payload.hash_key_file", "the file is empty"),
+            e @ (KeyFileError::TooShort { .. } | KeyFileError::Exposed { .. }) => {
+                field("payload.hash_key_file", format!("{}: {e}", path.display()))
+            }
         }),
         None => HashKey::random().map_err(|e| {
             field(
@@ -140,6 +143,7 @@ impl Minimiser {
             );
         }
         let key = hash_key(cfg.hash_key_file.as_deref())?;
+        tracing::info!(hash_key_id = %key.id(), "payload hash key loaded");
         Minimiser::new(
             cfg.mode.mode(),
             MinimiseOptions {

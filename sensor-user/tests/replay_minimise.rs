@@ -51,6 +51,10 @@ fn run(name: &str, payload: &str) -> (String, ReplaySummary) {
     let dir = scratch(name);
     let key = dir.join("hash-key");
     std::fs::write(&key, "site-secret-for-tests\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let cfg = Config::parse(&format!(
         "[payload]\n{payload}\nhash_key_file = {:?}\n[capture]\nports = [8080]\n",
         key.display().to_string()

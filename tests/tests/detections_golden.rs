@@ -39,6 +39,10 @@ fn analyze(events: &Path, dir: &Path) -> anyhow::Result<Vec<Value>> {
 fn analyze_as(events: &Path, dir: &Path, format: &str) -> anyhow::Result<Vec<Value>> {
     let key = dir.join("hash.key");
     std::fs::write(&key, "apitap detections golden test key\n")?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    }
     let config = dir.join("analyzer.toml");
     std::fs::write(
         &config,

@@ -134,6 +134,9 @@ time.sleep(600)
 /// One phase's figures (name → value), in display order.
 type Figures = Vec<(String, f64)>;
 
+/// A named phase: runs its traffic generator.
+type Phase<'a> = (&'static str, Box<dyn Fn() -> anyhow::Result<()> + 'a>);
+
 /// Runs every phase and prints the table next to the previous run.
 pub fn run() -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
@@ -176,7 +179,7 @@ pub fn run() -> anyhow::Result<()> {
     let server_mac = mac_of(&topo)?;
 
     let mut results: Vec<(&str, Figures)> = Vec::new();
-    let phases: [(&str, Box<dyn Fn() -> anyhow::Result<()>>); 4] = [
+    let phases: [Phase<'_>; 4] = [
         (
             "syn_flood",
             Box::new(|| {
