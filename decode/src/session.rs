@@ -195,6 +195,9 @@ struct PartialResponse {
     /// Sent before its request finished (RFC 9112 §9.3, e.g. 413 or a `return` directive):
     /// pairs with the request still being read.
     answers_reading: bool,
+    /// Answers a request already reported without a response (pipeline overflow): read to
+    /// keep framing, then discarded (counted).
+    orphan: bool,
 }
 
 /// A response that completed before its request did.
@@ -231,6 +234,10 @@ pub struct Session {
     resynced: bool,
     /// A complete response waiting for the request it answered early to finish.
     early: Option<EarlyResponse>,
+    /// Requests reported without a response because the pipeline limits were exceeded, whose
+    /// responses are still to come: HTTP/1.1 answers in order (RFC 9112 §9.3.2), so the next
+    /// this many responses are theirs and are discarded rather than paired with later requests.
+    orphaned: u32,
 }
 
 impl Session {
@@ -266,6 +273,7 @@ impl Session {
             upgraded: false,
             resynced: midstream,
             early: None,
+            orphaned: 0,
         }
     }
 
@@ -490,6 +498,7 @@ impl Session {
             oldest.anomalies.push(Anomaly::NoResponse);
             stats.requests_without_response += 1;
             stats.pipeline_overflow += 1;
+            self.orphaned = self.orphaned.saturating_add(1);
             out.push(self.build(oldest, None, stats));
         }
         self.pending.push_back(r);
@@ -541,10 +550,22 @@ impl Session {
                         self.msg_start_us[1] = None;
                         continue;
                     }
-                    let request = self.request_for_response(peer_offset, stats, out);
+                    if self.resynced {
+                        // Response bytes were lost: the acknowledgment-based pairing below
+                        // decides which request this answers.
+                        self.orphaned = 0;
+                    }
+                    let orphan = self.orphaned > 0;
+                    let request = if orphan {
+                        self.orphaned -= 1;
+                        None
+                    } else {
+                        self.request_for_response(peer_offset, stats, out)
+                    };
                     // With nothing complete outstanding, it may answer the request still being
                     // read, if the server had received that request's head.
-                    let answers_reading = request.is_none()
+                    let answers_reading = !orphan
+                        && request.is_none()
                         && self.pending.is_empty()
                         && self
                             .reading
@@ -573,6 +594,7 @@ impl Session {
                         anomalies,
                         request,
                         answers_reading,
+                        orphan,
                     };
                     match framing {
                         Framing::None => self.emit_response(r, ts_us, stats, out),
@@ -626,7 +648,12 @@ impl Session {
             anomalies,
             request,
             answers_reading,
+            orphan,
         } = r;
+        if orphan {
+            stats.responses_after_overflow += 1;
+            return;
+        }
         let request = match request {
             Some(r) => r,
             None if answers_reading && self.reading.is_some() => {
@@ -895,8 +922,9 @@ mod tests {
             out.iter()
                 .all(|e| e.anomalies.contains(&Anomaly::NoResponse))
         );
-        // The requests still waiting are answered in order.
-        let first_waiting = 50 - (s.pending.len() as u64);
+        // The first response answers the first request sent, already reported: it is
+        // discarded, not paired with the oldest request still waiting.
+        let reported = out.len();
         s.data(
             Side::Server,
             60,
@@ -905,9 +933,44 @@ mod tests {
             &mut st,
             &mut out,
         );
-        let last = out.last().unwrap();
-        assert_eq!(last.transaction_index, first_waiting);
-        assert_eq!(last.response.as_ref().map(|r| r.status), Some(204));
+        assert_eq!(out.len(), reported);
+        assert_eq!(st.responses_after_overflow, 1);
+    }
+
+    /// More requests pipelined than `max_pending_requests`: the oldest are reported without a
+    /// response, and when their responses come they are discarded (counted), so every later
+    /// response still pairs with its own request (HTTP/1.1 answers in order).
+    #[test]
+    fn pipeline_overflow_keeps_later_pairs_aligned() {
+        let mut s = session(false);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        let reqs: String = (0..100)
+            .map(|i| format!("GET /r{i} HTTP/1.1\r\nHost: h\r\n\r\n"))
+            .collect();
+        s.data(Side::Client, 1, reqs.as_bytes(), None, &mut st, &mut out);
+        assert_eq!(st.pipeline_overflow, 36);
+        assert_eq!(out.len(), 36);
+        let resps: String = (0..100)
+            .map(|i| {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\nr{i}",
+                    1 + format!("{i}").len()
+                )
+            })
+            .collect();
+        s.data(Side::Server, 2, resps.as_bytes(), None, &mut st, &mut out);
+        assert_eq!(st.responses_after_overflow, 36);
+        assert_eq!(out.len(), 100);
+        for e in &out[36..] {
+            let body = &e.response.as_ref().unwrap().body.data;
+            assert_eq!(
+                format!("/{body}"),
+                e.request.path,
+                "paired with its own request"
+            );
+        }
+        assert_eq!(st.unsolicited_responses, 0);
     }
 
     #[test]

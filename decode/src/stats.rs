@@ -69,6 +69,9 @@ counters! {
     unsolicited_responses,
     /// Requests reported early because too many were pipelined.
     pipeline_overflow,
+    /// Responses to those requests, discarded when they came so that later responses still
+    /// pair with their own requests.
+    responses_after_overflow,
     /// Request-side framing errors.
     request_parse_errors,
     /// Response-side framing errors.

@@ -22,7 +22,7 @@ use apitap_tests::{
 
 use crate::cargo;
 
-/// The port of the server that accepts connections and never reads (pipelined-head flood).
+/// The port of the server that reads requests and never answers (pipelined-head flood).
 const SILENT_PORT: u16 = 8081;
 /// Spoofed SYNs in the flood: three times the default connection table.
 const SYN_FLOOD_PACKETS: u32 = 200_000;
@@ -79,8 +79,8 @@ for i in range(n):
     c.close()
 "#;
 
-/// Connections that each pipeline many requests with large heads to a server that never
-/// reads, then wait, so the sensor sees requests that are never answered.
+/// Connections that each pipeline many requests with large heads (2 MiB per connection, twice
+/// the per-connection limit) to a server that never answers, then wait.
 const PIPELINE_PY: &str = r#"
 import socket, sys, time
 ip, port, conns, per, hdr = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
@@ -121,14 +121,18 @@ while sent < n:
     sent += batch
 "#;
 
-/// Accepts connections into its backlog and never reads them.
+/// Reads and discards whatever its clients send and never answers.
 const SILENT_PY: &str = r#"
-import socket, sys, time
+import socket, sys, threading
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen(4096)
-time.sleep(600)
+def drain(c):
+    while c.recv(1 << 16): pass
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=drain, args=(c,), daemon=True).start()
 "#;
 
 /// One phase's figures (name → value), in display order.
@@ -164,8 +168,15 @@ pub fn run() -> anyhow::Result<()> {
     let mut silent = topo
         .server
         .cmd(
-            "python3",
-            &["-c", SILENT_PY, SERVER_IP, &SILENT_PORT.to_string()],
+            "timeout",
+            &[
+                "600",
+                "python3",
+                "-c",
+                SILENT_PY,
+                SERVER_IP,
+                &SILENT_PORT.to_string(),
+            ],
         )
         .spawn()
         .context("starting the silent server")?;
@@ -291,7 +302,7 @@ fn py(topo: &Topology, script: &str, args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// Counters whose increase a phase reports.
-const COUNTERS: [(&str, &str); 9] = [
+const COUNTERS: [(&str, &str); 10] = [
     ("segments", "apitap_decode_segments_total"),
     ("events", "apitap_sensor_events_total"),
     (
@@ -307,6 +318,10 @@ const COUNTERS: [(&str, &str); 9] = [
         "apitap_decode_connections_evicted_memory_total",
     ),
     ("pipeline_overflow", "apitap_decode_pipeline_overflow_total"),
+    (
+        "responses_after_overflow",
+        "apitap_decode_responses_after_overflow_total",
+    ),
     ("parse_errors", "apitap_decode_request_parse_errors_total"),
     ("gaps", "apitap_decode_stream_gaps_total"),
     ("kernel_drops", "apitap_kernel_dropped_packets_total"),
