@@ -15,10 +15,10 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use apitap_detect::DetectConfig;
 
-use crate::config::{Config, EventInput, InputConfig, LabelsConfig};
+use crate::config::{Config, EventInput, IngestConfig, InputConfig, LabelsConfig};
 use crate::detection::Detection;
 use crate::error::{self, Error};
-use crate::ingest::{Ingestor, RunStats};
+use crate::ingest::{EventGuard, Ingestor, RunStats};
 use crate::inventory::{Inventory, InventoryConfig, Store, api, ocsf, store};
 use crate::labelling::{Labelling, hash_key, weak_finding_ocsf};
 use crate::output::{AlertSink, Alerts, SummaryFormat, SummaryWriter, Target};
@@ -53,6 +53,8 @@ pub struct ProcessOptions {
     pub detect: DetectConfig,
     /// Alert document format.
     pub alert_format: crate::ecs::AlertFormat,
+    /// Clock skew allowed and the dead-letter file (`[ingest]`).
+    pub ingest: IngestConfig,
 }
 
 impl ProcessOptions {
@@ -70,6 +72,7 @@ impl ProcessOptions {
             labels: LabelsConfig::default(),
             detect: DetectConfig::default(),
             alert_format: crate::ecs::AlertFormat::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -264,6 +267,7 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     let input = open_input(&options.input)?;
     let store_url = options.store.clone().or(options.inventory.store.clone());
     let mut ingestor = Ingestor::new(Summary::new(options.max_endpoints));
+    ingestor.guard = EventGuard::from_config(&options.ingest)?;
     analysis(&mut ingestor, &options.labels, &options.detect)?;
     let mut store = None;
     if let Some(url) = &store_url {
@@ -418,6 +422,7 @@ impl Service {
         let sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
         let sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
         let mut ingestor = Ingestor::new(Summary::new(config.summary.max_endpoints));
+        ingestor.guard = EventGuard::from_config(&config.ingest)?;
         analysis(&mut ingestor, &config.labels, &config.detect)?;
         let mut store = None;
         if let Some(url) = &config.inventory.store {

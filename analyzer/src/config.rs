@@ -37,6 +37,9 @@ pub struct Config {
     /// Limits of the in-memory per-endpoint summary.
     #[serde(default)]
     pub summary: SummaryConfig,
+    /// How each event is taken in: clock skew allowed, and where events that fail go.
+    #[serde(default)]
+    pub ingest: IngestConfig,
     /// The API inventory (`docs/inventory.md`); off unless `inventory.store` is set.
     #[serde(default)]
     pub inventory: InventoryConfig,
@@ -122,6 +125,47 @@ impl Default for OutputConfig {
             summary_interval_secs: 0,
         }
     }
+}
+
+/// `[ingest]`: guards around each event (issue 22).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Seconds an event's time may be ahead of this host's clock. A later event is taken in
+    /// with its times moved back to the clock plus this skew and counted
+    /// (`apitap_analyzer_events_future_clamped_total`): one forged or mis-clocked event must
+    /// not move the inventory's clock ahead and mark every endpoint inactive. Default 300.
+    #[serde(default = "default_max_future_skew_secs")]
+    pub max_future_skew_secs: u64,
+    /// JSON-lines file (created 0600, appended) for events whose analysis failed (a bug hit
+    /// by that event): each is skipped, counted (`apitap_analyzer_events_failed_total`) and
+    /// written here for the developers, instead of crash-looping the analyzer on redelivery.
+    /// It holds whole events, the same data as the events topic: keep it in the state
+    /// directory. Absent: failed events are counted and logged by `event_id` only.
+    #[serde(default)]
+    pub dead_letter_path: Option<PathBuf>,
+    /// Bytes written to `dead_letter_path` at most; later failed events are only counted
+    /// (`apitap_analyzer_events_dead_letter_dropped_total`). Default 64 MiB.
+    #[serde(default = "default_dead_letter_max_bytes")]
+    pub dead_letter_max_bytes: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_future_skew_secs: default_max_future_skew_secs(),
+            dead_letter_path: None,
+            dead_letter_max_bytes: default_dead_letter_max_bytes(),
+        }
+    }
+}
+
+fn default_max_future_skew_secs() -> u64 {
+    300
+}
+
+fn default_dead_letter_max_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 /// `[summary]`: bounds of the in-memory summary.
@@ -280,6 +324,9 @@ mod tests {
             "summary_format",
             "summary_interval_secs",
             "max_endpoints",
+            "max_future_skew_secs",
+            "dead_letter_path",
+            "dead_letter_max_bytes",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{field} ="))),
@@ -314,6 +361,8 @@ mod tests {
         assert_eq!(c.output.summary_path, PathBuf::from("-"));
         assert_eq!(c.output.summary_interval_secs, 0);
         assert_eq!(c.summary.max_endpoints, 100_000);
+        assert_eq!(c.ingest, IngestConfig::default());
+        assert_eq!(c.ingest.max_future_skew_secs, 300);
     }
 
     #[test]

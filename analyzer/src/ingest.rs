@@ -12,6 +12,8 @@ use serde::Serialize;
 
 use apitap_detect::EventContext;
 
+use crate::config::IngestConfig;
+use crate::dead_letter::{DeadLetter, Kept};
 use crate::detection::Detection;
 use crate::inventory::Inventory;
 use crate::labelling::{Labelling, weak_key};
@@ -97,6 +99,15 @@ pub struct RunStats {
     pub bad_lines: BTreeMap<BadLineCause, u64>,
     /// Events carrying each anomaly code (an event counts once per code).
     pub anomalies: BTreeMap<String, u64>,
+    /// Events whose analysis failed (a panic, isolated): skipped, see [`crate::dead_letter`].
+    pub events_failed: u64,
+    /// Failed events written to `ingest.dead_letter_path`.
+    pub events_dead_lettered: u64,
+    /// Failed events not written (no dead-letter file, its byte limit, or a write error).
+    pub events_dead_letter_dropped: u64,
+    /// Events dated further ahead of the wall clock than `ingest.max_future_skew_secs`,
+    /// taken in with their times moved back to the clock plus that skew.
+    pub events_future_clamped: u64,
 }
 
 impl RunStats {
@@ -135,6 +146,10 @@ impl RunStats {
             bad_invalid_event = self.bad(BadLineCause::InvalidEvent),
             bad_too_long = self.bad(BadLineCause::TooLong),
             events_over_endpoint_limit = self.events_over_endpoint_limit,
+            events_failed = self.events_failed,
+            events_dead_lettered = self.events_dead_lettered,
+            events_dead_letter_dropped = self.events_dead_letter_dropped,
+            events_future_clamped = self.events_future_clamped,
             anomalies = %self.anomalies_text(),
             "{message}"
         );
@@ -166,6 +181,71 @@ pub struct Ingestor {
     pub detect: Option<Detection>,
     /// Run statistics.
     pub stats: RunStats,
+    /// Guards around each event: clock skew and failure isolation.
+    pub guard: EventGuard,
+}
+
+/// How [`Ingestor::ingest_event`] guards each event (issue 22, `[ingest]`).
+#[derive(Debug)]
+pub struct EventGuard {
+    /// µs an event may be ahead of the wall clock before its times are clamped.
+    pub max_future_skew_us: u64,
+    /// Where failed events go; `None`: counted and logged by `event_id` only.
+    pub dead_letter: Option<DeadLetter>,
+    /// The wall clock, µs since the epoch (a parameter for tests).
+    pub now_us: fn() -> u64,
+    /// Tests: analysing the event with this id panics (a stand-in for a bug).
+    #[cfg(test)]
+    fail_event_id: Option<String>,
+}
+
+impl Default for EventGuard {
+    fn default() -> Self {
+        EventGuard {
+            max_future_skew_us: 300 * 1_000_000,
+            dead_letter: None,
+            now_us: wall_clock_us,
+            #[cfg(test)]
+            fail_event_id: None,
+        }
+    }
+}
+
+impl EventGuard {
+    /// The guard `[ingest]` describes (opens the dead-letter file).
+    pub fn from_config(config: &IngestConfig) -> Result<EventGuard, crate::Error> {
+        Ok(EventGuard {
+            max_future_skew_us: config.max_future_skew_secs.saturating_mul(1_000_000),
+            dead_letter: config
+                .dead_letter_path
+                .as_deref()
+                .map(|p| DeadLetter::open(p, config.dead_letter_max_bytes))
+                .transpose()?,
+            now_us: wall_clock_us,
+            #[cfg(test)]
+            fail_event_id: None,
+        })
+    }
+
+    /// `event` with its times moved back so that it starts no later than the wall clock
+    /// plus the allowed skew, or `None` when it is not that far ahead. Durations are kept.
+    fn clamp(&self, event: &ApiEvent) -> Option<ApiEvent> {
+        let latest = (self.now_us)().saturating_add(self.max_future_skew_us);
+        let shift = event.request_start_unix_us.checked_sub(latest)?;
+        if shift == 0 {
+            return None;
+        }
+        let mut clamped = event.clone();
+        clamped.request_start_unix_us = latest;
+        clamped.response_end_unix_us = event.response_end_unix_us.map(|t| t.saturating_sub(shift));
+        Some(clamped)
+    }
+}
+
+fn wall_clock_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 impl Ingestor {
@@ -177,6 +257,7 @@ impl Ingestor {
             labelling: None,
             detect: None,
             stats: RunStats::default(),
+            guard: EventGuard::default(),
         }
     }
 
@@ -220,9 +301,53 @@ impl Ingestor {
         }
     }
 
-    /// Feeds one decoded event.
-    pub fn ingest_event(&mut self, event: &ApiEvent) {
+    /// Feeds one decoded event: clamped if dated too far ahead, analysed in isolation (a
+    /// panic skips the event, counted and dead-lettered; see [`crate::dead_letter`]).
+    /// Returns whether the analysis completed.
+    pub fn ingest_event(&mut self, event: &ApiEvent) -> bool {
         self.stats.events += 1;
+        let clamped = self.guard.clamp(event);
+        if clamped.is_some() {
+            if self.stats.events_future_clamped == 0 {
+                tracing::warn!(
+                    event_id = %event.event_id,
+                    "event dated ahead of the clock by more than ingest.max_future_skew_secs; \
+                     its times are clamped (further ones are only counted)"
+                );
+            }
+            self.stats.events_future_clamped += 1;
+        }
+        let event = clamped.as_ref().unwrap_or(event);
+        let analysed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            #[cfg(test)]
+            if self.guard.fail_event_id.as_deref() == Some(event.event_id.as_str()) {
+                panic!("injected failure for {}", event.event_id);
+            }
+            self.analyse(event);
+        }));
+        if analysed.is_ok() {
+            return true;
+        }
+        // The state may hold part of this event's effects; every structure stays bounded and
+        // consistent enough to go on (the same reasoning as a poisoned lock, see `app::lock`).
+        self.stats.events_failed += 1;
+        let kept = self.guard.dead_letter.as_mut().map(|d| d.keep(event));
+        match kept {
+            Some(Kept::Written) => self.stats.events_dead_lettered += 1,
+            Some(Kept::Dropped) | None => self.stats.events_dead_letter_dropped += 1,
+        }
+        if self.stats.events_failed <= MAX_LOGGED_BAD_LINES {
+            // The event id only: the panic message is withheld by the panic hook.
+            tracing::error!(
+                event_id = %event.event_id,
+                dead_lettered = kept == Some(Kept::Written),
+                "analysis of an event failed; the event is skipped"
+            );
+        }
+        false
+    }
+
+    fn analyse(&mut self, event: &ApiEvent) {
         for (i, anomaly) in event.anomalies.iter().enumerate() {
             if event.anomalies[..i].contains(anomaly) {
                 continue;
@@ -387,5 +512,74 @@ mod tests {
         ing.ingest_event(&event(Some("api"), "GET", "/3"));
         assert_eq!(ing.stats.events, 3);
         assert_eq!(ing.stats.events_over_endpoint_limit, 2);
+    }
+
+    fn analysed() -> Ingestor {
+        Ingestor {
+            inventory: Some(Inventory::new(Default::default()).unwrap()),
+            labelling: Some(Labelling::new(apitap_labels::HashKey::random().unwrap()).unwrap()),
+            ..Ingestor::default()
+        }
+    }
+
+    #[test]
+    fn a_failing_event_is_skipped_counted_and_dead_lettered() {
+        let dir = std::env::temp_dir().join(format!("apitap-ingest-dl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dead.jsonl");
+        let mut ing = analysed();
+        ing.guard = EventGuard::from_config(&IngestConfig {
+            dead_letter_path: Some(path.clone()),
+            ..IngestConfig::default()
+        })
+        .unwrap();
+        let mut poison = event(Some("api"), "GET", "/poison");
+        poison.event_id = "00000000000000000000000000000bad".into();
+        ing.guard.fail_event_id = Some(poison.event_id.clone());
+        assert!(ing.ingest_event(&event(Some("api"), "GET", "/before")));
+        assert!(!ing.ingest_event(&poison));
+        assert!(ing.ingest_event(&event(Some("api"), "GET", "/after")));
+        assert_eq!(ing.stats.events, 3);
+        assert_eq!(ing.stats.events_failed, 1);
+        assert_eq!(ing.stats.events_dead_lettered, 1);
+        assert_eq!(ing.stats.events_dead_letter_dropped, 0);
+        // The events around it were analysed.
+        assert_eq!(ing.summary.len(), 2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept = apitap_schema::decode_event(text.trim_end().as_bytes()).unwrap();
+        assert_eq!(kept.event_id, poison.event_id);
+        // Without a dead-letter file the failure is still counted.
+        ing.guard.dead_letter = None;
+        assert!(!ing.ingest_event(&poison));
+        assert_eq!(ing.stats.events_failed, 2);
+        assert_eq!(ing.stats.events_dead_letter_dropped, 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_future_dated_event_cannot_move_the_clock_ahead() {
+        const NOW_US: u64 = 1_800_000_000_000_000;
+        let mut ing = analysed();
+        ing.guard.now_us = || NOW_US;
+        let skew = ing.guard.max_future_skew_us;
+        let mut e = event(Some("api"), "GET", "/x");
+        e.request_start_unix_us = NOW_US - 1_000;
+        e.response_end_unix_us = Some(NOW_US + 4_000);
+        e.latency_us = Some(5_000);
+        assert!(ing.ingest_event(&e));
+        assert_eq!(ing.stats.events_future_clamped, 0);
+        // A year ahead: taken in at the clock plus the skew, its duration kept.
+        let year_us = 365 * 86_400 * 1_000_000;
+        e.request_start_unix_us = NOW_US + year_us;
+        e.response_end_unix_us = Some(NOW_US + year_us + 5_000);
+        assert!(ing.ingest_event(&e));
+        assert_eq!(ing.stats.events_future_clamped, 1);
+        let clock = ing.inventory.as_ref().unwrap().clock_us();
+        assert_eq!(clock, NOW_US + skew);
+        let report = &ing.summary.reports()[0];
+        assert!(report.last_seen_unix_us <= NOW_US + skew, "{report:?}");
+        assert_eq!(report.latency_max_ms, Some(5.0));
+        let end = ing.guard.clamp(&e).unwrap().response_end_unix_us;
+        assert_eq!(end, Some(NOW_US + skew + 5_000));
     }
 }

@@ -24,6 +24,7 @@
 
 pub mod app;
 pub mod config;
+pub mod dead_letter;
 pub mod detection;
 pub mod ecs;
 pub mod error;

@@ -328,6 +328,7 @@ fn inventory(command: InventoryCommand) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    apitap_labels::install_redacting_panic_hook();
     match cli.command {
         Command::Process {
             input,
@@ -349,6 +350,7 @@ fn main() -> anyhow::Result<()> {
                 options.labels = config.labels;
                 options.detect = config.detect;
                 options.alert_format = config.output.alert_format;
+                options.ingest = config.ingest;
             }
             if let Some(format) = alert_format {
                 options.alert_format = format;

@@ -45,6 +45,30 @@ pub fn render(ing: &Ingestor, bus: Option<&BusMetrics>) -> String {
         "Events not summarised because the endpoint limit was reached.",
         s.events_over_endpoint_limit,
     );
+    for (name, help, value) in [
+        (
+            "apitap_analyzer_events_failed_total",
+            "Events whose analysis failed (isolated and skipped).",
+            s.events_failed,
+        ),
+        (
+            "apitap_analyzer_events_dead_lettered_total",
+            "Failed events written to ingest.dead_letter_path.",
+            s.events_dead_lettered,
+        ),
+        (
+            "apitap_analyzer_events_dead_letter_dropped_total",
+            "Failed events not written to a dead-letter file.",
+            s.events_dead_letter_dropped,
+        ),
+        (
+            "apitap_analyzer_events_future_clamped_total",
+            "Events dated beyond ingest.max_future_skew_secs, clamped to the clock.",
+            s.events_future_clamped,
+        ),
+    ] {
+        counter(&mut out, name, help, value);
+    }
     let _ = writeln!(
         out,
         "# HELP apitap_analyzer_bad_lines_total Input lines rejected, by cause.\n\

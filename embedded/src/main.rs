@@ -43,6 +43,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    apitap_labels::install_redacting_panic_hook();
     match cli.command {
         Command::Run {
             sensor_config,

@@ -23,6 +23,7 @@ mod label;
 mod mask;
 mod minimise;
 mod names;
+mod panic;
 mod scan;
 pub mod validate;
 mod weak;
@@ -41,6 +42,7 @@ pub use label::{
 };
 pub use mask::{Keep, policy as mask_policy, union_unknown};
 pub use minimise::{MinimiseOptions, MinimisedEvent, labels_from_wire, labels_to_wire, minimise};
+pub use panic::install_redacting_panic_hook;
 pub use scan::{LabelConfig, Labeller};
 pub use weak::{
     EndpointKey, EndpointSummary, Evidence, Severity, WeakFinding, WeakKind, WeakPointConfig,

@@ -64,6 +64,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    apitap_labels::install_redacting_panic_hook();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
