@@ -117,10 +117,11 @@ pub fn open_inventory(
     url: &str,
     config: &InventoryConfig,
 ) -> Result<(Inventory, Box<dyn Store>), Error> {
-    let mut store = store::open(url).map_err(|source| Error::Store {
-        backend: store_backend(url),
-        source,
-    })?;
+    let mut store =
+        store::open_with(url, &config.store_access()).map_err(|source| Error::Store {
+            backend: store_backend(url),
+            source,
+        })?;
     let mut inventory = Inventory::new(config.clone()).map_err(Error::Spec)?;
     let seeded = inventory
         .seed(store.as_mut())
@@ -430,10 +431,13 @@ impl Service {
             ingestor.inventory = Some(inventory);
             store = Some(s);
             if let Some(addr) = config.inventory.api_listen {
-                let api_store = store::open(url).map_err(|source| Error::Store {
-                    backend: store_backend(url),
-                    source,
-                })?;
+                let api_store =
+                    store::open_with(url, &config.inventory.store_access()).map_err(|source| {
+                        Error::Store {
+                            backend: store_backend(url),
+                            source,
+                        }
+                    })?;
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|source| Error::ApiListen { addr, source })?;

@@ -414,3 +414,78 @@ fn periodic_flushes_let_new_endpoints_settle() {
         ]
     );
 }
+
+/// Issue 22, R-OPS-3: a PostgreSQL store over verified TLS with its password in an
+/// owner-only file. The server takes TCP clients only over TLS (`hostssl`) with a SCRAM
+/// password, so a store that connected in clear text or without the password would fail.
+#[test]
+fn postgres_over_verified_tls_with_a_password_file() {
+    use apitap_analyzer::inventory::store::postgres::PgAccess;
+    use std::os::unix::fs::PermissionsExt as _;
+    let password = "s3cret-inventory-password";
+    let Some((pg, secured)) = PgCluster::start_secure("postgres_over_verified_tls", password)
+    else {
+        return;
+    };
+    let dir = scratch("pg-tls");
+    let pwfile = dir.join("pg-password");
+    std::fs::write(&pwfile, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let access = PgAccess {
+        password_file: Some(&pwfile),
+        ca_file: Some(&secured.ca_file),
+    };
+    let mut s = store::open_with(&pg.url, &access).unwrap();
+    assert_eq!(s.backend(), "postgres");
+    common::conformance::exercise(s.as_mut());
+    drop(s);
+
+    // TLS was negotiated: the server reports it for this very connection.
+    let config = store::postgres::connection_config(&pg.url, &access).unwrap();
+    let tls = {
+        let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).unwrap();
+        b.set_ca_file(&secured.ca_file).unwrap();
+        postgres_openssl::MakeTlsConnector::new(b.build())
+    };
+    let mut client = config.connect(tls).unwrap();
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ssl);
+
+    // The certificate is verified: without the test CA the system trust store refuses it.
+    let untrusted = PgAccess {
+        password_file: Some(&pwfile),
+        ca_file: None,
+    };
+    let err = store::open_with(&pg.url, &untrusted)
+        .err()
+        .expect("untrusted CA accepted");
+    assert!(format!("{err:?}").contains("certificate"), "{err:?}");
+    // Without the password the server refuses; the password never shows in errors.
+    let err = store::open_with(
+        &pg.url,
+        &PgAccess {
+            password_file: None,
+            ..access
+        },
+    )
+    .err()
+    .expect("no password accepted");
+    assert!(!format!("{err} {err:?}").contains(password));
+    // A password file others can read is refused before connecting, naming the field.
+    std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = store::open_with(&pg.url, &access)
+        .err()
+        .expect("exposed file accepted");
+    let text = err.to_string();
+    assert!(text.contains("inventory.store_password_file"), "{text}");
+    assert!(
+        text.contains("chmod 600") && !text.contains(password),
+        "{text}"
+    );
+}

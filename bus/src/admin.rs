@@ -38,7 +38,7 @@ pub fn ensure_topics(
     topics: &[TopicSpec],
     timeout: Duration,
 ) -> Result<Vec<(String, TopicOutcome)>, BusError> {
-    let admin: AdminClient<DefaultClientContext> = admin_config(cfg)
+    let admin: AdminClient<DefaultClientContext> = admin_config(cfg)?
         .create()
         .map_err(|e| BusError::kafka("creating the admin client", &e))?;
     let new: Vec<NewTopic<'_>> = topics

@@ -96,7 +96,7 @@ impl KafkaAlertPublisher {
     pub fn new(cfg: &KafkaConfig, metrics: Arc<BusMetrics>) -> Result<Self, BusError> {
         cfg.validate()?;
         // Alerts are few: deliver promptly rather than batch.
-        let mut c = client_config(cfg, ClientRole::Producer);
+        let mut c = client_config(cfg, ClientRole::Producer)?;
         c.set("linger.ms", "5");
         let producer = c
             .create_with_context(AlertCtx {

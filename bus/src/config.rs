@@ -40,6 +40,14 @@ pub struct KafkaConfig {
     /// with an error naming the key and the setting to use instead.
     #[serde(default)]
     pub librdkafka_options: LibrdkafkaOptions,
+    /// Secret librdkafka properties read from files at start, e.g.
+    /// `"sasl.password" = "/run/secrets/kafka/password"` (a Kubernetes Secret volume, or a
+    /// systemd credential): the value stays out of the TOML file and the ConfigMap. Each key
+    /// must be a secret property (password, key, token, JAAS/OAuth configuration) not also in
+    /// `librdkafka_options`; each file must be its owner's alone (`chmod 600`, or
+    /// `defaultMode: 0400`); surrounding whitespace is trimmed. Issue 22, R-OPS-3.
+    #[serde(default)]
+    pub librdkafka_secret_files: BTreeMap<String, PathBuf>,
     /// `[kafka.producer]`: the sensor's event producer (and the analyzer's alert producer).
     #[serde(default)]
     pub producer: ProducerConfig,
@@ -386,13 +394,31 @@ impl KafkaConfig {
             events_topic: default_events_topic(),
             alerts_topic: default_alerts_topic(),
             librdkafka_options: LibrdkafkaOptions::default(),
+            librdkafka_secret_files: BTreeMap::new(),
             producer: ProducerConfig::default(),
             spool: SpoolConfig::default(),
             consumer: ConsumerConfig::default(),
         }
     }
 
-    /// Checks values that parse but cannot work (no network access).
+    /// `librdkafka_options` with the properties of `librdkafka_secret_files` read in. Errors
+    /// name the key and the file, never the value.
+    pub fn resolved_options(&self) -> Result<LibrdkafkaOptions, ConfigError> {
+        let mut options = self.librdkafka_options.clone();
+        for (key, path) in &self.librdkafka_secret_files {
+            let field = format!("kafka.librdkafka_secret_files.\"{key}\"");
+            let secret = apitap_secret::read_secret_file(path, 1)
+                .map_err(|e| invalid(field.clone(), format!("{}: {e}", path.display())))?;
+            let Some(text) = secret.expose_str() else {
+                return Err(invalid(field, format!("{}: not UTF-8", path.display())));
+            };
+            options.insert(key.clone(), OptionValue::Str(text.to_owned()));
+        }
+        Ok(options)
+    }
+
+    /// Checks values that parse but cannot work (no network access). Reads the secret files
+    /// (permissions, presence) but never shows their contents.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.brokers.is_empty() {
             return Err(invalid("kafka.brokers", "at least one broker is required"));
@@ -431,6 +457,21 @@ impl KafkaConfig {
         }
         for (k, v) in &self.librdkafka_options {
             check_option(k, v)?;
+        }
+        for key in self.librdkafka_secret_files.keys() {
+            let field = format!("kafka.librdkafka_secret_files.\"{key}\"");
+            if !is_secret_key(key) {
+                return Err(invalid(
+                    field,
+                    "not a secret property: set it in kafka.librdkafka_options",
+                ));
+            }
+            if self.librdkafka_options.contains_key(key) {
+                return Err(invalid(
+                    field,
+                    "also set in kafka.librdkafka_options: keep one",
+                ));
+            }
         }
         let p = &self.producer;
         if p.linger_ms > 60_000 {
@@ -562,6 +603,54 @@ mod tests {
         // Accepted: settings that agree with what the product enforces.
         let ok = "brokers = [\"k:1\"]\n[librdkafka_options]\nacks = \"all\"\n\"enable.idempotence\" = true\n\"enable.auto.commit\" = false\n\"security.protocol\" = \"plaintext\"\n\"socket.timeout.ms\" = 30000\n";
         parse(ok).unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn secret_properties_come_from_private_files() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("apitap-bus-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("password");
+        std::fs::write(&file, "hunter2-but-longer\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = format!(
+            "brokers = [\"k:1\"]\n[librdkafka_options]\n\"security.protocol\" = \"sasl_plaintext\"\n\"sasl.mechanisms\" = \"PLAIN\"\n\"sasl.username\" = \"apitap\"\n[librdkafka_secret_files]\n\"sasl.password\" = \"{}\"\n",
+            file.display()
+        );
+        let c = parse(&text).unwrap();
+        c.validate().unwrap();
+        let resolved = c.resolved_options().unwrap();
+        assert_eq!(
+            resolved.get("sasl.password"),
+            Some(&OptionValue::Str("hunter2-but-longer".into()))
+        );
+        assert!(!format!("{resolved:?}").contains("hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        // A world-readable file is refused, naming the key and the file, not the value.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.field, "kafka.librdkafka_secret_files.\"sasl.password\"");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        // A missing file is an error naming it.
+        let missing = text.replace("password\"\n", "nope\"\n");
+        let err = parse(&missing).unwrap().validate().unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        // Not a secret, or set twice: refused by key.
+        let not_secret =
+            "brokers = [\"k:1\"]\n[librdkafka_secret_files]\n\"socket.timeout.ms\" = \"/x\"\n";
+        let err = parse(not_secret).unwrap().validate().unwrap_err();
+        assert!(err.reason.contains("not a secret"), "{err}");
+        let twice = format!("{text}[librdkafka_options]\n");
+        assert!(parse(&twice).is_err(), "duplicate table");
+        let twice = text.replace(
+            "\"sasl.username\" = \"apitap\"\n",
+            "\"sasl.username\" = \"apitap\"\n\"sasl.password\" = \"inline\"\n",
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = parse(&twice).unwrap().validate().unwrap_err();
+        assert!(err.reason.contains("keep one"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -603,7 +603,7 @@ impl EventConsumer<KafkaTransport> {
             tracker: tracker.clone(),
             metrics: metrics.clone(),
         };
-        let consumer: BaseConsumer<ConsumerCtx> = client_config(cfg, ClientRole::Consumer)
+        let consumer: BaseConsumer<ConsumerCtx> = client_config(cfg, ClientRole::Consumer)?
             .create_with_context(ctx)
             .map_err(|e| BusError::kafka("creating the event consumer", &e))?;
         consumer

@@ -44,8 +44,12 @@ fn consumer_settings(cfg: &KafkaConfig) -> Vec<(&'static str, String)> {
 }
 
 /// The librdkafka configuration of a client in `role`: brokers, the enforced settings, then the
-/// operator's passthrough options (already checked not to conflict).
-pub(crate) fn client_config(cfg: &KafkaConfig, role: ClientRole) -> ClientConfig {
+/// operator's passthrough options (already checked not to conflict), secret files read in.
+pub(crate) fn client_config(
+    cfg: &KafkaConfig,
+    role: ClientRole,
+) -> Result<ClientConfig, ConfigError> {
+    let options = cfg.resolved_options()?;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", cfg.brokers.join(","));
     if role == ClientRole::Consumer {
@@ -59,7 +63,7 @@ pub(crate) fn client_config(cfg: &KafkaConfig, role: ClientRole) -> ClientConfig
     for (k, v) in enforced {
         c.set(k, v);
     }
-    for (k, v) in &cfg.librdkafka_options {
+    for (k, v) in &options {
         if role == ClientRole::Producer && is_consumer_only(k) {
             continue;
         }
@@ -68,20 +72,20 @@ pub(crate) fn client_config(cfg: &KafkaConfig, role: ClientRole) -> ClientConfig
         }
         c.set(k, v.to_librdkafka());
     }
-    c
+    Ok(c)
 }
 
 /// An admin client's configuration: brokers and connection settings only.
-pub(crate) fn admin_config(cfg: &KafkaConfig) -> ClientConfig {
+pub(crate) fn admin_config(cfg: &KafkaConfig) -> Result<ClientConfig, ConfigError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", cfg.brokers.join(","));
     c.set("client.id", cfg.producer.client_id.clone());
-    for (k, v) in &cfg.librdkafka_options {
+    for (k, v) in &cfg.resolved_options()? {
         if !is_consumer_only(k) && !is_producer_only(k) {
             c.set(k, v.to_librdkafka());
         }
     }
-    c
+    Ok(c)
 }
 
 fn is_consumer_only(key: &str) -> bool {
@@ -135,7 +139,7 @@ fn is_producer_only(key: &str) -> bool {
 /// The error names the key only: values may be secrets.
 pub(crate) fn check_passthrough(cfg: &KafkaConfig) -> Result<(), ConfigError> {
     for role in [ClientRole::Producer, ClientRole::Consumer] {
-        if let Err(e) = client_config(cfg, role).create_native_config() {
+        if let Err(e) = client_config(cfg, role)?.create_native_config() {
             return Err(config_error(&e));
         }
     }
@@ -261,13 +265,13 @@ mod tests {
             "session.timeout.ms".into(),
             crate::config::OptionValue::Int(10_000),
         );
-        let p = client_config(&cfg, ClientRole::Producer);
+        let p = client_config(&cfg, ClientRole::Producer).unwrap();
         assert_eq!(p.get("bootstrap.servers"), Some("k1:9092,k2:9092"));
         assert_eq!(p.get("enable.idempotence"), Some("true"));
         assert_eq!(p.get("acks"), Some("all"));
         assert_eq!(p.get("compression.type"), Some("lz4"));
         assert_eq!(p.get("session.timeout.ms"), None);
-        let c = client_config(&cfg, ClientRole::Consumer);
+        let c = client_config(&cfg, ClientRole::Consumer).unwrap();
         assert_eq!(c.get("group.id"), Some("apitap-analyzer"));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(c.get("session.timeout.ms"), Some("10000"));

@@ -216,7 +216,7 @@ impl ProducerContext for Ctx {
 type Client = BaseProducer<Ctx>;
 
 fn build_producer(cfg: &KafkaConfig, metrics: &Arc<BusMetrics>) -> Result<Client, BusError> {
-    client_config(cfg, ClientRole::Producer)
+    client_config(cfg, ClientRole::Producer)?
         .create_with_context(Ctx::new(metrics.clone()))
         .map_err(|e| BusError::kafka("creating the event producer", &e))
 }

@@ -354,13 +354,49 @@ struct Conn {
     client: Addr,
     /// Index 0: client→server, 1: server→client.
     flows: [Flow; 2],
-    session: Session,
+    session: SessionSlot,
     last_seen_us: u64,
     saw_payload: bool,
     /// Payload seen from the client, from the server.
     spoke: [bool; 2],
     /// Bytes this connection holds, as last accounted in `Reassembler::held_total`.
     accounted: usize,
+}
+
+/// The HTTP session of a connection, made when its first stream byte or gap arrives. A
+/// connection that never carries payload (a SYN flood's, a health check's) costs its table
+/// slot and the small identity, not a session with its parsers (issue 22: 65,536 spoofed
+/// SYNs held 367 MB with sessions inline in the table, see `cargo xtask bench hostile`).
+#[derive(Debug)]
+struct SessionSlot {
+    /// What the session is made from.
+    meta: ConnMeta,
+    cfg: Arc<SessionConfig>,
+    midstream: bool,
+    /// The session, once payload (or a gap) arrived.
+    live: Option<Box<Session>>,
+}
+
+impl SessionSlot {
+    /// The session, made now if this is the first use.
+    fn get(&mut self) -> &mut Session {
+        self.live.get_or_insert_with(|| {
+            Box::new(Session::new(
+                self.meta.clone(),
+                self.cfg.clone(),
+                self.midstream,
+            ))
+        })
+    }
+
+    /// The live session, if any: a session that never saw payload has nothing to report.
+    fn live(&mut self) -> Option<&mut Session> {
+        self.live.as_deref_mut()
+    }
+
+    fn buffered(&self) -> usize {
+        self.live.as_ref().map_or(0, |s| s.buffered())
+    }
 }
 
 impl Conn {
@@ -393,8 +429,10 @@ fn settle(
     out: &mut Vec<ApiEvent>,
 ) -> Verdict {
     for side in [Side::Client, Side::Server] {
-        if conn.flows[side as usize].check_fin() {
-            conn.session.fin(side, ts_us, stats, out);
+        if conn.flows[side as usize].check_fin()
+            && let Some(session) = conn.session.live()
+        {
+            session.fin(side, ts_us, stats, out);
         }
     }
     let held = conn.flows[0].held_bytes + conn.flows[1].held_bytes + conn.session.buffered();
@@ -555,7 +593,12 @@ impl Reassembler {
                     serial: self.next_serial,
                     client,
                     flows: [Flow::default(), Flow::default()],
-                    session: Session::new(meta, self.session_cfg.clone(), midstream),
+                    session: SessionSlot {
+                        meta,
+                        cfg: self.session_cfg.clone(),
+                        midstream,
+                        live: None,
+                    },
                     last_seen_us: seg.ts_us,
                     saw_payload: false,
                     spoke: [false; 2],
@@ -598,9 +641,9 @@ impl Reassembler {
             if acked > other.next && acked - other.next <= MAX_AHEAD_BYTES {
                 let mut sink = |chunk: Chunk<'_>| match chunk {
                     Chunk::Data(t, peer, bytes) => {
-                        session.data(other_side, t, bytes, peer, stats, out)
+                        session.get().data(other_side, t, bytes, peer, stats, out)
                     }
-                    Chunk::Gap(len) => session.gap(other_side, seg.ts_us, len, stats, out),
+                    Chunk::Gap(len) => session.get().gap(other_side, seg.ts_us, len, stats, out),
                 };
                 other.skip_to(acked, &mut sink);
                 stats.gaps_acked_unseen += 1;
@@ -623,8 +666,8 @@ impl Reassembler {
             seg.seq
         };
         let mut sink = |chunk: Chunk<'_>| match chunk {
-            Chunk::Data(t, peer, bytes) => session.data(side, t, bytes, peer, stats, out),
-            Chunk::Gap(len) => session.gap(side, ts, len, stats, out),
+            Chunk::Data(t, peer, bytes) => session.get().data(side, t, bytes, peer, stats, out),
+            Chunk::Gap(len) => session.get().gap(side, ts, len, stats, out),
         };
         let mut outcome = None;
         if seg.wire_len > 0 {
@@ -658,7 +701,7 @@ impl Reassembler {
             Some(Outcome::OutOfWindow) => self.stats.segments_out_of_window += 1,
             Some(Outcome::Conflict) => {
                 self.stats.segments_conflicting += 1;
-                session.anomaly(side, Anomaly::OverlapConflict);
+                session.get().anomaly(side, Anomaly::OverlapConflict);
             }
             Some(Outcome::Delivered) | None => {}
         }
@@ -726,12 +769,14 @@ impl Reassembler {
             let Conn { flows, session, .. } = &mut conn;
             let flow = &mut flows[idx];
             let mut sink = |chunk: Chunk<'_>| match chunk {
-                Chunk::Data(t, peer, bytes) => session.data(side, t, bytes, peer, stats, out),
-                Chunk::Gap(len) => session.gap(side, ts_us, len, stats, out),
+                Chunk::Data(t, peer, bytes) => session.get().data(side, t, bytes, peer, stats, out),
+                Chunk::Gap(len) => session.get().gap(side, ts_us, len, stats, out),
             };
             while flow.force_gap(&mut sink) {}
         }
-        conn.session.close(ts_us, evicted, stats, out);
+        if let Some(session) = conn.session.live() {
+            session.close(ts_us, evicted, stats, out);
+        }
         stats.connections_closed += 1;
     }
 
@@ -789,8 +834,8 @@ impl Reassembler {
             let Conn { flows, session, .. } = &mut *conn;
             let flow = &mut flows[idx];
             let mut sink = |chunk: Chunk<'_>| match chunk {
-                Chunk::Data(t, peer, bytes) => session.data(side, t, bytes, peer, stats, out),
-                Chunk::Gap(len) => session.gap(side, ts_us, len, stats, out),
+                Chunk::Data(t, peer, bytes) => session.get().data(side, t, bytes, peer, stats, out),
+                Chunk::Gap(len) => session.get().gap(side, ts_us, len, stats, out),
             };
             flow.force_gap(&mut sink);
         }
@@ -1280,6 +1325,13 @@ mod tests {
         assert_eq!(r.connections(), 10);
         flood(&mut r, &mut out, 0, 1000);
         assert_eq!(r.connections(), 100);
+        // Only the ten conversations carry a session; the flood's slots hold none.
+        let live = r
+            .conns
+            .values()
+            .filter(|c| c.session.live.is_some())
+            .count();
+        assert_eq!(live, 10);
         assert_eq!(r.stats().connections_evicted_table_full, 910);
         assert_eq!(r.stats().connections_table_full, 0);
         assert!(out.is_empty(), "evicted handshakes carry no transaction");

@@ -5,30 +5,9 @@ use std::fmt;
 
 use crate::label::{Label, ValueHash};
 
-/// Why a secret file gives no key. The messages never contain the file's contents.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyFileError {
-    /// The file could not be read.
-    #[error("cannot read the key file")]
-    Read(#[source] std::io::Error),
-    /// The file holds only whitespace.
-    #[error("the key file is empty")]
-    Empty,
-    /// The secret is too short to resist guessing.
-    #[error(
-        "the key file holds {bytes} bytes of secret; at least {MIN_SECRET_BYTES} are needed (e.g. `head -c 32 /dev/urandom | base64 > FILE`)"
-    )]
-    TooShort {
-        /// Secret bytes found (after trimming whitespace).
-        bytes: usize,
-    },
-    /// Others than the owner may read or write the file.
-    #[error("the key file is accessible to group or others (mode {mode:04o}); `chmod 600` it")]
-    Exposed {
-        /// Its permission bits.
-        mode: u32,
-    },
-}
+/// Why a secret file gives no key (see [`apitap_secret::read_secret_file`]). The messages
+/// never contain the file's contents.
+pub use apitap_secret::SecretFileError as KeyFileError;
 
 /// Shortest site secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 16;
@@ -55,29 +34,8 @@ impl HashKey {
     /// reading the same file hashes alike. The file must be its owner's alone and hold at
     /// least [`MIN_SECRET_BYTES`]: whoever has the key can test guesses against the hashes.
     pub fn from_secret_file(path: &std::path::Path) -> Result<HashKey, KeyFileError> {
-        use std::os::unix::fs::PermissionsExt as _;
-        let file = std::fs::File::open(path).map_err(KeyFileError::Read)?;
-        let mode = file
-            .metadata()
-            .map_err(KeyFileError::Read)?
-            .permissions()
-            .mode()
-            & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(KeyFileError::Exposed { mode });
-        }
-        let mut secret = Vec::new();
-        std::io::Read::read_to_end(&mut &file, &mut secret).map_err(KeyFileError::Read)?;
-        let trimmed = secret.trim_ascii();
-        if trimmed.is_empty() {
-            return Err(KeyFileError::Empty);
-        }
-        if trimmed.len() < MIN_SECRET_BYTES {
-            return Err(KeyFileError::TooShort {
-                bytes: trimmed.len(),
-            });
-        }
-        Ok(HashKey::from_secret(trimmed))
+        let secret = apitap_secret::read_secret_file(path, MIN_SECRET_BYTES)?;
+        Ok(HashKey::from_secret(secret.expose()))
     }
 
     /// A public fingerprint of the key (8 hex digits): tells which key made a hash, so sensors
@@ -186,13 +144,13 @@ mod tests {
             k.id(),
             HashKey::from_secret(b"another secret, 24 bytes").id()
         );
-        write("a site secret of 24 bytes\n", 0o640);
+        write("a site secret of 24 bytes\n", 0o660);
         let e = HashKey::from_secret_file(&p).unwrap_err();
-        assert!(matches!(e, KeyFileError::Exposed { mode: 0o640 }), "{e}");
+        assert!(matches!(e, KeyFileError::Exposed { mode: 0o660 }), "{e}");
         assert!(e.to_string().contains("chmod 600"), "{e}");
         write("short\n", 0o600);
         let e = HashKey::from_secret_file(&p).unwrap_err();
-        assert!(matches!(e, KeyFileError::TooShort { bytes: 5 }), "{e}");
+        assert!(matches!(e, KeyFileError::TooShort { bytes: 5, .. }), "{e}");
         assert!(!e.to_string().contains("short"), "never the secret: {e}");
         write(" \n", 0o400);
         assert!(matches!(

@@ -49,6 +49,13 @@ pub struct InventoryConfig {
     /// Store URL: `sqlite:/var/lib/apitap/inventory.db` (embedded), `postgres://…` (shared by
     /// several analyzers), or `sqlite::memory:`. Absent: no inventory is kept.
     pub store: Option<String>,
+    /// PostgreSQL only: owner-only file (`chmod 600`, or a Kubernetes Secret with
+    /// `defaultMode: 0400`) holding the password, kept out of `store` and this file.
+    pub store_password_file: Option<PathBuf>,
+    /// PostgreSQL only: PEM CA bundle the server certificate must chain to; absent: the
+    /// system trust store. TLS is required for a server not on loopback (unless `store`
+    /// says `sslmode=disable`), and certificates and host names are always verified.
+    pub store_ca_file: Option<PathBuf>,
     /// Seconds between flushes of the inventory to the store while running. Default 10.
     pub flush_interval_secs: u64,
     /// Address of the inventory HTTP JSON API (e.g. `127.0.0.1:9480`); absent: no API.
@@ -107,6 +114,8 @@ impl Default for InventoryConfig {
     fn default() -> Self {
         InventoryConfig {
             store: None,
+            store_password_file: None,
+            store_ca_file: None,
             flush_interval_secs: 10,
             api_listen: None,
             service_by: ServiceBy::Host,
@@ -126,6 +135,14 @@ impl Default for InventoryConfig {
 }
 
 impl InventoryConfig {
+    /// The password file and CA bundle for a PostgreSQL store.
+    pub fn store_access(&self) -> super::store::postgres::PgAccess<'_> {
+        super::store::postgres::PgAccess {
+            password_file: self.store_password_file.as_deref(),
+            ca_file: self.store_ca_file.as_deref(),
+        }
+    }
+
     /// Checks ranges of values; returns the offending field and why.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |f: &str, r: &str| Err((format!("inventory.{f}"), r.to_owned()));
@@ -170,6 +187,19 @@ impl InventoryConfig {
                 "api_listen",
                 "the HTTP API needs a store file or PostgreSQL, not sqlite::memory:",
             );
+        }
+        let postgres = self
+            .store
+            .as_deref()
+            .is_some_and(|s| s.trim_start().starts_with("postgres"));
+        if !postgres && self.store_password_file.is_some() {
+            return err(
+                "store_password_file",
+                "only for a PostgreSQL `inventory.store`",
+            );
+        }
+        if !postgres && self.store_ca_file.is_some() {
+            return err("store_ca_file", "only for a PostgreSQL `inventory.store`");
         }
         if self.api_listen.is_some() && self.store.is_none() {
             return err("api_listen", "the HTTP API needs `inventory.store`");

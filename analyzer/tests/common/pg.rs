@@ -42,6 +42,21 @@ impl PgCluster {
     /// Starts a cluster, or returns `None` (after printing why) when PostgreSQL is not
     /// installed outside CI.
     pub fn start(test: &str) -> Option<PgCluster> {
+        PgCluster::start_inner(test, None)
+    }
+
+    /// Starts a cluster that accepts TCP clients only over TLS (`hostssl`) with a SCRAM
+    /// password for `postgres`; its certificate (for IP 127.0.0.1) is issued by a CA made for
+    /// the test. `url` carries no password.
+    pub fn start_secure(test: &str, password: &str) -> Option<(PgCluster, Secured)> {
+        let cluster = PgCluster::start_inner(test, Some(password))?;
+        let secured = Secured {
+            ca_file: cluster.dir.join("tls/ca.crt"),
+        };
+        Some((cluster, secured))
+    }
+
+    fn start_inner(test: &str, password: Option<&str>) -> Option<PgCluster> {
         let bin = bin_dir();
         let problem = match &bin {
             None => Some(
@@ -76,30 +91,47 @@ impl PgCluster {
             bin,
             url: String::new(),
         };
-        let out = cluster
-            .cmd("initdb")
-            .args([
-                "-D",
-                &data.to_string_lossy(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ])
-            .output()
-            .unwrap();
+        let mut initdb = cluster.cmd("initdb");
+        initdb.args([
+            "-D",
+            &data.to_string_lossy(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
+        if let Some(password) = password {
+            let pwfile = dir.join("pwfile");
+            std::fs::write(&pwfile, format!("{password}\n")).unwrap();
+            chown_postgres(&pwfile);
+            initdb.arg(format!("--pwfile={}", pwfile.display()));
+        }
+        let out = initdb.output().unwrap();
         assert!(
             out.status.success(),
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
-        let opts = format!(
+        let mut opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             dir.display()
         );
+        if password.is_some() {
+            let tls = dir.join("tls");
+            make_certificates(&tls);
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+            )
+            .unwrap();
+            opts.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                tls.display()
+            ));
+        }
         let out = cluster
             .cmd("pg_ctl")
             .args([
@@ -134,6 +166,92 @@ impl PgCluster {
             .unwrap();
         format!("{}/{name}", self.url.trim_end_matches("/postgres"))
     }
+}
+
+/// What a client of [`PgCluster::start_secure`] needs.
+pub struct Secured {
+    /// The CA that issued the server's certificate (PEM).
+    pub ca_file: PathBuf,
+}
+
+fn chown_postgres(path: &Path) {
+    if is_root() {
+        let ok = Command::new("chown")
+            .args(["postgres:postgres", &path.to_string_lossy()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chown {}", path.display());
+    }
+}
+
+/// A CA and a server certificate for IP 127.0.0.1 signed by it, with `openssl` (Debian's
+/// `openssl` package); the server key is the server's alone (PostgreSQL insists).
+fn make_certificates(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=apitap test CA"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&ca);
+    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    run(&csr);
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "server.crt",
+    ]);
+    use std::os::unix::fs::PermissionsExt as _;
+    for f in ["", "server.key", "server.crt", "ca.crt"] {
+        chown_postgres(&dir.join(f));
+    }
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
 }
 
 fn has_postgres_user() -> bool {

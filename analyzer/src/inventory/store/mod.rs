@@ -35,6 +35,17 @@ pub enum StoreError {
     /// PostgreSQL failed.
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] ::postgres::Error),
+    /// A credential file was refused (permissions, length) or unreadable.
+    #[error("{field}: {source}")]
+    Secret {
+        /// The config field naming the file.
+        field: &'static str,
+        /// Why (never the contents).
+        source: apitap_secret::SecretFileError,
+    },
+    /// TLS to PostgreSQL could not be set up (e.g. an unreadable `inventory.store_ca_file`).
+    #[error("PostgreSQL TLS: {0}")]
+    Tls(openssl::error::ErrorStack),
     /// A stored record does not decode.
     #[error("stored record {id} does not decode: {reason}")]
     Corrupt {
@@ -192,12 +203,18 @@ pub trait Store: Send {
 /// (SQLite), or `postgres://…` / `postgresql://…` (libpq-style URL; also `host=… user=…`
 /// key-value strings after `postgres:`). Migrations are applied.
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    open_with(url, &postgres::PgAccess::default())
+}
+
+/// [`open`], with a password file and CA bundle for PostgreSQL (ignored by SQLite: the
+/// configuration refuses them there).
+pub fn open_with(url: &str, access: &postgres::PgAccess<'_>) -> Result<Box<dyn Store>, StoreError> {
     let url = url.trim();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Box::new(postgres::PgStore::open(url)?));
+        return Ok(Box::new(postgres::PgStore::open_with(url, access)?));
     }
     if let Some(kv) = url.strip_prefix("postgres:") {
-        return Ok(Box::new(postgres::PgStore::open(kv)?));
+        return Ok(Box::new(postgres::PgStore::open_with(kv, access)?));
     }
     if url == "sqlite::memory:" {
         return Ok(Box::new(sqlite::SqliteStore::open_in_memory()?));

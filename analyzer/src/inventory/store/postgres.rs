@@ -5,8 +5,12 @@
 //! reads the current record, merges its own delta and writes it back, and counts add up.
 //! Migrations run under the same lock.
 
+use std::path::Path;
+use std::str::FromStr as _;
+
+use postgres::Client;
+use postgres::config::{Host, SslMode};
 use postgres::types::ToSql;
-use postgres::{Client, NoTls};
 
 use super::{
     MIGRATIONS, Row, Store, StoreError, Tx, change_where, common_sql, decode_record,
@@ -37,10 +41,70 @@ fn refs(args: &[String]) -> Vec<&(dyn ToSql + Sync)> {
     args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
 }
 
+/// How to reach a PostgreSQL server beyond its connection string (issue 22, R-OPS-3).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PgAccess<'a> {
+    /// Owner-only file holding the password (`inventory.store_password_file`), so that it
+    /// stays out of the store URL, the TOML file and the ConfigMap.
+    pub password_file: Option<&'a Path>,
+    /// PEM CA bundle the server's certificate must chain to (`inventory.store_ca_file`);
+    /// absent: the system's trust store.
+    pub ca_file: Option<&'a Path>,
+}
+
+/// The connection settings of `conninfo` with `access` applied. TLS is required for a
+/// server that is not on loopback or a Unix socket, unless the URL says `sslmode=disable`
+/// (libpq's default `prefer` would fall back to clear text for anyone who can answer on the
+/// network path); certificates and host names are always verified when TLS is used.
+pub fn connection_config(
+    conninfo: &str,
+    access: &PgAccess<'_>,
+) -> Result<postgres::Config, StoreError> {
+    let mut config = postgres::Config::from_str(conninfo)?;
+    if let Some(path) = access.password_file {
+        let secret =
+            apitap_secret::read_secret_file(path, 1).map_err(|source| StoreError::Secret {
+                field: "inventory.store_password_file",
+                source,
+            })?;
+        config.password(secret.expose());
+    }
+    let local = config.get_hosts().iter().all(|h| match h {
+        Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Host::Unix(_) => true,
+    });
+    if !local && config.get_ssl_mode() == SslMode::Prefer {
+        config.ssl_mode(SslMode::Require);
+    }
+    Ok(config)
+}
+
+/// The TLS connector: OpenSSL, peer and host name verification on.
+fn tls(access: &PgAccess<'_>) -> Result<postgres_openssl::MakeTlsConnector, StoreError> {
+    let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
+        .map_err(StoreError::Tls)?;
+    if let Some(ca) = access.ca_file {
+        builder.set_ca_file(ca).map_err(StoreError::Tls)?;
+    }
+    Ok(postgres_openssl::MakeTlsConnector::new(builder.build()))
+}
+
 impl PgStore {
     /// Connects (URL or key-value connection string) and applies migrations.
     pub fn open(conninfo: &str) -> Result<PgStore, StoreError> {
-        let mut client = Client::connect(conninfo, NoTls)?;
+        PgStore::open_with(conninfo, &PgAccess::default())
+    }
+
+    /// Connects with a password file and CA bundle (see [`connection_config`]) and applies
+    /// migrations.
+    pub fn open_with(conninfo: &str, access: &PgAccess<'_>) -> Result<PgStore, StoreError> {
+        let config = connection_config(conninfo, access)?;
+        let mut client = config.connect(tls(access)?)?;
         let mut tx = client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FLUSH_LOCK_KEY])?;
         tx.batch_execute(
@@ -245,5 +309,37 @@ impl Store for PgStore {
                 &[],
             )?
             .get(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_is_required_for_remote_servers_unless_disabled() {
+        let none = PgAccess::default();
+        let mode = |url: &str| connection_config(url, &none).unwrap().get_ssl_mode();
+        assert_eq!(
+            mode("postgres://apitap@db.internal:5432/inv"),
+            SslMode::Require
+        );
+        assert_eq!(
+            mode("host=10.0.0.7 user=apitap dbname=inv"),
+            SslMode::Require
+        );
+        assert_eq!(mode("postgres://apitap@127.0.0.1/inv"), SslMode::Prefer);
+        assert_eq!(mode("postgres://apitap@localhost/inv"), SslMode::Prefer);
+        assert_eq!(mode("host=/run/postgresql user=apitap"), SslMode::Prefer);
+        // One remote host among several is enough to require TLS.
+        assert_eq!(
+            mode("host=127.0.0.1,db.internal user=apitap"),
+            SslMode::Require
+        );
+        // An explicit choice is kept.
+        assert_eq!(
+            mode("postgres://apitap@db.internal/inv?sslmode=disable"),
+            SslMode::Disable
+        );
     }
 }
