@@ -18,7 +18,7 @@ use crate::detection::Detection;
 use crate::inventory::Inventory;
 use crate::labelling::{Labelling, weak_key};
 use crate::reader::{Line, is_blank};
-use crate::summary::{Recorded, Summary};
+use crate::summary::{EndpointKey as SummaryKey, Recorded, Summary};
 
 /// Bad lines logged individually at most; later ones are only counted.
 pub const MAX_LOGGED_BAD_LINES: u64 = 1000;
@@ -358,6 +358,7 @@ impl Ingestor {
                 .entry(anomaly_code(*anomaly))
                 .or_insert(0) += 1;
         }
+        let mut templated = None;
         match self.labelling.as_mut() {
             Some(labelling) => {
                 // Labelled once; the inventory records it per endpoint, the detections and
@@ -377,11 +378,11 @@ impl Ingestor {
                     );
                     detect.observe(event, &ctx);
                 }
-                let key = endpoint.map_or_else(
-                    || apitap_labels::EndpointKey::from_event(event),
-                    |k| weak_key(&k),
-                );
+                let key = endpoint
+                    .as_ref()
+                    .map_or_else(|| apitap_labels::EndpointKey::from_event(event), weak_key);
                 labelling.observe(&key, event, &labels);
+                templated = endpoint;
             }
             None => {
                 if let Some(inventory) = self.inventory.as_mut() {
@@ -392,7 +393,14 @@ impl Ingestor {
                 }
             }
         }
-        if self.summary.record(event) == Recorded::OverEndpointLimit {
+        // Summarised under the inventory's template: the summary goes to the journal, and
+        // raw paths carry identifiers (issue 22); templates also bound its cardinality.
+        let key = templated.map(|k| SummaryKey {
+            service: k.service,
+            path: k.template,
+            method: k.method,
+        });
+        if self.summary.record_as(event, key) == Recorded::OverEndpointLimit {
             if self.stats.events_over_endpoint_limit == 0 {
                 tracing::warn!(
                     endpoints = self.summary.len(),
@@ -581,5 +589,29 @@ mod tests {
         assert_eq!(report.latency_max_ms, Some(5.0));
         let end = ing.guard.clamp(&e).unwrap().response_end_unix_us;
         assert_eq!(end, Some(NOW_US + skew + 5_000));
+    }
+
+    #[test]
+    fn the_summary_shows_templates_not_identifiers() {
+        let mut ing = analysed();
+        for id in 0..200u32 {
+            let mut e = event(
+                Some("api"),
+                "GET",
+                &format!("/users/{}", 7_000_000 + id * 7919),
+            );
+            e.request_start_unix_us = 1_700_000_000_000_000 + u64::from(id);
+            assert!(ing.ingest_event(&e));
+        }
+        let rows = ing.summary.reports();
+        let templated: u64 = rows
+            .iter()
+            .filter(|r| r.path.contains('{'))
+            .map(|r| r.requests)
+            .sum();
+        // Identifiers fold into a parameter after a few values: nearly every request is
+        // summarised under the template, and only those first few rows are literal.
+        assert!(templated >= 190, "{rows:?}");
+        assert!(rows.len() <= 11, "{} rows", rows.len());
     }
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::summary::{EndpointReport, MAX_DISTINCT_CLIENTS};
+use crate::summary::EndpointReport;
 
 /// A file path, or `-` for standard output/input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,8 +116,8 @@ pub fn render_table(rows: &[EndpointReport]) -> String {
                 r.status_5xx.to_string(),
                 r.status_other.to_string(),
                 r.no_response.to_string(),
-                if r.distinct_clients_capped {
-                    format!("{MAX_DISTINCT_CLIENTS}+")
+                if r.distinct_clients_estimated {
+                    format!("~{}", r.distinct_clients)
                 } else {
                     r.distinct_clients.to_string()
                 },
@@ -508,16 +508,16 @@ mod tests {
     }
 
     #[test]
-    fn table_escapes_control_characters_and_marks_capped_clients() {
+    fn table_escapes_control_characters_and_marks_estimated_clients() {
         let mut s = Summary::default();
         s.record(&event(Some("evil\u{1b}[2J\nhost"), "GET", "/"));
         let mut rows = s.reports();
         rows[0].distinct_clients = 10_000;
-        rows[0].distinct_clients_capped = true;
+        rows[0].distinct_clients_estimated = true;
         let text = render_table(&rows);
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.contains("evil\\u{1b}[2J\\u{a}host"), "{text}");
-        assert!(text.contains("10000+"), "{text}");
+        assert!(text.contains("~10000"), "{text}");
         assert!(!text.contains('\u{1b}'));
     }
 
@@ -546,7 +546,7 @@ mod tests {
             "status_other",
             "no_response",
             "distinct_clients",
-            "distinct_clients_capped",
+            "distinct_clients_estimated",
             "latency_samples",
             "latency_p50_ms",
             "latency_p95_ms",

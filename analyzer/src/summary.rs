@@ -1,22 +1,27 @@
 //! Per-endpoint traffic summary.
 //!
 //! Groups events by endpoint — (service, method, path) — and keeps, per endpoint, counters and
-//! bounded sketches: a fixed-bucket latency histogram and a distinct-client set that stops
-//! growing at [`MAX_DISTINCT_CLIENTS`]. The number of endpoints is capped too
-//! ([`Summary::new`]), so memory stays bounded on hostile input.
+//! bounded sketches: a fixed-bucket latency histogram and a distinct-client count that is
+//! exact for a few clients and a 256-byte HyperLogLog beyond ([`DistinctClients`]). The
+//! number of endpoints is capped too ([`Summary::new`]), so memory stays bounded on hostile
+//! input (issue 22: an exact set of up to 10,000 addresses per endpoint could take 300 KB
+//! each, gigabytes over the endpoint limit, with IPv6 clients an attacker has plenty of).
 //!
-//! The path is the raw `request.path`; folding concrete paths into templates (R-INV-1) arrives
-//! with the inventory.
+//! With the inventory (`process` and `run` always keep one) the path is the endpoint's
+//! template (`/users/{user_id}`), so that identifiers in raw paths do not reach the journal
+//! through the periodic summary (issue 22) and the endpoint count follows the inventory's
+//! bounds; an endpoint first seen before its position became a parameter keeps the row of its
+//! literal path. Without one, the raw `request.path`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use apitap_schema::ApiEvent;
 use serde::{Deserialize, Serialize};
 
-/// Distinct client addresses counted per endpoint at most; beyond it the count is reported as
-/// `10000+` (`distinct_clients_capped`).
-pub const MAX_DISTINCT_CLIENTS: usize = 10_000;
+/// Distinct client addresses counted exactly per endpoint; beyond, the count is a HyperLogLog
+/// estimate (standard error 6.5 %, `distinct_clients_estimated`).
+pub const EXACT_DISTINCT_CLIENTS: usize = apitap_detect::sketch::EXACT;
 
 /// Endpoints tracked at most by default; events for further endpoints are counted but not
 /// summarised (see [`Recorded::OverEndpointLimit`]).
@@ -82,40 +87,47 @@ impl StatusClasses {
     }
 }
 
-/// Exact count of distinct client addresses up to [`MAX_DISTINCT_CLIENTS`], then "that many or
-/// more" (the set is dropped to release its memory).
-#[derive(Debug, Clone, Default)]
+/// Distinct client addresses: exact up to [`EXACT_DISTINCT_CLIENTS`], then estimated by a
+/// HyperLogLog of 256 one-byte registers (`apitap_detect::sketch::Distinct`). Addresses are
+/// hashed with a per-process random key, so an attacker cannot choose addresses that inflate
+/// the estimate.
+#[derive(Debug, Clone)]
 pub struct DistinctClients {
-    seen: HashSet<IpAddr>,
-    capped: bool,
+    seen: apitap_detect::sketch::Distinct,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for DistinctClients {
+    fn default() -> Self {
+        DistinctClients {
+            seen: apitap_detect::sketch::Distinct::default(),
+            hasher: CLIENT_HASHER.with(Clone::clone),
+        }
+    }
+}
+
+thread_local! {
+    /// One random key per thread, shared by its endpoints (a key per endpoint would cost a
+    /// random draw per new endpoint).
+    static CLIENT_HASHER: std::collections::hash_map::RandomState =
+        std::collections::hash_map::RandomState::new();
 }
 
 impl DistinctClients {
     /// Counts `ip` if it is new.
     pub fn insert(&mut self, ip: IpAddr) {
-        if self.capped || self.seen.contains(&ip) {
-            return;
-        }
-        if self.seen.len() >= MAX_DISTINCT_CLIENTS {
-            self.capped = true;
-            self.seen = HashSet::new();
-        } else {
-            self.seen.insert(ip);
-        }
+        use std::hash::BuildHasher as _;
+        self.seen.insert(self.hasher.hash_one(ip));
     }
 
-    /// Distinct addresses seen, at most [`MAX_DISTINCT_CLIENTS`].
+    /// Distinct addresses seen (estimated beyond [`EXACT_DISTINCT_CLIENTS`]).
     pub fn count(&self) -> usize {
-        if self.capped {
-            MAX_DISTINCT_CLIENTS
-        } else {
-            self.seen.len()
-        }
+        usize::try_from(self.seen.count()).unwrap_or(usize::MAX)
     }
 
-    /// True when more than [`MAX_DISTINCT_CLIENTS`] distinct addresses were seen.
-    pub fn capped(&self) -> bool {
-        self.capped
+    /// True when the count is an estimate.
+    pub fn estimated(&self) -> bool {
+        self.seen.is_sketch()
     }
 }
 
@@ -292,9 +304,15 @@ impl Summary {
         }
     }
 
-    /// Adds one event to its endpoint.
+    /// Adds one event to its endpoint (service, raw path, method).
     pub fn record(&mut self, event: &ApiEvent) -> Recorded {
-        let key = EndpointKey::of(event);
+        self.record_as(event, None)
+    }
+
+    /// Adds one event to the endpoint `key` (the inventory's service and path template), or
+    /// to its raw endpoint when `None`.
+    pub fn record_as(&mut self, event: &ApiEvent, key: Option<EndpointKey>) -> Recorded {
+        let key = key.unwrap_or_else(|| EndpointKey::of(event));
         if let Some(stats) = self.endpoints.get_mut(&key) {
             stats.record(event);
             return Recorded::Counted;
@@ -356,10 +374,11 @@ pub struct EndpointReport {
     pub status_other: u64,
     /// Requests for which no response was seen.
     pub no_response: u64,
-    /// Distinct client IP addresses (at most 10000).
+    /// Distinct client IP addresses: exact up to 8, a HyperLogLog estimate (standard error
+    /// 6.5 %) beyond.
     pub distinct_clients: u64,
-    /// True when more than 10000 distinct clients were seen ("10000+").
-    pub distinct_clients_capped: bool,
+    /// True when `distinct_clients` is an estimate (shown as `~N` in the table).
+    pub distinct_clients_estimated: bool,
     /// Number of latencies behind the percentiles (transactions with a response).
     pub latency_samples: u64,
     /// Median latency in milliseconds (within 6.25 % of the true value); null without samples.
@@ -398,7 +417,7 @@ impl EndpointReport {
             status_other: s.other,
             no_response: s.no_response,
             distinct_clients: stats.clients.count() as u64,
-            distinct_clients_capped: stats.clients.capped(),
+            distinct_clients_estimated: stats.clients.estimated(),
             latency_samples: stats.latency.count(),
             latency_p50_ms: stats.latency.quantile_us(0.50).map(us_to_ms),
             latency_p95_ms: stats.latency.quantile_us(0.95).map(us_to_ms),
@@ -636,18 +655,21 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn distinct_clients_are_exact_then_capped() {
+    fn distinct_clients_are_exact_then_estimated_in_bounded_memory() {
         let mut c = DistinctClients::default();
-        for i in 0..MAX_DISTINCT_CLIENTS as u32 {
+        for i in 0..EXACT_DISTINCT_CLIENTS as u32 {
             c.insert(IpAddr::from((0x0a00_0000 + i).to_be_bytes()));
             c.insert(IpAddr::from((0x0a00_0000 + i).to_be_bytes()));
         }
-        assert_eq!((c.count(), c.capped()), (MAX_DISTINCT_CLIENTS, false));
-        c.insert(IpAddr::from([192, 168, 0, 1]));
-        assert_eq!((c.count(), c.capped()), (MAX_DISTINCT_CLIENTS, true));
-        assert!(c.seen.capacity() == 0, "memory is released once capped");
-        c.insert(IpAddr::from([192, 168, 0, 2]));
-        assert_eq!(c.count(), MAX_DISTINCT_CLIENTS);
+        assert_eq!((c.count(), c.estimated()), (EXACT_DISTINCT_CLIENTS, false));
+        // 100,000 IPv6 clients: an estimate within a few standard errors, in 256 registers.
+        for i in 0..100_000u128 {
+            c.insert(IpAddr::from((0x2001_0db8u128 << 96 | i).to_be_bytes()));
+        }
+        assert!(c.estimated());
+        let n = c.count() as f64;
+        assert!((n - 100_008.0).abs() / 100_008.0 < 0.25, "{n}");
+        assert!(std::mem::size_of::<DistinctClients>() <= 64);
     }
 
     #[test]
@@ -659,7 +681,10 @@ pub(crate) mod tests {
             s.record(&e);
         }
         let r = &s.reports()[0];
-        assert_eq!((r.distinct_clients, r.distinct_clients_capped), (3, false));
+        assert_eq!(
+            (r.distinct_clients, r.distinct_clients_estimated),
+            (3, false)
+        );
     }
 
     #[test]

@@ -205,7 +205,7 @@ fn check_summary(rows: &[Value]) {
     assert_eq!(users["status_4xx"], 1);
     assert_eq!(users["no_response"], 0);
     assert_eq!(users["distinct_clients"], 2);
-    assert_eq!(users["distinct_clients_capped"], false);
+    assert_eq!(users["distinct_clients_estimated"], false);
     assert_eq!(users["latency_samples"], 3);
     assert_eq!(users["latency_p50_ms"], 2.0);
     assert_eq!(users["latency_max_ms"], 3.0);
