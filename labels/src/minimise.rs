@@ -4,7 +4,11 @@
 //! - `sample`: bodies cut to `sample_bytes` with every detected value masked in place; path,
 //!   query, header and cookie values masked the same way, credentials headers always masked.
 //! - `labels`: bodies removed (`data` empty, `captured_bytes` 0); only field names, labels,
-//!   counts and masked samples travel, in the `labels` field; URL and headers as in `sample`.
+//!   counts and masked samples travel, in the `labels` field. The path as in `sample`; query
+//!   parameter values and the values of headers outside [`STRUCTURAL_HEADERS`] are reduced
+//!   to their shape ([`shape`]: `id=8f3a-12` → `id=0a0a-00`), so a value the labeller did not
+//!   recognise does not travel either (issue 22), while the analyzer still learns names and
+//!   types. Enumeration detection over query values needs `sample` or `full`.
 //!
 //! The labels travel as the schema's wire type ([`apitap_schema::LabelSummary`], schema 1.2);
 //! [`labels_to_wire`] and [`labels_from_wire`] convert between it and [`EventLabels`].
@@ -265,6 +269,72 @@ const CREDENTIAL_HEADERS: &[&str] = &[
     "set-cookie",
 ];
 
+/// Headers whose values `labels` mode keeps (with detected values masked): what the
+/// analyzer needs to name the service, decode and type the message, attribute the client
+/// behind a proxy and classify the client software. Their values describe the protocol
+/// exchange rather than the person; every other header value travels as its [`shape`].
+pub const STRUCTURAL_HEADERS: &[&str] = &[
+    "host",
+    ":authority",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "accept",
+    "accept-encoding",
+    "user-agent",
+    "x-forwarded-for",
+    "x-real-ip",
+    "forwarded",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "connection",
+    "upgrade",
+    "te",
+    "grpc-status",
+    "grpc-encoding",
+    "soapaction",
+    "www-authenticate",
+    "cache-control",
+    "server",
+    "vary",
+];
+
+/// The shape of a value: ASCII digits become `0`, ASCII letters `a`, other characters `*`;
+/// ASCII punctuation and spaces are kept. Length and structure survive (an integer, a UUID,
+/// a date, an e-mail address keep their form, so types can still be inferred); the value
+/// does not.
+pub fn shape(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            '0'..='9' => '0',
+            'a'..='z' | 'A'..='Z' => 'a',
+            c if c.is_ascii_punctuation() || c == ' ' => c,
+            _ => '*',
+        })
+        .collect()
+}
+
+/// `labels` mode's query: names kept, each value reduced to its [`shape`].
+fn shaped_query(query: &str) -> String {
+    let mut out = String::with_capacity(query.len());
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, value)) => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(&shape(value));
+            }
+            None => out.push_str(pair),
+        }
+    }
+    out
+}
+
 fn apply(buf: &mut [u8], spans: &[Span], region: Region) {
     for s in spans.iter().filter(|s| s.region == region) {
         let end = s.end.min(buf.len());
@@ -323,6 +393,7 @@ fn minimise_headers(
     headers: &[Header],
     spans: &[Span],
     req: bool,
+    mode: PayloadMode,
 ) -> Vec<Header> {
     let lab = scanner.labeller();
     headers
@@ -338,6 +409,8 @@ fn minimise_headers(
                 .any(KeyHints::TOKEN.or(KeyHints::SESSION).or(KeyHints::PASSWORD))
             {
                 "******".to_owned()
+            } else if mode == PayloadMode::Labels && !STRUCTURAL_HEADERS.contains(&lname.as_str()) {
+                shape(&h.value)
             } else {
                 let region = if req {
                     Region::ReqHeader(i)
@@ -438,12 +511,11 @@ pub fn minimise(
     let (labels, spans) = scanner.run(event, true);
     let mut ev = event.clone();
     ev.request.path = masked_string(&event.request.path, &spans, Region::ReqPath);
-    ev.request.query = event
-        .request
-        .query
-        .as_ref()
-        .map(|q| masked_string(q, &spans, Region::ReqQuery));
-    ev.request.headers = minimise_headers(scanner, &event.request.headers, &spans, true);
+    ev.request.query = event.request.query.as_ref().map(|q| match mode {
+        PayloadMode::Labels => shaped_query(q),
+        _ => masked_string(q, &spans, Region::ReqQuery),
+    });
+    ev.request.headers = minimise_headers(scanner, &event.request.headers, &spans, true, mode);
     ev.request.body = match mode {
         PayloadMode::Sample => sample_body(
             &event.request.body,
@@ -455,7 +527,7 @@ pub fn minimise(
         _ => removed_body(&event.request.body),
     };
     if let (Some(out), Some(orig)) = (ev.response.as_mut(), event.response.as_ref()) {
-        out.headers = minimise_headers(scanner, &orig.headers, &spans, false);
+        out.headers = minimise_headers(scanner, &orig.headers, &spans, false, mode);
         out.body = match mode {
             PayloadMode::Sample => sample_body(
                 &orig.body,
@@ -536,9 +608,11 @@ mod tests {
                 method: "POST".into(),
                 host: Some("api".into()),
                 path: format!("/api/users/{MOBILE}"),
-                query: Some(format!("sfzh={ID}&page=1")),
+                query: Some(format!("sfzh={ID}&page=1&memo=Zhang-Wei")),
                 headers: vec![
                     h("Content-Type", "application/json"),
+                    h("X-Customer-Ref", "ACME-77-Zhang"),
+                    h("User-Agent", "okhttp/4.9.3"),
                     h(
                         "Authorization",
                         "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl",
@@ -606,6 +680,44 @@ mod tests {
         assert!(!id.masked_sample.is_empty() && id.masked_sample.contains('*'));
         let back: MinimisedEvent = serde_json::from_str(&text).expect("reads back");
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn labels_mode_ships_shapes_of_values_it_did_not_recognise() {
+        let mut sc = scanner();
+        let ev = event();
+        let labels = minimise(
+            &mut sc,
+            &ev,
+            PayloadMode::Labels,
+            &MinimiseOptions::default(),
+        );
+        let text = String::from_utf8(encode_event(&labels.event)).expect("utf8");
+        // Neither recognised nor unrecognised values travel; names and shapes do.
+        for raw in ["Zhang-Wei", "ACME-77-Zhang"] {
+            assert!(!text.contains(raw), "{raw} leaked: {text}");
+        }
+        let q = labels.event.request.query.as_deref().unwrap();
+        assert_eq!(q, "sfzh=00000000000000000a&page=0&memo=aaaaa-aaa");
+        let header = |name: &str| {
+            let hs = &labels.event.request.headers;
+            hs.iter().find(|h| h.name == name).map(|h| h.value.clone())
+        };
+        assert_eq!(header("X-Customer-Ref").as_deref(), Some("aaaa-00-aaaaa"));
+        // Structural headers keep their values: the analyzer needs them.
+        assert_eq!(header("User-Agent").as_deref(), Some("okhttp/4.9.3"));
+        assert_eq!(header("Content-Type").as_deref(), Some("application/json"));
+        assert_eq!(shape("李雷 a1-Z"), "** a0-a");
+        // `sample` keeps unrecognised values (masking only what was detected).
+        let sample = minimise(
+            &mut sc,
+            &ev,
+            PayloadMode::Sample,
+            &MinimiseOptions::default(),
+        );
+        let q = sample.event.request.query.as_deref().unwrap();
+        assert!(q.ends_with("&page=1&memo=Zhang-Wei"), "{q}");
+        assert!(!q.contains(ID), "{q}");
     }
 
     #[test]
