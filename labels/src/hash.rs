@@ -5,25 +5,25 @@ use std::fmt;
 
 use crate::label::{Label, ValueHash};
 
-/// Why a secret file gives no key. The messages never contain the file's contents.
+/// Why a secret file (hash key, bearer token) is refused. The messages never contain the file's contents.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     /// The file could not be read.
-    #[error("cannot read the key file")]
+    #[error("cannot read the secret file")]
     Read(#[source] std::io::Error),
     /// The file holds only whitespace.
-    #[error("the key file is empty")]
+    #[error("the secret file is empty")]
     Empty,
     /// The secret is too short to resist guessing.
     #[error(
-        "the key file holds {bytes} bytes of secret; at least {MIN_SECRET_BYTES} are needed (e.g. `head -c 32 /dev/urandom | base64 > FILE`)"
+        "the secret file holds {bytes} bytes of secret; at least {MIN_SECRET_BYTES} are needed (e.g. `head -c 32 /dev/urandom | base64 > FILE`)"
     )]
     TooShort {
         /// Secret bytes found (after trimming whitespace).
         bytes: usize,
     },
     /// Others than the owner may read or write the file.
-    #[error("the key file is accessible to group or others (mode {mode:04o}); `chmod 600` it")]
+    #[error("the secret file is accessible to group or others (mode {mode:04o}); `chmod 600` it")]
     Exposed {
         /// Its permission bits.
         mode: u32,
@@ -32,6 +32,52 @@ pub enum KeyFileError {
 
 /// Shortest site secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 16;
+
+/// The contents of a secret file, surrounding whitespace trimmed. `Debug` never shows them.
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// The secret bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+/// Reads a secret file (a hash key file, a bearer token file of the HTTP endpoints): it must
+/// be its owner's alone (no group or other permission bits) and hold at least
+/// [`MIN_SECRET_BYTES`] after trimming surrounding whitespace. The one place this rule is
+/// written (R-OPS-3).
+pub fn read_secret_file(path: &std::path::Path) -> Result<Secret, KeyFileError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let file = std::fs::File::open(path).map_err(KeyFileError::Read)?;
+    let mode = file
+        .metadata()
+        .map_err(KeyFileError::Read)?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::Exposed { mode });
+    }
+    let mut secret = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut secret).map_err(KeyFileError::Read)?;
+    let trimmed = secret.trim_ascii();
+    if trimmed.is_empty() {
+        return Err(KeyFileError::Empty);
+    }
+    if trimmed.len() < MIN_SECRET_BYTES {
+        return Err(KeyFileError::TooShort {
+            bytes: trimmed.len(),
+        });
+    }
+    Ok(Secret(trimmed.to_vec()))
+}
 
 /// The secret key of the keyed hash. Every sensor and analyzer of one site must use the same
 /// key for hashes to correlate; a different key per site makes hashes useless elsewhere.
@@ -55,29 +101,8 @@ impl HashKey {
     /// reading the same file hashes alike. The file must be its owner's alone and hold at
     /// least [`MIN_SECRET_BYTES`]: whoever has the key can test guesses against the hashes.
     pub fn from_secret_file(path: &std::path::Path) -> Result<HashKey, KeyFileError> {
-        use std::os::unix::fs::PermissionsExt as _;
-        let file = std::fs::File::open(path).map_err(KeyFileError::Read)?;
-        let mode = file
-            .metadata()
-            .map_err(KeyFileError::Read)?
-            .permissions()
-            .mode()
-            & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(KeyFileError::Exposed { mode });
-        }
-        let mut secret = Vec::new();
-        std::io::Read::read_to_end(&mut &file, &mut secret).map_err(KeyFileError::Read)?;
-        let trimmed = secret.trim_ascii();
-        if trimmed.is_empty() {
-            return Err(KeyFileError::Empty);
-        }
-        if trimmed.len() < MIN_SECRET_BYTES {
-            return Err(KeyFileError::TooShort {
-                bytes: trimmed.len(),
-            });
-        }
-        Ok(HashKey::from_secret(trimmed))
+        let secret = read_secret_file(path)?;
+        Ok(HashKey::from_secret(secret.bytes()))
     }
 
     /// A public fingerprint of the key (8 hex digits): tells which key made a hash, so sensors

@@ -34,7 +34,7 @@ pub use classify::{
     sensitivity_with,
 };
 pub use event::{AuthScheme, EventLabels, MessageShape, ScanStats, Scanner, is_body_part};
-pub use hash::{HashKey, KeyFileError, normalise};
+pub use hash::{HashKey, KeyFileError, MIN_SECRET_BYTES, Secret, normalise, read_secret_file};
 pub use hints::{HintClassifier, KeyHints};
 pub use label::{
     DataClass, Direction, Finding, Label, Location, MaskShape, Notes, Part, ValueHash,
