@@ -69,9 +69,16 @@ pub struct LabelsConfig {
 pub struct MetricsConfig {
     /// Address serving `GET /metrics` (Prometheus text: `apitap_analyzer_*`,
     /// `apitap_inventory_*`, `apitap_detect_*`, `apitap_bus_*`) and `GET /healthz`; absent:
-    /// no endpoint. No authentication: keep it on loopback or a management network.
+    /// no endpoint. Keep it on loopback or a management network (R-OPS-3).
     #[serde(default)]
     pub listen: Option<std::net::SocketAddr>,
+    /// File holding a bearer token that `/metrics` then requires (`Authorization: Bearer
+    /// <token>`, RFC 6750); `/healthz` stays open. Refused at start unless the file is its
+    /// owner's alone (mode 0600 or stricter) and holds at least 16 bytes. Absent: no
+    /// authentication. The token is never logged. TLS or mTLS: terminate them in a proxy in
+    /// front (e.g. kube-rbac-proxy).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[input]`: the event source.
@@ -439,6 +446,29 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("inventory.internal_cidrs"), "{err}");
+    }
+
+    #[test]
+    fn token_files_parse_and_need_their_listener() {
+        let c = Config::parse(
+            "[input]\npath = \"-\"\n[metrics]\nlisten = \"127.0.0.1:1\"\ntoken_file = \"/etc/apitap/metrics-token\"\n\
+             [inventory]\nstore = \"sqlite:/tmp/x.db\"\napi_listen = \"127.0.0.1:2\"\napi_token_file = \"/etc/apitap/api-token\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.metrics.token_file,
+            Some(PathBuf::from("/etc/apitap/metrics-token"))
+        );
+        assert_eq!(
+            c.inventory.api_token_file,
+            Some(PathBuf::from("/etc/apitap/api-token"))
+        );
+        let err = Config::parse(
+            "[input]\npath = \"-\"\n[inventory]\nstore = \"sqlite:/tmp/x.db\"\napi_token_file = \"/t\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("inventory.api_token_file"), "{err}");
     }
 
     #[test]
