@@ -310,6 +310,100 @@ mod tests {
         );
     }
 
+    /// Each workload manifest carries a NetworkPolicy selecting its pods that admits ingress
+    /// only from Prometheus pods, only to the workload's metrics port (issue 22, R-OPS-3);
+    /// the host-network sensor binds the node's IP, never every interface.
+    #[test]
+    fn kubernetes_manifests_restrict_ingress_to_prometheus() {
+        use serde::Deserialize as _;
+        for (file, text, kind) in [
+            (
+                "analyzer-deployment.yaml",
+                include_str!("../../deploy/kubernetes/analyzer-deployment.yaml"),
+                "Deployment",
+            ),
+            (
+                "sensor-daemonset.yaml",
+                include_str!("../../deploy/kubernetes/sensor-daemonset.yaml"),
+                "DaemonSet",
+            ),
+        ] {
+            let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(text)
+                .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+                .collect();
+            let of_kind = |k: &str| -> Vec<&serde_yaml::Value> {
+                docs.iter()
+                    .filter(|d| d["kind"].as_str() == Some(k))
+                    .collect()
+            };
+            let workload = of_kind(kind)[0];
+            let container = &workload["spec"]["template"]["spec"]["containers"][0];
+            let metrics_port = container["ports"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"].as_str() == Some("metrics"))
+                .unwrap_or_else(|| panic!("{file}: no metrics port"))["containerPort"]
+                .as_u64()
+                .unwrap();
+            let policies = of_kind("NetworkPolicy");
+            assert_eq!(policies.len(), 1, "{file}: one NetworkPolicy");
+            let spec = &policies[0]["spec"];
+            assert_eq!(
+                spec["podSelector"]["matchLabels"], workload["spec"]["selector"]["matchLabels"],
+                "{file}: the policy selects the workload's pods"
+            );
+            assert_eq!(
+                policies[0]["metadata"]["namespace"], workload["metadata"]["namespace"],
+                "{file}"
+            );
+            assert_eq!(
+                spec["policyTypes"],
+                serde_yaml::Value::from(vec!["Ingress"]),
+                "{file}"
+            );
+            let rules = spec["ingress"].as_sequence().unwrap();
+            assert!(!rules.is_empty(), "{file}: no rule would deny everything");
+            for rule in rules {
+                let from = rule["from"].as_sequence().unwrap();
+                assert!(
+                    !from.is_empty(),
+                    "{file}: a rule without `from` admits anyone"
+                );
+                for peer in from {
+                    assert_eq!(
+                        peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str(),
+                        Some("prometheus"),
+                        "{file}: {peer:?}"
+                    );
+                    assert!(peer.get("ipBlock").is_none(), "{file}");
+                }
+                let ports = rule["ports"].as_sequence().unwrap();
+                assert_eq!(ports.len(), 1, "{file}");
+                assert_eq!(ports[0]["port"].as_u64(), Some(metrics_port), "{file}");
+                assert_eq!(ports[0]["protocol"].as_str(), Some("TCP"), "{file}");
+            }
+            if kind == "DaemonSet" {
+                let command: Vec<&str> = container["command"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect();
+                let at = command.iter().position(|a| *a == "--metrics-listen");
+                assert_eq!(
+                    at.map(|i| command[i + 1]),
+                    Some("$(HOST_IP):9464"),
+                    "{file}: the host-network sensor binds the node's IP: {command:?}"
+                );
+                assert!(container["env"].as_sequence().unwrap().iter().any(|e| {
+                    e["name"].as_str() == Some("HOST_IP")
+                        && e["valueFrom"]["fieldRef"]["fieldPath"].as_str() == Some("status.hostIP")
+                }));
+            }
+        }
+    }
+
     #[test]
     fn minimal_config_gets_defaults() {
         let c = Config::parse("[input]\npath = \"-\"\n").unwrap();
