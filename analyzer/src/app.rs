@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use apitap_admin_http::{HttpStats, Limits, Options, Token};
 use apitap_bus::{
     AckToken, AlertPublisher, BusError, BusMetrics, EventSource, KafkaAlertPublisher,
     KafkaEventConsumer,
@@ -399,6 +400,18 @@ struct Service {
     sigterm: tokio::signal::unix::Signal,
 }
 
+/// The bearer token of an admin HTTP endpoint from `file` (field `field`), if set.
+fn token(field: &'static str, file: Option<&std::path::Path>) -> Result<Option<Token>, Error> {
+    file.map(|path| {
+        Token::from_file(path).map_err(|source| Error::TokenFile {
+            field,
+            path: path.to_owned(),
+            source,
+        })
+    })
+    .transpose()
+}
+
 impl Service {
     async fn start(
         config: &Config,
@@ -425,12 +438,20 @@ impl Service {
         let mut ingestor = Ingestor::new(Summary::new(config.summary.max_endpoints));
         ingestor.guard = EventGuard::from_config(&config.ingest)?;
         analysis(&mut ingestor, &config.labels, &config.detect)?;
+        // Both token files are checked before anything listens.
+        let mut api_token = token(
+            "inventory.api_token_file",
+            config.inventory.api_token_file.as_deref(),
+        )?;
+        let metrics_token = token("metrics.token_file", config.metrics.token_file.as_deref())?;
         let mut store = None;
+        let mut http: crate::metrics::HttpServers = Vec::new();
         if let Some(url) = &config.inventory.store {
             let (inventory, s) = open_inventory(url, &config.inventory)?;
             ingestor.inventory = Some(inventory);
             store = Some(s);
             if let Some(addr) = config.inventory.api_listen {
+                let token = api_token.take();
                 let api_store =
                     store::open_with(url, &config.inventory.store_access()).map_err(|source| {
                         Error::Store {
@@ -442,15 +463,36 @@ impl Service {
                     .await
                     .map_err(|source| Error::ApiListen { addr, source })?;
                 let local = listener.local_addr().unwrap_or(addr);
-                tracing::info!(listen = %local, "inventory API listening");
-                tokio::spawn(api::serve(listener, Arc::new(Mutex::new(api_store))));
+                tracing::info!(listen = %local, token = token.is_some(), "inventory API listening");
+                let stats = Arc::new(HttpStats::default());
+                http.push(("inventory_api", Arc::clone(&stats)));
+                let options = Options {
+                    name: "inventory_api",
+                    limits: Limits::default(),
+                    token,
+                    stats,
+                };
+                tokio::spawn(api::serve(
+                    listener,
+                    Arc::new(Mutex::new(api_store)),
+                    options,
+                ));
             }
         } else {
             ingestor.inventory = Some(memory_inventory(&config.inventory)?);
         }
         let state = Arc::new(Mutex::new(ingestor));
         if let Some(addr) = config.metrics.listen {
-            crate::metrics::serve(addr, Arc::clone(&state), bus_metrics).await?;
+            let token = metrics_token;
+            let stats = Arc::new(HttpStats::default());
+            http.insert(0, ("metrics", Arc::clone(&stats)));
+            let options = Options {
+                name: "metrics",
+                limits: Limits::default(),
+                token,
+                stats,
+            };
+            crate::metrics::serve(addr, Arc::clone(&state), bus_metrics, http, options).await?;
         }
         Ok(Service {
             alerts,
@@ -767,6 +809,28 @@ mod tests {
     use crate::summary::tests::event;
     use apitap_schema::encode_event;
     use std::path::PathBuf;
+
+    #[test]
+    fn token_files_open_to_others_are_refused_naming_the_field() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = temp_dir("token");
+        let p = dir.join("token");
+        std::fs::write(&p, "a-bearer-token-of-32-bytes-00000\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = token("metrics.token_file", Some(&p)).unwrap_err();
+        let text = error::chain(&e);
+        assert!(text.starts_with("metrics.token_file: "), "{text}");
+        assert!(text.contains("chmod 600"), "{text}");
+        assert!(!text.contains("a-bearer-token"), "{text}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            token("inventory.api_token_file", Some(&p))
+                .unwrap()
+                .is_some()
+        );
+        assert!(token("metrics.token_file", None).unwrap().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir =

@@ -72,9 +72,16 @@ pub struct LabelsConfig {
 pub struct MetricsConfig {
     /// Address serving `GET /metrics` (Prometheus text: `apitap_analyzer_*`,
     /// `apitap_inventory_*`, `apitap_detect_*`, `apitap_bus_*`) and `GET /healthz`; absent:
-    /// no endpoint. No authentication: keep it on loopback or a management network.
+    /// no endpoint. Keep it on loopback or a management network (R-OPS-3).
     #[serde(default)]
     pub listen: Option<std::net::SocketAddr>,
+    /// File holding a bearer token that `/metrics` then requires (`Authorization: Bearer
+    /// <token>`, RFC 6750); `/healthz` stays open. Refused at start unless the file is its
+    /// owner's alone (mode 0600 or stricter) and holds at least 16 bytes. Absent: no
+    /// authentication. The token is never logged. TLS or mTLS: terminate them in a proxy in
+    /// front (e.g. kube-rbac-proxy).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[input]`: the event source.
@@ -350,6 +357,100 @@ mod tests {
         );
     }
 
+    /// Each workload manifest carries a NetworkPolicy selecting its pods that admits ingress
+    /// only from Prometheus pods, only to the workload's metrics port (issue 22, R-OPS-3);
+    /// the host-network sensor binds the node's IP, never every interface.
+    #[test]
+    fn kubernetes_manifests_restrict_ingress_to_prometheus() {
+        use serde::Deserialize as _;
+        for (file, text, kind) in [
+            (
+                "analyzer-deployment.yaml",
+                include_str!("../../deploy/kubernetes/analyzer-deployment.yaml"),
+                "Deployment",
+            ),
+            (
+                "sensor-daemonset.yaml",
+                include_str!("../../deploy/kubernetes/sensor-daemonset.yaml"),
+                "DaemonSet",
+            ),
+        ] {
+            let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(text)
+                .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+                .collect();
+            let of_kind = |k: &str| -> Vec<&serde_yaml::Value> {
+                docs.iter()
+                    .filter(|d| d["kind"].as_str() == Some(k))
+                    .collect()
+            };
+            let workload = of_kind(kind)[0];
+            let container = &workload["spec"]["template"]["spec"]["containers"][0];
+            let metrics_port = container["ports"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"].as_str() == Some("metrics"))
+                .unwrap_or_else(|| panic!("{file}: no metrics port"))["containerPort"]
+                .as_u64()
+                .unwrap();
+            let policies = of_kind("NetworkPolicy");
+            assert_eq!(policies.len(), 1, "{file}: one NetworkPolicy");
+            let spec = &policies[0]["spec"];
+            assert_eq!(
+                spec["podSelector"]["matchLabels"], workload["spec"]["selector"]["matchLabels"],
+                "{file}: the policy selects the workload's pods"
+            );
+            assert_eq!(
+                policies[0]["metadata"]["namespace"], workload["metadata"]["namespace"],
+                "{file}"
+            );
+            assert_eq!(
+                spec["policyTypes"],
+                serde_yaml::Value::from(vec!["Ingress"]),
+                "{file}"
+            );
+            let rules = spec["ingress"].as_sequence().unwrap();
+            assert!(!rules.is_empty(), "{file}: no rule would deny everything");
+            for rule in rules {
+                let from = rule["from"].as_sequence().unwrap();
+                assert!(
+                    !from.is_empty(),
+                    "{file}: a rule without `from` admits anyone"
+                );
+                for peer in from {
+                    assert_eq!(
+                        peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str(),
+                        Some("prometheus"),
+                        "{file}: {peer:?}"
+                    );
+                    assert!(peer.get("ipBlock").is_none(), "{file}");
+                }
+                let ports = rule["ports"].as_sequence().unwrap();
+                assert_eq!(ports.len(), 1, "{file}");
+                assert_eq!(ports[0]["port"].as_u64(), Some(metrics_port), "{file}");
+                assert_eq!(ports[0]["protocol"].as_str(), Some("TCP"), "{file}");
+            }
+            if kind == "DaemonSet" {
+                let command: Vec<&str> = container["command"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect();
+                let at = command.iter().position(|a| *a == "--metrics-listen");
+                assert_eq!(
+                    at.map(|i| command[i + 1]),
+                    Some("$(HOST_IP):9464"),
+                    "{file}: the host-network sensor binds the node's IP: {command:?}"
+                );
+                assert!(container["env"].as_sequence().unwrap().iter().any(|e| {
+                    e["name"].as_str() == Some("HOST_IP")
+                        && e["valueFrom"]["fieldRef"]["fieldPath"].as_str() == Some("status.hostIP")
+                }));
+            }
+        }
+    }
+
     #[test]
     fn minimal_config_gets_defaults() {
         let c = Config::parse("[input]\npath = \"-\"\n").unwrap();
@@ -488,6 +589,29 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("inventory.internal_cidrs"), "{err}");
+    }
+
+    #[test]
+    fn token_files_parse_and_need_their_listener() {
+        let c = Config::parse(
+            "[input]\npath = \"-\"\n[metrics]\nlisten = \"127.0.0.1:1\"\ntoken_file = \"/etc/apitap/metrics-token\"\n\
+             [inventory]\nstore = \"sqlite:/tmp/x.db\"\napi_listen = \"127.0.0.1:2\"\napi_token_file = \"/etc/apitap/api-token\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.metrics.token_file,
+            Some(PathBuf::from("/etc/apitap/metrics-token"))
+        );
+        assert_eq!(
+            c.inventory.api_token_file,
+            Some(PathBuf::from("/etc/apitap/api-token"))
+        );
+        let err = Config::parse(
+            "[input]\npath = \"-\"\n[inventory]\nstore = \"sqlite:/tmp/x.db\"\napi_token_file = \"/t\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("inventory.api_token_file"), "{err}");
     }
 
     #[test]

@@ -131,6 +131,18 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A bearer token file of an HTTP endpoint is refused (unreadable, too short, or
+    /// accessible to others); the message names the field, never the token.
+    #[error("{field}: {} cannot be used as a bearer token file", path.display())]
+    TokenFile {
+        /// The configuration field, e.g. `metrics.token_file`.
+        field: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: apitap_admin_http::KeyFileError,
+    },
     /// The inventory API could not listen.
     #[error("cannot listen on {addr} for the inventory API")]
     ApiListen {

@@ -3,18 +3,24 @@
 //! `apitap_detect_*`, and the event bus `apitap_bus_*`) and `GET /healthz` (`ok`).
 //!
 //! Counters only; no label carries traffic content (causes and anomaly codes are fixed
-//! vocabularies).
+//! vocabularies). The admin HTTP servers' own counters are here too:
+//! `apitap_analyzer_http_rejected_connections_total{server,cause}` (connection cap, head
+//! deadline, head size, method, token, write deadline; issue 22, R-OPS-3),
+//! `apitap_analyzer_http_requests_total{server}` and `apitap_analyzer_http_open_connections`,
+//! for `server="metrics"` and `server="inventory_api"`.
+//!
+//! Served by `apitap-admin-http`; `metrics.token_file` makes `/metrics` require a bearer
+//! token (`/healthz` stays open for probes).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use apitap_admin_http::{Handler, HttpStats, Options, Response};
 use apitap_bus::BusMetrics;
-use serde_json::Value;
 
 use crate::error::Error;
 use crate::ingest::{BadLineCause, Ingestor};
-use crate::inventory::api::{Handler, reply, serve_with};
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(
@@ -173,30 +179,37 @@ pub fn render(ing: &Ingestor, bus: Option<&BusMetrics>) -> String {
     out
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` in the background.
+/// The `server` label and counters of each admin HTTP server, rendered on `/metrics`.
+pub type HttpServers = Vec<(&'static str, Arc<HttpStats>)>;
+
+/// Serves `/metrics` and `/healthz` on `addr` in the background; `options.stats` should be
+/// among `http` to be rendered.
 pub async fn serve(
     addr: SocketAddr,
     state: Arc<Mutex<Ingestor>>,
     bus: Option<Arc<BusMetrics>>,
+    http: HttpServers,
+    options: Options,
 ) -> Result<SocketAddr, Error> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| Error::MetricsListen { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
-    let handler: Handler = Arc::new(move |method: &str, target: &str| {
-        if method != "GET" && method != "HEAD" {
-            return reply(405, serde_json::json!({"error": "GET only"}));
-        }
-        match target {
-            "/healthz" => reply(200, Value::String("ok".into())),
-            "/metrics" => {
+    let handler: Handler = Arc::new(move |req| match req.path() {
+        "/healthz" => Response::text(200, "ok\n"),
+        "/metrics" => {
+            let mut text = {
                 let ing = state.lock().unwrap_or_else(PoisonError::into_inner);
-                reply(200, Value::String(render(&ing, bus.as_deref())))
-            }
-            _ => reply(404, serde_json::json!({"error": "no such route"})),
+                render(&ing, bus.as_deref())
+            };
+            let servers: Vec<(&str, &HttpStats)> =
+                http.iter().map(|(name, s)| (*name, s.as_ref())).collect();
+            HttpStats::render(&mut text, "apitap_analyzer", &servers);
+            Response::text(200, text)
         }
+        _ => Response::json(404, "{\"error\":\"no such route\"}\n"),
     });
-    tokio::spawn(serve_with(listener, handler, "metrics"));
+    tokio::spawn(apitap_admin_http::serve(listener, handler, options));
     tracing::info!(listen = %local, "metrics endpoint listening");
     Ok(local)
 }
@@ -205,6 +218,69 @@ pub async fn serve(
 mod tests {
     use super::*;
     use crate::summary::tests::event;
+
+    async fn get(addr: SocketAddr, path: &str, extra: &str) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// The endpoint over a real socket: the token guards `/metrics` (not `/healthz`), and the
+    /// refusal shows in the HTTP counters of both servers.
+    #[tokio::test]
+    async fn token_guards_metrics_and_rejections_are_counted() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("apitap-metrics-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("token");
+        std::fs::write(&p, "metrics-token-0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let token = apitap_admin_http::Token::from_file(&p).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let stats = Arc::new(HttpStats::default());
+        let api = Arc::new(HttpStats::default());
+        let options = Options {
+            name: "metrics",
+            limits: apitap_admin_http::Limits::default(),
+            token: Some(token),
+            stats: Arc::clone(&stats),
+        };
+        let addr = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Mutex::new(Ingestor::default())),
+            None,
+            vec![("metrics", stats), ("inventory_api", api)],
+            options,
+        )
+        .await
+        .unwrap();
+        let denied = get(addr, "/metrics", "").await;
+        assert!(denied.starts_with("HTTP/1.1 401 "), "{denied}");
+        assert!(!denied.contains("apitap_analyzer_events_total"), "{denied}");
+        assert!(get(addr, "/healthz", "").await.starts_with("HTTP/1.1 200 "));
+        let text = get(
+            addr,
+            "/metrics",
+            "Authorization: Bearer metrics-token-0123456789abcdef\r\n",
+        )
+        .await;
+        assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+        assert!(
+            text.contains(
+                "apitap_analyzer_http_rejected_connections_total{server=\"metrics\",cause=\"unauthorized\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "apitap_analyzer_http_rejected_connections_total{server=\"inventory_api\",cause=\"connection_limit\"} 0\n"
+        ));
+        assert!(text.contains("apitap_analyzer_http_open_connections{server=\"metrics\"} 1\n"));
+    }
 
     #[test]
     fn renders_run_detection_and_bus_counters() {

@@ -58,16 +58,14 @@ impl Secret {
         std::str::from_utf8(&self.0).ok()
     }
 
-    /// Compares with `other` in time independent of where they differ (bearer tokens).
+    /// Compares with `other` (a presented bearer token) in time that depends on neither where
+    /// they differ nor, beyond the secret's own length, on the presented length.
     pub fn matches(&self, other: &[u8]) -> bool {
-        if self.0.len() != other.len() {
-            return false;
+        let mut diff = u8::from(self.0.len() != other.len());
+        for (i, s) in self.0.iter().enumerate() {
+            diff |= s ^ other.get(i).copied().unwrap_or(0);
         }
-        self.0
-            .iter()
-            .zip(other)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        diff == 0
     }
 }
 

@@ -257,7 +257,14 @@ pub struct SinkSection {
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     /// Address for the Prometheus `/metrics` and `/healthz` HTTP endpoint; absent disables it.
+    /// Keep it on loopback unless a scraper elsewhere needs it (R-OPS-3).
     pub listen: Option<SocketAddr>,
+    /// File holding a bearer token that `/metrics` then requires (`Authorization: Bearer
+    /// <token>`, RFC 6750); `/healthz` stays open for probes. Refused at start unless the file
+    /// is its owner's alone (mode 0600 or stricter) and holds at least 16 bytes. Absent: no
+    /// authentication. The token is never logged. TLS or mTLS: terminate them in a proxy in
+    /// front (e.g. kube-rbac-proxy).
+    pub token_file: Option<PathBuf>,
 }
 
 /// A configuration value that cannot work, with the field it came from.
@@ -402,6 +409,15 @@ impl Config {
         }
         if matches!(&p.hash_key_file, Some(f) if f.as_os_str().is_empty()) {
             return Err(invalid("payload.hash_key_file", "must not be empty"));
+        }
+        if matches!(&self.metrics.token_file, Some(f) if f.as_os_str().is_empty()) {
+            return Err(invalid("metrics.token_file", "must not be empty"));
+        }
+        if self.metrics.token_file.is_some() && self.metrics.listen.is_none() {
+            return Err(invalid(
+                "metrics.token_file",
+                "set without `metrics.listen` (or --metrics-listen)",
+            ));
         }
         if self.sink.kind == SinkKind::File && self.sink.path.is_none() {
             return Err(invalid("sink.path", "required when sink.kind = \"file\""));
@@ -556,6 +572,14 @@ mod tests {
             (
                 "[capture]\ninterfaces = [\"e\"]\n[payload]\nhash_key_file = \"\"\n",
                 "payload.hash_key_file",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[metrics]\ntoken_file = \"/etc/apitap/t\"\n",
+                "metrics.token_file",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[metrics]\nlisten = \"127.0.0.1:9464\"\ntoken_file = \"\"\n",
+                "metrics.token_file",
             ),
         ];
         for (text, field) in cases {

@@ -170,7 +170,7 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
     info!(mode = minimiser.mode().as_str(), "payload mode");
     let shared = Shared::default();
     if let Some(addr) = cfg.metrics.listen {
-        metrics::serve(addr, shared.clone()).await?;
+        metrics::serve(addr, cfg.metrics.token_file.as_deref(), shared.clone()).await?;
         info!(%addr, "metrics endpoint listening");
     }
     // SAFETY: the RingBuf owns its map file descriptor, which stays open and unchanged until

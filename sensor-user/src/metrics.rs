@@ -1,19 +1,24 @@
-//! Prometheus text exposition and `/healthz` over a minimal HTTP/1.1 server (R-OPS-2).
+//! Prometheus text exposition and `/healthz` (R-OPS-2), served by `apitap-admin-http`: the
+//! hardened server the analyzer uses too (connection cap, whole-head and write deadlines, one
+//! request per connection, `GET`/`HEAD` only; issue 22, R-OPS-3). With `metrics.token_file`
+//! `/metrics` needs `Authorization: Bearer <token>`; `/healthz` stays open for probes.
 //!
-//! Metric names follow `apitap_<subsystem>_<name>_total`; drops carry a `cause` label.
+//! Metric names follow `apitap_<subsystem>_<name>_total`; drops carry a `cause` label. The
+//! server's own refusals are `apitap_sensor_http_rejected_connections_total{server,cause}`.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use apitap_admin_http::{Handler, HttpStats, KeyFileError, Limits, Options, Response, Token};
 use apitap_common::Counter;
 use apitap_decode::Stats;
 use apitap_schema::PayloadMode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tracing::{debug, warn};
 
+use crate::config::ConfigError;
 use crate::minimise::PayloadStats;
 
 /// Everything the agent counts, as of the last refresh.
@@ -142,60 +147,144 @@ impl Shared {
     }
 }
 
-/// Binds the endpoint now (so a bad address fails at startup) and serves it in the background.
-pub async fn serve(addr: SocketAddr, shared: Shared) -> anyhow::Result<()> {
+/// The Prometheus text format's content type (version 0.0.4).
+const EXPOSITION: &str = "text/plain; version=0.0.4";
+
+/// The bearer token of `metrics.token_file`, if set; refused (naming the field, never the
+/// token) unless the file is its owner's alone and long enough.
+pub fn token(file: Option<&Path>) -> Result<Option<Token>, ConfigError> {
+    file.map(|path| {
+        Token::from_file(path).map_err(|e| ConfigError {
+            field: "metrics.token_file".to_owned(),
+            reason: match e {
+                KeyFileError::Read(e) => format!("cannot read {}: {e}", path.display()),
+                e => format!("{}: {e}", path.display()),
+            },
+        })
+    })
+    .transpose()
+}
+
+/// Binds the endpoint now (so a bad address or token file fails at startup) and serves it
+/// in the background.
+pub async fn serve(
+    addr: SocketAddr,
+    token_file: Option<&Path>,
+    shared: Shared,
+) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    let token = token(token_file)?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding metrics.listen {addr}"))?;
-    tokio::spawn(async move {
-        loop {
-            let (mut sock, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let n =
-                    match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
-                        Ok(Ok(n)) => n,
-                        _ => return,
-                    };
-                let line = buf[..n].split(|b| *b == b'\n').next().unwrap_or_default();
-                let (status, body) = if line.starts_with(b"GET /metrics") {
-                    ("200 OK", shared.get().0)
-                } else if line.starts_with(b"GET /healthz") {
-                    match shared.get().1 {
-                        true => ("200 OK", "ok\n".to_owned()),
-                        false => (
-                            "503 Service Unavailable",
-                            "capture loop stalled\n".to_owned(),
-                        ),
-                    }
-                } else {
-                    ("404 Not Found", "not found\n".to_owned())
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                if let Err(e) = sock.write_all(resp.as_bytes()).await {
-                    debug!(%peer, error = %e, "metrics write failed");
-                }
-            });
+    let stats = Arc::new(HttpStats::default());
+    let options = Options {
+        name: "metrics",
+        limits: Limits::default(),
+        token,
+        stats: Arc::clone(&stats),
+    };
+    let handler: Handler = Arc::new(move |req| match req.path() {
+        "/metrics" => {
+            let mut text = shared.get().0;
+            HttpStats::render(&mut text, "apitap_sensor", &[("metrics", &stats)]);
+            Response::new(200, EXPOSITION, text.into_bytes())
         }
+        "/healthz" => match shared.get().1 {
+            true => Response::text(200, "ok\n"),
+            false => Response::text(503, "capture loop stalled\n"),
+        },
+        _ => Response::text(404, "not found\n"),
     });
+    tokio::spawn(apitap_admin_http::serve(listener, handler, options));
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn token_file(name: &str, mode: u32) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("apitap-sensor-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, "Zq7-sensor-secret-0123456789\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    async fn get(addr: SocketAddr, path: &str, extra: &str) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[test]
+    fn token_file_open_to_others_is_refused_naming_the_field() {
+        let p = token_file("open", 0o644);
+        let e = token(Some(&p)).unwrap_err();
+        assert_eq!(e.field, "metrics.token_file");
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        assert!(!e.to_string().contains("Zq7"), "{e}");
+        let p = token_file("private", 0o600);
+        assert!(token(Some(&p)).unwrap().is_some());
+        assert!(token(None).unwrap().is_none());
+    }
+
+    /// Over a real socket: `/metrics` needs the token, `/healthz` does not, and the refusal is
+    /// counted on `/metrics`.
+    #[tokio::test]
+    async fn token_guards_metrics_and_rejections_are_counted() {
+        // A free port: bind, note it, release it for `serve` to bind.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let p = token_file("serve", 0o600);
+        serve(addr, Some(&p), Shared::default()).await.unwrap();
+        let denied = get(addr, "/metrics", "").await;
+        assert!(denied.starts_with("HTTP/1.1 401 "), "{denied}");
+        assert!(denied.contains("WWW-Authenticate: Bearer"), "{denied}");
+        assert!(!denied.contains("apitap_kernel"), "{denied}");
+        let health = get(addr, "/healthz", "").await;
+        assert!(
+            health.starts_with("HTTP/1.1 200 ") && health.ends_with("ok\n"),
+            "{health}"
+        );
+        let text = get(
+            addr,
+            "/metrics",
+            "Authorization: Bearer Zq7-sensor-secret-0123456789\r\n",
+        )
+        .await;
+        assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+        assert!(
+            text.contains("Content-Type: text/plain; version=0.0.4\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("apitap_kernel_packets_total 0\n"), "{text}");
+        assert!(
+            text.contains(
+                "apitap_sensor_http_rejected_connections_total{server=\"metrics\",cause=\"unauthorized\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            get(
+                addr,
+                "/nope",
+                "Authorization: Bearer Zq7-sensor-secret-0123456789\r\n"
+            )
+            .await
+            .starts_with("HTTP/1.1 404 ")
+        );
+    }
 
     #[test]
     fn renders_drop_causes_as_labels() {

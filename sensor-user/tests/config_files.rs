@@ -13,10 +13,11 @@ fn example_config_is_valid() {
     let cfg = Config::load(&root().join("deploy/config/sensor.example.toml")).unwrap();
     cfg.validate().unwrap();
     assert_eq!(cfg.capture.interfaces, vec!["eth0".to_string()]);
-    assert!(
-        cfg.metrics.listen.is_some(),
-        "the DaemonSet probes need the metrics endpoint"
-    );
+    // Loopback by default (issue 22, R-OPS-3); the DaemonSet's --metrics-listen puts it on
+    // the node's IP for its probes and Prometheus.
+    let listen = cfg.metrics.listen.expect("the metrics endpoint is on");
+    assert!(listen.ip().is_loopback(), "{listen}");
+    assert_eq!(cfg.metrics.token_file, None);
 }
 
 #[test]

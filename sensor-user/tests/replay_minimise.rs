@@ -142,12 +142,13 @@ fn labels_mode_ships_labels_counts_and_masked_samples_only() {
         assert!(e.labels.is_some());
     }
     // The POST: ID number in the query and the body, mobile, card and password in the body,
-    // bearer token and session cookie in the headers; the URL and headers are masked.
+    // bearer token and session cookie in the headers; the URL and headers are masked, query
+    // values travel as their shape only (issue 22).
     let post = ev.iter().find(|e| e.request.method == "POST").unwrap();
     assert_eq!(post.response.as_ref().unwrap().status, 201);
     assert_eq!(post.request.body.length_bytes, 130);
     let q = post.request.query.as_deref().unwrap();
-    assert!(q.starts_with("sfzh=31") && q.ends_with("72&page=1"), "{q}");
+    assert_eq!(q, "sfzh=000000000000000000&page=0");
     let header = |name: &str| {
         post.request
             .headers

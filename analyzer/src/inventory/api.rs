@@ -9,33 +9,42 @@
 //! | `/healthz` | `ok` |
 //! | `/v1/endpoints?service=&method=&template=&lifecycle=&style=&auth=&spec_status=&exposure=&limit=&offset=` | JSON array of endpoint summaries |
 //! | `/v1/endpoints/{id}` | full endpoint record |
-//! | `/v1/endpoints/{id}/changes` | that endpoint's change log |
+//! | `/v1/endpoints/{id}/changes?after_seq=&limit=` | that endpoint's change log |
 //! | `/v1/changes?after_seq=&since_unix_us=&endpoint_id=&kind=&limit=` | change log |
-//! | `/v1/services` | services with endpoint counts |
-//! | `/v1/openapi/{service}` | OpenAPI 3.1 document of a service |
+//! | `/v1/services?limit=&offset=` | services with endpoint counts |
+//! | `/v1/openapi/{service}?limit=&offset=` | OpenAPI 3.1 document of a service |
 //!
-//! The server is deliberately small: one request per connection, request heads up to
-//! [`MAX_HEAD_BYTES`], a read timeout, no request bodies. It has no authentication: bind it
-//! to loopback or a management network (the inventory holds no raw values, but it is a map of
-//! the APIs).
+//! Every list is paged (issue 22, R-OPS-3): `limit` defaults to [`DEFAULT_LIMIT`] rows and
+//! is capped at [`MAX_LIMIT`] (larger values are treated as the cap); page on with `offset`
+//! (or `after_seq` for change logs). An OpenAPI document holds at most `limit` paths (default
+//! and cap [`MAX_LIMIT`]), sorted, from `offset`; a document with more paths left says so in
+//! `x-apitap-truncated` (`total_paths`, `offset`, `limit`, `next_offset`).
+//!
+//! Store failures are answered `500 {"error":"internal error"}` and logged with their cause
+//! on the server only: their text can name files, tables and records.
+//!
+//! The server is `apitap-admin-http` (connection cap, whole-head and write deadlines, one
+//! request per connection, optional bearer token `inventory.api_token_file`). Bind it to
+//! loopback or a management network (the inventory holds no raw values, but it is a map of
+//! the APIs); TLS, if needed, is terminated by a proxy in front of it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use apitap_admin_http::{Handler, Options, Request, Response};
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
 
 use super::openapi;
 use super::record::{ChangeFilter, EndpointFilter, EndpointSummary};
 use super::shape::percent_decode;
 use super::store::Store;
 
-/// Largest request head accepted.
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
-/// Time allowed to send the request head.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rows of a list when the request gives no `limit`.
+pub const DEFAULT_LIMIT: u64 = 100;
+/// Largest `limit` honoured (rows of a list, paths of an OpenAPI document); larger values are
+/// treated as this (issue 22, R-OPS-3: no unbounded response).
+pub const MAX_LIMIT: u64 = 1000;
 
 /// A response: status and JSON (or text) body.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +92,13 @@ fn number<T: std::str::FromStr>(
         .transpose()
 }
 
+/// `limit` (default `default`, capped at [`MAX_LIMIT`]) and `offset` (default 0) of `q`.
+fn page(q: &BTreeMap<String, String>, default: u64) -> Result<(u64, u64), Reply> {
+    let limit = number::<u64>(q, "limit")?.unwrap_or(default).min(MAX_LIMIT);
+    let offset = number::<u64>(q, "offset")?.unwrap_or(0);
+    Ok((limit, offset))
+}
+
 const ENDPOINT_PARAMS: [&str; 10] = [
     "service",
     "method",
@@ -96,6 +112,8 @@ const ENDPOINT_PARAMS: [&str; 10] = [
     "offset",
 ];
 const CHANGE_PARAMS: [&str; 5] = ["after_seq", "since_unix_us", "endpoint_id", "kind", "limit"];
+const ENDPOINT_CHANGE_PARAMS: [&str; 2] = ["after_seq", "limit"];
+const PAGE_PARAMS: [&str; 2] = ["limit", "offset"];
 
 /// Answers one `GET` for `target` (path and query, as sent) from `store`.
 pub fn handle(store: &mut dyn Store, method: &str, target: &str) -> Reply {
@@ -112,34 +130,17 @@ pub fn handle(store: &mut dyn Store, method: &str, target: &str) -> Reply {
             Ok(None) => Ok(error(404, "no such endpoint")),
             Err(e) => Err(e),
         },
-        ["v1", "endpoints", id, "changes"] => store
-            .changes(&ChangeFilter {
-                endpoint_id: Some((*id).to_owned()),
-                ..ChangeFilter::default()
-            })
-            .map(|c| reply(200, serde_json::to_value(c).unwrap_or(Value::Null))),
+        ["v1", "endpoints", id, "changes"] => endpoint_changes(store, id, query),
         ["v1", "changes"] => changes(store, query),
-        ["v1", "services"] => services(store),
-        ["v1", "openapi", service] => {
-            let service = percent_decode(service);
-            store
-                .endpoints(&EndpointFilter {
-                    service: Some(service.clone()),
-                    ..EndpointFilter::default()
-                })
-                .map(|recs| {
-                    if recs.is_empty() {
-                        error(404, "no such service")
-                    } else {
-                        reply(200, openapi::service_document(&service, &recs))
-                    }
-                })
-        }
+        ["v1", "services"] => services(store, query),
+        ["v1", "openapi", service] => service_openapi(store, &percent_decode(service), query),
         _ => return error(404, "no such route"),
     };
     result.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "inventory API query failed");
-        error(500, format!("store error: {e}"))
+        // The cause stays in the server's log: store errors name files, tables and records
+        // (issue 22, R-OPS-3).
+        tracing::warn!(error = %crate::error::chain(&e), "inventory API query failed");
+        error(500, "internal error")
     })
 }
 
@@ -148,9 +149,9 @@ fn endpoints(store: &mut dyn Store, query: &str) -> Result<Reply, super::StoreEr
         Ok(q) => q,
         Err(r) => return Ok(r),
     };
-    let (limit, offset) = match (number(&q, "limit"), number(&q, "offset")) {
-        (Ok(l), Ok(o)) => (l, o),
-        (Err(r), _) | (_, Err(r)) => return Ok(r),
+    let (limit, offset) = match page(&q, DEFAULT_LIMIT) {
+        Ok(p) => p,
+        Err(r) => return Ok(r),
     };
     let filter = EndpointFilter {
         service: q.get("service").cloned(),
@@ -161,8 +162,8 @@ fn endpoints(store: &mut dyn Store, query: &str) -> Result<Reply, super::StoreEr
         auth: q.get("auth").cloned(),
         spec_status: q.get("spec_status").cloned(),
         exposure: q.get("exposure").cloned(),
-        limit: Some(limit.unwrap_or(1000).min(100_000)),
-        offset,
+        limit: Some(limit),
+        offset: Some(offset),
     };
     let rows: Vec<EndpointSummary> = store
         .endpoints(&filter)?
@@ -194,7 +195,7 @@ fn changes(store: &mut dyn Store, query: &str) -> Result<Reply, super::StoreErro
         since_unix_us: since,
         endpoint_id: q.get("endpoint_id").cloned(),
         kind: q.get("kind").cloned(),
-        limit,
+        limit: Some(limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT)),
     };
     Ok(reply(
         200,
@@ -202,7 +203,37 @@ fn changes(store: &mut dyn Store, query: &str) -> Result<Reply, super::StoreErro
     ))
 }
 
-fn services(store: &mut dyn Store) -> Result<Reply, super::StoreError> {
+fn endpoint_changes(
+    store: &mut dyn Store,
+    id: &str,
+    query: &str,
+) -> Result<Reply, super::StoreError> {
+    let q = match parse_query(query, &ENDPOINT_CHANGE_PARAMS) {
+        Ok(q) => q,
+        Err(r) => return Ok(r),
+    };
+    let (after_seq, limit) = match (number::<i64>(&q, "after_seq"), number::<u64>(&q, "limit")) {
+        (Ok(a), Ok(l)) => (a, l),
+        (Err(r), _) | (_, Err(r)) => return Ok(r),
+    };
+    let filter = ChangeFilter {
+        after_seq,
+        endpoint_id: Some(id.to_owned()),
+        limit: Some(limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT)),
+        ..ChangeFilter::default()
+    };
+    Ok(reply(
+        200,
+        serde_json::to_value(store.changes(&filter)?).unwrap_or(Value::Null),
+    ))
+}
+
+fn services(store: &mut dyn Store, query: &str) -> Result<Reply, super::StoreError> {
+    let (limit, offset) =
+        match parse_query(query, &PAGE_PARAMS).and_then(|q| page(&q, DEFAULT_LIMIT)) {
+            Ok(p) => p,
+            Err(r) => return Ok(r),
+        };
     let mut by: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
     for r in store.endpoints(&EndpointFilter::default())? {
         let e = by.entry(r.key.service.clone()).or_default();
@@ -213,6 +244,8 @@ fn services(store: &mut dyn Store) -> Result<Reply, super::StoreError> {
     }
     let rows: Vec<Value> = by
         .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
         .map(|(s, (n, hits, shadow, zombie))| {
             json!({"service": s, "endpoints": n, "hits": hits, "shadow": shadow, "zombie_candidates": zombie})
         })
@@ -220,135 +253,289 @@ fn services(store: &mut dyn Store) -> Result<Reply, super::StoreError> {
     Ok(reply(200, Value::Array(rows)))
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Content Too Large",
-        _ => "Internal Server Error",
+fn service_openapi(
+    store: &mut dyn Store,
+    service: &str,
+    query: &str,
+) -> Result<Reply, super::StoreError> {
+    let (limit, offset) = match parse_query(query, &PAGE_PARAMS).and_then(|q| page(&q, MAX_LIMIT)) {
+        Ok(p) => p,
+        Err(r) => return Ok(r),
+    };
+    let recs = store.endpoints(&EndpointFilter {
+        service: Some(service.to_owned()),
+        ..EndpointFilter::default()
+    })?;
+    if recs.is_empty() {
+        return Ok(error(404, "no such service"));
+    }
+    let mut doc = openapi::service_document(service, &recs);
+    page_paths(&mut doc, limit, offset);
+    Ok(reply(200, doc))
+}
+
+/// Keeps `limit` paths of `doc` from `offset` (in path order), and says in
+/// `x-apitap-truncated` where the next page starts when paths are left over.
+fn page_paths(doc: &mut Value, limit: u64, offset: u64) {
+    let Some(Value::Object(paths)) = doc.get_mut("paths") else {
+        return;
+    };
+    let mut all: Vec<(String, Value)> = std::mem::take(paths).into_iter().collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let total = all.len() as u64;
+    let kept: Map<String, Value> = all
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect();
+    let next = offset.saturating_add(kept.len() as u64);
+    *paths = kept;
+    if next < total {
+        doc["x-apitap-truncated"] = json!({
+            "total_paths": total,
+            "offset": offset,
+            "limit": limit,
+            "next_offset": next,
+        });
+    }
+}
+
+impl From<Reply> for Response {
+    /// A JSON string body of a `200` is sent as text, everything else as JSON.
+    fn from(r: Reply) -> Response {
+        match r.body {
+            Value::String(s) if r.status == 200 => Response::text(200, format!("{s}\n")),
+            v => Response::json(r.status, format!("{v}\n")),
+        }
     }
 }
 
 /// The store shared by the API's connections.
 pub type SharedStore = Arc<Mutex<Box<dyn Store>>>;
 
-/// Answers one request: `(method, target) -> reply`. Runs on a blocking thread (it may query
-/// the store).
-pub type Handler = Arc<dyn Fn(&str, &str) -> Reply + Send + Sync>;
-
-async fn connection(mut stream: TcpStream, handler: Handler) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    let head_end = loop {
-        let n = match tokio::time::timeout(READ_TIMEOUT, stream.read(&mut chunk)).await {
-            Ok(r) => r?,
-            Err(_) => return Ok(()),
-        };
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() > MAX_HEAD_BYTES {
-            return write_reply(&mut stream, &error(413, "request head too large"), false).await;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]);
-    let mut words = head.lines().next().unwrap_or_default().split_whitespace();
-    let (method, target) = (
-        words.next().unwrap_or_default().to_owned(),
-        words.next().unwrap_or_default().to_owned(),
-    );
-    let is_head = method == "HEAD";
-    let reply = tokio::task::spawn_blocking(move || handler(&method, &target))
-        .await
-        .unwrap_or_else(|_| error(500, "query task failed"));
-    write_reply(&mut stream, &reply, is_head).await
-}
-
-async fn write_reply(
-    stream: &mut TcpStream,
-    reply: &Reply,
-    head_only: bool,
-) -> std::io::Result<()> {
-    let body = match &reply.body {
-        Value::String(s) if reply.status == 200 => format!("{s}\n"),
-        v => format!("{v}\n"),
-    };
-    let content_type = if matches!(reply.body, Value::String(_)) && reply.status == 200 {
-        "text/plain; charset=utf-8"
-    } else {
-        "application/json"
-    };
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        reply.status,
-        reason(reply.status),
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    if !head_only {
-        stream.write_all(body.as_bytes()).await?;
-    }
-    stream.shutdown().await
+/// The admin HTTP handler answering from `store`.
+pub fn handler(store: SharedStore) -> Handler {
+    Arc::new(move |req: &Request| {
+        let mut guard = store.lock().unwrap_or_else(PoisonError::into_inner);
+        handle(guard.as_mut(), &req.method, &req.target).into()
+    })
 }
 
 /// Serves the API on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, store: SharedStore) {
-    let handler: Handler = Arc::new(move |method: &str, target: &str| {
-        let mut guard = store.lock().unwrap_or_else(PoisonError::into_inner);
-        handle(guard.as_mut(), method, target)
-    });
-    serve_with(listener, handler, "inventory API").await;
-}
-
-/// Serves `handler` on `listener` (one small request per connection, see the module docs)
-/// until the task is dropped; `what` names the server in logs.
-pub async fn serve_with(listener: TcpListener, handler: Handler, what: &'static str) {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, server = what, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let handler = Arc::clone(&handler);
-        tokio::spawn(async move {
-            if let Err(e) = connection(stream, handler).await {
-                tracing::debug!(error = %e, server = what, "connection failed");
-            }
-        });
-    }
+pub async fn serve(listener: TcpListener, store: SharedStore, options: Options) {
+    apitap_admin_http::serve(listener, handler(store), options).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::StoreError;
     use crate::inventory::record::{EndpointKey, EndpointRecord};
     use crate::inventory::spec::SpecStatus;
     use crate::inventory::store::sqlite::SqliteStore;
 
-    fn store() -> SqliteStore {
-        let mut s = SqliteStore::open_in_memory().unwrap();
+    fn record(service: &str, template: &str) -> EndpointRecord {
         let mut r = EndpointRecord::new(
             EndpointKey {
-                service: "api".into(),
+                service: service.into(),
                 method: "GET".into(),
-                template: "/users/{user_id}".into(),
+                template: template.into(),
                 operation: String::new(),
             },
             SpecStatus::NoSpec,
             5,
         );
         r.data.hits = 2;
-        s.transaction(&mut |tx| tx.put(&r)).unwrap();
+        r
+    }
+
+    fn store_of(records: &[EndpointRecord]) -> SqliteStore {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        s.transaction(&mut |tx| {
+            for r in records {
+                tx.put(r)?;
+            }
+            Ok(())
+        })
+        .unwrap();
         s
+    }
+
+    fn store() -> SqliteStore {
+        store_of(&[record("api", "/users/{user_id}")])
+    }
+
+    /// A store whose every query fails with text that must stay on the server.
+    struct FailingStore;
+
+    fn failure() -> StoreError {
+        StoreError::Corrupt {
+            id: "secret-row-7".into(),
+            reason: "table apitap_endpoints in /var/lib/secret/inventory.db".into(),
+        }
+    }
+
+    impl Store for FailingStore {
+        fn backend(&self) -> &'static str {
+            "sqlite"
+        }
+        fn transaction(
+            &mut self,
+            _work: &mut dyn FnMut(&mut dyn crate::inventory::store::Tx) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            Err(failure())
+        }
+        fn endpoints(&mut self, _: &EndpointFilter) -> Result<Vec<EndpointRecord>, StoreError> {
+            Err(failure())
+        }
+        fn endpoint(&mut self, _: &str) -> Result<Option<EndpointRecord>, StoreError> {
+            Err(failure())
+        }
+        fn changes(
+            &mut self,
+            _: &ChangeFilter,
+        ) -> Result<Vec<crate::inventory::record::Change>, StoreError> {
+            Err(failure())
+        }
+        fn schema_version(&mut self) -> Result<i64, StoreError> {
+            Err(failure())
+        }
+    }
+
+    /// Log lines written while `f` runs.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let out = tracing::subscriber::with_default(sub, f);
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        (out, text)
+    }
+
+    #[test]
+    fn store_errors_are_logged_not_echoed() {
+        let mut s = FailingStore;
+        for target in [
+            "/v1/endpoints",
+            "/v1/endpoints/abc",
+            "/v1/endpoints/abc/changes",
+            "/v1/changes",
+            "/v1/services",
+            "/v1/openapi/api",
+        ] {
+            let (r, log) = logged(|| handle(&mut s, "GET", target));
+            assert_eq!(r.status, 500, "{target}");
+            assert_eq!(r.body, json!({"error": "internal error"}), "{target}");
+            let sent = String::from_utf8(Response::from(r).body).unwrap();
+            assert!(!sent.contains("secret"), "{target}: {sent}");
+            assert!(log.contains("secret-row-7"), "{target}: logged {log:?}");
+        }
+    }
+
+    #[test]
+    fn services_are_paged() {
+        let recs: Vec<EndpointRecord> = ["c", "a", "b"]
+            .iter()
+            .flat_map(|s| [record(s, "/x"), record(s, "/y")])
+            .collect();
+        let mut s = store_of(&recs);
+        let names = |r: &Reply| -> Vec<String> {
+            r.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["service"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let all = handle(&mut s, "GET", "/v1/services");
+        assert_eq!(names(&all), ["a", "b", "c"]);
+        assert_eq!(all.body[0]["endpoints"], 2);
+        let first = handle(&mut s, "GET", "/v1/services?limit=2");
+        assert_eq!(names(&first), ["a", "b"]);
+        let rest = handle(&mut s, "GET", "/v1/services?limit=2&offset=2");
+        assert_eq!(names(&rest), ["c"]);
+        assert_eq!(handle(&mut s, "GET", "/v1/services?limit=x").status, 400);
+        assert_eq!(handle(&mut s, "GET", "/v1/services?bogus=1").status, 400);
+        let q = parse_query("limit=5000", &PAGE_PARAMS).unwrap();
+        assert_eq!(page(&q, DEFAULT_LIMIT).unwrap(), (MAX_LIMIT, 0));
+        let q = parse_query("", &PAGE_PARAMS).unwrap();
+        assert_eq!(page(&q, DEFAULT_LIMIT).unwrap(), (DEFAULT_LIMIT, 0));
+    }
+
+    #[test]
+    fn endpoint_lists_default_to_a_page() {
+        let recs: Vec<EndpointRecord> = (0..DEFAULT_LIMIT + 5)
+            .map(|i| record("api", &format!("/p{i:04}")))
+            .collect();
+        let mut s = store_of(&recs);
+        let list = handle(&mut s, "GET", "/v1/endpoints");
+        assert_eq!(list.body.as_array().unwrap().len() as u64, DEFAULT_LIMIT);
+        let rest = handle(
+            &mut s,
+            "GET",
+            &format!("/v1/endpoints?offset={DEFAULT_LIMIT}"),
+        );
+        assert_eq!(rest.body.as_array().unwrap().len(), 5);
+        let all = handle(&mut s, "GET", "/v1/endpoints?limit=100000");
+        assert_eq!(all.body.as_array().unwrap().len() as u64, DEFAULT_LIMIT + 5);
+    }
+
+    #[test]
+    fn openapi_paths_are_paged_and_truncation_is_said() {
+        let recs: Vec<EndpointRecord> = ["/c", "/a", "/b"]
+            .iter()
+            .map(|t| record("api", t))
+            .collect();
+        let mut s = store_of(&recs);
+        let paths = |r: &Reply| -> Vec<String> {
+            r.body["paths"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        let whole = handle(&mut s, "GET", "/v1/openapi/api");
+        assert_eq!(paths(&whole), ["/a", "/b", "/c"]);
+        assert!(whole.body.get("x-apitap-truncated").is_none());
+        let first = handle(&mut s, "GET", "/v1/openapi/api?limit=2");
+        assert_eq!(paths(&first), ["/a", "/b"]);
+        assert_eq!(
+            first.body["x-apitap-truncated"],
+            json!({"total_paths": 3, "offset": 0, "limit": 2, "next_offset": 2})
+        );
+        let rest = handle(&mut s, "GET", "/v1/openapi/api?limit=2&offset=2");
+        assert_eq!(paths(&rest), ["/c"]);
+        assert!(rest.body.get("x-apitap-truncated").is_none());
+        assert_eq!(rest.body["openapi"], "3.1.0");
+        assert_eq!(handle(&mut s, "GET", "/v1/openapi/api?x=1").status, 400);
+    }
+
+    #[test]
+    fn replies_become_text_or_json() {
+        let r = Response::from(reply(200, json!("ok")));
+        assert_eq!(
+            (r.status, r.content_type),
+            (200, "text/plain; charset=utf-8")
+        );
+        assert_eq!(r.body, b"ok\n");
+        let r = Response::from(error(404, "no such route"));
+        assert_eq!((r.status, r.content_type), (404, "application/json"));
+        assert_eq!(r.body, b"{\"error\":\"no such route\"}\n");
     }
 
     #[test]

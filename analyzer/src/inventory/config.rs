@@ -60,6 +60,11 @@ pub struct InventoryConfig {
     pub flush_interval_secs: u64,
     /// Address of the inventory HTTP JSON API (e.g. `127.0.0.1:9480`); absent: no API.
     pub api_listen: Option<SocketAddr>,
+    /// File holding a bearer token that every API route but `/healthz` then requires
+    /// (`Authorization: Bearer <token>`, RFC 6750). Refused at start unless the file is its
+    /// owner's alone (mode 0600 or stricter) and holds at least 16 bytes. Absent: no
+    /// authentication. The token is never logged.
+    pub api_token_file: Option<PathBuf>,
     /// Service grouping: `host` (default), `host_and_server` or `server`.
     pub service_by: ServiceBy,
     /// Seconds (event time) a newly discovered endpoint waits before the periodic flush
@@ -118,6 +123,7 @@ impl Default for InventoryConfig {
             store_ca_file: None,
             flush_interval_secs: 10,
             api_listen: None,
+            api_token_file: None,
             service_by: ServiceBy::Host,
             discovery_grace_secs: 60,
             new_period_secs: 86_400,
@@ -200,6 +206,9 @@ impl InventoryConfig {
         }
         if !postgres && self.store_ca_file.is_some() {
             return err("store_ca_file", "only for a PostgreSQL `inventory.store`");
+        }
+        if self.api_token_file.is_some() && self.api_listen.is_none() {
+            return err("api_token_file", "set without `inventory.api_listen`");
         }
         if self.api_listen.is_some() && self.store.is_none() {
             return err("api_listen", "the HTTP API needs `inventory.store`");

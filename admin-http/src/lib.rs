@@ -1,0 +1,653 @@
+//! The small HTTP/1.1 server of apitap's admin endpoints: the sensor's and the analyzer's
+//! `/metrics` and `/healthz` (R-OPS-2) and the analyzer's inventory API (R-INV-5). Both
+//! binaries serve through this one implementation.
+//!
+//! Its clients may be hostile (issue 22, R-OPS-3), so every connection is bounded:
+//!
+//! - at most [`Limits::max_connections`] connections at once; one more is answered `503`
+//!   without being read and closed, and counted (`connection_limit`);
+//! - the whole request head must arrive within [`Limits::head_deadline`], one deadline for
+//!   all reads (a per-read timeout lets a client sending one byte every few seconds hold a
+//!   connection for hours); late heads get `408` (RFC 9110 §15.5.9), counted (`head_timeout`);
+//! - heads over [`Limits::max_head_bytes`] get `431` (RFC 6585 §5), counted
+//!   (`head_too_large`); malformed heads get `400` (RFC 9112 §3), counted (`bad_request`);
+//! - the response must be taken by the client within [`Limits::write_deadline`], otherwise
+//!   the connection is dropped and counted (`write_timeout`);
+//! - one request per connection, answered with `Connection: close` (RFC 9112 §9.6); request
+//!   content is never read;
+//! - `GET` and `HEAD` only: anything else gets `405` with `Allow` (RFC 9110 §15.5.6), counted
+//!   (`method`);
+//! - optionally a bearer token ([`Token`], RFC 6750): every route but `/healthz` then needs
+//!   `Authorization: Bearer <token>`, compared in constant time; otherwise `401` with
+//!   `WWW-Authenticate: Bearer` (RFC 6750 §3), counted (`unauthorized`). `/healthz` stays open
+//!   for liveness probes and tells nothing but `ok`.
+//!
+//! There is no TLS: TLS and mutual TLS are terminated in front of it (a sidecar such as
+//! kube-rbac-proxy or an ingress proxy), keeping certificates and their rotation out of the
+//! sensor and analyzer. Bind to loopback unless a scraper elsewhere needs it.
+//!
+//! [`HttpStats`] counts rejections per cause, requests answered and open connections;
+//! [`HttpStats::render`] writes them in the Prometheus text format for the binary's own
+//! `/metrics`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use apitap_secret::Secret;
+pub use apitap_secret::SecretFileError as KeyFileError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+/// Bounds of the server (issue 22, R-OPS-3). The defaults suit a metrics scrape or a few
+/// API clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; further ones are answered `503` and closed. Default 64.
+    pub max_connections: usize,
+    /// Time for the whole request head to arrive, from accepting the connection (not per
+    /// read). Default 5 s.
+    pub head_deadline: Duration,
+    /// Largest request head in bytes (request line and header fields). Default 16 KiB.
+    pub max_head_bytes: usize,
+    /// Time for the client to take the whole response. Default 10 s.
+    pub write_deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 64,
+            head_deadline: Duration::from_secs(5),
+            max_head_bytes: 16 * 1024,
+            write_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Header fields parsed per request at most; more get `431`.
+pub const MAX_HEADER_FIELDS: usize = 64;
+
+/// Why a connection was refused or cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// [`Limits::max_connections`] were open.
+    ConnectionLimit,
+    /// The head did not arrive within [`Limits::head_deadline`].
+    HeadTimeout,
+    /// The head exceeded [`Limits::max_head_bytes`] or [`MAX_HEADER_FIELDS`].
+    HeadTooLarge,
+    /// The head is not HTTP/1.x.
+    BadRequest,
+    /// A method other than `GET` or `HEAD`.
+    Method,
+    /// No or a wrong bearer token.
+    Unauthorized,
+    /// The response was not taken within [`Limits::write_deadline`].
+    WriteTimeout,
+}
+
+impl Rejection {
+    /// Every cause, in rendering order.
+    pub const ALL: [Rejection; 7] = [
+        Rejection::ConnectionLimit,
+        Rejection::HeadTimeout,
+        Rejection::HeadTooLarge,
+        Rejection::BadRequest,
+        Rejection::Method,
+        Rejection::Unauthorized,
+        Rejection::WriteTimeout,
+    ];
+
+    /// The `cause` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::ConnectionLimit => "connection_limit",
+            Rejection::HeadTimeout => "head_timeout",
+            Rejection::HeadTooLarge => "head_too_large",
+            Rejection::BadRequest => "bad_request",
+            Rejection::Method => "method",
+            Rejection::Unauthorized => "unauthorized",
+            Rejection::WriteTimeout => "write_timeout",
+        }
+    }
+}
+
+/// Counters of one server, shared with the `/metrics` handler that renders them.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    rejected: [AtomicU64; Rejection::ALL.len()],
+    requests: AtomicU64,
+    open: AtomicU64,
+}
+
+impl HttpStats {
+    /// Connections rejected for `cause` so far.
+    pub fn rejected(&self, cause: Rejection) -> u64 {
+        self.rejected[cause as usize].load(Ordering::Relaxed)
+    }
+
+    /// Requests passed to the handler so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Connections open now (accepted within the cap and not yet finished).
+    pub fn open_connections(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    fn reject(&self, cause: Rejection) {
+        self.rejected[cause as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes the counters of `servers` (`(server label, stats)`) in the Prometheus text
+    /// format: `{prefix}_http_rejected_connections_total{server,cause}`,
+    /// `{prefix}_http_requests_total{server}` and the gauge `{prefix}_http_open_connections`.
+    pub fn render(out: &mut String, prefix: &str, servers: &[(&str, &HttpStats)]) {
+        let _ = writeln!(
+            out,
+            "# HELP {prefix}_http_rejected_connections_total Admin HTTP connections refused or cut short, by server and cause.\n\
+             # TYPE {prefix}_http_rejected_connections_total counter"
+        );
+        for (server, stats) in servers {
+            for cause in Rejection::ALL {
+                let _ = writeln!(
+                    out,
+                    "{prefix}_http_rejected_connections_total{{server=\"{server}\",cause=\"{}\"}} {}",
+                    cause.as_str(),
+                    stats.rejected(cause)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {prefix}_http_requests_total Admin HTTP requests answered by their route.\n\
+             # TYPE {prefix}_http_requests_total counter"
+        );
+        for (server, stats) in servers {
+            let _ = writeln!(
+                out,
+                "{prefix}_http_requests_total{{server=\"{server}\"}} {}",
+                stats.requests()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {prefix}_http_open_connections Admin HTTP connections open now.\n\
+             # TYPE {prefix}_http_open_connections gauge"
+        );
+        for (server, stats) in servers {
+            let _ = writeln!(
+                out,
+                "{prefix}_http_open_connections{{server=\"{server}\"}} {}",
+                stats.open_connections()
+            );
+        }
+    }
+}
+
+/// A bearer token required by every route but `/healthz` (RFC 6750). Never logged: its
+/// Shortest bearer token accepted, in bytes.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+/// `Debug` shows nothing of it.
+pub struct Token(Secret);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+impl Token {
+    /// The token in `path`, surrounding whitespace trimmed. Refused unless the file is its
+    /// owner's alone (no group or other permission bits) and holds at least
+    /// [`MIN_TOKEN_BYTES`]: the rule of every credential file ([`apitap_secret`]).
+    pub fn from_file(path: &Path) -> Result<Token, KeyFileError> {
+        apitap_secret::read_secret_file(path, MIN_TOKEN_BYTES).map(Token)
+    }
+
+    /// Whether `presented` is the token, in time independent of where they differ.
+    fn matches(&self, presented: &[u8]) -> bool {
+        self.0.matches(presented)
+    }
+}
+
+/// One request, as passed to the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `GET` or `HEAD` (others never reach the handler).
+    pub method: String,
+    /// The request target as sent: path and query (RFC 9112 §3.2, origin form).
+    pub target: String,
+}
+
+impl Request {
+    /// The target's path (before `?`).
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+
+    /// The target's query (after `?`, empty when absent).
+    pub fn query(&self) -> &str {
+        self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+}
+
+/// A response: status, content type, body and any further header fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Content-Type` field value.
+    pub content_type: &'static str,
+    /// Content (omitted for `HEAD`, its length still sent, RFC 9110 §9.3.2).
+    pub body: Vec<u8>,
+    /// Further header fields.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Response {
+    /// A `text/plain` response.
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response::new(
+            status,
+            "text/plain; charset=utf-8",
+            body.into().into_bytes(),
+        )
+    }
+
+    /// An `application/json` response; `body` must be JSON text.
+    pub fn json(status: u16, body: impl Into<String>) -> Response {
+        Response::new(status, "application/json", body.into().into_bytes())
+    }
+
+    /// A response with any content type.
+    pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            content_type,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    fn error(status: u16, message: &str) -> Response {
+        Response::json(status, format!("{{\"error\":\"{message}\"}}\n"))
+    }
+
+    fn with(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// Answers one request. Runs on a blocking thread (it may query a database).
+pub type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+
+/// How a server runs.
+#[derive(Debug)]
+pub struct Options {
+    /// Names the server in logs and in the `server` label of its metrics.
+    pub name: &'static str,
+    /// Its bounds.
+    pub limits: Limits,
+    /// The bearer token required by every route but `/healthz`; `None`: no authentication.
+    pub token: Option<Token>,
+    /// Where it counts (rendered by the owner's `/metrics`).
+    pub stats: Arc<HttpStats>,
+}
+
+/// What the connection-limit refusal sends (a fixed, tiny reply written without waiting).
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 22\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{\"error\":\"too busy\"}\r\n";
+
+/// Serves `handler` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, handler: Handler, options: Options) {
+    let Options {
+        name,
+        limits,
+        token,
+        stats,
+    } = options;
+    let token = token.map(Arc::new);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // E.g. EMFILE: back off rather than spin.
+                tracing::warn!(error = %e, server = name, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Connection cap (issue 22, R-OPS-3): taken here, in accept order, so one more than
+        // the cap is refused however fast the others are.
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            stats.reject(Rejection::ConnectionLimit);
+            // Best effort, never waits: a fresh socket's send buffer takes these few bytes.
+            let _ = stream.try_write(BUSY);
+            tracing::debug!(server = name, "connection limit reached");
+            continue;
+        };
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        let (handler, token, stats) = (Arc::clone(&handler), token.clone(), Arc::clone(&stats));
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, handler, token.as_deref(), &limits, &stats).await {
+                tracing::debug!(error = %e, server = name, "connection failed");
+            }
+            stats.open.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+/// What reading the head gave.
+enum Head {
+    /// A complete head of this many bytes.
+    Complete(usize),
+    /// The client closed (or reset) before sending a whole head.
+    Closed,
+    /// Over the size limit.
+    TooLarge,
+}
+
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, max: usize) -> Head {
+    let mut chunk = [0u8; 2048];
+    loop {
+        // Never buffer more than one byte beyond the limit.
+        let room = (max + 1).saturating_sub(buf.len()).min(chunk.len());
+        let n = match stream.read(&mut chunk[..room]).await {
+            Ok(0) | Err(_) => return Head::Closed,
+            Ok(n) => n,
+        };
+        let from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        // The head ends with an empty line (RFC 9112 §2.1).
+        if let Some(i) = buf[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            return Head::Complete(from + i + 4);
+        }
+        if buf.len() > max {
+            return Head::TooLarge;
+        }
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    handler: Handler,
+    token: Option<&Token>,
+    limits: &Limits,
+    stats: &HttpStats,
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    // One deadline for the whole head, not per read (issue 22, R-OPS-3): a client trickling
+    // a byte at a time is cut off when it expires.
+    let deadline = Instant::now() + limits.head_deadline;
+    let head = tokio::time::timeout_at(
+        deadline,
+        read_head(&mut stream, &mut buf, limits.max_head_bytes),
+    )
+    .await;
+    let answer = match head {
+        Err(_) => {
+            stats.reject(Rejection::HeadTimeout);
+            Answer::Full(Response::error(408, "request head not received in time"))
+        }
+        Ok(Head::Closed) => return Ok(()),
+        Ok(Head::TooLarge) => {
+            stats.reject(Rejection::HeadTooLarge);
+            Answer::Full(Response::error(431, "request head too large"))
+        }
+        Ok(Head::Complete(len)) => respond(&buf[..len], handler, token, stats).await,
+    };
+    let (response, head_only) = match answer {
+        Answer::Full(r) => (r, false),
+        Answer::HeadOnly(r) => (r, true),
+    };
+    // Write deadline (issue 22, R-OPS-3): a client that stops reading cannot hold the
+    // connection (and its slot) while the response sits in the send buffer.
+    match tokio::time::timeout(
+        limits.write_deadline,
+        write_response(&mut stream, &response, head_only),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => {
+            stats.reject(Rejection::WriteTimeout);
+            // Abortive close: the kernel discards the unsent rest instead of keeping it,
+            // and the socket, past the connection's end.
+            let _ = stream.set_zero_linger();
+            Ok(())
+        }
+    }
+}
+
+/// A response, and whether only its head is sent (`HEAD`).
+enum Answer {
+    Full(Response),
+    HeadOnly(Response),
+}
+
+impl From<Response> for Answer {
+    fn from(r: Response) -> Answer {
+        Answer::Full(r)
+    }
+}
+
+async fn respond(
+    head: &[u8],
+    handler: Handler,
+    token: Option<&Token>,
+    stats: &HttpStats,
+) -> Answer {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADER_FIELDS];
+    let mut req = httparse::Request::new(&mut fields);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Err(httparse::Error::TooManyHeaders) => {
+            stats.reject(Rejection::HeadTooLarge);
+            return Response::error(431, "too many header fields").into();
+        }
+        Ok(httparse::Status::Partial) | Err(_) => {
+            stats.reject(Rejection::BadRequest);
+            return Response::error(400, "malformed request").into();
+        }
+    }
+    let (Some(method), Some(target)) = (req.method, req.path) else {
+        stats.reject(Rejection::BadRequest);
+        return Response::error(400, "malformed request").into();
+    };
+    // Only safe methods: the server changes nothing (RFC 9110 §15.5.6: 405 lists `Allow`).
+    if method != "GET" && method != "HEAD" {
+        stats.reject(Rejection::Method);
+        return Response::error(405, "only GET and HEAD are supported")
+            .with("Allow", "GET, HEAD")
+            .into();
+    }
+    let request = Request {
+        method: method.to_owned(),
+        target: target.to_owned(),
+    };
+    let head_only = method == "HEAD";
+    if let Some(token) = token
+        && request.path() != "/healthz"
+    {
+        let credentials: Vec<&[u8]> = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
+            .map(|h| h.value)
+            .collect();
+        if let Some(challenge) = authorize(token, &credentials) {
+            stats.reject(Rejection::Unauthorized);
+            let r = Response::error(401, "unauthorized").with("WWW-Authenticate", challenge);
+            return if head_only {
+                Answer::HeadOnly(r)
+            } else {
+                Answer::Full(r)
+            };
+        }
+    }
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    let response = tokio::task::spawn_blocking(move || handler(&request))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "admin HTTP handler failed");
+            Response::error(500, "internal error")
+        });
+    if head_only {
+        Answer::HeadOnly(response)
+    } else {
+        Answer::Full(response)
+    }
+}
+
+/// `None` when the credentials carry the token; otherwise the `WWW-Authenticate` challenge
+/// (RFC 6750 §3: `error="invalid_token"` when a token was presented, none when absent).
+fn authorize(token: &Token, credentials: &[&[u8]]) -> Option<&'static str> {
+    const ABSENT: &str = "Bearer realm=\"apitap\"";
+    const INVALID: &str = "Bearer realm=\"apitap\", error=\"invalid_token\"";
+    let [value] = credentials else {
+        // None, or several (ambiguous): refused.
+        return Some(if credentials.is_empty() {
+            ABSENT
+        } else {
+            INVALID
+        });
+    };
+    // `Bearer 1*SP b64token` (RFC 6750 §2.1); the scheme is case-insensitive (RFC 9110 §11.1).
+    let value = value.trim_ascii();
+    let presented = match value.split_at_checked(7) {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case(b"bearer ") => rest.trim_ascii(),
+        _ => return Some(INVALID),
+    };
+    if token.matches(presented) {
+        None
+    } else {
+        Some(INVALID)
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    }
+}
+
+async fn write_response(
+    stream: &mut TcpStream,
+    response: &Response,
+    head_only: bool,
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        response.status,
+        reason(response.status),
+        response.content_type,
+        response.body.len()
+    );
+    for (name, value) in &response.headers {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    if !head_only {
+        stream.write_all(&response.body).await?;
+    }
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(text: &str) -> Token {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("apitap-admin-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("token");
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let t = Token::from_file(&p).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        t
+    }
+
+    #[test]
+    fn bearer_credentials_are_checked_exactly() {
+        let t = token("0123456789abcdef0123\n");
+        assert_eq!(authorize(&t, &[b"Bearer 0123456789abcdef0123"]), None);
+        assert_eq!(authorize(&t, &[b"bearer   0123456789abcdef0123 "]), None);
+        for bad in [
+            &b"Bearer 0123456789abcdef012"[..],
+            b"Bearer 0123456789abcdef01234",
+            b"Bearer 0123456789abcdef0124",
+            b"Basic 0123456789abcdef0123",
+            b"Bearer",
+            b"0123456789abcdef0123",
+        ] {
+            assert!(authorize(&t, &[bad]).is_some(), "{bad:?}");
+        }
+        assert_eq!(authorize(&t, &[]), Some("Bearer realm=\"apitap\""));
+        let twice: [&[u8]; 2] = [b"Bearer 0123456789abcdef0123"; 2];
+        assert!(authorize(&t, &twice).is_some());
+        assert_eq!(format!("{t:?}"), "Token(..)");
+    }
+
+    #[test]
+    fn request_splits_path_and_query() {
+        let r = Request {
+            method: "GET".into(),
+            target: "/v1/services?limit=2".into(),
+        };
+        assert_eq!((r.path(), r.query()), ("/v1/services", "limit=2"));
+    }
+
+    #[test]
+    fn busy_reply_declares_its_length() {
+        let text = std::str::from_utf8(BUSY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn renders_every_cause_per_server() {
+        let a = HttpStats::default();
+        a.reject(Rejection::HeadTimeout);
+        let b = HttpStats::default();
+        let mut out = String::new();
+        HttpStats::render(&mut out, "apitap_x", &[("metrics", &a), ("api", &b)]);
+        assert!(out.contains(
+            "apitap_x_http_rejected_connections_total{server=\"metrics\",cause=\"head_timeout\"} 1\n"
+        ));
+        assert!(out.contains(
+            "apitap_x_http_rejected_connections_total{server=\"api\",cause=\"write_timeout\"} 0\n"
+        ));
+        assert!(out.contains("apitap_x_http_open_connections{server=\"api\"} 0\n"));
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.starts_with("apitap_x_http_rejected"))
+                .count(),
+            14
+        );
+    }
+}
