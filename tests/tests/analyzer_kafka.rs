@@ -217,13 +217,15 @@ fn two_analyzers_in_one_group_split_the_partitions() -> anyhow::Result<()> {
     let cfg = publisher_config(&broker, &dir, topic);
     let mut p = KafkaEventPublisher::start(&cfg, "split-test", Arc::new(BusMetrics::default()))?;
     for i in 0..n {
-        // 40 clients: the key (client|server|port) spreads them over the partitions.
+        // 40 clients: the key (client|server|port) spreads them over the partitions. Each
+        // client has its own Host, so the summaries (keyed by service and template) tell
+        // which instance saw whose traffic.
         let client = format!("10.9.0.{}", i % 40);
         p.publish(&synthetic_event(
             i,
             &client,
-            "split.example",
-            &format!("/c/{}", i % 40),
+            &format!("c{}.split.example", i % 40),
+            "/c",
         ));
     }
     assert_eq!(p.close(Duration::from_secs(30))?.delivered, n);
@@ -443,9 +445,18 @@ fn live_traffic_through_kafka_reaches_the_analyzer_once() -> anyhow::Result<()> 
     analyzer.stop()?;
     let mut by_path: BTreeMap<String, u64> = BTreeMap::new();
     for (key, count) in &got {
-        let path = key.rsplit(' ').next().unwrap_or_default().to_owned();
+        let path = users_folded(key.rsplit(' ').next().unwrap_or_default());
         *by_path.entry(path).or_default() += count;
     }
+    // The summary shows the inventory's templates (issue 22): user ids fold into one path.
+    assert!(
+        got.keys().any(|k| k.ends_with("/api/v1/users/{user_id}")),
+        "ids templated: {got:?}"
+    );
+    let expect: BTreeMap<String, u64> = expect.iter().fold(BTreeMap::new(), |mut m, (k, v)| {
+        *m.entry(users_folded(k)).or_default() += v;
+        m
+    });
     assert_eq!(by_path, expect, "every request exactly once");
 
     // The inventory's new endpoints went to the alert topic as OCSF findings, keyed by uid,
@@ -479,4 +490,13 @@ fn live_traffic_through_kafka_reaches_the_analyzer_once() -> anyhow::Result<()> 
     );
     assert!(log.contains("apitap_bus_duplicate_events_total"), "{log}");
     Ok(())
+}
+
+/// `/api/v1/users/<anything>` as one path: the summary lists the endpoint's template once the
+/// ids fold into a parameter, and the literal paths seen before.
+fn users_folded(path: &str) -> String {
+    match path.strip_prefix("/api/v1/users/") {
+        Some(_) => "/api/v1/users/*".to_owned(),
+        None => path.to_owned(),
+    }
 }
