@@ -66,6 +66,10 @@ pub struct Labelling {
     pub dropped_findings: u64,
     /// Events labelled from the labels their sensor shipped (minimised payloads).
     pub shipped_labels: u64,
+    /// Shipped labels whose value hashes a different key made (schema 1.3 `hash_key_id`):
+    /// they do not correlate with this analyzer's (a missed rotation or a misconfiguration).
+    pub foreign_key_labels: u64,
+    key_id: String,
 }
 
 impl std::fmt::Debug for Labelling {
@@ -80,8 +84,11 @@ impl std::fmt::Debug for Labelling {
 impl Labelling {
     /// A labeller keyed with `key`, default rules and weak-point thresholds.
     pub fn new(key: HashKey) -> Result<Labelling, Error> {
+        let key_id = key.id();
         let labeller = Labeller::new(key, LabelConfig::default()).map_err(Error::Labeller)?;
         Ok(Labelling {
+            foreign_key_labels: 0,
+            key_id,
             scanner: Scanner::new(Arc::new(labeller)),
             tracker: WeakPointTracker::new(WeakPointConfig::default()),
             pending: Vec::new(),
@@ -96,6 +103,22 @@ impl Labelling {
         let labels = match shipped(ev) {
             Some(l) => {
                 self.shipped_labels += 1;
+                let foreign = ev
+                    .labels
+                    .as_ref()
+                    .and_then(|w| w.hash_key_id.as_deref())
+                    .filter(|id| *id != self.key_id);
+                if let Some(id) = foreign {
+                    if self.foreign_key_labels == 0 {
+                        tracing::warn!(
+                            sensor_hash_key_id = id,
+                            hash_key_id = %self.key_id,
+                            "a sensor hashes values with another key: its hashes do not \
+                             correlate with this analyzer's (further ones are only counted)"
+                        );
+                    }
+                    self.foreign_key_labels += 1;
+                }
                 l
             }
             None => self.scanner.label_event(ev),
@@ -317,6 +340,30 @@ mod tests {
         let (labels, _) = l.label(&full);
         assert_eq!(l.shipped_labels, 1);
         assert!(labels.has(Direction::Response, Label::PrcId));
+    }
+
+    #[test]
+    fn labels_hashed_with_another_key_are_counted() {
+        let ev = decode_event(&minimised_line(PayloadMode::Labels)).unwrap();
+        let sensor_id = HashKey::from_secret(b"sensor").id();
+        assert_eq!(
+            ev.labels.as_ref().unwrap().hash_key_id.as_deref(),
+            Some(sensor_id.as_str())
+        );
+        // The analyzer keyed differently: counted.
+        let mut other = Labelling::new(HashKey::from_secret(b"analyzer")).unwrap();
+        other.label(&ev);
+        other.label(&ev);
+        assert_eq!(other.foreign_key_labels, 2);
+        // The same key: not counted.
+        let mut same = Labelling::new(HashKey::from_secret(b"sensor")).unwrap();
+        same.label(&ev);
+        assert_eq!(same.foreign_key_labels, 0);
+        // A 1.2 sensor says nothing: not counted either.
+        let mut old = ev.clone();
+        old.labels.as_mut().unwrap().hash_key_id = None;
+        other.label(&old);
+        assert_eq!(other.foreign_key_labels, 2);
     }
 
     #[test]

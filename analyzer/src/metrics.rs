@@ -169,6 +169,12 @@ pub fn render(ing: &Ingestor, bus: Option<&BusMetrics>) -> String {
             "Events labelled from the labels their sensor shipped.",
             l.shipped_labels,
         );
+        counter(
+            &mut out,
+            "apitap_labels_foreign_hash_key_events_total",
+            "Shipped labels hashed with another key than the analyzer's (hash_key_id differs).",
+            l.foreign_key_labels,
+        );
     }
     if let Some(d) = &ing.detect {
         out.push_str(&d.render());

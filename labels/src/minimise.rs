@@ -197,6 +197,7 @@ pub fn labels_to_wire(l: &EventLabels) -> LabelSummary {
             values: l.stats.values,
             dropped_findings: l.stats.dropped_findings,
         },
+        hash_key_id: None,
     }
 }
 
@@ -485,6 +486,13 @@ fn removed_body(body: &Body) -> Body {
     out
 }
 
+/// The wire labels with the id of the key that made their hashes (schema 1.3).
+fn keyed_wire(scanner: &Scanner, labels: &EventLabels) -> LabelSummary {
+    let mut wire = labels_to_wire(labels);
+    wire.hash_key_id = Some(scanner.labeller().hash_key().id());
+    wire
+}
+
 /// Minimises one event for the configured payload mode (R-CAP-8). Runs the scanner once.
 pub fn minimise(
     scanner: &mut Scanner,
@@ -496,7 +504,7 @@ pub fn minimise(
         let labels = opts.attach_labels.then(|| scanner.label_event(event));
         let mut ev = event.clone();
         ev.payload = PayloadMode::Full;
-        ev.labels = labels.as_ref().map(|l| Box::new(labels_to_wire(l)));
+        ev.labels = labels.as_ref().map(|l| Box::new(keyed_wire(scanner, l)));
         return MinimisedEvent {
             event: ev,
             payload: mode,
@@ -541,7 +549,7 @@ pub fn minimise(
     }
     let attach = mode == PayloadMode::Labels || opts.attach_labels;
     ev.payload = mode;
-    ev.labels = attach.then(|| Box::new(labels_to_wire(&labels)));
+    ev.labels = attach.then(|| Box::new(keyed_wire(scanner, &labels)));
     MinimisedEvent {
         event: ev,
         payload: mode,

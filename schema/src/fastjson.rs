@@ -436,6 +436,10 @@ fn labels(out: &mut Vec<u8>, l: &LabelSummary) {
     }
     key(out, "stats", false);
     counters(out, &l.stats);
+    if let Some(id) = &l.hash_key_id {
+        key(out, "hash_key_id", false);
+        string(out, id);
+    }
     out.push(b'}');
 }
 

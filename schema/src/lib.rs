@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 /// Version written into every event by this build. History: 1.0 initial; 1.1 adds
 /// `Body::content_encoding`, `Body::decoded_length_bytes` and the `body_decode_failed`,
 /// `decompression_bomb` and `overlap_conflict` anomalies; 1.2 adds [`ApiEvent::payload`] and
-/// [`ApiEvent::labels`] (data minimisation at the sensor, R-CAP-8).
-pub const SCHEMA_VERSION: &str = "1.2";
+/// [`ApiEvent::labels`] (data minimisation at the sensor, R-CAP-8); 1.3 adds
+/// [`LabelSummary::hash_key_id`] (which key made the value hashes, for rotation).
+pub const SCHEMA_VERSION: &str = "1.3";
 /// Major version this build reads.
 pub const SCHEMA_MAJOR: u32 = 1;
 
@@ -139,6 +140,11 @@ pub struct LabelSummary {
     /// Scan counters.
     #[serde(default)]
     pub stats: ScanCounters,
+    /// (1.3) Public id (8 hex digits) of the key that made the value hashes: a reader
+    /// compares it with its own to know whether the hashes correlate with its own (same key)
+    /// and to follow a key rotation. Reveals nothing about the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key_id: Option<String>,
 }
 
 /// (1.2) One kind of sensitive value at one location, with how often it occurred.
@@ -697,6 +703,7 @@ mod tests {
                 values: n as u64,
                 dropped_findings: (n % 4) as u32,
             },
+            hash_key_id: (n % 2 == 1).then(|| format!("{s}{n:08x}")),
         }
     }
 
