@@ -184,6 +184,7 @@ fn flush_inventory(
                 apitap_inventory_events_total = c.events,
                 apitap_inventory_overflow_events_total = c.overflow_events,
                 apitap_inventory_overflow_service_events_total = c.overflow_service_events,
+                apitap_inventory_services_evicted_total = c.services_evicted,
                 apitap_inventory_spec_events_total = c.spec_events,
                 apitap_inventory_override_events_total = c.override_events,
                 apitap_inventory_params_created_total = t.params_created,

@@ -120,6 +120,11 @@ pub fn render(ing: &Ingestor, bus: Option<&BusMetrics>) -> String {
                 c.overflow_service_events,
             ),
             (
+                "services_evicted",
+                "Services seen a few times, stored and idle, evicted for a new one.",
+                c.services_evicted,
+            ),
+            (
                 "spec_events",
                 "Events matched to an operator OpenAPI document.",
                 c.spec_events,

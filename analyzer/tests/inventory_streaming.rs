@@ -316,3 +316,53 @@ fn identifiers_are_templated_after_few_values() {
     assert!(opaque <= 5 && alnum <= 5, "{opaque} {alnum}");
     assert!(words <= 8, "{words}");
 }
+
+/// Issue 22: the service cap is not first come, first served. A flood of invented `Host`
+/// headers fills the service table; once those services are stored and idle for the
+/// discovery grace period, a real service deployed after the flood takes the slot of one of
+/// them instead of being lumped into the overflow service. Services with real traffic and
+/// services whose learning is not yet stored are never evicted.
+#[test]
+fn a_host_flood_does_not_blind_the_inventory_to_later_services() {
+    use apitap_analyzer::inventory::store;
+    const T0: u64 = 1_700_000_000_000_000;
+    let cfg = InventoryConfig {
+        max_services: 50,
+        ..InventoryConfig::default()
+    };
+    let grace_us = cfg.discovery_grace_secs * 1_000_000;
+    let mut inv = Inventory::new(cfg).unwrap();
+    let mut store = store::open("sqlite::memory:").unwrap();
+    let mut ev = Ev::new("GET", "/api/orders").json(200, r#"{"ok":true}"#);
+    let at = |ev: &mut Ev, host: &str, t: u64| {
+        ev.e.request.host = Some(host.to_owned());
+        ev.e.request_start_unix_us = t;
+    };
+    // A real service first, then 2,000 invented hosts seen once each.
+    for i in 0..20 {
+        at(&mut ev, "orders.example", T0 + i);
+        inv.observe(&ev.e);
+    }
+    for i in 0..2_000u64 {
+        at(&mut ev, &format!("h{i:x}.junk.example"), T0 + 100 + i);
+        inv.observe(&ev.e);
+    }
+    assert!(inv.counters.overflow_service_events > 1_900);
+    // Not yet stored: a newcomer goes to the overflow service, nothing learned is dropped.
+    at(&mut ev, "early.example", T0 + 5_000);
+    inv.observe(&ev.e);
+    assert_eq!(inv.counters.services_evicted, 0);
+    inv.flush(store.as_mut()).unwrap();
+    // After the flood, stored and idle past the grace period: a new service gets a slot.
+    let later = T0 + 3 * grace_us;
+    for i in 0..5 {
+        at(&mut ev, "payments.example", later + i);
+        inv.observe(&ev.e);
+    }
+    let services: std::collections::BTreeSet<String> =
+        inv.endpoint_keys().into_iter().map(|k| k.service).collect();
+    assert!(services.contains("payments.example"), "{services:?}");
+    assert!(services.contains("orders.example"), "real traffic kept");
+    assert_eq!(inv.counters.services_evicted, 1);
+    assert!(services.len() <= 50 + 1, "{} services", services.len());
+}

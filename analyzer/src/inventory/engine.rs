@@ -65,6 +65,10 @@ impl Payload for EndpointState {
 
 #[derive(Debug)]
 struct Service {
+    /// Requests (this instance's, plus the stored hits of seeded endpoints).
+    hits: u64,
+    /// Latest event time, µs.
+    last_seen_us: u64,
     tree: PathTree<EndpointState>,
     /// Endpoints with a template from an override or the spec: (template, method, operation).
     fixed: BTreeMap<(String, String, String), EndpointState>,
@@ -81,6 +85,9 @@ pub struct InventoryCounters {
     pub overflow_events: u64,
     /// Events of services beyond `max_services`.
     pub overflow_service_events: u64,
+    /// Services dropped from memory to make room for a new one: seen at most
+    /// [`JUNK_SERVICE_MAX_HITS`] times, idle for `discovery_grace_secs`, everything stored.
+    pub services_evicted: u64,
     /// Events matched by an analyst override.
     pub override_events: u64,
     /// Events matched by an operator spec.
@@ -244,7 +251,13 @@ impl Inventory {
     }
 
     fn service_mut(&mut self, name: &str) -> &mut Service {
-        service_entry(&mut self.services, &self.cfg, &mut self.counters, name)
+        service_entry(
+            &mut self.services,
+            &self.cfg,
+            &mut self.counters,
+            name,
+            self.clock_us,
+        )
     }
 
     /// Learns one event.
@@ -290,7 +303,15 @@ impl Inventory {
         let every = self.cfg.shape_sample_every;
         let max_endpoints = self.cfg.templating.max_endpoints_per_service;
         let service_name = want_key.then(|| service.to_string());
-        let svc = service_entry(&mut self.services, &self.cfg, &mut self.counters, &service);
+        let svc = service_entry(
+            &mut self.services,
+            &self.cfg,
+            &mut self.counters,
+            &service,
+            self.clock_us,
+        );
+        svc.hits += 1;
+        svc.last_seen_us = svc.last_seen_us.max(ev.request_start_unix_us);
         let mut overflowed = false;
         let mut template: Option<String> = None;
         let (state, caps): (&mut EndpointState, Vec<u16>) = match fixed {
@@ -444,6 +465,8 @@ impl Inventory {
             }
             self.clock_us = self.clock_us.max(r.data.last_seen_unix_us);
             let svc = self.service_mut(&r.key.service);
+            svc.hits = svc.hits.saturating_add(r.data.hits);
+            svc.last_seen_us = svc.last_seen_us.max(r.data.last_seen_unix_us);
             if let Some(node) = svc.tree.seed(&r.key.template, r.data.hits)
                 && svc.tree.template(node) == r.key.template
                 && let Some(state) = svc.tree.endpoint_mut(node, &r.key.method, &r.key.operation)
@@ -641,20 +664,60 @@ impl Inventory {
     }
 }
 
+/// A service seen at most this many times may be evicted to make room for a new one.
+pub const JUNK_SERVICE_MAX_HITS: u64 = 3;
+
+/// Whether everything `svc` learned is in the store (no endpoint holds an unflushed delta).
+fn is_stored(svc: &Service) -> bool {
+    svc.tree.endpoints().all(|(_, _, _, e)| e.delta.hits == 0)
+        && svc.fixed.values().all(|e| e.delta.hits == 0)
+        && svc.overflow.values().all(|e| e.delta.hits == 0)
+}
+
+/// The service to evict for a new one, if any: caps are not first come, first served (issue
+/// 22). A flood of invented `Host` headers fills the table with services seen once or
+/// twice; once they are stored and idle for the discovery grace period, a new service takes
+/// the slot of the least used, oldest of them, so real services deployed after the flood are
+/// still inventoried rather than lumped into the overflow service.
+fn junk_service(
+    services: &HashMap<String, Service, foldhash::fast::RandomState>,
+    idle_before_us: u64,
+) -> Option<String> {
+    services
+        .iter()
+        .filter(|(name, svc)| {
+            name.as_str() != OVERFLOW_SERVICE
+                && svc.hits <= JUNK_SERVICE_MAX_HITS
+                && svc.last_seen_us < idle_before_us
+                && is_stored(svc)
+        })
+        .min_by_key(|(_, svc)| (svc.hits, svc.last_seen_us))
+        .map(|(name, _)| name.clone())
+}
+
 fn service_entry<'a>(
     services: &'a mut HashMap<String, Service, foldhash::fast::RandomState>,
     cfg: &InventoryConfig,
     counters: &mut InventoryCounters,
     name: &str,
+    now_us: u64,
 ) -> &'a mut Service {
     let new_service = || Service {
+        hits: 0,
+        last_seen_us: now_us,
         tree: PathTree::new(cfg.templating.clone()),
         fixed: BTreeMap::new(),
         overflow: BTreeMap::new(),
     };
+    let grace_us = cfg.discovery_grace_secs.saturating_mul(1_000_000);
     let key = if services.contains_key(name) {
         name
     } else if services.len() < cfg.max_services {
+        services.insert(name.to_owned(), new_service());
+        name
+    } else if let Some(junk) = junk_service(services, now_us.saturating_sub(grace_us)) {
+        services.remove(&junk);
+        counters.services_evicted += 1;
         services.insert(name.to_owned(), new_service());
         name
     } else {
