@@ -614,4 +614,30 @@ mod tests {
         assert!(templated >= 190, "{rows:?}");
         assert!(rows.len() <= 11, "{} rows", rows.len());
     }
+
+    #[test]
+    fn the_summary_follows_the_service_cap() {
+        let cfg = crate::inventory::InventoryConfig {
+            max_services: 5,
+            ..Default::default()
+        };
+        let mut ing = Ingestor {
+            inventory: Some(Inventory::new(cfg).unwrap()),
+            ..analysed()
+        };
+        for i in 0..50u64 {
+            let mut e = event(Some(&format!("h{i}.example")), "GET", "/x");
+            e.request_start_unix_us = 1_700_000_000_000_000 + i;
+            assert!(ing.ingest_event(&e));
+        }
+        let services: std::collections::BTreeSet<String> = ing
+            .summary
+            .reports()
+            .into_iter()
+            .map(|r| r.service)
+            .collect();
+        // Five services and the overflow service that took the other 45 hosts.
+        assert_eq!(services.len(), 6, "{services:?}");
+        assert!(services.contains("{overflow}"), "{services:?}");
+    }
 }

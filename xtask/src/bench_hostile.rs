@@ -1,7 +1,8 @@
 //! `cargo xtask bench hostile`: the sensor (and then the analyzer) under hostile traffic on the
 //! real kernel (issue 22, R-CAP-7): a spoofed SYN flood, requests sent one byte per segment,
-//! a flood of pipelined heads to a server that never answers, and a flood of random hosts and
-//! paths. Each phase is bounded in packets and time. For each it prints the sensor's CPU, its
+//! a flood of pipelined heads to a server that never answers, a flood of random hosts and
+//! paths, and slow clients (one byte a second) against the sensor's own metrics endpoint.
+//! Each phase is bounded in packets and time. For each it prints the sensor's CPU, its
 //! resident memory, the decoder's peak connections and held bytes, what was counted as
 //! dropped or evicted, and whether benign requests sent right after were still all captured —
 //! next to the previous run's figures. The analyzer then reads the flood's events, and its
@@ -139,6 +140,35 @@ while True:
 type Figures = Vec<(String, f64)>;
 
 /// A named phase: runs its traffic generator.
+/// Slow clients against the sensor's own metrics endpoint, from its namespace: many
+/// connections each sending its request head one byte per second, never finishing it
+/// (slowloris). The server's connection cap and whole-head deadline must bound them.
+const SLOW_CLIENTS_PY: &str = r#"
+import socket, sys, time
+host, port, n, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+socks = []
+for _ in range(n):
+    try:
+        s = socket.create_connection((host, port), timeout=2)
+        s.setblocking(False)
+        socks.append(s)
+    except OSError:
+        pass
+head = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 200
+for i in range(secs):
+    for s in socks:
+        try:
+            s.send(head[i:i + 1])
+        except OSError:
+            pass
+    time.sleep(1)
+for s in socks:
+    s.close()
+"#;
+/// Slow clients, and seconds each trickles.
+const SLOW_CLIENTS: u32 = 200;
+const SLOW_CLIENT_SECS: u32 = 8;
+
 type Phase<'a> = (&'static str, Box<dyn Fn() -> anyhow::Result<()> + 'a>);
 
 /// Runs every phase and prints the table next to the previous run.
@@ -190,7 +220,7 @@ pub fn run() -> anyhow::Result<()> {
     let server_mac = mac_of(&topo)?;
 
     let mut results: Vec<(&str, Figures)> = Vec::new();
-    let phases: [Phase<'_>; 4] = [
+    let phases: [Phase<'_>; 5] = [
         (
             "syn_flood",
             Box::new(|| {
@@ -252,6 +282,24 @@ pub fn run() -> anyhow::Result<()> {
                 )
             }),
         ),
+        (
+            "slow_admin_clients",
+            Box::new(|| {
+                let (host, port) = apitap_tests::METRICS_ADDR
+                    .rsplit_once(':')
+                    .context("metrics address")?;
+                py_in(
+                    &topo.server,
+                    SLOW_CLIENTS_PY,
+                    &[
+                        host,
+                        port,
+                        &SLOW_CLIENTS.to_string(),
+                        &SLOW_CLIENT_SECS.to_string(),
+                    ],
+                )
+            }),
+        ),
     ];
     for (name, phase) in &phases {
         eprintln!("bench hostile: {name}");
@@ -287,10 +335,14 @@ fn mac_of(topo: &Topology) -> anyhow::Result<String> {
 
 /// Runs a traffic generator in the client namespace, bounded to two minutes.
 fn py(topo: &Topology, script: &str, args: &[&str]) -> anyhow::Result<()> {
+    py_in(&topo.client, script, args)
+}
+
+/// Runs a traffic generator in namespace `ns`, at most 120 s.
+fn py_in(ns: &apitap_tests::Netns, script: &str, args: &[&str]) -> anyhow::Result<()> {
     let mut all = vec!["120", "python3", "-c", script];
     all.extend_from_slice(args);
-    let status = topo
-        .client
+    let status = ns
         .cmd("timeout", &all)
         .stdout(Stdio::null())
         .status()
@@ -302,7 +354,7 @@ fn py(topo: &Topology, script: &str, args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// Counters whose increase a phase reports.
-const COUNTERS: [(&str, &str); 10] = [
+const COUNTERS: [(&str, &str); 11] = [
     ("segments", "apitap_decode_segments_total"),
     ("events", "apitap_sensor_events_total"),
     (
@@ -325,6 +377,10 @@ const COUNTERS: [(&str, &str); 10] = [
     ("parse_errors", "apitap_decode_request_parse_errors_total"),
     ("gaps", "apitap_decode_stream_gaps_total"),
     ("kernel_drops", "apitap_kernel_dropped_packets_total"),
+    (
+        "http_rejected",
+        "apitap_sensor_http_rejected_connections_total",
+    ),
 ];
 
 /// Runs `phase` while sampling the sensor, then sends benign requests and checks they are

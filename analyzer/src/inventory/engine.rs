@@ -258,6 +258,7 @@ impl Inventory {
             name,
             self.clock_us,
         )
+        .0
     }
 
     /// Learns one event.
@@ -302,14 +303,21 @@ impl Inventory {
         let full_samples = self.cfg.shape_full_samples;
         let every = self.cfg.shape_sample_every;
         let max_endpoints = self.cfg.templating.max_endpoints_per_service;
-        let service_name = want_key.then(|| service.to_string());
-        let svc = service_entry(
+        let (svc, own) = service_entry(
             &mut self.services,
             &self.cfg,
             &mut self.counters,
             &service,
             self.clock_us,
         );
+        // The key names where the request was counted: the overflow service beyond the cap.
+        let service_name = want_key.then(|| {
+            if own {
+                service.to_string()
+            } else {
+                OVERFLOW_SERVICE.to_owned()
+            }
+        });
         svc.hits += 1;
         svc.last_seen_us = svc.last_seen_us.max(ev.request_start_unix_us);
         let mut overflowed = false;
@@ -701,7 +709,7 @@ fn service_entry<'a>(
     counters: &mut InventoryCounters,
     name: &str,
     now_us: u64,
-) -> &'a mut Service {
+) -> (&'a mut Service, bool) {
     let new_service = || Service {
         hits: 0,
         last_seen_us: now_us,
@@ -727,8 +735,9 @@ fn service_entry<'a>(
             .or_insert_with(new_service);
         OVERFLOW_SERVICE
     };
+    let own = key == name;
     match services.get_mut(key) {
-        Some(svc) => svc,
+        Some(svc) => (svc, own),
         None => unreachable!("service inserted above"),
     }
 }
