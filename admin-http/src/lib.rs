@@ -573,6 +573,21 @@ async fn write_response(
     stream.shutdown().await
 }
 
+/// One `GET` over a fresh connection, `extra_headers` (CRLF-terminated lines) added, and the
+/// whole answer (status line, headers, body) as text: for probes and tests of the servers.
+pub async fn get_once(
+    addr: std::net::SocketAddr,
+    path: &str,
+    extra_headers: &str,
+) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: apitap\r\n{extra_headers}\r\n").as_bytes())
+        .await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

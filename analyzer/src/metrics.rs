@@ -231,14 +231,9 @@ mod tests {
     use crate::summary::tests::event;
 
     async fn get(addr: SocketAddr, path: &str, extra: &str) -> String {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n").as_bytes())
+        apitap_admin_http::get_once(addr, path, extra)
             .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
+            .unwrap()
     }
 
     /// The endpoint over a real socket: the token guards `/metrics` (not `/healthz`), and the
