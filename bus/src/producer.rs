@@ -1130,6 +1130,35 @@ pub(crate) mod tests {
     use super::*;
     use apitap_schema::{Body, Endpoint, Request, SensorInfo};
 
+    /// Issue 22: a spool that could not be opened is opened again once its directory is
+    /// usable, and the gauge says so (the retry is due at once here instead of 30 s).
+    #[test]
+    fn an_unavailable_spool_is_reopened_when_its_directory_is_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("blocked");
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        let metrics = Arc::new(BusMetrics::default());
+        let limits = SpoolLimits {
+            max_bytes: 1 << 20,
+            segment_bytes: 64 << 10,
+            on_full: crate::config::SpoolFullPolicy::DropOldest,
+        };
+        let mut slot = SpoolSlot::open(&blocker.join("spool"), limits, &metrics);
+        assert!(matches!(slot.get(), Err(SpoolError::Unavailable(_))));
+        assert_eq!(BusMetrics::get(&metrics.spool_unavailable), 1);
+        assert_eq!(BusMetrics::get(&metrics.spool_open_failures), 1);
+        // Not due yet: no new attempt, no new failure counted.
+        assert!(slot.get().is_err());
+        assert_eq!(BusMetrics::get(&metrics.spool_open_failures), 1);
+        // The operator fixes the directory; at the next due attempt the spool opens.
+        std::fs::remove_file(&blocker).unwrap();
+        slot.retry_at = Instant::now();
+        let spool = slot.get().expect("reopened");
+        assert!(spool.is_drained());
+        assert_eq!(BusMetrics::get(&metrics.spool_unavailable), 0);
+        assert_eq!(BusMetrics::get(&metrics.spool_open_failures), 1);
+    }
+
     pub(crate) fn event(i: u64, client: &str) -> ApiEvent {
         ApiEvent {
             schema_version: SCHEMA_VERSION.into(),
