@@ -155,6 +155,12 @@ pub struct IngestConfig {
     /// (`apitap_analyzer_events_dead_letter_dropped_total`). Default 64 MiB.
     #[serde(default = "default_dead_letter_max_bytes")]
     pub dead_letter_max_bytes: u64,
+    /// With `dead_letter_path`: processes that may die (abort, stack overflow, OOM kill)
+    /// while analysing one event before that event, redelivered, is dead-lettered unanalysed
+    /// (`apitap_analyzer_events_crash_skipped_total`) rather than killing the next one too.
+    /// Tracked in `<dead_letter_path>.inflight`. Default 2.
+    #[serde(default = "default_max_event_crashes")]
+    pub max_event_crashes: u8,
 }
 
 impl Default for IngestConfig {
@@ -163,12 +169,17 @@ impl Default for IngestConfig {
             max_future_skew_secs: default_max_future_skew_secs(),
             dead_letter_path: None,
             dead_letter_max_bytes: default_dead_letter_max_bytes(),
+            max_event_crashes: default_max_event_crashes(),
         }
     }
 }
 
 fn default_max_future_skew_secs() -> u64 {
     300
+}
+
+fn default_max_event_crashes() -> u8 {
+    2
 }
 
 fn default_dead_letter_max_bytes() -> u64 {
@@ -334,6 +345,7 @@ mod tests {
             "max_future_skew_secs",
             "dead_letter_path",
             "dead_letter_max_bytes",
+            "max_event_crashes",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{field} ="))),

@@ -9,8 +9,18 @@
 //! second attempt on the same state fails the same way, after applying its partial effects
 //! twice — N is 1.
 //!
+//! A panic is caught; a crash is not (an abort, a stack overflow, the OOM killer). The event
+//! being analysed when the process died is redelivered after the restart, and would kill it
+//! again. [`InFlight`] keeps, in a small memory-mapped file beside the dead-letter file, the
+//! id of the event under analysis and how many processes died on it: the mapping is shared
+//! with the page cache, so it survives the process at the cost of two memory stores per
+//! event, no system call. An event that has killed [`IngestConfig::max_event_crashes`]
+//! processes is dead-lettered unanalysed when it comes again, and counted.
+//!
 //! The file holds whole events (the same data as the events topic), so it is created 0600,
 //! bounded in bytes, and belongs in the analyzer's state directory.
+//!
+//! [`IngestConfig::max_event_crashes`]: crate::config::IngestConfig::max_event_crashes
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
@@ -100,10 +110,151 @@ impl DeadLetter {
     }
 }
 
+/// Bytes of the in-flight record: state (1), crash count (1), id length (1), id (up to 61).
+const IN_FLIGHT_BYTES: usize = 64;
+const ID_MAX: usize = IN_FLIGHT_BYTES - 3;
+/// State byte: no event under analysis.
+const IDLE: u8 = b'0';
+/// State byte: the event in the record is under analysis.
+const BUSY: u8 = b'1';
+
+/// The event under analysis, in a memory-mapped file that outlives the process (see the
+/// module docs).
+pub struct InFlight {
+    map: *mut u8,
+    /// The event a previous process died on, and how many died on it.
+    crashed: Option<(Vec<u8>, u8)>,
+}
+
+// SAFETY: the mapping is owned by this value alone and only accessed through `&mut self`.
+unsafe impl Send for InFlight {}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight").finish_non_exhaustive()
+    }
+}
+
+impl InFlight {
+    /// Opens (or creates, 0600) the marker at `path` and reads what a previous process left.
+    pub fn open(path: &Path) -> Result<InFlight, Error> {
+        use std::os::fd::AsRawFd as _;
+        let output_error = |source| Error::Output {
+            what: "the in-flight marker (beside ingest.dead_letter_path)",
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(output_error)?;
+        file.set_len(IN_FLIGHT_BYTES as u64).map_err(output_error)?;
+        // SAFETY: a shared read-write mapping of the whole (just sized) file, not aliased by
+        // any Rust reference; the file may be closed after mapping.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                IN_FLIGHT_BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(output_error(io::Error::last_os_error()));
+        }
+        let mut marker = InFlight {
+            map: map.cast(),
+            crashed: None,
+        };
+        let record = marker.read();
+        if record[0] == BUSY {
+            let len = usize::from(record[2]).min(ID_MAX);
+            marker.crashed = Some((record[3..3 + len].to_vec(), record[1]));
+        }
+        marker.write_state(IDLE);
+        Ok(marker)
+    }
+
+    fn read(&self) -> [u8; IN_FLIGHT_BYTES] {
+        let mut out = [0u8; IN_FLIGHT_BYTES];
+        // SAFETY: `map` points to IN_FLIGHT_BYTES mapped bytes (see `open`).
+        unsafe { std::ptr::copy_nonoverlapping(self.map, out.as_mut_ptr(), IN_FLIGHT_BYTES) };
+        out
+    }
+
+    fn write_state(&mut self, state: u8) {
+        // SAFETY: offset 0 is inside the mapping; volatile so the store is not elided.
+        unsafe { std::ptr::write_volatile(self.map, state) };
+    }
+
+    /// Marks `event_id` as under analysis and returns how many processes already died on it.
+    pub fn begin(&mut self, event_id: &str) -> u8 {
+        let id = &event_id.as_bytes()[..event_id.len().min(ID_MAX)];
+        let crashes = match &self.crashed {
+            Some((crashed_id, n)) if crashed_id.as_slice() == id => *n,
+            _ => 0,
+        };
+        let mut record = [0u8; IN_FLIGHT_BYTES];
+        record[0] = BUSY;
+        record[1] = crashes.saturating_add(1);
+        record[2] = id.len() as u8;
+        record[3..3 + id.len()].copy_from_slice(id);
+        // SAFETY: `map` points to IN_FLIGHT_BYTES mapped bytes. The record is written
+        // whole; a process killed in the middle leaves a record whose id does not match any
+        // event, which only resets the count.
+        unsafe { std::ptr::copy_nonoverlapping(record.as_ptr(), self.map, IN_FLIGHT_BYTES) };
+        crashes
+    }
+
+    /// The event is analysed (or skipped): nothing is under analysis.
+    pub fn end(&mut self) {
+        self.write_state(IDLE);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `open`, unmapped once.
+        unsafe { libc::munmap(self.map.cast(), IN_FLIGHT_BYTES) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::summary::tests::event;
+
+    #[test]
+    fn the_marker_counts_processes_that_died_on_one_event() {
+        let dir = std::env::temp_dir().join(format!("apitap-inflight-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dead.jsonl.inflight");
+        let poison = "0123456789abcdef0123456789abcdef";
+        for died_before in 0..3u8 {
+            let mut m = InFlight::open(&path).unwrap();
+            assert_eq!(m.begin("ffffffffffffffffffffffffffffffff"), 0);
+            m.end();
+            assert_eq!(m.begin(poison), died_before);
+            // The process dies during the analysis: the mapping is not told.
+            drop(m);
+        }
+        // A clean analysis ends the count.
+        let mut m = InFlight::open(&path).unwrap();
+        assert_eq!(m.begin(poison), 3);
+        m.end();
+        drop(m);
+        let mut m = InFlight::open(&path).unwrap();
+        assert_eq!(m.begin(poison), 0);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn letters_are_private_appended_and_bounded() {

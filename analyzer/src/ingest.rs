@@ -13,7 +13,7 @@ use serde::Serialize;
 use apitap_detect::EventContext;
 
 use crate::config::IngestConfig;
-use crate::dead_letter::{DeadLetter, Kept};
+use crate::dead_letter::{DeadLetter, InFlight, Kept};
 use crate::detection::Detection;
 use crate::inventory::Inventory;
 use crate::labelling::{Labelling, weak_key};
@@ -105,6 +105,8 @@ pub struct RunStats {
     pub events_dead_lettered: u64,
     /// Failed events not written (no dead-letter file, its byte limit, or a write error).
     pub events_dead_letter_dropped: u64,
+    /// Events skipped unanalysed because `ingest.max_event_crashes` processes died on them.
+    pub events_crash_skipped: u64,
     /// Events dated further ahead of the wall clock than `ingest.max_future_skew_secs`,
     /// taken in with their times moved back to the clock plus that skew.
     pub events_future_clamped: u64,
@@ -149,6 +151,7 @@ impl RunStats {
             events_failed = self.events_failed,
             events_dead_lettered = self.events_dead_lettered,
             events_dead_letter_dropped = self.events_dead_letter_dropped,
+            events_crash_skipped = self.events_crash_skipped,
             events_future_clamped = self.events_future_clamped,
             anomalies = %self.anomalies_text(),
             "{message}"
@@ -192,6 +195,10 @@ pub struct EventGuard {
     pub max_future_skew_us: u64,
     /// Where failed events go; `None`: counted and logged by `event_id` only.
     pub dead_letter: Option<DeadLetter>,
+    /// The event under analysis, surviving a crash (with `dead_letter`).
+    pub in_flight: Option<InFlight>,
+    /// Processes that may die on one event before it is skipped.
+    pub max_event_crashes: u8,
     /// The wall clock, µs since the epoch (a parameter for tests).
     pub now_us: fn() -> u64,
     /// Tests: analysing the event with this id panics (a stand-in for a bug).
@@ -204,6 +211,8 @@ impl Default for EventGuard {
         EventGuard {
             max_future_skew_us: 300 * 1_000_000,
             dead_letter: None,
+            in_flight: None,
+            max_event_crashes: 2,
             now_us: wall_clock_us,
             #[cfg(test)]
             fail_event_id: None,
@@ -221,6 +230,16 @@ impl EventGuard {
                 .as_deref()
                 .map(|p| DeadLetter::open(p, config.dead_letter_max_bytes))
                 .transpose()?,
+            in_flight: config
+                .dead_letter_path
+                .as_deref()
+                .map(|p| {
+                    let mut name = p.as_os_str().to_owned();
+                    name.push(".inflight");
+                    InFlight::open(std::path::Path::new(&name))
+                })
+                .transpose()?,
+            max_event_crashes: config.max_event_crashes,
             now_us: wall_clock_us,
             #[cfg(test)]
             fail_event_id: None,
@@ -318,6 +337,25 @@ impl Ingestor {
             self.stats.events_future_clamped += 1;
         }
         let event = clamped.as_ref().unwrap_or(event);
+        let max_crashes = self.guard.max_event_crashes;
+        if let Some(marker) = self.guard.in_flight.as_mut()
+            && marker.begin(&event.event_id) >= max_crashes
+        {
+            // Processes died on this very event: keep it for the developers, go on without it.
+            marker.end();
+            self.stats.events_crash_skipped += 1;
+            let kept = self.guard.dead_letter.as_mut().map(|d| d.keep(event));
+            match kept {
+                Some(Kept::Written) => self.stats.events_dead_lettered += 1,
+                Some(Kept::Dropped) | None => self.stats.events_dead_letter_dropped += 1,
+            }
+            tracing::error!(
+                event_id = %event.event_id,
+                crashes = max_crashes,
+                "the analyzer died on this event before; it is dead-lettered unanalysed"
+            );
+            return false;
+        }
         let analysed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             #[cfg(test)]
             if self.guard.fail_event_id.as_deref() == Some(event.event_id.as_str()) {
@@ -325,6 +363,9 @@ impl Ingestor {
             }
             self.analyse(event);
         }));
+        if let Some(marker) = self.guard.in_flight.as_mut() {
+            marker.end();
+        }
         if analysed.is_ok() {
             return true;
         }
@@ -639,5 +680,44 @@ mod tests {
         // Five services and the overflow service that took the other 45 hosts.
         assert_eq!(services.len(), 6, "{services:?}");
         assert!(services.contains("{overflow}"), "{services:?}");
+    }
+
+    #[test]
+    fn an_event_that_killed_the_analyzer_twice_is_dead_lettered_unanalysed() {
+        let dir = std::env::temp_dir().join(format!("apitap-crash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = IngestConfig {
+            dead_letter_path: Some(dir.join("dead.jsonl")),
+            ..IngestConfig::default()
+        };
+        let mut poison = event(Some("api"), "GET", "/poison");
+        poison.event_id = "000000000000000000000000000dead01".into();
+        // Two processes die while analysing it (an abort is not caught): the marker is left
+        // set, as the kernel keeps the shared mapping's page.
+        for _ in 0..2 {
+            let mut guard = EventGuard::from_config(&cfg).unwrap();
+            guard.in_flight.as_mut().unwrap().begin(&poison.event_id);
+            drop(guard);
+        }
+        let mut ing = analysed();
+        ing.guard = EventGuard::from_config(&cfg).unwrap();
+        assert!(!ing.ingest_event(&poison), "skipped, not analysed");
+        assert_eq!(ing.stats.events_crash_skipped, 1);
+        assert_eq!(ing.stats.events_dead_lettered, 1);
+        assert_eq!(ing.summary.len(), 0);
+        assert!(ing.ingest_event(&event(Some("api"), "GET", "/next")));
+        assert_eq!(ing.summary.len(), 1);
+        let text = std::fs::read_to_string(dir.join("dead.jsonl")).unwrap();
+        assert!(text.contains(&poison.event_id));
+        // One death only: analysed again when redelivered.
+        drop(ing);
+        let mut guard = EventGuard::from_config(&cfg).unwrap();
+        guard.in_flight.as_mut().unwrap().begin(&poison.event_id);
+        drop(guard);
+        let mut ing = analysed();
+        ing.guard = EventGuard::from_config(&cfg).unwrap();
+        assert!(ing.ingest_event(&poison));
+        assert_eq!(ing.stats.events_crash_skipped, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

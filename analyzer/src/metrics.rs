@@ -68,6 +68,11 @@ pub fn render(ing: &Ingestor, bus: Option<&BusMetrics>) -> String {
             s.events_dead_letter_dropped,
         ),
         (
+            "apitap_analyzer_events_crash_skipped_total",
+            "Events skipped unanalysed because analyzer processes died on them.",
+            s.events_crash_skipped,
+        ),
+        (
             "apitap_analyzer_events_future_clamped_total",
             "Events dated beyond ingest.max_future_skew_secs, clamped to the clock.",
             s.events_future_clamped,
