@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use apitap_analyzer::ecs::AlertFormat;
 use apitap_analyzer::inventory::record::{ChangeFilter, EndpointFilter, EndpointKey};
+use apitap_analyzer::inventory::store::postgres::PgAccess;
 use apitap_analyzer::inventory::{Store, openapi, report, store};
 use apitap_analyzer::logging::{self, LogFormat};
 use apitap_analyzer::{Config, ProcessOptions, SummaryFormat, Target};
@@ -65,6 +66,14 @@ enum Command {
     },
     /// Query the API inventory.
     Inventory {
+        /// PostgreSQL store: file holding the password (owner-only, like
+        /// `inventory.store_password_file`).
+        #[arg(long, global = true, value_name = "FILE")]
+        store_password_file: Option<PathBuf>,
+        /// PostgreSQL store: PEM CA bundle the server certificate must chain to (like
+        /// `inventory.store_ca_file`); default: the system trust store.
+        #[arg(long, global = true, value_name = "FILE")]
+        store_ca_file: Option<PathBuf>,
         #[command(subcommand)]
         command: InventoryCommand,
     },
@@ -191,8 +200,8 @@ enum InventoryCommand {
     },
 }
 
-fn open_store(url: &str) -> anyhow::Result<Box<dyn Store>> {
-    store::open(url).with_context(|| "opening the inventory store".to_string())
+fn open_store(url: &str, access: &PgAccess<'_>) -> anyhow::Result<Box<dyn Store>> {
+    store::open_with(url, access).with_context(|| "opening the inventory store".to_string())
 }
 
 /// A service name as a file name.
@@ -210,14 +219,14 @@ fn file_name(service: &str) -> String {
     format!("{s}.openapi.json")
 }
 
-fn inventory(command: InventoryCommand) -> anyhow::Result<()> {
+fn inventory(command: InventoryCommand, access: &PgAccess<'_>) -> anyhow::Result<()> {
     match command {
         InventoryCommand::List {
             store,
             format,
             filters,
         } => {
-            let mut store = open_store(&store)?;
+            let mut store = open_store(&store, access)?;
             let rows: Vec<_> = store
                 .endpoints(&filters.filter())
                 .context("listing endpoints")?
@@ -248,7 +257,7 @@ fn inventory(command: InventoryCommand) -> anyhow::Result<()> {
                 .id(),
                 _ => bail!("give an endpoint id, or --service, --method and --template"),
             };
-            let mut store = open_store(&store)?;
+            let mut store = open_store(&store, access)?;
             let Some(record) = store.endpoint(&id).context("reading the endpoint")? else {
                 bail!("no endpoint with id {id}");
             };
@@ -271,7 +280,7 @@ fn inventory(command: InventoryCommand) -> anyhow::Result<()> {
             out_dir,
             filters,
         } => {
-            let mut store = open_store(&store)?;
+            let mut store = open_store(&store, access)?;
             let records = store
                 .endpoints(&filters.filter())
                 .context("reading endpoints")?;
@@ -308,7 +317,7 @@ fn inventory(command: InventoryCommand) -> anyhow::Result<()> {
             endpoint_id,
             limit,
         } => {
-            let mut store = open_store(&store)?;
+            let mut store = open_store(&store, access)?;
             let changes = store
                 .changes(&ChangeFilter {
                     after_seq,
@@ -361,7 +370,17 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(&config).context("loading the configuration")?;
             apitap_analyzer::run(&config).context("running the analyzer")?;
         }
-        Command::Inventory { command } => inventory(command)?,
+        Command::Inventory {
+            store_password_file,
+            store_ca_file,
+            command,
+        } => inventory(
+            command,
+            &PgAccess {
+                password_file: store_password_file.as_deref(),
+                ca_file: store_ca_file.as_deref(),
+            },
+        )?,
     }
     Ok(())
 }

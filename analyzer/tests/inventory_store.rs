@@ -457,6 +457,31 @@ fn postgres_over_verified_tls_with_a_password_file() {
         .get(0);
     assert!(ssl);
 
+    // The inventory CLI reaches the same store with the same files.
+    let cli = |extra: &[&std::ffi::OsStr]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_apitap-analyzer"));
+        c.args(["inventory", "list", "--format", "json", "--store", &pg.url]);
+        c.args(extra);
+        c.output().unwrap()
+    };
+    let out = cli(&[
+        "--store-password-file".as_ref(),
+        pwfile.as_os_str(),
+        "--store-ca-file".as_ref(),
+        secured.ca_file.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"template\""));
+    let out = cli(&["--store-password-file".as_ref(), pwfile.as_os_str()]);
+    assert!(
+        !out.status.success(),
+        "an untrusted CA was accepted by the CLI"
+    );
+
     // The certificate is verified: without the test CA the system trust store refuses it.
     let untrusted = PgAccess {
         password_file: Some(&pwfile),
