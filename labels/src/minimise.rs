@@ -489,7 +489,7 @@ fn removed_body(body: &Body) -> Body {
 /// The wire labels with the id of the key that made their hashes (schema 1.3).
 fn keyed_wire(scanner: &Scanner, labels: &EventLabels) -> LabelSummary {
     let mut wire = labels_to_wire(labels);
-    wire.hash_key_id = Some(scanner.labeller().hash_key().id());
+    wire.hash_key_id = Some(scanner.labeller().hash_key_id().to_owned());
     wire
 }
 

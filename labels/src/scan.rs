@@ -98,6 +98,8 @@ impl Default for LabelConfig {
 pub struct Labeller {
     pub(crate) config: LabelConfig,
     pub(crate) key: HashKey,
+    /// `key.id()`, computed once: it goes into every shipped label summary.
+    key_id: String,
     pub(crate) hints: HintClassifier,
     pub(crate) weak: HashSet<ValueHash>,
     pub(crate) surnames: Vec<u32>,
@@ -131,6 +133,7 @@ impl Labeller {
         let max_year = (1970 + now / 31_556_952) as u32;
         Ok(Labeller {
             config,
+            key_id: key.id(),
             key,
             hints,
             weak,
@@ -147,6 +150,11 @@ impl Labeller {
     /// The hash key (to hash a value for trace-back the same way the scanner does).
     pub fn hash_key(&self) -> &HashKey {
         &self.key
+    }
+
+    /// The hash key's public id ([`HashKey::id`]).
+    pub fn hash_key_id(&self) -> &str {
+        &self.key_id
     }
 
     /// Is this password on the common-password list? (Compared by keyed hash.)
