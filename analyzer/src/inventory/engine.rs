@@ -126,6 +126,9 @@ pub struct Inventory {
     overrides: Vec<CompiledOverride>,
     services: HashMap<String, Service, foldhash::fast::RandomState>,
     clock_us: u64,
+    /// Event time before which a full service table is not searched again for a junk
+    /// service to evict (one search per second of event time, not one per event of a flood).
+    next_junk_scan_us: u64,
     unseen_registered: bool,
     /// Counters.
     pub counters: InventoryCounters,
@@ -218,6 +221,7 @@ impl Inventory {
             overrides,
             services: HashMap::default(),
             clock_us: 0,
+            next_junk_scan_us: 0,
             unseen_registered: false,
             counters: InventoryCounters::default(),
         }
@@ -257,6 +261,7 @@ impl Inventory {
             &mut self.counters,
             name,
             self.clock_us,
+            &mut self.next_junk_scan_us,
         )
         .0
     }
@@ -309,6 +314,7 @@ impl Inventory {
             &mut self.counters,
             &service,
             self.clock_us,
+            &mut self.next_junk_scan_us,
         );
         // The key names where the request was counted: the overflow service beyond the cap.
         let service_name = want_key.then(|| {
@@ -709,6 +715,7 @@ fn service_entry<'a>(
     counters: &mut InventoryCounters,
     name: &str,
     now_us: u64,
+    next_junk_scan_us: &mut u64,
 ) -> (&'a mut Service, bool) {
     let new_service = || Service {
         hits: 0,
@@ -723,12 +730,18 @@ fn service_entry<'a>(
     } else if services.len() < cfg.max_services {
         services.insert(name.to_owned(), new_service());
         name
-    } else if let Some(junk) = junk_service(services, now_us.saturating_sub(grace_us)) {
+    } else if let Some(junk) = (now_us >= *next_junk_scan_us)
+        .then(|| junk_service(services, now_us.saturating_sub(grace_us)))
+        .flatten()
+    {
         services.remove(&junk);
         counters.services_evicted += 1;
         services.insert(name.to_owned(), new_service());
         name
     } else {
+        if now_us >= *next_junk_scan_us {
+            *next_junk_scan_us = now_us.saturating_add(1_000_000);
+        }
         counters.overflow_service_events += 1;
         services
             .entry(OVERFLOW_SERVICE.to_owned())
