@@ -70,6 +70,10 @@ fn main() {
     }
     g.finish();
     c.final_summary();
+    // Under callgrind (`cargo xtask bench analyzer-instructions`) only the profiled path runs.
+    if std::env::var_os("APITAP_BENCH_PROFILE_ONLY").is_some() {
+        return;
+    }
     let with = rate(&events, Duration::from_secs(3), &mut ingestor(true));
     let without = rate(&events, Duration::from_secs(3), &mut ingestor(false));
     println!(

@@ -11,6 +11,7 @@ use apitap_schema::{ApiEvent, SchemaError, decode_event};
 use serde::Serialize;
 
 use apitap_detect::EventContext;
+use apitap_labels::facts::EventFacts;
 
 use crate::config::IngestConfig;
 use crate::dead_letter::{DeadLetter, InFlight, Kept};
@@ -405,9 +406,11 @@ impl Ingestor {
                 // Labelled once; the inventory records it per endpoint, the detections and
                 // the weak-point tracker key on the endpoint's template (without an
                 // inventory: their own templating, the raw path).
-                let (labels, class) = labelling.label(event);
+                // One set of facts (decoded bodies) for every analysis of the event.
+                let facts = EventFacts::new(event, labelling.max_decoded_bytes());
+                let (labels, class) = labelling.label_facts(&facts);
                 let endpoint = match self.inventory.as_mut() {
-                    Some(inventory) => inventory.observe_labelled(event, Some((&labels, &class))),
+                    Some(inventory) => inventory.observe_labelled(&facts, Some((&labels, &class))),
                     None => None,
                 };
                 if let Some(detect) = self.detect.as_mut() {

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use apitap_labels::facts::EventFacts;
 use apitap_labels::{
     Classification, EndpointKey, EventLabels, HashKey, KeyFileError, LabelConfig, Labeller,
     Scanner, Severity, WeakFinding, WeakKind, WeakPointConfig, WeakPointTracker, classify_event,
@@ -100,6 +101,19 @@ impl Labelling {
     /// Labels and classifies one event (once): scanned, or for a minimised event the labels
     /// its sensor shipped.
     pub fn label(&mut self, ev: &ApiEvent) -> (EventLabels, Classification) {
+        let facts = EventFacts::new(ev, self.max_decoded_bytes());
+        self.label_facts(&facts)
+    }
+
+    /// Cap on a body once its content coding is removed (`labels.max_inflated_bytes`): the
+    /// cap of the event facts this labeller reads.
+    pub fn max_decoded_bytes(&self) -> usize {
+        self.scanner.labeller().config().max_inflated_bytes
+    }
+
+    /// [`Labelling::label`] reading the event's shared facts (its decoded bodies).
+    pub fn label_facts(&mut self, facts: &EventFacts<'_>) -> (EventLabels, Classification) {
+        let ev = facts.event;
         let labels = match shipped(ev) {
             Some(l) => {
                 self.shipped_labels += 1;
@@ -121,7 +135,7 @@ impl Labelling {
                 }
                 l
             }
-            None => self.scanner.label_event(ev),
+            None => self.scanner.label_facts(facts),
         };
         let class = classify_event(ev, &labels);
         (labels, class)

@@ -45,20 +45,20 @@ pub fn decode(
     if codings.is_empty() || codings.len() > 2 {
         return Err(DecodeError::Unsupported);
     }
-    let mut data = input.to_vec();
-    let mut complete = input_complete;
-    let mut bomb = false;
-    for coding in codings.iter().rev() {
-        let stage = decode_one(coding, &data, cap, complete)?;
-        complete = stage.complete;
-        bomb |= stage.bomb;
-        data = stage.data;
+    // The last coding applied is removed first, straight from the input (no copy).
+    let mut codings = codings.iter().rev();
+    let Some(first) = codings.next() else {
+        return Err(DecodeError::Unsupported);
+    };
+    let mut out = decode_one(first, input, cap, input_complete)?;
+    for coding in codings {
+        let stage = decode_one(coding, &out.data, cap, out.complete)?;
+        out = Decoded {
+            bomb: out.bomb | stage.bomb,
+            ..stage
+        };
     }
-    Ok(Decoded {
-        data,
-        complete,
-        bomb,
-    })
+    Ok(out)
 }
 
 fn decode_one(

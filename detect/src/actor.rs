@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::hash::Hasher as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use apitap_schema::{ApiEvent, Header};
+use apitap_labels::facts;
+use apitap_schema::ApiEvent;
 use base64::Engine as _;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -254,12 +255,8 @@ impl LoginUser {
     }
 }
 
-/// Finds the first header of a name (case-insensitive).
-pub fn header<'a>(h: &'a [Header], name: &str) -> Option<&'a str> {
-    h.iter()
-        .find(|x| x.name.eq_ignore_ascii_case(name))
-        .map(|x| x.value.as_str())
-}
+/// Finds the first header of a name (case-insensitive): the shared lookup.
+pub use apitap_labels::facts::header;
 
 /// Subnet of an address: /24 for IPv4, /64 for IPv6 (IPv4-mapped IPv6 as IPv4).
 pub fn subnet_of(ip: IpAddr) -> IpNet {
@@ -278,30 +275,6 @@ pub fn subnet_of(ip: IpAddr) -> IpNet {
 fn net(ip: IpAddr, len: u8) -> IpNet {
     IpNet::new(ip, len).unwrap_or_else(|_| IpNet::from(ip))
 }
-
-/// Session cookie names (case-insensitive; also any name containing `session`).
-const SESSION_COOKIES: &[&str] = &[
-    "sid",
-    "jsessionid",
-    "phpsessid",
-    "connect.sid",
-    "asp.net_sessionid",
-    "aspsessionid",
-    "sessid",
-    "token",
-    "auth_token",
-    "access_token",
-];
-
-const API_KEY_HEADERS: &[&str] = &[
-    "x-api-key",
-    "api-key",
-    "apikey",
-    "x-apikey",
-    "x-auth-token",
-    "x-access-token",
-    "x-token",
-];
 
 /// Login-body fields that carry the user name.
 const USER_FIELDS: &[&str] = &[
@@ -450,8 +423,9 @@ impl ActorResolver {
         if self.jwt_cache.len() >= CACHE_MAX {
             self.jwt_cache.clear();
         }
+        let scan = facts::RequestHeaders::of(headers);
         let (mut account, mut login_user, basic_user) =
-            account_of(headers, keyer, &mut self.jwt_cache);
+            account_of(&scan, keyer, &mut self.jwt_cache);
         let mut user = None;
         if login && let Some(u) = body_username(ev) {
             let key = keyer.hash_lower(Domain::Username, u.trim().as_bytes());
@@ -491,74 +465,53 @@ impl ActorResolver {
     }
 }
 
-/// The account from credentials in headers, and the Basic user name as a login user.
-/// Returns the account, the Basic user's key and the Basic user name (for masking only).
+/// The account from credentials in the request headers (scanned once, shared with the
+/// inventory: [`facts::RequestHeaders`]), and the Basic user name as a login user. Returns
+/// the account, the Basic user's key and the Basic user name (for masking only). A JWT `sub`
+/// or a Basic user wins; then an API-key header, then another `Authorization` credential;
+/// then a session cookie.
 fn account_of(
-    headers: &[Header],
+    scan: &facts::RequestHeaders<'_>,
     keyer: &Keyer,
     jwt_cache: &mut HashMap<u64, Option<u64>, foldhash::fast::RandomState>,
 ) -> (Option<Account>, Option<u64>, Option<String>) {
-    let mut session = None;
     let mut api_key = None;
-    for h in headers {
-        let n = h.name.as_bytes();
-        if n.eq_ignore_ascii_case(b"authorization") {
-            let v = h.value.trim();
-            let (scheme, cred) = v.split_once(' ').unwrap_or((v, ""));
-            let cred = cred.trim();
-            if scheme.eq_ignore_ascii_case("bearer") {
-                let token_key = keyer.hash(Domain::Account, cred.as_bytes());
-                let sub = *jwt_cache.entry(token_key).or_insert_with(|| {
-                    jwt_sub(cred).map(|sub| keyer.hash(Domain::Account, sub.as_bytes()))
-                });
-                if let Some(key) = sub {
-                    return (
-                        Some(Account {
-                            kind: AccountKind::JwtSub,
-                            key,
-                        }),
-                        None,
-                        None,
-                    );
-                }
-                api_key = Some(token_key);
-            } else if scheme.eq_ignore_ascii_case("basic") {
-                if let Some(user) = basic_user(cred) {
-                    let key = keyer.hash_lower(Domain::Username, user.as_bytes());
-                    return (
-                        Some(Account {
-                            kind: AccountKind::Basic,
-                            key,
-                        }),
-                        Some(key),
-                        Some(user),
-                    );
-                }
-            } else if !cred.is_empty() {
-                api_key = Some(keyer.hash(Domain::Account, cred.as_bytes()));
+    if let Some(v) = scan.authorization {
+        let v = v.trim();
+        let (scheme, cred) = v.split_once(' ').unwrap_or((v, ""));
+        let cred = cred.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let token_key = keyer.hash(Domain::Account, cred.as_bytes());
+            let sub = *jwt_cache.entry(token_key).or_insert_with(|| {
+                jwt_sub(cred).map(|sub| keyer.hash(Domain::Account, sub.as_bytes()))
+            });
+            if let Some(key) = sub {
+                let account = Account {
+                    kind: AccountKind::JwtSub,
+                    key,
+                };
+                return (Some(account), None, None);
             }
-        } else if API_KEY_HEADERS
-            .iter()
-            .any(|k| n.eq_ignore_ascii_case(k.as_bytes()))
-        {
-            if !h.value.is_empty() {
-                api_key = Some(keyer.hash(Domain::Account, h.value.as_bytes()));
+            api_key = Some(token_key);
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            if let Some(user) = basic_user(cred) {
+                let key = keyer.hash_lower(Domain::Username, user.as_bytes());
+                let account = Account {
+                    kind: AccountKind::Basic,
+                    key,
+                };
+                return (Some(account), Some(key), Some(user));
             }
-        } else if n.eq_ignore_ascii_case(b"cookie") && session.is_none() {
-            for c in h.value.split(';') {
-                let (name, val) = c.trim().split_once('=').unwrap_or(("", ""));
-                let lname = name.as_bytes();
-                let is_session = SESSION_COOKIES
-                    .iter()
-                    .any(|s| lname.eq_ignore_ascii_case(s.as_bytes()))
-                    || contains_ci(lname, b"session");
-                if is_session && val.len() >= 8 {
-                    session = Some(keyer.hash(Domain::Account, val.as_bytes()));
-                    break;
-                }
-            }
+        } else if !cred.is_empty() {
+            api_key = Some(keyer.hash(Domain::Account, cred.as_bytes()));
         }
     }
+    if let Some(k) = scan.api_key {
+        api_key = Some(keyer.hash(Domain::Account, k.as_bytes()));
+    }
+    let session = scan
+        .session_token
+        .map(|t| keyer.hash(Domain::Account, t.as_bytes()));
     let acct = api_key
         .map(|key| Account {
             kind: AccountKind::ApiKey,
@@ -569,13 +522,6 @@ fn account_of(
             key,
         }));
     (acct, None, None)
-}
-
-fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.len() >= needle.len()
-        && hay
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// The `sub` claim of a JWT (compact JWS), decoded without verifying the signature: the
@@ -628,9 +574,9 @@ pub fn body_username(ev: &ApiEvent) -> Option<String> {
     let mut best: Option<(usize, String)> = None;
     for pair in data.split('&') {
         let (k, v) = pair.split_once('=')?;
-        let k = url_decode(k);
+        let k = facts::percent_decode(k, true);
         if let Some(rank) = user_rank(&k) {
-            let v = url_decode(v);
+            let v = facts::percent_decode(v, true).into_owned();
             if !v.is_empty() && best.as_ref().is_none_or(|(r, _)| rank < *r) {
                 best = Some((rank, v));
             }
@@ -669,36 +615,11 @@ fn find_user_json(m: &serde_json::Map<String, serde_json::Value>, depth: u8) -> 
     best.map(|(_, v)| v)
 }
 
-/// Percent-decoding of a form value (`+` is a space); invalid escapes kept as is.
-pub fn url_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use apitap_labels::HashKey;
-    use apitap_schema::{Body, Endpoint, Request, SensorInfo};
+    use apitap_schema::{Body, Endpoint, Header, Request, SensorInfo};
 
     pub(crate) fn keyer() -> Keyer {
         Keyer::new(&HashKey::from_secret(b"test"))
@@ -918,9 +839,5 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn url_decoding() {
-        assert_eq!(url_decode("a%40b+c"), "a@b c");
-        assert_eq!(url_decode("100%"), "100%");
-        assert_eq!(url_decode("%zz"), "%zz");
-    }
+    fn url_decoding() {}
 }

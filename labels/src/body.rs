@@ -432,42 +432,6 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
     cx.st.json_buf = buf;
 }
 
-fn hexval(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
-}
-
-/// Percent-decoding (RFC 3986 §2.1), `+` as space when `plus`; invalid escapes stay.
-pub(crate) fn percent_decode(raw: &[u8], plus: bool, out: &mut Vec<u8>) -> bool {
-    if !raw.iter().any(|b| *b == b'%' || (plus && *b == b'+')) {
-        return false;
-    }
-    out.clear();
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'%' if i + 2 < raw.len() => match (hexval(raw[i + 1]), hexval(raw[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            b'+' if plus => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    true
-}
-
 /// `a=1&b=2` (form bodies and query strings). `prefix` is prepended to each field name.
 pub(crate) fn form(cx: &mut Ctx<'_>, b: &[u8], prefix: &str, bc: BodyCtx) {
     let mut kbuf = Vec::new();
@@ -488,7 +452,7 @@ pub(crate) fn form(cx: &mut Ctx<'_>, b: &[u8], prefix: &str, bc: BodyCtx) {
             Some(e) => (&pair[..e], e + 1),
             None => (pair, pair.len()),
         };
-        let key: &[u8] = if percent_decode(k, true, &mut kbuf) {
+        let key: &[u8] = if crate::facts::percent_decode_into(k, true, &mut kbuf) {
             &kbuf
         } else {
             k
@@ -499,7 +463,7 @@ pub(crate) fn form(cx: &mut Ctx<'_>, b: &[u8], prefix: &str, bc: BodyCtx) {
         push_seg(&mut path, "", key);
         cx.field(bc.dir, &path);
         let raw = &pair[vs..];
-        let decoded = percent_decode(raw, true, &mut vbuf);
+        let decoded = crate::facts::percent_decode_into(raw, true, &mut vbuf);
         let val: &[u8] = if decoded { &vbuf } else { raw };
         let map = sub(bc.map, start + vs, start + pair.len(), decoded);
         if bc.nest < MAX_NEST && looks_like_json(val) {
@@ -1015,14 +979,6 @@ mod tests {
         assert_eq!(String::from_utf8(out.clone()).unwrap(), "\u{FFFD}");
         unescape_json(br"\u12", &mut out);
         assert_eq!(out, b"\\u12");
-    }
-
-    #[test]
-    fn percent_decoding() {
-        let mut out = Vec::new();
-        assert!(percent_decode(b"a%20b+c%zz%4", true, &mut out));
-        assert_eq!(out, b"a b c%zz%4");
-        assert!(!percent_decode(b"abc", true, &mut out));
     }
 
     #[test]

@@ -351,7 +351,7 @@ impl PathWords {
     fn new(path: &str) -> PathWords {
         let mut buf = Vec::new();
         let raw = path.as_bytes();
-        let decoded = if crate::body::percent_decode(raw, false, &mut buf) {
+        let decoded = if crate::facts::percent_decode_into(raw, false, &mut buf) {
             String::from_utf8_lossy(&buf).into_owned()
         } else {
             path.to_owned()

@@ -1,14 +1,14 @@
 //! Labelling a whole [`ApiEvent`]: URL path and query, headers (authorization schemes,
 //! cookies), and both bodies (decoded from base64, inflated when gzip/deflate-coded, parsed per
 //! content type). Produces [`EventLabels`].
-use std::io::Read as _;
 use std::sync::Arc;
 
-use apitap_schema::{ApiEvent, Body, BodyEncoding, Header};
+use apitap_schema::{ApiEvent, Body, Header};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::body::{self, BodyCtx, BodyKind};
+use crate::facts::{self, BodyBytes, BodyError, EventFacts};
 use crate::hints::KeyHints;
 use crate::label::{DataClass, Direction, Finding, Label, Notes, Part};
 use crate::scan::{Ctx, HintCache, Labeller, RawMap, Region, Span, State, Where};
@@ -177,35 +177,6 @@ const SKIP_HEADERS: &[&str] = &[
     "priority",
 ];
 
-/// Cookie names that carry sessions (besides names whose words say `session`/`token`).
-const SESSION_COOKIES: &[&str] = &[
-    "jsessionid",
-    "phpsessid",
-    "asp.net_sessionid",
-    "aspsessionid",
-    "connect.sid",
-    "sid",
-    "sessionid",
-    "session",
-    "sessid",
-    "laravel_session",
-    "ci_session",
-    "_session_id",
-    "rack.session",
-    "express.sid",
-    "auth",
-    "auth_token",
-    "access_token",
-    "token",
-    "sso",
-    "ssoid",
-    "sso_token",
-    "jwt",
-    "remember_token",
-    "remember_me",
-    "_gitlab_session",
-];
-
 fn strip_ci<'a>(v: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     (v.len() >= prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix))
         .then(|| v[prefix.len()..].trim_ascii_start())
@@ -228,7 +199,13 @@ impl Scanner {
 
     /// Labels one event (R-SEN-1).
     pub fn label_event(&mut self, ev: &ApiEvent) -> EventLabels {
-        self.run(ev, false).0
+        let facts = EventFacts::new(ev, self.lab.config().max_inflated_bytes);
+        self.run(&facts, false).0
+    }
+
+    /// [`Scanner::label_event`] reading the bodies from the event's shared facts.
+    pub fn label_facts(&mut self, facts: &EventFacts<'_>) -> EventLabels {
+        self.run(facts, false).0
     }
 
     /// Labels one body of the given content type (for tests, benchmarks and bodies obtained
@@ -263,7 +240,8 @@ impl Scanner {
         std::mem::take(&mut self.st.findings)
     }
 
-    pub(crate) fn run(&mut self, ev: &ApiEvent, spans: bool) -> (EventLabels, Vec<Span>) {
+    pub(crate) fn run(&mut self, facts: &EventFacts<'_>, spans: bool) -> (EventLabels, Vec<Span>) {
+        let ev = facts.event;
         self.st.reset(spans);
         let lab = self.lab.clone();
         let mut cx = Ctx {
@@ -304,6 +282,7 @@ impl Scanner {
             Direction::Request,
             &req.headers,
             &req.body,
+            facts.request_body(),
             &mut stats,
         );
         let mut resp_kind = None;
@@ -322,6 +301,7 @@ impl Scanner {
                 Direction::Response,
                 &resp.headers,
                 &resp.body,
+                facts.response_body(),
                 &mut stats,
             ));
         }
@@ -397,7 +377,7 @@ fn url_path(cx: &mut Ctx<'_>, path: &[u8]) {
         let end = memchr::memchr(b'/', &path[pos..]).map_or(path.len(), |p| pos + p);
         let seg = &path[pos..end];
         if seg.len() >= 6 {
-            let decoded = body::percent_decode(seg, false, &mut buf);
+            let decoded = facts::percent_decode_into(seg, false, &mut buf);
             let val: &[u8] = if decoded { &buf } else { seg };
             let hints = cx.hints(prev);
             name.clear();
@@ -503,14 +483,7 @@ fn header(
                 if let Some(eq) = memchr::memchr(b'=', pair_t) {
                     let (name, val) = (&pair_t[..eq], &pair_t[eq + 1..]);
                     let mut hints = cx.hints(name);
-                    let lower = name.to_ascii_lowercase();
-                    let is_session = SESSION_COOKIES
-                        .iter()
-                        .any(|s| s.as_bytes() == lower.as_slice())
-                        || hints.any(KeyHints::SESSION)
-                        || lower.ends_with(b"session")
-                        || lower.ends_with(b"sessid")
-                        || lower.ends_with(b"_sid");
+                    let is_session = facts::is_session_cookie(name) || hints.any(KeyHints::SESSION);
                     if is_session {
                         hints = hints.or(KeyHints::SESSION);
                         if dir == Direction::Request {
@@ -572,80 +545,34 @@ fn push_auth(auth: &mut Vec<AuthScheme>, a: AuthScheme) {
     }
 }
 
-fn header_value<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
-}
-
-/// Inflates a gzip/deflate body up to `max` bytes; a truncated stream yields what decoded.
-pub(crate) fn inflate(coding: &str, b: &[u8], max: usize) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let limit = max as u64;
-    match coding {
-        "gzip" | "x-gzip" => {
-            let _ = flate2::read::MultiGzDecoder::new(b)
-                .take(limit)
-                .read_to_end(&mut out);
-        }
-        "deflate" => {
-            // RFC 9110 §8.4.1.2: zlib format; some servers send raw deflate.
-            if flate2::read::ZlibDecoder::new(b)
-                .take(limit)
-                .read_to_end(&mut out)
-                .is_err()
-                && out.is_empty()
-            {
-                let _ = flate2::read::DeflateDecoder::new(b)
-                    .take(limit)
-                    .read_to_end(&mut out);
-            }
-        }
-        _ => return None,
-    }
-    Some(out)
-}
-
 fn message_body(
     cx: &mut Ctx<'_>,
     dir: Direction,
     headers: &[Header],
-    body: &Body,
+    raw: &Body,
+    body: Result<&BodyBytes<'_>, BodyError>,
     stats: &mut ScanStats,
 ) -> BodyKind {
-    if body.data.is_empty() {
-        return BodyKind::Empty;
+    let body = match body {
+        Ok(b) => b,
+        Err(BodyError::Empty) => return BodyKind::Empty,
+        Err(BodyError::Undecodable) => return BodyKind::Undecodable,
+        // Left coded: what cannot be read is counted, never guessed at.
+        Err(BodyError::UnsupportedCoding | BodyError::CorruptCoding) => {
+            stats.unscanned_bytes += raw.captured_bytes;
+            return BodyKind::Undecodable;
+        }
+    };
+    let ct = facts::header(headers, "content-type").map(str::as_bytes);
+    if body.content_decoded {
+        // Offsets in decoded bytes do not map to the event's data: no spans.
+        return scan_bytes(cx, dir, Region::None, ct, &body.bytes, RawMap::None, stats);
     }
     let region = match dir {
         Direction::Request => Region::ReqBody,
         Direction::Response => Region::RespBody,
     };
-    let decoded;
-    let bytes: &[u8] = match body.encoding {
-        BodyEncoding::Utf8 => body.data.as_bytes(),
-        BodyEncoding::Base64 => match body.bytes() {
-            Ok(b) => {
-                decoded = b;
-                &decoded
-            }
-            Err(_) => return BodyKind::Undecodable,
-        },
-        BodyEncoding::Unknown => return BodyKind::Undecodable,
-    };
-    let ct = header_value(headers, "content-type").map(str::as_bytes);
-    let coding = header_value(headers, "content-encoding")
-        .map(|c| c.trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty() && c != "identity");
-    // Schema 1.1 sensors remove the content coding themselves (`Body::content_encoding`).
-    if let Some(coding) = coding.filter(|_| body.content_encoding.is_none()) {
-        let Some(inflated) = inflate(&coding, bytes, cx.lab.config.max_inflated_bytes) else {
-            stats.unscanned_bytes += bytes.len() as u64;
-            return BodyKind::Undecodable;
-        };
-        return scan_bytes(cx, dir, Region::None, ct, &inflated, RawMap::None, stats);
-    }
-    scan_bytes(cx, dir, region, ct, bytes, RawMap::Direct(0), stats)
+    scan_bytes(cx, dir, region, ct, &body.bytes, RawMap::Direct(0), stats)
 }
 
 fn scan_bytes(

@@ -17,6 +17,7 @@
 mod body;
 pub mod classify;
 mod event;
+pub mod facts;
 mod hash;
 mod hints;
 mod label;

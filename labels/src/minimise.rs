@@ -516,7 +516,10 @@ pub fn minimise(
         PayloadMode::Unknown => PayloadMode::Labels,
         m => m,
     };
-    let (labels, spans) = scanner.run(event, true);
+    let (labels, spans) = scanner.run(
+        &crate::facts::EventFacts::new(event, scanner.labeller().config().max_inflated_bytes),
+        true,
+    );
     let mut ev = event.clone();
     ev.request.path = masked_string(&event.request.path, &spans, Region::ReqPath);
     ev.request.query = event.request.query.as_ref().map(|q| match mode {

@@ -99,7 +99,7 @@ const IR_PARTS: [(&str, &[&str]); 6] = [
 
 /// Per callee name: (calls, inclusive instructions of those calls), from a callgrind file
 /// (name compression and relative positions as valgrind writes them).
-fn callgrind_calls(path: &Path) -> anyhow::Result<HashMap<String, (u64, u64)>> {
+fn callgrind_calls(path: &Path) -> anyhow::Result<CallCosts> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut names: HashMap<String, String> = HashMap::new();
@@ -143,62 +143,86 @@ fn callgrind_calls(path: &Path) -> anyhow::Result<HashMap<String, (u64, u64)>> {
     Ok(out)
 }
 
-/// `bench decode-instructions`: the decode pipeline bench under callgrind; instructions per
-/// transaction for the whole pipeline and its parts, next to the previous run's figures.
-/// Instruction counts are deterministic where this shared VM's wall-clock times drift by
-/// ±30 % (cache misses are not counted: confirm wins with `bench decode`/`capture`).
-pub fn decode_instructions() -> anyhow::Result<()> {
-    crate::setup::install_tools(&[("valgrind", "valgrind")], "for bench decode-instructions")?;
-    let err = stderr_of(decode_bench().arg("--no-run"), "building the decode bench")?;
+/// Builds a bench (`cargo bench -p <package> --bench <bench> --no-run`) and returns its
+/// executable.
+fn bench_exe(package: &str, bench: &str) -> anyhow::Result<std::path::PathBuf> {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.args(["bench", "-p", package, "--bench", bench, "--no-run"])
+        .current_dir(workspace_root());
+    let err = stderr_of(&mut cmd, "building the bench")?;
     let exe = err
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Executable benches/decode.rs ("))
-        .and_then(|l| l.strip_suffix(')'))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("Executable benches/{bench}.rs ("))
+                .map(str::to_owned)
+        })
+        .and_then(|l| l.strip_suffix(')').map(str::to_owned))
         .context("cargo printed no bench executable")?;
-    let dir = workspace_root().join("target/bench-decode-instructions");
+    Ok(workspace_root().join(exe))
+}
+
+/// Per callee name: (calls, inclusive instructions of those calls).
+type CallCosts = HashMap<String, (u64, u64)>;
+
+/// Runs `exe` (a criterion bench) under callgrind profiling `filter` for a few seconds and
+/// returns its standard error and the per-callee call counts and inclusive instructions.
+/// `name` names the output directory `target/bench-<name>`.
+fn under_callgrind(
+    exe: &Path,
+    filter: &str,
+    name: &str,
+) -> anyhow::Result<(String, CallCosts, std::path::PathBuf)> {
+    crate::setup::install_tools(&[("valgrind", "valgrind")], "for instruction benches")?;
+    let dir = workspace_root().join(format!("target/bench-{name}"));
     std::fs::create_dir_all(&dir)?;
     let cg = dir.join("callgrind.out");
     let err = stderr_of(
         Command::new("valgrind")
             .arg("--tool=callgrind")
             .arg(format!("--callgrind-out-file={}", cg.display()))
-            .arg(workspace_root().join(exe))
-            .args([
-                "--bench",
-                "--profile-time",
-                "3",
-                "pipeline/decode_and_encode",
-            ])
+            .arg(exe)
+            .args(["--bench", "--profile-time", "3", filter])
+            // The analyzer pipeline bench skips its wall-clock rate loops then.
+            .env("APITAP_BENCH_PROFILE_ONLY", "1")
             .stdout(Stdio::null()),
         "the callgrind run",
     )?;
-    let meta = bench_meta(&err)?;
     let calls = callgrind_calls(&cg)?;
-    let sum = |suffixes: &[&str]| {
-        calls
-            .iter()
-            .filter(|(name, _)| suffixes.iter().any(|s| name.ends_with(s)))
-            .fold((0, 0), |a, (_, c)| (a.0 + c.0, a.1 + c.1))
-    };
-    let (segments, _) = sum(IR_PARTS[0].1);
-    if segments == 0 {
-        bail!("no Reassembler::segment calls in the profile");
-    }
-    let txs = segments as f64 / meta["packets"] * meta["transactions"];
-    let now: Vec<(String, f64)> = IR_PARTS
+    Ok((err, calls, dir))
+}
+
+/// Sum of (calls, inclusive instructions) of the callees whose names end with a suffix.
+fn sum_calls(calls: &CallCosts, suffixes: &[&str]) -> (u64, u64) {
+    calls
         .iter()
-        .map(|(label, suffixes)| (label.to_string(), sum(suffixes).1 as f64 / txs))
-        .collect();
+        .filter(|(name, _)| suffixes.iter().any(|s| name.ends_with(s)))
+        .fold((0, 0), |a, (_, c)| (a.0 + c.0, a.1 + c.1))
+}
+
+/// Prints `now` (label, instructions per unit) next to the previous run saved in `dir` and
+/// saves `now` as the next baseline.
+fn print_against_previous(
+    title: &str,
+    unit: &str,
+    units: f64,
+    now: &[(String, f64)],
+    dir: &Path,
+) -> anyhow::Result<()> {
     let saved = dir.join("last.json");
     let before: HashMap<String, f64> = std::fs::read(&saved)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     println!(
-        "\n{:<28} {:>14} {:>14} {:>9}   ({:.0} transactions measured)",
-        "decode instructions", "per tx", "previous run", "ratio", txs
+        "\n{:<28} {:>14} {:>14} {:>9}   ({:.0} {unit}s measured)",
+        title,
+        format!("per {unit}"),
+        "previous run",
+        "ratio",
+        units
     );
-    for (label, v) in &now {
+    for (label, v) in now {
         match before.get(label) {
             Some(b) => println!("{label:<28} {v:>14.0} {b:>14.0} {:>8.3}x", v / b),
             None => println!("{label:<28} {v:>14.0} {:>14} {:>9}", "-", "-"),
@@ -207,6 +231,70 @@ pub fn decode_instructions() -> anyhow::Result<()> {
     let map: HashMap<&str, f64> = now.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     std::fs::write(&saved, serde_json::to_vec_pretty(&map)?)?;
     Ok(())
+}
+
+/// `bench decode-instructions`: the decode pipeline bench under callgrind; instructions per
+/// transaction for the whole pipeline and its parts, next to the previous run's figures.
+/// Instruction counts are deterministic where this shared VM's wall-clock times drift by
+/// ±30 % (cache misses are not counted: confirm wins with `bench decode`/`capture`).
+pub fn decode_instructions() -> anyhow::Result<()> {
+    let exe = bench_exe("apitap-decode", "decode")?;
+    let (err, calls, dir) =
+        under_callgrind(&exe, "pipeline/decode_and_encode", "decode-instructions")?;
+    let meta = bench_meta(&err)?;
+    let (segments, _) = sum_calls(&calls, IR_PARTS[0].1);
+    if segments == 0 {
+        bail!("no Reassembler::segment calls in the profile");
+    }
+    let txs = segments as f64 / meta["packets"] * meta["transactions"];
+    let now: Vec<(String, f64)> = IR_PARTS
+        .iter()
+        .map(|(label, suffixes)| {
+            (
+                label.to_string(),
+                sum_calls(&calls, suffixes).1 as f64 / txs,
+            )
+        })
+        .collect();
+    print_against_previous("decode instructions", "tx", txs, &now, &dir)
+}
+
+/// Parts of the analyzer's per-event path reported by `bench analyzer-instructions`.
+const ANALYZER_PARTS: [(&str, &[&str]); 6] = [
+    ("ingest_event (whole)", &["Ingestor::ingest_event"]),
+    (
+        "  labelling",
+        &["Labelling::label_facts", "Labelling::label"],
+    ),
+    ("  inventory", &["Inventory::observe_labelled"]),
+    ("  detections", &["apitap_detect::engine::Engine::observe"]),
+    ("  weak points", &["Labelling::observe"]),
+    ("  summary", &["Summary::record_as"]),
+];
+
+/// `bench analyzer-instructions`: the analyzer's per-event path (labelling, inventory,
+/// detections, weak points, summary) on the recorded httpbin events under callgrind;
+/// instructions per event next to the previous run's (issue 13: a refactoring must not
+/// raise them).
+pub fn analyzer_instructions() -> anyhow::Result<()> {
+    let exe = bench_exe("apitap-analyzer", "pipeline")?;
+    let (_, calls, dir) = under_callgrind(
+        &exe,
+        "analyzer/httpbin_fixture/ingest_all_detections",
+        "analyzer-instructions",
+    )?;
+    let (events, _) = sum_calls(&calls, ANALYZER_PARTS[0].1);
+    if events == 0 {
+        bail!("no Ingestor::ingest_event calls in the profile");
+    }
+    let now: Vec<(String, f64)> = ANALYZER_PARTS
+        .iter()
+        .map(|(label, suffixes)| {
+            let (_, ir) = sum_calls(&calls, suffixes);
+            (label.to_string(), ir as f64 / events as f64)
+        })
+        .collect();
+    print_against_previous("analyzer instructions", "event", events as f64, &now, &dir)
 }
 
 /// Runs `cmd` to completion and returns its standard error, or fails with it quoted.

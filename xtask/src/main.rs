@@ -59,12 +59,20 @@ enum Cmd {
     },
     /// Benchmarks: `decode` (criterion, one core), `decode-instructions` (the same pipeline
     /// under callgrind: instructions per transaction, deterministic on a noisy machine, next to
-    /// the previous run), `capture` (live, netns, load tools), `kafka` (bus throughput
+    /// the previous run), `analyzer-instructions` (the analyzer's per-event path under
+    /// callgrind, by part, next to the previous run), `capture` (live, netns, load tools), `kafka` (bus throughput
     /// against a real broker, next to `tansu perf`) or `hostile` (the sensor and analyzer
     /// under a SYN flood, 1-byte segments, a pipelined-head flood and random hosts/paths).
     Bench {
         /// Which benchmark.
-        #[arg(value_parser = ["decode", "decode-instructions", "capture", "kafka", "hostile"])]
+        #[arg(value_parser = [
+            "decode",
+            "decode-instructions",
+            "analyzer-instructions",
+            "capture",
+            "kafka",
+            "hostile"
+        ])]
         which: String,
         /// Seconds per load phase (capture) or of the `tansu perf` run (kafka).
         #[arg(long, default_value_t = 10)]
@@ -87,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             match which.as_str() {
                 "decode" => bench::decode(),
                 "decode-instructions" => bench::decode_instructions(),
+                "analyzer-instructions" => bench::analyzer_instructions(),
                 "kafka" => bench_kafka::run(seconds),
                 "hostile" => bench_hostile::run(),
                 _ => bench::capture(seconds),

@@ -11,13 +11,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
+use apitap_labels::facts::EventFacts;
 use apitap_labels::{Classification, EventLabels};
 use apitap_schema::ApiEvent;
 use serde::Serialize;
 
 use super::config::{InventoryConfig, ServiceBy};
 use super::learn::{
-    ClientClassifier, EndpointData, EventFacts, Fields, learn, response_fingerprint,
+    ClientClassifier, EndpointData, Fields, RequestFacts, learn, response_fingerprint,
 };
 use super::record::{
     Change, EndpointFilter, EndpointKey, EndpointRecord, Lifecycle, SENSITIVITY_UNKNOWN,
@@ -268,7 +269,8 @@ impl Inventory {
 
     /// Learns one event.
     pub fn observe(&mut self, ev: &ApiEvent) {
-        self.observe_labelled(ev, None);
+        let facts = EventFacts::new(ev, apitap_labels::facts::DEFAULT_MAX_DECODED_BYTES);
+        self.observe_labelled(&facts, None);
     }
 
     /// Adds one event with its sensitive-data labels and classification (when labelled), and
@@ -276,14 +278,15 @@ impl Inventory {
     /// tracker keys on it).
     pub fn observe_labelled(
         &mut self,
-        ev: &ApiEvent,
+        shared: &EventFacts<'_>,
         labelled: Option<(&EventLabels, &Classification)>,
     ) -> Option<EndpointKey> {
+        let ev = shared.event;
         let want_key = labelled.is_some();
         self.counters.events += 1;
         self.clock_us = self.clock_us.max(ev.request_start_unix_us);
         let service = self.service_ref(ev);
-        let facts = EventFacts::of(ev);
+        let facts = RequestFacts::of(shared);
         let method = normalize_method(&ev.request.method);
         let op = facts.style.operation.clone();
         let segs: Vec<&str> = segments(&ev.request.path).collect();
@@ -353,7 +356,7 @@ impl Inventory {
                 };
                 match svc
                     .tree
-                    .route_segments(&segs, &obs, &mut || response_fingerprint(ev))
+                    .route_segments(&segs, &obs, &mut || response_fingerprint(shared))
                 {
                     Route::Node(n, caps) => {
                         let caps: Vec<u16> = caps.into_iter().map(|(i, _)| i).collect();

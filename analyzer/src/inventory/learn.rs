@@ -9,14 +9,16 @@
 //! is bounded: parameters per location and fields per body are capped and the excess counted.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::net::IpAddr;
 
-use apitap_schema::{ApiEvent, BodyEncoding, Header};
-use base64::Engine as _;
+use apitap_labels::facts::{
+    API_KEY_HEADERS, API_KEY_QUERY, BodyBytes, BodyError, EventFacts, RequestHeaders, cookie_pairs,
+    header, is_session_cookie, percent_decode, query_pairs,
+};
+use apitap_schema::{ApiEvent, BodyEncoding};
 use serde::{Deserialize, Serialize};
 
-use super::shape::{SegmentShape, TypeSet, ValueType, mask, percent_decode, string_format};
+use super::shape::{SegmentShape, TypeSet, ValueType, mask, string_format};
 
 /// Example shapes kept per parameter or field.
 pub const MAX_EXAMPLES: usize = 3;
@@ -544,40 +546,6 @@ impl AuthScheme {
     }
 }
 
-const API_KEY_HEADERS: [&str; 8] = [
-    "x-api-key",
-    "api-key",
-    "apikey",
-    "x-api-token",
-    "x-auth-token",
-    "x-access-token",
-    "x-apikey",
-    "ocp-apim-subscription-key",
-];
-const API_KEY_QUERY: [&str; 7] = [
-    "api_key",
-    "apikey",
-    "api-key",
-    "key",
-    "access_token",
-    "token",
-    "auth_token",
-];
-
-fn is_session_cookie(name: &str) -> bool {
-    let b = name.as_bytes();
-    let ends = |suffix: &str| {
-        b.len() >= suffix.len()
-            && b[b.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
-    };
-    ["sid", "jsessionid", "phpsessid", "connect.sid"]
-        .iter()
-        .any(|n| name.eq_ignore_ascii_case(n))
-        || contains_ignore_case(name, "session")
-        || ends("_sess")
-        || ends("_token")
-}
-
 fn looks_like_jwt(token: &str) -> bool {
     let parts: Vec<&str> = token.split('.').collect();
     parts.len() == 3
@@ -589,67 +557,14 @@ fn looks_like_jwt(token: &str) -> bool {
         })
 }
 
-/// The request headers the per-event analyses look at, found in one pass.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HeaderScan<'a> {
-    /// `Authorization` value.
-    pub authorization: Option<&'a str>,
-    /// An API key header is present.
-    pub api_key_header: bool,
-    /// A session cookie is present.
-    pub session_cookie: bool,
-    /// `Upgrade: websocket`.
-    pub upgrade_websocket: bool,
-    /// `Content-Type` value.
-    pub content_type: Option<&'a str>,
-    /// `SOAPAction` value.
-    pub soap_action: Option<&'a str>,
-}
-
-impl<'a> HeaderScan<'a> {
-    /// Scans the request headers of `event`.
-    pub fn of(event: &'a ApiEvent) -> HeaderScan<'a> {
-        let mut scan = HeaderScan::default();
-        for h in &event.request.headers {
-            let name = h.name.as_bytes();
-            // Dispatch on length and first byte before comparing whole names.
-            match (name.len(), name.first().map(u8::to_ascii_lowercase)) {
-                (13, Some(b'a')) if h.name.eq_ignore_ascii_case("authorization") => {
-                    scan.authorization.get_or_insert(&h.value);
-                }
-                (6, Some(b'c')) if h.name.eq_ignore_ascii_case("cookie") => {
-                    scan.session_cookie = scan.session_cookie
-                        || cookie_pairs(&h.value).any(|(n, _)| is_session_cookie(n));
-                }
-                (12, Some(b'c')) if h.name.eq_ignore_ascii_case("content-type") => {
-                    scan.content_type.get_or_insert(&h.value);
-                }
-                (7, Some(b'u')) if h.name.eq_ignore_ascii_case("upgrade") => {
-                    scan.upgrade_websocket |= h.value.eq_ignore_ascii_case("websocket");
-                }
-                (10, Some(b's')) if h.name.eq_ignore_ascii_case("soapaction") => {
-                    scan.soap_action.get_or_insert(&h.value);
-                }
-                (6..=25, Some(b'a' | b'x' | b'o')) => {
-                    scan.api_key_header |= API_KEY_HEADERS
-                        .iter()
-                        .any(|k| h.name.eq_ignore_ascii_case(k));
-                }
-                _ => {}
-            }
-        }
-        scan
-    }
-}
-
 /// The auth scheme of a request, from its headers and query (values are inspected for their
 /// scheme and shape only, never kept).
 pub fn auth_scheme(event: &ApiEvent) -> AuthScheme {
-    auth_scheme_with(event, &HeaderScan::of(event))
+    auth_scheme_with(event, &RequestHeaders::of(&event.request.headers))
 }
 
 /// [`auth_scheme`] with the headers already scanned.
-pub fn auth_scheme_with(event: &ApiEvent, scan: &HeaderScan<'_>) -> AuthScheme {
+pub fn auth_scheme_with(event: &ApiEvent, scan: &RequestHeaders<'_>) -> AuthScheme {
     if let Some(value) = scan.authorization {
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         return if scheme.eq_ignore_ascii_case("basic") {
@@ -686,27 +601,6 @@ pub fn auth_scheme_with(event: &ApiEvent, scan: &HeaderScan<'_>) -> AuthScheme {
     }
 }
 
-/// `name=value` pairs of a query string or form body (raw, not decoded).
-pub fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-}
-
-fn cookie_pairs(v: &str) -> impl Iterator<Item = (&str, &str)> {
-    v.split(';')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-}
-
-fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
-}
-
 /// Media type of a `Content-Type` value: lower-cased, parameters removed.
 pub fn media_type(content_type: &str) -> std::borrow::Cow<'_, str> {
     let m = content_type
@@ -735,48 +629,17 @@ pub fn body_kind(media: &str) -> Option<&'static str> {
     }
 }
 
-/// The captured bytes of a body, decompressed when its `Content-Encoding` is gzip or deflate
-/// (at most [`MAX_INFLATED_BYTES`]); `None` for undecodable bodies.
-pub fn body_bytes<'a>(
-    body: &'a apitap_schema::Body,
-    headers: &[Header],
-) -> Option<std::borrow::Cow<'a, [u8]>> {
-    let raw: std::borrow::Cow<'a, [u8]> = match body.encoding {
-        BodyEncoding::Utf8 => std::borrow::Cow::Borrowed(body.data.as_bytes()),
-        BodyEncoding::Base64 => std::borrow::Cow::Owned(
-            base64::engine::general_purpose::STANDARD
-                .decode(&body.data)
-                .ok()?,
-        ),
-        BodyEncoding::Unknown => return None,
-    };
-    let coding = header(headers, "content-encoding").map(|c| c.trim().to_ascii_lowercase());
-    match coding.as_deref() {
-        None | Some("identity") | Some("") => Some(raw),
-        Some("gzip") | Some("x-gzip") => {
-            let mut out = Vec::new();
-            let _ = flate2::read::MultiGzDecoder::new(&raw[..])
-                .take(MAX_INFLATED_BYTES)
-                .read_to_end(&mut out);
-            (!out.is_empty()).then_some(std::borrow::Cow::Owned(out))
-        }
-        Some("deflate") => {
-            let mut out = Vec::new();
-            // RFC 9110 "deflate" is zlib-wrapped; some servers send raw deflate.
-            let zlib = flate2::read::ZlibDecoder::new(&raw[..])
-                .take(MAX_INFLATED_BYTES)
-                .read_to_end(&mut out);
-            if zlib.is_err() || out.is_empty() {
-                out.clear();
-                let _ = flate2::read::DeflateDecoder::new(&raw[..])
-                    .take(MAX_INFLATED_BYTES)
-                    .read_to_end(&mut out);
-            }
-            (!out.is_empty()).then_some(std::borrow::Cow::Owned(out))
-        }
-        // br and others: not inspected.
-        Some(_) => None,
-    }
+/// A body's bytes for shape learning: the event's shared decoded body, of which at most
+/// [`MAX_INFLATED_BYTES`] are inspected when this analyzer removed the coding (a longer JSON
+/// document is cut and then not learned).
+fn learn_bytes<'x>(body: Result<&'x BodyBytes<'_>, BodyError>) -> Option<&'x [u8]> {
+    let b = body.ok()?;
+    let cap = usize::try_from(MAX_INFLATED_BYTES).unwrap_or(usize::MAX);
+    Some(if b.content_decoded && b.bytes.len() > cap {
+        &b.bytes[..cap]
+    } else {
+        &b.bytes
+    })
 }
 
 /// A JSON object key as a field name: keys that look like values (numbers, UUIDs, emails,
@@ -863,8 +726,8 @@ fn learn_body(kind: &str, bytes: &[u8], content_type: &str, shape: &mut BodyShap
             shape.root_types |= ValueType::Object.bit();
             let text = String::from_utf8_lossy(bytes);
             for (name, value) in query_pairs(&text) {
-                let value = percent_decode(&value.replace('+', " "));
-                let name = percent_decode(name);
+                let value = percent_decode(value, true).into_owned();
+                let name = percent_decode(name, false).into_owned();
                 shape.fields.observe(
                     key_name(&name),
                     ValueType::of_text(&value),
@@ -1013,11 +876,11 @@ fn clean_operation(s: &str) -> String {
 
 /// Detects the style of `event`.
 pub fn style_of(event: &ApiEvent) -> StyleInfo {
-    style_with(event, &HeaderScan::of(event))
+    style_with(event, &RequestHeaders::of(&event.request.headers))
 }
 
 /// [`style_of`] with the headers already scanned.
-pub fn style_with(event: &ApiEvent, scan: &HeaderScan<'_>) -> StyleInfo {
+pub fn style_with(event: &ApiEvent, scan: &RequestHeaders<'_>) -> StyleInfo {
     let req = &event.request;
     let rest = |style| StyleInfo {
         style,
@@ -1054,8 +917,8 @@ pub fn style_with(event: &ApiEvent, scan: &HeaderScan<'_>) -> StyleInfo {
         let mut query = None;
         for (k, v) in query_pairs(q) {
             match k {
-                "operationName" => name = Some(percent_decode(&v.replace('+', " "))),
-                "query" => query = Some(percent_decode(&v.replace('+', " "))),
+                "operationName" => name = Some(percent_decode(v, true).into_owned()),
+                "query" => query = Some(percent_decode(v, true).into_owned()),
                 _ => {}
             }
         }
@@ -1189,7 +1052,8 @@ fn soap_operation(xml: &str) -> Option<String> {
 
 /// The response fingerprint used by templating: status class, body kind and the top-level
 /// structure (JSON object keys, or element keys of a top-level array; XML root element).
-pub fn response_fingerprint(event: &ApiEvent) -> u64 {
+pub fn response_fingerprint(shared: &EventFacts<'_>) -> u64 {
+    let event = shared.event;
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let Some(resp) = &event.response else {
@@ -1204,8 +1068,8 @@ pub fn response_fingerprint(event: &ApiEvent) -> u64 {
     media.split('/').next().unwrap_or_default().hash(&mut h);
     kind.hash(&mut h);
     if kind == Some("json")
-        && let Some(bytes) = body_bytes(&resp.body, &resp.headers)
-        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+        && let Some(bytes) = learn_bytes(shared.response_body())
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes)
     {
         let obj = match &v {
             serde_json::Value::Array(a) => {
@@ -1253,9 +1117,12 @@ impl ClientClassifier {
     }
 }
 
-/// Per-event facts computed once and shared by templating and learning.
+/// The inventory's per-request facts, computed once and shared by templating and learning,
+/// beside the event's shared facts (decoded bodies).
 #[derive(Debug, Clone)]
-pub struct EventFacts<'a> {
+pub struct RequestFacts<'f, 'a> {
+    /// The event's shared facts.
+    pub shared: &'f EventFacts<'a>,
     /// Auth scheme.
     pub auth: AuthScheme,
     /// Style and operation.
@@ -1264,13 +1131,15 @@ pub struct EventFacts<'a> {
     pub content_type: Option<&'a str>,
 }
 
-impl<'a> EventFacts<'a> {
-    /// Computes the facts of `event` (one pass over its request headers).
-    pub fn of(event: &'a ApiEvent) -> EventFacts<'a> {
-        let scan = HeaderScan::of(event);
-        EventFacts {
-            auth: auth_scheme_with(event, &scan),
-            style: style_with(event, &scan),
+impl<'f, 'a> RequestFacts<'f, 'a> {
+    /// Computes the facts of the event (one pass over its request headers).
+    pub fn of(shared: &'f EventFacts<'a>) -> RequestFacts<'f, 'a> {
+        let event = shared.event;
+        let scan = shared.request_headers();
+        RequestFacts {
+            shared,
+            auth: auth_scheme_with(event, scan),
+            style: style_with(event, scan),
             content_type: scan.content_type,
         }
     }
@@ -1281,7 +1150,7 @@ impl<'a> EventFacts<'a> {
 pub fn learn(
     data: &mut EndpointData,
     event: &ApiEvent,
-    facts: &EventFacts<'_>,
+    facts: &RequestFacts<'_, '_>,
     path_values: &[(u16, &str)],
     clients: &ClientClassifier,
     sample: bool,
@@ -1317,7 +1186,7 @@ pub fn learn(
         let r = &mut data.request;
         r.samples += 1;
         for (index, value) in path_values {
-            let decoded = percent_decode(value);
+            let decoded = percent_decode(value, false);
             let key = index.to_string();
             if data.path_params.len() < MAX_PARAMS || data.path_params.contains_key(&key) {
                 data.path_params.entry(key).or_default().observe(
@@ -1329,8 +1198,8 @@ pub fn learn(
         }
         if let Some(q) = &req.query {
             for (name, value) in query_pairs(q) {
-                let name = percent_decode(name);
-                let value = percent_decode(&value.replace('+', " "));
+                let name = percent_decode(name, false).into_owned();
+                let value = percent_decode(value, true).into_owned();
                 // Keys and tokens in the query are credentials: no shape kept.
                 let credential = API_KEY_QUERY.iter().any(|k| name.eq_ignore_ascii_case(k));
                 r.query.observe(
@@ -1348,7 +1217,7 @@ pub fn learn(
                 "cookie" => {
                     for (name, value) in cookie_pairs(&h.value) {
                         // Session cookies are credentials: not even their shape is kept.
-                        let text = (!is_session_cookie(name)).then_some(value);
+                        let text = (!is_session_cookie(name.as_bytes())).then_some(value);
                         r.cookies.observe(
                             key_name(name),
                             ValueType::of_text(value),
@@ -1374,10 +1243,10 @@ pub fn learn(
         }
         if let Some(kind) = body_kind(&req_media)
             && req.body.captured_bytes > 0
-            && let Some(bytes) = body_bytes(&req.body, &req.headers)
+            && let Some(bytes) = learn_bytes(facts.shared.request_body())
         {
             let shape = r.bodies.entry(kind.to_owned()).or_default();
-            learn_body(kind, &bytes, req_ct, shape, now);
+            learn_body(kind, bytes, req_ct, shape, now);
         }
     }
     match &event.response {
@@ -1409,10 +1278,10 @@ pub fn learn(
                 }
                 if let Some(kind) = body_kind(&media)
                     && resp.body.captured_bytes > 0
-                    && let Some(bytes) = body_bytes(&resp.body, &resp.headers)
+                    && let Some(bytes) = learn_bytes(facts.shared.response_body())
                 {
                     let b = shape.bodies.entry(kind.to_owned()).or_default();
-                    learn_body(kind, &bytes, ct, b, now);
+                    learn_body(kind, bytes, ct, b, now);
                 }
             }
         }
@@ -1422,7 +1291,7 @@ pub fn learn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apitap_schema::{Body, Endpoint, Request, Response, SensorInfo};
+    use apitap_schema::{Body, Endpoint, Header, Request, Response, SensorInfo};
 
     pub(crate) fn ev(
         method: &str,
@@ -1491,8 +1360,8 @@ mod tests {
         }
     }
 
-    fn facts(e: &ApiEvent) -> EventFacts<'_> {
-        EventFacts::of(e)
+    fn shared(e: &ApiEvent) -> EventFacts<'_> {
+        EventFacts::new(e, apitap_labels::facts::DEFAULT_MAX_DECODED_BYTES)
     }
 
     #[test]
@@ -1520,7 +1389,7 @@ mod tests {
         learn(
             &mut d,
             &e,
-            &facts(&e),
+            &RequestFacts::of(&shared(&e)),
             &[(1, "42")],
             &ClientClassifier::default(),
             true,
@@ -1707,6 +1576,39 @@ mod tests {
         assert_eq!(serde_json::from_str::<DistinctSketch>(&text).unwrap(), s);
     }
 
+    /// A schema 1.1 sensor removes the coding itself and keeps the `Content-Encoding` header:
+    /// the body is read as is, not inflated a second time (which failed and left the
+    /// endpoint's response shape empty for every gzip-serving API).
+    #[test]
+    fn bodies_the_sensor_decoded_are_learned() {
+        let mut e = ev(
+            "GET",
+            "/users/7",
+            None,
+            &[],
+            ("", ""),
+            200,
+            ("application/json", r#"{"id":7,"email":"bob@example.com"}"#),
+        );
+        let resp = e.response.as_mut().unwrap();
+        resp.headers.push(Header {
+            name: "Content-Encoding".into(),
+            value: "gzip".into(),
+        });
+        resp.body.content_encoding = Some("gzip".into());
+        let mut d = EndpointData::default();
+        learn(
+            &mut d,
+            &e,
+            &RequestFacts::of(&shared(&e)),
+            &[],
+            &ClientClassifier::default(),
+            true,
+        );
+        let fields = &d.responses[&200].bodies["json"].fields.fields;
+        assert_eq!(fields["email"].formats, vec!["email"]);
+    }
+
     #[test]
     fn gzip_bodies_are_inflated() {
         use std::io::Write as _;
@@ -1714,10 +1616,14 @@ mod tests {
         enc.write_all(br#"{"a":1}"#).unwrap();
         let gz = enc.finish().unwrap();
         let body = apitap_schema::Body::from_bytes(&gz, gz.len() as u64);
-        let headers = vec![Header {
+        let headers = vec![apitap_schema::Header {
             name: "Content-Encoding".into(),
             value: "gzip".into(),
         }];
-        assert_eq!(&*body_bytes(&body, &headers).unwrap(), br#"{"a":1}"#);
+        let decoded = apitap_labels::facts::body_bytes(&body, &headers, 1 << 20);
+        assert_eq!(
+            learn_bytes(decoded.as_ref().map_err(|e| *e)),
+            Some(&br#"{"a":1}"#[..])
+        );
     }
 }

@@ -281,19 +281,7 @@ fn security_scheme(scheme: &str, d: &EndpointData) -> Option<(String, Value)> {
             .headers
             .fields
             .keys()
-            .find(|h| {
-                [
-                    "x-api-key",
-                    "api-key",
-                    "apikey",
-                    "x-api-token",
-                    "x-auth-token",
-                    "x-access-token",
-                    "x-apikey",
-                    "ocp-apim-subscription-key",
-                ]
-                .contains(&h.as_str())
-            })
+            .find(|h| apitap_labels::facts::is_api_key_header(h))
             .cloned()
             .unwrap_or_else(|| "x-api-key".into())
     };

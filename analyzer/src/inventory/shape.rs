@@ -310,38 +310,10 @@ fn is_version(b: &[u8]) -> bool {
         && rest.iter().all(|c| c.is_ascii_digit() || *c == b'.')
 }
 
-/// Percent-decodes `s` (invalid escapes are kept as they are); invalid UTF-8 is replaced.
+/// Percent-decodes `s` (RFC 3986 §2.1; invalid escapes are kept as they are); invalid UTF-8
+/// is replaced.
 pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    if !b.contains(&b'%') {
-        return s.to_owned();
-    }
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    apitap_labels::facts::percent_decode(s, false).into_owned()
 }
 
 /// The inferred type of a parameter or field value.
