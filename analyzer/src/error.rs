@@ -154,14 +154,4 @@ pub enum Error {
     },
 }
 
-/// `error: cause: cause…`, for logging an error with its sources on one line.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
+pub use apitap_inventory::text::error_chain as chain;

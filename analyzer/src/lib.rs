@@ -29,7 +29,8 @@ pub mod detection;
 pub mod ecs;
 pub mod error;
 pub mod ingest;
-pub mod inventory;
+/// The API inventory ([`apitap_inventory`]).
+pub use apitap_inventory as inventory;
 pub mod labelling;
 pub mod logging;
 pub mod metrics;

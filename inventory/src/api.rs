@@ -139,7 +139,7 @@ pub fn handle(store: &mut dyn Store, method: &str, target: &str) -> Reply {
     result.unwrap_or_else(|e| {
         // The cause stays in the server's log: store errors name files, tables and records
         // (issue 22, R-OPS-3).
-        tracing::warn!(error = %crate::error::chain(&e), "inventory API query failed");
+        tracing::warn!(error = %crate::text::error_chain(&e), "inventory API query failed");
         error(500, "internal error")
     })
 }
@@ -329,10 +329,10 @@ pub async fn serve(listener: TcpListener, store: SharedStore, options: Options) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::StoreError;
-    use crate::inventory::record::{EndpointKey, EndpointRecord};
-    use crate::inventory::spec::SpecStatus;
-    use crate::inventory::store::sqlite::SqliteStore;
+    use crate::StoreError;
+    use crate::record::{EndpointKey, EndpointRecord};
+    use crate::spec::SpecStatus;
+    use crate::store::sqlite::SqliteStore;
 
     fn record(service: &str, template: &str) -> EndpointRecord {
         let mut r = EndpointRecord::new(
@@ -381,7 +381,7 @@ mod tests {
         }
         fn transaction(
             &mut self,
-            _work: &mut dyn FnMut(&mut dyn crate::inventory::store::Tx) -> Result<(), StoreError>,
+            _work: &mut dyn FnMut(&mut dyn crate::store::Tx) -> Result<(), StoreError>,
         ) -> Result<(), StoreError> {
             Err(failure())
         }
@@ -391,10 +391,7 @@ mod tests {
         fn endpoint(&mut self, _: &str) -> Result<Option<EndpointRecord>, StoreError> {
             Err(failure())
         }
-        fn changes(
-            &mut self,
-            _: &ChangeFilter,
-        ) -> Result<Vec<crate::inventory::record::Change>, StoreError> {
+        fn changes(&mut self, _: &ChangeFilter) -> Result<Vec<crate::record::Change>, StoreError> {
             Err(failure())
         }
         fn schema_version(&mut self) -> Result<i64, StoreError> {

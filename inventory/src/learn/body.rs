@@ -55,9 +55,7 @@ pub(crate) fn key_name(key: &str) -> &str {
         return key;
     }
     match SegmentShape::of(key).strength() {
-        crate::inventory::shape::Strength::Strong | crate::inventory::shape::Strength::Opaque => {
-            "*"
-        }
+        crate::shape::Strength::Strong | crate::shape::Strength::Opaque => "*",
         _ => key,
     }
 }

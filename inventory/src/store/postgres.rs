@@ -16,7 +16,7 @@ use super::{
     MIGRATIONS, Row, Store, StoreError, Tx, change_where, common_sql, decode_record,
     endpoint_where, latest_version, to_i64,
 };
-use crate::inventory::record::{Change, ChangeFilter, EndpointFilter, EndpointKey, EndpointRecord};
+use crate::record::{Change, ChangeFilter, EndpointFilter, EndpointKey, EndpointRecord};
 
 /// Advisory lock key serialising inventory writes (`apit` in ASCII).
 pub const FLUSH_LOCK_KEY: i64 = 0x6170_6974;

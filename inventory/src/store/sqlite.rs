@@ -12,7 +12,7 @@ use super::{
     MIGRATIONS, Row, Store, StoreError, Tx, change_where, common_sql, decode_record,
     endpoint_where, latest_version, to_i64,
 };
-use crate::inventory::record::{Change, ChangeFilter, EndpointFilter, EndpointKey, EndpointRecord};
+use crate::record::{Change, ChangeFilter, EndpointFilter, EndpointKey, EndpointRecord};
 
 /// A SQLite database file (or an in-memory database).
 #[derive(Debug)]
@@ -288,8 +288,8 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::record::EndpointKey;
-    use crate::inventory::spec::SpecStatus;
+    use crate::record::EndpointKey;
+    use crate::spec::SpecStatus;
 
     #[test]
     fn file_store_round_trips_and_reopens_without_reapplying_migrations() {

@@ -18,7 +18,7 @@ use apitap_labels::facts::{
 use apitap_schema::{ApiEvent, BodyEncoding};
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::shape::{SegmentShape, TypeSet, ValueType, mask, string_format};
+use crate::shape::{SegmentShape, TypeSet, ValueType, mask, string_format};
 
 mod auth;
 mod body;

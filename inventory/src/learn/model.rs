@@ -258,7 +258,7 @@ pub struct EndpointData {
     pub response_bytes: Histogram,
     /// Sensitive data carried: labels, function class, sensitivity (R-SEN-1, R-SEN-2).
     #[serde(default)]
-    pub sensitive: crate::inventory::sensitive::SensitiveData,
+    pub sensitive: crate::sensitive::SensitiveData,
 }
 
 impl EndpointData {

@@ -10,7 +10,9 @@
 //! * [`record`], [`store`]: the stored inventory (SQLite or PostgreSQL) and change log.
 //! * [`openapi`], [`ocsf`], [`api`]: export (R-INV-5), change events, HTTP JSON API.
 //!
-//! See `docs/inventory.md` for the user-facing description.
+//! See `docs/inventory.md` for the user-facing description. The analyzer is a thin service
+//! shell around it (`apitap_analyzer::inventory` re-exports this crate).
+#![warn(missing_docs)]
 
 pub mod api;
 pub mod config;
@@ -24,6 +26,7 @@ pub mod sensitive;
 pub mod shape;
 pub mod spec;
 pub mod store;
+pub mod text;
 pub mod tree;
 
 pub use config::InventoryConfig;

@@ -128,7 +128,7 @@ pub fn finding(c: &Change) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::record::EndpointKey;
+    use crate::record::EndpointKey;
 
     #[test]
     fn discovered_shadow_endpoint_is_a_low_create_finding() {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::learn::EndpointData;
 use super::sensitive::DataLabel;
 use super::spec::SpecStatus;
-use crate::output::format_unix_us;
+use crate::text::format_unix_us;
 
 /// Identifies an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

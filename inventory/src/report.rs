@@ -1,7 +1,7 @@
 //! Text rendering of the inventory for `apitap-analyzer inventory list`.
 
 use super::record::EndpointSummary;
-use crate::output::escape_control;
+use crate::text::escape_control;
 
 const HEADER: [&str; 10] = [
     "SERVICE",
