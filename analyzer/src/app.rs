@@ -21,7 +21,7 @@ use crate::detection::Detection;
 use crate::error::{self, Error};
 use crate::ingest::{EventGuard, Ingestor, RunStats};
 use crate::inventory::{Inventory, InventoryConfig, Store, api, ocsf, store};
-use crate::labelling::{Labelling, hash_key, weak_finding_ocsf};
+use crate::labelling::{Labelling, hash_key, weak_alert};
 use crate::output::{AlertSink, Alerts, SummaryFormat, SummaryWriter, Target};
 use crate::reader::{DEFAULT_MAX_LINE_BYTES, Line, LineReader};
 use crate::summary::{DEFAULT_MAX_ENDPOINTS, EndpointReport, Summary};
@@ -175,7 +175,7 @@ fn flush_inventory(
     match result {
         Ok(changes) => {
             for c in &changes {
-                alerts.write(&ocsf::finding(c))?;
+                alerts.write(&ocsf::alert(c))?;
             }
             let c = inventory.counters;
             let t = inventory.tree_counters();
@@ -206,14 +206,14 @@ fn flush_inventory(
     }
 }
 
-/// Writes the weak-point and detection findings raised since the last call to `alerts` as
-/// OCSF findings (without an alerts output they are only counted).
+/// Writes the weak-point and detection findings raised since the last call to `alerts`, each
+/// as one [`apitap_detect::Alert`] (without an alerts output they are only counted).
 fn write_findings(ingestor: &mut Ingestor, alerts: &mut Alerts) -> Result<(), Error> {
     if let Some(labelling) = ingestor.labelling.as_mut() {
         let findings = labelling.take_findings();
         if alerts.is_enabled() {
             for (f, time_us) in &findings {
-                alerts.write(&weak_finding_ocsf(f, *time_us))?;
+                alerts.write(&weak_alert(f, *time_us))?;
             }
         }
     }
@@ -221,7 +221,7 @@ fn write_findings(ingestor: &mut Ingestor, alerts: &mut Alerts) -> Result<(), Er
         let findings = detect.take_findings();
         if alerts.is_enabled() {
             for f in &findings {
-                alerts.write(&apitap_detect::ocsf::detection_finding(f))?;
+                alerts.write(&apitap_detect::Alert::from(f))?;
             }
         }
     }

@@ -14,15 +14,13 @@ use std::sync::Arc;
 use apitap_labels::facts::EventFacts;
 use apitap_labels::{
     Classification, EndpointKey, EventLabels, HashKey, KeyFileError, LabelConfig, Labeller,
-    Scanner, Severity, WeakFinding, WeakKind, WeakPointConfig, WeakPointTracker, classify_event,
+    Scanner, WeakFinding, WeakKind, WeakPointConfig, WeakPointTracker, classify_event,
     labels_from_wire,
 };
 use apitap_schema::{ApiEvent, PayloadMode};
-use serde_json::{Value, json};
 
 use crate::config::LabelsConfig;
 use crate::error::Error;
-use crate::inventory::ocsf::OCSF_VERSION;
 use crate::inventory::record;
 use crate::inventory::sensitive::name_of;
 
@@ -178,6 +176,10 @@ pub fn weak_key(key: &record::EndpointKey) -> EndpointKey {
     EndpointKey::new(&key.method, &key.service, &key.template)
 }
 
+use apitap_detect::alert::{Alert, ApiEndpoint, DataSecurity, FindingClass, Source};
+use apitap_detect::finding::Activity;
+use serde_json::json;
+
 /// Data-exposure weak points are OCSF *Data Security Findings* (2006); the others are
 /// *Application Security Posture Findings* (2007).
 fn is_data_finding(kind: WeakKind) -> bool {
@@ -207,20 +209,22 @@ fn title(f: &WeakFinding) -> String {
     }
 }
 
-/// The OCSF finding of one weak point raised at `time_us` (event time).
-pub fn weak_finding_ocsf(f: &WeakFinding, time_us: u64) -> Value {
-    let (class_uid, class_name) = if is_data_finding(f.kind) {
-        (2006, "Data Security Finding")
-    } else {
-        (2007, "Application Security Posture Finding")
-    };
-    let (severity_id, severity) = match f.severity {
-        Severity::Low => (2, "Low"),
-        Severity::Medium => (3, "Medium"),
-        Severity::High => (4, "High"),
-    };
+/// The alert of one weak point raised at `time_us` (event time): a Data Security Finding
+/// (OCSF class 2006) for data exposure, with the label as its `data_security` pattern, else
+/// an Application Security Posture Finding (2007); keyed by a hash of the endpoint, the kind
+/// and the label.
+pub fn weak_alert(f: &WeakFinding, time_us: u64) -> Alert {
     let kind = name_of(&f.kind);
     let label = f.label.map(|l| l.name());
+    let class = if is_data_finding(f.kind) {
+        FindingClass::DataSecurity(f.label.map(|l| DataSecurity {
+            category: name_of(&l.class()),
+            detection_pattern: l.name().to_owned(),
+            pattern_match: l.name().to_owned(),
+        }))
+    } else {
+        FindingClass::Posture
+    };
     let ident = format!(
         "{}\0{}\0{}\0{kind}\0{}",
         f.endpoint.method,
@@ -229,72 +233,45 @@ pub fn weak_finding_ocsf(f: &WeakFinding, time_us: u64) -> Value {
         label.unwrap_or("")
     );
     let uid = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(ident.as_bytes()));
-    let time_ms = time_us / 1000;
-    let title = title(f);
-    let mut doc = json!({
-        "class_uid": class_uid,
-        "class_name": class_name,
-        "category_uid": 2,
-        "category_name": "Findings",
-        "activity_id": 1,
-        "activity_name": "Create",
-        "type_uid": class_uid * 100 + 1,
-        "severity_id": severity_id,
-        "severity": severity,
-        "status_id": 1,
-        "status": "New",
-        "time": time_ms,
-        "message": title,
-        "metadata": {
-            "version": OCSF_VERSION,
-            "uid": uid,
-            "log_name": "apitap_weak_points",
-            "product": {"name": "apitap", "vendor_name": "apitap", "feature": {"name": "labels"}},
-        },
-        "finding_info": {
-            "uid": uid,
-            "title": title,
-            "types": ["API Weak Point", kind],
-            "created_time": time_ms,
-        },
-        "application": {"name": f.endpoint.host},
-        "resources": [{
-            "type": "API Endpoint",
-            "name": format!("{} {}", f.endpoint.method, f.endpoint.path),
-            "group": {"name": f.endpoint.host},
-        }],
-        "unmapped": {"apitap": {
-            "kind": kind,
-            "label": label,
-            "service": f.endpoint.host,
-            "method": f.endpoint.method,
-            "template": f.endpoint.path,
-            "evidence": f.evidence,
-        }},
+    let apitap = json!({
+        "kind": kind,
+        "label": label,
+        "service": f.endpoint.host,
+        "method": f.endpoint.method,
+        "template": f.endpoint.path,
+        "evidence": f.evidence,
     });
-    if class_uid == 2006 {
-        // `application` is an attribute of the posture class (2007) only; the endpoint is in
-        // `resources` for both.
-        if let Some(obj) = doc.as_object_mut() {
-            obj.remove("application");
-        }
+    Alert {
+        class,
+        source: Source::WeakPoint,
+        activity: Activity::Create,
+        severity: f.severity.into(),
+        confidence: None,
+        is_alert: None,
+        uid,
+        seq: None,
+        types: vec!["API Weak Point".to_owned(), kind.clone()],
+        kind,
+        title: title(f),
+        desc: None,
+        labels: Vec::new(),
+        time_us,
+        created_us: time_us,
+        modified_us: None,
+        span: None,
+        analytic: None,
+        attacks: Vec::new(),
+        endpoint: ApiEndpoint {
+            uid: None,
+            service: f.endpoint.host.clone(),
+            method: f.endpoint.method.clone(),
+            template: f.endpoint.path.clone(),
+        },
+        src_ip: None,
+        user: None,
+        evidences: Vec::new(),
+        apitap,
     }
-    if class_uid == 2006
-        && let Some(l) = f.label
-    {
-        // OCSF `data_security` object: found in API traffic (detection system "Other"),
-        // data in transit, the label as the matched pattern.
-        doc["data_security"] = json!({
-            "detection_system_id": 99,
-            "detection_system": "API traffic monitor",
-            "category": name_of(&l.class()),
-            "data_lifecycle_state_id": 2,
-            "data_lifecycle_state": "Data in Transit",
-            "detection_pattern": l.name(),
-            "pattern_match": l.name(),
-        });
-    }
-    doc
 }
 
 #[cfg(test)]
@@ -304,7 +281,7 @@ mod tests {
     use crate::inventory::{Inventory, InventoryConfig, store};
     use crate::reader::Line;
     use crate::summary::tests::event;
-    use apitap_labels::{Direction, Evidence, Label, MinimiseOptions, minimise};
+    use apitap_labels::{Direction, Evidence, Label, MinimiseOptions, Severity, minimise};
     use apitap_schema::{Body, Header, Response, decode_event, encode_event};
 
     const ID: &str = "11010519491231002X";
@@ -408,7 +385,7 @@ mod tests {
             label: None,
             evidence: Evidence::default(),
         };
-        let d = weak_finding_ocsf(&f, 1_700_000_000_000_000);
+        let d = apitap_detect::ocsf::render(&weak_alert(&f, 1_700_000_000_000_000));
         apitap_detect::ocsf::validate(&d).unwrap();
         assert_eq!(d["class_uid"], 2007);
         assert_eq!(d["type_uid"], 200_701);
@@ -419,10 +396,34 @@ mod tests {
             label: Some(apitap_labels::Label::PrcId),
             ..f
         };
-        let d = weak_finding_ocsf(&f, 0);
+        let d = apitap_detect::ocsf::render(&weak_alert(&f, 0));
         apitap_detect::ocsf::validate(&d).unwrap();
         assert_eq!(d["class_uid"], 2006);
         assert_eq!(d["data_security"]["pattern_match"], "prc_id");
+    }
+
+    /// The OCSF and ECS documents, byte for byte, as apitap wrote them before every alert
+    /// became one typed `Alert` (issue 13).
+    #[test]
+    fn data_security_documents_are_unchanged() {
+        let f = WeakFinding {
+            kind: WeakKind::UnmaskedSensitiveResponse,
+            severity: Severity::Medium,
+            endpoint: EndpointKey::new("GET", "api", "/login"),
+            label: Some(apitap_labels::Label::PrcId),
+            evidence: Evidence::default(),
+        };
+        let a = weak_alert(&f, 0);
+        let d = apitap_detect::ocsf::render(&a);
+        apitap_detect::ocsf::validate(&d).unwrap();
+        assert_eq!(
+            d.to_string(),
+            r#"{"activity_id":1,"activity_name":"Create","category_name":"Findings","category_uid":2,"class_name":"Data Security Finding","class_uid":2006,"data_security":{"category":"C2","data_lifecycle_state":"Data in Transit","data_lifecycle_state_id":2,"detection_pattern":"prc_id","detection_system":"API traffic monitor","detection_system_id":99,"pattern_match":"prc_id"},"finding_info":{"created_time":0,"title":"Unmasked sensitive data in response (prc_id): GET api/login","types":["API Weak Point","unmasked_sensitive_response"],"uid":"53b993a0a5eb9f5857b85d6ee055e23d"},"message":"Unmasked sensitive data in response (prc_id): GET api/login","metadata":{"log_name":"apitap_weak_points","product":{"feature":{"name":"labels"},"name":"apitap","vendor_name":"apitap"},"uid":"53b993a0a5eb9f5857b85d6ee055e23d","version":"1.3.0"},"resources":[{"group":{"name":"api"},"name":"GET /login","type":"API Endpoint"}],"severity":"Medium","severity_id":3,"status":"New","status_id":1,"time":0,"type_uid":200601,"unmapped":{"apitap":{"evidence":{"event_id":"","summary":""},"kind":"unmasked_sensitive_response","label":"prc_id","method":"GET","service":"api","template":"/login"}}}"#
+        );
+        assert_eq!(
+            crate::ecs::render(&a).to_string(),
+            r#"{"@timestamp":"1970-01-01T00:00:00.000Z","apitap":{"evidence":{"event_id":"","summary":""},"kind":"unmasked_sensitive_response","label":"prc_id","method":"GET","service":"api","template":"/login"},"ecs":{"version":"8.11.0"},"event":{"action":"create","category":["web"],"created":"1970-01-01T00:00:00.000Z","dataset":"apitap.data_security","id":"53b993a0a5eb9f5857b85d6ee055e23d","kind":"alert","module":"apitap","severity":3,"type":["info"]},"http":{"request":{"method":"GET"}},"labels":{"finding_uid":"53b993a0a5eb9f5857b85d6ee055e23d","ocsf_class_uid":2006},"message":"Unmasked sensitive data in response (prc_id): GET api/login","observer":{"product":"apitap","type":"api-security","vendor":"apitap"},"rule":{"description":"Unmasked sensitive data in response (prc_id): GET api/login","id":"unmasked_sensitive_response","name":"unmasked_sensitive_response","ruleset":"apitap"},"tags":["API Weak Point","unmasked_sensitive_response"],"url":{"domain":"api","path":"/login"}}"#
+        );
     }
 
     #[test]

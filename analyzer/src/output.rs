@@ -9,6 +9,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use apitap_detect::Alert;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -267,9 +268,9 @@ fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// The alert stream: JSON lines, one alert per line (R-BUS-3).
 ///
-/// Today it carries the inventory's change events as OCSF findings
-/// ([`crate::inventory::ocsf`], `docs/inventory.md`); detections arrive with their issues. The
-/// sink is opened (a file created or truncated) at start, so it exists even when nothing is
+/// It carries every [`Alert`] — detections, weak points and the inventory's change events
+/// ([`crate::inventory::ocsf`], `docs/inventory.md`) — rendered by [`Alerts`]. The sink is
+/// opened (a file created or truncated) at start, so it exists even when nothing is
 /// written.
 pub struct AlertSink {
     out: Box<dyn Write + Send>,
@@ -371,19 +372,19 @@ impl Alerts {
         self.file.is_some() || self.bus.is_some()
     }
 
-    /// Writes one OCSF finding to every destination; on the topic it is keyed by its
-    /// `finding_info.uid` (falling back to `metadata.uid`).
-    pub fn write(&mut self, alert: &serde_json::Value) -> Result<(), Error> {
-        let ecs;
+    /// Writes one alert to every destination, rendered in the configured format (OCSF, or
+    /// ECS from the same typed alert); on the topic it is keyed by [`Alert::uid`] (the OCSF
+    /// `finding_info.uid`).
+    pub fn write(&mut self, alert: &Alert) -> Result<(), Error> {
         let (doc, format) = match self.format {
-            crate::ecs::AlertFormat::Ocsf => {
-                let version = alert["metadata"]["version"].as_str().unwrap_or("1");
-                (alert, format!("ocsf/{version}"))
-            }
-            crate::ecs::AlertFormat::Ecs => {
-                ecs = crate::ecs::from_ocsf(alert);
-                (&ecs, format!("ecs/{}", crate::ecs::ECS_VERSION))
-            }
+            crate::ecs::AlertFormat::Ocsf => (
+                apitap_detect::ocsf::render(alert),
+                format!("ocsf/{}", apitap_detect::ocsf::OCSF_VERSION),
+            ),
+            crate::ecs::AlertFormat::Ecs => (
+                crate::ecs::render(alert),
+                format!("ecs/{}", crate::ecs::ECS_VERSION),
+            ),
         };
         // Serialised once for every destination.
         let json = doc.to_string();
@@ -391,12 +392,8 @@ impl Alerts {
             file.write_line(&json)?;
         }
         if let Some(bus) = self.bus.as_mut() {
-            let key = alert["finding_info"]["uid"]
-                .as_str()
-                .or_else(|| alert["metadata"]["uid"].as_str())
-                .unwrap_or_default();
             bus.publish(apitap_bus::AlertDocument {
-                key,
+                key: &alert.uid,
                 json: json.as_bytes(),
                 format: &format,
             })?;

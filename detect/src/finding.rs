@@ -28,10 +28,13 @@ impl Activity {
     }
 }
 
-/// Severity (OCSF `severity_id` 2–5).
+/// Severity of every apitap alert (OCSF `severity_id` 1–5): detections are Low to Critical,
+/// weak points Low to High, inventory changes Informational to Medium.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// Informational.
+    Informational = 1,
     /// Low.
     Low = 2,
     /// Medium.
@@ -46,10 +49,22 @@ impl Severity {
     /// OCSF caption.
     pub fn name(self) -> &'static str {
         match self {
+            Severity::Informational => "Informational",
             Severity::Low => "Low",
             Severity::Medium => "Medium",
             Severity::High => "High",
             Severity::Critical => "Critical",
+        }
+    }
+}
+
+impl From<apitap_labels::Severity> for Severity {
+    /// A weak point's severity.
+    fn from(s: apitap_labels::Severity) -> Severity {
+        match s {
+            apitap_labels::Severity::Low => Severity::Low,
+            apitap_labels::Severity::Medium => Severity::Medium,
+            apitap_labels::Severity::High => Severity::High,
         }
     }
 }

@@ -10,8 +10,10 @@
 //!   APIs).
 //! - **Baselines** ([`baseline`]): per endpoint (hour-of-week aware) and per actor, EWMA.
 //! - **Campaigns** ([`campaign`]): one Create, rate-limited Updates, one Close per campaign.
-//! - **OCSF** ([`ocsf`]): Detection Finding (2004) rendering and a schema validator for the
-//!   2004/2006/2007 findings apitap emits.
+//! - **Alerts** ([`alert`]): the one typed [`Alert`] every apitap finding becomes (detections,
+//!   inventory changes, weak points), with the one [`Severity`].
+//! - **OCSF** ([`ocsf`]): the one OCSF renderer of alerts (Detection Finding 2004, Data
+//!   Security Finding 2006, Application Security Posture Finding 2007) and a schema validator.
 //!
 //! All state is bounded; evictions and drops are counted in [`EngineMetrics`]. Raw sensitive
 //! values (passwords, tokens, user names, IDs) never leave the engine: actor keys are keyed
@@ -20,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod actor;
+pub mod alert;
 pub mod baseline;
 mod bounded;
 mod cache;
@@ -36,6 +39,7 @@ pub mod sketch;
 pub mod template;
 
 pub use actor::UaFamily;
+pub use alert::Alert;
 pub use config::DetectConfig;
 pub use engine::{Engine, EventContext};
 pub use finding::{Activity, Detector, Finding, Sample, Severity};

@@ -1,8 +1,10 @@
-//! OCSF 1.x output (R-BUS-3): [`detection_finding`] renders a [`Finding`] as a *Detection
-//! Finding* (class 2004, category 2 Findings) with `activity_id` Create (1) / Update (2) /
-//! Close (3), a stable `finding_info.uid`, the time range, counts, evidence (actor keys, the
-//! endpoint, masked sample requests) and the OWASP API Top 10 2023, OWASP OAT and MITRE ATT&CK
-//! mapping (`finding_info.attacks`, `finding_info.types`, `metadata.labels`).
+//! OCSF 1.x output (R-BUS-3): [`render`] is apitap's one OCSF renderer. It writes any
+//! [`Alert`] — a *Detection Finding* (class 2004), a *Data Security Finding* (2006) or an
+//! *Application Security Posture Finding* (2007), category 2 Findings — with `activity_id`
+//! Create (1) / Update (2) / Close (3), a stable `finding_info.uid`, times, the endpoint as
+//! the resource, evidences, the OWASP API Top 10 2023, OWASP OAT and MITRE ATT&CK mapping
+//! (`finding_info.attacks`, `finding_info.types`, `metadata.labels`) and apitap's own record
+//! under `unmapped.apitap`. [`detection_finding`] renders a campaign transition ([`Finding`]).
 //!
 //! [`validate`] checks any apitap finding (2004, 2006, 2007) against the vendored compact
 //! schema `detect/tests/data/ocsf/ocsf-1.x-findings.json` (extracted from the OCSF schema
@@ -13,9 +15,10 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
 
+use crate::alert::{Alert, Evidence, FindingClass};
 use crate::finding::{Activity, Finding};
 
-/// OCSF schema version of the findings (the analyzer's other findings use the same).
+/// OCSF schema version of every apitap finding (detections, inventory changes, weak points).
 pub const OCSF_VERSION: &str = "1.3.0";
 
 /// ATT&CK version of the technique ids.
@@ -25,172 +28,197 @@ fn ms(us: u64) -> u64 {
     us / 1_000
 }
 
-/// The OCSF Detection Finding of a campaign transition.
+/// The OCSF Detection Finding (class 2004) of a campaign transition.
 pub fn detection_finding(f: &Finding) -> Value {
-    let activity = f.activity as u64;
-    let kind = f.kind;
-    let attacks: Vec<Value> = f
-        .detector
-        .attacks(kind)
-        .iter()
-        .map(|a| {
-            let mut v = json!({
-                "technique": {"uid": a.technique, "name": a.technique_name},
-                "tactic": {"uid": a.tactic, "name": a.tactic_name},
-                "version": ATTACK_VERSION,
-            });
-            if let Some((uid, name)) = a.sub_technique {
-                v["sub_technique"] = json!({"uid": uid, "name": name});
-            }
-            v
-        })
-        .collect();
-    let owasp = f.detector.owasp_api(kind);
-    let oat = f.detector.oat();
-    let mut labels: Vec<String> = vec![format!("apitap:detector:{}", f.detector.name())];
-    labels.extend(owasp.iter().map(|c| format!("owasp-api-2023:{c}")));
-    labels.extend(
-        oat.iter()
-            .map(|o| format!("owasp-oat:{}", o.split(' ').next().unwrap_or(o))),
-    );
-    labels.extend(f.detector.attacks(kind).iter().map(|a| {
-        format!(
-            "mitre-attack:{}",
-            a.sub_technique.map_or(a.technique, |(uid, _)| uid)
-        )
-    }));
-    let mut types = vec![
-        "API Threat".to_owned(),
-        f.detector.name().to_owned(),
-        format!("{}:{kind}", f.detector.name()),
-    ];
-    types.extend(owasp.iter().map(|c| (*c).to_owned()));
-    types.extend(oat.iter().map(|o| (*o).to_owned()));
-    let counts: Map<String, Value> = f
-        .counts
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), json!(v)))
-        .collect();
-    let actor_keys: Map<String, Value> = f
-        .actor
-        .iter()
-        .map(|k| (k.kind.to_owned(), json!(k.value)))
-        .collect();
-    let mut evidences: Vec<Value> = f
-        .samples
-        .iter()
-        .map(|s| {
-            let mut url = json!({"hostname": f.endpoint.service, "path": s.path});
-            if let Some(q) = &s.query {
-                url["query_string"] = json!(q);
-            }
-            let mut e = json!({
-                "src_endpoint": {"ip": s.client_ip.to_string()},
-                "http_request": {"http_method": s.method, "url": url},
-                "data": {
-                    "time": ms(s.time_us),
-                    "user_agent_family": s.user_agent_family,
-                },
-            });
-            if let Some(code) = s.status {
-                e["http_response"] = json!({"code": code});
-            }
-            if let Some(u) = &s.login_user {
-                e["user"] = json!({"name": u});
-            }
-            if let Some(r) = s.records {
-                e["data"]["sensitive_records"] = json!(r);
-            }
-            e
-        })
-        .collect();
-    // Actor evidence even without samples (never empty: OCSF recommends evidences).
-    let mut actor_ev = json!({"data": {"actor_keys": actor_keys.clone()}});
-    if let Some(ip) = f.actor_key("client_ip") {
-        actor_ev["src_endpoint"] = json!({"ip": ip});
+    render(&Alert::from(f))
+}
+
+/// OCSF `evidences[]` (Evidence Artifacts object).
+fn evidence(e: &Evidence) -> Value {
+    let mut v = Map::new();
+    if let Some(ip) = &e.src_ip {
+        v.insert("src_endpoint".into(), json!({"ip": ip}));
     }
-    if let Some(acct) = f.actor_key("account").or(f.actor_key("login_user")) {
-        actor_ev["user"] = json!({"uid": acct});
+    if let Some(r) = &e.request {
+        let mut url = json!({"hostname": r.hostname, "path": r.path});
+        if let Some(q) = &r.query {
+            url["query_string"] = json!(q);
+        }
+        v.insert(
+            "http_request".into(),
+            json!({"http_method": r.method, "url": url}),
+        );
     }
-    evidences.insert(0, actor_ev);
-    let (status_id, status) = match f.activity {
+    if let Some(code) = e.response_code {
+        v.insert("http_response".into(), json!({"code": code}));
+    }
+    if e.user_uid.is_some() || e.user_name.is_some() {
+        let mut user = Map::new();
+        if let Some(uid) = &e.user_uid {
+            user.insert("uid".into(), json!(uid));
+        }
+        if let Some(name) = &e.user_name {
+            user.insert("name".into(), json!(name));
+        }
+        v.insert("user".into(), Value::Object(user));
+    }
+    if !e.data.is_empty() {
+        v.insert("data".into(), Value::Object(e.data.clone()));
+    }
+    Value::Object(v)
+}
+
+/// The OCSF finding of an alert: the class's own attributes (`type_name` of a Detection
+/// Finding 2004, `data_security` of a Data Security Finding 2006, `application` of an
+/// Application Security Posture Finding 2007) and whichever optional ones the alert has.
+pub fn render(a: &Alert) -> Value {
+    let class_uid = u64::from(a.class.uid());
+    let activity = a.activity as u64;
+    let (status_id, status) = match a.activity {
         Activity::Close => (99, "Closed"),
         _ => (1, "New"),
     };
-    let resource_name = format!("{} {}", f.endpoint.method, f.endpoint.template);
-    let confidence_id = match f.confidence {
-        0..=39 => 1,
-        40..=74 => 2,
-        _ => 3,
+    let mut doc = Map::new();
+    let mut put = |k: &str, v: Value| {
+        doc.insert(k.to_owned(), v);
     };
-    json!({
-        "class_uid": 2004,
-        "class_name": "Detection Finding",
-        "category_uid": 2,
-        "category_name": "Findings",
-        "activity_id": activity,
-        "activity_name": f.activity.name(),
-        "type_uid": 200_400 + activity,
-        "type_name": format!("Detection Finding: {}", f.activity.name()),
-        "severity_id": f.severity as u8,
-        "severity": f.severity.name(),
-        "status_id": status_id,
-        "status": status,
-        "confidence_id": confidence_id,
-        "confidence_score": f.confidence,
-        "is_alert": f.activity != Activity::Close,
-        "time": ms(f.time_us),
-        "start_time": ms(f.start_us),
-        "end_time": ms(f.end_us),
-        "count": f.events,
-        "message": f.title,
-        "metadata": {
-            "version": OCSF_VERSION,
-            "uid": format!("{}-{}", f.uid, f.seq),
-            "correlation_uid": f.uid,
-            "log_name": "apitap_detections",
-            "labels": labels,
-            "product": {"name": "apitap", "vendor_name": "apitap", "feature": {"name": "detect"}},
-        },
-        "finding_info": {
-            "uid": f.uid,
-            "title": f.title,
-            "desc": format!("{} ({kind}); counters: {}", f.title, Value::Object(counts.clone())),
-            "types": types,
-            "created_time": ms(f.created_us),
-            "first_seen_time": ms(f.start_us),
-            "last_seen_time": ms(f.end_us),
-            "modified_time": ms(f.time_us),
-            "analytic": {
-                "uid": format!("apitap.detect.{}", f.detector.name()),
-                "name": f.detector.name(),
-                "type_id": 2,
-                "type": "Behavioral",
-            },
-            "attacks": attacks,
-            "related_events_count": f.events,
-        },
-        "resources": [{
-            "type": "API Endpoint",
-            "name": resource_name,
-            "group": {"name": f.endpoint.service},
-        }],
-        "evidences": evidences,
-        "unmapped": {"apitap": {
-            "detector": f.detector.name(),
-            "kind": kind,
-            "seq": f.seq,
-            "actor": actor_keys,
-            "endpoint": {
-                "service": f.endpoint.service,
-                "method": f.endpoint.method,
-                "template": f.endpoint.template,
-            },
-            "counts": counts,
-            "sources": f.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "source_count": f.source_count,
-        }},
-    })
+    put("class_uid", json!(class_uid));
+    put("class_name", json!(a.class.name()));
+    put("category_uid", json!(2));
+    put("category_name", json!("Findings"));
+    put("activity_id", json!(activity));
+    put("activity_name", json!(a.activity.name()));
+    put("type_uid", json!(class_uid * 100 + activity));
+    if a.class == FindingClass::Detection {
+        put(
+            "type_name",
+            json!(format!("{}: {}", a.class.name(), a.activity.name())),
+        );
+    }
+    put("severity_id", json!(a.severity as u8));
+    put("severity", json!(a.severity.name()));
+    put("status_id", json!(status_id));
+    put("status", json!(status));
+    if let Some(c) = a.confidence {
+        let confidence_id = match c {
+            0..=39 => 1,
+            40..=74 => 2,
+            _ => 3,
+        };
+        put("confidence_id", json!(confidence_id));
+        put("confidence_score", json!(c));
+    }
+    if let Some(is_alert) = a.is_alert {
+        put("is_alert", json!(is_alert));
+    }
+    put("time", json!(ms(a.time_us)));
+    if let Some(s) = &a.span {
+        put("start_time", json!(ms(s.start_us)));
+        put("end_time", json!(ms(s.end_us)));
+        put("count", json!(s.events));
+    }
+    put("message", json!(a.title));
+
+    let mut metadata = json!({
+        "version": OCSF_VERSION,
+        "uid": a.report_uid(),
+        "log_name": a.source.log_name(),
+        "product": {"name": "apitap", "vendor_name": "apitap", "feature": {"name": a.source.feature()}},
+    });
+    if a.seq.is_some() {
+        metadata["correlation_uid"] = json!(a.uid);
+    }
+    if !a.labels.is_empty() {
+        metadata["labels"] = json!(a.labels);
+    }
+    put("metadata", metadata);
+
+    let mut info = json!({
+        "uid": a.uid,
+        "title": a.title,
+        "types": a.types,
+        "created_time": ms(a.created_us),
+    });
+    if let Some(desc) = &a.desc {
+        info["desc"] = json!(desc);
+    }
+    if let Some(s) = &a.span {
+        info["first_seen_time"] = json!(ms(s.start_us));
+        info["last_seen_time"] = json!(ms(s.end_us));
+        info["related_events_count"] = json!(s.events);
+    }
+    if let Some(m) = a.modified_us {
+        info["modified_time"] = json!(ms(m));
+    }
+    if let Some(an) = &a.analytic {
+        info["analytic"] = json!({
+            "uid": an.uid,
+            "name": an.name,
+            "type_id": an.kind as u8,
+            "type": an.kind.name(),
+        });
+    }
+    if !a.attacks.is_empty() {
+        let attacks: Vec<Value> = a
+            .attacks
+            .iter()
+            .map(|t| {
+                let mut v = json!({
+                    "technique": {"uid": t.technique, "name": t.technique_name},
+                    "tactic": {"uid": t.tactic, "name": t.tactic_name},
+                    "version": ATTACK_VERSION,
+                });
+                if let Some((uid, name)) = t.sub_technique {
+                    v["sub_technique"] = json!({"uid": uid, "name": name});
+                }
+                v
+            })
+            .collect();
+        info["attacks"] = Value::Array(attacks);
+    }
+    put("finding_info", info);
+
+    let ep = &a.endpoint;
+    match &a.class {
+        FindingClass::Detection => {}
+        FindingClass::DataSecurity(ds) => {
+            if let Some(ds) = ds {
+                // Found in API traffic (detection system 99 "Other"), data in transit.
+                put(
+                    "data_security",
+                    json!({
+                        "detection_system_id": 99,
+                        "detection_system": "API traffic monitor",
+                        "category": ds.category,
+                        "data_lifecycle_state_id": 2,
+                        "data_lifecycle_state": "Data in Transit",
+                        "detection_pattern": ds.detection_pattern,
+                        "pattern_match": ds.pattern_match,
+                    }),
+                );
+            }
+        }
+        // `application` is an attribute of the posture class (2007) only; the endpoint is in
+        // `resources` for every class.
+        FindingClass::Posture => put("application", json!({"name": ep.service})),
+    }
+    let mut resource = json!({
+        "type": "API Endpoint",
+        "name": format!("{} {}", ep.method, ep.template),
+        "group": {"name": ep.service},
+    });
+    if let Some(uid) = &ep.uid {
+        resource["uid"] = json!(uid);
+    }
+    put("resources", json!([resource]));
+    if !a.evidences.is_empty() {
+        put(
+            "evidences",
+            Value::Array(a.evidences.iter().map(evidence).collect()),
+        );
+    }
+    put("unmapped", json!({"apitap": a.apitap}));
+    Value::Object(doc)
 }
 
 fn schema() -> Option<&'static Value> {
@@ -466,6 +494,18 @@ mod tests {
         );
         assert_eq!(doc["start_time"], 1_700_000_000_000u64);
         assert_eq!(doc["count"], 120);
+    }
+
+    /// The whole document, byte for byte, as apitap wrote it before every alert became one
+    /// typed `Alert` (issue 13): SIEM parsers downstream read these fields.
+    #[test]
+    fn detection_finding_document_is_unchanged() {
+        let doc = detection_finding(&finding(Activity::Create));
+        validate(&doc).unwrap();
+        assert_eq!(
+            doc.to_string(),
+            r#"{"activity_id":1,"activity_name":"Create","category_name":"Findings","category_uid":2,"class_name":"Detection Finding","class_uid":2004,"confidence_id":3,"confidence_score":85,"count":120,"end_time":1700000050000,"evidences":[{"data":{"actor_keys":{"client_ip":"203.0.113.7","subnet":"203.0.113.0/24"}},"src_endpoint":{"ip":"203.0.113.7"}},{"data":{"time":1700000000000,"user_agent_family":"ffuf"},"http_request":{"http_method":"POST","url":{"hostname":"api","path":"/login"}},"http_response":{"code":401},"src_endpoint":{"ip":"203.0.113.7"},"user":{"name":"a****@example.com"}}],"finding_info":{"analytic":{"name":"credential_stuffing","type":"Behavioral","type_id":2,"uid":"apitap.detect.credential_stuffing"},"attacks":[{"sub_technique":{"name":"Credential Stuffing","uid":"T1110.004"},"tactic":{"name":"Credential Access","uid":"TA0006"},"technique":{"name":"Brute Force","uid":"T1110"},"version":"15"}],"created_time":1700000060000,"desc":"Credential stuffing by 203.0.113.7 on POST api /login (per_source); counters: {\"attempts\":120,\"distinct_usernames\":118}","first_seen_time":1700000000000,"last_seen_time":1700000050000,"modified_time":1700000060000,"related_events_count":120,"title":"Credential stuffing by 203.0.113.7 on POST api /login","types":["API Threat","credential_stuffing","credential_stuffing:per_source","API2:2023","API4:2023","OAT-008 Credential Stuffing"],"uid":"0123456789abcdef0123456789abcdef"},"is_alert":true,"message":"Credential stuffing by 203.0.113.7 on POST api /login","metadata":{"correlation_uid":"0123456789abcdef0123456789abcdef","labels":["apitap:detector:credential_stuffing","owasp-api-2023:API2:2023","owasp-api-2023:API4:2023","owasp-oat:OAT-008","mitre-attack:T1110.004"],"log_name":"apitap_detections","product":{"feature":{"name":"detect"},"name":"apitap","vendor_name":"apitap"},"uid":"0123456789abcdef0123456789abcdef-0","version":"1.3.0"},"resources":[{"group":{"name":"api"},"name":"POST /login","type":"API Endpoint"}],"severity":"High","severity_id":4,"start_time":1700000000000,"status":"New","status_id":1,"time":1700000060000,"type_name":"Detection Finding: Create","type_uid":200401,"unmapped":{"apitap":{"actor":{"client_ip":"203.0.113.7","subnet":"203.0.113.0/24"},"counts":{"attempts":120,"distinct_usernames":118},"detector":"credential_stuffing","endpoint":{"method":"POST","service":"api","template":"/login"},"kind":"per_source","seq":0,"source_count":1,"sources":["203.0.113.7"]}}}"#
+        );
     }
 
     #[test]

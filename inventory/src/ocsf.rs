@@ -1,18 +1,18 @@
-//! Inventory change events as OCSF findings (R-INV-3, R-BUS-3).
+//! Inventory change events as alerts (R-INV-3, R-BUS-3).
 //!
 //! Each change-log entry is also written as one JSON line to the analyzer's alerts output, as
 //! a minimal OCSF 1.3 *Application Security Posture Finding* (class 2007, category 2
 //! Findings): `activity_id` 1 (Create) for a discovered endpoint, 2 (Update) for any other
 //! change; the endpoint is the finding's resource; apitap's own change record is under
-//! `unmapped.apitap`. The full OCSF alert mapping arrives with the alerting issue; this is the
-//! minimal, documented subset (`docs/inventory.md`).
+//! `unmapped.apitap`. [`alert`] makes the typed [`Alert`]; [`apitap_detect::ocsf::render`]
+//! renders it (`docs/inventory.md`).
 
-use serde_json::{Value, json};
+use apitap_detect::Severity;
+use apitap_detect::alert::{Alert, ApiEndpoint, FindingClass, Source};
+use apitap_detect::finding::Activity;
+use serde_json::json;
 
 use super::record::Change;
-
-/// OCSF schema version the findings follow.
-pub const OCSF_VERSION: &str = "1.3.0";
 
 fn title(c: &Change) -> String {
     let ep = format!("{} {} {}", c.key.method, c.key.service, c.key.template);
@@ -47,7 +47,7 @@ fn title(c: &Change) -> String {
 /// Severity: informational, except undocumented (shadow) endpoints appearing, deprecated
 /// (zombie) endpoints revived, auth changes, new data labels and sensitivity changes, which
 /// are low (medium when sensitivity rises to high).
-fn severity(c: &Change) -> (u8, &'static str) {
+fn severity(c: &Change) -> Severity {
     let shadow = c.kind == "discovered"
         && matches!(
             c.detail["spec_status"].as_str(),
@@ -55,7 +55,7 @@ fn severity(c: &Change) -> (u8, &'static str) {
         );
     let revived = c.kind == "lifecycle" && c.detail["to"] == "revived";
     if c.kind == "sensitivity_changed" && c.detail["to"] == "high" {
-        (3, "Medium")
+        Severity::Medium
     } else if shadow
         || revived
         || matches!(
@@ -63,57 +63,50 @@ fn severity(c: &Change) -> (u8, &'static str) {
             "auth_changed" | "sensitivity_changed" | "data_label_added"
         )
     {
-        (2, "Low")
+        Severity::Low
     } else {
-        (1, "Informational")
+        Severity::Informational
     }
 }
 
-/// The OCSF finding of one change.
-pub fn finding(c: &Change) -> Value {
-    let (activity_id, activity) = if c.kind == "discovered" {
-        (1, "Create")
+/// The alert of one change: an Application Security Posture Finding (OCSF class 2007) keyed
+/// `{endpoint_id}-{seq}`.
+pub fn alert(c: &Change) -> Alert {
+    let activity = if c.kind == "discovered" {
+        Activity::Create
     } else {
-        (2, "Update")
+        Activity::Update
     };
-    let (severity_id, severity_name) = severity(c);
-    let time_ms = c.at_unix_us / 1000;
-    let uid = format!("{}-{}", c.endpoint_id, c.seq);
-    let title = title(c);
-    json!({
-        "class_uid": 2007,
-        "class_name": "Application Security Posture Finding",
-        "category_uid": 2,
-        "category_name": "Findings",
-        "activity_id": activity_id,
-        "activity_name": activity,
-        "type_uid": 200_700 + activity_id,
-        "severity_id": severity_id,
-        "severity": severity_name,
-        "status_id": 1,
-        "status": "New",
-        "time": time_ms,
-        "message": title,
-        "metadata": {
-            "version": OCSF_VERSION,
-            "uid": uid,
-            "log_name": "apitap_inventory_changes",
-            "product": {"name": "apitap", "vendor_name": "apitap", "feature": {"name": "inventory"}},
+    Alert {
+        class: FindingClass::Posture,
+        source: Source::Inventory,
+        activity,
+        severity: severity(c),
+        confidence: None,
+        is_alert: None,
+        uid: format!("{}-{}", c.endpoint_id, c.seq),
+        seq: None,
+        kind: c.kind.clone(),
+        title: title(c),
+        desc: None,
+        types: vec!["API Inventory Change".to_owned(), c.kind.clone()],
+        labels: Vec::new(),
+        time_us: c.at_unix_us,
+        created_us: c.at_unix_us,
+        modified_us: None,
+        span: None,
+        analytic: None,
+        attacks: Vec::new(),
+        endpoint: ApiEndpoint {
+            uid: Some(c.endpoint_id.clone()),
+            service: c.key.service.clone(),
+            method: c.key.method.clone(),
+            template: c.key.template.clone(),
         },
-        "finding_info": {
-            "uid": uid,
-            "title": title,
-            "types": ["API Inventory Change", c.kind],
-            "created_time": time_ms,
-        },
-        "application": {"name": c.key.service},
-        "resources": [{
-            "type": "API Endpoint",
-            "uid": c.endpoint_id,
-            "name": format!("{} {}", c.key.method, c.key.template),
-            "group": {"name": c.key.service},
-        }],
-        "unmapped": {"apitap": {
+        src_ip: None,
+        user: None,
+        evidences: Vec::new(),
+        apitap: json!({
             "seq": c.seq,
             "kind": c.kind,
             "service": c.key.service,
@@ -121,8 +114,8 @@ pub fn finding(c: &Change) -> Value {
             "template": c.key.template,
             "operation": c.key.operation,
             "detail": c.detail,
-        }},
-    })
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -130,9 +123,8 @@ mod tests {
     use super::*;
     use crate::record::EndpointKey;
 
-    #[test]
-    fn discovered_shadow_endpoint_is_a_low_create_finding() {
-        let c = Change {
+    fn shadow_endpoint() -> Change {
+        Change {
             seq: 7,
             at_unix_us: 1_700_000_000_000_000,
             endpoint_id: "ab".into(),
@@ -144,8 +136,13 @@ mod tests {
             },
             kind: "discovered".into(),
             detail: json!({"spec_status": "undocumented"}),
-        };
-        let f = finding(&c);
+        }
+    }
+
+    #[test]
+    fn discovered_shadow_endpoint_is_a_low_create_finding() {
+        let c = shadow_endpoint();
+        let f = apitap_detect::ocsf::render(&alert(&c));
         apitap_detect::ocsf::validate(&f).unwrap();
         assert_eq!(f["class_uid"], 2007);
         assert_eq!(f["type_uid"], 200_701);
@@ -153,5 +150,21 @@ mod tests {
         assert_eq!(f["time"], 1_700_000_000_000u64);
         assert_eq!(f["metadata"]["uid"], "ab-7");
         assert!(f["message"].as_str().unwrap().contains("/users/{user_id}"));
+    }
+
+    /// The OCSF and ECS documents, byte for byte, as apitap wrote them before every alert
+    /// became one typed `Alert` (issue 13).
+    #[test]
+    fn change_documents_are_unchanged() {
+        let a = alert(&shadow_endpoint());
+        assert_eq!(a.uid, "ab-7");
+        assert_eq!(
+            apitap_detect::ocsf::render(&a).to_string(),
+            r#"{"activity_id":1,"activity_name":"Create","application":{"name":"api"},"category_name":"Findings","category_uid":2,"class_name":"Application Security Posture Finding","class_uid":2007,"finding_info":{"created_time":1700000000000,"title":"New API endpoint: GET api /users/{user_id}","types":["API Inventory Change","discovered"],"uid":"ab-7"},"message":"New API endpoint: GET api /users/{user_id}","metadata":{"log_name":"apitap_inventory_changes","product":{"feature":{"name":"inventory"},"name":"apitap","vendor_name":"apitap"},"uid":"ab-7","version":"1.3.0"},"resources":[{"group":{"name":"api"},"name":"GET /users/{user_id}","type":"API Endpoint","uid":"ab"}],"severity":"Low","severity_id":2,"status":"New","status_id":1,"time":1700000000000,"type_uid":200701,"unmapped":{"apitap":{"detail":{"spec_status":"undocumented"},"kind":"discovered","method":"GET","operation":"","seq":7,"service":"api","template":"/users/{user_id}"}}}"#
+        );
+        assert_eq!(
+            crate::ecs::render(&a).to_string(),
+            r#"{"@timestamp":"2023-11-14T22:13:20.000Z","apitap":{"detail":{"spec_status":"undocumented"},"kind":"discovered","method":"GET","operation":"","seq":7,"service":"api","template":"/users/{user_id}"},"ecs":{"version":"8.11.0"},"event":{"action":"create","category":["configuration","web"],"created":"2023-11-14T22:13:20.000Z","dataset":"apitap.posture","id":"ab-7","kind":"alert","module":"apitap","severity":2,"type":["info"]},"http":{"request":{"method":"GET"}},"labels":{"finding_uid":"ab-7","ocsf_class_uid":2007},"message":"New API endpoint: GET api /users/{user_id}","observer":{"product":"apitap","type":"api-security","vendor":"apitap"},"rule":{"description":"New API endpoint: GET api /users/{user_id}","id":"discovered","name":"discovered","ruleset":"apitap"},"tags":["API Inventory Change","discovered"],"url":{"domain":"api","path":"/users/{user_id}"}}"#
+        );
     }
 }
