@@ -29,6 +29,7 @@ mod cache;
 pub mod campaign;
 pub mod config;
 pub mod detections;
+pub mod ecs;
 mod engine;
 pub mod finding;
 mod keys;

@@ -10,6 +10,7 @@
 //! ([`decode_event`]). The field-by-field reference is `docs/event-schema.md`; each field is also
 //! documented here.
 mod fastjson;
+pub mod time;
 
 use std::net::IpAddr;
 
