@@ -1,5 +1,7 @@
 //! apitap-labels owns sensitive-data analysis (R-SEN-1..3) and payload minimisation (R-CAP-8):
 //!
+//! - **Event facts** ([`facts::EventFacts`]): what every analysis of an event reads, computed
+//!   once — decoded bodies, the request-header scan, the credential-name rules.
 //! - **Data labels** ([`Scanner::label_event`]): PRC resident IDs, USCC, CN mobile/landline,
 //!   bank and credit cards, IBAN, passports and permits, e-mail, IP addresses, US SSN,
 //!   credentials and secrets, personal attributes, and application-masked values, each
