@@ -6,12 +6,22 @@
 //! with `adaptive = true` the effective threshold is raised to `baseline_factor` × the learned
 //! baseline once the baseline has `baseline.min_samples` samples (R-THR-5). With
 //! `adaptive = false` only the fixed values apply (fixed-threshold override).
+//!
+//! Each detector's section ([`CrawlingConfig`], …) is defined and validated beside the
+//! detector, in its module of [`crate::detections`], and re-exported here.
 use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
+
+pub use crate::detections::abnormal_access::AbnormalConfig;
+pub use crate::detections::brute_force::BruteForceConfig;
+pub use crate::detections::crawling::CrawlingConfig;
+pub use crate::detections::credential_stuffing::StuffingConfig;
+pub use crate::detections::enumeration::EnumerationConfig;
+pub use crate::detections::otp_guessing::OtpConfig;
 
 /// The whole detection configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -196,257 +206,35 @@ pub struct EndpointOutcomeRule {
     pub kind: Option<String>,
 }
 
-/// Crawling / scraping (OAT-011). Actor: client IP; distributed: client fingerprint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CrawlingConfig {
-    /// Detection on.
-    pub enabled: bool,
-    /// Window length in seconds.
-    pub window_secs: u64,
-    /// Requests per window an actor must reach.
-    pub min_requests: u32,
-    /// Distinct paths (concrete) per window an actor must reach.
-    pub min_distinct_paths: u32,
-    /// Distinct endpoint templates per window an actor must reach (unless it walks pages):
-    /// breadth over one template is enumeration, reported by that detector instead.
-    pub min_distinct_templates: u32,
-    /// Machine-likeness signals (non-browser or rotating UA, no Referer, no cookies, regular
-    /// timing, pagination walk, many sensitive records) of which at least this many must hold.
-    pub min_signals: u32,
-    /// Coefficient of variation of inter-request gaps below which timing counts as regular.
-    pub regular_timing_cv: f64,
-    /// Pagination steps per window that count as a pagination walk.
-    pub min_pagination_steps: u32,
-    /// Sensitive records per window that count as a signal (when records are known).
-    pub records_signal_min: u64,
-    /// Distributed crawling: distinct client addresses sharing one fingerprint.
-    pub min_distributed_sources: u32,
-    /// Adaptive thresholds from the population baseline.
-    pub adaptive: bool,
-    /// Factor over the baseline mean for adaptive thresholds.
-    pub baseline_factor: f64,
-}
-
-impl Default for CrawlingConfig {
-    fn default() -> Self {
-        CrawlingConfig {
-            enabled: true,
-            window_secs: 60,
-            min_requests: 120,
-            min_distinct_paths: 60,
-            min_distinct_templates: 3,
-            min_signals: 2,
-            regular_timing_cv: 0.35,
-            min_pagination_steps: 20,
-            records_signal_min: 500,
-            min_distributed_sources: 5,
-            adaptive: true,
-            baseline_factor: 10.0,
-        }
-    }
-}
-
-/// Enumeration / BOLA (API1:2023). Actor: account, else client IP; per endpoint template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EnumerationConfig {
-    /// Detection on.
-    pub enabled: bool,
-    /// Window length in seconds.
-    pub window_secs: u64,
-    /// Distinct ID values per actor and template per window.
-    pub min_distinct_ids: u32,
-    /// Fraction of 403/404 answers along the walk that counts as probing.
-    pub min_error_ratio: f64,
-    /// Fraction of steps of ±1..2 between consecutive numeric IDs that counts as sequential.
-    pub min_sequential_ratio: f64,
-    /// Distinct numeric IDs / (max − min + 1) that counts as a dense sweep.
-    pub min_density: f64,
-    /// Fraction of requested IDs never returned to the actor before that counts.
-    pub min_unreturned_ratio: f64,
-    /// Adaptive threshold from the population baseline.
-    pub adaptive: bool,
-    /// Factor over the baseline mean for adaptive thresholds.
-    pub baseline_factor: f64,
-}
-
-impl Default for EnumerationConfig {
-    fn default() -> Self {
-        EnumerationConfig {
-            enabled: true,
-            window_secs: 60,
-            min_distinct_ids: 40,
-            min_error_ratio: 0.3,
-            min_sequential_ratio: 0.5,
-            min_density: 0.5,
-            min_unreturned_ratio: 0.8,
-            adaptive: true,
-            baseline_factor: 10.0,
-        }
-    }
-}
-
-/// Credential stuffing (OAT-008). Actor: client IP per login endpoint; distributed: the
-/// endpoint as a whole.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StuffingConfig {
-    /// Detection on.
-    pub enabled: bool,
-    /// Window length in seconds.
-    pub window_secs: u64,
-    /// Distinct user names one source tries per window.
-    pub min_distinct_usernames: u32,
-    /// Largest mean attempts per user name for "about one attempt each".
-    pub max_attempts_per_username: f64,
-    /// Failure ratio of the source's attempts.
-    pub min_failure_ratio: f64,
-    /// Distributed: failed attempts on the endpoint per window.
-    pub distributed_min_failures: u32,
-    /// Distributed: distinct source addresses per window.
-    pub distributed_min_sources: u32,
-    /// Distributed: distinct user names per window.
-    pub distributed_min_usernames: u32,
-    /// Distributed: failure ratio floor (raised to `baseline_factor` × baseline when adaptive).
-    pub distributed_min_failure_ratio: f64,
-    /// Adaptive threshold from the endpoint's failure-ratio baseline.
-    pub adaptive: bool,
-    /// Factor over the baseline failure ratio.
-    pub baseline_factor: f64,
-}
-
-impl Default for StuffingConfig {
-    fn default() -> Self {
-        StuffingConfig {
-            enabled: true,
-            window_secs: 300,
-            min_distinct_usernames: 10,
-            max_attempts_per_username: 2.0,
-            min_failure_ratio: 0.5,
-            distributed_min_failures: 40,
-            distributed_min_sources: 10,
-            distributed_min_usernames: 20,
-            distributed_min_failure_ratio: 0.5,
-            adaptive: true,
-            baseline_factor: 3.0,
-        }
-    }
-}
-
-/// Brute force (OAT-007): many attempts on one user name; success after failures from a new
-/// source (possible account takeover).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BruteForceConfig {
-    /// Detection on.
-    pub enabled: bool,
-    /// Window length in seconds.
-    pub window_secs: u64,
-    /// Failed attempts on one user name per window.
-    pub min_failures: u32,
-    /// Failures before a success (from a source that never succeeded for that user) that make
-    /// it a possible account takeover.
-    pub ato_min_failures: u32,
-}
-
-impl Default for BruteForceConfig {
-    fn default() -> Self {
-        BruteForceConfig {
-            enabled: true,
-            window_secs: 300,
-            min_failures: 10,
-            ato_min_failures: 5,
-        }
-    }
-}
-
-/// OTP / SMS-code guessing (OAT-002). Actor: the account or session verified (else client IP).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OtpConfig {
-    /// Detection on.
-    pub enabled: bool,
-    /// Window length in seconds.
-    pub window_secs: u64,
-    /// Failed verifications per actor per window.
-    pub min_failures: u32,
-    /// Distinct codes tried per actor per window.
-    pub min_distinct_codes: u32,
-}
-
-impl Default for OtpConfig {
-    fn default() -> Self {
-        OtpConfig {
-            enabled: true,
-            window_secs: 300,
-            min_failures: 8,
-            min_distinct_codes: 6,
-        }
-    }
-}
-
-/// Abnormal data access. Actor: account, else client IP.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AbnormalConfig {
-    /// Detection on.
-    pub enabled: bool,
-    /// Window length in seconds.
-    pub window_secs: u64,
-    /// Sensitive records per actor per window (floor).
-    pub min_records: u64,
-    /// Sensitive records in one response of an export endpoint that count as a bulk export.
-    pub export_min_records: u64,
-    /// Adaptive threshold from the actor's own and the population baseline.
-    pub adaptive: bool,
-    /// Factor over the baseline mean.
-    pub baseline_factor: f64,
-    /// Off-hours: sensitive records an account must fetch outside working hours per window.
-    pub off_hours_min_records: u64,
-    /// Sharing: distinct client addresses using one account per window.
-    pub sharing_min_addresses: u32,
-    /// Sharing: count distinct /24 (IPv4) or /64 (IPv6) subnets instead of addresses.
-    pub sharing_by_subnet: bool,
-}
-
-impl Default for AbnormalConfig {
-    fn default() -> Self {
-        AbnormalConfig {
-            enabled: true,
-            window_secs: 600,
-            min_records: 500,
-            export_min_records: 5_000,
-            adaptive: true,
-            baseline_factor: 10.0,
-            off_hours_min_records: 200,
-            sharing_min_addresses: 5,
-            sharing_by_subnet: true,
-        }
-    }
-}
-
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
-fn positive(field: &str, v: u64) -> Result<(), DetectError> {
-    if v == 0 {
-        return Err(DetectError::config(field, "must be greater than 0"));
-    }
-    Ok(())
-}
+/// Checks shared by every section's validation; `field` is the dotted path the error names.
+pub(crate) mod check {
+    use crate::DetectError;
 
-fn ratio(field: &str, v: f64) -> Result<(), DetectError> {
-    if !(0.0..=1.0).contains(&v) || v.is_nan() {
-        return Err(DetectError::config(field, "must be between 0 and 1"));
+    /// Greater than 0.
+    pub(crate) fn positive(field: &str, v: u64) -> Result<(), DetectError> {
+        if v == 0 {
+            return Err(DetectError::config(field, "must be greater than 0"));
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-fn factor(field: &str, v: f64) -> Result<(), DetectError> {
-    if !(v >= 1.0 && v.is_finite()) {
-        return Err(DetectError::config(field, "must be a finite number ≥ 1"));
+    /// Between 0 and 1.
+    pub(crate) fn ratio(field: &str, v: f64) -> Result<(), DetectError> {
+        if !(0.0..=1.0).contains(&v) || v.is_nan() {
+            return Err(DetectError::config(field, "must be between 0 and 1"));
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// A finite factor ≥ 1.
+    pub(crate) fn factor(field: &str, v: f64) -> Result<(), DetectError> {
+        if !(v >= 1.0 && v.is_finite()) {
+            return Err(DetectError::config(field, "must be a finite number ≥ 1"));
+        }
+        Ok(())
+    }
 }
 
 /// Parses a trusted-proxy entry: CIDR or single address.
@@ -520,22 +308,22 @@ impl DetectConfig {
             }
         }
         let l = &self.limits;
-        positive("limits.max_keys_per_table", l.max_keys_per_table as u64)?;
-        positive("limits.max_endpoints", l.max_endpoints as u64)?;
-        positive("limits.max_campaigns", l.max_campaigns as u64)?;
+        check::positive("limits.max_keys_per_table", l.max_keys_per_table as u64)?;
+        check::positive("limits.max_endpoints", l.max_endpoints as u64)?;
+        check::positive("limits.max_campaigns", l.max_campaigns as u64)?;
         if l.max_samples_per_campaign > 20 {
             return Err(DetectError::config(
                 "limits.max_samples_per_campaign",
                 "must be ≤ 20",
             ));
         }
-        positive(
+        check::positive(
             "lifecycle.update_interval_secs",
             self.lifecycle.update_interval_secs,
         )?;
-        positive("lifecycle.quiet_secs", self.lifecycle.quiet_secs)?;
+        check::positive("lifecycle.quiet_secs", self.lifecycle.quiet_secs)?;
         let b = &self.baseline;
-        positive("baseline.bucket_secs", b.bucket_secs)?;
+        check::positive("baseline.bucket_secs", b.bucket_secs)?;
         if !(b.alpha > 0.0 && b.alpha <= 1.0) {
             return Err(DetectError::config("baseline.alpha", "must be in (0, 1]"));
         }
@@ -570,106 +358,13 @@ impl DetectConfig {
                 }
             }
         }
-        let c = &self.crawling;
-        positive("crawling.window_secs", c.window_secs)?;
-        positive("crawling.min_requests", c.min_requests.into())?;
-        positive("crawling.min_distinct_paths", c.min_distinct_paths.into())?;
-        if c.min_signals > 6 {
-            return Err(DetectError::config(
-                "crawling.min_signals",
-                "must be ≤ 6 (signals known)",
-            ));
-        }
-        if !(c.regular_timing_cv > 0.0 && c.regular_timing_cv.is_finite()) {
-            return Err(DetectError::config(
-                "crawling.regular_timing_cv",
-                "must be > 0",
-            ));
-        }
-        positive(
-            "crawling.min_pagination_steps",
-            c.min_pagination_steps.into(),
-        )?;
-        if c.min_distributed_sources < 2 {
-            return Err(DetectError::config(
-                "crawling.min_distributed_sources",
-                "must be ≥ 2",
-            ));
-        }
-        factor("crawling.baseline_factor", c.baseline_factor)?;
-        let e = &self.enumeration;
-        positive("enumeration.window_secs", e.window_secs)?;
-        if e.min_distinct_ids < 3 {
-            return Err(DetectError::config(
-                "enumeration.min_distinct_ids",
-                "must be ≥ 3",
-            ));
-        }
-        ratio("enumeration.min_error_ratio", e.min_error_ratio)?;
-        ratio("enumeration.min_sequential_ratio", e.min_sequential_ratio)?;
-        ratio("enumeration.min_density", e.min_density)?;
-        ratio("enumeration.min_unreturned_ratio", e.min_unreturned_ratio)?;
-        factor("enumeration.baseline_factor", e.baseline_factor)?;
-        let s = &self.credential_stuffing;
-        positive("credential_stuffing.window_secs", s.window_secs)?;
-        if s.min_distinct_usernames < 2 {
-            return Err(DetectError::config(
-                "credential_stuffing.min_distinct_usernames",
-                "must be ≥ 2",
-            ));
-        }
-        if !(s.max_attempts_per_username >= 1.0 && s.max_attempts_per_username.is_finite()) {
-            return Err(DetectError::config(
-                "credential_stuffing.max_attempts_per_username",
-                "must be a finite number ≥ 1",
-            ));
-        }
-        ratio("credential_stuffing.min_failure_ratio", s.min_failure_ratio)?;
-        positive(
-            "credential_stuffing.distributed_min_failures",
-            s.distributed_min_failures.into(),
-        )?;
-        if s.distributed_min_sources < 2 {
-            return Err(DetectError::config(
-                "credential_stuffing.distributed_min_sources",
-                "must be ≥ 2",
-            ));
-        }
-        positive(
-            "credential_stuffing.distributed_min_usernames",
-            s.distributed_min_usernames.into(),
-        )?;
-        ratio(
-            "credential_stuffing.distributed_min_failure_ratio",
-            s.distributed_min_failure_ratio,
-        )?;
-        factor("credential_stuffing.baseline_factor", s.baseline_factor)?;
-        let bf = &self.brute_force;
-        positive("brute_force.window_secs", bf.window_secs)?;
-        positive("brute_force.min_failures", bf.min_failures.into())?;
-        positive("brute_force.ato_min_failures", bf.ato_min_failures.into())?;
-        let o = &self.otp_guessing;
-        positive("otp_guessing.window_secs", o.window_secs)?;
-        positive("otp_guessing.min_failures", o.min_failures.into())?;
-        positive(
-            "otp_guessing.min_distinct_codes",
-            o.min_distinct_codes.into(),
-        )?;
-        let a = &self.abnormal_access;
-        positive("abnormal_access.window_secs", a.window_secs)?;
-        positive("abnormal_access.min_records", a.min_records)?;
-        positive("abnormal_access.export_min_records", a.export_min_records)?;
-        factor("abnormal_access.baseline_factor", a.baseline_factor)?;
-        positive(
-            "abnormal_access.off_hours_min_records",
-            a.off_hours_min_records,
-        )?;
-        if a.sharing_min_addresses < 2 {
-            return Err(DetectError::config(
-                "abnormal_access.sharing_min_addresses",
-                "must be ≥ 2",
-            ));
-        }
+        // Each detector's section, validated beside its definition (`detections::*`).
+        self.crawling.validate()?;
+        self.enumeration.validate()?;
+        self.credential_stuffing.validate()?;
+        self.brute_force.validate()?;
+        self.otp_guessing.validate()?;
+        self.abnormal_access.validate()?;
         Ok(())
     }
 
@@ -756,6 +451,44 @@ mod tests {
                 .to_string()
                 .contains("working_hours.days[1]")
         );
+    }
+
+    #[test]
+    fn every_detector_section_is_validated_in_order() {
+        let mut cfg = DetectConfig::default();
+        cfg.abnormal_access.window_secs = 0;
+        cfg.otp_guessing.window_secs = 0;
+        cfg.brute_force.window_secs = 0;
+        cfg.credential_stuffing.window_secs = 0;
+        cfg.enumeration.window_secs = 0;
+        cfg.crawling.window_secs = 0;
+        // The first section in `[detect]` order is named; fix it and the next one is.
+        for section in [
+            "crawling",
+            "enumeration",
+            "credential_stuffing",
+            "brute_force",
+            "otp_guessing",
+            "abnormal_access",
+        ] {
+            let e = cfg.validate().unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!("invalid detection config `{section}.window_secs`: must be greater than 0")
+            );
+            match section {
+                "crawling" => cfg.crawling.window_secs = 60,
+                "enumeration" => cfg.enumeration.window_secs = 60,
+                "credential_stuffing" => cfg.credential_stuffing.window_secs = 60,
+                "brute_force" => cfg.brute_force.window_secs = 60,
+                "otp_guessing" => cfg.otp_guessing.window_secs = 60,
+                _ => cfg.abnormal_access.window_secs = 60,
+            }
+        }
+        cfg.validate().unwrap();
+        let err =
+            toml::from_str::<DetectConfig>("[abnormal_access]\nmin_record = 5\n").unwrap_err();
+        assert!(err.to_string().contains("min_record"), "{err}");
     }
 
     #[test]

@@ -13,10 +13,7 @@ use crate::baseline::{Baselines, Contribution};
 use crate::cache::StrCache;
 use crate::campaign::Campaigns;
 use crate::config::DetectConfig;
-use crate::detections::{
-    abnormal_access::AbnormalAccess, brute_force::BruteForce, crawling::Crawling,
-    credential_stuffing::CredentialStuffing, enumeration::Enumeration, otp_guessing::OtpGuessing,
-};
+use crate::detections::{self, Detection};
 use crate::finding::Finding;
 use crate::keys::{Domain, Keyer};
 use crate::metrics::EngineMetrics;
@@ -131,6 +128,18 @@ fn guess_function(path: &str) -> Option<FunctionClass> {
     None
 }
 
+/// Every authentication role, `ROLES[role as usize] == role` (the index of `Engine::feeds`).
+const ROLES: [AuthRole; 3] = [AuthRole::None, AuthRole::Login, AuthRole::Otp];
+const _: () = {
+    let mut i = 0;
+    while i < ROLES.len() {
+        assert!(ROLES[i] as usize == i);
+        i += 1;
+    }
+    // One bit per detector in a feed.
+    assert!(detections::COUNT <= u8::BITS as usize);
+};
+
 /// Endpoints whose keys are cached (then the cache starts over).
 const ENDPOINT_CACHE: usize = 4_096;
 
@@ -143,12 +152,13 @@ pub struct Engine {
     outcomes: OutcomeRules,
     baselines: Baselines,
     campaigns: Campaigns,
-    crawling: Crawling,
-    enumeration: Enumeration,
-    stuffing: CredentialStuffing,
-    brute: BruteForce,
-    otp: OtpGuessing,
-    abnormal: AbnormalAccess,
+    /// Every detector, in observation order ([`detections::all`]); disabled ones too (they
+    /// observe nothing, but metrics and table sizes list every detector).
+    detectors: [Box<dyn Detection>; detections::COUNT],
+    /// Per role (`role as usize`), the detectors its events go to: bit `i` for
+    /// `detectors[i]` when it is enabled and [`Detection::wants`] the role (computed once, so
+    /// that an event costs one bit test per detector).
+    feeds: [u8; ROLES.len()],
     metrics: EngineMetrics,
     /// Keys of (service, method, template): service, template and endpoint key.
     endpoints: StrCache<[u64; 3]>,
@@ -179,18 +189,19 @@ impl Engine {
     pub fn with_hash_key(cfg: DetectConfig, key: &HashKey) -> Result<Engine, DetectError> {
         cfg.validate()?;
         let keyer = Keyer::new(key);
-        let abnormal = AbnormalAccess::new(&cfg)?;
+        let detectors = detections::all(&cfg)?;
+        let feeds = ROLES.map(|role| {
+            (detectors.iter().enumerate())
+                .filter(|(_, d)| d.enabled() && d.wants().admits(role))
+                .fold(0, |bits, (i, _)| bits | 1 << i)
+        });
         Ok(Engine {
             resolver: ActorResolver::new(cfg.trusted_nets()),
             outcomes: OutcomeRules::new(&cfg.login),
             baselines: Baselines::new(cfg.baseline.clone(), cfg.limits.max_endpoints),
             campaigns: Campaigns::new(cfg.lifecycle.clone(), &cfg.limits),
-            crawling: Crawling::new(&cfg),
-            enumeration: Enumeration::new(&cfg),
-            stuffing: CredentialStuffing::new(&cfg),
-            brute: BruteForce::new(&cfg),
-            otp: OtpGuessing::new(&cfg),
-            abnormal,
+            detectors,
+            feeds,
             metrics: EngineMetrics::default(),
             endpoints: StrCache::new(ENDPOINT_CACHE),
             now_us: 0,
@@ -311,30 +322,17 @@ impl Engine {
                 actor: o.actor.ip_key,
             },
         );
-        let cx = &mut crate::detections::Cx {
+        let cx = &mut detections::Cx {
             campaigns: &mut self.campaigns,
             keyer: &self.keyer,
             baselines: &mut self.baselines,
         };
-        if self.cfg.crawling.enabled {
-            self.crawling.observe(&o, cx);
-        }
-        if self.cfg.enumeration.enabled {
-            self.enumeration.observe(&o, cx);
-        }
-        if role == AuthRole::Login {
-            if self.cfg.credential_stuffing.enabled {
-                self.stuffing.observe(&o, cx);
+        let mut feed = self.feeds[role as usize];
+        for d in &mut self.detectors {
+            if feed & 1 != 0 {
+                d.observe(&o, cx);
             }
-            if self.cfg.brute_force.enabled {
-                self.brute.observe(&o, cx);
-            }
-        }
-        if role == AuthRole::Otp && self.cfg.otp_guessing.enabled {
-            self.otp.observe(&o, cx);
-        }
-        if self.cfg.abnormal_access.enabled {
-            self.abnormal.observe(&o, cx);
+            feed >>= 1;
         }
     }
 
@@ -343,12 +341,9 @@ impl Engine {
         self.now_us = self.now_us.max(now_us);
         if now_us.saturating_sub(self.last_expire_us) >= 1_000_000 {
             self.last_expire_us = now_us;
-            self.crawling.expire(now_us);
-            self.enumeration.expire(now_us);
-            self.stuffing.expire(now_us);
-            self.brute.expire(now_us);
-            self.otp.expire(now_us);
-            self.abnormal.expire(now_us);
+            for d in &mut self.detectors {
+                d.expire(now_us);
+            }
             // Endpoints idle for a week lose their baseline.
             self.baselines
                 .expire(now_us.saturating_sub(7 * 86_400 * 1_000_000));
@@ -383,44 +378,35 @@ impl Engine {
     /// Counters (evictions and state gauges refreshed).
     pub fn metrics(&self) -> EngineMetrics {
         let mut m = self.metrics.clone();
-        m.evicted = [
-            ("crawling", self.crawling.evicted()),
-            ("enumeration", self.enumeration.evicted()),
-            ("credential_stuffing", self.stuffing.evicted()),
-            ("brute_force", self.brute.evicted()),
-            ("otp_guessing", self.otp.evicted()),
-            ("abnormal_access", self.abnormal.evicted()),
-            ("baseline", self.baselines.evicted()),
-        ];
+        // Every detector in order, then the baselines.
+        m.evicted = std::array::from_fn(|i| match self.detectors.get(i) {
+            Some(d) => (d.name(), d.evicted()),
+            None => ("baseline", self.baselines.evicted()),
+        });
         m.campaigns_dropped = self.campaigns.dropped;
         m.open_campaigns = self.campaigns.len() as u64;
         m.state_bytes = self.state_bytes() as u64;
-        m.geoip_errors = self.abnormal.geo_errors();
+        for d in &self.detectors {
+            d.add_metrics(&mut m);
+        }
         m
     }
 
     /// Bytes of detection state held (tables by capacity, sketches, baselines, campaigns).
     pub fn state_bytes(&self) -> usize {
-        self.crawling.bytes()
-            + self.enumeration.bytes()
-            + self.stuffing.bytes()
-            + self.brute.bytes()
-            + self.otp.bytes()
-            + self.abnormal.bytes()
+        self.detectors
+            .iter()
+            .map(|d| d.state_bytes())
+            .sum::<usize>()
             + self.baselines.bytes()
             + self.campaigns.bytes()
     }
 
     /// Tracked keys per table (for tests and capacity planning).
-    pub fn table_sizes(&self) -> [(&'static str, usize); 6] {
-        [
-            ("crawling", self.crawling.len()),
-            ("enumeration", self.enumeration.len()),
-            ("credential_stuffing", self.stuffing.len()),
-            ("brute_force", self.brute.len()),
-            ("otp_guessing", self.otp.len()),
-            ("abnormal_access", self.abnormal.len()),
-        ]
+    pub fn table_sizes(&self) -> [(&'static str, usize); detections::COUNT] {
+        self.detectors
+            .each_ref()
+            .map(|d| (d.name(), d.tracked_keys()))
     }
 }
 

@@ -18,8 +18,9 @@ pub struct EngineMetrics {
     pub findings_closed: u64,
     /// Campaigns not opened because `limits.max_campaigns` were open.
     pub campaigns_dropped: u64,
-    /// Entries evicted from full tables, per table.
-    pub evicted: [(&'static str, u64); 7],
+    /// Entries evicted from full tables, per table: each detector's (as in
+    /// [`crate::Engine::table_sizes`]), then `baseline`.
+    pub evicted: [(&'static str, u64); crate::detections::COUNT + 1],
     /// GeoIP lookups that failed.
     pub geoip_errors: u64,
     /// Open campaigns (gauge).

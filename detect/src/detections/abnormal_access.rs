@@ -26,17 +26,83 @@
 use std::net::IpAddr;
 
 use apitap_labels::FunctionClass;
+use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
 use crate::actor::AccountKind;
 use crate::baseline::Ewma;
 use crate::bounded::{BoundedMap, Touched};
 use crate::campaign::{Hit, Scope};
-use crate::config::{AbnormalConfig, BaselineConfig, DetectConfig, GeoIpConfig, WorkingHours};
-use crate::detections::{Cx, roll, us};
+use crate::config::{BaselineConfig, DetectConfig, GeoIpConfig, WorkingHours, check};
+use crate::detections::{Cx, Detection, roll, us};
 use crate::engine::Obs;
 use crate::finding::{Detector, Severity};
+use crate::metrics::EngineMetrics;
 use crate::sketch::Distinct;
+
+/// Abnormal data access. Actor: account, else client IP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AbnormalConfig {
+    /// Detection on.
+    pub enabled: bool,
+    /// Window length in seconds.
+    pub window_secs: u64,
+    /// Sensitive records per actor per window (floor).
+    pub min_records: u64,
+    /// Sensitive records in one response of an export endpoint that count as a bulk export.
+    pub export_min_records: u64,
+    /// Adaptive threshold from the actor's own and the population baseline.
+    pub adaptive: bool,
+    /// Factor over the baseline mean.
+    pub baseline_factor: f64,
+    /// Off-hours: sensitive records an account must fetch outside working hours per window.
+    pub off_hours_min_records: u64,
+    /// Sharing: distinct client addresses using one account per window.
+    pub sharing_min_addresses: u32,
+    /// Sharing: count distinct /24 (IPv4) or /64 (IPv6) subnets instead of addresses.
+    pub sharing_by_subnet: bool,
+}
+
+impl Default for AbnormalConfig {
+    fn default() -> Self {
+        AbnormalConfig {
+            enabled: true,
+            window_secs: 600,
+            min_records: 500,
+            export_min_records: 5_000,
+            adaptive: true,
+            baseline_factor: 10.0,
+            off_hours_min_records: 200,
+            sharing_min_addresses: 5,
+            sharing_by_subnet: true,
+        }
+    }
+}
+
+impl AbnormalConfig {
+    /// Checks the section; an error names the field (`abnormal_access.window_secs`).
+    pub(crate) fn validate(&self) -> Result<(), DetectError> {
+        check::positive("abnormal_access.window_secs", self.window_secs)?;
+        check::positive("abnormal_access.min_records", self.min_records)?;
+        check::positive(
+            "abnormal_access.export_min_records",
+            self.export_min_records,
+        )?;
+        check::factor("abnormal_access.baseline_factor", self.baseline_factor)?;
+        check::positive(
+            "abnormal_access.off_hours_min_records",
+            self.off_hours_min_records,
+        )?;
+        if self.sharing_min_addresses < 2 {
+            return Err(DetectError::config(
+                "abnormal_access.sharing_min_addresses",
+                "must be ≥ 2",
+            ));
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Default)]
 struct Win {
@@ -165,8 +231,8 @@ pub struct AbnormalAccess {
     geo: Option<Geo>,
 }
 
-impl AbnormalAccess {
-    pub(crate) fn new(cfg: &DetectConfig) -> Result<Self, DetectError> {
+impl Detection for AbnormalAccess {
+    fn new(cfg: &DetectConfig) -> Result<Self, DetectError> {
         Ok(AbnormalAccess {
             cfg: cfg.abnormal_access.clone(),
             base: cfg.baseline.clone(),
@@ -178,7 +244,15 @@ impl AbnormalAccess {
         })
     }
 
-    pub(crate) fn observe(&mut self, o: &Obs, cx: &mut Cx) {
+    fn id(&self) -> Detector {
+        Detector::AbnormalAccess
+    }
+
+    fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
+    fn observe(&mut self, o: &Obs, cx: &mut Cx) {
         let now = o.now;
         let a = &o.actor;
         let c = &self.cfg;
@@ -308,25 +382,25 @@ impl AbnormalAccess {
         }
     }
 
-    pub(crate) fn expire(&mut self, now: u64) {
+    fn expire(&mut self, now: u64) {
         // Actor baselines are kept for a day of inactivity.
         self.actors
             .expire(now.saturating_sub(us(86_400).max(self.quiet_us)));
     }
 
-    pub(crate) fn evicted(&self) -> u64 {
+    fn evicted(&self) -> u64 {
         self.actors.evicted
     }
 
-    pub(crate) fn len(&self) -> usize {
+    fn tracked_keys(&self) -> usize {
         self.actors.len()
     }
 
-    pub(crate) fn geo_errors(&self) -> u64 {
-        self.geo.as_ref().map_or(0, |g| g.errors)
+    fn add_metrics(&self, m: &mut EngineMetrics) {
+        m.geoip_errors += self.geo.as_ref().map_or(0, |g| g.errors);
     }
 
-    pub(crate) fn bytes(&self) -> usize {
+    fn state_bytes(&self) -> usize {
         self.actors.table_bytes()
             + self
                 .actors

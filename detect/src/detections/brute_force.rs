@@ -12,15 +12,55 @@
 //! **State:** one ~90-byte entry per (user name, endpoint) and one ~60-byte history per user
 //! name (the last four subnets that logged in successfully); bounded by
 //! `limits.max_keys_per_table`.
+use serde::{Deserialize, Serialize};
+
+use crate::DetectError;
 use crate::bounded::{BoundedMap, Touched};
 use crate::campaign::{Hit, Scope};
-use crate::config::{BruteForceConfig, DetectConfig};
-use crate::detections::{Cx, roll, us};
-use crate::engine::Obs;
+use crate::config::{DetectConfig, check};
+use crate::detections::{Cx, Detection, Wants, roll, us};
+use crate::engine::{AuthRole, Obs};
 use crate::finding::{Detector, Severity};
 use crate::keys::Domain;
 use crate::outcome::Outcome;
 use crate::sketch::Distinct;
+
+/// Brute force (OAT-007): many attempts on one user name; success after failures from a new
+/// source (possible account takeover).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BruteForceConfig {
+    /// Detection on.
+    pub enabled: bool,
+    /// Window length in seconds.
+    pub window_secs: u64,
+    /// Failed attempts on one user name per window.
+    pub min_failures: u32,
+    /// Failures before a success (from a source that never succeeded for that user) that make
+    /// it a possible account takeover.
+    pub ato_min_failures: u32,
+}
+
+impl Default for BruteForceConfig {
+    fn default() -> Self {
+        BruteForceConfig {
+            enabled: true,
+            window_secs: 300,
+            min_failures: 10,
+            ato_min_failures: 5,
+        }
+    }
+}
+
+impl BruteForceConfig {
+    /// Checks the section; an error names the field (`brute_force.window_secs`).
+    pub(crate) fn validate(&self) -> Result<(), DetectError> {
+        check::positive("brute_force.window_secs", self.window_secs)?;
+        check::positive("brute_force.min_failures", self.min_failures.into())?;
+        check::positive("brute_force.ato_min_failures", self.ato_min_failures.into())?;
+        Ok(())
+    }
+}
 
 #[derive(Debug, Default)]
 struct Target {
@@ -77,17 +117,29 @@ pub struct BruteForce {
     history: BoundedMap<History>,
 }
 
-impl BruteForce {
-    pub(crate) fn new(cfg: &DetectConfig) -> Self {
-        BruteForce {
+impl Detection for BruteForce {
+    fn new(cfg: &DetectConfig) -> Result<Self, DetectError> {
+        Ok(BruteForce {
             cfg: cfg.brute_force.clone(),
             quiet_us: us(cfg.lifecycle.quiet_secs),
             targets: BoundedMap::new(cfg.limits.max_keys_per_table),
             history: BoundedMap::new(cfg.limits.max_keys_per_table),
-        }
+        })
     }
 
-    pub(crate) fn observe(&mut self, o: &Obs, cx: &mut Cx) {
+    fn id(&self) -> Detector {
+        Detector::BruteForce
+    }
+
+    fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
+    fn wants(&self) -> Wants {
+        Wants::Role(AuthRole::Login)
+    }
+
+    fn observe(&mut self, o: &Obs, cx: &mut Cx) {
         let Some(user) = o.actor.login_user else {
             return;
         };
@@ -173,22 +225,22 @@ impl BruteForce {
         }
     }
 
-    pub(crate) fn expire(&mut self, now: u64) {
+    fn expire(&mut self, now: u64) {
         let keep = now.saturating_sub(us(self.cfg.window_secs));
         self.targets.expire(keep);
         // Known-good subnets are kept for 30 days of inactivity.
         self.history.expire(now.saturating_sub(us(30 * 86_400)));
     }
 
-    pub(crate) fn evicted(&self) -> u64 {
+    fn evicted(&self) -> u64 {
         self.targets.evicted + self.history.evicted
     }
 
-    pub(crate) fn len(&self) -> usize {
+    fn tracked_keys(&self) -> usize {
         self.targets.len() + self.history.len()
     }
 
-    pub(crate) fn bytes(&self) -> usize {
+    fn state_bytes(&self) -> usize {
         self.targets.table_bytes()
             + self.history.table_bytes()
             + self

@@ -20,14 +20,104 @@
 //! **State:** one entry per client address and per non-browser fingerprint
 //! (`limits.max_keys_per_table` each), ~200 bytes plus a 256-byte sketch per distinct set that
 //! outgrows 8 values.
+use serde::{Deserialize, Serialize};
+
+use crate::DetectError;
 use crate::baseline::Ewma;
 use crate::bounded::{BoundedMap, Touched};
 use crate::campaign::{Hit, Scope};
-use crate::config::{BaselineConfig, CrawlingConfig, DetectConfig};
-use crate::detections::{Cx, ratio, roll, us};
+use crate::config::{BaselineConfig, DetectConfig, check};
+use crate::detections::{Cx, Detection, ratio, roll, us};
 use crate::engine::Obs;
 use crate::finding::{Detector, Severity};
 use crate::sketch::Distinct;
+
+/// Crawling / scraping (OAT-011). Actor: client IP; distributed: client fingerprint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrawlingConfig {
+    /// Detection on.
+    pub enabled: bool,
+    /// Window length in seconds.
+    pub window_secs: u64,
+    /// Requests per window an actor must reach.
+    pub min_requests: u32,
+    /// Distinct paths (concrete) per window an actor must reach.
+    pub min_distinct_paths: u32,
+    /// Distinct endpoint templates per window an actor must reach (unless it walks pages):
+    /// breadth over one template is enumeration, reported by that detector instead.
+    pub min_distinct_templates: u32,
+    /// Machine-likeness signals (non-browser or rotating UA, no Referer, no cookies, regular
+    /// timing, pagination walk, many sensitive records) of which at least this many must hold.
+    pub min_signals: u32,
+    /// Coefficient of variation of inter-request gaps below which timing counts as regular.
+    pub regular_timing_cv: f64,
+    /// Pagination steps per window that count as a pagination walk.
+    pub min_pagination_steps: u32,
+    /// Sensitive records per window that count as a signal (when records are known).
+    pub records_signal_min: u64,
+    /// Distributed crawling: distinct client addresses sharing one fingerprint.
+    pub min_distributed_sources: u32,
+    /// Adaptive thresholds from the population baseline.
+    pub adaptive: bool,
+    /// Factor over the baseline mean for adaptive thresholds.
+    pub baseline_factor: f64,
+}
+
+impl Default for CrawlingConfig {
+    fn default() -> Self {
+        CrawlingConfig {
+            enabled: true,
+            window_secs: 60,
+            min_requests: 120,
+            min_distinct_paths: 60,
+            min_distinct_templates: 3,
+            min_signals: 2,
+            regular_timing_cv: 0.35,
+            min_pagination_steps: 20,
+            records_signal_min: 500,
+            min_distributed_sources: 5,
+            adaptive: true,
+            baseline_factor: 10.0,
+        }
+    }
+}
+
+impl CrawlingConfig {
+    /// Checks the section; an error names the field (`crawling.window_secs`).
+    pub(crate) fn validate(&self) -> Result<(), DetectError> {
+        check::positive("crawling.window_secs", self.window_secs)?;
+        check::positive("crawling.min_requests", self.min_requests.into())?;
+        check::positive(
+            "crawling.min_distinct_paths",
+            self.min_distinct_paths.into(),
+        )?;
+        if self.min_signals > 6 {
+            return Err(DetectError::config(
+                "crawling.min_signals",
+                "must be ≤ 6 (signals known)",
+            ));
+        }
+        if !(self.regular_timing_cv > 0.0 && self.regular_timing_cv.is_finite()) {
+            return Err(DetectError::config(
+                "crawling.regular_timing_cv",
+                "must be > 0",
+            ));
+        }
+        check::positive(
+            "crawling.min_pagination_steps",
+            self.min_pagination_steps.into(),
+        )?;
+        if self.min_distributed_sources < 2 {
+            return Err(DetectError::config(
+                "crawling.min_distributed_sources",
+                "must be ≥ 2",
+            ));
+        }
+        check::factor("crawling.baseline_factor", self.baseline_factor)?;
+        Ok(())
+    }
+}
 
 #[derive(Debug, Default)]
 struct Source {
@@ -92,18 +182,6 @@ pub struct Crawling {
 }
 
 impl Crawling {
-    pub(crate) fn new(cfg: &DetectConfig) -> Self {
-        Crawling {
-            cfg: cfg.crawling.clone(),
-            base: cfg.baseline.clone(),
-            quiet_us: us(cfg.lifecycle.quiet_secs),
-            sources: BoundedMap::new(cfg.limits.max_keys_per_table),
-            fleets: BoundedMap::new(cfg.limits.max_keys_per_table),
-            pop_requests: Ewma::default(),
-            pop_paths: Ewma::default(),
-        }
-    }
-
     fn thresholds(&self) -> (f64, f64) {
         let c = &self.cfg;
         if !c.adaptive {
@@ -125,8 +203,30 @@ impl Crawling {
             ),
         )
     }
+}
 
-    pub(crate) fn observe(&mut self, o: &Obs, cx: &mut Cx) {
+impl Detection for Crawling {
+    fn new(cfg: &DetectConfig) -> Result<Self, DetectError> {
+        Ok(Crawling {
+            cfg: cfg.crawling.clone(),
+            base: cfg.baseline.clone(),
+            quiet_us: us(cfg.lifecycle.quiet_secs),
+            sources: BoundedMap::new(cfg.limits.max_keys_per_table),
+            fleets: BoundedMap::new(cfg.limits.max_keys_per_table),
+            pop_requests: Ewma::default(),
+            pop_paths: Ewma::default(),
+        })
+    }
+
+    fn id(&self) -> Detector {
+        Detector::Crawling
+    }
+
+    fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
+    fn observe(&mut self, o: &Obs, cx: &mut Cx) {
         let (thr_req, thr_paths) = self.thresholds();
         let win = us(self.cfg.window_secs);
         let now = o.now;
@@ -287,21 +387,21 @@ impl Crawling {
         }
     }
 
-    pub(crate) fn expire(&mut self, now: u64) {
+    fn expire(&mut self, now: u64) {
         let keep = now.saturating_sub(us(self.cfg.window_secs));
         self.sources.expire(keep);
         self.fleets.expire(keep);
     }
 
-    pub(crate) fn evicted(&self) -> u64 {
+    fn evicted(&self) -> u64 {
         self.sources.evicted + self.fleets.evicted
     }
 
-    pub(crate) fn len(&self) -> usize {
+    fn tracked_keys(&self) -> usize {
         self.sources.len() + self.fleets.len()
     }
 
-    pub(crate) fn bytes(&self) -> usize {
+    fn state_bytes(&self) -> usize {
         let heap = |d: &Distinct| d.heap_bytes();
         self.sources.table_bytes()
             + self.fleets.table_bytes()

@@ -17,15 +17,108 @@
 //!
 //! **State:** one ~100-byte entry per (source, login endpoint) and one per login endpoint,
 //! plus 256-byte sketches beyond 8 distinct values; bounded by `limits.max_keys_per_table`.
+use serde::{Deserialize, Serialize};
+
+use crate::DetectError;
 use crate::baseline::Metric;
 use crate::bounded::BoundedMap;
 use crate::campaign::{Hit, Scope};
-use crate::config::{BaselineConfig, DetectConfig, StuffingConfig};
-use crate::detections::{Attempts, Cx, ratio, us};
-use crate::engine::Obs;
+use crate::config::{BaselineConfig, DetectConfig, check};
+use crate::detections::{Attempts, Cx, Detection, Wants, ratio, us};
+use crate::engine::{AuthRole, Obs};
 use crate::finding::{Detector, Severity};
 use crate::keys::Domain;
 use crate::outcome::Outcome;
+
+/// Credential stuffing (OAT-008). Actor: client IP per login endpoint; distributed: the
+/// endpoint as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StuffingConfig {
+    /// Detection on.
+    pub enabled: bool,
+    /// Window length in seconds.
+    pub window_secs: u64,
+    /// Distinct user names one source tries per window.
+    pub min_distinct_usernames: u32,
+    /// Largest mean attempts per user name for "about one attempt each".
+    pub max_attempts_per_username: f64,
+    /// Failure ratio of the source's attempts.
+    pub min_failure_ratio: f64,
+    /// Distributed: failed attempts on the endpoint per window.
+    pub distributed_min_failures: u32,
+    /// Distributed: distinct source addresses per window.
+    pub distributed_min_sources: u32,
+    /// Distributed: distinct user names per window.
+    pub distributed_min_usernames: u32,
+    /// Distributed: failure ratio floor (raised to `baseline_factor` × baseline when adaptive).
+    pub distributed_min_failure_ratio: f64,
+    /// Adaptive threshold from the endpoint's failure-ratio baseline.
+    pub adaptive: bool,
+    /// Factor over the baseline failure ratio.
+    pub baseline_factor: f64,
+}
+
+impl Default for StuffingConfig {
+    fn default() -> Self {
+        StuffingConfig {
+            enabled: true,
+            window_secs: 300,
+            min_distinct_usernames: 10,
+            max_attempts_per_username: 2.0,
+            min_failure_ratio: 0.5,
+            distributed_min_failures: 40,
+            distributed_min_sources: 10,
+            distributed_min_usernames: 20,
+            distributed_min_failure_ratio: 0.5,
+            adaptive: true,
+            baseline_factor: 3.0,
+        }
+    }
+}
+
+impl StuffingConfig {
+    /// Checks the section; an error names the field (`credential_stuffing.window_secs`).
+    pub(crate) fn validate(&self) -> Result<(), DetectError> {
+        check::positive("credential_stuffing.window_secs", self.window_secs)?;
+        if self.min_distinct_usernames < 2 {
+            return Err(DetectError::config(
+                "credential_stuffing.min_distinct_usernames",
+                "must be ≥ 2",
+            ));
+        }
+        if !(self.max_attempts_per_username >= 1.0 && self.max_attempts_per_username.is_finite()) {
+            return Err(DetectError::config(
+                "credential_stuffing.max_attempts_per_username",
+                "must be a finite number ≥ 1",
+            ));
+        }
+        check::ratio(
+            "credential_stuffing.min_failure_ratio",
+            self.min_failure_ratio,
+        )?;
+        check::positive(
+            "credential_stuffing.distributed_min_failures",
+            self.distributed_min_failures.into(),
+        )?;
+        if self.distributed_min_sources < 2 {
+            return Err(DetectError::config(
+                "credential_stuffing.distributed_min_sources",
+                "must be ≥ 2",
+            ));
+        }
+        check::positive(
+            "credential_stuffing.distributed_min_usernames",
+            self.distributed_min_usernames.into(),
+        )?;
+        check::ratio(
+            "credential_stuffing.distributed_min_failure_ratio",
+            self.distributed_min_failure_ratio,
+        )?;
+        check::factor("credential_stuffing.baseline_factor", self.baseline_factor)?;
+        Ok(())
+    }
+}
 
 /// The credential-stuffing detector.
 #[derive(Debug)]
@@ -37,18 +130,30 @@ pub struct CredentialStuffing {
     per_endpoint: BoundedMap<Attempts>,
 }
 
-impl CredentialStuffing {
-    pub(crate) fn new(cfg: &DetectConfig) -> Self {
-        CredentialStuffing {
+impl Detection for CredentialStuffing {
+    fn new(cfg: &DetectConfig) -> Result<Self, DetectError> {
+        Ok(CredentialStuffing {
             cfg: cfg.credential_stuffing.clone(),
             base: cfg.baseline.clone(),
             quiet_us: us(cfg.lifecycle.quiet_secs),
             per_source: BoundedMap::new(cfg.limits.max_keys_per_table),
             per_endpoint: BoundedMap::new(cfg.limits.max_keys_per_table),
-        }
+        })
     }
 
-    pub(crate) fn observe(&mut self, o: &Obs, cx: &mut Cx) {
+    fn id(&self) -> Detector {
+        Detector::CredentialStuffing
+    }
+
+    fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
+    fn wants(&self) -> Wants {
+        Wants::Role(AuthRole::Login)
+    }
+
+    fn observe(&mut self, o: &Obs, cx: &mut Cx) {
         if o.outcome == Outcome::Unknown {
             return;
         }
@@ -159,21 +264,21 @@ impl CredentialStuffing {
         }
     }
 
-    pub(crate) fn expire(&mut self, now: u64) {
+    fn expire(&mut self, now: u64) {
         let keep = now.saturating_sub(us(self.cfg.window_secs));
         self.per_source.expire(keep);
         self.per_endpoint.expire(keep);
     }
 
-    pub(crate) fn evicted(&self) -> u64 {
+    fn evicted(&self) -> u64 {
         self.per_source.evicted + self.per_endpoint.evicted
     }
 
-    pub(crate) fn len(&self) -> usize {
+    fn tracked_keys(&self) -> usize {
         self.per_source.len() + self.per_endpoint.len()
     }
 
-    pub(crate) fn bytes(&self) -> usize {
+    fn state_bytes(&self) -> usize {
         self.per_source.table_bytes()
             + self.per_endpoint.table_bytes()
             + self

@@ -23,15 +23,83 @@
 //! **State:** one ~130-byte entry per (actor, template) with an ID (+ 256 bytes once more than
 //! 8 distinct IDs), one 80-byte Bloom entry per actor with JSON responses; both bounded by
 //! `limits.max_keys_per_table`.
+use serde::{Deserialize, Serialize};
+
+use crate::DetectError;
 use crate::baseline::Ewma;
 use crate::bounded::{BoundedMap, Touched};
 use crate::campaign::{Hit, Scope};
-use crate::config::{BaselineConfig, DetectConfig, EnumerationConfig};
-use crate::detections::{Cx, ratio, roll, us};
+use crate::config::{BaselineConfig, DetectConfig, check};
+use crate::detections::{Cx, Detection, ratio, roll, us};
 use crate::engine::Obs;
 use crate::finding::{Detector, Severity};
 use crate::keys::{Domain, Keyer};
 use crate::sketch::Distinct;
+
+/// Enumeration / BOLA (API1:2023). Actor: account, else client IP; per endpoint template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnumerationConfig {
+    /// Detection on.
+    pub enabled: bool,
+    /// Window length in seconds.
+    pub window_secs: u64,
+    /// Distinct ID values per actor and template per window.
+    pub min_distinct_ids: u32,
+    /// Fraction of 403/404 answers along the walk that counts as probing.
+    pub min_error_ratio: f64,
+    /// Fraction of steps of ±1..2 between consecutive numeric IDs that counts as sequential.
+    pub min_sequential_ratio: f64,
+    /// Distinct numeric IDs / (max − min + 1) that counts as a dense sweep.
+    pub min_density: f64,
+    /// Fraction of requested IDs never returned to the actor before that counts.
+    pub min_unreturned_ratio: f64,
+    /// Adaptive threshold from the population baseline.
+    pub adaptive: bool,
+    /// Factor over the baseline mean for adaptive thresholds.
+    pub baseline_factor: f64,
+}
+
+impl Default for EnumerationConfig {
+    fn default() -> Self {
+        EnumerationConfig {
+            enabled: true,
+            window_secs: 60,
+            min_distinct_ids: 40,
+            min_error_ratio: 0.3,
+            min_sequential_ratio: 0.5,
+            min_density: 0.5,
+            min_unreturned_ratio: 0.8,
+            adaptive: true,
+            baseline_factor: 10.0,
+        }
+    }
+}
+
+impl EnumerationConfig {
+    /// Checks the section; an error names the field (`enumeration.window_secs`).
+    pub(crate) fn validate(&self) -> Result<(), DetectError> {
+        check::positive("enumeration.window_secs", self.window_secs)?;
+        if self.min_distinct_ids < 3 {
+            return Err(DetectError::config(
+                "enumeration.min_distinct_ids",
+                "must be ≥ 3",
+            ));
+        }
+        check::ratio("enumeration.min_error_ratio", self.min_error_ratio)?;
+        check::ratio(
+            "enumeration.min_sequential_ratio",
+            self.min_sequential_ratio,
+        )?;
+        check::ratio("enumeration.min_density", self.min_density)?;
+        check::ratio(
+            "enumeration.min_unreturned_ratio",
+            self.min_unreturned_ratio,
+        )?;
+        check::factor("enumeration.baseline_factor", self.baseline_factor)?;
+        Ok(())
+    }
+}
 
 #[derive(Debug, Default)]
 struct Walk {
@@ -161,17 +229,6 @@ fn returned_ids(body: &str, mut each: impl FnMut(&[u8])) {
 }
 
 impl Enumeration {
-    pub(crate) fn new(cfg: &DetectConfig) -> Self {
-        Enumeration {
-            cfg: cfg.enumeration.clone(),
-            base: cfg.baseline.clone(),
-            quiet_us: us(cfg.lifecycle.quiet_secs),
-            walks: BoundedMap::new(cfg.limits.max_keys_per_table),
-            returned: BoundedMap::new(cfg.limits.max_keys_per_table),
-            pop_distinct: Ewma::default(),
-        }
-    }
-
     fn actor(o: &Obs) -> u64 {
         o.actor.account.map_or(o.actor.ip_key, |a| a.key)
     }
@@ -199,8 +256,29 @@ impl Enumeration {
             entry.last_us = now;
         }
     }
+}
 
-    pub(crate) fn observe(&mut self, o: &Obs, cx: &mut Cx) {
+impl Detection for Enumeration {
+    fn new(cfg: &DetectConfig) -> Result<Self, DetectError> {
+        Ok(Enumeration {
+            cfg: cfg.enumeration.clone(),
+            base: cfg.baseline.clone(),
+            quiet_us: us(cfg.lifecycle.quiet_secs),
+            walks: BoundedMap::new(cfg.limits.max_keys_per_table),
+            returned: BoundedMap::new(cfg.limits.max_keys_per_table),
+            pop_distinct: Ewma::default(),
+        })
+    }
+
+    fn id(&self) -> Detector {
+        Detector::Enumeration
+    }
+
+    fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
+    fn observe(&mut self, o: &Obs, cx: &mut Cx) {
         let now = o.now;
         let actor = Self::actor(o);
         let Some((id, num)) = o.id else {
@@ -334,22 +412,22 @@ impl Enumeration {
         self.learn_returned(o, cx.keyer);
     }
 
-    pub(crate) fn expire(&mut self, now: u64) {
+    fn expire(&mut self, now: u64) {
         let keep = now.saturating_sub(us(self.cfg.window_secs));
         self.walks.expire(keep);
         // Returned IDs stay relevant longer: an hour.
         self.returned.expire(now.saturating_sub(us(3_600)));
     }
 
-    pub(crate) fn evicted(&self) -> u64 {
+    fn evicted(&self) -> u64 {
         self.walks.evicted + self.returned.evicted
     }
 
-    pub(crate) fn len(&self) -> usize {
+    fn tracked_keys(&self) -> usize {
         self.walks.len() + self.returned.len()
     }
 
-    pub(crate) fn bytes(&self) -> usize {
+    fn state_bytes(&self) -> usize {
         self.walks.table_bytes()
             + self.returned.table_bytes()
             + self

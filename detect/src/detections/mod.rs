@@ -6,11 +6,33 @@
 //! event and restarts at the first event after it ends), and a *hot* mark after a hit so that
 //! the actor's further events keep feeding the open campaign (counters, time range) until it
 //! has been quiet for `lifecycle.quiet_secs`.
+//!
+//! **Detection and detector.** Each module's detector (`Crawling`, `Enumeration`, …)
+//! implements the crate-internal trait `Detection`, which is everything the engine calls on
+//! it: build from the configuration, observe an event, expire idle state, report state bytes,
+//! tracked keys and evictions. The public enum [`crate::Detector`] is something else: the id a
+//! detection stamps on its findings (`Detection::id` returns it; its
+//! [`crate::Detector::name`] is the detection's name in metrics and in
+//! [`crate::Engine::table_sizes`]). The engine names no detection: it builds the list in `all`
+//! once and loops over it for every event, tick and metric, giving an event only to the
+//! enabled detections that `wants` its endpoint's role (login, OTP verification, any).
+//!
+//! **Adding a detector** touches its own module (the detector, its `impl Detection`, and its
+//! config section with `Default` and `validate`) with its `pub mod` line here, one line in
+//! `all` (and [`COUNT`], which the compiler checks against that list), and docs (the module's
+//! `//!`, `docs/detections.md`). The engine does not change. What is public about a detector
+//! lives outside this module and needs a line each too: its section's field in
+//! [`crate::DetectConfig`] with its `validate()` call and its re-export in [`crate::config`],
+//! and its variant of the findings' [`crate::Detector`] (name, OWASP/OAT/ATT&CK mapping).
+use crate::DetectError;
 use crate::baseline::Baselines;
 use crate::bounded::Touched;
 use crate::campaign::Campaigns;
-use crate::engine::Obs;
+use crate::config::DetectConfig;
+use crate::engine::{AuthRole, Obs};
+use crate::finding::Detector;
 use crate::keys::Keyer;
+use crate::metrics::EngineMetrics;
 use crate::outcome::Outcome;
 use crate::sketch::Distinct;
 
@@ -20,6 +42,89 @@ pub mod crawling;
 pub mod credential_stuffing;
 pub mod enumeration;
 pub mod otp_guessing;
+
+/// Number of detectors: the length of [`crate::Engine::table_sizes`], and of
+/// [`crate::EngineMetrics::evicted`] without its last entry (the baselines).
+pub const COUNT: usize = 6;
+
+/// Every detector, built from the configuration, in observation order: the engine gives each
+/// event to them in this order, which is the order their hits on one event reach the
+/// campaigns (keep it: it shows in the findings). Disabled ones are built too (their tables
+/// stay empty) so that metrics and table sizes always list every detector.
+pub(crate) fn all(cfg: &DetectConfig) -> Result<[Box<dyn Detection>; COUNT], DetectError> {
+    Ok([
+        Box::new(crawling::Crawling::new(cfg)?),
+        Box::new(enumeration::Enumeration::new(cfg)?),
+        Box::new(credential_stuffing::CredentialStuffing::new(cfg)?),
+        Box::new(brute_force::BruteForce::new(cfg)?),
+        Box::new(otp_guessing::OtpGuessing::new(cfg)?),
+        Box::new(abnormal_access::AbnormalAccess::new(cfg)?),
+    ])
+}
+
+/// One detection as the engine drives it (see the module docs; not to be confused with the
+/// public [`Detector`] enum, which [`Detection::id`] returns).
+pub(crate) trait Detection: std::fmt::Debug {
+    /// Builds it from the configuration (abnormal access opens its GeoIP database here).
+    fn new(cfg: &DetectConfig) -> Result<Self, DetectError>
+    where
+        Self: Sized;
+
+    /// The id its findings carry.
+    fn id(&self) -> Detector;
+
+    /// Stable snake_case name, as in metrics (`apitap_detect_evicted_total{table="…"}`) and
+    /// [`crate::Engine::table_sizes`]; also the name of its config section.
+    fn name(&self) -> &'static str {
+        self.id().name()
+    }
+
+    /// Whether the detection runs (its section's `enabled`; read once, when the engine is
+    /// built). A disabled detection observes nothing but still reports its (empty) state.
+    fn enabled(&self) -> bool;
+
+    /// The events it is given (read once, when the engine is built).
+    fn wants(&self) -> Wants {
+        Wants::All
+    }
+
+    /// Consumes one event it [`Detection::wants`]; hits go to `cx.campaigns`.
+    fn observe(&mut self, o: &Obs, cx: &mut Cx);
+
+    /// Drops state idle at stream time `now` (called about once per second of stream time).
+    fn expire(&mut self, now: u64);
+
+    /// Bytes of state held (tables by capacity, sketches).
+    fn state_bytes(&self) -> usize;
+
+    /// Keys tracked across its tables.
+    fn tracked_keys(&self) -> usize;
+
+    /// Entries evicted from its full tables so far.
+    fn evicted(&self) -> u64;
+
+    /// Adds counters of its own to `m` (abnormal access: GeoIP lookup errors).
+    fn add_metrics(&self, _m: &mut EngineMetrics) {}
+}
+
+/// The events a detection is given, by the authentication role of their endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wants {
+    /// Every event.
+    All,
+    /// Only events on endpoints of this role (login attempts, OTP verifications).
+    Role(AuthRole),
+}
+
+impl Wants {
+    /// Whether an event on an endpoint of `role` is given.
+    pub(crate) fn admits(self, role: AuthRole) -> bool {
+        match self {
+            Wants::All => true,
+            Wants::Role(r) => r == role,
+        }
+    }
+}
 
 /// What a detector may touch while observing one event.
 pub(crate) struct Cx<'a> {
@@ -279,5 +384,115 @@ pub(crate) mod testkit {
 
     pub fn no_ctx(_: &Req) -> (Option<&'static str>, Option<FunctionClass>, Option<u32>) {
         (None, None, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::*;
+    use crate::config::DetectConfig;
+    use crate::finding::Detector;
+
+    const NAMES: [&str; super::COUNT] = [
+        "crawling",
+        "enumeration",
+        "credential_stuffing",
+        "brute_force",
+        "otp_guessing",
+        "abnormal_access",
+    ];
+
+    fn names<T>(v: &[(&'static str, T)]) -> Vec<&'static str> {
+        v.iter().map(|(n, _)| *n).collect()
+    }
+
+    #[test]
+    fn every_detector_is_listed_in_order_even_when_disabled() {
+        let mut cfg = DetectConfig::default();
+        cfg.crawling.enabled = false;
+        cfg.otp_guessing.enabled = false;
+        let eng = engine(cfg);
+        assert_eq!(names(&eng.table_sizes()), NAMES);
+        let mut with_baseline = NAMES.to_vec();
+        with_baseline.push("baseline");
+        assert_eq!(names(&eng.metrics().evicted), with_baseline);
+        let ids = super::all(&DetectConfig::default())
+            .expect("detectors")
+            .map(|d| d.id());
+        assert_eq!(
+            ids,
+            [
+                Detector::Crawling,
+                Detector::Enumeration,
+                Detector::CredentialStuffing,
+                Detector::BruteForce,
+                Detector::OtpGuessing,
+                Detector::AbnormalAccess,
+            ]
+        );
+    }
+
+    fn crawl(n: u64) -> Vec<Req> {
+        (0..n)
+            .map(|i| {
+                Req::get(
+                    "203.0.113.5",
+                    &format!("/s{}/item-{}", i % 5, i * 7919 % 100_000),
+                    T0 + i * 50_000,
+                )
+                .ua("Wget/1.21.3")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_disabled_detector_observes_nothing() {
+        let mut cfg = DetectConfig::default();
+        cfg.crawling.enabled = false;
+        let mut eng = engine(cfg);
+        let out = run(&mut eng, crawl(600), no_ctx);
+        assert!(
+            out.iter().all(|f| f.detector != Detector::Crawling),
+            "{out:#?}"
+        );
+        let sizes = eng.table_sizes();
+        assert_eq!(sizes[0], ("crawling", 0));
+        assert!(sizes[5].1 > 0, "{sizes:?}");
+        let mut eng = engine(DetectConfig::default());
+        let out = run(&mut eng, crawl(600), no_ctx);
+        assert!(out.iter().any(|f| f.detector == Detector::Crawling));
+        assert!(eng.table_sizes()[0].1 > 0);
+    }
+
+    #[test]
+    fn login_and_otp_detectors_see_only_their_endpoints() {
+        let mut eng = engine(DetectConfig::default());
+        run(&mut eng, crawl(50), no_ctx);
+        let sizes = eng.table_sizes();
+        assert!(sizes[0].1 > 0, "{sizes:?}");
+        assert_eq!(
+            &sizes[2..5],
+            &[
+                ("credential_stuffing", 0),
+                ("brute_force", 0),
+                ("otp_guessing", 0)
+            ]
+        );
+        let logins = (0..20)
+            .map(|i| {
+                Req::post(
+                    "203.0.113.7",
+                    "/api/login",
+                    &format!(r#"{{"username":"user{i}","password":"x"}}"#),
+                    T0 + i * SEC,
+                )
+                .status(401)
+            })
+            .collect();
+        let mut eng = engine(DetectConfig::default());
+        run(&mut eng, logins, no_ctx);
+        let sizes = eng.table_sizes();
+        assert!(sizes[2].1 > 0 && sizes[3].1 > 0, "{sizes:?}");
+        assert_eq!(sizes[4], ("otp_guessing", 0));
     }
 }

@@ -11,14 +11,55 @@
 //!
 //! **State:** one ~100-byte entry per (actor, endpoint), + 256 bytes beyond 8 distinct codes;
 //! bounded by `limits.max_keys_per_table`.
+use serde::{Deserialize, Serialize};
+
+use crate::DetectError;
 use crate::bounded::BoundedMap;
 use crate::campaign::{Hit, Scope};
-use crate::config::{DetectConfig, OtpConfig};
-use crate::detections::{Attempts, Cx, us};
-use crate::engine::Obs;
+use crate::config::{DetectConfig, check};
+use crate::detections::{Attempts, Cx, Detection, Wants, us};
+use crate::engine::{AuthRole, Obs};
 use crate::finding::{Detector, Severity};
 use crate::keys::Domain;
 use crate::outcome::Outcome;
+
+/// OTP / SMS-code guessing (OAT-002). Actor: the account or session verified (else client IP).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtpConfig {
+    /// Detection on.
+    pub enabled: bool,
+    /// Window length in seconds.
+    pub window_secs: u64,
+    /// Failed verifications per actor per window.
+    pub min_failures: u32,
+    /// Distinct codes tried per actor per window.
+    pub min_distinct_codes: u32,
+}
+
+impl Default for OtpConfig {
+    fn default() -> Self {
+        OtpConfig {
+            enabled: true,
+            window_secs: 300,
+            min_failures: 8,
+            min_distinct_codes: 6,
+        }
+    }
+}
+
+impl OtpConfig {
+    /// Checks the section; an error names the field (`otp_guessing.window_secs`).
+    pub(crate) fn validate(&self) -> Result<(), DetectError> {
+        check::positive("otp_guessing.window_secs", self.window_secs)?;
+        check::positive("otp_guessing.min_failures", self.min_failures.into())?;
+        check::positive(
+            "otp_guessing.min_distinct_codes",
+            self.min_distinct_codes.into(),
+        )?;
+        Ok(())
+    }
+}
 
 const CODE_FIELDS: &[&str] = &[
     "code",
@@ -79,16 +120,28 @@ pub struct OtpGuessing {
     wins: BoundedMap<Attempts>,
 }
 
-impl OtpGuessing {
-    pub(crate) fn new(cfg: &DetectConfig) -> Self {
-        OtpGuessing {
+impl Detection for OtpGuessing {
+    fn new(cfg: &DetectConfig) -> Result<Self, DetectError> {
+        Ok(OtpGuessing {
             cfg: cfg.otp_guessing.clone(),
             quiet_us: us(cfg.lifecycle.quiet_secs),
             wins: BoundedMap::new(cfg.limits.max_keys_per_table),
-        }
+        })
     }
 
-    pub(crate) fn observe(&mut self, o: &Obs, cx: &mut Cx) {
+    fn id(&self) -> Detector {
+        Detector::OtpGuessing
+    }
+
+    fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
+    fn wants(&self) -> Wants {
+        Wants::Role(AuthRole::Otp)
+    }
+
+    fn observe(&mut self, o: &Obs, cx: &mut Cx) {
         if o.outcome == Outcome::Unknown {
             return;
         }
@@ -141,20 +194,20 @@ impl OtpGuessing {
         }
     }
 
-    pub(crate) fn expire(&mut self, now: u64) {
+    fn expire(&mut self, now: u64) {
         self.wins
             .expire(now.saturating_sub(us(self.cfg.window_secs)));
     }
 
-    pub(crate) fn evicted(&self) -> u64 {
+    fn evicted(&self) -> u64 {
         self.wins.evicted
     }
 
-    pub(crate) fn len(&self) -> usize {
+    fn tracked_keys(&self) -> usize {
         self.wins.len()
     }
 
-    pub(crate) fn bytes(&self) -> usize {
+    fn state_bytes(&self) -> usize {
         self.wins.table_bytes() + self.wins.values().map(Attempts::heap_bytes).sum::<usize>()
     }
 }
