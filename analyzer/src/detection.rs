@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use apitap_detect::{DetectConfig, Engine, EventContext, Finding};
 use apitap_labels::HashKey;
+use apitap_labels::facts::EventFacts;
 use apitap_schema::ApiEvent;
 
 use crate::error::Error;
@@ -52,7 +53,13 @@ impl Detection {
 
     /// Feeds one event; ticks the engine when a second of event time has passed.
     pub fn observe(&mut self, ev: &ApiEvent, ctx: &EventContext<'_>) {
-        self.engine.observe(ev, ctx);
+        let facts = EventFacts::new(ev, apitap_labels::facts::DEFAULT_MAX_DECODED_BYTES);
+        self.observe_facts(&facts, ctx);
+    }
+
+    /// [`Detection::observe`] with the event's shared facts.
+    pub fn observe_facts(&mut self, facts: &EventFacts<'_>, ctx: &EventContext<'_>) {
+        self.engine.observe_facts(facts, ctx);
         self.events += 1;
         let now = self.engine.now_us();
         if now.saturating_sub(self.last_tick_us) >= TICK_US {

@@ -401,13 +401,20 @@ impl Ingestor {
                 .or_insert(0) += 1;
         }
         let mut templated = None;
+        // One set of facts (decoded bodies, request-header scan) for every analysis of the
+        // event, each fact computed on first use.
+        let max_decoded = self
+            .labelling
+            .as_ref()
+            .map_or(apitap_labels::facts::DEFAULT_MAX_DECODED_BYTES, |l| {
+                l.max_decoded_bytes()
+            });
+        let facts = EventFacts::new(event, max_decoded);
         match self.labelling.as_mut() {
             Some(labelling) => {
                 // Labelled once; the inventory records it per endpoint, the detections and
                 // the weak-point tracker key on the endpoint's template (without an
                 // inventory: their own templating, the raw path).
-                // One set of facts (decoded bodies) for every analysis of the event.
-                let facts = EventFacts::new(event, labelling.max_decoded_bytes());
                 let (labels, class) = labelling.label_facts(&facts);
                 let endpoint = match self.inventory.as_mut() {
                     Some(inventory) => inventory.observe_labelled(&facts, Some((&labels, &class))),
@@ -420,7 +427,7 @@ impl Ingestor {
                         endpoint.as_ref().map(|k| k.template.as_str()),
                         endpoint.as_ref().map(|k| k.service.as_str()),
                     );
-                    detect.observe(event, &ctx);
+                    detect.observe_facts(&facts, &ctx);
                 }
                 let key = endpoint
                     .as_ref()
@@ -430,10 +437,10 @@ impl Ingestor {
             }
             None => {
                 if let Some(inventory) = self.inventory.as_mut() {
-                    inventory.observe(event);
+                    inventory.observe_labelled(&facts, None);
                 }
                 if let Some(detect) = self.detect.as_mut() {
-                    detect.observe(event, &EventContext::default());
+                    detect.observe_facts(&facts, &EventContext::default());
                 }
             }
         }

@@ -367,7 +367,8 @@ impl ActorResolver {
     /// All actor keys of an event. `login` says whether the request is a login / OTP attempt
     /// (then the body is read for a user name).
     pub fn resolve(&mut self, ev: &ApiEvent, keyer: &Keyer, login: bool) -> Actor {
-        let (mut actor, user) = self.resolve_unmasked(ev, keyer, login);
+        let facts = facts::EventFacts::new(ev, facts::DEFAULT_MAX_DECODED_BYTES);
+        let (mut actor, user) = self.resolve_unmasked(&facts, keyer, login);
         actor.login_user_masked = user.map(|u| u.masked());
         actor
     }
@@ -376,10 +377,11 @@ impl ActorResolver {
     /// only for the evidence samples it keeps (most attempts never become one).
     pub(crate) fn resolve_unmasked(
         &mut self,
-        ev: &ApiEvent,
+        facts: &facts::EventFacts<'_>,
         keyer: &Keyer,
         login: bool,
     ) -> (Actor, Option<LoginUser>) {
+        let ev = facts.event;
         let ip = self.client_ip(ev);
         let subnet = subnet_of(ip);
         let ip_key = match ip {
@@ -423,11 +425,10 @@ impl ActorResolver {
         if self.jwt_cache.len() >= CACHE_MAX {
             self.jwt_cache.clear();
         }
-        let scan = facts::RequestHeaders::of(headers);
         let (mut account, mut login_user, basic_user) =
-            account_of(&scan, keyer, &mut self.jwt_cache);
+            account_of(facts.request_headers(), keyer, &mut self.jwt_cache);
         let mut user = None;
-        if login && let Some(u) = body_username(ev) {
+        if login && let Some(u) = body_username_in(facts) {
             let key = keyer.hash_lower(Domain::Username, u.trim().as_bytes());
             login_user = Some(key);
             user = Some(LoginUser { raw: u, key });
@@ -561,11 +562,19 @@ fn basic_user(cred: &str) -> Option<String> {
 /// The user name in a login request body (JSON object or form), by field name; bodies over
 /// 16 KiB are not read.
 pub fn body_username(ev: &ApiEvent) -> Option<String> {
-    let body = &ev.request.body;
-    if body.data.is_empty() || body.data.len() > 16 * 1024 {
+    body_username_in(&facts::EventFacts::new(
+        ev,
+        facts::DEFAULT_MAX_DECODED_BYTES,
+    ))
+}
+
+/// [`body_username`] reading the event's shared decoded request body.
+fn body_username_in(facts: &facts::EventFacts<'_>) -> Option<String> {
+    let body = facts.request_body().ok()?;
+    if body.bytes.len() > 16 * 1024 {
         return None;
     }
-    let data = body.data.trim_start();
+    let data = std::str::from_utf8(&body.bytes).ok()?.trim_start();
     if data.starts_with('{') {
         let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(data).ok()?;
         return find_user_json(&v, 0);

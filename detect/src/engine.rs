@@ -4,6 +4,7 @@
 //! [`Engine::finish`] at end of input). Stream time is event time (µs since the epoch).
 use std::borrow::Cow;
 
+use apitap_labels::facts::EventFacts;
 use apitap_labels::{Classification, EventLabels, FunctionClass, HashKey, Label};
 use apitap_schema::ApiEvent;
 
@@ -93,14 +94,12 @@ pub(crate) struct Obs<'a> {
     pub path_key: u64,
 }
 
-/// Whether the request carries HTTP Basic credentials (`Authorization: Basic …`).
-fn basic_credentials(ev: &ApiEvent) -> bool {
-    ev.request.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("authorization")
-            && h.value
-                .get(..6)
-                .is_some_and(|s| s.eq_ignore_ascii_case("basic "))
-    })
+/// Whether the request carries HTTP Basic credentials (`Authorization: Basic …`, RFC 7617).
+fn basic_credentials(facts: &EventFacts<'_>) -> bool {
+    facts
+        .request_headers()
+        .authorization
+        .is_some_and(|v| v.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("basic ")))
 }
 
 /// Cheap path-word classification for when the analyzer gives none.
@@ -218,6 +217,15 @@ impl Engine {
 
     /// Consumes one event.
     pub fn observe(&mut self, ev: &ApiEvent, ctx: &EventContext) {
+        let facts = EventFacts::new(ev, apitap_labels::facts::DEFAULT_MAX_DECODED_BYTES);
+        self.observe_facts(&facts, ctx);
+    }
+
+    /// [`Engine::observe`] reading the event's shared facts (the analyzer's path: the
+    /// request-header scan and the decoded bodies are computed once per event for every
+    /// analysis).
+    pub fn observe_facts(&mut self, facts: &EventFacts<'_>, ctx: &EventContext) {
+        let ev = facts.event;
         self.metrics.events += 1;
         let now = ev.request_start_unix_us;
         self.now_us = self.now_us.max(now);
@@ -239,7 +247,7 @@ impl Engine {
         let function = ctx.function.or_else(|| guess_function(&ev.request.path));
         // HTTP Basic (RFC 7617) authenticates every request itself: each one carrying
         // credentials is a login attempt on whatever endpoint it targets (hydra http-get).
-        let basic = basic_credentials(ev);
+        let basic = basic_credentials(facts);
         let role = match self.outcomes.forced_kind(&template) {
             Some("login") => AuthRole::Login,
             Some("otp") => AuthRole::Otp,
@@ -252,7 +260,7 @@ impl Engine {
         };
         let (actor, login_user) =
             self.resolver
-                .resolve_unmasked(ev, &self.keyer, role != AuthRole::None);
+                .resolve_unmasked(facts, &self.keyer, role != AuthRole::None);
         let outcome = if role == AuthRole::None {
             Outcome::Unknown
         } else if basic
@@ -264,7 +272,7 @@ impl Engine {
             // Basic credentials accepted: the server answered instead of 401.
             Outcome::Success
         } else {
-            self.outcomes.infer(ev, &template)
+            self.outcomes.infer_facts(facts, &template)
         };
         let k = &self.keyer;
         let method = ev.request.method.as_str();

@@ -13,6 +13,7 @@
 //!    success marker → success;
 //! 7. a 3xx redirect back to a login or error page → failure; any other 3xx → success;
 //! 8. any other 2xx → success.
+use apitap_labels::facts::EventFacts;
 use apitap_schema::ApiEvent;
 use memchr::memmem::Finder;
 use serde::Serialize;
@@ -122,6 +123,14 @@ impl OutcomeRules {
 
     /// The outcome of an attempt on `template`.
     pub fn infer(&self, ev: &ApiEvent, template: &str) -> Outcome {
+        let facts = EventFacts::new(ev, apitap_labels::facts::DEFAULT_MAX_DECODED_BYTES);
+        self.infer_facts(&facts, template)
+    }
+
+    /// [`OutcomeRules::infer`] reading the event's shared facts: body markers are searched
+    /// in the decoded response body (a gzip-coded login answer is read, not its coded bytes).
+    pub fn infer_facts(&self, facts: &EventFacts<'_>, template: &str) -> Outcome {
+        let ev = facts.event;
         let Some(resp) = &ev.response else {
             return Outcome::Unknown;
         };
@@ -158,7 +167,7 @@ impl OutcomeRules {
             }
             _ => (&self.failure[..], &self.success[..]),
         };
-        let data = resp.body.data.as_bytes();
+        let data: &[u8] = facts.response_body().map_or(&[], |b| &b.bytes);
         let n = data.len().min(MARKER_WINDOW);
         // Lower-cased copy of the window: on the stack for the usual short login answers (a
         // zeroed 4 KiB buffer per attempt cost more than the search), else on the heap.
@@ -191,13 +200,14 @@ impl OutcomeRules {
             return Outcome::Success;
         }
         if (300..400).contains(&status) {
-            let back_to_login = crate::actor::header(&resp.headers, "location").is_some_and(|l| {
-                let l = l.to_ascii_lowercase();
-                l.contains("login")
-                    || l.contains("error")
-                    || l.contains("signin")
-                    || l.contains("fail")
-            });
+            let back_to_login = apitap_labels::facts::header(&resp.headers, "location")
+                .is_some_and(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.contains("login")
+                        || l.contains("error")
+                        || l.contains("signin")
+                        || l.contains("fail")
+                });
             return if back_to_login {
                 Outcome::Failure
             } else {
@@ -231,6 +241,21 @@ mod tests {
             body: Body::from_bytes(body.as_bytes(), body.len() as u64),
         });
         e
+    }
+
+    /// The failure marker of a gzip-coded login answer is found in its decoded body (the
+    /// event's shared facts), not searched for in the coded bytes.
+    #[test]
+    fn markers_are_read_in_the_decoded_body() {
+        use std::io::Write as _;
+        let text = br#"{"status":"fail","message":"invalid password"}"#;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut e = with_resp(200, &[("Content-Encoding", "gzip")], "");
+        e.response.as_mut().unwrap().body = Body::from_bytes(&gz, gz.len() as u64);
+        let rules = OutcomeRules::new(&LoginConfig::default());
+        assert_eq!(rules.infer(&e, "/login"), Outcome::Failure);
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub(crate) fn all(cfg: &DetectConfig) -> Result<[Box<dyn Detection>; COUNT], Det
 
 /// One detection as the engine drives it (see the module docs; not to be confused with the
 /// public [`Detector`] enum, which [`Detection::id`] returns).
-pub(crate) trait Detection: std::fmt::Debug {
+pub(crate) trait Detection: std::fmt::Debug + Send {
     /// Builds it from the configuration (abnormal access opens its GeoIP database here).
     fn new(cfg: &DetectConfig) -> Result<Self, DetectError>
     where
