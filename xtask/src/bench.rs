@@ -267,7 +267,7 @@ const ANALYZER_PARTS: [(&str, &[&str]); 6] = [
         &["Labelling::label_facts", "Labelling::label"],
     ),
     ("  inventory", &["Inventory::observe_labelled"]),
-    ("  detections", &["apitap_detect::engine::Engine::observe"]),
+    ("  detections", &["apitap_detect::engine::Engine::observe_facts"]),
     ("  weak points", &["Labelling::observe"]),
     ("  summary", &["Summary::record_as"]),
 ];
