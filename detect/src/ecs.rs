@@ -103,7 +103,7 @@ mod tests {
     use super::*;
     use crate::Severity;
     use crate::alert::{Analytic, AnalyticType, ApiEndpoint, Source, Span};
-    use crate::finding::{Activity, ActorKey, Attack, Detector, EndpointRef, Finding, Sample};
+    use crate::finding::{Activity, Attack, Finding};
 
     fn weak_point() -> Alert {
         Alert {
@@ -207,50 +207,7 @@ mod tests {
 
     /// The campaign transition of `crate::ocsf`'s tests.
     fn campaign(activity: Activity) -> Finding {
-        Finding {
-            activity,
-            uid: "0123456789abcdef0123456789abcdef".into(),
-            seq: 0,
-            detector: Detector::CredentialStuffing,
-            kind: "per_source",
-            title: "Credential stuffing by 203.0.113.7 on POST api /login".into(),
-            severity: Severity::High,
-            confidence: 85,
-            time_us: 1_700_000_060_000_000,
-            created_us: 1_700_000_060_000_000,
-            start_us: 1_700_000_000_000_000,
-            end_us: 1_700_000_050_000_000,
-            events: 120,
-            counts: vec![("attempts", 120), ("distinct_usernames", 118)],
-            actor: vec![
-                ActorKey {
-                    kind: "client_ip",
-                    value: "203.0.113.7".into(),
-                },
-                ActorKey {
-                    kind: "subnet",
-                    value: "203.0.113.0/24".into(),
-                },
-            ],
-            sources: vec!["203.0.113.7".parse().unwrap()],
-            source_count: 1,
-            endpoint: EndpointRef {
-                service: "api".into(),
-                method: "POST".into(),
-                template: "/login".into(),
-            },
-            samples: vec![Sample {
-                time_us: 1_700_000_000_000_000,
-                client_ip: "203.0.113.7".parse().unwrap(),
-                method: "POST".into(),
-                path: "/login".into(),
-                query: None,
-                status: Some(401),
-                user_agent_family: "ffuf",
-                login_user: Some("a****@example.com".into()),
-                records: None,
-            }],
-        }
+        crate::ocsf::tests::finding(activity)
     }
 
     /// The ECS document of a detection, byte for byte, as apitap wrote it (from the OCSF

@@ -408,11 +408,12 @@ pub fn validate(doc: &Value) -> Result<(), Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::finding::{ActorKey, Detector, EndpointRef, Sample, Severity};
 
-    fn finding(activity: Activity) -> Finding {
+    /// A credential-stuffing campaign transition (also used by `crate::ecs`'s tests).
+    pub(crate) fn finding(activity: Activity) -> Finding {
         Finding {
             activity,
             uid: "0123456789abcdef0123456789abcdef".into(),
