@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use apitap_detect::{DetectConfig, Engine, EventContext, Finding};
 use apitap_labels::HashKey;
+use apitap_metrics::Exposition;
 use apitap_schema::ApiEvent;
 
 use crate::error::Error;
@@ -102,16 +103,16 @@ impl Detection {
         std::mem::take(&mut self.pending)
     }
 
-    /// The engine's counters in Prometheus text format, plus findings dropped here.
-    pub fn render(&self) -> String {
-        let mut out = self.engine.metrics().render();
-        out.push_str(&format!(
-            "# HELP apitap_detect_findings_dropped_total Findings dropped (alert queue full).\n\
-             # TYPE apitap_detect_findings_dropped_total counter\n\
-             apitap_detect_findings_dropped_total {}\n",
-            self.dropped_findings
-        ));
-        out
+    /// Adds the engine's counters (`apitap_detect_*`) and the findings dropped here to `out`.
+    pub fn render(&self, out: &mut Exposition) {
+        // The engine still writes its own text (`EngineMetrics::render`): whole families,
+        // none of them named here.
+        out.preformatted(&self.engine.metrics().render());
+        out.counter(
+            "apitap_detect_findings_dropped_total",
+            "Findings dropped (alert queue full).",
+            self.dropped_findings,
+        );
     }
 
     /// Logs the engine's counters (`apitap_detect_*`).
