@@ -27,8 +27,8 @@
 //! sensor and analyzer. Bind to loopback unless a scraper elsewhere needs it.
 //!
 //! [`HttpStats`] counts rejections per cause, requests answered and open connections;
-//! [`HttpStats::render`] writes them in the Prometheus text format for the binary's own
-//! `/metrics`.
+//! [`HttpStats::render`] adds them to the binary's own `/metrics` exposition
+//! ([`apitap_metrics::Exposition`]).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use apitap_metrics::{Exposition, Kind};
 use apitap_secret::Secret;
 pub use apitap_secret::SecretFileError as KeyFileError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -145,48 +146,38 @@ impl HttpStats {
         self.rejected[cause as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Writes the counters of `servers` (`(server label, stats)`) in the Prometheus text
-    /// format: `{prefix}_http_rejected_connections_total{server,cause}`,
+    /// Adds the counters of `servers` (`(server label, stats)`) to `out`:
+    /// `{prefix}_http_rejected_connections_total{server,cause}`,
     /// `{prefix}_http_requests_total{server}` and the gauge `{prefix}_http_open_connections`.
-    pub fn render(out: &mut String, prefix: &str, servers: &[(&str, &HttpStats)]) {
-        let _ = writeln!(
-            out,
-            "# HELP {prefix}_http_rejected_connections_total Admin HTTP connections refused or cut short, by server and cause.\n\
-             # TYPE {prefix}_http_rejected_connections_total counter"
+    pub fn render(out: &mut Exposition, prefix: &str, servers: &[(&str, &HttpStats)]) {
+        let mut f = out.family(
+            &format!("{prefix}_http_rejected_connections_total"),
+            Kind::Counter,
+            "Admin HTTP connections refused or cut short, by server and cause.",
         );
         for (server, stats) in servers {
             for cause in Rejection::ALL {
-                let _ = writeln!(
-                    out,
-                    "{prefix}_http_rejected_connections_total{{server=\"{server}\",cause=\"{}\"}} {}",
-                    cause.as_str(),
-                    stats.rejected(cause)
+                f.sample(
+                    &[("server", server), ("cause", cause.as_str())],
+                    stats.rejected(cause),
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP {prefix}_http_requests_total Admin HTTP requests answered by their route.\n\
-             # TYPE {prefix}_http_requests_total counter"
+        let mut f = out.family(
+            &format!("{prefix}_http_requests_total"),
+            Kind::Counter,
+            "Admin HTTP requests answered by their route.",
         );
         for (server, stats) in servers {
-            let _ = writeln!(
-                out,
-                "{prefix}_http_requests_total{{server=\"{server}\"}} {}",
-                stats.requests()
-            );
+            f.sample(&[("server", server)], stats.requests());
         }
-        let _ = writeln!(
-            out,
-            "# HELP {prefix}_http_open_connections Admin HTTP connections open now.\n\
-             # TYPE {prefix}_http_open_connections gauge"
+        let mut f = out.family(
+            &format!("{prefix}_http_open_connections"),
+            Kind::Gauge,
+            "Admin HTTP connections open now.",
         );
         for (server, stats) in servers {
-            let _ = writeln!(
-                out,
-                "{prefix}_http_open_connections{{server=\"{server}\"}} {}",
-                stats.open_connections()
-            );
+            f.sample(&[("server", server)], stats.open_connections());
         }
     }
 }
@@ -649,8 +640,9 @@ mod tests {
         let a = HttpStats::default();
         a.reject(Rejection::HeadTimeout);
         let b = HttpStats::default();
-        let mut out = String::new();
-        HttpStats::render(&mut out, "apitap_x", &[("metrics", &a), ("api", &b)]);
+        let mut exp = Exposition::new();
+        HttpStats::render(&mut exp, "apitap_x", &[("metrics", &a), ("api", &b)]);
+        let out = exp.finish();
         assert!(out.contains(
             "apitap_x_http_rejected_connections_total{server=\"metrics\",cause=\"head_timeout\"} 1\n"
         ));
@@ -664,5 +656,17 @@ mod tests {
                 .count(),
             14
         );
+    }
+
+    #[test]
+    fn rendered_families_are_well_formed_and_named_by_the_house_rule() {
+        let a = HttpStats::default();
+        let mut exp = Exposition::new();
+        HttpStats::render(&mut exp, "apitap_sensor", &[("metrics", &a)]);
+        HttpStats::render(&mut exp, "apitap_sensor", &[("inventory_api", &a)]);
+        let out = exp.finish();
+        apitap_metrics::check_exposition(&out).unwrap();
+        assert_eq!(out.matches("# TYPE ").count(), 3, "{out}");
+        assert!(out.contains("apitap_sensor_http_open_connections{server=\"inventory_api\"} 0\n"));
     }
 }

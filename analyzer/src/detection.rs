@@ -12,6 +12,7 @@ use std::time::Instant;
 use apitap_detect::{DetectConfig, Engine, EventContext, Finding};
 use apitap_labels::HashKey;
 use apitap_labels::facts::EventFacts;
+use apitap_metrics::Exposition;
 use apitap_schema::ApiEvent;
 
 use crate::error::Error;
@@ -109,16 +110,14 @@ impl Detection {
         std::mem::take(&mut self.pending)
     }
 
-    /// The engine's counters in Prometheus text format, plus findings dropped here.
-    pub fn render(&self) -> String {
-        let mut out = self.engine.metrics().render();
-        out.push_str(&format!(
-            "# HELP apitap_detect_findings_dropped_total Findings dropped (alert queue full).\n\
-             # TYPE apitap_detect_findings_dropped_total counter\n\
-             apitap_detect_findings_dropped_total {}\n",
-            self.dropped_findings
-        ));
-        out
+    /// Adds the engine's counters (`apitap_detect_*`) and the findings dropped here to `out`.
+    pub fn render(&self, out: &mut Exposition) {
+        self.engine.metrics().render_into(out);
+        out.counter(
+            "apitap_detect_findings_dropped_total",
+            "Findings dropped (alert queue full).",
+            self.dropped_findings,
+        );
     }
 
     /// Logs the engine's counters (`apitap_detect_*`).

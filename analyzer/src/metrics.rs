@@ -9,49 +9,46 @@
 //! `apitap_analyzer_http_requests_total{server}` and `apitap_analyzer_http_open_connections`,
 //! for `server="metrics"` and `server="inventory_api"`.
 //!
-//! Served by `apitap-admin-http`; `metrics.token_file` makes `/metrics` require a bearer
-//! token (`/healthz` stays open for probes).
+//! Written with `apitap-metrics` (every family once, with `# HELP` and `# TYPE`; content type
+//! `text/plain; version=0.0.4`) and served by `apitap-admin-http`; `metrics.token_file` makes
+//! `/metrics` require a bearer token (`/healthz` stays open for probes).
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use apitap_admin_http::{Handler, HttpStats, Options, Response};
 use apitap_bus::BusMetrics;
+use apitap_metrics::{CONTENT_TYPE, Exposition, Kind};
 
 use crate::error::Error;
 use crate::ingest::{BadLineCause, Ingestor};
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
-}
-
 /// The exposition text for the analyzer's state and (when consuming a bus) its counters.
 pub fn render(ing: &Ingestor, bus: Option<&BusMetrics>) -> String {
-    let mut out = String::new();
+    let mut out = Exposition::new();
+    render_into(&mut out, ing, bus);
+    out.finish()
+}
+
+/// Adds the analyzer's state and (when consuming a bus) the bus's counters to `out`.
+pub fn render_into(out: &mut Exposition, ing: &Ingestor, bus: Option<&BusMetrics>) {
     let s = &ing.stats;
-    counter(
-        &mut out,
-        "apitap_analyzer_lines_total",
-        "Input lines read (file input).",
-        s.lines,
-    );
-    counter(
-        &mut out,
-        "apitap_analyzer_events_total",
-        "Valid events analysed.",
-        s.events,
-    );
-    counter(
-        &mut out,
-        "apitap_analyzer_events_over_endpoint_limit_total",
-        "Events not summarised because the endpoint limit was reached.",
-        s.events_over_endpoint_limit,
-    );
     for (name, help, value) in [
+        (
+            "apitap_analyzer_lines_total",
+            "Input lines read (file input).",
+            s.lines,
+        ),
+        (
+            "apitap_analyzer_events_total",
+            "Valid events analysed.",
+            s.events,
+        ),
+        (
+            "apitap_analyzer_events_over_endpoint_limit_total",
+            "Events not summarised because the endpoint limit was reached.",
+            s.events_over_endpoint_limit,
+        ),
         (
             "apitap_analyzer_events_failed_total",
             "Events whose analysis failed (isolated and skipped).",
@@ -78,36 +75,24 @@ pub fn render(ing: &Ingestor, bus: Option<&BusMetrics>) -> String {
             s.events_future_clamped,
         ),
     ] {
-        counter(&mut out, name, help, value);
+        out.counter(name, help, value);
     }
-    let _ = writeln!(
-        out,
-        "# HELP apitap_analyzer_bad_lines_total Input lines rejected, by cause.\n\
-         # TYPE apitap_analyzer_bad_lines_total counter"
+    let mut f = out.family(
+        "apitap_analyzer_bad_lines_total",
+        Kind::Counter,
+        "Input lines rejected, by cause.",
     );
     for cause in BadLineCause::ALL {
-        let _ = writeln!(
-            out,
-            "apitap_analyzer_bad_lines_total{{cause=\"{}\"}} {}",
-            cause.as_str(),
-            s.bad(cause)
-        );
+        f.sample(&[("cause", cause.as_str())], s.bad(cause));
     }
-    let _ = writeln!(
-        out,
-        "# HELP apitap_analyzer_anomaly_events_total Events carrying each anomaly code.\n\
-         # TYPE apitap_analyzer_anomaly_events_total counter"
+    // Codes are the schema's fixed vocabulary (`unknown` for newer ones).
+    let mut f = out.family(
+        "apitap_analyzer_anomaly_events_total",
+        Kind::Counter,
+        "Events carrying each anomaly code.",
     );
     for (code, n) in &s.anomalies {
-        // Codes are the schema's fixed vocabulary (`unknown` for newer ones).
-        let code: String = code
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        let _ = writeln!(
-            out,
-            "apitap_analyzer_anomaly_events_total{{code=\"{code}\"}} {n}"
-        );
+        f.sample(&[("code", code)], *n);
     }
     if let Some(inv) = &ing.inventory {
         let c = inv.counters;
@@ -157,42 +142,37 @@ pub fn render(ing: &Ingestor, bus: Option<&BusMetrics>) -> String {
                 t.split_out,
             ),
         ] {
-            counter(&mut out, &format!("apitap_inventory_{name}_total"), help, v);
+            out.counter(&format!("apitap_inventory_{name}_total"), help, v);
         }
     }
     if let Some(l) = &ing.labelling {
-        counter(
-            &mut out,
+        out.counter(
             "apitap_weak_points_total",
             "Weak-point findings raised.",
             l.raised(),
         );
-        counter(
-            &mut out,
+        out.counter(
             "apitap_weak_points_dropped_total",
             "Weak-point findings dropped (alert queue full).",
             l.dropped_findings,
         );
-        counter(
-            &mut out,
+        out.counter(
             "apitap_labels_shipped_events_total",
             "Events labelled from the labels their sensor shipped.",
             l.shipped_labels,
         );
-        counter(
-            &mut out,
+        out.counter(
             "apitap_labels_foreign_hash_key_events_total",
             "Shipped labels hashed with another key than the analyzer's (hash_key_id differs).",
             l.foreign_key_labels,
         );
     }
     if let Some(d) = &ing.detect {
-        out.push_str(&d.render());
+        d.render(out);
     }
     if let Some(b) = bus {
-        b.render(&mut out);
+        b.render(out);
     }
-    out
 }
 
 /// The `server` label and counters of each admin HTTP server, rendered on `/metrics`.
@@ -214,14 +194,15 @@ pub async fn serve(
     let handler: Handler = Arc::new(move |req| match req.path() {
         "/healthz" => Response::text(200, "ok\n"),
         "/metrics" => {
-            let mut text = {
+            let mut out = Exposition::new();
+            {
                 let ing = state.lock().unwrap_or_else(PoisonError::into_inner);
-                render(&ing, bus.as_deref())
-            };
+                render_into(&mut out, &ing, bus.as_deref());
+            }
             let servers: Vec<(&str, &HttpStats)> =
                 http.iter().map(|(name, s)| (*name, s.as_ref())).collect();
-            HttpStats::render(&mut text, "apitap_analyzer", &servers);
-            Response::text(200, text)
+            HttpStats::render(&mut out, "apitap_analyzer", &servers);
+            Response::new(200, CONTENT_TYPE, out.finish().into_bytes())
         }
         _ => Response::json(404, "{\"error\":\"no such route\"}\n"),
     });
@@ -312,6 +293,53 @@ mod tests {
             let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(name.starts_with("apitap_"), "{line}");
             value.parse::<f64>().unwrap();
+        }
+    }
+
+    /// Everything `/metrics` serves, with every part present (inventory, labelling, detections
+    /// and the engine's own text, bus, both HTTP servers): each family once with `# HELP` and
+    /// `# TYPE`, every name by the house rule.
+    #[test]
+    fn every_family_once_with_help_and_type_named_by_the_house_rule() {
+        let mut ing = Ingestor::default();
+        let key = apitap_labels::HashKey::from_secret(b"k");
+        ing.detect = Some(
+            crate::detection::Detection::new(&apitap_detect::DetectConfig::default(), &key)
+                .unwrap(),
+        );
+        ing.labelling = Some(crate::labelling::Labelling::new(key).unwrap());
+        ing.inventory = Some(
+            crate::inventory::Inventory::new(crate::inventory::InventoryConfig::default()).unwrap(),
+        );
+        ing.ingest_event(&event(Some("api"), "GET", "/x"));
+        ing.stats.anomalies.insert("midstream_start".into(), 2);
+        let bus = BusMetrics::default();
+        let mut out = Exposition::new();
+        render_into(&mut out, &ing, Some(&bus));
+        let http = HttpStats::default();
+        HttpStats::render(
+            &mut out,
+            "apitap_analyzer",
+            &[("metrics", &http), ("inventory_api", &http)],
+        );
+        let text = out.finish();
+        apitap_metrics::check_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(
+            text.contains("apitap_analyzer_anomaly_events_total{code=\"midstream_start\"} 2\n")
+        );
+        for family in [
+            "apitap_analyzer_anomaly_events_total",
+            "apitap_inventory_events_total",
+            "apitap_weak_points_total",
+            "apitap_detect_findings_dropped_total",
+            "apitap_detect_state_bytes",
+            "apitap_bus_spooling",
+            "apitap_analyzer_http_open_connections",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "{family}\n{text}"
+            );
         }
     }
 }

@@ -1,10 +1,11 @@
-//! Counters of the bus, rendered in the Prometheus text format as `apitap_bus_<name>_total`
-//! (gauges without the suffix). Every lost or rejected event is counted by cause (R-BUS-2,
+//! Counters of the bus, added to the sensor's or the analyzer's Prometheus exposition
+//! ([`apitap_metrics::Exposition`]) as `apitap_bus_<name>_total` (gauges without the suffix). Every lost or rejected event is counted by cause (R-BUS-2,
 //! R-CAP-7, R-OPS-2). Shared between the hot path, the spool thread and the metrics endpoint
 //! through an `Arc`; all updates are relaxed atomic adds.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use apitap_metrics::{Exposition, Kind};
 
 /// Why an event was lost on the producer side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -217,80 +218,173 @@ impl BusMetrics {
         c.load(Ordering::Relaxed)
     }
 
-    /// Appends the Prometheus text exposition of every counter and gauge to `out`.
-    pub fn render(&self, out: &mut String) {
-        let counters: [(&str, &AtomicU64); 17] = [
-            ("events_published", &self.events_published),
-            ("events_enqueued", &self.events_enqueued),
-            ("events_delivered", &self.events_delivered),
-            ("events_spooled", &self.events_spooled),
-            ("events_replayed", &self.events_replayed),
-            ("broker_unreachable", &self.broker_unreachable),
-            ("producer_rebuilds", &self.producer_rebuilds),
-            ("alerts_published", &self.alerts_published),
-            ("alerts_delivered", &self.alerts_delivered),
-            ("alerts_failed", &self.alerts_failed),
-            ("messages_received", &self.messages_received),
-            ("events_consumed", &self.events_consumed),
-            ("duplicate_events", &self.duplicate_events),
-            ("commits", &self.commits),
-            ("commit_errors", &self.commit_errors),
-            ("consume_errors", &self.consume_errors),
-            ("rebalances", &self.rebalances),
+    /// Adds every counter and gauge to `out` (the sensor's or the analyzer's exposition).
+    pub fn render(&self, out: &mut Exposition) {
+        let counters: [(&str, &str, &AtomicU64); 17] = [
+            (
+                "apitap_bus_events_published_total",
+                "Events handed to the bus by the sensor.",
+                &self.events_published,
+            ),
+            (
+                "apitap_bus_events_enqueued_total",
+                "Events handed to the Kafka client, directly or replayed from the spool.",
+                &self.events_enqueued,
+            ),
+            (
+                "apitap_bus_events_delivered_total",
+                "Events acknowledged by the broker or taken by the in-memory consumer.",
+                &self.events_delivered,
+            ),
+            (
+                "apitap_bus_events_spooled_total",
+                "Events written to the spool.",
+                &self.events_spooled,
+            ),
+            (
+                "apitap_bus_events_replayed_total",
+                "Spooled events handed to the Kafka client again.",
+                &self.events_replayed,
+            ),
+            (
+                "apitap_bus_broker_unreachable_total",
+                "Times the broker was found unreachable (new events then go to the spool).",
+                &self.broker_unreachable,
+            ),
+            (
+                "apitap_bus_producer_rebuilds_total",
+                "Times the Kafka producer was rebuilt after a fatal error.",
+                &self.producer_rebuilds,
+            ),
+            (
+                "apitap_bus_alerts_published_total",
+                "Alerts handed to the alert producer.",
+                &self.alerts_published,
+            ),
+            (
+                "apitap_bus_alerts_delivered_total",
+                "Alerts acknowledged by the broker.",
+                &self.alerts_delivered,
+            ),
+            (
+                "apitap_bus_alerts_failed_total",
+                "Alerts that could not be delivered.",
+                &self.alerts_failed,
+            ),
+            (
+                "apitap_bus_messages_received_total",
+                "Messages read from the events topic or the in-memory transport.",
+                &self.messages_received,
+            ),
+            (
+                "apitap_bus_events_consumed_total",
+                "Events handed to the consumer's caller.",
+                &self.events_consumed,
+            ),
+            (
+                "apitap_bus_duplicate_events_total",
+                "Events skipped because their event_id was seen within the dedupe window.",
+                &self.duplicate_events,
+            ),
+            (
+                "apitap_bus_commits_total",
+                "Offset commits that succeeded.",
+                &self.commits,
+            ),
+            (
+                "apitap_bus_commit_errors_total",
+                "Offset commits that failed (retried at the next interval).",
+                &self.commit_errors,
+            ),
+            (
+                "apitap_bus_consume_errors_total",
+                "Errors reported while consuming (the consumer keeps going).",
+                &self.consume_errors,
+            ),
+            (
+                "apitap_bus_rebalances_total",
+                "Partition assignments and revocations seen.",
+                &self.rebalances,
+            ),
         ];
-        for (name, c) in counters {
-            let _ = writeln!(out, "apitap_bus_{name}_total {}", Self::get(c));
+        for (name, help, c) in counters {
+            out.counter(name, help, Self::get(c));
         }
+        let mut f = out.family(
+            "apitap_bus_events_dropped_total",
+            Kind::Counter,
+            "Events lost on the producer side, by cause.",
+        );
         for cause in DropCause::ALL {
-            let _ = writeln!(
-                out,
-                "apitap_bus_events_dropped_total{{cause=\"{}\"}} {}",
-                cause.as_str(),
-                self.dropped_total(cause)
-            );
+            f.sample(&[("cause", cause.as_str())], self.dropped_total(cause));
         }
+        let mut f = out.family(
+            "apitap_bus_produce_errors_total",
+            Kind::Counter,
+            "Kafka produce errors, by class (retryable and fatal keep the event, rejected drops it).",
+        );
         for (class, name) in [
             (ErrorLabel::Retryable, "retryable"),
             (ErrorLabel::Rejected, "rejected"),
             (ErrorLabel::Fatal, "fatal"),
         ] {
-            let _ = writeln!(
-                out,
-                "apitap_bus_produce_errors_total{{class=\"{name}\"}} {}",
-                self.produce_errors_total(class)
-            );
+            f.sample(&[("class", name)], self.produce_errors_total(class));
         }
-        for cause in RejectCause::ALL {
-            let _ = writeln!(
-                out,
-                "apitap_bus_rejected_messages_total{{cause=\"{}\"}} {}",
-                cause.as_str(),
-                self.rejected_total(cause)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "apitap_bus_spool_open_failures_total {}",
-            Self::get(&self.spool_open_failures)
+        let mut f = out.family(
+            "apitap_bus_rejected_messages_total",
+            Kind::Counter,
+            "Consumed messages not handed on as events, by cause.",
         );
-        let gauges: [(&str, &AtomicU64); 6] = [
-            ("spool_bytes", &self.spool_bytes),
-            ("spool_events", &self.spool_events),
-            ("producer_queue_events", &self.producer_queue_events),
-            ("spooling", &self.spooling),
-            ("spool_unavailable", &self.spool_unavailable),
-            ("unacked_events", &self.unacked_events),
+        for cause in RejectCause::ALL {
+            f.sample(&[("cause", cause.as_str())], self.rejected_total(cause));
+        }
+        out.counter(
+            "apitap_bus_spool_open_failures_total",
+            "Failed attempts to open the spool.",
+            Self::get(&self.spool_open_failures),
+        );
+        let gauges: [(&str, &str, &AtomicU64); 6] = [
+            (
+                "apitap_bus_spool_bytes",
+                "Bytes in the spool's segment files.",
+                &self.spool_bytes,
+            ),
+            (
+                "apitap_bus_spool_events",
+                "Events in the spool not yet delivered.",
+                &self.spool_events,
+            ),
+            (
+                "apitap_bus_producer_queue_events",
+                "Events in the Kafka client's memory queue.",
+                &self.producer_queue_events,
+            ),
+            (
+                "apitap_bus_spooling",
+                "1 while new events go to the spool instead of the Kafka client.",
+                &self.spooling,
+            ),
+            (
+                "apitap_bus_spool_unavailable",
+                "1 while the spool cannot be opened (events Kafka cannot take now are dropped as spool_io).",
+                &self.spool_unavailable,
+            ),
+            (
+                "apitap_bus_unacked_events",
+                "Events handed to the consumer's caller and not acknowledged yet.",
+                &self.unacked_events,
+            ),
         ];
-        for (name, g) in gauges {
-            let _ = writeln!(out, "apitap_bus_{name} {}", Self::get(g));
+        for (name, help, g) in gauges {
+            out.gauge(name, help, Self::get(g));
         }
     }
 
     /// The exposition as a string.
     pub fn render_string(&self) -> String {
-        let mut s = String::with_capacity(2048);
-        self.render(&mut s);
-        s
+        let mut out = Exposition::new();
+        self.render(&mut out);
+        out.finish()
     }
 }
 
@@ -335,10 +429,25 @@ mod tests {
         assert!(s.contains("apitap_bus_events_delivered_total 7"));
         assert!(s.contains("apitap_bus_spool_bytes 0"));
         for line in s.lines() {
-            let name = line.split(['{', ' ']).next().unwrap();
+            // Samples, and the family named by `# HELP` / `# TYPE` lines.
+            let name = line
+                .trim_start_matches("# HELP ")
+                .trim_start_matches("# TYPE ")
+                .split(['{', ' '])
+                .next()
+                .unwrap();
             assert!(name.starts_with("apitap_bus_"), "{line}");
         }
         assert_eq!(m.dropped_all(), 3);
+    }
+
+    #[test]
+    fn every_family_once_with_help_and_type_named_by_the_house_rule() {
+        let s = BusMetrics::default().render_string();
+        apitap_metrics::check_exposition(&s).unwrap();
+        // 17 plain counters, 3 labelled ones, spool_open_failures, 6 gauges.
+        assert_eq!(s.matches("# TYPE ").count(), 27, "{s}");
+        assert_eq!(s.matches(" gauge\n").count(), 6, "{s}");
     }
 
     #[test]

@@ -1,18 +1,26 @@
 //! Decoder counters. Every byte or message the decoder gives up on is counted here under its
-//! cause (R-CAP-7); the agent exports them as `apitap_decode_<name>_total` metrics.
+//! cause (R-CAP-7); the agent exports them as `apitap_decode_<name>_total` metrics, with
+//! each field's doc comment as the metric's help text ([`Stats::described`]).
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident,)*) => {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
         /// Monotonic decoder counters.
         #[derive(Debug, Default, Clone, PartialEq, Eq)]
         pub struct Stats {
-            $($(#[$doc])* pub $name: u64,)*
+            $($(#[doc = $doc])* pub $name: u64,)*
         }
 
         impl Stats {
             /// `(name, value)` for every counter, in declaration order.
             pub fn fields(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name),)*]
+            }
+
+            /// `(name, description, value)` for every counter, in declaration order; the
+            /// description is the field's doc comment on one line (the metric's `# HELP`).
+            pub fn described(&self) -> Vec<(&'static str, &'static str, u64)> {
+                // Each doc line starts with a space: joined, they read as one line.
+                vec![$((stringify!($name), concat!($($doc),*).trim_ascii_start(), self.$name),)*]
             }
         }
     };
@@ -69,8 +77,8 @@ counters! {
     unsolicited_responses,
     /// Requests reported early because too many were pipelined.
     pipeline_overflow,
-    /// Responses to those requests, discarded when they came so that later responses still
-    /// pair with their own requests.
+    /// Responses to requests reported early by pipeline overflow, discarded when they came so
+    /// that later responses still pair with their own requests.
     responses_after_overflow,
     /// Request-side framing errors.
     request_parse_errors,
@@ -82,6 +90,37 @@ counters! {
     bodies_decoded,
     /// Bodies whose content coding was corrupt (left as sent).
     body_decode_failures,
-    /// Decodes stopped at the cap with a bomb-like ratio.
+    /// Body decodes stopped at the cap with a bomb-like ratio.
     decompression_bombs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stats;
+
+    #[test]
+    fn every_counter_is_described_on_one_line() {
+        let s = Stats::default();
+        let described = s.described();
+        assert_eq!(described.len(), s.fields().len());
+        for (name, help, _) in described {
+            assert!(
+                help.ends_with('.') && !help.starts_with(' ') && !help.contains('\n'),
+                "{name}: {help:?}"
+            );
+        }
+        let evicted = s
+            .described()
+            .into_iter()
+            .find(|(n, _, _)| *n == "connections_evicted_table_full")
+            .map(|(_, h, _)| h);
+        assert_eq!(
+            evicted,
+            Some(
+                "Connections not yet established (no payload in both directions, e.g. a bare SYN \
+                 of a spoofed flood) evicted, oldest first, to make room for a new one in a full \
+                 table (drop)."
+            )
+        );
+    }
 }

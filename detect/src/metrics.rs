@@ -1,5 +1,5 @@
 //! Engine counters, rendered as Prometheus text (`apitap_detect_<name>_total`, R-OPS-2).
-use std::fmt::Write as _;
+use apitap_metrics::{Exposition, Kind};
 
 /// Counters and gauges of one engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,67 +32,68 @@ pub struct EngineMetrics {
 impl EngineMetrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut s = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(s, "# HELP apitap_detect_{name}_total {help}");
-            let _ = writeln!(s, "# TYPE apitap_detect_{name}_total counter");
-            let _ = writeln!(s, "apitap_detect_{name}_total {v}");
-        };
-        counter(
-            "events",
+        let mut out = Exposition::new();
+        self.render_into(&mut out);
+        out.finish()
+    }
+
+    /// Adds the engine's families to `out`.
+    pub fn render_into(&self, out: &mut Exposition) {
+        out.counter(
+            "apitap_detect_events_total",
             "API events observed by the detection engine.",
             self.events,
         );
-        counter(
-            "auth_attempts",
+        out.counter(
+            "apitap_detect_auth_attempts_total",
             "Login and OTP attempts with a known outcome.",
             self.auth_attempts,
         );
-        counter(
-            "auth_failures",
+        out.counter(
+            "apitap_detect_auth_failures_total",
             "Failed login and OTP attempts.",
             self.auth_failures,
         );
-        counter(
-            "campaigns_dropped",
+        out.counter(
+            "apitap_detect_campaigns_dropped_total",
             "Campaigns not opened because the campaign table was full.",
             self.campaigns_dropped,
         );
-        counter(
-            "geoip_errors",
+        out.counter(
+            "apitap_detect_geoip_errors_total",
             "GeoIP lookups that failed.",
             self.geoip_errors,
         );
-        let _ = writeln!(
-            s,
-            "# HELP apitap_detect_findings_total Findings emitted, by OCSF activity."
+        let mut findings = out.family(
+            "apitap_detect_findings_total",
+            Kind::Counter,
+            "Findings emitted, by OCSF activity.",
         );
-        let _ = writeln!(s, "# TYPE apitap_detect_findings_total counter");
         for (a, v) in [
             ("create", self.findings_created),
             ("update", self.findings_updated),
             ("close", self.findings_closed),
         ] {
-            let _ = writeln!(s, "apitap_detect_findings_total{{activity=\"{a}\"}} {v}");
+            findings.sample(&[("activity", a)], v);
         }
-        let _ = writeln!(
-            s,
-            "# HELP apitap_detect_evicted_total State entries evicted from full tables."
+        let mut evicted = out.family(
+            "apitap_detect_evicted_total",
+            Kind::Counter,
+            "State entries evicted from full tables.",
         );
-        let _ = writeln!(s, "# TYPE apitap_detect_evicted_total counter");
         for (t, v) in self.evicted {
-            let _ = writeln!(s, "apitap_detect_evicted_total{{table=\"{t}\"}} {v}");
+            evicted.sample(&[("table", t)], v);
         }
-        let _ = writeln!(s, "# HELP apitap_detect_open_campaigns Open campaigns.");
-        let _ = writeln!(s, "# TYPE apitap_detect_open_campaigns gauge");
-        let _ = writeln!(s, "apitap_detect_open_campaigns {}", self.open_campaigns);
-        let _ = writeln!(
-            s,
-            "# HELP apitap_detect_state_bytes Bytes of detection state."
+        out.gauge(
+            "apitap_detect_open_campaigns",
+            "Open campaigns.",
+            self.open_campaigns,
         );
-        let _ = writeln!(s, "# TYPE apitap_detect_state_bytes gauge");
-        let _ = writeln!(s, "apitap_detect_state_bytes {}", self.state_bytes);
-        s
+        out.gauge(
+            "apitap_detect_state_bytes",
+            "Bytes of detection state.",
+            self.state_bytes,
+        );
     }
 }
 

@@ -3,10 +3,11 @@
 //! request per connection, `GET`/`HEAD` only; issue 22, R-OPS-3). With `metrics.token_file`
 //! `/metrics` needs `Authorization: Bearer <token>`; `/healthz` stays open for probes.
 //!
-//! Metric names follow `apitap_<subsystem>_<name>_total`; drops carry a `cause` label. The
-//! server's own refusals are `apitap_sensor_http_rejected_connections_total{server,cause}`.
+//! Written with `apitap-metrics` (every family once, with `# HELP` and `# TYPE`). Metric names
+//! follow `apitap_<subsystem>_<name>_total` (gauges without `_total`); drops carry a `cause`
+//! label. The server's own refusals are
+//! `apitap_sensor_http_rejected_connections_total{server,cause}`.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use apitap_admin_http::{Handler, HttpStats, KeyFileError, Limits, Options, Response, Token};
 use apitap_common::Counter;
 use apitap_decode::Stats;
+use apitap_metrics::{Exposition, Kind};
 use apitap_schema::PayloadMode;
 use tokio::net::TcpListener;
 
@@ -51,60 +53,116 @@ pub struct Snapshot {
     pub payload_mode: PayloadMode,
 }
 
+/// `# HELP` of a kernel counter (every drop cause shares the one family `dropped_packets`).
+fn kernel_help(c: Counter) -> &'static str {
+    match c {
+        Counter::Packets => "Packets the eBPF programs ran on.",
+        Counter::Matched => "TCP packets on a configured port with payload or SYN/FIN/RST.",
+        Counter::Records => "Records the eBPF programs wrote to the ring buffer.",
+        Counter::PayloadBytes => "Payload bytes the eBPF programs wrote to the ring buffer.",
+        Counter::RingFull
+        | Counter::Truncated
+        | Counter::NonLinear
+        | Counter::ParseError
+        | Counter::LoadFailed
+        | Counter::Ipv6ExtHeaders
+        | Counter::IpFragment => "Packets the eBPF programs lost or captured in part, by cause.",
+    }
+}
+
 impl Snapshot {
-    /// Renders the Prometheus text format.
-    pub fn render(&self) -> String {
-        let mut s = String::with_capacity(4096);
+    /// Adds every counter and gauge, the bus's too, to `out`.
+    pub fn render_into(&self, out: &mut Exposition) {
         for c in Counter::ALL {
             let v = self.kernel[c as usize];
             if c.is_drop() {
-                let _ = writeln!(
-                    s,
-                    "apitap_kernel_dropped_packets_total{{cause=\"{}\"}} {v}",
-                    c.name()
-                );
+                out.family(
+                    "apitap_kernel_dropped_packets_total",
+                    Kind::Counter,
+                    kernel_help(c),
+                )
+                .sample(&[("cause", c.name())], v);
             } else {
-                let _ = writeln!(s, "apitap_kernel_{}_total {v}", c.name());
+                out.counter(
+                    &format!("apitap_kernel_{}_total", c.name()),
+                    kernel_help(c),
+                    v,
+                );
             }
         }
-        for (name, v) in self.decode.fields() {
-            let _ = writeln!(s, "apitap_decode_{name}_total {v}");
+        for (name, help, v) in self.decode.described() {
+            out.counter(&format!("apitap_decode_{name}_total"), help, v);
         }
-        let _ = writeln!(s, "apitap_sensor_ring_records_total {}", self.records);
-        let _ = writeln!(s, "apitap_sensor_ring_wakeups_total {}", self.ring_wakeups);
-        let _ = writeln!(
-            s,
-            "apitap_sensor_ring_timer_drains_total {}",
-            self.ring_timer_drains
+        out.counter(
+            "apitap_sensor_ring_records_total",
+            "Ring buffer records read by the sensor.",
+            self.records,
         );
-        let _ = writeln!(s, "apitap_sensor_bad_records_total {}", self.bad_records);
-        let _ = writeln!(s, "apitap_sensor_events_total {}", self.events);
-        let _ = writeln!(s, "apitap_decode_connections {}", self.connections);
-        let _ = writeln!(s, "apitap_decode_held_bytes {}", self.held_bytes);
+        out.counter(
+            "apitap_sensor_ring_wakeups_total",
+            "Times the kernel woke the sensor to read the ring buffer.",
+            self.ring_wakeups,
+        );
+        out.counter(
+            "apitap_sensor_ring_timer_drains_total",
+            "Timer drains of the ring buffer (capture.poll_interval_ms) that found records.",
+            self.ring_timer_drains,
+        );
+        out.counter(
+            "apitap_sensor_bad_records_total",
+            "Ring buffer records the sensor could not parse.",
+            self.bad_records,
+        );
+        out.counter(
+            "apitap_sensor_events_total",
+            "API events written to the sink.",
+            self.events,
+        );
+        out.gauge(
+            "apitap_decode_connections",
+            "Connections tracked by the decoder now.",
+            self.connections as u64,
+        );
+        out.gauge(
+            "apitap_decode_held_bytes",
+            "Bytes held by the decoder now.",
+            self.held_bytes as u64,
+        );
         let p = &self.payload;
-        let _ = writeln!(
-            s,
-            "apitap_payload_minimised_events_total{{mode=\"{}\"}} {}",
-            self.payload_mode.as_str(),
-            p.minimised_events
+        out.family(
+            "apitap_payload_minimised_events_total",
+            Kind::Counter,
+            "Events whose payload was minimised, by payload mode.",
+        )
+        .sample(&[("mode", self.payload_mode.as_str())], p.minimised_events);
+        out.counter(
+            "apitap_payload_labelled_events_total",
+            "Events shipped with a labels summary.",
+            p.labelled_events,
         );
-        let _ = writeln!(
-            s,
-            "apitap_payload_labelled_events_total {}",
-            p.labelled_events
+        out.counter(
+            "apitap_payload_removed_body_bytes_total",
+            "Captured body bytes that did not leave the host (removed or cut).",
+            p.removed_body_bytes,
         );
-        let _ = writeln!(
-            s,
-            "apitap_payload_removed_body_bytes_total {}",
-            p.removed_body_bytes
+        let mut f = out.family(
+            "apitap_payload_findings_total",
+            Kind::Counter,
+            "Sensitive-data findings shipped in event labels, by label.",
         );
         for (label, n) in &p.findings {
-            let _ = writeln!(s, "apitap_payload_findings_total{{label=\"{label}\"}} {n}");
+            f.sample(&[("label", *label)], *n);
         }
         if let Some(bus) = &self.bus {
-            bus.render(&mut s);
+            bus.render(out);
         }
-        s
+    }
+
+    /// The Prometheus text exposition of [`Snapshot::render_into`].
+    pub fn render(&self) -> String {
+        let mut out = Exposition::new();
+        self.render_into(&mut out);
+        out.finish()
     }
 
     /// Sum of the kernel drop counters.
@@ -139,16 +197,21 @@ impl Shared {
         }
     }
 
-    fn get(&self) -> (String, bool) {
+    /// Adds the last snapshot to `out`.
+    fn render_into(&self, out: &mut Exposition) {
+        if let Ok(g) = self.inner.lock() {
+            g.0.render_into(out);
+        }
+    }
+
+    /// True when a snapshot was published in the last 10 s (the capture loop is alive).
+    fn fresh(&self) -> bool {
         match self.inner.lock() {
-            Ok(g) => (g.0.render(), g.1.elapsed() < Duration::from_secs(10)),
-            Err(_) => (String::new(), false),
+            Ok(g) => g.1.elapsed() < Duration::from_secs(10),
+            Err(_) => false,
         }
     }
 }
-
-/// The Prometheus text format's content type (version 0.0.4).
-const EXPOSITION: &str = "text/plain; version=0.0.4";
 
 /// The bearer token of `metrics.token_file`, if set; refused (naming the field, never the
 /// token) unless the file is its owner's alone and long enough.
@@ -186,11 +249,12 @@ pub async fn serve(
     };
     let handler: Handler = Arc::new(move |req| match req.path() {
         "/metrics" => {
-            let mut text = shared.get().0;
-            HttpStats::render(&mut text, "apitap_sensor", &[("metrics", &stats)]);
-            Response::new(200, EXPOSITION, text.into_bytes())
+            let mut out = Exposition::new();
+            shared.render_into(&mut out);
+            HttpStats::render(&mut out, "apitap_sensor", &[("metrics", &stats)]);
+            Response::new(200, apitap_metrics::CONTENT_TYPE, out.finish().into_bytes())
         }
-        "/healthz" => match shared.get().1 {
+        "/healthz" => match shared.fresh() {
             true => Response::text(200, "ok\n"),
             false => Response::text(503, "capture loop stalled\n"),
         },
@@ -310,5 +374,36 @@ mod tests {
         assert!(text.contains("apitap_payload_removed_body_bytes_total 4096\n"));
         assert!(text.contains("apitap_payload_findings_total{label=\"prc_id\"} 3\n"));
         assert!(text.contains("apitap_payload_findings_total{label=\"mobile\"} 2\n"));
+    }
+
+    /// Everything `/metrics` serves, the bus's and the HTTP server's counters too: each family
+    /// once with `# HELP` and `# TYPE`, every name by the house rule.
+    #[test]
+    fn every_family_once_with_help_and_type_named_by_the_house_rule() {
+        let mut s = Snapshot {
+            bus: Some(std::sync::Arc::new(apitap_bus::BusMetrics::default())),
+            ..Snapshot::default()
+        };
+        s.kernel[Counter::IpFragment as usize] = 1;
+        s.payload.findings.insert("prc_id", 3);
+        let mut out = Exposition::new();
+        s.render_into(&mut out);
+        HttpStats::render(
+            &mut out,
+            "apitap_sensor",
+            &[("metrics", &HttpStats::default())],
+        );
+        let text = out.finish();
+        apitap_metrics::check_exposition(&text).unwrap();
+        assert_eq!(
+            text.matches("# TYPE apitap_kernel_dropped_packets_total counter\n")
+                .count(),
+            1
+        );
+        assert!(text.contains(
+            "# HELP apitap_decode_segments_total TCP segments handed to the reassembler.\n"
+        ));
+        assert!(text.contains("apitap_kernel_dropped_packets_total{cause=\"ip_fragment\"} 1\n"));
+        assert!(text.contains("# TYPE apitap_decode_connections gauge\n"));
     }
 }
