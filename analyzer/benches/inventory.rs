@@ -15,7 +15,8 @@ mod akto;
 use std::time::{Duration, Instant};
 
 use apitap_analyzer::inventory::{Inventory, InventoryConfig};
-use apitap_schema::{ApiEvent, Body, Endpoint, Header, Request, Response, SensorInfo};
+use apitap_schema::ApiEvent;
+use apitap_schema::test_support::{DEFAULT_START_US, EventBuilder};
 use criterion::{Criterion, Throughput};
 
 #[path = "common/httpbin.rs"]
@@ -23,76 +24,25 @@ mod httpbin;
 use httpbin::httpbin_events;
 
 fn synthetic_events(n: usize) -> Vec<ApiEvent> {
-    let base = ApiEvent {
-        schema_version: "1.0".into(),
-        event_id: "0".repeat(32),
-        sensor: SensorInfo {
-            id: "s".into(),
-            host: "h".into(),
-        },
-        connection_id: "0".repeat(16),
-        transaction_index: 0,
-        request_start_unix_us: 1_700_000_000_000_000,
-        response_end_unix_us: Some(1_700_000_000_002_000),
-        latency_us: Some(2000),
-        client: Endpoint {
-            ip: "203.0.113.7".parse().expect("ip"),
-            port: 50000,
-        },
-        server: Endpoint {
-            ip: "10.0.0.5".parse().expect("ip"),
-            port: 8080,
-        },
-        tls: false,
-        http_version: "1.1".into(),
-        request: Request {
-            method: "GET".into(),
-            host: Some("api.bank.example".into()),
-            path: "/".into(),
-            query: None,
-            headers: vec![
-                Header {
-                    name: "Host".into(),
-                    value: "api.bank.example".into(),
-                },
-                Header {
-                    name: "User-Agent".into(),
-                    value: "okhttp/4.12.0".into(),
-                },
-                Header {
-                    name: "Accept".into(),
-                    value: "application/json".into(),
-                },
-                Header {
-                    name: "Authorization".into(),
-                    value: "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl".into(),
-                },
-                Header {
-                    name: "X-Request-Id".into(),
-                    value: "5f0c1e7a9b2d4c3e8a1f6b7d0e9c2a41".into(),
-                },
-            ],
-            body: Body::default(),
-        },
-        response: Some(Response {
-            status: 200,
-            reason: "OK".into(),
-            headers: vec![
-                Header {
-                    name: "Content-Type".into(),
-                    value: "application/json".into(),
-                },
-                Header {
-                    name: "Content-Length".into(),
-                    value: "120".into(),
-                },
-            ],
-            body: Body::default(),
-        }),
-        anomalies: vec![],
-        payload: Default::default(),
-        labels: None,
-    };
+    let base = EventBuilder::get("/")
+        .latency_us(2000)
+        .client("203.0.113.7:50000")
+        .server("10.0.0.5:8080")
+        .host("api.bank.example")
+        .headers(&[
+            ("Host", "api.bank.example"),
+            ("User-Agent", "okhttp/4.12.0"),
+            ("Accept", "application/json"),
+            (
+                "Authorization",
+                "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl",
+            ),
+            ("X-Request-Id", "5f0c1e7a9b2d4c3e8a1f6b7d0e9c2a41"),
+        ])
+        .response_headers(&[
+            ("Content-Type", "application/json"),
+            ("Content-Length", "120"),
+        ]);
     let mut out = Vec::with_capacity(n);
     let mut x: u64 = 0x5eed;
     for i in 0..n {
@@ -100,9 +50,6 @@ fn synthetic_events(n: usize) -> Vec<ApiEvent> {
         x ^= x >> 7;
         x ^= x << 17;
         let id = x % 100_000;
-        let mut e = base.clone();
-        e.request_start_unix_us += i as u64 * 100;
-        e.client.ip = std::net::IpAddr::from([203, 0, 113, (id % 200) as u8]);
         let (method, path, query, req, resp) = match x % 6 {
             0 => (
                 "GET",
@@ -147,20 +94,20 @@ fn synthetic_events(n: usize) -> Vec<ApiEvent> {
                 r#"{"pan":"4111********1111","expiry":"12/30","status":"active"}"#,
             ),
         };
-        e.request.method = method.into();
-        e.request.path = path;
-        e.request.query = query;
+        let mut e = base
+            .clone()
+            .method(method)
+            .path(path)
+            .at_us(DEFAULT_START_US + i as u64 * 100)
+            .client_ip([203, 0, 113, (id % 200) as u8])
+            .response_body_bytes(resp);
+        if let Some(q) = query {
+            e = e.query(q);
+        }
         if !req.is_empty() {
-            e.request.headers.push(Header {
-                name: "Content-Type".into(),
-                value: "application/json".into(),
-            });
-            e.request.body = Body::from_bytes(req.as_bytes(), req.len() as u64);
+            e = e.body("application/json", req);
         }
-        if let Some(r) = e.response.as_mut() {
-            r.body = Body::from_bytes(resp.as_bytes(), resp.len() as u64);
-        }
-        out.push(e);
+        out.push(e.build());
     }
     out
 }

@@ -280,9 +280,9 @@ mod tests {
     use crate::ingest::{Ingestor, LineOutcome};
     use crate::inventory::{Inventory, InventoryConfig, store};
     use crate::reader::Line;
-    use crate::summary::tests::event;
+    use crate::summary::tests::builder;
     use apitap_labels::{Direction, Evidence, Label, MinimiseOptions, Severity, minimise};
-    use apitap_schema::{Body, Header, Response, decode_event, encode_event};
+    use apitap_schema::{decode_event, encode_event};
 
     const ID: &str = "11010519491231002X";
     const MOBILE: &str = "13812345678";
@@ -290,17 +290,10 @@ mod tests {
     /// A user lookup answering an ID number and a mobile, minimised by a sensor in `mode`,
     /// as the line the analyzer reads.
     fn minimised_line(mode: PayloadMode) -> Vec<u8> {
-        let mut ev = event(Some("api"), "GET", "/api/users/7");
         let body = format!(r#"{{"data":{{"idCard":"{ID}","mobile":"{MOBILE}"}}}}"#);
-        ev.response = Some(Response {
-            status: 200,
-            reason: "OK".into(),
-            headers: vec![Header {
-                name: "Content-Type".into(),
-                value: "application/json".into(),
-            }],
-            body: Body::from_bytes(body.as_bytes(), body.len() as u64),
-        });
+        let ev = builder(Some("api"), "GET", "/api/users/7")
+            .response_body("application/json", body)
+            .build();
         let lab = Labeller::new(HashKey::from_secret(b"sensor"), LabelConfig::default()).unwrap();
         let mut sensor = Scanner::new(Arc::new(lab));
         let m = minimise(&mut sensor, &ev, mode, &MinimiseOptions::default());

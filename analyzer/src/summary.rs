@@ -433,67 +433,36 @@ impl EndpointReport {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use apitap_schema::{Body, Endpoint, Request, Response, SCHEMA_VERSION, SensorInfo};
+    use apitap_schema::Body;
+    use apitap_schema::test_support::EventBuilder;
 
-    /// A minimal event; tests adjust the fields they care about.
-    pub(crate) fn event(host: Option<&str>, method: &str, path: &str) -> ApiEvent {
-        ApiEvent {
-            schema_version: SCHEMA_VERSION.into(),
-            event_id: "0123456789abcdef0123456789abcdef".into(),
-            sensor: SensorInfo {
-                id: "s1".into(),
-                host: "h1".into(),
-            },
-            connection_id: "0123456789abcdef".into(),
-            transaction_index: 0,
-            request_start_unix_us: 1_000_000,
-            response_end_unix_us: Some(1_002_000),
-            latency_us: Some(2_000),
-            client: Endpoint {
-                ip: IpAddr::from([10, 0, 0, 2]),
-                port: 40000,
-            },
-            server: Endpoint {
-                ip: IpAddr::from([10, 0, 0, 1]),
-                port: 8080,
-            },
-            tls: false,
-            http_version: "1.1".into(),
-            request: Request {
-                method: method.into(),
-                host: host.map(Into::into),
-                path: path.into(),
-                query: None,
-                headers: vec![],
-                body: Body::from_bytes(b"abc", 3),
-            },
-            response: Some(Response {
-                status: 200,
-                reason: "OK".into(),
-                headers: vec![],
-                body: Body::from_bytes(b"hello", 100),
-            }),
-            anomalies: vec![],
-            payload: Default::default(),
-            labels: None,
+    /// The builder of [`event`], for tests that set more fields.
+    pub(crate) fn builder(host: Option<&str>, method: &str, path: &str) -> EventBuilder {
+        let b = EventBuilder::new(method, path)
+            .at_us(1_000_000)
+            .latency_us(2_000)
+            .client("10.0.0.2:40000")
+            .body_bytes("abc")
+            .response_body_raw(Body::from_bytes(b"hello", 100));
+        match host {
+            Some(h) => b.host(h),
+            None => b.no_host(),
         }
     }
 
+    /// A minimal event (2 ms, 200 with 5 of 100 body bytes captured); tests adjust the
+    /// fields they care about.
+    pub(crate) fn event(host: Option<&str>, method: &str, path: &str) -> ApiEvent {
+        builder(host, method, path).build()
+    }
+
     fn with_status(status: Option<u16>) -> ApiEvent {
-        let mut e = event(Some("api"), "GET", "/x");
+        let b = builder(Some("api"), "GET", "/x");
         match status {
-            Some(code) => {
-                if let Some(r) = e.response.as_mut() {
-                    r.status = code;
-                }
-            }
-            None => {
-                e.response = None;
-                e.latency_us = None;
-                e.response_end_unix_us = None;
-            }
+            Some(code) => b.status(code),
+            None => b.no_response(),
         }
-        e
+        .build()
     }
 
     #[test]

@@ -2,14 +2,11 @@
 //! built from `apitap_schema` structs plus garbage lines.
 
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use apitap_schema::{
-    Anomaly, ApiEvent, Body, Endpoint, Header, Request, Response, SCHEMA_VERSION, SensorInfo,
-    encode_event,
-};
+use apitap_schema::test_support::EventBuilder;
+use apitap_schema::{Anomaly, ApiEvent, Body, encode_event};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_apitap-analyzer");
@@ -23,6 +20,9 @@ fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// `method path` from `client` at `start_us` (its id derived from both), carrying [`SECRET`]
+/// in the query, an `Authorization` header and the request body; answered
+/// `(status, latency)`; `bodies`: the (request, response) body lengths as sent.
 #[allow(clippy::too_many_arguments)]
 fn event(
     host: Option<&str>,
@@ -34,49 +34,30 @@ fn event(
     bodies: (u64, u64),
     anomalies: Vec<Anomaly>,
 ) -> ApiEvent {
-    ApiEvent {
-        schema_version: SCHEMA_VERSION.into(),
-        event_id: format!("{start_us:032x}"),
-        sensor: SensorInfo {
-            id: "sensor-1".into(),
-            host: "node-1".into(),
-        },
-        connection_id: format!("{:016x}", u32::from_be_bytes(client)),
-        transaction_index: 0,
-        request_start_unix_us: start_us,
-        response_end_unix_us: status_latency_us.map(|(_, l)| start_us + l),
-        latency_us: status_latency_us.map(|(_, l)| l),
-        client: Endpoint {
-            ip: IpAddr::from(client),
-            port: 50_000,
-        },
-        server: Endpoint {
-            ip: IpAddr::from([192, 168, 1, 10]),
-            port: 8080,
-        },
-        tls: false,
-        http_version: "1.1".into(),
-        request: Request {
-            method: method.into(),
-            host: host.map(Into::into),
-            path: path.into(),
-            query: Some(format!("token={SECRET}")),
-            headers: vec![Header {
-                name: "Authorization".into(),
-                value: format!("Bearer {SECRET}"),
-            }],
-            body: Body::from_bytes(SECRET.as_bytes(), bodies.0),
-        },
-        response: status_latency_us.map(|(status, _)| Response {
-            status,
-            reason: String::new(),
-            headers: vec![],
-            body: Body::from_bytes(b"{}", bodies.1),
-        }),
-        anomalies,
-        payload: Default::default(),
-        labels: None,
+    let b = EventBuilder::new(method, path)
+        .event_id(format!("{start_us:032x}"))
+        .connection_id(format!("{:016x}", u32::from_be_bytes(client)))
+        .sensor("sensor-1", "node-1")
+        .at_us(start_us)
+        .client_ip(client)
+        .client_port(50_000)
+        .server("192.168.1.10:8080")
+        .query(format!("token={SECRET}"))
+        .header("Authorization", format!("Bearer {SECRET}"))
+        .body_raw(Body::from_bytes(SECRET.as_bytes(), bodies.0))
+        .anomalies(anomalies);
+    let b = match host {
+        Some(h) => b.host(h),
+        None => b.no_host(),
+    };
+    match status_latency_us {
+        Some((status, latency)) => b
+            .status(status)
+            .latency_us(latency)
+            .response_body_raw(Body::from_bytes(b"{}", bodies.1)),
+        None => b.no_response(),
     }
+    .build()
 }
 
 /// Five valid events on three endpoints, plus one bad line of each kind and blank lines.

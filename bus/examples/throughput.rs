@@ -18,15 +18,12 @@ use std::time::{Duration, Instant};
 use apitap_bus::{
     BusMetrics, EventPublisher, EventSource, KafkaConfig, KafkaEventConsumer, KafkaEventPublisher,
 };
-use apitap_schema::{ApiEvent, Body, Endpoint, Header, Request, Response, SCHEMA_VERSION};
+use apitap_schema::ApiEvent;
+use apitap_schema::test_support::EventBuilder;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn template() -> ApiEvent {
-    let h = |n: &str, v: &str| Header {
-        name: n.into(),
-        value: v.into(),
-    };
     let mut body = String::from("{\"transactions\":[");
     let mut k = 0;
     while body.len() < 1000 {
@@ -38,60 +35,28 @@ fn template() -> ApiEvent {
     }
     body.pop();
     body.push_str("]}");
-    ApiEvent {
-        schema_version: SCHEMA_VERSION.into(),
-        event_id: String::new(),
-        sensor: apitap_schema::SensorInfo {
-            id: "bench".into(),
-            host: "bench-host".into(),
-        },
-        connection_id: "0123456789abcdef".into(),
-        transaction_index: 0,
-        request_start_unix_us: 1_700_000_000_000_000,
-        response_end_unix_us: Some(1_700_000_000_004_000),
-        latency_us: Some(4000),
-        client: Endpoint {
-            ip: "203.0.113.7"
-                .parse()
-                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
-            port: 51544,
-        },
-        server: Endpoint {
-            ip: "10.1.2.3"
-                .parse()
-                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
-            port: 8080,
-        },
-        tls: false,
-        http_version: "1.1".into(),
-        request: Request {
-            method: "GET".into(),
-            host: Some("api.bank.example".into()),
-            path: "/v1/accounts/1024/transactions".into(),
-            query: Some("page=3&size=20".into()),
-            headers: vec![
-                h("Host", "api.bank.example"),
-                h("User-Agent", "okhttp/4.12.0"),
-                h("Accept", "application/json"),
-                h("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZmFrZQ"),
-                h("X-Request-Id", "7f7c6b1e-6f7e-4c4e-9a43-0c1c8f2d9a11"),
-            ],
-            body: Body::default(),
-        },
-        response: Some(Response {
-            status: 200,
-            reason: "OK".into(),
-            headers: vec![
-                h("Content-Type", "application/json"),
-                h("Content-Length", &body.len().to_string()),
-                h("Cache-Control", "no-store"),
-            ],
-            body: Body::from_bytes(body.as_bytes(), body.len() as u64),
-        }),
-        anomalies: vec![],
-        payload: Default::default(),
-        labels: None,
-    }
+    EventBuilder::get("/v1/accounts/1024/transactions")
+        .sensor("bench", "bench-host")
+        .at_us(1_700_000_000_000_000)
+        .latency_us(4000)
+        .client("203.0.113.7:51544")
+        .server("10.1.2.3:8080")
+        .host("api.bank.example")
+        .query("page=3&size=20")
+        .headers(&[
+            ("Host", "api.bank.example"),
+            ("User-Agent", "okhttp/4.12.0"),
+            ("Accept", "application/json"),
+            ("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZmFrZQ"),
+            ("X-Request-Id", "7f7c6b1e-6f7e-4c4e-9a43-0c1c8f2d9a11"),
+        ])
+        .response_headers(&[
+            ("Content-Type", "application/json"),
+            ("Content-Length", &body.len().to_string()),
+            ("Cache-Control", "no-store"),
+        ])
+        .response_body_bytes(&body)
+        .build()
 }
 
 /// The `i`th benchmark event: distinct id, 64 clients, 8 services.

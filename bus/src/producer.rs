@@ -1128,7 +1128,7 @@ impl Worker {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use apitap_schema::{Body, Endpoint, Request, SensorInfo};
+    use apitap_schema::test_support::{DEFAULT_START_US, EventBuilder};
 
     /// Issue 22: a spool that could not be opened is opened again once its directory is
     /// usable, and the gauge says so (the retry is due at once here instead of 30 s).
@@ -1159,42 +1159,17 @@ pub(crate) mod tests {
         assert_eq!(BusMetrics::get(&metrics.spool_open_failures), 1);
     }
 
+    /// Event number `i` (its id and connection id, request time `DEFAULT_START_US + i`)
+    /// from `client` to `10.0.0.1:8080`: `GET /api/v1/users/{i}`, no `Host`, no response.
     pub(crate) fn event(i: u64, client: &str) -> ApiEvent {
-        ApiEvent {
-            schema_version: SCHEMA_VERSION.into(),
-            event_id: format!("{i:032x}"),
-            sensor: SensorInfo {
-                id: "s1".into(),
-                host: "h1".into(),
-            },
-            connection_id: format!("{i:016x}"),
-            transaction_index: 0,
-            request_start_unix_us: 1_700_000_000_000_000 + i,
-            response_end_unix_us: None,
-            latency_us: None,
-            client: Endpoint {
-                ip: client.parse().unwrap(),
-                port: 40000 + (i % 1000) as u16,
-            },
-            server: Endpoint {
-                ip: "10.0.0.1".parse().unwrap(),
-                port: 8080,
-            },
-            tls: false,
-            http_version: "1.1".into(),
-            request: Request {
-                method: "GET".into(),
-                host: None,
-                path: format!("/api/v1/users/{i}"),
-                query: None,
-                headers: vec![],
-                body: Body::default(),
-            },
-            response: None,
-            anomalies: vec![],
-            payload: Default::default(),
-            labels: None,
-        }
+        EventBuilder::get(format!("/api/v1/users/{i}"))
+            .id(i)
+            .at_us(DEFAULT_START_US + i)
+            .client(client)
+            .client_port(40000 + (i % 1000) as u16)
+            .no_host()
+            .no_response()
+            .build()
     }
 
     #[test]

@@ -564,9 +564,8 @@ pub fn minimise(
 mod tests {
     use std::sync::Arc;
 
-    use apitap_schema::{
-        Endpoint, Request, Response, SCHEMA_VERSION, SensorInfo, decode_event, encode_event,
-    };
+    use apitap_schema::test_support::EventBuilder;
+    use apitap_schema::{decode_event, encode_event};
 
     use super::*;
     use crate::{HashKey, LabelConfig, Labeller};
@@ -581,66 +580,23 @@ mod tests {
         Scanner::new(Arc::new(lab))
     }
 
-    fn h(name: &str, value: &str) -> Header {
-        Header {
-            name: name.into(),
-            value: value.into(),
-        }
-    }
-
     fn event() -> ApiEvent {
         let req = format!(r#"{{"password":"hunter2hunter2","mobile":"{MOBILE}"}}"#);
         let resp = format!(
             r#"{{"data":[{{"idCard":"{ID}","card":"{CARD}","masked":"138****5678"}},{{"idCard":"{ID}"}}]}}"#
         );
-        ApiEvent {
-            schema_version: SCHEMA_VERSION.into(),
-            event_id: "0123456789abcdef0123456789abcdef".into(),
-            sensor: SensorInfo {
-                id: "s".into(),
-                host: "h".into(),
-            },
-            connection_id: "0123456789abcdef".into(),
-            transaction_index: 0,
-            request_start_unix_us: 1,
-            response_end_unix_us: Some(2),
-            latency_us: Some(1),
-            client: Endpoint {
-                ip: "203.0.113.9".parse().expect("ip"),
-                port: 40000,
-            },
-            server: Endpoint {
-                ip: "10.0.0.1".parse().expect("ip"),
-                port: 80,
-            },
-            tls: false,
-            http_version: "1.1".into(),
-            request: Request {
-                method: "POST".into(),
-                host: Some("api".into()),
-                path: format!("/api/users/{MOBILE}"),
-                query: Some(format!("sfzh={ID}&page=1&memo=Zhang-Wei")),
-                headers: vec![
-                    h("Content-Type", "application/json"),
-                    h("X-Customer-Ref", "ACME-77-Zhang"),
-                    h("User-Agent", "okhttp/4.9.3"),
-                    h(
-                        "Authorization",
-                        "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl",
-                    ),
-                ],
-                body: Body::from_bytes(req.as_bytes(), req.len() as u64),
-            },
-            response: Some(Response {
-                status: 200,
-                reason: "OK".into(),
-                headers: vec![h("Content-Type", "application/json")],
-                body: Body::from_bytes(resp.as_bytes(), resp.len() as u64),
-            }),
-            anomalies: vec![],
-            payload: PayloadMode::Full,
-            labels: None,
-        }
+        EventBuilder::post(format!("/api/users/{MOBILE}"))
+            .host("api")
+            .query(format!("sfzh={ID}&page=1&memo=Zhang-Wei"))
+            .body("application/json", req)
+            .header("X-Customer-Ref", "ACME-77-Zhang")
+            .header("User-Agent", "okhttp/4.9.3")
+            .header(
+                "Authorization",
+                "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl",
+            )
+            .response_body("application/json", resp)
+            .build()
     }
 
     #[test]

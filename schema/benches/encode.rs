@@ -3,66 +3,30 @@
 //! The event is the capture benchmark's (`cargo xtask bench capture`): a wrk GET and nginx's
 //! 1 KiB JSON answer, whose quotes all need escaping inside the event's JSON string.
 
-use apitap_schema::{
-    ApiEvent, Body, Endpoint, Header, PayloadMode, Request, Response, SCHEMA_VERSION, SensorInfo,
-    encode_event_into,
-};
+use apitap_schema::test_support::EventBuilder;
+use apitap_schema::{ApiEvent, encode_event_into};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-fn header(name: &str, value: &str) -> Header {
-    Header {
-        name: name.into(),
-        value: value.into(),
-    }
-}
-
 fn event(body: &str) -> ApiEvent {
-    ApiEvent {
-        schema_version: SCHEMA_VERSION.into(),
-        event_id: "5f2b0c8e1d7a4b3c9e6f0a1b2c3d4e5f".into(),
-        sensor: SensorInfo {
-            id: "bench".into(),
-            host: "bench-host".into(),
-        },
-        connection_id: "0123456789abcdef".into(),
-        transaction_index: 41,
-        request_start_unix_us: 1_763_884_800_123_456,
-        response_end_unix_us: Some(1_763_884_800_123_789),
-        latency_us: Some(333),
-        client: Endpoint {
-            ip: "10.77.0.2".parse().expect("ip"),
-            port: 48_312,
-        },
-        server: Endpoint {
-            ip: "10.77.0.1".parse().expect("ip"),
-            port: 8080,
-        },
-        tls: false,
-        http_version: "1.1".into(),
-        request: Request {
-            method: "GET".into(),
-            host: Some("10.77.0.1:8080".into()),
-            path: "/api/v1/bench".into(),
-            query: None,
-            headers: vec![header("Host", "10.77.0.1:8080")],
-            body: Body::from_bytes(b"", 0),
-        },
-        response: Some(Response {
-            status: 200,
-            reason: "OK".into(),
-            headers: vec![
-                header("Server", "nginx/1.26.3"),
-                header("Date", "Sun, 23 Nov 2026 07:40:00 GMT"),
-                header("Content-Type", "application/json"),
-                header("Content-Length", &body.len().to_string()),
-                header("Connection", "keep-alive"),
-            ],
-            body: Body::from_bytes(body.as_bytes(), body.len() as u64),
-        }),
-        anomalies: vec![],
-        payload: PayloadMode::Full,
-        labels: None,
-    }
+    EventBuilder::get("/api/v1/bench")
+        .event_id("5f2b0c8e1d7a4b3c9e6f0a1b2c3d4e5f")
+        .sensor("bench", "bench-host")
+        .transaction_index(41)
+        .at_us(1_763_884_800_123_456)
+        .latency_us(333)
+        .client("10.77.0.2:48312")
+        .server("10.77.0.1:8080")
+        .host("10.77.0.1:8080")
+        .header("Host", "10.77.0.1:8080")
+        .response_headers(&[
+            ("Server", "nginx/1.26.3"),
+            ("Date", "Sun, 23 Nov 2026 07:40:00 GMT"),
+            ("Content-Type", "application/json"),
+            ("Content-Length", &body.len().to_string()),
+            ("Connection", "keep-alive"),
+        ])
+        .response_body_bytes(body)
+        .build()
 }
 
 /// The same 1 KiB document nginx serves in the capture benchmark.

@@ -9,7 +9,13 @@
 //! existing fields; readers reject events whose major version they do not know
 //! ([`decode_event`]). The field-by-field reference is `docs/event-schema.md`; each field is also
 //! documented here.
+//!
+//! Cargo feature `test-support` (off by default; enable it in `[dev-dependencies]` only):
+//! `test_support::EventBuilder`, a fluent builder of events with fixed defaults for tests
+//! and benchmarks, e.g. `EventBuilder::get("/users/7").status(404).build()`.
 mod fastjson;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod time;
 
 use std::net::IpAddr;
@@ -621,49 +627,19 @@ mod tests {
     use super::*;
 
     fn sample() -> ApiEvent {
-        ApiEvent {
-            schema_version: SCHEMA_VERSION.into(),
-            event_id: "0123456789abcdef0123456789abcdef".into(),
-            sensor: SensorInfo {
-                id: "s1".into(),
-                host: "h1".into(),
-            },
-            connection_id: "0123456789abcdef".into(),
-            transaction_index: 0,
-            request_start_unix_us: 1,
-            response_end_unix_us: Some(3),
-            latency_us: Some(2),
-            client: Endpoint {
-                ip: "10.0.0.2".parse().unwrap(),
-                port: 40000,
-            },
-            server: Endpoint {
-                ip: "::1".parse().unwrap(),
-                port: 80,
-            },
-            tls: false,
-            http_version: "1.1".into(),
-            request: Request {
-                method: "POST".into(),
-                host: Some("api".into()),
-                path: "/v1/users".into(),
-                query: Some("a=1".into()),
-                headers: vec![Header {
-                    name: "Host".into(),
-                    value: "api".into(),
-                }],
-                body: Body::from_bytes(b"{\"x\":1}", 7),
-            },
-            response: Some(Response {
-                status: 201,
-                reason: "Created".into(),
-                headers: vec![],
-                body: Body::from_bytes(&[0xff, 0x00], 10),
-            }),
-            anomalies: vec![Anomaly::ContentLengthWithChunked],
-            payload: PayloadMode::Full,
-            labels: None,
-        }
+        test_support::EventBuilder::post("/v1/users")
+            .at_us(1)
+            .latency_us(2)
+            .client("10.0.0.2:40000")
+            .server("[::1]:80")
+            .host("api")
+            .query("a=1")
+            .header("Host", "api")
+            .body_bytes(b"{\"x\":1}")
+            .status(201)
+            .response_body_raw(Body::from_bytes(&[0xff, 0x00], 10))
+            .anomaly(Anomaly::ContentLengthWithChunked)
+            .build()
     }
 
     fn summary(s: &str, n: usize) -> LabelSummary {

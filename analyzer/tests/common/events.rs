@@ -2,7 +2,8 @@
 
 use std::net::IpAddr;
 
-use apitap_schema::{ApiEvent, Body, Endpoint, Header, Request, Response, SensorInfo};
+use apitap_schema::test_support::{DEFAULT_START_US, EventBuilder};
+use apitap_schema::{ApiEvent, Body, Header};
 
 /// A builder of one event.
 #[derive(Debug, Clone)]
@@ -12,58 +13,21 @@ pub struct Ev {
 }
 
 impl Ev {
-    /// `method path` on host `api.example.com`, answered 200 with `{}` after 1 ms.
+    /// `method path` on host `api.example.com` (server `10.0.0.5:8080`) from client
+    /// `10.1.1.1`, answered 200 with `{}` after 1 ms.
     pub fn new(method: &str, path: &str) -> Ev {
         Ev {
-            e: ApiEvent {
-                schema_version: "1.0".into(),
-                event_id: "0".repeat(32),
-                sensor: SensorInfo {
-                    id: "s".into(),
-                    host: "h".into(),
-                },
-                connection_id: "0".repeat(16),
-                transaction_index: 0,
-                request_start_unix_us: 1_700_000_000_000_000,
-                response_end_unix_us: Some(1_700_000_000_001_000),
-                latency_us: Some(1000),
-                client: Endpoint {
-                    ip: "10.1.1.1".parse().unwrap(),
-                    port: 40000,
-                },
-                server: Endpoint {
-                    ip: "10.0.0.5".parse().unwrap(),
-                    port: 8080,
-                },
-                tls: false,
-                http_version: "1.1".into(),
-                request: Request {
-                    method: method.into(),
-                    host: Some("api.example.com".into()),
-                    path: path.into(),
-                    query: None,
-                    headers: vec![],
-                    body: Body::default(),
-                },
-                response: Some(Response {
-                    status: 200,
-                    reason: "OK".into(),
-                    headers: vec![Header {
-                        name: "Content-Type".into(),
-                        value: "application/json".into(),
-                    }],
-                    body: Body::from_bytes(b"{}", 2),
-                }),
-                anomalies: vec![],
-                payload: Default::default(),
-                labels: None,
-            },
+            e: EventBuilder::new(method, path)
+                .client("10.1.1.1")
+                .server("10.0.0.5")
+                .response_body("application/json", "{}")
+                .build(),
         }
     }
 
     /// Request time, seconds after the base time.
     pub fn at_secs(mut self, secs: u64) -> Ev {
-        self.e.request_start_unix_us = 1_700_000_000_000_000 + secs * 1_000_000;
+        self.e.request_start_unix_us = DEFAULT_START_US + secs * 1_000_000;
         self.e.response_end_unix_us = Some(self.e.request_start_unix_us + 1000);
         self
     }

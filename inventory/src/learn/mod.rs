@@ -247,8 +247,12 @@ pub fn learn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apitap_schema::{Body, Endpoint, Header, Request, Response, SensorInfo};
+    use apitap_schema::Header;
+    use apitap_schema::test_support::EventBuilder;
 
+    /// `method path?query` with `headers`, a `(content type, text)` request body (no
+    /// `Content-Type` header when the type is empty), answered `status` with a
+    /// `(content type, text)` body, from an internet client to `api`.
     pub(crate) fn ev(
         method: &str,
         path: &str,
@@ -258,62 +262,21 @@ mod tests {
         status: u16,
         resp: (&str, &str),
     ) -> ApiEvent {
-        let mut req_headers: Vec<Header> = headers
-            .iter()
-            .map(|(n, v)| Header {
-                name: (*n).into(),
-                value: (*v).into(),
-            })
-            .collect();
-        if !body.0.is_empty() {
-            req_headers.push(Header {
-                name: "Content-Type".into(),
-                value: body.0.into(),
-            });
+        let mut b = EventBuilder::new(method, path)
+            .host("api")
+            .client("203.0.113.9:5000")
+            .server("10.0.0.1:80")
+            .headers(headers)
+            .status(status)
+            .response_body(resp.0, resp.1);
+        if let Some(q) = query {
+            b = b.query(q);
         }
-        ApiEvent {
-            schema_version: "1.0".into(),
-            event_id: "0".repeat(32),
-            sensor: SensorInfo {
-                id: "s".into(),
-                host: "h".into(),
-            },
-            connection_id: "0".repeat(16),
-            transaction_index: 0,
-            request_start_unix_us: 1_700_000_000_000_000,
-            response_end_unix_us: Some(1_700_000_000_001_000),
-            latency_us: Some(1000),
-            client: Endpoint {
-                ip: "203.0.113.9".parse().unwrap(),
-                port: 5000,
-            },
-            server: Endpoint {
-                ip: "10.0.0.1".parse().unwrap(),
-                port: 80,
-            },
-            tls: false,
-            http_version: "1.1".into(),
-            request: Request {
-                method: method.into(),
-                host: Some("api".into()),
-                path: path.into(),
-                query: query.map(Into::into),
-                headers: req_headers,
-                body: Body::from_bytes(body.1.as_bytes(), body.1.len() as u64),
-            },
-            response: Some(Response {
-                status,
-                reason: String::new(),
-                headers: vec![Header {
-                    name: "Content-Type".into(),
-                    value: resp.0.into(),
-                }],
-                body: Body::from_bytes(resp.1.as_bytes(), resp.1.len() as u64),
-            }),
-            anomalies: vec![],
-            payload: Default::default(),
-            labels: None,
-        }
+        b = match body {
+            ("", text) => b.body_bytes(text),
+            (ct, text) => b.body(ct, text),
+        };
+        b.build()
     }
 
     fn shared(e: &ApiEvent) -> EventFacts<'_> {
