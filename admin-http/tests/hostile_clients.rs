@@ -1,6 +1,7 @@
 //! The admin HTTP server against hostile clients over real TCP sockets on 127.0.0.1 (issue 22,
 //! R-OPS-3): trickled heads, idle connections beyond the cap, clients that never read,
 //! oversized heads, other methods, missing or wrong bearer tokens.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::net::SocketAddr;
 use std::sync::Arc;

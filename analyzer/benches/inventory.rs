@@ -7,6 +7,7 @@
 //! httpbin, bodies up to images) replayed in a loop, and synthetic banking traffic (JSON
 //! APIs, 100 000 distinct identifiers). `cargo bench -p apitap-analyzer --bench inventory`;
 //! after criterion's report, a summary line per workload prints both rates and their ratio.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 #[path = "../tests/common/akto.rs"]
 #[allow(dead_code)]

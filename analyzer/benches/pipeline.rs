@@ -6,6 +6,7 @@
 //! `cargo bench -p apitap-analyzer --bench pipeline`; after criterion's report one summary
 //! line prints both rates per core and their ratio (the detection engine's share). The
 //! engine alone: `cargo bench -p apitap-detect`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::time::{Duration, Instant};
 

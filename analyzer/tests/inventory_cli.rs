@@ -2,6 +2,7 @@
 //! list|show|export|changes`, the OpenAPI export checked by an independent validator
 //! (`python3 -m openapi_spec_validator`, PyPI `openapi-spec-validator`), and the HTTP JSON API
 //! of `run`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! (`tests/data/httpbin/events.jsonl.gz`, recorded by `record_httpbin.rs`). Discovered
 //! (method, template) pairs are scored against httpbin's `/spec.json` — without giving the
 //! analyzer the spec — and against the Akto baseline on the same traffic.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 mod common;
 

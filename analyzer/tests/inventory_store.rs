@@ -2,6 +2,7 @@
 //! throwaway PostgreSQL cluster started by the test (Debian `postgresql`; run as the
 //! `postgres` user when the test runs as root). Same schema and behaviour on both; two
 //! analyzers sharing PostgreSQL add up; templates survive restarts; lifecycle and change log.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 mod common;
 

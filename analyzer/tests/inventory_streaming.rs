@@ -4,6 +4,7 @@
 //! One route takes letters-only slugs (`/merchants/bakoditu…`), which Akto's rule never
 //! templates.
 //! Synthetic events; the Akto baseline runs on the same traffic.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! End-to-end tests of `apitap-analyzer process`: the real binary on a JSON-lines fixture
 //! built from `apitap_schema` structs plus garbage lines.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -18,6 +18,7 @@
 //! server's veth, and `tests/data/httpbin/generate_traffic.py` drives every operation of
 //! httpbin's `/spec.json` from the client namespace. The spec is fetched over the server
 //! namespace's loopback, so it is not part of the captured traffic.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
 //! End-to-end tests of `apitap-analyzer run`: config handling and stopping on a signal.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

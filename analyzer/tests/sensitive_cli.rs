@@ -3,6 +3,7 @@
 //! numbers and mobiles in a response; the inventory records labels, function class and
 //! sensitivity, `inventory list` shows the sensitivity, weak points arrive as OCSF findings,
 //! and no raw value appears in the alerts, the store, or the process output.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 mod common;
 

@@ -11,6 +11,7 @@
 //! Prints one line `RESULT events_per_sec=<f> spooled=<n> event_bytes=<n>`. For experiments,
 //! `APITAP_BENCH_QUEUE_MAX_BYTES` (a memory queue large enough to bypass the spool) and
 //! `APITAP_BENCH_COMPRESSION=zstd` change the producer's settings.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

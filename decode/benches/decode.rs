@@ -7,6 +7,7 @@
 //!
 //! `cargo xtask bench decode` runs this and prints the table with GB/s, transactions/s and
 //! ratios.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::net::IpAddr;
 

@@ -17,6 +17,7 @@
 //! `APITAP_BENCH_ITERS=N` skips criterion and runs the stream exactly N times (fixed work, for
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*engine::measured*'`, whose
 //! instruction counts are stable where wall time on a shared machine is not).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 use std::collections::HashSet;
 use std::hint::black_box;
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 //! JSON, form, XML and text body, plus list responses of 50 records. Run with
 //! `cargo bench -p apitap-labels`; the comparison table is printed at the end, and
 //! `-- --save-baseline NAME` / `-- --baseline NAME` compare with an earlier run.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 use std::hint::black_box;
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! End-to-end behaviour of the public API: labels with locations (R-SEN-1), classification
 //! (R-SEN-2), weak points (R-SEN-3), minimisation (R-CAP-8), no raw values in any output, and
 //! hostile input (R-CAP-7).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 mod common;
 
 use std::sync::Arc;

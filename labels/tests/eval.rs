@@ -2,6 +2,7 @@
 //! `tests/data/corpus.jsonl.gz`): precision and recall per label, and the false-positive rate
 //! of card labels on numeric fields without card context. Asserts the targets of issue 6
 //! (R-SEN-1).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 mod common;
 
 use std::collections::{BTreeMap, HashSet};

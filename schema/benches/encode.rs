@@ -2,6 +2,7 @@
 //! baseline it must match byte for byte: `cargo bench -p apitap-schema --bench encode`.
 //! The event is the capture benchmark's (`cargo xtask bench capture`): a wrk GET and nginx's
 //! 1 KiB JSON answer, whose quotes all need escaping inside the event's JSON string.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use apitap_schema::test_support::EventBuilder;
 use apitap_schema::{ApiEvent, encode_event_into};

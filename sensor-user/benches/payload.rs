@@ -6,6 +6,7 @@
 //!
 //! `cargo bench -p apitap-sensor --bench payload` prints criterion's figures and then one
 //! line per mode with events/s and µs/event side by side.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,4 +1,5 @@
 //! The command-line contract, without privileges: configuration errors name the field.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::process::Command;
 

@@ -2,6 +2,7 @@
 //! in-memory bus (`Sink::from_publisher`) feeding an `EventSource` in the same process, with
 //! the same decoding, checks and acknowledgments as Kafka. Driven by a recorded capture so it
 //! runs without privileges; the events that come out are exactly the golden ones.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

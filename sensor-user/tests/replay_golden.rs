@@ -4,6 +4,7 @@
 //! same traffic, the ground truth for method, URI, status and response size.
 //! `APITAP_UPDATE_GOLDEN=1 cargo test -p apitap-sensor --test replay_golden` rewrites (1)
 //! after an intended change; (2) is never rewritten.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::path::{Path, PathBuf};
 

@@ -5,6 +5,7 @@
 //! gzip JSON response. Replayed with the `[payload]` modes of the sensor configuration:
 //! `full` ships them (so the traffic really contains them), `labels` ships none of them but the
 //! labels, counts and masked samples, `sample` ships bodies cut to `sample_bytes` and masked.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::path::{Path, PathBuf};
 

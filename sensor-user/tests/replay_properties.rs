@@ -2,6 +2,7 @@
 //! produce (same direction, between the packets of the other direction that acknowledge them,
 //! within 50 ms), and any duplication of the recorded fixture streams yield exactly the events
 //! of the stream as captured.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::net::IpAddr;
 use std::path::Path;

@@ -10,6 +10,7 @@
 //!   once.
 //!
 //! All need `tansu` (required under `CI=true`); the live one is privileged too.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

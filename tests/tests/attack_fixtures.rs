@@ -7,6 +7,7 @@
 //! decoder gaps or anomalies. The manifest itself is checked against the fixtures (addresses,
 //! counts, time range), so the golden alert tests can trust what it says. Unprivileged; the
 //! `.gz` fixtures are unpacked with the system `gzip`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

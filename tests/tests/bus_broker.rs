@@ -6,6 +6,7 @@
 //! creation through the admin API.
 //!
 //! Unprivileged; needs `tansu` (`cargo xtask setup`), which CI requires.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, BufReader};

@@ -14,6 +14,7 @@
 //!
 //! The campaign ids and actor hashes are keyed with a fixed test key, so they are stable.
 //! Unprivileged; needs the built `apitap-sensor` and `apitap-analyzer`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

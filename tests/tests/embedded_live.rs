@@ -5,6 +5,7 @@
 //! inventory.
 //!
 //! Privileged; required under `CI=true`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -8,6 +8,7 @@
 //!   (ids compared) and the spool drains.
 //!
 //! Privileged (root, netns, BPF) and needs `tansu`; both are required under `CI=true`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

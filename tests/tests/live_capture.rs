@@ -4,6 +4,7 @@
 //! the right method, path, query, status, body lengths and pairing, and the kernel must have
 //! dropped nothing. Once attached the sensor holds no capability, and exiting without any
 //! still detaches its programs (R-OPS-3).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::HashMap;
 

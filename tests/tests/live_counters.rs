@@ -2,6 +2,7 @@
 //! the packets makes the kernel count truncations and the decoder turn the missing tails into
 //! gaps on the affected events — never silently wrong bodies; and with no ports configured
 //! every TCP port is captured.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::time::Duration;
 

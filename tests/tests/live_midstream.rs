@@ -1,6 +1,7 @@
 //! Attaching to a host with connections already open (R-CAP-3): transactions that follow on an
 //! established keep-alive connection are reported, flagged `midstream_start`; the one before
 //! attach is not invented.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

@@ -3,6 +3,7 @@
 //! drains the ring on its `poll_interval_ms` timer; the record that makes the unread data
 //! cross the threshold wakes it; `wakeup_bytes = 0` restores the kernel's wake-per-record
 //! policy. Every event arrives under each policy.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::time::Duration;
 
