@@ -9,6 +9,7 @@ const EBPF_OBJECT: &str = "apitap-sensor-ebpf";
 
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed=../common/src");
+    println!("cargo:rerun-if-changed=../sensor-ebpf/rust-toolchain.toml");
     println!("cargo:rerun-if-env-changed=PATH");
     let skip = std::env::var_os("AYA_BUILD_SKIP").is_some();
     if !skip {
@@ -43,7 +44,7 @@ fn main() -> anyhow::Result<()> {
             root_dir,
             ..Default::default()
         }],
-        aya_build::Toolchain::default(),
+        aya_build::Toolchain::Custom(&ebpf_toolchain()?),
     )
     .context("building the eBPF programs (sensor-ebpf)")?;
     let (from, to) = (shared.join(EBPF_OBJECT), out_dir.join(EBPF_OBJECT));
@@ -52,4 +53,22 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     }
     Ok(())
+}
+
+/// The `channel` of `sensor-ebpf/rust-toolchain.toml`: the toolchain the programs build with.
+fn ebpf_toolchain() -> anyhow::Result<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sensor-ebpf/rust-toolchain.toml"
+    );
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    toolchain_channel(&text).with_context(|| format!("{path} has no `channel = \"…\"`"))
+}
+
+/// `channel = "…"` of a rust-toolchain.toml (the file is ours: one key per line).
+fn toolchain_channel(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "channel").then(|| v.trim().trim_matches('"').to_owned())
+    })
 }

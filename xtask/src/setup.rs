@@ -168,23 +168,50 @@ pub fn pip_install(packages: &[(&str, &str)]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The eBPF toolchain's channel, from `sensor-ebpf/rust-toolchain.toml` (the build script
+/// reads the same file).
+fn ebpf_channel() -> anyhow::Result<String> {
+    let path = apitap_tests::workspace_root().join("sensor-ebpf/rust-toolchain.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == "channel").then(|| v.trim().trim_matches('"').to_owned())
+        })
+        .with_context(|| format!("{} has no `channel = \"…\"`", path.display()))
+}
+
+/// The eBPF toolchain the tree was tested with (`sensor-ebpf/rust-toolchain.toml`).
+const TESTED_EBPF_RUSTC: &str = "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)";
+
 fn nightly_rust_src() -> anyhow::Result<()> {
-    let has_nightly =
-        output(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])).is_some();
-    if !has_nightly {
+    let channel = ebpf_channel()?;
+    let version = output(Command::new("rustup").args(["run", &channel, "rustc", "--version"]));
+    if version.is_none() {
         exec(Command::new("rustup").args([
             "toolchain",
             "install",
-            "nightly",
+            &channel,
             "--profile",
             "minimal",
         ]))?;
+    }
+    let version = version
+        .or_else(|| output(Command::new("rustup").args(["run", &channel, "rustc", "--version"])))
+        .unwrap_or_default();
+    if !version.trim().starts_with(TESTED_EBPF_RUSTC) {
+        eprintln!(
+            "setup: warning: the eBPF toolchain `{channel}` is {}, the tree was tested with \
+             {TESTED_EBPF_RUSTC} (sensor-ebpf/rust-toolchain.toml)",
+            version.trim()
+        );
     }
     let installed = output(Command::new("rustup").args([
         "component",
         "list",
         "--toolchain",
-        "nightly",
+        &channel,
         "--installed",
     ]))
     .unwrap_or_default();
@@ -194,7 +221,7 @@ fn nightly_rust_src() -> anyhow::Result<()> {
             "add",
             "rust-src",
             "--toolchain",
-            "nightly",
+            &channel,
         ]))?;
     }
     Ok(())
