@@ -267,7 +267,10 @@ const ANALYZER_PARTS: [(&str, &[&str]); 6] = [
         &["Labelling::label_facts", "Labelling::label"],
     ),
     ("  inventory", &["Inventory::observe_labelled"]),
-    ("  detections", &["apitap_detect::engine::Engine::observe_facts"]),
+    (
+        "  detections",
+        &["apitap_detect::engine::Engine::observe_facts"],
+    ),
     ("  weak points", &["Labelling::observe"]),
     ("  summary", &["Summary::record_as"]),
 ];
