@@ -11,6 +11,7 @@ use apitap_schema::{ApiEvent, SchemaError, decode_event};
 use serde::Serialize;
 
 use apitap_detect::EventContext;
+use apitap_detect::weak::EndpointKey;
 use apitap_labels::facts::EventFacts;
 
 use crate::config::IngestConfig;
@@ -431,8 +432,8 @@ impl Ingestor {
                 }
                 let key = endpoint
                     .as_ref()
-                    .map_or_else(|| apitap_labels::EndpointKey::from_event(event), weak_key);
-                labelling.observe(&key, event, &labels);
+                    .map_or_else(|| EndpointKey::from_event(event), weak_key);
+                labelling.observe(&key, &facts, &labels);
                 templated = endpoint;
             }
             None => {

@@ -11,11 +11,11 @@
 
 use std::sync::Arc;
 
+use apitap_detect::weak::{EndpointKey, WeakFinding, WeakKind, WeakPointConfig, WeakPointTracker};
 use apitap_labels::facts::EventFacts;
 use apitap_labels::{
-    Classification, EndpointKey, EventLabels, HashKey, KeyFileError, LabelConfig, Labeller,
-    Scanner, WeakFinding, WeakKind, WeakPointConfig, WeakPointTracker, classify_event,
-    labels_from_wire,
+    Classification, EventLabels, HashKey, KeyFileError, LabelConfig, Labeller, Scanner,
+    classify_event, labels_from_wire,
 };
 use apitap_schema::{ApiEvent, PayloadMode};
 
@@ -139,12 +139,12 @@ impl Labelling {
         (labels, class)
     }
 
-    /// Feeds the weak-point tracker with the event under `key`; new findings wait for
-    /// [`Labelling::take_findings`].
-    pub fn observe(&mut self, key: &EndpointKey, ev: &ApiEvent, labels: &EventLabels) {
-        for f in self.tracker.observe(key, ev, labels) {
+    /// Feeds the weak-point tracker with the event (its shared facts) under `key`; new
+    /// findings wait for [`Labelling::take_findings`].
+    pub fn observe(&mut self, key: &EndpointKey, facts: &EventFacts<'_>, labels: &EventLabels) {
+        for f in self.tracker.observe_facts(key, facts, labels) {
             if self.pending.len() < MAX_PENDING_FINDINGS {
-                self.pending.push((f, ev.request_start_unix_us));
+                self.pending.push((f, facts.event.request_start_unix_us));
             } else {
                 self.dropped_findings += 1;
             }
@@ -281,7 +281,8 @@ mod tests {
     use crate::inventory::{Inventory, InventoryConfig, store};
     use crate::reader::Line;
     use crate::summary::tests::builder;
-    use apitap_labels::{Direction, Evidence, Label, MinimiseOptions, Severity, minimise};
+    use apitap_detect::weak::{Evidence, Severity};
+    use apitap_labels::{Direction, Label, MinimiseOptions, minimise};
     use apitap_schema::{decode_event, encode_event};
 
     const ID: &str = "11010519491231002X";

@@ -58,13 +58,13 @@ impl Severity {
     }
 }
 
-impl From<apitap_labels::Severity> for Severity {
+impl From<crate::weak::Severity> for Severity {
     /// A weak point's severity.
-    fn from(s: apitap_labels::Severity) -> Severity {
+    fn from(s: crate::weak::Severity) -> Severity {
         match s {
-            apitap_labels::Severity::Low => Severity::Low,
-            apitap_labels::Severity::Medium => Severity::Medium,
-            apitap_labels::Severity::High => Severity::High,
+            crate::weak::Severity::Low => Severity::Low,
+            crate::weak::Severity::Medium => Severity::Medium,
+            crate::weak::Severity::High => Severity::High,
         }
     }
 }

@@ -8,6 +8,10 @@
 //!   stuffing (OAT-008), brute force and account takeover (OAT-007), OTP guessing (OAT-002),
 //!   abnormal data access (bulk records, off-hours, account sharing, foreign access to internal
 //!   APIs).
+//! - **Weak points** ([`weak`], R-SEN-3): the stateful per-endpoint weak-point tracker
+//!   (cleartext passwords, credentials in URLs, login via GET, sensitive data without
+//!   authentication, weak passwords accepted, excessive exposure, unmasked and inconsistently
+//!   masked responses), one rule per file, over the labels of apitap-labels.
 //! - **Baselines** ([`baseline`]): per endpoint (hour-of-week aware) and per actor, EWMA.
 //! - **Campaigns** ([`campaign`]): one Create, rate-limited Updates, one Close per campaign.
 //! - **Alerts** ([`alert`]): the one typed [`Alert`] every apitap finding becomes (detections,
@@ -38,6 +42,7 @@ pub mod ocsf;
 pub mod outcome;
 pub mod sketch;
 pub mod template;
+pub mod weak;
 
 pub use actor::UaFamily;
 pub use alert::Alert;

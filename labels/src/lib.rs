@@ -1,4 +1,5 @@
-//! apitap-labels owns sensitive-data analysis (R-SEN-1..3) and payload minimisation (R-CAP-8):
+//! apitap-labels owns sensitive-data analysis (R-SEN-1, R-SEN-2) and payload minimisation
+//! (R-CAP-8):
 //!
 //! - **Event facts** ([`facts::EventFacts`]): what every analysis of an event reads, computed
 //!   once — decoded bodies, the request-header scan, the credential-name rules.
@@ -10,8 +11,10 @@
 //!   Each body is parsed once and every value is tokenised once by a byte-class automaton.
 //!   Findings carry masked samples and keyed hashes, never raw values.
 //! - **API classification** ([`classify`]): function class and sensitivity level.
-//! - **Weak points** ([`WeakPointTracker`]): stateful, per endpoint, bounded.
 //! - **Minimisation** ([`minimise`]): `full | sample | labels` payload modes for the sensor.
+//!
+//! Weak points (R-SEN-3) are not here: the stateful per-endpoint tracker and its rules live
+//! beside the detections, in `apitap_detect::weak`, and read these labels and facts.
 //!
 //! Rules and tables are documented in `docs/sensitive-data.md`.
 #![warn(missing_docs)]
@@ -29,7 +32,6 @@ mod names;
 mod panic;
 mod scan;
 pub mod validate;
-mod weak;
 
 pub use apitap_schema::PayloadMode;
 pub use body::BodyKind;
@@ -47,10 +49,6 @@ pub use mask::{Keep, policy as mask_policy, union_unknown};
 pub use minimise::{MinimiseOptions, MinimisedEvent, labels_from_wire, labels_to_wire, minimise};
 pub use panic::install_redacting_panic_hook;
 pub use scan::{LabelConfig, Labeller};
-pub use weak::{
-    EndpointKey, EndpointSummary, Evidence, Severity, WeakFinding, WeakKind, WeakPointConfig,
-    WeakPointTracker, WeakStats, login_succeeded,
-};
 
 /// Errors of this crate. Messages never contain values from traffic.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,261 @@
+//! Weak points (R-SEN-3) end to end over the public API: labelled events in, each weak point
+//! once per endpoint with evidence, never a raw value, bounded memory. Moved with the tracker
+//! from `labels/tests/behaviour.rs` (issue 13), assertions unchanged.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+mod common;
+
+use std::sync::Arc;
+
+use apitap_detect::weak::*;
+use apitap_labels::*;
+use common::event;
+
+const ID: &str = "11010519491231002X";
+const MOBILE: &str = "13812345678";
+const CARD: &str = "6222021234567890128";
+
+fn scanner() -> Scanner {
+    let lab = Labeller::new(HashKey::from_secret(b"test"), LabelConfig::default()).unwrap();
+    Scanner::new(Arc::new(lab))
+}
+
+fn ok_json(body: &str) -> (u16, &'static [(&'static str, &'static str)], Vec<u8>) {
+    (
+        200,
+        &[("Content-Type", "application/json")],
+        body.as_bytes().to_vec(),
+    )
+}
+
+fn observe(
+    t: &mut WeakPointTracker,
+    sc: &mut Scanner,
+    ev: &apitap_schema::ApiEvent,
+) -> Vec<WeakFinding> {
+    let l = sc.label_event(ev);
+    t.observe(&EndpointKey::from_event(ev), ev, &l)
+}
+
+#[test]
+fn weak_points_are_raised_once_per_endpoint_with_evidence() {
+    let mut sc = scanner();
+    let mut t = WeakPointTracker::new(WeakPointConfig::default());
+    // Cleartext login with a common password that succeeds.
+    let (s, h, b) = ok_json(r#"{"token":"abcdefghijklmnopqrstuvwxyz"}"#);
+    let login = event(
+        "POST",
+        "/api/login",
+        None,
+        &[("Content-Type", "application/json")],
+        br#"{"username":"alice","password":"123456"}"#,
+        Some((s, h, &b)),
+    );
+    let w = observe(&mut t, &mut sc, &login);
+    let kinds: Vec<WeakKind> = w.iter().map(|x| x.kind).collect();
+    assert!(kinds.contains(&WeakKind::CleartextPassword), "{kinds:?}");
+    assert!(kinds.contains(&WeakKind::WeakPasswordAccepted), "{kinds:?}");
+    assert!(
+        observe(&mut t, &mut sc, &login).is_empty(),
+        "deduplicated per endpoint"
+    );
+    // A failed login with a common password is not "accepted".
+    let mut t2 = WeakPointTracker::new(WeakPointConfig::default());
+    let failed = event(
+        "POST",
+        "/api/login",
+        None,
+        &[("Content-Type", "application/json")],
+        br#"{"password":"123456"}"#,
+        Some((401, &[], b"{}")),
+    );
+    assert!(
+        !observe(&mut t2, &mut sc, &failed)
+            .iter()
+            .any(|x| x.kind == WeakKind::WeakPasswordAccepted)
+    );
+
+    // Login via GET with the password and a token in the URL.
+    let get_login = event(
+        "GET",
+        "/login",
+        Some("user=a&password=s3cretpass&access_token=abcdefghijklmnop1234"),
+        &[],
+        b"",
+        Some((302, &[], b"")),
+    );
+    let kinds: Vec<WeakKind> = observe(&mut t, &mut sc, &get_login)
+        .iter()
+        .map(|x| x.kind)
+        .collect();
+    assert!(
+        kinds.contains(&WeakKind::LoginViaGet) && kinds.contains(&WeakKind::CredentialInUrl),
+        "{kinds:?}"
+    );
+
+    // A list API without auth returning 150 unmasked ID numbers and mobiles.
+    let recs: Vec<String> = (0..150)
+        .map(|_| format!(r#"{{"idCard":"{ID}","mobile":"{MOBILE}"}}"#))
+        .collect();
+    let body = format!(r#"{{"list":[{}]}}"#, recs.join(","));
+    let (s, h, b) = ok_json(&body);
+    let list = event(
+        "GET",
+        "/api/customers",
+        Some("page=1"),
+        &[],
+        b"",
+        Some((s, h, &b)),
+    );
+    let w = observe(&mut t, &mut sc, &list);
+    let kinds: Vec<WeakKind> = w.iter().map(|x| x.kind).collect();
+    for k in [
+        WeakKind::SensitiveWithoutAuth,
+        WeakKind::ExcessiveDataExposure,
+        WeakKind::UnmaskedSensitiveResponse,
+    ] {
+        assert!(kinds.contains(&k), "{k:?} in {kinds:?}");
+    }
+    let ex = w
+        .iter()
+        .find(|x| x.kind == WeakKind::ExcessiveDataExposure)
+        .unwrap();
+    assert_eq!(ex.evidence.count, Some(150));
+    let summary = t.endpoint(&EndpointKey::from_event(&list)).unwrap();
+    assert_eq!(summary.function, Some(FunctionClass::SearchList));
+    assert_eq!(summary.sensitivity, Some(Sensitivity::High));
+}
+
+#[test]
+fn inconsistent_masking_reports_the_leaking_combination() {
+    let mut sc = scanner();
+    let mut t = WeakPointTracker::new(WeakPointConfig::default());
+    let auth: &[(&str, &str)] = &[("Authorization", "Bearer abcdefghijklmnopqrstuvwxyz")];
+    let (s, h, b) = ok_json(r#"{"mobile":"138****5678"}"#);
+    let a = event("GET", "/api/profile", None, auth, b"", Some((s, h, &b)));
+    assert!(
+        observe(&mut t, &mut sc, &a)
+            .iter()
+            .all(|x| x.kind != WeakKind::InconsistentMasking)
+    );
+    // Same mask elsewhere: fine.
+    let (s, h, b) = ok_json(r#"{"phone":"139****0000"}"#);
+    let same = event("GET", "/api/orders/1", None, auth, b"", Some((s, h, &b)));
+    assert!(
+        observe(&mut t, &mut sc, &same)
+            .iter()
+            .all(|x| x.kind != WeakKind::InconsistentMasking)
+    );
+    // Keep first 7, last 2: together with 3+4 every digit is visible.
+    let (s, h, b) = ok_json(r#"{"contactMobile":"1381234**78"}"#);
+    let c = event("GET", "/api/contacts", None, auth, b"", Some((s, h, &b)));
+    let w = observe(&mut t, &mut sc, &c);
+    let im = w
+        .iter()
+        .find(|x| x.kind == WeakKind::InconsistentMasking)
+        .expect("leak reported");
+    assert_eq!(im.label, Some(Label::Mobile));
+    assert_eq!(im.evidence.unknown_positions, Some(0));
+    assert_eq!(im.evidence.other_endpoints[0].path, "/api/profile");
+    assert_eq!(im.evidence.mask_shapes.len(), 2);
+}
+
+fn sensitive_event() -> apitap_schema::ApiEvent {
+    let resp = format!(
+        r#"{{"data":{{"idCard":"{ID}","mobile":"{MOBILE}","card":"{CARD}","note":"{}"}}}}"#,
+        "x".repeat(2000)
+    );
+    event(
+        "POST",
+        &format!("/api/user/{MOBILE}/bind"),
+        Some(&format!("sfzh={ID}&page=1")),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer abcdefghijklmnopqrstuvwxyz"),
+            ("Cookie", "SESSION=sessval9f8e7d6c5b"),
+            ("X-Api-Key", "k-0123456789abcdef"),
+        ],
+        format!(r#"{{"password":"hunter2hunter2","mobile":"{MOBILE}","name":"张三丰"}}"#)
+            .as_bytes(),
+        Some((
+            200,
+            &[
+                ("Content-Type", "application/json"),
+                ("Set-Cookie", "sid=zzzzyyyyxxxx; Path=/"),
+            ],
+            resp.as_bytes(),
+        )),
+    )
+}
+
+const RAW: &[&str] = &[
+    ID,
+    MOBILE,
+    CARD,
+    "hunter2hunter2",
+    "张三丰",
+    "abcdefghijklmnopqrstuvwxyz",
+    "sessval9f8e7d6c5b",
+    "k-0123456789abcdef",
+    "zzzzyyyyxxxx",
+    "1234567890128",
+];
+
+fn assert_no_raw(s: &str) {
+    for r in RAW {
+        assert!(
+            !s.contains(r),
+            "raw value {r:?} leaked into: {}",
+            &s[..s.len().min(400)]
+        );
+    }
+}
+
+#[test]
+fn debug_and_display_never_show_raw_values() {
+    let mut sc = scanner();
+    let ev = sensitive_event();
+    let l = sc.label_event(&ev);
+    assert_no_raw(&format!("{l:?}"));
+    assert_no_raw(&serde_json::to_string(&l).unwrap());
+    let mut t = WeakPointTracker::new(WeakPointConfig::default());
+    let w = t.observe(
+        &EndpointKey::new("POST", "api.example.com", "/api/user/{id}/bind"),
+        &ev,
+        &l,
+    );
+    assert!(!w.is_empty());
+    assert_no_raw(&format!("{w:?}"));
+    assert_no_raw(&serde_json::to_string(&w).unwrap());
+    assert_no_raw(&format!("{t:?} {sc:?} {:?}", sc.labeller()));
+    assert_eq!(
+        format!("{:?}", HashKey::from_secret(ID.as_bytes())),
+        "HashKey(<redacted>)"
+    );
+    assert_no_raw(&LabelError::Automaton.to_string());
+    for f in &l.findings {
+        assert_no_raw(&format!("{} {} {:?}", f.label, f.masked_sample, f.location));
+    }
+}
+
+#[test]
+fn weak_point_tracker_memory_is_bounded() {
+    let mut sc = scanner();
+    let mut t = WeakPointTracker::new(WeakPointConfig {
+        max_endpoints: 10,
+        ..Default::default()
+    });
+    for i in 0..50 {
+        let ev = event(
+            "GET",
+            &format!("/p/{i}"),
+            None,
+            &[],
+            b"",
+            Some((200, &[], b"")),
+        );
+        let l = sc.label_event(&ev);
+        t.observe(&EndpointKey::from_event(&ev), &ev, &l);
+    }
+    assert_eq!(t.stats().endpoints, 10);
+    assert_eq!(t.stats().events_untracked, 40);
+}
