@@ -51,8 +51,26 @@ fn rate(events: &[ApiEvent], min: Duration, ing: &mut Ingestor) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// `APITAP_BENCH_PASSES=n` (`cargo xtask bench analyzer-instructions`, under callgrind):
+/// exactly `n` passes over the events with every detection on, event time moving as in
+/// [`rate`], and nothing else — a fixed amount of work, so instruction counts compare.
+fn fixed_passes() -> Option<u64> {
+    std::env::var("APITAP_BENCH_PASSES").ok()?.parse().ok()
+}
+
 fn main() {
     let events = httpbin::httpbin_events();
+    if let Some(passes) = fixed_passes() {
+        let mut ing = ingestor(true);
+        let mut e2 = events.clone();
+        for round in 1..=passes {
+            for (e, orig) in e2.iter_mut().zip(&events) {
+                e.request_start_unix_us = orig.request_start_unix_us + round * 60_000_000;
+                ing.ingest_event(e);
+            }
+        }
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     let mut g = c.benchmark_group("analyzer/httpbin_fixture");
     g.throughput(Throughput::Elements(events.len() as u64));
@@ -71,10 +89,6 @@ fn main() {
     }
     g.finish();
     c.final_summary();
-    // Under callgrind (`cargo xtask bench analyzer-instructions`) only the profiled path runs.
-    if std::env::var_os("APITAP_BENCH_PROFILE_ONLY").is_some() {
-        return;
-    }
     let with = rate(&events, Duration::from_secs(3), &mut ingestor(true));
     let without = rate(&events, Duration::from_secs(3), &mut ingestor(false));
     println!(

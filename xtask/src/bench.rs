@@ -172,6 +172,7 @@ fn under_callgrind(
     exe: &Path,
     filter: &str,
     name: &str,
+    env: &[(&str, &str)],
 ) -> anyhow::Result<(String, CallCosts, std::path::PathBuf)> {
     crate::setup::install_tools(&[("valgrind", "valgrind")], "for instruction benches")?;
     let dir = workspace_root().join(format!("target/bench-{name}"));
@@ -183,8 +184,7 @@ fn under_callgrind(
             .arg(format!("--callgrind-out-file={}", cg.display()))
             .arg(exe)
             .args(["--bench", "--profile-time", "3", filter])
-            // The analyzer pipeline bench skips its wall-clock rate loops then.
-            .env("APITAP_BENCH_PROFILE_ONLY", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null()),
         "the callgrind run",
     )?;
@@ -239,8 +239,12 @@ fn print_against_previous(
 /// ±30 % (cache misses are not counted: confirm wins with `bench decode`/`capture`).
 pub fn decode_instructions() -> anyhow::Result<()> {
     let exe = bench_exe("apitap-decode", "decode")?;
-    let (err, calls, dir) =
-        under_callgrind(&exe, "pipeline/decode_and_encode", "decode-instructions")?;
+    let (err, calls, dir) = under_callgrind(
+        &exe,
+        "pipeline/decode_and_encode",
+        "decode-instructions",
+        &[],
+    )?;
     let meta = bench_meta(&err)?;
     let (segments, _) = sum_calls(&calls, IR_PARTS[0].1);
     if segments == 0 {
@@ -281,10 +285,13 @@ const ANALYZER_PARTS: [(&str, &[&str]); 6] = [
 /// raise them).
 pub fn analyzer_instructions() -> anyhow::Result<()> {
     let exe = bench_exe("apitap-analyzer", "pipeline")?;
+    // A fixed amount of work (three passes over the recording, the first one learning
+    // every endpoint), so runs compare whatever the machine's speed.
     let (_, calls, dir) = under_callgrind(
         &exe,
         "analyzer/httpbin_fixture/ingest_all_detections",
         "analyzer-instructions",
+        &[("APITAP_BENCH_PASSES", "3")],
     )?;
     let (events, _) = sum_calls(&calls, ANALYZER_PARTS[0].1);
     if events == 0 {
