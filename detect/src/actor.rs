@@ -628,54 +628,26 @@ fn find_user_json(m: &serde_json::Map<String, serde_json::Value>, depth: u8) -> 
 pub(crate) mod tests {
     use super::*;
     use apitap_labels::HashKey;
-    use apitap_schema::{Body, Endpoint, Header, Request, SensorInfo};
+    use apitap_schema::test_support::EventBuilder;
 
     pub(crate) fn keyer() -> Keyer {
         Keyer::new(&HashKey::from_secret(b"test"))
     }
 
     pub(crate) fn ev(ip: &str, headers: &[(&str, &str)], body: &str) -> ApiEvent {
-        ApiEvent {
-            schema_version: "1.1".into(),
-            event_id: "0".repeat(32),
-            sensor: SensorInfo {
-                id: "s".into(),
-                host: "h".into(),
-            },
-            connection_id: "0".repeat(16),
-            transaction_index: 0,
-            request_start_unix_us: 0,
-            response_end_unix_us: None,
-            latency_us: None,
-            client: Endpoint {
-                ip: ip.parse().unwrap(),
-                port: 1234,
-            },
-            server: Endpoint {
-                ip: "10.9.9.9".parse().unwrap(),
-                port: 80,
-            },
-            tls: false,
-            http_version: "1.1".into(),
-            request: Request {
-                method: "POST".into(),
-                host: Some("api".into()),
-                path: "/login".into(),
-                query: None,
-                headers: headers
-                    .iter()
-                    .map(|(n, v)| Header {
-                        name: (*n).into(),
-                        value: (*v).into(),
-                    })
-                    .collect(),
-                body: Body::from_bytes(body.as_bytes(), body.len() as u64),
-            },
-            response: None,
-            anomalies: vec![],
-            payload: Default::default(),
-            labels: None,
-        }
+        EventBuilder::post("/login")
+            .schema_version("1.1")
+            .event_id("0".repeat(32))
+            .sensor("s", "h")
+            .at_us(0)
+            .client_ip(ip.parse::<std::net::IpAddr>().unwrap())
+            .client_port(1234)
+            .server("10.9.9.9:80")
+            .host("api")
+            .headers(headers)
+            .body_bytes(body)
+            .no_response()
+            .build()
     }
 
     #[test]

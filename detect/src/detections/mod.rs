@@ -214,7 +214,8 @@ pub(crate) fn ratio(n: u64, d: u64) -> f64 {
 pub(crate) mod testkit {
     //! Synthetic event streams built from the schema types.
     use apitap_labels::{FunctionClass, HashKey};
-    use apitap_schema::{ApiEvent, Body, Endpoint, Header, Request, Response, SensorInfo};
+    use apitap_schema::ApiEvent;
+    use apitap_schema::test_support::EventBuilder;
 
     use crate::config::DetectConfig;
     use crate::engine::{Engine, EventContext};
@@ -284,54 +285,30 @@ pub(crate) mod testkit {
             self
         }
         pub fn event(&self) -> ApiEvent {
-            let h = |v: &[(String, String)]| {
-                v.iter()
-                    .map(|(n, v)| Header {
-                        name: n.clone(),
-                        value: v.clone(),
-                    })
-                    .collect::<Vec<_>>()
-            };
-            ApiEvent {
-                schema_version: "1.1".into(),
-                event_id: format!("{:032x}", self.t),
-                sensor: SensorInfo {
-                    id: "s".into(),
-                    host: "h".into(),
-                },
-                connection_id: "0".repeat(16),
-                transaction_index: 0,
-                request_start_unix_us: self.t,
-                response_end_unix_us: Some(self.t + 1_000),
-                latency_us: Some(1_000),
-                client: Endpoint {
-                    ip: self.ip.parse().expect("test ip"),
-                    port: 40_000,
-                },
-                server: Endpoint {
-                    ip: "10.0.0.1".parse().expect("ip"),
-                    port: 8080,
-                },
-                tls: false,
-                http_version: "1.1".into(),
-                request: Request {
-                    method: self.method.into(),
-                    host: Some("api.example.com".into()),
-                    path: self.path.clone(),
-                    query: self.query.clone(),
-                    headers: h(&self.headers),
-                    body: Body::from_bytes(self.body.as_bytes(), self.body.len() as u64),
-                },
-                response: Some(Response {
-                    status: self.status,
-                    reason: String::new(),
-                    headers: h(&self.resp_headers),
-                    body: Body::from_bytes(self.resp_body.as_bytes(), self.resp_body.len() as u64),
-                }),
-                anomalies: vec![],
-                payload: Default::default(),
-                labels: None,
+            let mut b = EventBuilder::new(self.method, self.path.clone())
+                .schema_version("1.1")
+                .event_id(format!("{:032x}", self.t))
+                .sensor("s", "h")
+                .at_us(self.t)
+                .latency_us(1_000)
+                .client_ip(self.ip.parse::<std::net::IpAddr>().expect("test ip"))
+                .client_port(40_000)
+                .server("10.0.0.1:8080")
+                .host("api.example.com")
+                .body_bytes(&self.body)
+                .status(self.status)
+                .reason("")
+                .response_body_bytes(&self.resp_body);
+            if let Some(q) = &self.query {
+                b = b.query(q.clone());
             }
+            for (n, v) in &self.headers {
+                b = b.header(n.clone(), v.clone());
+            }
+            for (n, v) in &self.resp_headers {
+                b = b.response_header(n.clone(), v.clone());
+            }
+            b.build()
         }
     }
 
