@@ -24,7 +24,8 @@ use std::path::PathBuf;
 
 use apitap_detect::{DetectConfig, Engine, EventContext};
 use apitap_labels::{FunctionClass, HashKey};
-use apitap_schema::{ApiEvent, Body, Endpoint, Header, Request, Response, SensorInfo};
+use apitap_schema::ApiEvent;
+use apitap_schema::test_support::EventBuilder;
 use criterion::{Criterion, Throughput};
 
 const T0: u64 = 1_704_067_200 * 1_000_000;
@@ -48,55 +49,25 @@ fn event(
     resp: &str,
     t: u64,
 ) -> ApiEvent {
-    ApiEvent {
-        schema_version: "1.2".into(),
-        event_id: format!("{t:032x}"),
-        sensor: SensorInfo {
-            id: "s".into(),
-            host: "h".into(),
-        },
-        connection_id: "0".repeat(16),
-        transaction_index: 0,
-        request_start_unix_us: t,
-        response_end_unix_us: Some(t + 2_000),
-        latency_us: Some(2_000),
-        client: Endpoint {
-            ip: ip.parse().expect("ip"),
-            port: 40_000,
-        },
-        server: Endpoint {
-            ip: "10.0.0.1".parse().expect("ip"),
-            port: 443,
-        },
-        tls: false,
-        http_version: "1.1".into(),
-        request: Request {
-            method: method.into(),
-            host: Some("api.example.com".into()),
-            path,
-            query: None,
-            headers: headers
-                .into_iter()
-                .map(|(n, v)| Header {
-                    name: n.into(),
-                    value: v,
-                })
-                .collect(),
-            body: Body::from_bytes(body.as_bytes(), body.len() as u64),
-        },
-        response: Some(Response {
-            status,
-            reason: String::new(),
-            headers: vec![Header {
-                name: "Content-Type".into(),
-                value: "application/json".into(),
-            }],
-            body: Body::from_bytes(resp.as_bytes(), resp.len() as u64),
-        }),
-        anomalies: vec![],
-        payload: Default::default(),
-        labels: None,
+    let mut b = EventBuilder::new(method, path)
+        .schema_version("1.2")
+        .event_id(format!("{t:032x}"))
+        .sensor("s", "h")
+        .at_us(t)
+        .latency_us(2_000)
+        .client_ip(ip.parse::<std::net::IpAddr>().expect("ip"))
+        .client_port(40_000)
+        .server("10.0.0.1:443")
+        .host("api.example.com")
+        .body_bytes(body)
+        .status(status)
+        .reason("")
+        .response_header("Content-Type", "application/json")
+        .response_body_bytes(resp);
+    for (n, v) in headers {
+        b = b.header(n, v);
     }
+    b.build()
 }
 
 /// A JWT whose `sub` is the actor number.

@@ -2,6 +2,8 @@
 //! once per endpoint with evidence, never a raw value, bounded memory. Moved with the tracker
 //! from `labels/tests/behaviour.rs` (issue 13), assertions unchanged.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+// The labels tests' event helper (one copy for both crates).
+#[path = "../../labels/tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
