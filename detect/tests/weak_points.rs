@@ -6,28 +6,9 @@
 #[path = "../../labels/tests/common/mod.rs"]
 mod common;
 
-use std::sync::Arc;
-
 use apitap_detect::weak::*;
 use apitap_labels::*;
-use common::event;
-
-const ID: &str = "11010519491231002X";
-const MOBILE: &str = "13812345678";
-const CARD: &str = "6222021234567890128";
-
-fn scanner() -> Scanner {
-    let lab = Labeller::new(HashKey::from_secret(b"test"), LabelConfig::default()).unwrap();
-    Scanner::new(Arc::new(lab))
-}
-
-fn ok_json(body: &str) -> (u16, &'static [(&'static str, &'static str)], Vec<u8>) {
-    (
-        200,
-        &[("Content-Type", "application/json")],
-        body.as_bytes().to_vec(),
-    )
-}
+use common::*;
 
 fn observe(
     t: &mut WeakPointTracker,
@@ -159,57 +140,6 @@ fn inconsistent_masking_reports_the_leaking_combination() {
     assert_eq!(im.evidence.unknown_positions, Some(0));
     assert_eq!(im.evidence.other_endpoints[0].path, "/api/profile");
     assert_eq!(im.evidence.mask_shapes.len(), 2);
-}
-
-fn sensitive_event() -> apitap_schema::ApiEvent {
-    let resp = format!(
-        r#"{{"data":{{"idCard":"{ID}","mobile":"{MOBILE}","card":"{CARD}","note":"{}"}}}}"#,
-        "x".repeat(2000)
-    );
-    event(
-        "POST",
-        &format!("/api/user/{MOBILE}/bind"),
-        Some(&format!("sfzh={ID}&page=1")),
-        &[
-            ("Content-Type", "application/json"),
-            ("Authorization", "Bearer abcdefghijklmnopqrstuvwxyz"),
-            ("Cookie", "SESSION=sessval9f8e7d6c5b"),
-            ("X-Api-Key", "k-0123456789abcdef"),
-        ],
-        format!(r#"{{"password":"hunter2hunter2","mobile":"{MOBILE}","name":"张三丰"}}"#)
-            .as_bytes(),
-        Some((
-            200,
-            &[
-                ("Content-Type", "application/json"),
-                ("Set-Cookie", "sid=zzzzyyyyxxxx; Path=/"),
-            ],
-            resp.as_bytes(),
-        )),
-    )
-}
-
-const RAW: &[&str] = &[
-    ID,
-    MOBILE,
-    CARD,
-    "hunter2hunter2",
-    "张三丰",
-    "abcdefghijklmnopqrstuvwxyz",
-    "sessval9f8e7d6c5b",
-    "k-0123456789abcdef",
-    "zzzzyyyyxxxx",
-    "1234567890128",
-];
-
-fn assert_no_raw(s: &str) {
-    for r in RAW {
-        assert!(
-            !s.contains(r),
-            "raw value {r:?} leaked into: {}",
-            &s[..s.len().min(400)]
-        );
-    }
 }
 
 #[test]

@@ -7,16 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use apitap_labels::*;
-use common::event;
-
-const ID: &str = "11010519491231002X";
-const MOBILE: &str = "13812345678";
-const CARD: &str = "6222021234567890128";
-
-fn scanner() -> Scanner {
-    let lab = Labeller::new(HashKey::from_secret(b"test"), LabelConfig::default()).unwrap();
-    Scanner::new(Arc::new(lab))
-}
+use common::*;
 
 fn find(l: &EventLabels, label: Label) -> Vec<&Finding> {
     l.findings.iter().filter(|f| f.label == label).collect()
@@ -283,14 +274,6 @@ fn masked_values_are_recognised_with_kept_positions() {
     assert_eq!(get(Label::BankCard).mask.unwrap().len, 16);
 }
 
-fn ok_json(body: &str) -> (u16, &'static [(&'static str, &'static str)], Vec<u8>) {
-    (
-        200,
-        &[("Content-Type", "application/json")],
-        body.as_bytes().to_vec(),
-    )
-}
-
 #[test]
 fn function_classes() {
     let mut sc = scanner();
@@ -364,57 +347,6 @@ fn sensitivity_levels() {
         Sensitivity::High
     );
     assert_eq!(lvl(&mut sc, r#"{"password":"x"}"#), Sensitivity::High);
-}
-
-fn sensitive_event() -> apitap_schema::ApiEvent {
-    let resp = format!(
-        r#"{{"data":{{"idCard":"{ID}","mobile":"{MOBILE}","card":"{CARD}","note":"{}"}}}}"#,
-        "x".repeat(2000)
-    );
-    event(
-        "POST",
-        &format!("/api/user/{MOBILE}/bind"),
-        Some(&format!("sfzh={ID}&page=1")),
-        &[
-            ("Content-Type", "application/json"),
-            ("Authorization", "Bearer abcdefghijklmnopqrstuvwxyz"),
-            ("Cookie", "SESSION=sessval9f8e7d6c5b"),
-            ("X-Api-Key", "k-0123456789abcdef"),
-        ],
-        format!(r#"{{"password":"hunter2hunter2","mobile":"{MOBILE}","name":"张三丰"}}"#)
-            .as_bytes(),
-        Some((
-            200,
-            &[
-                ("Content-Type", "application/json"),
-                ("Set-Cookie", "sid=zzzzyyyyxxxx; Path=/"),
-            ],
-            resp.as_bytes(),
-        )),
-    )
-}
-
-const RAW: &[&str] = &[
-    ID,
-    MOBILE,
-    CARD,
-    "hunter2hunter2",
-    "张三丰",
-    "abcdefghijklmnopqrstuvwxyz",
-    "sessval9f8e7d6c5b",
-    "k-0123456789abcdef",
-    "zzzzyyyyxxxx",
-    "1234567890128",
-];
-
-fn assert_no_raw(s: &str) {
-    for r in RAW {
-        assert!(
-            !s.contains(r),
-            "raw value {r:?} leaked into: {}",
-            &s[..s.len().min(400)]
-        );
-    }
 }
 
 #[test]

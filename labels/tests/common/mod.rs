@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
+use std::sync::Arc;
+
+use apitap_labels::{HashKey, LabelConfig, Labeller, Scanner};
 use apitap_schema::ApiEvent;
 use apitap_schema::test_support::EventBuilder;
 
@@ -29,4 +32,67 @@ pub fn event(
         None => b.no_response(),
     }
     .build()
+}
+
+pub const ID: &str = "11010519491231002X";
+pub const MOBILE: &str = "13812345678";
+pub const CARD: &str = "6222021234567890128";
+pub fn scanner() -> Scanner {
+    let lab = Labeller::new(HashKey::from_secret(b"test"), LabelConfig::default()).unwrap();
+    Scanner::new(Arc::new(lab))
+}
+pub fn ok_json(body: &str) -> (u16, &'static [(&'static str, &'static str)], Vec<u8>) {
+    (
+        200,
+        &[("Content-Type", "application/json")],
+        body.as_bytes().to_vec(),
+    )
+}
+pub fn sensitive_event() -> apitap_schema::ApiEvent {
+    let resp = format!(
+        r#"{{"data":{{"idCard":"{ID}","mobile":"{MOBILE}","card":"{CARD}","note":"{}"}}}}"#,
+        "x".repeat(2000)
+    );
+    event(
+        "POST",
+        &format!("/api/user/{MOBILE}/bind"),
+        Some(&format!("sfzh={ID}&page=1")),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer abcdefghijklmnopqrstuvwxyz"),
+            ("Cookie", "SESSION=sessval9f8e7d6c5b"),
+            ("X-Api-Key", "k-0123456789abcdef"),
+        ],
+        format!(r#"{{"password":"hunter2hunter2","mobile":"{MOBILE}","name":"张三丰"}}"#)
+            .as_bytes(),
+        Some((
+            200,
+            &[
+                ("Content-Type", "application/json"),
+                ("Set-Cookie", "sid=zzzzyyyyxxxx; Path=/"),
+            ],
+            resp.as_bytes(),
+        )),
+    )
+}
+pub const RAW: &[&str] = &[
+    ID,
+    MOBILE,
+    CARD,
+    "hunter2hunter2",
+    "张三丰",
+    "abcdefghijklmnopqrstuvwxyz",
+    "sessval9f8e7d6c5b",
+    "k-0123456789abcdef",
+    "zzzzyyyyxxxx",
+    "1234567890128",
+];
+pub fn assert_no_raw(s: &str) {
+    for r in RAW {
+        assert!(
+            !s.contains(r),
+            "raw value {r:?} leaked into: {}",
+            &s[..s.len().min(400)]
+        );
+    }
 }
