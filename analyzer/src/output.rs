@@ -131,36 +131,7 @@ pub fn render_table(rows: &[EndpointReport]) -> String {
             ]
         })
         .collect();
-    let mut widths = TABLE_HEADER.map(|h| h.chars().count());
-    for row in &cells {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let header = TABLE_HEADER.map(String::from);
-    for row in std::iter::once(&header).chain(&cells) {
-        let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            let pad = width - cell.chars().count();
-            if i < TEXT_COLUMNS {
-                line.push_str(cell);
-                line.extend(std::iter::repeat_n(' ', pad));
-            } else {
-                line.extend(std::iter::repeat_n(' ', pad));
-                line.push_str(cell);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    if rows.is_empty() {
-        out.push_str("(no events)\n");
-    }
-    out
+    apitap_inventory::text::table(TABLE_HEADER, &cells, |i| i >= TEXT_COLUMNS, "(no events)")
 }
 
 pub use apitap_inventory::text::{escape_control, format_unix_us};

@@ -33,3 +33,45 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// A plain-text table: the header and rows in columns two spaces apart, each column as wide
+/// as its widest cell, columns for which `right_aligned(index)` holds aligned right, trailing
+/// spaces trimmed; `empty` on its own line when there are no rows.
+pub fn table<const N: usize>(
+    header: [&str; N],
+    rows: &[[String; N]],
+    right_aligned: impl Fn(usize) -> bool,
+    empty: &str,
+) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = header.map(String::from);
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = width - cell.chars().count();
+            if right_aligned(i) {
+                line.extend(std::iter::repeat_n(' ', pad));
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if rows.is_empty() {
+        out.push_str(empty);
+        out.push('\n');
+    }
+    out
+}
