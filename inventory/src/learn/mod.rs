@@ -15,7 +15,7 @@ use apitap_labels::facts::{
     API_KEY_HEADERS, API_KEY_QUERY, BodyBytes, BodyError, EventFacts, RequestHeaders, cookie_pairs,
     header, is_session_cookie, percent_decode, query_pairs,
 };
-use apitap_schema::{ApiEvent, BodyEncoding};
+use apitap_schema::ApiEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::shape::{SegmentShape, TypeSet, ValueType, mask, string_format};
@@ -95,7 +95,7 @@ impl<'f, 'a> RequestFacts<'f, 'a> {
         RequestFacts {
             shared,
             auth: auth_scheme_with(event, scan),
-            style: style_with(event, scan),
+            style: style_with(shared),
             content_type: scan.content_type,
         }
     }
@@ -332,6 +332,23 @@ mod tests {
         }
         let back: EndpointData = serde_json::from_str(&text).unwrap();
         assert_eq!(back, d);
+    }
+
+    /// The operation of a compressed GraphQL request is read from its decoded body (the
+    /// event's shared facts), not from the coded bytes.
+    #[test]
+    fn styles_read_the_decoded_request_body() {
+        use std::io::Write as _;
+        let q = br#"{"query":"query Me { me { id } }","operationName":"Me"}"#;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(q).unwrap();
+        let e = apitap_schema::test_support::EventBuilder::post("/graphql")
+            .header("Content-Type", "application/json")
+            .header("Content-Encoding", "gzip")
+            .body_bytes(gz.finish().unwrap())
+            .build();
+        let s = style_of(&e);
+        assert_eq!((s.style, s.operation.as_str()), ("graphql", "query Me"));
     }
 
     #[test]

@@ -25,11 +25,17 @@ pub(crate) fn clean_operation(s: &str) -> String {
 
 /// Detects the style of `event`.
 pub fn style_of(event: &ApiEvent) -> StyleInfo {
-    style_with(event, &RequestHeaders::of(&event.request.headers))
+    style_with(&EventFacts::new(
+        event,
+        apitap_labels::facts::DEFAULT_MAX_DECODED_BYTES,
+    ))
 }
 
-/// [`style_of`] with the headers already scanned.
-pub fn style_with(event: &ApiEvent, scan: &RequestHeaders<'_>) -> StyleInfo {
+/// [`style_of`] from the event's shared facts: the header scan, and the request body as
+/// bytes (base64 and content coding removed) when the content type calls for reading it.
+pub fn style_with(facts: &EventFacts<'_>) -> StyleInfo {
+    let event = facts.event;
+    let scan = facts.request_headers();
     let req = &event.request;
     let rest = |style| StyleInfo {
         style,
@@ -78,14 +84,21 @@ pub fn style_with(event: &ApiEvent, scan: &RequestHeaders<'_>) -> StyleInfo {
             };
         }
     }
-    let body = &req.body.data;
-    if req.body.encoding == BodyEncoding::Utf8 && body_kind(&ct) == Some("json") {
+    let kind = body_kind(&ct);
+    let readable = matches!(kind, Some("json" | "xml")) || ct == "application/soap+xml";
+    // Read (and decoded) only when the content type says it can name an operation.
+    let body: &[u8] = if readable {
+        facts.request_body().map_or(&[], |b| &b.bytes)
+    } else {
+        &[]
+    };
+    if kind == Some("json") {
         // The markers sit near the top of real requests: only the head is searched.
-        let head = &body.as_bytes()[..body.len().min(1024)];
+        let head = &body[..body.len().min(1024)];
         let maybe_gql = memfind(head, b"\"query\"");
         let maybe_rpc = memfind(head, b"\"jsonrpc\"");
         if (maybe_gql || maybe_rpc)
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(body)
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
         {
             let first = match &v {
                 serde_json::Value::Array(a) => a.first().cloned().unwrap_or_default(),
@@ -117,8 +130,11 @@ pub fn style_with(event: &ApiEvent, scan: &RequestHeaders<'_>) -> StyleInfo {
             }
         }
     }
-    if body_kind(&ct) == Some("xml") || ct == "application/soap+xml" {
-        let head: String = body.chars().take(2048).collect();
+    if kind == Some("xml") || ct == "application/soap+xml" {
+        let head: String = String::from_utf8_lossy(&body[..body.len().min(8192)])
+            .chars()
+            .take(2048)
+            .collect();
         if let Some(op) = soap_operation(&head) {
             return StyleInfo {
                 style: "soap",
