@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 use std::sync::Arc;
 
-use apitap_labels::{HashKey, LabelConfig, Labeller, Scanner};
+use apitap_labels::{EventLabels, HashKey, LabelConfig, LabelError, Labeller, Scanner};
 use apitap_schema::ApiEvent;
 use apitap_schema::test_support::EventBuilder;
 
@@ -94,5 +94,21 @@ pub fn assert_no_raw(s: &str) {
             "raw value {r:?} leaked into: {}",
             &s[..s.len().min(400)]
         );
+    }
+}
+
+/// The labels of `sensitive_event`, the scanner, the hash key and the errors never show a
+/// raw value in Debug, Display or JSON.
+pub fn assert_labels_never_raw(sc: &Scanner, l: &EventLabels) {
+    assert_no_raw(&format!("{l:?}"));
+    assert_no_raw(&serde_json::to_string(l).unwrap());
+    assert_no_raw(&format!("{sc:?} {:?}", sc.labeller()));
+    assert_eq!(
+        format!("{:?}", HashKey::from_secret(ID.as_bytes())),
+        "HashKey(<redacted>)"
+    );
+    assert_no_raw(&LabelError::Automaton.to_string());
+    for f in &l.findings {
+        assert_no_raw(&format!("{} {} {:?}", f.label, f.masked_sample, f.location));
     }
 }
