@@ -433,7 +433,7 @@ impl Ingestor {
                 let key = endpoint
                     .as_ref()
                     .map_or_else(|| EndpointKey::from_event(event), weak_key);
-                labelling.observe(&key, &facts, &labels);
+                labelling.observe(&key, &facts, &labels, &class);
                 templated = endpoint;
             }
             None => {

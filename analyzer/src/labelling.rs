@@ -141,8 +141,14 @@ impl Labelling {
 
     /// Feeds the weak-point tracker with the event (its shared facts) under `key`; new
     /// findings wait for [`Labelling::take_findings`].
-    pub fn observe(&mut self, key: &EndpointKey, facts: &EventFacts<'_>, labels: &EventLabels) {
-        for f in self.tracker.observe_facts(key, facts, labels) {
+    pub fn observe(
+        &mut self,
+        key: &EndpointKey,
+        facts: &EventFacts<'_>,
+        labels: &EventLabels,
+        class: &Classification,
+    ) {
+        for f in self.tracker.observe_facts(key, facts, labels, class.function) {
             if self.pending.len() < MAX_PENDING_FINDINGS {
                 self.pending.push((f, facts.event.request_start_unix_us));
             } else {

@@ -427,16 +427,18 @@ impl WeakPointTracker {
         labels: &EventLabels,
     ) -> Vec<WeakFinding> {
         let facts = EventFacts::new(ev, DEFAULT_MAX_DECODED_BYTES);
-        self.observe_facts(key, &facts, labels)
+        self.observe_facts(key, &facts, labels, function_class(ev, labels))
     }
 
-    /// [`WeakPointTracker::observe`] reading the event's shared facts (the analyzer's path:
-    /// one set of facts per event for every analysis).
+    /// [`WeakPointTracker::observe`] reading the event's shared facts and the function class
+    /// the labeller already gave it (`classify_event(..).function`): the analyzer's path, one
+    /// set of facts and one classification per event for every analysis.
     pub fn observe_facts(
         &mut self,
         key: &EndpointKey,
         facts: &EventFacts<'_>,
         labels: &EventLabels,
+        function: FunctionClass,
     ) -> Vec<WeakFinding> {
         let ev = facts.event;
         self.stats.events += 1;
@@ -460,7 +462,6 @@ impl WeakPointTracker {
             );
             self.stats.endpoints += 1;
         }
-        let function = function_class(ev, labels);
         let sens = sensitivity_with(labels, self.cfg.high_records);
         let mut out = Vec::new();
         let status = ev.response.as_ref().map(|r| r.status);
