@@ -148,7 +148,10 @@ impl Labelling {
         labels: &EventLabels,
         class: &Classification,
     ) {
-        for f in self.tracker.observe_facts(key, facts, labels, class.function) {
+        for f in self
+            .tracker
+            .observe_facts(key, facts, labels, class.function)
+        {
             if self.pending.len() < MAX_PENDING_FINDINGS {
                 self.pending.push((f, facts.event.request_start_unix_us));
             } else {

@@ -37,21 +37,19 @@ pub fn decode(
     cap: usize,
     input_complete: bool,
 ) -> Result<Decoded, DecodeError> {
-    let codings: Vec<String> = content_encoding
+    // At most two codings (RFC 9110 §8.4.1 allows a list; real servers send one, rarely two).
+    let mut listed = content_encoding
         .split(',')
-        .map(|c| c.trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty() && c != "identity")
-        .collect();
-    if codings.is_empty() || codings.len() > 2 {
-        return Err(DecodeError::Unsupported);
-    }
-    // The last coding applied is removed first, straight from the input (no copy).
-    let mut codings = codings.iter().rev();
-    let Some(first) = codings.next() else {
-        return Err(DecodeError::Unsupported);
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
+    let (applied_first, applied_last) = match (listed.next(), listed.next(), listed.next()) {
+        (Some(only), None, _) => (None, only),
+        (Some(first), Some(last), None) => (Some(first), last),
+        _ => return Err(DecodeError::Unsupported),
     };
-    let mut out = decode_one(first, input, cap, input_complete)?;
-    for coding in codings {
+    // The last coding applied is removed first, straight from the input (no copy).
+    let mut out = decode_one(applied_last, input, cap, input_complete)?;
+    if let Some(coding) = applied_first {
         let stage = decode_one(coding, &out.data, cap, out.complete)?;
         out = Decoded {
             bomb: out.bomb | stage.bomb,
@@ -72,28 +70,30 @@ fn decode_one(
     // Decoders read from `rest` (a slice is BufRead, so no extra buffering): what is left of it
     // afterwards tells how much input produced the output, which is what the bomb ratio needs.
     let mut rest: &[u8] = input;
-    let result = match coding {
-        "gzip" | "x-gzip" => flate2::bufread::MultiGzDecoder::new(&mut rest)
+    let is = |name: &str| coding.eq_ignore_ascii_case(name);
+    let result = if is("gzip") || is("x-gzip") {
+        flate2::bufread::MultiGzDecoder::new(&mut rest)
             .take(limit)
-            .read_to_end(&mut out),
-        "deflate" => {
-            // RFC 9110 §8.4.1.2: "deflate" is the zlib format; some servers send raw deflate.
-            let zlib = flate2::bufread::ZlibDecoder::new(&mut rest)
+            .read_to_end(&mut out)
+    } else if is("deflate") {
+        // RFC 9110 §8.4.1.2: "deflate" is the zlib format; some servers send raw deflate.
+        let zlib = flate2::bufread::ZlibDecoder::new(&mut rest)
+            .take(limit)
+            .read_to_end(&mut out);
+        if zlib.is_err() && out.is_empty() {
+            rest = input;
+            flate2::bufread::DeflateDecoder::new(&mut rest)
                 .take(limit)
-                .read_to_end(&mut out);
-            if zlib.is_err() && out.is_empty() {
-                rest = input;
-                flate2::bufread::DeflateDecoder::new(&mut rest)
-                    .take(limit)
-                    .read_to_end(&mut out)
-            } else {
-                zlib
-            }
+                .read_to_end(&mut out)
+        } else {
+            zlib
         }
-        "br" => brotli_decompressor::Decompressor::new(&mut rest, 4096)
+    } else if is("br") {
+        brotli_decompressor::Decompressor::new(&mut rest, 4096)
             .take(limit)
-            .read_to_end(&mut out),
-        _ => return Err(DecodeError::Unsupported),
+            .read_to_end(&mut out)
+    } else {
+        return Err(DecodeError::Unsupported);
     };
     let consumed = input.len() - rest.len();
     let capped = out.len() > cap;

@@ -428,7 +428,7 @@ impl ActorResolver {
         let (mut account, mut login_user, basic_user) =
             account_of(facts.request_headers(), keyer, &mut self.jwt_cache);
         let mut user = None;
-        if login && let Some(u) = body_username_in(facts) {
+        if login && let Some(u) = body_username(facts) {
             let key = keyer.hash_lower(Domain::Username, u.trim().as_bytes());
             login_user = Some(key);
             user = Some(LoginUser { raw: u, key });
@@ -559,17 +559,9 @@ fn basic_user(cred: &str) -> Option<String> {
     (!user.is_empty()).then(|| user.to_owned())
 }
 
-/// The user name in a login request body (JSON object or form), by field name; bodies over
-/// 16 KiB are not read.
-pub fn body_username(ev: &ApiEvent) -> Option<String> {
-    body_username_in(&facts::EventFacts::new(
-        ev,
-        facts::DEFAULT_MAX_DECODED_BYTES,
-    ))
-}
-
-/// [`body_username`] reading the event's shared decoded request body.
-fn body_username_in(facts: &facts::EventFacts<'_>) -> Option<String> {
+/// The user name in a login request body (JSON object or form), by field name, read from the
+/// event's shared decoded request body; bodies over 16 KiB are not read.
+fn body_username(facts: &facts::EventFacts<'_>) -> Option<String> {
     let body = facts.request_body().ok()?;
     if body.bytes.len() > 16 * 1024 {
         return None;

@@ -75,7 +75,10 @@ fn parse_query(query: &str, allowed: &[&str]) -> Result<BTreeMap<String, String>
                 format!("unknown query parameter; allowed: {}", allowed.join(", ")),
             ));
         }
-        out.insert(k, percent_decode(&v.replace('+', " ")));
+        out.insert(
+            k,
+            apitap_labels::facts::percent_decode(v, true).into_owned(),
+        );
     }
     Ok(out)
 }

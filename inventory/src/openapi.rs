@@ -257,8 +257,9 @@ pub fn template_params(template: &str) -> Vec<String> {
     out
 }
 
-/// Template with parameter names erased, to detect paths OpenAPI considers identical.
-fn path_shape(template: &str) -> String {
+/// Template with parameter names erased (`/a/{x}/b` → `/a/{}/b`), to detect paths OpenAPI
+/// considers identical.
+pub fn path_shape(template: &str) -> String {
     let mut out = String::new();
     let mut in_param = false;
     for c in template.chars() {

@@ -54,20 +54,7 @@ pub fn httpbin_spec() -> serde_json::Value {
 
 /// `/a/{x}/b` → `/a/{}/b`: templates compare without parameter names.
 pub fn normalize(template: &str) -> String {
-    let mut out = String::new();
-    let mut in_param = false;
-    for c in template.chars() {
-        match c {
-            '{' => {
-                in_param = true;
-                out.push_str("{}");
-            }
-            '}' => in_param = false,
-            c if !in_param => out.push(c),
-            _ => {}
-        }
-    }
-    out
+    apitap_analyzer::inventory::openapi::path_shape(template)
 }
 
 /// (METHOD, template) of every operation of a Swagger/OpenAPI document.
