@@ -168,61 +168,45 @@ pub fn pip_install(packages: &[(&str, &str)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The eBPF toolchain's channel, from `sensor-ebpf/rust-toolchain.toml` (the build script
-/// reads the same file).
-fn ebpf_channel() -> anyhow::Result<String> {
-    let path = apitap_tests::workspace_root().join("sensor-ebpf/rust-toolchain.toml");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            (k.trim() == "channel").then(|| v.trim().trim_matches('"').to_owned())
-        })
-        .with_context(|| format!("{} has no `channel = \"…\"`", path.display()))
-}
-
 /// The eBPF toolchain the tree was tested with (`sensor-ebpf/rust-toolchain.toml`).
 const TESTED_EBPF_RUSTC: &str = "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)";
 
+/// A rustup command run in `sensor-ebpf/`, where rustup takes the toolchain from
+/// `rust-toolchain.toml` (the build script hands the same file's channel to aya-build).
+fn in_ebpf_dir(program: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(apitap_tests::workspace_root().join("sensor-ebpf"))
+        // The rustup proxy that started us exports the host toolchain; the file decides here.
+        .env_remove("RUSTUP_TOOLCHAIN");
+    cmd
+}
+
 fn nightly_rust_src() -> anyhow::Result<()> {
-    let channel = ebpf_channel()?;
-    let version = output(Command::new("rustup").args(["run", &channel, "rustc", "--version"]));
+    let mut version = output(&mut in_ebpf_dir("rustc", &["--version"]));
     if version.is_none() {
-        exec(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            &channel,
-            "--profile",
-            "minimal",
-        ]))?;
+        // Installs the file's toolchain with its components (rust-src).
+        exec(&mut in_ebpf_dir("rustup", &["toolchain", "install"]))?;
+        version = output(&mut in_ebpf_dir("rustc", &["--version"]));
     }
-    let version = version
-        .or_else(|| output(Command::new("rustup").args(["run", &channel, "rustc", "--version"])))
-        .unwrap_or_default();
+    let version = version.unwrap_or_default();
     if !version.trim().starts_with(TESTED_EBPF_RUSTC) {
         eprintln!(
-            "setup: warning: the eBPF toolchain `{channel}` is {}, the tree was tested with \
+            "setup: warning: the eBPF toolchain is {}, the tree was tested with \
              {TESTED_EBPF_RUSTC} (sensor-ebpf/rust-toolchain.toml)",
             version.trim()
         );
     }
-    let installed = output(Command::new("rustup").args([
-        "component",
-        "list",
-        "--toolchain",
-        &channel,
-        "--installed",
-    ]))
+    let installed = output(&mut in_ebpf_dir(
+        "rustup",
+        &["component", "list", "--installed"],
+    ))
     .unwrap_or_default();
     if !installed.lines().any(|l| l.starts_with("rust-src")) {
-        exec(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            &channel,
-        ]))?;
+        exec(&mut in_ebpf_dir(
+            "rustup",
+            &["component", "add", "rust-src"],
+        ))?;
     }
     Ok(())
 }
