@@ -303,6 +303,10 @@ impl From<&Finding> for Alert {
             if let Some(r) = s.records {
                 data.insert("sensitive_records".into(), json!(r));
             }
+            if let Some((outcome, signal)) = s.outcome {
+                data.insert("login_outcome".into(), json!(outcome));
+                data.insert("login_outcome_signal".into(), json!(signal));
+            }
             Evidence {
                 src_ip: Some(s.client_ip.to_string()),
                 user_uid: None,

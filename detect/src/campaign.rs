@@ -565,6 +565,11 @@ fn sample(o: &Obs) -> Sample {
         user_agent_family: o.actor.ua.name(),
         login_user: o.login_user.as_ref().map(LoginUser::masked),
         records: o.records,
+        outcome: match o.outcome {
+            crate::Outcome::Success => Some(("success", o.signal.as_str())),
+            crate::Outcome::Failure => Some(("failure", o.signal.as_str())),
+            crate::Outcome::Unknown => None,
+        },
     }
 }
 

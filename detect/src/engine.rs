@@ -18,7 +18,7 @@ use crate::detections::{self, Detection};
 use crate::finding::Finding;
 use crate::keys::{Domain, Keyer};
 use crate::metrics::EngineMetrics;
-use crate::outcome::{Outcome, OutcomeRules};
+use crate::outcome::{Outcome, OutcomeLearner, OutcomeRules, Signal, basic_credentials};
 use crate::template::{fallback_template, page_of, request_id};
 
 /// What the analyzer knows about an event besides the event itself. Every field is optional:
@@ -33,8 +33,13 @@ pub struct EventContext<'a> {
     pub template: Option<&'a str>,
     /// Function class from `apitap_labels::classify_event`.
     pub function: Option<FunctionClass>,
-    /// Sensitive records in the response (`EventLabels.response.sensitive_records`).
+    /// Sensitive records about *other* people in the response: the largest count of one
+    /// unmasked C2/C3 body label, not counting values the caller itself sent in the request
+    /// (its own phone, ID or e-mail echoed back). [`EventContext::from_labels`] computes it.
     pub sensitive_records: Option<u32>,
+    /// Order-independent digest of the keyed hashes of those records' values (0: none known):
+    /// the same records served again (a client polling one URL) are not new records.
+    pub records_digest: u64,
     /// Kinds of sensitive data in the response.
     pub sensitive_labels: &'a [Label],
 }
@@ -47,14 +52,53 @@ impl<'a> EventContext<'a> {
         template: Option<&'a str>,
         service: Option<&'a str>,
     ) -> EventContext<'a> {
+        let (sensitive_records, records_digest) = match &labels.response {
+            Some(_) => {
+                let (n, d) = records_about_others(labels);
+                (Some(n), d)
+            }
+            None => (None, 0),
+        };
         EventContext {
             service,
             template,
             function: Some(class.function),
-            sensitive_records: labels.response.as_ref().map(|r| r.sensitive_records),
+            sensitive_records,
+            records_digest,
             sensitive_labels: &[],
         }
     }
+}
+
+/// Sensitive records of the response that are about someone other than the caller, and the
+/// digest of their values (issue 14 "benign silence"). A response label whose every value the
+/// request also carried under the same label is the caller's own data.
+fn records_about_others(labels: &EventLabels) -> (u32, u64) {
+    use apitap_labels::{DataClass, Direction};
+    let sent: Vec<(Label, apitap_labels::ValueHash)> = labels
+        .in_direction(Direction::Request)
+        .flat_map(|f| f.hashes.iter().map(move |h| (f.label, *h)))
+        .collect();
+    let mut records = 0u32;
+    let mut digest = 0u64;
+    for f in labels.in_direction(Direction::Response).filter(|f| {
+        apitap_labels::is_body_part(f.location.part)
+            && f.mask.is_none()
+            && f.label.class() >= DataClass::C2
+    }) {
+        let own = !f.hashes.is_empty() && f.hashes.iter().all(|h| sent.contains(&(f.label, *h)));
+        if own {
+            continue;
+        }
+        records = records.max(f.count);
+        for h in &f.hashes {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&h.0[..8]);
+            // Sum of value hashes: independent of the order values came in.
+            digest = digest.wrapping_add(u64::from_le_bytes(w) ^ (f.label as u64));
+        }
+    }
+    (records, digest)
 }
 
 /// Authentication role of an endpoint.
@@ -84,22 +128,18 @@ pub(crate) struct Obs<'a> {
     pub endpoint_key: u64,
     pub function: Option<FunctionClass>,
     pub outcome: Outcome,
+    /// What decided `outcome` (for login and OTP attempts).
+    pub signal: Signal,
     pub status: Option<u16>,
     pub response_bytes: u64,
     pub records: Option<u32>,
+    /// [`EventContext::records_digest`].
+    pub records_digest: u64,
     /// Keyed hash and numeric value of the object id requested.
     pub id: Option<(u64, Option<u64>)>,
     pub page: Option<u64>,
     /// Keyed hash of the concrete path.
     pub path_key: u64,
-}
-
-/// Whether the request carries HTTP Basic credentials (`Authorization: Basic …`, RFC 7617).
-fn basic_credentials(facts: &EventFacts<'_>) -> bool {
-    facts
-        .request_headers()
-        .authorization
-        .is_some_and(|v| v.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("basic ")))
 }
 
 /// Cheap path-word classification for when the analyzer gives none.
@@ -149,6 +189,8 @@ pub struct Engine {
     keyer: Keyer,
     resolver: ActorResolver,
     outcomes: OutcomeRules,
+    /// What each login endpoint's answers taught ([`OutcomeLearner`]).
+    learner: OutcomeLearner,
     baselines: Baselines,
     campaigns: Campaigns,
     /// Every detector, in observation order ([`detections::all`]); disabled ones too (they
@@ -197,6 +239,7 @@ impl Engine {
         Ok(Engine {
             resolver: ActorResolver::new(cfg.trusted_nets()),
             outcomes: OutcomeRules::new(&cfg.login),
+            learner: OutcomeLearner::new(cfg.limits.max_endpoints),
             baselines: Baselines::new(cfg.baseline.clone(), cfg.limits.max_endpoints),
             campaigns: Campaigns::new(cfg.lifecycle.clone(), &cfg.limits),
             detectors,
@@ -261,19 +304,6 @@ impl Engine {
         let (actor, login_user) =
             self.resolver
                 .resolve_unmasked(facts, &self.keyer, role != AuthRole::None);
-        let outcome = if role == AuthRole::None {
-            Outcome::Unknown
-        } else if basic
-            && ev
-                .response
-                .as_ref()
-                .is_some_and(|r| (200..300).contains(&r.status))
-        {
-            // Basic credentials accepted: the server answered instead of 401.
-            Outcome::Success
-        } else {
-            self.outcomes.infer_facts(facts, &template)
-        };
         let k = &self.keyer;
         let method = ev.request.method.as_str();
         // The endpoint's keyed hashes, from the cache after its first event.
@@ -290,6 +320,19 @@ impl Engine {
                     );
                     [service_key, template_key, endpoint_key]
                 });
+        let verdict = if role == AuthRole::None {
+            crate::outcome::Verdict {
+                outcome: Outcome::Unknown,
+                signal: Signal::NotAnAttempt,
+            }
+        } else {
+            self.learner
+                .infer(&self.outcomes, facts, &template, endpoint_key, basic, now)
+        };
+        let outcome = verdict.outcome;
+        if role != AuthRole::None {
+            self.metrics.auth_signals[verdict.signal as usize] += 1;
+        }
         let id = request_id(&ev.request.path, &template, ev.request.query.as_deref())
             .map(|r| (k.hash(Domain::Id, r.raw.as_bytes()), r.numeric));
         let resp = ev.response.as_ref();
@@ -306,9 +349,11 @@ impl Engine {
             endpoint_key,
             function,
             outcome,
+            signal: verdict.signal,
             status: resp.map(|r| r.status),
             response_bytes: resp.map_or(0, |r| r.body.length_bytes),
             records: ctx.sensitive_records,
+            records_digest: ctx.records_digest,
             id,
             page: page_of(ev.request.query.as_deref()),
             path_key: k.hash(Domain::Path, ev.request.path.as_bytes()),
@@ -355,6 +400,9 @@ impl Engine {
             // Endpoints idle for a week lose their baseline.
             self.baselines
                 .expire(now_us.saturating_sub(7 * 86_400 * 1_000_000));
+            // …and what their login answers taught.
+            self.learner
+                .expire(now_us.saturating_sub(7 * 86_400 * 1_000_000));
         }
         let out = self.campaigns.tick(now_us);
         self.count(&out);
@@ -389,7 +437,8 @@ impl Engine {
         // Every detector in order, then the baselines.
         m.evicted = std::array::from_fn(|i| match self.detectors.get(i) {
             Some(d) => (d.name(), d.evicted()),
-            None => ("baseline", self.baselines.evicted()),
+            None if i == detections::COUNT => ("baseline", self.baselines.evicted()),
+            None => ("login_outcomes", self.learner.evicted()),
         });
         m.campaigns_dropped = self.campaigns.dropped;
         m.open_campaigns = self.campaigns.len() as u64;
@@ -408,6 +457,7 @@ impl Engine {
             .sum::<usize>()
             + self.baselines.bytes()
             + self.campaigns.bytes()
+            + self.learner.state_bytes()
     }
 
     /// Tracked keys per table (for tests and capacity planning).

@@ -253,6 +253,9 @@ pub struct Sample {
     pub login_user: Option<String>,
     /// Sensitive records in the response, when known.
     pub records: Option<u32>,
+    /// Login / OTP attempts: the inferred outcome (`success`, `failure`) and the signal that
+    /// decided it (`login_form_again`, `token_issued`, … see [`crate::outcome::Signal`]).
+    pub outcome: Option<(&'static str, &'static str)>,
 }
 
 /// A campaign transition.

@@ -1,6 +1,8 @@
 //! Engine counters, rendered as Prometheus text (`apitap_detect_<name>_total`, R-OPS-2).
 use apitap_metrics::{Exposition, Kind};
 
+use crate::outcome::Signal;
+
 /// Counters and gauges of one engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineMetrics {
@@ -10,6 +12,9 @@ pub struct EngineMetrics {
     pub auth_attempts: u64,
     /// … of which failed.
     pub auth_failures: u64,
+    /// Login / OTP requests by the signal that decided their outcome
+    /// (index: `Signal as usize`, names in [`Signal::ALL`]).
+    pub auth_signals: [u64; Signal::ALL.len()],
     /// Findings emitted with activity Create.
     pub findings_created: u64,
     /// … Update.
@@ -19,8 +24,8 @@ pub struct EngineMetrics {
     /// Campaigns not opened because `limits.max_campaigns` were open.
     pub campaigns_dropped: u64,
     /// Entries evicted from full tables, per table: each detector's (as in
-    /// [`crate::Engine::table_sizes`]), then `baseline`.
-    pub evicted: [(&'static str, u64); crate::detections::COUNT + 1],
+    /// [`crate::Engine::table_sizes`]), then `baseline`, then `login_outcomes`.
+    pub evicted: [(&'static str, u64); crate::detections::COUNT + 2],
     /// GeoIP lookups that failed.
     pub geoip_errors: u64,
     /// Open campaigns (gauge).
@@ -54,6 +59,14 @@ impl EngineMetrics {
             "Failed login and OTP attempts.",
             self.auth_failures,
         );
+        let mut signals = out.family(
+            "apitap_detect_auth_outcome_signals_total",
+            Kind::Counter,
+            "Login and OTP requests by the signal that decided their outcome.",
+        );
+        for s in Signal::ALL {
+            signals.sample(&[("signal", s.as_str())], self.auth_signals[s as usize]);
+        }
         out.counter(
             "apitap_detect_campaigns_dropped_total",
             "Campaigns not opened because the campaign table was full.",
@@ -113,6 +126,7 @@ mod tests {
                 ("d", 0),
                 ("e", 0),
                 ("f", 0),
+                ("g", 0),
             ],
             ..EngineMetrics::default()
         };

@@ -114,7 +114,14 @@ struct Win {
     requests: u32,
     addresses: Distinct,
     own: Ewma,
+    /// Digests of the record sets last served to the actor ([`Obs::records_digest`]): the
+    /// same records served again (a poller) are not new records.
+    served: [u64; SERVED],
+    next_served: u8,
 }
+
+/// Record sets remembered per actor.
+const SERVED: usize = 4;
 
 impl Touched for Win {
     fn last_us(&self) -> u64 {
@@ -260,11 +267,20 @@ impl Detection for AbnormalAccess {
         // A login attempt's user name is not an authenticated account.
         let account = a.account.filter(|acc| acc.kind != AccountKind::LoginBody);
         let key = account.map_or(a.ip_key, |acc| acc.key);
-        let records = o.records.map_or(0, u64::from);
         let w = self.actors.entry(key, || Win {
             start_us: now,
             ..Win::default()
         });
+        let mut records = o.records.map_or(0, u64::from);
+        if records > 0 && o.records_digest != 0 {
+            if w.served.contains(&o.records_digest) {
+                // Served to this actor before: no new data left the API.
+                records = 0;
+            } else {
+                w.served[usize::from(w.next_served) % SERVED] = o.records_digest;
+                w.next_served = w.next_served.wrapping_add(1);
+            }
+        }
         if roll(&mut w.start_us, now, us(c.window_secs)) {
             if w.hot_until[BULK] < now && w.requests > 0 {
                 w.own.update(w.records as f64, b.alpha);

@@ -305,7 +305,7 @@ mod tests {
         )
         .ua("Fuzz Faster U Fool v2.1.0");
         if ok {
-            r.resp(r#"{"access_token":"eyJ"}"#)
+            r.resp(r#"{"access_token":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln"}"#)
         } else {
             r.status(401).resp(r#"{"error":"invalid credentials"}"#)
         }

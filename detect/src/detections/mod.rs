@@ -392,6 +392,7 @@ mod tests {
         assert_eq!(names(&eng.table_sizes()), NAMES);
         let mut with_baseline = NAMES.to_vec();
         with_baseline.push("baseline");
+        with_baseline.push("login_outcomes");
         assert_eq!(names(&eng.metrics().evicted), with_baseline);
         let ids = super::all(&DetectConfig::default())
             .expect("detectors")

@@ -54,7 +54,7 @@ mod sensitive_without_auth;
 mod unmasked_sensitive_response;
 mod weak_password_accepted;
 
-pub use weak_password_accepted::login_succeeded;
+pub use crate::outcome::login_succeeded;
 
 /// Every weak-point rule, in check order: the order their findings on one event come out
 /// (keep it). One line per rule.
