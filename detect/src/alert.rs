@@ -348,6 +348,17 @@ impl From<&Finding> for Alert {
             "sources": f.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "source_count": f.source_count,
         });
+        let mut apitap = apitap;
+        if f.source_count > 1 && !f.networks.is_empty() {
+            apitap["networks"] = f
+                .networks
+                .iter()
+                .map(|(n, k)| json!({"network": n, "sources": k}))
+                .collect();
+            if f.networks_other > 0 {
+                apitap["networks_other_sources"] = json!(f.networks_other);
+            }
+        }
         Alert {
             class: FindingClass::Detection,
             source: Source::Detection,

@@ -39,6 +39,21 @@ impl Ewma {
         self.n = self.n.saturating_add(1);
     }
 
+    /// [`Ewma::update`] with `x` clipped to `mean + sigmas × max(σ, |mean| / 4, 0.01)` once
+    /// the baseline has `min_samples`: a sudden spike (an attack that has not yet crossed its
+    /// detector's threshold) moves the baseline by little, while a lasting change of level is
+    /// still learnt, a step at a time.
+    pub fn update_robust(&mut self, x: f64, alpha: f64, sigmas: f64, min_samples: u32) {
+        let x = if self.n >= min_samples {
+            let m = f64::from(self.mean);
+            let spread = self.std().max(m.abs() / 4.0).max(0.01);
+            x.min(m + sigmas * spread)
+        } else {
+            x
+        };
+        self.update(x, alpha);
+    }
+
     /// Standard deviation.
     pub fn std(&self) -> f64 {
         f64::from(self.var.max(0.0)).sqrt()
@@ -146,9 +161,9 @@ impl EndpointBaseline {
                 if v.is_nan() {
                     continue;
                 }
-                self.overall[i].update(*v, cfg.alpha);
+                self.overall[i].update_robust(*v, cfg.alpha, cfg.sigmas, cfg.min_samples);
                 if let Some(h) = &mut self.hours {
-                    h[how][i].update(*v, cfg.alpha);
+                    h[how][i].update_robust(*v, cfg.alpha, cfg.sigmas, cfg.min_samples);
                 }
             }
         }

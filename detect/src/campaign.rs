@@ -75,6 +75,30 @@ struct Campaign {
     /// The /24 (/64) every source so far belongs to: `None` before the first, `Some(None)`
     /// once two differ.
     common_subnet: Option<Option<ipnet::IpNet>>,
+    /// Sources per network (/16 for IPv4, /48 for IPv6), at most [`MAX_NETWORKS`].
+    networks: Vec<(ipnet::IpNet, u64)>,
+    /// Sources in networks beyond the list.
+    networks_other: u64,
+    /// (time, source, path) of the last event counted: one event that satisfies two of a
+    /// detector's windows is counted and sampled once.
+    last_event: (u64, u64, u64),
+}
+
+/// Networks listed per campaign.
+const MAX_NETWORKS: usize = 16;
+/// Successful attempts always kept as samples (a campaign's consequence, called out).
+const MAX_SUCCESS_SAMPLES: usize = 4;
+
+/// The /16 (IPv4, IPv4-mapped) or /48 (IPv6) network of `ip`: what a distributed
+/// campaign's sources have in common when they spread over many /24s.
+fn network_of(ip: std::net::IpAddr) -> ipnet::IpNet {
+    use std::net::IpAddr;
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    let len = if ip.is_ipv4() { 16 } else { 48 };
+    ipnet::IpNet::new(ip, len).map_or_else(|_| ipnet::IpNet::from(ip), |n| n.trunc())
 }
 
 /// Open campaigns.
@@ -177,24 +201,33 @@ impl Campaigns {
                     source_set: Distinct::default(),
                     source_keys: 0,
                     common_subnet: None,
+                    networks: Vec::new(),
+                    networks_other: 0,
+                    last_event: (0, 0, 0),
                 },
             );
         }
         let Some(c) = self.open.get_mut(&k) else {
             return;
         };
-        c.events += 1;
-        c.last_us = c.last_us.max(o.now);
-        c.start_us = c.start_us.min(o.now);
-        c.dirty = true;
-        c.severity = c.severity.max(h.severity);
-        c.confidence = c.confidence.max(h.confidence);
+        let event = (o.now, o.actor.ip_key, o.path_key);
+        let repeat = c.last_event == event && c.events > 0;
+        c.last_event = event;
         for (name, v) in h.counts {
             match c.counts.iter_mut().find(|(n, _)| n == name) {
                 Some((_, old)) => *old = (*old).max(*v),
                 None => c.counts.push((name, *v)),
             }
         }
+        if repeat {
+            return;
+        }
+        c.events += 1;
+        c.last_us = c.last_us.max(o.now);
+        c.start_us = c.start_us.min(o.now);
+        c.dirty = true;
+        c.severity = c.severity.max(h.severity);
+        c.confidence = c.confidence.max(h.confidence);
         c.common_subnet = match c.common_subnet {
             None => Some(Some(o.actor.subnet)),
             Some(Some(net)) if net != o.actor.subnet => Some(None),
@@ -205,9 +238,25 @@ impl Campaigns {
             if c.sources.len() < MAX_SOURCES && !c.sources.contains(&o.actor.ip) {
                 c.sources.push(o.actor.ip);
             }
+            let net = network_of(o.actor.ip);
+            if let Some((_, k)) = c.networks.iter_mut().find(|(n, _)| *n == net) {
+                *k += 1;
+            } else if c.networks.len() < MAX_NETWORKS {
+                c.networks.push((net, 1));
+            } else {
+                c.networks_other += 1;
+            }
         }
+        let success = o.outcome == crate::Outcome::Success;
         if c.samples.len() < self.max_samples {
             c.samples.push(sample(o));
+        } else if success
+            && c.samples.iter().filter(|s| is_success(s)).count() < MAX_SUCCESS_SAMPLES
+            && let Some(i) = c.samples.iter().rposition(|s| !is_success(s))
+        {
+            // A success in a stuffing or guessing campaign is what the analyst must see:
+            // it replaces the latest ordinary sample.
+            c.samples[i] = sample(o);
         }
     }
 
@@ -435,7 +484,17 @@ fn title(d: Detector, kind: &str, actor: &[ActorKey], ep: &EndpointRef) -> Strin
     }
 }
 
+fn is_success(s: &Sample) -> bool {
+    s.outcome.is_some_and(|(o, _)| o == "success")
+}
+
 fn render(c: &Campaign, activity: Activity, now: u64) -> Finding {
+    let mut networks: Vec<(String, u64)> = c
+        .networks
+        .iter()
+        .map(|(n, k)| (n.to_string(), *k))
+        .collect();
+    networks.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     Finding {
         activity,
         uid: c.uid.clone(),
@@ -461,6 +520,8 @@ fn render(c: &Campaign, activity: Activity, now: u64) -> Finding {
         ),
         endpoint: c.endpoint.clone(),
         samples: c.samples.clone(),
+        networks,
+        networks_other: c.networks_other,
     }
 }
 

@@ -295,6 +295,11 @@ pub struct Finding {
     pub sources: Vec<IpAddr>,
     /// Total distinct sources (estimate beyond the list).
     pub source_count: u64,
+    /// Distinct sources per network (/16 for IPv4, /48 for IPv6), most sources first, at
+    /// most 16 networks: the networks a distributed campaign comes from.
+    pub networks: Vec<(String, u64)>,
+    /// Sources in networks beyond that list.
+    pub networks_other: u64,
     /// The endpoint.
     pub endpoint: EndpointRef,
     /// Sample requests, masked.

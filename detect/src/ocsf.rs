@@ -441,6 +441,8 @@ pub(crate) mod tests {
             ],
             sources: vec!["203.0.113.7".parse().unwrap()],
             source_count: 1,
+            networks: Vec::new(),
+            networks_other: 0,
             endpoint: EndpointRef {
                 service: "api".into(),
                 method: "POST".into(),

@@ -255,6 +255,52 @@ fn spread(v: u32) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A Bloom filter of `64 × WORDS` bits with two probes taken from the two halves of a
+/// keyed 64-bit hash (membership of actors or IDs without storing them).
+#[derive(Debug, Clone)]
+pub struct Bloom<const WORDS: usize> {
+    bits: [u64; WORDS],
+    /// Values inserted (with repeats).
+    pub n: u32,
+}
+
+impl<const WORDS: usize> Default for Bloom<WORDS> {
+    fn default() -> Self {
+        Bloom {
+            bits: [0; WORDS],
+            n: 0,
+        }
+    }
+}
+
+impl<const WORDS: usize> Bloom<WORDS> {
+    const BITS: u32 = 64 * WORDS as u32;
+
+    fn probes(h: u64) -> [u32; 2] {
+        [h as u32 % Self::BITS, (h >> 32) as u32 % Self::BITS]
+    }
+
+    /// Adds `h`.
+    pub fn insert(&mut self, h: u64) {
+        for p in Self::probes(h) {
+            self.bits[(p / 64) as usize] |= 1 << (p % 64);
+        }
+        self.n = self.n.saturating_add(1);
+    }
+
+    /// Whether `h` may have been added (false positives, never false negatives).
+    pub fn contains(&self, h: u64) -> bool {
+        Self::probes(h)
+            .iter()
+            .all(|p| self.bits[(p / 64) as usize] & (1 << (p % 64)) != 0)
+    }
+
+    /// Empties the filter.
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

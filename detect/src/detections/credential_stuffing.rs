@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
 use crate::baseline::Metric;
-use crate::bounded::BoundedMap;
+use crate::bounded::{BoundedMap, Touched};
 use crate::campaign::{Hit, Scope};
 use crate::config::{BaselineConfig, DetectConfig, check};
 use crate::detections::{Attempts, Cx, Detection, Wants, ratio, us};
@@ -29,6 +29,7 @@ use crate::engine::{AuthRole, Obs};
 use crate::finding::{Detector, Severity};
 use crate::keys::Domain;
 use crate::outcome::Outcome;
+use crate::sketch::Bloom;
 
 /// Credential stuffing (OAT-008). Actor: client IP per login endpoint; distributed: the
 /// endpoint as a whole.
@@ -53,6 +54,22 @@ pub struct StuffingConfig {
     pub distributed_min_usernames: u32,
     /// Distributed: failure ratio floor (raised to `baseline_factor` × baseline when adaptive).
     pub distributed_min_failure_ratio: f64,
+    /// Distributed, slow: a second, longer window per endpoint for campaigns spread over
+    /// hours (0: off). Same failure-ratio and attempts-per-source rules.
+    pub distributed_long_window_secs: u64,
+    /// Distributed, slow: failed attempts on the endpoint per long window.
+    pub distributed_long_min_failures: u32,
+    /// Distributed, slow: distinct source addresses per long window.
+    pub distributed_long_min_sources: u32,
+    /// Distributed, slow: distinct user names per long window.
+    pub distributed_long_min_usernames: u32,
+    /// Distributed, slow: failure-ratio floor over the long window (raised to
+    /// `baseline_factor` × baseline when adaptive). Lower than the short window's: over an
+    /// hour a slow campaign is mixed with the endpoint's ordinary logins.
+    pub distributed_long_min_failure_ratio: f64,
+    /// Distributed, slow: binomial z-score of the long window's failures over the endpoint's
+    /// baseline failure ratio (when adaptive and the baseline has its samples).
+    pub distributed_long_min_z: f64,
     /// Adaptive threshold from the endpoint's failure-ratio baseline.
     pub adaptive: bool,
     /// Factor over the baseline failure ratio.
@@ -71,6 +88,12 @@ impl Default for StuffingConfig {
             distributed_min_sources: 10,
             distributed_min_usernames: 20,
             distributed_min_failure_ratio: 0.5,
+            distributed_long_window_secs: 3_600,
+            distributed_long_min_failures: 100,
+            distributed_long_min_sources: 30,
+            distributed_long_min_usernames: 60,
+            distributed_long_min_failure_ratio: 0.25,
+            distributed_long_min_z: 6.0,
             adaptive: true,
             baseline_factor: 3.0,
         }
@@ -116,6 +139,38 @@ impl StuffingConfig {
             self.distributed_min_failure_ratio,
         )?;
         check::factor("credential_stuffing.baseline_factor", self.baseline_factor)?;
+        if self.distributed_long_window_secs != 0 {
+            if self.distributed_long_window_secs <= self.window_secs {
+                return Err(DetectError::config(
+                    "credential_stuffing.distributed_long_window_secs",
+                    "must be 0 (off) or longer than window_secs",
+                ));
+            }
+            check::positive(
+                "credential_stuffing.distributed_long_min_failures",
+                self.distributed_long_min_failures.into(),
+            )?;
+            if self.distributed_long_min_sources < 2 {
+                return Err(DetectError::config(
+                    "credential_stuffing.distributed_long_min_sources",
+                    "must be ≥ 2",
+                ));
+            }
+            check::positive(
+                "credential_stuffing.distributed_long_min_usernames",
+                self.distributed_long_min_usernames.into(),
+            )?;
+            check::ratio(
+                "credential_stuffing.distributed_long_min_failure_ratio",
+                self.distributed_long_min_failure_ratio,
+            )?;
+            if !(self.distributed_long_min_z > 0.0 && self.distributed_long_min_z.is_finite()) {
+                return Err(DetectError::config(
+                    "credential_stuffing.distributed_long_min_z",
+                    "must be a finite number > 0",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -127,7 +182,38 @@ pub struct CredentialStuffing {
     base: BaselineConfig,
     quiet_us: u64,
     per_source: BoundedMap<Attempts>,
-    per_endpoint: BoundedMap<Attempts>,
+    per_endpoint: BoundedMap<EndpointWindow>,
+    /// The long window per endpoint (`distributed_long_window_secs`).
+    per_endpoint_long: BoundedMap<EndpointWindow>,
+}
+
+/// One login endpoint's window of the distributed check.
+#[derive(Debug, Default)]
+struct EndpointWindow {
+    attempts: Attempts,
+    /// Sources that failed in the window: a later success from one of them belongs to the
+    /// campaign (the account it broke into); other sources' successes are ordinary logins.
+    failed: Bloom<64>,
+    /// The endpoint's failure-ratio baseline when the window started (before the attack it
+    /// may contain was learnt into the fast-moving baseline).
+    p0: crate::baseline::Ewma,
+}
+
+impl Touched for EndpointWindow {
+    fn last_us(&self) -> u64 {
+        self.attempts.last_us()
+    }
+}
+
+/// One distributed window's thresholds.
+struct Floors {
+    window_us: u64,
+    failure_ratio: f64,
+    /// The baseline factor (short window); `None`: the binomial z-test (long window).
+    factor: Option<f64>,
+    failures: u32,
+    sources: u32,
+    usernames: u32,
 }
 
 impl Detection for CredentialStuffing {
@@ -138,6 +224,7 @@ impl Detection for CredentialStuffing {
             quiet_us: us(cfg.lifecycle.quiet_secs),
             per_source: BoundedMap::new(cfg.limits.max_keys_per_table),
             per_endpoint: BoundedMap::new(cfg.limits.max_keys_per_table),
+            per_endpoint_long: BoundedMap::new(cfg.limits.max_keys_per_table),
         })
     }
 
@@ -200,67 +287,43 @@ impl Detection for CredentialStuffing {
             cx.baselines.poison(o.endpoint_key);
         }
 
-        // Distributed, low-and-slow: the endpoint as a whole.
-        let base = cx.baselines.get(o.endpoint_key, Metric::FailureRatio, now);
-        let thr_ratio = if c.adaptive {
-            base.threshold(
-                c.distributed_min_failure_ratio,
-                c.baseline_factor,
-                self.base.sigmas,
-                self.base.min_samples,
-            )
-            .min(0.95)
-        } else {
-            c.distributed_min_failure_ratio
+        // Distributed, low-and-slow: the endpoint as a whole, over the window and the long
+        // window (one campaign for both).
+        let short = Floors {
+            window_us: len,
+            failure_ratio: c.distributed_min_failure_ratio,
+            factor: Some(c.baseline_factor),
+            failures: c.distributed_min_failures,
+            sources: c.distributed_min_sources,
+            usernames: c.distributed_min_usernames,
         };
-        let e = self
-            .per_endpoint
-            .entry(o.endpoint_key, || Attempts::starting(now));
-        e.add(o, now, len, o.actor.login_user);
-        let sources = e.sources.count();
-        let attempts = u64::from(e.attempts);
-        let users = e.values.count();
-        let fail_ratio = ratio(u64::from(e.failures), attempts);
-        let per_source = attempts as f64 / sources.max(1) as f64;
-        let triggered = u64::from(e.failures) >= u64::from(c.distributed_min_failures)
-            && sources >= u64::from(c.distributed_min_sources)
-            && users >= u64::from(c.distributed_min_usernames)
-            && per_source < f64::from(c.min_distinct_usernames)
-            && fail_ratio >= thr_ratio;
-        if triggered || e.hot_until >= now {
-            if triggered {
-                e.hot_until = now + self.quiet_us;
-            }
-            let counts = [
-                ("attempts", attempts),
-                ("failures", u64::from(e.failures)),
-                ("successes", u64::from(e.successes)),
-                ("distinct_usernames", users),
-                ("distinct_sources", sources),
-                ("failure_ratio_pct", (fail_ratio * 100.0).round() as u64),
-                (
-                    "baseline_failure_ratio_pct",
-                    (f64::from(base.mean) * 100.0).round() as u64,
-                ),
-            ];
-            cx.campaigns.hit(
-                &Hit {
-                    detector: Detector::CredentialStuffing,
-                    kind: "distributed",
-                    scope: Scope::Endpoint,
-                    any_endpoint: false,
-                    severity: if e.successes > 0 {
-                        Severity::High
-                    } else {
-                        Severity::Medium
-                    },
-                    confidence: 80,
-                    counts: &counts,
-                },
+        let long = Floors {
+            window_us: us(c.distributed_long_window_secs),
+            failure_ratio: c.distributed_long_min_failure_ratio,
+            factor: None,
+            failures: c.distributed_long_min_failures,
+            sources: c.distributed_long_min_sources,
+            usernames: c.distributed_long_min_usernames,
+        };
+        distributed(
+            c,
+            &self.base,
+            self.quiet_us,
+            &mut self.per_endpoint,
+            &short,
+            o,
+            cx,
+        );
+        if long.window_us > 0 {
+            distributed(
+                c,
+                &self.base,
+                self.quiet_us,
+                &mut self.per_endpoint_long,
+                &long,
                 o,
-                cx.keyer,
+                cx,
             );
-            cx.baselines.poison(o.endpoint_key);
         }
     }
 
@@ -268,25 +331,147 @@ impl Detection for CredentialStuffing {
         let keep = now.saturating_sub(us(self.cfg.window_secs));
         self.per_source.expire(keep);
         self.per_endpoint.expire(keep);
+        self.per_endpoint_long
+            .expire(now.saturating_sub(us(self.cfg.distributed_long_window_secs)));
     }
 
     fn evicted(&self) -> u64 {
-        self.per_source.evicted + self.per_endpoint.evicted
+        self.per_source.evicted + self.per_endpoint.evicted + self.per_endpoint_long.evicted
     }
 
     fn tracked_keys(&self) -> usize {
-        self.per_source.len() + self.per_endpoint.len()
+        self.per_source.len() + self.per_endpoint.len() + self.per_endpoint_long.len()
     }
 
     fn state_bytes(&self) -> usize {
         self.per_source.table_bytes()
             + self.per_endpoint.table_bytes()
+            + self.per_endpoint_long.table_bytes()
             + self
                 .per_source
                 .values()
-                .chain(self.per_endpoint.values())
                 .map(Attempts::heap_bytes)
+                .chain(
+                    self.per_endpoint
+                        .values()
+                        .chain(self.per_endpoint_long.values())
+                        .map(|w| w.attempts.heap_bytes()),
+                )
                 .sum::<usize>()
+    }
+}
+
+/// The distributed check of one window of `floors` over `table` (one entry per endpoint).
+fn distributed(
+    c: &StuffingConfig,
+    base_cfg: &BaselineConfig,
+    quiet_us: u64,
+    table: &mut BoundedMap<EndpointWindow>,
+    floors: &Floors,
+    o: &Obs,
+    cx: &mut Cx,
+) {
+    let now = o.now;
+    let base = cx.baselines.get(o.endpoint_key, Metric::FailureRatio, now);
+    let learnt = c.adaptive && base.n >= base_cfg.min_samples;
+    let thr_ratio = match floors.factor {
+        // The baseline's spread is per bucket; a window averages many buckets, so its
+        // σ term is scaled by √(bucket / window) (the standard error of that mean).
+        Some(factor) if learnt => {
+            let scale = (base_cfg.bucket_secs as f64 * 1e6 / floors.window_us as f64)
+                .sqrt()
+                .min(1.0);
+            base.threshold(
+                floors.failure_ratio,
+                factor,
+                base_cfg.sigmas * scale,
+                base_cfg.min_samples,
+            )
+            .min(0.95)
+        }
+        _ => floors.failure_ratio,
+    };
+    let w = table.entry(o.endpoint_key, || EndpointWindow {
+        attempts: Attempts::starting(now),
+        failed: Bloom::default(),
+        p0: base,
+    });
+    let window_start = w.attempts.start_us;
+    w.attempts.add(o, now, floors.window_us, o.actor.login_user);
+    if w.attempts.start_us != window_start {
+        w.failed.clear();
+        w.p0 = base;
+    }
+    let p0 = w.p0;
+    let failed_before = w.failed.contains(o.actor.ip_key);
+    if o.outcome == Outcome::Failure {
+        w.failed.insert(o.actor.ip_key);
+    }
+    // While the campaign is open, ordinary logins (successes from sources that never failed
+    // here) do not join it: its sources and samples are the campaign's.
+    let campaign_event = o.outcome == Outcome::Failure || failed_before;
+    let e = &mut w.attempts;
+    let sources = e.sources.count();
+    let attempts = u64::from(e.attempts);
+    let users = e.values.count();
+    let fail_ratio = ratio(u64::from(e.failures), attempts);
+    let per_source = attempts as f64 / sources.max(1) as f64;
+    // The long window tests the failures against the endpoint's baseline failure ratio p₀
+    // with a binomial z-score, (failures − n·p₀) / √(n·p₀·(1 − p₀)): over an hour a slow
+    // campaign is diluted by ordinary logins, but its excess of failures is not noise.
+    let z_ok = floors.factor.is_some() || !learnt || p0.n < base_cfg.min_samples || {
+        let p0 = f64::from(p0.mean).clamp(0.01, 0.9);
+        let n = attempts as f64;
+        (f64::from(e.failures) - n * p0) / (n * p0 * (1.0 - p0)).sqrt() >= c.distributed_long_min_z
+    };
+    let triggered = z_ok
+        && u64::from(e.failures) >= u64::from(floors.failures)
+        && sources >= u64::from(floors.sources)
+        && users >= u64::from(floors.usernames)
+        && per_source < f64::from(c.min_distinct_usernames)
+        && fail_ratio >= thr_ratio;
+    if triggered {
+        // A slow campaign stays open across the tumbling window's boundary (its next
+        // window needs time to refill), so it is one campaign, not one per window.
+        e.hot_until = now
+            + quiet_us.max(if floors.factor.is_none() {
+                floors.window_us
+            } else {
+                0
+            });
+    }
+    if campaign_event && (triggered || e.hot_until >= now) {
+        let counts = [
+            ("window_secs", floors.window_us / 1_000_000),
+            ("attempts", attempts),
+            ("failures", u64::from(e.failures)),
+            ("successes", u64::from(e.successes)),
+            ("distinct_usernames", users),
+            ("distinct_sources", sources),
+            ("failure_ratio_pct", (fail_ratio * 100.0).round() as u64),
+            (
+                "baseline_failure_ratio_pct",
+                (f64::from(base.mean) * 100.0).round() as u64,
+            ),
+        ];
+        cx.campaigns.hit(
+            &Hit {
+                detector: Detector::CredentialStuffing,
+                kind: "distributed",
+                scope: Scope::Endpoint,
+                any_endpoint: false,
+                severity: if e.successes > 0 {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                },
+                confidence: 80,
+                counts: &counts,
+            },
+            o,
+            cx.keyer,
+        );
+        cx.baselines.poison(o.endpoint_key);
     }
 }
 
@@ -294,7 +479,7 @@ impl Detection for CredentialStuffing {
 mod tests {
     use super::*;
     use crate::detections::testkit::*;
-    use crate::finding::Activity;
+    use crate::finding::{Activity, Finding};
 
     fn login(ip: &str, user: &str, ok: bool, t: u64) -> Req {
         let r = Req::post(
@@ -396,6 +581,126 @@ mod tests {
                     i % 7 != 0,
                     T0 + i * 100_000,
                 )
+            })
+            .collect();
+        let out = run(&mut eng, reqs, no_ctx);
+        assert!(creates(&out).is_empty(), "{:#?}", creates(&out));
+    }
+
+    /// The issue-14 campaigns: 150 addresses in three /16 networks, 2 attempts each with
+    /// distinct user names and a browser User-Agent, two of them valid, among ordinary logins
+    /// (10 % typos) — once over 10 minutes, once over two hours. One campaign each, naming the
+    /// three networks, the successes among the samples.
+    fn slow_campaign(spread_s: u64) -> (Vec<Finding>, u64) {
+        let mut eng = engine(DetectConfig::default());
+        let mut reqs = Vec::new();
+        // Ordinary users come from many networks (their own ISPs).
+        let benign = |i: u64, t: u64| {
+            login(
+                &format!("{}.51.{}.{}", 20 + i % 60, i % 7, i % 200 + 1),
+                &format!("u{}", i % 300),
+                !i.is_multiple_of(10),
+                t,
+            )
+            .ua(CHROME)
+        };
+        // Two hours of ordinary logins before, and during the attack.
+        let total = 7_200 + spread_s;
+        for i in 0..total / 10 {
+            reqs.push(benign(i, T0 + i * 10 * SEC));
+        }
+        let start = T0 + 7_200 * SEC;
+        let nets = ["100.64", "172.20", "192.168"];
+        let n = 300u64;
+        for k in 0..n {
+            let a = k / 2;
+            let ip = format!("{}.{}.{}", nets[(a % 3) as usize], a / 3, a % 7 + 1);
+            // Second attempts of two addresses (after one failure each) succeed.
+            let ok = k == 111 || k == 223;
+            reqs.push(
+                login(
+                    &ip,
+                    &format!("victim{k}@example.com"),
+                    ok,
+                    start + k * spread_s * SEC / n,
+                )
+                .ua(CHROME),
+            );
+        }
+        (run(&mut eng, reqs, no_ctx), start)
+    }
+
+    fn check_slow(out: &[Finding], start: u64, within_s: u64) {
+        let c = creates(out);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert_eq!(c[0].kind, "distributed");
+        let latency = (c[0].time_us - start) / SEC;
+        assert!(latency <= within_s, "latency {latency} s");
+        let close = out.iter().find(|x| x.activity == Activity::Close).unwrap();
+        let nets: Vec<&str> = close.networks.iter().map(|(n, _)| n.as_str()).collect();
+        for n in ["100.64.0.0/16", "172.20.0.0/16", "192.168.0.0/16"] {
+            assert!(nets.contains(&n), "{nets:?}");
+        }
+        // The two accounts broken into are called out among the samples; ordinary logins
+        // (x.51.x.x) are not among its successes.
+        let successes: Vec<_> = close
+            .samples
+            .iter()
+            .filter(|s| s.outcome.is_some_and(|(o, _)| o == "success"))
+            .collect();
+        assert_eq!(successes.len(), 2, "{:#?}", close.samples);
+        let benign = |ip: &std::net::IpAddr| ip.to_string().contains(".51.");
+        assert!(
+            !successes.iter().any(|s| benign(&s.client_ip)),
+            "{:#?}",
+            close.samples
+        );
+        // An ordinary user's single typo during the campaign looks like any one attempt of
+        // it; such sources are a minority of the list, and the three attacking networks
+        // lead the network list.
+        let listed_benign = close.sources.iter().filter(|ip| benign(ip)).count();
+        assert!(
+            listed_benign * 2 < close.sources.len(),
+            "{:?}",
+            close.sources
+        );
+        let mut top: Vec<&str> = close.networks[..3]
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        top.sort_unstable();
+        assert_eq!(top, ["100.64.0.0/16", "172.20.0.0/16", "192.168.0.0/16"]);
+    }
+
+    #[test]
+    fn low_and_slow_over_ten_minutes_is_one_campaign_naming_its_networks() {
+        let (out, start) = slow_campaign(600);
+        check_slow(&out, start, 300);
+    }
+
+    #[test]
+    fn low_and_slow_over_two_hours_is_found_by_the_long_window() {
+        let (out, start) = slow_campaign(7_200);
+        check_slow(&out, start, 3_600);
+    }
+
+    /// Three hours of ordinary logins from many networks, the typo rate rising from 10 % to
+    /// 20 % in the last hour (a bad day, a password-policy change): silent, the long window
+    /// included.
+    #[test]
+    fn hours_of_ordinary_logins_with_more_typos_raise_nothing() {
+        let mut eng = engine(DetectConfig::default());
+        let reqs: Vec<Req> = (0..10_800u64 / 5)
+            .map(|i| {
+                let t = i * 5;
+                let fail_every = if t < 7_200 { 10 } else { 5 };
+                login(
+                    &format!("{}.51.{}.{}", 20 + i % 60, i % 7, i % 200 + 1),
+                    &format!("u{}", i % 700),
+                    i % fail_every != 0,
+                    T0 + t * SEC,
+                )
+                .ua(CHROME)
             })
             .collect();
         let out = run(&mut eng, reqs, no_ctx);

@@ -34,7 +34,7 @@ use crate::detections::{Cx, Detection, ratio, roll, us};
 use crate::engine::Obs;
 use crate::finding::{Detector, Severity};
 use crate::keys::{Domain, Keyer};
-use crate::sketch::Distinct;
+use crate::sketch::{Bloom, Distinct};
 
 /// Enumeration / BOLA (API1:2023). Actor: account, else client IP; per endpoint template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,27 +131,12 @@ impl Touched for Walk {
 #[derive(Debug, Default)]
 struct Returned {
     last_us: u64,
-    bits: [u64; 8],
-    n: u32,
+    ids: Bloom<8>,
 }
 
 impl Touched for Returned {
     fn last_us(&self) -> u64 {
         self.last_us
-    }
-}
-
-impl Returned {
-    fn insert(&mut self, h: u64) {
-        for p in [h as u32 & 511, (h >> 32) as u32 & 511] {
-            self.bits[(p / 64) as usize] |= 1 << (p % 64);
-        }
-        self.n += 1;
-    }
-    fn contains(&self, h: u64) -> bool {
-        [h as u32 & 511, (h >> 32) as u32 & 511]
-            .iter()
-            .all(|p| self.bits[(p / 64) as usize] & (1 << (p % 64)) != 0)
     }
 }
 
@@ -249,7 +234,7 @@ impl Enumeration {
             ..Returned::default()
         });
         returned_ids(&r.body.data, |id| {
-            entry.insert(keyer.hash(Domain::Id, id));
+            entry.ids.insert(keyer.hash(Domain::Id, id));
             found = true;
         });
         if found {
@@ -285,7 +270,7 @@ impl Detection for Enumeration {
             self.learn_returned(o, cx.keyer);
             return;
         };
-        let was_returned = self.returned.get(actor).is_some_and(|r| r.contains(id));
+        let was_returned = self.returned.get(actor).is_some_and(|r| r.ids.contains(id));
         let c = &self.cfg;
         let thr = if c.adaptive {
             self.pop_distinct.threshold(
