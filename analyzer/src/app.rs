@@ -191,6 +191,8 @@ fn flush_inventory(
                 apitap_inventory_folded_children_total = t.folded_children,
                 apitap_inventory_split_out_total = t.split_out,
                 apitap_inventory_changes_total = c.changes,
+                apitap_inventory_probe_events_total = c.probe_events,
+                apitap_inventory_probe_unrouted_events_total = c.probe_unrouted_events,
                 "inventory flushed"
             );
             Ok(Some(durable_before))

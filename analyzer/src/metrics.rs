@@ -144,6 +144,22 @@ pub fn render_into(out: &mut Exposition, ing: &Ingestor, bus: Option<&BusMetrics
         ] {
             out.counter(&format!("apitap_inventory_{name}_total"), help, v);
         }
+        out.counter(
+            "apitap_inventory_probe_unrouted_events_total",
+            "Probes whose path is not a known endpoint path.",
+            c.probe_unrouted_events,
+        );
+        let mut f = out.family(
+            "apitap_inventory_probe_events_total",
+            Kind::Counter,
+            "Requests answered as not served (probes), not counted as endpoints, by reason.",
+        );
+        for (reason, n) in apitap_inventory::engine::PROBE_REASONS
+            .iter()
+            .zip(c.probes_by_reason)
+        {
+            f.sample(&[("reason", reason.as_str())], n);
+        }
     }
     if let Some(l) = &ing.labelling {
         out.counter(

@@ -20,9 +20,11 @@ use super::config::{InventoryConfig, ServiceBy};
 use super::learn::{
     ClientClassifier, EndpointData, Fields, RequestFacts, learn, response_fingerprint,
 };
+use super::probe::{ProbeReason, identifier_evidence, operation_rejected, probe_reason};
 use super::record::{
     Change, EndpointFilter, EndpointKey, EndpointRecord, Lifecycle, SENSITIVITY_UNKNOWN,
 };
+use super::shape::SegmentShape;
 use super::spec::{CompiledOverride, ServiceSpec, SpecError, SpecStatus};
 use super::store::{Store, StoreError, Tx};
 use super::tree::{
@@ -47,6 +49,9 @@ pub struct EndpointState {
     pub flushed_ids: Vec<String>,
     /// Spec status of the latest request.
     pub spec_status: Option<SpecStatus>,
+    /// Answered with a success (2xx/3xx) at least once (seeded endpoints count as such): a
+    /// `404` to this method on this path is then the endpoint's answer, not a probe.
+    pub succeeded: bool,
 }
 
 impl Payload for EndpointState {
@@ -61,6 +66,7 @@ impl Payload for EndpointState {
         if self.spec_status.is_none() {
             self.spec_status = other.spec_status;
         }
+        self.succeeded |= other.succeeded;
     }
 }
 
@@ -97,7 +103,27 @@ pub struct InventoryCounters {
     pub flushes: u64,
     /// Changes written to the change log.
     pub changes: u64,
+    /// Requests taken as probes (not served: see [`crate::probe`]), not endpoints.
+    pub probe_events: u64,
+    /// Probes per reason, in the order of [`PROBE_REASONS`].
+    pub probes_by_reason: [u64; 7],
+    /// Probes whose path is not a known endpoint path (counted here only).
+    pub probe_unrouted_events: u64,
 }
+
+/// The probe reasons in the order of [`InventoryCounters::probes_by_reason`].
+pub const PROBE_REASONS: [ProbeReason; 7] = [
+    ProbeReason::MethodNotAllowed,
+    ProbeReason::NotImplemented,
+    ProbeReason::NotFound,
+    ProbeReason::AutoOptions,
+    ProbeReason::AutoHead,
+    ProbeReason::RejectedOperation,
+    ProbeReason::MethodError,
+];
+
+/// Template in the key of a probe whose path is not a known endpoint path.
+pub const PROBE_TEMPLATE: &str = "/{probe}";
 
 /// Where an endpoint state lives, for putting a delta back after a failed flush.
 #[derive(Debug, Clone)]
@@ -303,6 +329,17 @@ impl Inventory {
         if over.is_some() {
             self.counters.override_events += 1;
         }
+        // Documented operations and overrides are served by definition; anything else
+        // answered "no such method / path" is a probe (see `crate::probe`).
+        let declared = over.is_some()
+            || matches!(spec_status, SpecStatus::Documented | SpecStatus::Deprecated);
+        let probe = if declared {
+            None
+        } else if !op.is_empty() && operation_rejected(shared) {
+            Some(ProbeReason::RejectedOperation)
+        } else {
+            probe_reason(&method, shared)
+        };
         let fixed = over.or_else(|| {
             spec_match
                 .and_then(|m| m.template.map(|t| (t, m.captures)))
@@ -327,6 +364,54 @@ impl Inventory {
                 OVERFLOW_SERVICE.to_owned()
             }
         });
+        if let Some(reason) = probe {
+            let node = if fixed.is_none() {
+                svc.tree.lookup(&segs).map(|(n, _)| n)
+            } else {
+                None
+            };
+            // A 404 to a method that has succeeded on this path before is that endpoint's
+            // answer (`GET /users/{id}` for a missing user).
+            let method_succeeded = |n: NodeId| {
+                svc.tree
+                    .endpoint(n, &method, &op)
+                    .is_some_and(|e| e.succeeded)
+            };
+            let served = match reason {
+                ProbeReason::NotFound => node.is_some_and(method_succeeded),
+                // A server error is a probe only against a path served by other methods.
+                ProbeReason::MethodError => node.is_none_or(|n| {
+                    method_succeeded(n) || !svc.tree.endpoints_at(n).any(|e| e.succeeded)
+                }),
+                _ => false,
+            };
+            if !served {
+                self.counters.probe_events += 1;
+                if let Some(i) = PROBE_REASONS.iter().position(|r| *r == reason) {
+                    self.counters.probes_by_reason[i] += 1;
+                }
+                let pm = overflow_method(&method);
+                let target = node.and_then(|n| svc.tree.probe_target(n, pm).map(|e| (e, n)));
+                let template = match target {
+                    Some((state, n)) => {
+                        state.delta.record_probe(pm, reason);
+                        Some(n)
+                    }
+                    None => {
+                        self.counters.probe_unrouted_events += 1;
+                        None
+                    }
+                }
+                .map(|n| svc.tree.template(n));
+                let service = service_name?;
+                return Some(EndpointKey {
+                    service,
+                    method: pm.to_owned(),
+                    template: template.unwrap_or_else(|| PROBE_TEMPLATE.into()),
+                    operation: op,
+                });
+            }
+        }
         svc.hits += 1;
         svc.last_seen_us = svc.last_seen_us.max(ev.request_start_unix_us);
         let mut overflowed = false;
@@ -354,10 +439,27 @@ impl Inventory {
                     method: method_slot(&method),
                     status: status_slot(ev.response.as_ref().map(|r| r.status)),
                 };
-                match svc
-                    .tree
-                    .route_segments(&segs, &obs, &mut || response_fingerprint(shared))
-                {
+                // An error answer to a path an existing template covers belongs to that
+                // endpoint: it does not grow the tree (`DELETE /posts/AAA` answered 500 is
+                // `DELETE /posts/{post_id}` rejecting a value, not a route `AAA`).
+                let status = ev.response.as_ref().map_or(0, |r| r.status);
+                let known = (status >= 400)
+                    .then(|| svc.tree.lookup(&segs))
+                    .flatten()
+                    .filter(|(n, _)| svc.tree.endpoint(*n, &method, &op).is_some());
+                let route = match known {
+                    Some((n, caps)) => Route::Node(
+                        n,
+                        caps.into_iter().map(|i| (i, SegmentShape::Other)).collect(),
+                    ),
+                    None => svc.tree.route_with(
+                        &segs,
+                        &obs,
+                        &mut || response_fingerprint(shared),
+                        &mut |seg| identifier_evidence(shared, seg),
+                    ),
+                };
+                match route {
                     Route::Node(n, caps) => {
                         let caps: Vec<u16> = caps.into_iter().map(|(i, _)| i).collect();
                         if want_key {
@@ -390,6 +492,13 @@ impl Inventory {
                 }
             }
         };
+        if ev
+            .response
+            .as_ref()
+            .is_some_and(|r| (200..400).contains(&r.status))
+        {
+            state.succeeded = true;
+        }
         let sample = state.seen < full_samples || state.seen % every == 0;
         state.seen += 1;
         state.spec_status = Some(spec_status);
@@ -492,6 +601,7 @@ impl Inventory {
                     state.flushed_ids.push(r.id.clone());
                 }
                 state.seen = state.seen.max(r.data.hits);
+                state.succeeded = true;
                 n += 1;
             }
         }
@@ -775,7 +885,7 @@ fn push_item(
     }
     let id = key.id();
     let renamed = state.flushed_ids.iter().any(|x| *x != id);
-    if state.delta.hits == 0 && !renamed {
+    if state.delta.hits == 0 && state.delta.probes.is_empty() && !renamed {
         return;
     }
     let flushed_before = std::mem::replace(&mut state.flushed_ids, vec![id.clone()]);

@@ -20,6 +20,7 @@ pub mod engine;
 pub mod learn;
 pub mod ocsf;
 pub mod openapi;
+pub mod probe;
 pub mod record;
 pub mod report;
 pub mod sensitive;

@@ -46,6 +46,13 @@ pub struct TemplatingConfig {
     /// Share of those word values that must be one-offs (seen at most twice) for them to be
     /// taken as values rather than routes, in percent. Default 50.
     pub word_min_singleton_percent: u32,
+    /// Distinct word values seen as identifiers (the value appears as a JSON string in the
+    /// request or response body of its own request) before the position becomes a parameter.
+    /// Default 2.
+    pub word_id_min_distinct: usize,
+    /// Distinct word values that share a sub-path (`/{x}/email` under several of them)
+    /// before the position becomes a parameter. Default 3.
+    pub word_shared_min_distinct: usize,
     /// Requests a word value folded into a parameter must reach, with distinct behaviour,
     /// before it is split back out as a static route. Default 5.
     pub split_min_hits: u64,
@@ -67,6 +74,8 @@ impl Default for TemplatingConfig {
             opaque_min_distinct: 3,
             word_min_distinct: 5,
             word_min_singleton_percent: 50,
+            word_id_min_distinct: 2,
+            word_shared_min_distinct: 3,
             split_min_hits: 5,
             template_words_at_root: false,
             max_children_per_node: 64,
@@ -346,6 +355,16 @@ const STATIC_MIN_HITS: u64 = 3;
 /// Word values watched per parameter.
 const WATCH_SLOTS: usize = 8;
 
+/// Word values remembered per parameter (hashes, kept sorted).
+pub const KNOWN_VALUES: usize = 1024;
+
+fn value_hash(seg: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(seg.as_bytes())
+}
+
+/// Requests of a literal word checked for identifier evidence.
+const ID_CHECKS: u32 = 8;
+
 #[derive(Debug)]
 struct Node<E> {
     label: Label,
@@ -365,6 +384,61 @@ struct Node<E> {
     values: u64,
     watch: Vec<Watch>,
     endpoints: Vec<(Box<str>, Box<str>, E)>,
+    /// Parameter only: a catch-all that takes every remaining segment (`/anything/{x}` for
+    /// `/anything/a/b/c`).
+    rest: bool,
+    /// Requests whose own bodies carried this word as an identifier (a JSON string value);
+    /// for a parameter: of the values folded into it.
+    id_evidence: u32,
+    /// Requests checked for that (a body was there to look in).
+    id_chances: u32,
+    /// Parameter only: hashes of the word values folded into it (bounded by
+    /// [`KNOWN_VALUES`]): such a word seen again (`DELETE /users/robert.smith` after its
+    /// `GET`) goes to the parameter at once, even in an identifier position.
+    known: Vec<u64>,
+    /// Parameter only: the file extension every value had so far (`.json` of
+    /// `robert.smith.json`), rendered after the parameter (`{id}.json`).
+    suffix: Suffix,
+}
+
+/// The common extension of a parameter's values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Suffix {
+    Unset,
+    Same(Box<str>),
+    Mixed,
+}
+
+/// The extension of a segment: `.json` of `robert.smith.json` (a dot, then 1–5 ASCII
+/// alphanumerics with a letter, after a non-empty stem).
+fn extension(seg: &str) -> Option<&str> {
+    let i = seg.rfind('.')?;
+    let ext = &seg[i..];
+    (i > 0
+        && (2..=6).contains(&ext.len())
+        && ext[1..].bytes().all(|b| b.is_ascii_alphanumeric())
+        && ext[1..].bytes().any(|b| b.is_ascii_alphabetic()))
+    .then_some(ext)
+}
+
+impl Suffix {
+    fn add(&mut self, seg: &str) {
+        let ext = extension(seg);
+        *self = match (std::mem::replace(self, Suffix::Mixed), ext) {
+            (Suffix::Unset, Some(e)) => Suffix::Same(e.into()),
+            (Suffix::Same(x), Some(e)) if *x == *e => Suffix::Same(x),
+            _ => Suffix::Mixed,
+        };
+    }
+
+    fn absorb(&mut self, other: &Suffix) {
+        *self = match (std::mem::replace(self, Suffix::Mixed), other) {
+            (Suffix::Unset, o) => o.clone(),
+            (s, Suffix::Unset) => s,
+            (Suffix::Same(a), Suffix::Same(b)) if a == *b => Suffix::Same(a),
+            _ => Suffix::Mixed,
+        };
+    }
 }
 
 impl<E> Node<E> {
@@ -383,6 +457,11 @@ impl<E> Node<E> {
             values: 0,
             watch: Vec::new(),
             endpoints: Vec::new(),
+            rest: false,
+            id_evidence: 0,
+            id_chances: 0,
+            suffix: Suffix::Unset,
+            known: Vec::new(),
         }
     }
 
@@ -517,6 +596,19 @@ impl<E: Payload> PathTree<E> {
         obs: &Observation,
         fp: &mut dyn FnMut() -> u64,
     ) -> Route {
+        self.route_with(segs, obs, fp, &mut |_| None)
+    }
+
+    /// [`PathTree::route_segments`] with identifier evidence: `ident(seg)` tells whether the
+    /// word `seg` appears as an identifier in this request's bodies (`None`: no body to look
+    /// in). It is only called for word segments that are still undecided literals.
+    pub fn route_with(
+        &mut self,
+        segs: &[&str],
+        obs: &Observation,
+        fp: &mut dyn FnMut() -> u64,
+        ident: &mut dyn FnMut(&str) -> Option<bool>,
+    ) -> Route {
         let mut fp_cache: Option<u64> = None;
         let mut get_fp = |tree_wants: bool| -> Option<u64> {
             if !tree_wants {
@@ -534,9 +626,13 @@ impl<E: Payload> PathTree<E> {
             root.behavior.record(obs, f);
         }
         for (index, seg) in segs.iter().enumerate() {
+            // A catch-all parameter takes the rest of the path.
+            if self.node(cur).rest {
+                break;
+            }
             // The shape is only needed off the literal fast path.
             let mut shape = None;
-            let Some(next) = self.step(cur, seg, &mut shape, obs, &mut get_fp) else {
+            let Some(next) = self.step(cur, seg, &mut shape, obs, &mut get_fp, ident) else {
                 self.counters.overflow_requests += 1;
                 return Route::Overflow;
             };
@@ -546,7 +642,84 @@ impl<E: Payload> PathTree<E> {
             }
             cur = next;
         }
+        if self.node(cur).is_param() && self.node(cur).hits.is_power_of_two() {
+            cur = self.maybe_rest(cur);
+        }
         Route::Node(cur, captures)
+    }
+
+    /// Where `segs` would land without changing anything (`None`: no such node yet), with
+    /// the indexes of the segments that went to parameters. A value no parameter takes yet
+    /// goes to the position's parameter if there is one.
+    pub fn lookup(&self, segs: &[&str]) -> Option<(NodeId, Vec<u16>)> {
+        let mut cur = ROOT;
+        let mut caps = Vec::new();
+        for (i, seg) in segs.iter().enumerate() {
+            if self.node(cur).rest {
+                break;
+            }
+            let shape = SegmentShape::of(seg);
+            cur = match self.resolve(cur, seg, shape) {
+                Some(n) => n,
+                None if strength(seg, shape) != Strength::Never => self.node(cur).param?,
+                None => return None,
+            };
+            if self.node(cur).is_param() {
+                caps.push(i.min(u16::MAX as usize) as u16);
+            }
+        }
+        Some((cur, caps))
+    }
+
+    /// A parameter `c` right below parameter `p` is the rest of a catch-all when both hold
+    /// endpoints of the same (two or more) methods answering with the same response
+    /// structure: `/anything/{x}` and `/anything/{x}/{y}` are one endpoint whose value has
+    /// slashes. Then `p` takes its whole subtree and every deeper path. Returns the node the
+    /// request now belongs to.
+    fn maybe_rest(&mut self, c: NodeId) -> NodeId {
+        let p = self.node(c).parent;
+        let (pn, cn) = (self.node(p), self.node(c));
+        if !pn.is_param() || pn.rest || pn.param != Some(c) || cn.endpoints.is_empty() {
+            return c;
+        }
+        fn methods<E>(n: &Node<E>) -> Vec<&str> {
+            let mut m: Vec<&str> = n.endpoints.iter().map(|(m, _, _)| &**m).collect();
+            m.sort_unstable();
+            m.dedup();
+            m
+        }
+        let pm = methods(pn);
+        if pm.len() < 2 || pm != methods(cn) {
+            return c;
+        }
+        if pn.behavior.dominant_fp() != cn.behavior.dominant_fp()
+            || pn.behavior.dominant_status() != cn.behavior.dominant_status()
+        {
+            return c;
+        }
+        self.collapse_rest(p);
+        p
+    }
+
+    /// Makes parameter `p` a catch-all: its whole subtree (endpoints, statistics) is folded
+    /// into it.
+    fn collapse_rest(&mut self, p: NodeId) {
+        let mut stack: Vec<NodeId> = Vec::new();
+        {
+            let n = self.node_mut(p);
+            n.rest = true;
+            stack.extend(n.children.drain().map(|(_, c)| c));
+            stack.extend(n.param.take());
+        }
+        while let Some(id) = stack.pop() {
+            let node = self.release(id);
+            stack.extend(node.children.into_values());
+            stack.extend(node.param);
+            self.counters.folded_children += 1;
+            for (method, op, payload) in node.endpoints {
+                self.attach(p, method, op, payload);
+            }
+        }
     }
 
     /// One step: the child of `cur` that `seg` goes to (created if needed), with its
@@ -558,6 +731,7 @@ impl<E: Payload> PathTree<E> {
         shape_cache: &mut Option<SegmentShape>,
         obs: &Observation,
         get_fp: &mut dyn FnMut(bool) -> Option<u64>,
+        ident: &mut dyn FnMut(&str) -> Option<bool>,
     ) -> Option<NodeId> {
         let next = match self.node(cur).children.get(seg) {
             Some(&c) => c,
@@ -580,10 +754,16 @@ impl<E: Payload> PathTree<E> {
         // A word next to a parameter folds when it behaves like it: checked as the evidence
         // of either doubles.
         let mut check_like = n.hits.is_power_of_two();
+        let mut promote_now = false;
         if is_param {
             let shape = shape();
             n.value_shapes |= shape.bit();
-            if shape.strength() == Strength::Word {
+            if !matches!(n.suffix, Suffix::Mixed) {
+                n.suffix.add(seg);
+            }
+            // Identifier parameters take only words that named themselves (or were folded
+            // before): nothing to split back out.
+            if shape.strength() == Strength::Word && n.id_evidence == 0 {
                 let watched = watch(n, seg, obs, f);
                 if watched >= split_threshold && self.maybe_split(cur, next, seg) {
                     // This request already counted for the parameter; later ones go to the
@@ -592,9 +772,26 @@ impl<E: Payload> PathTree<E> {
                 }
             }
         } else {
-            check_like &= !n.pinned && n.shape.strength() == Strength::Word;
+            let undecided = !n.pinned && n.shape.strength() == Strength::Word;
+            check_like &= undecided;
+            // Identifier evidence settles on the first requests of a word.
+            if undecided && n.id_chances < ID_CHECKS {
+                match ident(seg) {
+                    Some(true) => {
+                        n.id_chances += 1;
+                        n.id_evidence += 1;
+                        // New evidence: the position may now be a parameter.
+                        promote_now = n.id_evidence == 1;
+                    }
+                    Some(false) => n.id_chances += 1,
+                    None => {}
+                }
+            }
         }
-        if check_like {
+        if promote_now {
+            self.promote(cur);
+        }
+        if check_like && self.nodes.get(next as usize).is_some_and(Option::is_some) {
             self.fold_like_siblings(cur);
         }
         // The step may have folded `next` (fold_like_siblings): resolve again.
@@ -602,7 +799,7 @@ impl<E: Payload> PathTree<E> {
             Some(next)
         } else {
             let shape = shape();
-            self.resolve(cur, seg, shape)
+            self.resolve(cur, seg, shape).or(self.node(cur).param)
         }
     }
 
@@ -615,8 +812,12 @@ impl<E: Payload> PathTree<E> {
         let p = node.param?;
         let takes = match strength(seg, shape) {
             Strength::Never => false,
+            // An identifier parameter (its values named themselves in bodies) takes a new
+            // word only once the word shows the same evidence: until then it is a literal.
             Strength::Word => {
-                self.node(p).accepts_words()
+                let pn = self.node(p);
+                (pn.accepts_words()
+                    && (pn.id_evidence == 0 || pn.known.binary_search(&value_hash(seg)).is_ok()))
                     || node.children.len() >= self.cfg.max_children_per_node
                     || self.full()
             }
@@ -712,7 +913,14 @@ impl<E: Payload> PathTree<E> {
         }
     }
 
-    /// The word-value rule of [`PathTree::promote`].
+    /// The word-value rules of [`PathTree::promote`]: a position holds word values when
+    ///
+    /// * many distinct words are seen there that are mostly one-offs and behave alike, or
+    /// * a few of them were seen as identifiers (their own request or response body carries
+    ///   the word as a JSON string value: `GET /users/robert.smith` → `{"username":
+    ///   "robert.smith"}`) and the methods used agree, or
+    /// * a few of them share a sub-path (`/users/v1/name1/email`, `/users/v1/bob/email`)
+    ///   and behave alike.
     fn promote_words(&mut self, cur: NodeId) {
         let cfg = self.cfg.clone();
         let words: Vec<NodeId> = self
@@ -725,22 +933,63 @@ impl<E: Payload> PathTree<E> {
                 !n.pinned && n.shape.strength() == Strength::Word
             })
             .collect();
+        let param = self.node(cur).param;
+        let with_param = |tree: &Self, set: &[NodeId]| -> Vec<Behavior> {
+            let mut v: Vec<Behavior> = set.iter().map(|&c| tree.node(c).behavior.clone()).collect();
+            if let Some(p) = param {
+                v.push(tree.node(p).behavior.clone());
+            }
+            v
+        };
+        // Identifier evidence.
+        let ids: Vec<NodeId> = words
+            .iter()
+            .copied()
+            .filter(|&c| self.node(c).id_evidence > 0)
+            .collect();
+        // Resources that name themselves are values whatever was done to them (a fuzzer
+        // PATCHes one and DELETEs the next): the methods need not agree.
+        if ids.len() >= cfg.word_id_min_distinct.max(1) {
+            self.node_mut_param_accepts_words(cur);
+            self.fold(cur, &ids);
+            return;
+        }
+        // Shared sub-paths.
+        if words.len() >= cfg.word_shared_min_distinct.max(2) {
+            let mut counts: HashMap<&str, usize> = HashMap::new();
+            for &c in &words {
+                for k in self.node(c).children.keys() {
+                    *counts.entry(&**k).or_insert(0) += 1;
+                }
+            }
+            let sharing: Vec<NodeId> = words
+                .iter()
+                .copied()
+                .filter(|&c| {
+                    self.node(c)
+                        .children
+                        .keys()
+                        .any(|k| counts.get(&**k).is_some_and(|&n| n >= 2))
+                })
+                .collect();
+            if sharing.len() >= cfg.word_shared_min_distinct.max(2) {
+                let members = with_param(self, &sharing);
+                if homogeneous(&members.iter().collect::<Vec<_>>()) {
+                    self.node_mut_param_accepts_words(cur);
+                    self.fold(cur, &sharing);
+                    return;
+                }
+            }
+        }
         if words.len() >= cfg.word_min_distinct {
             let singletons = words.iter().filter(|&&c| self.node(c).hits <= 2).count();
             if singletons * 100 >= words.len() * cfg.word_min_singleton_percent as usize {
-                let mut members: Vec<&Behavior> =
-                    words.iter().map(|&c| &self.node(c).behavior).collect();
-                if let Some(p) = self.node(cur).param {
-                    members.push(&self.node(p).behavior);
-                }
-                if homogeneous(&members) {
+                let members = with_param(self, &words);
+                if homogeneous(&members.iter().collect::<Vec<_>>()) {
                     // Recurring words that behave unlike the rest stay as static routes.
                     let mut group = Behavior::default();
-                    for &c in &words {
-                        group.absorb(&self.node(c).behavior);
-                    }
-                    if let Some(p) = self.node(cur).param {
-                        group.absorb(&self.node(p).behavior);
+                    for b in &members {
+                        group.absorb(b);
                     }
                     let mut values = Vec::new();
                     for &c in &words {
@@ -790,10 +1039,33 @@ impl<E: Payload> PathTree<E> {
         let Some(p) = self.node(cur).param else {
             return;
         };
-        if self.node(p).hits < 2 {
+        if self.node(p).hits < 2 && self.node(p).id_evidence == 0 {
             return;
         }
         let pb = self.node(p).behavior.clone();
+        // In an identifier position (its values were seen in bodies), a word that recurs and
+        // was looked for in its own bodies without ever being there is a route: `me`,
+        // `_debug`, `login` next to `{username}`.
+        let id_position = self.node(p).id_evidence > 0;
+        if id_position {
+            let routes: Vec<NodeId> = self
+                .node(cur)
+                .children
+                .values()
+                .copied()
+                .filter(|&c| {
+                    let n = self.node(c);
+                    !n.pinned
+                        && n.shape.strength() == Strength::Word
+                        && n.hits >= STATIC_MIN_HITS
+                        && n.id_chances >= 2
+                        && n.id_evidence == 0
+                })
+                .collect();
+            for c in routes {
+                self.node_mut(c).pinned = true;
+            }
+        }
         let like: Vec<NodeId> = self
             .node(cur)
             .children
@@ -804,11 +1076,17 @@ impl<E: Payload> PathTree<E> {
                 // Words seen less than `static_min_hits` times fold whatever they did (if
                 // one recurs with distinct behaviour it is split back out); a recurring word
                 // folds only when it behaves like the parameter.
+                let named = id_position && n.id_evidence > 0;
                 !n.pinned
                     && n.shape.strength() == Strength::Word
                     && n.hits >= 1
-                    && (n.hits < STATIC_MIN_HITS
-                        || (!n.behavior.distinct_from(&pb) && !pb.distinct_from(&n.behavior)))
+                    // In an identifier position a word looked for in its own bodies folds
+                    // only when it was found there.
+                    && (named
+                        || ((!id_position || n.id_chances == 0)
+                            && (n.hits < STATIC_MIN_HITS
+                                || (!n.behavior.distinct_from(&pb)
+                                    && !pb.distinct_from(&n.behavior)))))
             })
             .collect();
         if !like.is_empty() {
@@ -865,6 +1143,30 @@ impl<E: Payload> PathTree<E> {
             }
             d.hits += node.hits;
             d.behavior.absorb(&node.behavior);
+            d.id_evidence = d.id_evidence.saturating_add(node.id_evidence);
+            match &node.label {
+                Label::Literal(k) => {
+                    d.suffix.add(k);
+                    let h = value_hash(k);
+                    if let Err(i) = d.known.binary_search(&h)
+                        && d.known.len() < KNOWN_VALUES
+                    {
+                        d.known.insert(i, h);
+                    }
+                }
+                Label::Param(_) => {
+                    d.suffix.absorb(&node.suffix);
+                    for h in &node.known {
+                        if let Err(i) = d.known.binary_search(h)
+                            && d.known.len() < KNOWN_VALUES
+                        {
+                            d.known.insert(i, *h);
+                        }
+                    }
+                }
+                Label::Root => {}
+            }
+            d.id_chances = d.id_chances.saturating_add(node.id_chances);
             d.value_shapes |= if matches!(node.label, Label::Param(_)) {
                 node.value_shapes
             } else {
@@ -973,6 +1275,37 @@ impl<E: Payload> PathTree<E> {
         true
     }
 
+    /// The payload of `(method, op)` at `node`, if it exists.
+    pub fn endpoint(&self, node: NodeId, method: &str, op: &str) -> Option<&E> {
+        self.node(node)
+            .endpoints
+            .iter()
+            .find(|(m, o, _)| &**m == method && &**o == op)
+            .map(|(_, _, e)| e)
+    }
+
+    /// The payloads of every endpoint at `node`.
+    pub fn endpoints_at(&self, node: NodeId) -> impl Iterator<Item = &E> {
+        self.node(node).endpoints.iter().map(|(_, _, e)| e)
+    }
+
+    /// The endpoint of `node` a probe with `method` is counted in: the endpoint of that
+    /// method, else of `GET`, else the first one (`None`: the node has no endpoint).
+    pub fn probe_target(&mut self, node: NodeId, method: &str) -> Option<&mut E> {
+        let n = self.node_mut(node);
+        let pos = n
+            .endpoints
+            .iter()
+            .position(|(m, _, _)| &**m == method)
+            .or_else(|| n.endpoints.iter().position(|(m, _, _)| &**m == "GET"))
+            .or(if n.endpoints.is_empty() {
+                None
+            } else {
+                Some(0)
+            })?;
+        Some(&mut n.endpoints[pos].2)
+    }
+
     /// The payload of `(method, op)` at `node`, created if the endpoint bound allows.
     pub fn endpoint_mut(&mut self, node: NodeId, method: &str, op: &str) -> Option<&mut E> {
         let max = self.cfg.max_endpoints_per_service;
@@ -1013,7 +1346,14 @@ impl<E: Payload> PathTree<E> {
         let mut out = String::new();
         let mut used: Vec<String> = Vec::new();
         let mut prev: Option<&Label> = None;
-        for label in labels {
+        let mut cur_nodes = Vec::new();
+        let mut c = node;
+        while c != ROOT {
+            cur_nodes.push(c);
+            c = self.node(c).parent;
+        }
+        cur_nodes.reverse();
+        for (label, &id) in labels.into_iter().zip(&cur_nodes) {
             out.push('/');
             match label {
                 Label::Literal(s) => out.push_str(&escape_braces(s)),
@@ -1031,6 +1371,11 @@ impl<E: Payload> PathTree<E> {
                         out.push_str(&format!("_{}", count + 1));
                     }
                     out.push('}');
+                    if let Suffix::Same(ext) = &self.node(id).suffix
+                        && !self.node(id).rest
+                    {
+                        out.push_str(ext);
+                    }
                 }
                 Label::Root => {}
             }
@@ -1074,19 +1419,30 @@ impl<E: Payload> PathTree<E> {
         let mut cur = ROOT;
         for seg in segments(template) {
             let depth = self.node(cur).depth.saturating_add(1);
-            let next = if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            let braced = seg
+                .strip_prefix('{')
+                .and_then(|s| s.split_once('}'))
+                .filter(|(n, ext)| {
+                    !n.contains('{')
+                        && (ext.is_empty() || extension(&format!("x{ext}")) == Some(*ext))
+                });
+            let next = if let Some((name, ext)) = braced {
                 match self.node(cur).param {
                     Some(p) => p,
                     None => {
                         if self.full() {
                             return None;
                         }
-                        let p = self.alloc(Node::new(
+                        let mut n = Node::new(
                             Label::Param(strip_suffix_number(name).into()),
                             cur,
                             depth,
                             SegmentShape::Other,
-                        ));
+                        );
+                        if !ext.is_empty() {
+                            n.suffix = Suffix::Same(ext.into());
+                        }
+                        let p = self.alloc(n);
                         self.node_mut(cur).param = Some(p);
                         p
                     }
@@ -1426,5 +1782,111 @@ mod tests {
         assert_eq!(singular("categories"), "category");
         assert_eq!(singular("status"), "status");
         assert_eq!(singular("addresses"), "address");
+    }
+}
+
+#[cfg(test)]
+mod word_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    #[test]
+    fn identifier_words_fold_and_literal_siblings_stay() {
+        let mut t = PathTree::new(TemplatingConfig::default());
+        for name in ["robert.smith", "penahannah", "name1"] {
+            hit_id(
+                &mut t,
+                "GET",
+                &format!("/users/v1/{name}"),
+                200,
+                1,
+                Some(true),
+            );
+        }
+        for _ in 0..4 {
+            hit_id(&mut t, "GET", "/users/v1/_debug", 200, 2, Some(false));
+            hit_id(&mut t, "POST", "/users/v1/login", 200, 3, Some(false));
+            hit_id(&mut t, "POST", "/users/v1/register", 200, 4, Some(false));
+            hit_id(&mut t, "GET", "/users/v1/me", 200, 1, Some(false));
+        }
+        for name in ["alice", "bob.jones", "carol"] {
+            hit_id(
+                &mut t,
+                "PUT",
+                &format!("/users/v1/{name}/email"),
+                204,
+                5,
+                None,
+            );
+            hit_id(
+                &mut t,
+                "DELETE",
+                &format!("/users/v1/{name}"),
+                200,
+                6,
+                Some(true),
+            );
+        }
+        let tpl = templates_of(&t);
+        assert_eq!(
+            tpl,
+            vec![
+                "DELETE /users/v1/{id}",
+                "GET /users/v1/_debug",
+                "GET /users/v1/me",
+                "GET /users/v1/{id}",
+                "POST /users/v1/login",
+                "POST /users/v1/register",
+                "PUT /users/v1/{id}/email",
+            ],
+            "{tpl:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+
+    #[derive(Default, Debug)]
+    pub struct Count(pub u64);
+    impl Payload for Count {
+        fn absorb(&mut self, other: Self) {
+            self.0 += other.0;
+        }
+    }
+
+    pub fn hit_id(
+        tree: &mut PathTree<Count>,
+        method: &str,
+        path: &str,
+        status: u16,
+        fp: u64,
+        id: Option<bool>,
+    ) {
+        let obs = Observation {
+            method: method_slot(method),
+            status: status_slot(Some(status)),
+        };
+        let segs: Vec<&str> = segments(path).collect();
+        let last = segs.last().copied().unwrap_or_default().to_owned();
+        let r = tree.route_with(&segs, &obs, &mut || fp, &mut |s| {
+            if s == last { id } else { id.map(|_| false) }
+        });
+        if let Route::Node(n, _) = r
+            && let Some(c) = tree.endpoint_mut(n, method, "")
+        {
+            c.0 += 1;
+        }
+    }
+
+    pub fn templates_of(tree: &PathTree<Count>) -> Vec<String> {
+        let mut t: Vec<String> = tree
+            .endpoints()
+            .map(|(n, m, _, _)| format!("{m} {}", tree.template(n)))
+            .collect();
+        t.sort();
+        t.dedup();
+        t
     }
 }

@@ -259,11 +259,37 @@ pub struct EndpointData {
     /// Sensitive data carried: labels, function class, sensitivity (R-SEN-1, R-SEN-2).
     #[serde(default)]
     pub sensitive: crate::sensitive::SensitiveData,
+    /// Probes against this endpoint's path: requests the server answered as not served
+    /// (`405`, `501`, automatic `OPTIONS`, `HEAD`; see [`crate::probe`]), by method, then
+    /// reason → requests. Not counted in `hits`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub probes: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl EndpointData {
+    /// Counts one probe (method already bounded by [`crate::engine::overflow_method`]).
+    pub fn record_probe(&mut self, method: &str, reason: crate::probe::ProbeReason) {
+        *self
+            .probes
+            .entry(method.to_owned())
+            .or_default()
+            .entry(reason.as_str().to_owned())
+            .or_insert(0) += 1;
+    }
+
+    /// Probes counted, all methods and reasons.
+    pub fn probe_total(&self) -> u64 {
+        self.probes.values().flat_map(|r| r.values()).sum()
+    }
+
     /// Adds another endpoint's data (templating folded them, or another instance's delta).
     pub fn absorb(&mut self, o: &EndpointData) {
+        for (m, reasons) in &o.probes {
+            let mine = self.probes.entry(m.clone()).or_default();
+            for (r, n) in reasons {
+                *mine.entry(r.clone()).or_insert(0) += n;
+            }
+        }
         if o.hits == 0 && o.first_seen_unix_us == 0 {
             return;
         }

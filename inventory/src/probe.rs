@@ -1,0 +1,240 @@
+//! Served operations only (R-INV-1): responses that say the method or the path does not
+//! exist are *probes* against the path, not endpoints, and identifier evidence for path
+//! words.
+//!
+//! A schema-driven fuzzer (or an attacker) tries every method on every path; the server
+//! answers `405` to all but the real ones. Counting each of those as an endpoint turned a
+//! 14-operation API into 146 endpoints. A request is a probe when its response is
+//!
+//! * `405 Method Not Allowed` or `501 Not Implemented`;
+//! * `404 Not Found` on a path that never answered with a success (2xx/3xx) for any
+//!   method (a `404` from a served path, `GET /users/{id}` for a missing user, is that
+//!   endpoint's answer);
+//! * an automatic `OPTIONS` answer: 2xx with `Allow` or `Access-Control-Allow-Methods` and
+//!   no body (frameworks add these to every route);
+//! * any `HEAD` request: frameworks answer `HEAD` for every `GET` route; it is counted
+//!   against the path's `GET`;
+//! * a `5xx` to a method that never succeeded on a path where another method did
+//!   (frameworks that crash on methods they do not route);
+//! * a GraphQL/JSON-RPC operation the server rejected (error status, `errors` without
+//!   `data`, a JSON-RPC `error`).
+//!
+//! Probes are counted per reason ([`crate::engine::InventoryCounters`]) and, when the path
+//! is known, in the `probes` of one of its endpoints (by method and reason): visible in
+//! `inventory show` and usable by detections, without creating endpoints or tree nodes.
+
+use apitap_labels::facts::{EventFacts, header};
+use serde::{Deserialize, Serialize};
+
+/// Why a request was taken as a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeReason {
+    /// `405`.
+    MethodNotAllowed,
+    /// `501`.
+    NotImplemented,
+    /// `404` on a path that never succeeded.
+    NotFound,
+    /// A framework's automatic `OPTIONS` answer.
+    AutoOptions,
+    /// `HEAD` (answered by frameworks for every `GET` route).
+    AutoHead,
+    /// A server error (5xx) to a method that never succeeded on a path that other methods
+    /// are served on (frameworks that crash on unknown methods: Datasette's `TRACE`).
+    MethodError,
+    /// A GraphQL or JSON-RPC operation the server rejected (an error status, GraphQL
+    /// `errors` without `data`, a JSON-RPC `error`): operations exist once they are served.
+    RejectedOperation,
+}
+
+impl ProbeReason {
+    /// Snake-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeReason::MethodNotAllowed => "method_not_allowed",
+            ProbeReason::NotImplemented => "not_implemented",
+            ProbeReason::NotFound => "not_found",
+            ProbeReason::AutoOptions => "auto_options",
+            ProbeReason::AutoHead => "auto_head",
+            ProbeReason::RejectedOperation => "rejected_operation",
+            ProbeReason::MethodError => "method_error",
+        }
+    }
+}
+
+/// The probe reason of a request by its method and response alone. `NotFound` and
+/// `MethodError` are only candidates: the caller decides from the path's history.
+pub fn probe_reason(method: &str, facts: &EventFacts<'_>) -> Option<ProbeReason> {
+    let resp = facts.event.response.as_ref()?;
+    match resp.status {
+        405 => return Some(ProbeReason::MethodNotAllowed),
+        501 => return Some(ProbeReason::NotImplemented),
+        _ => {}
+    }
+    if method == "HEAD" {
+        return Some(ProbeReason::AutoHead);
+    }
+    // Frameworks answer OPTIONS on every route (CORS preflight, `Allow`, a bare "ok"); only
+    // an answer with a structured body describes a resource.
+    if method == "OPTIONS" && (200..300).contains(&resp.status) {
+        let ct = header(&resp.headers, "content-type").unwrap_or_default();
+        let structured = resp.body.length_bytes > 0 && (ct.contains("json") || ct.contains("xml"));
+        if !structured {
+            return Some(ProbeReason::AutoOptions);
+        }
+    }
+    match resp.status {
+        404 => Some(ProbeReason::NotFound),
+        500..=599 => Some(ProbeReason::MethodError),
+        _ => None,
+    }
+}
+
+/// Whether the server rejected the GraphQL/JSON-RPC operation of the request in `facts`.
+pub fn operation_rejected(facts: &EventFacts<'_>) -> bool {
+    let Some(resp) = facts.event.response.as_ref() else {
+        return false;
+    };
+    if resp.status >= 400 {
+        return true;
+    }
+    if !(200..300).contains(&resp.status) {
+        return false;
+    }
+    let Ok(b) = facts.response_body() else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b.bytes) else {
+        return false;
+    };
+    match &v {
+        serde_json::Value::Object(o) => {
+            let failed_graphql =
+                o.contains_key("errors") && o.get("data").is_none_or(|d| d.is_null());
+            let failed_rpc = o.contains_key("error") && o.get("result").is_none();
+            failed_graphql || failed_rpc
+        }
+        _ => false,
+    }
+}
+
+/// Largest body searched for identifier evidence.
+pub const MAX_IDENT_BODY_BYTES: usize = 64 * 1024;
+
+/// Whether `key` names an identifier (`id`, `userId`, `user_id`, `username`, `slug`, …).
+/// Other keys (`type`, `table`, `status`) often hold route names as values.
+pub fn identifier_key(key: &[u8]) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.ends_with(b"id")
+        || k.ends_with(b"_key")
+        || k.ends_with(b"name")
+        || matches!(
+            k.as_slice(),
+            b"slug"
+                | b"handle"
+                | b"login"
+                | b"email"
+                | b"key"
+                | b"code"
+                | b"title"
+                | b"pk"
+                | b"uid"
+        )
+}
+
+/// Whether `word` occurs in `body` as the JSON string value of an identifier member
+/// (`"id": "robert.smith"`, `"username":"robert.smith"`): the resource names itself, so the
+/// path word is an identifier.
+pub fn body_names(body: &[u8], word: &str) -> bool {
+    let w = word.as_bytes();
+    if w.is_empty() || body.len() < w.len() + 2 {
+        return false;
+    }
+    let body = &body[..body.len().min(MAX_IDENT_BODY_BYTES)];
+    let finder = memchr::memmem::Finder::new(w);
+    for at in finder.find_iter(body) {
+        let end = at + w.len();
+        if at == 0 || body[at - 1] != b'"' || body.get(end) != Some(&b'"') {
+            continue;
+        }
+        // Back over `"key"\s*:\s*` before the value's opening quote.
+        let mut i = at - 1;
+        let skip_ws = |i: &mut usize| {
+            while *i > 0 && body[*i - 1].is_ascii_whitespace() {
+                *i -= 1;
+            }
+        };
+        skip_ws(&mut i);
+        if i == 0 || body[i - 1] != b':' {
+            continue;
+        }
+        i -= 1;
+        skip_ws(&mut i);
+        if i == 0 || body[i - 1] != b'"' {
+            continue;
+        }
+        let key_end = i - 1;
+        let Some(key_start) = body[..key_end].iter().rposition(|&c| c == b'"') else {
+            continue;
+        };
+        if key_end - key_start <= 65 && identifier_key(&body[key_start + 1..key_end]) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Identifier evidence for path word `seg` of the request in `facts`: `Some(true)` when a
+/// JSON body of the request or its response carries it as a string value, `Some(false)` when
+/// there was a JSON body to look in, `None` otherwise.
+pub fn identifier_evidence(facts: &EventFacts<'_>, seg: &str) -> Option<bool> {
+    let json = |ct: Option<&str>| ct.is_some_and(|c| c.contains("json"));
+    let mut looked = false;
+    let ev = facts.event;
+    if let Some(resp) = &ev.response
+        && (200..300).contains(&resp.status)
+        && json(header(&resp.headers, "content-type"))
+        && let Ok(b) = facts.response_body()
+        && !b.bytes.is_empty()
+    {
+        looked = true;
+        if body_names(&b.bytes, seg) {
+            return Some(true);
+        }
+    }
+    if json(facts.request_header("content-type"))
+        && let Ok(b) = facts.request_body()
+        && !b.bytes.is_empty()
+    {
+        looked = true;
+        if body_names(&b.bytes, seg) {
+            return Some(true);
+        }
+    }
+    looked.then_some(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_only_identifier_values() {
+        assert!(body_names(
+            br#"{"username": "robert.smith"}"#,
+            "robert.smith"
+        ));
+        assert!(body_names(
+            br#"[{"id":"a"},{"userId" : "robert.smith" }]"#,
+            "robert.smith"
+        ));
+        assert!(!body_names(br#"{"robert.smith": 1}"#, "robert.smith"));
+        assert!(!body_names(br#"{"table": "customers"}"#, "customers"));
+        assert!(!body_names(br#"{"data": [{"type": "users"}]}"#, "users"));
+        assert!(!body_names(br#"["robert.smith"]"#, "robert.smith"));
+        assert!(!body_names(br#"{"u": "robert.smithson"}"#, "robert.smith"));
+        assert!(!body_names(br#"{"u": "xrobert.smith"}"#, "robert.smith"));
+        assert!(!body_names(b"", "a"));
+    }
+}
