@@ -1845,6 +1845,55 @@ mod word_tests {
 }
 
 #[cfg(test)]
+mod rest_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    #[test]
+    fn multi_segment_values_become_one_catch_all() {
+        let mut t = PathTree::new(TemplatingConfig::default());
+        // Values with 1–3 segments (httpbin's `/anything/{anything}`).
+        for v in ["11", "12/13", "14/15/16", "17", "18/19", "20/21/22"] {
+            for m in ["GET", "POST", "DELETE"] {
+                hit_id(&mut t, m, &format!("/anything/{v}"), 200, 9, None);
+            }
+        }
+        assert_eq!(
+            templates_of(&t),
+            vec![
+                "DELETE /anything/{anything_id}",
+                "GET /anything/{anything_id}",
+                "POST /anything/{anything_id}"
+            ]
+        );
+    }
+
+    #[test]
+    fn fixed_arity_parameters_with_other_answers_stay_apart() {
+        let mut t = PathTree::new(TemplatingConfig::default());
+        for i in 0..6 {
+            hit_id(&mut t, "GET", &format!("/links/{i}"), 302, 1, None);
+            hit_id(&mut t, "GET", &format!("/links/{i}/{}", i + 1), 200, 2, None);
+        }
+        assert_eq!(
+            templates_of(&t),
+            vec!["GET /links/{link_id}", "GET /links/{link_id}/{id}"]
+        );
+    }
+
+    #[test]
+    fn extensions_are_kept_after_the_parameter() {
+        let mut t = PathTree::new(TemplatingConfig::default());
+        for i in 0..4 {
+            hit_id(&mut t, "GET", &format!("/shop/orders/{i}.json"), 200, 1, None);
+        }
+        assert_eq!(templates_of(&t), vec!["GET /shop/orders/{order_id}.json"]);
+        let n = t.seed("/shop/orders/{order_id}.json", 1).unwrap();
+        assert_eq!(t.template(n), "/shop/orders/{order_id}.json");
+    }
+}
+
+#[cfg(test)]
 mod tests_support {
     use super::*;
 
