@@ -245,7 +245,9 @@ fn a_million_requests_over_100k_ids_stay_within_1_1x_truth() {
 fn hostile_segments_and_methods_stay_bounded() {
     let mut inv = Inventory::new(InventoryConfig::default()).unwrap();
     let mut rng = Rng(0x0bad);
-    let mut ev = Ev::new("GET", "/").json(404, r#"{"error":"not found"}"#);
+    // Answered 200 (a catch-all handler): served, so the caps are what bounds memory. The
+    // same flood answered 404 is all probes (below).
+    let mut ev = Ev::new("GET", "/").json(200, r#"{"error":"not found"}"#);
     for n in 0..12_000u64 {
         let len = 129 + (rng.next() % 500) as usize;
         let junk: String = (0..len)
@@ -277,6 +279,18 @@ fn hostile_segments_and_methods_stay_bounded() {
             .all(|k| k.method == "OTHER"),
         "{methods:?}"
     );
+
+    // Random paths answered 404 (issue 15): probes, counted, no endpoint and no tree node.
+    let mut inv = Inventory::new(InventoryConfig::default()).unwrap();
+    let mut ev = Ev::new("GET", "/").json(404, r#"{"error":"not found"}"#);
+    for n in 0..5_000u64 {
+        ev.e.request.path = format!("/api/p{:x}/x{}", rng.next(), n % 7);
+        ev.e.request_start_unix_us = 1_700_000_000_000_000 + n;
+        inv.observe(&ev.e);
+    }
+    assert!(inv.endpoint_keys().is_empty(), "{:?}", inv.endpoint_keys());
+    assert_eq!(inv.counters.probe_events, 5_000);
+    assert_eq!(inv.counters.probe_unrouted_events, 5_000);
 }
 
 /// Distinct values of `path_of` needed before discovery reports a single templated endpoint.
