@@ -1873,7 +1873,14 @@ mod rest_tests {
         let mut t = PathTree::new(TemplatingConfig::default());
         for i in 0..6 {
             hit_id(&mut t, "GET", &format!("/links/{i}"), 302, 1, None);
-            hit_id(&mut t, "GET", &format!("/links/{i}/{}", i + 1), 200, 2, None);
+            hit_id(
+                &mut t,
+                "GET",
+                &format!("/links/{i}/{}", i + 1),
+                200,
+                2,
+                None,
+            );
         }
         assert_eq!(
             templates_of(&t),
@@ -1885,7 +1892,14 @@ mod rest_tests {
     fn extensions_are_kept_after_the_parameter() {
         let mut t = PathTree::new(TemplatingConfig::default());
         for i in 0..4 {
-            hit_id(&mut t, "GET", &format!("/shop/orders/{i}.json"), 200, 1, None);
+            hit_id(
+                &mut t,
+                "GET",
+                &format!("/shop/orders/{i}.json"),
+                200,
+                1,
+                None,
+            );
         }
         assert_eq!(templates_of(&t), vec!["GET /shop/orders/{order_id}.json"]);
         let n = t.seed("/shop/orders/{order_id}.json", 1).unwrap();
