@@ -124,8 +124,11 @@ pub(crate) enum AuthRole {
 
 /// One event as the detectors see it (computed once per event).
 #[derive(Debug)]
-pub(crate) struct Obs<'a> {
+pub(crate) struct Obs<'a, 'f> {
     pub ev: &'a ApiEvent,
+    /// The event's shared facts (lazily decoded bodies: the crawling detector reads links
+    /// from responses).
+    pub facts: &'a EventFacts<'f>,
     pub now: u64,
     pub actor: Actor,
     /// The user name tried, masked only when a sample shows it
@@ -360,6 +363,7 @@ impl Engine {
         let resp = ev.response.as_ref();
         let o = Obs {
             ev,
+            facts,
             now,
             actor,
             login_user,
