@@ -724,4 +724,35 @@ mod tests {
         let out = run(&mut eng, reqs, no_ctx);
         assert!(creates(&out).is_empty(), "{:#?}", creates(&out));
     }
+
+    /// One source guessing 230 passwords of one account among ordinary logins is brute
+    /// force (its own detector), not a distributed stuffing campaign of the endpoint.
+    #[test]
+    fn one_heavy_source_is_not_a_distributed_campaign() {
+        let mut eng = engine(DetectConfig::default());
+        let mut reqs: Vec<Req> = (0..600u64)
+            .map(|i| {
+                login(
+                    &format!("{}.51.{}.{}", 20 + i % 60, i % 7, i % 200 + 1),
+                    &format!("u{}", i % 300),
+                    !i.is_multiple_of(10),
+                    T0 + i * SEC,
+                )
+            })
+            .collect();
+        for i in 0..230u64 {
+            reqs.push(login(
+                "203.0.113.66",
+                "admin",
+                false,
+                T0 + 300 * SEC + i * 200_000,
+            ));
+        }
+        let out = run(&mut eng, reqs, no_ctx);
+        let c = creates(&out);
+        assert!(
+            !c.iter().any(|f| f.detector == Detector::CredentialStuffing),
+            "{c:#?}"
+        );
+    }
 }
