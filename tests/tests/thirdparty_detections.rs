@@ -253,7 +253,6 @@ fn third_party_attacks_are_found_and_benign_traffic_stays_quiet() -> anyhow::Res
         );
     }
     println!("{table}");
-    eprintln!("{table}");
     assert!(failures.is_empty(), "{}\n\n{table}", failures.join("\n"));
     Ok(())
 }

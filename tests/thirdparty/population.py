@@ -48,6 +48,7 @@ ASSET_RE = re.compile(
     r"""<(?:link[^>]+rel=["']?(?:stylesheet|icon|shortcut icon)["']?[^>]*href|script[^>]+src|img[^>]+src)=["']([^"']+)["']""",
     re.I,
 )
+VERSIONED = re.compile(r"\d+\.\d+\.\d+|[?&][^=]*=?[0-9a-f]{6,}$|\?[0-9a-f]{6}$")
 ASSET_RE2 = re.compile(
     r"""<link[^>]+href=["']([^"']+)["'][^>]*rel=["']?stylesheet""", re.I
 )
@@ -178,6 +179,10 @@ class Browser:
         # Heuristic freshness: within one session an asset is fetched or revalidated once.
         if self.cache.get(path) == "fresh" or path in self.session_assets:
             return
+        if self.warm and path not in self.cache and VERSIONED.search(path):
+            # A returning visitor has versioned assets (a version or hash in the URL) in its
+            # cache from an earlier visit and does not ask for them again.
+            return
         self.session_assets.add(path)
         h = {}
         lm, etag = self.cache.get(path, (None, None))
@@ -214,7 +219,7 @@ class Browser:
         except ValueError:
             return status, None
 
-    def think(self, lo=2.0, hi=12.0):
+    def think(self, lo=4.0, hi=20.0):
         STOP.wait(self.rng.uniform(lo, hi))
 
 
@@ -451,7 +456,7 @@ def person(app, base, source, user, seed, ramp, t_end, extra):
         b.cookies.clear()
         b.session_assets.clear()
         b.referer = None
-        STOP.wait(rng.uniform(10, 45))
+        STOP.wait(rng.uniform(30, 120))
     log(f"{source}: {sessions} sessions, {b.requests} requests")
 
 
