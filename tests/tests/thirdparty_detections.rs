@@ -11,7 +11,10 @@
 //! the false detections (2004 findings whose actor is not an attacker; any 2004 on a
 //! benign-only capture), the benign hours replayed, and per capture the weak-point and
 //! inventory findings (OCSF 2006/2007). It asserts the targets: every attack found within
-//! its `within_s`, no detection on benign-only captures, no detection of a benign actor.
+//! its `within_s`, no detection on benign-only captures, no detection of a benign actor, a
+//! distributed campaign naming the attackers' networks first and calling out a successful
+//! attacker login; and the whole table equals `golden/evaluation.txt` (regenerate with
+//! `APITAP_UPDATE_GOLDEN=1` after reviewing the diff).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -71,6 +74,63 @@ struct Row {
     benign_hours: f64,
     raised: BTreeSet<String>,
     others: BTreeMap<String, usize>,
+    /// Problems of a distributed campaign's report (its networks, the successes it calls
+    /// out), when the scenario is one.
+    campaign_problems: Vec<String>,
+}
+
+/// A distributed stuffing campaign names the attacking networks first and calls out a
+/// successful attacker login among its samples (issue 14: "one campaign naming the common
+/// subnets, with the successful logins called out").
+fn check_campaign(entry: &Value, alerts: &[Value], attackers: &BTreeSet<String>) -> Vec<String> {
+    let nets: BTreeSet<String> = strings(&entry["attacker_networks"]).into_iter().collect();
+    if nets.is_empty() {
+        return Vec::new();
+    }
+    let Some(last) = alerts
+        .iter()
+        .filter(|a| {
+            a["class_uid"] == 2004
+                && a["unmapped"]["apitap"]["detector"] == "credential_stuffing"
+                && a["unmapped"]["apitap"]["kind"] == "distributed"
+        })
+        .max_by_key(|a| a["unmapped"]["apitap"]["seq"].as_u64())
+    else {
+        return vec!["no distributed campaign".into()];
+    };
+    let mut problems = Vec::new();
+    let top: BTreeSet<String> = last["unmapped"]["apitap"]["networks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .take(nets.len())
+                .filter_map(|n| n["network"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if top != nets {
+        problems.push(format!("top networks {top:?}, attackers' {nets:?}"));
+    }
+    let called_out = last["evidences"]
+        .as_array()
+        .map(|ev| {
+            ev.iter()
+                .filter(|e| e["data"]["login_outcome"] == "success")
+                .filter(|e| {
+                    e["src_endpoint"]["ip"]
+                        .as_str()
+                        .is_some_and(|ip| attackers.contains(ip))
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    let succeeded = strings(&entry["successful_attacker_logins"]).len();
+    if succeeded > 0 && called_out == 0 {
+        problems.push(format!(
+            "none of the {succeeded} successful attacker logins among the samples"
+        ));
+    }
+    problems
 }
 
 fn evaluate(entry: &Value, dir: &std::path::Path) -> anyhow::Result<Row> {
@@ -92,6 +152,11 @@ fn evaluate(entry: &Value, dir: &std::path::Path) -> anyhow::Result<Row> {
         .as_str()
         .unwrap_or("none")
         .to_owned();
+    let campaign_problems = if entry["kind"] == "distributed_stuffing" {
+        check_campaign(entry, &alerts, &attackers)
+    } else {
+        Vec::new()
+    };
     let attack_start = entry["attack_start"].as_f64();
     let within_s = entry["expected"]["within_s"].as_f64().unwrap_or(60.0);
     let span =
@@ -144,13 +209,12 @@ fn evaluate(entry: &Value, dir: &std::path::Path) -> anyhow::Result<Row> {
         benign_hours: span / 3600.0,
         raised,
         others,
+        campaign_problems,
     })
 }
 
 #[test]
-#[ignore = "un-ignored once issue 14's detectors land"]
 fn third_party_attacks_are_found_and_benign_traffic_stays_quiet() -> anyhow::Result<()> {
-    // un-ignored once issue 14's detectors land
     let dir = std::env::temp_dir().join(format!("apitap-thirdparty-eval-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -197,6 +261,9 @@ fn third_party_attacks_are_found_and_benign_traffic_stays_quiet() -> anyhow::Res
                 r.scenario, r.expected, r.within_s
             )),
             _ => {}
+        }
+        for p in &r.campaign_problems {
+            failures.push(format!("{}: {p}", r.scenario));
         }
         if r.false_detections > 0 {
             failures.push(format!(
@@ -254,5 +321,24 @@ fn third_party_attacks_are_found_and_benign_traffic_stays_quiet() -> anyhow::Res
     }
     println!("{table}");
     assert!(failures.is_empty(), "{}\n\n{table}", failures.join("\n"));
+    // The whole table is deterministic (stream time, keyed hashes with a fixed key): any
+    // change of what is raised, when, or of the weak points is reviewed against the golden.
+    let golden = thirdparty_dir().join("golden").join("evaluation.txt");
+    if std::env::var_os("APITAP_UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden.parent().unwrap())?;
+        std::fs::write(&golden, &table)?;
+    }
+    let want = std::fs::read_to_string(&golden).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} (APITAP_UPDATE_GOLDEN=1 writes it)",
+            golden.display()
+        )
+    })?;
+    assert_eq!(
+        want,
+        table,
+        "the evaluation differs from {} (review, then APITAP_UPDATE_GOLDEN=1)",
+        golden.display()
+    );
     Ok(())
 }

@@ -26,7 +26,7 @@ use crate::campaign::{Hit, Scope};
 use crate::config::{BaselineConfig, DetectConfig, check};
 use crate::detections::{Attempts, Cx, Detection, Wants, ratio, us};
 use crate::engine::{AuthRole, Obs};
-use crate::finding::{Detector, Severity};
+use crate::finding::{Detector, Sample, Severity};
 use crate::keys::Domain;
 use crate::outcome::Outcome;
 use crate::sketch::Bloom;
@@ -194,6 +194,15 @@ struct EndpointWindow {
     /// Sources that failed in the window: a later success from one of them belongs to the
     /// campaign (the account it broke into); other sources' successes are ordinary logins.
     failed: Bloom<64>,
+    /// Failing sources per network (/16, /48) in the window, at most [`FAILING_NETS`]: a
+    /// success from a network the campaign attacks from is called out with it.
+    failing_nets: Vec<(ipnet::IpNet, u32)>,
+    /// (source, user name) pairs that failed in the window: a success of such a pair is a
+    /// user retrying after a typo, not a campaign's catch.
+    failed_pairs: Bloom<64>,
+    /// Successes from the attacking sources or networks before the campaign was raised
+    /// (at most [`MAX_SUCCESS_SAMPLES`]), added to it when it is.
+    early_successes: Vec<Sample>,
     /// Attempts and failures in the window from sources that are not heavy hitters.
     light_attempts: u32,
     light_failures: u32,
@@ -207,6 +216,15 @@ impl Touched for EndpointWindow {
         self.attempts.last_us()
     }
 }
+
+/// Successes kept per window until a campaign is raised.
+const MAX_SUCCESS_SAMPLES: usize = 4;
+
+/// Networks tracked per distributed window.
+const FAILING_NETS: usize = 16;
+/// Failing sources that make a network one the campaign attacks from (and at least a fifth
+/// of the window's failing sources, once the window has the campaign's floor of sources).
+const ATTACKING_NET_SOURCES: u32 = 3;
 
 /// One distributed window's thresholds.
 struct Floors {
@@ -399,6 +417,9 @@ impl Distributed<'_> {
         let w = table.entry(o.endpoint_key, || EndpointWindow {
             attempts: Attempts::starting(now),
             failed: Bloom::default(),
+            failing_nets: Vec::new(),
+            failed_pairs: Bloom::default(),
+            early_successes: Vec::new(),
             light_attempts: 0,
             light_failures: 0,
             p0: base,
@@ -410,6 +431,9 @@ impl Distributed<'_> {
             w.p0 = base;
             w.light_failures = 0;
             w.light_attempts = 0;
+            w.failing_nets.clear();
+            w.failed_pairs.clear();
+            w.early_successes.clear();
         }
         if !self.heavy {
             w.light_attempts += 1;
@@ -417,14 +441,37 @@ impl Distributed<'_> {
         }
         let p0 = w.p0;
         let failed_before = w.failed.contains(o.actor.ip_key);
+        let pair = cx.keyer.pair(
+            Domain::Username,
+            o.actor.ip_key,
+            o.actor.login_user.unwrap_or(0),
+        );
+        let retry = w.failed_pairs.contains(pair);
         if o.outcome == Outcome::Failure {
-            w.failed.insert(o.actor.ip_key);
+            w.failed_pairs.insert(pair);
         }
+        let net = crate::campaign::network_of(o.actor.ip);
+        if o.outcome == Outcome::Failure && !failed_before {
+            w.failed.insert(o.actor.ip_key);
+            if let Some((_, n)) = w.failing_nets.iter_mut().find(|(x, _)| *x == net) {
+                *n += 1;
+            } else if w.failing_nets.len() < FAILING_NETS {
+                w.failing_nets.push((net, 1));
+            }
+        }
+        // A success from a source that failed here, or from a network many failing sources
+        // of the window come from (an address's first attempt can be the valid pair).
+        let failing: u32 = w.failing_nets.iter().map(|(_, n)| n).sum();
+        let from_attackers = (failed_before && !retry)
+            || (failing >= floors.sources
+                && w.failing_nets.iter().any(|(x, n)| {
+                    *x == net && *n >= ATTACKING_NET_SOURCES && *n * 5 >= failing
+                }));
         // While the campaign is open, ordinary logins (successes from sources that never failed
         // here) do not join it: its sources and samples are the campaign's.
-        let campaign_event = o.outcome == Outcome::Failure || failed_before;
+        let campaign_event = o.outcome == Outcome::Failure || from_attackers;
         let (light_attempts, light_failures) = (w.light_attempts, w.light_failures);
-        let e = &mut w.attempts;
+        let e = &w.attempts;
         let sources = e.sources.count();
         let attempts = u64::from(e.attempts);
         let users = e.values.count();
@@ -450,13 +497,14 @@ impl Distributed<'_> {
         if triggered {
             // A slow campaign stays open across the tumbling window's boundary (its next
             // window needs time to refill), so it is one campaign, not one per window.
-            e.hot_until = now
+            w.attempts.hot_until = now
                 + quiet_us.max(if floors.factor.is_none() {
                     floors.window_us
                 } else {
                     0
                 });
         }
+        let e = &w.attempts;
         if campaign_event && (triggered || e.hot_until >= now) {
             let counts = [
                 ("window_secs", floors.window_us / 1_000_000),
@@ -471,24 +519,31 @@ impl Distributed<'_> {
                     (f64::from(base.mean) * 100.0).round() as u64,
                 ),
             ];
-            cx.campaigns.hit(
-                &Hit {
-                    detector: Detector::CredentialStuffing,
-                    kind: "distributed",
-                    scope: Scope::Endpoint,
-                    any_endpoint: false,
-                    severity: if e.successes > 0 {
-                        Severity::High
-                    } else {
-                        Severity::Medium
-                    },
-                    confidence: 80,
-                    counts: &counts,
+            let hit = Hit {
+                detector: Detector::CredentialStuffing,
+                kind: "distributed",
+                scope: Scope::Endpoint,
+                any_endpoint: false,
+                severity: if e.successes > 0 {
+                    Severity::High
+                } else {
+                    Severity::Medium
                 },
-                o,
-                cx.keyer,
-            );
+                confidence: 80,
+                counts: &counts,
+            };
+            cx.campaigns.hit(&hit, o, cx.keyer);
+            if !w.early_successes.is_empty() {
+                let early = std::mem::take(&mut w.early_successes);
+                cx.campaigns.add_success_samples(&hit, o, cx.keyer, &early);
+            }
             cx.baselines.poison(o.endpoint_key);
+        } else if from_attackers
+            && o.outcome == Outcome::Success
+            && w.early_successes.len() < MAX_SUCCESS_SAMPLES
+        {
+            // A catch before the campaign is raised: called out with it when it is.
+            w.early_successes.push(crate::campaign::sample(o));
         }
     }
 }
