@@ -464,9 +464,9 @@ impl Distributed<'_> {
         let failing: u32 = w.failing_nets.iter().map(|(_, n)| n).sum();
         let from_attackers = (failed_before && !retry)
             || (failing >= floors.sources
-                && w.failing_nets.iter().any(|(x, n)| {
-                    *x == net && *n >= ATTACKING_NET_SOURCES && *n * 5 >= failing
-                }));
+                && w.failing_nets
+                    .iter()
+                    .any(|(x, n)| *x == net && *n >= ATTACKING_NET_SOURCES && *n * 5 >= failing));
         // While the campaign is open, ordinary logins (successes from sources that never failed
         // here) do not join it: its sources and samples are the campaign's.
         let campaign_event = o.outcome == Outcome::Failure || from_attackers;
