@@ -427,7 +427,8 @@ impl Ingestor {
                         &class,
                         endpoint.as_ref().map(|k| k.template.as_str()),
                         endpoint.as_ref().map(|k| k.service.as_str()),
-                    );
+                    )
+                    .with_operation(endpoint.as_ref().map(|k| k.operation.as_str()));
                     detect.observe_facts(&facts, &ctx);
                 }
                 let key = endpoint

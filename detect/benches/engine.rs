@@ -16,7 +16,8 @@
 //! `APITAP_BENCH_DUMP=FILE` writes every finding of the stream to FILE (to diff two versions).
 //! `APITAP_BENCH_ITERS=N` skips criterion and runs the stream exactly N times (fixed work, for
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*engine::measured*'`, whose
-//! instruction counts are stable where wall time on a shared machine is not).
+//! instruction counts are stable where wall time on a shared machine is not);
+//! `APITAP_BENCH_STREAM=links` makes that the link stream.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 use std::collections::HashSet;
 use std::hint::black_box;
@@ -49,6 +50,32 @@ fn event(
     resp: &str,
     t: u64,
 ) -> ApiEvent {
+    event_typed(
+        ip,
+        method,
+        path,
+        headers,
+        body,
+        status,
+        "application/json",
+        resp,
+        t,
+    )
+}
+
+/// [`event`] with the response's `Content-Type`.
+#[allow(clippy::too_many_arguments)] // a plain event builder for the synthetic stream
+fn event_typed(
+    ip: String,
+    method: &str,
+    path: String,
+    headers: Vec<(&str, String)>,
+    body: &str,
+    status: u16,
+    content_type: &str,
+    resp: &str,
+    t: u64,
+) -> ApiEvent {
     let mut b = EventBuilder::new(method, path)
         .schema_version("1.2")
         .event_id(format!("{t:032x}"))
@@ -62,7 +89,7 @@ fn event(
         .body_bytes(body)
         .status(status)
         .reason("")
-        .response_header("Content-Type", "application/json")
+        .response_header("Content-Type", content_type)
         .response_body_bytes(resp);
     for (n, v) in headers {
         b = b.header(n, v);
@@ -333,6 +360,142 @@ fn stream(n: usize) -> Vec<Item> {
     out
 }
 
+/// A stream whose responses carry links (the crawling detector's link scan): browser users
+/// reading HTML pages of 40 links and 6 assets (~4 KiB) with the assets fetched, API clients
+/// given HAL-style JSON with `href`s, and a wget-style crawler following the links, over ten
+/// minutes of stream time.
+fn link_stream(n: usize) -> Vec<Item> {
+    let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
+    let mut out = Vec::with_capacity(n);
+    let span_us = 600 * 1_000_000u64;
+    let page = |p: u64| -> String {
+        let mut s = String::from(
+            "<!doctype html><html><head><title>Shop</title>\
+             <link rel=\"stylesheet\" href=\"/static/site.css\">\
+             <script src=\"/static/app.js\"></script></head><body><nav>",
+        );
+        for k in 0..40 {
+            s.push_str(&format!(
+                "<a class=\"item\" href=\"/shop/p/{}\">Product {k}</a>\n",
+                (p * 31 + k * 7) % 5_000
+            ));
+        }
+        s.push_str(
+            "<img src=\"/static/logo.png\"><img src=\"../img/banner.jpg\"></nav></body></html>",
+        );
+        s
+    };
+    for i in 0..n {
+        let t = T0 + (i as u64) * span_us / n as u64;
+        let kind = rng.below(100);
+        let item = if kind < 60 {
+            // Browser users: a page, then its assets.
+            let actor = rng.below(5_000);
+            let ip = format!("198.51.{}.{}", actor / 256 % 256, actor % 256);
+            let headers = vec![
+                ("Host", "api.example.com".to_owned()),
+                ("User-Agent", CHROME.to_owned()),
+                ("Referer", "https://api.example.com/".to_owned()),
+                ("Cookie", format!("SESSIONID=s{actor:012}")),
+            ];
+            if rng.below(4) == 0 {
+                let p = rng.below(5_000);
+                Item {
+                    ev: event_typed(
+                        ip,
+                        "GET",
+                        format!("/shop/p/{p}"),
+                        headers,
+                        "",
+                        200,
+                        "text/html; charset=utf-8",
+                        &page(p),
+                        t,
+                    ),
+                    template: "/shop/p/{id}",
+                    function: None,
+                    records: None,
+                }
+            } else {
+                let asset = ["/static/site.css", "/static/app.js", "/static/logo.png"]
+                    [rng.below(3) as usize];
+                Item {
+                    ev: event_typed(
+                        ip,
+                        "GET",
+                        asset.to_owned(),
+                        headers,
+                        "",
+                        200,
+                        "text/css",
+                        "body{margin:0}",
+                        t,
+                    ),
+                    template: "/static/asset",
+                    function: None,
+                    records: None,
+                }
+            }
+        } else if kind < 95 {
+            // API clients given HAL links.
+            let actor = rng.below(5_000);
+            let ip = format!("198.52.{}.{}", actor / 256 % 256, actor % 256);
+            let o = rng.below(100_000);
+            let resp = format!(
+                "{{\"id\":{o},\"status\":\"shipped\",\"_links\":{{\"self\":{{\"href\":\"/api/orders/{o}\"}},\
+                 \"items\":{{\"href\":\"/api/orders/{o}/items\"}},\"customer\":{{\"href\":\"https://api.example.com/api/customers/{}\"}}}}}}",
+                o % 977
+            );
+            let headers = vec![
+                ("Host", "api.example.com".to_owned()),
+                ("User-Agent", "okhttp/4.12.0".to_owned()),
+                ("Authorization", format!("Bearer {}", jwt(actor))),
+            ];
+            Item {
+                ev: event(
+                    ip,
+                    "GET",
+                    format!("/api/orders/{o}"),
+                    headers,
+                    "",
+                    200,
+                    &resp,
+                    t,
+                ),
+                template: "/api/orders/{id}",
+                function: Some(FunctionClass::QueryById),
+                records: Some(1),
+            }
+        } else {
+            // A mirroring crawler following the pages' links.
+            let p = (i as u64 * 7) % 5_000;
+            let headers = vec![
+                ("Host", "api.example.com".to_owned()),
+                ("User-Agent", "Wget/1.21.3".to_owned()),
+                ("Referer", "http://api.example.com/".to_owned()),
+            ];
+            Item {
+                ev: event_typed(
+                    "192.0.2.77".into(),
+                    "GET",
+                    format!("/shop/p/{p}"),
+                    headers,
+                    "",
+                    200,
+                    "text/html; charset=utf-8",
+                    &page(p),
+                    t,
+                ),
+                template: "/shop/p/{id}",
+                function: None,
+                records: None,
+            }
+        };
+        out.push(item);
+    }
+    out
+}
+
 /// The measured work: the stream through a fresh engine, and dropping it (never inlined: the
 /// callgrind toggle names it).
 #[inline(never)]
@@ -366,7 +529,9 @@ fn engine() -> Engine {
     Engine::with_hash_key(DetectConfig::default(), &HashKey::from_secret(b"bench")).expect("engine")
 }
 
-fn state_report(items: &[Item]) {
+/// Prints the campaigns and state of `items` through one engine; `dump`: write every
+/// finding to `APITAP_BENCH_DUMP`.
+fn state_report(items: &[Item], dump: bool) {
     let mut e = engine();
     let mut all = Vec::new();
     let mut next_tick = 0;
@@ -390,7 +555,7 @@ fn state_report(items: &[Item]) {
     let bytes_before_finish = e.state_bytes();
     let mut kinds: Vec<String> = Vec::new();
     all.extend(e.finish());
-    if let Some(path) = std::env::var_os("APITAP_BENCH_DUMP") {
+    if let Some(path) = std::env::var_os("APITAP_BENCH_DUMP").filter(|_| dump) {
         // Every finding in full, to compare two versions of the engine on this stream.
         let text: String = all.iter().map(|f| format!("{f:?}\n")).collect();
         std::fs::write(&path, text).expect("write APITAP_BENCH_DUMP");
@@ -445,16 +610,22 @@ fn mean_ns(dir: &std::path::Path) -> Option<f64> {
 fn main() {
     const N: usize = 200_000;
     let items = stream(N);
-    state_report(&items);
+    state_report(&items, true);
     if let Some(iters) = std::env::var("APITAP_BENCH_ITERS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
     {
+        // `APITAP_BENCH_STREAM=links`: the link stream instead of the mixed one.
+        let links = std::env::var("APITAP_BENCH_STREAM").is_ok_and(|v| v == "links");
+        let fixed = if links { link_stream(50_000) } else { items };
         let mut findings = 0;
         for _ in 0..iters {
-            findings += black_box(measured(engine(), &items));
+            findings += black_box(measured(engine(), &fixed));
         }
-        println!("fixed mode: {iters} × {N} events, {findings} findings");
+        println!(
+            "fixed mode: {iters} × {} events, {findings} findings",
+            fixed.len()
+        );
         return;
     }
     let mut c = Criterion::default().configure_from_args().sample_size(10);
@@ -467,8 +638,28 @@ fn main() {
             criterion::BatchSize::LargeInput,
         )
     });
+    const LINKS_N: usize = 50_000;
+    let links = link_stream(LINKS_N);
+    print!("link_stream ");
+    state_report(&links, false);
+    g.throughput(Throughput::Elements(LINKS_N as u64));
+    g.bench_function("link_stream", |b| {
+        b.iter_batched(
+            engine,
+            |e| black_box(measured(e, &links)),
+            criterion::BatchSize::LargeInput,
+        )
+    });
     g.finish();
     c.final_summary();
+    let links_dir = criterion_dir().with_file_name("link_stream");
+    if let Some(new) = mean_ns(&links_dir.join("new")) {
+        println!(
+            "link_stream: {:.0} events/s/core ({:.0} ns/event)",
+            LINKS_N as f64 / (new / 1e9),
+            new / LINKS_N as f64
+        );
+    }
     let dir = criterion_dir();
     if let Some(new) = mean_ns(&dir.join("new")) {
         println!(

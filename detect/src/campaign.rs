@@ -91,7 +91,7 @@ const MAX_SUCCESS_SAMPLES: usize = 4;
 
 /// The /16 (IPv4, IPv4-mapped) or /48 (IPv6) network of `ip`: what a distributed
 /// campaign's sources have in common when they spread over many /24s.
-fn network_of(ip: std::net::IpAddr) -> ipnet::IpNet {
+pub(crate) fn network_of(ip: std::net::IpAddr) -> ipnet::IpNet {
     use std::net::IpAddr;
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
@@ -247,16 +247,30 @@ impl Campaigns {
                 c.networks_other += 1;
             }
         }
-        let success = o.outcome == crate::Outcome::Success;
-        if c.samples.len() < self.max_samples {
+        if o.outcome == crate::Outcome::Success {
+            keep_success(&mut c.samples, self.max_samples, sample(o));
+        } else if c.samples.len() < self.max_samples {
             c.samples.push(sample(o));
-        } else if success
-            && c.samples.iter().filter(|s| is_success(s)).count() < MAX_SUCCESS_SAMPLES
-            && let Some(i) = c.samples.iter().rposition(|s| !is_success(s))
-        {
-            // A success in a stuffing or guessing campaign is what the analyst must see:
-            // it replaces the latest ordinary sample.
-            c.samples[i] = sample(o);
+        }
+    }
+
+    /// Adds earlier successful attempts (`samples`, made by [`sample`] before the campaign
+    /// existed) to the campaign `h` raised for `o`, one per source, as [`Campaigns::hit`]
+    /// keeps successes: they replace ordinary samples, at most [`MAX_SUCCESS_SAMPLES`].
+    pub(crate) fn add_success_samples(
+        &mut self,
+        h: &Hit,
+        o: &Obs,
+        keyer: &Keyer,
+        samples: &[Sample],
+    ) {
+        let k = key(h.detector, h.kind, h.scope, h.any_endpoint, o, keyer);
+        let max = self.max_samples;
+        let Some(c) = self.open.get_mut(&k) else {
+            return;
+        };
+        for s in samples.iter().filter(|s| is_success(s)) {
+            keep_success(&mut c.samples, max, s.clone());
         }
     }
 
@@ -484,6 +498,25 @@ fn title(d: Detector, kind: &str, actor: &[ActorKey], ep: &EndpointRef) -> Strin
     }
 }
 
+/// Keeps a successful attempt among `samples` (at most `max`): one per source, at most
+/// [`MAX_SUCCESS_SAMPLES`]; a success in a stuffing or guessing campaign is what the analyst
+/// must see, so it replaces the latest ordinary sample when the list is full.
+fn keep_success(samples: &mut Vec<Sample>, max: usize, s: Sample) {
+    if samples
+        .iter()
+        .any(|x| is_success(x) && x.client_ip == s.client_ip)
+    {
+        return;
+    }
+    if samples.len() < max {
+        samples.push(s);
+    } else if samples.iter().filter(|x| is_success(x)).count() < MAX_SUCCESS_SAMPLES
+        && let Some(i) = samples.iter().rposition(|x| !is_success(x))
+    {
+        samples[i] = s;
+    }
+}
+
 fn is_success(s: &Sample) -> bool {
     s.outcome.is_some_and(|(o, _)| o == "success")
 }
@@ -615,7 +648,7 @@ pub(crate) fn mask_username(raw: &str, hash: u64) -> String {
     out
 }
 
-fn sample(o: &Obs) -> Sample {
+pub(crate) fn sample(o: &Obs) -> Sample {
     Sample {
         time_us: o.now,
         client_ip: o.actor.ip,

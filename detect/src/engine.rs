@@ -31,6 +31,10 @@ pub struct EventContext<'a> {
     pub service: Option<&'a str>,
     /// Endpoint template from the inventory (`/api/users/{user_id}`).
     pub template: Option<&'a str>,
+    /// The inventory's GraphQL / JSON-RPC / SOAP operation (`auth.login`): part of the
+    /// endpoint for the detections (one RPC path carries many functions), and classified by
+    /// its words when the labeller found no function.
+    pub operation: Option<&'a str>,
     /// Function class from `apitap_labels::classify_event`.
     pub function: Option<FunctionClass>,
     /// Sensitive records about *other* people in the response: the largest count of one
@@ -62,11 +66,20 @@ impl<'a> EventContext<'a> {
         EventContext {
             service,
             template,
+            operation: None,
             function: Some(class.function),
             sensitive_records,
             records_digest,
             sensitive_labels: &[],
         }
+    }
+}
+
+impl<'a> EventContext<'a> {
+    /// The context with the inventory's operation of the event (empty: none).
+    pub fn with_operation(mut self, operation: Option<&'a str>) -> EventContext<'a> {
+        self.operation = operation.filter(|o| !o.is_empty());
+        self
     }
 }
 
@@ -111,8 +124,11 @@ pub(crate) enum AuthRole {
 
 /// One event as the detectors see it (computed once per event).
 #[derive(Debug)]
-pub(crate) struct Obs<'a> {
+pub(crate) struct Obs<'a, 'f> {
     pub ev: &'a ApiEvent,
+    /// The event's shared facts (lazily decoded bodies: the crawling detector reads links
+    /// from responses).
+    pub facts: &'a EventFacts<'f>,
     pub now: u64,
     pub actor: Actor,
     /// The user name tried, masked only when a sample shows it
@@ -272,9 +288,13 @@ impl Engine {
         self.metrics.events += 1;
         let now = ev.request_start_unix_us;
         self.now_us = self.now_us.max(now);
-        let template: Cow<str> = match ctx.template {
-            Some(t) => Cow::Borrowed(t),
-            None => fallback_template(&ev.request.path),
+        // The operation: the inventory's, else a JSON-RPC method read from the event.
+        let operation = ctx.operation.or_else(|| facts.rpc_method());
+        let template: Cow<str> = match (ctx.template, operation) {
+            (Some(t), Some(op)) if !op.is_empty() => Cow::Owned(format!("{t} {op}")),
+            (Some(t), _) => Cow::Borrowed(t),
+            (None, Some(op)) => Cow::Owned(format!("{} {op}", fallback_template(&ev.request.path))),
+            (None, None) => fallback_template(&ev.request.path),
         };
         let host_buf;
         let service = match ctx.service {
@@ -287,7 +307,12 @@ impl Engine {
                 }
             },
         };
-        let function = ctx.function.or_else(|| guess_function(&ev.request.path));
+        // An RPC path (`/json`, `/graphql`) and its method (`POST`) say nothing about the
+        // function; the operation's words do (`auth.login`).
+        let function = match operation.and_then(guess_function) {
+            Some(f) => Some(f),
+            None => ctx.function.or_else(|| guess_function(&ev.request.path)),
+        };
         // HTTP Basic (RFC 7617) authenticates every request itself: each one carrying
         // credentials is a login attempt on whatever endpoint it targets (hydra http-get).
         let basic = basic_credentials(facts);
@@ -338,6 +363,7 @@ impl Engine {
         let resp = ev.response.as_ref();
         let o = Obs {
             ev,
+            facts,
             now,
             actor,
             login_user,

@@ -182,3 +182,45 @@ fn weak_point_tracker_memory_is_bounded() {
     assert_eq!(t.stats().endpoints, 10);
     assert_eq!(t.stats().events_untracked, 40);
 }
+
+/// Loading a login page is not a login via GET (Django's admin: `GET /admin/login/` and its
+/// stylesheet); a GET carrying the password in the URL is.
+#[test]
+fn login_page_loads_are_not_login_via_get() {
+    let mut sc = scanner();
+    let mut t = WeakPointTracker::new(WeakPointConfig::default());
+    let page = event(
+        "GET",
+        "/admin/login/",
+        Some("next=/admin/"),
+        &[],
+        b"",
+        Some((
+            200,
+            &[("Content-Type", "text/html")],
+            b"<form><input type=password name=password></form>",
+        )),
+    );
+    let css = event(
+        "GET",
+        "/static/admin/css/login.css",
+        None,
+        &[],
+        b"",
+        Some((200, &[("Content-Type", "text/css")], b"body{}")),
+    );
+    for ev in [&page, &css] {
+        let w = observe(&mut t, &mut sc, ev);
+        assert!(!w.iter().any(|x| x.kind == WeakKind::LoginViaGet), "{w:?}");
+    }
+    let creds = event(
+        "GET",
+        "/admin/login/",
+        Some("username=bob&password=River2024!"),
+        &[],
+        b"",
+        Some((302, &[], b"")),
+    );
+    let w = observe(&mut t, &mut sc, &creds);
+    assert!(w.iter().any(|x| x.kind == WeakKind::LoginViaGet), "{w:?}");
+}

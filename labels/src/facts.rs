@@ -321,6 +321,36 @@ pub struct EventFacts<'a> {
     request_headers: OnceCell<RequestHeaders<'a>>,
     request_body: OnceCell<Result<BodyBytes<'a>, BodyError>>,
     response_body: OnceCell<Result<BodyBytes<'a>, BodyError>>,
+    rpc_method: OnceCell<Option<String>>,
+}
+
+/// Longest RPC method name kept.
+pub const MAX_RPC_METHOD_CHARS: usize = 64;
+
+/// The method of a JSON-RPC call in `body`: a JSON object (or the first of a batch) with a
+/// string `method` and either `jsonrpc` (JSON-RPC 2.0 §4) or `params` and `id` (JSON-RPC 1.0
+/// §1.1), so that an ordinary body with a `method` member is not taken for one. The name
+/// is cut to [`MAX_RPC_METHOD_CHARS`] of `[A-Za-z0-9_.:/ -]`.
+pub fn json_rpc_method(body: &[u8]) -> Option<String> {
+    let head = &body[..body.len().min(1024)];
+    let first = head.iter().find(|b| !b.is_ascii_whitespace())?;
+    if !matches!(first, b'{' | b'[') || memchr::memmem::find(head, b"\"method\"").is_none() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let call = match &v {
+        serde_json::Value::Array(a) => a.first()?,
+        other => other,
+    };
+    let rpc =
+        call.get("jsonrpc").is_some() || (call.get("params").is_some() && call.get("id").is_some());
+    let m = call.get("method")?.as_str()?;
+    rpc.then(|| {
+        m.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ' ' | '/' | ':'))
+            .take(MAX_RPC_METHOD_CHARS)
+            .collect()
+    })
 }
 
 impl<'a> EventFacts<'a> {
@@ -332,7 +362,24 @@ impl<'a> EventFacts<'a> {
             request_headers: OnceCell::new(),
             request_body: OnceCell::new(),
             response_body: OnceCell::new(),
+            rpc_method: OnceCell::new(),
         }
+    }
+
+    /// The JSON-RPC method the request calls ([`json_rpc_method`] of the decoded request
+    /// body, when its content type is JSON or absent).
+    pub fn rpc_method(&self) -> Option<&str> {
+        self.rpc_method
+            .get_or_init(|| {
+                let ct = self.request_headers().content_type.unwrap_or("");
+                if !(ct.is_empty() || ct.to_ascii_lowercase().contains("json")) {
+                    return None;
+                }
+                self.request_body()
+                    .ok()
+                    .and_then(|b| json_rpc_method(&b.bytes))
+            })
+            .as_deref()
     }
 
     /// Cap on a decoded body.
@@ -384,6 +431,38 @@ impl<'a> EventFacts<'a> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn json_rpc_methods() {
+        let m = |b: &str| json_rpc_method(b.as_bytes());
+        assert_eq!(
+            m(r#"{"jsonrpc":"2.0","method":"eth_call","id":1}"#).as_deref(),
+            Some("eth_call")
+        );
+        assert_eq!(
+            m(r#"{"method":"auth.login","params":["pw"],"id":1}"#).as_deref(),
+            Some("auth.login")
+        );
+        assert_eq!(
+            m(r#" [{"jsonrpc":"2.0","method":"a.b"}]"#).as_deref(),
+            Some("a.b")
+        );
+        assert_eq!(m(r#"{"method":"card","amount":5}"#), None);
+        assert_eq!(
+            m(r#"{"jsonrpc":"2.0","method":"x<script>"}"#).as_deref(),
+            Some("xscript")
+        );
+        assert_eq!(m(r#"{"jsonrpc":"2.0","method":5}"#), None);
+        assert_eq!(m("method"), None);
+        assert_eq!(
+            m(&format!(
+                r#"{{"jsonrpc":"2.0","method":"{}"}}"#,
+                "a".repeat(500)
+            ))
+            .map(|s| s.len()),
+            Some(64)
+        );
+    }
 
     fn h(name: &str, value: &str) -> Header {
         Header {

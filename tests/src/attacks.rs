@@ -16,13 +16,102 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// The manifest's scenario entries.
 pub fn manifest() -> anyhow::Result<Vec<Value>> {
-    let path = fixtures_dir().join("manifest.json");
+    manifest_in(&fixtures_dir())
+}
+
+fn manifest_in(dir: &Path) -> anyhow::Result<Vec<Value>> {
+    let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
     let doc: Value = serde_json::from_str(&text).context("manifest.json is not JSON")?;
     doc["scenarios"]
         .as_array()
         .cloned()
         .context("manifest.json: no scenarios")
+}
+
+/// `tests/fixtures/thirdparty` (issue 14: attack tools against third-party applications,
+/// recorded by `cargo xtask record-thirdparty`).
+pub fn thirdparty_dir() -> PathBuf {
+    workspace_root().join("tests/fixtures/thirdparty")
+}
+
+/// The third-party manifest's scenario entries.
+pub fn thirdparty_manifest() -> anyhow::Result<Vec<Value>> {
+    manifest_in(&thirdparty_dir())
+}
+
+/// Bytes of a fixture file in `dir`, unpacked (system `gzip`) when it ends in `.gz`.
+pub fn read_fixture_in(dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = dir.join(name);
+    if !name.ends_with(".gz") {
+        return std::fs::read(&path).with_context(|| format!("{}", path.display()));
+    }
+    let out = Command::new("gzip")
+        .arg("-dc")
+        .arg(&path)
+        .output()
+        .context("running gzip")?;
+    if !out.status.success() {
+        bail!("gzip -dc {} failed", path.display());
+    }
+    Ok(out.stdout)
+}
+
+/// The pcap of `fixture` (in `dir`) as a file: the fixture itself, or unpacked into
+/// `scratch` when it ends in `.gz`.
+pub fn fixture_pcap_in(dir: &Path, fixture: &str, scratch: &Path) -> anyhow::Result<PathBuf> {
+    if !fixture.ends_with(".gz") {
+        return Ok(dir.join(fixture));
+    }
+    let bytes = read_fixture_in(dir, fixture)?;
+    std::fs::create_dir_all(scratch)?;
+    let unpacked = scratch.join(fixture.trim_end_matches(".gz"));
+    std::fs::write(&unpacked, bytes)?;
+    Ok(unpacked)
+}
+
+/// Runs `apitap-analyzer process` over `events` with a fixed hash key (stable campaign ids
+/// and actor hashes) and `--alert-format format`; returns every alert document.
+pub fn analyze(events: &Path, dir: &Path, format: &str) -> anyhow::Result<Vec<Value>> {
+    let key = dir.join("hash.key");
+    std::fs::write(&key, "apitap detections golden test key\n")?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let config = dir.join("analyzer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[labels]\nhash_key_file = {:?}\n",
+            key.display().to_string()
+        ),
+    )?;
+    let alerts = dir.join("alerts.jsonl");
+    let out = Command::new(workspace_bin("apitap-analyzer")?)
+        .arg("process")
+        .arg("--input")
+        .arg(events)
+        .arg("--alerts")
+        .arg(&alerts)
+        .args([
+            "--summary",
+            "/dev/null",
+            "--alert-format",
+            format,
+            "--config",
+        ])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .context("running apitap-analyzer process")?;
+    if !out.status.success() {
+        bail!("analyzer failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::read_to_string(&alerts)?
+        .lines()
+        .map(|l| serde_json::from_str(l).context("alert line"))
+        .collect()
 }
 
 /// The pcap of `fixture` as a file: the fixture itself, or unpacked (system `gzip`) into

@@ -81,6 +81,8 @@ pub struct Broker {
     pub dir: PathBuf,
     ns: Option<String>,
     starts: u32,
+    /// Started with `--authentication` (SASL SCRAM required of every client).
+    authentication: bool,
 }
 
 impl Broker {
@@ -103,7 +105,43 @@ impl Broker {
             dir: dir.to_path_buf(),
             ns,
             starts: 0,
+            authentication: false,
         };
+        b.spawn()?;
+        Ok(b)
+    }
+
+    /// Starts tansu on 127.0.0.1 requiring SASL SCRAM-SHA-512 authentication, with one user
+    /// `user`/`password` (created through tansu's CLI before authentication is switched on,
+    /// as tansu's user administration itself needs an authenticated client).
+    pub fn start_with_scram_user(dir: &Path, user: &str, password: &str) -> anyhow::Result<Broker> {
+        let mut b = Self::start(dir)?;
+        let bin = tansu_bin().context("tansu is not installed")?;
+        let url = format!("tcp://127.0.0.1:{}", b.port);
+        let out = b
+            .command(
+                &bin,
+                &[
+                    "user",
+                    "create",
+                    "--broker",
+                    &url,
+                    "--mechanism",
+                    "scram512",
+                    user,
+                    password,
+                ],
+            )
+            .output()
+            .context("running tansu user create")?;
+        if !out.status.success() {
+            bail!(
+                "tansu user create failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        b.stop()?;
+        b.authentication = true;
         b.spawn()?;
         Ok(b)
     }
@@ -125,24 +163,25 @@ impl Broker {
         let bin = tansu_bin().context("tansu is not installed (cargo xtask setup)")?;
         let url = format!("tcp://127.0.0.1:{}", self.port);
         self.starts += 1;
+        let mut args = vec![
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            // Relative to the working directory: <dir>/tansu.db survives restarts.
+            "--storage-engine",
+            "sqlite://tansu.db",
+        ];
+        if self.authentication {
+            args.push("--authentication");
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())?;
         let child = self
-            .command(
-                &bin,
-                &[
-                    "broker",
-                    "--listener-url",
-                    &url,
-                    "--advertised-listener-url",
-                    &url,
-                    // Relative to the working directory: <dir>/tansu.db survives restarts.
-                    "--storage-engine",
-                    "sqlite://tansu.db",
-                ],
-            )
+            .command(&bin, &args)
             .current_dir(&self.dir)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

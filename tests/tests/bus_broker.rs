@@ -539,3 +539,83 @@ fn a_consumer_killed_without_committing_rereads_none_skipped() -> anyhow::Result
     );
     Ok(())
 }
+
+/// SASL with the password in a secret file (issue 22, R-OPS-3): a broker that requires
+/// SCRAM-SHA-512 accepts the publisher and the consumer whose `sasl.password` comes from
+/// `librdkafka_secret_files` (a 0600 file, as a Kubernetes Secret volume mounts it), and the
+/// password never appears in the configuration's debug rendering. With a wrong password in
+/// the file nothing is delivered and nothing is lost: every event stays in the spool.
+#[test]
+fn sasl_scram_password_from_a_secret_file() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !require_broker("sasl_scram_password_from_a_secret_file") {
+        return Ok(());
+    }
+    let dir = tempdir("sasl");
+    let password = "s3cret-Kafka-pw-42";
+    let broker = Broker::start_with_scram_user(&dir.join("broker"), "apitap", password)?;
+    let secret = |name: &str, value: &str| -> anyhow::Result<PathBuf> {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("{value}\n"))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+        Ok(p)
+    };
+    let with_password_file = |file: &std::path::Path, tag: &str| -> anyhow::Result<KafkaConfig> {
+        let text = format!(
+            "brokers = [\"{}\"]\nevents_topic = \"sasl.events\"\n\
+             [librdkafka_options]\n\"security.protocol\" = \"sasl_plaintext\"\n\
+             \"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"apitap\"\n\
+             \"session.timeout.ms\" = 30000\n\
+             [librdkafka_secret_files]\n\"sasl.password\" = {:?}\n\
+             [spool]\ndir = {:?}\n[producer]\nlinger_ms = 5\nstall_timeout_ms = 3000\n\
+             [consumer]\ngroup_id = \"sasl-group\"\ncommit_interval_ms = 200\n",
+            broker.bootstrap(),
+            file.display().to_string(),
+            dir.join(format!("spool-{tag}")).display().to_string(),
+        );
+        let cfg: KafkaConfig = toml::from_str(&text)?;
+        cfg.validate()?;
+        assert!(!format!("{cfg:?}").contains(password), "{cfg:?}");
+        Ok(cfg)
+    };
+    let good = with_password_file(&secret("kafka-password", password)?, "good")?;
+    ensure_topics(
+        &good,
+        &[TopicSpec {
+            name: good.events_topic.clone(),
+            partitions: 2,
+            replication: 1,
+        }],
+        Duration::from_secs(15),
+    )?;
+    let n = 200u64;
+    let mut p = KafkaEventPublisher::start(&good, "sasl-test", Arc::new(BusMetrics::default()))?;
+    for i in 0..n {
+        p.publish(&event(i, "10.8.0.1"));
+    }
+    let report = p.close(Duration::from_secs(60))?;
+    assert_eq!((report.delivered, report.dropped), (n, 0), "{report:?}");
+    let mut c = KafkaEventConsumer::kafka(&good, Arc::new(BusMetrics::default()))?;
+    let got = consume_until(
+        &mut c,
+        n as usize,
+        Duration::from_secs(20),
+        Duration::from_secs(120),
+    );
+    c.close()?;
+    assert_eq!(got.len(), n as usize);
+
+    // The wrong password: refused by the broker, nothing delivered, nothing lost.
+    let bad = with_password_file(&secret("wrong-password", "not-the-password")?, "bad")?;
+    let mut p = KafkaEventPublisher::start(&bad, "sasl-test", Arc::new(BusMetrics::default()))?;
+    for i in 0..20 {
+        p.publish(&event(i, "10.8.0.2"));
+    }
+    let r = p.close(Duration::from_secs(10))?;
+    assert_eq!(
+        (r.delivered, r.dropped, r.left_in_spool),
+        (0, 0, 20),
+        "{r:?}"
+    );
+    Ok(())
+}

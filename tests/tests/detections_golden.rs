@@ -18,10 +18,8 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use apitap_tests::attacks::{fixture_pcap, fixtures_dir, manifest, replay_to};
-use apitap_tests::workspace_bin;
 use serde_json::{Value, json};
 
 fn scratch(tag: &str) -> PathBuf {
@@ -38,46 +36,7 @@ fn analyze(events: &Path, dir: &Path) -> anyhow::Result<Vec<Value>> {
 
 /// [`analyze`] with `--alert-format format`.
 fn analyze_as(events: &Path, dir: &Path, format: &str) -> anyhow::Result<Vec<Value>> {
-    let key = dir.join("hash.key");
-    std::fs::write(&key, "apitap detections golden test key\n")?;
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
-    }
-    let config = dir.join("analyzer.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[labels]\nhash_key_file = {:?}\n",
-            key.display().to_string()
-        ),
-    )?;
-    let alerts = dir.join("alerts.jsonl");
-    let out = Command::new(workspace_bin("apitap-analyzer")?)
-        .arg("process")
-        .arg("--input")
-        .arg(events)
-        .arg("--alerts")
-        .arg(&alerts)
-        .args([
-            "--summary",
-            "/dev/null",
-            "--alert-format",
-            format,
-            "--config",
-        ])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "analyzer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read_to_string(&alerts)?
-        .lines()
-        .map(|l| Ok(serde_json::from_str(l)?))
-        .collect()
+    apitap_tests::attacks::analyze(events, dir, format)
 }
 
 /// The reviewed essence of a detection alert: what, who, where, when.

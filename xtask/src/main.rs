@@ -11,6 +11,7 @@ mod demo;
 mod disk;
 mod fixtures;
 mod setup;
+mod thirdparty;
 
 use std::process::Command;
 
@@ -43,6 +44,16 @@ enum Cmd {
     },
     /// Record the attack-tool pcap fixtures of issue 7 (root; installs hydra, ffuf, ...).
     RecordAttacks {
+        /// Only these scenarios (comma-separated names).
+        #[arg(long)]
+        scenario: Option<String>,
+    },
+    /// Record real attack tools against third-party applications (httpbin, Django admin,
+    /// Flask-AppBuilder, Datasette, deluge-web) for issue 14 (root; installs a venv and tools).
+    RecordThirdparty {
+        /// Only these applications (comma-separated: httpbin, django, fab, datasette, deluge).
+        #[arg(long)]
+        app: Option<String>,
         /// Only these scenarios (comma-separated names).
         #[arg(long)]
         scenario: Option<String>,
@@ -106,6 +117,9 @@ fn main() -> anyhow::Result<()> {
             fixtures::run(scenario.as_deref())
         }
         Cmd::RecordAttacks { scenario } => attacks::record(scenario.as_deref()),
+        Cmd::RecordThirdparty { app, scenario } => {
+            thirdparty::record(app.as_deref(), scenario.as_deref())
+        }
         Cmd::AttackDemo {
             scenario,
             benign_seconds,

@@ -108,6 +108,9 @@ impl History {
     }
 }
 
+/// Stands for the missing user name of a password-only login in keyed hashes.
+const NO_USER_NAME: u64 = 0x6e6f_2d75_7365_7200;
+
 /// The brute-force detector.
 #[derive(Debug)]
 pub struct BruteForce {
@@ -140,12 +143,18 @@ impl Detection for BruteForce {
     }
 
     fn observe(&mut self, o: &Obs, cx: &mut Cx) {
-        let Some(user) = o.actor.login_user else {
-            return;
-        };
         if o.outcome == Outcome::Unknown {
             return;
         }
+        // A login without a user name (a password-only or token form: Deluge, Jupyter,
+        // code-server) guards one account; guessing it is counted per source, so that a
+        // client retrying a stale password does not add up with other users.
+        let user = match o.actor.login_user {
+            Some(u) => u,
+            None => cx
+                .keyer
+                .pair(Domain::Username, o.actor.ip_key, NO_USER_NAME),
+        };
         let now = o.now;
         let key = cx.keyer.pair(Domain::Username, user, o.endpoint_key);
         let t = self.targets.entry(key, || Target {
@@ -211,7 +220,11 @@ impl Detection for BruteForce {
                     &Hit {
                         detector: Detector::BruteForce,
                         kind: "possible_account_takeover",
-                        scope: Scope::LoginUser,
+                        scope: if o.actor.login_user.is_some() {
+                            Scope::LoginUser
+                        } else {
+                            Scope::Ip
+                        },
                         any_endpoint: false,
                         severity: Severity::Critical,
                         confidence: 70,
@@ -342,5 +355,55 @@ mod tests {
         assert!(!h.knows(1));
         h.learn(6);
         assert!(h.knows(3));
+    }
+
+    /// A password-only JSON-RPC login (Deluge: `auth.login` with the password as its only
+    /// parameter, `{"result": false}` with 200 on failure): ffuf guessing it from one source
+    /// is brute force by that source; a user who mistypes twice is not. The endpoint is the
+    /// RPC method (`/json auth.login`).
+    #[test]
+    fn password_only_login_guessing_is_brute_force_by_source() {
+        let mut eng = engine(DetectConfig::default());
+        let mut reqs = Vec::new();
+        let rpc = |ip: &str, pw: &str, ok: bool, t: u64| {
+            let r = Req::post(
+                ip,
+                "/json",
+                &format!(r#"{{"method":"auth.login","params":["{pw}"],"id":1}}"#),
+                t,
+            );
+            if ok {
+                r.resp(r#"{"result": true, "error": null, "id": 1}"#)
+                    .resp_header("Set-Cookie", "_session_id=abcdef0123456789; Path=/json")
+            } else {
+                r.resp(r#"{"result": false, "error": null, "id": 1}"#)
+            }
+        };
+        for i in 0..3u64 {
+            reqs.push(rpc("198.51.100.4", "typo", i == 2, T0 + i * 5 * SEC));
+        }
+        for i in 0..200u64 {
+            reqs.push(rpc(
+                "203.0.113.9",
+                &format!("pw{i}"),
+                false,
+                T0 + 60 * SEC + i * 50_000,
+            ));
+        }
+        // The labeller classifies `POST /json` by its method (create); the JSON-RPC method
+        // read from the body (`auth.login`) makes it a login.
+        let out = run(&mut eng, reqs, |_| {
+            (
+                Some("/json"),
+                Some(apitap_labels::FunctionClass::Create),
+                None,
+            )
+        });
+        let c = creates(&out);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert_eq!(c[0].detector, Detector::BruteForce);
+        assert_eq!(c[0].kind, "single_source");
+        assert_eq!(c[0].actor_key("client_ip"), Some("203.0.113.9"));
+        assert_eq!(c[0].endpoint.template, "/json auth.login");
     }
 }

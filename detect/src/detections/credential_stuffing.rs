@@ -26,7 +26,7 @@ use crate::campaign::{Hit, Scope};
 use crate::config::{BaselineConfig, DetectConfig, check};
 use crate::detections::{Attempts, Cx, Detection, Wants, ratio, us};
 use crate::engine::{AuthRole, Obs};
-use crate::finding::{Detector, Severity};
+use crate::finding::{Detector, Sample, Severity};
 use crate::keys::Domain;
 use crate::outcome::Outcome;
 use crate::sketch::Bloom;
@@ -194,6 +194,18 @@ struct EndpointWindow {
     /// Sources that failed in the window: a later success from one of them belongs to the
     /// campaign (the account it broke into); other sources' successes are ordinary logins.
     failed: Bloom<64>,
+    /// Failing sources per network (/16, /48) in the window, at most [`FAILING_NETS`]: a
+    /// success from a network the campaign attacks from is called out with it.
+    failing_nets: Vec<(ipnet::IpNet, u32)>,
+    /// (source, user name) pairs that failed in the window: a success of such a pair is a
+    /// user retrying after a typo, not a campaign's catch.
+    failed_pairs: Bloom<64>,
+    /// Successes from the attacking sources or networks before the campaign was raised
+    /// (at most [`MAX_SUCCESS_SAMPLES`]), added to it when it is.
+    early_successes: Vec<Sample>,
+    /// Attempts and failures in the window from sources that are not heavy hitters.
+    light_attempts: u32,
+    light_failures: u32,
     /// The endpoint's failure-ratio baseline when the window started (before the attack it
     /// may contain was learnt into the fast-moving baseline).
     p0: crate::baseline::Ewma,
@@ -204,6 +216,15 @@ impl Touched for EndpointWindow {
         self.attempts.last_us()
     }
 }
+
+/// Successes kept per window until a campaign is raised.
+const MAX_SUCCESS_SAMPLES: usize = 4;
+
+/// Networks tracked per distributed window.
+const FAILING_NETS: usize = 16;
+/// Failing sources that make a network one the campaign attacks from (and at least a fifth
+/// of the window's failing sources, once the window has the campaign's floor of sources).
+const ATTACKING_NET_SOURCES: u32 = 3;
 
 /// One distributed window's thresholds.
 struct Floors {
@@ -253,6 +274,9 @@ impl Detection for CredentialStuffing {
         let users = w.values.count();
         let attempts = u64::from(w.attempts);
         let fail_ratio = ratio(u64::from(w.failures), attempts);
+        // A source that fails more than a per-source campaign needs is that campaign (or
+        // brute force on one account), not one of many light sources of a distributed one.
+        let heavy = w.failures > c.min_distinct_usernames;
         let triggered = users >= u64::from(c.min_distinct_usernames)
             && attempts as f64 / users.max(1) as f64 <= c.max_attempts_per_username
             && fail_ratio >= c.min_failure_ratio;
@@ -305,25 +329,15 @@ impl Detection for CredentialStuffing {
             sources: c.distributed_long_min_sources,
             usernames: c.distributed_long_min_usernames,
         };
-        distributed(
+        let check = Distributed {
             c,
-            &self.base,
-            self.quiet_us,
-            &mut self.per_endpoint,
-            &short,
-            o,
-            cx,
-        );
+            base_cfg: &self.base,
+            quiet_us: self.quiet_us,
+            heavy,
+        };
+        check.observe(&mut self.per_endpoint, &short, o, cx);
         if long.window_us > 0 {
-            distributed(
-                c,
-                &self.base,
-                self.quiet_us,
-                &mut self.per_endpoint_long,
-                &long,
-                o,
-                cx,
-            );
+            check.observe(&mut self.per_endpoint_long, &long, o, cx);
         }
     }
 
@@ -361,101 +375,151 @@ impl Detection for CredentialStuffing {
     }
 }
 
-/// The distributed check of one window of `floors` over `table` (one entry per endpoint).
-fn distributed(
-    c: &StuffingConfig,
-    base_cfg: &BaselineConfig,
+/// The distributed check of one event.
+struct Distributed<'a> {
+    c: &'a StuffingConfig,
+    base_cfg: &'a BaselineConfig,
     quiet_us: u64,
-    table: &mut BoundedMap<EndpointWindow>,
-    floors: &Floors,
-    o: &Obs,
-    cx: &mut Cx,
-) {
-    let now = o.now;
-    let base = cx.baselines.get(o.endpoint_key, Metric::FailureRatio, now);
-    let learnt = c.adaptive && base.n >= base_cfg.min_samples;
-    let thr_ratio = match floors.factor {
-        // The baseline's spread is per bucket; a window averages many buckets, so its
-        // σ term is scaled by √(bucket / window) (the standard error of that mean).
-        Some(factor) if learnt => {
-            let scale = (base_cfg.bucket_secs as f64 * 1e6 / floors.window_us as f64)
-                .sqrt()
-                .min(1.0);
-            base.threshold(
-                floors.failure_ratio,
-                factor,
-                base_cfg.sigmas * scale,
-                base_cfg.min_samples,
-            )
-            .min(0.95)
+    /// The event's source is a heavy hitter (its failures are not counted here).
+    heavy: bool,
+}
+
+impl Distributed<'_> {
+    /// The check of one window of `floors` over `table` (one entry per endpoint).
+    fn observe(
+        &self,
+        table: &mut BoundedMap<EndpointWindow>,
+        floors: &Floors,
+        o: &Obs,
+        cx: &mut Cx,
+    ) {
+        let (c, base_cfg, quiet_us) = (self.c, self.base_cfg, self.quiet_us);
+        let now = o.now;
+        let base = cx.baselines.get(o.endpoint_key, Metric::FailureRatio, now);
+        let learnt = c.adaptive && base.n >= base_cfg.min_samples;
+        let thr_ratio = match floors.factor {
+            // The baseline's spread is per bucket; a window averages many buckets, so its
+            // σ term is scaled by √(bucket / window) (the standard error of that mean).
+            Some(factor) if learnt => {
+                let scale = (base_cfg.bucket_secs as f64 * 1e6 / floors.window_us as f64)
+                    .sqrt()
+                    .min(1.0);
+                base.threshold(
+                    floors.failure_ratio,
+                    factor,
+                    base_cfg.sigmas * scale,
+                    base_cfg.min_samples,
+                )
+                .min(0.95)
+            }
+            _ => floors.failure_ratio,
+        };
+        let w = table.entry(o.endpoint_key, || EndpointWindow {
+            attempts: Attempts::starting(now),
+            failed: Bloom::default(),
+            failing_nets: Vec::new(),
+            failed_pairs: Bloom::default(),
+            early_successes: Vec::new(),
+            light_attempts: 0,
+            light_failures: 0,
+            p0: base,
+        });
+        let window_start = w.attempts.start_us;
+        w.attempts.add(o, now, floors.window_us, o.actor.login_user);
+        if w.attempts.start_us != window_start {
+            w.failed.clear();
+            w.p0 = base;
+            w.light_failures = 0;
+            w.light_attempts = 0;
+            w.failing_nets.clear();
+            w.failed_pairs.clear();
+            w.early_successes.clear();
         }
-        _ => floors.failure_ratio,
-    };
-    let w = table.entry(o.endpoint_key, || EndpointWindow {
-        attempts: Attempts::starting(now),
-        failed: Bloom::default(),
-        p0: base,
-    });
-    let window_start = w.attempts.start_us;
-    w.attempts.add(o, now, floors.window_us, o.actor.login_user);
-    if w.attempts.start_us != window_start {
-        w.failed.clear();
-        w.p0 = base;
-    }
-    let p0 = w.p0;
-    let failed_before = w.failed.contains(o.actor.ip_key);
-    if o.outcome == Outcome::Failure {
-        w.failed.insert(o.actor.ip_key);
-    }
-    // While the campaign is open, ordinary logins (successes from sources that never failed
-    // here) do not join it: its sources and samples are the campaign's.
-    let campaign_event = o.outcome == Outcome::Failure || failed_before;
-    let e = &mut w.attempts;
-    let sources = e.sources.count();
-    let attempts = u64::from(e.attempts);
-    let users = e.values.count();
-    let fail_ratio = ratio(u64::from(e.failures), attempts);
-    let per_source = attempts as f64 / sources.max(1) as f64;
-    // The long window tests the failures against the endpoint's baseline failure ratio p₀
-    // with a binomial z-score, (failures − n·p₀) / √(n·p₀·(1 − p₀)): over an hour a slow
-    // campaign is diluted by ordinary logins, but its excess of failures is not noise.
-    let z_ok = floors.factor.is_some() || !learnt || p0.n < base_cfg.min_samples || {
-        let p0 = f64::from(p0.mean).clamp(0.01, 0.9);
-        let n = attempts as f64;
-        (f64::from(e.failures) - n * p0) / (n * p0 * (1.0 - p0)).sqrt() >= c.distributed_long_min_z
-    };
-    let triggered = z_ok
-        && u64::from(e.failures) >= u64::from(floors.failures)
-        && sources >= u64::from(floors.sources)
-        && users >= u64::from(floors.usernames)
-        && per_source < f64::from(c.min_distinct_usernames)
-        && fail_ratio >= thr_ratio;
-    if triggered {
-        // A slow campaign stays open across the tumbling window's boundary (its next
-        // window needs time to refill), so it is one campaign, not one per window.
-        e.hot_until = now
-            + quiet_us.max(if floors.factor.is_none() {
-                floors.window_us
-            } else {
-                0
-            });
-    }
-    if campaign_event && (triggered || e.hot_until >= now) {
-        let counts = [
-            ("window_secs", floors.window_us / 1_000_000),
-            ("attempts", attempts),
-            ("failures", u64::from(e.failures)),
-            ("successes", u64::from(e.successes)),
-            ("distinct_usernames", users),
-            ("distinct_sources", sources),
-            ("failure_ratio_pct", (fail_ratio * 100.0).round() as u64),
-            (
-                "baseline_failure_ratio_pct",
-                (f64::from(base.mean) * 100.0).round() as u64,
-            ),
-        ];
-        cx.campaigns.hit(
-            &Hit {
+        if !self.heavy {
+            w.light_attempts += 1;
+            w.light_failures += u32::from(o.outcome == Outcome::Failure);
+        }
+        let p0 = w.p0;
+        let failed_before = w.failed.contains(o.actor.ip_key);
+        let pair = cx.keyer.pair(
+            Domain::Username,
+            o.actor.ip_key,
+            o.actor.login_user.unwrap_or(0),
+        );
+        let retry = w.failed_pairs.contains(pair);
+        if o.outcome == Outcome::Failure {
+            w.failed_pairs.insert(pair);
+        }
+        let net = crate::campaign::network_of(o.actor.ip);
+        if o.outcome == Outcome::Failure && !failed_before {
+            w.failed.insert(o.actor.ip_key);
+            if let Some((_, n)) = w.failing_nets.iter_mut().find(|(x, _)| *x == net) {
+                *n += 1;
+            } else if w.failing_nets.len() < FAILING_NETS {
+                w.failing_nets.push((net, 1));
+            }
+        }
+        // A success from a source that failed here, or from a network many failing sources
+        // of the window come from (an address's first attempt can be the valid pair).
+        let failing: u32 = w.failing_nets.iter().map(|(_, n)| n).sum();
+        let from_attackers = (failed_before && !retry)
+            || (failing >= floors.sources
+                && w.failing_nets
+                    .iter()
+                    .any(|(x, n)| *x == net && *n >= ATTACKING_NET_SOURCES && *n * 5 >= failing));
+        // While the campaign is open, ordinary logins (successes from sources that never failed
+        // here) do not join it: its sources and samples are the campaign's.
+        let campaign_event = o.outcome == Outcome::Failure || from_attackers;
+        let (light_attempts, light_failures) = (w.light_attempts, w.light_failures);
+        let e = &w.attempts;
+        let sources = e.sources.count();
+        let attempts = u64::from(e.attempts);
+        let users = e.values.count();
+        // Ratio and z-test over the light sources' attempts (a heavy hitter is its own
+        // campaign).
+        let fail_ratio = ratio(u64::from(light_failures), u64::from(light_attempts));
+        let per_source = attempts as f64 / sources.max(1) as f64;
+        // The long window tests the failures against the endpoint's baseline failure ratio p₀
+        // with a binomial z-score, (failures − n·p₀) / √(n·p₀·(1 − p₀)): over an hour a slow
+        // campaign is diluted by ordinary logins, but its excess of failures is not noise.
+        let z_ok = floors.factor.is_some() || !learnt || p0.n < base_cfg.min_samples || {
+            let p0 = f64::from(p0.mean).clamp(0.01, 0.9);
+            let n = f64::from(light_attempts);
+            (f64::from(light_failures) - n * p0) / (n * p0 * (1.0 - p0)).sqrt()
+                >= c.distributed_long_min_z
+        };
+        let triggered = z_ok
+            && u64::from(light_failures) >= u64::from(floors.failures)
+            && sources >= u64::from(floors.sources)
+            && users >= u64::from(floors.usernames)
+            && per_source < f64::from(c.min_distinct_usernames)
+            && fail_ratio >= thr_ratio;
+        if triggered {
+            // A slow campaign stays open across the tumbling window's boundary (its next
+            // window needs time to refill), so it is one campaign, not one per window.
+            w.attempts.hot_until = now
+                + quiet_us.max(if floors.factor.is_none() {
+                    floors.window_us
+                } else {
+                    0
+                });
+        }
+        let e = &w.attempts;
+        if campaign_event && (triggered || e.hot_until >= now) {
+            let counts = [
+                ("window_secs", floors.window_us / 1_000_000),
+                ("attempts", attempts),
+                ("failures", u64::from(e.failures)),
+                ("successes", u64::from(e.successes)),
+                ("distinct_usernames", users),
+                ("distinct_sources", sources),
+                ("failure_ratio_pct", (fail_ratio * 100.0).round() as u64),
+                (
+                    "baseline_failure_ratio_pct",
+                    (f64::from(base.mean) * 100.0).round() as u64,
+                ),
+            ];
+            let hit = Hit {
                 detector: Detector::CredentialStuffing,
                 kind: "distributed",
                 scope: Scope::Endpoint,
@@ -467,11 +531,20 @@ fn distributed(
                 },
                 confidence: 80,
                 counts: &counts,
-            },
-            o,
-            cx.keyer,
-        );
-        cx.baselines.poison(o.endpoint_key);
+            };
+            cx.campaigns.hit(&hit, o, cx.keyer);
+            if !w.early_successes.is_empty() {
+                let early = std::mem::take(&mut w.early_successes);
+                cx.campaigns.add_success_samples(&hit, o, cx.keyer, &early);
+            }
+            cx.baselines.poison(o.endpoint_key);
+        } else if from_attackers
+            && o.outcome == Outcome::Success
+            && w.early_successes.len() < MAX_SUCCESS_SAMPLES
+        {
+            // A catch before the campaign is raised: called out with it when it is.
+            w.early_successes.push(crate::campaign::sample(o));
+        }
     }
 }
 
@@ -705,5 +778,36 @@ mod tests {
             .collect();
         let out = run(&mut eng, reqs, no_ctx);
         assert!(creates(&out).is_empty(), "{:#?}", creates(&out));
+    }
+
+    /// One source guessing 230 passwords of one account among ordinary logins is brute
+    /// force (its own detector), not a distributed stuffing campaign of the endpoint.
+    #[test]
+    fn one_heavy_source_is_not_a_distributed_campaign() {
+        let mut eng = engine(DetectConfig::default());
+        let mut reqs: Vec<Req> = (0..600u64)
+            .map(|i| {
+                login(
+                    &format!("{}.51.{}.{}", 20 + i % 60, i % 7, i % 200 + 1),
+                    &format!("u{}", i % 300),
+                    !i.is_multiple_of(10),
+                    T0 + i * SEC,
+                )
+            })
+            .collect();
+        for i in 0..230u64 {
+            reqs.push(login(
+                "203.0.113.66",
+                "admin",
+                false,
+                T0 + 300 * SEC + i * 200_000,
+            ));
+        }
+        let out = run(&mut eng, reqs, no_ctx);
+        let c = creates(&out);
+        assert!(
+            !c.iter().any(|f| f.detector == Detector::CredentialStuffing),
+            "{c:#?}"
+        );
     }
 }

@@ -280,6 +280,10 @@ pub(crate) mod testkit {
             self.resp_body = body.into();
             self
         }
+        pub fn resp_header(mut self, n: &str, v: &str) -> Req {
+            self.resp_headers.push((n.into(), v.into()));
+            self
+        }
         pub fn query(mut self, q: &str) -> Req {
             self.query = Some(q.into());
             self

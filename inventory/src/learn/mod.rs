@@ -404,6 +404,40 @@ mod tests {
                 operation: "eth_getBalance".into()
             }
         );
+        // JSON-RPC 1.0 (no version member): Deluge's web API.
+        let rpc1 = ev(
+            "POST",
+            "/json",
+            None,
+            &[],
+            (
+                "application/json",
+                r#"{"method":"auth.login","params":["pw"],"id":1}"#,
+            ),
+            200,
+            (
+                "application/json",
+                r#"{"result": false, "error": null, "id": 1}"#,
+            ),
+        );
+        assert_eq!(
+            style_of(&rpc1),
+            StyleInfo {
+                style: "json_rpc",
+                operation: "auth.login".into()
+            }
+        );
+        // An ordinary JSON body with a `method` member is not an RPC call.
+        let form = ev(
+            "POST",
+            "/api/payments",
+            None,
+            &[],
+            ("application/json", r#"{"method":"card","amount":5}"#),
+            200,
+            ("application/json", "{}"),
+        );
+        assert_eq!(style_of(&form).style, "rest");
         let soap = ev(
             "POST",
             "/ws",

@@ -93,26 +93,22 @@ pub fn style_with(facts: &EventFacts<'_>) -> StyleInfo {
         &[]
     };
     if kind == Some("json") {
+        // JSON-RPC 2.0 and 1.0 calls, read once for every analysis (the event's facts).
+        if let Some(m) = facts.rpc_method() {
+            return StyleInfo {
+                style: "json_rpc",
+                operation: clean_operation(m),
+            };
+        }
         // The markers sit near the top of real requests: only the head is searched.
         let head = &body[..body.len().min(1024)];
-        let maybe_gql = memfind(head, b"\"query\"");
-        let maybe_rpc = memfind(head, b"\"jsonrpc\"");
-        if (maybe_gql || maybe_rpc)
+        if memfind(head, b"\"query\"")
             && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
         {
             let first = match &v {
                 serde_json::Value::Array(a) => a.first().cloned().unwrap_or_default(),
                 other => other.clone(),
             };
-            if maybe_rpc
-                && first.get("jsonrpc").is_some()
-                && let Some(m) = first.get("method").and_then(|m| m.as_str())
-            {
-                return StyleInfo {
-                    style: "json_rpc",
-                    operation: clean_operation(m),
-                };
-            }
             if let Some(q) = first.get("query").and_then(|q| q.as_str()) {
                 let trimmed = q.trim_start();
                 let gql = path_graphql

@@ -4,20 +4,23 @@
 use super::*;
 
 /// A small deterministic generator (splitmix64) for word lists and schedules.
-pub(super) struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub(super) fn next(&mut self) -> u64 {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    pub(super) fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
-    pub(super) fn shuffle<T>(&mut self, v: &mut [T]) {
+    pub(crate) fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             let j = self.below(i + 1);
             v.swap(i, j);
@@ -27,14 +30,14 @@ impl Rng {
 
 /// One account of the server (from `server.py --dump-users`).
 #[derive(Clone)]
-pub(super) struct Account {
-    pub(super) id: u64,
-    pub(super) username: String,
-    pub(super) password: String,
-    pub(super) phone: String,
+pub(crate) struct Account {
+    pub(crate) id: u64,
+    pub(crate) username: String,
+    pub(crate) password: String,
+    pub(crate) phone: String,
 }
 
-pub(super) fn accounts() -> anyhow::Result<Vec<Account>> {
+pub(crate) fn accounts() -> anyhow::Result<Vec<Account>> {
     let out = Command::new("python3")
         .args([
             &testapi("server.py"),
@@ -73,7 +76,7 @@ pub(super) fn accounts() -> anyhow::Result<Vec<Account>> {
 }
 
 /// Leak-style passwords that are not the accounts' own (most stuffing attempts fail).
-pub(super) const LEAKED: &[&str] = &[
+pub(crate) const LEAKED: &[&str] = &[
     "Aa123456",
     "woaini1314",
     "5201314",
@@ -95,7 +98,7 @@ pub(super) const LEAKED: &[&str] = &[
 /// Stuffing list: `n` (username, password) pairs, each username once; about 75 % real
 /// accounts (ids ≥ 60, not the benign sessions' users), the rest unknown; `hits` real
 /// accounts carry their real password (password reuse).
-pub(super) fn combo(
+pub(crate) fn combo(
     accounts: &[Account],
     seed: u64,
     n: usize,
@@ -130,7 +133,7 @@ pub(super) fn combo(
 }
 
 /// The first `n` entries of John the Ripper's password list (Debian `john-data`).
-pub(super) fn john_passwords(n: usize) -> anyhow::Result<Vec<String>> {
+pub(crate) fn john_passwords(n: usize) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string("/usr/share/john/password.lst")
         .context("reading /usr/share/john/password.lst (apt-get install john-data)")?;
     Ok(text
@@ -141,7 +144,7 @@ pub(super) fn john_passwords(n: usize) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-pub(super) fn write_lines(
+pub(crate) fn write_lines(
     path: &Path,
     lines: impl IntoIterator<Item = String>,
 ) -> anyhow::Result<()> {
@@ -154,7 +157,7 @@ pub(super) fn write_lines(
 }
 
 /// Shell-quoted command line (what the manifest records).
-pub(super) fn shell_line(program: &str, args: &[String]) -> String {
+pub(crate) fn shell_line(program: &str, args: &[String]) -> String {
     let quote = |s: &str| {
         if !s.is_empty()
             && s.chars()
@@ -172,18 +175,18 @@ pub(super) fn shell_line(program: &str, args: &[String]) -> String {
         .join(" ")
 }
 
-pub(super) fn strings(args: &[&str]) -> Vec<String> {
+pub(crate) fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
 }
 
 /// Kills a child we started (by its pid) and reaps it.
-pub(super) fn kill_child(child: &mut Child) {
+pub(crate) fn kill_child(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
 
 /// Sends `sig` to a child we started and waits up to `timeout`; kills it after that.
-pub(super) fn stop_child(child: &mut Child, sig: i32, timeout: Duration) -> anyhow::Result<()> {
+pub(crate) fn stop_child(child: &mut Child, sig: i32, timeout: Duration) -> anyhow::Result<()> {
     // SAFETY: signalling our own child (ip netns exec execs in place).
     unsafe { libc::kill(child.id() as i32, sig) };
     let deadline = Instant::now() + timeout;
@@ -197,6 +200,59 @@ pub(super) fn stop_child(child: &mut Child, sig: i32, timeout: Duration) -> anyh
     bail!("process {} did not stop within {timeout:?}", child.id())
 }
 
+/// Runs `program args` in namespace `ns` (cwd: `dir`), bounded by `timeout_s` (SIGINT, then
+/// SIGKILL 5 s later); output goes to `<dir>/<label>.out`. Returns the command line as the
+/// manifest records it (without the timeout wrapper).
+pub(crate) fn run_tool(
+    ns: &apitap_tests::Netns,
+    dir: &Path,
+    label: &str,
+    timeout_s: u64,
+    program: &str,
+    args: &[String],
+) -> anyhow::Result<String> {
+    let out = std::fs::File::create(dir.join(format!("{label}.out")))?;
+    let err = out.try_clone()?;
+    let mut full = strings(&["-s", "INT", "-k", "5", &timeout_s.to_string(), program]);
+    full.extend(args.iter().cloned());
+    let argv: Vec<&str> = full.iter().map(String::as_str).collect();
+    let line = shell_line(program, args);
+    eprintln!("  + {line}");
+    let status = ns
+        .cmd("timeout", &argv)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .with_context(|| format!("running {program}"))?;
+    match status.code() {
+        // hydra, ffuf, gobuster, wget: 0; wget also exits 8 on 404s, 3 on quota.
+        Some(0 | 1 | 3 | 8) => {}
+        Some(124) => eprintln!("  ({program} stopped by its {timeout_s} s time bound)"),
+        _ => bail!(
+            "{program} failed ({status}); see {}",
+            dir.join(format!("{label}.out")).display()
+        ),
+    }
+    Ok(line)
+}
+
+/// curl in namespace `ns` from address `source` (10 s bound); returns the response body.
+pub(crate) fn run_curl(
+    ns: &apitap_tests::Netns,
+    source: &str,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let mut full = vec!["-sS", "--max-time", "10", "--interface", source];
+    full.extend_from_slice(args);
+    let out = ns.cmd("curl", &full).output().context("running curl")?;
+    if !out.status.success() {
+        bail!("curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The namespaces, the server and the scenario's working directory.
 pub struct Lab {
     /// Server and client namespaces (removed on drop, after the server stops).
@@ -205,13 +261,13 @@ pub struct Lab {
     pub dir: PathBuf,
     /// The server's access log (JSON lines).
     pub access_log: PathBuf,
-    pub(super) server: Option<Child>,
+    pub(crate) server: Option<Child>,
     /// How the server was started (for the manifest).
     pub server_command: String,
 }
 
 impl Lab {
-    pub(super) fn new(name: &str, server_args: &[&str], dir: &Path) -> anyhow::Result<Lab> {
+    pub(crate) fn new(name: &str, server_args: &[&str], dir: &Path) -> anyhow::Result<Lab> {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let topo = Topology::new("atk")?;
@@ -297,68 +353,36 @@ impl Lab {
         Ok(lab)
     }
 
-    pub(super) fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{SERVER_IP}:{SERVER_PORT}{path}")
     }
 
-    /// Runs `program args` in the client namespace (cwd: the working directory), bounded by
-    /// `timeout_s` (SIGINT, then SIGKILL 5 s later); output goes to `<label>.out`. Returns the
-    /// command line as the manifest records it (without the timeout wrapper).
-    pub(super) fn tool(
+    /// Runs `program args` in the client namespace (see [`run_tool`]).
+    pub(crate) fn tool(
         &self,
         label: &str,
         timeout_s: u64,
         program: &str,
         args: &[String],
     ) -> anyhow::Result<String> {
-        let out = std::fs::File::create(self.dir.join(format!("{label}.out")))?;
-        let err = out.try_clone()?;
-        let mut full = strings(&["-s", "INT", "-k", "5", &timeout_s.to_string(), program]);
-        full.extend(args.iter().cloned());
-        let argv: Vec<&str> = full.iter().map(String::as_str).collect();
-        let line = shell_line(program, args);
-        eprintln!("  + {line}");
-        let status = self
-            .topo
-            .client
-            .cmd("timeout", &argv)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .status()
-            .with_context(|| format!("running {program}"))?;
-        match status.code() {
-            // hydra, ffuf, gobuster, wget: 0; wget also exits 8 on 404s, 3 on quota.
-            Some(0 | 1 | 3 | 8) => {}
-            Some(124) => eprintln!("  ({program} stopped by its {timeout_s} s time bound)"),
-            _ => bail!(
-                "{program} failed ({status}); see {}",
-                self.dir.join(format!("{label}.out")).display()
-            ),
-        }
-        Ok(line)
+        run_tool(
+            &self.topo.client,
+            &self.dir,
+            label,
+            timeout_s,
+            program,
+            args,
+        )
     }
 
     /// curl from `source` (the attacker's own small steps: log in, request an OTP); returns
     /// the response body.
-    pub(super) fn curl(&self, source: &str, args: &[&str]) -> anyhow::Result<String> {
-        let mut full = vec!["-sS", "--max-time", "10", "--interface", source];
-        full.extend_from_slice(args);
-        let out = self
-            .topo
-            .client
-            .cmd("curl", &full)
-            .output()
-            .context("running curl")?;
-        if !out.status.success() {
-            bail!("curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    pub(crate) fn curl(&self, source: &str, args: &[&str]) -> anyhow::Result<String> {
+        run_curl(&self.topo.client, source, args)
     }
 
     /// Logs in over the JSON API from `source`; returns the token.
-    pub(super) fn login(&self, source: &str, user: &str, password: &str) -> anyhow::Result<String> {
+    pub(crate) fn login(&self, source: &str, user: &str, password: &str) -> anyhow::Result<String> {
         let body = json!({"username": user, "password": password}).to_string();
         let out = self.curl(
             source,
@@ -378,7 +402,7 @@ impl Lab {
     }
 
     /// Starts scripted benign sessions (tests/testapi/sessions.py) from `sources`.
-    pub(super) fn sessions(
+    pub(crate) fn sessions(
         &self,
         sources: &[String],
         duration_s: u64,
@@ -425,7 +449,7 @@ impl Lab {
     }
 
     /// Stops the server (SIGTERM: it flushes its log) and waits.
-    pub(super) fn stop_server(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn stop_server(&mut self) -> anyhow::Result<()> {
         if let Some(mut c) = self.server.take() {
             stop_child(&mut c, libc::SIGTERM, Duration::from_secs(10))?;
         }
@@ -442,10 +466,30 @@ impl Drop for Lab {
 }
 
 /// Benign sessions running in the background; stopped gracefully (no request cut in half).
-pub(super) struct Background(Option<Child>);
+pub(crate) struct Background(Option<Child>);
 
 impl Background {
-    pub(super) fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) fn new(child: Child) -> Background {
+        Background(Some(child))
+    }
+
+    /// Waits up to `timeout` for the background clients to finish by themselves; stops them
+    /// after that.
+    pub(crate) fn wait(mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        if let Some(c) = self.0.as_mut() {
+            while Instant::now() < deadline {
+                if c.try_wait()?.is_some() {
+                    self.0 = None;
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        self.stop()
+    }
+
+    pub(crate) fn stop(mut self) -> anyhow::Result<()> {
         match self.0.take() {
             Some(mut c) => stop_child(&mut c, libc::SIGTERM, Duration::from_secs(30)),
             None => Ok(()),

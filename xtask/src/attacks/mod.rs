@@ -14,8 +14,8 @@
 //! Every tool run is bounded in count (its word list) and in time (`timeout`); all traffic
 //! stays inside the namespaces created here, which are removed on exit and on failure.
 
-mod lab;
-mod scenarios;
+pub(crate) mod lab;
+pub(crate) mod scenarios;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -41,15 +41,15 @@ const USERS: u32 = 1000;
 const ATTACKER: &str = apitap_tests::CLIENT_IP;
 
 /// Seconds of benign background before an attack starts, and after it ends.
-const WARMUP_S: u64 = 20;
+pub(crate) const WARMUP_S: u64 = 20;
 
-const TAIL_S: u64 = 5;
+pub(crate) const TAIL_S: u64 = 5;
 
 /// Benign background sessions during attack scenarios: addresses, mean gap, think scale.
 const BACKGROUND_ADDRS: usize = 4;
 
 /// Pcaps and access logs above this size are stored gzipped.
-const GZIP_ABOVE: u64 = 1 << 20;
+pub(crate) const GZIP_ABOVE: u64 = 1 << 20;
 
 /// Length of the benign recording (issue 7: 10 minutes of stream time).
 pub const BENIGN_SECONDS: u64 = 600;
@@ -69,7 +69,7 @@ fn distributed_addrs() -> Vec<String> {
 
 /// Benign client addresses, each in its own /24 (users of a public service come from
 /// unrelated networks).
-fn benign_addrs(n: usize) -> Vec<String> {
+pub(crate) fn benign_addrs(n: usize) -> Vec<String> {
     (0..n)
         .map(|i| format!("10.213.{}.{}", 100 + i, 10 + 7 * i))
         .collect()
@@ -103,7 +103,7 @@ fn read_access_log(path: &Path) -> anyhow::Result<Vec<LogLine>> {
 }
 
 /// First and last packet time of a capture (tshark).
-fn capture_span(pcap: &Path) -> anyhow::Result<(f64, f64, u64)> {
+pub(crate) fn capture_span(pcap: &Path) -> anyhow::Result<(f64, f64, u64)> {
     let out = Command::new("tshark")
         .args([
             "-r",
@@ -129,7 +129,7 @@ fn capture_span(pcap: &Path) -> anyhow::Result<(f64, f64, u64)> {
 }
 
 /// Version line of a tool and its Debian package version.
-fn tool_version(tool: &str, package: &str) -> String {
+pub(crate) fn tool_version(tool: &str, package: &str) -> String {
     let probe: (&str, &[&str], &str) = match tool {
         "hydra" => ("hydra", &["-h"], "Hydra v"),
         "ffuf" => ("ffuf", &["-V"], "version"),
@@ -138,6 +138,7 @@ fn tool_version(tool: &str, package: &str) -> String {
         "gobuster" => ("gobuster", &["version"], "."),
         "wget" => ("wget", &["--version"], "Wget"),
         "curl" => ("curl", &["--version"], "curl"),
+        "httrack" => ("httrack", &["--version"], "HTTrack"),
         _ => ("siege", &["--version"], "SIEGE"),
     };
     let line = Command::new(probe.0)
@@ -178,7 +179,7 @@ fn tool_version(tool: &str, package: &str) -> String {
     format!("{line} (Debian {package} {deb})")
 }
 
-fn python_version() -> String {
+pub(crate) fn python_version() -> String {
     Command::new("python3")
         .arg("--version")
         .output()
@@ -193,12 +194,23 @@ fn python_version() -> String {
 }
 
 /// gzips `path` in place when larger than [`GZIP_ABOVE`]; returns the stored file's name.
-fn store(path: &Path, dest_dir: &Path, name: &str) -> anyhow::Result<String> {
+pub(crate) fn store(path: &Path, dest_dir: &Path, name: &str) -> anyhow::Result<String> {
+    store_above(path, dest_dir, name, GZIP_ABOVE)
+}
+
+/// Copies `path` to `dest_dir/name`, gzipped (`name.gz`) when larger than `gzip_above`
+/// bytes; returns the stored file's name.
+pub(crate) fn store_above(
+    path: &Path,
+    dest_dir: &Path,
+    name: &str,
+    gzip_above: u64,
+) -> anyhow::Result<String> {
     let plain = dest_dir.join(name);
     let gz = dest_dir.join(format!("{name}.gz"));
     let _ = std::fs::remove_file(&plain);
     let _ = std::fs::remove_file(&gz);
-    if std::fs::metadata(path)?.len() <= GZIP_ABOVE {
+    if std::fs::metadata(path)?.len() <= gzip_above {
         std::fs::copy(path, &plain)
             .with_context(|| format!("copying {} to {}", path.display(), plain.display()))?;
         // dumpcap creates its files 0600.
@@ -276,7 +288,7 @@ fn update_manifest(entry: Value) -> anyhow::Result<()> {
     result
 }
 
-fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
@@ -415,7 +427,7 @@ fn select(scenario: Option<&str>) -> anyhow::Result<Vec<&'static Spec>> {
     }
 }
 
-fn require_root(what: &str) -> anyhow::Result<()> {
+pub(crate) fn require_root(what: &str) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("{what} needs root (network namespaces, packet capture, eBPF)");

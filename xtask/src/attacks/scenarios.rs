@@ -4,46 +4,46 @@
 use super::*;
 
 /// What a scenario is expected to raise (the golden alert tests read this from the manifest).
-pub(super) struct Expect {
-    pub(super) detector: &'static str,
+pub(crate) struct Expect {
+    pub(crate) detector: &'static str,
     /// Primary actor key and value; `alt` lists other acceptable (key, value) pairs.
-    pub(super) actor_key: &'static str,
-    pub(super) actor: &'static str,
-    pub(super) alt: &'static [(&'static str, &'static str)],
+    pub(crate) actor_key: &'static str,
+    pub(crate) actor: &'static str,
+    pub(crate) alt: &'static [(&'static str, &'static str)],
 }
 
 /// One scenario of the evaluation.
-pub(super) struct Spec {
-    pub(super) name: &'static str,
-    pub(super) description: &'static str,
+pub(crate) struct Spec {
+    pub(crate) name: &'static str,
+    pub(crate) description: &'static str,
     /// Extra server arguments (e.g. `--authz strict`).
-    pub(super) server_args: &'static [&'static str],
-    pub(super) expect: Expect,
+    pub(crate) server_args: &'static [&'static str],
+    pub(crate) expect: Expect,
     /// Benign background sessions around the attack (0 for the benign scenario itself).
-    pub(super) background: usize,
-    pub(super) traffic: fn(&Lab, &Opts) -> anyhow::Result<Attack>,
+    pub(crate) background: usize,
+    pub(crate) traffic: fn(&Lab, &Opts) -> anyhow::Result<Attack>,
 }
 
 /// Run-time knobs (the live demo shortens the benign scenario).
 #[derive(Clone, Copy)]
-pub(super) struct Opts {
-    pub(super) benign_seconds: u64,
+pub(crate) struct Opts {
+    pub(crate) benign_seconds: u64,
 }
 
 /// What the traffic function did.
-pub(super) struct Attack {
-    pub(super) tool: &'static str,
+pub(crate) struct Attack {
+    pub(crate) tool: &'static str,
     /// Debian package of the tool (for its version).
-    pub(super) package: &'static str,
-    pub(super) command: String,
-    pub(super) attackers: Vec<String>,
-    pub(super) benign: Vec<String>,
-    pub(super) notes: String,
+    pub(crate) package: &'static str,
+    pub(crate) command: String,
+    pub(crate) attackers: Vec<String>,
+    pub(crate) benign: Vec<String>,
+    pub(crate) notes: String,
 }
 
 impl Attack {
     /// A run by the one attacker host, with no benign clients beside it.
-    pub(super) fn by_attacker(
+    pub(crate) fn by_attacker(
         tool: &'static str,
         package: &'static str,
         command: String,
@@ -60,7 +60,7 @@ impl Attack {
     }
 }
 
-pub(super) const SCENARIOS: &[Spec] = &[
+pub(crate) const SCENARIOS: &[Spec] = &[
     Spec {
         name: "stuffing_hydra_form",
         description: "Credential stuffing against the HTML login form: hydra http-post-form with a leaked combo list (one attempt per username, a few reused passwords succeed).",
@@ -223,7 +223,7 @@ pub(super) const SCENARIOS: &[Spec] = &[
 ];
 
 /// Tools the scenarios run: (program or file that proves presence, Debian package).
-pub(super) const TOOLS: &[(&str, &str)] = &[
+pub(crate) const TOOLS: &[(&str, &str)] = &[
     ("hydra", "hydra"),
     ("ffuf", "ffuf"),
     ("wfuzz", "wfuzz"),
@@ -247,7 +247,7 @@ pub fn install_tools() -> anyhow::Result<()> {
     crate::setup::install_tools(TOOLS, "for the attack recordings and demo").map(drop)
 }
 
-pub(super) fn stuffing_hydra_form(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
+pub(crate) fn stuffing_hydra_form(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     let accts = accounts()?;
     let list = combo(&accts, 11, 320, 4, "test");
     write_lines(
@@ -275,7 +275,7 @@ pub(super) fn stuffing_hydra_form(lab: &Lab, _: &Opts) -> anyhow::Result<Attack>
     ))
 }
 
-pub(super) fn brute_hydra_basic(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
+pub(crate) fn brute_hydra_basic(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     write_lines(&lab.dir.join("passwords.txt"), john_passwords(400)?)?;
     let args = strings(&[
         "-I",
@@ -301,7 +301,7 @@ pub(super) fn brute_hydra_basic(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     ))
 }
 
-pub(super) fn stuffing_ffuf_json(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
+pub(crate) fn stuffing_ffuf_json(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     let accts = accounts()?;
     let list = combo(&accts, 23, 300, 3, "user");
     write_lines(&lab.dir.join("users.txt"), list.iter().map(|c| c.0.clone()))?;
@@ -339,7 +339,7 @@ pub(super) fn stuffing_ffuf_json(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> 
     ))
 }
 
-pub(super) fn brute_patator_json(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
+pub(crate) fn brute_patator_json(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     write_lines(&lab.dir.join("passwords.txt"), john_passwords(400)?)?;
     let args = strings(&[
         "http_fuzz",
@@ -365,7 +365,7 @@ pub(super) fn brute_patator_json(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> 
     ))
 }
 
-pub(super) fn stuffing_distributed(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
+pub(crate) fn stuffing_distributed(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     let accts = accounts()?;
     let addrs = distributed_addrs();
     let attempts: Vec<usize> = (0..addrs.len()).map(|i| 3 + i * 7 % 3).collect();
@@ -417,7 +417,7 @@ pub(super) fn stuffing_distributed(lab: &Lab, _: &Opts) -> anyhow::Result<Attack
     })
 }
 
-pub(super) fn otp_guessing(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
+pub(crate) fn otp_guessing(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     let accts = accounts()?;
     let victim = accts
         .iter()
@@ -462,7 +462,7 @@ pub(super) fn otp_guessing(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     ))
 }
 
-pub(super) fn enum_ffuf(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
+pub(crate) fn enum_ffuf(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     let token = lab.login(ATTACKER, "bob", "River2024!")?;
     write_lines(&lab.dir.join("ids.txt"), (1..=2000).map(|i| i.to_string()))?;
     let args = strings(&[
@@ -489,7 +489,7 @@ pub(super) fn enum_ffuf(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     ))
 }
 
-pub(super) fn enum_wfuzz(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
+pub(crate) fn enum_wfuzz(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     let token = lab.login(ATTACKER, "alice", "sunshine")?;
     let args = strings(&[
         "-c",
@@ -514,7 +514,7 @@ pub(super) fn enum_wfuzz(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     ))
 }
 
-pub(super) fn crawl_wget(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
+pub(crate) fn crawl_wget(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     let args = strings(&[
         "--mirror",
         "-l",
@@ -534,7 +534,7 @@ pub(super) fn crawl_wget(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     ))
 }
 
-pub(super) fn crawl_gobuster(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
+pub(crate) fn crawl_gobuster(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     let args = strings(&[
         "dir",
         "-q",
@@ -557,7 +557,7 @@ pub(super) fn crawl_gobuster(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     ))
 }
 
-pub(super) fn bulk_export(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
+pub(crate) fn bulk_export(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     let token = lab.login(ATTACKER, "bob", "River2024!")?;
     let args = strings(&[
         "-sS",
@@ -578,7 +578,7 @@ pub(super) fn bulk_export(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
     ))
 }
 
-pub(super) const SIEGE_URLS: &[&str] = &[
+pub(crate) const SIEGE_URLS: &[&str] = &[
     "/",
     "/products/",
     "/products/3.html",
@@ -588,7 +588,7 @@ pub(super) const SIEGE_URLS: &[&str] = &[
     "/about.html",
 ];
 
-pub(super) const WRK_PACE: &str = r#"-- One connection, 50 ms between requests, stops after 150 responses (never mid-request).
+pub(crate) const WRK_PACE: &str = r#"-- One connection, 50 ms between requests, stops after 150 responses (never mid-request).
 local n = 0
 function delay()
   return 50
@@ -601,7 +601,7 @@ function response(status, headers, body)
 end
 "#;
 
-pub(super) fn benign(lab: &Lab, opts: &Opts) -> anyhow::Result<Attack> {
+pub(crate) fn benign(lab: &Lab, opts: &Opts) -> anyhow::Result<Attack> {
     let seconds = opts.benign_seconds;
     let sources = benign_addrs(20);
     write_lines(
@@ -662,15 +662,30 @@ pub(super) fn benign(lab: &Lab, opts: &Opts) -> anyhow::Result<Attack> {
 // ---- recording ------------------------------------------------------------------------------
 
 /// dumpcap on the server's veth (port 8080 only), large buffer: no capture drops.
-pub(super) struct Dumpcap(Option<Child>);
+pub(crate) struct Dumpcap(Option<Child>);
 
 impl Dumpcap {
-    pub(super) fn start(lab: &Lab, out: &Path) -> anyhow::Result<Dumpcap> {
+    pub(crate) fn start(lab: &Lab, out: &Path) -> anyhow::Result<Dumpcap> {
+        Dumpcap::start_on(
+            &lab.topo.server,
+            &lab.topo.server_if,
+            SERVER_PORT,
+            &lab.dir,
+            out,
+        )
+    }
+
+    /// dumpcap in namespace `ns` on `iface`, `tcp port <port>` only; its log goes to `dir`.
+    pub(crate) fn start_on(
+        ns: &apitap_tests::Netns,
+        iface: &str,
+        port: u16,
+        dir: &Path,
+        out: &Path,
+    ) -> anyhow::Result<Dumpcap> {
         let _ = std::fs::remove_file(out);
-        let log = std::fs::File::create(lab.dir.join("dumpcap.log"))?;
-        let child = lab
-            .topo
-            .server
+        let log = std::fs::File::create(dir.join("dumpcap.log"))?;
+        let child = ns
             .cmd(
                 "dumpcap",
                 &[
@@ -678,9 +693,9 @@ impl Dumpcap {
                     "-B",
                     "64",
                     "-i",
-                    &lab.topo.server_if,
+                    iface,
                     "-f",
-                    &format!("tcp port {SERVER_PORT}"),
+                    &format!("tcp port {port}"),
                     "-w",
                     &out.to_string_lossy(),
                 ],
@@ -703,7 +718,7 @@ impl Dumpcap {
         bail!("dumpcap did not start")
     }
 
-    pub(super) fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(700));
         match self.0.take() {
             Some(mut c) => stop_child(&mut c, libc::SIGINT, Duration::from_secs(10)),
@@ -721,7 +736,7 @@ impl Drop for Dumpcap {
 }
 
 /// Runs a scenario's traffic with its benign background: warm-up, attack, tail.
-pub(super) fn run_traffic(spec: &Spec, lab: &Lab, opts: &Opts) -> anyhow::Result<Attack> {
+pub(crate) fn run_traffic(spec: &Spec, lab: &Lab, opts: &Opts) -> anyhow::Result<Attack> {
     if spec.background == 0 {
         return (spec.traffic)(lab, opts);
     }
