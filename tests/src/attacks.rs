@@ -9,6 +9,18 @@ use serde_json::Value;
 
 use crate::{workspace_bin, workspace_root};
 
+/// The strings of a JSON array (manifest lists: attackers, networks, …); empty otherwise.
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `tests/fixtures/attacks`.
 pub fn fixtures_dir() -> PathBuf {
     workspace_root().join("tests/fixtures/attacks")

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-use apitap_tests::attacks::{fixture_pcap, fixtures_dir, replay_to};
+use apitap_tests::attacks::{fixture_pcap, fixtures_dir, replay_to, strings};
 use serde_json::Value;
 
 const DETECTORS: &[&str] = &[
@@ -60,17 +60,6 @@ fn s<'a>(e: &'a Value, k: &str) -> &'a str {
 fn f(e: &Value, k: &str) -> f64 {
     e[k].as_f64()
         .unwrap_or_else(|| panic!("{}: {k} missing", e["scenario"]))
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Bytes of a fixture file, unpacked when it ends in `.gz`.

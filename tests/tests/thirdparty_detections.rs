@@ -21,20 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use apitap_tests::attacks::{
-    analyze, fixture_pcap_in, replay_to, thirdparty_dir, thirdparty_manifest,
+    analyze, fixture_pcap_in, replay_to, strings, thirdparty_dir, thirdparty_manifest,
 };
 use serde_json::Value;
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// The addresses an alert's actor stands for: its client address, else its sources.
 fn actor_ips(alert: &Value) -> Vec<String> {

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use apitap_tests::attacks::{
-    fixture_pcap_in, read_fixture_in, replay_to, thirdparty_dir, thirdparty_manifest,
+    fixture_pcap_in, read_fixture_in, replay_to, strings, thirdparty_dir, thirdparty_manifest,
 };
 use serde_json::Value;
 
@@ -50,17 +50,6 @@ fn s<'a>(e: &'a Value, k: &str) -> &'a str {
 fn f(e: &Value, k: &str) -> f64 {
     e[k].as_f64()
         .unwrap_or_else(|| panic!("{}: {k} missing", e["scenario"]))
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// (client ip, method, target, status) of one request.
