@@ -126,25 +126,44 @@ pub fn analyze(events: &Path, dir: &Path, format: &str) -> anyhow::Result<Vec<Va
         .collect()
 }
 
-/// The pcap of `fixture` as a file: the fixture itself, or unpacked (system `gzip`) into
-/// `scratch` when it ends in `.gz`.
+/// The pcap of `fixture` (in [`fixtures_dir`]) as a file ([`fixture_pcap_in`]).
 pub fn fixture_pcap(fixture: &str, scratch: &Path) -> anyhow::Result<PathBuf> {
-    let path = fixtures_dir().join(fixture);
-    if !fixture.ends_with(".gz") {
-        return Ok(path);
+    fixture_pcap_in(&fixtures_dir(), fixture, scratch)
+}
+
+/// A fixture replayed through the sensor decoder: its events and the replay's summary
+/// counters (`transactions`, `stream gaps`, …, from its stderr).
+pub struct Replayed {
+    /// The events, in output order.
+    pub events: Vec<apitap_schema::ApiEvent>,
+    /// Summary counters by name.
+    pub summary: std::collections::BTreeMap<String, u64>,
+}
+
+/// Replays `fixture` of `dir` in a scratch directory tagged `tag` ([`replay_to`]).
+pub fn replay_fixture(dir: &Path, fixture: &str, tag: &str) -> anyhow::Result<Replayed> {
+    let name = fixture.split('.').next().unwrap_or(fixture);
+    let tmp = std::env::temp_dir().join(format!("apitap-{tag}-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let pcap = fixture_pcap_in(dir, fixture, &tmp)?;
+    let events_path = tmp.join("events.jsonl");
+    let stderr = replay_to(&pcap, &events_path, tag)?;
+    let events = crate::read_events(&events_path)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    let summary = stderr
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| v.trim().parse().ok().map(|v| (k.trim().to_owned(), v)))
+        .collect();
+    Ok(Replayed { events, summary })
+}
+
+/// The request target of an event as a server logs it: path, and `?query` when present.
+pub fn request_target(e: &apitap_schema::ApiEvent) -> String {
+    match &e.request.query {
+        Some(q) => format!("{}?{q}", e.request.path),
+        None => e.request.path.clone(),
     }
-    let out = Command::new("gzip")
-        .arg("-dc")
-        .arg(&path)
-        .output()
-        .context("running gzip")?;
-    if !out.status.success() {
-        bail!("gzip -dc {} failed", path.display());
-    }
-    std::fs::create_dir_all(scratch)?;
-    let unpacked = scratch.join(fixture.trim_end_matches(".gz"));
-    std::fs::write(&unpacked, out.stdout)?;
-    Ok(unpacked)
 }
 
 /// Runs `apitap-sensor replay` on `pcap`, writing JSON-lines events to `events`; returns the

@@ -11,9 +11,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 
-use apitap_tests::attacks::{fixture_pcap, fixtures_dir, replay_to, strings};
+use apitap_tests::attacks::{
+    fixtures_dir, read_fixture_in, replay_fixture, request_target, strings,
+};
 use serde_json::Value;
 
 const DETECTORS: &[&str] = &[
@@ -64,18 +65,7 @@ fn f(e: &Value, k: &str) -> f64 {
 
 /// Bytes of a fixture file, unpacked when it ends in `.gz`.
 fn read_fixture(name: &str) -> Vec<u8> {
-    let path = dir().join(name);
-    if name.ends_with(".gz") {
-        let out = Command::new("gzip")
-            .arg("-dc")
-            .arg(&path)
-            .output()
-            .expect("running gzip");
-        assert!(out.status.success(), "gzip -dc {}", path.display());
-        out.stdout
-    } else {
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
+    read_fixture_in(&dir(), name).unwrap_or_else(|e| panic!("{name}: {e:#}"))
 }
 
 /// (client ip, method, target, status) of one request.
@@ -204,39 +194,11 @@ fn manifest_describes_every_scenario() {
 }
 
 /// What one replay produced.
-struct Replayed {
-    events: Vec<apitap_schema::ApiEvent>,
-    summary: BTreeMap<String, u64>,
-}
-
-fn replay(name: &str, fixture: &str) -> Replayed {
-    let tmp = std::env::temp_dir().join(format!("apitap-attacks-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("temp dir");
-    let pcap = fixture_pcap(fixture, &tmp).expect("fixture pcap");
-    let events_path = tmp.join("events.jsonl");
-    let stderr = replay_to(&pcap, &events_path, "attack-fixtures")
-        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    let events = apitap_tests::read_events(&events_path).expect("events");
-    let _ = std::fs::remove_dir_all(&tmp);
-    let summary = stderr
-        .lines()
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter_map(|(k, v)| v.trim().parse().ok().map(|v| (k.trim().to_owned(), v)))
-        .collect();
-    Replayed { events, summary }
-}
-
-fn target(e: &apitap_schema::ApiEvent) -> String {
-    match &e.request.query {
-        Some(q) => format!("{}?{q}", e.request.path),
-        None => e.request.path.clone(),
-    }
-}
-
 /// Compares one scenario's replay with its access log; returns the problems found.
 fn check(entry: &Value) -> Vec<String> {
     let name = s(entry, "scenario");
-    let r = replay(name, s(entry, "fixture"));
+    let r = replay_fixture(&fixtures_dir(), s(entry, "fixture"), "attack-fixtures")
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
     let log = access_log(entry);
     let mut problems = Vec::new();
     let counter = |k: &str| r.summary.get(k).copied().unwrap_or(u64::MAX);
@@ -272,7 +234,7 @@ fn check(entry: &Value) -> Vec<String> {
             problems.push(format!(
                 "{} {}: anomalies {:?}",
                 e.request.method,
-                target(e),
+                request_target(e),
                 e.anomalies
             ));
         }
@@ -284,7 +246,7 @@ fn check(entry: &Value) -> Vec<String> {
         let key = (
             e.client.ip.to_string(),
             e.request.method.clone(),
-            target(e),
+            request_target(e),
             status,
         );
         *want.entry(key).or_default() -= 1;

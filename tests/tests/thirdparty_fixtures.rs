@@ -12,7 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use apitap_tests::attacks::{
-    fixture_pcap_in, read_fixture_in, replay_to, strings, thirdparty_dir, thirdparty_manifest,
+    Replayed, read_fixture_in, replay_fixture, request_target, strings, thirdparty_dir,
+    thirdparty_manifest,
 };
 use serde_json::Value;
 
@@ -252,19 +253,12 @@ fn manifest_describes_every_capture() {
 /// Compares one capture's replay with its truth; returns the problems found.
 fn check(entry: &Value) -> Vec<String> {
     let name = s(entry, "scenario");
-    let tmp = std::env::temp_dir().join(format!("apitap-thirdparty-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("temp dir");
-    let pcap = fixture_pcap_in(&thirdparty_dir(), s(entry, "fixture"), &tmp).expect("pcap");
-    let events_path = tmp.join("events.jsonl");
-    let stderr = replay_to(&pcap, &events_path, "thirdparty-fixtures")
-        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    let events = apitap_tests::read_events(&events_path).expect("events");
-    let _ = std::fs::remove_dir_all(&tmp);
-    let summary: BTreeMap<String, u64> = stderr
-        .lines()
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter_map(|(k, v)| v.trim().parse().ok().map(|v| (k.trim().to_owned(), v)))
-        .collect();
+    let Replayed { events, summary } = replay_fixture(
+        &thirdparty_dir(),
+        s(entry, "fixture"),
+        "thirdparty-fixtures",
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e:#}"));
     let lines = truth(entry);
     let mut problems = Vec::new();
     let counter = |k: &str| summary.get(k).copied().unwrap_or(u64::MAX);
@@ -328,10 +322,7 @@ fn check(entry: &Value) -> Vec<String> {
         if t < start - 0.001 || t > end + 0.001 {
             problems.push(format!("event at {t} outside the stream {start}..{end}"));
         }
-        let target = match &e.request.query {
-            Some(q) => format!("{}?{q}", e.request.path),
-            None => e.request.path.clone(),
-        };
+        let target = request_target(e);
         let status = if abandoned {
             0
         } else {
