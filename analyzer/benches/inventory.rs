@@ -22,7 +22,7 @@ use criterion::{Criterion, Throughput};
 
 #[path = "common/httpbin.rs"]
 mod httpbin;
-use httpbin::httpbin_events;
+use httpbin::{fixture_events, httpbin_events};
 
 fn synthetic_events(n: usize) -> Vec<ApiEvent> {
     let base = EventBuilder::get("/")
@@ -130,7 +130,32 @@ fn workloads() -> Vec<(&'static str, Vec<ApiEvent>)> {
     vec![
         ("httpbin_fixture", httpbin_events()),
         ("synthetic_bank", synthetic_events(20_000)),
+        // schemathesis against json-server: every method on every path, most answers 404 or
+        // 405, i.e. the probe path (issue 15) on real fuzzer traffic.
+        (
+            "jsonserver_schemathesis",
+            fixture_events("inventory_apps/jsonserver/events.jsonl.gz"),
+        ),
     ]
+}
+
+/// The served-operations rule alone (`probe_reason` on the event's facts) against building
+/// the facts it reads (its baseline: every analyzer stage builds them once anyway).
+fn probe_rates(events: &[ApiEvent]) -> (f64, f64, usize) {
+    use apitap_analyzer::inventory::probe::probe_reason;
+    use apitap_labels::facts::EventFacts;
+    let probes = events
+        .iter()
+        .filter(|e| probe_reason(&e.request.method, &EventFacts::new(e, 1 << 20)).is_some())
+        .count();
+    let facts_only = rate(events, Duration::from_secs(2), |e| {
+        std::hint::black_box(EventFacts::new(e, 1 << 20));
+    });
+    let with_probe = rate(events, Duration::from_secs(2), |e| {
+        let f = EventFacts::new(e, 1 << 20);
+        std::hint::black_box(probe_reason(&e.request.method, &f));
+    });
+    (with_probe, facts_only, probes)
 }
 
 fn bench(c: &mut Criterion) {
@@ -180,4 +205,13 @@ fn main() {
             ours / theirs
         );
     }
+    let events = fixture_events("inventory_apps/jsonserver/events.jsonl.gz");
+    let (with_probe, facts_only, probes) = probe_rates(&events);
+    println!(
+        "probe rule on json-server/schemathesis ({probes} probes in {} events): facts + \
+         probe_reason {with_probe:.0} events/s; facts alone (baseline) {facts_only:.0} \
+         events/s; ratio {:.2}",
+        events.len(),
+        with_probe / facts_only
+    );
 }

@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use apitap_analyzer::ecs::AlertFormat;
 use apitap_analyzer::inventory::record::{ChangeFilter, EndpointFilter, EndpointKey};
 use apitap_analyzer::inventory::store::postgres::PgAccess;
-use apitap_analyzer::inventory::{Store, openapi, report, store};
+use apitap_analyzer::inventory::{Store, openapi, report, store, text};
 use apitap_analyzer::logging::{self, LogFormat};
 use apitap_analyzer::{Config, ProcessOptions, SummaryFormat, Target};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -75,7 +75,7 @@ enum Command {
         #[arg(long, global = true, value_name = "FILE")]
         store_ca_file: Option<PathBuf>,
         #[command(subcommand)]
-        command: InventoryCommand,
+        command: Box<InventoryCommand>,
     },
 }
 
@@ -118,6 +118,21 @@ struct Filters {
     /// Only this spec status (documented, undocumented, deprecated, unseen, …).
     #[arg(long)]
     spec_status: Option<String>,
+    /// Only endpoints carrying this data label in some field (prc_id, mobile, email, …).
+    #[arg(long, value_parser = parse_label)]
+    label: Option<String>,
+    /// Only this sensitivity (none, low, medium, high, unknown).
+    #[arg(long, value_parser = ["none", "low", "medium", "high", "unknown"])]
+    sensitivity: Option<String>,
+    /// Only endpoints at least this sensitive (none, low, medium, high).
+    #[arg(long, value_parser = ["none", "low", "medium", "high"])]
+    min_sensitivity: Option<String>,
+}
+
+fn parse_label(s: &str) -> Result<String, String> {
+    apitap_labels::Label::from_name(s)
+        .map(|l| l.name().to_owned())
+        .ok_or_else(|| format!("unknown data label `{s}` (see docs/sensitive-data.md)"))
 }
 
 impl Filters {
@@ -130,6 +145,9 @@ impl Filters {
             style: self.style.clone(),
             auth: self.auth.clone(),
             spec_status: self.spec_status.clone(),
+            label: self.label.clone(),
+            sensitivity: self.sensitivity.clone(),
+            min_sensitivity: self.min_sensitivity.clone(),
             ..EndpointFilter::default()
         }
     }
@@ -167,6 +185,10 @@ enum InventoryCommand {
         /// GraphQL/JSON-RPC/SOAP operation of the endpoint.
         #[arg(long, default_value = "")]
         operation: String,
+        /// `json`: summary, record and change log; `table`: the summary line and the
+        /// field-level data map.
+        #[arg(long, value_enum, default_value_t = ListFormat::Json)]
+        format: ListFormat,
     },
     /// Export the inventory.
     Export {
@@ -245,6 +267,7 @@ fn inventory(command: InventoryCommand, access: &PgAccess<'_>) -> anyhow::Result
             method,
             template,
             operation,
+            format,
         } => {
             let id = match (id, service, method, template) {
                 (Some(id), None, None, None) => id,
@@ -267,12 +290,29 @@ fn inventory(command: InventoryCommand, access: &PgAccess<'_>) -> anyhow::Result
                     ..ChangeFilter::default()
                 })
                 .context("reading the change log")?;
-            let out = serde_json::json!({
-                "summary": record.summary(),
-                "record": record,
-                "changes": changes,
-            });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            let summary = record.summary();
+            match format {
+                ListFormat::Table => {
+                    print!("{}", report::render_table(std::slice::from_ref(&summary)));
+                    println!(
+                        "\ndata map ({} labelled events):",
+                        record.data.sensitive.events
+                    );
+                    print!("{}", report::render_data_map(&summary.data_labels));
+                    println!(
+                        "\n{} change-log entries (--format json lists them)",
+                        changes.len()
+                    );
+                }
+                ListFormat::Json => {
+                    let out = serde_json::json!({
+                        "summary": summary,
+                        "record": record,
+                        "changes": changes,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                }
+            }
         }
         InventoryCommand::Export {
             store,
@@ -297,16 +337,16 @@ fn inventory(command: InventoryCommand, access: &PgAccess<'_>) -> anyhow::Result
                                 .with_context(|| format!("creating {}", dir.display()))?;
                             for (service, doc) in &docs {
                                 let path = dir.join(file_name(service));
-                                std::fs::write(&path, serde_json::to_string_pretty(doc)?)
+                                std::fs::write(&path, text::portable_json(doc)?)
                                     .with_context(|| format!("writing {}", path.display()))?;
                                 println!("{}", path.display());
                             }
                         }
                         None if docs.len() == 1 => {
                             let doc = docs.values().next().context("one document")?;
-                            println!("{}", serde_json::to_string_pretty(doc)?);
+                            println!("{}", text::portable_json(doc)?);
                         }
-                        None => println!("{}", serde_json::to_string_pretty(&docs)?),
+                        None => println!("{}", text::portable_json(&docs)?),
                     }
                 }
             }
@@ -375,7 +415,7 @@ fn main() -> anyhow::Result<()> {
             store_ca_file,
             command,
         } => inventory(
-            command,
+            *command,
             &PgAccess {
                 password_file: store_password_file.as_deref(),
                 ca_file: store_ca_file.as_deref(),

@@ -185,21 +185,28 @@ fn validate_openapi(path: &Path) -> Result<(bool, String), String> {
     Ok((out.status.success() && text.contains("OK"), text))
 }
 
-#[test]
-fn openapi_export_passes_an_independent_validator() {
-    let dir = scratch("openapi");
+/// Why the independent validator cannot run here, if it cannot.
+fn validator_problem() -> Option<String> {
     let probe = Command::new("python3")
         .args(["-c", "import openapi_spec_validator"])
         .stderr(Stdio::null())
         .status();
-    let problem = match probe {
+    match probe {
         Ok(s) if s.success() => None,
         _ => Some(
             "python3 with openapi-spec-validator is needed (pip install openapi-spec-validator)"
                 .to_owned(),
         ),
-    };
-    if !common::require("openapi_export_passes_an_independent_validator", problem) {
+    }
+}
+
+#[test]
+fn openapi_export_passes_an_independent_validator() {
+    let dir = scratch("openapi");
+    if !common::require(
+        "openapi_export_passes_an_independent_validator",
+        validator_problem(),
+    ) {
         return;
     }
     let store = processed_store(&dir);
@@ -295,6 +302,154 @@ fn openapi_export_passes_an_independent_validator() {
     assert_eq!(doc["x-apitap-unexported-methods"][0], "PROPFIND");
     let (ok, text) = validate_openapi(&path).unwrap();
     assert!(ok, "validator rejected the export: {text}");
+}
+
+/// The field-level data map (issue 15, R-SEN-1) through every interface, on a third-party
+/// app: json-server serving Faker zh_CN/en_US users (PRC IDs, mobiles, UnionPay cards, and
+/// checksum-invalid look-alikes in `serial_no`/`voucher`), exercised by schemathesis and
+/// scripted users (`tests/inventory_apps/record.sh`).
+#[test]
+fn data_map_in_list_show_and_openapi() {
+    let dir = scratch("data-map");
+    let gz = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/inventory_apps/jsonserver/events.jsonl.gz"),
+    )
+    .unwrap();
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut text)
+        .unwrap();
+    let events = dir.join("events.jsonl");
+    std::fs::write(&events, text).unwrap();
+    let store = format!("sqlite:{}", dir.join("inventory.db").display());
+    run(&[
+        "process",
+        "--input",
+        events.to_str().unwrap(),
+        "--summary",
+        dir.join("summary.txt").to_str().unwrap(),
+        "--store",
+        &store,
+    ]);
+
+    // list --label / --min-sensitivity: the endpoints serving PRC IDs.
+    let list = |extra: &[&str]| -> Vec<Value> {
+        let mut args = vec!["inventory", "list", "--store", &store, "--format", "json"];
+        args.extend_from_slice(extra);
+        serde_json::from_slice(&run(&args).stdout).unwrap()
+    };
+    let with_ids = list(&["--label", "prc_id"]);
+    let keys: Vec<String> = with_ids
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap(),
+                r["template"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        keys.contains(&"GET /users/{user_id}".to_owned()),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&"GET /users".to_owned()), "{keys:?}");
+    // Only the users resource and json-server's whole-database dump serve PRC IDs.
+    assert!(
+        keys.iter().all(|k| k.contains("/users") || k == "GET /db"),
+        "{keys:?}"
+    );
+    let high = list(&["--min-sensitivity", "medium"]);
+    assert!(high.len() >= with_ids.len(), "{high:?}");
+    assert!(list(&["--label", "prc_id", "--sensitivity", "none"]).is_empty());
+    let bad = Command::new(BIN)
+        .args(["inventory", "list", "--store", &store, "--label", "idcard"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("idcard"));
+
+    // The data map names the field: `$.id_card` carries prc_id in clear, and the
+    // look-alikes carry nothing.
+    let user = with_ids
+        .iter()
+        .find(|r| r["method"] == "GET" && r["template"] == "/users/{user_id}")
+        .unwrap();
+    let map = user["data_labels"].as_array().unwrap();
+    let field_labels = |field: &str| -> Vec<&str> {
+        map.iter()
+            .filter(|d| d["direction"] == "response" && d["field"] == field)
+            .map(|d| d["label"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(field_labels("$.id_card"), ["prc_id"], "{map:?}");
+    assert_eq!(field_labels("$.mobile"), ["mobile"], "{map:?}");
+    assert_eq!(field_labels("$.bank_card"), ["bank_card"], "{map:?}");
+    assert!(field_labels("$.serial_no").is_empty(), "{map:?}");
+    assert!(field_labels("$.voucher").is_empty(), "{map:?}");
+    let id_card = map.iter().find(|d| d["field"] == "$.id_card").unwrap();
+    assert_eq!(id_card["masked"], "unmasked", "{id_card}");
+    assert!(id_card["events"].as_u64().unwrap() > 0, "{id_card}");
+
+    // show --format table: the data map as a table.
+    let out = run(&[
+        "inventory",
+        "show",
+        "--store",
+        &store,
+        "--format",
+        "table",
+        user["id"].as_str().unwrap(),
+    ]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("DIRECTION  LOCATION"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.contains("$.id_card"))
+        .unwrap_or_else(|| panic!("{table}"));
+    for cell in ["response", "json_path", "prc_id", "unmasked"] {
+        assert!(row.contains(cell), "{row}");
+    }
+
+    // OpenAPI: `x-apitap-labels` on the schema property; the document still validates.
+    let out = run(&[
+        "inventory",
+        "export",
+        "--store",
+        &store,
+        "--format",
+        "openapi",
+    ]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let op = &doc["paths"]["/users/{user_id}"]["get"];
+    let props = &op["responses"]["200"]["content"]["application/json"]["schema"]["properties"];
+    assert_eq!(
+        props["id_card"]["x-apitap-labels"][0]["label"], "prc_id",
+        "{op}"
+    );
+    assert_eq!(
+        props["id_card"]["x-apitap-labels"][0]["masked"], "unmasked",
+        "{op}"
+    );
+    assert!(props["serial_no"].get("x-apitap-labels").is_none(), "{op}");
+    assert!(props["city"].is_object(), "{op}");
+    let data_map = op["x-apitap"]["data_map"].as_array().unwrap();
+    assert!(
+        data_map
+            .iter()
+            .any(|d| d["field"] == "$.id_card" && d["in_schema"] == true),
+        "{data_map:?}"
+    );
+    let path = dir.join("jsonserver.openapi.json");
+    std::fs::write(&path, &out.stdout).unwrap();
+    if common::require(
+        "data_map_in_list_show_and_openapi (validator)",
+        validator_problem(),
+    ) {
+        let (ok, text) = validate_openapi(&path).unwrap();
+        assert!(ok, "validator rejected the export: {text}");
+    }
 }
 
 fn http_get(addr: &str, target: &str) -> (u16, Value) {

@@ -164,3 +164,219 @@ fn real_apis_endpoints_meet_targets() {
         }
     }
 }
+
+/// The field name a data-map entry attributes a label to: the last key of a JSON path
+/// (`$.data.customers.nodes[*].id_card` → `id_card`), a form/query name as is; `None` for
+/// positional paths (`$.rows[*][*]`), unstructured text and headers.
+fn field_name(location: &str, field: &str) -> Option<String> {
+    match location {
+        "json_path" => {
+            // One `[*]` is an array of records; `[*][*]` a row of positional values.
+            let last = field.rsplit('.').next()?;
+            let name = last.strip_suffix("[*]").unwrap_or(last);
+            (!name.is_empty() && !name.starts_with('$') && !name.contains('['))
+                .then(|| name.to_owned())
+        }
+        "form_field" | "query_param" => Some(field.to_owned()),
+        _ => None,
+    }
+}
+
+/// The other fields `tests/inventory_apps/gen_data.py` writes, none of them sensitive (ids,
+/// user names as ids, cities, free text, amounts).
+const NOT_SENSITIVE: [(&str, &[&str]); 2] = [
+    (
+        "jsonserver",
+        &["id", "city", "userId", "title", "body", "postId"],
+    ),
+    (
+        "datasette",
+        &["handle", "city", "id", "customer", "item", "amount"],
+    ),
+];
+
+/// Field label truth of an app: field → label (`None`: not sensitive, notably the
+/// checksum-invalid look-alikes, which must carry no label). Field names are unique per app
+/// in the generated data (`email` is `email` wherever it appears).
+fn label_truth(app: &str) -> std::collections::BTreeMap<String, Option<String>> {
+    let t: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(app_dir(app).join("labels_truth.json")).unwrap())
+            .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for fields in t[app].as_object().unwrap().values() {
+        for (f, l) in fields.as_object().unwrap() {
+            let l = l.as_str().map(str::to_owned);
+            if let Some(old) = out.insert(f.clone(), l.clone()) {
+                assert_eq!(old, l, "{app}: field {f} has two truths");
+            }
+        }
+    }
+    for (a, fields) in NOT_SENSITIVE {
+        if a == app {
+            for f in fields {
+                out.entry((*f).to_owned()).or_insert(None);
+            }
+        }
+    }
+    out
+}
+
+/// Look-alike fields of an app (the truth's explicit `null`s).
+fn lookalikes(app: &str) -> BTreeSet<String> {
+    let t: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(app_dir(app).join("labels_truth.json")).unwrap())
+            .unwrap();
+    t[app]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|fields| fields.as_object().unwrap().iter())
+        .filter(|(_, l)| l.is_null())
+        .map(|(f, _)| f.clone())
+        .collect()
+}
+
+struct LabelRow {
+    app: &'static str,
+    truth: usize,
+    found: usize,
+    predicted: usize,
+    correct: usize,
+    lookalike_labels: Vec<String>,
+    wrong: Vec<String>,
+    unattributed: Vec<String>,
+    /// Labels on fields the generated data does not have (written by the fuzzer into
+    /// json-server's database and served back): not scored, reported.
+    foreign: Vec<String>,
+}
+
+impl LabelRow {
+    fn recall(&self) -> f64 {
+        self.found as f64 / self.truth.max(1) as f64
+    }
+    fn precision(&self) -> f64 {
+        if self.predicted == 0 {
+            1.0
+        } else {
+            self.correct as f64 / self.predicted as f64
+        }
+    }
+}
+
+/// Field-level label precision and recall of the data map against the generated data.
+/// Recall: truth fields (field, label) found on at least one endpoint in the field the data
+/// put them in. Precision: of the (field, label) pairs the data map attributes to a field of
+/// the generated data, those that are the field's true label (a label on a look-alike or a
+/// non-sensitive field is wrong). Labels on fields the fuzzer invented, and entries without
+/// a field name (positional rows, text), are reported, not scored.
+fn score_labels(app: &'static str) -> LabelRow {
+    use apitap_analyzer::inventory::store::Store as _;
+    let truth = label_truth(app);
+    let mut inv = inventory_of(&events(app));
+    let mut store =
+        apitap_analyzer::inventory::store::sqlite::SqliteStore::open_in_memory().unwrap();
+    inv.flush(&mut store).unwrap();
+    let records = store.endpoints(&Default::default()).unwrap();
+    let mut predicted = BTreeSet::new();
+    let mut unattributed = BTreeSet::new();
+    for r in &records {
+        for d in r.summary().data_labels {
+            let loc = apitap_analyzer::inventory::sensitive::name_of(&d.label.location);
+            let label = d.label.label.name().to_owned();
+            match field_name(&loc, &d.label.field) {
+                Some(f) => {
+                    predicted.insert((f, label));
+                }
+                None => {
+                    unattributed.insert(format!(
+                        "{} {} {loc} {} {label}",
+                        r.key.method, r.key.template, d.label.field
+                    ));
+                }
+            }
+        }
+    }
+    let true_pairs: BTreeSet<(String, String)> = truth
+        .iter()
+        .filter_map(|(f, l)| l.clone().map(|l| (f.clone(), l)))
+        .collect();
+    let (scored, foreign): (BTreeSet<_>, BTreeSet<_>) = predicted
+        .into_iter()
+        .partition(|(f, _)| truth.contains_key(f));
+    let found = true_pairs.intersection(&scored).count();
+    let correct = scored.iter().filter(|p| true_pairs.contains(*p)).count();
+    let fakes = lookalikes(app);
+    let lookalike_labels = scored
+        .iter()
+        .filter(|(f, _)| fakes.contains(f))
+        .map(|(f, l)| format!("{f}: {l}"))
+        .collect();
+    let wrong = scored
+        .iter()
+        .filter(|p| !true_pairs.contains(*p))
+        .map(|(f, l)| format!("{f}: {l}"))
+        .collect();
+    LabelRow {
+        app,
+        truth: true_pairs.len(),
+        found,
+        predicted: scored.len(),
+        correct,
+        foreign: foreign.iter().map(|(f, l)| format!("{f:?}: {l}")).collect(),
+        lookalike_labels,
+        wrong,
+        unattributed: unattributed.into_iter().collect(),
+    }
+}
+
+#[test]
+fn real_apis_field_labels_meet_targets() {
+    let mut rows = Vec::new();
+    for app in ["jsonserver", "datasette"] {
+        let r = score_labels(app);
+        println!("{app}: wrong {:?}", r.wrong);
+        println!("  look-alikes labelled: {:?}", r.lookalike_labels);
+        println!("  without a field name: {:?}", r.unattributed);
+        println!("  on fields the fuzzer wrote (not scored): {:?}", r.foreign);
+        rows.push(r);
+    }
+    println!(
+        "| app | true (field, label) | found | recall | labelled fields | precision | look-alikes labelled |"
+    );
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.3} | {} | {:.3} | {} |",
+            r.app,
+            r.truth,
+            r.found,
+            r.recall(),
+            r.predicted,
+            r.precision(),
+            r.lookalike_labels.len()
+        );
+    }
+    for r in &rows {
+        assert!(
+            r.recall() >= 0.98,
+            "{}: field label recall {:.3}",
+            r.app,
+            r.recall()
+        );
+        assert!(
+            r.lookalike_labels.is_empty(),
+            "{}: look-alikes labelled {:?}",
+            r.app,
+            r.lookalike_labels
+        );
+        assert!(
+            r.precision() >= 0.98,
+            "{}: field label precision {:.3}: {:?}",
+            r.app,
+            r.precision(),
+            r.wrong
+        );
+        // Every label is given a field: Datasette's table JSON is rows of positional values
+        // with the column names after them, and still names `$.rows[*].id_card`.
+        assert!(r.unattributed.is_empty(), "{}: {:?}", r.app, r.unattributed);
+    }
+}

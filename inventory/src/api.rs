@@ -102,7 +102,7 @@ fn page(q: &BTreeMap<String, String>, default: u64) -> Result<(u64, u64), Reply>
     Ok((limit, offset))
 }
 
-const ENDPOINT_PARAMS: [&str; 10] = [
+const ENDPOINT_PARAMS: [&str; 13] = [
     "service",
     "method",
     "template",
@@ -111,9 +111,35 @@ const ENDPOINT_PARAMS: [&str; 10] = [
     "auth",
     "spec_status",
     "exposure",
+    "label",
+    "sensitivity",
+    "min_sensitivity",
     "limit",
     "offset",
 ];
+
+/// `label`, `sensitivity` and `min_sensitivity` name closed lists: an unknown value is a
+/// client error naming the parameter, not an empty answer that looks like "no such data".
+fn check_data_filters(q: &BTreeMap<String, String>) -> Result<(), Reply> {
+    if let Some(l) = q.get("label")
+        && apitap_labels::Label::from_name(l).is_none()
+    {
+        return Err(error(400, "unknown data label in `label`"));
+    }
+    for name in ["sensitivity", "min_sensitivity"] {
+        if let Some(v) = q.get(name) {
+            let ok = crate::sensitive::LEVELS.contains(&v.as_str())
+                || (name == "sensitivity" && v == crate::sensitive::UNKNOWN);
+            if !ok {
+                return Err(error(
+                    400,
+                    format!("`{name}` must be one of none, low, medium, high"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 const CHANGE_PARAMS: [&str; 5] = ["after_seq", "since_unix_us", "endpoint_id", "kind", "limit"];
 const ENDPOINT_CHANGE_PARAMS: [&str; 2] = ["after_seq", "limit"];
 const PAGE_PARAMS: [&str; 2] = ["limit", "offset"];
@@ -156,6 +182,9 @@ fn endpoints(store: &mut dyn Store, query: &str) -> Result<Reply, super::StoreEr
         Ok(p) => p,
         Err(r) => return Ok(r),
     };
+    if let Err(r) = check_data_filters(&q) {
+        return Ok(r);
+    }
     let filter = EndpointFilter {
         service: q.get("service").cloned(),
         method: q.get("method").cloned(),
@@ -165,6 +194,9 @@ fn endpoints(store: &mut dyn Store, query: &str) -> Result<Reply, super::StoreEr
         auth: q.get("auth").cloned(),
         spec_status: q.get("spec_status").cloned(),
         exposure: q.get("exposure").cloned(),
+        label: q.get("label").cloned(),
+        sensitivity: q.get("sensitivity").cloned(),
+        min_sensitivity: q.get("min_sensitivity").cloned(),
         limit: Some(limit),
         offset: Some(offset),
     };
@@ -308,7 +340,12 @@ impl From<Reply> for Response {
     fn from(r: Reply) -> Response {
         match r.body {
             Value::String(s) if r.status == 200 => Response::text(200, format!("{s}\n")),
-            v => Response::json(r.status, format!("{v}\n")),
+            // The same escaping as the CLI exports: traffic-derived names may hold C1
+            // controls that YAML-based consumers reject.
+            v => Response::json(
+                r.status,
+                format!("{}\n", crate::text::portable(v.to_string())),
+            ),
         }
     }
 }
@@ -474,6 +511,86 @@ mod tests {
         assert_eq!(page(&q, DEFAULT_LIMIT).unwrap(), (MAX_LIMIT, 0));
         let q = parse_query("", &PAGE_PARAMS).unwrap();
         assert_eq!(page(&q, DEFAULT_LIMIT).unwrap(), (DEFAULT_LIMIT, 0));
+    }
+
+    #[test]
+    fn endpoints_filter_by_data_label_and_sensitivity() {
+        use apitap_labels::{Classification, Direction, EventLabels, FunctionClass, Label, Part};
+        let labelled = |template: &str, label: Option<Label>, s: Sensitivity| {
+            let mut r = record("api", template);
+            let findings = label
+                .map(|l| {
+                    crate::sensitive::finding(
+                        l,
+                        Direction::Response,
+                        Part::JsonPath,
+                        "$.id_card",
+                        1,
+                        None,
+                    )
+                })
+                .into_iter()
+                .collect();
+            r.data.sensitive.record(
+                &EventLabels {
+                    findings,
+                    ..EventLabels::default()
+                },
+                &Classification {
+                    function: FunctionClass::QueryById,
+                    sensitivity: s,
+                },
+            );
+            r.refresh_sensitive();
+            r
+        };
+        use apitap_labels::Sensitivity;
+        let mut s = store_of(&[
+            labelled("/customers/{id}", Some(Label::PrcId), Sensitivity::High),
+            labelled("/orders/{id}", Some(Label::Email), Sensitivity::Medium),
+            labelled("/health", None, Sensitivity::None),
+            record("api", "/never-labelled"),
+        ]);
+        let templates = |s: &mut SqliteStore, q: &str| -> Vec<String> {
+            let r = handle(s, "GET", &format!("/v1/endpoints?{q}"));
+            assert_eq!(r.status, 200, "{q}: {}", r.body);
+            r.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["template"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(templates(&mut s, "label=prc_id"), ["/customers/{id}"]);
+        assert_eq!(
+            templates(&mut s, "min_sensitivity=medium"),
+            ["/customers/{id}", "/orders/{id}"]
+        );
+        assert_eq!(templates(&mut s, "sensitivity=none"), ["/health"]);
+        assert_eq!(
+            templates(&mut s, "sensitivity=unknown"),
+            ["/never-labelled"]
+        );
+        assert!(templates(&mut s, "label=email&sensitivity=high").is_empty());
+        // The data map rides along: which field carries the label, and in clear.
+        let r = handle(&mut s, "GET", "/v1/endpoints?label=prc_id");
+        let row = &r.body[0]["data_labels"][0];
+        assert_eq!(row["field"], "$.id_card", "{row}");
+        assert_eq!(row["masked"], "unmasked", "{row}");
+        for bad in [
+            "label=card_number_ish",
+            "min_sensitivity=urgent",
+            "sensitivity=5",
+        ] {
+            let r = handle(&mut s, "GET", &format!("/v1/endpoints?{bad}"));
+            assert_eq!(r.status, 400, "{bad}");
+            let name = bad.split('=').next().unwrap();
+            assert!(
+                r.body["error"].as_str().unwrap().contains(name),
+                "{bad}: {}",
+                r.body
+            );
+        }
     }
 
     #[test]

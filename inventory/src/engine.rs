@@ -1075,9 +1075,30 @@ fn diff(before: &EndpointRecord, after: &EndpointRecord) -> Vec<(&'static str, s
         .filter(|l| !before.data_labels.contains(l))
         .collect();
     if was_labelled && !added_labels.is_empty() {
+        // Where the new labels appeared (field names only), at most a few per change.
+        let fields: Vec<serde_json::Value> = after
+            .data
+            .sensitive
+            .data_map(&after.key.template)
+            .into_iter()
+            .filter(|d| {
+                added_labels
+                    .iter()
+                    .any(|l| l.as_str() == d.label.label.name())
+            })
+            .take(MAX_REPORTED_NAMES)
+            .map(|d| {
+                serde_json::json!({
+                    "label": d.label.label,
+                    "direction": d.label.direction,
+                    "location": d.label.location,
+                    "field": d.label.field,
+                })
+            })
+            .collect();
         out.push((
             "data_label_added",
-            serde_json::json!({"labels": added_labels}),
+            serde_json::json!({"labels": added_labels, "fields": fields}),
         ));
     }
     let old_auth = before.data.auth_schemes();

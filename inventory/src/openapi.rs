@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use super::engine::OVERFLOW_TEMPLATE;
 use super::learn::{BodyShape, EndpointData, FieldStats, Fields};
 use super::record::EndpointRecord;
+use super::sensitive::SensitiveData;
 use super::shape::type_names;
 use super::spec::SpecStatus;
 
@@ -503,6 +504,7 @@ pub fn service_document(service: &str, records: &[EndpointRecord]) -> Value {
                 );
             }
             op.insert("responses".into(), Value::Object(responses));
+            let data_map = annotate_labels(&mut op, template, &d.sensitive);
             let mut security = Vec::new();
             for scheme in d.auth_schemes() {
                 if let Some((name, def)) = security_scheme(&scheme, &d) {
@@ -537,6 +539,9 @@ pub fn service_document(service: &str, records: &[EndpointRecord]) -> Value {
             if !operations.is_empty() {
                 x["operations"] = json!(operations);
             }
+            if !data_map.is_empty() {
+                x["data_map"] = Value::Array(data_map);
+            }
             op.insert("x-apitap".into(), x);
             item.insert(method.clone(), Value::Object(op));
         }
@@ -559,6 +564,141 @@ pub fn service_document(service: &str, records: &[EndpointRecord]) -> Value {
         doc["x-apitap-unexported-methods"] = json!(skipped_methods);
     }
     doc
+}
+
+/// `$.data[*].id_card` → the schema tokens `data`, `[]`, `id_card` (see [`tokens`]).
+fn label_path_tokens(path: &str) -> Vec<String> {
+    let p = path.strip_prefix('$').unwrap_or(path);
+    let p = p.strip_prefix('.').unwrap_or(p).replace("[*]", "[]");
+    tokens(&p).into_iter().map(str::to_owned).collect()
+}
+
+/// Adds `entry` to the `x-apitap-labels` of the schema node at `path` under `schema`, if the
+/// learned schema has that node.
+fn label_schema_node(schema: &mut Value, path: &[String], entry: &Value) -> bool {
+    let mut node = schema;
+    for t in path {
+        let next = if t == "[]" {
+            node.get_mut("items")
+        } else {
+            node.get_mut("properties")
+                .and_then(|p| p.get_mut(t.as_str()))
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    push_label(node, entry);
+    true
+}
+
+fn push_label(node: &mut Value, entry: &Value) {
+    if let Some(o) = node.as_object_mut() {
+        let list = o
+            .entry("x-apitap-labels")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(a) = list.as_array_mut() {
+            a.push(entry.clone());
+        }
+    }
+}
+
+/// The field-level data map on the operation (R-SEN-1): each label goes into
+/// `x-apitap-labels` of the parameter, header or schema property that carries it, where the
+/// learned document has that node; the whole map (with the fields that have no node, such as
+/// unstructured text or paths past the field cap) is returned for `x-apitap.data_map`.
+fn annotate_labels(op: &mut Map<String, Value>, template: &str, s: &SensitiveData) -> Vec<Value> {
+    use apitap_labels::{Direction, Part};
+    let segments: Vec<&str> = template.split('/').filter(|x| !x.is_empty()).collect();
+    let mut map = Vec::new();
+    for (raw, shown) in s.labels.iter().zip(s.data_map(template)) {
+        let entry = json!({
+            "label": raw.label,
+            "events": raw.events,
+            "occurrences": raw.occurrences,
+            "masked": shown.masked,
+        });
+        let mut placed = false;
+        let param = |location: &str, name: &str, p: &Value| {
+            p["in"] == location
+                && p["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        };
+        match (raw.direction, raw.location) {
+            (
+                Direction::Request,
+                Part::QueryParam | Part::Header | Part::Cookie | Part::PathSegment,
+            ) => {
+                let (location, name) = match raw.location {
+                    Part::QueryParam => ("query", raw.field.clone()),
+                    Part::Header => ("header", raw.field.clone()),
+                    Part::Cookie => ("cookie", raw.field.clone()),
+                    _ => {
+                        // `[i]` → the parameter of template segment i.
+                        let name = raw
+                            .field
+                            .strip_prefix('[')
+                            .and_then(|f| f.strip_suffix(']'))
+                            .and_then(|i| i.parse::<usize>().ok())
+                            .and_then(|i| segments.get(i))
+                            .and_then(|seg| template_params(seg).into_iter().next());
+                        ("path", name.unwrap_or_default())
+                    }
+                };
+                if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut)
+                    && let Some(p) = params.iter_mut().find(|p| param(location, &name, p))
+                {
+                    push_label(p, &entry);
+                    placed = true;
+                }
+            }
+            (Direction::Request, Part::JsonPath | Part::FormField) => {
+                let path = label_path_tokens(&raw.field);
+                if let Some(content) = op
+                    .get_mut("requestBody")
+                    .and_then(|b| b.get_mut("content"))
+                    .and_then(Value::as_object_mut)
+                {
+                    for media in content.values_mut() {
+                        if let Some(schema) = media.get_mut("schema") {
+                            placed |= label_schema_node(schema, &path, &entry);
+                        }
+                    }
+                }
+            }
+            (Direction::Response, Part::JsonPath | Part::Header) => {
+                let path = label_path_tokens(&raw.field);
+                if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                    for r in responses.values_mut() {
+                        if raw.location == Part::Header {
+                            if let Some(h) = r
+                                .get_mut("headers")
+                                .and_then(|h| h.get_mut(raw.field.as_str()))
+                            {
+                                push_label(h, &entry);
+                                placed = true;
+                            }
+                            continue;
+                        }
+                        if let Some(content) = r.get_mut("content").and_then(Value::as_object_mut) {
+                            for media in content.values_mut() {
+                                if let Some(schema) = media.get_mut("schema") {
+                                    placed |= label_schema_node(schema, &path, &entry);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        let mut row = serde_json::to_value(&shown).unwrap_or(Value::Null);
+        row["in_schema"] = json!(placed);
+        map.push(row);
+    }
+    map
 }
 
 /// One document per service present in `records`, by service name.

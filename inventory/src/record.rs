@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::learn::EndpointData;
-use super::sensitive::DataLabel;
+use super::sensitive::DataMapEntry;
 use super::spec::SpecStatus;
 use crate::text::format_unix_us;
 
@@ -168,7 +168,7 @@ impl EndpointRecord {
             zombie_candidate: self.spec_status.is_zombie_candidate(),
             exposure: d.exposure_class().into(),
             partners: d.exposure.partners.keys().cloned().collect(),
-            data_labels: d.sensitive.labels.clone(),
+            data_labels: d.sensitive.data_map(&self.key.template),
             sensitivity: self.sensitivity.clone(),
             function_class: self.function_class.clone(),
             hits: d.hits,
@@ -219,8 +219,10 @@ pub struct EndpointSummary {
     pub exposure: String,
     /// Partners (client groups) that call it.
     pub partners: Vec<String>,
-    /// Data labels carried: label, direction, location kind, counts (never values).
-    pub data_labels: Vec<DataLabel>,
+    /// The field-level data map (R-SEN-1): per field (direction, location kind, field name)
+    /// the labels carried, counts, masked state and the application's mask shape; never
+    /// values.
+    pub data_labels: Vec<DataMapEntry>,
     /// Highest sensitivity seen (`none`, `low`, `medium`, `high`; `unknown`: never labelled).
     pub sensitivity: String,
     /// Function class (`login`, `query_by_id`, …; `unknown`: never labelled).
@@ -296,6 +298,12 @@ pub struct EndpointFilter {
     pub spec_status: Option<String>,
     /// Exposure.
     pub exposure: Option<String>,
+    /// Carries this data label (`prc_id`, `mobile`, …) in some field.
+    pub label: Option<String>,
+    /// Exact sensitivity (`none`, `low`, `medium`, `high`, `unknown`).
+    pub sensitivity: Option<String>,
+    /// Sensitivity at least this level (`none`, `low`, `medium`, `high`).
+    pub min_sensitivity: Option<String>,
     /// Rows at most.
     pub limit: Option<u64>,
     /// Rows skipped.

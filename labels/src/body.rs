@@ -120,6 +120,62 @@ pub(crate) struct Frame {
     objs: u32,
     /// Inside the 3rd or later object of an array: field names are not recorded again.
     repeat: bool,
+    /// An array directly inside an array (a row of a table such as `{"rows": [[…], […]]}`):
+    /// the position of the current element, so scalar values are located by column
+    /// (`$.rows[*][4]`) rather than all at `[*][*]`.
+    pos: Option<u32>,
+}
+
+/// Row positions located by column at most; later ones share `[*]`.
+const MAX_COLUMNS: u32 = 64;
+
+/// Column names of a columnar JSON table (`{"columns": ["id", …], "rows": [[…]]}`:
+/// Datasette, SQL-over-HTTP APIs; `{"meta": [{"name": …}], "data": [[…]]}`: ClickHouse,
+/// Trino), found anywhere in the document, so that findings at `<prefix>.<rows>[*][i]` can
+/// be given the column's name after the walk (the names often follow the rows).
+#[derive(Default)]
+struct Columns {
+    /// The path of the object holding the names (`$` for the root).
+    prefix: Vec<u8>,
+    names: Vec<Vec<u8>>,
+    /// Names of a different prefix were seen: only the first table is named.
+    other: bool,
+}
+
+impl Columns {
+    /// Records `name` if `path` is a column-name position (`….columns[*]`,
+    /// `….columns[*].name`, `….meta[*].name`).
+    fn observe(&mut self, path: &[u8], name: &[u8]) {
+        const AT: [&[u8]; 3] = [b".columns[*]", b".columns[*].name", b".meta[*].name"];
+        let Some(prefix) = AT.iter().find_map(|suffix| path.strip_suffix(*suffix)) else {
+            return;
+        };
+        if self.names.is_empty() && !self.other {
+            self.prefix = prefix.to_vec();
+        } else if self.prefix != prefix {
+            self.other = true;
+            return;
+        }
+        if self.names.len() < MAX_COLUMNS as usize && name.len() <= 64 {
+            self.names.push(name.to_vec());
+        }
+    }
+
+    /// `<prefix>.<key>[*][i]…` → `<prefix>.<key>[*].<name i>…` on a finding path.
+    fn rename(&self, path: &str) -> Option<String> {
+        let prefix = std::str::from_utf8(&self.prefix).ok()?;
+        let rest = path.strip_prefix(prefix)?.strip_prefix('.')?;
+        let at = rest.find("[*][")?;
+        let key = &rest[..at];
+        if key.is_empty() || key.contains(['.', '[']) {
+            return None;
+        }
+        let after = &rest[at + 4..];
+        let close = after.find(']')?;
+        let i: usize = after[..close].parse().ok()?;
+        let name = std::str::from_utf8(self.names.get(i)?).ok()?;
+        Some(format!("{prefix}.{key}[*].{name}{}", &after[close + 1..]))
+    }
 }
 
 /// Eight copies of a byte (for the word-at-a-time searches below).
@@ -241,15 +297,54 @@ pub(crate) fn unescape_json(raw: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// A ',' between values: in an object the next string is a key and replaces the last one.
+/// A ',' between values: in an object the next string is a key and replaces the last one;
+/// in a table row the position moves on.
 #[inline(always)]
-fn comma(frames: &[Frame], overflow: usize, path: &mut Vec<u8>, expect_key: &mut bool) {
+fn comma(frames: &mut [Frame], overflow: usize, path: &mut Vec<u8>, expect_key: &mut bool) {
     if overflow == 0
-        && let Some(top) = frames.last()
-        && !top.arr
+        && let Some(top) = frames.last_mut()
     {
-        *expect_key = true;
-        path.truncate(top.path_len);
+        if !top.arr {
+            *expect_key = true;
+            path.truncate(top.path_len);
+        } else if let Some(p) = top.pos.as_mut() {
+            *p = p.saturating_add(1);
+        }
+    }
+}
+
+/// Scans a scalar value; in a table row, located at its position (`[i]` instead of `[*]`).
+#[inline(always)]
+fn scan_scalar(
+    cx: &mut Ctx<'_>,
+    frames: &[Frame],
+    path: &mut Vec<u8>,
+    val: &[u8],
+    hints: KeyHints,
+    bc: &BodyCtx,
+    raw: RawMap,
+) {
+    match frames.last() {
+        Some(top) if top.arr && top.pos.is_some_and(|p| p < MAX_COLUMNS) => {
+            let pos = top.pos.unwrap_or(0);
+            path.truncate(top.path_len);
+            let mut seg = [0u8; 12];
+            let n = {
+                use std::io::Write as _;
+                let mut c = std::io::Cursor::new(&mut seg[..]);
+                let _ = write!(c, "[{pos}]");
+                c.position() as usize
+            };
+            push_seg(path, "", &seg[..n]);
+            let w = bc.at(path, hints, raw);
+            cx.scan_value(val, &w);
+            path.truncate(top.path_len);
+            push_seg(path, "", b"[*]");
+        }
+        _ => {
+            let w = bc.at(path, hints, raw);
+            cx.scan_value(val, &w);
+        }
     }
 }
 
@@ -263,6 +358,8 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
     let mut key_hints = bc.inherit;
     let mut expect_key = false;
     let mut buf: Vec<u8> = std::mem::take(&mut cx.st.json_buf);
+    let first_finding = cx.st.findings.len();
+    let mut columns = Columns::default();
     let n = b.len();
     let mut i = 0;
     let cur = |frames: &[Frame], key_hints: KeyHints| match frames.last() {
@@ -277,11 +374,13 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
             b'{' | b'[' => {
                 let hints = cur(&frames, key_hints);
                 let mut repeat = false;
+                let mut row = false;
                 if let Some(top) = frames.last_mut() {
                     if top.arr && c == b'{' && overflow == 0 {
                         top.objs = top.objs.saturating_add(1);
                     }
                     repeat = top.repeat || (top.arr && top.objs > 2);
+                    row = top.arr && c == b'[';
                 }
                 if frames.len() >= max_depth || overflow > 0 {
                     overflow += 1;
@@ -292,6 +391,7 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                         hints,
                         objs: 0,
                         repeat,
+                        pos: row.then_some(0),
                     });
                     if c == b'[' {
                         push_seg(path, "", b"[*]");
@@ -313,7 +413,7 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                 i += 1;
             }
             b',' => {
-                comma(&frames, overflow, path, &mut expect_key);
+                comma(&mut frames, overflow, path, &mut expect_key);
                 i += 1;
             }
             b':' => {
@@ -376,13 +476,16 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                     json(cx, s2, path, inner);
                     continue;
                 }
+                if overflow == 0 {
+                    columns.observe(path, s);
+                }
                 if !cx.trivial_value(s, hints) {
-                    let w = bc.at(path, hints, sub(bc.map, cs, ce, esc));
-                    cx.scan_value(s, &w);
+                    let raw = sub(bc.map, cs, ce, esc);
+                    scan_scalar(cx, &frames, path, s, hints, &bc, raw);
                 }
                 // Compact JSON: the ',' right after the value (what its branch would do).
                 if b.get(i) == Some(&b',') {
-                    comma(&frames, overflow, path, &mut expect_key);
+                    comma(&mut frames, overflow, path, &mut expect_key);
                     i += 1;
                 }
             }
@@ -411,12 +514,19 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                 }
                 let tok = &b[st..i];
                 let hints = cur(&frames, key_hints);
-                if (tok[0] == b'-' || tok[0].is_ascii_digit()) && !cx.trivial_value(tok, hints) {
-                    let w = bc.at(path, hints, sub(bc.map, st, i, false));
-                    cx.scan_value(tok, &w);
+                // RFC 8259 §6: a number with a sign, fraction or exponent is a quantity, never
+                // an identifier, phone or card number (`-17179869184` is not a mobile).
+                if tok[0].is_ascii_digit()
+                    && !tok
+                        .iter()
+                        .any(|c| matches!(c, b'.' | b'e' | b'E' | b'-' | b'+'))
+                    && !cx.trivial_value(tok, hints)
+                {
+                    let raw = sub(bc.map, st, i, false);
+                    scan_scalar(cx, &frames, path, tok, hints, &bc, raw);
                 }
                 if b.get(i) == Some(&b',') {
-                    comma(&frames, overflow, path, &mut expect_key);
+                    comma(&mut frames, overflow, path, &mut expect_key);
                     i += 1;
                 }
             }
@@ -430,6 +540,16 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
     path.truncate(base_len);
     cx.st.json_frames = frames;
     cx.st.json_buf = buf;
+    if !columns.names.is_empty() {
+        for f in cx.st.findings.iter_mut().skip(first_finding) {
+            if f.location.part == bc.part
+                && f.location.direction == bc.dir
+                && let Some(p) = columns.rename(&f.location.path)
+            {
+                f.location.path = p;
+            }
+        }
+    }
 }
 
 /// `a=1&b=2` (form bodies and query strings). `prefix` is prepended to each field name.

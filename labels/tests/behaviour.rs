@@ -195,6 +195,20 @@ fn validation_rejects_lookalikes() {
     );
     assert_eq!(f.len(), 1);
     assert!(f[0].notes.contains(Notes::LEGACY_ID15));
+    // JSON numbers with a sign, fraction or exponent are quantities (schemathesis fills
+    // json-server with such values): `-17179869184` is not a mobile, whatever the digits.
+    let f = sc.label_body(
+        Direction::Response,
+        Some("application/json"),
+        br#"{"x":[-17179869184, 1.3812345678e10, 13812345678.0], "y": -13812345678}"#,
+    );
+    assert!(f.is_empty(), "{f:?}");
+    let f = sc.label_body(
+        Direction::Response,
+        Some("application/json"),
+        br#"{"mobile":13812345678}"#,
+    );
+    assert_eq!(f[0].label, Label::Mobile, "a plain integer still is");
 }
 
 #[test]
@@ -528,4 +542,49 @@ fn hostile_input_is_bounded_and_never_panics() {
     ev.schema_version = "1.0".into();
     let l = sc.label_event(&ev);
     assert!(l.stats.scanned_bytes <= 4 << 20, "{:?}", l.stats);
+}
+
+/// Columnar JSON tables (Datasette, SQL-over-HTTP APIs, ClickHouse/Trino): values in rows are
+/// located by column name, even when the names follow the rows (issue 15, R-SEN-1).
+#[test]
+fn columnar_tables_are_located_by_column() {
+    let mut sc = scanner();
+    let body = format!(
+        r#"{{"database":"shop","rows":[["amy.reed","{ID}","{MOBILE}",3],["bo","{ID}","x",4]],"truncated":false,"columns":["handle","id_card","mobile","n"]}}"#
+    );
+    let f = sc.label_body(
+        Direction::Response,
+        Some("application/json"),
+        body.as_bytes(),
+    );
+    let at = |l: Label| -> Vec<String> {
+        f.iter()
+            .filter(|x| x.label == l)
+            .map(|x| x.location.path.clone())
+            .collect()
+    };
+    assert_eq!(at(Label::PrcId), ["$.rows[*].id_card"], "{f:?}");
+    assert_eq!(at(Label::Mobile), ["$.rows[*].mobile"], "{f:?}");
+    assert_eq!(f.iter().find(|x| x.label == Label::PrcId).unwrap().count, 2);
+    // Names as objects (ClickHouse `meta`), the table nested in an object.
+    let body = format!(
+        r#"{{"result":{{"meta":[{{"name":"phone","type":"String"}},{{"name":"k","type":"UInt8"}}],"data":[["{MOBILE}",1]]}}}}"#
+    );
+    let f = sc.label_body(
+        Direction::Response,
+        Some("application/json"),
+        body.as_bytes(),
+    );
+    assert_eq!(f[0].location.path, "$.result.data[*].phone", "{f:?}");
+    // Without names the position is kept; arrays of arrays of objects stay `[*]`.
+    let body =
+        format!(r#"{{"rows":[["{ID}"]],"pages":[[{{"idCard":"{ID}"}}],[{{"idCard":"{ID}"}}]]}}"#);
+    let f = sc.label_body(
+        Direction::Response,
+        Some("application/json"),
+        body.as_bytes(),
+    );
+    let mut paths: Vec<&str> = f.iter().map(|x| x.location.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["$.pages[*][*].idCard", "$.rows[*][0]"], "{f:?}");
 }

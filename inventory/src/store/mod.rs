@@ -338,6 +338,30 @@ pub(crate) fn endpoint_where(
     if let Some(v) = &filter.exposure {
         add("exposure = ?", v.clone(), &mut args);
     }
+    if let Some(v) = &filter.label {
+        add(
+            "data_labels LIKE ? ESCAPE '\\'",
+            format!("%,{},%", like_escape(v)),
+            &mut args,
+        );
+    }
+    if let Some(v) = &filter.sensitivity {
+        add("sensitivity = ?", v.clone(), &mut args);
+    }
+    if let Some(v) = &filter.min_sensitivity {
+        // The levels are a closed list; an unknown one matches nothing (callers validate).
+        let levels = crate::sensitive::levels_at_least(v);
+        let mut alts = Vec::new();
+        for l in levels {
+            args.push((*l).to_owned());
+            alts.push(ph(args.len()));
+        }
+        clauses.push(if alts.is_empty() {
+            "1 = 0".to_owned()
+        } else {
+            format!("sensitivity IN ({})", alts.join(", "))
+        });
+    }
     let mut sql = if clauses.is_empty() {
         String::new()
     } else {
