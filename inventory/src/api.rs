@@ -269,23 +269,13 @@ fn services(store: &mut dyn Store, query: &str) -> Result<Reply, super::StoreErr
             Ok(p) => p,
             Err(r) => return Ok(r),
         };
-    let mut by: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
-    for r in store.endpoints(&EndpointFilter::default())? {
-        let e = by.entry(r.key.service.clone()).or_default();
-        e.0 += 1;
-        e.1 += r.data.hits;
-        e.2 += u64::from(r.spec_status.is_shadow());
-        e.3 += u64::from(r.spec_status.is_zombie_candidate());
-    }
-    let rows: Vec<Value> = by
-        .into_iter()
-        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
-        .map(|(s, (n, hits, shadow, zombie))| {
-            json!({"service": s, "endpoints": n, "hits": hits, "shadow": shadow, "zombie_candidates": zombie})
-        })
-        .collect();
-    Ok(reply(200, Value::Array(rows)))
+    // Counted by the database (issue 22): reading every record to count them let one
+    // request cost a full scan and deserialisation of the inventory.
+    let rows = store.services(limit, offset)?;
+    Ok(reply(
+        200,
+        serde_json::to_value(rows).unwrap_or(Value::Null),
+    ))
 }
 
 fn service_openapi(
@@ -435,6 +425,13 @@ mod tests {
             Err(failure())
         }
         fn schema_version(&mut self) -> Result<i64, StoreError> {
+            Err(failure())
+        }
+        fn services(
+            &mut self,
+            _: u64,
+            _: u64,
+        ) -> Result<Vec<crate::store::ServiceCounts>, StoreError> {
             Err(failure())
         }
     }

@@ -4,7 +4,7 @@ use apitap_analyzer::inventory::record::{
     Change, ChangeFilter, EndpointFilter, EndpointKey, EndpointRecord, Lifecycle,
 };
 use apitap_analyzer::inventory::spec::SpecStatus;
-use apitap_analyzer::inventory::store::{Store, StoreError, latest_version};
+use apitap_analyzer::inventory::store::{ServiceCounts, Store, StoreError, latest_version};
 
 fn record(service: &str, template: &str, hits: u64) -> EndpointRecord {
     let key = EndpointKey {
@@ -21,12 +21,18 @@ fn record(service: &str, template: &str, hits: u64) -> EndpointRecord {
     r
 }
 
-/// Round trip, filters, deletion, lifecycle query, change log.
+/// Round trip, filters (data label and sensitivity too), service counts, deletion,
+/// lifecycle query, change log.
 pub fn exercise(store: &mut dyn Store) {
     assert_eq!(store.schema_version().unwrap(), latest_version());
-    let a = record("api", "/users/{user_id}", 3);
+    let mut a = record("api", "/users/{user_id}", 3);
+    a.data_labels = vec!["mobile".into(), "prc_id".into()];
+    a.sensitivity = "high".into();
     let mut b = record("api", "/orders_100%", 1);
     b.lifecycle = Lifecycle::Inactive;
+    b.spec_status = SpecStatus::Undocumented;
+    b.data_labels = vec!["email".into()];
+    b.sensitivity = "medium".into();
     let c = record("other", "/x", 1);
     store
         .transaction(&mut |tx| {
@@ -88,6 +94,54 @@ pub fn exercise(store: &mut dyn Store) {
         .len(),
         1
     );
+    assert_eq!(
+        f(EndpointFilter {
+            label: Some("prc_id".into()),
+            ..Default::default()
+        }),
+        vec![a.id.clone()]
+    );
+    assert!(
+        f(EndpointFilter {
+            label: Some("prc".into()),
+            ..Default::default()
+        })
+        .is_empty(),
+        "labels match whole names"
+    );
+    assert_eq!(
+        f(EndpointFilter {
+            min_sensitivity: Some("medium".into()),
+            ..Default::default()
+        }),
+        vec![b.id.clone(), a.id.clone()]
+    );
+    assert_eq!(
+        f(EndpointFilter {
+            sensitivity: Some("unknown".into()),
+            service: Some("other".into()),
+            ..Default::default()
+        }),
+        vec![c.id.clone()]
+    );
+    assert!(
+        f(EndpointFilter {
+            min_sensitivity: Some("urgent".into()),
+            ..Default::default()
+        })
+        .is_empty()
+    );
+    // Service counts come from the database, paged by name.
+    let counts = store.services(10, 0).unwrap();
+    let row = |s: &str, n, hits, shadow| ServiceCounts {
+        service: s.into(),
+        endpoints: n,
+        hits,
+        shadow,
+        zombie_candidates: 0,
+    };
+    assert_eq!(counts, vec![row("api", 2, 4, 1), row("other", 1, 1, 0)]);
+    assert_eq!(store.services(1, 1).unwrap(), vec![row("other", 1, 1, 0)]);
     // Lifecycle query: `a` and `c` (new, last seen 20) are due once 20 is in the past.
     store
         .transaction(&mut |tx| {

@@ -197,6 +197,50 @@ pub trait Store: Send {
     fn changes(&mut self, filter: &ChangeFilter) -> Result<Vec<Change>, StoreError>;
     /// Applied schema version.
     fn schema_version(&mut self) -> Result<i64, StoreError>;
+    /// Per-service counts, by service name, one page: computed by the database from the
+    /// indexed columns, without reading the records.
+    fn services(&mut self, limit: u64, offset: u64) -> Result<Vec<ServiceCounts>, StoreError>;
+}
+
+/// Endpoint counts of one service (`GET /v1/services`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceCounts {
+    /// Service name.
+    pub service: String,
+    /// Endpoints stored.
+    pub endpoints: u64,
+    /// Requests over them.
+    pub hits: u64,
+    /// Endpoints observed but not in the spec.
+    pub shadow: u64,
+    /// Endpoints deprecated but used, or documented but never seen.
+    pub zombie_candidates: u64,
+}
+
+/// The query of [`Store::services`] (portable SQL; `LIMIT`/`OFFSET` are numbers).
+pub(crate) fn services_sql(limit: u64, offset: u64) -> String {
+    format!(
+        "SELECT service, COUNT(*), CAST(COALESCE(SUM(hits), 0) AS BIGINT),
+            CAST(SUM(CASE WHEN spec_status IN ('undocumented', 'undocumented_method')
+                THEN 1 ELSE 0 END) AS BIGINT),
+            CAST(SUM(CASE WHEN spec_status IN ('deprecated', 'unseen') THEN 1 ELSE 0 END)
+                AS BIGINT)
+         FROM inventory_endpoints GROUP BY service ORDER BY service LIMIT {} OFFSET {}",
+        limit.min(i64::MAX as u64),
+        offset.min(i64::MAX as u64)
+    )
+}
+
+/// A row of [`services_sql`], from signed database integers.
+pub(crate) fn service_counts(service: String, n: [i64; 4]) -> ServiceCounts {
+    let u = |v: i64| u64::try_from(v).unwrap_or(0);
+    ServiceCounts {
+        service,
+        endpoints: u(n[0]),
+        hits: u(n[1]),
+        shadow: u(n[2]),
+        zombie_candidates: u(n[3]),
+    }
 }
 
 /// Opens a store by URL: `sqlite:PATH`, `sqlite://PATH`, `sqlite::memory:`, a plain file path

@@ -13,8 +13,8 @@ use postgres::config::{Host, SslMode};
 use postgres::types::ToSql;
 
 use super::{
-    MIGRATIONS, Row, Store, StoreError, Tx, change_where, common_sql, decode_record,
-    endpoint_where, latest_version, to_i64,
+    MIGRATIONS, Row, ServiceCounts, Store, StoreError, Tx, change_where, common_sql, decode_record,
+    endpoint_where, latest_version, service_counts, services_sql, to_i64,
 };
 use crate::record::{Change, ChangeFilter, EndpointFilter, EndpointKey, EndpointRecord};
 
@@ -309,6 +309,15 @@ impl Store for PgStore {
                 &[],
             )?
             .get(0))
+    }
+
+    fn services(&mut self, limit: u64, offset: u64) -> Result<Vec<ServiceCounts>, StoreError> {
+        Ok(self
+            .client
+            .query(&services_sql(limit, offset), &[])?
+            .iter()
+            .map(|r| service_counts(r.get(0), [r.get(1), r.get(2), r.get(3), r.get(4)]))
+            .collect())
     }
 }
 

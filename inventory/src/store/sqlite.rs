@@ -9,8 +9,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use super::{
-    MIGRATIONS, Row, Store, StoreError, Tx, change_where, common_sql, decode_record,
-    endpoint_where, latest_version, to_i64,
+    MIGRATIONS, Row, ServiceCounts, Store, StoreError, Tx, change_where, common_sql, decode_record,
+    endpoint_where, latest_version, service_counts, services_sql, to_i64,
 };
 use crate::record::{Change, ChangeFilter, EndpointFilter, EndpointKey, EndpointRecord};
 
@@ -282,6 +282,17 @@ impl Store for SqliteStore {
             [],
             |r| r.get(0),
         )?)
+    }
+
+    fn services(&mut self, limit: u64, offset: u64) -> Result<Vec<ServiceCounts>, StoreError> {
+        let mut stmt = self.conn.prepare(&services_sql(limit, offset))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(service_counts(
+                r.get(0)?,
+                [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?],
+            ))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }
 
