@@ -269,10 +269,11 @@ impl LabelRow {
 /// the generated data, those that are the field's true label (a label on a look-alike or a
 /// non-sensitive field is wrong). Labels on fields the fuzzer invented, and entries without
 /// a field name (positional rows, text), are reported, not scored.
-fn score_labels(app: &'static str) -> LabelRow {
+fn score_labels(app: &'static str, first: usize) -> LabelRow {
     use apitap_analyzer::inventory::store::Store as _;
     let truth = label_truth(app);
-    let mut inv = inventory_of(&events(app));
+    let evs = events(app);
+    let mut inv = inventory_of(&evs[..first.min(evs.len())]);
     let mut store =
         apitap_analyzer::inventory::store::sqlite::SqliteStore::open_in_memory().unwrap();
     inv.flush(&mut store).unwrap();
@@ -333,7 +334,17 @@ fn score_labels(app: &'static str) -> LabelRow {
 fn real_apis_field_labels_meet_targets() {
     let mut rows = Vec::new();
     for app in ["jsonserver", "datasette"] {
-        let r = score_labels(app);
+        // How fast the map converges: recall on the first requests of the recording.
+        let early: Vec<(usize, f64)> = [25, 50, 100, 300]
+            .iter()
+            .map(|&n| (n, score_labels(app, n).recall()))
+            .collect();
+        println!("{app}: field label recall after the first N requests: {early:?}");
+        assert!(
+            early[3].1 >= 0.98,
+            "{app}: not converged after 300 requests"
+        );
+        let r = score_labels(app, usize::MAX);
         println!("{app}: wrong {:?}", r.wrong);
         println!("  look-alikes labelled: {:?}", r.lookalike_labels);
         println!("  without a field name: {:?}", r.unattributed);
