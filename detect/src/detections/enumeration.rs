@@ -171,9 +171,8 @@ fn is_id_name(b: &[u8], close: usize) -> bool {
 
 /// IDs in a JSON response: values (numbers or strings ≤ 128 bytes) of members named `id`,
 /// `…Id`, `…ID`, `…_id`.
-fn returned_ids(body: &str, mut each: impl FnMut(&[u8])) {
-    let b = body.as_bytes();
-    let b = &b[..b.len().min(SCAN_BYTES)];
+fn returned_ids(body: &[u8], mut each: impl FnMut(&[u8])) {
+    let b = &body[..body.len().min(SCAN_BYTES)];
     let mut skip_to = 0;
     for q in memchr::memchr_iter(b'"', b) {
         if q < skip_to || !is_id_name(b, q) {
@@ -220,11 +219,16 @@ impl Enumeration {
 
     fn learn_returned(&mut self, o: &Obs, keyer: &Keyer) {
         let Some(r) = &o.ev.response else { return };
-        if !(200..300).contains(&r.status) || r.body.data.is_empty() {
+        if !(200..300).contains(&r.status) {
             return;
         }
-        let d = r.body.data.trim_start();
-        if !(d.starts_with('{') || d.starts_with('[')) {
+        // The body as the application sent it, gzip/br and base64 removed (a compressed
+        // list read raw yielded no ids, so opening its items looked like a walk).
+        let Ok(body) = o.facts.response_body() else {
+            return;
+        };
+        let d = body.bytes.trim_ascii_start();
+        if !(d.starts_with(b"{") || d.starts_with(b"[")) {
             return;
         }
         let now = o.now;
@@ -233,7 +237,7 @@ impl Enumeration {
             last_us: now,
             ..Returned::default()
         });
-        returned_ids(&r.body.data, |id| {
+        returned_ids(d, |id| {
             entry.ids.insert(keyer.hash(Domain::Id, id));
             found = true;
         });
@@ -432,7 +436,7 @@ mod tests {
     fn returned_id_extraction() {
         let mut got = Vec::new();
         returned_ids(
-            r#"[{"id": 17,"userId":"u-9","order_id":5,"paid":1,"kid":"x","grid":3,"ID":"A1"}]"#,
+            br#"[{"id": 17,"userId":"u-9","order_id":5,"paid":1,"kid":"x","grid":3,"ID":"A1"}]"#,
             |v| got.push(String::from_utf8(v.to_vec()).unwrap()),
         );
         assert_eq!(got, ["17", "u-9", "5", "A1"]);
@@ -496,6 +500,15 @@ mod tests {
 
     #[test]
     fn opening_items_of_a_returned_list_is_not_enumeration() {
+        opening_items_of_a_list(false);
+    }
+
+    #[test]
+    fn opening_items_of_a_gzip_coded_list_is_not_enumeration() {
+        opening_items_of_a_list(true);
+    }
+
+    fn opening_items_of_a_list(gzip: bool) {
         let mut eng = engine(DetectConfig::default());
         let mut reqs = Vec::new();
         let list: Vec<String> = (1..=60)
@@ -503,11 +516,10 @@ mod tests {
             .collect();
         let list = format!("[{}]", list.join(","));
         let jwt = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln";
-        reqs.push(
-            Req::get("198.51.100.3", "/api/orders", T0)
-                .header("Authorization", jwt)
-                .resp(&list),
-        );
+        let listing = Req::get("198.51.100.3", "/api/orders", T0)
+            .header("Authorization", jwt)
+            .resp(&list);
+        reqs.push(if gzip { listing.resp_gzip() } else { listing });
         for i in 1..=60u64 {
             reqs.push(
                 Req::get(

@@ -238,6 +238,9 @@ pub(crate) mod testkit {
         pub status: u16,
         pub resp_headers: Vec<(String, String)>,
         pub resp_body: String,
+        /// Send the response body gzip-coded (`Content-Encoding: gzip`), as the sensor
+        /// ships it when it does not decode bodies itself.
+        pub resp_gzip: bool,
         pub t: u64,
     }
 
@@ -253,6 +256,7 @@ pub(crate) mod testkit {
                 status: 200,
                 resp_headers: vec![("Content-Type".into(), "application/json".into())],
                 resp_body: "{}".into(),
+                resp_gzip: false,
                 t,
             }
         }
@@ -280,6 +284,12 @@ pub(crate) mod testkit {
             self.resp_body = body.into();
             self
         }
+        pub fn resp_gzip(mut self) -> Req {
+            self.resp_gzip = true;
+            self.resp_headers
+                .push(("Content-Encoding".into(), "gzip".into()));
+            self
+        }
         pub fn resp_header(mut self, n: &str, v: &str) -> Req {
             self.resp_headers.push((n.into(), v.into()));
             self
@@ -302,7 +312,14 @@ pub(crate) mod testkit {
                 .body_bytes(&self.body)
                 .status(self.status)
                 .reason("")
-                .response_body_bytes(&self.resp_body);
+                .response_body_bytes(if self.resp_gzip {
+                    use std::io::Write as _;
+                    let mut z = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+                    z.write_all(self.resp_body.as_bytes()).expect("gzip");
+                    z.finish().expect("gzip")
+                } else {
+                    self.resp_body.clone().into_bytes()
+                });
             if let Some(q) = &self.query {
                 b = b.query(q.clone());
             }
