@@ -775,6 +775,12 @@ impl Session {
         let Some(coding) = coding else {
             return Body::from_vec(capture.data, wire_len);
         };
+        if wire_len == 0 {
+            // No content, nothing coded: a 304 or a HEAD answer carries the coding of the
+            // representation it stands for (RFC 9110 §15.4.5, §9.3.2; TwistedWeb sends
+            // `Content-Encoding: gzip` on its 304s), and an empty body is not a corrupt one.
+            return Body::from_vec(capture.data, 0);
+        }
         let input_complete = capture.data.len() as u64 == wire_len;
         match content::decode(
             coding,
@@ -851,6 +857,35 @@ mod tests {
 
     fn session(midstream: bool) -> Session {
         Session::new(meta("s"), Arc::new(SessionConfig::default()), midstream)
+    }
+
+    #[test]
+    fn coded_but_empty_bodies_are_not_decode_failures() {
+        let mut s = session(false);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        s.data(Side::Client, 10, b"GET /a.css HTTP/1.1\r\nIf-Modified-Since: x\r\n\r\nHEAD /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n", None, &mut st, &mut out);
+        s.data(Side::Server, 20, b"HTTP/1.1 304 Not Modified\r\nContent-Encoding: gzip\r\n\r\nHTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 20\r\n\r\nHTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nbad", None, &mut st, &mut out);
+        let got: Vec<_> = out
+            .iter()
+            .map(|e| {
+                (
+                    e.request.path.clone(),
+                    e.response.as_ref().unwrap().status,
+                    e.anomalies.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/a.css".into(), 304, vec![]),
+                ("/b".into(), 200, vec![]),
+                // A body that is there and is not gzip still is one.
+                ("/c".into(), 200, vec![Anomaly::BodyDecodeFailed]),
+            ]
+        );
+        assert_eq!(st.body_decode_failures, 1);
     }
 
     #[test]
