@@ -41,6 +41,9 @@ pub enum UaFamily {
     Node,
     /// Headless browsers (HeadlessChrome, PhantomJS).
     Headless,
+    /// Website copiers (HTTrack, Teleport Pro, Offline Explorer, WebCopier, SiteSucker,
+    /// WebZIP, WebStripper): they say `Mozilla … compatible` but mirror whole sites.
+    Mirror,
     /// Hydra.
     Hydra,
     /// ffuf.
@@ -90,6 +93,13 @@ impl UaFamily {
             ("feroxbuster", UaFamily::Scanner),
             ("masscan", UaFamily::Scanner),
             ("zgrab", UaFamily::Scanner),
+            ("httrack", UaFamily::Mirror),
+            ("teleport", UaFamily::Mirror),
+            ("offline explorer", UaFamily::Mirror),
+            ("webcopier", UaFamily::Mirror),
+            ("sitesucker", UaFamily::Mirror),
+            ("webzip", UaFamily::Mirror),
+            ("webstripper", UaFamily::Mirror),
             ("headlesschrome", UaFamily::Headless),
             ("phantomjs", UaFamily::Headless),
             ("curl/", UaFamily::Curl),
@@ -154,6 +164,7 @@ impl UaFamily {
             UaFamily::Java => "java",
             UaFamily::Node => "node",
             UaFamily::Headless => "headless",
+            UaFamily::Mirror => "mirror",
             UaFamily::Hydra => "hydra",
             UaFamily::Ffuf => "ffuf",
             UaFamily::Wfuzz => "wfuzz",
@@ -652,6 +663,11 @@ pub(crate) mod tests {
         assert_eq!(UaFamily::of(Some("Wfuzz/3.1.0")), UaFamily::Wfuzz);
         assert_eq!(UaFamily::of(Some("gobuster/3.6")), UaFamily::Gobuster);
         assert_eq!(UaFamily::of(Some("Wget/1.21.3")), UaFamily::Wget);
+        // HTTrack 3.49's default, recorded against Datasette and httpbin (issue 14).
+        assert_eq!(
+            UaFamily::of(Some("Mozilla/4.5 (compatible; HTTrack 3.0x; Windows 98)")),
+            UaFamily::Mirror
+        );
         assert_eq!(
             UaFamily::of(Some("sqlmap/1.7#stable (https://sqlmap.org)")),
             UaFamily::Sqlmap
