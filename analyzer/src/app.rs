@@ -292,6 +292,17 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
         {
             alert_error = Some(e);
         }
+        // Near the inventory's memory budget, store what was learned instead of shedding it
+        // (issue 22); looked at once per 1024 lines.
+        if alert_error.is_none()
+            && number % 1024 == 0
+            && let (Some(inventory), Some(store)) = (ingestor.inventory.as_mut(), store.as_mut())
+            && inventory.memory_pressure()
+            && let Err(e) =
+                flush_inventory(inventory, store.as_mut(), &mut alerts, FlushKind::Forced)
+        {
+            alert_error = Some(e);
+        }
     });
     if let Some(e) = alert_error {
         return Err(e);
@@ -641,6 +652,9 @@ struct Consumer {
     flush_every: Duration,
 }
 
+/// Shortest time between two flushes asked for by the inventory's memory budget.
+const MEMORY_FLUSH_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 impl Consumer {
     /// Consumes until the source closes (`Ok(true)`) or `stop` is set (`Ok(false)`), then
     /// makes everything durable, acknowledges it and commits.
@@ -660,7 +674,14 @@ impl Consumer {
                 Err(BusError::Closed) => break true,
                 Err(e) => return Err(e.into()),
             }
-            let full = self.pending.len() >= self.max_pending;
+            // Near the inventory's memory budget, flush early (at most once a second): the
+            // learning moves to the store instead of being shed (issue 22).
+            let full = self.pending.len() >= self.max_pending
+                || (last_flush.elapsed() >= MEMORY_FLUSH_MIN_INTERVAL
+                    && lock(&self.state)
+                        .inventory
+                        .as_ref()
+                        .is_some_and(Inventory::memory_pressure));
             if full || last_flush.elapsed() >= self.flush_every {
                 self.flush(if full {
                     FlushKind::Forced

@@ -144,6 +144,32 @@ pub fn render_into(out: &mut Exposition, ing: &Ingestor, bus: Option<&BusMetrics
         ] {
             out.counter(&format!("apitap_inventory_{name}_total"), help, v);
         }
+        let m = inv.memory_counters;
+        out.gauge(
+            "apitap_inventory_memory_bytes",
+            "Estimated bytes the inventory holds in memory (at the last check).",
+            m.bytes,
+        );
+        out.gauge(
+            "apitap_inventory_memory_budget_bytes",
+            "inventory.max_memory_bytes.",
+            m.budget_bytes,
+        );
+        out.counter(
+            "apitap_inventory_memory_shed_endpoints_total",
+            "Endpoint states that dropped their unstored shapes to stay within the memory budget.",
+            m.shed_endpoints,
+        );
+        out.counter(
+            "apitap_inventory_memory_evicted_services_total",
+            "Services evicted from memory to stay within the memory budget.",
+            m.evicted_services,
+        );
+        out.counter(
+            "apitap_inventory_memory_lost_events_total",
+            "Requests whose learning was in an evicted service and not yet stored.",
+            m.lost_events,
+        );
         out.counter(
             "apitap_inventory_probe_unrouted_events_total",
             "Probes whose path is not a known endpoint path.",

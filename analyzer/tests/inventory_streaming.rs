@@ -381,3 +381,174 @@ fn a_host_flood_does_not_blind_the_inventory_to_later_services() {
     assert_eq!(inv.counters.services_evicted, 1);
     assert!(services.len() <= 50 + 1, "{} services", services.len());
 }
+
+/// Issue 22: one memory budget over the whole inventory. A flood of invented hosts, each
+/// with varied paths, parameters, JSON bodies and latencies (so every state learns shapes
+/// and histograms), runs beside a real API that keeps being called. With a 1 MiB budget the
+/// estimate stays within it at every check, least recently used shapes are shed and whole
+/// junk services evicted (counted), and the real API keeps its endpoints and shapes; the
+/// same flood without the budget grows far past it.
+#[test]
+fn one_memory_budget_bounds_a_flood_and_keeps_what_is_used() {
+    const T0: u64 = 1_700_000_000_000_000;
+    const BUDGET: u64 = 1 << 20;
+    let run = |budget: u64, events: u64| {
+        let cfg = InventoryConfig {
+            max_memory_bytes: budget,
+            ..InventoryConfig::default()
+        };
+        let mut inv = Inventory::new(cfg).unwrap();
+        let mut rng = Rng(0x5eed);
+        let mut peak = 0usize;
+        for n in 0..events {
+            let t = T0 + n * 1_000;
+            let e = if n % 4 == 0 {
+                // The real API: two templated endpoints, called all the time.
+                let id = rng.next() % 10_000;
+                let mut ev = if n % 8 == 0 {
+                    Ev::new("GET", &format!("/api/v1/users/{id}"))
+                        .json(200, r#"{"id":1,"name":"n","email":"a@b.example"}"#)
+                } else {
+                    Ev::new("POST", &format!("/api/v1/users/{id}/orders"))
+                        .body(r#"{"sku":"A-1","qty":2}"#)
+                        .json(201, r#"{"order":7}"#)
+                };
+                ev.e.request.host = Some("shop.example".into());
+                ev.e
+            } else {
+                let r = rng.next();
+                let params: Vec<String> =
+                    (0..8).map(|i| format!("q{}={i}", (r >> i) % 97)).collect();
+                let body: Vec<String> = (0..12)
+                    .map(|i| format!("\"f{}\":\"{}\"", (r >> (i + 3)) % 211, "x".repeat(i)))
+                    .collect();
+                let mut ev = Ev::new("POST", &format!("/p{}/{}", r % 40, (r >> 8) % 40))
+                    .query(&params.join("&"))
+                    .body(&format!("{{{}}}", body.join(",")))
+                    .json(200, &format!("{{{}}}", body.join(",")));
+                ev.e.request.host = Some(format!("h{}.junk.example", r % 1000));
+                ev.e.latency_us = Some(r % 1_000_000);
+                ev.e
+            };
+            let mut e = e;
+            e.request_start_unix_us = t;
+            inv.observe(&e);
+            if n % 16 == 0 {
+                peak = peak.max(inv.memory_bytes());
+            }
+        }
+        (inv, peak)
+    };
+    let (unbounded, unbounded_peak) = run(256 << 20, 15_000);
+    assert!(
+        unbounded.memory_bytes() > 2 * BUDGET as usize,
+        "the flood needs more than the budget: {} bytes",
+        unbounded.memory_bytes()
+    );
+    assert_eq!(unbounded.memory_counters.shed_endpoints, 0);
+    let (inv, peak) = run(BUDGET, 40_000);
+    let m = inv.memory_counters;
+    println!(
+        "unbounded {unbounded_peak} bytes; budget {BUDGET}: peak {peak}, now {}, {m:?}",
+        inv.memory_bytes()
+    );
+    // Checked every 64 events near the budget: between two checks the flood adds at most
+    // 64 new services' worth (a few KiB each), a quarter of this small budget.
+    assert!(peak as u64 <= BUDGET + BUDGET / 4, "peak {peak}");
+    assert!(m.shed_endpoints > 0 && m.evicted_services > 0, "{m:?}");
+    assert!(
+        m.lost_events > 0,
+        "no store: evicted learning is counted: {m:?}"
+    );
+    // The real API is still there, templated, with its shapes.
+    let keys: Vec<String> = inv
+        .endpoint_keys()
+        .into_iter()
+        .filter(|k| k.service == "shop.example")
+        .map(|k| format!("{} {}", k.method, k.template))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "GET /api/v1/users/{user_id}",
+            "POST /api/v1/users/{user_id}/orders"
+        ],
+        "{keys:?}"
+    );
+}
+
+/// The estimate is not wildly off: for the states learned from the recorded httpbin traffic
+/// it is at least the size of the same data serialised as JSON, and at most a few times it.
+#[test]
+fn memory_estimates_track_the_learned_data() {
+    use apitap_analyzer::inventory::store;
+    let mut inv = Inventory::new(InventoryConfig::default()).unwrap();
+    for e in common::httpbin_events() {
+        inv.observe(&e);
+    }
+    let estimate = inv.memory_bytes();
+    let mut st = store::open("sqlite::memory:").unwrap();
+    inv.flush(st.as_mut()).unwrap();
+    let json: usize = st
+        .endpoints(&Default::default())
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::to_vec(&r.data).unwrap().len())
+        .sum();
+    println!("estimate {estimate} bytes, learned data as JSON {json} bytes");
+    assert!(
+        estimate >= json && estimate <= 8 * json,
+        "{estimate} vs {json}"
+    );
+    // After the flush the deltas are empty and the account says so.
+    assert!(inv.memory_bytes() < estimate / 2, "{}", inv.memory_bytes());
+}
+
+/// With a store, pressure is relieved by flushing early (what `run` and `process` do at
+/// three quarters of the budget): the same kind of flood loses no request's learning and
+/// every request is counted in the store.
+#[test]
+fn with_a_store_the_budget_flushes_instead_of_losing() {
+    use apitap_analyzer::inventory::store;
+    const T0: u64 = 1_700_000_000_000_000;
+    let cfg = InventoryConfig {
+        max_memory_bytes: 2 << 20,
+        discovery_grace_secs: 0,
+        ..InventoryConfig::default()
+    };
+    let mut inv = Inventory::new(cfg).unwrap();
+    let mut st = store::open("sqlite::memory:").unwrap();
+    let mut rng = Rng(0xfeed);
+    let mut early_flushes = 0;
+    let n_events = 12_000u64;
+    for n in 0..n_events {
+        let r = rng.next();
+        let body: Vec<String> = (0..10)
+            .map(|i| format!("\"k{}\":\"{}\"", (r >> i) % 101, "v".repeat(i)))
+            .collect();
+        let mut ev = Ev::new("POST", &format!("/p{}", r % 30))
+            .query(&format!("a{}=1&b{}=2", r % 53, r % 59))
+            .body(&format!("{{{}}}", body.join(",")))
+            .json(200, r#"{"ok":true}"#);
+        ev.e.request.host = Some(format!("h{}.example", r % 300));
+        ev.e.latency_us = Some(r % 100_000);
+        ev.e.request_start_unix_us = T0 + n * 1_000;
+        inv.observe(&ev.e);
+        if n % 1024 == 0 && inv.memory_pressure() {
+            inv.flush(st.as_mut()).unwrap();
+            early_flushes += 1;
+        }
+    }
+    inv.flush(st.as_mut()).unwrap();
+    let m = inv.memory_counters;
+    let stored: u64 = st
+        .endpoints(&Default::default())
+        .unwrap()
+        .iter()
+        .map(|r| r.data.hits)
+        .sum();
+    println!("{early_flushes} early flushes, {m:?}, {stored} hits stored");
+    assert!(early_flushes > 0, "the budget asked for flushes");
+    assert_eq!(m.lost_events, 0, "{m:?}");
+    assert_eq!(stored, n_events, "every request counted in the store");
+}

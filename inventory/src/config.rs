@@ -93,6 +93,11 @@ pub struct InventoryConfig {
     /// Services tracked at most; further services share the `{overflow}` service. Default
     /// 1000.
     pub max_services: usize,
+    /// Memory the inventory may hold, estimated, in bytes (at least 1 MiB). At three
+    /// quarters it is flushed early; over it, the least recently used endpoints drop their
+    /// unstored shapes, then the least recently used services leave memory (counted:
+    /// `apitap_inventory_memory_*`; see `docs/inventory.md`). Default 268435456 (256 MiB).
+    pub max_memory_bytes: u64,
     /// Templating thresholds and bounds.
     pub templating: TemplatingConfig,
 }
@@ -135,6 +140,7 @@ impl Default for InventoryConfig {
             specs: Vec::new(),
             overrides: Vec::new(),
             max_services: 1000,
+            max_memory_bytes: 256 << 20,
             templating: TemplatingConfig::default(),
         }
     }
@@ -160,6 +166,9 @@ impl InventoryConfig {
         }
         if self.max_services == 0 {
             return err("max_services", "must be at least 1");
+        }
+        if self.max_memory_bytes < 1 << 20 {
+            return err("max_memory_bytes", "must be at least 1048576 (1 MiB)");
         }
         if self.inactive_after_secs == 0 || self.new_period_secs == 0 {
             return err("inactive_after_secs", "periods must be at least 1 second");

@@ -52,6 +52,21 @@ pub struct EndpointState {
     /// Answered with a success (2xx/3xx) at least once (seeded endpoints count as such): a
     /// `404` to this method on this path is then the endpoint's answer, not a probe.
     pub succeeded: bool,
+    /// Estimated bytes at the last measurement (see [`crate::memory`]).
+    pub bytes: usize,
+}
+
+impl EndpointState {
+    /// Estimated bytes of this state, heap included.
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.delta.approx_bytes()
+            + self
+                .flushed_ids
+                .iter()
+                .map(|i| 24 + i.capacity())
+                .sum::<usize>()
+    }
 }
 
 impl Payload for EndpointState {
@@ -67,6 +82,8 @@ impl Payload for EndpointState {
             self.spec_status = other.spec_status;
         }
         self.succeeded |= other.succeeded;
+        // The account keeps both estimates until the merged state is measured again.
+        self.bytes += other.bytes;
     }
 }
 
@@ -157,8 +174,11 @@ pub struct Inventory {
     /// service to evict (one search per second of event time, not one per event of a flood).
     next_junk_scan_us: u64,
     unseen_registered: bool,
+    memory: crate::memory::Account,
     /// Counters.
     pub counters: InventoryCounters,
+    /// Memory budget counters.
+    pub memory_counters: crate::memory::MemoryCounters,
 }
 
 /// The method an overflow endpoint is kept under: a standard method, or `OTHER` for any
@@ -241,6 +261,10 @@ impl Inventory {
             .iter()
             .filter_map(|o| CompiledOverride::compile(o).ok())
             .collect();
+        let memory_counters = crate::memory::MemoryCounters {
+            budget_bytes: cfg.max_memory_bytes,
+            ..Default::default()
+        };
         Inventory {
             cfg,
             classifier,
@@ -250,7 +274,9 @@ impl Inventory {
             clock_us: 0,
             next_junk_scan_us: 0,
             unseen_registered: false,
+            memory: crate::memory::Account::default(),
             counters: InventoryCounters::default(),
+            memory_counters,
         }
     }
 
@@ -286,6 +312,7 @@ impl Inventory {
             &mut self.services,
             &self.cfg,
             &mut self.counters,
+            &mut self.memory,
             name,
             self.clock_us,
             &mut self.next_junk_scan_us,
@@ -310,6 +337,14 @@ impl Inventory {
         let ev = shared.event;
         let want_key = labelled.is_some();
         self.counters.events += 1;
+        let every = if self.memory_pressure() {
+            crate::memory::CHECK_EVERY_EVENTS_UNDER_PRESSURE
+        } else {
+            crate::memory::CHECK_EVERY_EVENTS
+        };
+        if self.counters.events.is_multiple_of(every) {
+            self.check_memory();
+        }
         self.clock_us = self.clock_us.max(ev.request_start_unix_us);
         let service = self.service_ref(ev);
         let facts = RequestFacts::of(shared);
@@ -352,6 +387,7 @@ impl Inventory {
             &mut self.services,
             &self.cfg,
             &mut self.counters,
+            &mut self.memory,
             &service,
             self.clock_us,
             &mut self.next_junk_scan_us,
@@ -517,6 +553,12 @@ impl Inventory {
         if let Some((labels, class)) = labelled {
             state.delta.sensitive.record(labels, class);
         }
+        // Shapes grow on sampled events; histograms on any (re-measured now and then).
+        if sample || state.bytes == 0 || state.seen.is_multiple_of(crate::memory::REMEASURE_EVERY) {
+            let b = state.approx_bytes();
+            self.memory.states = (self.memory.states + b).saturating_sub(state.bytes);
+            state.bytes = b;
+        }
         if overflowed {
             self.counters.overflow_events += 1;
             template = None;
@@ -565,6 +607,149 @@ impl Inventory {
         }
         out.sort();
         out
+    }
+
+    /// Estimated bytes held (endpoint states as last measured, services and tree nodes).
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.states
+            + self
+                .services
+                .values()
+                .map(Service::base_bytes)
+                .sum::<usize>()
+    }
+
+    /// At three quarters of `max_memory_bytes` at the last check: flush now, so that the
+    /// learning moves to the store before the budget has to drop any (see [`crate::memory`]).
+    pub fn memory_pressure(&self) -> bool {
+        let budget = usize::try_from(self.cfg.max_memory_bytes).unwrap_or(usize::MAX);
+        // The running sum of the states and the service count are current; nodes are
+        // counted at the checks.
+        let now = self.memory.states + self.services.len() * crate::memory::SERVICE_BYTES;
+        self.memory.last_total.max(now) >= budget / 4 * 3
+    }
+
+    /// Measures every endpoint state again (the running sum drifts when states merge or
+    /// leave with their node).
+    fn remeasure(&mut self) {
+        let mut total = 0;
+        for svc in self.services.values_mut() {
+            let states = svc
+                .tree
+                .endpoints_mut()
+                .map(|(_, _, _, e)| e)
+                .chain(svc.fixed.values_mut())
+                .chain(svc.overflow.values_mut());
+            for e in states {
+                e.bytes = e.approx_bytes();
+                total += e.bytes;
+            }
+        }
+        self.memory.states = total;
+    }
+
+    /// Compares the estimate with the budget and frees memory over it: shapes of the least
+    /// recently used endpoints first, then whole least recently used services.
+    fn check_memory(&mut self) {
+        let budget = usize::try_from(self.cfg.max_memory_bytes).unwrap_or(usize::MAX);
+        let mut total = self.memory_bytes();
+        if total > budget {
+            self.remeasure();
+            total = self.memory_bytes();
+        }
+        let target = budget / 100 * crate::memory::TARGET_PERCENT;
+        if total > budget {
+            total = self.shed_detail(total, target);
+        }
+        if total > budget {
+            total = self.evict_services(total, target);
+        }
+        self.memory.last_total = total;
+        self.memory_counters.bytes = total as u64;
+        self.memory_counters.budget_bytes = self.cfg.max_memory_bytes;
+    }
+
+    fn shed_detail(&mut self, mut total: usize, target: usize) -> usize {
+        #[derive(PartialEq, Eq, PartialOrd, Ord)]
+        enum At {
+            Tree(NodeId, String, String),
+            Fixed((String, String, String)),
+            Overflow(String),
+        }
+        // Only states holding more than an empty state's worth are worth shedding.
+        let floor = EndpointState::default().approx_bytes() * 2;
+        let mut lru: Vec<(u64, String, At)> = Vec::new();
+        for (name, svc) in &self.services {
+            for (n, m, o, e) in svc.tree.endpoints() {
+                if e.bytes > floor {
+                    let at = At::Tree(n, m.to_owned(), o.to_owned());
+                    lru.push((e.delta.last_seen_unix_us, name.clone(), at));
+                }
+            }
+            for (k, e) in &svc.fixed {
+                if e.bytes > floor {
+                    lru.push((
+                        e.delta.last_seen_unix_us,
+                        name.clone(),
+                        At::Fixed(k.clone()),
+                    ));
+                }
+            }
+            for (k, e) in &svc.overflow {
+                if e.bytes > floor {
+                    lru.push((
+                        e.delta.last_seen_unix_us,
+                        name.clone(),
+                        At::Overflow(k.clone()),
+                    ));
+                }
+            }
+        }
+        lru.sort_unstable();
+        for (_, name, at) in lru {
+            if total <= target {
+                break;
+            }
+            let Some(svc) = self.services.get_mut(&name) else {
+                continue;
+            };
+            let state = match &at {
+                At::Tree(n, m, o) => svc.tree.endpoint_mut(*n, m, o),
+                At::Fixed(k) => svc.fixed.get_mut(k),
+                At::Overflow(k) => svc.overflow.get_mut(k),
+            };
+            if let Some(e) = state {
+                e.delta.shed_detail();
+                let b = e.approx_bytes();
+                total = (total + b).saturating_sub(e.bytes);
+                self.memory.states = (self.memory.states + b).saturating_sub(e.bytes);
+                e.bytes = b;
+                self.memory_counters.shed_endpoints += 1;
+            }
+        }
+        total
+    }
+
+    fn evict_services(&mut self, mut total: usize, target: usize) -> usize {
+        let mut lru: Vec<(u64, String)> = self
+            .services
+            .iter()
+            .map(|(name, svc)| (svc.last_seen_us, name.clone()))
+            .collect();
+        lru.sort_unstable();
+        for (_, name) in lru {
+            if total <= target {
+                break;
+            }
+            if let Some(gone) = self.services.remove(&name) {
+                let bytes = gone.state_bytes();
+                total = total.saturating_sub(bytes + gone.base_bytes());
+                self.memory.states = self.memory.states.saturating_sub(bytes);
+                self.memory_counters.evicted_services += 1;
+                self.memory_counters.lost_events += gone.unflushed_hits();
+            }
+        }
+        total
     }
 
     /// Templating counters summed over services.
@@ -776,7 +961,7 @@ impl Inventory {
             }
             Ok(())
         });
-        match result {
+        let out = match result {
             Ok(()) => {
                 self.unseen_registered = true;
                 self.counters.flushes += 1;
@@ -787,7 +972,38 @@ impl Inventory {
                 self.restore(items);
                 Err(e)
             }
-        }
+        };
+        // Flushed deltas are empty now: the account starts again from what is left.
+        self.remeasure();
+        self.memory.last_total = self.memory_bytes();
+        self.memory_counters.bytes = self.memory.last_total as u64;
+        out
+    }
+}
+
+impl Service {
+    /// Every endpoint state, wherever it lives.
+    fn states(&self) -> impl Iterator<Item = &EndpointState> {
+        self.tree
+            .endpoints()
+            .map(|(_, _, _, e)| e)
+            .chain(self.fixed.values())
+            .chain(self.overflow.values())
+    }
+
+    /// The sum of its states' last estimates.
+    fn state_bytes(&self) -> usize {
+        self.states().map(|e| e.bytes).sum()
+    }
+
+    /// Requests learned and not yet stored.
+    fn unflushed_hits(&self) -> u64 {
+        self.states().map(|e| e.delta.hits).sum()
+    }
+
+    /// Estimated bytes besides the endpoint states.
+    fn base_bytes(&self) -> usize {
+        crate::memory::SERVICE_BYTES + self.tree.len() * crate::memory::NODE_BYTES
     }
 }
 
@@ -822,10 +1038,12 @@ fn junk_service(
         .map(|(name, _)| name.clone())
 }
 
+#[allow(clippy::too_many_arguments)] // the disjoint parts of `Inventory` it updates
 fn service_entry<'a>(
     services: &'a mut HashMap<String, Service, foldhash::fast::RandomState>,
     cfg: &InventoryConfig,
     counters: &mut InventoryCounters,
+    memory: &mut crate::memory::Account,
     name: &str,
     now_us: u64,
     next_junk_scan_us: &mut u64,
@@ -847,7 +1065,9 @@ fn service_entry<'a>(
         .then(|| junk_service(services, now_us.saturating_sub(grace_us)))
         .flatten()
     {
-        services.remove(&junk);
+        if let Some(gone) = services.remove(&junk) {
+            memory.states = memory.states.saturating_sub(gone.state_bytes());
+        }
         counters.services_evicted += 1;
         services.insert(name.to_owned(), new_service());
         name

@@ -18,6 +18,7 @@ pub mod api;
 pub mod config;
 pub mod engine;
 pub mod learn;
+pub mod memory;
 pub mod ocsf;
 pub mod openapi;
 pub mod probe;
