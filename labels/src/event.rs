@@ -14,7 +14,9 @@ use crate::label::{DataClass, Direction, Finding, Label, Notes, Part};
 use crate::scan::{Ctx, HintCache, Labeller, RawMap, Region, Span, State, Where};
 
 /// How the request authenticated itself (R-INV-2 auth scheme; input to the
-/// "sensitive API without authentication" weak point).
+/// "sensitive API without authentication" weak point): one entry per kind of credential
+/// present, shipped in labels (schema names). The inventory's single per-request scheme,
+/// with JWT/opaque and TLS distinctions, is `apitap_inventory::learn::AuthScheme`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthScheme {

@@ -2,7 +2,12 @@
 
 use super::*;
 
-/// Auth schemes recognised in requests (R-INV-2).
+/// Auth schemes recognised in requests (R-INV-2): the *one* scheme an endpoint's request is
+/// counted under in the inventory (most specific credential wins; JWT and opaque bearer
+/// tokens apart; `none` and "none, but TLS" apart). Not the same question as
+/// [`apitap_labels::AuthScheme`], which lists *every* credential a request carries for the
+/// weak-point checks and is part of the shipped-labels schema (so its names cannot follow
+/// this one's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthScheme {
     /// No credential seen.
