@@ -95,6 +95,7 @@ fn check_interrupt() -> anyhow::Result<()> {
 /// reported time to first output counts them).
 pub fn start_clock() {
     START.get_or_init(Instant::now);
+    step("apitap demo: installing what is missing, building (warm: seconds; first run: minutes)");
     // SAFETY: installing an async-signal-safe handler that only stores to an atomic. Cargo,
     // apt-get and the tools get the same SIGINT from the terminal and stop by themselves.
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
@@ -1025,9 +1026,14 @@ fn print_results(
     let mut other: BTreeMap<(u64, String, String), usize> = BTreeMap::new();
     for a in all.iter().filter(|a| a["class_uid"] != 2004) {
         let title = a["finding_info"]["title"].as_str().unwrap_or("?");
-        // Inventory changes grouped by kind; weak points one by one.
-        let title = match title.split_once(" on ").or(title.split_once(": ")) {
-            Some((kind, _)) if a["class_uid"] == 2007 => kind.to_owned(),
+        // Inventory changes grouped by kind (the title up to the endpoint); weak points one
+        // by one.
+        let title = match title.find(" GET ").or(title.find(" POST ")) {
+            Some(at) if a["class_uid"] == 2007 => title[..at]
+                .trim_end_matches(" on")
+                .trim_end_matches(" to")
+                .trim_end_matches(':')
+                .to_owned(),
             _ => title.to_owned(),
         };
         *other

@@ -15,6 +15,8 @@ const DEBIAN: &[(&str, &str)] = &[
     ("pg_ctlcluster", "postgresql"),
     // Scores the shipped unit files' hardening (tests/tests/deploy_units.rs).
     ("systemd-analyze", "systemd"),
+    // The demo's attack tool; `cargo xtask test` ends with `demo --check`.
+    ("ffuf", "ffuf"),
 ];
 /// What the demo runs beyond the build: its server, clients and the attack tool.
 const DEMO: &[(&str, &str)] = &[
