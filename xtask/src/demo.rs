@@ -201,8 +201,9 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
     )?;
     step(&format!(
         "server {SERVER_IP}:{SERVER_PORT} [netns {}]: nginx serving {CUSTOMERS} customers \
-         (name, PRC ID, mobile, UnionPay card, e-mail, address), a paged list, login, \
-         static assets, health",
+         (name, PRC ID, mobile, UnionPay card, e-mail, address), a paged list (masked), \
+         login (one account accepted by an nginx map on the body, else 401 JSON), static \
+         assets, health",
         topo.server.name
     ));
     check_interrupt()?;
@@ -216,10 +217,13 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
 
     // Benign users browse for the whole run; the attack starts after a warm-up.
     let stop_users = Arc::new(AtomicBool::new(false));
+    // On an early return too: the users stop before their namespace goes.
+    let _stop_on_exit = StopOnDrop(stop_users.clone());
     let users = start_benign(&topo, &stop_users)?;
     step(&format!(
         "{} benign users (browsers' User-Agents, think times 0.3–1.5 s, ≤ {BENIGN_MAX_REQUESTS} \
-         requests or {BENIGN_SECONDS} s each) from 10.213.5.11–14; {DEMO_USER} logs in",
+         requests or {BENIGN_SECONDS} s each) from 10.213.5.11–14; two log in (the one \
+         account the login accepts)",
         BENIGN.len()
     ));
     sleep_checked(Duration::from_secs(WARMUP_SECONDS))?;
@@ -279,6 +283,15 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
     }
     drop(product);
     Ok(())
+}
+
+/// Sets the flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 fn sleep_checked(d: Duration) -> anyhow::Result<()> {
