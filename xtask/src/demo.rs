@@ -193,7 +193,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
     let topo = Topology::new("demo")?;
     add_benign_addresses(&topo, &dir)?;
     write_site(&dir.join("www"))?;
-    let _nginx = Nginx::start_conf(
+    let nginx = Nginx::start_conf(
         &topo.server,
         &dir.join("nginx"),
         &nginx_conf(&dir.join("nginx"), &dir.join("www")),
@@ -264,14 +264,25 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
     }
     step(&format!("benign users done: {benign_requests} requests"));
 
-    // Counters while the processes still run (their /metrics go with them).
-    std::thread::sleep(Duration::from_millis(1200));
-    let sensor_metrics = metrics_at(&topo.server, METRICS_ADDR)?;
-    let analyzer_metrics = metrics_at(&topo.server, ANALYZER_METRICS)?;
+    // Counters while the processes still run (their /metrics go with them), once the sensor
+    // has turned every request nginx logged into an event and the analyzer has taken them
+    // (bounded: a shortfall is reported, and fails --check).
+    let served = nginx.access_log()?.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (sensor_metrics, analyzer_metrics) = loop {
+        let sensor = metrics_at(&topo.server, METRICS_ADDR)?;
+        let analyzer = metrics_at(&topo.server, ANALYZER_METRICS)?;
+        let done = sum_prefix(&sensor, "apitap_sensor_events_total") >= served
+            && sum_prefix(&analyzer, "apitap_analyzer_events_total") >= served;
+        if done || Instant::now() > deadline {
+            break (sensor, analyzer);
+        }
+        sleep_checked(Duration::from_millis(300))?;
+    };
     product.stop()?;
     step("apitap stopped; final inventory flushed to the store");
 
-    let report = print_results(&out, &attacks, &sensor_metrics, &analyzer_metrics)?;
+    let report = print_results(&out, &attacks, served, &sensor_metrics, &analyzer_metrics)?;
     println!(
         "\ndemo took {:.1} s (outputs under {})",
         elapsed().as_secs_f64(),
@@ -883,11 +894,15 @@ struct Report {
     detections: Vec<Value>,
     ocsf_problems: Vec<String>,
     sensor_events: u64,
+    analyzer_events: u64,
+    /// Requests in nginx's access log.
+    served: u64,
 }
 
 fn print_results(
     out: &Outputs,
     attacks: &Attacks,
+    served: u64,
     sensor: &[(String, u64)],
     analyzer: &[(String, u64)],
 ) -> anyhow::Result<Report> {
@@ -1083,7 +1098,7 @@ fn print_results(
     }
 
     let sensor_events = sum_prefix(sensor, "apitap_sensor_events_total");
-    println!("\n== counters (/metrics) ==");
+    println!("\n== counters (/metrics; nginx logged {served} requests) ==");
     println!(
         "sensor:   {} packets, {} records, {} events, {} kernel drops, {} bus drops",
         sum_prefix(sensor, "apitap_kernel_packets_total"),
@@ -1109,6 +1124,8 @@ fn print_results(
         detections,
         ocsf_problems,
         sensor_events,
+        analyzer_events: sum_prefix(analyzer, "apitap_analyzer_events_total"),
+        served,
     })
 }
 
@@ -1190,8 +1207,11 @@ fn ocsf_shape_problems(a: &Value) -> Vec<String> {
 
 fn check(r: &Report) -> anyhow::Result<()> {
     let mut failures = Vec::new();
-    if r.sensor_events == 0 {
-        failures.push("the sensor produced no events".to_owned());
+    if r.sensor_events != r.served || r.analyzer_events != r.served {
+        failures.push(format!(
+            "nginx logged {} requests; the sensor made {} events, the analyzer took {}",
+            r.served, r.sensor_events, r.analyzer_events
+        ));
     }
     match &r.customer_template {
         Some(t) => {
