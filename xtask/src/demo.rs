@@ -145,9 +145,8 @@ impl Product {
                 )
             }
             Product::Kafka(k) => {
+                // The caller waited until the analyzer had taken every event.
                 k.sensor.stop()?;
-                // Until the analyzer has read what the sensor delivered.
-                std::thread::sleep(Duration::from_secs(3));
                 k.analyzer.stop()
             }
         }
@@ -215,7 +214,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
     ));
     check_interrupt()?;
 
-    // Benign users browse for the whole run; the attack starts after a warm-up.
+    // Benign users browse until the detections are in; the attack starts after a warm-up.
     let stop_users = Arc::new(AtomicBool::new(false));
     // On an early return too: the users stop before their namespace goes.
     let _stop_on_exit = StopOnDrop(stop_users.clone());
