@@ -95,7 +95,6 @@ fn check_interrupt() -> anyhow::Result<()> {
 /// reported time to first output counts them).
 pub fn start_clock() {
     START.get_or_init(Instant::now);
-    step("apitap demo: installing what is missing, building (warm: seconds; first run: minutes)");
     // SAFETY: installing an async-signal-safe handler that only stores to an atomic. Cargo,
     // apt-get and the tools get the same SIGINT from the terminal and stop by themselves.
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
@@ -103,6 +102,11 @@ pub fn start_clock() {
 
 fn elapsed() -> Duration {
     START.get_or_init(Instant::now).elapsed()
+}
+
+/// The first progress line, before setup and build.
+pub fn announce_build() {
+    step("apitap demo: installing what is missing, building (warm: seconds; first run: minutes)");
 }
 
 /// One progress line on the terminal, with the time since the demo started.

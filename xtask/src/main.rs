@@ -110,6 +110,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup => setup::run(),
         Cmd::Demo { kafka, check } => {
             demo::start_clock();
+            demo::announce_build();
             setup::demo(kafka)?;
             // Only the binaries the chosen mode runs.
             let mut build = vec!["build", "-p", "apitap-embedded", "-p", "apitap-analyzer"];
