@@ -362,6 +362,20 @@ http {{
 }}
 "#
         );
+        Self::start_conf(ns, dir, &conf, "/healthz")
+    }
+
+    /// Starts nginx in `ns` with configuration `conf` (written to `<dir>/nginx.conf`; it must
+    /// listen on [`SERVER_IP`]:[`SERVER_PORT`] and log to `<dir>/access.log`), ready when
+    /// `ready_path` answers 2xx; the access log is emptied after that probe.
+    pub fn start_conf(
+        ns: &Netns,
+        dir: &Path,
+        conf: &str,
+        ready_path: &str,
+    ) -> anyhow::Result<Nginx> {
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        let d = dir.display();
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf)?;
         let conf_arg = conf_path.to_string_lossy().into_owned();
@@ -385,7 +399,8 @@ http {{
                         "-s",
                         "-o",
                         "/dev/null",
-                        &format!("http://{SERVER_IP}:{SERVER_PORT}/healthz"),
+                        "-f",
+                        &format!("http://{SERVER_IP}:{SERVER_PORT}{ready_path}"),
                     ],
                 )
                 .status();
@@ -411,6 +426,7 @@ http {{
                     "reopen",
                 ],
             )
+            .stderr(Stdio::null())
             .status();
         Ok(nginx)
     }

@@ -8,6 +8,7 @@ mod bench;
 mod bench_hostile;
 mod bench_kafka;
 mod demo;
+mod demo_data;
 mod disk;
 mod fixtures;
 mod setup;
@@ -30,8 +31,19 @@ enum Cmd {
     /// Install Debian packages, the nightly rust-src component, bpf-linker and tansu (the
     /// tests' Kafka broker) if missing.
     Setup,
-    /// Set up, build, and run the live demo (netns + nginx + curl + sensor + analyzer).
-    Demo,
+    /// Set up what the demo needs, build, and run it: a customer API with personal data in a
+    /// network namespace, benign users and ffuf attacking it, apitap watching; then the
+    /// inventory, the data map, the detections, one OCSF alert and the counters.
+    Demo {
+        /// Through a real Kafka-protocol broker (tansu): apitap-sensor → Kafka →
+        /// apitap-analyzer run, instead of the single-process `apitap run`.
+        #[arg(long)]
+        kafka: bool,
+        /// Assert the results (templated customer endpoint with prc_id/mobile fields,
+        /// stuffing and enumeration detections naming the attacker, a valid OCSF alert).
+        #[arg(long)]
+        check: bool,
+    },
     /// Set up, build, check formatting and lints, and run every test (privileged ones too).
     Test,
     /// Record the pcap fixtures for the golden replay tests (needs root, tshark).
@@ -96,10 +108,18 @@ fn main() -> anyhow::Result<()> {
     setup::ci_build_env();
     match Cli::parse().command {
         Cmd::Setup => setup::run(),
-        Cmd::Demo => {
-            setup::run()?;
-            cargo(&["build", "--bins"])?;
-            demo::run()
+        Cmd::Demo { kafka, check } => {
+            demo::start_clock();
+            demo::announce_build();
+            setup::demo(kafka)?;
+            // Only the binaries the chosen mode runs.
+            let mut build = vec!["build", "-p", "apitap-embedded", "-p", "apitap-analyzer"];
+            if kafka {
+                build.extend(["-p", "apitap-sensor"]);
+            }
+            build.push("--bins");
+            cargo(&build)?;
+            demo::run(&demo::Opts { kafka, check })
         }
         Cmd::Bench { which, seconds } => {
             setup::run()?;
@@ -136,9 +156,30 @@ fn main() -> anyhow::Result<()> {
                 .context("run `cargo fmt --all` to fix formatting")?;
             cargo(&["build", "--bins", "--tests"])?;
             cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
-            cargo(&["test", "--no-fail-fast"])
+            cargo(&["test", "--no-fail-fast"])?;
+            demo_check()
         }
     }
+}
+
+/// The demo's real run with its assertions (`cargo xtask demo --check`, ≈ 30 s): privileged
+/// like the end-to-end tests, so under `CI=true` a missing privilege fails, elsewhere it skips.
+fn demo_check() -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        if apitap_tests::in_ci() {
+            bail!("demo --check cannot run in CI: not running as root");
+        }
+        eprintln!(
+            "SKIPPED demo --check: not running as root (runs in CI, where this is a failure)"
+        );
+        return Ok(());
+    }
+    demo::start_clock();
+    demo::run(&demo::Opts {
+        kafka: false,
+        check: true,
+    })
 }
 
 /// Runs the cargo that runs us, in the workspace root, inheriting output.

@@ -15,6 +15,16 @@ const DEBIAN: &[(&str, &str)] = &[
     ("pg_ctlcluster", "postgresql"),
     // Scores the shipped unit files' hardening (tests/tests/deploy_units.rs).
     ("systemd-analyze", "systemd"),
+    // The demo's attack tool; `cargo xtask test` ends with `demo --check`.
+    ("ffuf", "ffuf"),
+];
+/// What the demo runs beyond the build: its server, clients and the attack tool.
+const DEMO: &[(&str, &str)] = &[
+    ("nginx", "nginx-light"),
+    ("curl", "curl"),
+    ("ip", "iproute2"),
+    ("timeout", "coreutils"),
+    ("ffuf", "ffuf"),
 ];
 /// Python packages the tests run (independent validators of what the product exports).
 const PYTHON: &[(&str, &str)] = &[("openapi_spec_validator", "openapi-spec-validator==0.9.0")];
@@ -133,10 +143,31 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo xtask demo [--kafka]`: only what the chosen mode uses (the tests' PostgreSQL,
+/// Python validators and, without `--kafka`, the broker are not built or installed).
+pub fn demo(kafka: bool) -> anyhow::Result<()> {
+    let installed = install_tools(DEMO, "for the demo")?;
+    if installed {
+        stop_packaged_nginx();
+    }
+    nightly_rust_src()?;
+    bpf_linker()?;
+    build_packages()?;
+    if kafka {
+        tansu()?;
+    }
+    Ok(())
+}
+
 fn debian_packages() -> anyhow::Result<()> {
     if !install_tools(DEBIAN, "for the demo and tests")? {
         return Ok(());
     }
+    stop_packaged_nginx();
+    Ok(())
+}
+
+fn stop_packaged_nginx() {
     // Debian starts the packaged nginx service on install; the demo and tests run their own.
     let _ = Command::new("systemctl")
         .args(["disable", "--now", "nginx"])
@@ -146,7 +177,6 @@ fn debian_packages() -> anyhow::Result<()> {
         .args(["-s", "quit"])
         .stderr(Stdio::null())
         .status();
-    Ok(())
 }
 
 fn python_packages() -> anyhow::Result<()> {
