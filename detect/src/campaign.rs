@@ -542,7 +542,7 @@ fn render(c: &Campaign, activity: Activity, now: u64) -> Finding {
         start_us: c.start_us,
         end_us: c.last_us,
         events: c.events,
-        counts: c.counts.clone(),
+        counts: consistent_counts(&c.counts),
         actor: actor_with_subnet(c),
         sources: c.sources.clone(),
         source_count: c.source_set.count().max(c.sources.len() as u64).max(
@@ -560,6 +560,25 @@ fn render(c: &Campaign, activity: Activity, now: u64) -> Finding {
 
 /// A distributed campaign's actor, plus the subnet when every source so far is in one /24
 /// (/64): what a SIEM blocks.
+/// The counts as shown: a `distinct_*` count above eight values is a HyperLogLog estimate
+/// (≈ 6.5 %), which can exceed the number of events it counts over (389 distinct IDs in 373
+/// requests); it is shown at most at the largest plain count of the same finding, since a
+/// reader takes the two as facts about the same traffic.
+fn consistent_counts(counts: &[(&'static str, u64)]) -> Vec<(&'static str, u64)> {
+    let total = counts
+        .iter()
+        .filter(|(n, _)| !n.starts_with("distinct_"))
+        .map(|(_, v)| *v)
+        .max();
+    counts
+        .iter()
+        .map(|&(n, v)| match total {
+            Some(t) if n.starts_with("distinct_") => (n, v.min(t)),
+            _ => (n, v),
+        })
+        .collect()
+}
+
 fn actor_with_subnet(c: &Campaign) -> Vec<ActorKey> {
     let mut actor = c.actor.clone();
     if actor.iter().any(|a| a.kind == "scope")
@@ -670,6 +689,18 @@ pub(crate) fn sample(o: &Obs) -> Sample {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_estimates_never_exceed_the_counts_they_are_over() {
+        let c = [("requests", 373), ("distinct_ids", 389), ("not_found", 12)];
+        assert_eq!(
+            consistent_counts(&c),
+            [("requests", 373), ("distinct_ids", 373), ("not_found", 12)]
+        );
+        // Only distinct counts: nothing to compare with, shown as estimated.
+        let c = [("distinct_paths", 70), ("distinct_templates", 3)];
+        assert_eq!(consistent_counts(&c), c);
+    }
 
     #[test]
     fn masking() {
