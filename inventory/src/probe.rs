@@ -16,6 +16,10 @@
 //!   against the path's `GET`;
 //! * a `5xx` to a method that never succeeded on a path where another method did
 //!   (frameworks that crash on methods they do not route);
+//! * a *normalising redirect*: a `3xx` whose `Location` is the request's own path spelled
+//!   differently (escapes, letter case, punctuation, slashes), on a path whose method never
+//!   succeeded: the server canonicalises every URL before routing it, so the redirect says
+//!   nothing about a route (Datasette's `/x%5C` → `/x~5C`, `APPEND_SLASH`);
 //! * a GraphQL/JSON-RPC operation the server rejected (error status, `errors` without
 //!   `data`, a JSON-RPC `error`).
 //!
@@ -46,6 +50,9 @@ pub enum ProbeReason {
     /// A GraphQL or JSON-RPC operation the server rejected (an error status, GraphQL
     /// `errors` without `data`, a JSON-RPC `error`): operations exist once they are served.
     RejectedOperation,
+    /// A `3xx` to the request's own path respelled, on a path that never succeeded: URL
+    /// canonicalisation, not a route.
+    NormalizingRedirect,
 }
 
 impl ProbeReason {
@@ -59,12 +66,14 @@ impl ProbeReason {
             ProbeReason::AutoHead => "auto_head",
             ProbeReason::RejectedOperation => "rejected_operation",
             ProbeReason::MethodError => "method_error",
+            ProbeReason::NormalizingRedirect => "normalizing_redirect",
         }
     }
 }
 
-/// The probe reason of a request by its method and response alone. `NotFound` and
-/// `MethodError` are only candidates: the caller decides from the path's history.
+/// The probe reason of a request by its method and response alone. `NotFound`,
+/// `MethodError` and `NormalizingRedirect` are only candidates: the caller decides from the
+/// path's history.
 pub fn probe_reason(method: &str, facts: &EventFacts<'_>) -> Option<ProbeReason> {
     let resp = facts.event.response.as_ref()?;
     match resp.status {
@@ -84,10 +93,88 @@ pub fn probe_reason(method: &str, facts: &EventFacts<'_>) -> Option<ProbeReason>
             return Some(ProbeReason::AutoOptions);
         }
     }
+    if (300..400).contains(&resp.status)
+        && let Some(loc) = header(&resp.headers, "location")
+        && respelled(
+            &facts.event.request.path,
+            loc,
+            facts.event.request.host.as_deref(),
+        )
+    {
+        return Some(ProbeReason::NormalizingRedirect);
+    }
     match resp.status {
         404 => Some(ProbeReason::NotFound),
         500..=599 => Some(ProbeReason::MethodError),
         _ => None,
+    }
+}
+
+/// The path of a `Location` value on the request's own server: `/a/b` of `/a/b?x=1`, of
+/// `http://host/a/b#f`. `None` for another host or a relative reference (`b`, `../b`).
+fn location_path<'a>(loc: &'a str, host: Option<&str>) -> Option<&'a str> {
+    let loc = loc.trim();
+    let loc = loc.split(['?', '#']).next().unwrap_or_default();
+    let rest = if let Some((scheme, rest)) = loc.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        Some(rest)
+    } else {
+        loc.strip_prefix("//")
+    };
+    match rest {
+        Some(rest) => {
+            let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+            host.is_some_and(|h| h.eq_ignore_ascii_case(authority))
+                .then_some(path)
+        }
+        None => loc.starts_with('/').then_some(loc),
+    }
+}
+
+/// A path segment reduced to what survives any re-encoding: escape sequences (`%XX`, and the
+/// `~XX` that some servers use) and punctuation dropped, letters lower-cased.
+fn skeleton(seg: &str) -> String {
+    let b = seg.as_bytes();
+    let mut out = String::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if matches!(b[i], b'%' | b'~')
+            && b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        {
+            i += 3;
+            continue;
+        }
+        if b[i].is_ascii_alphanumeric() {
+            out.push(char::from(b[i].to_ascii_lowercase()));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Whether `loc` (a `Location` value) is the request path `path` spelled differently: same
+/// server, same segments up to escapes, punctuation, letter case and empty segments, but not
+/// the same text (a redirect to the very same path, Post/Redirect/Get, is an answer).
+pub fn respelled(path: &str, loc: &str, host: Option<&str>) -> bool {
+    let Some(target) = location_path(loc, host) else {
+        return false;
+    };
+    if target == path {
+        return false;
+    }
+    let mut a = path.split('/').filter(|s| !s.is_empty());
+    let mut b = target.split('/').filter(|s| !s.is_empty());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if skeleton(x) == skeleton(y) => {}
+            _ => return false,
+        }
     }
 }
 
@@ -218,6 +305,35 @@ pub fn identifier_evidence(facts: &EventFacts<'_>, seg: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalising_redirects_are_the_path_respelled() {
+        let h = Some("127.0.0.1:8001");
+        // Datasette re-encodes `%XX` as `~XX`; APPEND_SLASH; letter case; absolute form.
+        assert!(respelled(
+            "/schemathesis-probe%5C%1B%01",
+            "/schemathesis-probe~5C~1B~01",
+            h
+        ));
+        assert!(respelled(
+            "/shop/customers/C.i.json",
+            "/shop/customers/C~2Ei~2Ejson",
+            h
+        ));
+        assert!(respelled("/users", "/users/", h));
+        assert!(respelled(
+            "/Users/Me",
+            "http://127.0.0.1:8001/users/me?x=1",
+            h
+        ));
+        // Real redirects go elsewhere, to another host, or to the same path (PRG).
+        assert!(!respelled("/redirect/3", "/relative-redirect/2", h));
+        assert!(!respelled("/redirect/1", "/get", h));
+        assert!(!respelled("/login", "/login?next=%2F", h));
+        assert!(!respelled("/users", "http://other.example/users/", h));
+        assert!(!respelled("/a/b", "b/", h));
+        assert!(!respelled("/a/b", "/a/b/c", h));
+    }
 
     #[test]
     fn names_only_identifier_values() {
