@@ -1093,7 +1093,11 @@ impl<E: Payload> PathTree<E> {
         let Some(p) = self.node(cur).param else {
             return;
         };
-        if self.node(p).hits < 2 && self.node(p).id_evidence == 0 {
+        // From the parameter's first request on: a word seen once or twice beside it folds
+        // whatever it did, and the parameter may never see a second request through the
+        // tree (error answers to a known template are counted without routing, so httpbin's
+        // `/digest-auth/…/{stale_after}`, always 401, would keep `never` literal forever).
+        if self.node(p).hits < 1 && self.node(p).id_evidence == 0 {
             return;
         }
         let pb = self.node(p).behavior.clone();
@@ -1902,6 +1906,14 @@ mod word_tests {
 mod subpath_tests {
     use super::tests_support::*;
     use super::*;
+
+    #[test]
+    fn a_one_off_word_folds_at_the_parameters_first_value() {
+        let mut t = PathTree::new(TemplatingConfig::default());
+        hit_id(&mut t, "GET", "/stale/never", 401, 1, None);
+        hit_id(&mut t, "GET", "/stale/0", 401, 1, None);
+        assert_eq!(templates_of(&t), vec!["GET /stale/{stale_id}"]);
+    }
 
     #[test]
     fn a_word_leading_into_the_parameters_sub_path_is_a_value() {
