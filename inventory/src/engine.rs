@@ -1162,6 +1162,29 @@ mod tests {
             .collect()
     }
 
+    /// Path words that are the request's own Basic credentials are values, even when the
+    /// few answers that succeeded are all the evidence (httpbin's `/hidden-basic-auth/{user}/
+    /// {passwd}` answers 404 to any other credentials).
+    #[test]
+    fn words_that_are_the_callers_credentials_are_values() {
+        use base64::Engine as _;
+        let mut inv = Inventory::new(InventoryConfig::default()).unwrap();
+        for (user, pass) in [("alice", "london"), ("blue", "oscar"), ("berlin", "paris")] {
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            let e = EventBuilder::get(format!("/hidden-basic-auth/{user}/{pass}"))
+                .host("api.test")
+                .header("Authorization", format!("Basic {basic}"))
+                .status(200)
+                .response_body("application/json", r#"{"authenticated": true}"#)
+                .build();
+            inv.observe(&e);
+        }
+        assert_eq!(
+            templates(&inv),
+            vec!["GET /hidden-basic-auth/{hidden_basic_auth_id}/{id}"]
+        );
+    }
+
     /// A redirect of a path to itself respelled is URL canonicalisation, not a route; a
     /// redirect elsewhere is an endpoint's answer (httpbin's `/redirect/{n}`).
     #[test]

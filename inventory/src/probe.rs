@@ -272,13 +272,43 @@ pub fn body_names(body: &[u8], word: &str) -> bool {
     false
 }
 
+/// Whether `word` is the user name or the password of the request's own `Authorization:
+/// Basic` credentials (`None`: the request has none). A path that names its caller
+/// (`/basic-auth/alice/london` requested as `alice:london`, `/users/alice` by `alice`) is
+/// about a resource of the caller: the word is a value, not a route.
+pub fn credentials_name(facts: &EventFacts<'_>, word: &str) -> Option<bool> {
+    use base64::Engine as _;
+    let value = facts.request_header("authorization")?;
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") || rest.len() > 1024 {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = std::str::from_utf8(&decoded).ok()?;
+    let (user, password) = text.split_once(':').unwrap_or((text, ""));
+    Some(!word.is_empty() && (word == user || word == password))
+}
+
 /// Identifier evidence for path word `seg` of the request in `facts`: `Some(true)` when a
-/// JSON body of the request or its response carries it as a string value, `Some(false)` when
-/// there was a JSON body to look in, `None` otherwise.
+/// JSON body of the request or its response carries it as a string value, or it is the
+/// user name or password of the request's own Basic credentials that the server accepted
+/// (2xx); `Some(false)` when there was a JSON body to look in; `None` otherwise.
 pub fn identifier_evidence(facts: &EventFacts<'_>, seg: &str) -> Option<bool> {
     let json = |ct: Option<&str>| ct.is_some_and(|c| c.contains("json"));
-    let mut looked = false;
     let ev = facts.event;
+    // Credentials are positive evidence only, and only once the server accepted them (a
+    // 401 to wrong credentials names nobody); a word that is not the caller's name may
+    // still be another user's (`/users/bob` fetched by an admin).
+    let accepted = ev
+        .response
+        .as_ref()
+        .is_some_and(|r| (200..300).contains(&r.status));
+    if accepted && credentials_name(facts, seg) == Some(true) {
+        return Some(true);
+    }
+    let mut looked = false;
     if let Some(resp) = &ev.response
         && (200..300).contains(&resp.status)
         && json(header(&resp.headers, "content-type"))
@@ -333,6 +363,35 @@ mod tests {
         assert!(!respelled("/users", "http://other.example/users/", h));
         assert!(!respelled("/a/b", "b/", h));
         assert!(!respelled("/a/b", "/a/b/c", h));
+    }
+
+    #[test]
+    fn basic_credentials_name_their_path_words() {
+        use apitap_schema::test_support::EventBuilder;
+        // `alice:london`
+        let e = EventBuilder::get("/basic-auth/alice/london")
+            .header("Authorization", "Basic YWxpY2U6bG9uZG9u")
+            .status(200)
+            .build();
+        let f = EventFacts::new(&e, 1 << 16);
+        assert_eq!(identifier_evidence(&f, "alice"), Some(true));
+        assert_eq!(identifier_evidence(&f, "london"), Some(true));
+        assert_eq!(credentials_name(&f, "basic-auth"), Some(false));
+        // Not the caller's name: no evidence either way (no body to look in).
+        assert_eq!(identifier_evidence(&f, "basic-auth"), None);
+        // Rejected credentials name nobody.
+        let e = EventBuilder::get("/basic-auth/alice/london")
+            .header("Authorization", "Basic YWxpY2U6bG9uZG9u")
+            .status(401)
+            .build();
+        let f = EventFacts::new(&e, 1 << 16);
+        assert_eq!(identifier_evidence(&f, "alice"), None);
+        let e = EventBuilder::get("/basic-auth/alice/london")
+            .header("Authorization", "Bearer YWxpY2U6bG9uZG9u")
+            .status(200)
+            .build();
+        let f = EventFacts::new(&e, 1 << 16);
+        assert_eq!(credentials_name(&f, "alice"), None);
     }
 
     #[test]
