@@ -17,7 +17,7 @@
 //! * a `5xx` to a method that never succeeded on a path where another method did
 //!   (frameworks that crash on methods they do not route);
 //! * a *normalising redirect*: a `3xx` whose `Location` is the request's own path spelled
-//!   differently (escapes, letter case, punctuation, slashes), on a path whose method never
+//!   differently (escapes, letter case, slashes), on a path whose method never
 //!   succeeded: the server canonicalises every URL before routing it, so the redirect says
 //!   nothing about a route (Datasette's `/x%5C` → `/x~5C`, `APPEND_SLASH`);
 //! * a GraphQL/JSON-RPC operation the server rejected (error status, `errors` without
@@ -135,31 +135,38 @@ fn location_path<'a>(loc: &'a str, host: Option<&str>) -> Option<&'a str> {
     }
 }
 
-/// A path segment reduced to what survives any re-encoding: escape sequences (`%XX`, and the
-/// `~XX` that some servers use) and punctuation dropped, letters lower-cased.
-fn skeleton(seg: &str) -> String {
+/// A path segment as the bytes it stands for, whatever the escaping: `%XX` and the `~XX`
+/// that some servers use decoded, ASCII letters lower-cased.
+fn unescaped(seg: &str) -> Vec<u8> {
     let b = seg.as_bytes();
-    let mut out = String::with_capacity(b.len());
+    let hex = |c: u8| char::from(c).to_digit(16);
+    let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if matches!(b[i], b'%' | b'~')
-            && b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-            && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+            && let (Some(hi), Some(lo)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
         {
+            // Two hex digits: at most 0xFF.
+            out.push(
+                u8::try_from(hi * 16 + lo)
+                    .unwrap_or(u8::MAX)
+                    .to_ascii_lowercase(),
+            );
             i += 3;
             continue;
         }
-        if b[i].is_ascii_alphanumeric() {
-            out.push(char::from(b[i].to_ascii_lowercase()));
-        }
+        out.push(b[i].to_ascii_lowercase());
         i += 1;
     }
     out
 }
 
 /// Whether `loc` (a `Location` value) is the request path `path` spelled differently: same
-/// server, same segments up to escapes, punctuation, letter case and empty segments, but not
-/// the same text (a redirect to the very same path, Post/Redirect/Get, is an answer).
+/// server, same segments up to escapes (`%XX`, `~XX`), letter case and empty segments, but
+/// not the same text (a redirect to the very same path, Post/Redirect/Get, is an answer).
 pub fn respelled(path: &str, loc: &str, host: Option<&str>) -> bool {
     let Some(target) = location_path(loc, host) else {
         return false;
@@ -172,7 +179,7 @@ pub fn respelled(path: &str, loc: &str, host: Option<&str>) -> bool {
     loop {
         match (a.next(), b.next()) {
             (None, None) => return true,
-            (Some(x), Some(y)) if skeleton(x) == skeleton(y) => {}
+            (Some(x), Some(y)) if unescaped(x) == unescaped(y) => {}
             _ => return false,
         }
     }
@@ -363,6 +370,8 @@ mod tests {
         assert!(!respelled("/users", "http://other.example/users/", h));
         assert!(!respelled("/a/b", "b/", h));
         assert!(!respelled("/a/b", "/a/b/c", h));
+        assert!(!respelled("/files/%E5", "/files/%E6", h));
+        assert!(!respelled("/foo_bar", "/foo-bar", h));
     }
 
     #[test]
