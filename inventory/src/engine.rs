@@ -123,13 +123,13 @@ pub struct InventoryCounters {
     /// Requests taken as probes (not served: see [`crate::probe`]), not endpoints.
     pub probe_events: u64,
     /// Probes per reason, in the order of [`PROBE_REASONS`].
-    pub probes_by_reason: [u64; 7],
+    pub probes_by_reason: [u64; 8],
     /// Probes whose path is not a known endpoint path (counted here only).
     pub probe_unrouted_events: u64,
 }
 
 /// The probe reasons in the order of [`InventoryCounters::probes_by_reason`].
-pub const PROBE_REASONS: [ProbeReason; 7] = [
+pub const PROBE_REASONS: [ProbeReason; 8] = [
     ProbeReason::MethodNotAllowed,
     ProbeReason::NotImplemented,
     ProbeReason::NotFound,
@@ -137,6 +137,7 @@ pub const PROBE_REASONS: [ProbeReason; 7] = [
     ProbeReason::AutoHead,
     ProbeReason::RejectedOperation,
     ProbeReason::MethodError,
+    ProbeReason::NormalizingRedirect,
 ];
 
 /// Template in the key of a probe whose path is not a known endpoint path.
@@ -414,7 +415,11 @@ impl Inventory {
                     .is_some_and(|e| e.succeeded)
             };
             let served = match reason {
-                ProbeReason::NotFound => node.is_some_and(method_succeeded),
+                // So is a normalising redirect on a served path (the answer of
+                // `GET /shop/customers/{handle}.json` to a handle it re-encodes).
+                ProbeReason::NotFound | ProbeReason::NormalizingRedirect => {
+                    node.is_some_and(method_succeeded)
+                }
                 // A server error is a probe only against a path served by other methods.
                 ProbeReason::MethodError => node.is_none_or(|n| {
                     method_succeeded(n) || !svc.tree.endpoints_at(n).any(|e| e.succeeded)
@@ -1375,4 +1380,76 @@ fn prune_params(d: &mut EndpointData, before_us: u64) -> Vec<(String, String)> {
         prune(format!("body.{kind}"), &mut body.fields);
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apitap_schema::test_support::EventBuilder;
+
+    fn redirect(inv: &mut Inventory, path: &str, location: &str) {
+        let e = EventBuilder::get(path)
+            .host("api.test")
+            .status(302)
+            .response_header("Location", location)
+            .build();
+        inv.observe(&e);
+    }
+
+    fn templates(inv: &Inventory) -> Vec<String> {
+        inv.endpoint_keys()
+            .into_iter()
+            .map(|k| format!("{} {}", k.method, k.template))
+            .collect()
+    }
+
+    /// Path words that are the request's own Basic credentials are values, even when the
+    /// few answers that succeeded are all the evidence (httpbin's `/hidden-basic-auth/{user}/
+    /// {passwd}` answers 404 to any other credentials).
+    #[test]
+    fn words_that_are_the_callers_credentials_are_values() {
+        use base64::Engine as _;
+        let mut inv = Inventory::new(InventoryConfig::default()).unwrap();
+        for (user, pass) in [("alice", "london"), ("blue", "oscar"), ("berlin", "paris")] {
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            let e = EventBuilder::get(format!("/hidden-basic-auth/{user}/{pass}"))
+                .host("api.test")
+                .header("Authorization", format!("Basic {basic}"))
+                .status(200)
+                .response_body("application/json", r#"{"authenticated": true}"#)
+                .build();
+            inv.observe(&e);
+        }
+        assert_eq!(
+            templates(&inv),
+            vec!["GET /hidden-basic-auth/{hidden_basic_auth_id}/{id}"]
+        );
+    }
+
+    /// A redirect of a path to itself respelled is URL canonicalisation, not a route; a
+    /// redirect elsewhere is an endpoint's answer (httpbin's `/redirect/{n}`).
+    #[test]
+    fn normalising_redirects_are_probes_and_real_redirects_endpoints() {
+        let mut inv = Inventory::new(InventoryConfig::default()).unwrap();
+        redirect(
+            &mut inv,
+            "/schemathesis-probe%5C%1B%01",
+            "/schemathesis-probe~5C~1B~01",
+        );
+        redirect(&mut inv, "/redirect/1", "/get");
+        assert_eq!(templates(&inv), vec!["GET /redirect/{redirect_id}"]);
+        let i = PROBE_REASONS
+            .iter()
+            .position(|r| *r == ProbeReason::NormalizingRedirect)
+            .unwrap();
+        assert_eq!(inv.counters.probes_by_reason[i], 1);
+        // On a path already served, the same redirect is the endpoint's answer.
+        let ok = EventBuilder::get("/docs/")
+            .host("api.test")
+            .status(200)
+            .build();
+        inv.observe(&ok);
+        redirect(&mut inv, "/docs", "/docs/");
+        assert_eq!(inv.counters.probe_events, 1);
+    }
 }

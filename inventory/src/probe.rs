@@ -16,6 +16,10 @@
 //!   against the path's `GET`;
 //! * a `5xx` to a method that never succeeded on a path where another method did
 //!   (frameworks that crash on methods they do not route);
+//! * a *normalising redirect*: a `3xx` whose `Location` is the request's own path spelled
+//!   differently (escapes, letter case, slashes), on a path whose method never
+//!   succeeded: the server canonicalises every URL before routing it, so the redirect says
+//!   nothing about a route (Datasette's `/x%5C` → `/x~5C`, `APPEND_SLASH`);
 //! * a GraphQL/JSON-RPC operation the server rejected (error status, `errors` without
 //!   `data`, a JSON-RPC `error`).
 //!
@@ -46,6 +50,9 @@ pub enum ProbeReason {
     /// A GraphQL or JSON-RPC operation the server rejected (an error status, GraphQL
     /// `errors` without `data`, a JSON-RPC `error`): operations exist once they are served.
     RejectedOperation,
+    /// A `3xx` to the request's own path respelled, on a path that never succeeded: URL
+    /// canonicalisation, not a route.
+    NormalizingRedirect,
 }
 
 impl ProbeReason {
@@ -59,12 +66,14 @@ impl ProbeReason {
             ProbeReason::AutoHead => "auto_head",
             ProbeReason::RejectedOperation => "rejected_operation",
             ProbeReason::MethodError => "method_error",
+            ProbeReason::NormalizingRedirect => "normalizing_redirect",
         }
     }
 }
 
-/// The probe reason of a request by its method and response alone. `NotFound` and
-/// `MethodError` are only candidates: the caller decides from the path's history.
+/// The probe reason of a request by its method and response alone. `NotFound`,
+/// `MethodError` and `NormalizingRedirect` are only candidates: the caller decides from the
+/// path's history.
 pub fn probe_reason(method: &str, facts: &EventFacts<'_>) -> Option<ProbeReason> {
     let resp = facts.event.response.as_ref()?;
     match resp.status {
@@ -84,10 +93,95 @@ pub fn probe_reason(method: &str, facts: &EventFacts<'_>) -> Option<ProbeReason>
             return Some(ProbeReason::AutoOptions);
         }
     }
+    if (300..400).contains(&resp.status)
+        && let Some(loc) = header(&resp.headers, "location")
+        && respelled(
+            &facts.event.request.path,
+            loc,
+            facts.event.request.host.as_deref(),
+        )
+    {
+        return Some(ProbeReason::NormalizingRedirect);
+    }
     match resp.status {
         404 => Some(ProbeReason::NotFound),
         500..=599 => Some(ProbeReason::MethodError),
         _ => None,
+    }
+}
+
+/// The path of a `Location` value on the request's own server: `/a/b` of `/a/b?x=1`, of
+/// `http://host/a/b#f`. `None` for another host or a relative reference (`b`, `../b`).
+fn location_path<'a>(loc: &'a str, host: Option<&str>) -> Option<&'a str> {
+    let loc = loc.trim();
+    let loc = loc.split(['?', '#']).next().unwrap_or_default();
+    let rest = if let Some((scheme, rest)) = loc.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        Some(rest)
+    } else {
+        loc.strip_prefix("//")
+    };
+    match rest {
+        Some(rest) => {
+            let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+            host.is_some_and(|h| h.eq_ignore_ascii_case(authority))
+                .then_some(path)
+        }
+        None => loc.starts_with('/').then_some(loc),
+    }
+}
+
+/// A path segment as the bytes it stands for, whatever the escaping: `%XX` and the `~XX`
+/// that some servers use decoded, ASCII letters lower-cased.
+fn unescaped(seg: &str) -> Vec<u8> {
+    let b = seg.as_bytes();
+    let hex = |c: u8| char::from(c).to_digit(16);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if matches!(b[i], b'%' | b'~')
+            && let (Some(hi), Some(lo)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            // Two hex digits: at most 0xFF.
+            out.push(
+                u8::try_from(hi * 16 + lo)
+                    .unwrap_or(u8::MAX)
+                    .to_ascii_lowercase(),
+            );
+            i += 3;
+            continue;
+        }
+        out.push(b[i].to_ascii_lowercase());
+        i += 1;
+    }
+    out
+}
+
+/// Whether `loc` (a `Location` value) is the request path `path` spelled differently: same
+/// server, same segments up to escapes (`%XX`, `~XX`), letter case and empty segments, but
+/// not the same text (a redirect to the very same path, Post/Redirect/Get, is an answer).
+pub fn respelled(path: &str, loc: &str, host: Option<&str>) -> bool {
+    let Some(target) = location_path(loc, host) else {
+        return false;
+    };
+    if target == path {
+        return false;
+    }
+    let mut a = path.split('/').filter(|s| !s.is_empty());
+    let mut b = target.split('/').filter(|s| !s.is_empty());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if unescaped(x) == unescaped(y) => {}
+            _ => return false,
+        }
     }
 }
 
@@ -185,13 +279,43 @@ pub fn body_names(body: &[u8], word: &str) -> bool {
     false
 }
 
+/// Whether `word` is the user name or the password of the request's own `Authorization:
+/// Basic` credentials (`None`: the request has none). A path that names its caller
+/// (`/basic-auth/alice/london` requested as `alice:london`, `/users/alice` by `alice`) is
+/// about a resource of the caller: the word is a value, not a route.
+pub fn credentials_name(facts: &EventFacts<'_>, word: &str) -> Option<bool> {
+    use base64::Engine as _;
+    let value = facts.request_header("authorization")?;
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") || rest.len() > 1024 {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = std::str::from_utf8(&decoded).ok()?;
+    let (user, password) = text.split_once(':').unwrap_or((text, ""));
+    Some(!word.is_empty() && (word == user || word == password))
+}
+
 /// Identifier evidence for path word `seg` of the request in `facts`: `Some(true)` when a
-/// JSON body of the request or its response carries it as a string value, `Some(false)` when
-/// there was a JSON body to look in, `None` otherwise.
+/// JSON body of the request or its response carries it as a string value, or it is the
+/// user name or password of the request's own Basic credentials that the server accepted
+/// (2xx); `Some(false)` when there was a JSON body to look in; `None` otherwise.
 pub fn identifier_evidence(facts: &EventFacts<'_>, seg: &str) -> Option<bool> {
     let json = |ct: Option<&str>| ct.is_some_and(|c| c.contains("json"));
-    let mut looked = false;
     let ev = facts.event;
+    // Credentials are positive evidence only, and only once the server accepted them (a
+    // 401 to wrong credentials names nobody); a word that is not the caller's name may
+    // still be another user's (`/users/bob` fetched by an admin).
+    let accepted = ev
+        .response
+        .as_ref()
+        .is_some_and(|r| (200..300).contains(&r.status));
+    if accepted && credentials_name(facts, seg) == Some(true) {
+        return Some(true);
+    }
+    let mut looked = false;
     if let Some(resp) = &ev.response
         && (200..300).contains(&resp.status)
         && json(header(&resp.headers, "content-type"))
@@ -218,6 +342,66 @@ pub fn identifier_evidence(facts: &EventFacts<'_>, seg: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalising_redirects_are_the_path_respelled() {
+        let h = Some("127.0.0.1:8001");
+        // Datasette re-encodes `%XX` as `~XX`; APPEND_SLASH; letter case; absolute form.
+        assert!(respelled(
+            "/schemathesis-probe%5C%1B%01",
+            "/schemathesis-probe~5C~1B~01",
+            h
+        ));
+        assert!(respelled(
+            "/shop/customers/C.i.json",
+            "/shop/customers/C~2Ei~2Ejson",
+            h
+        ));
+        assert!(respelled("/users", "/users/", h));
+        assert!(respelled(
+            "/Users/Me",
+            "http://127.0.0.1:8001/users/me?x=1",
+            h
+        ));
+        // Real redirects go elsewhere, to another host, or to the same path (PRG).
+        assert!(!respelled("/redirect/3", "/relative-redirect/2", h));
+        assert!(!respelled("/redirect/1", "/get", h));
+        assert!(!respelled("/login", "/login?next=%2F", h));
+        assert!(!respelled("/users", "http://other.example/users/", h));
+        assert!(!respelled("/a/b", "b/", h));
+        assert!(!respelled("/a/b", "/a/b/c", h));
+        assert!(!respelled("/files/%E5", "/files/%E6", h));
+        assert!(!respelled("/foo_bar", "/foo-bar", h));
+    }
+
+    #[test]
+    fn basic_credentials_name_their_path_words() {
+        use apitap_schema::test_support::EventBuilder;
+        // `alice:london`
+        let e = EventBuilder::get("/basic-auth/alice/london")
+            .header("Authorization", "Basic YWxpY2U6bG9uZG9u")
+            .status(200)
+            .build();
+        let f = EventFacts::new(&e, 1 << 16);
+        assert_eq!(identifier_evidence(&f, "alice"), Some(true));
+        assert_eq!(identifier_evidence(&f, "london"), Some(true));
+        assert_eq!(credentials_name(&f, "basic-auth"), Some(false));
+        // Not the caller's name: no evidence either way (no body to look in).
+        assert_eq!(identifier_evidence(&f, "basic-auth"), None);
+        // Rejected credentials name nobody.
+        let e = EventBuilder::get("/basic-auth/alice/london")
+            .header("Authorization", "Basic YWxpY2U6bG9uZG9u")
+            .status(401)
+            .build();
+        let f = EventFacts::new(&e, 1 << 16);
+        assert_eq!(identifier_evidence(&f, "alice"), None);
+        let e = EventBuilder::get("/basic-auth/alice/london")
+            .header("Authorization", "Bearer YWxpY2U6bG9uZG9u")
+            .status(200)
+            .build();
+        let f = EventFacts::new(&e, 1 << 16);
+        assert_eq!(credentials_name(&f, "alice"), None);
+    }
 
     #[test]
     fn names_only_identifier_values() {

@@ -632,6 +632,9 @@ impl<E: Payload> PathTree<E> {
             }
             // The shape is only needed off the literal fast path.
             let mut shape = None;
+            if let Some(below) = segs.get(index + 1) {
+                self.value_by_shared_subpath(cur, seg, below, &mut shape);
+            }
             let Some(next) = self.step(cur, seg, &mut shape, obs, &mut get_fp, ident) else {
                 self.counters.overflow_requests += 1;
                 return Route::Overflow;
@@ -669,6 +672,57 @@ impl<E: Payload> PathTree<E> {
             }
         }
         Some((cur, caps))
+    }
+
+    /// A word at `cur` whose path goes on into a sub-path that the parameter beside it
+    /// already has is a value of that parameter (R-INV-1): `/users/vincent.thompson/posts`
+    /// beside `/users/{user_id}/posts`, `/posts/null/comments` beside
+    /// `/posts/{post_id}/comments`. Resources, not routes, carry sub-resources of the same
+    /// name; this holds whatever the word's own bodies showed (a `DELETE` answered `{}`, a
+    /// list of no posts) and in whatever order the requests came. A pinned literal (a static
+    /// route with distinct behaviour) stays. The word's literal node, if any, is folded with
+    /// its endpoints; otherwise the parameter is told to take the word.
+    fn value_by_shared_subpath(
+        &mut self,
+        cur: NodeId,
+        seg: &str,
+        below: &str,
+        shape_cache: &mut Option<SegmentShape>,
+    ) {
+        if cur == ROOT && !self.cfg.template_words_at_root {
+            return;
+        }
+        let Some(p) = self.node(cur).param else {
+            return;
+        };
+        let pn = self.node(p);
+        if pn.rest || !pn.children.contains_key(below) {
+            return;
+        }
+        let shape = *shape_cache.get_or_insert_with(|| SegmentShape::of(seg));
+        if strength(seg, shape) != Strength::Word {
+            return;
+        }
+        match self.node(cur).children.get(seg).copied() {
+            Some(c) => {
+                let n = self.node(c);
+                if n.pinned || n.is_param() {
+                    return;
+                }
+                self.node_mut(p).value_shapes |= SegmentShape::Word.bit();
+                self.fold(cur, &[c]);
+            }
+            None => {
+                let h = value_hash(seg);
+                let pn = self.node_mut(p);
+                pn.value_shapes |= SegmentShape::Word.bit();
+                if let Err(i) = pn.known.binary_search(&h)
+                    && pn.known.len() < KNOWN_VALUES
+                {
+                    pn.known.insert(i, h);
+                }
+            }
+        }
     }
 
     /// A parameter `c` right below parameter `p` is the rest of a catch-all when both hold
@@ -1039,7 +1093,11 @@ impl<E: Payload> PathTree<E> {
         let Some(p) = self.node(cur).param else {
             return;
         };
-        if self.node(p).hits < 2 && self.node(p).id_evidence == 0 {
+        // From the parameter's first request on: a word seen once or twice beside it folds
+        // whatever it did, and the parameter may never see a second request through the
+        // tree (error answers to a known template are counted without routing, so httpbin's
+        // `/digest-auth/…/{stale_after}`, always 401, would keep `never` literal forever).
+        if self.node(p).hits < 1 && self.node(p).id_evidence == 0 {
             return;
         }
         let pb = self.node(p).behavior.clone();
@@ -1840,6 +1898,69 @@ mod word_tests {
                 "PUT /users/v1/{id}/email",
             ],
             "{tpl:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod subpath_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    #[test]
+    fn a_one_off_word_folds_at_the_parameters_first_value() {
+        let mut t = PathTree::new(TemplatingConfig::default());
+        hit_id(&mut t, "GET", "/stale/never", 401, 1, None);
+        hit_id(&mut t, "GET", "/stale/0", 401, 1, None);
+        assert_eq!(templates_of(&t), vec!["GET /stale/{stale_id}"]);
+    }
+
+    #[test]
+    fn a_word_leading_into_the_parameters_sub_path_is_a_value() {
+        let mut t = PathTree::new(TemplatingConfig::default());
+        // An identifier position: user names seen in their own bodies.
+        for name in ["robert.smith", "penahannah"] {
+            hit_id(&mut t, "GET", &format!("/users/{name}"), 200, 1, Some(true));
+            hit_id(&mut t, "GET", &format!("/users/{name}/posts"), 200, 2, None);
+        }
+        // Names whose bodies never showed them (a DELETE answered `{}`, an empty list of
+        // posts), in either order: the sub-path of `{user_id}` says they are values.
+        hit_id(&mut t, "DELETE", "/users/amber.shaw", 200, 3, Some(false));
+        hit_id(&mut t, "DELETE", "/users/amber.shaw", 404, 4, None);
+        hit_id(
+            &mut t,
+            "GET",
+            "/users/amber.shaw/posts",
+            200,
+            2,
+            Some(false),
+        );
+        hit_id(
+            &mut t,
+            "GET",
+            "/users/vincent.thompson/posts",
+            200,
+            2,
+            Some(false),
+        );
+        // An integer position: a fuzzer's `null`.
+        for i in 1..4 {
+            hit_id(&mut t, "GET", &format!("/posts/{i}/comments"), 200, 5, None);
+        }
+        hit_id(&mut t, "GET", "/posts/null/comments", 200, 5, Some(false));
+        // A static route beside a parameter, without the sub-path, stays.
+        for _ in 0..4 {
+            hit_id(&mut t, "GET", "/users/me", 200, 1, Some(false));
+        }
+        assert_eq!(
+            templates_of(&t),
+            vec![
+                "DELETE /users/{user_id}",
+                "GET /posts/{post_id}/comments",
+                "GET /users/me",
+                "GET /users/{user_id}",
+                "GET /users/{user_id}/posts",
+            ]
         );
     }
 }

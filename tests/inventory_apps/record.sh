@@ -9,13 +9,15 @@
 #
 # Needs root (ip netns), dumpcap, and:
 #   VENV        python venv with schemathesis faker datasette datasette-graphql httpbin gunicorn
-#   NODE_DIR    folder with node_modules/json-server (npm install json-server@0.17.4)
+#   NODE_DIR    folder with node_modules/json-server (npm install json-server@0.17.4);
+#               jsonserver only
 #   SENSOR      the apitap-sensor binary
 set -euo pipefail
 APP=$1
 OUT=$(realpath -m "$2")
 HERE=$(cd "$(dirname "$0")" && pwd)
-: "${VENV:?}" "${NODE_DIR:?}" "${SENSOR:?}"
+: "${VENV:?}" "${SENSOR:?}"
+if [ "$APP" = jsonserver ]; then : "${NODE_DIR:?}"; fi
 NS=apitap-inv-$APP
 WORK=$(mktemp -d /tmp/inv-rec-XXXX)
 mkdir -p "$OUT"
@@ -43,6 +45,9 @@ case $APP in
     ;;
   httpbin)
     PORT=8080; SPEC=$HERE/../../analyzer/tests/data/httpbin/spec.json
+    # httpbin's answers are large (images, echoed requests): half the fuzzing time keeps
+    # the fixture near 1 MB.
+    MAX_TIME=60
     $NSX "$VENV/bin/python" -m gunicorn -b 127.0.0.1:$PORT -w 2 httpbin:app >"$WORK/app.log" 2>&1 &
     ;;
 esac
@@ -59,10 +64,17 @@ sleep 2
 # Scripted users first (the app's data intact), then the fuzzer, then users again.
 if [ "$APP" != httpbin ]; then
   $NSX timeout 300 "$VENV/bin/python" "$HERE/users.py" "$APP" "$BASE" "$WORK/data" --sessions 15 --seed 3
+else
+  # httpbin's scripted users: every operation of its spec with varied values (the
+  # generator of the inventory_eval.rs recordings, fewer repeats).
+  $NSX timeout 300 "$VENV/bin/python" "$HERE/../../analyzer/tests/data/httpbin/generate_traffic.py" \
+    "$BASE" --spec "$SPEC" --seed 3 --static-repeats 2 --templated-repeats 6 >"$WORK/users.log" 2>&1
 fi
-$NSX timeout 400 "$VENV/bin/schemathesis" run "$SPEC" --url "$BASE" --checks all --mode all \
-  --max-examples 12 --max-time 120 --request-timeout 5 --seed 1 --workers 1 --no-shrink \
-  --suppress-health-check all --continue-on-failure >"$WORK/schemathesis.log" 2>&1 || true
+# From the work folder: schemathesis keeps an example database (`.schemathesis/`) in the
+# current directory, which would replay one recording's failures into the next.
+(cd "$WORK" && $NSX timeout 400 "$VENV/bin/schemathesis" run "$SPEC" --url "$BASE" --checks all --mode all \
+  --max-examples 12 --max-time "${MAX_TIME:-120}" --request-timeout 5 --seed 1 --workers 1 --no-shrink \
+  --suppress-health-check all --continue-on-failure >"$WORK/schemathesis.log" 2>&1) || true
 if [ "$APP" != httpbin ]; then
   $NSX timeout 300 "$VENV/bin/python" "$HERE/users.py" "$APP" "$BASE" "$WORK/data" --sessions 10 --seed 4
 fi
@@ -73,6 +85,9 @@ sleep 2
 tail -3 "$WORK/replay.log"
 gzip -9 -n -c "$WORK/events.jsonl" >"$OUT/events.jsonl.gz"
 cp "$SPEC" "$OUT/spec.json"
-cp "$WORK/data/labels_truth.json" "$OUT/labels_truth.json"
+# httpbin serves none of the generated data: no label truth for it.
+if [ "$APP" != httpbin ]; then
+  cp "$WORK/data/labels_truth.json" "$OUT/labels_truth.json"
+fi
 tail -15 "$WORK/schemathesis.log" > "$OUT/schemathesis-summary.txt" || true
 echo "$APP: $(wc -l <"$WORK/events.jsonl") events -> $OUT (work $WORK)"
