@@ -336,6 +336,88 @@ fn snapshot(state: &Mutex<Ingestor>) -> (Vec<EndpointReport>, RunStats) {
     (ingestor.summary.reports(), ingestor.stats.clone())
 }
 
+/// What `check-config` found: the settings `run` would start with, for the operator to read.
+#[derive(Debug)]
+pub struct ConfigCheck {
+    /// `file:PATH`, `stdin` or `kafka:BROKERS/TOPIC (group G)`.
+    pub source: String,
+    /// Inventory store backend and target (`sqlite:…`, `postgres` with the host only), or
+    /// `memory` without a store.
+    pub store: String,
+    /// Public id of the labels hash key (never the key), or `random per process`.
+    pub hash_key: String,
+    /// Operator specs and overrides loaded.
+    pub specs: usize,
+    /// Overrides compiled.
+    pub overrides: usize,
+    /// Token files checked (field names).
+    pub tokens: Vec<&'static str>,
+    /// Listeners `run` would open.
+    pub listeners: Vec<String>,
+}
+
+/// `apitap-analyzer check-config`: everything `run` checks before it starts — the file and
+/// every value (errors name the field), the hash key file, the token files and the Kafka
+/// secret files (presence, owner-only permissions, never their contents), the operator specs
+/// and overrides, the ingest guard and the detections — without opening a store, a
+/// listener or a broker connection.
+pub fn check(config: &Config) -> Result<ConfigCheck, Error> {
+    // `Config::load` already checked the Kafka values and read its secret files.
+    let source = match config.event_input()? {
+        EventInput::Lines(i) if i.path.as_os_str() == "-" => "stdin".to_owned(),
+        EventInput::Lines(i) => format!("file:{}", i.path.display()),
+        EventInput::Kafka(k) => format!(
+            "kafka:{}/{} (group {})",
+            k.brokers.join(","),
+            k.events_topic,
+            k.consumer.group_id
+        ),
+    };
+    EventGuard::from_config(&config.ingest)?;
+    let mut ingestor = Ingestor::new(Summary::new(config.summary.max_endpoints));
+    let key = crate::labelling::hash_key(&config.labels)?;
+    let hash_key = if config.labels.hash_key_file.is_some() {
+        key.id()
+    } else {
+        "random per process (labels.hash_key_file not set)".to_owned()
+    };
+    analysis(&mut ingestor, &config.labels, &config.detect)?;
+    let mut tokens = Vec::new();
+    for (field, file) in [
+        (
+            "inventory.api_token_file",
+            config.inventory.api_token_file.as_deref(),
+        ),
+        ("metrics.token_file", config.metrics.token_file.as_deref()),
+    ] {
+        if token(field, file)?.is_some() {
+            tokens.push(field);
+        }
+    }
+    Inventory::new(config.inventory.clone()).map_err(Error::Spec)?;
+    let store = match config.inventory.store.as_deref() {
+        Some(url) if url.starts_with("postgres") => "postgres".to_owned(),
+        Some(url) => url.to_owned(),
+        None => "memory (no inventory.store)".to_owned(),
+    };
+    let mut listeners = Vec::new();
+    if let Some(a) = config.metrics.listen {
+        listeners.push(format!("metrics {a}"));
+    }
+    if let Some(a) = config.inventory.api_listen {
+        listeners.push(format!("inventory API {a}"));
+    }
+    Ok(ConfigCheck {
+        source,
+        store,
+        hash_key,
+        specs: config.inventory.specs.len(),
+        overrides: config.inventory.overrides.len(),
+        tokens,
+        listeners,
+    })
+}
+
 /// Why the service stopped.
 enum Stop {
     /// The input ended (end of file, or the embedded sensor stopped).

@@ -58,6 +58,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Check a configuration as `run` would (every value, the hash key, token and Kafka
+    /// secret files, specs and overrides) without starting; print what it would run with.
+    CheckConfig {
+        /// Configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Run the analyzer service with a TOML configuration.
     Run {
         /// Configuration file (see deploy/config/analyzer.example.toml, docs/inventory.md).
@@ -409,6 +416,25 @@ fn main() -> anyhow::Result<()> {
         Command::Run { config } => {
             let config = Config::load(&config).context("loading the configuration")?;
             apitap_analyzer::run(&config).context("running the analyzer")?;
+        }
+        Command::CheckConfig { config } => {
+            let loaded = Config::load(&config).context("loading the configuration")?;
+            let c = apitap_analyzer::app::check(&loaded).context("checking the configuration")?;
+            println!("{}: ok", config.display());
+            println!("  events from   {}", c.source);
+            println!("  inventory     {}", c.store);
+            println!("  specs         {} (overrides {})", c.specs, c.overrides);
+            println!("  hash key id   {}", c.hash_key);
+            let or_none = |v: &[String]| {
+                if v.is_empty() {
+                    "none".to_owned()
+                } else {
+                    v.join(", ")
+                }
+            };
+            println!("  listeners     {}", or_none(&c.listeners));
+            let tokens: Vec<String> = c.tokens.iter().map(|t| (*t).to_owned()).collect();
+            println!("  token files   {}", or_none(&tokens));
         }
         Command::Inventory {
             store_password_file,

@@ -110,3 +110,79 @@ fn sigterm_stops_the_service_with_a_final_summary() {
     let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
 }
+
+/// `check-config` (issue 19): what `run` would check, without starting anything; errors
+/// name the field, secrets are checked but never shown, and nothing is created.
+#[test]
+fn check_config_checks_what_run_would_and_starts_nothing() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = scratch_dir("check-config");
+    let key = dir.join("hash.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef-secret-value").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token = dir.join("api.token");
+    std::fs::write(&token, "token-token-token-token").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let db = dir.join("inventory.db");
+    let config = dir.join("analyzer.toml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[input]\npath = \"-\"\n[labels]\nhash_key_file = {key:?}\n[inventory]\nstore = \"sqlite:{}\"\napi_listen = \"127.0.0.1:1\"\napi_token_file = {token:?}\nmax_memory_bytes = 67108864\n{extra}",
+                db.display()
+            ),
+        )
+        .unwrap();
+    };
+    let check = || {
+        Command::new(BIN)
+            .args(["check-config", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    write("");
+    let out = check();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+    assert!(stdout.contains("events from   stdin"), "{stdout}");
+    assert!(stdout.contains("inventory API 127.0.0.1:1"), "{stdout}");
+    assert!(stdout.contains("inventory.api_token_file"), "{stdout}");
+    for secret in ["secret-value", "token-token"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} shown"
+        );
+    }
+    assert!(!db.exists(), "check-config must not create the store");
+
+    // A token file others can read: refused, naming the field.
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = check();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("inventory.api_token_file"), "{stderr}");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A spec file that does not parse, and a budget below the minimum: each named.
+    let spec = dir.join("broken.yaml");
+    std::fs::write(&spec, "openapi: [").unwrap();
+    write(&format!(
+        "[[inventory.specs]]\nservice = \"api\"\npath = {spec:?}\n"
+    ));
+    let out = check();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken.yaml"), "{stderr}");
+    std::fs::write(
+        &config,
+        "[input]\npath = \"-\"\n[inventory]\nmax_memory_bytes = 1000\n",
+    )
+    .unwrap();
+    let out = check();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("inventory.max_memory_bytes"), "{stderr}");
+}
