@@ -136,32 +136,28 @@ fn location_path<'a>(loc: &'a str, host: Option<&str>) -> Option<&'a str> {
 }
 
 /// A path segment as the bytes it stands for, whatever the escaping: `%XX` and the `~XX`
-/// that some servers use decoded, ASCII letters lower-cased.
-fn unescaped(seg: &str) -> Vec<u8> {
+/// that some servers use decoded, ASCII letters lower-cased (an iterator: no allocation on
+/// the per-event path).
+fn unescaped(seg: &str) -> impl Iterator<Item = u8> + '_ {
     let b = seg.as_bytes();
-    let hex = |c: u8| char::from(c).to_digit(16);
-    let mut out = Vec::with_capacity(b.len());
+    let hex = |c: Option<&u8>| c.and_then(|&c| char::from(c).to_digit(16));
     let mut i = 0;
-    while i < b.len() {
-        if matches!(b[i], b'%' | b'~')
-            && let (Some(hi), Some(lo)) = (
-                b.get(i + 1).copied().and_then(hex),
-                b.get(i + 2).copied().and_then(hex),
-            )
+    std::iter::from_fn(move || {
+        let c = *b.get(i)?;
+        if matches!(c, b'%' | b'~')
+            && let (Some(hi), Some(lo)) = (hex(b.get(i + 1)), hex(b.get(i + 2)))
         {
+            i += 3;
             // Two hex digits: at most 0xFF.
-            out.push(
+            return Some(
                 u8::try_from(hi * 16 + lo)
                     .unwrap_or(u8::MAX)
                     .to_ascii_lowercase(),
             );
-            i += 3;
-            continue;
         }
-        out.push(b[i].to_ascii_lowercase());
         i += 1;
-    }
-    out
+        Some(c.to_ascii_lowercase())
+    })
 }
 
 /// Whether `loc` (a `Location` value) is the request path `path` spelled differently: same
@@ -179,7 +175,7 @@ pub fn respelled(path: &str, loc: &str, host: Option<&str>) -> bool {
     loop {
         match (a.next(), b.next()) {
             (None, None) => return true,
-            (Some(x), Some(y)) if unescaped(x) == unescaped(y) => {}
+            (Some(x), Some(y)) if unescaped(x).eq(unescaped(y)) => {}
             _ => return false,
         }
     }
