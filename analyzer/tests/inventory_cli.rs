@@ -23,16 +23,42 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// The httpbin fixture as a plain JSON-lines file.
-fn fixture_file(dir: &Path) -> PathBuf {
-    let gz = std::fs::read(common::httpbin_dir().join("events.jsonl.gz")).unwrap();
+/// A gzipped fixture (`tests/data/REL`) as a plain JSON-lines file `dir/NAME.jsonl`.
+fn fixture_file(dir: &Path, rel: &str, name: &str) -> PathBuf {
+    let gz = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(rel),
+    )
+    .unwrap();
     let mut text = Vec::new();
     flate2::read::GzDecoder::new(&gz[..])
         .read_to_end(&mut text)
         .unwrap();
-    let path = dir.join("events.jsonl");
+    let path = dir.join(format!("{name}.jsonl"));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// `process` of `events` into the SQLite store `dir/NAME.db` (alerts to `alerts` if given);
+/// returns the store URL.
+fn process_into(dir: &Path, events: &Path, name: &str, alerts: Option<&Path>) -> String {
+    let store = format!("sqlite:{}", dir.join(format!("{name}.db")).display());
+    let summary = dir.join(format!("{name}.summary.txt"));
+    let mut args = vec![
+        "process",
+        "--input",
+        events.to_str().unwrap(),
+        "--summary",
+        summary.to_str().unwrap(),
+        "--store",
+        &store,
+    ];
+    if let Some(a) = alerts {
+        args.extend(["--alerts", a.to_str().unwrap()]);
+    }
+    run(&args);
+    store
 }
 
 fn run(args: &[&str]) -> Output {
@@ -46,21 +72,8 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn processed_store(dir: &Path) -> String {
-    let events = fixture_file(dir);
-    let store = format!("sqlite:{}", dir.join("inventory.db").display());
-    let alerts = dir.join("alerts.jsonl");
-    run(&[
-        "process",
-        "--input",
-        events.to_str().unwrap(),
-        "--summary",
-        dir.join("summary.txt").to_str().unwrap(),
-        "--store",
-        &store,
-        "--alerts",
-        alerts.to_str().unwrap(),
-    ]);
-    store
+    let events = fixture_file(dir, "httpbin/events.jsonl.gz", "events");
+    process_into(dir, &events, "inventory", Some(&dir.join("alerts.jsonl")))
 }
 
 #[test]
@@ -274,16 +287,7 @@ fn openapi_export_passes_an_independent_validator() {
         .unwrap();
     }
     drop(f);
-    let store = format!("sqlite:{}", dir.join("mixed.db").display());
-    run(&[
-        "process",
-        "--input",
-        events.to_str().unwrap(),
-        "--summary",
-        dir.join("s2.txt").to_str().unwrap(),
-        "--store",
-        &store,
-    ]);
+    let store = process_into(&dir, &events, "mixed", None);
     let out = run(&[
         "inventory",
         "export",
@@ -311,27 +315,12 @@ fn openapi_export_passes_an_independent_validator() {
 #[test]
 fn data_map_in_list_show_and_openapi() {
     let dir = scratch("data-map");
-    let gz = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data/inventory_apps/jsonserver/events.jsonl.gz"),
-    )
-    .unwrap();
-    let mut text = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_end(&mut text)
-        .unwrap();
-    let events = dir.join("events.jsonl");
-    std::fs::write(&events, text).unwrap();
-    let store = format!("sqlite:{}", dir.join("inventory.db").display());
-    run(&[
-        "process",
-        "--input",
-        events.to_str().unwrap(),
-        "--summary",
-        dir.join("summary.txt").to_str().unwrap(),
-        "--store",
-        &store,
-    ]);
+    let events = fixture_file(
+        &dir,
+        "inventory_apps/jsonserver/events.jsonl.gz",
+        "jsonserver",
+    );
+    let store = process_into(&dir, &events, "jsonserver", None);
 
     // list --label / --min-sensitivity: the endpoints serving PRC IDs.
     let list = |extra: &[&str]| -> Vec<Value> {
@@ -452,27 +441,9 @@ fn data_map_in_list_show_and_openapi() {
         // The other schemathesis-fuzzed captures' exports validate too (issue 15: the new
         // templates, probes and data map in documents of APIs we did not write).
         for app in ["datasette", "httpbin"] {
-            let gz = std::fs::read(
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join(format!("tests/data/inventory_apps/{app}/events.jsonl.gz")),
-            )
-            .unwrap();
-            let mut text = Vec::new();
-            flate2::read::GzDecoder::new(&gz[..])
-                .read_to_end(&mut text)
-                .unwrap();
-            let events = dir.join(format!("{app}.jsonl"));
-            std::fs::write(&events, text).unwrap();
-            let store = format!("sqlite:{}", dir.join(format!("{app}.db")).display());
-            run(&[
-                "process",
-                "--input",
-                events.to_str().unwrap(),
-                "--summary",
-                dir.join(format!("{app}.summary")).to_str().unwrap(),
-                "--store",
-                &store,
-            ]);
+            let rel = format!("inventory_apps/{app}/events.jsonl.gz");
+            let events = fixture_file(&dir, &rel, app);
+            let store = process_into(&dir, &events, app, None);
             let out_dir = dir.join(format!("{app}-openapi"));
             let out = run(&[
                 "inventory",
@@ -509,7 +480,7 @@ fn http_get(addr: &str, target: &str) -> (u16, Value) {
 #[test]
 fn run_serves_the_http_api() {
     let dir = scratch("api");
-    let events = fixture_file(&dir);
+    let events = fixture_file(&dir, "httpbin/events.jsonl.gz", "events");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

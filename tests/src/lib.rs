@@ -325,22 +325,7 @@ impl Nginx {
         }
         let d = dir.display();
         let conf = format!(
-            r#"daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  log_format apitap '$request_method $request_uri $status $request_length $body_bytes_sent $connection $connection_requests';
-  access_log {d}/access.log apitap;
-  client_body_temp_path {d}/tmp/body;
-  proxy_temp_path {d}/tmp/proxy;
-  fastcgi_temp_path {d}/tmp/fastcgi;
-  uwsgi_temp_path {d}/tmp/uwsgi;
-  scgi_temp_path {d}/tmp/scgi;
-  default_type application/json;
+            r#"{preamble}  default_type application/json;
   keepalive_requests 1000;
   gzip on;
   gzip_min_length 1000;
@@ -360,7 +345,8 @@ http {{
     location / {{ return 404 '{{"error":"not found"}}'; }}
   }}
 }}
-"#
+"#,
+            preamble = nginx_preamble(dir, 256)
         );
         Self::start_conf(ns, dir, &conf, "/healthz")
     }
@@ -735,4 +721,30 @@ pub fn read_events(path: &Path) -> anyhow::Result<Vec<apitap_schema::ApiEvent>> 
                 .with_context(|| format!("event line {}", i + 1))
         })
         .collect()
+}
+
+/// The start of an nginx configuration for a test server whose files live in `dir`: one
+/// worker, logs and temporary files under `dir`, an access log of request line, status,
+/// sizes and connection (what the tests and the demo compare the sensor's events with), and
+/// an open `http {` block for the caller's directives and servers.
+pub fn nginx_preamble(dir: &Path, worker_connections: u32) -> String {
+    let d = dir.display();
+    format!(
+        r#"daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections {worker_connections}; }}
+http {{
+  log_format apitap '$request_method $request_uri $status $request_length $body_bytes_sent $connection $connection_requests';
+  access_log {d}/access.log apitap;
+  client_body_temp_path {d}/tmp/body;
+  proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+"#
+    )
 }

@@ -372,26 +372,10 @@ fn write_site(www: &Path) -> anyhow::Result<()> {
 /// proxied request is built, after the body is read). One account is accepted; everything else
 /// gets 401 with a JSON error.
 fn nginx_conf(dir: &Path, www: &Path) -> String {
-    let d = dir.display();
     let w = www.display();
     let token = "dGVtby1zZXNzaW9uLXRva2VuLWZvci13YW5nLmZhbmc";
     format!(
-        r#"daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-  log_format apitap '$request_method $request_uri $status $request_length $body_bytes_sent $connection $connection_requests';
-  access_log {d}/access.log apitap;
-  client_body_temp_path {d}/tmp/body;
-  proxy_temp_path {d}/tmp/proxy;
-  fastcgi_temp_path {d}/tmp/fastcgi;
-  uwsgi_temp_path {d}/tmp/uwsgi;
-  scgi_temp_path {d}/tmp/scgi;
-  client_body_buffer_size 16k;
+        r#"{preamble}  client_body_buffer_size 16k;
   keepalive_requests 1000;
   charset utf-8;
   charset_types application/json;
@@ -435,7 +419,8 @@ http {{
     location / {{ return 404 '{{"error":"not_found"}}'; }}
   }}
 }}
-"#
+"#,
+        preamble = apitap_tests::nginx_preamble(dir, 512)
     )
 }
 
