@@ -107,10 +107,25 @@ fn evaluate_app(app: &'static str) -> Row {
     let evs = events(app);
     let spec = spec(app);
     let truth = spec_operations(&spec);
+    // Convergence (issue 15: "on a few hundred requests"): the inventory after the first
+    // requests of the recording, scored against the operations those requests exercised.
+    let early: Vec<String> = [100usize, 300, 1000]
+        .iter()
+        .filter(|&&n| n < evs.len())
+        .map(|&n| {
+            let (f, _) = discovered(&inventory_of(&evs[..n]));
+            let m = evaluate(&f, &truth, &requests(&evs[..n]));
+            if n >= 300 {
+                assert!(m.f1 >= 0.97, "{app}: F1 {:.3} after {n} requests", m.f1);
+            }
+            format!("{n}: P {:.2} R {:.2} F1 {:.2}", m.precision, m.recall, m.f1)
+        })
+        .collect();
     let inv = inventory_of(&evs);
     let (found, ops) = discovered(&inv);
     let m = evaluate(&found, &truth, &requests(&evs));
     println!("{app}: {m}");
+    println!("  after the first N requests: {early:?}");
     println!("  false positives: {:?}", m.false_positives);
     println!("  missed: {:?}", m.missed);
     println!("  counters: {:?}", inv.counters);
