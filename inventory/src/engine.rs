@@ -558,8 +558,12 @@ impl Inventory {
         if let Some((labels, class)) = labelled {
             state.delta.sensitive.record(labels, class);
         }
-        // Shapes grow on sampled events; histograms on any (re-measured now and then).
-        if sample || state.bytes == 0 || state.seen.is_multiple_of(crate::memory::REMEASURE_EVERY) {
+        // Shapes grow mostly while every request is inspected; later samples and the
+        // histograms are caught by the periodic re-measure.
+        let remeasure = (sample && state.seen <= full_samples)
+            || state.bytes == 0
+            || state.seen.is_multiple_of(crate::memory::REMEASURE_EVERY);
+        if remeasure {
             let b = state.approx_bytes();
             self.memory.states = (self.memory.states + b).saturating_sub(state.bytes);
             state.bytes = b;

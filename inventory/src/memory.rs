@@ -6,8 +6,9 @@
 //! Host headers and paths decide how much of it is used. So the inventory measures itself:
 //!
 //! * each endpoint state's size is estimated ([`EndpointData::approx_bytes`]) when it is
-//!   created, on each sampled event (shapes only grow then) and every
-//!   [`REMEASURE_EVERY`]-th other event (histograms), and the estimates are summed;
+//!   created, on each of its first `shape_full_samples` events (every request is inspected
+//!   then, and shapes grow) and every [`REMEASURE_EVERY`]-th event after (later samples,
+//!   histograms), and the estimates are summed;
 //! * tree nodes and services count at a fixed estimate each;
 //! * every [`CHECK_EVERY_EVENTS`] events (every [`CHECK_EVERY_EVENTS_UNDER_PRESSURE`] from
 //!   three quarters of the budget on) the total is compared with
