@@ -46,7 +46,7 @@ pub const CHECK_EVERY_EVENTS: u64 = 1024;
 pub const CHECK_EVERY_EVENTS_UNDER_PRESSURE: u64 = 64;
 
 /// An endpoint's size is re-estimated at least every this many of its events.
-pub const REMEASURE_EVERY: u64 = 64;
+pub const REMEASURE_EVERY: u64 = 256;
 
 /// Freeing memory stops at this share of the budget (hysteresis).
 pub const TARGET_PERCENT: usize = 90;
