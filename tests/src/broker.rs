@@ -207,6 +207,54 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Reads `topic` from the start with a fresh consumer group (in the broker's namespace),
+    /// until `want` messages or `timeout`: (key, `apitap-alert-format` header, JSON payload)
+    /// per message. What a SIEM's Kafka consumer of the alert topic gets.
+    pub fn read_json_messages(
+        &self,
+        topic: &str,
+        want: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<(String, String, serde_json::Value)>> {
+        use rdkafka::Message as _;
+        use rdkafka::consumer::{BaseConsumer, Consumer as _};
+        use rdkafka::message::Headers as _;
+        let bootstrap = self.bootstrap();
+        let topic = topic.to_owned();
+        let read = move || -> anyhow::Result<Vec<(String, String, serde_json::Value)>> {
+            let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", format!("reader-{}", std::process::id()))
+                .set("auto.offset.reset", "earliest")
+                .set("enable.auto.commit", "false")
+                .create()?;
+            consumer.subscribe(&[topic.as_str()])?;
+            let mut out = Vec::new();
+            let start = Instant::now();
+            while out.len() < want && start.elapsed() < timeout {
+                let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+                    continue;
+                };
+                let m = m?;
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                let format = m
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == "apitap-alert-format"))
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                let doc = serde_json::from_slice(m.payload().unwrap_or_default())
+                    .context("message is JSON")?;
+                out.push((key, format, doc));
+            }
+            Ok(out)
+        };
+        match &self.ns {
+            None => read(),
+            Some(ns) => in_netns(ns, read)?,
+        }
+    }
+
     fn can_connect(&self) -> bool {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
         let probe = move || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();

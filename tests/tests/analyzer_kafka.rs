@@ -20,13 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use apitap_bus::{BusMetrics, EventPublisher, KafkaConfig, KafkaEventPublisher};
 use apitap_tests::analyzer::{AnalyzerProcess, synthetic_event};
-use apitap_tests::broker::{
-    Broker, ConfiguredSensor, in_netns, kafka_sensor_config, require_broker,
-};
+use apitap_tests::broker::{Broker, ConfiguredSensor, kafka_sensor_config, require_broker};
 use apitap_tests::{Nginx, Topology, require_privileges, workspace_bin};
-use rdkafka::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::Headers as _;
 
 fn tempdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -340,46 +335,6 @@ fn last_logged(log: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Reads the alert topic from inside `ns`: (key, format header, JSON document) per message.
-fn read_alerts(
-    ns: &str,
-    bootstrap: String,
-    topic: String,
-    want: usize,
-) -> anyhow::Result<Vec<(String, String, serde_json::Value)>> {
-    in_netns(
-        ns,
-        move || -> anyhow::Result<Vec<(String, String, serde_json::Value)>> {
-            let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("group.id", "alert-reader")
-                .set("auto.offset.reset", "earliest")
-                .set("enable.auto.commit", "false")
-                .create()?;
-            consumer.subscribe(&[topic.as_str()])?;
-            let mut out = Vec::new();
-            let start = Instant::now();
-            while out.len() < want && start.elapsed() < Duration::from_secs(60) {
-                let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-                    continue;
-                };
-                let m = m?;
-                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                let format = m
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == "apitap-alert-format"))
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default();
-                let doc = serde_json::from_slice(m.payload().unwrap_or_default())
-                    .context("alert is JSON")?;
-                out.push((key, format, doc));
-            }
-            Ok(out)
-        },
-    )?
-}
-
 #[test]
 fn live_traffic_through_kafka_reaches_the_analyzer_once() -> anyhow::Result<()> {
     let name = "live_traffic_through_kafka_reaches_the_analyzer_once";
@@ -467,11 +422,10 @@ fn live_traffic_through_kafka_reaches_the_analyzer_once() -> anyhow::Result<()> 
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
     assert!(!file_alerts.is_empty(), "inventory changes raise findings");
-    let alerts = read_alerts(
-        &topo.server.name,
-        broker.bootstrap(),
-        "apitap.alerts.v1".into(),
+    let alerts = broker.read_json_messages(
+        "apitap.alerts.v1",
         file_alerts.len(),
+        Duration::from_secs(60),
     )?;
     assert_eq!(
         alerts.len(),

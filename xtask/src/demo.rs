@@ -131,7 +131,7 @@ struct KafkaProduct {
     // Field order is drop order: the sensor and the analyzer go before the broker.
     sensor: ConfiguredSensor,
     analyzer: AnalyzerProcess,
-    _broker: Broker,
+    broker: Broker,
 }
 
 impl Product {
@@ -284,8 +284,24 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
     };
     product.stop()?;
     step("apitap stopped; final inventory flushed to the store");
+    // Through Kafka, the alerts also went to the alert topic: read it as a SIEM would.
+    let topic = match &product {
+        Product::Kafka(k) => Some(read_alert_topic(&k.broker, &out.alerts)?),
+        Product::Embedded { .. } => None,
+    };
 
-    let report = print_results(&out, &attacks, served, &sensor_metrics, &analyzer_metrics)?;
+    let mut report = print_results(&out, &attacks, served, &sensor_metrics, &analyzer_metrics)?;
+    if let Some(t) = topic {
+        println!(
+            "\n== alert topic {ALERT_TOPIC} (what the SIEM consumes) ==\n{} messages, keyed by \
+             finding uid, format header {}; the same documents as the alerts file ({} lines): {}",
+            t.messages,
+            t.format,
+            t.file_lines,
+            if t.same { "yes" } else { "NO" }
+        );
+        report.topic = Some(t);
+    }
     println!(
         "\ndemo took {:.1} s (outputs under {})",
         elapsed().as_secs_f64(),
@@ -517,7 +533,7 @@ fn start_product(opts: &Opts, topo: &Topology, out: &Outputs) -> anyhow::Result<
     step("starting tansu (Kafka-protocol broker) in the server namespace");
     let broker = Broker::start_in(&topo.server, &out.dir.join("broker"))?;
     broker.create_topic("apitap.events.v1", 3)?;
-    broker.create_topic("apitap.alerts.v1", 1)?;
+    broker.create_topic(ALERT_TOPIC, 1)?;
     let sections = format!(
         "[kafka]\nbrokers = [\"{}\"]\n[kafka.consumer]\ngroup_id = \"apitap-demo\"\n\
          commit_interval_ms = 500\n[kafka.librdkafka_options]\n\"session.timeout.ms\" = 6000\n\
@@ -546,7 +562,7 @@ fn start_product(opts: &Opts, topo: &Topology, out: &Outputs) -> anyhow::Result<
     Ok(Product::Kafka(Box::new(KafkaProduct {
         sensor,
         analyzer,
-        _broker: broker,
+        broker,
     })))
 }
 
@@ -875,7 +891,44 @@ fn analyzer_cmd(args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// What `--check` asserts on.
+/// The alert topic read back after a `--kafka` run.
+struct TopicAlerts {
+    messages: usize,
+    file_lines: usize,
+    /// Every message is the file's document at the same position, keyed by its uid.
+    same: bool,
+    /// The `apitap-alert-format` header of the first message.
+    format: String,
+}
+
+const ALERT_TOPIC: &str = "apitap.alerts.v1";
+
+fn read_alert_topic(broker: &Broker, alerts_file: &Path) -> anyhow::Result<TopicAlerts> {
+    let file: Vec<Value> = std::fs::read_to_string(alerts_file)
+        .with_context(|| format!("reading {}", alerts_file.display()))?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("alerts file lines are JSON")?;
+    let got = broker.read_json_messages(ALERT_TOPIC, file.len(), Duration::from_secs(30))?;
+    let same = got.len() == file.len()
+        && got.iter().zip(&file).all(|((key, _, doc), f)| {
+            doc == f
+                && (key == doc["finding_info"]["uid"].as_str().unwrap_or("")
+                    || key == doc["metadata"]["uid"].as_str().unwrap_or(""))
+        });
+    Ok(TopicAlerts {
+        messages: got.len(),
+        file_lines: file.len(),
+        same,
+        format: got.first().map(|m| m.1.clone()).unwrap_or_default(),
+    })
+}
+
 struct Report {
+    /// `--kafka`: the alert topic compared with the alerts file.
+    topic: Option<TopicAlerts>,
     customer_template: Option<String>,
     /// (label, field) pairs of the customer endpoint's data map.
     customer_labels: Vec<(String, String)>,
@@ -1107,6 +1160,7 @@ fn print_results(
         sum_prefix(analyzer, "apitap_inventory_events_total"),
     );
     Ok(Report {
+        topic: None,
         customer_template,
         customer_labels,
         detections,
@@ -1244,6 +1298,14 @@ fn check(r: &Report) -> anyhow::Result<()> {
         failures.push("a detection names a benign user".into());
     }
     failures.extend(r.ocsf_problems.iter().map(|p| format!("OCSF: {p}")));
+    if let Some(t) = &r.topic
+        && !(t.same && t.messages > 0)
+    {
+        failures.push(format!(
+            "alert topic {ALERT_TOPIC}: {} messages for {} alert lines, same documents: {}",
+            t.messages, t.file_lines, t.same
+        ));
+    }
     if failures.is_empty() {
         return Ok(());
     }
