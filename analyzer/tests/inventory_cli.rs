@@ -71,6 +71,25 @@ fn run(args: &[&str]) -> Output {
     out
 }
 
+/// `inventory export --format openapi --out-dir OUT`: the files written.
+fn export_openapi(store: &str, out: &Path) -> Vec<PathBuf> {
+    let out = run(&[
+        "inventory",
+        "export",
+        "--store",
+        store,
+        "--format",
+        "openapi",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(PathBuf::from)
+        .collect()
+}
+
 fn processed_store(dir: &Path) -> String {
     let events = fixture_file(dir, "httpbin/events.jsonl.gz", "events");
     process_into(dir, &events, "inventory", Some(&dir.join("alerts.jsonl")))
@@ -223,22 +242,7 @@ fn openapi_export_passes_an_independent_validator() {
         return;
     }
     let store = processed_store(&dir);
-    let out_dir = dir.join("openapi");
-    let out = run(&[
-        "inventory",
-        "export",
-        "--store",
-        &store,
-        "--format",
-        "openapi",
-        "--out-dir",
-        out_dir.to_str().unwrap(),
-    ]);
-    let files: Vec<PathBuf> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(PathBuf::from)
-        .collect();
+    let files = export_openapi(&store, &dir.join("openapi"));
     assert_eq!(files.len(), 1);
     let doc: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
@@ -444,20 +448,9 @@ fn data_map_in_list_show_and_openapi() {
             let rel = format!("inventory_apps/{app}/events.jsonl.gz");
             let events = fixture_file(&dir, &rel, app);
             let store = process_into(&dir, &events, app, None);
-            let out_dir = dir.join(format!("{app}-openapi"));
-            let out = run(&[
-                "inventory",
-                "export",
-                "--store",
-                &store,
-                "--format",
-                "openapi",
-                "--out-dir",
-                out_dir.to_str().unwrap(),
-            ]);
-            for file in String::from_utf8(out.stdout).unwrap().lines() {
-                let (ok, text) = validate_openapi(Path::new(file)).unwrap();
-                assert!(ok, "{app}: validator rejected {file}: {text}");
+            for file in export_openapi(&store, &dir.join(format!("{app}-openapi"))) {
+                let (ok, text) = validate_openapi(&file).unwrap();
+                assert!(ok, "{app}: validator rejected {}: {text}", file.display());
             }
         }
     }

@@ -664,6 +664,41 @@ pub fn wait_healthy(ns_name: &str, child: &mut Option<Child>, log: &Path) -> any
     }
 }
 
+/// Starts the single-process product (`apitap run`) in `ns` with the two configuration
+/// files, logging to `log`, and waits until its capture is attached (`/healthz`); on failure
+/// the process is killed and the error carries its log.
+pub fn spawn_embedded(
+    ns: &Netns,
+    sensor_cfg: &Path,
+    analyzer_cfg: &Path,
+    log: &Path,
+) -> anyhow::Result<Child> {
+    let bin = workspace_bin("apitap")?;
+    let mut child = Some(
+        ns.cmd(
+            &bin,
+            &[
+                "run",
+                "--sensor-config",
+                &sensor_cfg.to_string_lossy(),
+                "--analyzer-config",
+                &analyzer_cfg.to_string_lossy(),
+            ],
+        )
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).context("creating the apitap log")?)
+        .spawn()
+        .context("starting apitap run")?,
+    );
+    if let Err(e) = wait_healthy(&ns.name, &mut child, log) {
+        kill_child(child.take());
+        return Err(e);
+    }
+    child.context("apitap run exited")
+}
+
 /// Sends `signal` to a product process (`ip netns exec` execs in place, so the child is the
 /// program itself) and waits up to `timeout` for a successful exit; `what` names it and `log`
 /// explains a failure.

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use apitap_tests::{METRICS_ADDR, Nginx, SERVER_PORT, Topology, require_privileges, workspace_bin};
@@ -52,26 +51,12 @@ fn embedded_mode_captures_and_analyses_without_a_broker() -> anyhow::Result<()> 
         ),
     )?;
     let log = dir.join("apitap.log");
-    let bin = workspace_bin("apitap")?;
-    let mut child = Some(
-        topo.server
-            .cmd(
-                &bin,
-                &[
-                    "run",
-                    "--sensor-config",
-                    &sensor_cfg.to_string_lossy(),
-                    "--analyzer-config",
-                    &analyzer_cfg.to_string_lossy(),
-                ],
-            )
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?,
-    );
-    apitap_tests::wait_healthy(&topo.server.name, &mut child, &log)?;
+    let mut child = Some(apitap_tests::spawn_embedded(
+        &topo.server,
+        &sensor_cfg,
+        &analyzer_cfg,
+        &log,
+    )?);
     // Attached before the analyzer and the sensor thread started: no thread of the process
     // holds a capability (R-OPS-3, issue 22).
     let pid = child

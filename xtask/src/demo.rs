@@ -503,31 +503,11 @@ fn start_product(opts: &Opts, topo: &Topology, out: &Outputs) -> anyhow::Result<
             ),
         )?;
         let log = out.dir.join("apitap.log");
-        let bin = apitap_tests::workspace_bin("apitap")?;
-        let mut child = Some(
-            topo.server
-                .cmd(
-                    &bin,
-                    &[
-                        "run",
-                        "--sensor-config",
-                        &sensor_cfg.to_string_lossy(),
-                        "--analyzer-config",
-                        &analyzer_cfg.to_string_lossy(),
-                    ],
-                )
-                .env("RUST_LOG", "info")
-                .env("NO_COLOR", "1")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log)?)
-                .spawn()
-                .context("starting apitap run")?,
-        );
-        if let Err(e) = apitap_tests::wait_healthy(&topo.server.name, &mut child, &log) {
-            apitap_tests::kill_child(child.take());
-            return Err(e);
-        }
-        return Ok(Product::Embedded { child, log });
+        let child = apitap_tests::spawn_embedded(&topo.server, &sensor_cfg, &analyzer_cfg, &log)?;
+        return Ok(Product::Embedded {
+            child: Some(child),
+            log,
+        });
     }
 
     step("starting tansu (Kafka-protocol broker) in the server namespace");
@@ -940,6 +920,20 @@ struct Report {
     served: u64,
 }
 
+/// `apitap-analyzer inventory show --format table` of endpoint `id`: its summary line and
+/// field-level data map.
+fn show_table(store: &str, id: &str) -> anyhow::Result<String> {
+    analyzer_cmd(&[
+        "inventory",
+        "show",
+        "--store",
+        store,
+        "--format",
+        "table",
+        id,
+    ])
+}
+
 fn print_results(
     out: &Outputs,
     attacks: &Attacks,
@@ -984,18 +978,7 @@ fn print_results(
                 "\n== data map of GET {} (apitap-analyzer inventory show --format table) ==",
                 customer_template.as_deref().unwrap_or("?")
             );
-            print!(
-                "{}",
-                analyzer_cmd(&[
-                    "inventory",
-                    "show",
-                    "--store",
-                    &out.store,
-                    "--format",
-                    "table",
-                    id
-                ])?
-            );
+            print!("{}", show_table(&out.store, id)?);
             for l in c["data_labels"].as_array().into_iter().flatten() {
                 customer_labels.push((
                     l["label"].as_str().unwrap_or_default().to_owned(),
@@ -1013,15 +996,7 @@ fn print_results(
         println!(
             "\n== data map of GET /api/v1/customers (the paged list; the application masks) =="
         );
-        let table = analyzer_cmd(&[
-            "inventory",
-            "show",
-            "--store",
-            &out.store,
-            "--format",
-            "table",
-            list["id"].as_str().unwrap_or_default(),
-        ])?;
+        let table = show_table(&out.store, list["id"].as_str().unwrap_or_default())?;
         // Only the data map: the summary line is in the inventory table above.
         let map: Vec<&str> = table
             .lines()
