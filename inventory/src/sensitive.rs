@@ -118,15 +118,38 @@ fn segment_field(field: &str, template: &str) -> Option<String> {
 }
 
 /// A field name cut to [`MAX_FIELD_BYTES`] on a character boundary.
-fn bounded_field(path: &str) -> String {
+fn bounded_field(path: &str) -> std::borrow::Cow<'_, str> {
     if path.len() <= MAX_FIELD_BYTES {
-        return path.to_owned();
+        return std::borrow::Cow::Borrowed(path);
     }
     let mut end = MAX_FIELD_BYTES - '…'.len_utf8();
     while !path.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &path[..end])
+    std::borrow::Cow::Owned(format!("{}…", &path[..end]))
+}
+
+/// One (direction, location, field, label) of one event, before it is added to the map.
+struct EventRow<'a> {
+    label: Label,
+    direction: Direction,
+    location: Part,
+    field: std::borrow::Cow<'a, str>,
+    occurrences: u64,
+    /// Every occurrence was masked by the application.
+    masked: bool,
+    mask: Option<apitap_labels::MaskShape>,
+}
+
+impl EventRow<'_> {
+    fn key(&self) -> (u8, u8, &str, Label) {
+        (
+            self.direction as u8,
+            self.location as u8,
+            &self.field,
+            self.label,
+        )
+    }
 }
 
 /// Sensitive-data facts of one endpoint, merged like the rest of its data.
@@ -195,32 +218,54 @@ impl SensitiveData {
         self.events += 1;
         *self.functions.entry(class.function).or_insert(0) += 1;
         self.sensitivity = self.sensitivity.max(Some(class.sensitivity));
-        // Per event: one entry per (direction, location kind, field, label).
-        let mut seen: Vec<DataLabel> = Vec::new();
+        // Per event: one entry per (direction, location kind, field, label), borrowing the
+        // findings' paths: a string is allocated only for a row the map does not have yet.
+        let mut seen: Vec<EventRow<'_>> = Vec::new();
         for f in &labels.findings {
-            let entry = DataLabel {
+            let row = EventRow {
                 label: f.label,
                 direction: f.location.direction,
                 location: f.location.part,
                 field: bounded_field(&f.location.path),
-                events: 1,
                 occurrences: u64::from(f.count),
-                masked_events: u64::from(f.is_masked()),
-                mask_example: f.mask.map(|m| m.pattern()),
+                masked: f.is_masked(),
+                mask: f.mask,
             };
-            match seen.iter_mut().find(|d| d.key() == entry.key()) {
+            match seen.iter_mut().find(|d| d.key() == row.key()) {
                 Some(d) => {
-                    d.occurrences += entry.occurrences;
-                    d.masked_events &= entry.masked_events;
-                    if d.mask_example.is_none() {
-                        d.mask_example = entry.mask_example;
-                    }
+                    d.occurrences += row.occurrences;
+                    d.masked &= row.masked;
+                    d.mask = d.mask.or(row.mask);
                 }
-                None => seen.push(entry),
+                None => seen.push(row),
             }
         }
-        for d in &seen {
-            self.add_label(d);
+        for r in &seen {
+            match self.labels.binary_search_by(|x| x.key().cmp(&r.key())) {
+                Ok(i) => {
+                    let x = &mut self.labels[i];
+                    x.events += 1;
+                    x.occurrences += r.occurrences;
+                    x.masked_events += u64::from(r.masked);
+                    if x.mask_example.is_none() {
+                        x.mask_example = r.mask.map(|m| m.pattern());
+                    }
+                }
+                Err(i) if self.labels.len() < MAX_DATA_LABELS => self.labels.insert(
+                    i,
+                    DataLabel {
+                        label: r.label,
+                        direction: r.direction,
+                        location: r.location,
+                        field: r.field.clone().into_owned(),
+                        events: 1,
+                        occurrences: r.occurrences,
+                        masked_events: u64::from(r.masked),
+                        mask_example: r.mask.map(|m| m.pattern()),
+                    },
+                ),
+                Err(_) => self.labels_dropped += 1,
+            }
         }
     }
 

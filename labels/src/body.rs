@@ -146,6 +146,10 @@ impl Columns {
     /// Records `name` if `path` is a column-name position (`….columns[*]`,
     /// `….columns[*].name`, `….meta[*].name`).
     fn observe(&mut self, path: &[u8], name: &[u8]) {
+        // Called for every string value: one byte decides for almost all of them.
+        if !matches!(path.last(), Some(b']' | b'e')) {
+            return;
+        }
         const AT: [&[u8]; 3] = [b".columns[*]", b".columns[*].name", b".meta[*].name"];
         let Some(prefix) = AT.iter().find_map(|suffix| path.strip_suffix(*suffix)) else {
             return;
