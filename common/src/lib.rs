@@ -20,10 +20,19 @@ pub const MAP_PORTS: &str = "PORTS";
 /// Name of the per-CPU scratch buffer used to assemble one record before output.
 pub const MAP_SCRATCH: &str = "SCRATCH";
 
+/// Name of the LRU hash map of [`FlowKey`] → [`FlowOwner`]: which cgroup owns the local socket
+/// of each captured connection, written by the cgroup egress program (R-CAP-5).
+pub const MAP_FLOW_OWNERS: &str = "FLOW_OWNERS";
+/// Entries in [`MAP_FLOW_OWNERS`]; the least recently used flow is evicted beyond it.
+pub const MAX_FLOW_OWNERS: u32 = 65_536;
+
 /// Program names as they appear in the object file.
 pub const PROG_XDP_INGRESS: &str = "apitap_xdp_ingress";
 /// TC (clsact / tcx) egress classifier.
 pub const PROG_TC_EGRESS: &str = "apitap_tc_egress";
+/// cgroup_skb egress program attached to the cgroup v2 root: records each local socket's
+/// cgroup into [`MAP_FLOW_OWNERS`].
+pub const PROG_CGROUP_EGRESS: &str = "apitap_cgroup_egress";
 
 /// Bytes of payload carried by one ring-buffer record at most. A packet whose captured payload
 /// is longer is split into several records with increasing [`PacketHeader::chunk_offset`].
@@ -109,6 +118,40 @@ const _: () = assert!(core::mem::align_of::<PacketHeader>() == 8);
 /// Size of [`PacketHeader`] in bytes.
 pub const HEADER_BYTES: usize = core::mem::size_of::<PacketHeader>();
 
+/// Key of [`MAP_FLOW_OWNERS`]: one direction of a TCP connection as a local socket sends it
+/// (`saddr`/`sport` are the local side). Addresses as in [`PacketHeader`]; ports in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Local (source) address, network byte order; IPv4 in the first four bytes.
+    pub saddr: [u8; 16],
+    /// Remote (destination) address.
+    pub daddr: [u8; 16],
+    /// Local (source) TCP port.
+    pub sport: u16,
+    /// Remote (destination) TCP port.
+    pub dport: u16,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+
+/// Value of [`MAP_FLOW_OWNERS`]: who owns the local socket of a flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowOwner {
+    /// cgroup v2 id of the socket (`bpf_skb_cgroup_id`): the inode number of the cgroup's
+    /// directory in the cgroup v2 hierarchy.
+    pub cgroup_id: u64,
+    /// Owner uid of the socket (`bpf_get_socket_uid`), as seen from the initial user namespace.
+    pub uid: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<FlowOwner>() == 16);
+
 /// The per-CPU scratch area in which the kernel side assembles a record before `bpf_ringbuf_output`.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -176,11 +219,16 @@ pub enum Counter {
     Ipv6ExtHeaders = 9,
     /// Drop: IPv4 fragment (the agent cannot reassemble IP fragments).
     IpFragment = 10,
+    /// Flows whose owning cgroup the cgroup egress program recorded (new or changed owner).
+    OwnerFlows = 11,
+    /// Flow owners the cgroup egress program could not record (map update failed); those
+    /// flows' events carry no workload (R-CAP-5).
+    OwnerUpdateFailed = 12,
 }
 
 impl Counter {
     /// Number of counters.
-    pub const COUNT: u32 = 11;
+    pub const COUNT: u32 = 13;
     /// All counters in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Packets,
@@ -194,6 +242,8 @@ impl Counter {
         Counter::LoadFailed,
         Counter::Ipv6ExtHeaders,
         Counter::IpFragment,
+        Counter::OwnerFlows,
+        Counter::OwnerUpdateFailed,
     ];
 
     /// Stable snake_case name used in metrics and logs.
@@ -210,6 +260,8 @@ impl Counter {
             Counter::LoadFailed => "load_failed",
             Counter::Ipv6ExtHeaders => "ipv6_ext_headers",
             Counter::IpFragment => "ip_fragment",
+            Counter::OwnerFlows => "owner_flows",
+            Counter::OwnerUpdateFailed => "owner_update_failed",
         }
     }
 
@@ -217,7 +269,12 @@ impl Counter {
     pub const fn is_drop(self) -> bool {
         !matches!(
             self,
-            Counter::Packets | Counter::Matched | Counter::Records | Counter::PayloadBytes
+            Counter::Packets
+                | Counter::Matched
+                | Counter::Records
+                | Counter::PayloadBytes
+                | Counter::OwnerFlows
+                | Counter::OwnerUpdateFailed
         )
     }
 }
@@ -228,6 +285,8 @@ mod pod {
     // implicit padding (the size assertions above pin the layout).
     unsafe impl aya::Pod for super::PacketHeader {}
     unsafe impl aya::Pod for super::SensorConfig {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowOwner {}
 }
 
 #[cfg(test)]

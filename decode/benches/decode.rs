@@ -167,6 +167,7 @@ fn benches(c: &mut Criterion) {
     let sensor = SensorInfo {
         id: "bench".into(),
         host: "bench".into(),
+        node: None,
     };
 
     // Per-direction streams for the parser benches.

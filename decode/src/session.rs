@@ -753,6 +753,8 @@ impl Session {
             anomalies,
             payload: PayloadMode::Full,
             labels: None,
+            server_workload: None,
+            client_workload: None,
         }
     }
 }
@@ -841,6 +843,7 @@ mod tests {
             sensor: Arc::new(SensorInfo {
                 id: sensor_id.into(),
                 host: "h".into(),
+                node: None,
             }),
             client: Endpoint {
                 ip: "10.0.0.2".parse().unwrap(),

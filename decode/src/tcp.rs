@@ -886,6 +886,7 @@ mod tests {
         SensorInfo {
             id: "t".into(),
             host: "t".into(),
+            node: None,
         }
     }
 

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         server_ports: vec![80],
         session: SessionConfig { max_body_bytes: 256, max_header_bytes: 512, max_headers: 16, max_pending_requests: 4, max_pending_bytes: 4096 },
     };
-    let mut r = Reassembler::new(cfg, SensorInfo { id: "f".into(), host: "f".into() });
+    let mut r = Reassembler::new(cfg, SensorInfo { id: "f".into(), host: "f".into(), node: None });
     let mut out = Vec::new();
     let mut i = 0;
     let mut ts = 0u64;

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let cfg = SessionConfig { max_body_bytes: 256, max_header_bytes: 512, max_headers: 16, max_pending_requests: 4, max_pending_bytes: 4096 };
     let meta = ConnMeta {
-        sensor: Arc::new(SensorInfo { id: "f".into(), host: "f".into() }),
+        sensor: Arc::new(SensorInfo { id: "f".into(), host: "f".into(), node: None }),
         client: Endpoint { ip: [10, 0, 0, 2].into(), port: 1 },
         server: Endpoint { ip: [10, 0, 0, 1].into(), port: 80 },
         first_seen_ns: 0,

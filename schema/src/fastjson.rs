@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use crate::{
     ApiEvent, Body, BodyShape, Endpoint, Header, LabelFinding, LabelSummary, Request, Response,
-    ScanCounters,
+    ScanCounters, Workload,
 };
 
 const LO: u64 = 0x0101_0101_0101_0101;
@@ -258,6 +258,10 @@ pub(crate) fn event(out: &mut Vec<u8>, e: &ApiEvent) {
     string(out, &e.sensor.id);
     key(out, "host", false);
     string(out, &e.sensor.host);
+    if let Some(n) = &e.sensor.node {
+        key(out, "node", false);
+        string(out, n);
+    }
     out.push(b'}');
     key(out, "connection_id", false);
     string(out, &e.connection_id);
@@ -305,6 +309,50 @@ pub(crate) fn event(out: &mut Vec<u8>, e: &ApiEvent) {
     if let Some(l) = &e.labels {
         key(out, "labels", false);
         labels(out, l);
+    }
+    if let Some(w) = &e.server_workload {
+        key(out, "server_workload", false);
+        workload(out, w);
+    }
+    if let Some(w) = &e.client_workload {
+        key(out, "client_workload", false);
+        workload(out, w);
+    }
+    out.push(b'}');
+}
+
+fn opt_string(out: &mut Vec<u8>, name: &str, v: &Option<String>) {
+    if let Some(v) = v {
+        key(out, name, false);
+        string(out, v);
+    }
+}
+
+fn workload(out: &mut Vec<u8>, w: &Workload) {
+    out.push(b'{');
+    key(out, "cgroup", true);
+    string(out, &w.cgroup);
+    key(out, "uid", false);
+    uint(out, u64::from(w.uid));
+    opt_string(out, "unit", &w.unit);
+    if !w.processes.is_empty() {
+        key(out, "processes", false);
+        strings(out, &w.processes);
+    }
+    opt_string(out, "container_id", &w.container_id);
+    opt_string(out, "container_runtime", &w.container_runtime);
+    opt_string(out, "pod_uid", &w.pod_uid);
+    if let Some(k) = &w.kubernetes {
+        key(out, "kubernetes", false);
+        out.push(b'{');
+        key(out, "namespace", true);
+        string(out, &k.namespace);
+        key(out, "pod", false);
+        string(out, &k.pod);
+        opt_string(out, "container", &k.container);
+        opt_string(out, "workload_kind", &k.workload_kind);
+        opt_string(out, "workload_name", &k.workload_name);
+        out.push(b'}');
     }
     out.push(b'}');
 }

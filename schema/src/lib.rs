@@ -19,6 +19,7 @@ pub mod test_support;
 pub mod time;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -27,8 +28,10 @@ use serde::{Deserialize, Serialize};
 /// `Body::content_encoding`, `Body::decoded_length_bytes` and the `body_decode_failed`,
 /// `decompression_bomb` and `overlap_conflict` anomalies; 1.2 adds [`ApiEvent::payload`] and
 /// [`ApiEvent::labels`] (data minimisation at the sensor, R-CAP-8); 1.3 adds
-/// [`LabelSummary::hash_key_id`] (which key made the value hashes, for rotation).
-pub const SCHEMA_VERSION: &str = "1.3";
+/// [`LabelSummary::hash_key_id`] (which key made the value hashes, for rotation); 1.4 adds
+/// [`SensorInfo::node`], [`ApiEvent::server_workload`] and [`ApiEvent::client_workload`]
+/// (attribution to cgroup, systemd unit, container and Kubernetes pod, R-CAP-5).
+pub const SCHEMA_VERSION: &str = "1.4";
 /// Major version this build reads.
 pub const SCHEMA_MAJOR: u32 = 1;
 
@@ -83,6 +86,69 @@ pub struct ApiEvent {
     /// `labels` mode; in `full` and `sample` mode when the sensor is configured to attach it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Box<LabelSummary>>,
+    /// (1.4) What on this host owns the server's socket: its cgroup, systemd unit, processes,
+    /// container and Kubernetes pod (R-CAP-5). Absent when the server is not local to the
+    /// sensor's host, attribution is off, or the socket's owner was not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_workload: Option<Arc<Workload>>,
+    /// (1.4) The same for the client's socket, when the client runs on this host (an
+    /// application calling another API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_workload: Option<Arc<Workload>>,
+}
+
+/// (1.4) The owner of a socket on the sensor's host (R-CAP-5), from the socket's cgroup v2
+/// (recorded in the kernel per connection) and, in Kubernetes, the API server's pod objects.
+/// Every field but `cgroup` and `uid` is present only when known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    /// cgroup v2 path of the socket relative to the hierarchy's root, e.g.
+    /// `/system.slice/nginx.service` or `/kubepods.slice/…/cri-containerd-<id>.scope`; `/` for
+    /// the root cgroup; empty when the cgroup no longer exists (exited before it was resolved).
+    pub cgroup: String,
+    /// Owner uid of the socket (initial user namespace).
+    pub uid: u32,
+    /// systemd unit the cgroup belongs to (`nginx.service`, `session-3.scope`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Distinct command names (`comm`) of the processes in the cgroup when it was resolved,
+    /// sorted, at most 8; empty when they are not visible (another PID namespace).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<String>,
+    /// Container id (64 lowercase hex digits) from the cgroup path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    /// Container runtime named by the cgroup path: `containerd`, `cri-o`, `docker`, `podman`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_runtime: Option<String>,
+    /// Kubernetes pod UID from the cgroup path (kubelet's `pod<uid>` component).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// The pod as the Kubernetes API describes it; absent without Kubernetes, or when the API
+    /// does not (yet) know the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesPod>,
+}
+
+/// (1.4) A Kubernetes pod and container, from the API server's pod object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubernetesPod {
+    /// Namespace of the pod.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Container name within the pod, found by the container id; absent when the id is not
+    /// (yet) in the pod's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Kind of the controller owning the pod: `Deployment` (through its ReplicaSet),
+    /// `ReplicaSet`, `StatefulSet`, `DaemonSet`, `Job`, `CronJob` (through its Job), or the
+    /// owner's own kind; absent for a bare pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_kind: Option<String>,
+    /// Name of that controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_name: Option<String>,
 }
 
 /// (1.2) What the sensor did to an event's payload before it left the host (R-CAP-8).
@@ -262,6 +328,10 @@ pub struct SensorInfo {
     pub id: String,
     /// Host name of the machine the sensor runs on.
     pub host: String,
+    /// (1.4) Kubernetes node name (`$NODE_NAME` in the DaemonSet), when the sensor runs in
+    /// Kubernetes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A TCP endpoint.
@@ -684,6 +754,26 @@ mod tests {
         }
     }
 
+    fn workload(s: &str, n: usize) -> Workload {
+        let some = |k: usize| (!n.is_multiple_of(k)).then(|| s.to_owned());
+        Workload {
+            cgroup: s.to_owned(),
+            uid: n as u32 * 1000,
+            unit: some(2),
+            processes: (0..n % 3).map(|k| format!("{s}{k}")).collect(),
+            container_id: some(3),
+            container_runtime: some(4),
+            pod_uid: some(5),
+            kubernetes: (n % 2 == 1).then(|| KubernetesPod {
+                namespace: s.to_owned(),
+                pod: format!("{s}-pod"),
+                container: some(3),
+                workload_kind: some(5),
+                workload_name: some(7),
+            }),
+        }
+    }
+
     #[test]
     fn fast_encoder_is_byte_identical_to_serde_json() {
         let mut e = sample();
@@ -741,6 +831,9 @@ mod tests {
                 PayloadMode::Unknown,
             ][i % 4];
             e.labels = (i % 3 != 1).then(|| Box::new(summary(s, i % 6)));
+            e.sensor.node = (i % 2 == 0).then(|| s.clone());
+            e.server_workload = (i % 3 != 2).then(|| Arc::new(workload(s, i)));
+            e.client_workload = (i % 4 == 1).then(|| Arc::new(workload(s, i + 1)));
             let mut fast = Vec::new();
             encode_event_into(&e, &mut fast);
             assert_eq!(

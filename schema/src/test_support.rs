@@ -74,6 +74,7 @@ impl EventBuilder {
                 sensor: SensorInfo {
                     id: "s1".to_owned(),
                     host: "h1".to_owned(),
+                    node: None,
                 },
                 connection_id: DEFAULT_CONNECTION_ID.to_owned(),
                 transaction_index: 0,
@@ -107,6 +108,8 @@ impl EventBuilder {
                 anomalies: Vec::new(),
                 payload: PayloadMode::Full,
                 labels: None,
+                server_workload: None,
+                client_workload: None,
             },
             latency_us: DEFAULT_LATENCY_US,
         }
@@ -184,6 +187,7 @@ impl EventBuilder {
         self.event.sensor = SensorInfo {
             id: id.into(),
             host: host.into(),
+            node: None,
         };
         self
     }

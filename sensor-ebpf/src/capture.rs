@@ -24,10 +24,10 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
 
 #[map]
-static CONFIG: Array<SensorConfig> = Array::with_max_entries(1, 0);
+pub(crate) static CONFIG: Array<SensorConfig> = Array::with_max_entries(1, 0);
 
 #[map]
-static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
+pub(crate) static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
 
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
@@ -87,7 +87,7 @@ fn wakeup_flags(wakeup_bytes: u32, record_len: usize) -> u64 {
 }
 
 #[inline(always)]
-fn bump(counter: Counter, by: u64) {
+pub(crate) fn bump(counter: Counter, by: u64) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: per-CPU slot; the program cannot be preempted on this CPU while it runs.
         unsafe { *slot += by };

@@ -47,6 +47,7 @@ fn events() -> Vec<ApiEvent> {
         let sensor = SensorInfo {
             id: "bench".into(),
             host: "bench".into(),
+            node: None,
         };
         replay(&dir.join(format!("{name}.pcapng")), cfg, sensor, &mut sink).expect("replay");
         drop(sink);

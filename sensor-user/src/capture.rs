@@ -6,19 +6,33 @@
 //! program nobody reads.
 
 use anyhow::{Context as _, bail};
+use std::path::PathBuf;
+
 use apitap_common::{
-    Counter, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_PORTS, PROG_TC_EGRESS, PROG_XDP_INGRESS,
-    SensorConfig, config_flags,
+    Counter, FlowKey, FlowOwner, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_FLOW_OWNERS, MAP_PORTS,
+    PROG_CGROUP_EGRESS, PROG_TC_EGRESS, PROG_XDP_INGRESS, SensorConfig, config_flags,
 };
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode, tc},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, SchedClassifier, TcAttachType, Xdp,
+        XdpMode, tc,
+    },
     util::KernelVersion,
 };
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use crate::config::{CaptureSection, XdpModeSetting};
+use crate::attribution::cgroup;
+use crate::config::{AttributionSection, CaptureSection, XdpModeSetting};
+
+/// The kernel's record of flow owners (R-CAP-5), and the cgroup v2 mount its ids refer to.
+pub struct Owners {
+    /// [`MAP_FLOW_OWNERS`], written by the cgroup egress program.
+    pub map: HashMap<MapData, FlowKey, FlowOwner>,
+    /// The cgroup v2 hierarchy the program is attached to the root of.
+    pub cgroup_root: PathBuf,
+}
 
 /// The eBPF object built from `sensor-ebpf` by this crate's build script.
 static EBPF_OBJECT: &[u8] =
@@ -32,9 +46,13 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Loads the programs, writes the configuration maps and attaches to every interface.
-    /// Returns the attached capture and its ring buffer of records.
-    pub fn attach(cfg: &CaptureSection) -> anyhow::Result<(Capture, RingBuf<MapData>)> {
+    /// Loads the programs, writes the configuration maps and attaches to every interface, and
+    /// (with `attribution.enabled`) the cgroup egress program to the cgroup v2 root. Returns
+    /// the attached capture, its ring buffer of records and the flow owners' map.
+    pub fn attach(
+        cfg: &CaptureSection,
+        attribution: &AttributionSection,
+    ) -> anyhow::Result<(Capture, RingBuf<MapData>, Option<Owners>)> {
         raise_memlock();
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_EVENTS, cfg.ring_buffer_bytes)
@@ -104,6 +122,52 @@ impl Capture {
         }
         info!(interfaces = ?cfg.interfaces, ports = ?cfg.ports, snap_len = cfg.snap_len_bytes, "capture attached");
 
+        let root = match (attribution.enabled, &attribution.cgroup_root) {
+            (false, _) => None,
+            // Configured: it must be there.
+            (true, Some(p)) => Some(cgroup::find_root(Some(p))?),
+            // Default: a host without cgroup v2 (or a mount namespace that hides it) captures
+            // without attribution, and says so.
+            (true, None) => match cgroup::find_root(None) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    warn!(error = %e, "attribution off: events will carry no workload (R-CAP-5)");
+                    None
+                }
+            },
+        };
+        let owners = if let Some(root) = root {
+            let dir = std::fs::File::open(&root).with_context(|| {
+                format!("`attribution.cgroup_root`: opening {}", root.display())
+            })?;
+            let prog: &mut CgroupSkb = ebpf
+                .program_mut(PROG_CGROUP_EGRESS)
+                .context("cgroup egress program missing from the object")?
+                .try_into()?;
+            prog.load().context("verifying the cgroup egress program")?;
+            // A BPF link (kernel >= 5.7, which CAP_BPF needs anyway) always runs beside the
+            // programs already on the root (systemd's, a CNI's); the kernel takes no mode
+            // flags for links (EINVAL), hence `Single`, which is no flag.
+            prog.attach(&dir, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
+                .with_context(|| {
+                    format!(
+                        "`attribution`: attaching the cgroup egress program to {} (needs CAP_NET_ADMIN; attribution.enabled = false turns it off)",
+                        root.display()
+                    )
+                })?;
+            info!(cgroup_root = %root.display(), "flow owners recorded from the cgroup root");
+            let map = HashMap::try_from(
+                ebpf.take_map(MAP_FLOW_OWNERS)
+                    .context("map FLOW_OWNERS missing")?,
+            )?;
+            Some(Owners {
+                map,
+                cgroup_root: root,
+            })
+        } else {
+            None
+        };
+
         let ring = RingBuf::try_from(ebpf.take_map(MAP_EVENTS).context("map EVENTS missing")?)?;
         let counters = PerCpuArray::try_from(
             ebpf.take_map(MAP_COUNTERS)
@@ -115,6 +179,7 @@ impl Capture {
                 counters,
             },
             ring,
+            owners,
         ))
     }
 

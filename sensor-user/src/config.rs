@@ -38,6 +38,64 @@ pub struct Config {
     /// Prometheus metrics and health endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Which process, container and pod owns each connection (R-CAP-5).
+    #[serde(default)]
+    pub attribution: AttributionSection,
+}
+
+/// `[attribution]`: the owner of each connection's local socket (R-CAP-5), recorded in the
+/// kernel by a `cgroup_skb` egress program on the cgroup v2 root and resolved to cgroup path,
+/// systemd unit, processes, container id and (with `[attribution.kubernetes]`) pod.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttributionSection {
+    /// Attribute events to their owners (default true). Off: no cgroup program is attached
+    /// and events carry no `server_workload`/`client_workload`.
+    pub enabled: bool,
+    /// Mount point of the cgroup v2 hierarchy (in Kubernetes, the host's, mounted into the
+    /// pod). Absent: `/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid v1/v2 hosts.
+    pub cgroup_root: Option<PathBuf>,
+    /// Connections whose owners the agent remembers at most (1..=1048576); beyond it the
+    /// cache starts over (counted in `apitap_attribution_cache_resets_total`).
+    pub max_cached_connections: usize,
+    /// Pod names, namespaces, containers and controllers from the Kubernetes API.
+    pub kubernetes: KubernetesSection,
+}
+
+impl Default for AttributionSection {
+    fn default() -> Self {
+        AttributionSection {
+            enabled: true,
+            cgroup_root: None,
+            max_cached_connections: 65_536,
+            kubernetes: KubernetesSection::default(),
+        }
+    }
+}
+
+/// `[attribution.kubernetes]`: a watch of the pods on this node (get/list/watch on pods, no
+/// other permission), cached in memory.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesSection {
+    /// Look pods up in the Kubernetes API (default false).
+    pub enabled: bool,
+    /// This node's name, which selects the pods watched and is written into every event
+    /// (`sensor.node`). Absent: `$NODE_NAME` (the DaemonSet sets it from `spec.nodeName`).
+    pub node_name: Option<String>,
+    /// kubeconfig file to reach the API server with. Absent: the pod's service account
+    /// (in-cluster), else `$KUBECONFIG` or `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl KubernetesSection {
+    /// The node name: `node_name`, else a non-empty `$NODE_NAME`.
+    pub fn node(&self) -> Option<String> {
+        self.node_name
+            .clone()
+            .or_else(|| std::env::var("NODE_NAME").ok())
+            .filter(|n| !n.is_empty())
+    }
 }
 
 /// `[sensor]`
@@ -355,6 +413,13 @@ impl Config {
         if c.ports.contains(&0) {
             return Err(invalid("capture.ports", "port 0 is not a TCP port"));
         }
+        let k = &self.attribution.kubernetes;
+        if k.enabled && k.node().is_none() {
+            return Err(invalid(
+                "attribution.kubernetes.node_name",
+                "unset and $NODE_NAME is empty: the node's pods cannot be selected",
+            ));
+        }
         Ok(())
     }
 
@@ -412,6 +477,34 @@ impl Config {
         }
         if matches!(&self.metrics.token_file, Some(f) if f.as_os_str().is_empty()) {
             return Err(invalid("metrics.token_file", "must not be empty"));
+        }
+        let a = &self.attribution;
+        if matches!(&a.cgroup_root, Some(f) if f.as_os_str().is_empty()) {
+            return Err(invalid("attribution.cgroup_root", "must not be empty"));
+        }
+        if !(1..=1 << 20).contains(&a.max_cached_connections) {
+            return Err(invalid(
+                "attribution.max_cached_connections",
+                "must be 1..=1048576",
+            ));
+        }
+        if a.kubernetes.enabled && !a.enabled {
+            return Err(invalid(
+                "attribution.kubernetes.enabled",
+                "needs attribution.enabled = true (pods are found through the socket's cgroup)",
+            ));
+        }
+        if matches!(&a.kubernetes.node_name, Some(n) if n.is_empty() || n.len() > 253) {
+            return Err(invalid(
+                "attribution.kubernetes.node_name",
+                "must be a node name (1 to 253 characters)",
+            ));
+        }
+        if matches!(&a.kubernetes.kubeconfig, Some(f) if f.as_os_str().is_empty()) {
+            return Err(invalid(
+                "attribution.kubernetes.kubeconfig",
+                "must not be empty",
+            ));
         }
         if self.metrics.token_file.is_some() && self.metrics.listen.is_none() {
             return Err(invalid(

@@ -14,7 +14,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::capture::{Capture, check_privileges};
+use crate::attribution::{Attributor, cgroup, kubernetes};
+use crate::capture::{Capture, Owners, check_privileges};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::{self, Shared, Snapshot};
@@ -40,8 +41,13 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// Attribution over the kernel's owner map.
+type KernelAttributor =
+    Attributor<aya::maps::HashMap<MapData, apitap_common::FlowKey, apitap_common::FlowOwner>>;
+
 struct Pipeline {
     reasm: Reassembler,
+    attributor: Option<KernelAttributor>,
     minimiser: Minimiser,
     sink: Sink,
     events: Vec<ApiEvent>,
@@ -53,7 +59,10 @@ struct Pipeline {
 
 impl Pipeline {
     fn drain_events(&mut self) -> anyhow::Result<()> {
-        for e in self.events.drain(..) {
+        for mut e in self.events.drain(..) {
+            if let Some(a) = &mut self.attributor {
+                a.attribute(&mut e);
+            }
             let e = self.minimiser.apply(e);
             self.sink.write(&e)?;
         }
@@ -112,6 +121,7 @@ impl Pipeline {
             bus: self.sink.bus_metrics(),
             payload: self.minimiser.stats.clone(),
             payload_mode: self.minimiser.mode(),
+            attribution: self.attributor.as_ref().map(Attributor::stats),
         }
     }
 }
@@ -122,6 +132,7 @@ pub fn sensor_info(cfg: &Config) -> SensorInfo {
     SensorInfo {
         id: cfg.sensor.id.clone().unwrap_or_else(|| host.clone()),
         host,
+        node: cfg.attribution.kubernetes.node(),
     }
 }
 
@@ -129,6 +140,7 @@ pub fn sensor_info(cfg: &Config) -> SensorInfo {
 pub struct Attached {
     capture: Capture,
     ring: RingBuf<MapData>,
+    owners: Option<Owners>,
 }
 
 /// Loads and attaches the programs, then drops every capability the kernel does not need the
@@ -137,7 +149,7 @@ pub struct Attached {
 pub fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     cfg.validate()?;
     check_privileges()?;
-    let (capture, ring) = Capture::attach(&cfg.capture)?;
+    let (capture, ring, owners) = Capture::attach(&cfg.capture, &cfg.attribution)?;
     // Unknown kernel version: assume the oldest behaviour (keep what old kernels need).
     let kernel = aya::util::KernelVersion::current()
         .unwrap_or_else(|_| aya::util::KernelVersion::new(0, 0, 0));
@@ -149,7 +161,11 @@ pub fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     } else {
         warn!(kept = ?keep, kernel = ?kernel, "capabilities dropped except what this kernel needs to read counters and detach (before 6.6)");
     }
-    Ok(Attached { capture, ring })
+    Ok(Attached {
+        capture,
+        ring,
+        owners,
+    })
 }
 
 /// Runs live capture until SIGINT or SIGTERM, writing to the configured sink.
@@ -164,8 +180,30 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 /// single-process mode calls this with a sink over the in-memory bus (`Sink::from_publisher`),
 /// the analyzer consuming the other end in the same process.
 pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow::Result<()> {
-    let Attached { capture, ring } = attached;
+    let Attached {
+        capture,
+        ring,
+        owners,
+    } = attached;
     let sensor = sensor_info(&cfg);
+    let attributor = match owners {
+        Some(Owners { map, cgroup_root }) => {
+            let k = &cfg.attribution.kubernetes;
+            let pods = match (k.enabled, &sensor.node) {
+                (true, Some(node)) => Some(kubernetes::watch(node, k.kubeconfig.as_deref()).await?),
+                _ => None,
+            };
+            let mut resolver = cgroup::Resolver::new(cgroup_root);
+            resolver.scan();
+            Some(Attributor::new(
+                map,
+                resolver,
+                pods,
+                cfg.attribution.max_cached_connections,
+            ))
+        }
+        None => None,
+    };
     let minimiser = Minimiser::from_config(&cfg.payload)?;
     info!(mode = minimiser.mode().as_str(), "payload mode");
     let shared = Shared::default();
@@ -180,6 +218,7 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
     let snap_len = cfg.capture.snap_len_bytes;
     let mut p = Pipeline {
         reasm: Reassembler::new(cfg.reassembly(), sensor),
+        attributor,
         minimiser,
         sink,
         events: Vec::new(),
@@ -276,6 +315,7 @@ mod tests {
         cfg.sink.path = Some(path.clone());
         let mut p = Pipeline {
             reasm: Reassembler::new(cfg.reassembly(), sensor_info(&cfg)),
+            attributor: None,
             minimiser: Minimiser::from_config(&cfg.payload).unwrap(),
             sink: Sink::open(&cfg.sink).unwrap(),
             events: Vec::new(),

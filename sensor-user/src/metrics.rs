@@ -20,6 +20,7 @@ use apitap_metrics::{Exposition, Kind};
 use apitap_schema::PayloadMode;
 use tokio::net::TcpListener;
 
+use crate::attribution::AttributionStats;
 use crate::config::ConfigError;
 use crate::minimise::PayloadStats;
 
@@ -51,6 +52,73 @@ pub struct Snapshot {
     pub payload: PayloadStats,
     /// The configured payload mode.
     pub payload_mode: PayloadMode,
+    /// Attribution counters (`apitap_attribution_*`, `apitap_kubernetes_*`), when it is on.
+    pub attribution: Option<AttributionStats>,
+}
+
+fn render_attribution(out: &mut Exposition, a: &AttributionStats) {
+    let mut f = out.family(
+        "apitap_attribution_events_total",
+        Kind::Counter,
+        "Events by side and whether that side's socket owner was found on this host (R-CAP-5).",
+    );
+    for (side, result, v) in [
+        ("server", "attributed", a.server_attributed),
+        ("server", "not_recorded", a.server_not_recorded),
+        ("client", "attributed", a.client_attributed),
+        ("client", "not_recorded", a.client_not_recorded),
+    ] {
+        f.sample(&[("side", side), ("result", result)], v);
+    }
+    out.counter(
+        "apitap_attribution_cgroup_gone_total",
+        "Socket owners whose cgroup no longer existed when resolved (workload exited first).",
+        a.cgroup_gone,
+    );
+    out.counter(
+        "apitap_attribution_owner_lookups_total",
+        "Lookups in the kernel's flow owner map.",
+        a.owner_lookups,
+    );
+    out.counter(
+        "apitap_attribution_cache_resets_total",
+        "Times the per-connection owner cache was full and started over.",
+        a.cache_resets,
+    );
+    out.counter(
+        "apitap_attribution_cgroup_scans_total",
+        "Scans of the cgroup v2 hierarchy for unknown cgroup ids.",
+        a.cgroup_scans,
+    );
+    if let Some(k) = &a.kubernetes {
+        let mut f = out.family(
+            "apitap_attribution_pods_total",
+            Kind::Counter,
+            "Attributions to a pod, by whether the Kubernetes API knew the pod.",
+        );
+        f.sample(&[("result", "found")], a.pod_found);
+        f.sample(&[("result", "unknown")], a.pod_unknown);
+        out.gauge(
+            "apitap_kubernetes_pods",
+            "Pods of this node known from the Kubernetes API now.",
+            k.pods,
+        );
+        out.gauge(
+            "apitap_kubernetes_synced",
+            "1 once the first complete list of this node's pods arrived.",
+            u64::from(k.synced),
+        );
+        out.counter(
+            "apitap_kubernetes_watch_errors_total",
+            "Errors of the Kubernetes pod watch (it retries with backoff).",
+            k.watch_errors,
+        );
+        out.counter(
+            "apitap_kubernetes_pods_overflow_total",
+            "Pods not kept because the index held its maximum (10000).",
+            k.overflow,
+        );
+    }
 }
 
 /// `# HELP` of a kernel counter (every drop cause shares the one family `dropped_packets`).
@@ -67,6 +135,12 @@ fn kernel_help(c: Counter) -> &'static str {
         | Counter::LoadFailed
         | Counter::Ipv6ExtHeaders
         | Counter::IpFragment => "Packets the eBPF programs lost or captured in part, by cause.",
+        Counter::OwnerFlows => {
+            "Flows whose owning cgroup the cgroup egress program recorded (new or changed owner)."
+        }
+        Counter::OwnerUpdateFailed => {
+            "Flow owners the cgroup egress program could not record; their events carry no workload."
+        }
     }
 }
 
@@ -152,6 +226,9 @@ impl Snapshot {
         );
         for (label, n) in &p.findings {
             f.sample(&[("label", *label)], *n);
+        }
+        if let Some(a) = &self.attribution {
+            render_attribution(out, a);
         }
         if let Some(bus) = &self.bus {
             bus.render(out);

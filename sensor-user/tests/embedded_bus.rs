@@ -33,6 +33,7 @@ fn replayed_capture_crosses_the_in_memory_bus_unchanged() {
         let sensor = SensorInfo {
             id: "golden".into(),
             host: "golden".into(),
+            node: None,
         };
         let cfg = ReassemblyConfig {
             server_ports: vec![8080],

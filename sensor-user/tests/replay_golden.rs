@@ -57,6 +57,7 @@ fn run(name: &str) -> (Vec<ApiEvent>, ReplaySummary) {
     let sensor = SensorInfo {
         id: "golden".into(),
         host: "golden".into(),
+        node: None,
     };
     let cfg = ReassemblyConfig {
         server_ports: vec![8080],

@@ -72,6 +72,7 @@ fn run(name: &str, payload: &str) -> (String, ReplaySummary) {
     let sensor = SensorInfo {
         id: "minimise".into(),
         host: "minimise".into(),
+        node: None,
     };
     let summary = replay_with(
         &fixture(),

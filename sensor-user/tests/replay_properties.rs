@@ -87,6 +87,7 @@ fn decode(segs: &[Seg]) -> Vec<String> {
         SensorInfo {
             id: "p".into(),
             host: "p".into(),
+            node: None,
         },
     );
     let mut out = Vec::new();

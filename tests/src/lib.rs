@@ -19,6 +19,7 @@ use anyhow::{Context as _, bail};
 pub mod analyzer;
 pub mod attacks;
 pub mod broker;
+pub mod kube_api;
 
 /// Server address inside the server namespace.
 pub const SERVER_IP: &str = "10.213.0.1";
@@ -208,6 +209,104 @@ pub fn threads_with_capabilities(pid: u32, sets: &[&str]) -> anyhow::Result<Vec<
     Ok(out)
 }
 
+/// A cgroup v2 made for a test (with its parents), removed on drop; processes started with
+/// [`Cgroup::place`] run in it from their first instruction, so their sockets belong to it.
+/// Drop it after the processes in it have exited (declare it before them).
+#[derive(Debug)]
+pub struct Cgroup {
+    /// Its directory, `<cgroup2 mount>/<relative path>`.
+    pub dir: PathBuf,
+    /// Its path relative to the hierarchy's root, as the kernel and the sensor name it.
+    pub path: String,
+    /// The topmost directory the test created, removed last.
+    top: PathBuf,
+}
+
+impl Cgroup {
+    /// A mount of the cgroup v2 hierarchy that processes in test namespaces see too:
+    /// `ip netns exec` mounts a fresh `/sys` for the namespace, which hides
+    /// `/sys/fs/cgroup`, so the tests mount the (one, shared) hierarchy again at
+    /// `/run/apitap-test-cgroup2` and give the sensor that path (`attribution.cgroup_root`).
+    pub fn root() -> anyhow::Result<PathBuf> {
+        static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = ONCE.lock();
+        let mount = PathBuf::from("/run/apitap-test-cgroup2");
+        if mount.join("cgroup.controllers").is_file() {
+            return Ok(mount);
+        }
+        let host = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            .into_iter()
+            .find(|p| Path::new(p).join("cgroup.controllers").is_file());
+        std::fs::create_dir_all(&mount)?;
+        match host {
+            // libmount refuses a second mount of a mounted cgroup2: bind the existing one.
+            Some(h) => run(Command::new("mount").args(["--bind", h]).arg(&mount))?,
+            None => run(Command::new("mount")
+                .args(["-t", "cgroup2", "cgroup2"])
+                .arg(&mount))?,
+        };
+        if !mount.join("cgroup.controllers").is_file() {
+            bail!("{} is not a cgroup v2 mount", mount.display());
+        }
+        Ok(mount)
+    }
+
+    /// Creates `<root>/<top>/<rel>` (`top` a single new directory, `rel` any path below it).
+    pub fn create(top: &str, rel: &str) -> anyhow::Result<Cgroup> {
+        let root = Self::root()?;
+        let top_dir = root.join(top);
+        let dir = top_dir.join(rel);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating cgroup {}", dir.display()))?;
+        Ok(Cgroup {
+            path: format!("/{top}/{rel}"),
+            dir,
+            top: top_dir,
+        })
+    }
+
+    /// Makes `cmd` start in this cgroup (it moves itself in before exec).
+    pub fn place(&self, cmd: &mut Command) -> anyhow::Result<()> {
+        use std::os::unix::ffi::OsStrExt as _;
+        use std::os::unix::process::CommandExt as _;
+        let procs = std::ffi::CString::new(self.dir.join("cgroup.procs").as_os_str().as_bytes())?;
+        // SAFETY: the closure only makes async-signal-safe system calls (open, write, close)
+        // on memory prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // "0" moves the writing process itself.
+                let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                libc::close(fd);
+                if ok {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Leaf first; a cgroup still holding processes stays (and says so in the test log).
+        let mut dir = self.dir.clone();
+        loop {
+            if let Err(e) = std::fs::remove_dir(&dir) {
+                eprintln!("cgroup {} not removed: {e}", dir.display());
+            }
+            if dir == self.top || !dir.pop() {
+                break;
+            }
+        }
+    }
+}
+
 /// Two namespaces, a server and a client, joined by a veth pair.
 #[derive(Debug)]
 pub struct Topology {
@@ -293,6 +392,12 @@ pub struct Nginx {
 impl Nginx {
     /// Writes the configuration into `dir` and starts nginx in `ns`.
     pub fn start(ns: &Netns, dir: &Path) -> anyhow::Result<Nginx> {
+        let conf = Self::start_conf_text(dir)?;
+        Self::start_conf(ns, dir, &conf, "/healthz")
+    }
+
+    /// The JSON API's configuration (and its documents, written into `dir`).
+    fn start_conf_text(dir: &Path) -> anyhow::Result<String> {
         std::fs::create_dir_all(dir.join("tmp"))?;
         let report: String = {
             let mut s = String::from("{\"rows\":[");
@@ -348,7 +453,7 @@ impl Nginx {
 "#,
             preamble = nginx_preamble(dir, 256)
         );
-        Self::start_conf(ns, dir, &conf, "/healthz")
+        Ok(conf)
     }
 
     /// Starts nginx in `ns` with configuration `conf` (written to `<dir>/nginx.conf`; it must
@@ -360,13 +465,33 @@ impl Nginx {
         conf: &str,
         ready_path: &str,
     ) -> anyhow::Result<Nginx> {
+        Self::start_conf_in(ns, dir, conf, ready_path, None)
+    }
+
+    /// [`Nginx::start`] with nginx (master and workers) in `cgroup`.
+    pub fn start_in(ns: &Netns, dir: &Path, cgroup: &Cgroup) -> anyhow::Result<Nginx> {
+        let conf = Self::start_conf_text(dir)?;
+        Self::start_conf_in(ns, dir, &conf, "/healthz", Some(cgroup))
+    }
+
+    /// [`Nginx::start_conf`], in `cgroup` when given.
+    pub fn start_conf_in(
+        ns: &Netns,
+        dir: &Path,
+        conf: &str,
+        ready_path: &str,
+        cgroup: Option<&Cgroup>,
+    ) -> anyhow::Result<Nginx> {
         std::fs::create_dir_all(dir.join("tmp"))?;
         let d = dir.display();
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf)?;
         let conf_arg = conf_path.to_string_lossy().into_owned();
-        let child = ns
-            .cmd("nginx", &["-c", &conf_arg, "-p", &dir.to_string_lossy()])
+        let mut cmd = ns.cmd("nginx", &["-c", &conf_arg, "-p", &dir.to_string_lossy()]);
+        if let Some(cg) = cgroup {
+            cg.place(&mut cmd)?;
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
