@@ -531,6 +531,9 @@ struct Round {
     base: f64,
     with: f64,
     ebpf_only: f64,
+    /// The sensor with attribution (the cgroup egress program on every sent packet, R-CAP-5).
+    with_attribution: f64,
+    attribution_cpu_ms_per_10k: f64,
     cpu_ms_per_10k: f64,
 }
 
@@ -619,10 +622,32 @@ pub fn capture(secs: u32) -> anyhow::Result<()> {
         let ebpf_only = wrk_rps(&topo, secs)?;
         sensor.stop()?;
         drop(sensor);
+        // Attribution on: `ip netns exec` hides /sys/fs/cgroup, so the testbed's own mount of
+        // the hierarchy is given explicitly (as the tests do).
+        let mut sensor = Sensor::start_with(
+            &topo.server,
+            &topo.server_if,
+            &[SERVER_PORT],
+            &format!(
+                "\n[attribution]\ncgroup_root = \"{}\"\n",
+                apitap_tests::Cgroup::root()?.display()
+            ),
+            &dir.join(format!("attribution{round}")),
+        )?;
+        let pid = find_pid("apitap-sensor").context("sensor pid")?;
+        let t0 = cpu_ticks(pid);
+        let (with_attribution, attributed_requests) = wrk_run(&topo, secs)?;
+        let attribution_cpu_ms = (cpu_ticks(pid) - t0) as f64 / USER_HZ * 1000.0;
+        sensor.stop()?;
+        let _ = std::fs::remove_file(&sensor.events);
+        drop(sensor);
         rounds.push(Round {
             base,
             with,
             ebpf_only,
+            with_attribution,
+            attribution_cpu_ms_per_10k: attribution_cpu_ms
+                / (attributed_requests.max(1) as f64 / 10_000.0),
             cpu_ms_per_10k: sensor_cpu_ms / (requests.max(1) as f64 / 10_000.0),
         });
     }
@@ -750,11 +775,14 @@ pub fn capture(secs: u32) -> anyhow::Result<()> {
     );
     for (i, r) in rounds.iter().enumerate() {
         println!(
-            "  round {i}: base {:.0}, sensor {:.0} (ratio {:.3}, {:.1} cpu ms/10k), eBPF programs only {:.0} (ratio {:.3})",
+            "  round {i}: base {:.0}, sensor {:.0} (ratio {:.3}, {:.1} cpu ms/10k), sensor with attribution {:.0} (ratio {:.3}, {:.1} cpu ms/10k), eBPF programs only {:.0} (ratio {:.3})",
             r.base,
             r.with,
             r.with / r.base,
             r.cpu_ms_per_10k,
+            r.with_attribution,
+            r.with_attribution / r.base,
+            r.attribution_cpu_ms_per_10k,
             r.ebpf_only,
             r.ebpf_only / r.base
         );

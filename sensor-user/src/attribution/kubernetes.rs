@@ -183,7 +183,11 @@ impl PodIndex {
 
     /// Applies one watcher event; `relist` buffers a relist until it is complete so that the
     /// index never looks empty while the API is being read again.
-    fn on_event(&self, ev: Event<Pod>, relist: &mut Option<HashMap<String, Arc<PodMeta>>>) {
+    pub(crate) fn on_event(
+        &self,
+        ev: Event<Pod>,
+        relist: &mut Option<HashMap<String, Arc<PodMeta>>>,
+    ) {
         match ev {
             Event::Apply(p) => self.apply(&p),
             Event::Delete(p) => self.delete(&p),

@@ -375,6 +375,68 @@ mod tests {
         assert!(a.stats().cache_resets >= 2);
     }
 
+    /// A pod the API shows only after its first connection: the connection's next event is
+    /// named (the pod index's generation invalidates the cached workload), and both outcomes
+    /// are counted.
+    #[test]
+    fn a_pod_learned_later_names_the_next_events() {
+        let Ok(root) = cgroup::find_root(None) else {
+            return skip("no cgroup v2 hierarchy");
+        };
+        let uid = "0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e";
+        let top = format!("apitap-attr-pod-{}", std::process::id());
+        let dir = root
+            .join(&top)
+            .join(format!("kubepods-pod{}.slice", uid.replace('-', "_")));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            return skip(&format!("cannot create a cgroup: {e}"));
+        }
+        let e0 = ev("p1");
+        let mut owners = HashMap::new();
+        owners.insert(
+            flow_key(&e0.server, &e0.client),
+            FlowOwner {
+                cgroup_id: cgroup::id_of(&dir).unwrap(),
+                uid: 0,
+                _pad: 0,
+            },
+        );
+        let pods = PodIndex::default();
+        let mut a = Attributor::new(
+            owners,
+            cgroup::Resolver::new(root.clone()),
+            Some(pods.clone()),
+            16,
+        );
+        let mut e = e0.clone();
+        a.attribute(&mut e);
+        let w = e.server_workload.as_deref().unwrap();
+        assert_eq!(w.pod_uid.as_deref(), Some(uid));
+        assert!(w.kubernetes.is_none());
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "api-0", "namespace": "bank", "uid": uid,
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                    "name": "api", "uid": "s", "controller": true}]}
+        }))
+        .unwrap();
+        pods.on_event(kube::runtime::watcher::Event::Apply(pod), &mut None);
+        let mut e = e0.clone();
+        a.attribute(&mut e);
+        let k = e
+            .server_workload
+            .as_deref()
+            .unwrap()
+            .kubernetes
+            .clone()
+            .unwrap();
+        assert_eq!((k.namespace.as_str(), k.pod.as_str()), ("bank", "api-0"));
+        assert_eq!(k.workload_kind.as_deref(), Some("StatefulSet"));
+        let s = a.stats();
+        assert_eq!((s.pod_unknown, s.pod_found), (1, 1));
+        std::fs::remove_dir(&dir).unwrap();
+        std::fs::remove_dir(root.join(&top)).unwrap();
+    }
+
     #[test]
     fn flow_keys_match_the_kernel_layout() {
         let l = Endpoint {
