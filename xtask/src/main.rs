@@ -11,9 +11,11 @@ mod demo;
 mod demo_data;
 mod disk;
 mod fixtures;
+mod image;
 mod setup;
 mod thirdparty;
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
@@ -46,6 +48,28 @@ enum Cmd {
     },
     /// Set up, build, check formatting and lints, and run every test (privileged ones too).
     Test,
+    /// Assemble the container image roots (and OCI image layouts) of apitap-sensor,
+    /// apitap-analyzer and apitap without a container engine: the binary, exactly the shared
+    /// libraries ldd resolves, the loader, users, CA bundle, /tmp, a provenance list.
+    /// `deploy/image/Dockerfile` runs this in its builder stage.
+    Image {
+        /// Receives one image root per image: DIR/apitap-sensor, DIR/apitap-analyzer,
+        /// DIR/apitap.
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// Build the binaries with --release.
+        #[arg(long)]
+        release: bool,
+        /// Take the binaries from DIR (e.g. target/debug) instead of building them.
+        #[arg(long, value_name = "DIR", conflicts_with = "release")]
+        bin_dir: Option<PathBuf>,
+        /// Also write an OCI image layout per image: DIR/<image>, tag = the version.
+        #[arg(long, value_name = "DIR")]
+        oci: Option<PathBuf>,
+        /// Only these images (comma-separated: apitap-sensor, apitap-analyzer, apitap).
+        #[arg(long, value_delimiter = ',')]
+        image: Vec<String>,
+    },
     /// Record the pcap fixtures for the golden replay tests (needs root, tshark).
     RecordFixtures {
         /// Only these fixtures (comma-separated names: sensitive, keepalive, ...; keepalive
@@ -149,6 +173,19 @@ fn main() -> anyhow::Result<()> {
             let runs = attacks::demo(scenario.as_deref(), benign_seconds)?;
             attacks::detect(&runs)
         }
+        Cmd::Image {
+            root,
+            release,
+            bin_dir,
+            oci,
+            image,
+        } => image::run(&image::Opts {
+            root,
+            release,
+            bin_dir,
+            oci,
+            images: image,
+        }),
         Cmd::Test => {
             disk::check_before_test()?;
             setup::run()?;
