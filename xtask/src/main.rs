@@ -70,6 +70,9 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         image: Vec<String>,
     },
+    /// Regenerate the man pages in deploy/man/ (one per binary and subcommand) from the
+    /// binaries' clap definitions: builds them and runs each one's hidden `__man DIR`.
+    Man,
     /// Record the pcap fixtures for the golden replay tests (needs root, tshark).
     RecordFixtures {
         /// Only these fixtures (comma-separated names: sensitive, keepalive, ...; keepalive
@@ -186,6 +189,7 @@ fn main() -> anyhow::Result<()> {
             oci,
             images: image,
         }),
+        Cmd::Man => man(),
         Cmd::Test => {
             disk::check_before_test()?;
             setup::run()?;
@@ -217,6 +221,44 @@ fn demo_check() -> anyhow::Result<()> {
         kafka: false,
         check: true,
     })
+}
+
+/// The binaries whose man pages are in deploy/man/, with their packages.
+const MAN_BINARIES: &[(&str, &str)] = &[
+    ("apitap-sensor", "apitap-sensor"),
+    ("apitap-analyzer", "apitap-analyzer"),
+    ("apitap", "apitap-embedded"),
+];
+
+/// `cargo xtask man`: rewrites deploy/man/*.1 (tests/tests/man_pages.rs fails when stale).
+fn man() -> anyhow::Result<()> {
+    setup::build_tools()?;
+    let mut build = vec!["build"];
+    for (_, package) in MAN_BINARIES {
+        build.extend(["-p", package]);
+    }
+    build.push("--bins");
+    cargo(&build)?;
+    let dir = apitap_tests::workspace_root().join("deploy/man");
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "1") {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    for (bin, _) in MAN_BINARIES {
+        let status = Command::new(apitap_tests::workspace_bin(bin)?)
+            .arg("__man")
+            .arg(&dir)
+            .status()
+            .with_context(|| format!("running {bin} __man"))?;
+        if !status.success() {
+            bail!("{bin} __man failed ({status})");
+        }
+    }
+    Ok(())
 }
 
 /// Runs the cargo that runs us, in the workspace root, inheriting output.

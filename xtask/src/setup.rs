@@ -27,6 +27,9 @@ const IMAGE_TOOLS: &[(&str, &str)] = &[
     ("ldd", "libc-bin"),
     ("skopeo", "skopeo"),
     ("umoci", "umoci"),
+    // tests/tests/man_pages.rs renders deploy/man/*.1 with both and requires no warning.
+    ("groff", "groff-base"),
+    ("man", "man-db"),
 ];
 /// What the demo runs beyond the build: its server, clients and the attack tool.
 const DEMO: &[(&str, &str)] = &[
