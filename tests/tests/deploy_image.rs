@@ -136,7 +136,10 @@ fn check_runs(rootfs: &Path, bin: &str, uid: u32) {
         "{bin} --version: {version}"
     );
     let help = chroot_ok(rootfs, uid, &[&exe, "--help"]);
-    assert!(help.contains("Usage:"), "{bin} --help: {help}");
+    assert!(
+        help.contains("Usage:") && help.contains("EXAMPLES:"),
+        "{bin} --help: {help}"
+    );
     let config = workspace_root().join("deploy/config");
     std::fs::copy(
         config.join("sensor.example.toml"),
