@@ -25,6 +25,7 @@ use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 #[command(
     name = "apitap-analyzer",
     version,
+    long_version = apitap_cli_doc::long_version(),
     about,
     long_about = cli_help::ABOUT,
     after_long_help = cli_help::ANALYZER.render()

@@ -17,6 +17,30 @@ use clap_mangen::roff::{Roff, bold, roman};
 /// The name of the hidden subcommand that writes a binary's man pages.
 pub const MAN_SUBCOMMAND: &str = "__man";
 
+/// The `--version` text after the name: the version, the commit when the build was given one
+/// (`APITAP_GIT_COMMIT` at build time: `cargo xtask image` and the Dockerfile set it; a plain
+/// `cargo build` needs no git) and the build profile, e.g. `0.1.0 (commit 50dddf2a1b3c,
+/// release build)`. `-V` prints the version alone, as the man pages do.
+pub fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(version_text)
+}
+
+fn version_text() -> String {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    match option_env!("APITAP_GIT_COMMIT").filter(|c| !c.is_empty()) {
+        Some(commit) => format!(
+            "{} (commit {commit}, {profile} build)",
+            env!("CARGO_PKG_VERSION")
+        ),
+        None => format!("{} ({profile} build)", env!("CARGO_PKG_VERSION")),
+    }
+}
+
 /// The man-style sections of one command (binary or subcommand).
 #[derive(Debug, Clone, Copy)]
 pub struct Page {

@@ -18,6 +18,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 #[command(
     name = "apitap",
     version,
+    long_version = apitap_cli_doc::long_version(),
     about,
     long_about = cli_help::ABOUT,
     after_long_help = cli_help::APITAP.render()

@@ -19,6 +19,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 #[command(
     name = "apitap-sensor",
     version,
+    long_version = apitap_cli_doc::long_version(),
     about = "apitap capture agent",
     long_about = cli_help::ABOUT,
     after_long_help = cli_help::SENSOR.render()

@@ -216,17 +216,30 @@ fn long_help_is_man_style_and_short_help_stays_short() {
 }
 
 #[test]
-fn version_names_the_binary_and_the_workspace_version() {
+fn version_names_the_binary_the_version_and_the_build() {
+    let version = env!("CARGO_PKG_VERSION");
+    // The binaries are built with the profile of this test (`cargo xtask test` builds both).
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     for bin in BINARIES {
-        let out = Command::new(workspace_bin(bin).unwrap())
-            .arg("--version")
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let text = String::from_utf8(out.stdout).unwrap();
+        let run = |flag: &str| {
+            let out = Command::new(workspace_bin(bin).unwrap())
+                .arg(flag)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{bin} {flag}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let long = run("--version");
+        assert!(long.starts_with(&format!("{bin} {version} (")), "{long}");
         assert!(
-            text.starts_with(&format!("{bin} {}", env!("CARGO_PKG_VERSION"))),
-            "{text}"
+            long.trim_end().ends_with(&format!("{profile} build)")),
+            "{long}"
         );
+        // -V is the version alone, as in the man pages' title line.
+        assert_eq!(run("-V"), format!("{bin} {version}\n"));
     }
 }

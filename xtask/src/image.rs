@@ -157,6 +157,14 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
 /// Builds the selected binaries with what their build needs; returns their directory.
 fn build(release: bool, images: &[&Image]) -> anyhow::Result<(PathBuf, String)> {
     crate::setup::build_tools()?;
+    // `--version` names the commit (the Dockerfile passes it as a build argument when its
+    // context has no .git).
+    if std::env::var_os("APITAP_GIT_COMMIT").is_none_or(|c| c.is_empty())
+        && let Some(commit) = git_commit()
+    {
+        // SAFETY: xtask is single-threaded; the variable is for the cargo child.
+        unsafe { std::env::set_var("APITAP_GIT_COMMIT", commit) };
+    }
     let mut args = vec!["build", "--locked"];
     for image in images {
         args.extend([
@@ -177,6 +185,28 @@ fn build(release: bool, images: &[&Image]) -> anyhow::Result<(PathBuf, String)> 
         .map(PathBuf::from)
         .unwrap_or_else(|| apitap_tests::workspace_root().join("target"));
     Ok((target.join(profile), profile.to_owned()))
+}
+
+/// The checked-out commit (12 hex digits, `-dirty` with uncommitted changes), if git knows.
+fn git_commit() -> Option<String> {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(apitap_tests::workspace_root())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    })
 }
 
 fn rel(path: &str) -> String {
