@@ -6,6 +6,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cli_help;
+
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
@@ -15,12 +17,19 @@ use apitap_analyzer::inventory::store::postgres::PgAccess;
 use apitap_analyzer::inventory::{Store, openapi, report, store, text};
 use apitap_analyzer::logging::{self, LogFormat};
 use apitap_analyzer::{Config, ProcessOptions, SummaryFormat, Target};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 /// apitap analyzer: reads API events, summarises them per endpoint and keeps the API
 /// inventory.
 #[derive(Debug, Parser)]
-#[command(name = "apitap-analyzer", version, about)]
+#[command(
+    name = "apitap-analyzer",
+    version,
+    long_version = apitap_cli_doc::long_version(),
+    about,
+    long_about = cli_help::ABOUT,
+    after_long_help = cli_help::ANALYZER.render()
+)]
 struct Cli {
     /// Log format on standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -33,6 +42,7 @@ struct Cli {
 enum Command {
     /// Read JSON-lines events to their end and write the per-endpoint summary; with a store,
     /// update the API inventory.
+    #[command(long_about = cli_help::PROCESS_ABOUT, after_long_help = cli_help::PROCESS.render())]
     Process {
         /// Events file (JSON lines), or `-` for standard input.
         #[arg(long, value_name = "FILE|-")]
@@ -60,18 +70,21 @@ enum Command {
     },
     /// Check a configuration as `run` would (every value, the hash key, token and Kafka
     /// secret files, specs and overrides) without starting; print what it would run with.
+    #[command(long_about = cli_help::CHECK_CONFIG_ABOUT, after_long_help = cli_help::CHECK_CONFIG.render())]
     CheckConfig {
         /// Configuration file.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
     /// Run the analyzer service with a TOML configuration.
+    #[command(long_about = cli_help::RUN_ABOUT, after_long_help = cli_help::RUN.render())]
     Run {
         /// Configuration file (see deploy/config/analyzer.example.toml, docs/inventory.md).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
     /// Query the API inventory.
+    #[command(long_about = cli_help::INVENTORY_ABOUT, after_long_help = cli_help::INVENTORY.render())]
     Inventory {
         /// PostgreSQL store: file holding the password (owner-only, like
         /// `inventory.store_password_file`).
@@ -83,6 +96,12 @@ enum Command {
         store_ca_file: Option<PathBuf>,
         #[command(subcommand)]
         command: Box<InventoryCommand>,
+    },
+    /// Write the man pages of every command into DIR (`cargo xtask man`).
+    #[command(name = apitap_cli_doc::MAN_SUBCOMMAND, hide = true)]
+    Man {
+        /// Output directory.
+        dir: PathBuf,
     },
 }
 
@@ -163,6 +182,7 @@ impl Filters {
 #[derive(Debug, Subcommand)]
 enum InventoryCommand {
     /// List endpoints.
+    #[command(after_long_help = cli_help::LIST.render())]
     List {
         /// Store URL.
         #[arg(long, value_name = "URL")]
@@ -174,6 +194,7 @@ enum InventoryCommand {
         filters: Filters,
     },
     /// Show one endpoint in full, with its change log.
+    #[command(after_long_help = cli_help::SHOW.render())]
     Show {
         /// Store URL.
         #[arg(long, value_name = "URL")]
@@ -198,6 +219,7 @@ enum InventoryCommand {
         format: ListFormat,
     },
     /// Export the inventory.
+    #[command(after_long_help = cli_help::EXPORT.render())]
     Export {
         /// Store URL.
         #[arg(long, value_name = "URL")]
@@ -213,6 +235,7 @@ enum InventoryCommand {
         filters: Filters,
     },
     /// Print the change log as JSON lines.
+    #[command(after_long_help = cli_help::CHANGES.render())]
     Changes {
         /// Store URL.
         #[arg(long, value_name = "URL")]
@@ -447,6 +470,11 @@ fn main() -> anyhow::Result<()> {
                 ca_file: store_ca_file.as_deref(),
             },
         )?,
+        Command::Man { dir } => {
+            for file in apitap_cli_doc::write_man_pages(Cli::command(), cli_help::PAGES, &dir)? {
+                println!("{}", file.display());
+            }
+        }
     }
     Ok(())
 }

@@ -6,15 +6,24 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cli_help;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use apitap_sensor::config::{Config, SinkKind};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "apitap-sensor", version, about = "apitap capture agent")]
+#[command(
+    name = "apitap-sensor",
+    version,
+    long_version = apitap_cli_doc::long_version(),
+    about = "apitap capture agent",
+    long_about = cli_help::ABOUT,
+    after_long_help = cli_help::SENSOR.render()
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,6 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Capture live traffic and write API events.
+    #[command(long_about = cli_help::RUN_ABOUT, after_long_help = cli_help::RUN.render())]
     Run {
         /// Configuration file (TOML).
         #[arg(long)]
@@ -42,6 +52,7 @@ enum Command {
     },
     /// Decode a pcap or pcapng file with the same decoder and write API events (JSON lines on
     /// stdout unless told otherwise); a summary goes to stderr.
+    #[command(long_about = cli_help::REPLAY_ABOUT, after_long_help = cli_help::REPLAY.render())]
     Replay {
         /// Capture file (pcap or pcapng).
         file: PathBuf,
@@ -56,10 +67,20 @@ enum Command {
         sensor_id: Option<String>,
     },
     /// Validate a configuration file and print the effective settings.
+    #[command(
+        long_about = cli_help::CHECK_CONFIG_ABOUT,
+        after_long_help = cli_help::CHECK_CONFIG.render()
+    )]
     CheckConfig {
         /// Configuration file (TOML).
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Write the man pages of every command into DIR (`cargo xtask man`).
+    #[command(name = apitap_cli_doc::MAN_SUBCOMMAND, hide = true)]
+    Man {
+        /// Output directory.
+        dir: PathBuf,
     },
 }
 
@@ -135,6 +156,12 @@ fn main() -> anyhow::Result<()> {
             let cfg = Config::load(&config)?;
             cfg.validate()?;
             println!("{cfg:#?}");
+            Ok(())
+        }
+        Command::Man { dir } => {
+            for file in apitap_cli_doc::write_man_pages(Cli::command(), cli_help::PAGES, &dir)? {
+                println!("{}", file.display());
+            }
             Ok(())
         }
     }

@@ -11,9 +11,11 @@ mod demo;
 mod demo_data;
 mod disk;
 mod fixtures;
+mod image;
 mod setup;
 mod thirdparty;
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
@@ -46,6 +48,31 @@ enum Cmd {
     },
     /// Set up, build, check formatting and lints, and run every test (privileged ones too).
     Test,
+    /// Assemble the container image roots (and OCI image layouts) of apitap-sensor,
+    /// apitap-analyzer and apitap without a container engine: the binary, exactly the shared
+    /// libraries ldd resolves, the loader, users, CA bundle, /tmp, a provenance list.
+    /// `deploy/image/Dockerfile` runs this in its builder stage.
+    Image {
+        /// Receives one image root per image: DIR/apitap-sensor, DIR/apitap-analyzer,
+        /// DIR/apitap.
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// Build the binaries with --release.
+        #[arg(long)]
+        release: bool,
+        /// Take the binaries from DIR (e.g. target/debug) instead of building them.
+        #[arg(long, value_name = "DIR", conflicts_with = "release")]
+        bin_dir: Option<PathBuf>,
+        /// Also write an OCI image layout per image: DIR/<image>, tag = the version.
+        #[arg(long, value_name = "DIR")]
+        oci: Option<PathBuf>,
+        /// Only these images (comma-separated: apitap-sensor, apitap-analyzer, apitap).
+        #[arg(long, value_delimiter = ',')]
+        image: Vec<String>,
+    },
+    /// Regenerate the man pages in deploy/man/ (one per binary and subcommand) from the
+    /// binaries' clap definitions: builds them and runs each one's hidden `__man DIR`.
+    Man,
     /// Record the pcap fixtures for the golden replay tests (needs root, tshark).
     RecordFixtures {
         /// Only these fixtures (comma-separated names: sensitive, keepalive, ...; keepalive
@@ -149,6 +176,20 @@ fn main() -> anyhow::Result<()> {
             let runs = attacks::demo(scenario.as_deref(), benign_seconds)?;
             attacks::detect(&runs)
         }
+        Cmd::Image {
+            root,
+            release,
+            bin_dir,
+            oci,
+            image,
+        } => image::run(&image::Opts {
+            root,
+            release,
+            bin_dir,
+            oci,
+            images: image,
+        }),
+        Cmd::Man => man(),
         Cmd::Test => {
             disk::check_before_test()?;
             setup::run()?;
@@ -180,6 +221,44 @@ fn demo_check() -> anyhow::Result<()> {
         kafka: false,
         check: true,
     })
+}
+
+/// The binaries whose man pages are in deploy/man/, with their packages.
+const MAN_BINARIES: &[(&str, &str)] = &[
+    ("apitap-sensor", "apitap-sensor"),
+    ("apitap-analyzer", "apitap-analyzer"),
+    ("apitap", "apitap-embedded"),
+];
+
+/// `cargo xtask man`: rewrites deploy/man/*.1 (tests/tests/man_pages.rs fails when stale).
+fn man() -> anyhow::Result<()> {
+    setup::build_tools()?;
+    let mut build = vec!["build"];
+    for (_, package) in MAN_BINARIES {
+        build.extend(["-p", package]);
+    }
+    build.push("--bins");
+    cargo(&build)?;
+    let dir = apitap_tests::workspace_root().join("deploy/man");
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "1") {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    for (bin, _) in MAN_BINARIES {
+        let status = Command::new(apitap_tests::workspace_bin(bin)?)
+            .arg("__man")
+            .arg(&dir)
+            .status()
+            .with_context(|| format!("running {bin} __man"))?;
+        if !status.success() {
+            bail!("{bin} __man failed ({status})");
+        }
+    }
+    Ok(())
 }
 
 /// Runs the cargo that runs us, in the workspace root, inheriting output.

@@ -18,6 +18,19 @@ const DEBIAN: &[(&str, &str)] = &[
     // The demo's attack tool; `cargo xtask test` ends with `demo --check`.
     ("ffuf", "ffuf"),
 ];
+/// What `cargo xtask image` copies into the images (the first entry) and what
+/// tests/tests/deploy_image.rs checks them with: chroot, ldd, and two OCI tools independent of
+/// ours (skopeo reads the layout, umoci unpacks it into a runtime bundle).
+const IMAGE_TOOLS: &[(&str, &str)] = &[
+    ("/etc/ssl/certs/ca-certificates.crt", "ca-certificates"),
+    ("chroot", "coreutils"),
+    ("ldd", "libc-bin"),
+    ("skopeo", "skopeo"),
+    ("umoci", "umoci"),
+    // tests/tests/man_pages.rs renders deploy/man/*.1 with both and requires no warning.
+    ("groff", "groff-base"),
+    ("man", "man-db"),
+];
 /// What the demo runs beyond the build: its server, clients and the attack tool.
 const DEMO: &[(&str, &str)] = &[
     ("nginx", "nginx-light"),
@@ -143,6 +156,16 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What building the binaries needs (`cargo xtask image`, the Dockerfile's builder stage):
+/// the eBPF toolchain, bpf-linker, librdkafka's build packages, the CA bundle the images ship.
+pub fn build_tools() -> anyhow::Result<()> {
+    nightly_rust_src()?;
+    bpf_linker()?;
+    build_packages()?;
+    install_tools(&[IMAGE_TOOLS[0]], "for the container images")?;
+    Ok(())
+}
+
 /// `cargo xtask demo [--kafka]`: only what the chosen mode uses (the tests' PostgreSQL,
 /// Python validators and, without `--kafka`, the broker are not built or installed).
 pub fn demo(kafka: bool) -> anyhow::Result<()> {
@@ -160,6 +183,7 @@ pub fn demo(kafka: bool) -> anyhow::Result<()> {
 }
 
 fn debian_packages() -> anyhow::Result<()> {
+    install_tools(IMAGE_TOOLS, "for the container image tests")?;
     if !install_tools(DEBIAN, "for the demo and tests")? {
         return Ok(());
     }
