@@ -77,6 +77,19 @@ pub const RUST_LOG: (&str, &str) = (
      info,apitap_bus=debug. Default: info. Logs go to standard error.",
 );
 
+/// `NODE_NAME`, read by the sensor's `[attribution.kubernetes]` (R-CAP-5).
+pub const NODE_NAME: (&str, &str) = (
+    "NODE_NAME",
+    "The Kubernetes node name when attribution.kubernetes.node_name is unset (the DaemonSet \
+     sets it from spec.nodeName): selects the pods watched, and is written into every event \
+     as sensor.node.",
+);
+/// `KUBECONFIG`, read by the sensor's Kubernetes client outside a cluster.
+pub const KUBECONFIG: (&str, &str) = (
+    "KUBECONFIG",
+    "kubeconfig the Kubernetes client uses when attribution.kubernetes.kubeconfig is unset and \
+     the sensor runs outside a cluster (else ~/.kube/config).",
+);
 /// `SSL_CERT_FILE` and `SSL_CERT_DIR`, read by OpenSSL (librdkafka's TLS, the PostgreSQL store).
 pub const SSL_CERT: [(&str, &str); 2] = [
     (

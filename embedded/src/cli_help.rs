@@ -1,6 +1,6 @@
 //! The man-style help of `apitap` (`--help`, and the man pages in `deploy/man/`).
 
-use apitap_cli_doc::{EXIT_STATUS, Page, RUST_LOG, SSL_CERT};
+use apitap_cli_doc::{EXIT_STATUS, KUBECONFIG, NODE_NAME, Page, RUST_LOG, SSL_CERT};
 
 pub const ABOUT: &str = "\
 apitap is the single-process mode of apitap: apitap-sensor(1)'s live capture and \
@@ -25,7 +25,7 @@ const FILES: &[(&str, &str)] = &[
         "Kernel BTF, for CO-RE relocation of the eBPF programs.",
     ),
 ];
-const ENVIRONMENT: &[(&str, &str)] = &[RUST_LOG, SSL_CERT[0], SSL_CERT[1]];
+const ENVIRONMENT: &[(&str, &str)] = &[RUST_LOG, NODE_NAME, KUBECONFIG, SSL_CERT[0], SSL_CERT[1]];
 const EXAMPLE: (&str, &str) = (
     "apitap run --sensor-config /etc/apitap/sensor.toml --analyzer-config /etc/apitap/analyzer.toml",
     "Capture and analyse until SIGINT or SIGTERM, then write the final summary.",

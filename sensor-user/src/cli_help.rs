@@ -1,6 +1,6 @@
 //! The man-style help of `apitap-sensor` (`--help`, and the man pages in `deploy/man/`).
 
-use apitap_cli_doc::{EXIT_STATUS, Page, RUST_LOG, SSL_CERT};
+use apitap_cli_doc::{EXIT_STATUS, KUBECONFIG, NODE_NAME, Page, RUST_LOG, SSL_CERT};
 
 pub const ABOUT: &str = "\
 apitap-sensor is apitap's capture agent. It runs on each application server, loads eBPF \
@@ -10,11 +10,15 @@ minimised payload) and writes them to Kafka (spooling to disk while the brokers 
 down) or to a JSON-lines file. It judges nothing: apitap-analyzer(1) builds the inventory and \
 raises the alerts.
 
+Each event names the cgroup, systemd unit, processes, container and Kubernetes pod that own \
+the connection ([attribution]): a cgroup egress program on the cgroup v2 root records each \
+socket's cgroup, and pods are named from a watch of the node's pods.
+
 Loading and attaching needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (Linux >= 5.8 with BTF); \
 once attached the sensor drops every capability before it reads any traffic. Metrics and \
 /healthz are served on [metrics] listen.";
 
-const ENVIRONMENT: &[(&str, &str)] = &[RUST_LOG, SSL_CERT[0], SSL_CERT[1]];
+const ENVIRONMENT: &[(&str, &str)] = &[RUST_LOG, NODE_NAME, KUBECONFIG, SSL_CERT[0], SSL_CERT[1]];
 const CONFIG: (&str, &str) = (
     "/etc/apitap/sensor.toml",
     "The configuration (TOML) by convention, given with --config; \
@@ -27,6 +31,11 @@ const SPOOL: (&str, &str) = (
 const BTF: (&str, &str) = (
     "/sys/kernel/btf/vmlinux",
     "Kernel BTF, for CO-RE relocation of the eBPF programs.",
+);
+const CGROUP: (&str, &str) = (
+    "/sys/fs/cgroup",
+    "The cgroup v2 hierarchy (attribution.cgroup_root): the cgroup egress program attaches to \
+     its root, and cgroup paths name each connection's unit, container and pod.",
 );
 const HOSTNAME: (&str, &str) = (
     "/proc/sys/kernel/hostname",
@@ -48,7 +57,7 @@ pub const SENSOR: Page = Page {
             "Decode a recorded capture into API events.",
         ),
     ],
-    files: &[CONFIG, SPOOL, BTF, HOSTNAME],
+    files: &[CONFIG, SPOOL, BTF, CGROUP, HOSTNAME],
     environment: ENVIRONMENT,
     exit_status: EXIT_STATUS,
     see_also: &[
@@ -84,7 +93,7 @@ pub const RUN: Page = Page {
             "Serve /metrics and /healthz on the node's address (Kubernetes: $(HOST_IP):9464).",
         ),
     ],
-    files: &[CONFIG, SPOOL, BTF, HOSTNAME],
+    files: &[CONFIG, SPOOL, BTF, CGROUP, HOSTNAME],
     environment: ENVIRONMENT,
     exit_status: &[
         ("0", "Stopped by SIGINT or SIGTERM after a clean shutdown."),
