@@ -145,32 +145,29 @@ impl<S: OwnerSource> Attributor<S> {
                 o
             }
         };
-        e.server_workload = match owners.server {
-            Some(o) => {
-                let w = self.workload(o);
-                if w.is_some() {
-                    self.stats.server_attributed += 1;
-                }
-                w
+        let server = owners.server.map(|o| self.workload(o));
+        let client = owners.client.map(|o| self.workload(o));
+        let s = &mut self.stats;
+        for (side, attributed, not_recorded) in [
+            (
+                &server,
+                &mut s.server_attributed,
+                &mut s.server_not_recorded,
+            ),
+            (
+                &client,
+                &mut s.client_attributed,
+                &mut s.client_not_recorded,
+            ),
+        ] {
+            match side {
+                Some(Some(_)) => *attributed += 1,
+                Some(None) => {} // owner recorded, cgroup gone: counted in `cgroup_gone`
+                None => *not_recorded += 1,
             }
-            None => {
-                self.stats.server_not_recorded += 1;
-                None
-            }
-        };
-        e.client_workload = match owners.client {
-            Some(o) => {
-                let w = self.workload(o);
-                if w.is_some() {
-                    self.stats.client_attributed += 1;
-                }
-                w
-            }
-            None => {
-                self.stats.client_not_recorded += 1;
-                None
-            }
-        };
+        }
+        e.server_workload = server.flatten();
+        e.client_workload = client.flatten();
     }
 
     fn workload(&mut self, o: FlowOwner) -> Option<Arc<Workload>> {
