@@ -157,6 +157,11 @@ pub struct Evidence {
     pub request: Option<HttpRequest>,
     /// `http_response.code`.
     pub response_code: Option<u16>,
+    /// `dst_endpoint.ip` and `.port`: the server.
+    pub dst: Option<(String, u16)>,
+    /// `container`, and the rest of the server's workload (unit, processes, pod, controller)
+    /// under `data.server_workload` (R-CAP-5).
+    pub server_workload: Option<std::sync::Arc<apitap_schema::Workload>>,
     /// `data` (OCSF `json_t`): actor keys, sample time, user-agent family, record counts.
     pub data: Map<String, Value>,
 }
@@ -318,6 +323,8 @@ impl From<&Finding> for Alert {
                     query: s.query.clone(),
                 }),
                 response_code: s.status,
+                dst: s.server.map(|(ip, port)| (ip.to_string(), port)),
+                server_workload: s.server_workload.clone(),
                 data,
             }
         }));

@@ -683,6 +683,8 @@ pub(crate) fn sample(o: &Obs) -> Sample {
             crate::Outcome::Failure => Some(("failure", o.signal.as_str())),
             crate::Outcome::Unknown => None,
         },
+        server: Some((o.ev.server.ip, o.ev.server.port)),
+        server_workload: o.ev.server_workload.clone(),
     }
 }
 

@@ -256,6 +256,11 @@ pub struct Sample {
     /// Login / OTP attempts: the inferred outcome (`success`, `failure`) and the signal that
     /// decided it (`login_form_again`, `token_issued`, … see [`crate::outcome::Signal`]).
     pub outcome: Option<(&'static str, &'static str)>,
+    /// The server's address and port.
+    pub server: Option<(IpAddr, u16)>,
+    /// What served it on the sensor's host: unit, processes, container, pod (schema 1.4
+    /// `server_workload`, R-CAP-5), when the sensor attributed it.
+    pub server_workload: Option<std::sync::Arc<apitap_schema::Workload>>,
 }
 
 /// A campaign transition.

@@ -52,6 +52,13 @@ fn evidence(e: &Evidence) -> Value {
     if let Some(code) = e.response_code {
         v.insert("http_response".into(), json!({"code": code}));
     }
+    if let Some((ip, port)) = &e.dst {
+        v.insert("dst_endpoint".into(), json!({"ip": ip, "port": port}));
+    }
+    let mut data = e.data.clone();
+    if let Some(w) = &e.server_workload {
+        workload(w, &mut v, &mut data);
+    }
     if e.user_uid.is_some() || e.user_name.is_some() {
         let mut user = Map::new();
         if let Some(uid) = &e.user_uid {
@@ -62,10 +69,53 @@ fn evidence(e: &Evidence) -> Value {
         }
         v.insert("user".into(), Value::Object(user));
     }
-    if !e.data.is_empty() {
-        v.insert("data".into(), Value::Object(e.data.clone()));
+    if !data.is_empty() {
+        v.insert("data".into(), Value::Object(data));
     }
     Value::Object(v)
+}
+
+/// The server's workload (R-CAP-5): the OCSF `container` object of the evidence (`uid`,
+/// `name`, `runtime`, `pod_uuid`, `orchestrator`) when it ran in one, and everything else
+/// (unit, processes, namespace, pod, controller) in the evidence's `data.server_workload`.
+fn workload(
+    w: &apitap_schema::Workload,
+    evidence: &mut Map<String, Value>,
+    data: &mut Map<String, Value>,
+) {
+    let k = w.kubernetes.as_ref();
+    if let Some(id) = &w.container_id {
+        let mut c = Map::new();
+        c.insert("uid".into(), json!(id));
+        if let Some(name) = k.and_then(|k| k.container.as_ref()) {
+            c.insert("name".into(), json!(name));
+        }
+        if let Some(rt) = &w.container_runtime {
+            c.insert("runtime".into(), json!(rt));
+        }
+        if let Some(pod) = &w.pod_uid {
+            c.insert("pod_uuid".into(), json!(pod));
+            c.insert("orchestrator".into(), json!("Kubernetes"));
+        }
+        evidence.insert("container".into(), Value::Object(c));
+    }
+    let mut d = Map::new();
+    if let Some(u) = &w.unit {
+        d.insert("unit".into(), json!(u));
+    }
+    if !w.processes.is_empty() {
+        d.insert("processes".into(), json!(w.processes));
+    }
+    if let Some(k) = k {
+        d.insert("namespace".into(), json!(k.namespace));
+        d.insert("pod".into(), json!(k.pod));
+        if let (Some(kind), Some(name)) = (&k.workload_kind, &k.workload_name) {
+            d.insert("workload".into(), json!(format!("{kind}/{name}")));
+        }
+    }
+    if !d.is_empty() {
+        data.insert("server_workload".into(), Value::Object(d));
+    }
 }
 
 /// The OCSF finding of an alert: the class's own attributes (`type_name` of a Detection
@@ -459,8 +509,54 @@ pub(crate) mod tests {
                 login_user: Some("a****@example.com".into()),
                 outcome: Some(("failure", "status")),
                 records: None,
+                server: None,
+                server_workload: None,
             }],
         }
+    }
+
+    /// The server's workload (schema 1.4) reaches the SIEM: OCSF `dst_endpoint` and
+    /// `container` on the sample's evidence, the pod and controller in its `data`, and the
+    /// document still validates.
+    #[test]
+    fn sample_evidence_names_the_serving_pod() {
+        let mut f = finding(Activity::Create);
+        f.samples[0].server = Some(("10.244.1.17".parse().unwrap(), 8080));
+        f.samples[0].server_workload = Some(std::sync::Arc::new(apitap_schema::Workload {
+            cgroup: "/kubepods.slice/x".into(),
+            uid: 0,
+            processes: vec!["nginx".into()],
+            container_id: Some("ab".repeat(32)),
+            container_runtime: Some("containerd".into()),
+            pod_uid: Some("3f9d2c8e-5b1a-4e7f-9c6d-2a8b7e1f4c3d".into()),
+            kubernetes: Some(apitap_schema::KubernetesPod {
+                namespace: "shop".into(),
+                pod: "web-6b7f9c8d5-q4xz2".into(),
+                container: Some("nginx".into()),
+                workload_kind: Some("Deployment".into()),
+                workload_name: Some("web".into()),
+            }),
+            ..Default::default()
+        }));
+        let doc = detection_finding(&f);
+        validate(&doc).unwrap();
+        let ev = &doc["evidences"][1];
+        assert_eq!(
+            ev["dst_endpoint"],
+            json!({"ip": "10.244.1.17", "port": 8080})
+        );
+        assert_eq!(
+            ev["container"],
+            json!({"uid": "ab".repeat(32), "name": "nginx", "runtime": "containerd",
+                   "pod_uuid": "3f9d2c8e-5b1a-4e7f-9c6d-2a8b7e1f4c3d", "orchestrator": "Kubernetes"})
+        );
+        assert_eq!(
+            ev["data"]["server_workload"],
+            json!({"processes": ["nginx"], "namespace": "shop", "pod": "web-6b7f9c8d5-q4xz2",
+                   "workload": "Deployment/web"})
+        );
+        // The actor's evidence names no server.
+        assert!(doc["evidences"][0].get("dst_endpoint").is_none());
     }
 
     #[test]

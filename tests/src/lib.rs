@@ -251,6 +251,15 @@ impl Cgroup {
         Ok(mount)
     }
 
+    /// The sensor's `[attribution]` section for processes in test namespaces: the hierarchy
+    /// where they see it ([`Cgroup::root`]).
+    pub fn sensor_section() -> anyhow::Result<String> {
+        Ok(format!(
+            "\n[attribution]\ncgroup_root = \"{}\"\n",
+            Self::root()?.display()
+        ))
+    }
+
     /// Creates `<root>/<top>/<rel>` (`top` a single new directory, `rel` any path below it).
     pub fn create(top: &str, rel: &str) -> anyhow::Result<Cgroup> {
         let root = Self::root()?;

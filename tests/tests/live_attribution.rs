@@ -19,14 +19,6 @@ use apitap_tests::{
 const POD_UID: &str = "3f9d2c8e-5b1a-4e7f-9c6d-2a8b7e1f4c3d";
 const CONTAINER_ID: &str = "8c1f0a6e2d4b9f7a3e5c1d8b6a4f2e0c9b7d5a3f1e8c6b4a2d0f9e7c5b3a1d8f";
 
-/// The sensor's `[attribution]` section: the hierarchy where the sensor's namespace sees it.
-fn attribution_section() -> String {
-    format!(
-        "\n[attribution]\ncgroup_root = \"{}\"\n",
-        Cgroup::root().unwrap().display()
-    )
-}
-
 fn tempdir(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("apitap-attr-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -91,7 +83,7 @@ fn events_name_the_pod_container_and_controller() {
     let kubeconfig = api.kubeconfig(&dir).unwrap();
     let extra = format!(
         "{}[attribution.kubernetes]\nenabled = true\nnode_name = \"node-a\"\nkubeconfig = \"{}\"\n",
-        attribution_section(),
+        Cgroup::sensor_section().unwrap(),
         kubeconfig.display()
     );
     let mut sensor = Sensor::start_with(
@@ -184,7 +176,7 @@ fn events_name_the_unit_and_processes_without_kubernetes() {
         &topo.server,
         &topo.server_if,
         &[SERVER_PORT],
-        &attribution_section(),
+        &Cgroup::sensor_section().unwrap(),
         &dir.join("sensor"),
     )
     .unwrap();

@@ -628,10 +628,7 @@ pub fn capture(secs: u32) -> anyhow::Result<()> {
             &topo.server,
             &topo.server_if,
             &[SERVER_PORT],
-            &format!(
-                "\n[attribution]\ncgroup_root = \"{}\"\n",
-                apitap_tests::Cgroup::root()?.display()
-            ),
+            &apitap_tests::Cgroup::sensor_section()?,
             &dir.join(format!("attribution{round}")),
         )?;
         let pid = find_pid("apitap-sensor").context("sensor pid")?;

@@ -196,11 +196,18 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
     let topo = Topology::new("demo")?;
     add_benign_addresses(&topo, &dir)?;
     write_site(&dir.join("www"))?;
-    let nginx = Nginx::start_conf(
+    // nginx runs as a systemd service would, in a cgroup of its own: the sensor names it on
+    // every event and the alerts name it (R-CAP-5).
+    let cgroup = apitap_tests::Cgroup::create(
+        &format!("apitap-demo-{}", std::process::id()),
+        &format!("system.slice/{DEMO_UNIT}"),
+    )?;
+    let nginx = Nginx::start_conf_in(
         &topo.server,
         &dir.join("nginx"),
         &nginx_conf(&dir.join("nginx"), &dir.join("www")),
         "/api/v1/health",
+        Some(&cgroup),
     )?;
     step(&format!(
         "server {SERVER_IP}:{SERVER_PORT} [netns {}]: nginx serving {CUSTOMERS} customers \
@@ -488,8 +495,9 @@ fn start_product(opts: &Opts, topo: &Topology, out: &Outputs) -> anyhow::Result<
             &sensor_cfg,
             format!(
                 "[sensor]\nid = \"demo\"\n[capture]\ninterfaces = [\"{}\"]\nports = [{SERVER_PORT}]\n\
-                 [metrics]\nlisten = \"{METRICS_ADDR}\"\n",
-                topo.server_if
+                 [metrics]\nlisten = \"{METRICS_ADDR}\"\n{}",
+                topo.server_if,
+                apitap_tests::Cgroup::sensor_section()?
             ),
         )?;
         let analyzer_cfg = out.dir.join("analyzer.toml");
@@ -530,13 +538,13 @@ fn start_product(opts: &Opts, topo: &Topology, out: &Outputs) -> anyhow::Result<
     step("apitap-analyzer run: joined consumer group apitap-demo on apitap.events.v1");
     let sensor = ConfiguredSensor::start(
         &topo.server,
-        &kafka_sensor_config(
+        &(kafka_sensor_config(
             "demo",
             &topo.server_if,
             &broker,
             &out.dir.join("spool"),
             100_000,
-        ),
+        ) + &apitap_tests::Cgroup::sensor_section()?),
         &out.dir.join("sensor"),
     )?;
     Ok(Product::Kafka(Box::new(KafkaProduct {
@@ -914,6 +922,8 @@ struct Report {
     customer_labels: Vec<(String, String)>,
     detections: Vec<Value>,
     ocsf_problems: Vec<String>,
+    /// The server's workload as the shown alert's sample evidence names it.
+    served_by: Option<String>,
     sensor_events: u64,
     analyzer_events: u64,
     /// Requests in nginx's access log.
@@ -1093,6 +1103,7 @@ fn print_results(
     }
 
     let mut ocsf_problems = Vec::new();
+    let mut served_by = None;
     if let Some(a) = detections
         .iter()
         .find(|a| det(a, "detector") == "credential_stuffing")
@@ -1104,6 +1115,13 @@ fn print_results(
             a["class_name"].as_str().unwrap_or("")
         );
         println!("{}", serde_json::to_string_pretty(a)?);
+        served_by = served_by_of(a);
+        match &served_by {
+            Some(w) => {
+                println!("served by (the sensor's attribution, in the alert's evidence): {w}")
+            }
+            None => println!("served by: not in the alert (attribution off?)"),
+        }
         ocsf_problems = ocsf_shape_problems(a);
         // And the product's validator against the vendored OCSF schema.
         if let Err(e) = apitap_detect::ocsf::validate(a) {
@@ -1140,6 +1158,7 @@ fn print_results(
         customer_labels,
         detections,
         ocsf_problems,
+        served_by,
         sensor_events,
         analyzer_events: sum_prefix(analyzer, "apitap_analyzer_events_total"),
         served,
@@ -1222,8 +1241,36 @@ fn ocsf_shape_problems(a: &Value) -> Vec<String> {
     p
 }
 
+/// The systemd unit the demo's nginx runs in (a cgroup of that name).
+const DEMO_UNIT: &str = "shop-api.service";
+
+/// `unit (processes)` of the first sample evidence's `data.server_workload`.
+fn served_by_of(alert: &Value) -> Option<String> {
+    let w = alert["evidences"]
+        .as_array()?
+        .iter()
+        .find_map(|e| e["data"]["server_workload"].as_object())?;
+    let unit = w.get("unit").and_then(Value::as_str).unwrap_or("?");
+    let procs: Vec<&str> = w
+        .get("processes")
+        .and_then(Value::as_array)
+        .map(|p| p.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    Some(format!("{unit} ({})", procs.join(", ")))
+}
+
 fn check(r: &Report) -> anyhow::Result<()> {
     let mut failures = Vec::new();
+    if !r
+        .served_by
+        .as_deref()
+        .is_some_and(|w| w.starts_with(DEMO_UNIT) && w.contains("nginx"))
+    {
+        failures.push(format!(
+            "the alert does not name the serving unit {DEMO_UNIT} with its nginx processes: {:?}",
+            r.served_by
+        ));
+    }
     if r.sensor_events != r.served || r.analyzer_events != r.served {
         failures.push(format!(
             "nginx logged {} requests; the sensor made {} events, the analyzer took {}",
