@@ -674,11 +674,51 @@ mod tests {
                 "[capture]\ninterfaces = [\"e\"]\n[metrics]\nlisten = \"127.0.0.1:9464\"\ntoken_file = \"\"\n",
                 "metrics.token_file",
             ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[attribution]\ncgroup_root = \"\"\n",
+                "attribution.cgroup_root",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[attribution]\nmax_cached_connections = 0\n",
+                "attribution.max_cached_connections",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[attribution]\nenabled = false\n[attribution.kubernetes]\nenabled = true\nnode_name = \"n\"\n",
+                "attribution.kubernetes.enabled",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[attribution.kubernetes]\nnode_name = \"\"\n",
+                "attribution.kubernetes.node_name",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[attribution.kubernetes]\nkubeconfig = \"\"\n",
+                "attribution.kubernetes.kubeconfig",
+            ),
         ];
         for (text, field) in cases {
             let err = Config::parse(text).unwrap().validate().unwrap_err();
             assert_eq!(err.field, field, "{text}");
             assert!(err.to_string().contains(field));
         }
+    }
+
+    /// Kubernetes lookups need a node to select the pods by: the field, else `$NODE_NAME`.
+    #[test]
+    fn kubernetes_attribution_needs_a_node_name() {
+        let text = "[capture]\ninterfaces = [\"e\"]\n[attribution.kubernetes]\nenabled = true\n";
+        let cfg = Config::parse(text).unwrap();
+        if std::env::var_os("NODE_NAME").is_none() {
+            let err = cfg.validate().unwrap_err();
+            assert_eq!(err.field, "attribution.kubernetes.node_name");
+        }
+        let named = Config::parse(&format!("{text}node_name = \"node-1\"\n")).unwrap();
+        named.validate().unwrap();
+        assert_eq!(
+            named.attribution.kubernetes.node().as_deref(),
+            Some("node-1")
+        );
+        // Unknown keys are refused with their name.
+        let e = Config::parse("[attribution]\ncgroup_path = \"/x\"\n").unwrap_err();
+        assert!(e.to_string().contains("cgroup_path"), "{e}");
     }
 }
