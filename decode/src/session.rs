@@ -753,6 +753,7 @@ impl Session {
             anomalies,
             payload: PayloadMode::Full,
             labels: None,
+            bodies_sampled_out: false,
             server_workload: None,
             client_workload: None,
         }

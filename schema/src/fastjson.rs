@@ -310,6 +310,10 @@ pub(crate) fn event(out: &mut Vec<u8>, e: &ApiEvent) {
         key(out, "labels", false);
         labels(out, l);
     }
+    if e.bodies_sampled_out {
+        key(out, "bodies_sampled_out", false);
+        out.extend_from_slice(b"true");
+    }
     if let Some(w) = &e.server_workload {
         key(out, "server_workload", false);
         workload(out, w);

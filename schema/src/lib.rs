@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 /// [`ApiEvent::labels`] (data minimisation at the sensor, R-CAP-8); 1.3 adds
 /// [`LabelSummary::hash_key_id`] (which key made the value hashes, for rotation); 1.4 adds
 /// [`SensorInfo::node`], [`ApiEvent::server_workload`] and [`ApiEvent::client_workload`]
-/// (attribution to cgroup, systemd unit, container and Kubernetes pod, R-CAP-5).
+/// (attribution to cgroup, systemd unit, container and Kubernetes pod, R-CAP-5) and
+/// [`ApiEvent::bodies_sampled_out`] (body sampling per endpoint).
 pub const SCHEMA_VERSION: &str = "1.4";
 /// Major version this build reads.
 pub const SCHEMA_MAJOR: u32 = 1;
@@ -86,6 +87,12 @@ pub struct ApiEvent {
     /// `labels` mode; in `full` and `sample` mode when the sensor is configured to attach it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Box<LabelSummary>>,
+    /// (1.4) True when the sensor left this transaction's bodies out because its endpoint
+    /// exceeded the sensor's body rate (`payload.max_bodies_per_endpoint_per_sec`): the bodies'
+    /// `data` is empty, `captured_bytes` 0, `length_bytes` kept; everything else is as
+    /// captured. Absent means false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bodies_sampled_out: bool,
     /// (1.4) What on this host owns the server's socket: its cgroup, systemd unit, processes,
     /// container and Kubernetes pod (R-CAP-5). Absent when the server is not local to the
     /// sensor's host, attribution is off, or the socket's owner was not recorded.
@@ -311,6 +318,10 @@ pub struct ScanCounters {
     /// Findings dropped because of the per-event cap.
     #[serde(default, skip_serializing_if = "is_zero32")]
     pub dropped_findings: u32,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_zero32(n: &u32) -> bool {
@@ -832,6 +843,7 @@ mod tests {
             ][i % 4];
             e.labels = (i % 3 != 1).then(|| Box::new(summary(s, i % 6)));
             e.sensor.node = (i % 2 == 0).then(|| s.clone());
+            e.bodies_sampled_out = i % 5 == 3;
             e.server_workload = (i % 3 != 2).then(|| Arc::new(workload(s, i)));
             e.client_workload = (i % 4 == 1).then(|| Arc::new(workload(s, i + 1)));
             let mut fast = Vec::new();

@@ -108,6 +108,7 @@ impl EventBuilder {
                 anomalies: Vec::new(),
                 payload: PayloadMode::Full,
                 labels: None,
+                bodies_sampled_out: false,
                 server_workload: None,
                 client_workload: None,
             },

@@ -5,7 +5,8 @@
 //! and `sample` add one labeller pass and the rewrite per event.
 //!
 //! `cargo bench -p apitap-sensor --bench payload` prints criterion's figures and then one
-//! line per mode with events/s and µs/event side by side.
+//! line per mode with events/s and µs/event side by side, and one for `full` with every
+//! event's bodies sampled out (`payload.max_bodies_per_endpoint_per_sec`, issue 21).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::path::Path;
@@ -96,6 +97,11 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(pass(&mut m, black_box(&events), &mut line)))
         });
     }
+    // Bodies sampled out (issue 21): every event over its endpoint's rate, metadata only.
+    let mut m = sampled();
+    g.bench_function("full_sampled_out", |b| {
+        b.iter(|| black_box(pass(&mut m, black_box(&events), &mut line)))
+    });
     g.finish();
 
     // Side by side: events/s and output bytes per event of each mode over ~1 s each.
@@ -123,6 +129,26 @@ fn bench(c: &mut Criterion) {
             out as u64 / n
         );
     }
+    let mut m = sampled();
+    let (mut n, mut out) = (0u64, 0usize);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        out += pass(&mut m, &events, &mut line);
+        n += events.len() as u64;
+    }
+    let per_s = n as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "  full, bodies sampled out {per_s:>12.0} events/s  {:>7.2} µs/event  {:>5.2}x full  {:>6} output bytes/event",
+        1e6 / per_s,
+        base / per_s,
+        out as u64 / n
+    );
+}
+
+/// `full` with `max_bodies_per_endpoint_per_sec = 1`: the fixtures' times repeat every pass,
+/// so after the first pass every event is over its endpoint's rate.
+fn sampled() -> Minimiser {
+    Minimiser::full().with_sampling(1, 16_384)
 }
 
 criterion_group! {

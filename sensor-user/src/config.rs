@@ -266,6 +266,14 @@ pub struct PayloadSection {
     /// secret as the analyzer's `labels.hash_key_file`, so hashes correlate). Absent: a random
     /// per-process key, and hashes correlate only within one sensor run.
     pub hash_key_file: Option<PathBuf>,
+    /// Bodies shipped per endpoint and second at most (0: every body, the default). Beyond
+    /// it, events of that endpoint leave with their metadata only (`bodies_sampled_out`,
+    /// lengths kept), which caps what a very hot endpoint costs the agent; counted in
+    /// `apitap_payload_sampled_out_events_total`. An endpoint is server, method and path with
+    /// identifier-like segments merged (see `sensor-user/src/sampling.rs`).
+    pub max_bodies_per_endpoint_per_sec: u32,
+    /// Endpoints the sampler tracks at most (1..=1048576); beyond it the table starts over.
+    pub max_sampled_endpoints: usize,
 }
 
 impl Default for PayloadSection {
@@ -275,6 +283,8 @@ impl Default for PayloadSection {
             sample_bytes: 1024,
             attach_labels: false,
             hash_key_file: None,
+            max_bodies_per_endpoint_per_sec: 0,
+            max_sampled_endpoints: 16_384,
         }
     }
 }
@@ -470,6 +480,12 @@ impl Config {
                     "must be 1..={} (decode.max_body_bytes) in sample mode",
                     d.max_body_bytes
                 ),
+            ));
+        }
+        if !(1..=1 << 20).contains(&p.max_sampled_endpoints) {
+            return Err(invalid(
+                "payload.max_sampled_endpoints",
+                "must be 1..=1048576",
             ));
         }
         if matches!(&p.hash_key_file, Some(f) if f.as_os_str().is_empty()) {

@@ -18,4 +18,5 @@ pub mod minimise;
 pub mod privilege;
 pub mod record;
 pub mod replay;
+pub mod sampling;
 pub mod sink;

@@ -219,6 +219,28 @@ impl Snapshot {
             "Captured body bytes that did not leave the host (removed or cut).",
             p.removed_body_bytes,
         );
+        if let Some(sm) = &p.sampling {
+            out.counter(
+                "apitap_payload_sampled_out_events_total",
+                "Events shipped without their bodies: their endpoint was over payload.max_bodies_per_endpoint_per_sec.",
+                sm.sampled_out_events,
+            );
+            out.counter(
+                "apitap_payload_sampled_out_body_bytes_total",
+                "Captured body bytes of those events that did not leave the host.",
+                sm.sampled_out_body_bytes,
+            );
+            out.gauge(
+                "apitap_payload_sampled_endpoints",
+                "Endpoints the body sampler tracks now.",
+                sm.endpoints,
+            );
+            out.counter(
+                "apitap_payload_sampling_table_resets_total",
+                "Times the body sampler's endpoint table was full and started over.",
+                sm.table_resets,
+            );
+        }
         let mut f = out.family(
             "apitap_payload_findings_total",
             Kind::Counter,

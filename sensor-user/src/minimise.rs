@@ -13,6 +13,7 @@ use apitap_labels::{
 use apitap_schema::ApiEvent;
 
 use crate::config::{ConfigError, PayloadSection};
+use crate::sampling::{BodySampler, SamplingStats};
 
 /// What minimisation did, for metrics and the replay summary.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub struct PayloadStats {
     pub findings: BTreeMap<&'static str, u64>,
     /// Captured body bytes that did not leave the host (removed or cut).
     pub removed_body_bytes: u64,
+    /// Body sampling per endpoint, when `payload.max_bodies_per_endpoint_per_sec` is set.
+    pub sampling: Option<SamplingStats>,
 }
 
 impl PayloadStats {
@@ -39,6 +42,7 @@ pub struct Minimiser {
     mode: PayloadMode,
     opts: MinimiseOptions,
     scanner: Option<Scanner>,
+    sampler: Option<BodySampler>,
     /// Counters so far.
     pub stats: PayloadStats,
 }
@@ -104,8 +108,17 @@ impl Minimiser {
                 ..MinimiseOptions::default()
             },
             scanner: None,
+            sampler: None,
             stats: PayloadStats::default(),
         }
+    }
+
+    /// Also leaves bodies out beyond `per_sec` per endpoint (0: never), tracking at most
+    /// `max_endpoints` endpoints.
+    pub fn with_sampling(mut self, per_sec: u32, max_endpoints: usize) -> Minimiser {
+        self.sampler = (per_sec > 0).then(|| BodySampler::new(per_sec, max_endpoints));
+        self.stats.sampling = self.sampler.as_ref().map(|s| s.stats);
+        self
     }
 
     /// A minimiser for `mode` with value hashes keyed by `key`.
@@ -127,12 +140,20 @@ impl Minimiser {
             mode,
             opts,
             scanner,
+            sampler: None,
             stats: PayloadStats::default(),
         })
     }
 
     /// From the `[payload]` section (reads `payload.hash_key_file` when events are scanned).
     pub fn from_config(cfg: &PayloadSection) -> Result<Minimiser, MinimiseError> {
+        Ok(Self::from_mode_config(cfg)?.with_sampling(
+            cfg.max_bodies_per_endpoint_per_sec,
+            cfg.max_sampled_endpoints,
+        ))
+    }
+
+    fn from_mode_config(cfg: &PayloadSection) -> Result<Minimiser, MinimiseError> {
         if !cfg.scans() {
             return Ok(Minimiser::full());
         }
@@ -160,7 +181,12 @@ impl Minimiser {
     }
 
     /// Minimises one event for the sink.
-    pub fn apply(&mut self, event: ApiEvent) -> ApiEvent {
+    pub fn apply(&mut self, mut event: ApiEvent) -> ApiEvent {
+        if let Some(sampler) = self.sampler.as_mut() {
+            // Before the scan: an event without bodies costs the labeller little, too.
+            sampler.apply(&mut event);
+            self.stats.sampling = Some(sampler.stats);
+        }
         let Some(scanner) = self.scanner.as_mut() else {
             return event;
         };

@@ -102,6 +102,12 @@ impl ReplaySummary {
                 s.push_str(&format!("findings {label} {n}\n"));
             }
         }
+        if let Some(sm) = &p.sampling {
+            s.push_str(&format!(
+                "events without bodies (sampled out) {}\nbody bytes sampled out {}\n",
+                sm.sampled_out_events, sm.sampled_out_body_bytes
+            ));
+        }
         s
     }
 }
