@@ -677,9 +677,29 @@ fn chart_switches_attribution_off_and_refuses_a_root_analyzer() {
             .all(|d| !d["metadata"]["name"].as_str().unwrap().contains("analyzer"))
     );
 
-    for (name, values) in [
-        ("root-uid.yaml", "analyzer:\n  runAsUser: 0\n"),
-        ("root-gid.yaml", "analyzer:\n  runAsGroup: 0\n"),
+    // values.schema.json: a root analyzer and a misspelt value do not render (the template
+    // also refuses uid/gid 0 where the schema is skipped).
+    for (name, values, expected) in [
+        (
+            "root-uid.yaml",
+            "analyzer:\n  runAsUser: 0\n",
+            "/analyzer/runAsUser",
+        ),
+        (
+            "root-gid.yaml",
+            "analyzer:\n  runAsGroup: 0\n",
+            "/analyzer/runAsGroup",
+        ),
+        (
+            "typo.yaml",
+            "sensor:\n  metricPort: 9999\n",
+            "'metricPort' not allowed",
+        ),
+        (
+            "caps.yaml",
+            "sensor:\n  securityContext:\n    privileged: true\n",
+            "'securityContext' not allowed",
+        ),
     ] {
         let err = try_render(
             "apitap",
@@ -687,8 +707,8 @@ fn chart_switches_attribution_off_and_refuses_a_root_analyzer() {
             Some(&scratch.write(name, values)),
             &scratch,
         )
-        .expect_err("a root analyzer must not render");
-        assert!(err.contains("must be non-zero"), "{err}");
+        .expect_err("must not render");
+        assert!(err.contains(expected), "{name}: {err}");
     }
 }
 
