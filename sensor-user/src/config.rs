@@ -73,13 +73,27 @@ impl Default for AttributionSection {
     }
 }
 
+/// `attribution.kubernetes.mode`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KubernetesMode {
+    /// On inside a pod (`$KUBERNETES_SERVICE_HOST` set) or with `kubeconfig`, when the node
+    /// name is known; off otherwise (the same file serves hosts and DaemonSets).
+    #[default]
+    Auto,
+    /// Always on: a missing node name or API server is an error at start.
+    On,
+    /// Never.
+    Off,
+}
+
 /// `[attribution.kubernetes]`: a watch of the pods on this node (get/list/watch on pods, no
 /// other permission), cached in memory.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct KubernetesSection {
-    /// Look pods up in the Kubernetes API (default false).
-    pub enabled: bool,
+    /// Look pods up in the Kubernetes API: `auto` (default), `on` or `off`.
+    pub mode: KubernetesMode,
     /// This node's name, which selects the pods watched and is written into every event
     /// (`sensor.node`). Absent: `$NODE_NAME` (the DaemonSet sets it from `spec.nodeName`).
     pub node_name: Option<String>,
@@ -89,6 +103,19 @@ pub struct KubernetesSection {
 }
 
 impl KubernetesSection {
+    /// Whether pods are looked up (see [`KubernetesMode`]).
+    pub fn active(&self) -> bool {
+        match self.mode {
+            KubernetesMode::On => true,
+            KubernetesMode::Off => false,
+            KubernetesMode::Auto => {
+                (self.kubeconfig.is_some()
+                    || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty()))
+                    && self.node().is_some()
+            }
+        }
+    }
+
     /// The node name: `node_name`, else a non-empty `$NODE_NAME`.
     pub fn node(&self) -> Option<String> {
         self.node_name
@@ -424,7 +451,7 @@ impl Config {
             return Err(invalid("capture.ports", "port 0 is not a TCP port"));
         }
         let k = &self.attribution.kubernetes;
-        if k.enabled && k.node().is_none() {
+        if k.mode == KubernetesMode::On && k.node().is_none() {
             return Err(invalid(
                 "attribution.kubernetes.node_name",
                 "unset and $NODE_NAME is empty: the node's pods cannot be selected",
@@ -504,9 +531,9 @@ impl Config {
                 "must be 1..=1048576",
             ));
         }
-        if a.kubernetes.enabled && !a.enabled {
+        if a.kubernetes.mode == KubernetesMode::On && !a.enabled {
             return Err(invalid(
-                "attribution.kubernetes.enabled",
+                "attribution.kubernetes.mode",
                 "needs attribution.enabled = true (pods are found through the socket's cgroup)",
             ));
         }
@@ -699,8 +726,8 @@ mod tests {
                 "attribution.max_cached_connections",
             ),
             (
-                "[capture]\ninterfaces = [\"e\"]\n[attribution]\nenabled = false\n[attribution.kubernetes]\nenabled = true\nnode_name = \"n\"\n",
-                "attribution.kubernetes.enabled",
+                "[capture]\ninterfaces = [\"e\"]\n[attribution]\nenabled = false\n[attribution.kubernetes]\nmode = \"on\"\nnode_name = \"n\"\n",
+                "attribution.kubernetes.mode",
             ),
             (
                 "[capture]\ninterfaces = [\"e\"]\n[attribution.kubernetes]\nnode_name = \"\"\n",
@@ -721,7 +748,7 @@ mod tests {
     /// Kubernetes lookups need a node to select the pods by: the field, else `$NODE_NAME`.
     #[test]
     fn kubernetes_attribution_needs_a_node_name() {
-        let text = "[capture]\ninterfaces = [\"e\"]\n[attribution.kubernetes]\nenabled = true\n";
+        let text = "[capture]\ninterfaces = [\"e\"]\n[attribution.kubernetes]\nmode = \"on\"\n";
         let cfg = Config::parse(text).unwrap();
         if std::env::var_os("NODE_NAME").is_none() {
             let err = cfg.validate().unwrap_err();
@@ -733,6 +760,16 @@ mod tests {
             named.attribution.kubernetes.node().as_deref(),
             Some("node-1")
         );
+        assert!(named.attribution.kubernetes.active());
+        // `auto` off a cluster (no $KUBERNETES_SERVICE_HOST in tests) and without kubeconfig.
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
+            let auto = Config::parse("[attribution.kubernetes]\nnode_name = \"n\"\n").unwrap();
+            assert!(!auto.attribution.kubernetes.active());
+            let with_kubeconfig =
+                Config::parse("[attribution.kubernetes]\nnode_name = \"n\"\nkubeconfig = \"/k\"\n")
+                    .unwrap();
+            assert!(with_kubeconfig.attribution.kubernetes.active());
+        }
         // Unknown keys are refused with their name.
         let e = Config::parse("[attribution]\ncgroup_path = \"/x\"\n").unwrap_err();
         assert!(e.to_string().contains("cgroup_path"), "{e}");

@@ -189,9 +189,28 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
     let attributor = match owners {
         Some(Owners { map, cgroup_root }) => {
             let k = &cfg.attribution.kubernetes;
-            let pods = match (k.enabled, &sensor.node) {
-                (true, Some(node)) => Some(kubernetes::watch(node, k.kubeconfig.as_deref()).await?),
-                _ => None,
+            let pods = match (k.active(), &sensor.node) {
+                (true, Some(node)) => {
+                    match kubernetes::watch(node, k.kubeconfig.as_deref()).await {
+                        Ok(p) => Some(p),
+                        // `auto` in a pod without a token (automountServiceAccountToken: false):
+                        // capture goes on, events name cgroups and containers but not pods.
+                        Err(e) if k.mode == crate::config::KubernetesMode::Auto => {
+                            warn!(error = %format!("{e:#}"), "pods are not looked up (attribution.kubernetes.mode = \"auto\")");
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                _ => {
+                    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+                        warn!(
+                            "in a Kubernetes pod but pods are not looked up: set $NODE_NAME or \
+                             attribution.kubernetes.node_name (or mode = \"off\" to silence this)"
+                        );
+                    }
+                    None
+                }
             };
             let mut resolver = cgroup::Resolver::new(cgroup_root);
             resolver.scan();

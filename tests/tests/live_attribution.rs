@@ -82,7 +82,7 @@ fn events_name_the_pod_container_and_controller() {
     let api = FakeApiServer::start(&topo.server, pods).unwrap();
     let kubeconfig = api.kubeconfig(&dir).unwrap();
     let extra = format!(
-        "{}[attribution.kubernetes]\nenabled = true\nnode_name = \"node-a\"\nkubeconfig = \"{}\"\n",
+        "{}[attribution.kubernetes]\nmode = \"on\"\nnode_name = \"node-a\"\nkubeconfig = \"{}\"\n",
         Cgroup::sensor_section().unwrap(),
         kubeconfig.display()
     );

@@ -40,7 +40,18 @@ const DEMO: &[(&str, &str)] = &[
     ("ffuf", "ffuf"),
 ];
 /// Python packages the tests run (independent validators of what the product exports).
-const PYTHON: &[(&str, &str)] = &[("openapi_spec_validator", "openapi-spec-validator==0.9.0")];
+const PYTHON: &[(&str, &str)] = &[
+    ("openapi_spec_validator", "openapi-spec-validator==0.9.0"),
+    // tests/tests/deploy_helm.rs: Helm v4's Go SDK (lint, render; no `helm` binary is packaged
+    // in the registries reached), the Kubernetes OpenAPI schemas 1.25-1.37 with a validator,
+    // and the prometheus-operator CRD model for the ServiceMonitor.
+    ("helm_python", "helm-python-sdk==0.2.2"),
+    ("kubernetes_validate", "kubernetes-validate==1.37.0"),
+    (
+        "cloudcoil.models.prometheus_operator.v1",
+        "cloudcoil-models-prometheus-operator==0.80.1.0",
+    ),
+];
 /// bpf-linker 0.10.x links with rustc's own LLVM; 0.11+ needs a system LLVM that is not here.
 const BPF_LINKER_VERSION: &str = "0.10.1";
 /// Debian packages that building librdkafka (the `rdkafka` crate, bundled source, make-based)
