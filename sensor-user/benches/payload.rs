@@ -109,9 +109,12 @@ fn bench(c: &mut Criterion) {
         "\npayload minimisation, {} fixture events per pass (minimise + encode):",
         events.len()
     );
-    let mut base = 0.0;
-    for (name, mode) in MODES {
-        let mut m = minimiser(mode);
+    let rows = MODES
+        .iter()
+        .map(|(name, mode)| (format!("payload={name}"), minimiser(*mode)))
+        .chain([("full, bodies sampled out".to_owned(), sampled())]);
+    let mut base = None;
+    for (name, mut m) in rows {
         let (mut n, mut out) = (0u64, 0usize);
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(1) {
@@ -119,30 +122,15 @@ fn bench(c: &mut Criterion) {
             n += events.len() as u64;
         }
         let per_s = n as f64 / start.elapsed().as_secs_f64();
-        if mode == PayloadMode::Full {
-            base = per_s;
-        }
+        // The first row, `full`, is the baseline.
+        let base = *base.get_or_insert(per_s);
         println!(
-            "  payload={name:<6} {per_s:>12.0} events/s  {:>7.2} µs/event  {:>5.2}x full  {:>6} output bytes/event",
+            "  {name:<24} {per_s:>12.0} events/s  {:>7.2} µs/event  {:>5.2}x full  {:>6} output bytes/event",
             1e6 / per_s,
             base / per_s,
             out as u64 / n
         );
     }
-    let mut m = sampled();
-    let (mut n, mut out) = (0u64, 0usize);
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(1) {
-        out += pass(&mut m, &events, &mut line);
-        n += events.len() as u64;
-    }
-    let per_s = n as f64 / start.elapsed().as_secs_f64();
-    println!(
-        "  full, bodies sampled out {per_s:>12.0} events/s  {:>7.2} µs/event  {:>5.2}x full  {:>6} output bytes/event",
-        1e6 / per_s,
-        base / per_s,
-        out as u64 / n
-    );
 }
 
 /// `full` with `max_bodies_per_endpoint_per_sec = 1`: the fixtures' times repeat every pass,

@@ -7,13 +7,13 @@
 //! labels, counts and masked samples, `sample` ships bodies cut to `sample_bytes` and masked.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use apitap_schema::{ApiEvent, PayloadMode, SensorInfo, decode_event};
-use apitap_sensor::config::{Config, SinkKind, SinkSection};
-use apitap_sensor::minimise::Minimiser;
-use apitap_sensor::replay::{ReplaySummary, replay_with};
-use apitap_sensor::sink::Sink;
+use apitap_schema::{ApiEvent, PayloadMode, decode_event};
+use apitap_sensor::config::Config;
+use apitap_sensor::replay::ReplaySummary;
 
 /// Raw values present in the fixture's traffic.
 const RAW: &[&str] = &[
@@ -31,14 +31,6 @@ const RAW: &[&str] = &[
     "tok_9f8e7d6c5b4a39281706",
     "sess4c0ffee5eed1234",
 ];
-
-fn fixture() -> PathBuf {
-    Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/pcap/sensitive.pcapng"
-    ))
-    .to_path_buf()
-}
 
 fn scratch(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("replay_minimise-{name}"));
@@ -61,29 +53,7 @@ fn run(name: &str, payload: &str) -> (String, ReplaySummary) {
         key.display().to_string()
     ))
     .unwrap();
-    cfg.validate_offline().unwrap();
-    let mut minimiser = Minimiser::from_config(&cfg.payload).unwrap();
-    let out = dir.join("events.jsonl");
-    let mut sink = Sink::open(&SinkSection {
-        kind: SinkKind::File,
-        path: Some(out.clone()),
-    })
-    .unwrap();
-    let sensor = SensorInfo {
-        id: "minimise".into(),
-        host: "minimise".into(),
-        node: None,
-    };
-    let summary = replay_with(
-        &fixture(),
-        cfg.reassembly(),
-        sensor,
-        &mut minimiser,
-        &mut sink,
-    )
-    .unwrap();
-    drop(sink);
-    (std::fs::read_to_string(&out).unwrap(), summary)
+    common::replay_fixture(&dir, "sensitive", &cfg, "minimise")
 }
 
 fn events(text: &str) -> Vec<ApiEvent> {

@@ -6,13 +6,13 @@
 //! flagged and counted, their lengths kept.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use apitap_schema::{ApiEvent, SensorInfo, decode_event};
-use apitap_sensor::config::{Config, SinkKind, SinkSection};
-use apitap_sensor::minimise::Minimiser;
-use apitap_sensor::replay::{ReplaySummary, replay_with};
-use apitap_sensor::sink::Sink;
+use std::path::Path;
+
+use apitap_schema::{ApiEvent, decode_event};
+use apitap_sensor::config::Config;
+use apitap_sensor::replay::ReplaySummary;
 
 fn run(name: &str, payload: &str) -> (Vec<ApiEvent>, ReplaySummary) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("replay_sampling-{name}"));
@@ -22,35 +22,8 @@ fn run(name: &str, payload: &str) -> (Vec<ApiEvent>, ReplaySummary) {
         "[payload]\n{payload}\n[capture]\nports = [8080]\n"
     ))
     .unwrap();
-    cfg.validate_offline().unwrap();
-    let mut minimiser = Minimiser::from_config(&cfg.payload).unwrap();
-    let out = dir.join("events.jsonl");
-    let mut sink = Sink::open(&SinkSection {
-        kind: SinkKind::File,
-        path: Some(out.clone()),
-    })
-    .unwrap();
-    let fixture: PathBuf = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/pcap/keepalive.pcapng"
-    ))
-    .to_path_buf();
-    let sensor = SensorInfo {
-        id: "sampling".into(),
-        host: "sampling".into(),
-        node: None,
-    };
-    let summary = replay_with(
-        &fixture,
-        cfg.reassembly(),
-        sensor,
-        &mut minimiser,
-        &mut sink,
-    )
-    .unwrap();
-    drop(sink);
-    let events = std::fs::read_to_string(&out)
-        .unwrap()
+    let (text, summary) = common::replay_fixture(&dir, "keepalive", &cfg, "sampling");
+    let events = text
         .lines()
         .map(|l| decode_event(l.as_bytes()).unwrap())
         .collect();

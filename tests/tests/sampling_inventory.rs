@@ -10,6 +10,17 @@ use std::process::Command;
 
 use apitap_tests::{read_events, workspace_bin, workspace_root};
 
+/// Runs `cmd`; its stdout, or a failure with its stderr.
+fn ok(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 fn replay_and_inventory(dir: &std::path::Path, payload: &str) -> (serde_json::Value, u64) {
     std::fs::create_dir_all(dir).unwrap();
     let cfg = dir.join("sensor.toml");
@@ -20,20 +31,13 @@ fn replay_and_inventory(dir: &std::path::Path, payload: &str) -> (serde_json::Va
     .unwrap();
     let events = dir.join("events.jsonl");
     let _ = std::fs::remove_file(&events);
-    let out = Command::new(workspace_bin("apitap-sensor").unwrap())
+    ok(Command::new(workspace_bin("apitap-sensor").unwrap())
         .arg("replay")
         .arg("--config")
         .arg(&cfg)
         .arg("--events-file")
         .arg(&events)
-        .arg(workspace_root().join("tests/fixtures/pcap/keepalive.pcapng"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(workspace_root().join("tests/fixtures/pcap/keepalive.pcapng")));
     let shipped: u64 = read_events(&events)
         .unwrap()
         .iter()
@@ -44,28 +48,20 @@ fn replay_and_inventory(dir: &std::path::Path, payload: &str) -> (serde_json::Va
     let store = format!("sqlite:{}", dir.join("inventory.db").display());
     let _ = std::fs::remove_file(dir.join("inventory.db"));
     let analyzer = workspace_bin("apitap-analyzer").unwrap();
-    let out = Command::new(&analyzer)
+    ok(Command::new(&analyzer)
         .args(["process", "--input"])
         .arg(&events)
         .args(["--store", &store, "--summary"])
-        .arg(dir.join("summary.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&analyzer)
-        .args(["inventory", "list", "--store", &store, "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (serde_json::from_slice(&out.stdout).unwrap(), shipped)
+        .arg(dir.join("summary.json")));
+    let out = ok(Command::new(&analyzer).args([
+        "inventory",
+        "list",
+        "--store",
+        &store,
+        "--format",
+        "json",
+    ]));
+    (serde_json::from_slice(&out).unwrap(), shipped)
 }
 
 #[test]
