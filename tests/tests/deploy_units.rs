@@ -1,6 +1,7 @@
-//! The shipped systemd units verify cleanly and stay hardened (R-OPS-3, issues 19 and 22): `systemd-analyze verify` and `systemd-analyze security`
-//! scores them offline, and a change that weakens either beyond its recorded exposure fails
-//! here. The scores are recorded in deploy/README.md.
+//! The shipped systemd units verify cleanly and stay hardened (R-OPS-3, issues 19 and 22):
+//! `systemd-analyze verify` must print no warning, `systemd-analyze security` scores them
+//! offline, and a change that weakens either beyond its recorded exposure fails here. The
+//! scores are recorded in deploy/README.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::process::Command;
