@@ -362,7 +362,7 @@ fn truncate_log(nginx: &Nginx, topo: &Topology) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
+pub(crate) fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |x| x.1);
     let f: Vec<&str> = after.split_whitespace().collect();
@@ -370,7 +370,7 @@ fn cpu_ticks(pid: u32) -> u64 {
     get(11) + get(12) // utime, stime (fields 14 and 15 of /proc/pid/stat)
 }
 
-fn find_pid(name: &str) -> Option<u32> {
+pub(crate) fn find_pid(name: &str) -> Option<u32> {
     let out = Command::new("pgrep")
         .args(["-n", "-x", name])
         .output()
@@ -524,7 +524,7 @@ fn wrk_run(topo: &Topology, secs: u32) -> anyhow::Result<(f64, u64)> {
 /// Alternations of baseline / sensor / eBPF-only runs for the overhead ratio.
 const OVERHEAD_ROUNDS: usize = 3;
 /// `/proc/PID/stat` clock ticks per second.
-const USER_HZ: f64 = 100.0;
+pub(crate) const USER_HZ: f64 = 100.0;
 
 /// One overhead round: wrk's maximum without the sensor, with it, with the programs only.
 struct Round {

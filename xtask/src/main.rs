@@ -7,6 +7,7 @@ mod attacks;
 mod bench;
 mod bench_hostile;
 mod bench_kafka;
+mod bench_overhead;
 mod demo;
 mod demo_data;
 mod disk;
@@ -110,7 +111,8 @@ enum Cmd {
     /// Benchmarks: `decode` (criterion, one core), `decode-instructions` (the same pipeline
     /// under callgrind: instructions per transaction, deterministic on a noisy machine, next to
     /// the previous run), `analyzer-instructions` (the analyzer's per-event path under
-    /// callgrind, by part, next to the previous run), `capture` (live, netns, load tools), `kafka` (bus throughput
+    /// callgrind, by part, next to the previous run), `capture` (live, netns, load tools), `overhead` (nginx's latency
+    /// at fixed rates and its rate pinned to one core, with and without the sensor), `kafka` (bus throughput
     /// against a real broker, next to `tansu perf`) or `hostile` (the sensor and analyzer
     /// under a SYN flood, 1-byte segments, a pipelined-head flood and random hosts/paths).
     Bench {
@@ -120,6 +122,7 @@ enum Cmd {
             "decode-instructions",
             "analyzer-instructions",
             "capture",
+            "overhead",
             "kafka",
             "hostile"
         ])]
@@ -156,6 +159,7 @@ fn main() -> anyhow::Result<()> {
                 "analyzer-instructions" => bench::analyzer_instructions(),
                 "kafka" => bench_kafka::run(seconds),
                 "hostile" => bench_hostile::run(),
+                "overhead" => bench_overhead::run(seconds),
                 _ => bench::capture(seconds),
             }
         }

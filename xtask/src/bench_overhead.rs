@@ -1,0 +1,277 @@
+//! `cargo xtask bench overhead`: what the sensor costs the application (issue 21, R-CAP-7),
+//! measured the way this 2-core machine allows, in one table:
+//!
+//! - at **fixed** request rates (1k, 5k, 10k req/s, `hey -q`), nginx's p50/p99 latency and the
+//!   rate achieved without the sensor and with it, alternating in the same run, and the
+//!   sensor's CPU per 10k transactions;
+//! - at wrk's maximum with **nginx pinned to core 0** and the sensor (and wrk) on core 1, so
+//!   that what nginx loses is the sensor's in-kernel work on nginx's core (the eBPF programs
+//!   run in the packet's context) rather than the scheduler sharing cores: the ratio of
+//!   requests per second with to without.
+//!
+//! Every figure is the median of `ROUNDS` alternations, each "with" run against the baseline
+//! run just before it (the VM drifts by ±15 % over minutes).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use apitap_tests::{Nginx, SERVER_PORT, Sensor, Topology, workspace_root};
+
+use crate::bench::{USER_HZ, cpu_ticks, find_pid};
+use crate::cargo;
+
+/// Alternations per measurement.
+const ROUNDS: usize = 3;
+/// The fixed rates.
+const RATES: [u32; 3] = [1_000, 5_000, 10_000];
+
+/// One hey run: achieved rate and latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct Hey {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn hey(topo: &Topology, rate: u32, secs: u32) -> anyhow::Result<Hey> {
+    // 50 workers at rate/50 each: hey's -q is per worker.
+    let out = topo
+        .client
+        .cmd(
+            "hey",
+            &[
+                "-z",
+                &format!("{secs}s"),
+                "-c",
+                "50",
+                "-q",
+                &(rate / 50).max(1).to_string(),
+                "-disable-compression",
+                &topo.url("/api/v1/bench"),
+            ],
+        )
+        .output()?;
+    if !out.status.success() {
+        bail!("hey failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_hey(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `Requests/sec:` and the `50% in X secs` / `99% in Y secs` lines of hey's report.
+fn parse_hey(text: &str) -> anyhow::Result<Hey> {
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("hey printed no Requests/sec")?;
+    let pct = |p: &str| -> anyhow::Result<f64> {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{p}% in ")))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|s| s * 1e3)
+            .with_context(|| format!("hey printed no {p}% latency"))
+    };
+    Ok(Hey {
+        rps,
+        p50_ms: pct("50")?,
+        p99_ms: pct("99")?,
+    })
+}
+
+/// wrk at its maximum, pinned to core 1; requests per second.
+fn wrk_pinned(topo: &Topology, secs: u32) -> anyhow::Result<f64> {
+    let out = topo
+        .client
+        .cmd(
+            "taskset",
+            &[
+                "-c",
+                "1",
+                "wrk",
+                "-t",
+                "1",
+                "-c",
+                "50",
+                "-d",
+                &format!("{secs}s"),
+                &topo.url("/api/v1/bench"),
+            ],
+        )
+        .output()?;
+    if !out.status.success() {
+        bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("wrk printed no Requests/sec")
+}
+
+/// Pins process `pid` and all its threads (and, with `children`, its child processes: nginx's
+/// workers) to the CPUs in `cpus` (`taskset -c` syntax).
+fn pin(pid: u32, cpus: &str, children: bool) -> anyhow::Result<()> {
+    let mut pids = vec![pid];
+    if children {
+        let out = std::process::Command::new("pgrep")
+            .args(["-P", &pid.to_string()])
+            .output()?;
+        pids.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse::<u32>().ok()),
+        );
+    }
+    for p in pids {
+        let status = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &p.to_string()])
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("taskset failed for pid {p}");
+        }
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `bench overhead`.
+pub fn run(secs: u32) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the overhead benchmark needs root");
+    }
+    crate::setup::install_tools(
+        &[("hey", "hey"), ("wrk", "wrk"), ("taskset", "util-linux")],
+        "for the overhead benchmark",
+    )?;
+    cargo(&["build", "--release", "-p", "apitap-sensor"])?;
+    // SAFETY: single-threaded here; the testbed reads it when starting the sensor.
+    unsafe { std::env::set_var("APITAP_BIN_DIR", workspace_root().join("target/release")) };
+    let dir = workspace_root().join("target/bench-overhead");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let topo = Topology::new("ovh")?;
+    let nginx = Nginx::start(&topo.server, &dir.join("nginx"))?;
+    let start_sensor = |tag: &str| {
+        Sensor::start(
+            &topo.server,
+            &topo.server_if,
+            &[SERVER_PORT],
+            &dir.join(tag),
+        )
+    };
+
+    println!(
+        "\noverhead benchmark: nginx 1 KiB JSON, {secs} s per run, median of {ROUNDS} alternations (without, with)"
+    );
+    println!(
+        "{:<22} {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>7} {:>7} {:>11}",
+        "phase",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "p50 ×",
+        "p99 ×",
+        "cpu ms/10k"
+    );
+    println!(
+        "{:<22} {:^27} | {:^27} |",
+        "", "without sensor", "with sensor (full)"
+    );
+    for rate in RATES {
+        let (mut base, mut with, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            base.push(hey(&topo, rate, secs)?);
+            let mut sensor = start_sensor(&format!("r{rate}-{round}"))?;
+            let pid = find_pid("apitap-sensor").context("sensor pid")?;
+            let t0 = cpu_ticks(pid);
+            let h = hey(&topo, rate, secs)?;
+            let ms = (cpu_ticks(pid) - t0) as f64 / USER_HZ * 1000.0;
+            cpu.push(ms / (h.rps * f64::from(secs) / 10_000.0).max(1e-9));
+            with.push(h);
+            sensor.stop()?;
+            let _ = std::fs::remove_file(&sensor.events);
+        }
+        let m = |v: &[Hey], f: fn(&Hey) -> f64| median(v.iter().map(f).collect());
+        let ratio =
+            |f: fn(&Hey) -> f64| median(base.iter().zip(&with).map(|(b, w)| f(w) / f(b)).collect());
+        println!(
+            "{:<22} {:>9.0} {:>8.3} {:>8.3} | {:>9.0} {:>8.3} {:>8.3} | {:>7.2} {:>7.2} {:>11.1}",
+            format!("{rate} req/s"),
+            m(&base, |h| h.rps),
+            m(&base, |h| h.p50_ms),
+            m(&base, |h| h.p99_ms),
+            m(&with, |h| h.rps),
+            m(&with, |h| h.p50_ms),
+            m(&with, |h| h.p99_ms),
+            ratio(|h| h.p50_ms),
+            ratio(|h| h.p99_ms),
+            median(cpu)
+        );
+    }
+
+    // Pinned layout: nginx (master and its worker) on core 0, the sensor and wrk on core 1.
+    let master = std::fs::read_to_string(dir.join("nginx/nginx.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .context("nginx.pid")?;
+    pin(master, "0", true)?;
+    let mut ratios = Vec::new();
+    let mut rows = Vec::new();
+    for round in 0..ROUNDS {
+        let base = wrk_pinned(&topo, secs)?;
+        let mut sensor = start_sensor(&format!("pinned-{round}"))?;
+        let pid = find_pid("apitap-sensor").context("sensor pid")?;
+        pin(pid, "1", false)?;
+        std::thread::sleep(Duration::from_millis(200));
+        let with = wrk_pinned(&topo, secs)?;
+        sensor.stop()?;
+        let _ = std::fs::remove_file(&sensor.events);
+        ratios.push(with / base);
+        rows.push((base, with));
+    }
+    let r = median(ratios.clone());
+    let i = ratios.iter().position(|x| *x == r).unwrap_or(0);
+    println!(
+        "{:<22} {:>9.0} {:>8} {:>8} | {:>9.0} {:>8} {:>8} | ratio {:.3} (rounds: {})",
+        "wrk max, pinned",
+        rows[i].0,
+        "",
+        "",
+        rows[i].1,
+        "",
+        "",
+        r,
+        ratios
+            .iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    drop(nginx);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_heys_report() {
+        let text = "Summary:\n  Total:\t5.0012 secs\n  Requests/sec:\t998.7501\n\nLatency distribution:\n  10% in 0.0002 secs\n  50% in 0.0004 secs\n  99% in 0.0021 secs\n";
+        let h = parse_hey(text).unwrap();
+        assert!((h.rps - 998.7501).abs() < 1e-9);
+        assert!((h.p50_ms - 0.4).abs() < 1e-9 && (h.p99_ms - 2.1).abs() < 1e-9);
+        assert!(parse_hey("Requests/sec: 3\n").is_err());
+    }
+}
