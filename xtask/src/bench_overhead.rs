@@ -4,10 +4,14 @@
 //! - at **fixed** request rates (1k, 5k, 10k req/s, `hey -q`), nginx's p50/p99 latency and the
 //!   rate achieved without the sensor and with it, alternating in the same run, and the
 //!   sensor's CPU per 10k transactions;
-//! - at wrk's maximum with **nginx pinned to core 0** and the sensor (and wrk) on core 1, so
-//!   that what nginx loses is the sensor's in-kernel work on nginx's core (the eBPF programs
-//!   run in the packet's context) rather than the scheduler sharing cores: the ratio of
-//!   requests per second with to without.
+//! - at wrk's maximum with **nginx and wrk pinned to core 0** (the application and its
+//!   clients) and the sensor alone on core 1, so that what nginx loses is the sensor's work on
+//!   the application's core — the eBPF programs run in the packet's context, and the ring
+//!   buffer's wake-ups — rather than the scheduler sharing cores: the ratio of requests per
+//!   second with to without. (With wrk on the sensor's core instead, the sensor would starve
+//!   the client and the ratio would measure that.)
+//!
+//! hey reports latencies to 0.1 ms, which bounds the precision of the p50/p99 ratios.
 //!
 //! Every figure is the median of `ROUNDS` alternations, each "with" run against the baseline
 //! run just before it (the VM drifts by ±15 % over minutes).
@@ -80,7 +84,7 @@ fn parse_hey(text: &str) -> anyhow::Result<Hey> {
     })
 }
 
-/// wrk at its maximum, pinned to core 1; requests per second.
+/// wrk at its maximum, pinned to core 0 with nginx; requests per second.
 fn wrk_pinned(topo: &Topology, secs: u32) -> anyhow::Result<f64> {
     let out = topo
         .client
@@ -88,7 +92,7 @@ fn wrk_pinned(topo: &Topology, secs: u32) -> anyhow::Result<f64> {
             "taskset",
             &[
                 "-c",
-                "1",
+                "0",
                 "wrk",
                 "-t",
                 "1",
@@ -220,7 +224,7 @@ pub fn run(secs: u32) -> anyhow::Result<()> {
         );
     }
 
-    // Pinned layout: nginx (master and its worker) on core 0, the sensor and wrk on core 1.
+    // Pinned layout: nginx (master and its worker) and wrk on core 0, the sensor on core 1.
     let master = std::fs::read_to_string(dir.join("nginx/nginx.pid"))
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
