@@ -73,7 +73,7 @@ pub fn render_json(rows: &[EndpointReport]) -> String {
     out
 }
 
-const TABLE_HEADER: [&str; 19] = [
+const TABLE_HEADER: [&str; 20] = [
     "SERVICE",
     "METHOD",
     "PATH",
@@ -93,6 +93,7 @@ const TABLE_HEADER: [&str; 19] = [
     "RESP_BYTES",
     "FIRST_SEEN",
     "LAST_SEEN",
+    "SERVED_BY",
 ];
 
 /// Columns 0..3 (service, method, path) are left-aligned text, the others right-aligned.
@@ -101,7 +102,7 @@ const TEXT_COLUMNS: usize = 3;
 /// Renders the summary as an aligned text table (header row, one row per endpoint).
 pub fn render_table(rows: &[EndpointReport]) -> String {
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
-    let cells: Vec<[String; 19]> = rows
+    let cells: Vec<[String; 20]> = rows
         .iter()
         .map(|r| {
             [
@@ -128,13 +129,30 @@ pub fn render_table(rows: &[EndpointReport]) -> String {
                 r.response_body_bytes.to_string(),
                 format_unix_us(r.first_seen_unix_us),
                 format_unix_us(r.last_seen_unix_us),
+                served_by(r),
             ]
         })
         .collect();
-    apitap_inventory::text::table(TABLE_HEADER, &cells, |i| i >= TEXT_COLUMNS, "(no events)")
+    // Text columns, and the last (SERVED_BY), are left-aligned.
+    let right = |i: usize| i >= TEXT_COLUMNS && i + 1 < TABLE_HEADER.len();
+    apitap_inventory::text::table(TABLE_HEADER, &cells, right, "(no events)")
 }
 
 pub use apitap_inventory::text::{escape_control, format_unix_us};
+
+/// The SERVED_BY cell: the workload names, `+N` for requests served by others, `-` for none.
+fn served_by(r: &EndpointReport) -> String {
+    let mut s = r
+        .served_by
+        .iter()
+        .map(|n| escape_control(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if r.served_by_other > 0 {
+        s.push_str(&format!(" +{}", r.served_by_other));
+    }
+    if s.is_empty() { "-".into() } else { s }
+}
 
 /// Writes summaries to standard output or to a file.
 ///
@@ -476,10 +494,12 @@ mod tests {
             "response_body_bytes",
             "first_seen_unix_us",
             "last_seen_unix_us",
+            "served_by",
+            "served_by_other",
         ] {
             assert!(row.get(field).is_some(), "missing {field}");
         }
-        assert_eq!(row.as_object().unwrap().len(), 21);
+        assert_eq!(row.as_object().unwrap().len(), 23);
     }
 
     #[test]

@@ -238,7 +238,15 @@ pub struct EndpointStats {
     pub first_seen_unix_us: u64,
     /// Largest `request_start_unix_us`.
     pub last_seen_unix_us: u64,
+    /// Names of the workloads that served it ([`apitap_schema::Workload::name`], schema 1.4
+    /// `server_workload`), first [`MAX_SERVED_BY`] in order of appearance.
+    pub served_by: Vec<String>,
+    /// Requests served by a workload beyond those.
+    pub served_by_other: u64,
 }
+
+/// Workload names kept per endpoint.
+pub const MAX_SERVED_BY: usize = 4;
 
 impl EndpointStats {
     fn record(&mut self, event: &ApiEvent) {
@@ -269,6 +277,16 @@ impl EndpointStats {
             self.response_body_bytes = self
                 .response_body_bytes
                 .saturating_add(response.body.length_bytes);
+        }
+        if let Some(w) = &event.server_workload {
+            let name = w.name();
+            if !self.served_by.contains(&name) {
+                if self.served_by.len() < MAX_SERVED_BY {
+                    self.served_by.push(name);
+                } else {
+                    self.served_by_other += 1;
+                }
+            }
         }
     }
 }
@@ -395,6 +413,12 @@ pub struct EndpointReport {
     pub first_seen_unix_us: u64,
     /// Latest `request_start_unix_us`.
     pub last_seen_unix_us: u64,
+    /// The workloads that served it, as the sensor attributed them (R-CAP-5): e.g.
+    /// `shop/Deployment/web`, `nginx.service`; at most 4, in order of appearance. Empty when
+    /// the sensor did not attribute (the server is not on its host, or attribution is off).
+    pub served_by: Vec<String>,
+    /// Requests served by other workloads than those in `served_by`.
+    pub served_by_other: u64,
 }
 
 fn us_to_ms(us: u64) -> f64 {
@@ -426,6 +450,8 @@ impl EndpointReport {
             response_body_bytes: stats.response_body_bytes,
             first_seen_unix_us: stats.first_seen_unix_us,
             last_seen_unix_us: stats.last_seen_unix_us,
+            served_by: stats.served_by.clone(),
+            served_by_other: stats.served_by_other,
         }
     }
 }
@@ -463,6 +489,41 @@ pub(crate) mod tests {
             None => b.no_response(),
         }
         .build()
+    }
+
+    /// The workloads the sensor attributed an endpoint's requests to (schema 1.4): named,
+    /// deduplicated, bounded; requests without one count nowhere.
+    #[test]
+    fn served_by_names_the_workloads_bounded() {
+        let mut s = Summary::new(100);
+        let with = |name: &str| {
+            let mut e = event(Some("api"), "GET", "/x");
+            e.server_workload = Some(std::sync::Arc::new(apitap_schema::Workload {
+                cgroup: format!("/system.slice/{name}"),
+                unit: Some(name.to_owned()),
+                ..Default::default()
+            }));
+            e
+        };
+        s.record(&event(Some("api"), "GET", "/x"));
+        for name in [
+            "a.service",
+            "a.service",
+            "b.service",
+            "c.service",
+            "d.service",
+            "e.service",
+            "f.service",
+        ] {
+            s.record(&with(name));
+        }
+        let r = &s.reports()[0];
+        assert_eq!(
+            r.served_by,
+            ["a.service", "b.service", "c.service", "d.service"]
+        );
+        assert_eq!(r.served_by_other, 2);
+        assert_eq!(r.requests, 8);
     }
 
     #[test]

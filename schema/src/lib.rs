@@ -137,6 +137,27 @@ pub struct Workload {
     pub kubernetes: Option<KubernetesPod>,
 }
 
+impl Workload {
+    /// A short name for people and tables: `namespace/Kind/name` of the pod's controller,
+    /// else `namespace/pod`; else the systemd unit; else `container:<first 12 hex digits>`;
+    /// else the cgroup path.
+    pub fn name(&self) -> String {
+        if let Some(k) = &self.kubernetes {
+            return match (&k.workload_kind, &k.workload_name) {
+                (Some(kind), Some(name)) => format!("{}/{kind}/{name}", k.namespace),
+                _ => format!("{}/{}", k.namespace, k.pod),
+            };
+        }
+        if let Some(u) = &self.unit {
+            return u.clone();
+        }
+        if let Some(id) = &self.container_id {
+            return format!("container:{}", &id[..id.len().min(12)]);
+        }
+        self.cgroup.clone()
+    }
+}
+
 /// (1.4) A Kubernetes pod and container, from the API server's pod object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KubernetesPod {
@@ -783,6 +804,22 @@ mod tests {
                 workload_name: some(7),
             }),
         }
+    }
+
+    #[test]
+    fn workload_names_prefer_the_controller_then_unit_container_cgroup() {
+        let mut w = workload("x", 1);
+        assert_eq!(w.name(), "x/x/x", "namespace/kind/name");
+        w.kubernetes.as_mut().unwrap().workload_kind = None;
+        assert_eq!(w.name(), "x/x-pod");
+        w.kubernetes = None;
+        w.unit = Some("nginx.service".into());
+        assert_eq!(w.name(), "nginx.service");
+        w.unit = None;
+        w.container_id = Some("8c1f0a6e2d4b9f7a3e5c".into());
+        assert_eq!(w.name(), "container:8c1f0a6e2d4b");
+        w.container_id = None;
+        assert_eq!(w.name(), "x");
     }
 
     #[test]
