@@ -249,7 +249,8 @@ pub struct EndpointStats {
 pub const MAX_SERVED_BY: usize = 4;
 
 impl EndpointStats {
-    fn record(&mut self, event: &ApiEvent) {
+    /// `scratch` is a reused buffer for the serving workload's name.
+    fn record(&mut self, event: &ApiEvent, scratch: &mut String) {
         let start = event.request_start_unix_us;
         if self.requests == 0 {
             self.first_seen_unix_us = start;
@@ -279,10 +280,11 @@ impl EndpointStats {
                 .saturating_add(response.body.length_bytes);
         }
         if let Some(w) = &event.server_workload {
-            let name = w.name();
-            if !self.served_by.contains(&name) {
+            // Named into a reused buffer: an allocation only for a new name kept.
+            w.write_name(scratch);
+            if !self.served_by.iter().any(|n| n == scratch) {
                 if self.served_by.len() < MAX_SERVED_BY {
-                    self.served_by.push(name);
+                    self.served_by.push(scratch.clone());
                 } else {
                     self.served_by_other += 1;
                 }
@@ -305,6 +307,8 @@ pub enum Recorded {
 pub struct Summary {
     endpoints: BTreeMap<EndpointKey, EndpointStats>,
     max_endpoints: usize,
+    /// Reused by [`EndpointStats::record`].
+    scratch: String,
 }
 
 impl Default for Summary {
@@ -319,6 +323,7 @@ impl Summary {
         Summary {
             endpoints: BTreeMap::new(),
             max_endpoints,
+            scratch: String::new(),
         }
     }
 
@@ -332,13 +337,16 @@ impl Summary {
     pub fn record_as(&mut self, event: &ApiEvent, key: Option<EndpointKey>) -> Recorded {
         let key = key.unwrap_or_else(|| EndpointKey::of(event));
         if let Some(stats) = self.endpoints.get_mut(&key) {
-            stats.record(event);
+            stats.record(event, &mut self.scratch);
             return Recorded::Counted;
         }
         if self.endpoints.len() >= self.max_endpoints {
             return Recorded::OverEndpointLimit;
         }
-        self.endpoints.entry(key).or_default().record(event);
+        self.endpoints
+            .entry(key)
+            .or_default()
+            .record(event, &mut self.scratch);
         Recorded::Counted
     }
 

@@ -142,19 +142,27 @@ impl Workload {
     /// else `namespace/pod`; else the systemd unit; else `container:<first 12 hex digits>`;
     /// else the cgroup path.
     pub fn name(&self) -> String {
-        if let Some(k) = &self.kubernetes {
-            return match (&k.workload_kind, &k.workload_name) {
-                (Some(kind), Some(name)) => format!("{}/{kind}/{name}", k.namespace),
-                _ => format!("{}/{}", k.namespace, k.pod),
-            };
-        }
-        if let Some(u) = &self.unit {
-            return u.clone();
-        }
-        if let Some(id) = &self.container_id {
-            return format!("container:{}", &id[..id.len().min(12)]);
-        }
-        self.cgroup.clone()
+        let mut out = String::new();
+        self.write_name(&mut out);
+        out
+    }
+
+    /// [`Workload::name`] into `out` (cleared first), for callers that reuse one buffer.
+    pub fn write_name(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        out.clear();
+        // Writing to a String cannot fail.
+        let _ = match &self.kubernetes {
+            Some(k) => match (&k.workload_kind, &k.workload_name) {
+                (Some(kind), Some(name)) => write!(out, "{}/{kind}/{name}", k.namespace),
+                _ => write!(out, "{}/{}", k.namespace, k.pod),
+            },
+            None => match (&self.unit, &self.container_id) {
+                (Some(u), _) => write!(out, "{u}"),
+                (None, Some(id)) => write!(out, "container:{}", &id[..id.len().min(12)]),
+                (None, None) => write!(out, "{}", self.cgroup),
+            },
+        };
     }
 }
 

@@ -13,14 +13,18 @@ use apitap_tests::{require, workspace_bin, workspace_root};
 /// attached), analyzer 1.8.
 const UNITS: [(&str, f64); 2] = [("apitap-sensor", 3.5), ("apitap-analyzer", 1.8)];
 
-#[test]
-fn unit_files_keep_their_hardening_scores() {
-    let probe = Command::new("systemd-analyze").arg("--version").output();
-    let problem = match &probe {
+/// Why `systemd-analyze` cannot run here, if it cannot.
+fn systemd_analyze_problem() -> Option<String> {
+    match Command::new("systemd-analyze").arg("--version").output() {
         Ok(o) if o.status.success() => None,
         Ok(o) => Some(format!("systemd-analyze --version: {}", o.status)),
         Err(e) => Some(format!("systemd-analyze not runnable: {e}")),
-    };
+    }
+}
+
+#[test]
+fn unit_files_keep_their_hardening_scores() {
+    let problem = systemd_analyze_problem();
     if !require(
         "unit_files_keep_their_hardening_scores",
         "unit hardening",
@@ -53,12 +57,7 @@ fn unit_files_keep_their_hardening_scores() {
 /// with a misspelt key must produce a warning here, so the check can fail.
 #[test]
 fn unit_files_verify_without_warnings() {
-    let probe = Command::new("systemd-analyze").arg("--version").output();
-    let problem = match &probe {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!("systemd-analyze --version: {}", o.status)),
-        Err(e) => Some(format!("systemd-analyze not runnable: {e}")),
-    };
+    let problem = systemd_analyze_problem();
     if !require(
         "unit_files_verify_without_warnings",
         "unit verification",

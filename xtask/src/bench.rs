@@ -452,25 +452,8 @@ struct Row {
 fn load(topo: &Topology, rate: Option<u32>, secs: u32) -> anyhow::Result<f64> {
     let start = Instant::now();
     match rate {
-        // hey: 50 workers, each at rate/50 requests per second, for `secs`.
         Some(r) => {
-            let status = topo
-                .client
-                .cmd(
-                    "hey",
-                    &[
-                        "-z",
-                        &format!("{secs}s"),
-                        "-c",
-                        "50",
-                        "-q",
-                        &(r / 50).max(1).to_string(),
-                        "-disable-compression",
-                        &topo.url("/api/v1/bench"),
-                    ],
-                )
-                .stdout(Stdio::null())
-                .status()?;
+            let status = hey_cmd(topo, r, secs).stdout(Stdio::null()).status()?;
             if !status.success() {
                 bail!("hey failed");
             }
@@ -480,6 +463,24 @@ fn load(topo: &Topology, rate: Option<u32>, secs: u32) -> anyhow::Result<f64> {
         }
     }
     Ok(start.elapsed().as_secs_f64())
+}
+
+/// hey on `/api/v1/bench` at a fixed `rate` for `secs`: 50 workers, each at rate/50 requests
+/// per second (hey's `-q` is per worker).
+pub(crate) fn hey_cmd(topo: &Topology, rate: u32, secs: u32) -> Command {
+    topo.client.cmd(
+        "hey",
+        &[
+            "-z",
+            &format!("{secs}s"),
+            "-c",
+            "50",
+            "-q",
+            &(rate / 50).max(1).to_string(),
+            "-disable-compression",
+            &topo.url("/api/v1/bench"),
+        ],
+    )
 }
 
 fn wrk_rps(topo: &Topology, secs: u32) -> anyhow::Result<f64> {

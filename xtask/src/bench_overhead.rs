@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use apitap_tests::{Nginx, SERVER_PORT, Sensor, Topology, workspace_root};
 
-use crate::bench::{USER_HZ, cpu_ticks, find_pid};
+use crate::bench::{USER_HZ, cpu_ticks, find_pid, hey_cmd};
 use crate::cargo;
 
 /// Alternations per measurement.
@@ -42,23 +42,7 @@ struct Hey {
 }
 
 fn hey(topo: &Topology, rate: u32, secs: u32) -> anyhow::Result<Hey> {
-    // 50 workers at rate/50 each: hey's -q is per worker.
-    let out = topo
-        .client
-        .cmd(
-            "hey",
-            &[
-                "-z",
-                &format!("{secs}s"),
-                "-c",
-                "50",
-                "-q",
-                &(rate / 50).max(1).to_string(),
-                "-disable-compression",
-                &topo.url("/api/v1/bench"),
-            ],
-        )
-        .output()?;
+    let out = hey_cmd(topo, rate, secs).output()?;
     if !out.status.success() {
         bail!("hey failed: {}", String::from_utf8_lossy(&out.stderr));
     }
