@@ -16,7 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use apitap_detect::DetectConfig;
 
-use crate::config::{Config, EventInput, IngestConfig, InputConfig, LabelsConfig};
+use crate::config::{Config, EventInput, IngestConfig, InputConfig, LabelsConfig, TraceConfig};
 use crate::detection::Detection;
 use crate::error::{self, Error};
 use crate::ingest::{EventGuard, Ingestor, RunStats};
@@ -25,6 +25,8 @@ use crate::labelling::{Labelling, hash_key, weak_alert};
 use crate::output::{AlertSink, Alerts, SummaryFormat, SummaryWriter, Target};
 use crate::reader::{DEFAULT_MAX_LINE_BYTES, Line, LineReader};
 use crate::summary::{DEFAULT_MAX_ENDPOINTS, EndpointReport, Summary};
+use crate::trace::Tracer;
+use apitap_trace::TraceReader;
 
 /// Read buffer size for the input.
 const READ_BUFFER_BYTES: usize = 256 * 1024;
@@ -56,6 +58,8 @@ pub struct ProcessOptions {
     pub alert_format: crate::ecs::AlertFormat,
     /// Clock skew allowed and the dead-letter file (`[ingest]`).
     pub ingest: IngestConfig,
+    /// The trace-back store (`[trace]`).
+    pub trace: TraceConfig,
 }
 
 impl ProcessOptions {
@@ -74,6 +78,7 @@ impl ProcessOptions {
             detect: DetectConfig::default(),
             alert_format: crate::ecs::AlertFormat::default(),
             ingest: IngestConfig::default(),
+            trace: TraceConfig::default(),
         }
     }
 }
@@ -235,11 +240,25 @@ fn analysis(
     ingestor: &mut Ingestor,
     labels: &LabelsConfig,
     detect: &DetectConfig,
+    trace: &TraceConfig,
 ) -> Result<(), Error> {
     let key = hash_key(labels)?;
     ingestor.detect = Some(Detection::new(detect, &key)?);
-    ingestor.labelling = Some(Labelling::new(key)?);
+    ingestor.trace = Tracer::open(trace)?;
+    let traced = if ingestor.trace.is_some() {
+        trace.max_values_per_record
+    } else {
+        0
+    };
+    ingestor.labelling = Some(Labelling::with_traced_hashes(key, traced)?);
     Ok(())
+}
+
+/// Writes the trace records still queued (end of input or of the service).
+fn finish_trace(ingestor: &mut Ingestor) {
+    if let Some(t) = ingestor.trace.take() {
+        t.finish();
+    }
 }
 
 fn log_labelling(ingestor: &Ingestor) {
@@ -273,7 +292,12 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
     let store_url = options.store.clone().or(options.inventory.store.clone());
     let mut ingestor = Ingestor::new(Summary::new(options.max_endpoints));
     ingestor.guard = EventGuard::from_config(&options.ingest)?;
-    analysis(&mut ingestor, &options.labels, &options.detect)?;
+    analysis(
+        &mut ingestor,
+        &options.labels,
+        &options.detect,
+        &options.trace,
+    )?;
     let mut store = None;
     if let Some(url) = &store_url {
         let (inventory, s) = open_inventory(url, &options.inventory)?;
@@ -308,6 +332,7 @@ pub fn process(options: &ProcessOptions) -> Result<RunStats, Error> {
         return Err(e);
     }
     finish_detections(&mut ingestor);
+    finish_trace(&mut ingestor);
     write_findings(&mut ingestor, &mut alerts)?;
 
     // Whatever was read is summarised, even if reading failed part-way.
@@ -381,7 +406,13 @@ pub fn check(config: &Config) -> Result<ConfigCheck, Error> {
     } else {
         "random per process (labels.hash_key_file not set)".to_owned()
     };
-    analysis(&mut ingestor, &config.labels, &config.detect)?;
+    // The trace store is not opened: `check` creates nothing.
+    analysis(
+        &mut ingestor,
+        &config.labels,
+        &config.detect,
+        &TraceConfig::default(),
+    )?;
     let mut tokens = Vec::new();
     for (field, file) in [
         (
@@ -533,7 +564,7 @@ impl Service {
         let sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
         let mut ingestor = Ingestor::new(Summary::new(config.summary.max_endpoints));
         ingestor.guard = EventGuard::from_config(&config.ingest)?;
-        analysis(&mut ingestor, &config.labels, &config.detect)?;
+        analysis(&mut ingestor, &config.labels, &config.detect, &config.trace)?;
         // Both token files are checked before anything listens.
         let mut api_token = token(
             "inventory.api_token_file",
@@ -568,11 +599,13 @@ impl Service {
                     token,
                     stats,
                 };
-                tokio::spawn(api::serve(
-                    listener,
-                    Arc::new(Mutex::new(api_store)),
-                    options,
-                ));
+                // `/v1/trace` on the same listener and token as the inventory (R-THR-6).
+                let mut handler = api::handler(Arc::new(Mutex::new(api_store)));
+                if let Some(dir) = &config.trace.path {
+                    let reader = TraceReader::open(dir).map_err(Error::Trace)?;
+                    handler = crate::trace::with_trace(reader, handler);
+                }
+                tokio::spawn(apitap_admin_http::serve(listener, handler, options));
             }
         } else {
             ingestor.inventory = Some(memory_inventory(&config.inventory)?);
@@ -602,6 +635,7 @@ impl Service {
 
     /// Writes the final summary and logs the statistics.
     fn finish(mut self, stop: Stop, extra: impl Fn()) -> Result<RunStats, Error> {
+        finish_trace(&mut lock(&self.state));
         let (rows, stats) = snapshot(&self.state);
         self.summary_out.write(&rows)?;
         log_labelling(&lock(&self.state));

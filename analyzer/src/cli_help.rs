@@ -260,6 +260,38 @@ pub const CHANGES: Page = Page {
 };
 
 /// Every page by command path, for the man pages.
+pub const TRACE_ABOUT: &str = "\
+Trace-back (R-THR-6): list the API calls that carried a sensitive value, came from a client \
+address, an account or a User-Agent, or hit an endpoint, oldest first, from the store of the \
+configuration's [trace] table. A value typed with --value, --account or --ua is hashed here \
+with the site key (labels.hash_key_file) and never leaves this process; the store holds only \
+keyed hashes. Ask exactly one question, optionally within --since and --until.";
+
+pub const TRACE: Page = Page {
+    examples: &[
+        (
+            "apitap-analyzer trace --config /etc/apitap/analyzer.toml --value '110101199003077777'",
+            "Which calls served (or received) this PRC ID number.",
+        ),
+        (
+            "apitap-analyzer trace --config /etc/apitap/analyzer.toml --ip 203.0.113.7 --since 2026-12-01",
+            "Everything one address called since a day.",
+        ),
+        (
+            "apitap-analyzer trace --config /etc/apitap/analyzer.toml --account login_user:00000000000000ab --format json",
+            "The calls of an account named in an alert, as JSON.",
+        ),
+    ],
+    files: &[CONFIG, STATE],
+    environment: &[RUST_LOG],
+    exit_status: EXIT_STATUS,
+    see_also: &[
+        "apitap-analyzer(1)",
+        "apitap-analyzer-run(1)",
+        "docs/trace-back.md",
+    ],
+};
+
 pub const PAGES: &[(&str, &Page)] = &[
     ("apitap-analyzer", &ANALYZER),
     ("apitap-analyzer process", &PROCESS),
@@ -270,4 +302,5 @@ pub const PAGES: &[(&str, &Page)] = &[
     ("apitap-analyzer inventory show", &SHOW),
     ("apitap-analyzer inventory export", &EXPORT),
     ("apitap-analyzer inventory changes", &CHANGES),
+    ("apitap-analyzer trace", &TRACE),
 ];

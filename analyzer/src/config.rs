@@ -53,6 +53,10 @@ pub struct Config {
     /// working hours, GeoIP, login outcome rules. Every field has a default.
     #[serde(default)]
     pub detect: DetectConfig,
+    /// Trace-back store (`[trace]`, R-THR-6): one access record per transaction, for
+    /// `apitap-analyzer trace` and `GET /v1/trace`.
+    #[serde(default)]
+    pub trace: TraceConfig,
 }
 
 /// `[labels]`: sensitive-data labelling of every event.
@@ -186,6 +190,104 @@ fn default_dead_letter_max_bytes() -> u64 {
     64 * 1024 * 1024
 }
 
+/// `[trace]`: the trace-back store (R-THR-6, `docs/trace-back.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceConfig {
+    /// Directory of the store (created 0700; one SQLite file per partition, each 0600). It
+    /// holds, per transaction, the time, endpoint, status, client address, account and
+    /// User-Agent keyed hashes, record count and the keyed hashes of the sensitive values,
+    /// never a value: keep it in the analyzer's state directory. Absent: no trace-back.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Days a record is kept (whole partitions are deleted once their newest record is
+    /// older; counted in `apitap_trace_records_evicted_total`). Default 30.
+    #[serde(default = "default_trace_retention_days")]
+    pub retention_days: u64,
+    /// Bytes the store may use on disk; the oldest partitions are deleted beyond it
+    /// (counted). At least 1 MiB. Default 4 GiB.
+    #[serde(default = "default_trace_max_bytes")]
+    pub max_bytes: u64,
+    /// Seconds of wall time one partition covers before the next starts (partitions also
+    /// start when one reaches an eighth of `max_bytes`). Default 3600.
+    #[serde(default = "default_trace_partition_secs")]
+    pub partition_secs: u64,
+    /// Records waiting for the writer thread at most; when the disk cannot keep up, further
+    /// records are dropped and counted (`apitap_trace_records_dropped_total{cause="queue_full"}`),
+    /// never slowing the analysis. Default 65536.
+    #[serde(default = "default_trace_queue_records")]
+    pub queue_records: usize,
+    /// Distinct sensitive values (keyed hashes) kept per record at most, so the thousandth
+    /// ID of a bulk export is traceable too; further ones are counted
+    /// (`apitap_trace_values_dropped_total`). Default 4096.
+    #[serde(default = "default_trace_max_values_per_record")]
+    pub max_values_per_record: usize,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        TraceConfig {
+            path: None,
+            retention_days: default_trace_retention_days(),
+            max_bytes: default_trace_max_bytes(),
+            partition_secs: default_trace_partition_secs(),
+            queue_records: default_trace_queue_records(),
+            max_values_per_record: default_trace_max_values_per_record(),
+        }
+    }
+}
+
+impl TraceConfig {
+    /// The retention of the store.
+    pub fn retention(&self) -> apitap_trace::Retention {
+        apitap_trace::Retention {
+            max_age_days: self.retention_days,
+            max_bytes: self.max_bytes,
+            partition_secs: self.partition_secs,
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |field, reason| Err(Error::ConfigValue { field, reason });
+        if self.retention_days == 0 {
+            return bad("trace.retention_days", "must be at least 1");
+        }
+        if self.max_bytes < 1 << 20 {
+            return bad("trace.max_bytes", "must be at least 1 MiB (1048576)");
+        }
+        if self.partition_secs == 0 {
+            return bad("trace.partition_secs", "must be at least 1");
+        }
+        if self.queue_records == 0 {
+            return bad("trace.queue_records", "must be at least 1");
+        }
+        if self.max_values_per_record == 0 {
+            return bad("trace.max_values_per_record", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn default_trace_retention_days() -> u64 {
+    30
+}
+
+fn default_trace_max_bytes() -> u64 {
+    4 << 30
+}
+
+fn default_trace_partition_secs() -> u64 {
+    3600
+}
+
+fn default_trace_queue_records() -> usize {
+    65_536
+}
+
+fn default_trace_max_values_per_record() -> usize {
+    4096
+}
+
 /// `[summary]`: bounds of the in-memory summary.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -317,6 +419,7 @@ impl Config {
                 reason: "must be at least 1",
             });
         }
+        self.trace.validate()?;
         self.inventory
             .validate()
             .map_err(|(field, reason)| Error::ConfigInvalid { field, reason })
@@ -326,6 +429,27 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_trace_values_name_their_field() {
+        for (text, field) in [
+            ("[trace]\nretention_days = 0\n", "trace.retention_days"),
+            ("[trace]\nmax_bytes = 1000\n", "trace.max_bytes"),
+            ("[trace]\npartition_secs = 0\n", "trace.partition_secs"),
+            ("[trace]\nqueue_records = 0\n", "trace.queue_records"),
+            (
+                "[trace]\nmax_values_per_record = 0\n",
+                "trace.max_values_per_record",
+            ),
+        ] {
+            let e = Config::parse(text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+        let e = Config::parse("[trace]\nretention = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("retention"), "{e}");
+    }
 
     #[test]
     fn example_config_is_valid_and_complete() {
@@ -346,6 +470,11 @@ mod tests {
             "dead_letter_path",
             "dead_letter_max_bytes",
             "max_event_crashes",
+            "retention_days",
+            "max_bytes",
+            "partition_secs",
+            "queue_records",
+            "max_values_per_record",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{field} ="))),

@@ -58,6 +58,16 @@ impl Detection {
         self.observe_facts(&facts, ctx);
     }
 
+    /// The actor keys of the event last observed (for its trace-back record).
+    pub fn last_actor(&self) -> Option<apitap_detect::actor::ActorKeys> {
+        self.engine.last_actor()
+    }
+
+    /// The keyed hasher of actor keys.
+    pub fn keyer(&self) -> &apitap_detect::Keyer {
+        self.engine.keyer()
+    }
+
     /// [`Detection::observe`] with the event's shared facts.
     pub fn observe_facts(&mut self, facts: &EventFacts<'_>, ctx: &EventContext<'_>) {
         self.engine.observe_facts(facts, ctx);

@@ -143,6 +143,12 @@ pub enum Error {
         #[source]
         source: apitap_admin_http::KeyFileError,
     },
+    /// The trace-back store failed (`[trace]`).
+    #[error("trace-back store")]
+    Trace(#[source] apitap_trace::TraceError),
+    /// A trace-back question is not understood.
+    #[error("trace question: {0}")]
+    TraceQuestion(#[source] crate::trace::BadQuestion),
     /// The inventory API could not listen.
     #[error("cannot listen on {addr} for the inventory API")]
     ApiListen {

@@ -188,6 +188,8 @@ pub struct Ingestor {
     pub stats: RunStats,
     /// Guards around each event: clock skew and failure isolation.
     pub guard: EventGuard,
+    /// The trace-back store's writer (`[trace]`).
+    pub trace: Option<crate::trace::Tracer>,
 }
 
 /// How [`Ingestor::ingest_event`] guards each event (issue 22, `[ingest]`).
@@ -279,6 +281,7 @@ impl Ingestor {
             detect: None,
             stats: RunStats::default(),
             guard: EventGuard::default(),
+            trace: None,
         }
     }
 
@@ -421,15 +424,33 @@ impl Ingestor {
                     Some(inventory) => inventory.observe_labelled(&facts, Some((&labels, &class))),
                     None => None,
                 };
+                let ctx = EventContext::from_labels(
+                    &labels,
+                    &class,
+                    endpoint.as_ref().map(|k| k.template.as_str()),
+                    endpoint.as_ref().map(|k| k.service.as_str()),
+                )
+                .with_operation(endpoint.as_ref().map(|k| k.operation.as_str()));
                 if let Some(detect) = self.detect.as_mut() {
-                    let ctx = EventContext::from_labels(
-                        &labels,
-                        &class,
-                        endpoint.as_ref().map(|k| k.template.as_str()),
-                        endpoint.as_ref().map(|k| k.service.as_str()),
-                    )
-                    .with_operation(endpoint.as_ref().map(|k| k.operation.as_str()));
                     detect.observe_facts(&facts, &ctx);
+                }
+                if let Some(trace) = &self.trace {
+                    trace.record(
+                        &facts,
+                        crate::trace::Seen {
+                            endpoint: endpoint.as_ref().map(|k| {
+                                (
+                                    k.service.as_str(),
+                                    k.method.as_str(),
+                                    k.template.as_str(),
+                                    k.operation.as_str(),
+                                )
+                            }),
+                            actor: self.detect.as_ref().and_then(|d| d.last_actor()),
+                            labels: Some(&labels),
+                            records: ctx.sensitive_records.unwrap_or(0),
+                        },
+                    );
                 }
                 let key = endpoint
                     .as_ref()

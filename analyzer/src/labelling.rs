@@ -83,8 +83,18 @@ impl std::fmt::Debug for Labelling {
 impl Labelling {
     /// A labeller keyed with `key`, default rules and weak-point thresholds.
     pub fn new(key: HashKey) -> Result<Labelling, Error> {
+        Labelling::with_traced_hashes(key, 0)
+    }
+
+    /// [`Labelling::new`] also collecting up to `max_traced` distinct value hashes per event
+    /// for the trace-back store (`EventLabels::traced`).
+    pub fn with_traced_hashes(key: HashKey, max_traced: usize) -> Result<Labelling, Error> {
         let key_id = key.id();
-        let labeller = Labeller::new(key, LabelConfig::default()).map_err(Error::Labeller)?;
+        let config = LabelConfig {
+            max_traced_hashes: max_traced,
+            ..LabelConfig::default()
+        };
+        let labeller = Labeller::new(key, config).map_err(Error::Labeller)?;
         Ok(Labelling {
             foreign_key_labels: 0,
             key_id,

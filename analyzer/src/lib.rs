@@ -19,6 +19,9 @@
 //! alert topic and/or a file ([`output::Alerts`], R-BUS-3). The summary still groups by raw
 //! path (it is the raw traffic view; the inventory is the templated one).
 //!
+//! Each analysed event also becomes a trace-back record ([`trace`], `[trace]`, R-THR-6): who
+//! got which sensitive value (by keyed hash), from which endpoint, when.
+//!
 //! Events carry sensitive values; nothing here logs header values, query strings, bodies or
 //! input lines (R-OPS-3).
 
@@ -37,6 +40,7 @@ pub mod metrics;
 pub mod output;
 pub mod reader;
 pub mod summary;
+pub mod trace;
 
 pub use app::{ProcessOptions, process, run};
 pub use config::Config;

@@ -97,12 +97,91 @@ enum Command {
         #[command(subcommand)]
         command: Box<InventoryCommand>,
     },
+    /// Trace-back: the API calls that carried a sensitive value, or came from an address,
+    /// account or User-Agent, or hit an endpoint (R-THR-6).
+    #[command(long_about = cli_help::TRACE_ABOUT, after_long_help = cli_help::TRACE.render())]
+    Trace {
+        /// Analyzer configuration: its `[trace]` path and `[labels]` hash key.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[command(flatten)]
+        question: TraceArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
     /// Write the man pages of every command into DIR (`cargo xtask man`).
     #[command(name = apitap_cli_doc::MAN_SUBCOMMAND, hide = true)]
     Man {
         /// Output directory.
         dir: PathBuf,
     },
+}
+
+/// What `trace` asks: exactly one selector.
+#[derive(Debug, clap::Args)]
+struct TraceArgs {
+    /// A sensitive value as typed (an ID number, a phone, a card, an e-mail): hashed here
+    /// with the site key, never sent or stored.
+    #[arg(long, value_name = "V")]
+    value: Option<String>,
+    /// Hash --value only as this label (prc_id, mobile, …); default: every label's form.
+    #[arg(long, value_parser = parse_label, requires = "value")]
+    label: Option<String>,
+    /// A value hash (32 hex digits) as findings carry it.
+    #[arg(long, value_name = "H")]
+    value_hash: Option<String>,
+    /// A client address.
+    #[arg(long)]
+    ip: Option<std::net::IpAddr>,
+    /// An account: `kind:hash` as alerts render it, or a user name, JWT subject, API key or
+    /// session token (hashed here).
+    #[arg(long)]
+    account: Option<String>,
+    /// An exact User-Agent value (hashed here).
+    #[arg(long)]
+    ua: Option<String>,
+    /// A User-Agent key (16 hex digits) as trace answers show it.
+    #[arg(long)]
+    ua_key: Option<String>,
+    /// An endpoint: `METHOD service template`, e.g. `GET shop /customers/{id}`.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Earliest request time: UTC `YYYY-MM-DDTHH:MM:SSZ` or `YYYY-MM-DD`.
+    #[arg(long, value_parser = parse_time)]
+    since: Option<u64>,
+    /// Latest request time, as --since.
+    #[arg(long, value_parser = parse_time)]
+    until: Option<u64>,
+    /// Most transactions listed (at most 10000).
+    #[arg(long, default_value_t = apitap_analyzer::trace::DEFAULT_LIMIT)]
+    limit: usize,
+}
+
+fn parse_time(s: &str) -> Result<u64, String> {
+    apitap_schema::time::parse_unix_us(s)
+        .ok_or_else(|| "expected UTC YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD".to_owned())
+}
+
+impl TraceArgs {
+    fn question(self) -> apitap_analyzer::trace::Question {
+        apitap_analyzer::trace::Question {
+            value: self.value,
+            label: self
+                .label
+                .as_deref()
+                .and_then(apitap_labels::Label::from_name),
+            value_hash: self.value_hash,
+            ip: self.ip,
+            account: self.account,
+            ua: self.ua,
+            ua_key: self.ua_key,
+            endpoint: self.endpoint,
+            since_us: self.since,
+            until_us: self.until,
+            limit: Some(self.limit),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -430,6 +509,7 @@ fn main() -> anyhow::Result<()> {
                 options.detect = config.detect;
                 options.alert_format = config.output.alert_format;
                 options.ingest = config.ingest;
+                options.trace = config.trace;
             }
             if let Some(format) = alert_format {
                 options.alert_format = format;
@@ -470,6 +550,21 @@ fn main() -> anyhow::Result<()> {
                 ca_file: store_ca_file.as_deref(),
             },
         )?,
+        Command::Trace {
+            config,
+            question,
+            format,
+        } => {
+            let config = Config::load(&config).context("loading the configuration")?;
+            let answer = apitap_analyzer::trace::ask(&config, &question.question())
+                .context("asking the trace-back store")?;
+            match format {
+                ListFormat::Table => print!("{}", apitap_analyzer::trace::render_table(&answer)),
+                ListFormat::Json => {
+                    println!("{}", apitap_analyzer::trace::answer_json(&answer))
+                }
+            }
+        }
         Command::Man { dir } => {
             for file in apitap_cli_doc::write_man_pages(Cli::command(), cli_help::PAGES, &dir)? {
                 println!("{}", file.display());

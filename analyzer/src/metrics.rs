@@ -94,6 +94,53 @@ pub fn render_into(out: &mut Exposition, ing: &Ingestor, bus: Option<&BusMetrics
     for (code, n) in &s.anomalies {
         f.sample(&[("code", code)], *n);
     }
+    if let Some(t) = &ing.trace {
+        use std::sync::atomic::Ordering::Relaxed;
+        let st = t.stats();
+        out.counter(
+            "apitap_trace_records_written_total",
+            "Trace-back access records stored.",
+            st.records_written.load(Relaxed),
+        );
+        let mut f = out.family(
+            "apitap_trace_records_dropped_total",
+            Kind::Counter,
+            "Trace-back records not stored, by cause.",
+        );
+        f.sample(
+            &[("cause", "queue_full")],
+            st.records_dropped_queue_full.load(Relaxed),
+        );
+        f.sample(
+            &[("cause", "write_failed")],
+            st.records_dropped_write_failed.load(Relaxed),
+        );
+        out.counter(
+            "apitap_trace_values_dropped_total",
+            "Sensitive values left out of trace-back records over trace.max_values_per_record.",
+            st.values_dropped_record_cap.load(Relaxed),
+        );
+        out.counter(
+            "apitap_trace_partitions_evicted_total",
+            "Trace-back partitions deleted by retention (days or bytes).",
+            st.partitions_evicted.load(Relaxed),
+        );
+        out.counter(
+            "apitap_trace_records_evicted_total",
+            "Trace-back records deleted by retention.",
+            st.records_evicted.load(Relaxed),
+        );
+        out.gauge(
+            "apitap_trace_records",
+            "Trace-back records held.",
+            st.records_held.load(Relaxed),
+        );
+        out.gauge(
+            "apitap_trace_bytes",
+            "Bytes the trace-back store uses on disk.",
+            st.bytes_held.load(Relaxed),
+        );
+    }
     if let Some(inv) = &ing.inventory {
         let c = inv.counters;
         let t = inv.tree_counters();

@@ -222,6 +222,32 @@ impl Account {
     }
 }
 
+/// The keys of an actor that a trace-back record keeps (R-THR-6): no value, only keyed
+/// hashes and the client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActorKeys {
+    /// Client address (after trusted-proxy resolution).
+    pub ip: IpAddr,
+    /// The account, when one could be identified.
+    pub account: Option<Account>,
+    /// User-agent family.
+    pub ua: UaFamily,
+    /// Keyed hash of the exact User-Agent value (0 when missing).
+    pub ua_key: u64,
+}
+
+impl ActorKeys {
+    /// The keys of `actor`.
+    pub fn of(actor: &Actor) -> ActorKeys {
+        ActorKeys {
+            ip: actor.ip,
+            account: actor.account,
+            ua: actor.ua,
+            ua_key: actor.ua_key,
+        }
+    }
+}
+
 /// The actor keys of one request.
 #[derive(Debug, Clone)]
 pub struct Actor {

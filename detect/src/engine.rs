@@ -9,7 +9,7 @@ use apitap_labels::{Classification, EventLabels, FunctionClass, HashKey, Label};
 use apitap_schema::ApiEvent;
 
 use crate::DetectError;
-use crate::actor::{Actor, ActorResolver, LoginUser};
+use crate::actor::{Actor, ActorKeys, ActorResolver, LoginUser};
 use crate::baseline::{Baselines, Contribution};
 use crate::cache::StrCache;
 use crate::campaign::Campaigns;
@@ -221,6 +221,8 @@ pub struct Engine {
     endpoints: StrCache<[u64; 3]>,
     now_us: u64,
     last_expire_us: u64,
+    /// The actor keys of the event last observed, for its trace-back record.
+    last_actor: Option<ActorKeys>,
 }
 
 impl Engine {
@@ -264,6 +266,7 @@ impl Engine {
             endpoints: StrCache::new(ENDPOINT_CACHE),
             now_us: 0,
             last_expire_us: 0,
+            last_actor: None,
             keyer,
             cfg,
         })
@@ -286,6 +289,7 @@ impl Engine {
     pub fn observe_facts(&mut self, facts: &EventFacts<'_>, ctx: &EventContext) {
         let ev = facts.event;
         self.metrics.events += 1;
+        self.last_actor = None;
         let now = ev.request_start_unix_us;
         self.now_us = self.now_us.max(now);
         // The operation: the inventory's, else a JSON-RPC method read from the event.
@@ -329,6 +333,7 @@ impl Engine {
         let (actor, login_user) =
             self.resolver
                 .resolve_unmasked(facts, &self.keyer, role != AuthRole::None);
+        self.last_actor = Some(ActorKeys::of(&actor));
         let k = &self.keyer;
         let method = ev.request.method.as_str();
         // The endpoint's keyed hashes, from the cache after its first event.
@@ -502,6 +507,19 @@ trait PairString {
 impl PairString for apitap_schema::Endpoint {
     fn to_string_pair(&self) -> String {
         std::net::SocketAddr::new(self.ip, self.port).to_string()
+    }
+}
+
+impl Engine {
+    /// The actor keys (client address, account, User-Agent) of the event last passed to
+    /// [`Engine::observe_facts`], for the trace-back store (R-THR-6).
+    pub fn last_actor(&self) -> Option<ActorKeys> {
+        self.last_actor
+    }
+
+    /// The keyed hasher, to key values an analyst types the way events are keyed.
+    pub fn keyer(&self) -> &Keyer {
+        &self.keyer
     }
 }
 

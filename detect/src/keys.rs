@@ -66,6 +66,23 @@ impl Keyer {
         h.finish()
     }
 
+    /// The account key of a user name (HTTP Basic, login body: `basic:` and `login_user:`
+    /// accounts), as an analyst types it.
+    pub fn user_name_key(&self, name: &str) -> u64 {
+        self.hash_lower(Domain::Username, name.trim().as_bytes())
+    }
+
+    /// The account key of a credential value: a JWT `sub`, a bearer token or API key, a
+    /// session token (`jwt_sub:`, `api_key:` and `session:` accounts).
+    pub fn credential_key(&self, value: &str) -> u64 {
+        self.hash(Domain::Account, value.as_bytes())
+    }
+
+    /// The key of an exact User-Agent value.
+    pub fn user_agent_key(&self, user_agent: &str) -> u64 {
+        self.hash(Domain::UserAgent, user_agent.as_bytes())
+    }
+
     /// Keyed hash of bytes, ASCII case folded.
     pub(crate) fn hash_lower(&self, d: Domain, bytes: &[u8]) -> u64 {
         let mut h = self.hasher(d);

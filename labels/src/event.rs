@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::body::{self, BodyCtx, BodyKind};
 use crate::facts::{self, BodyBytes, BodyError, EventFacts};
 use crate::hints::KeyHints;
-use crate::label::{DataClass, Direction, Finding, Label, Notes, Part};
+use crate::label::{DataClass, Direction, Finding, Label, Notes, Part, ValueHash};
 use crate::scan::{Ctx, HintCache, Labeller, RawMap, Region, Span, State, Where};
 
 /// How the request authenticated itself (R-INV-2 auth scheme; input to the
@@ -97,6 +97,24 @@ pub struct EventLabels {
     pub auth: Vec<AuthScheme>,
     /// Scan counters.
     pub stats: ScanStats,
+    /// Every distinct value hash of the event, up to `LabelConfig::max_traced_hashes`, for
+    /// the trace-back store (R-THR-6); empty unless that is set. Not serialised.
+    #[serde(skip)]
+    pub traced: Vec<TracedHash>,
+    /// Value hashes not in `traced` because it was full. Not serialised.
+    #[serde(skip)]
+    pub traced_dropped: u32,
+}
+
+/// One sensitive value of an event by its keyed hash, for trace-back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TracedHash {
+    /// What the value is.
+    pub label: Label,
+    /// Sent (request) or served (response).
+    pub direction: Direction,
+    /// Its keyed hash.
+    pub hash: ValueHash,
 }
 
 impl EventLabels {
@@ -342,6 +360,8 @@ impl Scanner {
         let request = shape(&mut cx.st.req, req_kind, Direction::Request);
         let response = resp_kind.map(|k| shape(&mut cx.st.resp, k, Direction::Response));
         let spans = std::mem::take(&mut cx.st.spans);
+        let traced = std::mem::take(&mut cx.st.traced);
+        let traced_dropped = cx.st.traced_dropped;
         (
             EventLabels {
                 findings,
@@ -350,6 +370,8 @@ impl Scanner {
                 response,
                 auth,
                 stats,
+                traced,
+                traced_dropped,
             },
             spans,
         )

@@ -39,7 +39,9 @@ pub use classify::{
     Classification, FunctionClass, Sensitivity, classify_event, function_class, sensitivity,
     sensitivity_with,
 };
-pub use event::{AuthScheme, EventLabels, MessageShape, ScanStats, Scanner, is_body_part};
+pub use event::{
+    AuthScheme, EventLabels, MessageShape, ScanStats, Scanner, TracedHash, is_body_part,
+};
 pub use hash::{HashKey, KeyFileError, normalise};
 pub use hints::{HintClassifier, KeyHints};
 pub use label::{

@@ -258,6 +258,9 @@ pub fn labels_from_wire(w: &LabelSummary) -> EventLabels {
             values: w.stats.values,
             dropped_findings: w.stats.dropped_findings,
         },
+        // Shipped labels carry the findings' hashes only.
+        traced: Vec::new(),
+        traced_dropped: 0,
     }
 }
 

@@ -25,6 +25,7 @@ const COMMANDS: &[(&str, &[&str])] = &[
     ("apitap-analyzer", &["inventory", "show"]),
     ("apitap-analyzer", &["inventory", "export"]),
     ("apitap-analyzer", &["inventory", "changes"]),
+    ("apitap-analyzer", &["trace"]),
     ("apitap", &[]),
     ("apitap", &["run"]),
 ];

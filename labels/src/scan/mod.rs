@@ -89,6 +89,11 @@ pub struct LabelConfig {
     pub max_hashes_per_finding: usize,
     /// At most this many findings per event (further ones are counted as dropped).
     pub max_findings: usize,
+    /// At most this many distinct value hashes per event for the trace-back store
+    /// ([`crate::EventLabels::traced`]), over every finding, beyond `max_hashes_per_finding`
+    /// (a bulk export's thousandth ID must be traceable too); further ones are counted in
+    /// `traced_dropped`. 0 (the default): none collected.
+    pub max_traced_hashes: usize,
 }
 
 impl Default for LabelConfig {
@@ -101,6 +106,7 @@ impl Default for LabelConfig {
             max_fields: 256,
             max_hashes_per_finding: 16,
             max_findings: 512,
+            max_traced_hashes: 0,
         }
     }
 }
@@ -327,6 +333,12 @@ pub(crate) struct State {
     pub json_frames: Vec<crate::body::Frame>,
     /// Reusable field-path buffer of a top-level body walk.
     pub path_buf: Vec<u8>,
+    /// Distinct value hashes of the event for trace-back, with their label and direction.
+    pub traced: Vec<crate::event::TracedHash>,
+    /// Their set (the list can hold thousands; a linear search per value would be quadratic).
+    pub traced_seen: HashSet<(Label, Direction, ValueHash)>,
+    /// Hashes beyond `max_traced_hashes`.
+    pub traced_dropped: u32,
 }
 
 impl State {
@@ -338,6 +350,9 @@ impl State {
         self.req.clear();
         self.resp.clear();
         self.values = 0;
+        self.traced.clear();
+        self.traced_seen.clear();
+        self.traced_dropped = 0;
     }
 }
 
@@ -395,6 +410,23 @@ impl Ctx<'_> {
         let hashable =
             mask.is_none() && !matches!(label, Label::Password | Label::CardCvv | Label::OtpCode);
         let max_hashes = self.lab.config.max_hashes_per_finding;
+        let max_traced = self.lab.config.max_traced_hashes;
+        if hashable && max_traced > 0 {
+            let h = self.lab.key.hash_normalised(&self.st.norm);
+            let key = (label, w.dir, h);
+            if !self.st.traced_seen.contains(&key) {
+                if self.st.traced.len() < max_traced {
+                    self.st.traced_seen.insert(key);
+                    self.st.traced.push(crate::event::TracedHash {
+                        label,
+                        direction: w.dir,
+                        hash: h,
+                    });
+                } else {
+                    self.st.traced_dropped = self.st.traced_dropped.saturating_add(1);
+                }
+            }
+        }
         for f in self.st.findings.iter_mut().rev() {
             if f.label == label
                 && f.mask == mask
