@@ -340,11 +340,11 @@ pub mod tls {
     pub const PROG_SOCK_SEND: &str = "apitap_sock_send";
     /// Raw tracepoint `sock_recv_length`: the socket a traced call read from.
     pub const PROG_SOCK_RECV: &str = "apitap_sock_recv";
-    /// Tracepoint `sock/inet_sock_set_state`: 4-tuples and roles of TCP sockets.
+    /// Raw tracepoint `inet_sock_set_state`: 4-tuples and roles of TCP sockets.
     pub const PROG_SOCK_STATE: &str = "apitap_sock_state";
-    /// Tracepoint `sched/sched_process_exec`.
+    /// Raw tracepoint `sched_process_exec`.
     pub const PROG_PROCESS_EXEC: &str = "apitap_process_exec";
-    /// Tracepoint `sched/sched_process_fork`.
+    /// Raw tracepoint `sched_process_fork`.
     pub const PROG_PROCESS_FORK: &str = "apitap_process_fork";
 
     /// What a [`TlsHeader`] record reports.
@@ -485,16 +485,38 @@ pub mod tls {
     }
     const _: () = assert!(core::mem::size_of::<TlsExe>() == EXE_BYTES);
 
-    /// Configuration written by the agent into [`MAP_TLS_CONFIG`] before attaching.
+    /// Configuration written by the agent into [`MAP_TLS_CONFIG`] before attaching: flags and
+    /// the byte offsets of the kernel fields the programs read, taken from the running
+    /// kernel's BTF (`/sys/kernel/btf/vmlinux`), so that no layout is compiled in.
     #[repr(C)]
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub struct TlsConfig {
         /// [`tls_flags`] bits.
         pub flags: u32,
+        /// `struct sock_common.skc_daddr` (remote IPv4 address).
+        pub sk_daddr: u32,
+        /// `struct sock_common.skc_rcv_saddr` (local IPv4 address).
+        pub sk_rcv_saddr: u32,
+        /// `struct sock_common.skc_dport` (remote port, network order).
+        pub sk_dport: u32,
+        /// `struct sock_common.skc_num` (local port, host order).
+        pub sk_num: u32,
+        /// `struct sock_common.skc_family`.
+        pub sk_family: u32,
+        /// `struct sock_common.skc_v6_daddr`.
+        pub sk_v6_daddr: u32,
+        /// `struct sock_common.skc_v6_rcv_saddr`.
+        pub sk_v6_rcv_saddr: u32,
+        /// `struct sock.sk_protocol` (a `u16`).
+        pub sk_protocol: u32,
+        /// `struct task_struct.tgid`.
+        pub task_tgid: u32,
+        /// `struct linux_binprm.filename` (a `const char *`).
+        pub bprm_filename: u32,
         /// Explicit padding; always zero.
         pub _pad: u32,
     }
-    const _: () = assert!(core::mem::size_of::<TlsConfig>() == 8);
+    const _: () = assert!(core::mem::size_of::<TlsConfig>() == 48);
 
     /// Bits of [`TlsConfig::flags`].
     pub mod tls_flags {

@@ -8,14 +8,16 @@
 //!   library does during the call, on the same thread: they bind the `SSL *` to the socket.
 //!   A call served from the library's buffer (no socket I/O) uses the binding of an earlier
 //!   call on the same `SSL *`.
-//! - `sock/inet_sock_set_state` records each TCP socket's 4-tuple when it is established, and
-//!   its role: SYN_SENT → ESTABLISHED is the connecting side, SYN_RECV → ESTABLISHED the
-//!   accepting side.
+//! - The raw tracepoint `inet_sock_set_state` records each TCP socket's 4-tuple when it is
+//!   established, and its role: SYN_SENT → ESTABLISHED is the connecting side, SYN_RECV →
+//!   ESTABLISHED the accepting side. Fields are read at offsets the agent took from the
+//!   kernel's BTF; raw tracepoints need no tracefs.
 //! - The return probe copies the plaintext the call returned out of the process's memory into
 //!   ring records of at most 16 KiB, continuing by tail calls for long calls; each record
 //!   carries its offset in the direction's plaintext stream, so the agent sees any loss.
 //! - `SSL_free` reports the connection's end.
-//! - `sched_process_exec`/`sched_process_fork` keep the executable of each selected process.
+//! - Raw tracepoints `sched_process_exec`/`sched_process_fork` keep the executable of each
+//!   selected process.
 //!
 //! Processes are selected by command name in [`TLS_COMMS`] (or all of them). The probes only
 //! read the traced process's memory: its behaviour is never changed. Every call whose
@@ -33,15 +35,16 @@ use apitap_common::{
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str_bytes,
         generated::{
             bpf_get_attach_cookie, bpf_get_current_cgroup_id, bpf_get_current_uid_gid,
-            bpf_ktime_get_ns, bpf_probe_read_kernel_str, bpf_probe_read_user,
+            bpf_ktime_get_ns, bpf_probe_read_user,
         },
     },
-    macros::{map, raw_tracepoint, tracepoint, uprobe, uretprobe},
+    macros::{map, raw_tracepoint, uprobe, uretprobe},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
-    programs::{ProbeContext, RawTracePointContext, RetProbeContext, TracePointContext},
+    programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
 
 /// Default ring size; the agent overrides it from `tls.ring_buffer_bytes`.
@@ -661,22 +664,6 @@ fn try_ssl_free(ctx: &ProbeContext) -> Result<(), Skip> {
     Ok(())
 }
 
-/// `inet_sock_set_state` field offsets (format file of `sock/inet_sock_set_state`, checked by
-/// the agent before attaching).
-mod state_tp {
-    pub const SKADDR: usize = 8;
-    pub const OLDSTATE: usize = 16;
-    pub const NEWSTATE: usize = 20;
-    pub const SPORT: usize = 24;
-    pub const DPORT: usize = 26;
-    pub const FAMILY: usize = 28;
-    pub const PROTOCOL: usize = 30;
-    pub const SADDR: usize = 32;
-    pub const DADDR: usize = 36;
-    pub const SADDR_V6: usize = 40;
-    pub const DADDR_V6: usize = 56;
-}
-
 const TCP_ESTABLISHED: i32 = 1;
 const TCP_SYN_SENT: i32 = 2;
 const TCP_SYN_RECV: i32 = 3;
@@ -685,118 +672,125 @@ const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u16 = 6;
 
-#[tracepoint(category = "sock", name = "inet_sock_set_state")]
-pub fn apitap_sock_state(ctx: TracePointContext) -> u32 {
+/// Reads a `T` at `base + offset` of kernel memory (offsets from the kernel's BTF).
+#[inline(always)]
+fn kread<T>(base: u64, offset: u32) -> Result<T, i32> {
+    // SAFETY: the helper checks the address; a bad one fails, it never faults.
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }
+}
+
+/// `inet_sock_set_state(const struct sock *sk, int oldstate, int newstate)`: remembers the
+/// 4-tuple and role of each TCP socket when it is established, forgets it when it closes.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn apitap_sock_state(ctx: RawTracePointContext) -> i32 {
     let _ = try_sock_state(&ctx);
     0
 }
 
 #[inline(always)]
-fn try_sock_state(ctx: &TracePointContext) -> Result<(), i32> {
-    if enabled().is_none() {
+fn try_sock_state(ctx: &RawTracePointContext) -> Result<(), i32> {
+    let Some(cfg) = TLS_CONFIG.get(0) else {
+        return Ok(());
+    };
+    if cfg.flags & tls_flags::ENABLED == 0 {
         return Ok(());
     }
-    // SAFETY: offsets of the tracepoint's format, checked by the agent.
-    unsafe {
-        if ctx.read_at::<u16>(state_tp::PROTOCOL)? != IPPROTO_TCP {
-            return Ok(());
-        }
-        let sk: u64 = ctx.read_at(state_tp::SKADDR)?;
-        let old: i32 = ctx.read_at(state_tp::OLDSTATE)?;
-        let new: i32 = ctx.read_at(state_tp::NEWSTATE)?;
-        if new == TCP_CLOSE {
-            let _ = TLS_SOCKETS.remove(&sk);
-            return Ok(());
-        }
-        if new != TCP_ESTABLISHED {
-            return Ok(());
-        }
-        let role = match old {
-            TCP_SYN_SENT => role::CLIENT,
-            TCP_SYN_RECV => role::SERVER,
-            _ => return Ok(()),
-        };
-        let mut s = TlsSocket {
-            lport: ctx.read_at(state_tp::SPORT)?,
-            rport: ctx.read_at(state_tp::DPORT)?,
-            role,
-            ..TlsSocket::default()
-        };
-        match ctx.read_at::<u16>(state_tp::FAMILY)? {
-            AF_INET => {
-                let l: [u8; 4] = ctx.read_at(state_tp::SADDR)?;
-                let r: [u8; 4] = ctx.read_at(state_tp::DADDR)?;
-                s.laddr[..4].copy_from_slice(&l);
-                s.raddr[..4].copy_from_slice(&r);
-                s.family = FAMILY_IPV4;
-            }
-            AF_INET6 => {
-                s.laddr = ctx.read_at(state_tp::SADDR_V6)?;
-                s.raddr = ctx.read_at(state_tp::DADDR_V6)?;
-                s.family = FAMILY_IPV6;
-            }
-            _ => return Ok(()),
-        }
-        let _ = TLS_SOCKETS.insert(&sk, &s, 0);
+    let sk: u64 = ctx.arg(0);
+    let old = ctx.arg::<u64>(1) as i32;
+    let new = ctx.arg::<u64>(2) as i32;
+    if new == TCP_CLOSE {
+        let _ = TLS_SOCKETS.remove(&sk);
+        return Ok(());
     }
+    if new != TCP_ESTABLISHED {
+        return Ok(());
+    }
+    let role = match old {
+        TCP_SYN_SENT => role::CLIENT,
+        TCP_SYN_RECV => role::SERVER,
+        _ => return Ok(()),
+    };
+    if kread::<u16>(sk, cfg.sk_protocol)? != IPPROTO_TCP {
+        return Ok(());
+    }
+    let mut s = TlsSocket {
+        lport: kread(sk, cfg.sk_num)?,
+        rport: u16::from_be(kread(sk, cfg.sk_dport)?),
+        role,
+        ..TlsSocket::default()
+    };
+    match kread::<u16>(sk, cfg.sk_family)? {
+        AF_INET => {
+            let l: [u8; 4] = kread(sk, cfg.sk_rcv_saddr)?;
+            let r: [u8; 4] = kread(sk, cfg.sk_daddr)?;
+            s.laddr[..4].copy_from_slice(&l);
+            s.raddr[..4].copy_from_slice(&r);
+            s.family = FAMILY_IPV4;
+        }
+        AF_INET6 => {
+            s.laddr = kread(sk, cfg.sk_v6_rcv_saddr)?;
+            s.raddr = kread(sk, cfg.sk_v6_daddr)?;
+            s.family = FAMILY_IPV6;
+        }
+        _ => return Ok(()),
+    }
+    let _ = TLS_SOCKETS.insert(&sk, &s, 0);
     Ok(())
 }
 
-/// `sched_process_exec` field offsets.
-const EXEC_FILENAME_LOC: usize = 8;
-const EXEC_PID: usize = 12;
-/// `sched_process_fork` field offset.
-const FORK_CHILD_PID: usize = 20;
-
-#[tracepoint(category = "sched", name = "sched_process_exec")]
-pub fn apitap_process_exec(ctx: TracePointContext) -> u32 {
+/// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`:
+/// the executable of a selected process (its new name is already the comm here).
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn apitap_process_exec(ctx: RawTracePointContext) -> i32 {
     let _ = try_process_exec(&ctx);
     0
 }
 
 #[inline(always)]
-fn try_process_exec(ctx: &TracePointContext) -> Result<(), i32> {
-    // The new program's name is already the comm here.
+fn try_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     if !selected() {
         return Ok(());
     }
-    // SAFETY: offsets of the tracepoint's format, checked by the agent.
-    unsafe {
-        let pid: i32 = ctx.read_at(EXEC_PID)?;
-        // __data_loc: low 16 bits offset from the record start, high 16 bits length.
-        let loc: u32 = ctx.read_at(EXEC_FILENAME_LOC)?;
-        let off = (loc & 0xffff) as usize;
-        let mut exe = TlsExe {
-            path: [0; EXE_BYTES],
-        };
-        let src = (ctx.as_ptr() as *const u8).add(off);
-        bpf_probe_read_kernel_str(exe.path.as_mut_ptr().cast(), EXE_BYTES as u32, src.cast());
-        let _ = TLS_EXES.insert(&(pid as u32), &exe, 0);
-    }
+    let Some(cfg) = TLS_CONFIG.get(0) else {
+        return Ok(());
+    };
+    let bprm: u64 = ctx.arg(2);
+    let filename: u64 = kread(bprm, cfg.bprm_filename)?;
+    let mut exe = TlsExe {
+        path: [0; EXE_BYTES],
+    };
+    // SAFETY: the helper checks the address and bounds the copy by the buffer.
+    unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut exe.path)? };
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let _ = TLS_EXES.insert(&tgid, &exe, 0);
     Ok(())
 }
 
-#[tracepoint(category = "sched", name = "sched_process_fork")]
-pub fn apitap_process_fork(ctx: TracePointContext) -> u32 {
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`: a new
+/// process inherits its parent's executable (a new thread, same process, is skipped).
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn apitap_process_fork(ctx: RawTracePointContext) -> i32 {
     let _ = try_process_fork(&ctx);
     0
 }
 
 #[inline(always)]
-fn try_process_fork(ctx: &TracePointContext) -> Result<(), i32> {
-    if enabled().is_none() {
+fn try_process_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
+    let Some(cfg) = TLS_CONFIG.get(0) else {
+        return Ok(());
+    };
+    if cfg.flags & tls_flags::ENABLED == 0 {
         return Ok(());
     }
-    // The forking task is current; entries are keyed by process (thread group) id. A new
-    // thread comes through here too and gets an entry under its thread id that is never
-    // looked up (the LRU map evicts it).
-    // SAFETY: offsets of the tracepoint's format, checked by the agent.
-    unsafe {
-        let child: i32 = ctx.read_at(FORK_CHILD_PID)?;
-        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        if let Some(exe) = TLS_EXES.get(&tgid).copied() {
-            let _ = TLS_EXES.insert(&(child as u32), &exe, 0);
-        }
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: plain lookup, the value is copied.
+    let Some(exe) = (unsafe { TLS_EXES.get(&parent) }).copied() else {
+        return Ok(());
+    };
+    let child: u64 = ctx.arg(1);
+    let child_tgid = kread::<i32>(child, cfg.task_tgid)? as u32;
+    if child_tgid != parent {
+        let _ = TLS_EXES.insert(&child_tgid, &exe, 0);
     }
     Ok(())
 }

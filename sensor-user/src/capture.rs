@@ -253,9 +253,10 @@ pub fn check_privileges(tls: bool) -> anyhow::Result<()> {
                 "apitap-sensor needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN to attach XDP/TC programs"
             );
         }
-        if tls && !(has(CAP_PERFMON) || has(CAP_SYS_ADMIN)) {
+        // Uprobe perf events: CAP_PERFMON is refused (EACCES) on the kernels tested (6.18).
+        if tls && !(has(CAP_PERFMON) && has(CAP_SYS_ADMIN)) {
             bail!(
-                "`tls.enabled`: apitap-sensor needs CAP_PERFMON (or CAP_SYS_ADMIN) to attach uprobes and tracepoints"
+                "`tls.enabled`: apitap-sensor needs CAP_PERFMON and CAP_SYS_ADMIN at start to attach uprobes (dropped after attach)"
             );
         }
     }

@@ -53,8 +53,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSection {
-    /// Capture TLS plaintext (default false). Needs CAP_PERFMON besides the capture
-    /// capabilities (uprobes and tracepoints), and tracefs (mounted by the sensor if absent).
+    /// Capture TLS plaintext (default false). Needs CAP_PERFMON and CAP_SYS_ADMIN besides the
+    /// capture capabilities (uprobes and raw tracepoints) at start, dropped after attach; a kernel with BTF
+    /// (`/sys/kernel/btf/vmlinux`) and 6.3 or later.
     pub enabled: bool,
     /// Command names (`comm`: the executable's file name, cut to 15 bytes) of the processes to
     /// trace, e.g. `["nginx"]`; matched in the kernel, so other processes calling the library

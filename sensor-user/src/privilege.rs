@@ -11,9 +11,9 @@
 //! check afterwards reads every thread's sets from `/proc/self/task` and fails if any thread
 //! kept one. `no_new_privs` and an empty bounding set make sure no `execve` gets them back.
 //!
-//! TLS capture (`[tls]`) needs CAP_PERFMON besides, to load the uprobe and tracepoint programs
-//! and open their perf events, and CAP_SYS_ADMIN only if tracefs must be mounted; both only
-//! at start. The uprobes are attached to the library *files* (inodes), so a process started
+//! TLS capture (`[tls]`) needs CAP_PERFMON besides, to load the uprobe and raw tracepoint
+//! programs, and CAP_SYS_ADMIN to open the uprobe perf events (the kernel tested, 6.18,
+//! refuses them with CAP_PERFMON alone); both only at start. The uprobes are attached to the library *files* (inodes), so a process started
 //! later that maps a probed file is traced with no new attach, and nothing is kept after
 //! start either. The trade-off: a library file first seen after start (a new container image
 //! with its own `libssl.so.3`) is not probed until the sensor restarts; keeping CAP_BPF and

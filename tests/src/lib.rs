@@ -555,6 +555,24 @@ impl Nginx {
         Ok(nginx)
     }
 
+    /// Process ids of the master (from `<dir>/nginx.pid`) and its workers.
+    pub fn pids(&self) -> anyhow::Result<Vec<u32>> {
+        let master: u32 = std::fs::read_to_string(self.dir.join("nginx.pid"))?
+            .trim()
+            .parse()
+            .context("nginx.pid")?;
+        let mut pids = vec![master];
+        for task in std::fs::read_dir(format!("/proc/{master}/task"))? {
+            let children = std::fs::read_to_string(task?.path().join("children"))?;
+            pids.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        Ok(pids)
+    }
+
     /// Parsed access-log lines: method, uri, status, request length, body bytes sent.
     pub fn access_log(&self) -> anyhow::Result<Vec<AccessLine>> {
         let text = std::fs::read_to_string(self.dir.join("access.log"))?;

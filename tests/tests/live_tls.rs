@@ -115,12 +115,32 @@ fn key(e: &ApiEvent) -> String {
     )
 }
 
+/// As root (all capabilities until the sensor drops them after attach).
 #[test]
 fn https_plaintext_from_nginx_matches_its_access_log() -> anyhow::Result<()> {
     let test = "https_plaintext_from_nginx_matches_its_access_log";
     if !require_privileges(test) {
         return Ok(());
     }
+    https_capture(test, "tls", None)
+}
+
+/// As an unprivileged user granted only the capabilities TLS capture needs at start:
+/// CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, and CAP_SYS_ADMIN, without which this kernel refuses
+/// the uprobe perf events (`perf_event_open` EACCES with CAP_PERFMON alone); all are dropped
+/// after attach. Such a sensor cannot read `/proc/<pid>/exe` of another user's process that
+/// was running before it started, so only the server started after it is named by executable.
+#[test]
+fn https_capture_as_an_unprivileged_user_with_four_capabilities() -> anyhow::Result<()> {
+    let test = "https_capture_as_an_unprivileged_user_with_four_capabilities";
+    if !require_privileges(test) {
+        return Ok(());
+    }
+    const NOBODY: u32 = 65534;
+    https_capture(test, "tlsu", Some(NOBODY))
+}
+
+fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Result<()> {
     let lib = [
         "/usr/lib/x86_64-linux-gnu/libssl.so.3",
         "/usr/lib/aarch64-linux-gnu/libssl.so.3",
@@ -135,11 +155,11 @@ fn https_plaintext_from_nginx_matches_its_access_log() -> anyhow::Result<()> {
     ) {
         return Ok(());
     }
-    let dir = tempdir("tls");
+    let dir = tempdir(tag);
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs)?;
     make_certificate(&certs)?;
-    let topo = Topology::new("tls")?;
+    let topo = Topology::new(tag)?;
 
     // One server before the sensor starts...
     let early_dir = dir.join("nginx-early");
@@ -154,12 +174,42 @@ fn https_plaintext_from_nginx_matches_its_access_log() -> anyhow::Result<()> {
         None,
     )?;
 
-    let mut sensor = Sensor::start_with(
+    let sensor_dir = dir.join("sensor");
+    std::fs::create_dir_all(&sensor_dir)?;
+    let caps = "-all,+bpf,+net_admin,+perfmon,+sys_admin";
+    let (uid, inh, amb, bnd) = match unprivileged {
+        Some(uid) => {
+            std::os::unix::fs::chown(&sensor_dir, Some(uid), Some(uid))?;
+            (
+                format!("--reuid={uid}"),
+                format!("--inh-caps={caps}"),
+                format!("--ambient-caps={caps}"),
+                format!("--bounding-set={caps}"),
+            )
+        }
+        None => Default::default(),
+    };
+    let gid = uid.replace("reuid", "regid");
+    let wrapper: Vec<&str> = match unprivileged {
+        Some(_) => vec![
+            "setpriv",
+            &uid,
+            &gid,
+            "--clear-groups",
+            &inh,
+            &amb,
+            &bnd,
+            "--",
+        ],
+        None => Vec::new(),
+    };
+    let mut sensor = Sensor::start_wrapped(
         &topo.server,
         &topo.server_if,
         &[SERVER_PORT],
         "[decode]\nmax_body_bytes = 2097152\n[tls]\nenabled = true\nprocesses = [\"nginx\"]\n",
-        &dir.join("sensor"),
+        &sensor_dir,
+        &wrapper,
     )?;
     // R-OPS-3: TLS capture keeps no capability after attach either.
     let pid = sensor.pid().context("sensor pid")?;
@@ -218,6 +268,10 @@ fn https_plaintext_from_nginx_matches_its_access_log() -> anyhow::Result<()> {
         ])?;
     }
 
+    // Other tests' servers may use the same addresses in their own namespaces: only this
+    // test's nginx processes count.
+    let early_pids = early.pids()?;
+    let late_pids = late.pids()?;
     let mut expected: Vec<(u16, String)> = Vec::new();
     for (port, n) in [(EARLY_PORT, &early), (LATE_PORT, &late)] {
         for l in logged(n)? {
@@ -252,6 +306,11 @@ fn https_plaintext_from_nginx_matches_its_access_log() -> anyhow::Result<()> {
         .into_iter()
         // The readiness probes come from the server's own address; the test's from the client.
         .filter(|e| e.client.ip.to_string() == CLIENT_IP)
+        .filter(|e| {
+            e.process
+                .as_ref()
+                .is_some_and(|p| early_pids.contains(&p.pid) || late_pids.contains(&p.pid))
+        })
         .collect();
     let mut seen: HashMap<(u16, String), usize> = HashMap::new();
     for e in &events {
@@ -261,7 +320,9 @@ fn https_plaintext_from_nginx_matches_its_access_log() -> anyhow::Result<()> {
         assert!(e.anomalies.is_empty(), "{}: {:?}", key(e), e.anomalies);
         let p = e.process.as_deref().context("process")?;
         assert_eq!(p.comm, "nginx");
-        assert_eq!(p.executable.as_deref(), Some("/usr/sbin/nginx"), "{p:?}");
+        if unprivileged.is_none() || late_pids.contains(&p.pid) {
+            assert_eq!(p.executable.as_deref(), Some("/usr/sbin/nginx"), "{p:?}");
+        }
         assert!(p.pid > 1);
         assert!(e.response.is_some(), "paired: {}", key(e));
         *seen.entry((e.server.port, key(e))).or_default() += 1;

@@ -17,9 +17,10 @@ use apitap_common::tls::{
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
-use aya::programs::{RawTracePoint, TracePoint, UProbe};
+use aya::programs::{RawTracePoint, UProbe};
 use tracing::{debug, info, warn};
 
+use super::btf::Btf;
 use crate::config::TlsSection;
 
 /// The library file name probed (OpenSSL 3.x).
@@ -113,81 +114,29 @@ pub fn mapped_libraries(maps: &str) -> Vec<&str> {
     v
 }
 
-/// Field offsets a tracepoint's format file must show for the programs to read it right.
-const FORMATS: &[(&str, &[(&str, usize)])] = &[
-    (
-        "sock/inet_sock_set_state",
-        &[
-            ("skaddr", 8),
-            ("oldstate", 16),
-            ("newstate", 20),
-            ("sport", 24),
-            ("dport", 26),
-            ("family", 28),
-            ("protocol", 30),
-            ("saddr", 32),
-            ("daddr", 36),
-            ("saddr_v6", 40),
-            ("daddr_v6", 56),
-        ],
-    ),
-    ("sched/sched_process_exec", &[("filename", 8), ("pid", 12)]),
-    ("sched/sched_process_fork", &[("child_pid", 20)]),
-];
-
-/// Checks that `format` (a tracepoint's format file) has each `(field, offset)`.
-pub fn check_format(name: &str, format: &str, fields: &[(&str, usize)]) -> anyhow::Result<()> {
-    for (field, offset) in fields {
-        let found = format.lines().find_map(|l| {
-            let l = l.trim();
-            let decl = l.strip_prefix("field:")?.split(';').next()?;
-            let fname = decl.trim().rsplit([' ', '*']).next()?;
-            let fname = fname.split('[').next()?;
-            if fname != *field {
-                return None;
-            }
-            l.split(';')
-                .find_map(|p| p.trim().strip_prefix("offset:"))
-                .and_then(|o| o.parse::<usize>().ok())
-        });
-        match found {
-            Some(o) if o == *offset => {}
-            Some(o) => bail!(
-                "tracepoint {name}: field {field} is at offset {o}, the programs read {offset} (unsupported kernel)"
-            ),
-            None => bail!("tracepoint {name}: no field {field} (unsupported kernel)"),
-        }
-    }
-    Ok(())
-}
-
-/// The tracefs mount, mounting it at `/sys/kernel/tracing` when no tracefs is mounted (needs
-/// CAP_SYS_ADMIN; the programs' tracepoints are attached by their ids there).
-fn ensure_tracefs() -> anyhow::Result<PathBuf> {
-    for p in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-        if Path::new(p).join("events").is_dir() {
-            return Ok(PathBuf::from(p));
-        }
-    }
-    let target = c"/sys/kernel/tracing";
-    // SAFETY: valid NUL-terminated strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            c"tracefs".as_ptr(),
-            target.as_ptr(),
-            c"tracefs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        )
+/// The kernel field offsets the programs read, from the running kernel's BTF.
+pub fn kernel_offsets(btf: &Btf) -> anyhow::Result<TlsConfig> {
+    let o = |s: &str, m: &str| -> anyhow::Result<u32> {
+        let off = btf
+            .offset(s, m)
+            .with_context(|| format!("`tls.enabled`: this kernel's layout of {s}"))?;
+        u32::try_from(off).context("offset out of range")
     };
-    if rc != 0 {
-        bail!(
-            "`tls.enabled`: tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {} (mount it, or give the sensor CAP_SYS_ADMIN)",
-            std::io::Error::last_os_error()
-        );
-    }
-    info!("tracefs mounted at /sys/kernel/tracing");
-    Ok(PathBuf::from("/sys/kernel/tracing"))
+    Ok(TlsConfig {
+        flags: 0,
+        sk_daddr: o("sock_common", "skc_daddr")?,
+        sk_rcv_saddr: o("sock_common", "skc_rcv_saddr")?,
+        sk_dport: o("sock_common", "skc_dport")?,
+        sk_num: o("sock_common", "skc_num")?,
+        sk_family: o("sock_common", "skc_family")?,
+        sk_v6_daddr: o("sock_common", "skc_v6_daddr")?,
+        sk_v6_rcv_saddr: o("sock_common", "skc_v6_rcv_saddr")?,
+        // `struct sock` starts with its `struct sock_common __sk_common`.
+        sk_protocol: o("sock", "sk_protocol")?,
+        task_tgid: o("task_struct", "tgid")?,
+        bprm_filename: o("linux_binprm", "filename")?,
+        _pad: 0,
+    })
 }
 
 /// The TLS programs attached, and the maps the agent reads.
@@ -240,13 +189,8 @@ const PROBES: &[(&str, &str, Option<&str>)] = &[
 
 /// Configures and attaches the TLS programs of `ebpf` per `cfg`.
 pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection) -> anyhow::Result<TlsHandles> {
-    let tracefs = ensure_tracefs()?;
-    for (name, fields) in FORMATS {
-        let file = tracefs.join("events").join(name).join("format");
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("`tls.enabled`: reading {}", file.display()))?;
-        check_format(name, &text, fields)?;
-    }
+    let btf = Btf::from_kernel()?;
+    let mut tls_config = kernel_offsets(&btf)?;
     let libraries = find_libraries(&cfg.libraries)?;
     if libraries.is_empty() {
         bail!(
@@ -271,7 +215,8 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection) -> anyhow::Result<TlsHandles> {
         ebpf.map_mut(MAP_TLS_CONFIG)
             .context("map TLS_CONFIG missing")?,
     )?;
-    config.set(0, TlsConfig { flags, _pad: 0 }, 0)?;
+    tls_config.flags = flags;
+    config.set(0, tls_config, 0)?;
 
     // Processes running now: their executables, while the sensor may still read any
     // process's /proc/<pid>/exe. Later ones come from the exec tracepoint.
@@ -347,7 +292,7 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection) -> anyhow::Result<TlsHandles> {
                 if let Err(e) = p.attach(point, &lib.path, UProbeScope::AllProcesses) {
                     // An OpenSSL 1.1 libssl has no SSL_read_ex before 1.1.1; any other miss
                     // means this is not a library the probes understand.
-                    warn!(library = %lib.path.display(), symbol, error = %e, "uprobe not attached");
+                    warn!(library = %lib.path.display(), symbol, error = %format!("{:#}", anyhow::Error::from(e)), "uprobe not attached");
                     ok = false;
                 }
             }
@@ -365,27 +310,18 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection) -> anyhow::Result<TlsHandles> {
     for (prog, tp) in [
         (PROG_SOCK_SEND, "sock_send_length"),
         (PROG_SOCK_RECV, "sock_recv_length"),
+        (PROG_SOCK_STATE, "inet_sock_set_state"),
+        (PROG_PROCESS_EXEC, "sched_process_exec"),
+        (PROG_PROCESS_FORK, "sched_process_fork"),
     ] {
         let p: &mut RawTracePoint = ebpf
             .program_mut(prog)
             .with_context(|| format!("program {prog} missing"))?
             .try_into()?;
         p.load().with_context(|| format!("verifying {prog}"))?;
-        p.attach(tp)
-            .with_context(|| format!("attaching the raw tracepoint {tp} (kernel 6.3 or later)"))?;
-    }
-    for (prog, category, tp) in [
-        (PROG_SOCK_STATE, "sock", "inet_sock_set_state"),
-        (PROG_PROCESS_EXEC, "sched", "sched_process_exec"),
-        (PROG_PROCESS_FORK, "sched", "sched_process_fork"),
-    ] {
-        let p: &mut TracePoint = ebpf
-            .program_mut(prog)
-            .with_context(|| format!("program {prog} missing"))?
-            .try_into()?;
-        p.load().with_context(|| format!("verifying {prog}"))?;
-        p.attach(category, tp)
-            .with_context(|| format!("attaching the tracepoint {category}/{tp}"))?;
+        p.attach(tp).with_context(|| {
+            format!("attaching the raw tracepoint {tp} (sock_*_length: kernel 6.3 or later)")
+        })?;
     }
     info!(
         libraries = libraries.len(),
@@ -460,31 +396,18 @@ mod tests {
         );
     }
 
+    /// The running kernel's BTF has every field the programs read.
     #[test]
-    fn tracepoint_formats_are_checked_by_field_and_offset() {
-        let format = "name: inet_sock_set_state\nformat:\n\
-\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\
-\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;\n";
-        check_format("t", format, &[("skaddr", 8), ("saddr_v6", 40)]).unwrap();
-        let e = check_format("t", format, &[("skaddr", 16)]).unwrap_err();
-        assert!(e.to_string().contains("offset 8"), "{e}");
-        let e = check_format("t", format, &[("daddr", 36)]).unwrap_err();
-        assert!(e.to_string().contains("no field daddr"), "{e}");
-    }
-
-    /// This kernel's formats are the ones the programs read (privileged: mounts tracefs if
-    /// needed).
-    #[test]
-    fn this_kernels_tracepoints_match() {
-        let root = match ensure_tracefs() {
-            Ok(r) => r,
-            Err(e) => return crate::attribution::skip(&format!("{e:#}")),
+    fn this_kernels_offsets_are_found() {
+        let Ok(btf) = Btf::from_kernel() else {
+            return crate::attribution::skip("no /sys/kernel/btf/vmlinux");
         };
-        for (name, fields) in FORMATS {
-            let text =
-                std::fs::read_to_string(root.join("events").join(name).join("format")).unwrap();
-            check_format(name, &text, fields).unwrap();
-        }
+        let c = kernel_offsets(&btf).unwrap();
+        assert_eq!(
+            (c.sk_daddr, c.sk_rcv_saddr, c.sk_dport, c.sk_num),
+            (0, 4, 12, 14)
+        );
+        assert!(c.sk_v6_daddr > c.sk_family && c.task_tgid > 0 && c.bprm_filename > 0);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! (`libssl.so.3`, dynamically linked).
 //!
 //! - [`attach`] finds the library files (configured, or the standard directories and every
-//!   copy a running process maps, containers included), checks the tracepoint formats the
-//!   programs read, selects processes by command name in the kernel, and attaches one set of
+//!   copy a running process maps, containers included), takes the kernel field offsets the
+//!   programs read from the kernel's BTF ([`btf`]; raw tracepoints, so no tracefs), selects
+//!   processes by command name in the kernel, and attaches one set of
 //!   uprobes per file (inode): a process that starts later and maps the same file is traced
 //!   without attaching anything, so the sensor drops its capabilities right after start like
 //!   the cleartext capture does.
@@ -16,6 +17,7 @@
 //! started at a path not probed at start; see `docs/tls.md`.
 
 pub mod attach;
+pub mod btf;
 pub mod decoder;
 
 use apitap_common::tls::{TlsCounter, TlsExe};
