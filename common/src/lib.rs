@@ -279,6 +279,328 @@ impl Counter {
     }
 }
 
+/// TLS plaintext capture (R-CAP-4): wire types of the uprobes on the TLS library's read and
+/// write calls, and of the socket tracepoints that tell which connection a call used.
+pub mod tls {
+    /// Name of the ring buffer carrying [`TlsHeader`] records.
+    pub const MAP_TLS_EVENTS: &str = "TLS_EVENTS";
+    /// Name of the per-CPU counter array indexed by [`TlsCounter`].
+    pub const MAP_TLS_COUNTERS: &str = "TLS_COUNTERS";
+    /// Name of the single-entry array holding the [`TlsConfig`].
+    pub const MAP_TLS_CONFIG: &str = "TLS_CONFIG";
+    /// Name of the hash map of selected command names (key: `comm`, NUL-padded to 16 bytes).
+    pub const MAP_TLS_COMMS: &str = "TLS_COMMS";
+    /// Name of the LRU map of process id → [`TlsExe`]: the executable each selected process
+    /// runs, from `sched_process_exec` (inherited on fork) and filled by the agent at start.
+    pub const MAP_TLS_EXES: &str = "TLS_EXES";
+    /// Entries in [`MAP_TLS_COMMS`].
+    pub const MAX_TLS_COMMS: u32 = 256;
+    /// Entries in [`MAP_TLS_EXES`].
+    pub const MAX_TLS_EXES: u32 = 16_384;
+    /// TCP sockets whose 4-tuple and role are remembered (LRU, from `inet_sock_set_state`).
+    pub const MAX_TLS_SOCKETS: u32 = 65_536;
+    /// Threads inside a traced TLS call at once, at most.
+    pub const MAX_TLS_INFLIGHT: u32 = 16_384;
+    /// Bytes of an executable's path kept (longer paths are cut).
+    pub const EXE_BYTES: usize = 128;
+    /// Plaintext bytes carried by one record at most.
+    pub const TLS_CHUNK_BYTES: usize = 16 * 1024;
+    /// Records a small chunk is written into: chunks up to this size reserve only this much.
+    pub const TLS_SMALL_CHUNK_BYTES: usize = 1024;
+    /// Chunks one program run writes at most; a longer call is continued by tail calls.
+    pub const TLS_CHUNKS_PER_RUN: u32 = 16;
+    /// Program runs (the first plus tail calls) per call at most: with
+    /// [`TLS_CHUNKS_PER_RUN`] × [`TLS_CHUNK_BYTES`] each, a call returning up to 8 MiB is
+    /// captured whole; the rest of a longer one is counted in [`TlsCounter::TooLong`].
+    pub const TLS_RUNS_PER_CALL: u32 = 32;
+    /// Name of the program array the return probes tail-call to continue a long call.
+    pub const MAP_TLS_TAIL: &str = "TLS_TAIL";
+
+    /// Program names in the object file.
+    pub const PROG_SSL_READ_ENTRY: &str = "apitap_ssl_read_entry";
+    /// `SSL_read`/`SSL_read_ex` return.
+    pub const PROG_SSL_READ_RETURN: &str = "apitap_ssl_read_return";
+    /// `SSL_read_ex` entry (the length is returned through a pointer).
+    pub const PROG_SSL_READ_EX_ENTRY: &str = "apitap_ssl_read_ex_entry";
+    /// `SSL_write` entry.
+    pub const PROG_SSL_WRITE_ENTRY: &str = "apitap_ssl_write_entry";
+    /// `SSL_write_ex` entry.
+    pub const PROG_SSL_WRITE_EX_ENTRY: &str = "apitap_ssl_write_ex_entry";
+    /// `SSL_write`/`SSL_write_ex` return.
+    pub const PROG_SSL_WRITE_RETURN: &str = "apitap_ssl_write_return";
+    /// `SSL_do_handshake`/`SSL_accept`/`SSL_connect` entry: binds the SSL object's socket.
+    pub const PROG_SSL_HANDSHAKE_ENTRY: &str = "apitap_ssl_handshake_entry";
+    /// Their return.
+    pub const PROG_SSL_HANDSHAKE_RETURN: &str = "apitap_ssl_handshake_return";
+    /// `SSL_free` entry: the SSL object's socket binding is forgotten.
+    pub const PROG_SSL_FREE: &str = "apitap_ssl_free";
+    /// Continuation of a long call (tail-called from the return probes).
+    pub const PROG_TLS_CONTINUE: &str = "apitap_tls_continue";
+    /// Raw tracepoint `sock_send_length`: the socket a traced call wrote to.
+    pub const PROG_SOCK_SEND: &str = "apitap_sock_send";
+    /// Raw tracepoint `sock_recv_length`: the socket a traced call read from.
+    pub const PROG_SOCK_RECV: &str = "apitap_sock_recv";
+    /// Raw tracepoint `inet_sock_set_state`: 4-tuples and roles of TCP sockets.
+    pub const PROG_SOCK_STATE: &str = "apitap_sock_state";
+    /// Raw tracepoint `sched_process_exec`.
+    pub const PROG_PROCESS_EXEC: &str = "apitap_process_exec";
+    /// Raw tracepoint `sched_process_fork`.
+    pub const PROG_PROCESS_FORK: &str = "apitap_process_fork";
+
+    /// What a [`TlsHeader`] record reports.
+    #[repr(u8)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum TlsKind {
+        /// Plaintext the process read (`SSL_read*`): sent by the peer.
+        Read = 0,
+        /// Plaintext the process wrote (`SSL_write*`): sent by the process.
+        Write = 1,
+        /// The TCP socket closed; no payload.
+        Close = 2,
+    }
+
+    /// Role of the traced process on a connection ([`TlsHeader::role`]).
+    pub mod role {
+        /// The socket's establishment was not seen (opened before the sensor started).
+        pub const UNKNOWN: u8 = 0;
+        /// The process connected (SYN_SENT → ESTABLISHED).
+        pub const CLIENT: u8 = 1;
+        /// The process accepted (SYN_RECV → ESTABLISHED).
+        pub const SERVER: u8 = 2;
+    }
+
+    /// Header of one TLS ring record; `chunk_len` plaintext bytes follow it directly (the
+    /// record may be longer: the kernel reserves fixed sizes, see [`TLS_SMALL_CHUNK_BYTES`]).
+    ///
+    /// `sock` is the kernel address of the socket: the agent uses it, with `tgid`, only as a
+    /// connection key, and never writes it out (it would leak the kernel's address layout).
+    /// Addresses in network byte order, IPv4 in the first four bytes; ports in host order.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct TlsHeader {
+        /// `bpf_ktime_get_ns()` when the call returned (CLOCK_MONOTONIC).
+        pub ts_ns: u64,
+        /// Address of the library's connection object (`SSL *`) in the process: with `tgid`,
+        /// the key of the TLS connection.
+        pub ssl: u64,
+        /// Socket (see above); 0 when no socket was seen for the call.
+        pub sock: u64,
+        /// cgroup v2 id of the process (`bpf_get_current_cgroup_id`).
+        pub cgroup_id: u64,
+        /// Offset of the call's first plaintext byte in this direction of the connection, as
+        /// counted since the probes first saw the connection object: a record further on than
+        /// the agent expected means bytes were lost (a gap).
+        pub stream_offset: u64,
+        /// Plaintext bytes the call returned in all.
+        pub call_len: u32,
+        /// Offset of this record's bytes within the call's plaintext.
+        pub chunk_offset: u32,
+        /// Plaintext bytes following this header.
+        pub chunk_len: u32,
+        /// Process id (thread group id).
+        pub tgid: u32,
+        /// Thread id.
+        pub tid: u32,
+        /// Real uid of the process.
+        pub uid: u32,
+        /// Local address of the socket.
+        pub laddr: [u8; 16],
+        /// Remote address of the socket.
+        pub raddr: [u8; 16],
+        /// Command name of the thread (`comm`), NUL-padded.
+        pub comm: [u8; 16],
+        /// Local TCP port.
+        pub lport: u16,
+        /// Remote TCP port.
+        pub rport: u16,
+        /// [`TlsKind`] as `u8`.
+        pub kind: u8,
+        /// [`crate::FAMILY_IPV4`], [`crate::FAMILY_IPV6`], or 0 when unknown.
+        pub family: u8,
+        /// [`role`] of the process on the connection.
+        pub role: u8,
+        /// Library index the agent gave the probe (attach cookie).
+        pub library: u8,
+        /// Explicit padding; always zero.
+        pub _pad: [u8; 8],
+    }
+    const _: () = assert!(core::mem::size_of::<TlsHeader>() == 128);
+    const _: () = assert!(core::mem::align_of::<TlsHeader>() == 8);
+
+    /// Size of [`TlsHeader`] in bytes.
+    pub const TLS_HEADER_BYTES: usize = core::mem::size_of::<TlsHeader>();
+
+    /// A small TLS record as reserved in the ring.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct TlsSmallRecord {
+        /// Header.
+        pub header: TlsHeader,
+        /// Plaintext (the first `chunk_len` bytes are meaningful).
+        pub data: [u8; TLS_SMALL_CHUNK_BYTES],
+    }
+    const _: () =
+        assert!(core::mem::size_of::<TlsSmallRecord>() == TLS_HEADER_BYTES + TLS_SMALL_CHUNK_BYTES);
+
+    /// A full-size TLS record as reserved in the ring.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct TlsRecord {
+        /// Header.
+        pub header: TlsHeader,
+        /// Plaintext (the first `chunk_len` bytes are meaningful).
+        pub data: [u8; TLS_CHUNK_BYTES],
+    }
+    const _: () = assert!(core::mem::size_of::<TlsRecord>() == TLS_HEADER_BYTES + TLS_CHUNK_BYTES);
+
+    /// A TCP socket as `inet_sock_set_state` described it when it was established.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct TlsSocket {
+        /// Local address.
+        pub laddr: [u8; 16],
+        /// Remote address.
+        pub raddr: [u8; 16],
+        /// Local port.
+        pub lport: u16,
+        /// Remote port.
+        pub rport: u16,
+        /// Address family ([`crate::FAMILY_IPV4`] or [`crate::FAMILY_IPV6`]).
+        pub family: u8,
+        /// [`role`] of the local end.
+        pub role: u8,
+        /// 1 once a traced TLS call used the socket (its close is then reported).
+        pub traced: u8,
+        /// Explicit padding; always zero.
+        pub _pad: u8,
+    }
+    const _: () = assert!(core::mem::size_of::<TlsSocket>() == 40);
+
+    /// The executable of a process, as `execve` was given it (or `/proc/<pid>/exe` at start).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct TlsExe {
+        /// Path bytes, NUL-terminated unless exactly [`EXE_BYTES`] long.
+        pub path: [u8; EXE_BYTES],
+    }
+    const _: () = assert!(core::mem::size_of::<TlsExe>() == EXE_BYTES);
+
+    /// Configuration written by the agent into [`MAP_TLS_CONFIG`] before attaching: flags and
+    /// the byte offsets of the kernel fields the programs read, taken from the running
+    /// kernel's BTF (`/sys/kernel/btf/vmlinux`), so that no layout is compiled in.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct TlsConfig {
+        /// [`tls_flags`] bits.
+        pub flags: u32,
+        /// `struct sock_common.skc_daddr` (remote IPv4 address).
+        pub sk_daddr: u32,
+        /// `struct sock_common.skc_rcv_saddr` (local IPv4 address).
+        pub sk_rcv_saddr: u32,
+        /// `struct sock_common.skc_dport` (remote port, network order).
+        pub sk_dport: u32,
+        /// `struct sock_common.skc_num` (local port, host order).
+        pub sk_num: u32,
+        /// `struct sock_common.skc_family`.
+        pub sk_family: u32,
+        /// `struct sock_common.skc_v6_daddr`.
+        pub sk_v6_daddr: u32,
+        /// `struct sock_common.skc_v6_rcv_saddr`.
+        pub sk_v6_rcv_saddr: u32,
+        /// `struct sock.sk_protocol` (a `u16`).
+        pub sk_protocol: u32,
+        /// `struct task_struct.tgid`.
+        pub task_tgid: u32,
+        /// `struct linux_binprm.filename` (a `const char *`).
+        pub bprm_filename: u32,
+        /// Explicit padding; always zero.
+        pub _pad: u32,
+    }
+    const _: () = assert!(core::mem::size_of::<TlsConfig>() == 48);
+
+    /// Bits of [`TlsConfig::flags`].
+    pub mod tls_flags {
+        /// The agent has written the configuration; until then the probes capture nothing.
+        pub const ENABLED: u32 = 1;
+        /// Trace every process calling the library; [`super::MAP_TLS_COMMS`] is ignored.
+        pub const ALL_PROCESSES: u32 = 2;
+    }
+
+    /// Indices of the per-CPU counters in [`MAP_TLS_COUNTERS`]. Each cause for which plaintext
+    /// of a selected process was not captured, or only partly, has its own counter (R-CAP-7).
+    #[repr(u32)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum TlsCounter {
+        /// Traced calls of selected processes that returned plaintext.
+        Calls = 0,
+        /// Records written to the TLS ring buffer.
+        Records = 1,
+        /// Plaintext bytes written to the TLS ring buffer.
+        Bytes = 2,
+        /// Drop: the ring buffer was full (bytes of the call from that chunk on are lost).
+        RingFull = 3,
+        /// Drop: reading the plaintext out of the process's memory failed.
+        ReadFailed = 4,
+        /// Drop: the call returned more than [`TLS_RUNS_PER_CALL`] runs can copy.
+        TooLong = 5,
+        /// Drop: the return probe found no entry state (too many threads inside calls).
+        NoEntry = 6,
+        /// Calls whose socket was not seen (no socket I/O inside the call and none before
+        /// on the same SSL object); their records carry `sock == 0`.
+        NoSocket = 7,
+        /// Sockets whose close was reported.
+        Closes = 8,
+        /// Drop: a tail call to continue a long call failed.
+        TailCallFailed = 9,
+    }
+
+    impl TlsCounter {
+        /// Number of counters.
+        pub const COUNT: u32 = 10;
+        /// All counters in index order.
+        pub const ALL: [TlsCounter; Self::COUNT as usize] = [
+            TlsCounter::Calls,
+            TlsCounter::Records,
+            TlsCounter::Bytes,
+            TlsCounter::RingFull,
+            TlsCounter::ReadFailed,
+            TlsCounter::TooLong,
+            TlsCounter::NoEntry,
+            TlsCounter::NoSocket,
+            TlsCounter::Closes,
+            TlsCounter::TailCallFailed,
+        ];
+
+        /// Stable snake_case name used in metrics and logs.
+        pub const fn name(self) -> &'static str {
+            match self {
+                TlsCounter::Calls => "calls",
+                TlsCounter::Records => "records",
+                TlsCounter::Bytes => "bytes",
+                TlsCounter::RingFull => "ring_full",
+                TlsCounter::ReadFailed => "read_failed",
+                TlsCounter::TooLong => "too_long",
+                TlsCounter::NoEntry => "no_entry",
+                TlsCounter::NoSocket => "no_socket",
+                TlsCounter::Closes => "closes",
+                TlsCounter::TailCallFailed => "tail_call_failed",
+            }
+        }
+
+        /// True for counters that count lost plaintext (calls, not bytes).
+        pub const fn is_drop(self) -> bool {
+            matches!(
+                self,
+                TlsCounter::RingFull
+                    | TlsCounter::ReadFailed
+                    | TlsCounter::TooLong
+                    | TlsCounter::NoEntry
+                    | TlsCounter::TailCallFailed
+            )
+        }
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all types are repr(C), Copy, contain only integers and byte arrays, and have no
@@ -287,6 +609,9 @@ mod pod {
     unsafe impl aya::Pod for super::SensorConfig {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowOwner {}
+    unsafe impl aya::Pod for super::tls::TlsSocket {}
+    unsafe impl aya::Pod for super::tls::TlsExe {}
+    unsafe impl aya::Pod for super::tls::TlsConfig {}
 }
 
 #[cfg(test)]
@@ -301,6 +626,29 @@ mod tests {
                 assert_ne!(c.name(), other.name());
             }
         }
+    }
+
+    #[test]
+    fn tls_counters_are_dense_and_named_uniquely() {
+        use tls::TlsCounter;
+        for (i, c) in TlsCounter::ALL.iter().enumerate() {
+            assert_eq!(*c as u32, i as u32);
+            for other in &TlsCounter::ALL[i + 1..] {
+                assert_ne!(c.name(), other.name());
+            }
+        }
+    }
+
+    #[test]
+    fn tls_header_field_offsets_are_stable() {
+        use tls::TlsHeader;
+        assert_eq!(core::mem::offset_of!(TlsHeader, stream_offset), 32);
+        assert_eq!(core::mem::offset_of!(TlsHeader, call_len), 40);
+        assert_eq!(core::mem::offset_of!(TlsHeader, laddr), 64);
+        assert_eq!(core::mem::offset_of!(TlsHeader, comm), 96);
+        assert_eq!(core::mem::offset_of!(TlsHeader, lport), 112);
+        assert_eq!(core::mem::offset_of!(TlsHeader, library), 119);
+        assert_eq!(core::mem::offset_of!(TlsHeader, _pad), 120);
     }
 
     #[test]

@@ -756,6 +756,8 @@ impl Session {
             bodies_sampled_out: false,
             server_workload: None,
             client_workload: None,
+            tls_library: None,
+            process: None,
         }
     }
 }

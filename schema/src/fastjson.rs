@@ -322,6 +322,17 @@ pub(crate) fn event(out: &mut Vec<u8>, e: &ApiEvent) {
         key(out, "client_workload", false);
         workload(out, w);
     }
+    opt_string(out, "tls_library", &e.tls_library);
+    if let Some(p) = &e.process {
+        key(out, "process", false);
+        out.push(b'{');
+        key(out, "pid", true);
+        uint(out, u64::from(p.pid));
+        opt_string(out, "executable", &p.executable);
+        key(out, "comm", false);
+        string(out, &p.comm);
+        out.push(b'}');
+    }
     out.push(b'}');
 }
 

@@ -31,8 +31,10 @@ use serde::{Deserialize, Serialize};
 /// [`LabelSummary::hash_key_id`] (which key made the value hashes, for rotation); 1.4 adds
 /// [`SensorInfo::node`], [`ApiEvent::server_workload`] and [`ApiEvent::client_workload`]
 /// (attribution to cgroup, systemd unit, container and Kubernetes pod, R-CAP-5) and
-/// [`ApiEvent::bodies_sampled_out`] (body sampling per endpoint).
-pub const SCHEMA_VERSION: &str = "1.4";
+/// [`ApiEvent::bodies_sampled_out`] (body sampling per endpoint); 1.5 adds
+/// [`ApiEvent::tls_library`] and [`ApiEvent::process`] (TLS plaintext capture with uprobes,
+/// R-CAP-4, and the process that served it, R-CAP-5).
+pub const SCHEMA_VERSION: &str = "1.5";
 /// Major version this build reads.
 pub const SCHEMA_MAJOR: u32 = 1;
 
@@ -102,6 +104,27 @@ pub struct ApiEvent {
     /// application calling another API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_workload: Option<Arc<Workload>>,
+    /// (1.5) With `tls`: the TLS library whose calls the plaintext was read from, e.g.
+    /// `openssl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_library: Option<String>,
+    /// (1.5) The process on the sensor's host whose TLS calls carried the transaction (the
+    /// server's, or the client's when the client was traced); absent for cleartext capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Arc<Process>>,
+}
+
+/// (1.5) A process on the sensor's host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    /// Process id (thread group id) in the sensor's PID namespace.
+    pub pid: u32,
+    /// Path of the executable as `execve` was given it (or `/proc/<pid>/exe` for processes
+    /// running when the sensor started), at most 127 bytes; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    /// Command name (`comm`) of the thread that made the call, at most 15 bytes.
+    pub comm: String,
 }
 
 /// (1.4) The owner of a socket on the sensor's host (R-CAP-5), from the socket's cgroup v2
@@ -891,6 +914,14 @@ mod tests {
             e.bodies_sampled_out = i % 5 == 3;
             e.server_workload = (i % 3 != 2).then(|| Arc::new(workload(s, i)));
             e.client_workload = (i % 4 == 1).then(|| Arc::new(workload(s, i + 1)));
+            e.tls_library = (i % 3 == 0).then(|| s.clone());
+            e.process = (i % 2 == 1).then(|| {
+                Arc::new(Process {
+                    pid: i as u32,
+                    executable: (i % 4 == 1).then(|| s.clone()),
+                    comm: s.clone(),
+                })
+            });
             let mut fast = Vec::new();
             encode_event_into(&e, &mut fast);
             assert_eq!(

@@ -111,6 +111,8 @@ impl EventBuilder {
                 bodies_sampled_out: false,
                 server_workload: None,
                 client_workload: None,
+                tls_library: None,
+                process: None,
             },
             latency_us: DEFAULT_LATENCY_US,
         }

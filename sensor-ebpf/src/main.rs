@@ -1,6 +1,7 @@
 //! apitap kernel side: an XDP program (ingress) and a TC classifier (egress) that copy the TCP
 //! payload of packets on the configured ports into one ring buffer (R-CAP-1, R-CAP-2), and a
-//! cgroup egress program that records which cgroup owns each captured flow (R-CAP-5).
+//! cgroup egress program that records which cgroup owns each captured flow (R-CAP-5), and
+//! uprobes on the TLS library with socket tracepoints that capture HTTPS plaintext (R-CAP-4).
 //!
 //! Both programs are observers: they always let the packet through unchanged (`XDP_PASS`,
 //! `TC_ACT_UNSPEC` so later tcx programs still run). Every packet that should have been captured
@@ -13,6 +14,8 @@
 mod capture;
 #[cfg(target_arch = "bpf")]
 mod owner;
+#[cfg(target_arch = "bpf")]
+mod tls;
 
 /// The crate is only meaningful for the BPF target; a host build (`cargo check --workspace`)
 /// produces an empty binary.

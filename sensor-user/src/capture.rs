@@ -24,7 +24,8 @@ use aya::{
 use tracing::{debug, info, warn};
 
 use crate::attribution::cgroup;
-use crate::config::{AttributionSection, CaptureSection, XdpModeSetting};
+use crate::config::{AttributionSection, CaptureSection, TlsSection, XdpModeSetting};
+use crate::tls::TlsHandles;
 
 /// The kernel's record of flow owners (R-CAP-5), and the cgroup v2 mount its ids refer to.
 pub struct Owners {
@@ -38,6 +39,15 @@ pub struct Owners {
 static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/apitap-sensor-ebpf"));
 
+/// What [`Capture::attach`] returns: the programs, the capture ring, the flow owners' map
+/// (attribution on) and the TLS programs' maps (`[tls]` on).
+pub type Attachment = (
+    Capture,
+    RingBuf<MapData>,
+    Option<Owners>,
+    Option<TlsHandles>,
+);
+
 /// Loaded and attached programs.
 pub struct Capture {
     /// Keeps programs and links alive; dropping it detaches everything.
@@ -49,13 +59,24 @@ impl Capture {
     /// Loads the programs, writes the configuration maps and attaches to every interface, and
     /// (with `attribution.enabled`) the cgroup egress program to the cgroup v2 root. Returns
     /// the attached capture, its ring buffer of records and the flow owners' map.
+    ///
+    /// With `tls.enabled` it also attaches the TLS uprobes and tracepoints and returns their
+    /// maps (R-CAP-4); otherwise their ring is the smallest the kernel allows.
     pub fn attach(
         cfg: &CaptureSection,
         attribution: &AttributionSection,
-    ) -> anyhow::Result<(Capture, RingBuf<MapData>, Option<Owners>)> {
+        tls: &TlsSection,
+    ) -> anyhow::Result<Attachment> {
         raise_memlock();
+        // A page: the least a ring buffer may be.
+        let tls_ring = if tls.enabled {
+            tls.ring_buffer_bytes
+        } else {
+            4096
+        };
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_EVENTS, cfg.ring_buffer_bytes)
+            .map_max_entries(apitap_common::tls::MAP_TLS_EVENTS, tls_ring)
             .load(EBPF_OBJECT)
             .context("loading the eBPF object into the kernel (needs CAP_BPF and CAP_NET_ADMIN)")?;
 
@@ -168,6 +189,12 @@ impl Capture {
             None
         };
 
+        let tls = if tls.enabled {
+            Some(crate::tls::attach(&mut ebpf, tls)?)
+        } else {
+            None
+        };
+
         let ring = RingBuf::try_from(ebpf.take_map(MAP_EVENTS).context("map EVENTS missing")?)?;
         let counters = PerCpuArray::try_from(
             ebpf.take_map(MAP_COUNTERS)
@@ -180,6 +207,7 @@ impl Capture {
             },
             ring,
             owners,
+            tls,
         ))
     }
 
@@ -207,8 +235,9 @@ fn raise_memlock() {
     }
 }
 
-/// Fails unless the process can load BPF programs, with a message naming what is missing.
-pub fn check_privileges() -> anyhow::Result<()> {
+/// Fails unless the process can load BPF programs (and, with `tls`, attach uprobes and
+/// tracepoints), with a message naming what is missing.
+pub fn check_privileges(tls: bool) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -217,11 +246,17 @@ pub fn check_privileges() -> anyhow::Result<()> {
             .find_map(|l| l.strip_prefix("CapEff:"))
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .unwrap_or(0);
-        use crate::privilege::{CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN};
+        use crate::privilege::{CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN};
         let has = |cap: u32| eff & (1u64 << cap) != 0;
         if !has(CAP_NET_ADMIN) || !(has(CAP_BPF) || has(CAP_SYS_ADMIN)) {
             bail!(
                 "apitap-sensor needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN to attach XDP/TC programs"
+            );
+        }
+        // Uprobe perf events: CAP_PERFMON is refused (EACCES) on the kernels tested (6.18).
+        if tls && !(has(CAP_PERFMON) && has(CAP_SYS_ADMIN)) {
+            bail!(
+                "`tls.enabled`: apitap-sensor needs CAP_PERFMON and CAP_SYS_ADMIN at start to attach uprobes (dropped after attach)"
             );
         }
     }

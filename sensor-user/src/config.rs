@@ -41,6 +41,52 @@ pub struct Config {
     /// Which process, container and pod owns each connection (R-CAP-5).
     #[serde(default)]
     pub attribution: AttributionSection,
+    /// HTTPS plaintext from the TLS library (uprobes, R-CAP-4).
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+/// `[tls]`: plaintext of HTTPS connections, read from OpenSSL 3 (`libssl.so.3`) by uprobes on
+/// `SSL_read`, `SSL_read_ex`, `SSL_write`, `SSL_write_ex` and `SSL_free`, decoded by the same
+/// HTTP decoder as cleartext capture (R-CAP-4). Events carry `tls: true`, the library and the
+/// process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// Capture TLS plaintext (default false). Needs CAP_PERFMON and CAP_SYS_ADMIN besides the
+    /// capture capabilities (uprobes and raw tracepoints) at start, dropped after attach; a kernel with BTF
+    /// (`/sys/kernel/btf/vmlinux`) and 6.3 or later.
+    pub enabled: bool,
+    /// Command names (`comm`: the executable's file name, cut to 15 bytes) of the processes to
+    /// trace, e.g. `["nginx"]`; matched in the kernel, so other processes calling the library
+    /// cost one map lookup per call. Empty: every process that uses the libraries.
+    pub processes: Vec<String>,
+    /// Paths of the `libssl.so.3` files to probe. Empty (default): the standard library
+    /// directories and every `libssl.so.3` mapped by a running process at start (through
+    /// `/proc/<pid>/root`, so containers' own copies too). A probe is on the file (inode):
+    /// every process that maps it later is covered without attaching again.
+    pub libraries: Vec<PathBuf>,
+    /// Size of the TLS plaintext ring buffer in bytes (power of two, at least 65536).
+    pub ring_buffer_bytes: u32,
+    /// TLS connections decoded at once at most (1..=1048576); beyond it the least recently
+    /// used is closed (counted in `apitap_tls_connections_evicted_total`).
+    pub max_connections: usize,
+    /// A TLS connection without plaintext for this long is closed (its pending transactions
+    /// reported); the library's free call normally closes it first.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            enabled: false,
+            processes: Vec::new(),
+            libraries: Vec::new(),
+            ring_buffer_bytes: 8 * 1024 * 1024,
+            max_connections: 16_384,
+            idle_timeout_secs: 300,
+        }
+    }
 }
 
 /// `[attribution]`: the owner of each connection's local socket (R-CAP-5), recorded in the
@@ -450,12 +496,54 @@ impl Config {
         if c.ports.contains(&0) {
             return Err(invalid("capture.ports", "port 0 is not a TCP port"));
         }
+        self.validate_tls()?;
         let k = &self.attribution.kubernetes;
         if k.mode == KubernetesMode::On && k.node().is_none() {
             return Err(invalid(
                 "attribution.kubernetes.node_name",
                 "unset and $NODE_NAME is empty: the node's pods cannot be selected",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let t = &self.tls;
+        if !t.ring_buffer_bytes.is_power_of_two() || t.ring_buffer_bytes < 64 * 1024 {
+            return Err(invalid(
+                "tls.ring_buffer_bytes",
+                "must be a power of two of at least 65536",
+            ));
+        }
+        if !(1..=1 << 20).contains(&t.max_connections) {
+            return Err(invalid("tls.max_connections", "must be 1..=1048576"));
+        }
+        if t.idle_timeout_secs == 0 {
+            return Err(invalid("tls.idle_timeout_secs", "must be greater than 0"));
+        }
+        if t.processes.len() > apitap_common::tls::MAX_TLS_COMMS as usize {
+            return Err(invalid(
+                "tls.processes",
+                format!("at most {} names", apitap_common::tls::MAX_TLS_COMMS),
+            ));
+        }
+        for p in &t.processes {
+            if p.is_empty() || p.len() > 15 || p.contains(['/', '\0']) {
+                return Err(invalid(
+                    "tls.processes",
+                    format!(
+                        "{p:?} is not a command name (1 to 15 bytes, no '/': the file name, not the path)"
+                    ),
+                ));
+            }
+        }
+        for l in &t.libraries {
+            if !l.is_absolute() {
+                return Err(invalid(
+                    "tls.libraries",
+                    format!("{} is not an absolute path", l.display()),
+                ));
+            }
         }
         Ok(())
     }
@@ -683,6 +771,22 @@ mod tests {
             (
                 "[capture]\ninterfaces = [\"e\"]\n[sink]\nkind = \"file\"\n",
                 "sink.path",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[tls]\nprocesses = [\"/usr/sbin/nginx\"]\n",
+                "tls.processes",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[tls]\nlibraries = [\"libssl.so.3\"]\n",
+                "tls.libraries",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[tls]\nring_buffer_bytes = 1000\n",
+                "tls.ring_buffer_bytes",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[tls]\nmax_connections = 0\n",
+                "tls.max_connections",
             ),
             ("[capture]\ninterfaces = [\"a/b\"]\n", "capture.interfaces"),
             (

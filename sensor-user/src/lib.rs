@@ -20,3 +20,4 @@ pub mod record;
 pub mod replay;
 pub mod sampling;
 pub mod sink;
+pub mod tls;

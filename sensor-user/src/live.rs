@@ -23,6 +23,7 @@ use crate::minimise::Minimiser;
 use crate::privilege;
 use crate::record;
 use crate::sink::Sink;
+use crate::tls::{KernelExes, TlsDecoder, TlsHandles, TlsOwner};
 
 /// Records handled per wake-up before yielding to timers and signals.
 const BATCH_RECORDS: usize = 16_384;
@@ -45,8 +46,17 @@ pub fn host_name() -> String {
 type KernelAttributor =
     Attributor<aya::maps::HashMap<MapData, apitap_common::FlowKey, apitap_common::FlowOwner>>;
 
+/// The TLS side of the pipeline (R-CAP-4): its decoder and the kernel maps it reads.
+struct TlsPipe {
+    decoder: TlsDecoder,
+    counters: aya::maps::PerCpuArray<MapData, u64>,
+    exes: aya::maps::HashMap<MapData, u32, apitap_common::tls::TlsExe>,
+    events: Vec<(ApiEvent, TlsOwner)>,
+}
+
 struct Pipeline {
     reasm: Reassembler,
+    tls: Option<TlsPipe>,
     attributor: Option<KernelAttributor>,
     minimiser: Minimiser,
     sink: Sink,
@@ -66,7 +76,50 @@ impl Pipeline {
             let e = self.minimiser.apply(e);
             self.sink.write(&e)?;
         }
+        if let Some(t) = &mut self.tls {
+            for (mut e, owner) in t.events.drain(..) {
+                if let Some(a) = &mut self.attributor {
+                    a.attribute_known(&mut e, owner.owner, owner.server);
+                }
+                let e = self.minimiser.apply(e);
+                self.sink.write(&e)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Takes up to `max` records from the TLS ring into the TLS decoder; returns how many
+    /// and whether the ring ran empty.
+    fn drain_tls_ring(
+        &mut self,
+        rb: &mut RingBuf<MapData>,
+        offset_ns: i128,
+        max: usize,
+    ) -> anyhow::Result<(usize, bool)> {
+        let mut n = 0;
+        let mut exhausted = false;
+        while n < max {
+            let Some(t) = &mut self.tls else {
+                return Ok((0, true));
+            };
+            let Some(item) = rb.next() else {
+                exhausted = true;
+                break;
+            };
+            n += 1;
+            match crate::tls::decoder::parse(&item) {
+                Ok(rec) => {
+                    let mut exes = KernelExes(&t.exes);
+                    t.decoder.record(&rec, offset_ns, &mut exes, &mut t.events);
+                }
+                Err(_) => t.decoder.bad_record(),
+            }
+            drop(item);
+            if t.events.len() >= MAX_QUEUED_EVENTS {
+                self.drain_events()?;
+            }
+        }
+        Ok((n, exhausted))
     }
 
     /// Decodes one segment; hands the events to the sink once [`MAX_QUEUED_EVENTS`] wait.
@@ -122,7 +175,27 @@ impl Pipeline {
             payload: self.minimiser.stats.clone(),
             payload_mode: self.minimiser.mode(),
             attribution: self.attributor.as_ref().map(Attributor::stats),
+            tls: self.tls.as_ref().map(|t| crate::metrics::TlsSnapshot {
+                kernel: crate::tls::counters(&t.counters).unwrap_or_else(|e| {
+                    warn!(error = %e, "reading TLS kernel counters failed");
+                    Default::default()
+                }),
+                stats: t.decoder.tls_stats(),
+                decode: t.decoder.stats().clone(),
+                connections: t.decoder.connections(),
+                held_bytes: t.decoder.held_bytes(),
+            }),
         }
+    }
+}
+
+/// Readiness of the TLS ring, or never when TLS capture is off.
+async fn tls_readable(
+    ring: &mut Option<AsyncFd<RingBuf<MapData>>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, RingBuf<MapData>>> {
+    match ring {
+        Some(r) => r.readable_mut().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -141,6 +214,7 @@ pub struct Attached {
     capture: Capture,
     ring: RingBuf<MapData>,
     owners: Option<Owners>,
+    tls: Option<TlsHandles>,
 }
 
 /// Loads and attaches the programs, then drops every capability the kernel does not need the
@@ -148,8 +222,8 @@ pub struct Attached {
 /// one thread: before the sink, the metrics server or anything else starts threads.
 pub fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     cfg.validate()?;
-    check_privileges()?;
-    let (capture, ring, owners) = Capture::attach(&cfg.capture, &cfg.attribution)?;
+    check_privileges(cfg.tls.enabled)?;
+    let (capture, ring, owners, tls) = Capture::attach(&cfg.capture, &cfg.attribution, &cfg.tls)?;
     // Unknown kernel version: assume the oldest behaviour (keep what old kernels need).
     let kernel = aya::util::KernelVersion::current()
         .unwrap_or_else(|_| aya::util::KernelVersion::new(0, 0, 0));
@@ -165,6 +239,7 @@ pub fn attach(cfg: &Config) -> anyhow::Result<Attached> {
         capture,
         ring,
         owners,
+        tls,
     })
 }
 
@@ -184,6 +259,7 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
         capture,
         ring,
         owners,
+        tls,
     } = attached;
     let sensor = sensor_info(&cfg);
     let attributor = match owners {
@@ -235,8 +311,36 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("registering the ring buffer with the runtime: {e}"))?;
     let snap_len = cfg.capture.snap_len_bytes;
+    let (tls, mut tls_ring) = match tls {
+        Some(TlsHandles {
+            ring,
+            counters,
+            exes,
+            libraries,
+        }) => {
+            // SAFETY: as for the capture ring above.
+            let ring =
+                unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+                    .map_err(|e| anyhow::anyhow!("registering the TLS ring buffer: {e}"))?;
+            let pipe = TlsPipe {
+                decoder: TlsDecoder::new(
+                    sensor.clone(),
+                    cfg.reassembly().session,
+                    libraries,
+                    cfg.tls.max_connections,
+                    cfg.tls.idle_timeout_secs,
+                ),
+                counters,
+                exes,
+                events: Vec::new(),
+            };
+            (Some(pipe), Some(ring))
+        }
+        None => (None, None),
+    };
     let mut p = Pipeline {
         reasm: Reassembler::new(cfg.reassembly(), sensor),
+        tls,
         attributor,
         minimiser,
         sink,
@@ -273,9 +377,22 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
                 p.drain_events()?;
                 p.sink.flush()?;
             }
+            guard = tls_readable(&mut tls_ring) => {
+                let mut guard = guard.context("waiting on the TLS ring buffer")?;
+                let (_, exhausted) =
+                    p.drain_tls_ring(guard.get_inner_mut(), clock.offset_ns(), BATCH_RECORDS)?;
+                if exhausted {
+                    guard.clear_ready();
+                }
+                p.drain_events()?;
+                p.sink.flush()?;
+            }
             // Below `capture.wakeup_bytes` the kernel does not wake us: drain on a timer.
             _ = poll.tick() => {
-                let (n, _) = p.drain_ring(ring.get_mut(), clock.offset_ns(), snap_len, BATCH_RECORDS)?;
+                let (mut n, _) = p.drain_ring(ring.get_mut(), clock.offset_ns(), snap_len, BATCH_RECORDS)?;
+                if let Some(r) = &mut tls_ring {
+                    n += p.drain_tls_ring(r.get_mut(), clock.offset_ns(), BATCH_RECORDS)?.0;
+                }
                 // An idle host pays this tick 1000 / poll_interval_ms times a second: nothing
                 // read, nothing to encode or flush.
                 if n > 0 {
@@ -287,6 +404,9 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
             _ = tick.tick() => {
                 clock.refresh();
                 p.reasm.tick(clock.now_us(), &mut p.events);
+                if let Some(t) = &mut p.tls {
+                    t.decoder.tick(clock.now_us(), &mut t.events);
+                }
                 p.drain_events()?;
                 p.sink.flush()?;
                 shared.publish(p.snapshot(&capture));
@@ -298,7 +418,13 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
 
     // Shutdown: take what the kernel already queued, then report every open transaction.
     p.drain_ring(ring.get_mut(), clock.offset_ns(), snap_len, usize::MAX)?;
+    if let Some(r) = &mut tls_ring {
+        p.drain_tls_ring(r.get_mut(), clock.offset_ns(), usize::MAX)?;
+    }
     p.reasm.finish(&mut p.events);
+    if let Some(t) = &mut p.tls {
+        t.decoder.finish(clock.now_us(), &mut t.events);
+    }
     p.drain_events()?;
     p.sink.close()?;
     let snap = p.snapshot(&capture);
@@ -334,6 +460,7 @@ mod tests {
         cfg.sink.path = Some(path.clone());
         let mut p = Pipeline {
             reasm: Reassembler::new(cfg.reassembly(), sensor_info(&cfg)),
+            tls: None,
             attributor: None,
             minimiser: Minimiser::from_config(&cfg.payload).unwrap(),
             sink: Sink::open(&cfg.sink).unwrap(),

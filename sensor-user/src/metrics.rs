@@ -23,6 +23,8 @@ use tokio::net::TcpListener;
 use crate::attribution::AttributionStats;
 use crate::config::ConfigError;
 use crate::minimise::PayloadStats;
+use crate::tls::TlsStats;
+use apitap_common::tls::TlsCounter;
 
 /// Everything the agent counts, as of the last refresh.
 #[derive(Debug, Default, Clone)]
@@ -54,6 +56,132 @@ pub struct Snapshot {
     pub payload_mode: PayloadMode,
     /// Attribution counters (`apitap_attribution_*`, `apitap_kubernetes_*`), when it is on.
     pub attribution: Option<AttributionStats>,
+    /// TLS plaintext capture (`apitap_tls_*`), when `[tls]` is on.
+    pub tls: Option<TlsSnapshot>,
+}
+
+/// TLS capture's counters (R-CAP-4).
+#[derive(Debug, Default, Clone)]
+pub struct TlsSnapshot {
+    /// Kernel counters indexed like [`TlsCounter::ALL`].
+    pub kernel: [u64; TlsCounter::COUNT as usize],
+    /// The agent's TLS decoder counters.
+    pub stats: TlsStats,
+    /// Decoder counters of the TLS sessions.
+    pub decode: Stats,
+    /// TLS connections open now.
+    pub connections: usize,
+    /// Bytes the TLS sessions hold now.
+    pub held_bytes: usize,
+}
+
+fn tls_kernel_help(c: TlsCounter) -> &'static str {
+    match c {
+        TlsCounter::Calls => "TLS read/write calls of selected processes that returned plaintext.",
+        TlsCounter::Records => "Records the TLS probes wrote to the TLS ring buffer.",
+        TlsCounter::Bytes => "Plaintext bytes the TLS probes wrote to the TLS ring buffer.",
+        TlsCounter::NoSocket => {
+            "TLS calls whose socket was not seen (their events carry 0.0.0.0:0 endpoints)."
+        }
+        TlsCounter::Closes => "TLS connections whose end (SSL_free) was reported.",
+        TlsCounter::RingFull
+        | TlsCounter::ReadFailed
+        | TlsCounter::TooLong
+        | TlsCounter::NoEntry
+        | TlsCounter::TailCallFailed => {
+            "TLS calls whose plaintext the probes lost in whole or in part, by cause."
+        }
+    }
+}
+
+fn render_tls(out: &mut Exposition, t: &TlsSnapshot) {
+    for c in TlsCounter::ALL {
+        let v = t.kernel[c as usize];
+        if c.is_drop() {
+            out.family(
+                "apitap_tls_kernel_lost_calls_total",
+                Kind::Counter,
+                tls_kernel_help(c),
+            )
+            .sample(&[("cause", c.name())], v);
+        } else {
+            out.counter(
+                &format!("apitap_tls_kernel_{}_total", c.name()),
+                tls_kernel_help(c),
+                v,
+            );
+        }
+    }
+    let s = &t.stats;
+    for (name, help, v) in [
+        ("records", "TLS ring records read by the sensor.", s.records),
+        (
+            "bad_records",
+            "TLS ring records the sensor could not parse.",
+            s.bad_records,
+        ),
+        (
+            "plaintext_bytes",
+            "TLS plaintext bytes decoded.",
+            s.plaintext_bytes,
+        ),
+        ("connections", "TLS connections opened.", s.connections),
+        (
+            "connections_closed",
+            "TLS connections closed by the library's free call.",
+            s.connections_closed,
+        ),
+        (
+            "connections_idle",
+            "TLS connections closed after tls.idle_timeout_secs without plaintext.",
+            s.connections_idle,
+        ),
+        (
+            "connections_evicted",
+            "TLS connections closed because tls.max_connections were open.",
+            s.connections_evicted,
+        ),
+        (
+            "role_from_content",
+            "TLS connections whose socket's establishment was not seen; role taken from the first bytes.",
+            s.role_from_content,
+        ),
+        (
+            "unknown_endpoints",
+            "TLS connections whose socket was not seen (events carry 0.0.0.0:0).",
+            s.unknown_endpoints,
+        ),
+        (
+            "gaps",
+            "Gaps in TLS plaintext streams (bytes the probes lost).",
+            s.gaps,
+        ),
+        (
+            "gap_bytes",
+            "Bytes in gaps of TLS plaintext streams.",
+            s.gap_bytes,
+        ),
+        (
+            "restarts",
+            "TLS connection objects reused without their free being seen.",
+            s.restarts,
+        ),
+    ] {
+        out.counter(&format!("apitap_tls_{name}_total"), help, v);
+    }
+    for (name, help, v) in t.decode.described() {
+        out.counter(&format!("apitap_tls_decode_{name}_total"), help, v);
+    }
+    out.gauge(
+        "apitap_tls_open_connections",
+        "TLS connections decoded now.",
+        t.connections as u64,
+    );
+    out.gauge(
+        "apitap_tls_held_bytes",
+        "Bytes held by the TLS sessions now.",
+        t.held_bytes as u64,
+    );
 }
 
 fn render_attribution(out: &mut Exposition, a: &AttributionStats) {
@@ -251,6 +379,9 @@ impl Snapshot {
         }
         if let Some(a) = &self.attribution {
             render_attribution(out, a);
+        }
+        if let Some(t) = &self.tls {
+            render_tls(out, t);
         }
         if let Some(bus) = &self.bus {
             bus.render(out);
@@ -481,9 +612,13 @@ mod tests {
     fn every_family_once_with_help_and_type_named_by_the_house_rule() {
         let mut s = Snapshot {
             bus: Some(std::sync::Arc::new(apitap_bus::BusMetrics::default())),
+            tls: Some(TlsSnapshot::default()),
             ..Snapshot::default()
         };
         s.kernel[Counter::IpFragment as usize] = 1;
+        if let Some(t) = &mut s.tls {
+            t.kernel[TlsCounter::RingFull as usize] = 2;
+        }
         s.payload.findings.insert("prc_id", 3);
         let mut out = Exposition::new();
         s.render_into(&mut out);
@@ -503,6 +638,8 @@ mod tests {
             "# HELP apitap_decode_segments_total TCP segments handed to the reassembler.\n"
         ));
         assert!(text.contains("apitap_kernel_dropped_packets_total{cause=\"ip_fragment\"} 1\n"));
+        assert!(text.contains("apitap_tls_kernel_lost_calls_total{cause=\"ring_full\"} 2\n"));
+        assert!(text.contains("# TYPE apitap_tls_open_connections gauge\n"));
         assert!(text.contains("# TYPE apitap_decode_connections gauge\n"));
     }
 }

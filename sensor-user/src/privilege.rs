@@ -11,6 +11,15 @@
 //! check afterwards reads every thread's sets from `/proc/self/task` and fails if any thread
 //! kept one. `no_new_privs` and an empty bounding set make sure no `execve` gets them back.
 //!
+//! TLS capture (`[tls]`) needs CAP_PERFMON besides, to load the uprobe and raw tracepoint
+//! programs, and CAP_SYS_ADMIN to open the uprobe perf events (the kernel tested, 6.18,
+//! refuses them with CAP_PERFMON alone); both only at start. The uprobes are attached to the library *files* (inodes), so a process started
+//! later that maps a probed file is traced with no new attach, and nothing is kept after
+//! start either. The trade-off: a library file first seen after start (a new container image
+//! with its own `libssl.so.3`) is not probed until the sensor restarts; keeping CAP_BPF and
+//! CAP_PERFMON to attach later would let a compromised sensor load tracing programs, which
+//! read any process's memory.
+//!
 //! Older kernels still need two capabilities after attach, and keep exactly those: before 6.5
 //! every `bpf()` call (reading the drop counters) needs CAP_BPF, and before 6.6 the TC filter
 //! is detached over netlink, which needs CAP_NET_ADMIN.
@@ -22,6 +31,8 @@ use thiserror::Error;
 pub const CAP_NET_ADMIN: u32 = 12;
 /// CAP_SYS_ADMIN.
 pub const CAP_SYS_ADMIN: u32 = 21;
+/// CAP_PERFMON (uprobes and tracepoints, `[tls]`).
+pub const CAP_PERFMON: u32 = 38;
 /// CAP_BPF.
 pub const CAP_BPF: u32 = 39;
 

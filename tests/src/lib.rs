@@ -491,6 +491,19 @@ impl Nginx {
         ready_path: &str,
         cgroup: Option<&Cgroup>,
     ) -> anyhow::Result<Nginx> {
+        let ready = format!("http://{SERVER_IP}:{SERVER_PORT}{ready_path}");
+        Self::start_conf_ready(ns, dir, conf, &ready, cgroup)
+    }
+
+    /// [`Nginx::start_conf_in`], ready when `ready_url` (fetched with `curl -k` inside `ns`)
+    /// answers 2xx: for servers on other addresses or ports, and HTTPS ones.
+    pub fn start_conf_ready(
+        ns: &Netns,
+        dir: &Path,
+        conf: &str,
+        ready_url: &str,
+        cgroup: Option<&Cgroup>,
+    ) -> anyhow::Result<Nginx> {
         std::fs::create_dir_all(dir.join("tmp"))?;
         let d = dir.display();
         let conf_path = dir.join("nginx.conf");
@@ -513,16 +526,7 @@ impl Nginx {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let probe = ns
-                .cmd(
-                    "curl",
-                    &[
-                        "-s",
-                        "-o",
-                        "/dev/null",
-                        "-f",
-                        &format!("http://{SERVER_IP}:{SERVER_PORT}{ready_path}"),
-                    ],
-                )
+                .cmd("curl", &["-s", "-k", "-o", "/dev/null", "-f", ready_url])
                 .status();
             if probe.is_ok_and(|s| s.success()) {
                 break;
@@ -549,6 +553,24 @@ impl Nginx {
             .stderr(Stdio::null())
             .status();
         Ok(nginx)
+    }
+
+    /// Process ids of the master (from `<dir>/nginx.pid`) and its workers.
+    pub fn pids(&self) -> anyhow::Result<Vec<u32>> {
+        let master: u32 = std::fs::read_to_string(self.dir.join("nginx.pid"))?
+            .trim()
+            .parse()
+            .context("nginx.pid")?;
+        let mut pids = vec![master];
+        for task in std::fs::read_dir(format!("/proc/{master}/task"))? {
+            let children = std::fs::read_to_string(task?.path().join("children"))?;
+            pids.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        Ok(pids)
     }
 
     /// Parsed access-log lines: method, uri, status, request length, body bytes sent.

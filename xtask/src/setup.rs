@@ -17,6 +17,8 @@ const DEBIAN: &[(&str, &str)] = &[
     ("systemd-analyze", "systemd"),
     // The demo's attack tool; `cargo xtask test` ends with `demo --check`.
     ("ffuf", "ffuf"),
+    // tests/tests/live_tls.rs makes its server certificate (nginx-light pulls libssl3).
+    ("openssl", "openssl"),
 ];
 /// What `cargo xtask image` copies into the images (the first entry) and what
 /// tests/tests/deploy_image.rs checks them with: chroot, ldd, and two OCI tools independent of

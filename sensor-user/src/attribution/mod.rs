@@ -170,6 +170,25 @@ impl<S: OwnerSource> Attributor<S> {
         e.client_workload = client.flatten();
     }
 
+    /// Sets the workload of the one side of `e` whose owner is known without the owner map:
+    /// the traced process of TLS capture (its cgroup and uid from the probe), on the server
+    /// side when `server`, else on the client side.
+    pub fn attribute_known(&mut self, e: &mut ApiEvent, owner: FlowOwner, server: bool) {
+        let w = self.workload(owner);
+        if w.is_some() {
+            if server {
+                self.stats.server_attributed += 1;
+            } else {
+                self.stats.client_attributed += 1;
+            }
+        }
+        if server {
+            e.server_workload = w;
+        } else {
+            e.client_workload = w;
+        }
+    }
+
     fn workload(&mut self, o: FlowOwner) -> Option<Arc<Workload>> {
         let generation = self.pods.as_ref().map_or(0, PodIndex::generation);
         let key = (o.cgroup_id, o.uid);

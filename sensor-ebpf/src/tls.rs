@@ -1,0 +1,799 @@
+//! TLS plaintext capture (R-CAP-4): uprobes on OpenSSL's `SSL_read`, `SSL_read_ex`,
+//! `SSL_write`, `SSL_write_ex` and `SSL_free`, and tracepoints that tell which TCP connection a
+//! call used, without kprobes.
+//!
+//! - The entry probe of a read or write call remembers, per thread, the `SSL *`, the buffer
+//!   and (for the `_ex` forms) where the length will be returned.
+//! - The raw tracepoints `sock_send_length` / `sock_recv_length` fire inside the socket I/O the
+//!   library does during the call, on the same thread: they bind the `SSL *` to the socket.
+//!   A call served from the library's buffer (no socket I/O) uses the binding of an earlier
+//!   call on the same `SSL *`.
+//! - The raw tracepoint `inet_sock_set_state` records each TCP socket's 4-tuple when it is
+//!   established, and its role: SYN_SENT → ESTABLISHED is the connecting side, SYN_RECV →
+//!   ESTABLISHED the accepting side. Fields are read at offsets the agent took from the
+//!   kernel's BTF; raw tracepoints need no tracefs.
+//! - The return probe copies the plaintext the call returned out of the process's memory into
+//!   ring records of at most 16 KiB, continuing by tail calls for long calls; each record
+//!   carries its offset in the direction's plaintext stream, so the agent sees any loss.
+//! - `SSL_free` reports the connection's end.
+//! - Raw tracepoints `sched_process_exec`/`sched_process_fork` keep the executable of each
+//!   selected process.
+//!
+//! Processes are selected by command name in [`TLS_COMMS`] (or all of them). The probes only
+//! read the traced process's memory: its behaviour is never changed. Every call whose
+//! plaintext could not be captured, or only in part, bumps a counter named after its cause.
+
+use apitap_common::{
+    FAMILY_IPV4, FAMILY_IPV6,
+    tls::{
+        EXE_BYTES, MAX_TLS_COMMS, MAX_TLS_EXES, MAX_TLS_INFLIGHT, MAX_TLS_SOCKETS, TLS_CHUNK_BYTES,
+        TLS_CHUNKS_PER_RUN, TLS_HEADER_BYTES, TLS_RUNS_PER_CALL, TLS_SMALL_CHUNK_BYTES, TlsConfig,
+        TlsCounter, TlsExe, TlsHeader, TlsKind, TlsRecord, TlsSmallRecord, TlsSocket, role,
+        tls_flags,
+    },
+};
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str_bytes,
+        generated::{
+            bpf_get_attach_cookie, bpf_get_current_cgroup_id, bpf_get_current_uid_gid,
+            bpf_ktime_get_ns, bpf_probe_read_user,
+        },
+    },
+    macros::{map, raw_tracepoint, uprobe, uretprobe},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+    programs::{ProbeContext, RawTracePointContext, RetProbeContext},
+};
+
+/// Default ring size; the agent overrides it from `tls.ring_buffer_bytes`.
+#[map]
+static TLS_EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+#[map]
+static TLS_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TlsCounter::COUNT, 0);
+
+#[map]
+static TLS_CONFIG: Array<TlsConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+static TLS_COMMS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(MAX_TLS_COMMS, 0);
+
+#[map]
+static TLS_EXES: LruHashMap<u32, TlsExe> = LruHashMap::with_max_entries(MAX_TLS_EXES, 0);
+
+#[map]
+static TLS_SOCKETS: LruHashMap<u64, TlsSocket> = LruHashMap::with_max_entries(MAX_TLS_SOCKETS, 0);
+
+/// `(tgid, SSL *)` → what the probes know of that TLS connection.
+#[map]
+static TLS_CONNS: LruHashMap<ConnKey, ConnState> = LruHashMap::with_max_entries(MAX_TLS_SOCKETS, 0);
+
+/// Thread (`pid_tgid`) → the call it is inside.
+#[map]
+static TLS_INFLIGHT: LruHashMap<u64, InFlight> = LruHashMap::with_max_entries(MAX_TLS_INFLIGHT, 0);
+
+/// Slot 0: [`apitap_tls_continue`], tail-called to copy the rest of a long call.
+#[map]
+static TLS_TAIL: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ConnKey {
+    ssl: u64,
+    tgid: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ConnState {
+    sock: u64,
+    /// Plaintext bytes seen so far per direction ([`TlsKind`] Read = 0, Write = 1).
+    offsets: [u64; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct InFlight {
+    ssl: u64,
+    buf: u64,
+    /// `size_t *` the `_ex` forms return the length through; 0 for the plain forms.
+    len_ptr: u64,
+    sock: u64,
+    stream_offset: u64,
+    /// Bytes the call returned (set by the return probe).
+    len: u32,
+    /// Bytes copied so far.
+    done: u32,
+    runs: u32,
+    kind: u8,
+    library: u8,
+    _pad: [u8; 2],
+}
+
+/// Why a call was not captured, or only partly; each maps to one counter.
+#[derive(Clone, Copy)]
+enum Loss {
+    RingFull,
+    ReadFailed,
+    NoEntry,
+}
+
+impl Loss {
+    #[inline(always)]
+    fn counter(self) -> TlsCounter {
+        match self {
+            Loss::RingFull => TlsCounter::RingFull,
+            Loss::ReadFailed => TlsCounter::ReadFailed,
+            Loss::NoEntry => TlsCounter::NoEntry,
+        }
+    }
+}
+
+/// Not selected, disabled or nothing to do: no counter.
+struct Skip;
+
+#[inline(always)]
+fn bump(counter: TlsCounter, by: u64) {
+    if let Some(slot) = TLS_COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot; the program does not migrate while it runs.
+        unsafe { *slot += by };
+    }
+}
+
+#[inline(always)]
+fn enabled() -> Option<u32> {
+    let cfg = TLS_CONFIG.get(0)?;
+    (cfg.flags & tls_flags::ENABLED != 0).then_some(cfg.flags)
+}
+
+/// Whether the current process is one the configuration selects.
+#[inline(always)]
+fn selected() -> bool {
+    let Some(flags) = enabled() else {
+        return false;
+    };
+    if flags & tls_flags::ALL_PROCESSES != 0 {
+        return true;
+    }
+    let Ok(comm) = bpf_get_current_comm() else {
+        return false;
+    };
+    comm_selected(&comm)
+}
+
+#[inline(always)]
+fn comm_selected(comm: &[u8; 16]) -> bool {
+    // SAFETY: plain lookup; the value is not kept.
+    unsafe { TLS_COMMS.get(comm).is_some() }
+}
+
+#[uprobe]
+pub fn apitap_ssl_read_entry(ctx: ProbeContext) -> u32 {
+    let _ = enter(&ctx, TlsKind::Read, false);
+    0
+}
+
+#[uprobe]
+pub fn apitap_ssl_read_ex_entry(ctx: ProbeContext) -> u32 {
+    let _ = enter(&ctx, TlsKind::Read, true);
+    0
+}
+
+#[uprobe]
+pub fn apitap_ssl_write_entry(ctx: ProbeContext) -> u32 {
+    let _ = enter(&ctx, TlsKind::Write, false);
+    0
+}
+
+#[uprobe]
+pub fn apitap_ssl_write_ex_entry(ctx: ProbeContext) -> u32 {
+    let _ = enter(&ctx, TlsKind::Write, true);
+    0
+}
+
+#[inline(always)]
+fn enter(ctx: &ProbeContext, kind: TlsKind, ex: bool) -> Result<(), Skip> {
+    if !selected() {
+        return Err(Skip);
+    }
+    let ssl: u64 = ctx.arg(0).ok_or(Skip)?;
+    let buf: u64 = ctx.arg(1).ok_or(Skip)?;
+    let len_ptr: u64 = if ex { ctx.arg(3).ok_or(Skip)? } else { 0 };
+    let id = bpf_get_current_pid_tgid();
+    let key = ConnKey {
+        ssl,
+        tgid: (id >> 32) as u32,
+        _pad: 0,
+    };
+    // SAFETY: plain lookup, the value is copied.
+    let sock = unsafe { TLS_CONNS.get(&key) }.map_or(0, |c| c.sock);
+    // SAFETY: the cookie helper takes the program's own context.
+    let library = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u8;
+    let entry = InFlight {
+        ssl,
+        buf,
+        len_ptr,
+        sock,
+        stream_offset: 0,
+        len: 0,
+        done: 0,
+        runs: 0,
+        kind: kind as u8,
+        library,
+        _pad: [0; 2],
+    };
+    let _ = TLS_INFLIGHT.insert(&id, &entry, 0);
+    Ok(())
+}
+
+/// [`InFlight::kind`] of a handshake call (no plaintext; only binds the socket).
+const KIND_HANDSHAKE: u8 = 3;
+
+/// `SSL_do_handshake`, `SSL_accept`, `SSL_connect`: the socket I/O of the handshake binds the
+/// `SSL *` to its socket before any plaintext, so the first read, which OpenSSL may serve
+/// from bytes the handshake already received, has its connection.
+#[uprobe]
+pub fn apitap_ssl_handshake_entry(ctx: ProbeContext) -> u32 {
+    let _ = try_handshake_entry(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_handshake_entry(ctx: &ProbeContext) -> Result<(), Skip> {
+    if !selected() {
+        return Err(Skip);
+    }
+    let id = bpf_get_current_pid_tgid();
+    // SSL_connect and SSL_accept call SSL_do_handshake: keep the outer entry.
+    // SAFETY: plain lookup.
+    if unsafe { TLS_INFLIGHT.get(&id) }.is_some_and(|e| e.kind == KIND_HANDSHAKE) {
+        return Ok(());
+    }
+    let ssl: u64 = ctx.arg(0).ok_or(Skip)?;
+    let key = ConnKey {
+        ssl,
+        tgid: (id >> 32) as u32,
+        _pad: 0,
+    };
+    // SAFETY: plain lookup, the value is copied.
+    let sock = unsafe { TLS_CONNS.get(&key) }.map_or(0, |c| c.sock);
+    let entry = InFlight {
+        ssl,
+        buf: 0,
+        len_ptr: 0,
+        sock,
+        stream_offset: 0,
+        len: 0,
+        done: 0,
+        runs: 0,
+        kind: KIND_HANDSHAKE,
+        library: 0,
+        _pad: [0; 2],
+    };
+    let _ = TLS_INFLIGHT.insert(&id, &entry, 0);
+    Ok(())
+}
+
+#[uretprobe]
+pub fn apitap_ssl_handshake_return(_ctx: RetProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: plain lookup.
+    if unsafe { TLS_INFLIGHT.get(&id) }.is_some_and(|e| e.kind == KIND_HANDSHAKE) {
+        let _ = TLS_INFLIGHT.remove(&id);
+    }
+    0
+}
+
+/// The socket I/O inside a traced call names the connection.
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn apitap_sock_send(ctx: RawTracePointContext) -> i32 {
+    bind_socket(&ctx);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn apitap_sock_recv(ctx: RawTracePointContext) -> i32 {
+    bind_socket(&ctx);
+    0
+}
+
+#[inline(always)]
+fn bind_socket(ctx: &RawTracePointContext) {
+    let id = bpf_get_current_pid_tgid();
+    let Some(entry) = TLS_INFLIGHT.get_ptr_mut(&id) else {
+        return;
+    };
+    // TP_PROTO(struct sock *sk, int ret, int flags): the pointer is only used as a key.
+    let sk: u64 = ctx.arg(0);
+    // SAFETY: map value of this thread's entry; only this thread touches it.
+    let entry = unsafe { &mut *entry };
+    if entry.sock == sk {
+        return;
+    }
+    entry.sock = sk;
+    let key = ConnKey {
+        ssl: entry.ssl,
+        tgid: (id >> 32) as u32,
+        _pad: 0,
+    };
+    match TLS_CONNS.get_ptr_mut(&key) {
+        // SAFETY: map value; a TLS connection is used by one thread at a time.
+        Some(c) => unsafe { (*c).sock = sk },
+        None => {
+            let _ = TLS_CONNS.insert(
+                &key,
+                &ConnState {
+                    sock: sk,
+                    offsets: [0; 2],
+                },
+                0,
+            );
+        }
+    }
+}
+
+#[uretprobe]
+pub fn apitap_ssl_read_return(ctx: RetProbeContext) -> u32 {
+    returned(&ctx);
+    0
+}
+
+#[uretprobe]
+pub fn apitap_ssl_write_return(ctx: RetProbeContext) -> u32 {
+    returned(&ctx);
+    0
+}
+
+/// Tail-called by the return probes while a long call has bytes left to copy.
+#[uretprobe]
+pub fn apitap_tls_continue(ctx: RetProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    if let Err(loss) = copy_out(&ctx, id) {
+        bump(loss.counter(), 1);
+        let _ = TLS_INFLIGHT.remove(&id);
+    }
+    0
+}
+
+#[inline(always)]
+fn returned(ctx: &RetProbeContext) {
+    let id = bpf_get_current_pid_tgid();
+    match start_copy(ctx, id) {
+        Ok(()) => {}
+        Err(Ok(Skip)) => {
+            let _ = TLS_INFLIGHT.remove(&id);
+        }
+        Err(Err(loss)) => {
+            bump(loss.counter(), 1);
+            let _ = TLS_INFLIGHT.remove(&id);
+        }
+    }
+}
+
+/// Reads the call's result and starts copying its plaintext.
+#[inline(always)]
+fn start_copy(ctx: &RetProbeContext, id: u64) -> Result<(), Result<Skip, Loss>> {
+    let Some(entry) = TLS_INFLIGHT.get_ptr_mut(&id) else {
+        // Not selected (the entry probe kept nothing), or the in-flight map evicted it.
+        return Err(if selected() {
+            Err(Loss::NoEntry)
+        } else {
+            Ok(Skip)
+        });
+    };
+    // SAFETY: this thread's own entry.
+    let entry = unsafe { &mut *entry };
+    // `int` return of all four functions: bytes (plain forms) or 1 on success (`_ex`).
+    let rv: i64 = ctx.ret::<i32>() as i64;
+    let len: u64 = if entry.len_ptr != 0 {
+        if rv != 1 {
+            return Err(Ok(Skip));
+        }
+        let mut n: u64 = 0;
+        // SAFETY: reads 8 bytes of the traced process's memory into a local.
+        let rc = unsafe {
+            bpf_probe_read_user(
+                (&mut n as *mut u64).cast(),
+                8,
+                entry.len_ptr as *const core::ffi::c_void,
+            )
+        };
+        if rc < 0 {
+            return Err(Err(Loss::ReadFailed));
+        }
+        n
+    } else if rv > 0 {
+        rv as u64
+    } else {
+        return Err(Ok(Skip));
+    };
+    if len == 0 {
+        return Err(Ok(Skip));
+    }
+    bump(TlsCounter::Calls, 1);
+    if entry.sock == 0 {
+        bump(TlsCounter::NoSocket, 1);
+    }
+    let len = if len > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        len as u32
+    };
+    let key = ConnKey {
+        ssl: entry.ssl,
+        tgid: (id >> 32) as u32,
+        _pad: 0,
+    };
+    let dir = if entry.kind == TlsKind::Write as u8 {
+        1
+    } else {
+        0
+    };
+    // The stream offset of this call, then advanced past it (even if copying fails below:
+    // the agent then sees the loss as a gap).
+    match TLS_CONNS.get_ptr_mut(&key) {
+        Some(c) => {
+            // SAFETY: map value; a TLS connection is used by one thread at a time.
+            let c = unsafe { &mut *c };
+            entry.stream_offset = c.offsets[dir];
+            c.offsets[dir] += len as u64;
+        }
+        None => {
+            let mut offsets = [0u64; 2];
+            offsets[dir] = len as u64;
+            let _ = TLS_CONNS.insert(
+                &key,
+                &ConnState {
+                    sock: entry.sock,
+                    offsets,
+                },
+                0,
+            );
+        }
+    }
+    entry.len = len;
+    entry.done = 0;
+    entry.runs = 0;
+    copy_out(ctx, id).map_err(Err)
+}
+
+/// Copies up to [`TLS_CHUNKS_PER_RUN`] chunks of the call's plaintext into the ring, then
+/// tail-calls itself for the rest. Removes the in-flight entry when done.
+#[inline(always)]
+fn copy_out(ctx: &RetProbeContext, id: u64) -> Result<(), Loss> {
+    let Some(entry) = TLS_INFLIGHT.get_ptr_mut(&id) else {
+        return Err(Loss::NoEntry);
+    };
+    // SAFETY: this thread's own entry.
+    let entry = unsafe { &mut *entry };
+    let mut hdr = header(entry, id);
+    for _ in 0..TLS_CHUNKS_PER_RUN {
+        if entry.done >= entry.len {
+            break;
+        }
+        let left = entry.len - entry.done;
+        let n = if left > TLS_CHUNK_BYTES as u32 {
+            TLS_CHUNK_BYTES as u32
+        } else {
+            left
+        };
+        hdr.chunk_offset = entry.done;
+        hdr.chunk_len = n;
+        let src = entry.buf + entry.done as u64;
+        if n <= TLS_SMALL_CHUNK_BYTES as u32 {
+            write_small(&hdr, src, n)?;
+        } else {
+            write_full(&hdr, src, n)?;
+        }
+        bump(TlsCounter::Records, 1);
+        bump(TlsCounter::Bytes, n as u64);
+        entry.done += n;
+    }
+    if entry.done < entry.len {
+        entry.runs += 1;
+        if entry.runs >= TLS_RUNS_PER_CALL {
+            bump(TlsCounter::TooLong, 1);
+        } else {
+            // SAFETY: tail call into the continuation with the same context type; on
+            // success control does not come back.
+            unsafe { TLS_TAIL.tail_call(ctx, 0) };
+            bump(TlsCounter::TailCallFailed, 1);
+        }
+    }
+    let _ = TLS_INFLIGHT.remove(&id);
+    Ok(())
+}
+
+/// Returns `x` unchanged through a volatile stack slot, so that bounds checks written after it
+/// survive optimisation and reach the verifier.
+#[inline(always)]
+fn opaque(x: u32) -> u32 {
+    let slot = x;
+    // SAFETY: reading a live, initialised local.
+    unsafe { core::ptr::read_volatile(&slot) }
+}
+
+#[inline(always)]
+fn write_small(hdr: &TlsHeader, src: u64, n: u32) -> Result<(), Loss> {
+    let n = opaque(n);
+    if n > TLS_SMALL_CHUNK_BYTES as u32 {
+        return Err(Loss::ReadFailed);
+    }
+    let Some(mut rec) = TLS_EVENTS.reserve::<TlsSmallRecord>(0) else {
+        return Err(Loss::RingFull);
+    };
+    let p = rec.as_mut_ptr();
+    // SAFETY: `p` is a reserved record of the right size; `n` is bounded by its data array.
+    unsafe {
+        (*p).header = *hdr;
+        if bpf_probe_read_user(
+            (*p).data.as_mut_ptr().cast(),
+            n,
+            src as *const core::ffi::c_void,
+        ) < 0
+        {
+            rec.discard(0);
+            return Err(Loss::ReadFailed);
+        }
+    }
+    rec.submit(0);
+    Ok(())
+}
+
+#[inline(always)]
+fn write_full(hdr: &TlsHeader, src: u64, n: u32) -> Result<(), Loss> {
+    let n = opaque(n);
+    if n > TLS_CHUNK_BYTES as u32 {
+        return Err(Loss::ReadFailed);
+    }
+    let Some(mut rec) = TLS_EVENTS.reserve::<TlsRecord>(0) else {
+        return Err(Loss::RingFull);
+    };
+    let p = rec.as_mut_ptr();
+    // SAFETY: as in `write_small`.
+    unsafe {
+        (*p).header = *hdr;
+        if bpf_probe_read_user(
+            (*p).data.as_mut_ptr().cast(),
+            n,
+            src as *const core::ffi::c_void,
+        ) < 0
+        {
+            rec.discard(0);
+            return Err(Loss::ReadFailed);
+        }
+    }
+    rec.submit(0);
+    Ok(())
+}
+
+/// The record header of the call in `entry`, with the socket's 4-tuple when it is known.
+#[inline(always)]
+fn header(entry: &InFlight, id: u64) -> TlsHeader {
+    // SAFETY: helpers without pointer arguments.
+    let (ts_ns, cgroup_id, uid) = unsafe {
+        (
+            bpf_ktime_get_ns(),
+            bpf_get_current_cgroup_id(),
+            bpf_get_current_uid_gid() as u32,
+        )
+    };
+    let mut h = TlsHeader {
+        ts_ns,
+        ssl: entry.ssl,
+        sock: entry.sock,
+        cgroup_id,
+        stream_offset: entry.stream_offset,
+        call_len: entry.len,
+        chunk_offset: 0,
+        chunk_len: 0,
+        tgid: (id >> 32) as u32,
+        tid: id as u32,
+        uid,
+        laddr: [0; 16],
+        raddr: [0; 16],
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        lport: 0,
+        rport: 0,
+        kind: entry.kind,
+        family: 0,
+        role: role::UNKNOWN,
+        library: entry.library,
+        _pad: [0; 8],
+    };
+    if entry.sock != 0 {
+        // SAFETY: plain lookup, the value is copied.
+        if let Some(s) = unsafe { TLS_SOCKETS.get(&entry.sock) } {
+            h.laddr = s.laddr;
+            h.raddr = s.raddr;
+            h.lport = s.lport;
+            h.rport = s.rport;
+            h.family = s.family;
+            h.role = s.role;
+        }
+    }
+    h
+}
+
+/// `SSL_free(SSL *)`: the connection is over; its state is forgotten and its end reported.
+#[uprobe]
+pub fn apitap_ssl_free(ctx: ProbeContext) -> u32 {
+    let _ = try_ssl_free(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_ssl_free(ctx: &ProbeContext) -> Result<(), Skip> {
+    if !selected() {
+        return Err(Skip);
+    }
+    let ssl: u64 = ctx.arg(0).ok_or(Skip)?;
+    let id = bpf_get_current_pid_tgid();
+    let key = ConnKey {
+        ssl,
+        tgid: (id >> 32) as u32,
+        _pad: 0,
+    };
+    // SAFETY: plain lookup, the value is copied.
+    let Some(state) = (unsafe { TLS_CONNS.get(&key) }).copied() else {
+        return Err(Skip); // never carried plaintext
+    };
+    let _ = TLS_CONNS.remove(&key);
+    let entry = InFlight {
+        ssl,
+        buf: 0,
+        len_ptr: 0,
+        sock: state.sock,
+        stream_offset: 0,
+        len: 0,
+        done: 0,
+        runs: 0,
+        kind: TlsKind::Close as u8,
+        // SAFETY: the cookie helper takes the program's own context.
+        library: unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u8,
+        _pad: [0; 2],
+    };
+    let hdr = header(&entry, id);
+    match TLS_EVENTS.output::<TlsHeader>(hdr, 0) {
+        Ok(()) => bump(TlsCounter::Closes, 1),
+        Err(_) => bump(TlsCounter::RingFull, 1),
+    }
+    Ok(())
+}
+
+const TCP_ESTABLISHED: i32 = 1;
+const TCP_SYN_SENT: i32 = 2;
+const TCP_SYN_RECV: i32 = 3;
+const TCP_CLOSE: i32 = 7;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
+
+/// Reads a `T` at `base + offset` of kernel memory (offsets from the kernel's BTF).
+#[inline(always)]
+fn kread<T>(base: u64, offset: u32) -> Result<T, i32> {
+    // SAFETY: the helper checks the address; a bad one fails, it never faults.
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }
+}
+
+/// `inet_sock_set_state(const struct sock *sk, int oldstate, int newstate)`: remembers the
+/// 4-tuple and role of each TCP socket when it is established, forgets it when it closes.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn apitap_sock_state(ctx: RawTracePointContext) -> i32 {
+    let _ = try_sock_state(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_sock_state(ctx: &RawTracePointContext) -> Result<(), i32> {
+    let Some(cfg) = TLS_CONFIG.get(0) else {
+        return Ok(());
+    };
+    if cfg.flags & tls_flags::ENABLED == 0 {
+        return Ok(());
+    }
+    let sk: u64 = ctx.arg(0);
+    let old = ctx.arg::<u64>(1) as i32;
+    let new = ctx.arg::<u64>(2) as i32;
+    if new == TCP_CLOSE {
+        let _ = TLS_SOCKETS.remove(&sk);
+        return Ok(());
+    }
+    if new != TCP_ESTABLISHED {
+        return Ok(());
+    }
+    let role = match old {
+        TCP_SYN_SENT => role::CLIENT,
+        TCP_SYN_RECV => role::SERVER,
+        _ => return Ok(()),
+    };
+    if kread::<u16>(sk, cfg.sk_protocol)? != IPPROTO_TCP {
+        return Ok(());
+    }
+    let mut s = TlsSocket {
+        lport: kread(sk, cfg.sk_num)?,
+        rport: u16::from_be(kread(sk, cfg.sk_dport)?),
+        role,
+        ..TlsSocket::default()
+    };
+    match kread::<u16>(sk, cfg.sk_family)? {
+        AF_INET => {
+            let l: [u8; 4] = kread(sk, cfg.sk_rcv_saddr)?;
+            let r: [u8; 4] = kread(sk, cfg.sk_daddr)?;
+            s.laddr[..4].copy_from_slice(&l);
+            s.raddr[..4].copy_from_slice(&r);
+            s.family = FAMILY_IPV4;
+        }
+        AF_INET6 => {
+            s.laddr = kread(sk, cfg.sk_v6_rcv_saddr)?;
+            s.raddr = kread(sk, cfg.sk_v6_daddr)?;
+            s.family = FAMILY_IPV6;
+        }
+        _ => return Ok(()),
+    }
+    let _ = TLS_SOCKETS.insert(&sk, &s, 0);
+    Ok(())
+}
+
+/// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`:
+/// the executable of a selected process (its new name is already the comm here).
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn apitap_process_exec(ctx: RawTracePointContext) -> i32 {
+    let _ = try_process_exec(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
+    if !selected() {
+        return Ok(());
+    }
+    let Some(cfg) = TLS_CONFIG.get(0) else {
+        return Ok(());
+    };
+    let bprm: u64 = ctx.arg(2);
+    let filename: u64 = kread(bprm, cfg.bprm_filename)?;
+    let mut exe = TlsExe {
+        path: [0; EXE_BYTES],
+    };
+    // SAFETY: the helper checks the address and bounds the copy by the buffer.
+    unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut exe.path)? };
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let _ = TLS_EXES.insert(&tgid, &exe, 0);
+    Ok(())
+}
+
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`: a new
+/// process inherits its parent's executable (a new thread, same process, is skipped).
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn apitap_process_fork(ctx: RawTracePointContext) -> i32 {
+    let _ = try_process_fork(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_process_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
+    let Some(cfg) = TLS_CONFIG.get(0) else {
+        return Ok(());
+    };
+    if cfg.flags & tls_flags::ENABLED == 0 {
+        return Ok(());
+    }
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: plain lookup, the value is copied.
+    let Some(exe) = (unsafe { TLS_EXES.get(&parent) }).copied() else {
+        return Ok(());
+    };
+    let child: u64 = ctx.arg(1);
+    let child_tgid = kread::<i32>(child, cfg.task_tgid)? as u32;
+    if child_tgid != parent {
+        let _ = TLS_EXES.insert(&child_tgid, &exe, 0);
+    }
+    Ok(())
+}
+
+/// Size check of the header as written by `output` above.
+const _: () = assert!(core::mem::size_of::<TlsHeader>() == TLS_HEADER_BYTES);

@@ -1,0 +1,376 @@
+//! TLS plaintext capture on the real kernel (R-CAP-4, R-CAP-5, issue 16): nginx terminates
+//! HTTPS with the system's OpenSSL 3 (`libssl.so.3`, dynamically linked) and a certificate
+//! made by `openssl` for the test; curl talks to it from another namespace. The sensor's
+//! uprobes read the plaintext out of nginx's `SSL_read`/`SSL_write` calls. Every transaction
+//! in nginx's access logs must be reported exactly once, paired, with its 1 MiB bodies
+//! intact, `tls: true`, the library and the nginx process, from a server running before the
+//! sensor started and from one started after it; the probes lost nothing, and the sensor
+//! holds no capability once attached.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use apitap_schema::ApiEvent;
+use apitap_tests::{
+    CLIENT_IP, Nginx, SERVER_IP, SERVER_PORT, Sensor, Topology, metric, nginx_preamble,
+    read_events, require, require_privileges, threads_with_capabilities,
+};
+
+/// HTTPS port of the nginx running before the sensor.
+const EARLY_PORT: u16 = 8443;
+/// HTTPS port of the nginx started after the sensor.
+const LATE_PORT: u16 = 9443;
+/// Size of the large response and of the large upload.
+const BIG: usize = 1024 * 1024;
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("apitap-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// A self-signed certificate and key made by the `openssl` tool into `dir`.
+fn make_certificate(dir: &Path) -> anyhow::Result<()> {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=apitap.test",
+            "-keyout",
+        ])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .context("running openssl")?;
+    if !out.status.success() {
+        bail!("openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Deterministic printable text of `n` bytes, different per `seed`.
+fn text(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| b'a' + ((i * 7 + i / 991 + seed as usize) % 26) as u8)
+        .collect()
+}
+
+/// An HTTPS nginx on `port` (and plain HTTP on `plain_port` for nothing but the readiness
+/// probe), with a JSON API, a 1 MiB document and an upload endpoint that reads the body.
+fn https_conf(dir: &Path, certs: &Path, port: u16, plain_port: u16) -> String {
+    let d = dir.display();
+    let c = certs.display();
+    format!(
+        r#"{preamble}  default_type application/json;
+  client_max_body_size 4m;
+  client_body_buffer_size 2m;
+  server {{
+    listen {SERVER_IP}:{plain_port};
+    location = /healthz {{ return 204; }}
+  }}
+  server {{
+    listen {SERVER_IP}:{port} ssl;
+    ssl_certificate {c}/cert.pem;
+    ssl_certificate_key {c}/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location ~ ^/api/v1/users/(\d+)$ {{ return 200 '{{"id":$1,"name":"user$1"}}'; }}
+    location = /big {{ alias {d}/big.txt; }}
+    # nginx reads (and discards) the body: every byte goes through SSL_read.
+    location = /upload {{ return 201 '{{"status":"created"}}'; }}
+    location = /healthz {{ return 204; }}
+  }}
+}}
+"#,
+        preamble = nginx_preamble(dir, 64)
+    )
+}
+
+/// What nginx logged for one request: `method uri status`.
+fn logged(n: &Nginx) -> anyhow::Result<Vec<String>> {
+    Ok(n.access_log()?
+        .iter()
+        .map(|l| format!("{} {} {}", l.method, l.uri, l.status))
+        .collect())
+}
+
+fn key(e: &ApiEvent) -> String {
+    format!(
+        "{} {} {}",
+        e.request.method,
+        e.request.path,
+        e.response.as_ref().map_or(0, |r| r.status)
+    )
+}
+
+/// As root (all capabilities until the sensor drops them after attach).
+#[test]
+fn https_plaintext_from_nginx_matches_its_access_log() -> anyhow::Result<()> {
+    let test = "https_plaintext_from_nginx_matches_its_access_log";
+    if !require_privileges(test) {
+        return Ok(());
+    }
+    https_capture(test, "tls", None)
+}
+
+/// As an unprivileged user granted only the capabilities TLS capture needs at start:
+/// CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, and CAP_SYS_ADMIN, without which this kernel refuses
+/// the uprobe perf events (`perf_event_open` EACCES with CAP_PERFMON alone); all are dropped
+/// after attach. Such a sensor cannot read `/proc/<pid>/exe` of another user's process that
+/// was running before it started, so only the server started after it is named by executable.
+#[test]
+fn https_capture_as_an_unprivileged_user_with_four_capabilities() -> anyhow::Result<()> {
+    let test = "https_capture_as_an_unprivileged_user_with_four_capabilities";
+    if !require_privileges(test) {
+        return Ok(());
+    }
+    const NOBODY: u32 = 65534;
+    https_capture(test, "tlsu", Some(NOBODY))
+}
+
+fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Result<()> {
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+        "/usr/lib/aarch64-linux-gnu/libssl.so.3",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists());
+    if !require(
+        test,
+        "TLS test",
+        lib.is_none()
+            .then(|| "libssl.so.3 is not installed (run `cargo xtask setup`)".to_owned()),
+    ) {
+        return Ok(());
+    }
+    let dir = tempdir(tag);
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs)?;
+    make_certificate(&certs)?;
+    let topo = Topology::new(tag)?;
+
+    // One server before the sensor starts...
+    let early_dir = dir.join("nginx-early");
+    std::fs::create_dir_all(&early_dir)?;
+    let big = text(BIG, 3);
+    std::fs::write(early_dir.join("big.txt"), &big)?;
+    let early = Nginx::start_conf_ready(
+        &topo.server,
+        &early_dir,
+        &https_conf(&early_dir, &certs, EARLY_PORT, SERVER_PORT),
+        &format!("https://{SERVER_IP}:{EARLY_PORT}/healthz"),
+        None,
+    )?;
+
+    let sensor_dir = dir.join("sensor");
+    std::fs::create_dir_all(&sensor_dir)?;
+    let caps = "-all,+bpf,+net_admin,+perfmon,+sys_admin";
+    let (uid, inh, amb, bnd) = match unprivileged {
+        Some(uid) => {
+            std::os::unix::fs::chown(&sensor_dir, Some(uid), Some(uid))?;
+            (
+                format!("--reuid={uid}"),
+                format!("--inh-caps={caps}"),
+                format!("--ambient-caps={caps}"),
+                format!("--bounding-set={caps}"),
+            )
+        }
+        None => Default::default(),
+    };
+    let gid = uid.replace("reuid", "regid");
+    let wrapper: Vec<&str> = match unprivileged {
+        Some(_) => vec![
+            "setpriv",
+            &uid,
+            &gid,
+            "--clear-groups",
+            &inh,
+            &amb,
+            &bnd,
+            "--",
+        ],
+        None => Vec::new(),
+    };
+    let mut sensor = Sensor::start_wrapped(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        "[decode]\nmax_body_bytes = 2097152\n[tls]\nenabled = true\nprocesses = [\"nginx\"]\n",
+        &sensor_dir,
+        &wrapper,
+    )?;
+    // R-OPS-3: TLS capture keeps no capability after attach either.
+    let pid = sensor.pid().context("sensor pid")?;
+    let held = threads_with_capabilities(pid, &["CapInh", "CapPrm", "CapEff", "CapAmb"])?;
+    assert!(held.is_empty(), "capabilities kept after attach: {held:?}");
+
+    // ... and one after: the probes are on the library file, nothing is attached for it.
+    let late_dir = dir.join("nginx-late");
+    std::fs::create_dir_all(&late_dir)?;
+    std::fs::write(late_dir.join("big.txt"), text(16, 5))?;
+    let late = Nginx::start_conf_ready(
+        &topo.server,
+        &late_dir,
+        &https_conf(&late_dir, &certs, LATE_PORT, SERVER_PORT + 1),
+        &format!("https://{SERVER_IP}:{LATE_PORT}/healthz"),
+        None,
+    )?;
+
+    let url = |port: u16, path: &str| format!("https://{SERVER_IP}:{port}{path}");
+    // Keep-alive: five requests on one connection.
+    let users: Vec<String> = (1..=5)
+        .map(|i| url(EARLY_PORT, &format!("/api/v1/users/{i}")))
+        .collect();
+    let mut args = vec!["-k", "-o", "/dev/null"];
+    for u in &users {
+        args.extend_from_slice(&[u.as_str(), "-o", "/dev/null"]);
+    }
+    args.pop();
+    args.pop();
+    topo.curl(&args)?;
+    // 1 MiB response.
+    let got = topo.curl(&["-k", &url(EARLY_PORT, "/big")])?;
+    assert_eq!(got.len(), BIG, "curl got the whole document");
+    // 1 MiB upload.
+    let upload = text(BIG, 11);
+    let upload_file = dir.join("upload.txt");
+    std::fs::write(&upload_file, &upload)?;
+    let at = format!("@{}", upload_file.display());
+    topo.curl(&[
+        "-k",
+        "-o",
+        "/dev/null",
+        "-H",
+        "Content-Type: text/plain",
+        "--data-binary",
+        &at,
+        &url(EARLY_PORT, "/upload"),
+    ])?;
+    // The server started after the sensor.
+    for i in [7, 8] {
+        topo.curl(&[
+            "-k",
+            "-o",
+            "/dev/null",
+            &url(LATE_PORT, &format!("/api/v1/users/{i}")),
+        ])?;
+    }
+
+    // Other tests' servers may use the same addresses in their own namespaces: only this
+    // test's nginx processes count.
+    let early_pids = early.pids()?;
+    let late_pids = late.pids()?;
+    let mut expected: Vec<(u16, String)> = Vec::new();
+    for (port, n) in [(EARLY_PORT, &early), (LATE_PORT, &late)] {
+        for l in logged(n)? {
+            expected.push((port, l));
+        }
+    }
+    assert_eq!(
+        expected.len(),
+        9,
+        "nginx logged every request: {expected:?}"
+    );
+    let m = sensor.wait_for_metric(
+        "apitap_sensor_events_total",
+        expected.len() as u64,
+        std::time::Duration::from_secs(30),
+    )?;
+    // Closing the connections (nginx frees its SSL objects) before stopping: no pending state.
+    drop(early);
+    drop(late);
+    sensor.stop()?;
+
+    for (name, v) in &m {
+        if name.starts_with("apitap_tls_kernel_lost_calls_total") {
+            assert_eq!(*v, 0, "{name}");
+        }
+    }
+    assert_eq!(metric(&m, "apitap_tls_gaps_total"), 0);
+    assert_eq!(metric(&m, "apitap_tls_bad_records_total"), 0);
+    assert!(metric(&m, "apitap_tls_kernel_records_total") > 0);
+
+    let events: Vec<ApiEvent> = read_events(&sensor.events)?
+        .into_iter()
+        // The readiness probes come from the server's own address; the test's from the client.
+        .filter(|e| e.client.ip.to_string() == CLIENT_IP)
+        .filter(|e| {
+            e.process
+                .as_ref()
+                .is_some_and(|p| early_pids.contains(&p.pid) || late_pids.contains(&p.pid))
+        })
+        .collect();
+    let mut seen: HashMap<(u16, String), usize> = HashMap::new();
+    for e in &events {
+        assert!(e.tls, "{e:?}");
+        assert_eq!(e.tls_library.as_deref(), Some("openssl"));
+        assert_eq!(e.server.ip.to_string(), SERVER_IP);
+        assert!(e.anomalies.is_empty(), "{}: {:?}", key(e), e.anomalies);
+        let p = e.process.as_deref().context("process")?;
+        assert_eq!(p.comm, "nginx");
+        if unprivileged.is_none() || late_pids.contains(&p.pid) {
+            assert_eq!(p.executable.as_deref(), Some("/usr/sbin/nginx"), "{p:?}");
+        }
+        assert!(p.pid > 1);
+        assert!(e.response.is_some(), "paired: {}", key(e));
+        *seen.entry((e.server.port, key(e))).or_default() += 1;
+    }
+    let mut want: HashMap<(u16, String), usize> = HashMap::new();
+    for (port, l) in &expected {
+        // The access log has the URI, the event the path; the same for these requests.
+        *want.entry((*port, l.clone())).or_default() += 1;
+    }
+    assert_eq!(seen, want, "every transaction reported once");
+
+    // Bodies intact, byte for byte.
+    let big_event = events
+        .iter()
+        .find(|e| e.request.path == "/big")
+        .context("the /big event")?;
+    let body = &big_event.response.as_ref().unwrap().body;
+    assert_eq!(body.length_bytes, BIG as u64);
+    assert!(!body.truncated);
+    assert!(body.bytes()? == big, "1 MiB response body differs");
+    let up = events
+        .iter()
+        .find(|e| e.request.path == "/upload")
+        .context("the /upload event")?;
+    assert_eq!(up.request.body.length_bytes, BIG as u64);
+    assert!(
+        up.request.body.bytes()? == upload,
+        "1 MiB request body differs"
+    );
+    // Keep-alive: the five user requests share a connection, in order.
+    let mut users: Vec<&ApiEvent> = events
+        .iter()
+        .filter(|e| e.server.port == EARLY_PORT && e.request.path.starts_with("/api/v1/users/"))
+        .collect();
+    users.sort_by_key(|e| e.transaction_index);
+    assert_eq!(users.len(), 5);
+    assert!(
+        users
+            .iter()
+            .all(|e| e.connection_id == users[0].connection_id)
+    );
+    for (i, e) in users.iter().enumerate() {
+        assert_eq!(e.request.path, format!("/api/v1/users/{}", i + 1));
+        assert_eq!(
+            e.response.as_ref().unwrap().body.bytes()?,
+            format!("{{\"id\":{},\"name\":\"user{}\"}}", i + 1, i + 1).into_bytes()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
