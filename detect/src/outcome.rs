@@ -38,9 +38,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::LazyLock;
 
 use apitap_labels::facts::{EventFacts, header, is_session_cookie};
+use apitap_labels::json::{JsonDoc, JsonTape, JsonType, JsonValue};
 use memchr::memmem::Finder;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::bounded::{BoundedMap, Touched};
 use crate::config::{EndpointOutcomeRule, LoginConfig};
@@ -341,7 +341,7 @@ struct JsonFacts {
 }
 
 /// Status-like members and what their values mean.
-fn status_member(key: &str, v: &Value) -> Option<bool> {
+fn status_member(key: &str, v: &JsonValue<'_>) -> Option<bool> {
     const FAIL: &[&str] = &[
         "fail",
         "failed",
@@ -363,17 +363,17 @@ fn status_member(key: &str, v: &Value) -> Option<bool> {
         "authenticated",
     ];
     let k = key.to_ascii_lowercase();
-    match v {
-        Value::Bool(b)
+    match v.json_type() {
+        JsonType::Boolean
             if matches!(
                 k.as_str(),
                 "success" | "ok" | "succeeded" | "authenticated" | "result" | "valid" | "status"
             ) =>
         {
-            Some(*b)
+            v.as_bool()
         }
-        Value::String(s) if matches!(k.as_str(), "status" | "result" | "state" | "outcome") => {
-            let s = s.to_ascii_lowercase();
+        JsonType::String if matches!(k.as_str(), "status" | "result" | "state" | "outcome") => {
+            let s = v.as_str().unwrap_or_default().to_ascii_lowercase();
             if FAIL.contains(&s.as_str()) {
                 Some(false)
             } else if OK.contains(&s.as_str()) {
@@ -395,23 +395,26 @@ fn looks_like_jwt(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
 }
 
-fn walk_json(v: &Value, depth: u32, out: &mut JsonFacts) {
-    let Value::Object(map) = v else {
+/// Reads the members of `v` (an object), three levels deep, in key order (the last of
+/// duplicated keys), as `serde_json` would have had them.
+fn walk_json(v: JsonValue<'_>, depth: u32, out: &mut JsonFacts) {
+    if v.json_type() != JsonType::Object {
         return;
-    };
-    for (k, v) in map {
+    }
+    for (k, v) in v.members() {
         let kl = k.to_ascii_lowercase();
-        match status_member(k, v) {
+        match status_member(&k, &v) {
             Some(false) => out.says_failure = true,
             Some(true) => out.says_success = true,
             None => {}
         }
-        let non_empty = match v {
-            Value::Null | Value::Bool(false) => false,
-            Value::String(s) => !s.is_empty(),
-            Value::Array(a) => !a.is_empty(),
-            Value::Object(o) => !o.is_empty(),
-            _ => true,
+        let text = v.as_str();
+        let non_empty = match v.json_type() {
+            JsonType::Null => false,
+            JsonType::Boolean => v.as_bool() == Some(true),
+            JsonType::String => text.as_ref().is_some_and(|s| !s.is_empty()),
+            JsonType::Array | JsonType::Object => !v.is_empty_container(),
+            JsonType::Integer | JsonType::Number => true,
         };
         if matches!(
             kl.as_str(),
@@ -420,7 +423,7 @@ fn walk_json(v: &Value, depth: u32, out: &mut JsonFacts) {
         {
             out.says_failure = true;
         }
-        if let Value::String(s) = v
+        if let Some(s) = &text
             && (((kl.contains("token") || kl.contains("jwt"))
                 && !kl.contains("csrf")
                 && !kl.contains("xsrf")
@@ -435,18 +438,28 @@ fn walk_json(v: &Value, depth: u32, out: &mut JsonFacts) {
     }
 }
 
-fn json_facts(body: &[u8]) -> Option<JsonFacts> {
+/// The facts of a JSON answer `body` (at most [`JSON_WINDOW`] bytes), read from `doc`, the
+/// event's shared tokens of the body (lexed here when they are not `body`'s).
+fn json_facts(body: &[u8], doc: Option<JsonDoc<'_>>) -> Option<JsonFacts> {
     if body.is_empty() || body.len() > JSON_WINDOW {
         return None;
     }
-    let v: Value = serde_json::from_slice(body).ok()?;
+    let local;
+    let doc = match doc {
+        Some(d) if std::ptr::eq(d.bytes(), body) => d,
+        _ => {
+            local = JsonTape::lex(body);
+            local.doc(body)
+        }
+    };
+    let v = doc.root()?;
     let mut out = JsonFacts::default();
-    if let Value::Object(map) = &v {
-        let mut names: Vec<&str> = map.keys().map(String::as_str).collect();
-        names.sort_unstable();
+    if v.json_type() == JsonType::Object {
+        let members = v.members();
+        let names: Vec<&str> = members.iter().map(|(k, _)| k.as_ref()).collect();
         out.keys = hash_of(&names);
     }
-    walk_json(&v, 0, &mut out);
+    walk_json(v, 0, &mut out);
     Some(out)
 }
 
@@ -583,7 +596,7 @@ impl OutcomeRules {
         let data: &[u8] = facts.response_body().map_or(&[], |b| &b.bytes);
         let fam = family(header(&resp.headers, "content-type"), data);
         let json = if fam == Family::Json {
-            json_facts(data)
+            json_facts(data, facts.response_json())
         } else {
             None
         };

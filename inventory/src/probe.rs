@@ -28,6 +28,7 @@
 //! `inventory show` and usable by detections, without creating endpoints or tree nodes.
 
 use apitap_labels::facts::{EventFacts, header};
+use apitap_labels::json::JsonType;
 use serde::{Deserialize, Serialize};
 
 /// Why a request was taken as a probe.
@@ -192,21 +193,18 @@ pub fn operation_rejected(facts: &EventFacts<'_>) -> bool {
     if !(200..300).contains(&resp.status) {
         return false;
     }
-    let Ok(b) = facts.response_body() else {
+    // The body's shared tokens (the one walk of the body), read as `serde_json` would.
+    let Some(o) = facts.response_json().and_then(|d| d.root()) else {
         return false;
     };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b.bytes) else {
+    if o.json_type() != JsonType::Object {
         return false;
-    };
-    match &v {
-        serde_json::Value::Object(o) => {
-            let failed_graphql =
-                o.contains_key("errors") && o.get("data").is_none_or(|d| d.is_null());
-            let failed_rpc = o.contains_key("error") && o.get("result").is_none();
-            failed_graphql || failed_rpc
-        }
-        _ => false,
     }
+    let failed_graphql = o.get("errors").is_some()
+        && o.get("data")
+            .is_none_or(|d| d.json_type() == JsonType::Null);
+    let failed_rpc = o.get("error").is_some() && o.get("result").is_none();
+    failed_graphql || failed_rpc
 }
 
 /// Largest body searched for identifier evidence.

@@ -6,6 +6,7 @@
 use memchr::{memchr, memmem};
 
 use crate::hints::KeyHints;
+use crate::json::{Tok, TokKind, unescape_json};
 use crate::label::{Direction, Notes, Part};
 use crate::scan::{Ctx, FxBuild, RawMap, Region, Where};
 
@@ -182,125 +183,6 @@ impl Columns {
     }
 }
 
-/// Eight copies of a byte (for the word-at-a-time searches below).
-const fn splat(b: u8) -> u64 {
-    0x0101_0101_0101_0101u64 * b as u64
-}
-const LO_BITS: u64 = splat(0x01);
-const HI_BITS: u64 = splat(0x80);
-
-/// High bit set in each byte of `w` that is zero. Only the lowest set bit is exact (a borrow
-/// can mark bytes above a zero byte), which is all the callers use.
-#[inline(always)]
-fn zero_bytes(w: u64) -> u64 {
-    w.wrapping_sub(LO_BITS) & !w & HI_BITS
-}
-
-/// Finds the end of a JSON string whose content starts at `i`: (content end, had escapes,
-/// index after the closing quote).
-#[inline]
-fn string_end(b: &[u8], mut i: usize) -> (usize, bool, usize) {
-    let mut esc = false;
-    // Most strings are short: eight bytes at a time (one word compare for `"` and `\`), the
-    // vectorised search once a string is long.
-    let quick = (i + 32).min(b.len());
-    while i < quick {
-        if let Some(chunk) = b[i..].first_chunk::<8>() {
-            let w = u64::from_le_bytes(*chunk);
-            let hit = zero_bytes(w ^ splat(b'"')) | zero_bytes(w ^ splat(b'\\'));
-            if hit == 0 {
-                i += 8;
-                continue;
-            }
-            i += (hit.trailing_zeros() / 8) as usize;
-        }
-        match b[i] {
-            b'"' => return (i, esc, i + 1),
-            b'\\' => {
-                esc = true;
-                i += 2;
-            }
-            _ => i += 1,
-        }
-    }
-    while i < b.len() {
-        match memchr::memchr2(b'"', b'\\', &b[i..]) {
-            Some(p) if b[i + p] == b'"' => return (i + p, esc, i + p + 1),
-            Some(p) => {
-                esc = true;
-                i += p + 2;
-            }
-            None => break,
-        }
-    }
-    (b.len(), esc, b.len())
-}
-
-fn hex4(b: &[u8]) -> Option<u32> {
-    if b.len() < 4 {
-        return None;
-    }
-    let mut v = 0u32;
-    for &c in &b[..4] {
-        v = v * 16 + (c as char).to_digit(16)?;
-    }
-    Some(v)
-}
-
-/// RFC 8259 §7 unescaping (invalid escapes are kept verbatim, lone surrogates become U+FFFD).
-pub(crate) fn unescape_json(raw: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    let mut i = 0;
-    while i < raw.len() {
-        let Some(p) = memchr(b'\\', &raw[i..]) else {
-            out.extend_from_slice(&raw[i..]);
-            break;
-        };
-        out.extend_from_slice(&raw[i..i + p]);
-        i += p;
-        let Some(&e) = raw.get(i + 1) else {
-            break;
-        };
-        i += 2;
-        match e {
-            b'"' | b'\\' | b'/' => out.push(e),
-            b'b' => out.push(8),
-            b'f' => out.push(12),
-            b'n' => out.push(b'\n'),
-            b'r' => out.push(b'\r'),
-            b't' => out.push(b'\t'),
-            b'u' => {
-                let Some(hi) = hex4(&raw[i..]) else {
-                    out.extend_from_slice(b"\\u");
-                    continue;
-                };
-                i += 4;
-                let cp = if (0xD800..0xDC00).contains(&hi)
-                    && raw.get(i) == Some(&b'\\')
-                    && raw.get(i + 1) == Some(&b'u')
-                {
-                    match hex4(&raw[i + 2..]) {
-                        Some(lo) if (0xDC00..0xE000).contains(&lo) => {
-                            i += 6;
-                            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                        }
-                        _ => 0xFFFD,
-                    }
-                } else {
-                    hi
-                };
-                let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
-                let mut tmp = [0u8; 4];
-                out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
-            }
-            other => {
-                out.push(b'\\');
-                out.push(other);
-            }
-        }
-    }
-}
-
 /// A ',' between values: in an object the next string is a key and replaces the last one;
 /// in a table row the position moves on.
 #[inline(always)]
@@ -352,8 +234,25 @@ fn scan_scalar(
     }
 }
 
-/// Walks a JSON document. `path` holds the base path and is restored on return.
+/// Walks a JSON document: lexes `b` ([`crate::json::lex_into`]) and walks its tokens
+/// ([`json_tokens`]). `path` holds the base path and is restored on return.
 pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) {
+    let mut toks = std::mem::take(&mut cx.st.json_toks);
+    crate::json::lex_into(b, &mut toks);
+    json_tokens(cx, b, &toks, path, bc);
+    cx.st.json_toks = toks;
+}
+
+/// Walks the tokens `toks` of the JSON text `b` (the event's shared tape, or one lexed here),
+/// tolerantly: a truncated or malformed document is read as far as it goes. `path` holds
+/// the base path and is restored on return.
+pub(crate) fn json_tokens(
+    cx: &mut Ctx<'_>,
+    b: &[u8],
+    toks: &[Tok],
+    path: &mut Vec<u8>,
+    bc: BodyCtx,
+) {
     let base_len = path.len();
     let max_depth = cx.lab.config.max_depth;
     let mut frames: Vec<Frame> = std::mem::take(&mut cx.st.json_frames);
@@ -364,47 +263,43 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
     let mut buf: Vec<u8> = std::mem::take(&mut cx.st.json_buf);
     let first_finding = cx.st.findings.len();
     let mut columns = Columns::default();
-    let n = b.len();
-    let mut i = 0;
     let cur = |frames: &[Frame], key_hints: KeyHints| match frames.last() {
         Some(f) if f.arr => f.hints,
         Some(_) => key_hints,
         None => bc.inherit,
     };
-    while i < n {
-        let c = b[i];
-        match c {
-            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-            b'{' | b'[' => {
+    for t in toks {
+        match t.kind {
+            TokKind::Object | TokKind::Array => {
+                let arr = t.kind == TokKind::Array;
                 let hints = cur(&frames, key_hints);
                 let mut repeat = false;
                 let mut row = false;
                 if let Some(top) = frames.last_mut() {
-                    if top.arr && c == b'{' && overflow == 0 {
+                    if top.arr && !arr && overflow == 0 {
                         top.objs = top.objs.saturating_add(1);
                     }
                     repeat = top.repeat || (top.arr && top.objs > 2);
-                    row = top.arr && c == b'[';
+                    row = top.arr && arr;
                 }
                 if frames.len() >= max_depth || overflow > 0 {
                     overflow += 1;
                 } else {
                     frames.push(Frame {
-                        arr: c == b'[',
+                        arr,
                         path_len: path.len(),
                         hints,
                         objs: 0,
                         repeat,
                         pos: row.then_some(0),
                     });
-                    if c == b'[' {
+                    if arr {
                         push_seg(path, "", b"[*]");
                     }
                 }
-                expect_key = c == b'{';
-                i += 1;
+                expect_key = !arr;
             }
-            b'}' | b']' => {
+            TokKind::Close => {
                 if overflow > 0 {
                     overflow -= 1;
                 } else if let Some(f) = frames.pop() {
@@ -414,20 +309,12 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                     }
                 }
                 expect_key = false;
-                i += 1;
             }
-            b',' => {
-                comma(&mut frames, overflow, path, &mut expect_key);
-                i += 1;
-            }
-            b':' => {
-                expect_key = false;
-                i += 1;
-            }
-            b'"' => {
-                let (ce, esc, next) = string_end(b, i + 1);
-                let cs = i + 1;
-                i = next;
+            TokKind::Comma => comma(&mut frames, overflow, path, &mut expect_key),
+            TokKind::Colon => expect_key = false,
+            TokKind::Str | TokKind::EscStr => {
+                let esc = t.kind == TokKind::EscStr;
+                let (cs, ce) = (t.start as usize, t.end as usize);
                 let raw = &b[cs..ce];
                 let s: &[u8] = if esc {
                     unescape_json(raw, &mut buf);
@@ -451,10 +338,6 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                         cx.field(bc.dir, path);
                     }
                     expect_key = false;
-                    // Compact JSON: the ':' right after the key (what its branch would do).
-                    if b.get(i) == Some(&b':') {
-                        i += 1;
-                    }
                     continue;
                 }
                 let hints = cur(&frames, key_hints);
@@ -487,35 +370,9 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                     let raw = sub(bc.map, cs, ce, esc);
                     scan_scalar(cx, &frames, path, s, hints, &bc, raw);
                 }
-                // Compact JSON: the ',' right after the value (what its branch would do).
-                if b.get(i) == Some(&b',') {
-                    comma(&mut frames, overflow, path, &mut expect_key);
-                    i += 1;
-                }
             }
-            _ => {
-                let st = i;
-                while i < n
-                    && !matches!(
-                        b[i],
-                        b',' | b'}'
-                            | b']'
-                            | b' '
-                            | b'\t'
-                            | b'\r'
-                            | b'\n'
-                            | b':'
-                            | b'"'
-                            | b'{'
-                            | b'['
-                    )
-                {
-                    i += 1;
-                }
-                if i == st {
-                    i += 1;
-                    continue;
-                }
+            TokKind::Scalar => {
+                let (st, i) = (t.start as usize, t.end as usize);
                 let tok = &b[st..i];
                 let hints = cur(&frames, key_hints);
                 // RFC 8259 §6: a number with a sign, fraction or exponent is a quantity, never
@@ -528,10 +385,6 @@ pub(crate) fn json(cx: &mut Ctx<'_>, b: &[u8], path: &mut Vec<u8>, bc: BodyCtx) 
                 {
                     let raw = sub(bc.map, st, i, false);
                     scan_scalar(cx, &frames, path, tok, hints, &bc, raw);
-                }
-                if b.get(i) == Some(&b',') {
-                    comma(&mut frames, overflow, path, &mut expect_key);
-                    i += 1;
                 }
             }
         }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::body::{self, BodyCtx, BodyKind};
 use crate::facts::{self, BodyBytes, BodyError, EventFacts};
 use crate::hints::KeyHints;
+use crate::json::JsonDoc;
 use crate::label::{DataClass, Direction, Finding, Label, Notes, Part, ValueHash};
 use crate::scan::{Ctx, HintCache, Labeller, RawMap, Region, Span, State, Where};
 
@@ -255,6 +256,7 @@ impl Scanner {
             content_type.map(str::as_bytes),
             body,
             RawMap::Direct(0),
+            || None,
             &mut stats,
         );
         std::mem::take(&mut self.st.findings)
@@ -303,6 +305,7 @@ impl Scanner {
             &req.headers,
             &req.body,
             facts.request_body(),
+            || facts.request_json(),
             &mut stats,
         );
         let mut resp_kind = None;
@@ -322,6 +325,7 @@ impl Scanner {
                 &resp.headers,
                 &resp.body,
                 facts.response_body(),
+                || facts.response_json(),
                 &mut stats,
             ));
         }
@@ -569,12 +573,15 @@ fn push_auth(auth: &mut Vec<AuthScheme>, a: AuthScheme) {
     }
 }
 
-fn message_body(
+/// Scans one message body; a JSON body is read from the event's shared tokens (`shared`,
+/// [`EventFacts::request_json`]).
+fn message_body<'t>(
     cx: &mut Ctx<'_>,
     dir: Direction,
     headers: &[Header],
     raw: &Body,
     body: Result<&BodyBytes<'_>, BodyError>,
+    shared: impl FnOnce() -> Option<JsonDoc<'t>>,
     stats: &mut ScanStats,
 ) -> BodyKind {
     let body = match body {
@@ -590,22 +597,45 @@ fn message_body(
     let ct = facts::header(headers, "content-type").map(str::as_bytes);
     if body.content_decoded {
         // Offsets in decoded bytes do not map to the event's data: no spans.
-        return scan_bytes(cx, dir, Region::None, ct, &body.bytes, RawMap::None, stats);
+        return scan_bytes(
+            cx,
+            dir,
+            Region::None,
+            ct,
+            &body.bytes,
+            RawMap::None,
+            shared,
+            stats,
+        );
     }
     let region = match dir {
         Direction::Request => Region::ReqBody,
         Direction::Response => Region::RespBody,
     };
-    scan_bytes(cx, dir, region, ct, &body.bytes, RawMap::Direct(0), stats)
+    scan_bytes(
+        cx,
+        dir,
+        region,
+        ct,
+        &body.bytes,
+        RawMap::Direct(0),
+        shared,
+        stats,
+    )
 }
 
-fn scan_bytes(
+/// Scans `bytes` (at most `max_scan_bytes` of them) by their kind. A JSON body scanned whole
+/// is read from `shared`'s tokens when they are the tokens of `bytes`; otherwise (a body cut
+/// to `max_scan_bytes`, no shared tokens) it is lexed here.
+#[allow(clippy::too_many_arguments)] // one call per body kind of source; all are needed
+fn scan_bytes<'t>(
     cx: &mut Ctx<'_>,
     dir: Direction,
     region: Region,
     ct: Option<&[u8]>,
     bytes: &[u8],
     map: RawMap,
+    shared: impl FnOnce() -> Option<JsonDoc<'t>>,
     stats: &mut ScanStats,
 ) -> BodyKind {
     let max = cx.lab.config.max_scan_bytes;
@@ -630,15 +660,19 @@ fn scan_bytes(
             let mut path = std::mem::take(&mut cx.st.path_buf);
             path.clear();
             path.push(b'$');
-            body::json(
-                cx,
-                b,
-                &mut path,
-                BodyCtx {
-                    part: Part::JsonPath,
-                    ..bc
-                },
-            );
+            let bc = BodyCtx {
+                part: Part::JsonPath,
+                ..bc
+            };
+            let doc = if b.len() == bytes.len() {
+                shared().filter(|d| std::ptr::eq(d.bytes(), b))
+            } else {
+                None
+            };
+            match doc {
+                Some(d) => body::json_tokens(cx, b, d.toks(), &mut path, bc),
+                None => body::json(cx, b, &mut path, bc),
+            }
             cx.st.path_buf = path;
         }
         BodyKind::Form => body::form(

@@ -6,6 +6,8 @@
 //!   by the decoder's own [`apitap_decode::content::decode`] (gzip, deflate with the raw
 //!   deflate fallback, br; decompression bombs capped), unless the sensor already did it
 //!   (`Body::content_encoding`, schema 1.1);
+//! - each body's one JSON walk ([`EventFacts::request_json`], [`crate::json`]): the labeller
+//!   and the inventory read the same tokens;
 //! - [`header`]: the one header lookup;
 //! - the credential-name rules: [`is_api_key_header`], [`API_KEY_QUERY`],
 //!   [`is_session_cookie`];
@@ -18,6 +20,8 @@ use std::cell::OnceCell;
 
 use apitap_schema::{ApiEvent, Body, BodyEncoding, Header};
 use base64::Engine as _;
+
+use crate::json::{JsonDoc, JsonTape};
 
 /// Default cap on a body after its content coding is removed (`labels.max_inflated_bytes`).
 pub const DEFAULT_MAX_DECODED_BYTES: usize = 4 << 20;
@@ -321,6 +325,8 @@ pub struct EventFacts<'a> {
     request_headers: OnceCell<RequestHeaders<'a>>,
     request_body: OnceCell<Result<BodyBytes<'a>, BodyError>>,
     response_body: OnceCell<Result<BodyBytes<'a>, BodyError>>,
+    request_json: OnceCell<JsonTape>,
+    response_json: OnceCell<JsonTape>,
     rpc_method: OnceCell<Option<String>>,
 }
 
@@ -332,15 +338,27 @@ pub const MAX_RPC_METHOD_CHARS: usize = 64;
 /// §1.1), so that an ordinary body with a `method` member is not taken for one. The name
 /// is cut to [`MAX_RPC_METHOD_CHARS`] of `[A-Za-z0-9_.:/ -]`.
 pub fn json_rpc_method(body: &[u8]) -> Option<String> {
-    let head = &body[..body.len().min(1024)];
-    let first = head.iter().find(|b| !b.is_ascii_whitespace())?;
-    if !matches!(first, b'{' | b'[') || memchr::memmem::find(head, b"\"method\"").is_none() {
+    if !maybe_json_rpc(body) {
         return None;
     }
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let call = match &v {
-        serde_json::Value::Array(a) => a.first()?,
-        other => other,
+    json_rpc_method_of(JsonTape::lex(body).doc(body))
+}
+
+/// Cheap test before [`json_rpc_method`]: an object or array mentioning `"method"` early.
+fn maybe_json_rpc(body: &[u8]) -> bool {
+    let head = &body[..body.len().min(1024)];
+    head.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|first| matches!(first, b'{' | b'['))
+        && memchr::memmem::find(head, b"\"method\"").is_some()
+}
+
+/// [`json_rpc_method`] of a body already lexed.
+fn json_rpc_method_of(doc: JsonDoc<'_>) -> Option<String> {
+    let root = doc.root()?;
+    let call = match root.json_type() {
+        crate::json::JsonType::Array => root.items().next()?,
+        _ => root,
     };
     let rpc =
         call.get("jsonrpc").is_some() || (call.get("params").is_some() && call.get("id").is_some());
@@ -362,6 +380,8 @@ impl<'a> EventFacts<'a> {
             request_headers: OnceCell::new(),
             request_body: OnceCell::new(),
             response_body: OnceCell::new(),
+            request_json: OnceCell::new(),
+            response_json: OnceCell::new(),
             rpc_method: OnceCell::new(),
         }
     }
@@ -375,9 +395,11 @@ impl<'a> EventFacts<'a> {
                 if !(ct.is_empty() || ct.to_ascii_lowercase().contains("json")) {
                     return None;
                 }
-                self.request_body()
-                    .ok()
-                    .and_then(|b| json_rpc_method(&b.bytes))
+                let body = self.request_body().ok()?;
+                if !maybe_json_rpc(&body.bytes) {
+                    return None;
+                }
+                json_rpc_method_of(self.request_json()?)
             })
             .as_deref()
     }
@@ -411,6 +433,23 @@ impl<'a> EventFacts<'a> {
             .get_or_init(|| body_bytes(&resp.body, &resp.headers, self.max_decoded_bytes))
             .as_ref()
             .map_err(|e| *e)
+    }
+
+    /// The request body's bytes ([`EventFacts::request_body`]) lexed as JSON, once for every
+    /// reader (whatever the content type says: the reader decides whether it is JSON).
+    pub fn request_json(&self) -> Option<JsonDoc<'_>> {
+        let body = self.request_body().ok()?;
+        let tape = self.request_json.get_or_init(|| JsonTape::lex(&body.bytes));
+        Some(tape.doc(&body.bytes))
+    }
+
+    /// The response body's bytes lexed as JSON ([`EventFacts::request_json`]).
+    pub fn response_json(&self) -> Option<JsonDoc<'_>> {
+        let body = self.response_body().ok()?;
+        let tape = self
+            .response_json
+            .get_or_init(|| JsonTape::lex(&body.bytes));
+        Some(tape.doc(&body.bytes))
     }
 
     /// A request header's value ([`header`]).

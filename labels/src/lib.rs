@@ -2,7 +2,8 @@
 //! (R-CAP-8):
 //!
 //! - **Event facts** ([`facts::EventFacts`]): what every analysis of an event reads, computed
-//!   once — decoded bodies, the request-header scan, the credential-name rules.
+//!   once — decoded bodies, each JSON body's one walk ([`json::JsonTape`]), the request-header
+//!   scan, the credential-name rules.
 //! - **Data labels** ([`Scanner::label_event`]): PRC resident IDs, USCC, CN mobile/landline,
 //!   bank and credit cards, IBAN, passports and permits, e-mail, IP addresses, US SSN,
 //!   credentials and secrets, personal attributes, and application-masked values, each
@@ -25,6 +26,7 @@ mod event;
 pub mod facts;
 mod hash;
 mod hints;
+pub mod json;
 mod label;
 mod mask;
 mod minimise;

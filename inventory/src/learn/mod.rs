@@ -15,6 +15,7 @@ use apitap_labels::facts::{
     API_KEY_HEADERS, API_KEY_QUERY, BodyBytes, BodyError, EventFacts, RequestHeaders, cookie_pairs,
     header, is_session_cookie, percent_decode, query_pairs,
 };
+use apitap_labels::json::JsonType;
 use apitap_schema::ApiEvent;
 use serde::{Deserialize, Serialize};
 
@@ -53,21 +54,25 @@ pub fn response_fingerprint(shared: &EventFacts<'_>) -> u64 {
     kind.hash(&mut h);
     if kind == Some("json")
         && let Some(bytes) = learn_bytes(shared.response_body())
-        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes)
     {
-        let obj = match &v {
-            serde_json::Value::Array(a) => {
-                1u8.hash(&mut h);
-                a.first().and_then(|x| x.as_object())
+        let mut local = None;
+        if let Some(v) = json_doc(bytes, shared.response_json(), &mut local).root() {
+            let obj = match v.json_type() {
+                JsonType::Array => {
+                    1u8.hash(&mut h);
+                    v.items().next()
+                }
+                JsonType::Object => Some(v),
+                _ => None,
+            };
+            if let Some(o) = obj.filter(|o| o.json_type() == JsonType::Object) {
+                let members = o.members();
+                let mut keys: Vec<&str> =
+                    members.iter().map(|(k, _)| key_name(k)).take(64).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                keys.hash(&mut h);
             }
-            serde_json::Value::Object(o) => Some(o),
-            _ => None,
-        };
-        if let Some(o) = obj {
-            let mut keys: Vec<&str> = o.keys().map(|k| key_name(k)).take(64).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            keys.hash(&mut h);
         }
     }
     h.finish()
@@ -202,7 +207,10 @@ pub fn learn(
             && let Some(bytes) = learn_bytes(facts.shared.request_body())
         {
             let shape = r.bodies.entry(kind.to_owned()).or_default();
-            learn_body(kind, bytes, req_ct, shape, now);
+            let json = (kind == "json")
+                .then(|| facts.shared.request_json())
+                .flatten();
+            learn_body(kind, bytes, json, req_ct, shape, now);
         }
     }
     match &event.response {
@@ -237,7 +245,10 @@ pub fn learn(
                     && let Some(bytes) = learn_bytes(facts.shared.response_body())
                 {
                     let b = shape.bodies.entry(kind.to_owned()).or_default();
-                    learn_body(kind, bytes, ct, b, now);
+                    let json = (kind == "json")
+                        .then(|| facts.shared.response_json())
+                        .flatten();
+                    learn_body(kind, bytes, json, ct, b, now);
                 }
             }
         }
@@ -505,16 +516,17 @@ mod tests {
     #[test]
     fn xml_form_and_multipart_fields() {
         let mut s = BodyShape::default();
-        learn_body("xml", b"<a><b x=\"1\">7</b><c/></a>", "", &mut s, 0);
+        learn_body("xml", b"<a><b x=\"1\">7</b><c/></a>", None, "", &mut s, 0);
         assert!(s.fields.fields.contains_key("a.b") && s.fields.fields.contains_key("a.c"));
         let mut f = BodyShape::default();
-        learn_body("form", b"user=bob&count=3", "", &mut f, 0);
+        learn_body("form", b"user=bob&count=3", None, "", &mut f, 0);
         assert_eq!(f.fields.fields["count"].types, ValueType::Integer.bit());
         let mut m = BodyShape::default();
         let body = b"--XX\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhi\r\n--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\ndata\r\n--XX--\r\n";
         learn_body(
             "multipart",
             body,
+            None,
             "multipart/form-data; boundary=XX",
             &mut m,
             0,

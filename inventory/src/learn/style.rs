@@ -1,6 +1,7 @@
 //! API style and operation of a request: REST, GraphQL, JSON-RPC, SOAP, gRPC, WebSocket.
 
 use super::*;
+use apitap_labels::json::JsonType;
 
 /// API style and operation of a request (R-INV-2): GraphQL by operation, JSON-RPC by method,
 /// SOAP by action or body element, gRPC by content type, WebSocket by upgrade; else REST.
@@ -103,13 +104,13 @@ pub fn style_with(facts: &EventFacts<'_>) -> StyleInfo {
         // The markers sit near the top of real requests: only the head is searched.
         let head = &body[..body.len().min(1024)];
         if memfind(head, b"\"query\"")
-            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+            && let Some(v) = facts.request_json().and_then(|d| d.root())
         {
-            let first = match &v {
-                serde_json::Value::Array(a) => a.first().cloned().unwrap_or_default(),
-                other => other.clone(),
+            let first = match v.json_type() {
+                JsonType::Array => v.items().next(),
+                _ => Some(v),
             };
-            if let Some(q) = first.get("query").and_then(|q| q.as_str()) {
+            if let Some(q) = first.and_then(|f| f.get("query")).and_then(|q| q.as_str()) {
                 let trimmed = q.trim_start();
                 let gql = path_graphql
                     || trimmed.starts_with('{')
@@ -117,10 +118,12 @@ pub fn style_with(facts: &EventFacts<'_>) -> StyleInfo {
                         .iter()
                         .any(|k| trimmed.starts_with(k));
                 if gql {
-                    let name = first.get("operationName").and_then(|n| n.as_str());
+                    let name = first
+                        .and_then(|f| f.get("operationName"))
+                        .and_then(|n| n.as_str());
                     return StyleInfo {
                         style: "graphql",
-                        operation: graphql_operation(name, q),
+                        operation: graphql_operation(name.as_deref(), &q),
                     };
                 }
             }

@@ -331,6 +331,9 @@ pub(crate) struct State {
     /// Reusable scratch of the JSON walker (taken while in use; nested walks allocate).
     pub json_buf: Vec<u8>,
     pub json_frames: Vec<crate::body::Frame>,
+    /// Reusable tokens of a JSON text lexed by the labeller itself (one not shared through
+    /// the event's facts: nested in a string, in a multipart part or a form value).
+    pub json_toks: Vec<crate::json::Tok>,
     /// Reusable field-path buffer of a top-level body walk.
     pub path_buf: Vec<u8>,
     /// Distinct value hashes of the event for trace-back, with their label and direction.
