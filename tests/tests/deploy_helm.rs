@@ -30,6 +30,8 @@ const PYTHON_TOOLS: &str =
     "import helm_python, kubernetes_validate, yaml, cloudcoil.models.prometheus_operator.v1";
 /// The sensor's capabilities, exactly (deploy/README.md, "What each capability is for").
 const SENSOR_CAPS: [&str; 3] = ["BPF", "NET_ADMIN", "PERFMON"];
+/// What TLS capture adds, for the start only (uprobe perf events; other users' /proc maps).
+const TLS_CAPS: [&str; 2] = ["SYS_ADMIN", "SYS_PTRACE"];
 
 fn tools_ready(test: &str) -> bool {
     let problem = match Command::new("python3").args(["-c", PYTHON_TOOLS]).output() {
@@ -301,8 +303,9 @@ fn service_account<'a>(docs: &'a [Value], workload: &Value) -> &'a Value {
 
 /// What "least privilege" means for these manifests (R-OPS-3, issue 19), on a set of objects
 /// holding one sensor DaemonSet and one analyzer Deployment. `attribution` says whether Kubernetes
-/// attribution (token + pod-read RBAC + cgroup mount) is expected on.
-fn assert_least_privilege(docs: &[Value], attribution: bool) {
+/// attribution (token + pod-read RBAC + cgroup mount) is expected on, `tls` whether TLS capture
+/// (two more capabilities and hostPID) is.
+fn assert_least_privilege(docs: &[Value], attribution: bool, tls: bool) {
     let ds = one(docs, "DaemonSet");
     let spec = pod_spec(ds);
     assert_eq!(
@@ -317,19 +320,22 @@ fn assert_least_privilege(docs: &[Value], attribution: bool) {
     assert_eq!(sc["readOnlyRootFilesystem"], true, "{sc}");
     assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{sc}");
     let added = strings(&sc["capabilities"]["add"]);
-    let expected: BTreeSet<String> = SENSOR_CAPS.iter().map(|c| c.to_string()).collect();
+    let expected: BTreeSet<String> = SENSOR_CAPS
+        .iter()
+        .chain(if tls { &TLS_CAPS[..] } else { &[] })
+        .map(|c| c.to_string())
+        .collect();
     assert_eq!(added, expected, "sensor capabilities");
     assert!(
         ["RuntimeDefault", "Localhost"]
             .contains(&sc["seccompProfile"]["type"].as_str().unwrap_or("")),
         "sensor seccomp: {sc}"
     );
-    for host in ["hostPID", "hostIPC"] {
-        assert!(
-            spec[host].is_null() || spec[host] == false,
-            "{host}: {spec}"
-        );
-    }
+    assert!(
+        spec["hostIPC"].is_null() || spec["hostIPC"] == false,
+        "hostIPC: {spec}"
+    );
+    assert_eq!(spec["hostPID"] == true, tls, "hostPID only for TLS capture");
     // Host paths: BPF fs, BTF and the cgroup hierarchy read-only; the spool the only writable one.
     let host_volumes: BTreeSet<String> = spec["volumes"]
         .as_array()
@@ -560,7 +566,7 @@ fn chart_defaults_render_valid_least_privilege_manifests() {
         "the optional ServiceMonitor is off by default"
     );
     assert_eq!(validate(&m, &scratch), 0);
-    assert_least_privilege(docs, true);
+    assert_least_privilege(docs, true, false);
     assert_configs_valid(docs, &scratch);
     for d in docs {
         if kind(d) != "ClusterRole" && kind(d) != "ClusterRoleBinding" {
@@ -581,7 +587,7 @@ fn chart_with_every_option_renders_valid_manifests() {
     let docs = &m.docs;
     assert_eq!(validate(&m, &scratch), 2, "a ServiceMonitor per program");
     assert_eq!(docs.iter().filter(|d| kind(d) == "Service").count(), 2);
-    assert_least_privilege(docs, true);
+    assert_least_privilege(docs, true, false);
     assert_configs_valid(docs, &scratch);
 
     // The values arrive where they belong.
@@ -653,7 +659,7 @@ fn chart_switches_attribution_off_and_refuses_a_root_analyzer() {
     let m = render("apitap", "apitap", Some(&off), &scratch);
     validate(&m, &scratch);
     let docs = m.docs;
-    assert_least_privilege(&docs, false);
+    assert_least_privilege(&docs, false, false);
     assert!(volume(one(&docs, "DaemonSet"), "cgroup").is_none());
     assert!(!kinds(&docs).contains(&"NetworkPolicy".to_string()));
 
@@ -712,6 +718,78 @@ fn chart_switches_attribution_off_and_refuses_a_root_analyzer() {
     }
 }
 
+/// `sensor.tls.enabled` (issue 16): exactly SYS_ADMIN and SYS_PTRACE more, hostPID, and the
+/// chart's own sensor.toml with `[tls] enabled = true` (which the real `check-config` accepts);
+/// a configuration of one's own that disagrees with the switch does not render.
+#[test]
+fn chart_with_tls_grants_the_uprobe_privileges_and_turns_capture_on() {
+    let test = "chart_with_tls_grants_the_uprobe_privileges_and_turns_capture_on";
+    if !tools_ready(test) {
+        return;
+    }
+    let scratch = Scratch::new("tls");
+    let on = scratch.write("tls.yaml", "sensor:\n  tls:\n    enabled: true\n");
+    let m = render("apitap", "apitap", Some(&on), &scratch);
+    validate(&m, &scratch);
+    let docs = &m.docs;
+    assert_least_privilege(docs, true, true);
+    assert_configs_valid(docs, &scratch);
+    let ds = one(docs, "DaemonSet");
+    let sensor_toml: toml::Table = config_of(docs, ds, "sensor.toml")
+        .parse()
+        .expect("sensor TOML");
+    assert_eq!(sensor_toml["tls"]["enabled"].as_bool(), Some(true));
+    // Everything else is the example's.
+    let mut example: toml::Table =
+        std::fs::read_to_string(workspace_root().join("deploy/config/sensor.example.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    assert_eq!(example["tls"]["enabled"].as_bool(), Some(false));
+    example["tls"]["enabled"] = toml::Value::Boolean(true);
+    assert_eq!(sensor_toml, example);
+
+    let own_off = "[capture]\ninterfaces = [\"eth0\"]\n[sink]\nkind = \"stdout\"\n";
+    let own_on = format!("{own_off}[tls]\n# HTTPS too\nenabled = true\n");
+    for (name, values, expected) in [
+        (
+            "switch-without-config.yaml",
+            format!(
+                "sensor:\n  tls:\n    enabled: true\n  config: {}\n",
+                serde_json::to_string(own_off).unwrap()
+            ),
+            "sensor.tls.enabled is true but sensor.config does not set [tls] enabled = true",
+        ),
+        (
+            "config-without-switch.yaml",
+            format!(
+                "sensor:\n  config: {}\n",
+                serde_json::to_string(&own_on).unwrap()
+            ),
+            "set sensor.tls.enabled too",
+        ),
+    ] {
+        let err = try_render(
+            "apitap",
+            "apitap",
+            Some(&scratch.write(name, &values)),
+            &scratch,
+        )
+        .expect_err("must not render");
+        assert!(err.contains(expected), "{name}: {err}");
+    }
+    // Both set: renders, with the privileges.
+    let both = scratch.write(
+        "both.yaml",
+        &format!(
+            "sensor:\n  tls:\n    enabled: true\n  config: {}\n",
+            serde_json::to_string(&own_on).unwrap()
+        ),
+    );
+    let docs = render("apitap", "apitap", Some(&both), &scratch).docs;
+    assert_eq!(pod_spec(one(&docs, "DaemonSet"))["hostPID"], true);
+}
+
 #[test]
 fn plain_manifests_are_valid_and_agree_with_the_chart() {
     let test = "plain_manifests_are_valid_and_agree_with_the_chart";
@@ -722,7 +800,7 @@ fn plain_manifests_are_valid_and_agree_with_the_chart() {
     let plain_m = plain_manifests();
     assert_eq!(validate(&plain_m, &scratch), 0);
     let plain = &plain_m.docs;
-    assert_least_privilege(plain, true);
+    assert_least_privilege(plain, true, false);
     assert_configs_valid(plain, &scratch);
     let ns = one(plain, "Namespace");
     assert_eq!(

@@ -103,3 +103,89 @@ fn unit_files_verify_without_warnings() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The TLS drop-in (`deploy/systemd/apitap-sensor-tls.conf`, issue 16) verifies
+/// cleanly on top of the unit and adds exactly CAP_SYS_ADMIN and CAP_SYS_PTRACE: the
+/// capability findings of `systemd-analyze security` with it differ from the unit's alone by
+/// those two, and the exposure stays at most 4.0 (measured: 4.0 with, 3.5 without).
+#[test]
+fn tls_drop_in_adds_exactly_two_capabilities() {
+    let problem = systemd_analyze_problem();
+    if !require(
+        "tls_drop_in_adds_exactly_two_capabilities",
+        "unit verification",
+        problem,
+    ) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("apitap-tls-unit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let unit = dir.join("apitap-sensor.service");
+    let text =
+        std::fs::read_to_string(workspace_root().join("deploy/systemd/apitap-sensor.service"))
+            .unwrap();
+    let bin = workspace_bin("apitap-sensor").unwrap();
+    std::fs::write(
+        &unit,
+        text.replace("/usr/local/bin/apitap-sensor", &bin.to_string_lossy()),
+    )
+    .unwrap();
+    // Granted capabilities as `systemd-analyze security` lists them (✗ = the service has it)
+    // and the exposure level.
+    let granted = || -> (Vec<String>, f64) {
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=true", "--no-pager"])
+            .arg(&unit)
+            .output()
+            .expect("running systemd-analyze security");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let caps = text
+            .lines()
+            .filter(|l| l.starts_with('✗') && l.contains("CapabilityBoundingSet=~"))
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+            .collect();
+        let level = text
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for ").nth(1))
+            .and_then(|rest| rest.split(':').nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level: {text}"));
+        (caps, level)
+    };
+    let (base, _) = granted();
+    let drop_in = dir.join("apitap-sensor.service.d");
+    std::fs::create_dir_all(&drop_in).unwrap();
+    std::fs::copy(
+        workspace_root().join("deploy/systemd/apitap-sensor-tls.conf"),
+        drop_in.join("tls.conf"),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("running systemd-analyze verify");
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && warnings.trim().is_empty(),
+        "systemd-analyze verify with the TLS drop-in: {warnings}"
+    );
+    let (with_tls, level) = granted();
+    let added: Vec<&String> = with_tls.iter().filter(|c| !base.contains(c)).collect();
+    assert_eq!(
+        added,
+        [
+            "CapabilityBoundingSet=~CAP_SYS_PTRACE",
+            "CapabilityBoundingSet=~CAP_SYS_ADMIN"
+        ],
+        "the drop-in grants: {with_tls:?} (unit alone: {base:?})"
+    );
+    assert!(
+        base.iter().all(|c| with_tls.contains(c)),
+        "{base:?} vs {with_tls:?}"
+    );
+    assert!(level <= 4.0, "exposure with the TLS drop-in: {level}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

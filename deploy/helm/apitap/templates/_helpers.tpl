@@ -63,8 +63,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "apitap.sensor.config" -}}
 {{- if .Values.sensor.config -}}
 {{- .Values.sensor.config -}}
+{{- else if .Values.sensor.tls.enabled -}}
+{{- regexReplaceAll "(\\[tls\\][^\\[]*?\\n)enabled = false" (.Files.Get "files/sensor.toml") "${1}enabled = true" -}}
 {{- else -}}
 {{- .Files.Get "files/sensor.toml" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the sensor's configuration turns TLS capture on ([tls] ... enabled = true). */}}
+{{- define "apitap.sensor.configTls" -}}
+{{- if regexMatch "(?m)^\\s*\\[tls\\][^\\[]*?\\n\\s*enabled\\s*=\\s*true" (include "apitap.sensor.config" .) -}}
+true
 {{- end -}}
 {{- end -}}
 
