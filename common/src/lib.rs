@@ -513,8 +513,10 @@ pub mod tls {
         pub task_tgid: u32,
         /// `struct linux_binprm.filename` (a `const char *`).
         pub bprm_filename: u32,
-        /// Explicit padding; always zero.
-        pub _pad: u32,
+        /// Unread bytes in the TLS ring at which a record wakes the agent (`capture.wakeup_bytes`,
+        /// at most half the TLS ring); below it the agent drains the ring on its poll timer. 0:
+        /// the kernel decides per record (a wake-up, an inter-processor interrupt, per record).
+        pub wakeup_bytes: u32,
     }
     const _: () = assert!(core::mem::size_of::<TlsConfig>() == 48);
 

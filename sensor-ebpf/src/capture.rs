@@ -66,16 +66,17 @@ impl Drop {
     }
 }
 
-/// Ring-buffer output flags for a record of `record_len` bytes: wake the agent only when this
-/// record makes the unread data cross `wakeup_bytes` (the agent drains the ring on a timer
-/// besides), or leave the decision to the kernel when batching is off (`wakeup_bytes == 0`).
-/// Two CPUs writing at once may both miss the crossing; the agent's timer bounds that delay.
+/// Ring-buffer output flags for a record of `record_len` bytes into `ring` (the packet ring
+/// or the TLS ring): wake the agent only when this record makes the unread data cross
+/// `wakeup_bytes` (the agent drains the ring on a timer besides), or leave the decision to
+/// the kernel when batching is off (`wakeup_bytes == 0`). Two CPUs writing at once may both
+/// miss the crossing; the agent's timer bounds that delay.
 #[inline(always)]
-fn wakeup_flags(wakeup_bytes: u32, record_len: usize) -> u64 {
+pub(crate) fn wakeup_flags(ring: &RingBuf, wakeup_bytes: u32, record_len: usize) -> u64 {
     if wakeup_bytes == 0 {
         return 0;
     }
-    let before = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let before = ring.query(BPF_RB_AVAIL_DATA as u64);
     // Each record also carries the ring's own 8-byte header.
     let after = before + record_len as u64 + 8;
     let wake = u64::from(wakeup_bytes);
@@ -413,7 +414,7 @@ fn try_observe<S: Source>(src: &S) -> Result<(), Drop> {
             core::slice::from_raw_parts((scratch as *const Scratch).cast::<u8>(), record_len)
         };
         if EVENTS
-            .output::<[u8]>(record, wakeup_flags(cfg.wakeup_bytes, record_len))
+            .output::<[u8]>(record, wakeup_flags(&EVENTS, cfg.wakeup_bytes, record_len))
             .is_err()
         {
             return Err(Drop::RingFull);

@@ -190,7 +190,7 @@ impl Capture {
         };
 
         let tls = if tls.enabled {
-            Some(crate::tls::attach(&mut ebpf, tls)?)
+            Some(crate::tls::attach(&mut ebpf, tls, cfg.wakeup_bytes)?)
         } else {
             None
         };

@@ -27,6 +27,8 @@ pub const SERVER_IP: &str = "10.213.0.1";
 pub const CLIENT_IP: &str = "10.213.0.2";
 /// Port nginx listens on.
 pub const SERVER_PORT: u16 = 8080;
+/// Port of the same API over TLS ([`Nginx::start_https`]).
+pub const HTTPS_PORT: u16 = 8443;
 /// Metrics address of the sensor inside the server namespace.
 pub const METRICS_ADDR: &str = "127.0.0.1:9464";
 
@@ -402,6 +404,26 @@ impl Nginx {
     /// Writes the configuration into `dir` and starts nginx in `ns`.
     pub fn start(ns: &Netns, dir: &Path) -> anyhow::Result<Nginx> {
         let conf = Self::start_conf_text(dir)?;
+        Self::start_conf(ns, dir, &conf, "/healthz")
+    }
+
+    /// [`Nginx::start`] serving the same JSON API on [`HTTPS_PORT`] over TLS too (OpenSSL,
+    /// with the certificate `cert.pem`/`key.pem` in `certs`, e.g. from
+    /// [`make_test_certificate`]).
+    pub fn start_https(ns: &Netns, dir: &Path, certs: &Path) -> anyhow::Result<Nginx> {
+        let plain = format!("    listen {SERVER_IP}:{SERVER_PORT};\n");
+        let conf = Self::start_conf_text(dir)?;
+        if !conf.contains(&plain) {
+            bail!("the JSON API's configuration has no {plain:?}");
+        }
+        let c = certs.display();
+        let conf = conf.replacen(
+            &plain,
+            &format!(
+                "{plain}    listen {SERVER_IP}:{HTTPS_PORT} ssl;\n    ssl_certificate {c}/cert.pem;\n    ssl_certificate_key {c}/key.pem;\n    ssl_protocols TLSv1.2 TLSv1.3;\n"
+            ),
+            1,
+        );
         Self::start_conf(ns, dir, &conf, "/healthz")
     }
 
@@ -912,6 +934,34 @@ pub fn read_events(path: &Path) -> anyhow::Result<Vec<apitap_schema::ApiEvent>> 
                 .with_context(|| format!("event line {}", i + 1))
         })
         .collect()
+}
+
+/// A self-signed certificate and key made by the `openssl` tool into `dir`.
+pub fn make_test_certificate(dir: &Path) -> anyhow::Result<()> {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=apitap.test",
+            "-keyout",
+        ])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .context("running openssl")?;
+    if !out.status.success() {
+        bail!("openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
 /// The start of an nginx configuration for a test server whose files live in `dir`: one

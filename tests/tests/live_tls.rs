@@ -10,13 +10,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use apitap_schema::ApiEvent;
 use apitap_tests::{
-    CLIENT_IP, Nginx, SERVER_IP, SERVER_PORT, Sensor, Topology, metric, nginx_preamble,
-    read_events, require, require_privileges, threads_with_capabilities,
+    CLIENT_IP, Nginx, SERVER_IP, SERVER_PORT, Sensor, Topology, make_test_certificate, metric,
+    nginx_preamble, read_events, require, require_privileges, threads_with_capabilities,
 };
 
 /// HTTPS port of the nginx running before the sensor.
@@ -31,34 +30,6 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
-}
-
-/// A self-signed certificate and key made by the `openssl` tool into `dir`.
-fn make_certificate(dir: &Path) -> anyhow::Result<()> {
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=apitap.test",
-            "-keyout",
-        ])
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .output()
-        .context("running openssl")?;
-    if !out.status.success() {
-        bail!("openssl req: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
 }
 
 /// Deterministic printable text of `n` bytes, different per `seed`.
@@ -158,7 +129,7 @@ fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Re
     let dir = tempdir(tag);
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs)?;
-    make_certificate(&certs)?;
+    make_test_certificate(&certs)?;
     let topo = Topology::new(tag)?;
 
     // One server before the sensor starts...

@@ -332,7 +332,7 @@ fn bench_meta(stderr: &str) -> anyhow::Result<HashMap<String, f64>> {
         .collect())
 }
 
-fn count_log(nginx: &Nginx) -> anyhow::Result<(u64, u64)> {
+pub(crate) fn count_log(nginx: &Nginx) -> anyhow::Result<(u64, u64)> {
     let log = nginx.access_log()?;
     let total = log.len() as u64;
     let ok = log
@@ -342,7 +342,7 @@ fn count_log(nginx: &Nginx) -> anyhow::Result<(u64, u64)> {
     Ok((total, ok))
 }
 
-fn truncate_log(nginx: &Nginx, topo: &Topology) -> anyhow::Result<()> {
+pub(crate) fn truncate_log(nginx: &Nginx, topo: &Topology) -> anyhow::Result<()> {
     std::fs::write(nginx.dir.join("access.log"), "")?;
     let conf = nginx.dir.join("nginx.conf");
     topo.server
@@ -468,6 +468,11 @@ fn load(topo: &Topology, rate: Option<u32>, secs: u32) -> anyhow::Result<f64> {
 /// hey on `/api/v1/bench` at a fixed `rate` for `secs`: 50 workers, each at rate/50 requests
 /// per second (hey's `-q` is per worker).
 pub(crate) fn hey_cmd(topo: &Topology, rate: u32, secs: u32) -> Command {
+    hey_cmd_url(topo, rate, secs, &topo.url("/api/v1/bench"))
+}
+
+/// [`hey_cmd`] on another URL (hey does not verify TLS certificates).
+pub(crate) fn hey_cmd_url(topo: &Topology, rate: u32, secs: u32, url: &str) -> Command {
     topo.client.cmd(
         "hey",
         &[
@@ -478,7 +483,7 @@ pub(crate) fn hey_cmd(topo: &Topology, rate: u32, secs: u32) -> Command {
             "-q",
             &(rate / 50).max(1).to_string(),
             "-disable-compression",
-            &topo.url("/api/v1/bench"),
+            url,
         ],
     )
 }
@@ -542,7 +547,7 @@ struct Round {
 /// its CPU goes: system-wide with frame-pointer stacks (the kernel's ring-buffer and wake-up
 /// work shows in nginx's and wrk's time), or, with APITAP_BENCH_PERF_SENSOR=1, the sensor alone
 /// with DWARF stacks (build with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only).
-fn perf_record(secs: u32) -> anyhow::Result<Option<std::process::Child>> {
+pub(crate) fn perf_record(secs: u32) -> anyhow::Result<Option<std::process::Child>> {
     let Some(out) = std::env::var_os("APITAP_BENCH_PERF") else {
         return Ok(None);
     };

@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use apitap_tests::{Nginx, SERVER_PORT, Sensor, Topology, workspace_root};
 
-use crate::bench::{USER_HZ, cpu_ticks, find_pid, hey_cmd};
+use crate::bench::{USER_HZ, cpu_ticks, find_pid, hey_cmd_url};
 use crate::cargo;
 
 /// Alternations per measurement.
@@ -35,14 +35,19 @@ const RATES: [u32; 3] = [1_000, 5_000, 10_000];
 
 /// One hey run: achieved rate and latency percentiles in milliseconds.
 #[derive(Debug, Clone, Copy)]
-struct Hey {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+pub(crate) struct Hey {
+    pub(crate) rps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
 }
 
 fn hey(topo: &Topology, rate: u32, secs: u32) -> anyhow::Result<Hey> {
-    let out = hey_cmd(topo, rate, secs).output()?;
+    hey_url(topo, rate, secs, &topo.url("/api/v1/bench"))
+}
+
+/// [`hey`] on another URL.
+pub(crate) fn hey_url(topo: &Topology, rate: u32, secs: u32, url: &str) -> anyhow::Result<Hey> {
+    let out = hey_cmd_url(topo, rate, secs, url).output()?;
     if !out.status.success() {
         bail!("hey failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -50,7 +55,7 @@ fn hey(topo: &Topology, rate: u32, secs: u32) -> anyhow::Result<Hey> {
 }
 
 /// `Requests/sec:` and the `50% in X secs` / `99% in Y secs` lines of hey's report.
-fn parse_hey(text: &str) -> anyhow::Result<Hey> {
+pub(crate) fn parse_hey(text: &str) -> anyhow::Result<Hey> {
     let rps = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
@@ -71,8 +76,8 @@ fn parse_hey(text: &str) -> anyhow::Result<Hey> {
     })
 }
 
-/// wrk at its maximum, pinned to core 0 with nginx; requests per second.
-fn wrk_pinned(topo: &Topology, secs: u32) -> anyhow::Result<f64> {
+/// wrk at its maximum on `url`, pinned to core 0 with nginx; requests per second.
+pub(crate) fn wrk_pinned(topo: &Topology, secs: u32, url: &str) -> anyhow::Result<f64> {
     let out = topo
         .client
         .cmd(
@@ -87,7 +92,7 @@ fn wrk_pinned(topo: &Topology, secs: u32) -> anyhow::Result<f64> {
                 "50",
                 "-d",
                 &format!("{secs}s"),
-                &topo.url("/api/v1/bench"),
+                url,
             ],
         )
         .output()?;
@@ -103,7 +108,7 @@ fn wrk_pinned(topo: &Topology, secs: u32) -> anyhow::Result<f64> {
 
 /// Pins process `pid` and all its threads (and, with `children`, its child processes: nginx's
 /// workers) to the CPUs in `cpus` (`taskset -c` syntax).
-fn pin(pid: u32, cpus: &str, children: bool) -> anyhow::Result<()> {
+pub(crate) fn pin(pid: u32, cpus: &str, children: bool) -> anyhow::Result<()> {
     let mut pids = vec![pid];
     if children {
         let out = std::process::Command::new("pgrep")
@@ -127,7 +132,7 @@ fn pin(pid: u32, cpus: &str, children: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -253,12 +258,12 @@ pub fn run(secs: u32) -> anyhow::Result<()> {
     let mut ratios = Vec::new();
     let mut rows = Vec::new();
     for round in 0..ROUNDS {
-        let base = wrk_pinned(&topo, secs)?;
+        let base = wrk_pinned(&topo, secs, &topo.url("/api/v1/bench"))?;
         let mut sensor = start_sensor(&format!("pinned-{round}"))?;
         let pid = find_pid("apitap-sensor").context("sensor pid")?;
         pin(pid, "1", false)?;
         std::thread::sleep(Duration::from_millis(200));
-        let with = wrk_pinned(&topo, secs)?;
+        let with = wrk_pinned(&topo, secs, &topo.url("/api/v1/bench"))?;
         sensor.stop()?;
         let _ = std::fs::remove_file(&sensor.events);
         ratios.push(with / base);

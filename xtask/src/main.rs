@@ -8,6 +8,7 @@ mod bench;
 mod bench_hostile;
 mod bench_kafka;
 mod bench_overhead;
+mod bench_tls;
 mod demo;
 mod demo_data;
 mod disk;
@@ -112,7 +113,8 @@ enum Cmd {
     /// under callgrind: instructions per transaction, deterministic on a noisy machine, next to
     /// the previous run), `analyzer-instructions` (the analyzer's per-event path under
     /// callgrind, by part, next to the previous run), `capture` (live, netns, load tools), `overhead` (nginx's latency
-    /// at fixed rates and its rate pinned to one core, with and without the sensor), `kafka` (bus throughput
+    /// at fixed rates and its rate pinned to one core, with and without the sensor), `tls` (the same
+    /// over HTTPS with TLS capture on, and the sensor's CPU per 10k HTTPS transactions), `kafka` (bus throughput
     /// against a real broker, next to `tansu perf`) or `hostile` (the sensor and analyzer
     /// under a SYN flood, 1-byte segments, a pipelined-head flood and random hosts/paths).
     Bench {
@@ -123,6 +125,7 @@ enum Cmd {
             "analyzer-instructions",
             "capture",
             "overhead",
+            "tls",
             "kafka",
             "hostile"
         ])]
@@ -160,6 +163,7 @@ fn main() -> anyhow::Result<()> {
                 "kafka" => bench_kafka::run(seconds),
                 "hostile" => bench_hostile::run(),
                 "overhead" => bench_overhead::run(seconds),
+                "tls" => bench_tls::run(seconds),
                 _ => bench::capture(seconds),
             }
         }

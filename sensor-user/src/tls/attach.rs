@@ -135,7 +135,7 @@ pub fn kernel_offsets(btf: &Btf) -> anyhow::Result<TlsConfig> {
         sk_protocol: o("sock", "sk_protocol")?,
         task_tgid: o("task_struct", "tgid")?,
         bprm_filename: o("linux_binprm", "filename")?,
-        _pad: 0,
+        wakeup_bytes: 0,
     })
 }
 
@@ -187,10 +187,12 @@ const PROBES: &[(&str, &str, Option<&str>)] = &[
     ),
 ];
 
-/// Configures and attaches the TLS programs of `ebpf` per `cfg`.
-pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection) -> anyhow::Result<TlsHandles> {
+/// Configures and attaches the TLS programs of `ebpf` per `cfg`; records wake the agent when
+/// the unread data crosses `wakeup_bytes` (the capture's setting).
+pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::Result<TlsHandles> {
     let btf = Btf::from_kernel()?;
     let mut tls_config = kernel_offsets(&btf)?;
+    tls_config.wakeup_bytes = wakeup_bytes.min(cfg.ring_buffer_bytes / 2);
     let libraries = find_libraries(&cfg.libraries)?;
     if libraries.is_empty() {
         bail!(
