@@ -334,6 +334,12 @@ pub mod tls {
     pub const PROG_SSL_HANDSHAKE_RETURN: &str = "apitap_ssl_handshake_return";
     /// `SSL_free` entry: the SSL object's socket binding is forgotten.
     pub const PROG_SSL_FREE: &str = "apitap_ssl_free";
+    /// GnuTLS `gnutls_record_recv(session, data, len)` entry (R-CAP-4); its return is
+    /// [`PROG_SSL_READ_RETURN`] (the entry marks the `ssize_t` result).
+    pub const PROG_GNUTLS_RECV_ENTRY: &str = "apitap_gnutls_recv_entry";
+    /// GnuTLS `gnutls_record_send(session, data, len)` entry; its return is
+    /// [`PROG_SSL_WRITE_RETURN`].
+    pub const PROG_GNUTLS_SEND_ENTRY: &str = "apitap_gnutls_send_entry";
     /// Continuation of a long call (tail-called from the return probes).
     pub const PROG_TLS_CONTINUE: &str = "apitap_tls_continue";
     /// Raw tracepoint `sock_send_length`: the socket a traced call wrote to.

@@ -1,7 +1,13 @@
 //! TLS plaintext capture (R-CAP-4): uprobes on OpenSSL's `SSL_read`, `SSL_read_ex`,
-//! `SSL_write`, `SSL_write_ex` and `SSL_free`, and tracepoints that tell which TCP connection a
+//! `SSL_write`, `SSL_write_ex` and `SSL_free` (shared `libssl.so.3` or linked into an
+//! executable: the same programs, attached by file), on GnuTLS's `gnutls_record_recv`,
+//! `gnutls_record_send` and `gnutls_deinit`, and tracepoints that tell which TCP connection a
 //! call used, without kprobes.
 //!
+//! - GnuTLS's calls have OpenSSL's shape (connection object, buffer, length): the
+//!   `gnutls_session_t` plays the `SSL *`, `gnutls_handshake` the handshake and
+//!   `gnutls_deinit` the free; only the result differs (`ssize_t` bytes, negative on error),
+//!   which the entry probe marks for the shared return probe.
 //! - The entry probe of a read or write call remembers, per thread, the `SSL *`, the buffer
 //!   and (for the `_ex` forms) where the length will be returned.
 //! - The raw tracepoints `sock_send_length` / `sock_recv_length` fire inside the socket I/O the
@@ -110,8 +116,15 @@ struct InFlight {
     runs: u32,
     kind: u8,
     library: u8,
-    _pad: [u8; 2],
+    /// [`RET_INT`] or [`RET_SSIZE`]: the width of the function's result.
+    ret: u8,
+    _pad: u8,
 }
+
+/// The call returns a C `int` (OpenSSL).
+const RET_INT: u8 = 0;
+/// The call returns `ssize_t` (GnuTLS's record functions).
+const RET_SSIZE: u8 = 1;
 
 /// Why a call was not captured, or only partly; each maps to one counter.
 #[derive(Clone, Copy)]
@@ -194,8 +207,27 @@ pub fn apitap_ssl_write_ex_entry(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// `gnutls_record_recv(gnutls_session_t, void *data, size_t len)` → `ssize_t`.
+#[uprobe]
+pub fn apitap_gnutls_recv_entry(ctx: ProbeContext) -> u32 {
+    let _ = enter_with(&ctx, TlsKind::Read, false, RET_SSIZE);
+    0
+}
+
+/// `gnutls_record_send(gnutls_session_t, const void *data, size_t len)` → `ssize_t`.
+#[uprobe]
+pub fn apitap_gnutls_send_entry(ctx: ProbeContext) -> u32 {
+    let _ = enter_with(&ctx, TlsKind::Write, false, RET_SSIZE);
+    0
+}
+
 #[inline(always)]
 fn enter(ctx: &ProbeContext, kind: TlsKind, ex: bool) -> Result<(), Skip> {
+    enter_with(ctx, kind, ex, RET_INT)
+}
+
+#[inline(always)]
+fn enter_with(ctx: &ProbeContext, kind: TlsKind, ex: bool, ret: u8) -> Result<(), Skip> {
     if !selected() {
         return Err(Skip);
     }
@@ -223,7 +255,8 @@ fn enter(ctx: &ProbeContext, kind: TlsKind, ex: bool) -> Result<(), Skip> {
         runs: 0,
         kind: kind as u8,
         library,
-        _pad: [0; 2],
+        ret,
+        _pad: 0,
     };
     let _ = TLS_INFLIGHT.insert(&id, &entry, 0);
     Ok(())
@@ -271,7 +304,8 @@ fn try_handshake_entry(ctx: &ProbeContext) -> Result<(), Skip> {
         runs: 0,
         kind: KIND_HANDSHAKE,
         library: 0,
-        _pad: [0; 2],
+        ret: RET_INT,
+        _pad: 0,
     };
     let _ = TLS_INFLIGHT.insert(&id, &entry, 0);
     Ok(())
@@ -386,8 +420,13 @@ fn start_copy(ctx: &RetProbeContext, id: u64) -> Result<(), Result<Skip, Loss>> 
     };
     // SAFETY: this thread's own entry.
     let entry = unsafe { &mut *entry };
-    // `int` return of all four functions: bytes (plain forms) or 1 on success (`_ex`).
-    let rv: i64 = ctx.ret::<i32>() as i64;
+    // OpenSSL's four functions return `int`: bytes (plain forms) or 1 on success (`_ex`);
+    // GnuTLS's record functions `ssize_t` bytes.
+    let rv: i64 = if entry.ret == RET_SSIZE {
+        ctx.ret::<i64>()
+    } else {
+        ctx.ret::<i32>() as i64
+    };
     let len: u64 = if entry.len_ptr != 0 {
         if rv != 1 {
             return Err(Ok(Skip));
@@ -654,7 +693,8 @@ fn try_ssl_free(ctx: &ProbeContext) -> Result<(), Skip> {
         kind: TlsKind::Close as u8,
         // SAFETY: the cookie helper takes the program's own context.
         library: unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u8,
-        _pad: [0; 2],
+        ret: RET_INT,
+        _pad: 0,
     };
     let hdr = header(&entry, id);
     match TLS_EVENTS.output::<TlsHeader>(hdr, 0) {

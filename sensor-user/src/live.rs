@@ -52,6 +52,8 @@ struct TlsPipe {
     counters: aya::maps::PerCpuArray<MapData, u64>,
     exes: aya::maps::HashMap<MapData, u32, apitap_common::tls::TlsExe>,
     events: Vec<(ApiEvent, TlsOwner)>,
+    /// Processes at start whose TLS is not captured (R-CAP-4), by (library, reason).
+    unsupported: Vec<(&'static str, &'static str, u64)>,
 }
 
 struct Pipeline {
@@ -184,6 +186,7 @@ impl Pipeline {
                 decode: t.decoder.stats().clone(),
                 connections: t.decoder.connections(),
                 held_bytes: t.decoder.held_bytes(),
+                unsupported: t.unsupported.clone(),
             }),
         }
     }
@@ -317,6 +320,7 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
             counters,
             exes,
             libraries,
+            unsupported,
         }) => {
             // SAFETY: as for the capture ring above.
             let ring =
@@ -333,6 +337,7 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
                 counters,
                 exes,
                 events: Vec::new(),
+                unsupported,
             };
             (Some(pipe), Some(ring))
         }

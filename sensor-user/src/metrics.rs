@@ -73,6 +73,8 @@ pub struct TlsSnapshot {
     pub connections: usize,
     /// Bytes the TLS sessions hold now.
     pub held_bytes: usize,
+    /// Processes running at start whose TLS is not captured, by (library, reason).
+    pub unsupported: Vec<(&'static str, &'static str, u64)>,
 }
 
 fn tls_kernel_help(c: TlsCounter) -> &'static str {
@@ -83,7 +85,7 @@ fn tls_kernel_help(c: TlsCounter) -> &'static str {
         TlsCounter::NoSocket => {
             "TLS calls whose socket was not seen (their events carry 0.0.0.0:0 endpoints)."
         }
-        TlsCounter::Closes => "TLS connections whose end (SSL_free) was reported.",
+        TlsCounter::Closes => "TLS connections whose end (SSL_free, gnutls_deinit) was reported.",
         TlsCounter::RingFull
         | TlsCounter::ReadFailed
         | TlsCounter::TooLong
@@ -171,6 +173,25 @@ fn render_tls(out: &mut Exposition, t: &TlsSnapshot) {
     }
     for (name, help, v) in t.decode.described() {
         out.counter(&format!("apitap_tls_decode_{name}_total"), help, v);
+    }
+    // R-CAP-4: every process seen using TLS the sensor cannot capture is counted; the
+    // family is always present (0 for both reasons when nothing was found).
+    let mut f = out.family(
+        "apitap_tls_unsupported_processes_total",
+        Kind::Counter,
+        "Processes running at start whose TLS is not captured: a TLS implementation the probes cannot hook (Go, NSS, wolfSSL, mbedTLS), or a supported library whose probing failed.",
+    );
+    let reasons = [
+        crate::tls::attach::unsupported::NOT_HOOKABLE,
+        crate::tls::attach::unsupported::ATTACH_FAILED,
+    ];
+    for reason in reasons {
+        if !t.unsupported.iter().any(|(_, r, _)| *r == reason) {
+            f.sample(&[("library", "none"), ("reason", reason)], 0);
+        }
+    }
+    for (lib, reason, n) in &t.unsupported {
+        f.sample(&[("library", lib), ("reason", reason)], *n);
     }
     out.gauge(
         "apitap_tls_open_connections",

@@ -19,6 +19,7 @@
 pub mod attach;
 pub mod btf;
 pub mod decoder;
+pub mod elf;
 
 use apitap_common::tls::{TlsCounter, TlsExe};
 use aya::maps::{HashMap, MapData, PerCpuArray};

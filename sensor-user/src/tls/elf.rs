@@ -1,0 +1,163 @@
+//! Which TLS library an ELF file implements, from the symbols it defines (`.symtab` or
+//! `.dynsym`), so that OpenSSL linked into an executable is found like `libssl.so.3`
+//! (R-CAP-4), and processes using a TLS library the probes cannot hook are counted.
+//!
+//! Only the symbol tables are read (through a read cache, not the whole file): a large
+//! statically linked server costs its symbol table, once per inode.
+
+use std::fs::File;
+use std::path::Path;
+
+use object::read::ReadCache;
+use object::{Object as _, ObjectSymbol as _};
+use thiserror::Error;
+
+/// A TLS library the probes understand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    /// OpenSSL's API (`SSL_read`, `SSL_write`, `SSL_free`; shared or linked in).
+    OpenSsl,
+    /// GnuTLS (`gnutls_record_recv`, `gnutls_record_send`, `gnutls_deinit`).
+    GnuTls,
+}
+
+impl Flavor {
+    /// The event's `tls_library`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Flavor::OpenSsl => "openssl",
+            Flavor::GnuTls => "gnutls",
+        }
+    }
+}
+
+/// What an ELF file is, for TLS capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Defines the functions of a library the probes understand.
+    Hookable(Flavor),
+    /// Implements TLS the probes cannot hook; the name labels
+    /// `apitap_tls_unsupported_processes_total`.
+    Unsupported(&'static str),
+    /// No TLS implementation (or its symbols are stripped).
+    None,
+}
+
+/// Why a file could not be classified.
+#[derive(Debug, Error)]
+pub enum ElfError {
+    /// The file could not be opened.
+    #[error("opening {path}: {source}")]
+    Open {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not an object file this sensor reads.
+    #[error("{path} is not a readable ELF file: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: object::read::Error,
+    },
+}
+
+/// Symbols whose definition identifies each hookable library (all must be defined).
+const OPENSSL: &[&str] = &["SSL_read", "SSL_write", "SSL_free"];
+const GNUTLS: &[&str] = &["gnutls_record_recv", "gnutls_record_send", "gnutls_deinit"];
+/// One defined symbol each of TLS implementations the probes cannot hook.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("crypto/tls.(*Conn).Read", "go"),
+    ("SSL_ImportFD", "nss"),
+    ("wolfSSL_read", "wolfssl"),
+    ("mbedtls_ssl_read", "mbedtls"),
+];
+/// GnuTLS's OpenSSL compatibility layer (`libgnutls-openssl.so`) defines `SSL_read` on top of
+/// `gnutls_record_recv`: it is captured through GnuTLS, never twice.
+const WRAPS_GNUTLS: &str = "gnutls_record_recv";
+
+/// Classifies the ELF file at `path` by the symbols it defines.
+pub fn classify(path: &Path) -> Result<Class, ElfError> {
+    let shown = || path.display().to_string();
+    let file = File::open(path).map_err(|source| ElfError::Open {
+        path: shown(),
+        source,
+    })?;
+    let cache = ReadCache::new(file);
+    let obj = object::File::parse(&cache).map_err(|source| ElfError::Parse {
+        path: shown(),
+        source,
+    })?;
+    let mut openssl = [false; 3];
+    let mut gnutls = [false; 3];
+    let mut wraps_gnutls = false;
+    let mut unsupported = None;
+    for sym in obj.dynamic_symbols().chain(obj.symbols()) {
+        let Ok(name) = sym.name() else {
+            continue;
+        };
+        if sym.is_undefined() {
+            wraps_gnutls |= name == WRAPS_GNUTLS;
+            continue;
+        }
+        if let Some(i) = OPENSSL.iter().position(|s| *s == name) {
+            openssl[i] = true;
+        } else if let Some(i) = GNUTLS.iter().position(|s| *s == name) {
+            gnutls[i] = true;
+        } else if let Some((_, lib)) = UNSUPPORTED.iter().find(|(s, _)| *s == name) {
+            unsupported = Some(*lib);
+        }
+    }
+    Ok(if gnutls.iter().all(|d| *d) {
+        Class::Hookable(Flavor::GnuTls)
+    } else if openssl.iter().all(|d| *d) && !wraps_gnutls {
+        Class::Hookable(Flavor::OpenSsl)
+    } else if let Some(lib) = unsupported {
+        Class::Unsupported(lib)
+    } else {
+        Class::None
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The system's own libraries, when installed (`cargo xtask setup` installs both).
+    #[test]
+    fn system_libraries_are_classified_by_their_symbols() {
+        for (lib, want) in [
+            ("libssl.so.3", Class::Hookable(Flavor::OpenSsl)),
+            ("libgnutls.so.30", Class::Hookable(Flavor::GnuTls)),
+            ("libgnutls-openssl.so.27", Class::None),
+            ("libcrypto.so.3", Class::None),
+            ("libc.so.6", Class::None),
+        ] {
+            let Some(path) = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"]
+                .iter()
+                .map(|d| Path::new(d).join(lib))
+                .find(|p| p.exists())
+            else {
+                crate::attribution::skip(&format!("{lib} is not installed"));
+                continue;
+            };
+            assert_eq!(classify(&path).unwrap(), want, "{lib}");
+        }
+    }
+
+    #[test]
+    fn non_elf_files_are_errors() {
+        let dir = std::env::temp_dir().join(format!("apitap-elf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("not-elf");
+        std::fs::write(&f, b"#!/bin/sh\necho hi\n").unwrap();
+        assert!(matches!(classify(&f), Err(ElfError::Parse { .. })));
+        assert!(matches!(
+            classify(&dir.join("missing")),
+            Err(ElfError::Open { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
