@@ -6,17 +6,24 @@
 //! intact, `tls: true`, the library and the nginx process, from a server running before the
 //! sensor started and from one started after it; the probes lost nothing, and the sensor
 //! holds no capability once attached.
+//!
+//! The same holds for a server with OpenSSL linked in statically
+//! (`tests/fixtures/tls/https_server.c`, built here with `-l:libssl.a -l:libcrypto.a`; no
+//! `libssl.so` is mapped: the sensor finds `SSL_read` in the executable's symbol table), and
+//! for GnuTLS (`libgnutls.so.30`) on both sides: GnuTLS's own `gnutls-serv` serving curl, and
+//! `gnutls-cli` as the client of the static server, compared with what each server logged.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use apitap_schema::ApiEvent;
 use apitap_tests::{
-    CLIENT_IP, Nginx, SERVER_IP, SERVER_PORT, Sensor, Topology, metric, nginx_preamble,
-    read_events, require, require_privileges, threads_with_capabilities,
+    CLIENT_IP, Netns, Nginx, SERVER_IP, SERVER_PORT, Sensor, Topology, metric, nginx_preamble,
+    read_events, require, require_privileges, threads_with_capabilities, workspace_root,
 };
 
 /// HTTPS port of the nginx running before the sensor.
@@ -369,6 +376,353 @@ fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Re
         assert_eq!(
             e.response.as_ref().unwrap().body.bytes()?,
             format!("{{\"id\":{},\"name\":\"user{}\"}}", i + 1, i + 1).into_bytes()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The static server's executable name (its `comm`).
+const STATIC_SERVER: &str = "tls-static-srv";
+
+/// What is missing to build the static OpenSSL server, if anything.
+fn static_build_problem() -> Option<String> {
+    let lib = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"]
+        .iter()
+        .any(|d| Path::new(d).join("libssl.a").exists());
+    let gcc = Command::new("gcc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (!lib || !gcc).then(|| "gcc and libssl-dev are needed (run `cargo xtask setup`)".to_owned())
+}
+
+/// Builds `tests/fixtures/tls/https_server.c` with OpenSSL's static archives into `dir`.
+fn build_static_server(dir: &Path) -> anyhow::Result<PathBuf> {
+    let src = workspace_root().join("tests/fixtures/tls/https_server.c");
+    let exe = dir.join(STATIC_SERVER);
+    let out = Command::new("gcc")
+        .args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .args(["-l:libssl.a", "-l:libcrypto.a"])
+        .output()
+        .context("running gcc")?;
+    if !out.status.success() {
+        bail!(
+            "gcc {}: {}",
+            src.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(exe)
+}
+
+/// A server process in a namespace (`ip netns exec` execs it in place: its pid is the
+/// server's), killed on drop.
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    /// Starts `program args` in `ns` with stdout into `stdout`, and waits until `ready_url`
+    /// answers (curl from the server's own namespace).
+    fn start(
+        ns: &Netns,
+        program: &str,
+        args: &[&str],
+        stdout: &Path,
+        ready_url: &str,
+    ) -> anyhow::Result<Server> {
+        let child = ns
+            .cmd(program, args)
+            .stdout(std::fs::File::create(stdout)?)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {program}"))?;
+        let server = Server { child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ns
+            .cmd("curl", &["-s", "-k", "-o", "/dev/null", "-f", ready_url])
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            if Instant::now() > deadline {
+                bail!("{program} did not answer {ready_url}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The static server on `port`, logging into `log`.
+fn start_static(
+    ns: &Netns,
+    exe: &Path,
+    certs: &Path,
+    port: u16,
+    log: &Path,
+) -> anyhow::Result<Server> {
+    let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let port_s = port.to_string();
+    let args = [
+        cert.to_str().context("path")?,
+        key.to_str().context("path")?,
+        SERVER_IP,
+        &port_s,
+        log.to_str().context("path")?,
+    ];
+    Server::start(
+        ns,
+        exe.to_str().context("path")?,
+        &args,
+        &log.with_extension("out"),
+        &format!("https://{SERVER_IP}:{port}/healthz"),
+    )
+}
+
+/// One request the static server logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StaticLine {
+    peer: String,
+    key: String,
+    body_len: u64,
+    body_fnv: u64,
+    response_len: u64,
+}
+
+/// The static server's log (`peer method path status body_len body_fnv1a64 response_len`),
+/// the test client's requests only (the readiness probes come from the server's address).
+fn static_log(path: &Path) -> anyhow::Result<Vec<StaticLine>> {
+    let mut out = Vec::new();
+    for l in std::fs::read_to_string(path)?.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        if f.len() != 7 {
+            bail!("bad log line {l:?}");
+        }
+        if f[0] != CLIENT_IP {
+            continue;
+        }
+        out.push(StaticLine {
+            peer: f[0].to_owned(),
+            key: format!("{} {} {}", f[1], f[2], f[3]),
+            body_len: f[4].parse()?,
+            body_fnv: u64::from_str_radix(f[5], 16)?,
+            response_len: f[6].parse()?,
+        });
+    }
+    Ok(out)
+}
+
+/// FNV-1a 64, as the static server hashes request bodies.
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, x| {
+        (h ^ u64::from(*x)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Kernel losses, gaps and unusable records are all zero.
+fn assert_nothing_lost(m: &[(String, u64)]) {
+    for (name, v) in m {
+        if name.starts_with("apitap_tls_kernel_lost_calls_total") {
+            assert_eq!(*v, 0, "{name}");
+        }
+    }
+    assert_eq!(metric(m, "apitap_tls_gaps_total"), 0);
+    assert_eq!(metric(m, "apitap_tls_bad_records_total"), 0);
+    assert!(metric(m, "apitap_tls_kernel_records_total") > 0);
+}
+
+/// OpenSSL linked into the server executable: found by its symbols at start, probed by file,
+/// so a second process of the same executable started after the sensor is traced too.
+#[test]
+fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::Result<()> {
+    let test = "https_plaintext_from_a_server_with_openssl_linked_in_statically";
+    if !require_privileges(test) || !require(test, "static OpenSSL test", static_build_problem()) {
+        return Ok(());
+    }
+    let dir = tempdir("tlss");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs)?;
+    make_certificate(&certs)?;
+    let exe = build_static_server(&dir)?;
+    let topo = Topology::new("tlss")?;
+    let early_log = dir.join("early.log");
+    let early = start_static(&topo.server, &exe, &certs, EARLY_PORT, &early_log)?;
+    // No shared OpenSSL in the process: only the executable's own copy can be probed.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", early.pid()))?;
+    assert!(
+        !maps.contains("libssl") && !maps.contains("libcrypto"),
+        "the static server maps a shared OpenSSL:\n{maps}"
+    );
+    assert!(maps.contains(STATIC_SERVER), "{maps}");
+
+    let mut sensor = Sensor::start_with(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        &format!(
+            "[decode]\nmax_body_bytes = 2097152\n[tls]\nenabled = true\nprocesses = [\"{STATIC_SERVER}\"]\n"
+        ),
+        &dir.join("sensor"),
+    )?;
+    let log = sensor.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("TLS library probed")
+            && l.contains(STATIC_SERVER)
+            && l.contains("openssl")),
+        "the executable was not probed:\n{log}"
+    );
+    let late_log = dir.join("late.log");
+    let late = start_static(&topo.server, &exe, &certs, LATE_PORT, &late_log)?;
+
+    let url = |port: u16, path: &str| format!("https://{SERVER_IP}:{port}{path}");
+    // Keep-alive: five requests on one connection.
+    let users: Vec<String> = (1..=5)
+        .map(|i| url(EARLY_PORT, &format!("/api/v1/users/{i}")))
+        .collect();
+    let mut args = vec!["-k"];
+    for u in &users {
+        args.extend_from_slice(&["-o", "/dev/null", u.as_str()]);
+    }
+    topo.curl(&args)?;
+    // 1 MiB response.
+    let big = text(BIG, 3);
+    let got = topo.curl(&["-k", &url(EARLY_PORT, &format!("/bytes/{BIG}"))])?;
+    assert!(got.as_bytes() == big, "curl got the whole document");
+    // 1 MiB upload.
+    let upload = text(BIG, 11);
+    let upload_file = dir.join("upload.txt");
+    std::fs::write(&upload_file, &upload)?;
+    let at = format!("@{}", upload_file.display());
+    topo.curl(&[
+        "-k",
+        "-o",
+        "/dev/null",
+        "-H",
+        "Content-Type: text/plain",
+        "-H",
+        "Expect:",
+        "--data-binary",
+        &at,
+        &url(EARLY_PORT, "/upload"),
+    ])?;
+    // The process started after the sensor, from the same executable.
+    for i in [7, 8] {
+        topo.curl(&[
+            "-k",
+            "-o",
+            "/dev/null",
+            &url(LATE_PORT, &format!("/api/v1/users/{i}")),
+        ])?;
+    }
+
+    let mut expected: Vec<(u16, StaticLine)> = Vec::new();
+    for (port, log) in [(EARLY_PORT, &early_log), (LATE_PORT, &late_log)] {
+        expected.extend(static_log(log)?.into_iter().map(|l| (port, l)));
+    }
+    assert_eq!(
+        expected.len(),
+        9,
+        "the server logged every request: {expected:?}"
+    );
+    // The late server's readiness probe is traced too (from the server's own address).
+    let m = sensor.wait_for_metric(
+        "apitap_sensor_events_total",
+        expected.len() as u64 + 1,
+        Duration::from_secs(30),
+    )?;
+    let pids = [early.pid(), late.pid()];
+    drop(early);
+    drop(late);
+    sensor.stop()?;
+    assert_nothing_lost(&m);
+
+    let events: Vec<ApiEvent> = read_events(&sensor.events)?
+        .into_iter()
+        .filter(|e| e.client.ip.to_string() == CLIENT_IP)
+        .filter(|e| e.process.as_ref().is_some_and(|p| pids.contains(&p.pid)))
+        .collect();
+    let exe_path = exe.to_string_lossy().into_owned();
+    let mut seen: HashMap<(u16, String), usize> = HashMap::new();
+    for e in &events {
+        assert!(e.tls, "{e:?}");
+        assert_eq!(e.tls_library.as_deref(), Some("openssl"));
+        assert_eq!(e.server.ip.to_string(), SERVER_IP);
+        assert!(e.anomalies.is_empty(), "{}: {:?}", key(e), e.anomalies);
+        let p = e.process.as_deref().context("process")?;
+        assert_eq!(p.comm, STATIC_SERVER);
+        assert_eq!(p.executable.as_deref(), Some(exe_path.as_str()), "{p:?}");
+        assert!(e.response.is_some(), "paired: {}", key(e));
+        *seen.entry((e.server.port, key(e))).or_default() += 1;
+    }
+    let mut want: HashMap<(u16, String), usize> = HashMap::new();
+    for (port, l) in &expected {
+        *want.entry((*port, l.key.clone())).or_default() += 1;
+    }
+    assert_eq!(seen, want, "every transaction reported once");
+    // Bodies as the server received and sent them, byte for byte.
+    for (port, l) in &expected {
+        let e = events
+            .iter()
+            .find(|e| e.server.port == *port && key(e) == l.key)
+            .context("event")?;
+        let req = e.request.body.bytes()?;
+        assert_eq!(
+            (req.len() as u64, fnv1a(&req)),
+            (l.body_len, l.body_fnv),
+            "{}",
+            l.key
+        );
+        let res = e.response.as_ref().unwrap();
+        assert_eq!(res.body.length_bytes, l.response_len, "{}", l.key);
+        assert!(!res.body.truncated && !e.request.body.truncated);
+        assert_eq!(l.peer, e.client.ip.to_string());
+    }
+    let big_event = events
+        .iter()
+        .find(|e| e.request.path == format!("/bytes/{BIG}"))
+        .context("the 1 MiB response")?;
+    assert!(
+        big_event.response.as_ref().unwrap().body.bytes()? == big,
+        "1 MiB response differs"
+    );
+    let up = events
+        .iter()
+        .find(|e| e.request.path == "/upload")
+        .context("the /upload event")?;
+    assert!(
+        up.request.body.bytes()? == upload,
+        "1 MiB request body differs"
+    );
+    let mut users: Vec<&ApiEvent> = events
+        .iter()
+        .filter(|e| e.server.port == EARLY_PORT && e.request.path.starts_with("/api/v1/users/"))
+        .collect();
+    users.sort_by_key(|e| e.transaction_index);
+    assert_eq!(users.len(), 5);
+    assert!(
+        users
+            .iter()
+            .all(|e| e.connection_id == users[0].connection_id)
+    );
+    for (i, e) in users.iter().enumerate() {
+        assert_eq!(e.request.path, format!("/api/v1/users/{}", i + 1));
+        assert_eq!(
+            e.response.as_ref().unwrap().body.bytes()?,
+            format!("{{\"path\":\"/api/v1/users/{}\",\"received\":0}}", i + 1).into_bytes()
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
