@@ -14,7 +14,8 @@
 //! `gnutls-cli` as the client of the static server, compared with what each server logged.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -725,6 +726,340 @@ fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::
             format!("{{\"path\":\"/api/v1/users/{}\",\"received\":0}}", i + 1).into_bytes()
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// What is missing for the GnuTLS test, if anything.
+fn gnutls_problem() -> Option<String> {
+    let lib = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"]
+        .iter()
+        .any(|d| Path::new(d).join("libgnutls.so.30").exists());
+    let tools = ["gnutls-serv", "gnutls-cli"].iter().all(|t| {
+        Command::new(t)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    (!lib || !tools)
+        .then(|| "gnutls-bin (libgnutls.so.30) is needed (run `cargo xtask setup`)".to_owned())
+        .or_else(static_build_problem)
+}
+
+/// Runs `gnutls-cli` in `ns` against `port` and sends it `steps` in turn: each step's bytes,
+/// then a wait until what it printed contains the step's marker (one request at a time on the
+/// connection, as a keep-alive client does). Its input stays open until the server closes the
+/// connection (at EOF on its input gnutls-cli would end the session before the responses
+/// arrive). Returns its pid and what it printed. Bounded in time.
+fn gnutls_client(
+    ns: &Netns,
+    port: u16,
+    steps: Vec<(Vec<u8>, Vec<u8>)>,
+) -> anyhow::Result<(u32, Vec<u8>)> {
+    let port_s = port.to_string();
+    let mut child = ns
+        .cmd("gnutls-cli", &["--insecure", "--port", &port_s, SERVER_IP])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting gnutls-cli")?;
+    let pid = child.id();
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let sink = printed.clone();
+    let reader = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut buf = [0u8; 65536];
+        loop {
+            let n = stdout.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut result = Ok(());
+    for (bytes, marker) in steps {
+        if let Err(e) = stdin.write_all(&bytes) {
+            result = Err(anyhow::Error::from(e).context("writing to gnutls-cli"));
+            break;
+        }
+        while !printed
+            .lock()
+            .expect("lock")
+            .windows(marker.len())
+            .any(|w| w == marker.as_slice())
+        {
+            if Instant::now() > deadline || reader.is_finished() {
+                result = Err(anyhow::anyhow!(
+                    "gnutls-cli never printed {:?}",
+                    String::from_utf8_lossy(&marker)
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if result.is_err() {
+            break;
+        }
+    }
+    // The last request asks the server to close: gnutls-cli then exits by itself.
+    while result.is_ok() && !reader.is_finished() {
+        if Instant::now() > deadline {
+            result = Err(anyhow::anyhow!("gnutls-cli did not exit"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    drop(stdin);
+    let status = child.wait()?;
+    let _ = reader.join();
+    result?;
+    if !status.success() {
+        bail!("gnutls-cli: {status}");
+    }
+    let out = std::mem::take(&mut *printed.lock().expect("lock"));
+    Ok((pid, out))
+}
+
+/// GnuTLS on both sides (`libgnutls.so.30`): its own `gnutls-serv --http` serving a 1 MiB
+/// document to curl (one connection per request), and `gnutls-cli` as the client of the
+/// static OpenSSL server, uploading 1 MiB and downloading 1 MiB on one connection. Every
+/// connection `gnutls-serv` reports accepting, and every request the static server logged,
+/// is one event with `tls_library: gnutls`, the GnuTLS process and intact bodies.
+#[test]
+fn https_plaintext_from_gnutls_server_and_client() -> anyhow::Result<()> {
+    let test = "https_plaintext_from_gnutls_server_and_client";
+    if !require_privileges(test) || !require(test, "GnuTLS test", gnutls_problem()) {
+        return Ok(());
+    }
+    let dir = tempdir("tlsg");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs)?;
+    make_certificate(&certs)?;
+    let exe = build_static_server(&dir)?;
+    let topo = Topology::new("tlsg")?;
+    let served = text(BIG, 5);
+    let served_file = dir.join("served.bin");
+    std::fs::write(&served_file, &served)?;
+    let port_s = EARLY_PORT.to_string();
+    let (cert, key_file) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let gs_out = dir.join("gnutls-serv.out");
+    let gnutls_serv = Server::start(
+        &topo.server,
+        "gnutls-serv",
+        &[
+            "--http",
+            &format!("--httpdata={}", served_file.display()),
+            "--port",
+            &port_s,
+            "--x509certfile",
+            cert.to_str().context("path")?,
+            "--x509keyfile",
+            key_file.to_str().context("path")?,
+        ],
+        &gs_out,
+        &format!("https://{SERVER_IP}:{EARLY_PORT}/ready"),
+    )?;
+    // The static server is only gnutls-cli's peer: not traced (not in `tls.processes`).
+    let static_log_file = dir.join("static.log");
+    let target = start_static(&topo.server, &exe, &certs, LATE_PORT, &static_log_file)?;
+
+    let mut sensor = Sensor::start_with(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        "[decode]\nmax_body_bytes = 2097152\n[tls]\nenabled = true\nprocesses = [\"gnutls-serv\", \"gnutls-cli\"]\n",
+        &dir.join("sensor"),
+    )?;
+    let log = sensor.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("TLS library probed")
+            && l.contains("libgnutls.so.30")
+            && l.contains("gnutls")),
+        "libgnutls was not probed:\n{log}"
+    );
+
+    // Server side: three requests, one connection each (gnutls-serv closes after a response).
+    let paths = ["/first", "/second?x=1", "/third"];
+    for p in paths {
+        let got = topo.curl(&["-k", &format!("https://{SERVER_IP}:{EARLY_PORT}{p}")])?;
+        assert!(
+            got.as_bytes() == served,
+            "curl got the document from gnutls-serv"
+        );
+    }
+    // Client side: a 1 MiB upload, its response, then a 1 MiB download on the same
+    // connection.
+    let upload = text(BIG, 11);
+    let mut post = format!(
+        "POST /upload HTTP/1.1\r\nHost: {SERVER_IP}\r\nContent-Type: text/plain\r\nContent-Length: {BIG}\r\n\r\n"
+    )
+    .into_bytes();
+    post.extend_from_slice(&upload);
+    let get =
+        format!("GET /bytes/{BIG} HTTP/1.1\r\nHost: {SERVER_IP}\r\nConnection: close\r\n\r\n");
+    let (cli_pid, printed) = gnutls_client(
+        &topo.client,
+        LATE_PORT,
+        vec![
+            (post, format!("\"received\":{BIG}}}").into_bytes()),
+            (get.into_bytes(), b"Connection: close\r\n\r\n".to_vec()),
+        ],
+    )?;
+    let big = text(BIG, 3);
+    assert!(
+        printed.windows(big.len()).any(|w| w == big.as_slice()),
+        "gnutls-cli printed the 1 MiB response"
+    );
+    let logged = static_log(&static_log_file)?;
+    assert_eq!(
+        logged.iter().map(|l| l.key.as_str()).collect::<Vec<_>>(),
+        ["POST /upload 201", &format!("GET /bytes/{BIG} 200")],
+        "the static server logged both requests"
+    );
+
+    // gnutls-serv's own report: the connections it accepted from the client.
+    let prefix = format!("* Accepted connection from IPv4 {CLIENT_IP} port ");
+    let wait_out = Instant::now() + Duration::from_secs(5);
+    let accepted = loop {
+        let text = std::fs::read_to_string(&gs_out)?;
+        let ports: HashSet<u16> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+            .collect();
+        if ports.len() >= paths.len() || Instant::now() > wait_out {
+            break ports;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        accepted.len(),
+        paths.len(),
+        "gnutls-serv accepted: {accepted:?}"
+    );
+
+    let m = sensor.wait_for_metric(
+        "apitap_sensor_events_total",
+        (paths.len() + logged.len()) as u64,
+        Duration::from_secs(30),
+    )?;
+    let serv_pid = gnutls_serv.pid();
+    drop(gnutls_serv);
+    drop(target);
+    sensor.stop()?;
+    assert_nothing_lost(&m);
+
+    let events: Vec<ApiEvent> = read_events(&sensor.events)?
+        .into_iter()
+        .filter(|e| e.client.ip.to_string() == CLIENT_IP)
+        .filter(|e| {
+            e.process
+                .as_ref()
+                .is_some_and(|p| p.pid == serv_pid || p.pid == cli_pid)
+        })
+        .collect();
+    for e in &events {
+        assert!(e.tls, "{e:?}");
+        assert_eq!(e.tls_library.as_deref(), Some("gnutls"), "{}", key(e));
+        assert_eq!(e.server.ip.to_string(), SERVER_IP);
+        assert!(e.anomalies.is_empty(), "{}: {:?}", key(e), e.anomalies);
+        assert!(e.response.is_some(), "paired: {}", key(e));
+        let res = e.response.as_ref().unwrap();
+        assert!(
+            !res.body.truncated && !e.request.body.truncated,
+            "{}",
+            key(e)
+        );
+    }
+    // Server side: one event per accepted connection, from that connection's client port.
+    let serv: Vec<&ApiEvent> = events
+        .iter()
+        .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == serv_pid))
+        .collect();
+    assert_eq!(
+        serv.len(),
+        paths.len(),
+        "{:?}",
+        serv.iter().map(|e| key(e)).collect::<Vec<_>>()
+    );
+    let ports: HashSet<u16> = serv.iter().map(|e| e.client.port).collect();
+    assert_eq!(ports, accepted, "the connections gnutls-serv reported");
+    let mut got_paths: Vec<String> = serv
+        .iter()
+        .map(|e| match &e.request.query {
+            Some(q) => format!("{}?{q}", e.request.path),
+            None => e.request.path.clone(),
+        })
+        .collect();
+    got_paths.sort();
+    let mut want_paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
+    want_paths.sort();
+    assert_eq!(got_paths, want_paths);
+    for e in &serv {
+        let p = e.process.as_deref().context("process")?;
+        assert_eq!(p.comm, "gnutls-serv");
+        assert_eq!(
+            p.executable.as_deref(),
+            Some("/usr/bin/gnutls-serv"),
+            "{p:?}"
+        );
+        assert_eq!(e.server.port, EARLY_PORT);
+        assert_eq!(e.request.method, "GET");
+        let res = e.response.as_ref().unwrap();
+        assert_eq!(res.status, 200);
+        assert!(
+            res.body.bytes()? == served,
+            "{}: 1 MiB response differs",
+            key(e)
+        );
+    }
+    // Client side: the two requests on one connection, as the static server logged them.
+    let mut cli: Vec<&ApiEvent> = events
+        .iter()
+        .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == cli_pid))
+        .collect();
+    cli.sort_by_key(|e| e.transaction_index);
+    assert_eq!(
+        cli.iter().map(|e| key(e)).collect::<Vec<_>>(),
+        logged.iter().map(|l| l.key.clone()).collect::<Vec<_>>()
+    );
+    assert!(cli.iter().all(|e| e.connection_id == cli[0].connection_id));
+    for (e, l) in cli.iter().zip(&logged) {
+        let p = e.process.as_deref().context("process")?;
+        assert_eq!(p.comm, "gnutls-cli");
+        assert!(
+            p.executable
+                .as_deref()
+                .is_some_and(|x| x.ends_with("/gnutls-cli")),
+            "{p:?}"
+        );
+        assert_eq!(e.server.port, LATE_PORT);
+        let req = e.request.body.bytes()?;
+        assert_eq!(
+            (req.len() as u64, fnv1a(&req)),
+            (l.body_len, l.body_fnv),
+            "{}",
+            l.key
+        );
+        assert_eq!(
+            e.response.as_ref().unwrap().body.length_bytes,
+            l.response_len
+        );
+    }
+    assert!(
+        cli[0].request.body.bytes()? == upload,
+        "1 MiB upload differs"
+    );
+    assert!(
+        cli[1].response.as_ref().unwrap().body.bytes()? == big,
+        "1 MiB download differs"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
