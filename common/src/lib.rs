@@ -363,6 +363,11 @@ pub mod tls {
         Write = 1,
         /// The TCP socket closed; no payload.
         Close = 2,
+        /// A selected process executed a file; the payload is the path it executed (as
+        /// given to `execve`, cut to [`EXE_BYTES`] - 1), [`TlsHeader::ssl`] the file's inode
+        /// number and [`TlsHeader::sock`] its device (the kernel's `dev_t`), so the agent
+        /// can count a TLS library it did not probe (R-CAP-4).
+        Exec = 3,
     }
 
     /// Role of the traced process on a connection ([`TlsHeader::role`]).
@@ -519,10 +524,18 @@ pub mod tls {
         pub task_tgid: u32,
         /// `struct linux_binprm.filename` (a `const char *`).
         pub bprm_filename: u32,
-        /// Explicit padding; always zero.
-        pub _pad: u32,
+        /// `struct linux_binprm.file` (the executed `struct file *`).
+        pub bprm_file: u32,
+        /// `struct file.f_inode`.
+        pub file_inode: u32,
+        /// `struct inode.i_ino` (an `unsigned long`).
+        pub inode_ino: u32,
+        /// `struct inode.i_sb`.
+        pub inode_sb: u32,
+        /// `struct super_block.s_dev` (the kernel's `dev_t`: major << 20 | minor).
+        pub sb_dev: u32,
     }
-    const _: () = assert!(core::mem::size_of::<TlsConfig>() == 48);
+    const _: () = assert!(core::mem::size_of::<TlsConfig>() == 64);
 
     /// Bits of [`TlsConfig::flags`].
     pub mod tls_flags {
@@ -558,11 +571,16 @@ pub mod tls {
         Closes = 8,
         /// Drop: a tail call to continue a long call failed.
         TailCallFailed = 9,
+        /// Exec notices of selected processes written to the ring ([`TlsKind::Exec`]).
+        Execs = 10,
+        /// Exec notices the ring had no room for (the agent cannot check those processes'
+        /// TLS library).
+        ExecsLost = 11,
     }
 
     impl TlsCounter {
         /// Number of counters.
-        pub const COUNT: u32 = 10;
+        pub const COUNT: u32 = 12;
         /// All counters in index order.
         pub const ALL: [TlsCounter; Self::COUNT as usize] = [
             TlsCounter::Calls,
@@ -575,6 +593,8 @@ pub mod tls {
             TlsCounter::NoSocket,
             TlsCounter::Closes,
             TlsCounter::TailCallFailed,
+            TlsCounter::Execs,
+            TlsCounter::ExecsLost,
         ];
 
         /// Stable snake_case name used in metrics and logs.
@@ -590,6 +610,8 @@ pub mod tls {
                 TlsCounter::NoSocket => "no_socket",
                 TlsCounter::Closes => "closes",
                 TlsCounter::TailCallFailed => "tail_call_failed",
+                TlsCounter::Execs => "execs",
+                TlsCounter::ExecsLost => "execs_lost",
             }
         }
 

@@ -23,7 +23,8 @@
 //!   carries its offset in the direction's plaintext stream, so the agent sees any loss.
 //! - `SSL_free` reports the connection's end.
 //! - Raw tracepoints `sched_process_exec`/`sched_process_fork` keep the executable of each
-//!   selected process.
+//!   selected process; each exec is also reported to the agent, which counts a process whose
+//!   TLS library was not probed at start.
 //!
 //! Processes are selected by command name in [`TLS_COMMS`] (or all of them). The probes only
 //! read the traced process's memory: its behaviour is never changed. Every call whose
@@ -262,8 +263,9 @@ fn enter_with(ctx: &ProbeContext, kind: TlsKind, ex: bool, ret: u8) -> Result<()
     Ok(())
 }
 
-/// [`InFlight::kind`] of a handshake call (no plaintext; only binds the socket).
-const KIND_HANDSHAKE: u8 = 3;
+/// [`InFlight::kind`] of a handshake call (no plaintext; only binds the socket). Never in a
+/// record.
+const KIND_HANDSHAKE: u8 = 0xff;
 
 /// `SSL_do_handshake`, `SSL_accept`, `SSL_connect`: the socket I/O of the handshake binds the
 /// `SSL *` to its socket before any plaintext, so the first read, which OpenSSL may serve
@@ -782,7 +784,10 @@ fn try_sock_state(ctx: &RawTracePointContext) -> Result<(), i32> {
 /// the executable of a selected process (its new name is already the comm here).
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn apitap_process_exec(ctx: RawTracePointContext) -> i32 {
-    let _ = try_process_exec(&ctx);
+    // Only reading the kernel's exec arguments fails here: the notice is lost, counted.
+    if try_process_exec(&ctx).is_err() {
+        bump(TlsCounter::ExecsLost, 1);
+    }
     0
 }
 
@@ -801,9 +806,67 @@ fn try_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     };
     // SAFETY: the helper checks the address and bounds the copy by the buffer.
     unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut exe.path)? };
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
     let _ = TLS_EXES.insert(&tgid, &exe, 0);
+    // The executed file's identity, which the agent compares with the files it probed.
+    let file: u64 = kread(bprm, cfg.bprm_file)?;
+    let inode: u64 = kread(file, cfg.file_inode)?;
+    let ino: u64 = kread(inode, cfg.inode_ino)?;
+    let sb: u64 = kread(inode, cfg.inode_sb)?;
+    let dev: u32 = kread(sb, cfg.sb_dev)?;
+    report_exec(&exe, id, ino, dev);
     Ok(())
+}
+
+/// Writes a [`TlsKind::Exec`] record with the executed path (R-CAP-4: the agent checks the
+/// file's TLS library); counted, and counted when the ring is full.
+#[inline(always)]
+fn report_exec(exe: &TlsExe, id: u64, ino: u64, dev: u32) {
+    let entry = InFlight {
+        ssl: 0,
+        buf: 0,
+        len_ptr: 0,
+        sock: 0,
+        stream_offset: 0,
+        len: 0,
+        done: 0,
+        runs: 0,
+        kind: TlsKind::Exec as u8,
+        library: 0,
+        ret: RET_INT,
+        _pad: 0,
+    };
+    let mut hdr = header(&entry, id);
+    hdr.ssl = ino;
+    hdr.sock = u64::from(dev);
+    let mut n = 0u32;
+    while (n as usize) < EXE_BYTES && exe.path[n as usize] != 0 {
+        n += 1;
+    }
+    hdr.call_len = n;
+    hdr.chunk_len = n;
+    let Some(mut rec) = TLS_EVENTS.reserve::<TlsSmallRecord>(0) else {
+        bump(TlsCounter::ExecsLost, 1);
+        return;
+    };
+    let p = rec.as_mut_ptr();
+    // SAFETY: `p` is a reserved record; the path (EXE_BYTES) fits its data array.
+    unsafe {
+        (*p).header = hdr;
+        let rc = aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            (*p).data.as_mut_ptr().cast(),
+            EXE_BYTES as u32,
+            exe.path.as_ptr().cast(),
+        );
+        if rc < 0 {
+            rec.discard(0);
+            bump(TlsCounter::ExecsLost, 1);
+            return;
+        }
+    }
+    rec.submit(0);
+    bump(TlsCounter::Execs, 1);
 }
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`: a new
@@ -834,6 +897,8 @@ fn try_process_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
     }
     Ok(())
 }
+
+const _: () = assert!(EXE_BYTES <= TLS_SMALL_CHUNK_BYTES);
 
 /// Size check of the header as written by `output` above.
 const _: () = assert!(core::mem::size_of::<TlsHeader>() == TLS_HEADER_BYTES);

@@ -31,6 +31,8 @@ use apitap_tests::{
 const EARLY_PORT: u16 = 8443;
 /// HTTPS port of the nginx started after the sensor.
 const LATE_PORT: u16 = 9443;
+/// HTTPS port of a copy of the static server started after the sensor.
+const COPY_PORT: u16 = 10443;
 /// Size of the large response and of the large upload.
 const BIG: usize = 1024 * 1024;
 
@@ -588,6 +590,15 @@ fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::
     );
     let late_log = dir.join("late.log");
     let late = start_static(&topo.server, &exe, &certs, LATE_PORT, &late_log)?;
+    // A copy of the executable (another inode) first run after the sensor started: not
+    // probed (attaching needs the capabilities dropped after start), so counted and not
+    // captured.
+    let copy_dir = dir.join("copy");
+    std::fs::create_dir_all(&copy_dir)?;
+    let copy = copy_dir.join(STATIC_SERVER);
+    std::fs::copy(&exe, &copy)?;
+    let copy_log = dir.join("copy.log");
+    let copied = start_static(&topo.server, &copy, &certs, COPY_PORT, &copy_log)?;
 
     let url = |port: u16, path: &str| format!("https://{SERVER_IP}:{port}{path}");
     // Keep-alive: five requests on one connection.
@@ -629,6 +640,12 @@ fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::
             &url(LATE_PORT, &format!("/api/v1/users/{i}")),
         ])?;
     }
+    topo.curl(&["-k", "-o", "/dev/null", &url(COPY_PORT, "/api/v1/users/9")])?;
+    assert_eq!(
+        static_log(&copy_log)?.len(),
+        1,
+        "the copy served its request"
+    );
 
     let mut expected: Vec<(u16, StaticLine)> = Vec::new();
     for (port, log) in [(EARLY_PORT, &early_log), (LATE_PORT, &late_log)] {
@@ -646,10 +663,40 @@ fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::
         Duration::from_secs(30),
     )?;
     let pids = [early.pid(), late.pid()];
+    let copy_pid = copied.pid();
     drop(early);
     drop(late);
+    drop(copied);
     sensor.stop()?;
     assert_nothing_lost(&m);
+    for (k, v) in &m {
+        if k.contains("exec") || k.contains("unsupported") {
+            eprintln!("DBG {k} {v}");
+        }
+    }
+    // R-CAP-4: the copy is counted as not captured, and named in the log; both later
+    // processes were reported by the exec tracepoint and checked.
+    assert_eq!(
+        metric(
+            &m,
+            "apitap_tls_unsupported_processes_total{library=\"openssl\",reason=\"not_probed\"}"
+        ),
+        1
+    );
+    assert!(metric(&m, "apitap_tls_kernel_execs_total") >= 2);
+    assert!(metric(&m, "apitap_tls_exec_checks_total{result=\"checked\"}") >= 2);
+    let log = sensor.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("not captured")
+            && l.contains(&copy.to_string_lossy().into_owned())),
+        "the copy is not named in the log:\n{log}"
+    );
+    let all = read_events(&sensor.events)?;
+    assert!(
+        !all.iter()
+            .any(|e| e.process.as_ref().is_some_and(|p| p.pid == copy_pid)),
+        "the copy was not probed, yet traced"
+    );
 
     let events: Vec<ApiEvent> = read_events(&sensor.events)?
         .into_iter()

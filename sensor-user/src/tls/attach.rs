@@ -65,6 +65,9 @@ pub mod unsupported {
     pub const NOT_HOOKABLE: &str = "not_hookable";
     /// Its library is one the probes understand, but attaching to that file failed.
     pub const ATTACH_FAILED: &str = "attach_failed";
+    /// It started after the sensor and runs a library file the probes understand that was
+    /// not probed at start (attaching needs the capabilities dropped after start).
+    pub const NOT_PROBED: &str = "not_probed";
 }
 
 /// What the start-time search found (R-CAP-4).
@@ -222,7 +225,11 @@ pub fn kernel_offsets(btf: &Btf) -> anyhow::Result<TlsConfig> {
         sk_protocol: o("sock", "sk_protocol")?,
         task_tgid: o("task_struct", "tgid")?,
         bprm_filename: o("linux_binprm", "filename")?,
-        _pad: 0,
+        bprm_file: o("linux_binprm", "file")?,
+        file_inode: o("file", "f_inode")?,
+        inode_ino: o("inode", "i_ino")?,
+        inode_sb: o("inode", "i_sb")?,
+        sb_dev: o("super_block", "s_dev")?,
     })
 }
 
@@ -234,11 +241,13 @@ pub struct TlsHandles {
     pub counters: PerCpuArray<MapData, u64>,
     /// Executables per process.
     pub exes: HashMap<MapData, u32, TlsExe>,
-    /// Library names per attach cookie.
+    /// Library names per attach cookie ([`Flavor`] discriminant).
     pub libraries: Vec<String>,
     /// Processes running at start whose TLS is not captured, by (library, reason)
     /// (`apitap_tls_unsupported_processes_total`).
     pub unsupported: Vec<(&'static str, &'static str, u64)>,
+    /// Device and inode of every file probed.
+    pub probed: Vec<(u64, u64)>,
 }
 
 /// One probed function: symbol, entry program, return program, and whether the library is
@@ -456,15 +465,16 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection) -> anyhow::Result<TlsHandles> {
         tail.set(0, &cont, 0)?;
     }
 
-    let mut names = Vec::new();
+    // The attach cookie is the flavor: records name their library whatever the file.
+    let names: Vec<String> = Flavor::ALL.iter().map(|f| f.name().to_owned()).collect();
+    let mut probed = Vec::new();
     let mut attached = 0usize;
     let mut unsupported = found.unsupported.clone();
     for lib in &libraries {
-        let cookie = names.len() as u64;
-        match attach_library(ebpf, lib, cookie) {
+        match attach_library(ebpf, lib, lib.flavor as u64) {
             Ok(()) => {
                 attached += 1;
-                names.push(lib.flavor.name().to_owned());
+                probed.push(lib.inode);
                 info!(library = %lib.path.display(), inode = lib.inode.1, kind = lib.flavor.name(), "TLS library probed");
             }
             Err(e) => {
@@ -533,6 +543,7 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection) -> anyhow::Result<TlsHandles> {
             .into_iter()
             .map(|((lib, reason), n)| (lib, reason, n))
             .collect(),
+        probed,
     })
 }
 
@@ -600,6 +611,7 @@ mod tests {
             (0, 4, 12, 14)
         );
         assert!(c.sk_v6_daddr > c.sk_family && c.task_tgid > 0 && c.bprm_filename > 0);
+        assert!(c.bprm_file > 0 && c.file_inode > 0 && c.inode_ino > 0 && c.inode_sb > 0);
     }
 
     #[test]

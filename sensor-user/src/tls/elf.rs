@@ -12,16 +12,21 @@ use object::read::ReadCache;
 use object::{Object as _, ObjectSymbol as _};
 use thiserror::Error;
 
-/// A TLS library the probes understand.
+/// A TLS library the probes understand; its discriminant is the probes' attach cookie, which
+/// the records carry as [`apitap_common::tls::TlsHeader::library`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Flavor {
     /// OpenSSL's API (`SSL_read`, `SSL_write`, `SSL_free`; shared or linked in).
-    OpenSsl,
+    OpenSsl = 0,
     /// GnuTLS (`gnutls_record_recv`, `gnutls_record_send`, `gnutls_deinit`).
-    GnuTls,
+    GnuTls = 1,
 }
 
 impl Flavor {
+    /// Every flavor, in discriminant order.
+    pub const ALL: [Flavor; 2] = [Flavor::OpenSsl, Flavor::GnuTls];
+
     /// The event's `tls_library`.
     pub const fn name(self) -> &'static str {
         match self {
@@ -145,6 +150,95 @@ mod tests {
             };
             assert_eq!(classify(&path).unwrap(), want, "{lib}");
         }
+    }
+
+    /// Builds `src` with gcc (`args`: `-shared -fPIC` or nothing) into `dir/name`.
+    fn build(dir: &Path, name: &str, src: &str, args: &[&str]) -> Option<std::path::PathBuf> {
+        let c = dir.join(format!("{name}.c"));
+        std::fs::write(&c, src).unwrap();
+        let out = dir.join(name);
+        let ok = std::process::Command::new("gcc")
+            .args(args)
+            .arg("-o")
+            .arg(&out)
+            .arg(&c)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(out)
+    }
+
+    /// Objects made for the test: what defines (not merely imports) each symbol set decides,
+    /// in `.dynsym` (shared objects) or only `.symtab` (executables), and a stripped
+    /// executable cannot be recognised.
+    #[test]
+    fn objects_are_classified_by_the_symbols_they_define() {
+        let dir = std::env::temp_dir().join(format!("apitap-elf-gcc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = |names: &[&str]| -> String {
+            names
+                .iter()
+                .map(|n| format!("int {n}(void) {{ return 0; }}\n"))
+                .collect()
+        };
+        let shared = ["-shared", "-fPIC"];
+        let cases: Vec<(&str, String, &[&str], Class)> = vec![
+            (
+                "openssl.so",
+                f(OPENSSL),
+                &shared,
+                Class::Hookable(Flavor::OpenSsl),
+            ),
+            (
+                "gnutls.so",
+                f(GNUTLS),
+                &shared,
+                Class::Hookable(Flavor::GnuTls),
+            ),
+            (
+                "wolfssl.so",
+                f(&["wolfSSL_read"]),
+                &shared,
+                Class::Unsupported("wolfssl"),
+            ),
+            (
+                "partial.so",
+                f(&["SSL_read", "SSL_write"]),
+                &shared,
+                Class::None,
+            ),
+            (
+                "compat.so",
+                format!(
+                    "extern int gnutls_record_recv(void);\nint SSL_read(void) {{ return gnutls_record_recv(); }}\n{}",
+                    f(&["SSL_write", "SSL_free"])
+                ),
+                &shared,
+                Class::None,
+            ),
+            (
+                "static-server",
+                format!(
+                    "{}int main(void) {{ return SSL_read() + SSL_write() + SSL_free(); }}\n",
+                    f(OPENSSL)
+                ),
+                &[],
+                Class::Hookable(Flavor::OpenSsl),
+            ),
+        ];
+        for (name, src, args, want) in cases {
+            let Some(obj) = build(&dir, name, &src, args) else {
+                let _ = std::fs::remove_dir_all(&dir);
+                return crate::attribution::skip("gcc is not installed (run `cargo xtask setup`)");
+            };
+            assert_eq!(classify(&obj).unwrap(), want, "{name}");
+        }
+        // Without its symbol table an executable's linked-in OpenSSL is not recognised
+        // (strip comes with gcc's binutils).
+        let exe = dir.join("static-server");
+        let stripped = std::process::Command::new("strip").arg(&exe).status();
+        assert!(stripped.is_ok_and(|s| s.success()), "strip");
+        assert_eq!(classify(&exe).unwrap(), Class::None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
