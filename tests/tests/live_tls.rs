@@ -400,10 +400,12 @@ fn static_build_problem() -> Option<String> {
     (!lib || !gcc).then(|| "gcc and libssl-dev are needed (run `cargo xtask setup`)".to_owned())
 }
 
-/// Builds `tests/fixtures/tls/https_server.c` with OpenSSL's static archives into `dir`.
-fn build_static_server(dir: &Path) -> anyhow::Result<PathBuf> {
+/// Builds `tests/fixtures/tls/https_server.c` with OpenSSL's static archives into
+/// `dir/name` (the name is its `comm`: tests running at once use different names, so that
+/// one test's sensor does not select another test's server).
+fn build_static_server(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let src = workspace_root().join("tests/fixtures/tls/https_server.c");
-    let exe = dir.join(STATIC_SERVER);
+    let exe = dir.join(name);
     let out = Command::new("gcc")
         .args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"])
         .arg(&exe)
@@ -560,7 +562,7 @@ fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs)?;
     make_certificate(&certs)?;
-    let exe = build_static_server(&dir)?;
+    let exe = build_static_server(&dir, STATIC_SERVER)?;
     let topo = Topology::new("tlss")?;
     let early_log = dir.join("early.log");
     let early = start_static(&topo.server, &exe, &certs, EARLY_PORT, &early_log)?;
@@ -888,7 +890,7 @@ fn https_plaintext_from_gnutls_server_and_client() -> anyhow::Result<()> {
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs)?;
     make_certificate(&certs)?;
-    let exe = build_static_server(&dir)?;
+    let exe = build_static_server(&dir, "tls-static-peer")?;
     let topo = Topology::new("tlsg")?;
     let served = text(BIG, 5);
     let served_file = dir.join("served.bin");
