@@ -80,6 +80,8 @@ pub struct Discovery {
     users: StdHashMap<(u64, u64), u64>,
     /// Running processes whose TLS cannot be captured, by (library, reason).
     pub unsupported: BTreeMap<(&'static str, &'static str), u64>,
+    /// Distinct files whose symbol tables were read.
+    pub classified: usize,
 }
 
 impl Discovery {
@@ -144,9 +146,20 @@ pub fn find_libraries(configured: &[PathBuf]) -> anyhow::Result<Discovery> {
             }
         }
     }
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Ok(found);
-    };
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        scan_processes(procs, &mut found, &mut classify);
+    }
+    found.classified = classes.len();
+    Ok(found)
+}
+
+/// Adds the files running processes map executable that define a supported library's
+/// functions; counts processes using an unsupported TLS implementation.
+fn scan_processes(
+    procs: std::fs::ReadDir,
+    found: &mut Discovery,
+    classify: &mut impl FnMut(&Path) -> Option<(std::fs::Metadata, Class)>,
+) {
     for entry in procs.flatten().take(MAX_SCANNED_PROCESSES) {
         let name = entry.file_name();
         let Some(pid) = name
@@ -183,7 +196,6 @@ pub fn find_libraries(configured: &[PathBuf]) -> anyhow::Result<Discovery> {
                 .or_default() += 1;
         }
     }
-    Ok(found)
 }
 
 /// Distinct paths of the files a `/proc/<pid>/maps` text maps executable (code: the
@@ -378,7 +390,9 @@ fn attach_library(ebpf: &mut Ebpf, lib: &Library, cookie: u64) -> anyhow::Result
 pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection) -> anyhow::Result<TlsHandles> {
     let btf = Btf::from_kernel()?;
     let mut tls_config = kernel_offsets(&btf)?;
+    let scan = std::time::Instant::now();
     let found = find_libraries(&cfg.libraries)?;
+    let scan_ms = scan.elapsed().as_millis() as u64;
     let libraries = found.libraries.clone();
     if libraries.is_empty() {
         bail!(
@@ -516,6 +530,8 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection) -> anyhow::Result<TlsHandles> {
     }
     info!(
         libraries = libraries.len(),
+        classified = found.classified,
+        scan_ms,
         processes = ?cfg.processes,
         running_selected = known,
         "TLS capture attached"

@@ -2,13 +2,16 @@
 //! `.dynsym`), so that OpenSSL linked into an executable is found like `libssl.so.3`
 //! (R-CAP-4), and processes using a TLS library the probes cannot hook are counted.
 //!
-//! Only the symbol tables are read (through a read cache, not the whole file): a large
-//! statically linked server costs its symbol table, once per inode.
+//! The file is mapped read-only (page cache, no copy) and only its section headers and symbol
+//! tables are touched: a large statically linked server costs its symbol table, once per
+//! inode (measured, debug build: the 21 to 43 distinct files of a host's 85 processes, a
+//! 69 MB executable with 130 000 symbols among them, in 120 to 200 ms; through a read cache
+//! instead of a mapping, 780 ms).
 
 use std::fs::File;
+use std::os::fd::AsRawFd as _;
 use std::path::Path;
 
-use object::read::ReadCache;
 use object::{Object as _, ObjectSymbol as _};
 use thiserror::Error;
 
@@ -59,6 +62,14 @@ pub enum ElfError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The file could not be mapped.
+    #[error("mapping {path}: {source}")]
+    Map {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// Not an object file this sensor reads.
     #[error("{path} is not a readable ELF file: {source}")]
     Parse {
@@ -90,8 +101,11 @@ pub fn classify(path: &Path) -> Result<Class, ElfError> {
         path: shown(),
         source,
     })?;
-    let cache = ReadCache::new(file);
-    let obj = object::File::parse(&cache).map_err(|source| ElfError::Parse {
+    let map = Mapping::new(&file).map_err(|source| ElfError::Map {
+        path: shown(),
+        source,
+    })?;
+    let obj = object::File::parse(map.bytes()).map_err(|source| ElfError::Parse {
         path: shown(),
         source,
     })?;
@@ -124,6 +138,60 @@ pub fn classify(path: &Path) -> Result<Class, ElfError> {
     } else {
         Class::None
     })
+}
+
+/// A read-only private mapping of a whole file, unmapped on drop.
+struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(file: &File) -> std::io::Result<Mapping> {
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| std::io::Error::other("file too large"))?;
+        if len == 0 {
+            return Ok(Mapping {
+                ptr: std::ptr::null_mut(),
+                len: 0,
+            });
+        }
+        // SAFETY: a fresh read-only private mapping of an open file; no other memory is
+        // touched. (A file truncated by someone else while mapped would fault on access, as
+        // in any reader that maps: the files read here are executables and libraries, which
+        // are replaced, not truncated, when updated.)
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapping { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr` maps `len` readable bytes for the lifetime of `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmaps exactly the mapping made in `new`, once.
+            unsafe { libc::munmap(self.ptr, self.len) };
+        }
+    }
 }
 
 #[cfg(test)]
