@@ -334,6 +334,12 @@ pub mod tls {
     pub const PROG_SSL_HANDSHAKE_RETURN: &str = "apitap_ssl_handshake_return";
     /// `SSL_free` entry: the SSL object's socket binding is forgotten.
     pub const PROG_SSL_FREE: &str = "apitap_ssl_free";
+    /// GnuTLS `gnutls_record_recv(session, data, len)` entry (R-CAP-4); its return is
+    /// [`PROG_SSL_READ_RETURN`] (the entry marks the `ssize_t` result).
+    pub const PROG_GNUTLS_RECV_ENTRY: &str = "apitap_gnutls_recv_entry";
+    /// GnuTLS `gnutls_record_send(session, data, len)` entry; its return is
+    /// [`PROG_SSL_WRITE_RETURN`].
+    pub const PROG_GNUTLS_SEND_ENTRY: &str = "apitap_gnutls_send_entry";
     /// Continuation of a long call (tail-called from the return probes).
     pub const PROG_TLS_CONTINUE: &str = "apitap_tls_continue";
     /// Raw tracepoint `sock_send_length`: the socket a traced call wrote to.
@@ -357,6 +363,11 @@ pub mod tls {
         Write = 1,
         /// The TCP socket closed; no payload.
         Close = 2,
+        /// A selected process executed a file; the payload is the path it executed (as
+        /// given to `execve`, cut to [`EXE_BYTES`] - 1), [`TlsHeader::ssl`] the file's inode
+        /// number and [`TlsHeader::sock`] its device (the kernel's `dev_t`), so the agent
+        /// can count a TLS library it did not probe (R-CAP-4).
+        Exec = 3,
     }
 
     /// Role of the traced process on a connection ([`TlsHeader::role`]).
@@ -513,12 +524,24 @@ pub mod tls {
         pub task_tgid: u32,
         /// `struct linux_binprm.filename` (a `const char *`).
         pub bprm_filename: u32,
+        /// `struct linux_binprm.file` (the executed `struct file *`).
+        pub bprm_file: u32,
+        /// `struct file.f_inode`.
+        pub file_inode: u32,
+        /// `struct inode.i_ino` (an `unsigned long`).
+        pub inode_ino: u32,
+        /// `struct inode.i_sb`.
+        pub inode_sb: u32,
+        /// `struct super_block.s_dev` (the kernel's `dev_t`: major << 20 | minor).
+        pub sb_dev: u32,
         /// Unread bytes in the TLS ring at which a record wakes the agent (`capture.wakeup_bytes`,
         /// at most half the TLS ring); below it the agent drains the ring on its poll timer. 0:
         /// the kernel decides per record (a wake-up, an inter-processor interrupt, per record).
         pub wakeup_bytes: u32,
+        /// Explicit padding; always zero.
+        pub _pad: u32,
     }
-    const _: () = assert!(core::mem::size_of::<TlsConfig>() == 48);
+    const _: () = assert!(core::mem::size_of::<TlsConfig>() == 72);
 
     /// Bits of [`TlsConfig::flags`].
     pub mod tls_flags {
@@ -554,11 +577,16 @@ pub mod tls {
         Closes = 8,
         /// Drop: a tail call to continue a long call failed.
         TailCallFailed = 9,
+        /// Exec notices of selected processes written to the ring ([`TlsKind::Exec`]).
+        Execs = 10,
+        /// Exec notices the ring had no room for (the agent cannot check those processes'
+        /// TLS library).
+        ExecsLost = 11,
     }
 
     impl TlsCounter {
         /// Number of counters.
-        pub const COUNT: u32 = 10;
+        pub const COUNT: u32 = 12;
         /// All counters in index order.
         pub const ALL: [TlsCounter; Self::COUNT as usize] = [
             TlsCounter::Calls,
@@ -571,6 +599,8 @@ pub mod tls {
             TlsCounter::NoSocket,
             TlsCounter::Closes,
             TlsCounter::TailCallFailed,
+            TlsCounter::Execs,
+            TlsCounter::ExecsLost,
         ];
 
         /// Stable snake_case name used in metrics and logs.
@@ -586,6 +616,8 @@ pub mod tls {
                 TlsCounter::NoSocket => "no_socket",
                 TlsCounter::Closes => "closes",
                 TlsCounter::TailCallFailed => "tail_call_failed",
+                TlsCounter::Execs => "execs",
+                TlsCounter::ExecsLost => "execs_lost",
             }
         }
 

@@ -104,8 +104,8 @@ pub struct ApiEvent {
     /// application calling another API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_workload: Option<Arc<Workload>>,
-    /// (1.5) With `tls`: the TLS library whose calls the plaintext was read from, e.g.
-    /// `openssl`.
+    /// (1.5) With `tls`: the TLS library whose calls the plaintext was read from: `openssl`
+    /// (shared or linked into the executable) or `gnutls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_library: Option<String>,
     /// (1.5) The process on the sensor's host whose TLS calls carried the transaction (the

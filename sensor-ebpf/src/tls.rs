@@ -1,7 +1,13 @@
 //! TLS plaintext capture (R-CAP-4): uprobes on OpenSSL's `SSL_read`, `SSL_read_ex`,
-//! `SSL_write`, `SSL_write_ex` and `SSL_free`, and tracepoints that tell which TCP connection a
+//! `SSL_write`, `SSL_write_ex` and `SSL_free` (shared `libssl.so.3` or linked into an
+//! executable: the same programs, attached by file), on GnuTLS's `gnutls_record_recv`,
+//! `gnutls_record_send` and `gnutls_deinit`, and tracepoints that tell which TCP connection a
 //! call used, without kprobes.
 //!
+//! - GnuTLS's calls have OpenSSL's shape (connection object, buffer, length): the
+//!   `gnutls_session_t` plays the `SSL *`, `gnutls_handshake` the handshake and
+//!   `gnutls_deinit` the free; only the result differs (`ssize_t` bytes, negative on error),
+//!   which the entry probe marks for the shared return probe.
 //! - The entry probe of a read or write call remembers, per thread, the `SSL *`, the buffer
 //!   and (for the `_ex` forms) where the length will be returned.
 //! - The raw tracepoints `sock_send_length` / `sock_recv_length` fire inside the socket I/O the
@@ -17,7 +23,8 @@
 //!   carries its offset in the direction's plaintext stream, so the agent sees any loss.
 //! - `SSL_free` reports the connection's end.
 //! - Raw tracepoints `sched_process_exec`/`sched_process_fork` keep the executable of each
-//!   selected process.
+//!   selected process; each exec is also reported to the agent, which counts a process whose
+//!   TLS library was not probed at start.
 //!
 //! Processes are selected by command name in [`TLS_COMMS`] (or all of them). The probes only
 //! read the traced process's memory: its behaviour is never changed. Every call whose
@@ -111,8 +118,15 @@ struct InFlight {
     runs: u32,
     kind: u8,
     library: u8,
-    _pad: [u8; 2],
+    /// [`RET_INT`] or [`RET_SSIZE`]: the width of the function's result.
+    ret: u8,
+    _pad: u8,
 }
+
+/// The call returns a C `int` (OpenSSL).
+const RET_INT: u8 = 0;
+/// The call returns `ssize_t` (GnuTLS's record functions).
+const RET_SSIZE: u8 = 1;
 
 /// Why a call was not captured, or only partly; each maps to one counter.
 #[derive(Clone, Copy)]
@@ -195,8 +209,27 @@ pub fn apitap_ssl_write_ex_entry(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// `gnutls_record_recv(gnutls_session_t, void *data, size_t len)` → `ssize_t`.
+#[uprobe]
+pub fn apitap_gnutls_recv_entry(ctx: ProbeContext) -> u32 {
+    let _ = enter_with(&ctx, TlsKind::Read, false, RET_SSIZE);
+    0
+}
+
+/// `gnutls_record_send(gnutls_session_t, const void *data, size_t len)` → `ssize_t`.
+#[uprobe]
+pub fn apitap_gnutls_send_entry(ctx: ProbeContext) -> u32 {
+    let _ = enter_with(&ctx, TlsKind::Write, false, RET_SSIZE);
+    0
+}
+
 #[inline(always)]
 fn enter(ctx: &ProbeContext, kind: TlsKind, ex: bool) -> Result<(), Skip> {
+    enter_with(ctx, kind, ex, RET_INT)
+}
+
+#[inline(always)]
+fn enter_with(ctx: &ProbeContext, kind: TlsKind, ex: bool, ret: u8) -> Result<(), Skip> {
     if !selected() {
         return Err(Skip);
     }
@@ -224,14 +257,16 @@ fn enter(ctx: &ProbeContext, kind: TlsKind, ex: bool) -> Result<(), Skip> {
         runs: 0,
         kind: kind as u8,
         library,
-        _pad: [0; 2],
+        ret,
+        _pad: 0,
     };
     let _ = TLS_INFLIGHT.insert(&id, &entry, 0);
     Ok(())
 }
 
-/// [`InFlight::kind`] of a handshake call (no plaintext; only binds the socket).
-const KIND_HANDSHAKE: u8 = 3;
+/// [`InFlight::kind`] of a handshake call (no plaintext; only binds the socket). Never in a
+/// record.
+const KIND_HANDSHAKE: u8 = 0xff;
 
 /// `SSL_do_handshake`, `SSL_accept`, `SSL_connect`: the socket I/O of the handshake binds the
 /// `SSL *` to its socket before any plaintext, so the first read, which OpenSSL may serve
@@ -272,7 +307,8 @@ fn try_handshake_entry(ctx: &ProbeContext) -> Result<(), Skip> {
         runs: 0,
         kind: KIND_HANDSHAKE,
         library: 0,
-        _pad: [0; 2],
+        ret: RET_INT,
+        _pad: 0,
     };
     let _ = TLS_INFLIGHT.insert(&id, &entry, 0);
     Ok(())
@@ -387,8 +423,13 @@ fn start_copy(ctx: &RetProbeContext, id: u64) -> Result<(), Result<Skip, Loss>> 
     };
     // SAFETY: this thread's own entry.
     let entry = unsafe { &mut *entry };
-    // `int` return of all four functions: bytes (plain forms) or 1 on success (`_ex`).
-    let rv: i64 = ctx.ret::<i32>() as i64;
+    // OpenSSL's four functions return `int`: bytes (plain forms) or 1 on success (`_ex`);
+    // GnuTLS's record functions `ssize_t` bytes.
+    let rv: i64 = if entry.ret == RET_SSIZE {
+        ctx.ret::<i64>()
+    } else {
+        ctx.ret::<i32>() as i64
+    };
     let len: u64 = if entry.len_ptr != 0 {
         if rv != 1 {
             return Err(Ok(Skip));
@@ -666,7 +707,8 @@ fn try_ssl_free(ctx: &ProbeContext) -> Result<(), Skip> {
         kind: TlsKind::Close as u8,
         // SAFETY: the cookie helper takes the program's own context.
         library: unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u8,
-        _pad: [0; 2],
+        ret: RET_INT,
+        _pad: 0,
     };
     let hdr = header(&entry, id);
     match TLS_EVENTS.output::<TlsHeader>(hdr, 0) {
@@ -754,7 +796,10 @@ fn try_sock_state(ctx: &RawTracePointContext) -> Result<(), i32> {
 /// the executable of a selected process (its new name is already the comm here).
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn apitap_process_exec(ctx: RawTracePointContext) -> i32 {
-    let _ = try_process_exec(&ctx);
+    // Only reading the kernel's exec arguments fails here: the notice is lost, counted.
+    if try_process_exec(&ctx).is_err() {
+        bump(TlsCounter::ExecsLost, 1);
+    }
     0
 }
 
@@ -773,9 +818,67 @@ fn try_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     };
     // SAFETY: the helper checks the address and bounds the copy by the buffer.
     unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut exe.path)? };
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
     let _ = TLS_EXES.insert(&tgid, &exe, 0);
+    // The executed file's identity, which the agent compares with the files it probed.
+    let file: u64 = kread(bprm, cfg.bprm_file)?;
+    let inode: u64 = kread(file, cfg.file_inode)?;
+    let ino: u64 = kread(inode, cfg.inode_ino)?;
+    let sb: u64 = kread(inode, cfg.inode_sb)?;
+    let dev: u32 = kread(sb, cfg.sb_dev)?;
+    report_exec(&exe, id, ino, dev);
     Ok(())
+}
+
+/// Writes a [`TlsKind::Exec`] record with the executed path (R-CAP-4: the agent checks the
+/// file's TLS library); counted, and counted when the ring is full.
+#[inline(always)]
+fn report_exec(exe: &TlsExe, id: u64, ino: u64, dev: u32) {
+    let entry = InFlight {
+        ssl: 0,
+        buf: 0,
+        len_ptr: 0,
+        sock: 0,
+        stream_offset: 0,
+        len: 0,
+        done: 0,
+        runs: 0,
+        kind: TlsKind::Exec as u8,
+        library: 0,
+        ret: RET_INT,
+        _pad: 0,
+    };
+    let mut hdr = header(&entry, id);
+    hdr.ssl = ino;
+    hdr.sock = u64::from(dev);
+    let mut n = 0u32;
+    while (n as usize) < EXE_BYTES && exe.path[n as usize] != 0 {
+        n += 1;
+    }
+    hdr.call_len = n;
+    hdr.chunk_len = n;
+    let Some(mut rec) = TLS_EVENTS.reserve::<TlsSmallRecord>(0) else {
+        bump(TlsCounter::ExecsLost, 1);
+        return;
+    };
+    let p = rec.as_mut_ptr();
+    // SAFETY: `p` is a reserved record; the path (EXE_BYTES) fits its data array.
+    unsafe {
+        (*p).header = hdr;
+        let rc = aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            (*p).data.as_mut_ptr().cast(),
+            EXE_BYTES as u32,
+            exe.path.as_ptr().cast(),
+        );
+        if rc < 0 {
+            rec.discard(0);
+            bump(TlsCounter::ExecsLost, 1);
+            return;
+        }
+    }
+    rec.submit(0);
+    bump(TlsCounter::Execs, 1);
 }
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`: a new
@@ -806,6 +909,8 @@ fn try_process_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
     }
     Ok(())
 }
+
+const _: () = assert!(EXE_BYTES <= TLS_SMALL_CHUNK_BYTES);
 
 /// Size check of the header as written by `output` above.
 const _: () = assert!(core::mem::size_of::<TlsHeader>() == TLS_HEADER_BYTES);

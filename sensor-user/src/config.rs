@@ -46,10 +46,11 @@ pub struct Config {
     pub tls: TlsSection,
 }
 
-/// `[tls]`: plaintext of HTTPS connections, read from OpenSSL 3 (`libssl.so.3`) by uprobes on
-/// `SSL_read`, `SSL_read_ex`, `SSL_write`, `SSL_write_ex` and `SSL_free`, decoded by the same
-/// HTTP decoder as cleartext capture (R-CAP-4). Events carry `tls: true`, the library and the
-/// process.
+/// `[tls]`: plaintext of HTTPS connections, read by uprobes from OpenSSL 3 (`libssl.so.3`, or
+/// linked into an executable: `SSL_read`, `SSL_read_ex`, `SSL_write`, `SSL_write_ex`,
+/// `SSL_free`) and GnuTLS 3 (`libgnutls.so.30`: `gnutls_record_recv`, `gnutls_record_send`,
+/// `gnutls_deinit`), decoded by the same HTTP decoder as cleartext capture (R-CAP-4). Events
+/// carry `tls: true`, the library and the process.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSection {
@@ -61,10 +62,14 @@ pub struct TlsSection {
     /// trace, e.g. `["nginx"]`; matched in the kernel, so other processes calling the library
     /// cost one map lookup per call. Empty: every process that uses the libraries.
     pub processes: Vec<String>,
-    /// Paths of the `libssl.so.3` files to probe. Empty (default): the standard library
-    /// directories and every `libssl.so.3` mapped by a running process at start (through
-    /// `/proc/<pid>/root`, so containers' own copies too). A probe is on the file (inode):
-    /// every process that maps it later is covered without attaching again.
+    /// Paths of the files to probe: shared libraries or executables whose symbol table defines
+    /// OpenSSL's (`SSL_read`, `SSL_write`, `SSL_free`) or GnuTLS's (`gnutls_record_recv`,
+    /// `gnutls_record_send`, `gnutls_deinit`) functions. Empty (default): `libssl.so.3` and
+    /// `libgnutls.so.30` in the standard library directories, and every file a running
+    /// process maps executable at start that defines either set (its executable included, so
+    /// OpenSSL linked in statically; through `/proc/<pid>/root`, so containers' own copies
+    /// too). A probe is on the file (inode): every process that runs or maps it later is
+    /// covered without attaching again.
     pub libraries: Vec<PathBuf>,
     /// Size of the TLS plaintext ring buffer in bytes (power of two, at least 65536).
     pub ring_buffer_bytes: u32,

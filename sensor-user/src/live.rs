@@ -52,6 +52,8 @@ struct TlsPipe {
     counters: aya::maps::PerCpuArray<MapData, u64>,
     exes: aya::maps::HashMap<MapData, u32, apitap_common::tls::TlsExe>,
     events: Vec<(ApiEvent, TlsOwner)>,
+    /// Counts processes whose TLS is not captured (R-CAP-4).
+    watch: crate::tls::watch::ExecWatch,
 }
 
 struct Pipeline {
@@ -108,6 +110,13 @@ impl Pipeline {
             };
             n += 1;
             match crate::tls::decoder::parse(&item) {
+                Ok(rec) if rec.header.kind == apitap_common::tls::TlsKind::Exec as u8 => {
+                    // Exec notices carry the file's inode in `ssl` and its device in `sock`.
+                    let h = &rec.header;
+                    let dev = crate::tls::watch::user_dev(h.sock as u32);
+                    t.watch.exec(h.tgid, rec.data, dev, h.ssl);
+                    t.decoder.exec_record();
+                }
                 Ok(rec) => {
                     let mut exes = KernelExes(&t.exes);
                     t.decoder.record(&rec, offset_ns, &mut exes, &mut t.events);
@@ -184,6 +193,8 @@ impl Pipeline {
                 decode: t.decoder.stats().clone(),
                 connections: t.decoder.connections(),
                 held_bytes: t.decoder.held_bytes(),
+                unsupported: t.watch.counts(),
+                exec_checks: t.watch.stats(),
             }),
         }
     }
@@ -317,6 +328,8 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
             counters,
             exes,
             libraries,
+            unsupported,
+            probed,
         }) => {
             // SAFETY: as for the capture ring above.
             let ring =
@@ -333,6 +346,7 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
                 counters,
                 exes,
                 events: Vec::new(),
+                watch: crate::tls::watch::ExecWatch::new(probed, unsupported),
             };
             (Some(pipe), Some(ring))
         }

@@ -73,6 +73,10 @@ pub struct TlsSnapshot {
     pub connections: usize,
     /// Bytes the TLS sessions hold now.
     pub held_bytes: usize,
+    /// Processes whose TLS is not captured, by (library, reason): at start and since.
+    pub unsupported: Vec<(&'static str, &'static str, u64)>,
+    /// Checks of processes started after the sensor.
+    pub exec_checks: crate::tls::watch::WatchStats,
 }
 
 fn tls_kernel_help(c: TlsCounter) -> &'static str {
@@ -83,7 +87,11 @@ fn tls_kernel_help(c: TlsCounter) -> &'static str {
         TlsCounter::NoSocket => {
             "TLS calls whose socket was not seen (their events carry 0.0.0.0:0 endpoints)."
         }
-        TlsCounter::Closes => "TLS connections whose end (SSL_free) was reported.",
+        TlsCounter::Closes => "TLS connections whose end (SSL_free, gnutls_deinit) was reported.",
+        TlsCounter::Execs => "Execs of selected processes reported to the sensor.",
+        TlsCounter::ExecsLost => {
+            "Execs of selected processes the probes could not report (ring full, or unreadable exec arguments)."
+        }
         TlsCounter::RingFull
         | TlsCounter::ReadFailed
         | TlsCounter::TooLong
@@ -171,6 +179,27 @@ fn render_tls(out: &mut Exposition, t: &TlsSnapshot) {
     }
     for (name, help, v) in t.decode.described() {
         out.counter(&format!("apitap_tls_decode_{name}_total"), help, v);
+    }
+    // R-CAP-4: every process seen using TLS the sensor cannot capture is counted (a sample
+    // per library and reason once there is one).
+    if !t.unsupported.is_empty() {
+        let mut f = out.family(
+            "apitap_tls_unsupported_processes_total",
+            Kind::Counter,
+            "Processes whose TLS is not captured, by library and reason: a TLS implementation the probes cannot hook (not_hookable: Go, NSS, wolfSSL, mbedTLS), a supported library whose probing failed (attach_failed), or a supported library file first run after the sensor started (not_probed).",
+        );
+        for (lib, reason, n) in &t.unsupported {
+            f.sample(&[("library", lib), ("reason", reason)], *n);
+        }
+    }
+    let w = &t.exec_checks;
+    let mut f = out.family(
+        "apitap_tls_exec_checks_total",
+        Kind::Counter,
+        "Execs of selected processes after start whose executable was checked for TLS, or could not be opened as the executed file (unreadable).",
+    );
+    for (result, v) in [("checked", w.checked), ("unreadable", w.unreadable)] {
+        f.sample(&[("result", result)], v);
     }
     out.gauge(
         "apitap_tls_open_connections",
@@ -618,6 +647,8 @@ mod tests {
         s.kernel[Counter::IpFragment as usize] = 1;
         if let Some(t) = &mut s.tls {
             t.kernel[TlsCounter::RingFull as usize] = 2;
+            t.unsupported = vec![("openssl", "not_probed", 1), ("go", "not_hookable", 4)];
+            t.exec_checks.checked = 5;
         }
         s.payload.findings.insert("prc_id", 3);
         let mut out = Exposition::new();
@@ -640,6 +671,14 @@ mod tests {
         assert!(text.contains("apitap_kernel_dropped_packets_total{cause=\"ip_fragment\"} 1\n"));
         assert!(text.contains("apitap_tls_kernel_lost_calls_total{cause=\"ring_full\"} 2\n"));
         assert!(text.contains("# TYPE apitap_tls_open_connections gauge\n"));
+        assert!(text.contains(
+            "apitap_tls_unsupported_processes_total{library=\"openssl\",reason=\"not_probed\"} 1\n"
+        ));
+        assert!(text.contains(
+            "apitap_tls_unsupported_processes_total{library=\"go\",reason=\"not_hookable\"} 4\n"
+        ));
+        assert!(text.contains("apitap_tls_exec_checks_total{result=\"checked\"} 5\n"));
+        assert!(text.contains("apitap_tls_kernel_execs_lost_total 0\n"));
         assert!(text.contains("# TYPE apitap_decode_connections gauge\n"));
     }
 }

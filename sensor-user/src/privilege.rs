@@ -16,7 +16,9 @@
 //! refuses them with CAP_PERFMON alone); both only at start. The uprobes are attached to the library *files* (inodes), so a process started
 //! later that maps a probed file is traced with no new attach, and nothing is kept after
 //! start either. The trade-off: a library file first seen after start (a new container image
-//! with its own `libssl.so.3`) is not probed until the sensor restarts; keeping CAP_BPF and
+//! with its own `libssl.so.3`, a new build of a server with OpenSSL linked in) is not probed
+//! until the sensor restarts (such processes are counted when they exec, `tls::watch`);
+//! keeping CAP_BPF and
 //! CAP_PERFMON to attach later would let a compromised sensor load tracing programs, which
 //! read any process's memory.
 //!

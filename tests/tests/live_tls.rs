@@ -6,22 +6,34 @@
 //! intact, `tls: true`, the library and the nginx process, from a server running before the
 //! sensor started and from one started after it; the probes lost nothing, and the sensor
 //! holds no capability once attached.
+//!
+//! The same holds for a server with OpenSSL linked in statically
+//! (`tests/fixtures/tls/https_server.c`, built here with `-l:libssl.a -l:libcrypto.a`; no
+//! `libssl.so` is mapped: the sensor finds `SSL_read` in the executable's symbol table), and
+//! for GnuTLS (`libgnutls.so.30`) on both sides: GnuTLS's own `gnutls-serv` serving curl, and
+//! `gnutls-cli` as the client of the static server, compared with what each server logged.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use apitap_schema::ApiEvent;
 use apitap_tests::{
-    CLIENT_IP, Nginx, SERVER_IP, SERVER_PORT, Sensor, Topology, make_test_certificate, metric,
-    nginx_preamble, read_events, require, require_privileges, threads_with_capabilities,
+    CLIENT_IP, Netns, Nginx, SERVER_IP, SERVER_PORT, Sensor, Topology, make_test_certificate,
+    metric, nginx_preamble, read_events, require, require_privileges, threads_with_capabilities,
+    workspace_root,
 };
 
 /// HTTPS port of the nginx running before the sensor.
 const EARLY_PORT: u16 = 8443;
 /// HTTPS port of the nginx started after the sensor.
 const LATE_PORT: u16 = 9443;
+/// HTTPS port of a copy of the static server started after the sensor.
+const COPY_PORT: u16 = 10443;
 /// Size of the large response and of the large upload.
 const BIG: usize = 1024 * 1024;
 
@@ -342,6 +354,734 @@ fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Re
             format!("{{\"id\":{},\"name\":\"user{}\"}}", i + 1, i + 1).into_bytes()
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The static server's executable name (its `comm`).
+const STATIC_SERVER: &str = "tls-static-srv";
+
+/// What is missing to build the static OpenSSL server, if anything.
+fn static_build_problem() -> Option<String> {
+    let lib = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"]
+        .iter()
+        .any(|d| Path::new(d).join("libssl.a").exists());
+    let gcc = Command::new("gcc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (!lib || !gcc).then(|| "gcc and libssl-dev are needed (run `cargo xtask setup`)".to_owned())
+}
+
+/// Builds `tests/fixtures/tls/https_server.c` with OpenSSL's static archives into
+/// `dir/name` (the name is its `comm`: tests running at once use different names, so that
+/// one test's sensor does not select another test's server).
+fn build_static_server(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let src = workspace_root().join("tests/fixtures/tls/https_server.c");
+    let exe = dir.join(name);
+    let out = Command::new("gcc")
+        .args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .args(["-l:libssl.a", "-l:libcrypto.a"])
+        .output()
+        .context("running gcc")?;
+    if !out.status.success() {
+        bail!(
+            "gcc {}: {}",
+            src.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(exe)
+}
+
+/// A server process in a namespace (`ip netns exec` execs it in place: its pid is the
+/// server's), killed on drop.
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    /// Starts `program args` in `ns` with stdout into `stdout`, and waits until `ready_url`
+    /// answers (curl from the server's own namespace).
+    fn start(
+        ns: &Netns,
+        program: &str,
+        args: &[&str],
+        stdout: &Path,
+        ready_url: &str,
+    ) -> anyhow::Result<Server> {
+        let child = ns
+            .cmd(program, args)
+            .stdout(std::fs::File::create(stdout)?)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {program}"))?;
+        let server = Server { child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ns
+            .cmd("curl", &["-s", "-k", "-o", "/dev/null", "-f", ready_url])
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            if Instant::now() > deadline {
+                bail!("{program} did not answer {ready_url}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The static server on `port`, logging into `log`.
+fn start_static(
+    ns: &Netns,
+    exe: &Path,
+    certs: &Path,
+    port: u16,
+    log: &Path,
+) -> anyhow::Result<Server> {
+    let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let port_s = port.to_string();
+    let args = [
+        cert.to_str().context("path")?,
+        key.to_str().context("path")?,
+        SERVER_IP,
+        &port_s,
+        log.to_str().context("path")?,
+    ];
+    Server::start(
+        ns,
+        exe.to_str().context("path")?,
+        &args,
+        &log.with_extension("out"),
+        &format!("https://{SERVER_IP}:{port}/healthz"),
+    )
+}
+
+/// One request the static server logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StaticLine {
+    peer: String,
+    key: String,
+    body_len: u64,
+    body_fnv: u64,
+    response_len: u64,
+}
+
+/// The static server's log (`peer method path status body_len body_fnv1a64 response_len`),
+/// the test client's requests only (the readiness probes come from the server's address).
+fn static_log(path: &Path) -> anyhow::Result<Vec<StaticLine>> {
+    let mut out = Vec::new();
+    for l in std::fs::read_to_string(path)?.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        if f.len() != 7 {
+            bail!("bad log line {l:?}");
+        }
+        if f[0] != CLIENT_IP {
+            continue;
+        }
+        out.push(StaticLine {
+            peer: f[0].to_owned(),
+            key: format!("{} {} {}", f[1], f[2], f[3]),
+            body_len: f[4].parse()?,
+            body_fnv: u64::from_str_radix(f[5], 16)?,
+            response_len: f[6].parse()?,
+        });
+    }
+    Ok(out)
+}
+
+/// FNV-1a 64, as the static server hashes request bodies.
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, x| {
+        (h ^ u64::from(*x)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Kernel losses, gaps and unusable records are all zero.
+fn assert_nothing_lost(m: &[(String, u64)]) {
+    for (name, v) in m {
+        if name.starts_with("apitap_tls_kernel_lost_calls_total") {
+            assert_eq!(*v, 0, "{name}");
+        }
+    }
+    assert_eq!(metric(m, "apitap_tls_gaps_total"), 0);
+    assert_eq!(metric(m, "apitap_tls_bad_records_total"), 0);
+    assert!(metric(m, "apitap_tls_kernel_records_total") > 0);
+}
+
+/// OpenSSL linked into the server executable: found by its symbols at start, probed by file,
+/// so a second process of the same executable started after the sensor is traced too.
+#[test]
+fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::Result<()> {
+    let test = "https_plaintext_from_a_server_with_openssl_linked_in_statically";
+    if !require_privileges(test) || !require(test, "static OpenSSL test", static_build_problem()) {
+        return Ok(());
+    }
+    let dir = tempdir("tlss");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs)?;
+    make_test_certificate(&certs)?;
+    let exe = build_static_server(&dir, STATIC_SERVER)?;
+    let topo = Topology::new("tlss")?;
+    let early_log = dir.join("early.log");
+    let early = start_static(&topo.server, &exe, &certs, EARLY_PORT, &early_log)?;
+    // No shared OpenSSL in the process: only the executable's own copy can be probed.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", early.pid()))?;
+    assert!(
+        !maps.contains("libssl") && !maps.contains("libcrypto"),
+        "the static server maps a shared OpenSSL:\n{maps}"
+    );
+    assert!(maps.contains(STATIC_SERVER), "{maps}");
+
+    let mut sensor = Sensor::start_with(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        &format!(
+            "[decode]\nmax_body_bytes = 2097152\n[tls]\nenabled = true\nprocesses = [\"{STATIC_SERVER}\"]\n"
+        ),
+        &dir.join("sensor"),
+    )?;
+    let log = sensor.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("TLS library probed")
+            && l.contains(STATIC_SERVER)
+            && l.contains("openssl")),
+        "the executable was not probed:\n{log}"
+    );
+    let late_log = dir.join("late.log");
+    let late = start_static(&topo.server, &exe, &certs, LATE_PORT, &late_log)?;
+    // A copy of the executable (another inode) first run after the sensor started: not
+    // probed (attaching needs the capabilities dropped after start), so counted and not
+    // captured.
+    let copy_dir = dir.join("copy");
+    std::fs::create_dir_all(&copy_dir)?;
+    let copy = copy_dir.join(STATIC_SERVER);
+    std::fs::copy(&exe, &copy)?;
+    let copy_log = dir.join("copy.log");
+    let copied = start_static(&topo.server, &copy, &certs, COPY_PORT, &copy_log)?;
+
+    let url = |port: u16, path: &str| format!("https://{SERVER_IP}:{port}{path}");
+    // Keep-alive: five requests on one connection.
+    let users: Vec<String> = (1..=5)
+        .map(|i| url(EARLY_PORT, &format!("/api/v1/users/{i}")))
+        .collect();
+    let mut args = vec!["-k"];
+    for u in &users {
+        args.extend_from_slice(&["-o", "/dev/null", u.as_str()]);
+    }
+    topo.curl(&args)?;
+    // 1 MiB response.
+    let big = text(BIG, 3);
+    let got = topo.curl(&["-k", &url(EARLY_PORT, &format!("/bytes/{BIG}"))])?;
+    assert!(got.as_bytes() == big, "curl got the whole document");
+    // 1 MiB upload.
+    let upload = text(BIG, 11);
+    let upload_file = dir.join("upload.txt");
+    std::fs::write(&upload_file, &upload)?;
+    let at = format!("@{}", upload_file.display());
+    topo.curl(&[
+        "-k",
+        "-o",
+        "/dev/null",
+        "-H",
+        "Content-Type: text/plain",
+        "-H",
+        "Expect:",
+        "--data-binary",
+        &at,
+        &url(EARLY_PORT, "/upload"),
+    ])?;
+    // The process started after the sensor, from the same executable.
+    for i in [7, 8] {
+        topo.curl(&[
+            "-k",
+            "-o",
+            "/dev/null",
+            &url(LATE_PORT, &format!("/api/v1/users/{i}")),
+        ])?;
+    }
+    topo.curl(&["-k", "-o", "/dev/null", &url(COPY_PORT, "/api/v1/users/9")])?;
+    assert_eq!(
+        static_log(&copy_log)?.len(),
+        1,
+        "the copy served its request"
+    );
+
+    let mut expected: Vec<(u16, StaticLine)> = Vec::new();
+    for (port, log) in [(EARLY_PORT, &early_log), (LATE_PORT, &late_log)] {
+        expected.extend(static_log(log)?.into_iter().map(|l| (port, l)));
+    }
+    assert_eq!(
+        expected.len(),
+        9,
+        "the server logged every request: {expected:?}"
+    );
+    // The late server's readiness probe is traced too (from the server's own address).
+    let m = sensor.wait_for_metric(
+        "apitap_sensor_events_total",
+        expected.len() as u64 + 1,
+        Duration::from_secs(30),
+    )?;
+    let pids = [early.pid(), late.pid()];
+    let copy_pid = copied.pid();
+    drop(early);
+    drop(late);
+    drop(copied);
+    sensor.stop()?;
+    assert_nothing_lost(&m);
+    for (k, v) in &m {
+        if k.contains("exec") || k.contains("unsupported") {
+            eprintln!("DBG {k} {v}");
+        }
+    }
+    // R-CAP-4: the copy is counted as not captured, and named in the log; both later
+    // processes were reported by the exec tracepoint and checked.
+    assert_eq!(
+        metric(
+            &m,
+            "apitap_tls_unsupported_processes_total{library=\"openssl\",reason=\"not_probed\"}"
+        ),
+        1
+    );
+    assert!(metric(&m, "apitap_tls_kernel_execs_total") >= 2);
+    assert!(metric(&m, "apitap_tls_exec_checks_total{result=\"checked\"}") >= 2);
+    let log = sensor.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("not captured")
+            && l.contains(&copy.to_string_lossy().into_owned())),
+        "the copy is not named in the log:\n{log}"
+    );
+    let all = read_events(&sensor.events)?;
+    assert!(
+        !all.iter()
+            .any(|e| e.process.as_ref().is_some_and(|p| p.pid == copy_pid)),
+        "the copy was not probed, yet traced"
+    );
+
+    let events: Vec<ApiEvent> = read_events(&sensor.events)?
+        .into_iter()
+        .filter(|e| e.client.ip.to_string() == CLIENT_IP)
+        .filter(|e| e.process.as_ref().is_some_and(|p| pids.contains(&p.pid)))
+        .collect();
+    let exe_path = exe.to_string_lossy().into_owned();
+    let mut seen: HashMap<(u16, String), usize> = HashMap::new();
+    for e in &events {
+        assert!(e.tls, "{e:?}");
+        assert_eq!(e.tls_library.as_deref(), Some("openssl"));
+        assert_eq!(e.server.ip.to_string(), SERVER_IP);
+        assert!(e.anomalies.is_empty(), "{}: {:?}", key(e), e.anomalies);
+        let p = e.process.as_deref().context("process")?;
+        assert_eq!(p.comm, STATIC_SERVER);
+        assert_eq!(p.executable.as_deref(), Some(exe_path.as_str()), "{p:?}");
+        assert!(e.response.is_some(), "paired: {}", key(e));
+        *seen.entry((e.server.port, key(e))).or_default() += 1;
+    }
+    let mut want: HashMap<(u16, String), usize> = HashMap::new();
+    for (port, l) in &expected {
+        *want.entry((*port, l.key.clone())).or_default() += 1;
+    }
+    assert_eq!(seen, want, "every transaction reported once");
+    // Bodies as the server received and sent them, byte for byte.
+    for (port, l) in &expected {
+        let e = events
+            .iter()
+            .find(|e| e.server.port == *port && key(e) == l.key)
+            .context("event")?;
+        let req = e.request.body.bytes()?;
+        assert_eq!(
+            (req.len() as u64, fnv1a(&req)),
+            (l.body_len, l.body_fnv),
+            "{}",
+            l.key
+        );
+        let res = e.response.as_ref().unwrap();
+        assert_eq!(res.body.length_bytes, l.response_len, "{}", l.key);
+        assert!(!res.body.truncated && !e.request.body.truncated);
+        assert_eq!(l.peer, e.client.ip.to_string());
+    }
+    let big_event = events
+        .iter()
+        .find(|e| e.request.path == format!("/bytes/{BIG}"))
+        .context("the 1 MiB response")?;
+    assert!(
+        big_event.response.as_ref().unwrap().body.bytes()? == big,
+        "1 MiB response differs"
+    );
+    let up = events
+        .iter()
+        .find(|e| e.request.path == "/upload")
+        .context("the /upload event")?;
+    assert!(
+        up.request.body.bytes()? == upload,
+        "1 MiB request body differs"
+    );
+    let mut users: Vec<&ApiEvent> = events
+        .iter()
+        .filter(|e| e.server.port == EARLY_PORT && e.request.path.starts_with("/api/v1/users/"))
+        .collect();
+    users.sort_by_key(|e| e.transaction_index);
+    assert_eq!(users.len(), 5);
+    assert!(
+        users
+            .iter()
+            .all(|e| e.connection_id == users[0].connection_id)
+    );
+    for (i, e) in users.iter().enumerate() {
+        assert_eq!(e.request.path, format!("/api/v1/users/{}", i + 1));
+        assert_eq!(
+            e.response.as_ref().unwrap().body.bytes()?,
+            format!("{{\"path\":\"/api/v1/users/{}\",\"received\":0}}", i + 1).into_bytes()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// What is missing for the GnuTLS test, if anything.
+fn gnutls_problem() -> Option<String> {
+    let lib = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"]
+        .iter()
+        .any(|d| Path::new(d).join("libgnutls.so.30").exists());
+    let tools = ["gnutls-serv", "gnutls-cli"].iter().all(|t| {
+        Command::new(t)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    (!lib || !tools)
+        .then(|| "gnutls-bin (libgnutls.so.30) is needed (run `cargo xtask setup`)".to_owned())
+        .or_else(static_build_problem)
+}
+
+/// Runs `gnutls-cli` in `ns` against `port` and sends it `steps` in turn: each step's bytes,
+/// then a wait until what it printed contains the step's marker (one request at a time on the
+/// connection, as a keep-alive client does). Its input stays open until the server closes the
+/// connection (at EOF on its input gnutls-cli would end the session before the responses
+/// arrive). Returns its pid and what it printed. Bounded in time.
+fn gnutls_client(
+    ns: &Netns,
+    port: u16,
+    steps: Vec<(Vec<u8>, Vec<u8>)>,
+) -> anyhow::Result<(u32, Vec<u8>)> {
+    let port_s = port.to_string();
+    let mut child = ns
+        .cmd("gnutls-cli", &["--insecure", "--port", &port_s, SERVER_IP])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting gnutls-cli")?;
+    let pid = child.id();
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let sink = printed.clone();
+    let reader = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut buf = [0u8; 65536];
+        loop {
+            let n = stdout.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut result = Ok(());
+    for (bytes, marker) in steps {
+        if let Err(e) = stdin.write_all(&bytes) {
+            result = Err(anyhow::Error::from(e).context("writing to gnutls-cli"));
+            break;
+        }
+        while !printed
+            .lock()
+            .expect("lock")
+            .windows(marker.len())
+            .any(|w| w == marker.as_slice())
+        {
+            if Instant::now() > deadline || reader.is_finished() {
+                result = Err(anyhow::anyhow!(
+                    "gnutls-cli never printed {:?}",
+                    String::from_utf8_lossy(&marker)
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if result.is_err() {
+            break;
+        }
+    }
+    // The last request asks the server to close: gnutls-cli then exits by itself.
+    while result.is_ok() && !reader.is_finished() {
+        if Instant::now() > deadline {
+            result = Err(anyhow::anyhow!("gnutls-cli did not exit"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    drop(stdin);
+    let status = child.wait()?;
+    let _ = reader.join();
+    result?;
+    if !status.success() {
+        bail!("gnutls-cli: {status}");
+    }
+    let out = std::mem::take(&mut *printed.lock().expect("lock"));
+    Ok((pid, out))
+}
+
+/// GnuTLS on both sides (`libgnutls.so.30`): its own `gnutls-serv --http` serving a 1 MiB
+/// document to curl (one connection per request), and `gnutls-cli` as the client of the
+/// static OpenSSL server, uploading 1 MiB and downloading 1 MiB on one connection. Every
+/// connection `gnutls-serv` reports accepting, and every request the static server logged,
+/// is one event with `tls_library: gnutls`, the GnuTLS process and intact bodies.
+#[test]
+fn https_plaintext_from_gnutls_server_and_client() -> anyhow::Result<()> {
+    let test = "https_plaintext_from_gnutls_server_and_client";
+    if !require_privileges(test) || !require(test, "GnuTLS test", gnutls_problem()) {
+        return Ok(());
+    }
+    let dir = tempdir("tlsg");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs)?;
+    make_test_certificate(&certs)?;
+    let exe = build_static_server(&dir, "tls-static-peer")?;
+    let topo = Topology::new("tlsg")?;
+    let served = text(BIG, 5);
+    let served_file = dir.join("served.bin");
+    std::fs::write(&served_file, &served)?;
+    let port_s = EARLY_PORT.to_string();
+    let (cert, key_file) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let gs_out = dir.join("gnutls-serv.out");
+    let gnutls_serv = Server::start(
+        &topo.server,
+        "gnutls-serv",
+        &[
+            "--http",
+            &format!("--httpdata={}", served_file.display()),
+            "--port",
+            &port_s,
+            "--x509certfile",
+            cert.to_str().context("path")?,
+            "--x509keyfile",
+            key_file.to_str().context("path")?,
+        ],
+        &gs_out,
+        &format!("https://{SERVER_IP}:{EARLY_PORT}/ready"),
+    )?;
+    // The static server is only gnutls-cli's peer: not traced (not in `tls.processes`).
+    let static_log_file = dir.join("static.log");
+    let target = start_static(&topo.server, &exe, &certs, LATE_PORT, &static_log_file)?;
+
+    let mut sensor = Sensor::start_with(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        "[decode]\nmax_body_bytes = 2097152\n[tls]\nenabled = true\nprocesses = [\"gnutls-serv\", \"gnutls-cli\"]\n",
+        &dir.join("sensor"),
+    )?;
+    let log = sensor.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("TLS library probed")
+            && l.contains("libgnutls.so.30")
+            && l.contains("gnutls")),
+        "libgnutls was not probed:\n{log}"
+    );
+
+    // Server side: three requests, one connection each (gnutls-serv closes after a response).
+    let paths = ["/first", "/second?x=1", "/third"];
+    for p in paths {
+        let got = topo.curl(&["-k", &format!("https://{SERVER_IP}:{EARLY_PORT}{p}")])?;
+        assert!(
+            got.as_bytes() == served,
+            "curl got the document from gnutls-serv"
+        );
+    }
+    // Client side: a 1 MiB upload, its response, then a 1 MiB download on the same
+    // connection.
+    let upload = text(BIG, 11);
+    let mut post = format!(
+        "POST /upload HTTP/1.1\r\nHost: {SERVER_IP}\r\nContent-Type: text/plain\r\nContent-Length: {BIG}\r\n\r\n"
+    )
+    .into_bytes();
+    post.extend_from_slice(&upload);
+    let get =
+        format!("GET /bytes/{BIG} HTTP/1.1\r\nHost: {SERVER_IP}\r\nConnection: close\r\n\r\n");
+    let (cli_pid, printed) = gnutls_client(
+        &topo.client,
+        LATE_PORT,
+        vec![
+            (post, format!("\"received\":{BIG}}}").into_bytes()),
+            (get.into_bytes(), b"Connection: close\r\n\r\n".to_vec()),
+        ],
+    )?;
+    let big = text(BIG, 3);
+    assert!(
+        printed.windows(big.len()).any(|w| w == big.as_slice()),
+        "gnutls-cli printed the 1 MiB response"
+    );
+    let logged = static_log(&static_log_file)?;
+    assert_eq!(
+        logged.iter().map(|l| l.key.as_str()).collect::<Vec<_>>(),
+        ["POST /upload 201", &format!("GET /bytes/{BIG} 200")],
+        "the static server logged both requests"
+    );
+
+    // gnutls-serv's own report: the connections it accepted from the client.
+    let prefix = format!("* Accepted connection from IPv4 {CLIENT_IP} port ");
+    let wait_out = Instant::now() + Duration::from_secs(5);
+    let accepted = loop {
+        let text = std::fs::read_to_string(&gs_out)?;
+        let ports: HashSet<u16> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+            .collect();
+        if ports.len() >= paths.len() || Instant::now() > wait_out {
+            break ports;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        accepted.len(),
+        paths.len(),
+        "gnutls-serv accepted: {accepted:?}"
+    );
+
+    let m = sensor.wait_for_metric(
+        "apitap_sensor_events_total",
+        (paths.len() + logged.len()) as u64,
+        Duration::from_secs(30),
+    )?;
+    let serv_pid = gnutls_serv.pid();
+    drop(gnutls_serv);
+    drop(target);
+    sensor.stop()?;
+    assert_nothing_lost(&m);
+
+    let events: Vec<ApiEvent> = read_events(&sensor.events)?
+        .into_iter()
+        .filter(|e| e.client.ip.to_string() == CLIENT_IP)
+        .filter(|e| {
+            e.process
+                .as_ref()
+                .is_some_and(|p| p.pid == serv_pid || p.pid == cli_pid)
+        })
+        .collect();
+    for e in &events {
+        assert!(e.tls, "{e:?}");
+        assert_eq!(e.tls_library.as_deref(), Some("gnutls"), "{}", key(e));
+        assert_eq!(e.server.ip.to_string(), SERVER_IP);
+        assert!(e.anomalies.is_empty(), "{}: {:?}", key(e), e.anomalies);
+        assert!(e.response.is_some(), "paired: {}", key(e));
+        let res = e.response.as_ref().unwrap();
+        assert!(
+            !res.body.truncated && !e.request.body.truncated,
+            "{}",
+            key(e)
+        );
+    }
+    // Server side: one event per accepted connection, from that connection's client port.
+    let serv: Vec<&ApiEvent> = events
+        .iter()
+        .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == serv_pid))
+        .collect();
+    assert_eq!(
+        serv.len(),
+        paths.len(),
+        "{:?}",
+        serv.iter().map(|e| key(e)).collect::<Vec<_>>()
+    );
+    let ports: HashSet<u16> = serv.iter().map(|e| e.client.port).collect();
+    assert_eq!(ports, accepted, "the connections gnutls-serv reported");
+    let mut got_paths: Vec<String> = serv
+        .iter()
+        .map(|e| match &e.request.query {
+            Some(q) => format!("{}?{q}", e.request.path),
+            None => e.request.path.clone(),
+        })
+        .collect();
+    got_paths.sort();
+    let mut want_paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
+    want_paths.sort();
+    assert_eq!(got_paths, want_paths);
+    for e in &serv {
+        let p = e.process.as_deref().context("process")?;
+        assert_eq!(p.comm, "gnutls-serv");
+        assert_eq!(
+            p.executable.as_deref(),
+            Some("/usr/bin/gnutls-serv"),
+            "{p:?}"
+        );
+        assert_eq!(e.server.port, EARLY_PORT);
+        assert_eq!(e.request.method, "GET");
+        let res = e.response.as_ref().unwrap();
+        assert_eq!(res.status, 200);
+        assert!(
+            res.body.bytes()? == served,
+            "{}: 1 MiB response differs",
+            key(e)
+        );
+    }
+    // Client side: the two requests on one connection, as the static server logged them.
+    let mut cli: Vec<&ApiEvent> = events
+        .iter()
+        .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == cli_pid))
+        .collect();
+    cli.sort_by_key(|e| e.transaction_index);
+    assert_eq!(
+        cli.iter().map(|e| key(e)).collect::<Vec<_>>(),
+        logged.iter().map(|l| l.key.clone()).collect::<Vec<_>>()
+    );
+    assert!(cli.iter().all(|e| e.connection_id == cli[0].connection_id));
+    for (e, l) in cli.iter().zip(&logged) {
+        let p = e.process.as_deref().context("process")?;
+        assert_eq!(p.comm, "gnutls-cli");
+        assert!(
+            p.executable
+                .as_deref()
+                .is_some_and(|x| x.ends_with("/gnutls-cli")),
+            "{p:?}"
+        );
+        assert_eq!(e.server.port, LATE_PORT);
+        let req = e.request.body.bytes()?;
+        assert_eq!(
+            (req.len() as u64, fnv1a(&req)),
+            (l.body_len, l.body_fnv),
+            "{}",
+            l.key
+        );
+        assert_eq!(
+            e.response.as_ref().unwrap().body.length_bytes,
+            l.response_len
+        );
+    }
+    assert!(
+        cli[0].request.body.bytes()? == upload,
+        "1 MiB upload differs"
+    );
+    assert!(
+        cli[1].response.as_ref().unwrap().body.bytes()? == big,
+        "1 MiB download differs"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -19,6 +19,12 @@ const DEBIAN: &[(&str, &str)] = &[
     ("ffuf", "ffuf"),
     // tests/tests/live_tls.rs makes its server certificate (nginx-light pulls libssl3).
     ("openssl", "openssl"),
+    // tests/tests/live_tls.rs builds a server with OpenSSL linked in statically
+    // (tests/fixtures/tls/https_server.c, `-l:libssl.a -l:libcrypto.a`) ...
+    ("gcc", "gcc"),
+    ("/usr/include/openssl/ssl.h", "libssl-dev"),
+    // ... and runs GnuTLS's own server (`gnutls-serv`, over libgnutls.so.30).
+    ("gnutls-serv", "gnutls-bin"),
 ];
 /// What `cargo xtask image` copies into the images (the first entry) and what
 /// tests/tests/deploy_image.rs checks them with: chroot, ldd, and two OCI tools independent of

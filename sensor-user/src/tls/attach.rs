@@ -1,18 +1,18 @@
 //! Finding the TLS libraries, checking the tracepoints' formats, and attaching the TLS
 //! programs (uprobes per library file, socket and process tracepoints).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use apitap_common::tls::{
     EXE_BYTES, MAP_TLS_COMMS, MAP_TLS_CONFIG, MAP_TLS_COUNTERS, MAP_TLS_EVENTS, MAP_TLS_EXES,
-    MAP_TLS_TAIL, PROG_PROCESS_EXEC, PROG_PROCESS_FORK, PROG_SOCK_RECV, PROG_SOCK_SEND,
-    PROG_SOCK_STATE, PROG_SSL_FREE, PROG_SSL_HANDSHAKE_ENTRY, PROG_SSL_HANDSHAKE_RETURN,
-    PROG_SSL_READ_ENTRY, PROG_SSL_READ_EX_ENTRY, PROG_SSL_READ_RETURN, PROG_SSL_WRITE_ENTRY,
-    PROG_SSL_WRITE_EX_ENTRY, PROG_SSL_WRITE_RETURN, PROG_TLS_CONTINUE, TlsConfig, TlsExe,
-    tls_flags,
+    MAP_TLS_TAIL, PROG_GNUTLS_RECV_ENTRY, PROG_GNUTLS_SEND_ENTRY, PROG_PROCESS_EXEC,
+    PROG_PROCESS_FORK, PROG_SOCK_RECV, PROG_SOCK_SEND, PROG_SOCK_STATE, PROG_SSL_FREE,
+    PROG_SSL_HANDSHAKE_ENTRY, PROG_SSL_HANDSHAKE_RETURN, PROG_SSL_READ_ENTRY,
+    PROG_SSL_READ_EX_ENTRY, PROG_SSL_READ_RETURN, PROG_SSL_WRITE_ENTRY, PROG_SSL_WRITE_EX_ENTRY,
+    PROG_SSL_WRITE_RETURN, PROG_TLS_CONTINUE, TlsConfig, TlsExe, tls_flags,
 };
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
@@ -21,12 +21,16 @@ use aya::programs::{RawTracePoint, UProbe};
 use tracing::{debug, info, warn};
 
 use super::btf::Btf;
+use super::elf::{self, Class, Flavor};
 use crate::config::TlsSection;
 
-/// The library file name probed (OpenSSL 3.x).
+/// The shared OpenSSL 3.x library's file name.
 pub const LIBSSL: &str = "libssl.so.3";
+/// The shared GnuTLS 3.x library's file name.
+pub const LIBGNUTLS: &str = "libgnutls.so.30";
 
-/// Directories searched for [`LIBSSL`] on the host when `tls.libraries` is empty.
+/// Directories searched for [`LIBSSL`] and [`LIBGNUTLS`] on the host when `tls.libraries` is
+/// empty.
 const LIBRARY_DIRS: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu",
     "/lib/x86_64-linux-gnu",
@@ -43,47 +47,119 @@ const LIBRARY_DIRS: &[&str] = &[
 /// Processes whose maps are read at most when looking for libraries.
 const MAX_SCANNED_PROCESSES: usize = 65_536;
 
-/// A library file to probe.
+/// A file to probe: a shared library, or an executable with the library linked in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Library {
     /// Path the probes are attached through.
     pub path: PathBuf,
     /// Device and inode: one probe per file, however many paths lead to it.
     pub inode: (u64, u64),
+    /// Which library's functions it defines.
+    pub flavor: Flavor,
 }
 
-/// The libraries to probe: `configured` (each must exist), else the standard directories and
-/// every [`LIBSSL`] mapped by a running process (through its `/proc/<pid>/root`).
-pub fn find_libraries(configured: &[PathBuf]) -> anyhow::Result<Vec<Library>> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    let mut add = |path: PathBuf, out: &mut Vec<Library>| -> bool {
-        let Ok(meta) = std::fs::metadata(&path) else {
-            return false;
-        };
-        if !meta.is_file() {
-            return false;
-        }
+/// `apitap_tls_unsupported_processes_total` label values: why a process's TLS is not
+/// captured.
+pub mod unsupported {
+    /// It uses a TLS implementation the probes do not understand (Go, NSS, ...).
+    pub const NOT_HOOKABLE: &str = "not_hookable";
+    /// Its library is one the probes understand, but attaching to that file failed.
+    pub const ATTACH_FAILED: &str = "attach_failed";
+    /// It started after the sensor and runs a library file the probes understand that was
+    /// not probed at start (attaching needs the capabilities dropped after start).
+    pub const NOT_PROBED: &str = "not_probed";
+}
+
+/// What the start-time search found (R-CAP-4).
+#[derive(Debug, Default)]
+pub struct Discovery {
+    /// The files to probe, one per inode.
+    pub libraries: Vec<Library>,
+    /// Running processes per library file inode (to count those an attach failure leaves
+    /// uncaptured).
+    users: StdHashMap<(u64, u64), u64>,
+    /// Running processes whose TLS cannot be captured, by (library, reason).
+    pub unsupported: BTreeMap<(&'static str, &'static str), u64>,
+    /// Distinct files whose symbol tables were read.
+    pub classified: usize,
+}
+
+impl Discovery {
+    fn add(&mut self, path: PathBuf, meta: &std::fs::Metadata, flavor: Flavor) {
         let inode = (meta.dev(), meta.ino());
-        if seen.insert(inode) {
-            out.push(Library { path, inode });
+        if !self.libraries.iter().any(|l| l.inode == inode) {
+            self.libraries.push(Library {
+                path,
+                inode,
+                flavor,
+            });
         }
-        true
-    };
+    }
+}
+
+/// The files to probe: `configured` (each must exist and define a supported library's
+/// functions), else the standard directories' [`LIBSSL`] and [`LIBGNUTLS`], and every file a
+/// running process maps executable (its executable included, through its `/proc/<pid>/root`)
+/// whose symbol table defines OpenSSL's or GnuTLS's functions: OpenSSL linked statically into
+/// a server is found by its symbols like the shared library.
+pub fn find_libraries(configured: &[PathBuf]) -> anyhow::Result<Discovery> {
+    let mut found = Discovery::default();
     if !configured.is_empty() {
         for p in configured {
-            if !add(p.clone(), &mut out) {
-                bail!("`tls.libraries`: {} is not a readable file", p.display());
+            let meta = std::fs::metadata(p)
+                .ok()
+                .filter(|m| m.is_file())
+                .with_context(|| {
+                    format!("`tls.libraries`: {} is not a readable file", p.display())
+                })?;
+            match elf::classify(p).with_context(|| format!("`tls.libraries`: {}", p.display()))? {
+                Class::Hookable(flavor) => found.add(p.clone(), &meta, flavor),
+                _ => bail!(
+                    "`tls.libraries`: {} defines neither OpenSSL's (SSL_read, SSL_write, SSL_free) nor GnuTLS's (gnutls_record_recv, gnutls_record_send, gnutls_deinit) functions",
+                    p.display()
+                ),
             }
         }
-        return Ok(out);
+        return Ok(found);
     }
-    for d in LIBRARY_DIRS {
-        add(Path::new(d).join(LIBSSL), &mut out);
-    }
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Ok(out);
+    // Classification once per file (inode), however many processes map it.
+    let mut classes: StdHashMap<(u64, u64), Class> = StdHashMap::new();
+    let mut classify = |path: &Path| -> Option<(std::fs::Metadata, Class)> {
+        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+        let class =
+            *classes
+                .entry((meta.dev(), meta.ino()))
+                .or_insert_with(|| match elf::classify(path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        debug!(error = %e, "not classified for TLS");
+                        Class::None
+                    }
+                });
+        Some((meta, class))
     };
+    for d in LIBRARY_DIRS {
+        for name in [LIBSSL, LIBGNUTLS] {
+            let path = Path::new(d).join(name);
+            if let Some((meta, Class::Hookable(flavor))) = classify(&path) {
+                found.add(path, &meta, flavor);
+            }
+        }
+    }
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        scan_processes(procs, &mut found, &mut classify);
+    }
+    found.classified = classes.len();
+    Ok(found)
+}
+
+/// Adds the files running processes map executable that define a supported library's
+/// functions; counts processes using an unsupported TLS implementation.
+fn scan_processes(
+    procs: std::fs::ReadDir,
+    found: &mut Discovery,
+    classify: &mut impl FnMut(&Path) -> Option<(std::fs::Metadata, Class)>,
+) {
     for entry in procs.flatten().take(MAX_SCANNED_PROCESSES) {
         let name = entry.file_name();
         let Some(pid) = name
@@ -95,19 +171,45 @@ pub fn find_libraries(configured: &[PathBuf]) -> anyhow::Result<Vec<Library>> {
         let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
             continue; // exited, or not ours to read
         };
-        for path in mapped_libraries(&maps) {
-            add(PathBuf::from(format!("/proc/{pid}/root{path}")), &mut out);
+        let mut inodes = HashSet::new();
+        let mut not_hookable = HashSet::new();
+        for path in mapped_objects(&maps) {
+            let full = PathBuf::from(format!("/proc/{pid}/root{path}"));
+            match classify(&full) {
+                Some((meta, Class::Hookable(flavor))) => {
+                    inodes.insert((meta.dev(), meta.ino()));
+                    found.add(full, &meta, flavor);
+                }
+                Some((_, Class::Unsupported(lib))) => {
+                    not_hookable.insert(lib);
+                }
+                _ => {}
+            }
+        }
+        for i in inodes {
+            *found.users.entry(i).or_default() += 1;
+        }
+        for lib in not_hookable {
+            *found
+                .unsupported
+                .entry((lib, unsupported::NOT_HOOKABLE))
+                .or_default() += 1;
         }
     }
-    Ok(out)
 }
 
-/// Distinct paths of [`LIBSSL`] files in a `/proc/<pid>/maps` text.
-pub fn mapped_libraries(maps: &str) -> Vec<&str> {
+/// Distinct paths of the files a `/proc/<pid>/maps` text maps executable (code: the
+/// executable and its shared libraries), without deleted files.
+pub fn mapped_objects(maps: &str) -> Vec<&str> {
     let mut v: Vec<&str> = maps
         .lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .filter(|p| p.starts_with('/') && p.rsplit('/').next() == Some(LIBSSL))
+        .filter_map(|l| {
+            let mut f = l.splitn(6, ' ');
+            let perms = f.nth(1)?;
+            let path = f.nth(3)?.trim_start();
+            (perms.contains('x') && path.starts_with('/') && !path.ends_with(" (deleted)"))
+                .then_some(path)
+        })
         .collect();
     v.sort_unstable();
     v.dedup();
@@ -135,7 +237,13 @@ pub fn kernel_offsets(btf: &Btf) -> anyhow::Result<TlsConfig> {
         sk_protocol: o("sock", "sk_protocol")?,
         task_tgid: o("task_struct", "tgid")?,
         bprm_filename: o("linux_binprm", "filename")?,
+        bprm_file: o("linux_binprm", "file")?,
+        file_inode: o("file", "f_inode")?,
+        inode_ino: o("inode", "i_ino")?,
+        inode_sb: o("inode", "i_sb")?,
+        sb_dev: o("super_block", "s_dev")?,
         wakeup_bytes: 0,
+        _pad: 0,
     })
 }
 
@@ -147,45 +255,138 @@ pub struct TlsHandles {
     pub counters: PerCpuArray<MapData, u64>,
     /// Executables per process.
     pub exes: HashMap<MapData, u32, TlsExe>,
-    /// Library names per attach cookie.
+    /// Library names per attach cookie ([`Flavor`] discriminant).
     pub libraries: Vec<String>,
+    /// Processes running at start whose TLS is not captured, by (library, reason)
+    /// (`apitap_tls_unsupported_processes_total`).
+    pub unsupported: Vec<(&'static str, &'static str, u64)>,
+    /// Device and inode of every file probed.
+    pub probed: Vec<(u64, u64)>,
 }
 
-/// The OpenSSL functions probed: (symbol, entry program, return program).
-const PROBES: &[(&str, &str, Option<&str>)] = &[
-    ("SSL_read", PROG_SSL_READ_ENTRY, Some(PROG_SSL_READ_RETURN)),
+/// One probed function: symbol, entry program, return program, and whether the library is
+/// probed without it (only older or other builds lack it).
+type Probe = (&'static str, &'static str, Option<&'static str>, bool);
+
+/// The OpenSSL functions probed (shared library or linked into an executable).
+const OPENSSL_PROBES: &[Probe] = &[
     (
-        "SSL_read_ex",
-        PROG_SSL_READ_EX_ENTRY,
+        "SSL_read",
+        PROG_SSL_READ_ENTRY,
         Some(PROG_SSL_READ_RETURN),
+        false,
     ),
     (
         "SSL_write",
         PROG_SSL_WRITE_ENTRY,
         Some(PROG_SSL_WRITE_RETURN),
+        false,
+    ),
+    ("SSL_free", PROG_SSL_FREE, None, false),
+    // OpenSSL 1.1.1 and 3.x; BoringSSL has no `_ex` forms.
+    (
+        "SSL_read_ex",
+        PROG_SSL_READ_EX_ENTRY,
+        Some(PROG_SSL_READ_RETURN),
+        true,
     ),
     (
         "SSL_write_ex",
         PROG_SSL_WRITE_EX_ENTRY,
         Some(PROG_SSL_WRITE_RETURN),
+        true,
     ),
-    ("SSL_free", PROG_SSL_FREE, None),
     (
         "SSL_do_handshake",
         PROG_SSL_HANDSHAKE_ENTRY,
         Some(PROG_SSL_HANDSHAKE_RETURN),
+        true,
     ),
     (
         "SSL_accept",
         PROG_SSL_HANDSHAKE_ENTRY,
         Some(PROG_SSL_HANDSHAKE_RETURN),
+        true,
     ),
     (
         "SSL_connect",
         PROG_SSL_HANDSHAKE_ENTRY,
         Some(PROG_SSL_HANDSHAKE_RETURN),
+        true,
     ),
 ];
+
+/// The GnuTLS functions probed: the session pointer plays OpenSSL's `SSL *` (R-CAP-4).
+const GNUTLS_PROBES: &[Probe] = &[
+    (
+        "gnutls_record_recv",
+        PROG_GNUTLS_RECV_ENTRY,
+        Some(PROG_SSL_READ_RETURN),
+        false,
+    ),
+    (
+        "gnutls_record_send",
+        PROG_GNUTLS_SEND_ENTRY,
+        Some(PROG_SSL_WRITE_RETURN),
+        false,
+    ),
+    ("gnutls_deinit", PROG_SSL_FREE, None, false),
+    (
+        "gnutls_handshake",
+        PROG_SSL_HANDSHAKE_ENTRY,
+        Some(PROG_SSL_HANDSHAKE_RETURN),
+        true,
+    ),
+];
+
+fn probes(flavor: Flavor) -> &'static [Probe] {
+    match flavor {
+        Flavor::OpenSsl => OPENSSL_PROBES,
+        Flavor::GnuTls => GNUTLS_PROBES,
+    }
+}
+
+/// Attaches `flavor`'s probes to `lib` with attach cookie `cookie`; on a required function's
+/// failure detaches what it attached (one direction alone would decode as garbage).
+fn attach_library(ebpf: &mut Ebpf, lib: &Library, cookie: u64) -> anyhow::Result<()> {
+    let mut links = Vec::new();
+    let mut failure = None;
+    'probes: for (symbol, entry, ret, optional) in probes(lib.flavor) {
+        for prog in std::iter::once(*entry).chain(*ret) {
+            let p: &mut UProbe = ebpf
+                .program_mut(prog)
+                .with_context(|| format!("program {prog} missing"))?
+                .try_into()?;
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::Symbol(symbol),
+                cookie: Some(cookie),
+            };
+            match p.attach(point, &lib.path, UProbeScope::AllProcesses) {
+                Ok(link) => links.push((prog, link)),
+                Err(e) if *optional => {
+                    debug!(library = %lib.path.display(), symbol, error = %format!("{:#}", anyhow::Error::from(e)), "optional function not probed");
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(anyhow::Error::from(e).context(format!("probing {symbol}")));
+                    break 'probes;
+                }
+            }
+        }
+    }
+    let Some(err) = failure else {
+        return Ok(());
+    };
+    for (prog, link) in links {
+        if let Some(p) = ebpf.program_mut(prog)
+            && let Ok(p) = <&mut UProbe>::try_from(p)
+            && let Err(e) = p.detach(link)
+        {
+            warn!(library = %lib.path.display(), program = prog, error = %e, "detaching after a failed attach");
+        }
+    }
+    Err(err)
+}
 
 /// Configures and attaches the TLS programs of `ebpf` per `cfg`; records wake the agent when
 /// the unread data crosses `wakeup_bytes` (the capture's setting).
@@ -193,10 +394,13 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::R
     let btf = Btf::from_kernel()?;
     let mut tls_config = kernel_offsets(&btf)?;
     tls_config.wakeup_bytes = wakeup_bytes.min(cfg.ring_buffer_bytes / 2);
-    let libraries = find_libraries(&cfg.libraries)?;
+    let scan = std::time::Instant::now();
+    let found = find_libraries(&cfg.libraries)?;
+    let scan_ms = scan.elapsed().as_millis() as u64;
+    let libraries = found.libraries.clone();
     if libraries.is_empty() {
         bail!(
-            "`tls.libraries`: no {LIBSSL} found in the library directories or any running process (set the paths)"
+            "`tls.libraries`: no {LIBSSL} or {LIBGNUTLS} in the library directories, and no running process maps a file defining OpenSSL's or GnuTLS's functions (set the paths)"
         );
     }
 
@@ -252,6 +456,8 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::R
         PROG_SSL_READ_EX_ENTRY,
         PROG_SSL_WRITE_ENTRY,
         PROG_SSL_WRITE_EX_ENTRY,
+        PROG_GNUTLS_RECV_ENTRY,
+        PROG_GNUTLS_SEND_ENTRY,
         PROG_SSL_FREE,
         PROG_SSL_HANDSHAKE_ENTRY,
         PROG_SSL_HANDSHAKE_RETURN,
@@ -277,36 +483,37 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::R
         tail.set(0, &cont, 0)?;
     }
 
-    let mut names = Vec::new();
+    // The attach cookie is the flavor: records name their library whatever the file.
+    let names: Vec<String> = Flavor::ALL.iter().map(|f| f.name().to_owned()).collect();
+    let mut probed = Vec::new();
     let mut attached = 0usize;
-    for (i, lib) in libraries.iter().enumerate() {
-        let mut ok = true;
-        for (symbol, entry, ret) in PROBES {
-            for prog in std::iter::once(*entry).chain(*ret) {
-                let p: &mut UProbe = ebpf
-                    .program_mut(prog)
-                    .with_context(|| format!("program {prog} missing"))?
-                    .try_into()?;
-                let point = UProbeAttachPoint {
-                    location: UProbeAttachLocation::Symbol(symbol),
-                    cookie: Some(i as u64),
-                };
-                if let Err(e) = p.attach(point, &lib.path, UProbeScope::AllProcesses) {
-                    // An OpenSSL 1.1 libssl has no SSL_read_ex before 1.1.1; any other miss
-                    // means this is not a library the probes understand.
-                    warn!(library = %lib.path.display(), symbol, error = %format!("{:#}", anyhow::Error::from(e)), "uprobe not attached");
-                    ok = false;
-                }
+    let mut unsupported = found.unsupported.clone();
+    for lib in &libraries {
+        match attach_library(ebpf, lib, lib.flavor as u64) {
+            Ok(()) => {
+                attached += 1;
+                probed.push(lib.inode);
+                info!(library = %lib.path.display(), inode = lib.inode.1, kind = lib.flavor.name(), "TLS library probed");
+            }
+            Err(e) => {
+                // R-CAP-4: the processes using it are counted as not captured.
+                warn!(library = %lib.path.display(), error = %format!("{e:#}"), "TLS library not probed");
+                *unsupported
+                    .entry((lib.flavor.name(), unsupported::ATTACH_FAILED))
+                    .or_default() += found.users.get(&lib.inode).copied().unwrap_or(0);
             }
         }
-        if ok {
-            attached += 1;
-        }
-        names.push("openssl".to_owned());
-        info!(library = %lib.path.display(), inode = lib.inode.1, "TLS library probed");
     }
     if attached == 0 {
         bail!("`tls`: no library could be probed (see the warnings above)");
+    }
+    for ((lib, reason), n) in &unsupported {
+        warn!(
+            library = lib,
+            reason,
+            processes = n,
+            "running processes whose TLS is not captured"
+        );
     }
 
     for (prog, tp) in [
@@ -327,6 +534,8 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::R
     }
     info!(
         libraries = libraries.len(),
+        classified = found.classified,
+        scan_ms,
         processes = ?cfg.processes,
         running_selected = known,
         "TLS capture attached"
@@ -350,6 +559,11 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::R
         counters,
         exes,
         libraries: names,
+        unsupported: unsupported
+            .into_iter()
+            .map(|((lib, reason), n)| (lib, reason, n))
+            .collect(),
+        probed,
     })
 }
 
@@ -384,17 +598,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn libssl_paths_are_read_from_maps() {
+    fn executable_mappings_are_read_from_maps() {
         let maps = "\
 7f0000000000-7f0000001000 r--p 00000000 08:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3
 7f0000001000-7f0000002000 r-xp 00001000 08:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3
 7f0000003000-7f0000004000 r-xp 00001000 08:01 124 /usr/lib/x86_64-linux-gnu/libcrypto.so.3
 7f0000005000-7f0000006000 rw-p 00000000 00:00 0 
-7f0000006000-7f0000007000 r-xp 00000000 08:01 125 /opt/app/libssl.so.3.bak
+7f0000006000-7f0000007000 r-xp 00000000 08:01 125 /opt/app/my server
+7f0000007000-7f0000008000 r--p 00000000 08:01 126 /opt/app/data.bin
+7f0000008000-7f0000009000 r-xp 00000000 08:01 127 /opt/app/old (deleted)
+7f0000009000-7f000000a000 r-xp 00000000 00:00 0                          [vdso]
 ";
         assert_eq!(
-            mapped_libraries(maps),
-            vec!["/usr/lib/x86_64-linux-gnu/libssl.so.3"]
+            mapped_objects(maps),
+            vec![
+                "/opt/app/my server",
+                "/usr/lib/x86_64-linux-gnu/libcrypto.so.3",
+                "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+            ]
         );
     }
 
@@ -410,6 +631,7 @@ mod tests {
             (0, 4, 12, 14)
         );
         assert!(c.sk_v6_daddr > c.sk_family && c.task_tgid > 0 && c.bprm_filename > 0);
+        assert!(c.bprm_file > 0 && c.file_inode > 0 && c.inode_ino > 0 && c.inode_sb > 0);
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub fn parse(bytes: &[u8]) -> Result<TlsRecord<'_>, TlsRecordError> {
     }
     // SAFETY: length checked; TlsHeader is plain old data, read unaligned.
     let header: TlsHeader = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    if header.kind > TlsKind::Close as u8 {
+    if header.kind > TlsKind::Exec as u8 {
         return Err(TlsRecordError::Kind);
     }
     let len = header.chunk_len as usize;
@@ -179,6 +179,11 @@ impl TlsDecoder {
         self.conns.values().map(|c| c.session.buffered()).sum()
     }
 
+    /// Counts an exec notice (handled by [`super::watch::ExecWatch`]) as a record read.
+    pub fn exec_record(&mut self) {
+        self.tls.records += 1;
+    }
+
     /// Counts a record that could not be parsed.
     pub fn bad_record(&mut self) {
         self.tls.records += 1;
@@ -194,6 +199,9 @@ impl TlsDecoder {
         exes: &mut dyn ExeSource,
         out: &mut Vec<(ApiEvent, TlsOwner)>,
     ) {
+        if rec.header.kind == TlsKind::Exec as u8 {
+            return self.exec_record(); // not plaintext: see `super::watch`
+        }
         self.tls.records += 1;
         let h = &rec.header;
         let ts_us = ((i128::from(h.ts_ns) + offset_ns).max(0) / 1000) as u64;

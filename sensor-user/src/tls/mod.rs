@@ -1,5 +1,5 @@
 //! TLS plaintext capture (R-CAP-4): the agent's side of the uprobes on OpenSSL 3
-//! (`libssl.so.3`, dynamically linked).
+//! (`libssl.so.3`, or linked into an executable) and GnuTLS 3 (`libgnutls.so.30`).
 //!
 //! - [`attach`] finds the library files (configured, or the standard directories and every
 //!   copy a running process maps, containers included), takes the kernel field offsets the
@@ -12,13 +12,22 @@
 //!   plaintext for the same [`apitap_decode::Session`] as cleartext capture, so HTTPS yields
 //!   the same events, with `tls: true`, the library and the process.
 //!
-//! Supported: OpenSSL 3.x as a shared library. Not yet: OpenSSL 1.1, statically linked
-//! OpenSSL, BoringSSL, GnuTLS, Go `crypto/tls`, libraries that appear only after the sensor
-//! started at a path not probed at start; see `docs/tls.md`.
+//! - [`elf`] tells from a file's symbol table which library it implements, so OpenSSL
+//!   linked into an executable is found like `libssl.so.3`, and GnuTLS (`libgnutls.so.30`)
+//!   is probed with the same programs; [`watch`] counts processes started later whose TLS is
+//!   not captured (a file not probed at start, or a TLS implementation the probes cannot
+//!   hook).
+//!
+//! Supported: OpenSSL 3.x (shared, or linked into an executable that keeps its symbol
+//! table), GnuTLS 3.x (`libgnutls.so.30`). Not yet: BoringSSL, Go `crypto/tls`, NSS,
+//! wolfSSL, mbedTLS (counted), stripped executables, files first run after the sensor
+//! started (counted); see `docs/tls.md`.
 
 pub mod attach;
 pub mod btf;
 pub mod decoder;
+pub mod elf;
+pub mod watch;
 
 use apitap_common::tls::{TlsCounter, TlsExe};
 use aya::maps::{HashMap, MapData, PerCpuArray};
