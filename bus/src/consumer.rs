@@ -27,7 +27,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use apitap_schema::{ApiEvent, SCHEMA_MAJOR, SchemaError, decode_event};
+use apitap_schema::{
+    ApiEvent, EventEncoding, SCHEMA_MAJOR, SchemaError, decode_event, decode_event_msgpack,
+};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
@@ -37,7 +39,7 @@ use tracing::{info, warn};
 use crate::config::{ClientRole, ConsumerConfig, KafkaConfig};
 use crate::kafka::{client_config, describe};
 use crate::metrics::{BusMetrics, LogLimiter, RejectCause};
-use crate::producer::HEADER_SCHEMA_VERSION;
+use crate::producer::{HEADER_CONTENT_TYPE, HEADER_SCHEMA_VERSION};
 use crate::{BusError, EventSource};
 
 /// Identifies one handed-out event for [`EventSource::ack`].
@@ -80,6 +82,8 @@ pub struct RawMessage {
     pub payload: Option<Vec<u8>>,
     /// The `apitap-schema-version` header, if present.
     pub schema_header: Option<Vec<u8>>,
+    /// The `content-type` header (the event's encoding), if present; absent means JSON.
+    pub content_type: Option<Vec<u8>>,
 }
 
 /// A source of raw messages with committable positions.
@@ -262,6 +266,20 @@ pub fn check_message(raw: &RawMessage, max_bytes: usize) -> Result<ApiEvent, Rej
         if major != Some(SCHEMA_MAJOR) {
             return Err(RejectCause::UnsupportedVersion);
         }
+    }
+    let encoding = match &raw.content_type {
+        None => EventEncoding::Json,
+        Some(v) => EventEncoding::from_content_type(v).ok_or(RejectCause::UnknownEncoding)?,
+    };
+    if encoding == EventEncoding::Msgpack {
+        return decode_event_msgpack(payload).map_err(|e| match e {
+            SchemaError::UnsupportedVersion { .. } => RejectCause::UnsupportedVersion,
+            SchemaError::Malformed(m) if m.starts_with("wrong field type") => {
+                RejectCause::InvalidEvent
+            }
+            SchemaError::Malformed(_) => RejectCause::NotMsgpack,
+            _ => RejectCause::InvalidEvent,
+        });
     }
     decode_event(payload).map_err(|e| match e {
         SchemaError::UnsupportedVersion { .. } => RejectCause::UnsupportedVersion,
@@ -534,16 +552,19 @@ impl Transport for KafkaTransport {
         match self.consumer.poll(timeout) {
             None => Ok(None),
             Some(Ok(m)) => {
-                let schema_header = m.headers().and_then(|h| {
-                    h.iter()
-                        .find(|x| x.key == HEADER_SCHEMA_VERSION)
-                        .and_then(|x| x.value.map(<[u8]>::to_vec))
-                });
+                let header = |name: &str| {
+                    m.headers().and_then(|h| {
+                        h.iter()
+                            .find(|x| x.key == name)
+                            .and_then(|x| x.value.map(<[u8]>::to_vec))
+                    })
+                };
                 Ok(Some(RawMessage {
                     partition: m.partition(),
                     offset: m.offset(),
                     payload: m.payload().map(<[u8]>::to_vec),
-                    schema_header,
+                    schema_header: header(HEADER_SCHEMA_VERSION),
+                    content_type: header(HEADER_CONTENT_TYPE),
                 }))
             }
             Some(Err(e)) => {
@@ -690,6 +711,7 @@ mod tests {
             offset: 0,
             payload: Some(p.to_vec()),
             schema_header: h.map(|s| s.as_bytes().to_vec()),
+            content_type: None,
         };
         assert!(check_message(&raw(&good, Some("1.1")), 1 << 20).is_ok());
         assert!(check_message(&raw(&good, None), 1 << 20).is_ok());
@@ -727,6 +749,46 @@ mod tests {
                 1 << 20
             };
             assert_eq!(check_message(&m, max).unwrap_err(), want, "case {i}");
+        }
+
+        // MessagePack, named by its content-type header (issue 21).
+        let mut packed = Vec::new();
+        apitap_schema::encode_event_msgpack_into(&ev, &mut packed);
+        let typed = |p: &[u8], ct: &str| RawMessage {
+            partition: 0,
+            offset: 0,
+            payload: Some(p.to_vec()),
+            schema_header: Some(apitap_schema::SCHEMA_VERSION.as_bytes().to_vec()),
+            content_type: Some(ct.as_bytes().to_vec()),
+        };
+        let msgpack = EventEncoding::Msgpack.content_type();
+        assert_eq!(
+            check_message(&typed(&packed, msgpack), 1 << 20).unwrap(),
+            ev
+        );
+        assert!(check_message(&typed(&good, "application/json"), 1 << 20).is_ok());
+        for (i, (m, want)) in [
+            (
+                typed(&packed[..packed.len() / 2], msgpack),
+                RejectCause::NotMsgpack,
+            ),
+            (typed(b"\xc1\xc1\xc1", msgpack), RejectCause::NotMsgpack),
+            (typed(&good, msgpack), RejectCause::NotMsgpack),
+            (
+                typed(&packed, "application/cbor"),
+                RejectCause::UnknownEncoding,
+            ),
+            // Without the header a MessagePack payload is read as JSON, and is not JSON.
+            (raw(&packed, None), RejectCause::NotJson),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(
+                check_message(&m, 1 << 20).unwrap_err(),
+                want,
+                "msgpack case {i}"
+            );
         }
     }
 }

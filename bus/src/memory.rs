@@ -81,6 +81,7 @@ impl EventPublisher for MemoryPublisher {
             offset: self.next_offset,
             payload: Some(self.buf.clone()),
             schema_header: Some(SCHEMA_VERSION.as_bytes().to_vec()),
+            content_type: None,
         };
         match tx.try_send(msg) {
             Ok(()) => {

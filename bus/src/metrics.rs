@@ -71,17 +71,23 @@ pub enum RejectCause {
     InvalidEvent,
     /// Larger than `consumer.max_message_bytes`; not parsed.
     TooLarge,
+    /// A `content-type` header naming an encoding this build does not read.
+    UnknownEncoding,
+    /// Declared MessagePack, but not MessagePack (garbage, cut short).
+    NotMsgpack,
 }
 
 impl RejectCause {
     /// Every cause, in rendering order.
-    pub const ALL: [RejectCause; 6] = [
+    pub const ALL: [RejectCause; 8] = [
         RejectCause::Empty,
         RejectCause::NotJson,
         RejectCause::TruncatedJson,
         RejectCause::UnsupportedVersion,
         RejectCause::InvalidEvent,
         RejectCause::TooLarge,
+        RejectCause::UnknownEncoding,
+        RejectCause::NotMsgpack,
     ];
 
     /// Label value.
@@ -93,6 +99,8 @@ impl RejectCause {
             RejectCause::UnsupportedVersion => "unsupported_version",
             RejectCause::InvalidEvent => "invalid_event",
             RejectCause::TooLarge => "too_large",
+            RejectCause::UnknownEncoding => "unknown_encoding",
+            RejectCause::NotMsgpack => "not_msgpack",
         }
     }
 }

@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use apitap_schema::{ApiEvent, SCHEMA_VERSION, encode_event_into};
+use apitap_schema::{ApiEvent, EventEncoding, SCHEMA_VERSION};
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -66,6 +66,9 @@ use crate::{BusError, CloseReport, EventPublisher, Publish};
 pub const HEADER_SCHEMA_VERSION: &str = "apitap-schema-version";
 /// Header carrying the id of the sensor that produced the event.
 pub const HEADER_SENSOR_ID: &str = "apitap-sensor-id";
+/// Header naming the event's encoding ([`apitap_schema::EventEncoding::content_type`]);
+/// absent means JSON.
+pub const HEADER_CONTENT_TYPE: &str = "content-type";
 
 /// Writes the message key of `event` into `out` (cleared first): see the module docs.
 pub fn event_key(event: &ApiEvent, out: &mut String) {
@@ -240,6 +243,8 @@ struct Shared {
     metrics: Arc<BusMetrics>,
     topic: String,
     sensor_id: String,
+    /// Encoding of every event this publisher produces (and spools).
+    encoding: EventEncoding,
 }
 
 impl Shared {
@@ -298,6 +303,7 @@ impl KafkaEventPublisher {
             metrics: metrics.clone(),
             topic: cfg.events_topic.clone(),
             sensor_id: sensor_id.to_owned(),
+            encoding: cfg.producer.event_encoding,
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let worker = Worker {
@@ -352,7 +358,7 @@ impl KafkaEventPublisher {
     }
 
     fn headers(&self) -> OwnedHeaders {
-        OwnedHeaders::new_with_capacity(2)
+        OwnedHeaders::new_with_capacity(3)
             .insert(Header {
                 key: HEADER_SCHEMA_VERSION,
                 value: Some(SCHEMA_VERSION),
@@ -360,6 +366,10 @@ impl KafkaEventPublisher {
             .insert(Header {
                 key: HEADER_SENSOR_ID,
                 value: Some(self.shared.sensor_id.as_str()),
+            })
+            .insert(Header {
+                key: HEADER_CONTENT_TYPE,
+                value: Some(self.shared.encoding.content_type()),
             })
     }
 
@@ -450,7 +460,7 @@ impl EventPublisher for KafkaEventPublisher {
         let m = self.shared.metrics.clone();
         m.events_published.fetch_add(1, Ordering::Relaxed);
         self.value.clear();
-        encode_event_into(event, &mut self.value);
+        self.shared.encoding.encode_into(event, &mut self.value);
         if self.value.is_empty() {
             m.dropped(DropCause::Encode, 1);
             return Publish::Dropped(DropCause::Encode);
@@ -708,6 +718,10 @@ impl Worker {
                 (
                     HEADER_SENSOR_ID.into(),
                     self.shared.sensor_id.as_bytes().to_vec(),
+                ),
+                (
+                    HEADER_CONTENT_TYPE.into(),
+                    self.shared.encoding.content_type().as_bytes().to_vec(),
                 ),
             ],
             value: p.value,

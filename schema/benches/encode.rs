@@ -1,11 +1,15 @@
 //! The sensor's per-transaction JSON encoding (`encode_event_into`), next to serde_json as the
-//! baseline it must match byte for byte: `cargo bench -p apitap-schema --bench encode`.
+//! baseline it must match byte for byte, and the binary encoding (MessagePack, issue 21) next to
+//! both; then decoding, which is the analyzer's side (`decode/…`: JSON vs MessagePack):
+//! `cargo bench -p apitap-schema --bench encode`.
 //! The event is the capture benchmark's (`cargo xtask bench capture`): a wrk GET and nginx's
 //! 1 KiB JSON answer, whose quotes all need escaping inside the event's JSON string.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use apitap_schema::test_support::EventBuilder;
-use apitap_schema::{ApiEvent, encode_event_into};
+use apitap_schema::{
+    ApiEvent, decode_event, decode_event_msgpack, encode_event_into, encode_event_msgpack_into,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn event(body: &str) -> ApiEvent {
@@ -63,6 +67,35 @@ fn benches(c: &mut Criterion) {
                 out.clear();
                 serde_json::to_writer(&mut out, &e).expect("encode");
                 out.len()
+            })
+        });
+        g.bench_function("msgpack", |b| {
+            b.iter(|| {
+                out.clear();
+                encode_event_msgpack_into(&e, &mut out);
+                out.len()
+            })
+        });
+        g.finish();
+
+        let mut json = Vec::new();
+        encode_event_into(&e, &mut json);
+        let mut msgpack = Vec::new();
+        encode_event_msgpack_into(&e, &mut msgpack);
+        eprintln!(
+            "{name}: JSON {} bytes, MessagePack {} bytes",
+            json.len(),
+            msgpack.len()
+        );
+        let mut g = c.benchmark_group(format!("decode/{name}"));
+        g.bench_function("json", |b| {
+            b.iter(|| decode_event(&json).expect("decode").transaction_index)
+        });
+        g.bench_function("msgpack", |b| {
+            b.iter(|| {
+                decode_event_msgpack(&msgpack)
+                    .expect("decode")
+                    .transaction_index
             })
         });
         g.finish();

@@ -14,8 +14,10 @@
 //! `test_support::EventBuilder`, a fluent builder of events with fixed defaults for tests
 //! and benchmarks, e.g. `EventBuilder::get("/users/7").status(404).build()`.
 mod fastjson;
+pub mod msgpack;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub use msgpack::{EventEncoding, decode_event_msgpack, encode_event_msgpack_into};
 pub mod time;
 
 use std::net::IpAddr;
@@ -634,16 +636,12 @@ pub enum SchemaError {
 }
 
 #[derive(Deserialize)]
-struct VersionProbe {
+pub(crate) struct VersionProbe {
     schema_version: Option<String>,
 }
 
-/// Parses one event, rejecting unknown major versions before interpreting any other field.
-///
-/// Error messages never include the input: events carry sensitive values (R-OPS-3).
-pub fn decode_event(bytes: &[u8]) -> Result<ApiEvent, SchemaError> {
-    let probe: VersionProbe =
-        serde_json::from_slice(bytes).map_err(|e| SchemaError::Malformed(classify(&e)))?;
+/// Rejects an event whose (probed) major version this build does not read.
+pub(crate) fn check_major(probe: VersionProbe) -> Result<(), SchemaError> {
     let version = probe
         .schema_version
         .ok_or_else(|| SchemaError::Malformed("missing schema_version".into()))?;
@@ -659,6 +657,16 @@ pub fn decode_event(bytes: &[u8]) -> Result<ApiEvent, SchemaError> {
             .collect();
         return Err(SchemaError::UnsupportedVersion { found });
     }
+    Ok(())
+}
+
+/// Parses one event, rejecting unknown major versions before interpreting any other field.
+///
+/// Error messages never include the input: events carry sensitive values (R-OPS-3).
+pub fn decode_event(bytes: &[u8]) -> Result<ApiEvent, SchemaError> {
+    let probe: VersionProbe =
+        serde_json::from_slice(bytes).map_err(|e| SchemaError::Malformed(classify(&e)))?;
+    check_major(probe)?;
     serde_json::from_slice(bytes).map_err(|e| SchemaError::Malformed(classify(&e)))
 }
 

@@ -216,12 +216,32 @@ impl Broker {
         want: usize,
         timeout: Duration,
     ) -> anyhow::Result<Vec<(String, String, serde_json::Value)>> {
+        self.read_messages(topic, want, timeout, "apitap-alert-format")?
+            .into_iter()
+            .map(|(key, format, payload)| {
+                let doc = serde_json::from_slice(&payload).context("message is JSON")?;
+                Ok((key, format, doc))
+            })
+            .collect()
+    }
+
+    /// Reads `topic` from the start with a fresh consumer group (in the broker's namespace),
+    /// until `want` messages or `timeout`: (key, the value of header `header` or "", payload)
+    /// per message, as any Kafka client gets them.
+    pub fn read_messages(
+        &self,
+        topic: &str,
+        want: usize,
+        timeout: Duration,
+        header: &str,
+    ) -> anyhow::Result<Vec<(String, String, Vec<u8>)>> {
         use rdkafka::Message as _;
         use rdkafka::consumer::{BaseConsumer, Consumer as _};
         use rdkafka::message::Headers as _;
         let bootstrap = self.bootstrap();
         let topic = topic.to_owned();
-        let read = move || -> anyhow::Result<Vec<(String, String, serde_json::Value)>> {
+        let header = header.to_owned();
+        let read = move || -> anyhow::Result<Vec<(String, String, Vec<u8>)>> {
             let consumer: BaseConsumer = rdkafka::ClientConfig::new()
                 .set("bootstrap.servers", &bootstrap)
                 .set("group.id", format!("reader-{}", std::process::id()))
@@ -237,15 +257,13 @@ impl Broker {
                 };
                 let m = m?;
                 let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                let format = m
+                let value = m
                     .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == "apitap-alert-format"))
+                    .and_then(|h| h.iter().find(|h| h.key == header))
                     .and_then(|h| h.value)
                     .map(|v| String::from_utf8_lossy(v).into_owned())
                     .unwrap_or_default();
-                let doc = serde_json::from_slice(m.payload().unwrap_or_default())
-                    .context("message is JSON")?;
-                out.push((key, format, doc));
+                out.push((key, value, m.payload().unwrap_or_default().to_vec()));
             }
             Ok(out)
         };

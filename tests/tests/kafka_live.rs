@@ -3,7 +3,8 @@
 //! another namespace, the sensor's Kafka sink producing to a real broker process (tansu, in the
 //! server namespace), and the bus consumer reading the topic back.
 //!
-//! - every request is on the topic, exactly once after dedupe;
+//! - every request is on the topic, exactly once after dedupe, in JSON and in MessagePack
+//!   (`kafka.producer.event_encoding`), with the `content-type` header naming the encoding;
 //! - with the broker stopped for 30 s while traffic flows and then restarted, no event is lost
 //!   (ids compared) and the spool drains.
 //!
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use apitap_bus::config::OptionValue;
 use apitap_bus::{BusMetrics, EventSource, KafkaConfig, KafkaEventConsumer};
-use apitap_schema::ApiEvent;
+use apitap_schema::{ApiEvent, EventEncoding};
 use apitap_tests::broker::{
     Broker, ConfiguredSensor, in_netns, kafka_sensor_config, require_broker,
 };
@@ -70,12 +71,31 @@ fn uri(e: &ApiEvent) -> String {
 
 #[test]
 fn live_capture_to_kafka_delivers_every_event_once() -> anyhow::Result<()> {
-    let name = "live_capture_to_kafka_delivers_every_event_once";
+    every_event_once(
+        "live_capture_to_kafka_delivers_every_event_once",
+        "once",
+        EventEncoding::Json,
+    )
+}
+
+/// The same with `kafka.producer.event_encoding = "msgpack"` (issue 21): every message on the
+/// topic carries the MessagePack content-type and a MessagePack payload (not JSON), and the
+/// bus consumer — the analyzer's — reads every event exactly once.
+#[test]
+fn live_capture_to_kafka_in_msgpack_delivers_every_event_once() -> anyhow::Result<()> {
+    every_event_once(
+        "live_capture_to_kafka_in_msgpack_delivers_every_event_once",
+        "mpk",
+        EventEncoding::Msgpack,
+    )
+}
+
+fn every_event_once(name: &str, tag: &str, encoding: EventEncoding) -> anyhow::Result<()> {
     if !require_privileges(name) || !require_broker(name) {
         return Ok(());
     }
-    let dir = tempdir("once");
-    let topo = Topology::new("kfk")?;
+    let dir = tempdir(tag);
+    let topo = Topology::new(&format!("kfk{tag}"))?;
     let _nginx = Nginx::start(&topo.server, &dir.join("nginx"))?;
     let broker = Broker::start_in(&topo.server, &dir.join("broker"))?;
     broker.create_topic(TOPIC, 3)?;
@@ -86,6 +106,14 @@ fn live_capture_to_kafka_delivers_every_event_once() -> anyhow::Result<()> {
         &dir.join("spool"),
         100_000,
     );
+    let config = match encoding {
+        EventEncoding::Json => config,
+        EventEncoding::Msgpack => config.replacen(
+            "[kafka.producer]\n",
+            "[kafka.producer]\nevent_encoding = \"msgpack\"\n",
+            1,
+        ),
+    };
     let mut sensor = ConfiguredSensor::start(&topo.server, &config, &dir.join("sensor"))?;
 
     let mut expect: Vec<String> = Vec::new();
@@ -142,6 +170,20 @@ fn live_capture_to_kafka_delivers_every_event_once() -> anyhow::Result<()> {
     let ids: BTreeSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids.len(), events.len());
     eprintln!("{} events, {duplicates} duplicates skipped", events.len());
+
+    // What any Kafka client sees: the content-type header and a payload in that encoding.
+    let raw = broker.read_messages(TOPIC, expect.len(), Duration::from_secs(30), "content-type")?;
+    assert!(raw.len() >= expect.len(), "{} raw messages", raw.len());
+    for (_, content_type, payload) in &raw {
+        assert_eq!(content_type, encoding.content_type());
+        let event = encoding.decode(payload)?;
+        assert_eq!(event.sensor.id, "kafka-live");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(payload).is_ok(),
+            encoding == EventEncoding::Json,
+            "payload is JSON exactly when the encoding is"
+        );
+    }
     Ok(())
 }
 
