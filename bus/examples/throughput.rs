@@ -10,7 +10,9 @@
 //!
 //! Prints one line `RESULT events_per_sec=<f> spooled=<n> event_bytes=<n>`. For experiments,
 //! `APITAP_BENCH_QUEUE_MAX_BYTES` (a memory queue large enough to bypass the spool) and
-//! `APITAP_BENCH_COMPRESSION=zstd` change the producer's settings.
+//! `APITAP_BENCH_COMPRESSION=zstd` change the producer's settings; `APITAP_BENCH_ENCODING=msgpack`
+//! produces MessagePack events (`kafka.producer.event_encoding`), which the consumer decodes by
+//! their `content-type` header.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::sync::Arc;
@@ -196,6 +198,9 @@ fn main() -> Result<()> {
             if let Ok(v) = std::env::var("APITAP_BENCH_QUEUE_MAX_BYTES") {
                 cfg.producer.queue_max_bytes = v.parse()?;
                 cfg.producer.queue_max_events = 1_000_000;
+            }
+            if std::env::var("APITAP_BENCH_ENCODING").as_deref() == Ok("msgpack") {
+                cfg.producer.event_encoding = apitap_schema::EventEncoding::Msgpack;
             }
             if let Ok(v) = std::env::var("APITAP_BENCH_COMPRESSION") {
                 cfg.producer.compression = if v == "zstd" {

@@ -87,10 +87,16 @@ fn tansu_perf(
 /// Runs the release-built `throughput` example of apitap-bus; returns (events/s, spooled,
 /// event bytes).
 fn throughput(args: &[&str]) -> anyhow::Result<(f64, u64, u64, f64)> {
+    throughput_in(args, "json")
+}
+
+/// [`throughput`] producing events in `encoding` (`json` or `msgpack`).
+fn throughput_in(args: &[&str], encoding: &str) -> anyhow::Result<(f64, u64, u64, f64)> {
     let bin = workspace_root().join("target/release/examples/throughput");
-    eprintln!("+ throughput {}", args.join(" "));
+    eprintln!("+ APITAP_BENCH_ENCODING={encoding} throughput {}", args.join(" "));
     let out = Command::new(&bin)
         .args(args)
+        .env("APITAP_BENCH_ENCODING", encoding)
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("running {}", bin.display()))?;
@@ -154,24 +160,44 @@ fn bench(dir: &Path, secs: u32) -> anyhow::Result<()> {
         &dir.join("spool").to_string_lossy(),
     ])?;
     eprintln!("agent → broker: {produced:.0} events/s ({spooled} spooled)");
+    broker.create_topic("bench.events.msgpack", PARTITIONS)?;
+    let (produced_mp, spooled_mp, _, _) = throughput_in(
+        &[
+            "produce",
+            &bootstrap,
+            "bench.events.msgpack",
+            &n.to_string(),
+            &dir.join("spool-mp").to_string_lossy(),
+        ],
+        "msgpack",
+    )?;
+    eprintln!("agent → broker, MessagePack: {produced_mp:.0} events/s ({spooled_mp} spooled)");
     // tansu's fetch scans a partition's whole backlog on every request (an SQLite window
     // query) and slows down with the size of its database: the consumer reads a bounded
-    // backlog, spread over more partitions, from a fresh broker.
+    // backlog, spread over more partitions, from a fresh broker (one per encoding).
     drop(broker);
-    let broker = Broker::start(&dir.join("broker2"))?;
-    let bootstrap = broker.bootstrap();
     let m: u64 = 16_000;
-    broker.create_topic("bench.consume", CONSUME_PARTITIONS)?;
-    throughput(&[
-        "produce",
-        &bootstrap,
-        "bench.consume",
-        &m.to_string(),
-        &dir.join("spool2").to_string_lossy(),
-    ])?;
-    let (consumed, _, _, _) =
-        throughput(&["consume", &bootstrap, "bench.consume", &m.to_string()])?;
-    eprintln!("broker → consumer: {consumed:.0} events/s");
+    let mut consumed_by = Vec::new();
+    for encoding in ["json", "msgpack"] {
+        let broker = Broker::start(&dir.join(format!("broker-{encoding}")))?;
+        let bootstrap = broker.bootstrap();
+        broker.create_topic("bench.consume", CONSUME_PARTITIONS)?;
+        throughput_in(
+            &[
+                "produce",
+                &bootstrap,
+                "bench.consume",
+                &m.to_string(),
+                &dir.join(format!("spool-c-{encoding}")).to_string_lossy(),
+            ],
+            encoding,
+        )?;
+        let (consumed, _, _, _) =
+            throughput(&["consume", &bootstrap, "bench.consume", &m.to_string()])?;
+        eprintln!("broker → consumer ({encoding}): {consumed:.0} events/s");
+        consumed_by.push(consumed);
+    }
+    let (consumed, consumed_mp) = (consumed_by[0], consumed_by[1]);
     let (encode_only, _, _, decode_only) = throughput(&["memory", "50000"])?;
 
     let mb = |eps: f64| eps * avg as f64 / 1e6;
@@ -193,9 +219,14 @@ fn bench(dir: &Path, secs: u32) -> anyhow::Result<()> {
             produced,
         ),
         (
+            format!("  the same, MessagePack events ({spooled_mp} spooled)"),
+            produced_mp,
+        ),
+        (
             format!("broker → consumer decode+dedupe+ack ({m}, {CONSUME_PARTITIONS} partitions)"),
             consumed,
         ),
+        ("  the same, MessagePack events".to_string(), consumed_mp),
         (
             "in-process: encode + publish only (no broker)".to_string(),
             encode_only,
