@@ -527,9 +527,9 @@ fn copy_out(ctx: &RetProbeContext, id: u64) -> Result<(), Loss> {
         hdr.chunk_len = n;
         let src = entry.buf + entry.done as u64;
         if n <= TLS_SMALL_CHUNK_BYTES as u32 {
-            write_small(&hdr, src, n, wakeup_bytes)?;
+            write_chunk::<TlsSmallRecord>(&hdr, src, n, wakeup_bytes)?;
         } else {
-            write_full(&hdr, src, n, wakeup_bytes)?;
+            write_chunk::<TlsRecord>(&hdr, src, n, wakeup_bytes)?;
         }
         bump(TlsCounter::Records, 1);
         bump(TlsCounter::Bytes, n as u64);
@@ -559,21 +559,42 @@ fn opaque(x: u32) -> u32 {
     unsafe { core::ptr::read_volatile(&slot) }
 }
 
+/// A TLS ring record type: a [`TlsHeader`] followed by `CAP` bytes of plaintext (`repr(C)`,
+/// so the data starts at [`TLS_HEADER_BYTES`]).
+trait ChunkRecord: 'static {
+    const CAP: usize;
+}
+
+impl ChunkRecord for TlsSmallRecord {
+    const CAP: usize = TLS_SMALL_CHUNK_BYTES;
+}
+
+impl ChunkRecord for TlsRecord {
+    const CAP: usize = TLS_CHUNK_BYTES;
+}
+
+/// Copies `n` bytes of plaintext at `src` into a new ring record of type `R`.
 #[inline(always)]
-fn write_small(hdr: &TlsHeader, src: u64, n: u32, wakeup_bytes: u32) -> Result<(), Loss> {
+fn write_chunk<R: ChunkRecord>(
+    hdr: &TlsHeader,
+    src: u64,
+    n: u32,
+    wakeup_bytes: u32,
+) -> Result<(), Loss> {
     let n = opaque(n);
-    if n > TLS_SMALL_CHUNK_BYTES as u32 {
+    if n > R::CAP as u32 {
         return Err(Loss::ReadFailed);
     }
-    let Some(mut rec) = TLS_EVENTS.reserve::<TlsSmallRecord>(0) else {
+    let Some(mut rec) = TLS_EVENTS.reserve::<R>(0) else {
         return Err(Loss::RingFull);
     };
-    let p = rec.as_mut_ptr();
-    // SAFETY: `p` is a reserved record of the right size; `n` is bounded by its data array.
+    let p = rec.as_mut_ptr().cast::<u8>();
+    // SAFETY: `p` is a reserved record of `size_of::<R>()` = header + `R::CAP` bytes; the
+    // header is at offset 0 and `n` is bounded by the data array after it.
     unsafe {
-        (*p).header = *hdr;
+        core::ptr::write_unaligned(p.cast::<TlsHeader>(), *hdr);
         if bpf_probe_read_user(
-            (*p).data.as_mut_ptr().cast(),
+            p.add(TLS_HEADER_BYTES).cast(),
             n,
             src as *const core::ffi::c_void,
         ) < 0
@@ -587,38 +608,7 @@ fn write_small(hdr: &TlsHeader, src: u64, n: u32, wakeup_bytes: u32) -> Result<(
     rec.submit(wakeup_flags(
         &TLS_EVENTS,
         wakeup_bytes,
-        core::mem::size_of::<TlsSmallRecord>(),
-    ));
-    Ok(())
-}
-
-#[inline(always)]
-fn write_full(hdr: &TlsHeader, src: u64, n: u32, wakeup_bytes: u32) -> Result<(), Loss> {
-    let n = opaque(n);
-    if n > TLS_CHUNK_BYTES as u32 {
-        return Err(Loss::ReadFailed);
-    }
-    let Some(mut rec) = TLS_EVENTS.reserve::<TlsRecord>(0) else {
-        return Err(Loss::RingFull);
-    };
-    let p = rec.as_mut_ptr();
-    // SAFETY: as in `write_small`.
-    unsafe {
-        (*p).header = *hdr;
-        if bpf_probe_read_user(
-            (*p).data.as_mut_ptr().cast(),
-            n,
-            src as *const core::ffi::c_void,
-        ) < 0
-        {
-            rec.discard(0);
-            return Err(Loss::ReadFailed);
-        }
-    }
-    rec.submit(wakeup_flags(
-        &TLS_EVENTS,
-        wakeup_bytes,
-        core::mem::size_of::<TlsRecord>(),
+        core::mem::size_of::<R>(),
     ));
     Ok(())
 }

@@ -99,6 +99,43 @@ fn key(e: &ApiEvent) -> String {
 }
 
 /// As root (all capabilities until the sensor drops them after attach).
+/// The 1 MiB upload arrived whole, and the five keep-alive requests to `/api/v1/users/1..=5`
+/// on [`EARLY_PORT`] share one connection, in order, each answered with `user_body(i)`.
+fn assert_upload_and_keepalive(
+    events: &[ApiEvent],
+    upload: &[u8],
+    user_body: impl Fn(usize) -> String,
+) -> anyhow::Result<()> {
+    let up = events
+        .iter()
+        .find(|e| e.request.path == "/upload")
+        .context("the /upload event")?;
+    assert_eq!(up.request.body.length_bytes, BIG as u64);
+    assert!(
+        up.request.body.bytes()? == upload,
+        "1 MiB request body differs"
+    );
+    let mut users: Vec<&ApiEvent> = events
+        .iter()
+        .filter(|e| e.server.port == EARLY_PORT && e.request.path.starts_with("/api/v1/users/"))
+        .collect();
+    users.sort_by_key(|e| e.transaction_index);
+    assert_eq!(users.len(), 5);
+    assert!(
+        users
+            .iter()
+            .all(|e| e.connection_id == users[0].connection_id)
+    );
+    for (i, e) in users.iter().enumerate() {
+        assert_eq!(e.request.path, format!("/api/v1/users/{}", i + 1));
+        assert_eq!(
+            e.response.as_ref().unwrap().body.bytes()?,
+            user_body(i + 1).into_bytes()
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn https_plaintext_from_nginx_matches_its_access_log() -> anyhow::Result<()> {
     let test = "https_plaintext_from_nginx_matches_its_access_log";
@@ -326,34 +363,9 @@ fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Re
     assert_eq!(body.length_bytes, BIG as u64);
     assert!(!body.truncated);
     assert!(body.bytes()? == big, "1 MiB response body differs");
-    let up = events
-        .iter()
-        .find(|e| e.request.path == "/upload")
-        .context("the /upload event")?;
-    assert_eq!(up.request.body.length_bytes, BIG as u64);
-    assert!(
-        up.request.body.bytes()? == upload,
-        "1 MiB request body differs"
-    );
-    // Keep-alive: the five user requests share a connection, in order.
-    let mut users: Vec<&ApiEvent> = events
-        .iter()
-        .filter(|e| e.server.port == EARLY_PORT && e.request.path.starts_with("/api/v1/users/"))
-        .collect();
-    users.sort_by_key(|e| e.transaction_index);
-    assert_eq!(users.len(), 5);
-    assert!(
-        users
-            .iter()
-            .all(|e| e.connection_id == users[0].connection_id)
-    );
-    for (i, e) in users.iter().enumerate() {
-        assert_eq!(e.request.path, format!("/api/v1/users/{}", i + 1));
-        assert_eq!(
-            e.response.as_ref().unwrap().body.bytes()?,
-            format!("{{\"id\":{},\"name\":\"user{}\"}}", i + 1, i + 1).into_bytes()
-        );
-    }
+    assert_upload_and_keepalive(&events, &upload, |i| {
+        format!("{{\"id\":{i},\"name\":\"user{i}\"}}")
+    })?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -722,32 +734,9 @@ fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::
         big_event.response.as_ref().unwrap().body.bytes()? == big,
         "1 MiB response differs"
     );
-    let up = events
-        .iter()
-        .find(|e| e.request.path == "/upload")
-        .context("the /upload event")?;
-    assert!(
-        up.request.body.bytes()? == upload,
-        "1 MiB request body differs"
-    );
-    let mut users: Vec<&ApiEvent> = events
-        .iter()
-        .filter(|e| e.server.port == EARLY_PORT && e.request.path.starts_with("/api/v1/users/"))
-        .collect();
-    users.sort_by_key(|e| e.transaction_index);
-    assert_eq!(users.len(), 5);
-    assert!(
-        users
-            .iter()
-            .all(|e| e.connection_id == users[0].connection_id)
-    );
-    for (i, e) in users.iter().enumerate() {
-        assert_eq!(e.request.path, format!("/api/v1/users/{}", i + 1));
-        assert_eq!(
-            e.response.as_ref().unwrap().body.bytes()?,
-            format!("{{\"path\":\"/api/v1/users/{}\",\"received\":0}}", i + 1).into_bytes()
-        );
-    }
+    assert_upload_and_keepalive(&events, &upload, |i| {
+        format!("{{\"path\":\"/api/v1/users/{i}\",\"received\":0}}")
+    })?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -538,6 +538,31 @@ fn hit_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Hit)> {
     ))
 }
 
+/// Appends to `rows` the hits whose `column` equals each of `values` in turn (one index range
+/// each), oldest first, at most `want` per value.
+#[allow(clippy::too_many_arguments)]
+fn by_column(
+    conn: &Connection,
+    base: &str,
+    column: &str,
+    values: &[&dyn rusqlite::ToSql],
+    since: i64,
+    until: i64,
+    want: i64,
+    rows: &mut Vec<(i64, Hit)>,
+) -> Result<(), TraceError> {
+    let mut st = conn.prepare(&format!(
+        "{base} WHERE {column} = ?1 AND a.time_us BETWEEN ?2 AND ?3
+         ORDER BY a.time_us, a.id LIMIT ?4"
+    ))?;
+    for v in values {
+        for r in st.query_map(params![v, since, until, want], hit_of)? {
+            rows.push(r?);
+        }
+    }
+    Ok(())
+}
+
 fn search_partition(
     conn: &Connection,
     selector: &Selector,
@@ -553,33 +578,43 @@ fn search_partition(
     let mut rows: Vec<(i64, Hit)> = Vec::new();
     match selector {
         Selector::Ip(ip) => {
-            let mut st = conn.prepare(&format!(
-                "{base} WHERE a.client_ip = ?1 AND a.time_us BETWEEN ?2 AND ?3
-                 ORDER BY a.time_us, a.id LIMIT ?4"
-            ))?;
-            for r in st.query_map(params![ip_bytes(*ip), since, until, want], hit_of)? {
-                rows.push(r?);
-            }
+            by_column(
+                conn,
+                &base,
+                "a.client_ip",
+                &[&ip_bytes(*ip)],
+                since,
+                until,
+                want,
+                &mut rows,
+            )?;
         }
         Selector::UserAgent(key) => {
-            let mut st = conn.prepare(&format!(
-                "{base} WHERE a.ua_key = ?1 AND a.time_us BETWEEN ?2 AND ?3
-                 ORDER BY a.time_us, a.id LIMIT ?4"
-            ))?;
-            for r in st.query_map(params![*key as i64, since, until, want], hit_of)? {
-                rows.push(r?);
-            }
+            by_column(
+                conn,
+                &base,
+                "a.ua_key",
+                &[&(*key as i64)],
+                since,
+                until,
+                want,
+                &mut rows,
+            )?;
         }
         Selector::Accounts(keys) => {
-            let mut st = conn.prepare(&format!(
-                "{base} WHERE a.account = ?1 AND a.time_us BETWEEN ?2 AND ?3
-                 ORDER BY a.time_us, a.id LIMIT ?4"
-            ))?;
-            for key in keys {
-                for r in st.query_map(params![*key as i64, since, until, want], hit_of)? {
-                    rows.push(r?);
-                }
-            }
+            let keys: Vec<i64> = keys.iter().map(|k| *k as i64).collect();
+            let keys: Vec<&dyn rusqlite::ToSql> =
+                keys.iter().map(|k| k as &dyn rusqlite::ToSql).collect();
+            by_column(
+                conn,
+                &base,
+                "a.account",
+                &keys,
+                since,
+                until,
+                want,
+                &mut rows,
+            )?;
         }
         Selector::Endpoint(ep) => {
             let mut st = conn.prepare(&format!(

@@ -93,7 +93,10 @@ fn throughput(args: &[&str]) -> anyhow::Result<(f64, u64, u64, f64)> {
 /// [`throughput`] producing events in `encoding` (`json` or `msgpack`).
 fn throughput_in(args: &[&str], encoding: &str) -> anyhow::Result<(f64, u64, u64, f64)> {
     let bin = workspace_root().join("target/release/examples/throughput");
-    eprintln!("+ APITAP_BENCH_ENCODING={encoding} throughput {}", args.join(" "));
+    eprintln!(
+        "+ APITAP_BENCH_ENCODING={encoding} throughput {}",
+        args.join(" ")
+    );
     let out = Command::new(&bin)
         .args(args)
         .env("APITAP_BENCH_ENCODING", encoding)

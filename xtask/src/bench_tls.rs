@@ -135,7 +135,6 @@ pub fn run(secs: u32) -> anyhow::Result<()> {
     crate::setup::install_tools(
         &[
             ("hey", "hey"),
-            ("wrk", "wrk"),
             ("taskset", "util-linux"),
             ("openssl", "openssl"),
         ],

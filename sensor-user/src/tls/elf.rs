@@ -195,7 +195,7 @@ impl Drop for Mapping {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The system's own libraries, when installed (`cargo xtask setup` installs both).
@@ -221,7 +221,12 @@ mod tests {
     }
 
     /// Builds `src` with gcc (`args`: `-shared -fPIC` or nothing) into `dir/name`.
-    fn build(dir: &Path, name: &str, src: &str, args: &[&str]) -> Option<std::path::PathBuf> {
+    pub(crate) fn build(
+        dir: &Path,
+        name: &str,
+        src: &str,
+        args: &[&str],
+    ) -> Option<std::path::PathBuf> {
         let c = dir.join(format!("{name}.c"));
         std::fs::write(&c, src).unwrap();
         let out = dir.join(name);

@@ -149,18 +149,7 @@ mod tests {
     fn execs_are_classified_and_counted() {
         let dir = std::env::temp_dir().join(format!("apitap-watch-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let build = |name: &str, src: &str| {
-            let c = dir.join(format!("{name}.c"));
-            std::fs::write(&c, src).unwrap();
-            let out = dir.join(name);
-            let ok = std::process::Command::new("gcc")
-                .arg("-o")
-                .arg(&out)
-                .arg(&c)
-                .status()
-                .is_ok_and(|s| s.success());
-            ok.then_some(out)
-        };
+        let build = |name: &str, src: &str| crate::tls::elf::tests::build(&dir, name, src, &[]);
         let Some(openssl) = build(
             "srv",
             "int SSL_read(void){return 0;} int SSL_write(void){return 0;} int SSL_free(void){return 0;}\nint main(void){return SSL_read()+SSL_write()+SSL_free();}\n",
