@@ -278,14 +278,17 @@ fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Re
         &at,
         &url(EARLY_PORT, "/upload"),
     ])?;
-    // The server started after the sensor.
-    for i in [7, 8] {
-        topo.curl(&[
-            "-k",
-            "-o",
-            "/dev/null",
-            &url(LATE_PORT, &format!("/api/v1/users/{i}")),
-        ])?;
+    // The server started after the sensor: curl, then Python `requests` (CPython's own `ssl`
+    // module as the client's TLS stack), two requests on one kept-alive session.
+    topo.curl(&["-k", "-o", "/dev/null", &url(LATE_PORT, "/api/v1/users/7")])?;
+    let script = format!(
+        "import requests, urllib3\nurllib3.disable_warnings()\ns = requests.Session()\n\
+         for i in (8, 9):\n    r = s.get('{}' % i, verify=False)\n    assert r.json()['id'] == i, r.text\n",
+        url(LATE_PORT, "/api/v1/users/%d")
+    );
+    let out = topo.client.cmd("python3", &["-c", &script]).output()?;
+    if !out.status.success() {
+        bail!("python requests: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     // Other tests' servers may use the same addresses in their own namespaces: only this
@@ -300,7 +303,7 @@ fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Re
     }
     assert_eq!(
         expected.len(),
-        9,
+        10,
         "nginx logged every request: {expected:?}"
     );
     let m = sensor.wait_for_metric(
@@ -366,6 +369,23 @@ fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Re
     assert_upload_and_keepalive(&events, &upload, |i| {
         format!("{{\"id\":{i},\"name\":\"user{i}\"}}")
     })?;
+    // Python's kept-alive session: both requests on one connection, answered in full.
+    let py: Vec<&ApiEvent> = events
+        .iter()
+        .filter(|e| {
+            e.server.port == LATE_PORT
+                && ["/api/v1/users/8", "/api/v1/users/9"].contains(&e.request.path.as_str())
+        })
+        .collect();
+    assert_eq!(py.len(), 2, "both Python requests reported");
+    assert_eq!(py[0].connection_id, py[1].connection_id);
+    for e in py {
+        let id = e.request.path.rsplit('/').next().unwrap_or_default();
+        assert_eq!(
+            e.response.as_ref().unwrap().body.bytes()?,
+            format!("{{\"id\":{id},\"name\":\"user{id}\"}}").into_bytes()
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
