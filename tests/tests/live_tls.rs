@@ -7,6 +7,9 @@
 //! sensor started and from one started after it; the probes lost nothing, and the sensor
 //! holds no capability once attached.
 //!
+//! 1 000 requests over 50 parallel kept-alive connections (curl `--parallel`) are each reported
+//! once with their own body, and Python `requests` is a second client of nginx.
+//!
 //! The same holds for a server with OpenSSL linked in statically
 //! (`tests/fixtures/tls/https_server.c`, built here with `-l:libssl.a -l:libcrypto.a`; no
 //! `libssl.so` is mapped: the sensor finds `SSL_read` in the executable's symbol table), and
@@ -1090,6 +1093,137 @@ fn https_plaintext_from_gnutls_server_and_client() -> anyhow::Result<()> {
     assert!(
         cli[1].response.as_ref().unwrap().body.bytes()? == big,
         "1 MiB download differs"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Port of the nginx serving many concurrent HTTPS connections.
+const CONCURRENT_PORT: u16 = 10443;
+/// Requests sent over them, each to its own URI.
+const CONCURRENT_REQUESTS: usize = 1000;
+
+/// Many concurrent HTTPS connections (issue 16): curl sends 1 000 requests to 1 000 distinct
+/// URIs over up to 50 parallel kept-alive connections to nginx; every one is reported exactly
+/// once, paired, with its own body, and the probes lose nothing. The nginx binary runs under a
+/// command name of its own (a copy named `nginx-conc`), so that other tests' sensors, which
+/// select `nginx`, do not trace it, and this sensor traces only it.
+#[test]
+fn https_capture_of_many_concurrent_connections() -> anyhow::Result<()> {
+    let test = "https_capture_of_many_concurrent_connections";
+    if !require_privileges(test) {
+        return Ok(());
+    }
+    let dir = tempdir("tls-conc");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs)?;
+    make_test_certificate(&certs)?;
+    std::fs::create_dir_all(dir.join("tmp"))?;
+    let exe = dir.join("nginx-conc");
+    std::fs::copy("/usr/sbin/nginx", &exe).context("copying nginx")?;
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        https_conf(&dir, &certs, CONCURRENT_PORT, SERVER_PORT + 2),
+    )?;
+    let topo = Topology::new("tlsconc")?;
+    let _server = Server::start(
+        &topo.server,
+        &exe.to_string_lossy(),
+        &["-c", &conf.to_string_lossy(), "-p", &dir.to_string_lossy()],
+        &dir.join("nginx.out"),
+        &format!("http://{SERVER_IP}:{}/healthz", SERVER_PORT + 2),
+    )?;
+    let sensor_dir = dir.join("sensor");
+    std::fs::create_dir_all(&sensor_dir)?;
+    let mut sensor = Sensor::start_with(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        "[tls]\nenabled = true\nprocesses = [\"nginx-conc\"]\n",
+        &sensor_dir,
+    )?;
+    let out = topo
+        .client
+        .cmd(
+            "curl",
+            &[
+                "-s",
+                "-k",
+                "-f",
+                "--parallel",
+                "--parallel-max",
+                "50",
+                &format!(
+                    "https://{SERVER_IP}:{CONCURRENT_PORT}/api/v1/users/[1-{CONCURRENT_REQUESTS}]"
+                ),
+            ],
+        )
+        .output()?;
+    if !out.status.success() {
+        bail!("curl: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let m = sensor.wait_for_metric(
+        "apitap_sensor_events_total",
+        CONCURRENT_REQUESTS as u64,
+        Duration::from_secs(60),
+    )?;
+    for (name, v) in &m {
+        if name.starts_with("apitap_tls_kernel_lost_calls_total") {
+            assert_eq!(*v, 0, "{name}");
+        }
+    }
+    assert_eq!(metric(&m, "apitap_tls_gaps_total"), 0);
+    sensor.stop()?;
+
+    let events: Vec<ApiEvent> = read_events(&sensor.events)?
+        .into_iter()
+        .filter(|e| e.server.port == CONCURRENT_PORT)
+        .collect();
+    let mut per_path: HashMap<String, usize> = HashMap::new();
+    let mut connections = HashSet::new();
+    for e in &events {
+        assert!(
+            e.tls && e.anomalies.is_empty(),
+            "{}: {:?}",
+            key(e),
+            e.anomalies
+        );
+        assert_eq!(
+            e.process.as_ref().map(|p| p.comm.as_str()),
+            Some("nginx-conc")
+        );
+        let id = e
+            .request
+            .path
+            .strip_prefix("/api/v1/users/")
+            .context("a users path")?;
+        assert_eq!(
+            e.response.as_ref().context("paired")?.body.bytes()?,
+            format!("{{\"id\":{id},\"name\":\"user{id}\"}}").into_bytes(),
+            "{}",
+            key(e)
+        );
+        *per_path.entry(e.request.path.clone()).or_default() += 1;
+        connections.insert(e.connection_id.clone());
+    }
+    for i in 1..=CONCURRENT_REQUESTS {
+        assert_eq!(
+            per_path.get(&format!("/api/v1/users/{i}")),
+            Some(&1),
+            "request {i}"
+        );
+    }
+    assert_eq!(events.len(), CONCURRENT_REQUESTS);
+    assert!(
+        connections.len() > 1,
+        "curl ran its connections in parallel: {} connection(s)",
+        connections.len()
+    );
+    eprintln!(
+        "{} requests over {} connections, all reported once",
+        events.len(),
+        connections.len()
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
