@@ -14,7 +14,9 @@
 //! hey reports latencies to 0.1 ms, which bounds the precision of the p50/p99 ratios.
 //!
 //! - at 10k req/s, the sensor's CPU with `payload.max_bodies_per_endpoint_per_sec = 100`
-//!   (body sampling: every transaction's metadata, 100 bodies a second on the one endpoint).
+//!   (body sampling: every transaction's metadata, 100 bodies a second on the one endpoint);
+//! - at 2k req/s, the sensor's CPU with the Kafka sink into a real broker (tansu), events in
+//!   JSON and in MessagePack (`kafka.producer.event_encoding`).
 //!
 //! Every figure is the median of `ROUNDS` alternations, each "with" run against the baseline
 //! run just before it (the VM drifts by ±15 % over minutes).
@@ -249,6 +251,11 @@ pub fn run(secs: u32) -> anyhow::Result<()> {
         median(capped)
     );
 
+    // The Kafka sink, JSON against MessagePack events (issue 21, `kafka.producer
+    // .event_encoding`): the sensor's CPU with a real broker (tansu, in the server's
+    // namespace) taking the events, at a rate tansu keeps up with here (so nothing spools).
+    kafka_encodings(&topo, &dir, secs)?;
+
     // Pinned layout: nginx (master and its worker) and wrk on core 0, the sensor on core 1.
     let master = std::fs::read_to_string(dir.join("nginx/nginx.pid"))
         .ok()
@@ -288,6 +295,65 @@ pub fn run(secs: u32) -> anyhow::Result<()> {
             .join(", ")
     );
     drop(nginx);
+    Ok(())
+}
+
+/// At [`KAFKA_RATE`], the sensor's CPU per 10k transactions with the Kafka sink, events in
+/// JSON and in MessagePack, alternating, median of [`ROUNDS`].
+/// Request rate of the Kafka phase: below what tansu (SQLite storage) takes on this machine
+/// (≈ 5k events/s, `cargo xtask bench kafka`), so the producer never spools.
+const KAFKA_RATE: u32 = 2_000;
+
+fn kafka_encodings(topo: &Topology, dir: &std::path::Path, secs: u32) -> anyhow::Result<()> {
+    use apitap_tests::broker::{Broker, ConfiguredSensor, kafka_sensor_config, tansu_bin};
+    if tansu_bin().is_none() {
+        bail!("tansu is not installed (run `cargo xtask setup`)");
+    }
+    let broker = Broker::start_in(&topo.server, &dir.join("broker"))?;
+    broker.create_topic("apitap.events.v1", 3)?;
+    let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..ROUNDS {
+        for (i, encoding) in ["json", "msgpack"].into_iter().enumerate() {
+            let config = kafka_sensor_config(
+                "bench-overhead",
+                &topo.server_if,
+                &broker,
+                &dir.join(format!("spool-{encoding}-{round}")),
+                1_000_000,
+            )
+            .replacen(
+                "[kafka.producer]\n",
+                &format!("[kafka.producer]\nevent_encoding = \"{encoding}\"\n"),
+                1,
+            );
+            let mut sensor = ConfiguredSensor::start(
+                &topo.server,
+                &config,
+                &dir.join(format!("kafka-{encoding}-{round}")),
+            )?;
+            let pid = find_pid("apitap-sensor").context("sensor pid")?;
+            let t0 = cpu_ticks(pid);
+            let h = hey(topo, KAFKA_RATE, secs)?;
+            let ms = (cpu_ticks(pid) - t0) as f64 / USER_HZ * 1000.0;
+            cpu[i].push(ms / (h.rps * f64::from(secs) / 10_000.0).max(1e-9));
+            sensor.stop()?;
+        }
+    }
+    for (i, encoding) in ["json", "msgpack"].into_iter().enumerate() {
+        println!(
+            "{:<22} {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>7} {:>7} {:>11.1}",
+            format!("{KAFKA_RATE} req/s, Kafka {encoding}"),
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            median(cpu[i].clone())
+        );
+    }
     Ok(())
 }
 
