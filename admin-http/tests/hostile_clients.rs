@@ -29,6 +29,7 @@ async fn start(limits: Limits, token: Option<Token>) -> (SocketAddr, Arc<HttpSta
         limits,
         token,
         stats: Arc::clone(&stats),
+        self_authenticated: &[],
     };
     tokio::spawn(serve(listener, handler, options));
     (addr, stats)

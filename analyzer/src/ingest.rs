@@ -190,6 +190,8 @@ pub struct Ingestor {
     pub guard: EventGuard,
     /// The trace-back store's writer (`[trace]`).
     pub trace: Option<crate::trace::Tracer>,
+    /// The console's hits per hour per endpoint (issue 20), when the console is on.
+    pub traffic: Option<std::sync::Arc<crate::console::Traffic>>,
 }
 
 /// How [`Ingestor::ingest_event`] guards each event (issue 22, `[ingest]`).
@@ -282,6 +284,7 @@ impl Ingestor {
             stats: RunStats::default(),
             guard: EventGuard::default(),
             trace: None,
+            traffic: None,
         }
     }
 
@@ -451,6 +454,9 @@ impl Ingestor {
                             records: ctx.sensitive_records.unwrap_or(0),
                         },
                     );
+                }
+                if let (Some(traffic), Some(k)) = (&self.traffic, endpoint.as_ref()) {
+                    traffic.hit(&k.id(), event.request_start_unix_us);
                 }
                 let key = endpoint
                     .as_ref()

@@ -330,6 +330,7 @@ mod tests {
             limits: apitap_admin_http::Limits::default(),
             token: Some(token),
             stats: Arc::clone(&stats),
+            self_authenticated: &[],
         };
         let addr = serve(
             "127.0.0.1:0".parse().unwrap(),
