@@ -517,7 +517,7 @@ impl Console {
             ["console"] => self.inventory(req.query()),
             ["console", "endpoints", id] => self.endpoint(&percent_decode(id, false)),
             ["console", "trace"] => Ok(self.trace_page(req.query())),
-            ["console", "alerts"] => Ok(self.alerts_page()),
+            ["console", "alerts"] => Ok(self.alerts_page(req.query())),
             ["console", "data-map"] => self.data_map(),
             _ => Ok(html(404, page("Not found", "", "<p>No such page.</p>"))),
         };
@@ -934,15 +934,28 @@ impl Console {
         html(200, page("Trace-back", "Trace-back", &c))
     }
 
-    fn alerts_page(&self) -> Response {
-        let alerts = self.alerts.newest_first();
-        let mut c = format!(
+    fn alerts_page(&self, query: &str) -> Response {
+        let q = pairs(query);
+        let source = q
+            .iter()
+            .find(|(k, _)| k == "source")
+            .map(|(_, v)| v.as_str());
+        let mut alerts = self.alerts.newest_first();
+        alerts.retain(|a| source.is_none_or(|s| a.source.feature() == s));
+        let mut filter = String::from("<p class=\"links\">Show: <a href=\"/console/alerts\">all</a>");
+        for (s, name) in [("detect", "detections"), ("labels", "weak points"), ("inventory", "inventory changes")] {
+            let _ = write!(filter, " · <a href=\"/console/alerts?source={s}\">{name}</a>");
+        }
+        filter.push_str("</p>");
+        let mut c = filter;
+        let _ = write!(c,
             "<p class=\"note\">The {} most recent alerts this analyzer emitted since it started \
-             ({} in all, {} evicted from the ring), newest first. Samples are masked as on the \
+             ({} in all, {} evicted from the ring), newest first{}. Samples are masked as on the \
              alert topic.</p>",
             alerts.len(),
             self.alerts.seen(),
-            self.alerts.evicted()
+            self.alerts.evicted(),
+            source.map_or_else(String::new, |s| format!(", source {}", esc(s)))
         );
         if alerts.is_empty() {
             c.push_str("<p class=\"empty\">No alert yet.</p>");
@@ -1117,16 +1130,22 @@ impl Console {
 fn parameters(rec: &EndpointRecord) -> String {
     let mut rows: Vec<(String, String, u64, String)> = Vec::new();
     let fmt = |f: &apitap_inventory::learn::FieldStats| {
-        let v = serde_json::to_value(f).unwrap_or(Value::Null);
-        let mut t = v.get("types").map(|t| t.to_string()).unwrap_or_default();
+        let mut t = apitap_inventory::shape::type_names(f.types).join(", ");
         if !f.formats.is_empty() {
             let _ = write!(t, " ({})", f.formats.join(", "));
         }
         t
     };
     let d = &rec.data;
+    let segments: Vec<&str> = rec.key.template.trim_start_matches('/').split('/').collect();
     for (n, f) in &d.path_params {
-        rows.push(("path".into(), n.clone(), f.seen, fmt(f)));
+        // Keyed by segment index; the template names the parameter there.
+        let name = n
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| segments.get(i))
+            .map_or_else(|| n.clone(), |s| (*s).to_owned());
+        rows.push(("path".into(), name, f.seen, fmt(f)));
     }
     for (n, f) in &d.request.query.fields {
         rows.push(("query".into(), n.clone(), f.seen, fmt(f)));

@@ -616,8 +616,17 @@ fn the_console_in_a_browser_shows_inventory_trace_back_and_alerts_without_values
     assert!(text.contains("evicted from the ring"), "{text}");
     let src = b.source();
     assert!(src.contains("class=\"alert "), "no alert: {text}");
-    b.screenshot(&shots.join("08-alerts.png"));
     sources.push(("alerts", src));
+    // The detections only: the ID walk's, with its actor and masked samples.
+    b.click(&b.find("xpath", "//a[.='detections']"));
+    b.url_when(|u| u.ends_with("source=detect"));
+    let text = b.text();
+    assert!(text.contains("source detect"), "{text}");
+    assert!(!text.contains("New API endpoint"), "only detections: {text}");
+    let src = b.source();
+    assert!(src.contains("<table class=\"evidence\">"), "no evidence: {text}");
+    b.screenshot(&shots.join("08-alerts.png"));
+    sources.push(("alerts detect", src));
     // An alert's actor, traced.
     b.click(&b.find("xpath", "//a[starts-with(., 'trace actor ')]"));
     let u = b.url_when(|u| u.contains("/console/trace?ip="));
