@@ -576,12 +576,42 @@ mod tests {
             "partition_secs",
             "queue_records",
             "max_values_per_record",
+            "enabled",
+            "session_ttl_secs",
+            "max_sessions",
+            "max_alerts",
+            "max_series_endpoints",
+            "secure_cookie",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{field} ="))),
                 "{field} missing from the example"
             );
         }
+    }
+
+    #[test]
+    fn console_needs_the_listener_store_and_token() {
+        let c = Config::parse("").unwrap();
+        assert!(!c.console.enabled);
+        assert!(c.console.secure_cookie);
+        let base = "[inventory]\nstore = \"sqlite:/tmp/inv.db\"\napi_listen = \"127.0.0.1:1\"\n";
+        for (text, field) in [
+            ("[console]\nenabled = true\n".to_owned(), "console.enabled"),
+            (format!("{base}[console]\nenabled = true\n"), "console.enabled"),
+            (
+                format!(
+                    "{base}api_token_file = \"/t\"\n[console]\nenabled = true\nmax_alerts = 0\n"
+                ),
+                "console.max_alerts",
+            ),
+        ] {
+            let e = Config::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+        let ok = format!("{base}api_token_file = \"/t\"\n[console]\nenabled = true\n");
+        assert!(Config::parse(&ok).unwrap().console.enabled);
+        assert!(Config::parse("[console]\nbogus = 1\n").is_err());
     }
 
     #[test]
