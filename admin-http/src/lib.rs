@@ -579,7 +579,10 @@ async fn respond(head_len: usize, ctx: &mut Ctx<'_>, handler: Handler, auth: Aut
         let lengths: Vec<&[u8]> = request.header_values("content-length").collect();
         let length = match lengths.as_slice() {
             [] => 0,
-            [v] => match std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok()) {
+            [v] => match std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
                 Some(n) => n,
                 None => {
                     stats.reject(Rejection::BadRequest);

@@ -308,7 +308,10 @@ async fn post_content_is_bounded_and_self_authenticated_prefixes_skip_the_token(
     s.read_to_end(&mut out).await.unwrap();
     let r = String::from_utf8_lossy(&out);
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    assert!(r.ends_with("POST /self/login body=token=secret cookie=a=b\n"), "{r}");
+    assert!(
+        r.ends_with("POST /self/login body=token=secret cookie=a=b\n"),
+        "{r}"
+    );
     // The prefix is a path prefix, not a string prefix; other paths need the token.
     assert!(get(addr, "/self", "").await.starts_with("HTTP/1.1 200"));
     assert!(get(addr, "/selfish", "").await.starts_with("HTTP/1.1 401"));
@@ -322,7 +325,11 @@ async fn post_content_is_bounded_and_self_authenticated_prefixes_skip_the_token(
     )
     .await;
     assert!(r.starts_with("HTTP/1.1 411"), "{r}");
-    let r = exchange(addr, b"POST /self/x HTTP/1.1\r\nContent-Length: 5\r\n\r\nab").await;
+    let r = exchange(
+        addr,
+        b"POST /self/x HTTP/1.1\r\nContent-Length: 5\r\n\r\nab",
+    )
+    .await;
     assert!(r.starts_with("HTTP/1.1 408"), "{r}");
     assert_eq!(stats.rejected(Rejection::BodyTooLarge), 3);
     let r = exchange(addr, b"PUT /self/x HTTP/1.1\r\n\r\n").await;

@@ -619,10 +619,10 @@ impl Service {
                     let secret =
                         apitap_secret::read_secret_file(path, apitap_admin_http::MIN_TOKEN_BYTES)
                             .map_err(|source| Error::TokenFile {
-                                field: "inventory.api_token_file",
-                                path: path.to_owned(),
-                                source,
-                            })?;
+                            field: "inventory.api_token_file",
+                            path: path.to_owned(),
+                            source,
+                        })?;
                     let c = Arc::new(crate::console::Console::new(
                         &config.console,
                         secret,

@@ -598,7 +598,10 @@ mod tests {
         let base = "[inventory]\nstore = \"sqlite:/tmp/inv.db\"\napi_listen = \"127.0.0.1:1\"\n";
         for (text, field) in [
             ("[console]\nenabled = true\n".to_owned(), "console.enabled"),
-            (format!("{base}[console]\nenabled = true\n"), "console.enabled"),
+            (
+                format!("{base}[console]\nenabled = true\n"),
+                "console.enabled",
+            ),
             (
                 format!(
                     "{base}api_token_file = \"/t\"\n[console]\nenabled = true\nmax_alerts = 0\n"

@@ -625,8 +625,11 @@ impl Console {
         );
         for r in records.iter().take(limit as usize) {
             let s = r.summary();
-            let mut labels: Vec<String> =
-                s.data_labels.iter().map(|d| d.label.label.name().to_owned()).collect();
+            let mut labels: Vec<String> = s
+                .data_labels
+                .iter()
+                .map(|d| d.label.label.name().to_owned())
+                .collect();
             labels.sort();
             labels.dedup();
             let _ = write!(
@@ -859,7 +862,9 @@ impl Console {
             return html(200, page("Trace-back", "Trace-back", &c));
         }
         let Some(reader) = &self.trace else {
-            c.push_str("<p class=\"error\">This analyzer keeps no trace-back store (`[trace] path`).</p>");
+            c.push_str(
+                "<p class=\"error\">This analyzer keeps no trace-back store (`[trace] path`).</p>",
+            );
             return html(200, page("Trace-back", "Trace-back", &c));
         };
         let rebuilt: Vec<String> = given
@@ -901,10 +906,10 @@ impl Console {
             let e = &h.endpoint;
             let id = traced_endpoint_id(&e.service, &e.method, &e.template);
             let ip = h.client_ip.to_string();
-            let account = h.account.as_deref().map_or_else(
-                || "-".to_owned(),
-                |a| trace_link(&[("account", a)], a),
-            );
+            let account = h
+                .account
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), |a| trace_link(&[("account", a)], a));
             let ua = if h.ua_key.is_empty() {
                 esc(&h.ua_family)
             } else {
@@ -942,13 +947,22 @@ impl Console {
             .map(|(_, v)| v.as_str());
         let mut alerts = self.alerts.newest_first();
         alerts.retain(|a| source.is_none_or(|s| a.source.feature() == s));
-        let mut filter = String::from("<p class=\"links\">Show: <a href=\"/console/alerts\">all</a>");
-        for (s, name) in [("detect", "detections"), ("labels", "weak points"), ("inventory", "inventory changes")] {
-            let _ = write!(filter, " · <a href=\"/console/alerts?source={s}\">{name}</a>");
+        let mut filter =
+            String::from("<p class=\"links\">Show: <a href=\"/console/alerts\">all</a>");
+        for (s, name) in [
+            ("detect", "detections"),
+            ("labels", "weak points"),
+            ("inventory", "inventory changes"),
+        ] {
+            let _ = write!(
+                filter,
+                " · <a href=\"/console/alerts?source={s}\">{name}</a>"
+            );
         }
         filter.push_str("</p>");
         let mut c = filter;
-        let _ = write!(c,
+        let _ = write!(
+            c,
             "<p class=\"note\">The {} most recent alerts this analyzer emitted since it started \
              ({} in all, {} evicted from the ring), newest first{}. Samples are masked as on the \
              alert topic.</p>",
@@ -997,7 +1011,10 @@ impl Console {
                     "trace endpoint",
                 ));
             } else {
-                links.push(esc(&format!("{} {} {}", ep.method, ep.service, ep.template)));
+                links.push(esc(&format!(
+                    "{} {} {}",
+                    ep.method, ep.service, ep.template
+                )));
             }
             if let Some(ip) = &a.src_ip {
                 links.push(trace_link(&[("ip", ip)], &format!("trace actor {ip}")));
@@ -1109,8 +1126,7 @@ impl Console {
         );
         for (label, groups) in &map {
             for (group, eps) in groups {
-                let links: Vec<String> =
-                    eps.iter().map(|(id, n)| endpoint_link(id, n)).collect();
+                let links: Vec<String> = eps.iter().map(|(id, n)| endpoint_link(id, n)).collect();
                 let _ = write!(
                     c,
                     "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -1137,7 +1153,12 @@ fn parameters(rec: &EndpointRecord) -> String {
         t
     };
     let d = &rec.data;
-    let segments: Vec<&str> = rec.key.template.trim_start_matches('/').split('/').collect();
+    let segments: Vec<&str> = rec
+        .key
+        .template
+        .trim_start_matches('/')
+        .split('/')
+        .collect();
     for (n, f) in &d.path_params {
         // Keyed by segment index; the template names the parameter there.
         let name = n
@@ -1161,7 +1182,12 @@ fn parameters(rec: &EndpointRecord) -> String {
     for (status, r) in &d.responses {
         for (ct, b) in &r.bodies {
             for (n, f) in &b.fields.fields {
-                rows.push((format!("response {status} ({ct})"), n.clone(), f.seen, fmt(f)));
+                rows.push((
+                    format!("response {status} ({ct})"),
+                    n.clone(),
+                    f.seen,
+                    fmt(f),
+                ));
             }
         }
     }

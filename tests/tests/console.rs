@@ -79,7 +79,11 @@ fn http(
     let chunked = fields
         .iter()
         .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_owned() };
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
     (status, fields, body)
 }
 
@@ -111,7 +115,7 @@ fn dechunk(mut s: &str) -> String {
             break;
         }
         out.push_str(&rest[..n]);
-        s = &rest[n..].trim_start_matches("\r\n");
+        s = rest[n..].trim_start_matches("\r\n");
     }
     out
 }
@@ -369,7 +373,11 @@ fn the_console_in_a_browser_shows_inventory_trace_back_and_alerts_without_values
         .iter()
         .flat_map(|e| prc_ids(&response_text(e)))
         .collect();
-    assert!(all_ids.len() > 50, "{} PRC IDs in the capture", all_ids.len());
+    assert!(
+        all_ids.len() > 50,
+        "{} PRC IDs in the capture",
+        all_ids.len()
+    );
     let value = all_ids.iter().next().unwrap().clone();
     let carried = events
         .iter()
@@ -463,7 +471,12 @@ fn the_console_in_a_browser_shows_inventory_trace_back_and_alerts_without_values
         http(api, "POST", "/console/login", &[], body.as_bytes())
     };
     let set = field(&fields, "set-cookie").unwrap();
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age=3600"] {
+    for attr in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/console",
+        "Max-Age=3600",
+    ] {
         assert!(set.contains(attr), "{set}");
     }
     let forged = format!("apitap_session={}", "ab".repeat(32));
@@ -481,7 +494,13 @@ fn the_console_in_a_browser_shows_inventory_trace_back_and_alerts_without_values
     assert_eq!(code, 401, "a session cookie does not open the JSON API");
     let (code, _, _) = http(api, "GET", "/console/", &[("Authorization", &bearer)], b"");
     assert_eq!(code, 303, "the bearer token does not open pages");
-    let (code, _, _) = http(api, "POST", "/v1/endpoints", &[("Authorization", &bearer)], b"");
+    let (code, _, _) = http(
+        api,
+        "POST",
+        "/v1/endpoints",
+        &[("Authorization", &bearer)],
+        b"",
+    );
     assert_eq!(code, 405);
     let big = vec![b'a'; 8192];
     let (code, _, _) = http(api, "POST", "/console/login", &[], &big);
@@ -574,7 +593,14 @@ fn the_console_in_a_browser_shows_inventory_trace_back_and_alerts_without_values
     let u = b.url_when(|u| u.contains("/console/endpoints/"));
     assert!(u.contains("/console/endpoints/"), "{u}");
     let text = b.text();
-    for want in ["Parameters", "Sensitive fields", "prc_id", "Change log", "discovered", "Hits per hour"] {
+    for want in [
+        "Parameters",
+        "Sensitive fields",
+        "prc_id",
+        "Change log",
+        "discovered",
+        "Hits per hour",
+    ] {
         assert!(text.contains(want), "endpoint page lacks {want:?}: {text}");
     }
     let src = b.source();
@@ -611,7 +637,10 @@ fn the_console_in_a_browser_shows_inventory_trace_back_and_alerts_without_values
     sources.push(("trace value", b.source()));
     // Alerts, from the navigation.
     b.click(&b.find("xpath", "//nav/a[.='Alerts']"));
-    assert!(b.url_when(|u| u.ends_with("/console/alerts")).ends_with("/console/alerts"));
+    assert!(
+        b.url_when(|u| u.ends_with("/console/alerts"))
+            .ends_with("/console/alerts")
+    );
     let text = b.text();
     assert!(text.contains("evicted from the ring"), "{text}");
     let src = b.source();
@@ -622,9 +651,15 @@ fn the_console_in_a_browser_shows_inventory_trace_back_and_alerts_without_values
     b.url_when(|u| u.ends_with("source=detect"));
     let text = b.text();
     assert!(text.contains("source detect"), "{text}");
-    assert!(!text.contains("New API endpoint"), "only detections: {text}");
+    assert!(
+        !text.contains("New API endpoint"),
+        "only detections: {text}"
+    );
     let src = b.source();
-    assert!(src.contains("<table class=\"evidence\">"), "no evidence: {text}");
+    assert!(
+        src.contains("<table class=\"evidence\">"),
+        "no evidence: {text}"
+    );
     b.screenshot(&shots.join("08-alerts.png"));
     sources.push(("alerts detect", src));
     // An alert's actor, traced.
@@ -649,7 +684,11 @@ fn the_console_in_a_browser_shows_inventory_trace_back_and_alerts_without_values
     let u = b.url_when(|u| u.ends_with("/console/login"));
     assert!(u.ends_with("/console/login"), "{u}");
     b.go(&format!("{base}/console/alerts"));
-    assert!(b.url().ends_with("/console/login"), "logged out: {}", b.url());
+    assert!(
+        b.url().ends_with("/console/login"),
+        "logged out: {}",
+        b.url()
+    );
     b.call("DELETE", "", None);
 
     // No page holds a value of the capture in clear.
