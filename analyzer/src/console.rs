@@ -1309,4 +1309,142 @@ mod tests {
         assert_eq!(unhex32(&hex(&a)), Some(a));
         assert_eq!(unhex32("zz"), None);
     }
+
+    fn console_with(template: &str) -> Console {
+        use crate::inventory::record::EndpointRecord;
+        use crate::inventory::spec::SpecStatus;
+        use crate::inventory::store::Store as _;
+        let mut store = crate::inventory::store::sqlite::SqliteStore::open_in_memory().unwrap();
+        let mut r = EndpointRecord::new(
+            EndpointKey {
+                service: "api\"><img src=x>".into(),
+                method: "GET".into(),
+                template: template.into(),
+                operation: String::new(),
+            },
+            SpecStatus::NoSpec,
+            5,
+        );
+        r.data.hits = 3;
+        store.transaction(&mut |tx| tx.put(&r)).unwrap();
+        let token = {
+            use std::os::unix::fs::PermissionsExt as _;
+            let p =
+                std::env::temp_dir().join(format!("apitap-console-unit-{}", std::process::id()));
+            std::fs::write(&p, "a console unit-test token").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let t = apitap_secret::read_secret_file(&p, 16).unwrap();
+            std::fs::remove_file(&p).unwrap();
+            t
+        };
+        let config = ConsoleConfig {
+            enabled: true,
+            ..ConsoleConfig::default()
+        };
+        Console::new(&config, token, Arc::new(Mutex::new(Box::new(store))), None)
+    }
+
+    fn request(method: &str, target: &str, cookie: Option<&str>, body: &str) -> Request {
+        let mut r = Request::new(method, target);
+        if let Some(c) = cookie {
+            r.headers.push(("cookie".into(), c.as_bytes().to_vec()));
+        }
+        r.body = body.as_bytes().to_vec();
+        r
+    }
+
+    fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn pages_need_a_session_from_the_token_and_escape_traffic_names() {
+        let c = console_with("/x/<script>alert(1)</script>");
+        // No session: the login page.
+        let r = c.answer(&request("GET", "/console/", None, ""));
+        assert_eq!(
+            (r.status, header(&r, "location")),
+            (303, Some("/console/login"))
+        );
+        let r = c.answer(&request("GET", "/console/login", None, ""));
+        assert_eq!(r.status, 200);
+        assert!(
+            header(&r, "content-security-policy")
+                .unwrap()
+                .starts_with("default-src 'none'")
+        );
+        // A wrong token: refused, no cookie, the presented text not echoed.
+        let r = c.answer(&request(
+            "POST",
+            "/console/login",
+            None,
+            "token=guess+me+if+you+can",
+        ));
+        assert_eq!(r.status, 401);
+        assert!(header(&r, "set-cookie").is_none());
+        assert!(!String::from_utf8_lossy(&r.body).contains("guess"));
+        assert_eq!(c.logins_refused(), 1);
+        // The token: a session cookie.
+        let r = c.answer(&request(
+            "POST",
+            "/console/login",
+            None,
+            "token=a+console+unit-test+token",
+        ));
+        assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+        let set = header(&r, "set-cookie").unwrap().to_owned();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Secure")
+        );
+        let cookie = set.split(';').next().unwrap().to_owned();
+        // Pages escape what traffic named.
+        let r = c.answer(&request("GET", "/console/", Some(&cookie), ""));
+        assert_eq!(r.status, 200);
+        let page = String::from_utf8(r.body).unwrap();
+        assert!(
+            page.contains("/x/&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{page}"
+        );
+        assert!(
+            !page.contains("<script>") && !page.contains("<img"),
+            "{page}"
+        );
+        let id = EndpointKey {
+            service: "api\"><img src=x>".into(),
+            method: "GET".into(),
+            template: "/x/<script>alert(1)</script>".into(),
+            operation: String::new(),
+        }
+        .id();
+        let r = c.answer(&request(
+            "GET",
+            &format!("/console/endpoints/{id}"),
+            Some(&cookie),
+            "",
+        ));
+        assert_eq!(r.status, 200);
+        let page = String::from_utf8(r.body).unwrap();
+        assert!(
+            !page.contains("<script>") && !page.contains("<img"),
+            "{page}"
+        );
+        assert!(page.contains("api&quot;&gt;&lt;img src=x&gt;"), "{page}");
+        // Trace-back takes hashes only; without a store it says so.
+        let r = c.answer(&request(
+            "GET",
+            "/console/trace?ip=10.0.0.1",
+            Some(&cookie),
+            "",
+        ));
+        assert!(String::from_utf8_lossy(&r.body).contains("keeps no trace-back store"));
+        // Logging out ends the session.
+        let r = c.answer(&request("POST", "/console/logout", Some(&cookie), ""));
+        assert_eq!(r.status, 303);
+        assert!(header(&r, "set-cookie").unwrap().contains("Max-Age=0"));
+        let r = c.answer(&request("GET", "/console/", Some(&cookie), ""));
+        assert_eq!(r.status, 303);
+    }
 }
