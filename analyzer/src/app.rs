@@ -642,7 +642,7 @@ impl Service {
         }
         let mut alerts = alerts;
         if let Some(c) = &console {
-            ingestor.traffic = Some(Arc::clone(&c.traffic));
+            ingestor.console = Some(Arc::clone(c));
             alerts = alerts.with_ring(Arc::clone(&c.alerts));
         }
         let state = Arc::new(Mutex::new(ingestor));

@@ -274,6 +274,13 @@ impl Sessions {
             .fold(false, |ok, (s, exp)| ok | (ct_eq(s, id) & (*exp > now)))
     }
 
+    /// Sessions live now.
+    fn live_count(&self) -> u64 {
+        let now = Instant::now();
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        live.iter().filter(|(_, exp)| *exp > now).count() as u64
+    }
+
     fn close(&self, id: &[u8; 32]) {
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         live.retain(|(s, _)| !ct_eq(s, id));
@@ -462,6 +469,35 @@ impl Console {
     /// Login attempts refused so far (wrong or missing token).
     pub fn logins_refused(&self) -> u64 {
         self.logins_refused.load(Ordering::Relaxed)
+    }
+
+    /// Adds the console's counters to `/metrics` (issue 20).
+    pub fn render(&self, out: &mut apitap_metrics::Exposition) {
+        out.counter(
+            "apitap_console_logins_refused_total",
+            "Console logins refused (wrong or missing token).",
+            self.logins_refused(),
+        );
+        out.gauge(
+            "apitap_console_sessions",
+            "Console sessions live now.",
+            self.sessions.live_count(),
+        );
+        out.counter(
+            "apitap_console_alerts_total",
+            "Alerts kept in the console's ring since start.",
+            self.alerts.seen(),
+        );
+        out.counter(
+            "apitap_console_alerts_evicted_total",
+            "Alerts evicted from the console's ring (console.max_alerts).",
+            self.alerts.evicted(),
+        );
+        out.counter(
+            "apitap_console_traffic_dropped_total",
+            "Hits not kept in a traffic series (endpoints beyond console.max_series_endpoints).",
+            self.traffic.dropped(),
+        );
     }
 
     fn session(&self, req: &Request) -> Option<[u8; 32]> {
@@ -1440,6 +1476,15 @@ mod tests {
             "",
         ));
         assert!(String::from_utf8_lossy(&r.body).contains("keeps no trace-back store"));
+        let mut out = apitap_metrics::Exposition::new();
+        c.render(&mut out);
+        let text = out.finish();
+        apitap_metrics::check_exposition(&text).unwrap();
+        assert!(
+            text.contains("apitap_console_logins_refused_total 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("apitap_console_sessions 1\n"), "{text}");
         // Logging out ends the session.
         let r = c.answer(&request("POST", "/console/logout", Some(&cookie), ""));
         assert_eq!(r.status, 303);

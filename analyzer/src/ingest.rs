@@ -190,8 +190,9 @@ pub struct Ingestor {
     pub guard: EventGuard,
     /// The trace-back store's writer (`[trace]`).
     pub trace: Option<crate::trace::Tracer>,
-    /// The console's hits per hour per endpoint (issue 20), when the console is on.
-    pub traffic: Option<std::sync::Arc<crate::console::Traffic>>,
+    /// The web console (issue 20), when on: it counts hits per hour per endpoint, and
+    /// `/metrics` renders its counters.
+    pub console: Option<std::sync::Arc<crate::console::Console>>,
 }
 
 /// How [`Ingestor::ingest_event`] guards each event (issue 22, `[ingest]`).
@@ -284,7 +285,7 @@ impl Ingestor {
             stats: RunStats::default(),
             guard: EventGuard::default(),
             trace: None,
-            traffic: None,
+            console: None,
         }
     }
 
@@ -455,8 +456,8 @@ impl Ingestor {
                         },
                     );
                 }
-                if let (Some(traffic), Some(k)) = (&self.traffic, endpoint.as_ref()) {
-                    traffic.hit(&k.id(), event.request_start_unix_us);
+                if let (Some(console), Some(k)) = (&self.console, endpoint.as_ref()) {
+                    console.traffic.hit(&k.id(), event.request_start_unix_us);
                 }
                 let key = endpoint
                     .as_ref()

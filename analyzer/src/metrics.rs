@@ -259,6 +259,9 @@ pub fn render_into(out: &mut Exposition, ing: &Ingestor, bus: Option<&BusMetrics
     if let Some(d) = &ing.detect {
         d.render(out);
     }
+    if let Some(c) = &ing.console {
+        c.render(out);
+    }
     if let Some(b) = bus {
         b.render(out);
     }
