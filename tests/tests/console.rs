@@ -390,6 +390,7 @@ fn the_console_in_a_browser_shows_inventory_trace_back_and_alerts_without_values
     let token_file = dir.join("api.token");
     private(&token_file, TOKEN);
     let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.join("analyzer.toml");
     std::fs::write(
         &config,
@@ -397,6 +398,7 @@ fn the_console_in_a_browser_shows_inventory_trace_back_and_alerts_without_values
             "[input]\npath = \"-\"\n\n[labels]\nhash_key_file = {key:?}\n\n[trace]\npath = {trace:?}\n\n\
              [inventory]\nstore = {store:?}\napi_listen = \"{api}\"\napi_token_file = {tok:?}\n\
              flush_interval_secs = 1\ndiscovery_grace_secs = 0\n\n[output]\nsummary_path = {summary:?}\n\n\
+             [metrics]\nlisten = \"{metrics}\"\n\n\
              [console]\nenabled = true\nsecure_cookie = false\nmax_alerts = 50\n",
             key = key_file.display().to_string(),
             trace = dir.join("trace").display().to_string(),
@@ -690,6 +692,46 @@ fn the_console_in_a_browser_shows_inventory_trace_back_and_alerts_without_values
         b.url()
     );
     b.call("DELETE", "", None);
+
+    // The counters: two refused logins (over HTTP and in the browser), alerts in the ring.
+    let (code, _, text) = http(metrics, "GET", "/metrics", &[], b"");
+    assert_eq!(code, 200);
+    let value_of = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {text}"))
+    };
+    assert_eq!(value_of("apitap_console_logins_refused_total"), 2);
+    assert!(value_of("apitap_console_alerts_total") > 0);
+    assert_eq!(value_of("apitap_console_alerts_evicted_total"), 0);
+    assert!(text.contains("cause=\"body_too_large\"} 1\n"), "{text}");
+
+    // Render time of the pages, measured over plain HTTP (one connection each).
+    let endpoint_path = endpoint_url.trim_start_matches(&base).to_owned();
+    let (_, cookie) = login(api, TOKEN);
+    let cookie = cookie.unwrap();
+    for path in [
+        "/console/",
+        endpoint_path.as_str(),
+        "/console/alerts",
+        "/console/data-map",
+    ] {
+        let mut times: Vec<Duration> = (0..20)
+            .map(|_| {
+                let t = Instant::now();
+                let (code, _, page) = http(api, "GET", path, &[("Cookie", &cookie)], b"");
+                assert_eq!(code, 200, "{path}");
+                assert!(!page.contains(&value));
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        eprintln!(
+            "console page {path}: median {:?}, max {:?} over 20 requests",
+            times[10], times[19]
+        );
+    }
 
     // No page holds a value of the capture in clear.
     for (page, html) in &sources {
