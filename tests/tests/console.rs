@@ -224,6 +224,48 @@ impl Browser {
         std::fs::write(path, png).unwrap();
     }
 
+    /// The page's text once it satisfies `ok` (15 s at most; then whatever it is).
+    fn text_when(&self, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            // The old document may go away under the query: retried.
+            let t = self.try_text().unwrap_or_default();
+            if ok(&t) || Instant::now() > deadline {
+                return t;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn try_text(&self) -> Option<String> {
+        let target = format!("/session/{}/element", self.session);
+        let body = json!({"using": "css selector", "value": "body"}).to_string();
+        let (code, _, text) = http(
+            self.driver,
+            "POST",
+            &target,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        if code != 200 {
+            return None;
+        }
+        let v: Value = serde_json::from_str(&text).ok()?;
+        let el = v["value"][ELEMENT].as_str()?.to_owned();
+        let (code, _, text) = http(
+            self.driver,
+            "GET",
+            &format!("/session/{}/element/{el}/text", self.session),
+            &[],
+            b"",
+        );
+        if code != 200 {
+            return None;
+        }
+        let v: Value = serde_json::from_str(&text).ok()?;
+        v["value"].as_str().map(str::to_owned)
+    }
+
     /// The page's text as the browser renders it.
     fn text(&self) -> String {
         let body = self.css("body");
@@ -561,8 +603,8 @@ fn the_console_in_a_browser_shows_inventory_trace_back_and_alerts_without_values
     // A wrong token.
     b.type_into(&b.css("#token"), "not the token, but as long as one");
     b.click(&b.css("#login"));
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(b.text().contains("Wrong token."), "{}", b.text());
+    let text = b.text_when(|t| t.contains("Wrong token."));
+    assert!(text.contains("Wrong token."), "{text}");
     assert!(b.url().ends_with("/console/login"));
     b.screenshot(&shots.join("02-wrong-token.png"));
     sources.push(("login", b.source()));
