@@ -14,13 +14,18 @@
 //! - the response must be taken by the client within [`Limits::write_deadline`], otherwise
 //!   the connection is dropped and counted (`write_timeout`);
 //! - one request per connection, answered with `Connection: close` (RFC 9112 §9.6); request
-//!   content is never read;
-//! - `GET` and `HEAD` only: anything else gets `405` with `Allow` (RFC 9110 §15.5.6), counted
-//!   (`method`);
+//!   content is read only when [`Limits::max_body_bytes`] allows it (the console's login
+//!   form, issue 20): then `POST` is accepted with a `Content-Length` of at most that many
+//!   bytes, read within the same deadline as the head; larger or unframed content gets `413`
+//!   or `411`, counted (`body_too_large`);
+//! - `GET` and `HEAD` (and `POST` as above) only: anything else gets `405` with `Allow` (RFC
+//!   9110 §15.5.6), counted (`method`);
 //! - optionally a bearer token ([`Token`], RFC 6750): every route but `/healthz` then needs
 //!   `Authorization: Bearer <token>`, compared in constant time; otherwise `401` with
 //!   `WWW-Authenticate: Bearer` (RFC 6750 §3), counted (`unauthorized`). `/healthz` stays open
-//!   for liveness probes and tells nothing but `ok`.
+//!   for liveness probes and tells nothing but `ok`. Paths under [`Options::self_authenticated`]
+//!   prefixes skip the bearer check: their handler authenticates them itself (the console's
+//!   session cookie, issue 20).
 //!
 //! There is no TLS: TLS and mutual TLS are terminated in front of it (a sidecar such as
 //! kube-rbac-proxy or an ingress proxy), keeping certificates and their rotation out of the
@@ -57,6 +62,11 @@ pub struct Limits {
     pub max_head_bytes: usize,
     /// Time for the client to take the whole response. Default 10 s.
     pub write_deadline: Duration,
+    /// Largest request content in bytes; 0 (the default): no content is read and only `GET`
+    /// and `HEAD` are accepted. Above 0, `POST` with a `Content-Length` up to this is
+    /// accepted and its content read within [`Limits::head_deadline`] (issue 20: the
+    /// console's login form).
+    pub max_body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -66,6 +76,7 @@ impl Default for Limits {
             head_deadline: Duration::from_secs(5),
             max_head_bytes: 16 * 1024,
             write_deadline: Duration::from_secs(10),
+            max_body_bytes: 0,
         }
     }
 }
@@ -90,11 +101,14 @@ pub enum Rejection {
     Unauthorized,
     /// The response was not taken within [`Limits::write_deadline`].
     WriteTimeout,
+    /// Content over [`Limits::max_body_bytes`], without a `Content-Length`, or not
+    /// received within [`Limits::head_deadline`].
+    BodyTooLarge,
 }
 
 impl Rejection {
     /// Every cause, in rendering order.
-    pub const ALL: [Rejection; 7] = [
+    pub const ALL: [Rejection; 8] = [
         Rejection::ConnectionLimit,
         Rejection::HeadTimeout,
         Rejection::HeadTooLarge,
@@ -102,6 +116,7 @@ impl Rejection {
         Rejection::Method,
         Rejection::Unauthorized,
         Rejection::WriteTimeout,
+        Rejection::BodyTooLarge,
     ];
 
     /// The `cause` label value.
@@ -114,6 +129,7 @@ impl Rejection {
             Rejection::Method => "method",
             Rejection::Unauthorized => "unauthorized",
             Rejection::WriteTimeout => "write_timeout",
+            Rejection::BodyTooLarge => "body_too_large",
         }
     }
 }
@@ -210,15 +226,37 @@ impl Token {
 }
 
 /// One request, as passed to the handler.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Request {
-    /// `GET` or `HEAD` (others never reach the handler).
+    /// `GET` or `HEAD`, or `POST` when [`Limits::max_body_bytes`] allows content (others
+    /// never reach the handler).
     pub method: String,
     /// The request target as sent: path and query (RFC 9112 §3.2, origin form).
     pub target: String,
+    /// The header fields, names lower-cased, in order (at most [`MAX_HEADER_FIELDS`]).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The content (empty unless [`Limits::max_body_bytes`] allows it).
+    pub body: Vec<u8>,
 }
 
 impl Request {
+    /// A request without header fields or content.
+    pub fn new(method: &str, target: &str) -> Request {
+        Request {
+            method: method.to_owned(),
+            target: target.to_owned(),
+            ..Request::default()
+        }
+    }
+
+    /// The values of the header fields named `name` (lower case).
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
     /// The target's path (before `?`).
     pub fn path(&self) -> &str {
         self.target.split_once('?').map_or(&self.target, |(p, _)| p)
@@ -272,7 +310,8 @@ impl Response {
         Response::json(status, format!("{{\"error\":\"{message}\"}}\n"))
     }
 
-    fn with(mut self, name: &'static str, value: impl Into<String>) -> Response {
+    /// The response with one more header field.
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.headers.push((name, value.into()));
         self
     }
@@ -292,6 +331,10 @@ pub struct Options {
     pub token: Option<Token>,
     /// Where it counts (rendered by the owner's `/metrics`).
     pub stats: Arc<HttpStats>,
+    /// Path prefixes whose requests skip the bearer check because their handler
+    /// authenticates them itself (the console's session cookie, issue 20). Empty: every
+    /// route but `/healthz` needs the token.
+    pub self_authenticated: &'static [&'static str],
 }
 
 /// What the connection-limit refusal sends (a fixed, tiny reply written without waiting).
@@ -304,6 +347,7 @@ pub async fn serve(listener: TcpListener, handler: Handler, options: Options) {
         limits,
         token,
         stats,
+        self_authenticated,
     } = options;
     let token = token.map(Arc::new);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -329,7 +373,11 @@ pub async fn serve(listener: TcpListener, handler: Handler, options: Options) {
         stats.open.fetch_add(1, Ordering::Relaxed);
         let (handler, token, stats) = (Arc::clone(&handler), token.clone(), Arc::clone(&stats));
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, handler, token.as_deref(), &limits, &stats).await {
+            let auth = Auth {
+                token: token.as_deref(),
+                self_authenticated,
+            };
+            if let Err(e) = connection(stream, handler, auth, &limits, &stats).await {
                 tracing::debug!(error = %e, server = name, "connection failed");
             }
             stats.open.fetch_sub(1, Ordering::Relaxed);
@@ -369,10 +417,17 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, max: usize) -> Hea
     }
 }
 
+/// How requests are authenticated.
+#[derive(Clone, Copy)]
+struct Auth<'a> {
+    token: Option<&'a Token>,
+    self_authenticated: &'static [&'static str],
+}
+
 async fn connection(
     mut stream: TcpStream,
     handler: Handler,
-    token: Option<&Token>,
+    auth: Auth<'_>,
     limits: &Limits,
     stats: &HttpStats,
 ) -> std::io::Result<()> {
@@ -395,7 +450,16 @@ async fn connection(
             stats.reject(Rejection::HeadTooLarge);
             Answer::Full(Response::error(431, "request head too large"))
         }
-        Ok(Head::Complete(len)) => respond(&buf[..len], handler, token, stats).await,
+        Ok(Head::Complete(len)) => {
+            let mut ctx = Ctx {
+                stream: &mut stream,
+                buf: &mut buf,
+                deadline,
+                limits,
+                stats,
+            };
+            respond(len, &mut ctx, handler, auth).await
+        }
     };
     let (response, head_only) = match answer {
         Answer::Full(r) => (r, false),
@@ -432,15 +496,43 @@ impl From<Response> for Answer {
     }
 }
 
-async fn respond(
-    head: &[u8],
-    handler: Handler,
-    token: Option<&Token>,
-    stats: &HttpStats,
-) -> Answer {
+/// The connection while a request is answered.
+struct Ctx<'a> {
+    stream: &'a mut TcpStream,
+    /// What was read so far: the head, and possibly the start of the content.
+    buf: &'a mut Vec<u8>,
+    deadline: Instant,
+    limits: &'a Limits,
+    stats: &'a HttpStats,
+}
+
+/// Reads the content of `length` bytes following a head of `head_len` bytes in `ctx.buf`,
+/// within the head's deadline.
+async fn read_body(ctx: &mut Ctx<'_>, head_len: usize, length: usize) -> Option<Vec<u8>> {
+    let want = head_len + length;
+    let read = async {
+        let mut chunk = [0u8; 2048];
+        while ctx.buf.len() < want {
+            let room = (want - ctx.buf.len()).min(chunk.len());
+            match ctx.stream.read(&mut chunk[..room]).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => ctx.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        true
+    };
+    match tokio::time::timeout_at(ctx.deadline, read).await {
+        Ok(true) => Some(ctx.buf[head_len..want].to_vec()),
+        _ => None,
+    }
+}
+
+async fn respond(head_len: usize, ctx: &mut Ctx<'_>, handler: Handler, auth: Auth<'_>) -> Answer {
+    let stats = ctx.stats;
+    let head = ctx.buf[..head_len].to_vec();
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADER_FIELDS];
     let mut req = httparse::Request::new(&mut fields);
-    match req.parse(head) {
+    match req.parse(&head) {
         Ok(httparse::Status::Complete(_)) => {}
         Err(httparse::Error::TooManyHeaders) => {
             stats.reject(Rejection::HeadTooLarge);
@@ -455,20 +547,74 @@ async fn respond(
         stats.reject(Rejection::BadRequest);
         return Response::error(400, "malformed request").into();
     };
-    // Only safe methods: the server changes nothing (RFC 9110 §15.5.6: 405 lists `Allow`).
-    if method != "GET" && method != "HEAD" {
+    // Only safe methods, and `POST` of bounded content where the owner allows it (RFC 9110
+    // §15.5.6: 405 lists `Allow`).
+    let post = ctx.limits.max_body_bytes > 0;
+    if method != "GET" && method != "HEAD" && !(post && method == "POST") {
         stats.reject(Rejection::Method);
-        return Response::error(405, "only GET and HEAD are supported")
-            .with("Allow", "GET, HEAD")
-            .into();
+        let (text, allow) = if post {
+            ("only GET, HEAD and POST are supported", "GET, HEAD, POST")
+        } else {
+            ("only GET and HEAD are supported", "GET, HEAD")
+        };
+        return Response::error(405, text).with("Allow", allow).into();
     }
-    let request = Request {
+    let mut request = Request {
         method: method.to_owned(),
         target: target.to_owned(),
+        headers: req
+            .headers
+            .iter()
+            .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
+            .collect(),
+        body: Vec::new(),
     };
+    if method == "POST" {
+        // Bounded content only (issue 20, R-OPS-3): framed by `Content-Length`, at most
+        // `max_body_bytes`, in by the head's deadline.
+        if request.header_values("transfer-encoding").next().is_some() {
+            stats.reject(Rejection::BodyTooLarge);
+            return Response::error(411, "content must have a Content-Length").into();
+        }
+        let lengths: Vec<&[u8]> = request.header_values("content-length").collect();
+        let length = match lengths.as_slice() {
+            [] => 0,
+            [v] => match std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                Some(n) => n,
+                None => {
+                    stats.reject(Rejection::BadRequest);
+                    return Response::error(400, "malformed request").into();
+                }
+            },
+            _ => {
+                stats.reject(Rejection::BadRequest);
+                return Response::error(400, "malformed request").into();
+            }
+        };
+        if length > ctx.limits.max_body_bytes {
+            stats.reject(Rejection::BodyTooLarge);
+            return Response::error(413, "request content too large").into();
+        }
+        match read_body(ctx, head_len, length).await {
+            Some(body) => request.body = body,
+            None => {
+                stats.reject(Rejection::BodyTooLarge);
+                return Response::error(408, "request content not received in time").into();
+            }
+        }
+    }
     let head_only = method == "HEAD";
-    if let Some(token) = token
-        && request.path() != "/healthz"
+    let path = request.path();
+    let exempt = path == "/healthz"
+        || auth
+            .self_authenticated
+            .iter()
+            .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    if let Some(token) = auth.token
+        && !exempt
     {
         let credentials: Vec<&[u8]> = req
             .headers
@@ -533,7 +679,11 @@ fn reason(status: u16) -> &'static str {
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        303 => "See Other",
+        304 => "Not Modified",
+        403 => "Forbidden",
         408 => "Request Timeout",
+        411 => "Length Required",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
@@ -618,10 +768,7 @@ mod tests {
 
     #[test]
     fn request_splits_path_and_query() {
-        let r = Request {
-            method: "GET".into(),
-            target: "/v1/services?limit=2".into(),
-        };
+        let r = Request::new("GET", "/v1/services?limit=2");
         assert_eq!((r.path(), r.query()), ("/v1/services", "limit=2"));
     }
 
@@ -654,7 +801,7 @@ mod tests {
             out.lines()
                 .filter(|l| l.starts_with("apitap_x_http_rejected"))
                 .count(),
-            14
+            16
         );
     }
 

@@ -29,6 +29,7 @@ async fn start(limits: Limits, token: Option<Token>) -> (SocketAddr, Arc<HttpSta
         limits,
         token,
         stats: Arc::clone(&stats),
+        self_authenticated: &[],
     };
     tokio::spawn(serve(listener, handler, options));
     (addr, stats)
@@ -240,4 +241,97 @@ fn token_file_readable_by_others_is_refused() {
         Token::from_file(&p),
         Err(apitap_admin_http::KeyFileError::TooShort { bytes: 5, .. })
     ));
+}
+
+/// Bounded content (issue 20, the console's login form): `POST` only where the owner allows
+/// content, framed by `Content-Length`, at most `max_body_bytes`, within the head deadline;
+/// the handler sees the content and header fields; a self-authenticated prefix skips the
+/// bearer check, nothing else does.
+#[tokio::test]
+async fn post_content_is_bounded_and_self_authenticated_prefixes_skip_the_token() {
+    // Without `max_body_bytes`, POST is refused as before.
+    let (plain, _) = start(Limits::default(), None).await;
+    let r = exchange(plain, b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nab").await;
+    assert!(r.starts_with("HTTP/1.1 405"), "{r}");
+    assert!(r.contains("Allow: GET, HEAD\r\n"), "{r}");
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stats = Arc::new(HttpStats::default());
+    let handler: Handler = Arc::new(|req| {
+        let cookie = req
+            .header_values("cookie")
+            .next()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        Response::text(
+            200,
+            format!(
+                "{} {} body={} cookie={cookie}\n",
+                req.method,
+                req.path(),
+                String::from_utf8_lossy(&req.body)
+            ),
+        )
+    });
+    let dir = std::env::temp_dir().join(format!("apitap-admin-post-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("token");
+    std::fs::write(&p, "0123456789abcdef0123").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let token = Token::from_file(&p).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let options = Options {
+        name: "test",
+        limits: Limits {
+            max_body_bytes: 16,
+            head_deadline: Duration::from_secs(2),
+            ..Limits::default()
+        },
+        token: Some(token),
+        stats: Arc::clone(&stats),
+        self_authenticated: &["/self"],
+    };
+    tokio::spawn(serve(listener, handler, options));
+
+    // Content arriving after the head, in a second write, reaches the handler.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /self/login HTTP/1.1\r\nCookie: a=b\r\nContent-Length: 12\r\n\r\ntoken")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(b"=secret").await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let r = String::from_utf8_lossy(&out);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(
+        r.ends_with("POST /self/login body=token=secret cookie=a=b\n"),
+        "{r}"
+    );
+    // The prefix is a path prefix, not a string prefix; other paths need the token.
+    assert!(get(addr, "/self", "").await.starts_with("HTTP/1.1 200"));
+    assert!(get(addr, "/selfish", "").await.starts_with("HTTP/1.1 401"));
+    assert!(get(addr, "/x", "").await.starts_with("HTTP/1.1 401"));
+    // Over the bound, unframed, or never arriving: refused and counted.
+    let r = exchange(addr, b"POST /self/x HTTP/1.1\r\nContent-Length: 17\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    let r = exchange(
+        addr,
+        b"POST /self/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 411"), "{r}");
+    let r = exchange(
+        addr,
+        b"POST /self/x HTTP/1.1\r\nContent-Length: 5\r\n\r\nab",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 408"), "{r}");
+    assert_eq!(stats.rejected(Rejection::BodyTooLarge), 3);
+    let r = exchange(addr, b"PUT /self/x HTTP/1.1\r\n\r\n").await;
+    assert!(r.contains("Allow: GET, HEAD, POST\r\n"), "{r}");
 }

@@ -572,6 +572,7 @@ impl Service {
         )?;
         let metrics_token = token("metrics.token_file", config.metrics.token_file.as_deref())?;
         let mut store = None;
+        let mut console: Option<Arc<crate::console::Console>> = None;
         let mut http: crate::metrics::HttpServers = Vec::new();
         if let Some(url) = &config.inventory.store {
             let (inventory, s) = open_inventory(url, &config.inventory)?;
@@ -593,22 +594,56 @@ impl Service {
                 tracing::info!(listen = %local, token = token.is_some(), "inventory API listening");
                 let stats = Arc::new(HttpStats::default());
                 http.push(("inventory_api", Arc::clone(&stats)));
-                let options = Options {
+                let mut options = Options {
                     name: "inventory_api",
                     limits: Limits::default(),
                     token,
                     stats,
+                    self_authenticated: &[],
                 };
                 // `/v1/trace` on the same listener and token as the inventory (R-THR-6).
-                let mut handler = api::handler(Arc::new(Mutex::new(api_store)));
-                if let Some(dir) = &config.trace.path {
-                    let reader = TraceReader::open(dir).map_err(Error::Trace)?;
-                    handler = crate::trace::with_trace(reader, handler);
+                let shared: api::SharedStore = Arc::new(Mutex::new(api_store));
+                let mut handler = api::handler(Arc::clone(&shared));
+                let reader = match &config.trace.path {
+                    Some(dir) => Some(TraceReader::open(dir).map_err(Error::Trace)?),
+                    None => None,
+                };
+                if let Some(reader) = &reader {
+                    handler = crate::trace::with_trace(reader.clone(), handler);
+                }
+                // The console on the same listener and token (issue 20): its pages
+                // authenticate by session cookie, the JSON API keeps the bearer token.
+                if config.console.enabled
+                    && let Some(path) = config.inventory.api_token_file.as_deref()
+                {
+                    let secret =
+                        apitap_secret::read_secret_file(path, apitap_admin_http::MIN_TOKEN_BYTES)
+                            .map_err(|source| Error::TokenFile {
+                            field: "inventory.api_token_file",
+                            path: path.to_owned(),
+                            source,
+                        })?;
+                    let c = Arc::new(crate::console::Console::new(
+                        &config.console,
+                        secret,
+                        shared,
+                        reader,
+                    ));
+                    options.limits.max_body_bytes = crate::console::MAX_FORM_BYTES;
+                    options.self_authenticated = &[crate::console::PREFIX];
+                    handler = crate::console::with_console(Arc::clone(&c), handler);
+                    tracing::info!(listen = %local, "console at /console/");
+                    console = Some(c);
                 }
                 tokio::spawn(apitap_admin_http::serve(listener, handler, options));
             }
         } else {
             ingestor.inventory = Some(memory_inventory(&config.inventory)?);
+        }
+        let mut alerts = alerts;
+        if let Some(c) = &console {
+            ingestor.console = Some(Arc::clone(c));
+            alerts = alerts.with_ring(Arc::clone(&c.alerts));
         }
         let state = Arc::new(Mutex::new(ingestor));
         if let Some(addr) = config.metrics.listen {
@@ -620,6 +655,7 @@ impl Service {
                 limits: Limits::default(),
                 token,
                 stats,
+                self_authenticated: &[],
             };
             crate::metrics::serve(addr, Arc::clone(&state), bus_metrics, http, options).await?;
         }

@@ -57,6 +57,106 @@ pub struct Config {
     /// `apitap-analyzer trace` and `GET /v1/trace`.
     #[serde(default)]
     pub trace: TraceConfig,
+    /// The web console (`[console]`, issue 20, `docs/console.md`): HTML pages on the inventory
+    /// API's listener, behind its token.
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: the web console on `inventory.api_listen` (issue 20, R-INV-5, R-THR-6,
+/// `docs/console.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console under `/console` on `inventory.api_listen`. Needs
+    /// `inventory.api_token_file`: logging in takes that token. Default false.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Seconds a login session lasts (server-side, and the cookie's `Max-Age`). Default 3600.
+    #[serde(default = "default_console_session_ttl_secs")]
+    pub session_ttl_secs: u64,
+    /// Sessions live at once at most; a login beyond ends the oldest. Default 32.
+    #[serde(default = "default_console_max_sessions")]
+    pub max_sessions: usize,
+    /// Alerts kept in memory for the alerts page (the most recent; older ones are evicted
+    /// and counted). Default 500.
+    #[serde(default = "default_console_max_alerts")]
+    pub max_alerts: usize,
+    /// Endpoints with a traffic series (hits per hour, 48 hours, event time) at most; hits
+    /// of further endpoints are counted, not kept. Default 4096.
+    #[serde(default = "default_console_max_series_endpoints")]
+    pub max_series_endpoints: usize,
+    /// Mark the session cookie `Secure` (sent over HTTPS only): keep it true when a TLS proxy
+    /// fronts the listener; false only for plain HTTP on loopback. Default true.
+    #[serde(default = "default_true")]
+    pub secure_cookie: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: false,
+            session_ttl_secs: default_console_session_ttl_secs(),
+            max_sessions: default_console_max_sessions(),
+            max_alerts: default_console_max_alerts(),
+            max_series_endpoints: default_console_max_series_endpoints(),
+            secure_cookie: true,
+        }
+    }
+}
+
+fn default_console_session_ttl_secs() -> u64 {
+    3600
+}
+
+fn default_console_max_sessions() -> usize {
+    32
+}
+
+fn default_console_max_alerts() -> usize {
+    500
+}
+
+fn default_console_max_series_endpoints() -> usize {
+    4096
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl ConsoleConfig {
+    fn validate(&self, inventory: &InventoryConfig) -> Result<(), Error> {
+        let bad = |field, reason| Err(Error::ConfigValue { field, reason });
+        if !self.enabled {
+            return Ok(());
+        }
+        if inventory.api_listen.is_none() || inventory.store.is_none() {
+            return bad(
+                "console.enabled",
+                "the console is served on inventory.api_listen from inventory.store: set both",
+            );
+        }
+        if inventory.api_token_file.is_none() {
+            return bad(
+                "console.enabled",
+                "needs inventory.api_token_file: logging in takes that token",
+            );
+        }
+        if self.session_ttl_secs == 0 {
+            return bad("console.session_ttl_secs", "must be at least 1");
+        }
+        if self.max_sessions == 0 {
+            return bad("console.max_sessions", "must be at least 1");
+        }
+        if self.max_alerts == 0 {
+            return bad("console.max_alerts", "must be at least 1");
+        }
+        if self.max_series_endpoints == 0 {
+            return bad("console.max_series_endpoints", "must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// `[labels]`: sensitive-data labelling of every event.
@@ -413,6 +513,7 @@ impl Config {
                 reason: e.reason,
             })?;
         }
+        self.console.validate(&self.inventory)?;
         if self.summary.max_endpoints == 0 {
             return Err(Error::ConfigValue {
                 field: "summary.max_endpoints",
@@ -475,12 +576,45 @@ mod tests {
             "partition_secs",
             "queue_records",
             "max_values_per_record",
+            "enabled",
+            "session_ttl_secs",
+            "max_sessions",
+            "max_alerts",
+            "max_series_endpoints",
+            "secure_cookie",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{field} ="))),
                 "{field} missing from the example"
             );
         }
+    }
+
+    #[test]
+    fn console_needs_the_listener_store_and_token() {
+        let c = Config::parse("").unwrap();
+        assert!(!c.console.enabled);
+        assert!(c.console.secure_cookie);
+        let base = "[inventory]\nstore = \"sqlite:/tmp/inv.db\"\napi_listen = \"127.0.0.1:1\"\n";
+        for (text, field) in [
+            ("[console]\nenabled = true\n".to_owned(), "console.enabled"),
+            (
+                format!("{base}[console]\nenabled = true\n"),
+                "console.enabled",
+            ),
+            (
+                format!(
+                    "{base}api_token_file = \"/t\"\n[console]\nenabled = true\nmax_alerts = 0\n"
+                ),
+                "console.max_alerts",
+            ),
+        ] {
+            let e = Config::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+        let ok = format!("{base}api_token_file = \"/t\"\n[console]\nenabled = true\n");
+        assert!(Config::parse(&ok).unwrap().console.enabled);
+        assert!(Config::parse("[console]\nbogus = 1\n").is_err());
     }
 
     #[test]

@@ -190,6 +190,9 @@ pub struct Ingestor {
     pub guard: EventGuard,
     /// The trace-back store's writer (`[trace]`).
     pub trace: Option<crate::trace::Tracer>,
+    /// The web console (issue 20), when on: it counts hits per hour per endpoint, and
+    /// `/metrics` renders its counters.
+    pub console: Option<std::sync::Arc<crate::console::Console>>,
 }
 
 /// How [`Ingestor::ingest_event`] guards each event (issue 22, `[ingest]`).
@@ -282,6 +285,7 @@ impl Ingestor {
             stats: RunStats::default(),
             guard: EventGuard::default(),
             trace: None,
+            console: None,
         }
     }
 
@@ -451,6 +455,9 @@ impl Ingestor {
                             records: ctx.sensitive_records.unwrap_or(0),
                         },
                     );
+                }
+                if let (Some(console), Some(k)) = (&self.console, endpoint.as_ref()) {
+                    console.traffic.hit(&k.id(), event.request_start_unix_us);
                 }
                 let key = endpoint
                     .as_ref()

@@ -27,6 +27,7 @@
 
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod dead_letter;
 pub mod detection;
 pub mod ecs;

@@ -259,6 +259,9 @@ pub fn render_into(out: &mut Exposition, ing: &Ingestor, bus: Option<&BusMetrics
     if let Some(d) = &ing.detect {
         d.render(out);
     }
+    if let Some(c) = &ing.console {
+        c.render(out);
+    }
     if let Some(b) = bus {
         b.render(out);
     }
@@ -330,6 +333,7 @@ mod tests {
             limits: apitap_admin_http::Limits::default(),
             token: Some(token),
             stats: Arc::clone(&stats),
+            self_authenticated: &[],
         };
         let addr = serve(
             "127.0.0.1:0".parse().unwrap(),

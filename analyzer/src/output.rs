@@ -325,6 +325,8 @@ pub struct Alerts {
     file: Option<AlertSink>,
     bus: Option<Box<dyn apitap_bus::AlertPublisher>>,
     format: crate::ecs::AlertFormat,
+    /// The console's ring of recent alerts (issue 20).
+    ring: Option<std::sync::Arc<crate::console::AlertRing>>,
 }
 
 impl std::fmt::Debug for Alerts {
@@ -333,6 +335,7 @@ impl std::fmt::Debug for Alerts {
             .field("file", &self.file)
             .field("bus", &self.bus.is_some())
             .field("format", &self.format)
+            .field("ring", &self.ring.is_some())
             .finish()
     }
 }
@@ -347,7 +350,14 @@ impl Alerts {
             file,
             bus,
             format: crate::ecs::AlertFormat::Ocsf,
+            ring: None,
         }
+    }
+
+    /// Also keeps every alert in `ring` (the console's alerts page, issue 20).
+    pub fn with_ring(mut self, ring: std::sync::Arc<crate::console::AlertRing>) -> Alerts {
+        self.ring = Some(ring);
+        self
     }
 
     /// Writes documents in `format` from now on.
@@ -358,13 +368,19 @@ impl Alerts {
 
     /// Whether alerts go anywhere.
     pub fn is_enabled(&self) -> bool {
-        self.file.is_some() || self.bus.is_some()
+        self.file.is_some() || self.bus.is_some() || self.ring.is_some()
     }
 
     /// Writes one alert to every destination, rendered in the configured format (OCSF, or
     /// ECS from the same typed alert); on the topic it is keyed by [`Alert::uid`] (the OCSF
     /// `finding_info.uid`).
     pub fn write(&mut self, alert: &Alert) -> Result<(), Error> {
+        if let Some(ring) = &self.ring {
+            ring.push(alert);
+        }
+        if self.file.is_none() && self.bus.is_none() {
+            return Ok(());
+        }
         let (doc, format) = match self.format {
             crate::ecs::AlertFormat::Ocsf => (
                 apitap_detect::ocsf::render(alert),

@@ -505,6 +505,7 @@ pub async fn serve(
         limits: Limits::default(),
         token,
         stats: Arc::clone(&stats),
+        self_authenticated: &[],
     };
     let handler: Handler = Arc::new(move |req| match req.path() {
         "/metrics" => {

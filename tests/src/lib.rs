@@ -116,7 +116,8 @@ fn privilege_problem() -> Option<String> {
     None
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
+/// The path of `tool` on `PATH` (or in `/usr/sbin`, `/sbin`).
+pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])

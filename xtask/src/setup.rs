@@ -25,6 +25,10 @@ const DEBIAN: &[(&str, &str)] = &[
     ("/usr/include/openssl/ssl.h", "libssl-dev"),
     // ... and runs GnuTLS's own server (`gnutls-serv`, over libgnutls.so.30).
     ("gnutls-serv", "gnutls-bin"),
+    // tests/tests/console.rs drives the analyzer's web console (issue 20) in headless
+    // Chromium through chromedriver's W3C WebDriver protocol.
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
 ];
 /// What `cargo xtask image` copies into the images (the first entry) and what
 /// tests/tests/deploy_image.rs checks them with: chroot, ldd, and two OCI tools independent of
