@@ -990,3 +990,44 @@ http {{
 "#
     )
 }
+
+/// GB 11643-1999 check character of a PRC resident ID number.
+pub fn prc_id_valid(id: &[u8]) -> bool {
+    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    if id.len() != 18 || !id[..17].iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let sum: u32 = id[..17]
+        .iter()
+        .zip(W)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
+    id[17] == b"10X98765432"[(sum % 11) as usize]
+}
+
+/// The PRC ID numbers in a text: 18-character digit runs (the last may be `X`) with a valid
+/// check character, not inside a longer digit run.
+pub fn prc_ids(text: &str) -> std::collections::BTreeSet<String> {
+    let b = text.as_bytes();
+    let mut out = std::collections::BTreeSet::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let mut end = i;
+        if end - start == 17 && i < b.len() && b[i] == b'X' {
+            end += 1;
+            i += 1;
+        }
+        if end - start == 18 && prc_id_valid(&b[start..end]) {
+            out.insert(text[start..end].to_owned());
+        }
+    }
+    out
+}

@@ -102,6 +102,20 @@ fn key(e: &ApiEvent) -> String {
 }
 
 /// As root (all capabilities until the sensor drops them after attach).
+/// POSTs 1 MiB of text (written to `dir/upload.txt`) to `url` with curl from the client
+/// namespace, with `extra` curl arguments; returns the bytes sent.
+fn upload_1mib(topo: &Topology, dir: &Path, url: &str, extra: &[&str]) -> anyhow::Result<Vec<u8>> {
+    let upload = text(BIG, 11);
+    let upload_file = dir.join("upload.txt");
+    std::fs::write(&upload_file, &upload)?;
+    let at = format!("@{}", upload_file.display());
+    let mut args = vec!["-k", "-o", "/dev/null", "-H", "Content-Type: text/plain"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--data-binary", &at, url]);
+    topo.curl(&args)?;
+    Ok(upload)
+}
+
 /// The 1 MiB upload arrived whole, and the five keep-alive requests to `/api/v1/users/1..=5`
 /// on [`EARLY_PORT`] share one connection, in order, each answered with `user_body(i)`.
 fn assert_upload_and_keepalive(
@@ -267,20 +281,7 @@ fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Re
     let got = topo.curl(&["-k", &url(EARLY_PORT, "/big")])?;
     assert_eq!(got.len(), BIG, "curl got the whole document");
     // 1 MiB upload.
-    let upload = text(BIG, 11);
-    let upload_file = dir.join("upload.txt");
-    std::fs::write(&upload_file, &upload)?;
-    let at = format!("@{}", upload_file.display());
-    topo.curl(&[
-        "-k",
-        "-o",
-        "/dev/null",
-        "-H",
-        "Content-Type: text/plain",
-        "--data-binary",
-        &at,
-        &url(EARLY_PORT, "/upload"),
-    ])?;
+    let upload = upload_1mib(&topo, &dir, &url(EARLY_PORT, "/upload"), &[])?;
     // The server started after the sensor: curl, then Python `requests` (CPython's own `ssl`
     // module as the client's TLS stack), two requests on one kept-alive session.
     topo.curl(&["-k", "-o", "/dev/null", &url(LATE_PORT, "/api/v1/users/7")])?;
@@ -625,22 +626,7 @@ fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::
     let got = topo.curl(&["-k", &url(EARLY_PORT, &format!("/bytes/{BIG}"))])?;
     assert!(got.as_bytes() == big, "curl got the whole document");
     // 1 MiB upload.
-    let upload = text(BIG, 11);
-    let upload_file = dir.join("upload.txt");
-    std::fs::write(&upload_file, &upload)?;
-    let at = format!("@{}", upload_file.display());
-    topo.curl(&[
-        "-k",
-        "-o",
-        "/dev/null",
-        "-H",
-        "Content-Type: text/plain",
-        "-H",
-        "Expect:",
-        "--data-binary",
-        &at,
-        &url(EARLY_PORT, "/upload"),
-    ])?;
+    let upload = upload_1mib(&topo, &dir, &url(EARLY_PORT, "/upload"), &["-H", "Expect:"])?;
     // The process started after the sensor, from the same executable.
     for i in [7, 8] {
         topo.curl(&[

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use apitap_labels::{HashKey, Label};
 use apitap_schema::ApiEvent;
 use apitap_tests::attacks::{fixture_pcap_in, fixtures_dir, replay_to, thirdparty_dir};
-use apitap_tests::workspace_bin;
+use apitap_tests::{prc_ids, workspace_bin};
 use apitap_trace::{Query, Selector, TraceReader};
 use serde_json::Value;
 
@@ -66,47 +66,6 @@ fn events(dir: &Path) -> (PathBuf, Vec<ApiEvent>) {
         .collect();
     assert!(events.len() > 4000, "{} events", events.len());
     (all, events)
-}
-
-/// GB 11643-1999 check character of a PRC resident ID number.
-fn prc_id_valid(id: &[u8]) -> bool {
-    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    if id.len() != 18 || !id[..17].iter().all(u8::is_ascii_digit) {
-        return false;
-    }
-    let sum: u32 = id[..17]
-        .iter()
-        .zip(W)
-        .map(|(d, w)| u32::from(d - b'0') * w)
-        .sum();
-    id[17] == b"10X98765432"[(sum % 11) as usize]
-}
-
-/// The PRC ID numbers in a text: 18-character digit runs (the last may be `X`) with a valid
-/// check character, not inside a longer digit run.
-fn prc_ids(text: &str) -> BTreeSet<String> {
-    let b = text.as_bytes();
-    let mut out = BTreeSet::new();
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let mut end = i;
-        if end - start == 17 && i < b.len() && b[i] == b'X' {
-            end += 1;
-            i += 1;
-        }
-        if end - start == 18 && prc_id_valid(&b[start..end]) {
-            out.insert(text[start..end].to_owned());
-        }
-    }
-    out
 }
 
 /// The text of an event the scan searches: request target, header values and bodies.
