@@ -937,8 +937,10 @@ pub fn read_events(path: &Path) -> anyhow::Result<Vec<apitap_schema::ApiEvent>> 
         .collect()
 }
 
-/// A self-signed certificate and key made by the `openssl` tool into `dir`.
+/// A self-signed certificate and key (`cert.pem`, `key.pem`) made by the `openssl` tool into
+/// `dir`, which is created if needed.
 pub fn make_test_certificate(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
     let out = Command::new("openssl")
         .args([
             "req",

@@ -194,7 +194,6 @@ fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Re
     }
     let dir = tempdir(tag);
     let certs = dir.join("certs");
-    std::fs::create_dir_all(&certs)?;
     make_test_certificate(&certs)?;
     let topo = Topology::new(tag)?;
 
@@ -569,7 +568,6 @@ fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::
     }
     let dir = tempdir("tlss");
     let certs = dir.join("certs");
-    std::fs::create_dir_all(&certs)?;
     make_test_certificate(&certs)?;
     let exe = build_static_server(&dir, STATIC_SERVER)?;
     let topo = Topology::new("tlss")?;
@@ -859,7 +857,6 @@ fn https_plaintext_from_gnutls_server_and_client() -> anyhow::Result<()> {
     }
     let dir = tempdir("tlsg");
     let certs = dir.join("certs");
-    std::fs::create_dir_all(&certs)?;
     make_test_certificate(&certs)?;
     let exe = build_static_server(&dir, "tls-static-peer")?;
     let topo = Topology::new("tlsg")?;
@@ -1102,7 +1099,6 @@ fn https_capture_of_many_concurrent_connections() -> anyhow::Result<()> {
     }
     let dir = tempdir("tls-conc");
     let certs = dir.join("certs");
-    std::fs::create_dir_all(&certs)?;
     make_test_certificate(&certs)?;
     std::fs::create_dir_all(dir.join("tmp"))?;
     let exe = dir.join("nginx-conc");

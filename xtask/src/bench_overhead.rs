@@ -134,6 +134,24 @@ pub(crate) fn pin(pid: u32, cpus: &str, children: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// hey at `rate` against the running sensor: its report and the sensor's CPU milliseconds per
+/// 10k transactions meanwhile.
+fn hey_with_sensor_cpu(topo: &Topology, rate: u32, secs: u32) -> anyhow::Result<(Hey, f64)> {
+    let pid = find_pid("apitap-sensor").context("sensor pid")?;
+    let t0 = cpu_ticks(pid);
+    let h = hey(topo, rate, secs)?;
+    let ms = (cpu_ticks(pid) - t0) as f64 / USER_HZ * 1000.0;
+    Ok((h, ms / (h.rps * f64::from(secs) / 10_000.0).max(1e-9)))
+}
+
+/// A table row with only the sensor's CPU per 10k transactions.
+fn cpu_row(label: &str, per_10k: f64) {
+    println!(
+        "{label:<22} {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>7} {:>7} {:>11.1}",
+        "", "", "", "", "", "", "", "", per_10k
+    );
+}
+
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -191,11 +209,8 @@ pub fn run(secs: u32) -> anyhow::Result<()> {
         for round in 0..ROUNDS {
             base.push(hey(&topo, rate, secs)?);
             let mut sensor = start_sensor(&format!("r{rate}-{round}"))?;
-            let pid = find_pid("apitap-sensor").context("sensor pid")?;
-            let t0 = cpu_ticks(pid);
-            let h = hey(&topo, rate, secs)?;
-            let ms = (cpu_ticks(pid) - t0) as f64 / USER_HZ * 1000.0;
-            cpu.push(ms / (h.rps * f64::from(secs) / 10_000.0).max(1e-9));
+            let (h, per_10k) = hey_with_sensor_cpu(&topo, rate, secs)?;
+            cpu.push(per_10k);
             with.push(h);
             sensor.stop()?;
             let _ = std::fs::remove_file(&sensor.events);
@@ -229,27 +244,11 @@ pub fn run(secs: u32) -> anyhow::Result<()> {
             "\n[payload]\nmax_bodies_per_endpoint_per_sec = 100\n",
             &dir.join(format!("sampled-{round}")),
         )?;
-        let pid = find_pid("apitap-sensor").context("sensor pid")?;
-        let t0 = cpu_ticks(pid);
-        let h = hey(&topo, 10_000, secs)?;
-        let ms = (cpu_ticks(pid) - t0) as f64 / USER_HZ * 1000.0;
-        capped.push(ms / (h.rps * f64::from(secs) / 10_000.0).max(1e-9));
+        capped.push(hey_with_sensor_cpu(&topo, 10_000, secs)?.1);
         sensor.stop()?;
         let _ = std::fs::remove_file(&sensor.events);
     }
-    println!(
-        "{:<22} {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>7} {:>7} {:>11.1}",
-        "10000 req/s, bodies ≤ 100/s",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        median(capped)
-    );
+    cpu_row("10000 req/s, bodies ≤ 100/s", median(capped));
 
     // The Kafka sink, JSON against MessagePack events (issue 21, `kafka.producer
     // .event_encoding`): the sensor's CPU with a real broker (tansu, in the server's
@@ -331,27 +330,14 @@ fn kafka_encodings(topo: &Topology, dir: &std::path::Path, secs: u32) -> anyhow:
                 &config,
                 &dir.join(format!("kafka-{encoding}-{round}")),
             )?;
-            let pid = find_pid("apitap-sensor").context("sensor pid")?;
-            let t0 = cpu_ticks(pid);
-            let h = hey(topo, KAFKA_RATE, secs)?;
-            let ms = (cpu_ticks(pid) - t0) as f64 / USER_HZ * 1000.0;
-            cpu[i].push(ms / (h.rps * f64::from(secs) / 10_000.0).max(1e-9));
+            cpu[i].push(hey_with_sensor_cpu(topo, KAFKA_RATE, secs)?.1);
             sensor.stop()?;
         }
     }
     for (i, encoding) in ["json", "msgpack"].into_iter().enumerate() {
-        println!(
-            "{:<22} {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>7} {:>7} {:>11.1}",
-            format!("{KAFKA_RATE} req/s, Kafka {encoding}"),
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            median(cpu[i].clone())
+        cpu_row(
+            &format!("{KAFKA_RATE} req/s, Kafka {encoding}"),
+            median(cpu[i].clone()),
         );
     }
     Ok(())

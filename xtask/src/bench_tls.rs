@@ -146,7 +146,6 @@ pub fn run(secs: u32) -> anyhow::Result<()> {
     let dir = workspace_root().join("target/bench-tls");
     let _ = std::fs::remove_dir_all(&dir);
     let certs = dir.join("certs");
-    std::fs::create_dir_all(&certs)?;
     make_test_certificate(&certs)?;
     let topo = Topology::new("tlsb")?;
     let nginx = Nginx::start_https(&topo.server, &dir.join("nginx"), &certs)?;
