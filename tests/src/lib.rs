@@ -937,6 +937,32 @@ pub fn read_events(path: &Path) -> anyhow::Result<Vec<apitap_schema::ApiEvent>> 
         .collect()
 }
 
+/// Starts `apitap-analyzer run --config <config>` with `RUST_LOG=<rust_log>` and writes the
+/// JSON-lines `events` file to its standard input, which stays open (the analyzer keeps
+/// serving its API): drop the returned stdin to end the input.
+pub fn run_analyzer_on(
+    config: &Path,
+    events: &Path,
+    rust_log: &str,
+) -> anyhow::Result<(Child, std::process::ChildStdin)> {
+    use std::io::Write as _;
+    let mut child = Command::new(workspace_bin("apitap-analyzer")?)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", rust_log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting apitap-analyzer run")?;
+    let mut stdin = child.stdin.take().context("analyzer stdin")?;
+    stdin
+        .write_all(&std::fs::read(events).with_context(|| format!("{}", events.display()))?)
+        .context("feeding the analyzer")?;
+    stdin.flush()?;
+    Ok((child, stdin))
+}
+
 /// A self-signed certificate and key (`cert.pem`, `key.pem`) made by the `openssl` tool into
 /// `dir`, which is created if needed.
 pub fn make_test_certificate(dir: &Path) -> anyhow::Result<()> {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use apitap_labels::{HashKey, Label};
 use apitap_schema::ApiEvent;
 use apitap_tests::attacks::{fixture_pcap_in, fixtures_dir, replay_to};
-use apitap_tests::{prc_ids, require, which, workspace_bin, workspace_root};
+use apitap_tests::{prc_ids, require, run_analyzer_on, which, workspace_bin, workspace_root};
 use serde_json::{Value, json};
 
 const SECRET: &str = "apitap console test site key";
@@ -428,21 +428,9 @@ fn the_console_in_a_browser_shows_inventory_trace_back_and_alerts_without_values
         ),
     )
     .unwrap();
-    let mut child = Command::new(workspace_bin("apitap-analyzer").unwrap())
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn,apitap_analyzer::console=info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (child, stdin) =
+        run_analyzer_on(&config, &events_file, "warn,apitap_analyzer::console=info").unwrap();
     let analyzer = Killed(child);
-    stdin
-        .write_all(&std::fs::read(&events_file).unwrap())
-        .unwrap();
-    stdin.flush().unwrap();
 
     // Until the analysis is in: the templated customer endpoint in the store, the trace
     // store holding every transaction that carried the value, an alert in the ring.

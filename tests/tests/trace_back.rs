@@ -19,13 +19,13 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use apitap_labels::{HashKey, Label};
 use apitap_schema::ApiEvent;
 use apitap_tests::attacks::{fixture_pcap_in, fixtures_dir, replay_to, thirdparty_dir};
-use apitap_tests::{prc_ids, workspace_bin};
+use apitap_tests::{prc_ids, run_analyzer_on, workspace_bin};
 use apitap_trace::{Query, Selector, TraceReader};
 use serde_json::Value;
 
@@ -334,20 +334,7 @@ fn the_http_api_answers_from_hashes_behind_the_token() {
             dir.join("summary.txt").display().to_string(),
         ),
     );
-    let mut child = Command::new(workspace_bin("apitap-analyzer").unwrap())
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(&std::fs::read(&events_file).unwrap())
-        .unwrap();
-    stdin.flush().unwrap();
+    let (mut child, stdin) = run_analyzer_on(&config, &events_file, "warn").unwrap();
 
     // The busiest client of the benign capture; its transactions, once all are written.
     let key = HashKey::from_secret(SECRET.as_bytes());
