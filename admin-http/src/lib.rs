@@ -27,9 +27,13 @@
 //!   prefixes skip the bearer check: their handler authenticates them itself (the console's
 //!   session cookie, issue 20).
 //!
-//! There is no TLS: TLS and mutual TLS are terminated in front of it (a sidecar such as
-//! kube-rbac-proxy or an ingress proxy), keeping certificates and their rotation out of the
-//! sensor and analyzer. Bind to loopback unless a scraper elsewhere needs it.
+//! - optionally TLS, and mutual TLS ([`Tls`], issue 20): the handshake must complete within
+//!   the same head deadline, or the connection is closed and counted (`tls_handshake`, which
+//!   also counts clients refused for a missing or unverified certificate). A verified client
+//!   certificate's subject reaches the handler ([`Request::client_certificate`]); with both a
+//!   token and mutual TLS, a request needs both.
+//!
+//! Bind to loopback unless a scraper or analyst elsewhere needs it.
 //!
 //! [`HttpStats`] counts rejections per cause, requests answered and open connections;
 //! [`HttpStats::render`] adds them to the binary's own `/metrics` exposition
@@ -44,10 +48,13 @@ use std::time::Duration;
 use apitap_metrics::{Exposition, Kind};
 use apitap_secret::Secret;
 pub use apitap_secret::SecretFileError as KeyFileError;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+
+mod tls;
+pub use tls::{Tls, TlsError};
 
 /// Bounds of the server (issue 22, R-OPS-3). The defaults suit a metrics scrape or a few
 /// API clients.
@@ -104,11 +111,14 @@ pub enum Rejection {
     /// Content over [`Limits::max_body_bytes`], without a `Content-Length`, or not
     /// received within [`Limits::head_deadline`].
     BodyTooLarge,
+    /// The TLS handshake failed or did not finish within [`Limits::head_deadline`]; with
+    /// mutual TLS, also a client without a verified certificate.
+    TlsHandshake,
 }
 
 impl Rejection {
     /// Every cause, in rendering order.
-    pub const ALL: [Rejection; 8] = [
+    pub const ALL: [Rejection; 9] = [
         Rejection::ConnectionLimit,
         Rejection::HeadTimeout,
         Rejection::HeadTooLarge,
@@ -117,6 +127,7 @@ impl Rejection {
         Rejection::Unauthorized,
         Rejection::WriteTimeout,
         Rejection::BodyTooLarge,
+        Rejection::TlsHandshake,
     ];
 
     /// The `cause` label value.
@@ -130,6 +141,7 @@ impl Rejection {
             Rejection::Unauthorized => "unauthorized",
             Rejection::WriteTimeout => "write_timeout",
             Rejection::BodyTooLarge => "body_too_large",
+            Rejection::TlsHandshake => "tls_handshake",
         }
     }
 }
@@ -237,6 +249,11 @@ pub struct Request {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The content (empty unless [`Limits::max_body_bytes`] allows it).
     pub body: Vec<u8>,
+    /// The client's address (for logs and per-client limits; never a credential).
+    pub peer: Option<std::net::SocketAddr>,
+    /// With mutual TLS: the verified client certificate's holder (its subject common name,
+    /// else its first DNS or e-mail alternative name). `None` without mutual TLS.
+    pub client_certificate: Option<String>,
 }
 
 impl Request {
@@ -335,6 +352,8 @@ pub struct Options {
     /// authenticates them itself (the console's session cookie, issue 20). Empty: every
     /// route but `/healthz` needs the token.
     pub self_authenticated: &'static [&'static str],
+    /// TLS (and mutual TLS) on the listener; `None`: plain HTTP.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// What the connection-limit refusal sends (a fixed, tiny reply written without waiting).
@@ -348,11 +367,12 @@ pub async fn serve(listener: TcpListener, handler: Handler, options: Options) {
         token,
         stats,
         self_authenticated,
+        tls,
     } = options;
     let token = token.map(Arc::new);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 // E.g. EMFILE: back off rather than spin.
@@ -372,18 +392,105 @@ pub async fn serve(listener: TcpListener, handler: Handler, options: Options) {
         };
         stats.open.fetch_add(1, Ordering::Relaxed);
         let (handler, token, stats) = (Arc::clone(&handler), token.clone(), Arc::clone(&stats));
+        let tls = tls.clone();
         tokio::spawn(async move {
             let auth = Auth {
                 token: token.as_deref(),
                 self_authenticated,
             };
-            if let Err(e) = connection(stream, handler, auth, &limits, &stats).await {
+            // One deadline for the TLS handshake and the whole head, not per read (issue
+            // 22, R-OPS-3): a client trickling a byte at a time is cut off when it expires.
+            let deadline = Instant::now() + limits.head_deadline;
+            let peer = Peer {
+                addr: Some(peer),
+                certificate: None,
+            };
+            let done = match tls {
+                None => connection(stream, peer, handler, auth, &limits, &stats, deadline).await,
+                Some(tls) => match handshake(&tls, stream, deadline).await {
+                    Ok((stream, certificate)) => {
+                        let peer = Peer {
+                            certificate,
+                            ..peer
+                        };
+                        connection(stream, peer, handler, auth, &limits, &stats, deadline).await
+                    }
+                    Err(e) => {
+                        stats.reject(Rejection::TlsHandshake);
+                        Err(e)
+                    }
+                },
+            };
+            if let Err(e) = done {
                 tracing::debug!(error = %e, server = name, "connection failed");
             }
             stats.open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }
+}
+
+/// A connection's byte stream: plain TCP or TLS over it.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Makes the close abortive (RST): the kernel discards unsent data instead of keeping
+    /// it, and the socket, past the connection's end.
+    fn abort(&self);
+}
+
+impl Conn for TcpStream {
+    fn abort(&self) {
+        let _ = self.set_zero_linger();
+    }
+}
+
+impl Conn for tokio_openssl::SslStream<TcpStream> {
+    fn abort(&self) {
+        let _ = self.get_ref().set_zero_linger();
+    }
+}
+
+/// Who is on the other end, as far as the transport says.
+struct Peer {
+    addr: Option<std::net::SocketAddr>,
+    certificate: Option<String>,
+}
+
+/// The server side of a TLS handshake, by `deadline`; with mutual TLS, the verified client
+/// certificate's holder.
+async fn handshake(
+    tls: &Tls,
+    stream: TcpStream,
+    deadline: Instant,
+) -> std::io::Result<(tokio_openssl::SslStream<TcpStream>, Option<String>)> {
+    let ssl = openssl::ssl::Ssl::new(tls.acceptor().context()).map_err(std::io::Error::other)?;
+    let mut s = tokio_openssl::SslStream::new(ssl, stream).map_err(std::io::Error::other)?;
+    match tokio::time::timeout_at(deadline, std::pin::Pin::new(&mut s).accept()).await {
+        Err(_) => {
+            s.abort();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "TLS handshake not finished in time",
+            ));
+        }
+        Ok(Err(e)) => return Err(std::io::Error::other(e)),
+        Ok(Ok(())) => {}
+    }
+    let certificate = if tls.mutual() {
+        // The handshake verified it (`FAIL_IF_NO_PEER_CERT`); absent here would be a bug,
+        // and is refused rather than served unauthenticated.
+        match s.ssl().peer_certificate() {
+            Some(c) => Some(tls::client_name(&c)),
+            None => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "no client certificate",
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    Ok((s, certificate))
 }
 
 /// What reading the head gave.
@@ -396,7 +503,7 @@ enum Head {
     TooLarge,
 }
 
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, max: usize) -> Head {
+async fn read_head<S: Conn>(stream: &mut S, buf: &mut Vec<u8>, max: usize) -> Head {
     let mut chunk = [0u8; 2048];
     loop {
         // Never buffer more than one byte beyond the limit.
@@ -424,17 +531,16 @@ struct Auth<'a> {
     self_authenticated: &'static [&'static str],
 }
 
-async fn connection(
-    mut stream: TcpStream,
+async fn connection<S: Conn>(
+    mut stream: S,
+    peer: Peer,
     handler: Handler,
     auth: Auth<'_>,
     limits: &Limits,
     stats: &HttpStats,
+    deadline: Instant,
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
-    // One deadline for the whole head, not per read (issue 22, R-OPS-3): a client trickling
-    // a byte at a time is cut off when it expires.
-    let deadline = Instant::now() + limits.head_deadline;
     let head = tokio::time::timeout_at(
         deadline,
         read_head(&mut stream, &mut buf, limits.max_head_bytes),
@@ -453,6 +559,7 @@ async fn connection(
         Ok(Head::Complete(len)) => {
             let mut ctx = Ctx {
                 stream: &mut stream,
+                peer,
                 buf: &mut buf,
                 deadline,
                 limits,
@@ -476,9 +583,7 @@ async fn connection(
         Ok(r) => r,
         Err(_) => {
             stats.reject(Rejection::WriteTimeout);
-            // Abortive close: the kernel discards the unsent rest instead of keeping it,
-            // and the socket, past the connection's end.
-            let _ = stream.set_zero_linger();
+            stream.abort();
             Ok(())
         }
     }
@@ -497,8 +602,9 @@ impl From<Response> for Answer {
 }
 
 /// The connection while a request is answered.
-struct Ctx<'a> {
-    stream: &'a mut TcpStream,
+struct Ctx<'a, S> {
+    stream: &'a mut S,
+    peer: Peer,
     /// What was read so far: the head, and possibly the start of the content.
     buf: &'a mut Vec<u8>,
     deadline: Instant,
@@ -508,7 +614,11 @@ struct Ctx<'a> {
 
 /// Reads the content of `length` bytes following a head of `head_len` bytes in `ctx.buf`,
 /// within the head's deadline.
-async fn read_body(ctx: &mut Ctx<'_>, head_len: usize, length: usize) -> Option<Vec<u8>> {
+async fn read_body<S: Conn>(
+    ctx: &mut Ctx<'_, S>,
+    head_len: usize,
+    length: usize,
+) -> Option<Vec<u8>> {
     let want = head_len + length;
     let read = async {
         let mut chunk = [0u8; 2048];
@@ -527,7 +637,12 @@ async fn read_body(ctx: &mut Ctx<'_>, head_len: usize, length: usize) -> Option<
     }
 }
 
-async fn respond(head_len: usize, ctx: &mut Ctx<'_>, handler: Handler, auth: Auth<'_>) -> Answer {
+async fn respond<S: Conn>(
+    head_len: usize,
+    ctx: &mut Ctx<'_, S>,
+    handler: Handler,
+    auth: Auth<'_>,
+) -> Answer {
     let stats = ctx.stats;
     let head = ctx.buf[..head_len].to_vec();
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADER_FIELDS];
@@ -568,6 +683,8 @@ async fn respond(head_len: usize, ctx: &mut Ctx<'_>, handler: Handler, auth: Aut
             .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
             .collect(),
         body: Vec::new(),
+        peer: ctx.peer.addr,
+        client_certificate: ctx.peer.certificate.take(),
     };
     if method == "POST" {
         // Bounded content only (issue 20, R-OPS-3): framed by `Content-Length`, at most
@@ -685,14 +802,15 @@ fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Internal Server Error",
     }
 }
 
-async fn write_response(
-    stream: &mut TcpStream,
+async fn write_response<S: Conn>(
+    stream: &mut S,
     response: &Response,
     head_only: bool,
 ) -> std::io::Result<()> {
@@ -801,7 +919,7 @@ mod tests {
             out.lines()
                 .filter(|l| l.starts_with("apitap_x_http_rejected"))
                 .count(),
-            16
+            2 * Rejection::ALL.len()
         );
     }
 

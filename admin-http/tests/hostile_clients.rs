@@ -30,6 +30,7 @@ async fn start(limits: Limits, token: Option<Token>) -> (SocketAddr, Arc<HttpSta
         token,
         stats: Arc::clone(&stats),
         self_authenticated: &[],
+        tls: None,
     };
     tokio::spawn(serve(listener, handler, options));
     (addr, stats)
@@ -294,6 +295,7 @@ async fn post_content_is_bounded_and_self_authenticated_prefixes_skip_the_token(
         token: Some(token),
         stats: Arc::clone(&stats),
         self_authenticated: &["/self"],
+        tls: None,
     };
     tokio::spawn(serve(listener, handler, options));
 

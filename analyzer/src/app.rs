@@ -425,6 +425,14 @@ pub fn check(config: &Config) -> Result<ConfigCheck, Error> {
             tokens.push(field);
         }
     }
+    // The TLS files are loaded as `run` would load them (a refused key is found here).
+    if api_tls(&config.inventory)?.is_some() {
+        tokens.push(if config.inventory.api_client_ca_file.is_some() {
+            "inventory.api_client_ca_file"
+        } else {
+            "inventory.api_tls_cert_file"
+        });
+    }
     Inventory::new(config.inventory.clone()).map_err(Error::Spec)?;
     let store = match config.inventory.store.as_deref() {
         Some(url) if url.starts_with("postgres") => "postgres".to_owned(),
@@ -539,6 +547,17 @@ fn token(field: &'static str, file: Option<&std::path::Path>) -> Result<Option<T
     .transpose()
 }
 
+/// The inventory API's TLS (issue 20), if `inventory.api_tls_cert_file` is set.
+fn api_tls(inventory: &InventoryConfig) -> Result<Option<Arc<apitap_admin_http::Tls>>, Error> {
+    let (Some(cert), Some(key)) = (&inventory.api_tls_cert_file, &inventory.api_tls_key_file)
+    else {
+        return Ok(None);
+    };
+    apitap_admin_http::Tls::from_files(cert, key, inventory.api_client_ca_file.as_deref())
+        .map(|t| Some(Arc::new(t)))
+        .map_err(Error::ApiTls)
+}
+
 impl Service {
     async fn start(
         config: &Config,
@@ -587,11 +606,18 @@ impl Service {
                             source,
                         }
                     })?;
+                let tls = api_tls(&config.inventory)?;
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|source| Error::ApiListen { addr, source })?;
                 let local = listener.local_addr().unwrap_or(addr);
-                tracing::info!(listen = %local, token = token.is_some(), "inventory API listening");
+                tracing::info!(
+                    listen = %local,
+                    token = token.is_some(),
+                    tls = tls.is_some(),
+                    mutual_tls = tls.as_ref().is_some_and(|t| t.mutual()),
+                    "inventory API listening"
+                );
                 let stats = Arc::new(HttpStats::default());
                 http.push(("inventory_api", Arc::clone(&stats)));
                 let mut options = Options {
@@ -600,6 +626,7 @@ impl Service {
                     token,
                     stats,
                     self_authenticated: &[],
+                    tls,
                 };
                 // `/v1/trace` on the same listener and token as the inventory (R-THR-6).
                 let shared: api::SharedStore = Arc::new(Mutex::new(api_store));
@@ -611,18 +638,26 @@ impl Service {
                 if let Some(reader) = &reader {
                     handler = crate::trace::with_trace(reader.clone(), handler);
                 }
-                // The console on the same listener and token (issue 20): its pages
-                // authenticate by session cookie, the JSON API keeps the bearer token.
-                if config.console.enabled
-                    && let Some(path) = config.inventory.api_token_file.as_deref()
-                {
-                    let secret =
-                        apitap_secret::read_secret_file(path, apitap_admin_http::MIN_TOKEN_BYTES)
+                // The console on the same listener and credentials (issue 20): with a token
+                // its pages authenticate by session cookie (the JSON API keeps the bearer
+                // header); with mutual TLS alone the certificate is the login.
+                if config.console.enabled {
+                    let secret = config
+                        .inventory
+                        .api_token_file
+                        .as_deref()
+                        .map(|path| {
+                            apitap_secret::read_secret_file(
+                                path,
+                                apitap_admin_http::MIN_TOKEN_BYTES,
+                            )
                             .map_err(|source| Error::TokenFile {
-                            field: "inventory.api_token_file",
-                            path: path.to_owned(),
-                            source,
-                        })?;
+                                field: "inventory.api_token_file",
+                                path: path.to_owned(),
+                                source,
+                            })
+                        })
+                        .transpose()?;
                     let c = Arc::new(crate::console::Console::new(
                         &config.console,
                         secret,
@@ -656,6 +691,7 @@ impl Service {
                 token,
                 stats,
                 self_authenticated: &[],
+                tls: None,
             };
             crate::metrics::serve(addr, Arc::clone(&state), bus_metrics, http, options).await?;
         }

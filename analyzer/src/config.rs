@@ -69,7 +69,9 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ConsoleConfig {
     /// Serve the console under `/console` on `inventory.api_listen`. Needs
-    /// `inventory.api_token_file`: logging in takes that token. Default false.
+    /// `inventory.api_token_file` (logging in takes that token) or
+    /// `inventory.api_client_ca_file` (mutual TLS: the certificate is the login; with both,
+    /// both are needed). Default false.
     #[serde(default)]
     pub enabled: bool,
     /// Seconds a login session lasts (server-side, and the cookie's `Max-Age`). Default 3600.
@@ -86,10 +88,16 @@ pub struct ConsoleConfig {
     /// of further endpoints are counted, not kept. Default 4096.
     #[serde(default = "default_console_max_series_endpoints")]
     pub max_series_endpoints: usize,
-    /// Mark the session cookie `Secure` (sent over HTTPS only): keep it true when a TLS proxy
-    /// fronts the listener; false only for plain HTTP on loopback. Default true.
+    /// Mark the session cookie `Secure` (sent over HTTPS only): keep it true with
+    /// `inventory.api_tls_cert_file` or a TLS proxy in front; false only for plain HTTP on
+    /// loopback. Default true.
     #[serde(default = "default_true")]
     pub secure_cookie: bool,
+    /// Failed logins one client address may make per minute; further attempts are
+    /// answered `429` unread and counted (`apitap_console_logins_throttled_total`).
+    /// Default 10.
+    #[serde(default = "default_console_max_failed_logins_per_minute")]
+    pub max_failed_logins_per_minute: u32,
 }
 
 impl Default for ConsoleConfig {
@@ -101,8 +109,13 @@ impl Default for ConsoleConfig {
             max_alerts: default_console_max_alerts(),
             max_series_endpoints: default_console_max_series_endpoints(),
             secure_cookie: true,
+            max_failed_logins_per_minute: default_console_max_failed_logins_per_minute(),
         }
     }
+}
+
+fn default_console_max_failed_logins_per_minute() -> u32 {
+    10
 }
 
 fn default_console_session_ttl_secs() -> u64 {
@@ -137,10 +150,11 @@ impl ConsoleConfig {
                 "the console is served on inventory.api_listen from inventory.store: set both",
             );
         }
-        if inventory.api_token_file.is_none() {
+        if inventory.api_token_file.is_none() && inventory.api_client_ca_file.is_none() {
             return bad(
                 "console.enabled",
-                "needs inventory.api_token_file: logging in takes that token",
+                "needs inventory.api_token_file (logging in takes that token) or \
+                 inventory.api_client_ca_file (mutual TLS: the client certificate is the login)",
             );
         }
         if self.session_ttl_secs == 0 {
@@ -154,6 +168,9 @@ impl ConsoleConfig {
         }
         if self.max_series_endpoints == 0 {
             return bad("console.max_series_endpoints", "must be at least 1");
+        }
+        if self.max_failed_logins_per_minute == 0 {
+            return bad("console.max_failed_logins_per_minute", "must be at least 1");
         }
         Ok(())
     }
@@ -887,6 +904,44 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("inventory.api_token_file"), "{err}");
+    }
+
+    #[test]
+    fn api_tls_fields_pair_up_and_other_addresses_need_authentication() {
+        let base = "[input]\npath = \"-\"\n[inventory]\nstore = \"sqlite:/tmp/x.db\"\n";
+        let lo = "api_listen = \"127.0.0.1:2\"\n";
+        let any = "api_listen = \"0.0.0.0:2\"\n";
+        let (crt, key, ca) = (
+            "api_tls_cert_file = \"/c\"\n",
+            "api_tls_key_file = \"/k\"\n",
+            "api_client_ca_file = \"/ca\"\n",
+        );
+        let tok = "api_token_file = \"/t\"\n";
+        for (extra, field) in [
+            (format!("{lo}{crt}"), "inventory.api_tls_key_file"),
+            (format!("{lo}{key}"), "inventory.api_tls_cert_file"),
+            (format!("{lo}{ca}"), "inventory.api_client_ca_file"),
+            (format!("{crt}{key}"), "inventory.api_tls_cert_file"),
+            (any.to_owned(), "inventory.api_listen"),
+            (format!("{any}{crt}{key}"), "inventory.api_listen"),
+            (
+                format!("{lo}{crt}{key}[console]\nenabled = true\n"),
+                "console.enabled",
+            ),
+        ] {
+            let text = format!("{base}{extra}");
+            let e = Config::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+        for extra in [
+            format!("{lo}{crt}{key}"),
+            format!("{any}{tok}"),
+            format!("{any}{crt}{key}{ca}"),
+            format!("{any}{crt}{key}{ca}[console]\nenabled = true\n"),
+        ] {
+            let text = format!("{base}{extra}");
+            Config::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
     }
 
     #[test]

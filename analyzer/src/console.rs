@@ -287,9 +287,67 @@ impl Sessions {
     }
 }
 
+/// Failed logins per client address in the current minute (issue 20: a hostile client
+/// guessing tokens is slowed down, counted, and cannot grow the table without bound).
+struct FailedLogins {
+    /// Failures admitted per address per minute.
+    per_minute: u32,
+    /// Addresses tracked at most; past it the table restarts (a flood of addresses then
+    /// forgets earlier counts, which only makes the limit looser, never locks anyone out).
+    max_clients: usize,
+    window: Mutex<(Instant, HashMap<std::net::IpAddr, u32>)>,
+    throttled: AtomicU64,
+}
+
+impl FailedLogins {
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    fn new(per_minute: u32) -> FailedLogins {
+        FailedLogins {
+            per_minute,
+            max_clients: 4096,
+            window: Mutex::new((Instant::now(), HashMap::new())),
+            throttled: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether `ip` may try a login now (false: it failed `per_minute` times this minute).
+    fn admits(&self, ip: Option<std::net::IpAddr>) -> bool {
+        let Some(ip) = ip else { return true };
+        let mut w = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        if w.0.elapsed() >= Self::WINDOW {
+            *w = (Instant::now(), HashMap::new());
+        }
+        let ok = w.1.get(&ip).is_none_or(|n| *n < self.per_minute);
+        if !ok {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    fn failed(&self, ip: Option<std::net::IpAddr>) {
+        let Some(ip) = ip else { return };
+        let mut w = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        if w.1.len() >= self.max_clients && !w.1.contains_key(&ip) {
+            w.1.clear();
+        }
+        *w.1.entry(ip).or_insert(0) += 1;
+    }
+}
+
+/// How a console request was authenticated.
+enum Login {
+    /// By the session cookie a token login gave.
+    Session([u8; 32]),
+    /// By the verified client certificate of mutual TLS (no token configured).
+    Certificate,
+}
+
 /// Everything the console reads.
 pub struct Console {
-    token: Secret,
+    /// The API token logins take; `None`: mutual TLS alone authenticates.
+    token: Option<Secret>,
+    failed_logins: FailedLogins,
     secure_cookie: bool,
     sessions: Sessions,
     store: SharedStore,
@@ -443,15 +501,17 @@ fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
 }
 
 impl Console {
-    /// The console of `config`, authenticating with the token in `token_file`.
+    /// The console of `config`, logging in with `token`; without a token, requests are
+    /// authenticated by their verified client certificate (mutual TLS on the listener).
     pub fn new(
         config: &ConsoleConfig,
-        token: Secret,
+        token: Option<Secret>,
         store: SharedStore,
         trace: Option<TraceReader>,
     ) -> Console {
         Console {
             token,
+            failed_logins: FailedLogins::new(config.max_failed_logins_per_minute),
             secure_cookie: config.secure_cookie,
             sessions: Sessions {
                 ttl: Duration::from_secs(config.session_ttl_secs.max(1)),
@@ -477,6 +537,11 @@ impl Console {
             "apitap_console_logins_refused_total",
             "Console logins refused (wrong or missing token).",
             self.logins_refused(),
+        );
+        out.counter(
+            "apitap_console_logins_throttled_total",
+            "Console logins refused unread: the address failed console.max_failed_logins_per_minute times this minute.",
+            self.failed_logins.throttled.load(Ordering::Relaxed),
         );
         out.gauge(
             "apitap_console_sessions",
@@ -535,15 +600,28 @@ impl Console {
         if path == "/console/login" {
             return self.login(req);
         }
-        let Some(session) = self.session(req) else {
+        let Some(login) = self.who(req) else {
+            if self.token.is_none() {
+                // Only reachable if the listener did not enforce mutual TLS.
+                return html(
+                    401,
+                    page("Refused", "", "<p>A client certificate is required.</p>"),
+                );
+            }
             return redirect("/console/login");
         };
         if path == "/console/logout" {
             if req.method != "POST" {
                 return redirect("/console/");
             }
-            self.sessions.close(&session);
-            return redirect("/console/login").with("Set-Cookie", self.cookie("", 0));
+            return match login {
+                Login::Session(session) => {
+                    self.sessions.close(&session);
+                    redirect("/console/login").with("Set-Cookie", self.cookie("", 0))
+                }
+                // A certificate cannot be logged out of; the browser holds it.
+                Login::Certificate => redirect("/console/"),
+            };
         }
         if req.method == "POST" {
             return html(405, page("Not allowed", "", "<p>Only GET here.</p>"));
@@ -564,9 +642,33 @@ impl Console {
         })
     }
 
+    /// The request's login: its session (token configured) or its verified client
+    /// certificate (mutual TLS alone).
+    fn who(&self, req: &Request) -> Option<Login> {
+        match &self.token {
+            Some(_) => self.session(req).map(Login::Session),
+            None => req.client_certificate.as_ref().map(|_| Login::Certificate),
+        }
+    }
+
     fn login(&self, req: &Request) -> Response {
+        let Some(token) = &self.token else {
+            // Mutual TLS alone: the certificate is the login.
+            return redirect("/console/");
+        };
         if req.method != "POST" {
             return html(200, login_page(None));
+        }
+        let ip = req.peer.map(|p| p.ip());
+        if !self.failed_logins.admits(ip) {
+            tracing::info!("console login throttled");
+            return html(
+                429,
+                login_page(Some(
+                    "Too many failed logins from this address; wait a minute.",
+                )),
+            )
+            .with("Retry-After", "60");
         }
         let body = String::from_utf8_lossy(&req.body);
         let presented = pairs(&body)
@@ -575,9 +677,10 @@ impl Console {
             .map(|(_, v)| v);
         let ok = presented
             .as_deref()
-            .is_some_and(|t| self.token.matches(t.as_bytes()));
+            .is_some_and(|t| token.matches(t.as_bytes()));
         if !ok {
             self.logins_refused.fetch_add(1, Ordering::Relaxed);
+            self.failed_logins.failed(ip);
             tracing::info!("console login refused");
             return html(401, login_page(Some("Wrong token.")));
         }
@@ -1347,6 +1450,12 @@ mod tests {
     }
 
     fn console_with(template: &str) -> Console {
+        console_of(template, true)
+    }
+
+    /// A console over one endpoint; with `token` it logs in with the unit-test token,
+    /// without, mutual TLS alone authenticates.
+    fn console_of(template: &str, token: bool) -> Console {
         use crate::inventory::record::EndpointRecord;
         use crate::inventory::spec::SpecStatus;
         use crate::inventory::store::Store as _;
@@ -1363,7 +1472,7 @@ mod tests {
         );
         r.data.hits = 3;
         store.transaction(&mut |tx| tx.put(&r)).unwrap();
-        let token = {
+        let token_secret = {
             use std::os::unix::fs::PermissionsExt as _;
             let p =
                 std::env::temp_dir().join(format!("apitap-console-unit-{}", std::process::id()));
@@ -1377,7 +1486,12 @@ mod tests {
             enabled: true,
             ..ConsoleConfig::default()
         };
-        Console::new(&config, token, Arc::new(Mutex::new(Box::new(store))), None)
+        Console::new(
+            &config,
+            token.then_some(token_secret),
+            Arc::new(Mutex::new(Box::new(store))),
+            None,
+        )
     }
 
     fn request(method: &str, target: &str, cookie: Option<&str>, body: &str) -> Request {
@@ -1491,5 +1605,72 @@ mod tests {
         assert!(header(&r, "set-cookie").unwrap().contains("Max-Age=0"));
         let r = c.answer(&request("GET", "/console/", Some(&cookie), ""));
         assert_eq!(r.status, 303);
+    }
+
+    fn from(ip: &str, mut r: Request) -> Request {
+        r.peer = Some(std::net::SocketAddr::new(ip.parse().unwrap(), 40000));
+        r
+    }
+
+    #[test]
+    fn failed_logins_are_throttled_per_address() {
+        let c = console_with("/x");
+        let guess = |ip| {
+            c.answer(&from(
+                ip,
+                request("POST", "/console/login", None, "token=nope"),
+            ))
+        };
+        for _ in 0..10 {
+            assert_eq!(guess("10.0.0.1").status, 401);
+        }
+        // The 11th attempt this minute is not even read: the right token is refused too.
+        let right = "token=a+console+unit-test+token";
+        let r = c.answer(&from(
+            "10.0.0.1",
+            request("POST", "/console/login", None, right),
+        ));
+        assert_eq!((r.status, header(&r, "retry-after")), (429, Some("60")));
+        assert!(header(&r, "set-cookie").is_none());
+        assert_eq!(c.logins_refused(), 10);
+        // Another address is not affected.
+        let r = c.answer(&from(
+            "10.0.0.2",
+            request("POST", "/console/login", None, right),
+        ));
+        assert_eq!(r.status, 303);
+        let mut out = apitap_metrics::Exposition::new();
+        c.render(&mut out);
+        let text = out.finish();
+        assert!(
+            text.contains("apitap_console_logins_throttled_total 1\n"),
+            "{text}"
+        );
+        // The table of addresses is bounded.
+        for i in 0..5000u32 {
+            c.failed_logins
+                .failed(Some(std::net::IpAddr::from(i.to_be_bytes())));
+        }
+        let w = c.failed_logins.window.lock().unwrap();
+        assert!(w.1.len() <= c.failed_logins.max_clients, "{}", w.1.len());
+    }
+
+    #[test]
+    fn mutual_tls_alone_makes_the_certificate_the_login() {
+        let c = console_of("/x", false);
+        let mut with_cert = request("GET", "/console/", None, "");
+        with_cert.client_certificate = Some("analyst-7".into());
+        assert_eq!(c.answer(&with_cert).status, 200);
+        // No certificate (a listener without mutual TLS): refused, not redirected in a loop.
+        let r = c.answer(&request("GET", "/console/", None, ""));
+        assert_eq!(r.status, 401);
+        // No token form to fill in, and nothing to log out of.
+        let r = c.answer(&request("GET", "/console/login", None, ""));
+        assert_eq!((r.status, header(&r, "location")), (303, Some("/console/")));
+        let mut logout = request("POST", "/console/logout", None, "");
+        logout.client_certificate = Some("analyst-7".into());
+        let r = c.answer(&logout);
+        assert_eq!((r.status, header(&r, "location")), (303, Some("/console/")));
+        assert!(header(&r, "set-cookie").is_none());
     }
 }

@@ -131,6 +131,10 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The inventory API's TLS files (`inventory.api_tls_*`, `inventory.api_client_ca_file`)
+    /// cannot be used; the message names the file, never key material.
+    #[error("inventory.api_tls_cert_file, api_tls_key_file or api_client_ca_file")]
+    ApiTls(#[source] apitap_admin_http::TlsError),
     /// A bearer token file of an HTTP endpoint is refused (unreadable, too short, or
     /// accessible to others); the message names the field, never the token.
     #[error("{field}: {} cannot be used as a bearer token file", path.display())]

@@ -334,6 +334,7 @@ mod tests {
             token: Some(token),
             stats: Arc::clone(&stats),
             self_authenticated: &[],
+            tls: None,
         };
         let addr = serve(
             "127.0.0.1:0".parse().unwrap(),

@@ -58,13 +58,27 @@ pub struct InventoryConfig {
     pub store_ca_file: Option<PathBuf>,
     /// Seconds between flushes of the inventory to the store while running. Default 10.
     pub flush_interval_secs: u64,
-    /// Address of the inventory HTTP JSON API (e.g. `127.0.0.1:9480`); absent: no API.
+    /// Address of the inventory HTTP JSON API (e.g. `127.0.0.1:9480`); absent: no API. An
+    /// address other than loopback needs authentication: `api_token_file` and/or
+    /// `api_client_ca_file`.
     pub api_listen: Option<SocketAddr>,
     /// File holding a bearer token that every API route but `/healthz` then requires
     /// (`Authorization: Bearer <token>`, RFC 6750). Refused at start unless the file is its
     /// owner's alone (mode 0600 or stricter) and holds at least 16 bytes. Absent: no
     /// authentication. The token is never logged.
     pub api_token_file: Option<PathBuf>,
+    /// PEM certificate chain (leaf first) the API serves HTTPS with (TLS 1.2+, issue 20);
+    /// needs `api_tls_key_file`. Absent: plain HTTP (loopback, or behind a TLS proxy). Read
+    /// at start: rotating it means restarting the analyzer.
+    pub api_tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `api_tls_cert_file`; the service user's own file, mode 0600 or
+    /// stricter (the rule of every credential file).
+    pub api_tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle for **mutual TLS**: every client must present a certificate that
+    /// chains to one of these CAs, or the handshake refuses it. Needs `api_tls_cert_file`.
+    /// With `api_token_file` too, a request needs both; alone, the certificate is the
+    /// credential (the console then needs no login).
+    pub api_client_ca_file: Option<PathBuf>,
     /// Service grouping: `host` (default), `host_and_server` or `server`.
     pub service_by: ServiceBy,
     /// Seconds (event time) a newly discovered endpoint waits before the periodic flush
@@ -129,6 +143,9 @@ impl Default for InventoryConfig {
             flush_interval_secs: 10,
             api_listen: None,
             api_token_file: None,
+            api_tls_cert_file: None,
+            api_tls_key_file: None,
+            api_client_ca_file: None,
             service_by: ServiceBy::Host,
             discovery_grace_secs: 60,
             new_period_secs: 86_400,
@@ -218,6 +235,44 @@ impl InventoryConfig {
         }
         if self.api_token_file.is_some() && self.api_listen.is_none() {
             return err("api_token_file", "set without `inventory.api_listen`");
+        }
+        for (field, set) in [
+            ("api_tls_cert_file", self.api_tls_cert_file.is_some()),
+            ("api_tls_key_file", self.api_tls_key_file.is_some()),
+            ("api_client_ca_file", self.api_client_ca_file.is_some()),
+        ] {
+            if set && self.api_listen.is_none() {
+                return err(field, "set without `inventory.api_listen`");
+            }
+        }
+        match (&self.api_tls_cert_file, &self.api_tls_key_file) {
+            (Some(_), None) => return err("api_tls_key_file", "`api_tls_cert_file` needs its key"),
+            (None, Some(_)) => {
+                return err(
+                    "api_tls_cert_file",
+                    "`api_tls_key_file` without its certificate",
+                );
+            }
+            _ => {}
+        }
+        if self.api_client_ca_file.is_some() && self.api_tls_cert_file.is_none() {
+            return err(
+                "api_client_ca_file",
+                "mutual TLS needs the server's own `api_tls_cert_file` and `api_tls_key_file`",
+            );
+        }
+        // Loopback-only unless authenticated (issue 20, R-OPS-3): the API and console serve
+        // the inventory and trace-back of the whole site.
+        if let Some(addr) = self.api_listen
+            && !addr.ip().is_loopback()
+            && self.api_token_file.is_none()
+            && self.api_client_ca_file.is_none()
+        {
+            return err(
+                "api_listen",
+                "an address other than loopback needs authentication: set `api_token_file` and/or \
+                 `api_client_ca_file`",
+            );
         }
         if self.api_listen.is_some() && self.store.is_none() {
             return err("api_listen", "the HTTP API needs `inventory.store`");

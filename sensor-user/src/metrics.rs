@@ -506,6 +506,7 @@ pub async fn serve(
         token,
         stats: Arc::clone(&stats),
         self_authenticated: &[],
+        tls: None,
     };
     let handler: Handler = Arc::new(move |req| match req.path() {
         "/metrics" => {
