@@ -340,6 +340,15 @@ pub mod tls {
     /// GnuTLS `gnutls_record_send(session, data, len)` entry; its return is
     /// [`PROG_SSL_WRITE_RETURN`].
     pub const PROG_GNUTLS_SEND_ENTRY: &str = "apitap_gnutls_send_entry";
+    /// Go `crypto/tls.(*Conn).Read` entry (register ABI, Go 1.17+, x86-64).
+    pub const PROG_GO_READ_ENTRY: &str = "apitap_go_read_entry";
+    /// Go `crypto/tls.(*Conn).Write` entry.
+    pub const PROG_GO_WRITE_ENTRY: &str = "apitap_go_write_entry";
+    /// Attached at each `RET` instruction of those two functions (never a uretprobe: Go
+    /// moves goroutine stacks, which a uretprobe's rewritten return address breaks).
+    pub const PROG_GO_RETURN: &str = "apitap_go_return";
+    /// Go `crypto/tls.(*Conn).Close` entry: the connection's end.
+    pub const PROG_GO_CLOSE: &str = "apitap_go_close";
     /// Continuation of a long call (tail-called from the return probes).
     pub const PROG_TLS_CONTINUE: &str = "apitap_tls_continue";
     /// Raw tracepoint `sock_send_length`: the socket a traced call wrote to.
@@ -534,6 +543,18 @@ pub mod tls {
         pub inode_sb: u32,
         /// `struct super_block.s_dev` (the kernel's `dev_t`: major << 20 | minor).
         pub sb_dev: u32,
+        /// `struct task_struct.files` (Go: from a file descriptor to its socket).
+        pub task_files: u32,
+        /// `struct files_struct.fdt`.
+        pub files_fdt: u32,
+        /// `struct fdtable.fd` (the `struct file **` array).
+        pub fdtable_fd: u32,
+        /// `struct fdtable.max_fds`.
+        pub fdtable_max_fds: u32,
+        /// `struct file.private_data` (a socket file's `struct socket *`).
+        pub file_private_data: u32,
+        /// `struct socket.sk`.
+        pub socket_sk: u32,
         /// Unread bytes in the TLS ring at which a record wakes the agent (`capture.wakeup_bytes`,
         /// at most half the TLS ring); below it the agent drains the ring on its poll timer. 0:
         /// the kernel decides per record (a wake-up, an inter-processor interrupt, per record).
@@ -541,7 +562,7 @@ pub mod tls {
         /// Explicit padding; always zero.
         pub _pad: u32,
     }
-    const _: () = assert!(core::mem::size_of::<TlsConfig>() == 72);
+    const _: () = assert!(core::mem::size_of::<TlsConfig>() == 96);
 
     /// Bits of [`TlsConfig::flags`].
     pub mod tls_flags {

@@ -22,6 +22,15 @@
 //!   ring records of at most 16 KiB, continuing by tail calls for long calls; each record
 //!   carries its offset in the direction's plaintext stream, so the agent sees any loss.
 //! - `SSL_free` reports the connection's end.
+//! - Go's `crypto/tls` (x86-64, register ABI of Go 1.17+): `(*Conn).Read`/`Write` are entered
+//!   with the receiver in RAX and the buffer in RBX; the goroutine (`g`) is in R14 throughout.
+//!   Go grows stacks by copying them, which breaks a uretprobe's rewritten return address, so
+//!   the return is probed at each `RET` instruction the agent found in the function's code,
+//!   where RAX holds the byte count. The call's state is kept per (process, goroutine): the
+//!   goroutine may resume on another thread. The socket comes from the file descriptor in
+//!   the `net.Conn` (`tls.Conn.conn` → `*net.TCPConn` → `netFD.pfd.Sysfd`, layout stable since
+//!   Go 1.12) through the task's file table, so no socket tracepoint (which may fire on a
+//!   thread now running another goroutine) is needed. `(*Conn).Close` reports the end.
 //! - Raw tracepoints `sched_process_exec`/`sched_process_fork` keep the executable of each
 //!   selected process; each exec is also reported to the agent, which counts a process whose
 //!   TLS library was not probed at start.
@@ -81,6 +90,12 @@ static TLS_CONNS: LruHashMap<ConnKey, ConnState> = LruHashMap::with_max_entries(
 /// Thread (`pid_tgid`) → the call it is inside.
 #[map]
 static TLS_INFLIGHT: LruHashMap<u64, InFlight> = LruHashMap::with_max_entries(MAX_TLS_INFLIGHT, 0);
+
+/// `(tgid, goroutine)` → the Go `crypto/tls` call it is inside (a goroutine may move between
+/// threads during the call, so not per thread).
+#[map]
+static GO_INFLIGHT: LruHashMap<ConnKey, InFlight> =
+    LruHashMap::with_max_entries(MAX_TLS_INFLIGHT, 0);
 
 /// Slot 0: [`apitap_tls_continue`], tail-called to copy the rest of a long call.
 #[map]
@@ -674,6 +689,15 @@ fn try_ssl_free(ctx: &ProbeContext) -> Result<(), Skip> {
         return Err(Skip);
     }
     let ssl: u64 = ctx.arg(0).ok_or(Skip)?;
+    // SAFETY: the cookie helper takes the program's own context.
+    let library = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u8;
+    report_close(ssl, library)
+}
+
+/// The end of the TLS connection `ssl` of the current process: its state is forgotten and a
+/// [`TlsKind::Close`] record written (nothing if it never carried plaintext).
+#[inline(always)]
+fn report_close(ssl: u64, library: u8) -> Result<(), Skip> {
     let id = bpf_get_current_pid_tgid();
     let key = ConnKey {
         ssl,
@@ -695,8 +719,7 @@ fn try_ssl_free(ctx: &ProbeContext) -> Result<(), Skip> {
         done: 0,
         runs: 0,
         kind: TlsKind::Close as u8,
-        // SAFETY: the cookie helper takes the program's own context.
-        library: unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u8,
+        library,
         ret: RET_INT,
         _pad: 0,
     };
@@ -706,6 +729,185 @@ fn try_ssl_free(ctx: &ProbeContext) -> Result<(), Skip> {
         Err(_) => bump(TlsCounter::RingFull, 1),
     }
     Ok(())
+}
+
+/// Byte offsets of Go's runtime structures on the way from a `*tls.Conn` to its file
+/// descriptor, unchanged from Go 1.12 to 1.23: `tls.Conn.conn` is the first field (a
+/// `net.Conn` interface: type word, then data word); the data word points to a `net.TCPConn`
+/// (or `UnixConn`), whose first word is its `*netFD`; `netFD.pfd` is a `poll.FD`, whose
+/// `Sysfd` follows the 16-byte `fdMutex`.
+const GO_TLS_CONN_DATA: u64 = 8;
+const GO_NETFD_SYSFD: u64 = 16;
+/// Largest descriptor followed (the kernel's own limit, `NR_OPEN`, is 2^20).
+const MAX_FD: u64 = 1 << 20;
+
+/// Reads a `T` from the traced process's memory at `addr`.
+#[inline(always)]
+fn uread<T>(addr: u64) -> Option<T> {
+    // SAFETY: the helper checks the address; a bad one fails, it never faults.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_user(addr as *const T) }.ok()
+}
+
+/// The kernel socket (`struct sock *`) behind descriptor `fd` of the current process, via
+/// `current->files->fdt->fd[fd]->private_data->sk` (offsets from the kernel's BTF); 0 if any
+/// step fails or `fd` is out of the table.
+#[inline(always)]
+fn sock_of_fd(cfg: &TlsConfig, fd: u64) -> u64 {
+    // SAFETY: no arguments; the current task's address, only read through the helper.
+    let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() };
+    let walk = || -> Result<u64, i32> {
+        let files: u64 = kread(task, cfg.task_files)?;
+        let fdt: u64 = kread(files, cfg.files_fdt)?;
+        let max: u32 = kread(fdt, cfg.fdtable_max_fds)?;
+        if fd >= u64::from(max) || fd >= MAX_FD {
+            return Err(-1);
+        }
+        let fds: u64 = kread(fdt, cfg.fdtable_fd)?;
+        let file: u64 = kread(fds + fd * 8, 0)?;
+        let socket: u64 = kread(file, cfg.file_private_data)?;
+        kread(socket, cfg.socket_sk)
+    };
+    walk().unwrap_or(0)
+}
+
+/// The registers Go's ABIInternal passes in: (RAX, RBX, R14 = the goroutine).
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+fn go_regs(ctx: &ProbeContext) -> (u64, u64, u64) {
+    // SAFETY: `regs` is the probe's own `pt_regs` context, readable directly.
+    unsafe { ((*ctx.regs).rax, (*ctx.regs).rbx, (*ctx.regs).r14) }
+}
+
+/// `crypto/tls.(*Conn).Read(c, b []byte) (int, error)`: RAX = c, RBX = b's data.
+#[cfg(bpf_target_arch = "x86_64")]
+#[uprobe]
+pub fn apitap_go_read_entry(ctx: ProbeContext) -> u32 {
+    let _ = go_enter(&ctx, TlsKind::Read);
+    0
+}
+
+/// `crypto/tls.(*Conn).Write(c, b []byte) (int, error)`.
+#[cfg(bpf_target_arch = "x86_64")]
+#[uprobe]
+pub fn apitap_go_write_entry(ctx: ProbeContext) -> u32 {
+    let _ = go_enter(&ctx, TlsKind::Write);
+    0
+}
+
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+fn go_enter(ctx: &ProbeContext, kind: TlsKind) -> Result<(), Skip> {
+    if !selected() {
+        return Err(Skip);
+    }
+    let cfg = TLS_CONFIG.get(0).ok_or(Skip)?;
+    let (conn, buf, g) = go_regs(ctx);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let key = ConnKey {
+        ssl: conn,
+        tgid,
+        _pad: 0,
+    };
+    // The socket once per connection; the descriptor does not change while it is open.
+    // SAFETY: plain lookup, the value is copied.
+    let known = unsafe { TLS_CONNS.get(&key) }.map_or(0, |c| c.sock);
+    let sock = if known != 0 {
+        known
+    } else {
+        let fd = uread::<u64>(conn + GO_TLS_CONN_DATA)
+            .and_then(uread::<u64>)
+            .and_then(|netfd| uread::<u64>(netfd + GO_NETFD_SYSFD))
+            .unwrap_or(u64::MAX);
+        let sk = sock_of_fd(cfg, fd);
+        if sk != 0 {
+            match TLS_CONNS.get_ptr_mut(&key) {
+                // SAFETY: map value; only this connection's calls touch it.
+                Some(c) => unsafe { (*c).sock = sk },
+                None => {
+                    let _ = TLS_CONNS.insert(
+                        &key,
+                        &ConnState {
+                            sock: sk,
+                            offsets: [0; 2],
+                        },
+                        0,
+                    );
+                }
+            }
+        }
+        sk
+    };
+    let entry = InFlight {
+        ssl: conn,
+        buf,
+        len_ptr: 0,
+        sock,
+        stream_offset: 0,
+        len: 0,
+        done: 0,
+        runs: 0,
+        kind: kind as u8,
+        // SAFETY: the cookie helper takes the program's own context.
+        library: unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u8,
+        // `int` is 64 bits in Go.
+        ret: RET_SSIZE,
+        _pad: 0,
+    };
+    // The stack check at the function's start may grow the stack and run the entry again
+    // with the same arguments: the second entry overwrites the first.
+    let _ = GO_INFLIGHT.insert(
+        &ConnKey {
+            ssl: g,
+            tgid,
+            _pad: 0,
+        },
+        &entry,
+        0,
+    );
+    Ok(())
+}
+
+/// At a `RET` of `(*Conn).Read`/`Write`: the goroutine's call ends here (RAX = bytes). Its
+/// state moves to this thread's in-flight slot and the plaintext is copied as for the C
+/// libraries.
+#[cfg(bpf_target_arch = "x86_64")]
+#[uprobe]
+pub fn apitap_go_return(ctx: ProbeContext) -> u32 {
+    if !selected() {
+        return 0;
+    }
+    let (_, _, g) = go_regs(&ctx);
+    let id = bpf_get_current_pid_tgid();
+    let key = ConnKey {
+        ssl: g,
+        tgid: (id >> 32) as u32,
+        _pad: 0,
+    };
+    // SAFETY: plain lookup, the value is copied.
+    let Some(entry) = (unsafe { GO_INFLIGHT.get(&key) }).copied() else {
+        bump(TlsCounter::NoEntry, 1);
+        return 0;
+    };
+    let _ = GO_INFLIGHT.remove(&key);
+    if TLS_INFLIGHT.insert(&id, &entry, 0).is_err() {
+        bump(TlsCounter::NoEntry, 1);
+        return 0;
+    }
+    returned(&RetProbeContext::new(ctx.as_ptr()));
+    0
+}
+
+/// `crypto/tls.(*Conn).Close(c)`: RAX = c.
+#[cfg(bpf_target_arch = "x86_64")]
+#[uprobe]
+pub fn apitap_go_close(ctx: ProbeContext) -> u32 {
+    if selected() {
+        let (conn, _, _) = go_regs(&ctx);
+        // SAFETY: the cookie helper takes the program's own context.
+        let library = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u8;
+        let _ = report_close(conn, library);
+    }
+    0
 }
 
 const TCP_ESTABLISHED: i32 = 1;

@@ -14,7 +14,8 @@
 //! (`tests/fixtures/tls/https_server.c`, built here with `-l:libssl.a -l:libcrypto.a`; no
 //! `libssl.so` is mapped: the sensor finds `SSL_read` in the executable's symbol table), and
 //! for GnuTLS (`libgnutls.so.30`) on both sides: GnuTLS's own `gnutls-serv` serving curl, and
-//! `gnutls-cli` as the client of the static server, compared with what each server logged.
+//! `gnutls-cli` as the client of the static server, compared with what each server logged;
+//! and for Go's own `crypto/tls` (`tests/fixtures/tls/go_https`) as server and as client.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::{HashMap, HashSet};
@@ -1206,6 +1207,213 @@ fn https_capture_of_many_concurrent_connections() -> anyhow::Result<()> {
         "{} requests over {} connections, all reported once",
         events.len(),
         connections.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn go_problem() -> Option<String> {
+    let go = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (!go).then(|| "Go is needed (golang-go; run `cargo xtask setup`)".to_owned())
+}
+
+/// Builds `tests/fixtures/tls/go_https` (standard library only, offline) into `dir/name`.
+fn build_go(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let exe = dir.join(name);
+    let out = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&exe)
+        .arg(".")
+        .current_dir(workspace_root().join("tests/fixtures/tls/go_https"))
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "-mod=mod")
+        .env("HOME", dir)
+        .output()
+        .context("running go build")?;
+    if !out.status.success() {
+        bail!("go build: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(exe)
+}
+
+/// Go's own `crypto/tls` on both sides (no C library): a Go HTTPS server running before the
+/// sensor, served by curl and by a Go client started after it (the same executable, probed
+/// once by file). The probes enter `(*Conn).Read`/`Write` and leave at their `RET`
+/// instructions (Go moves stacks: no uretprobe), keyed by goroutine. Every request the server
+/// logged is one server-side event, every request of the Go client one client-side event on
+/// one connection, `tls_library: go`, the process named, 1 MiB upload and download intact.
+#[test]
+fn https_plaintext_from_go_server_and_client() -> anyhow::Result<()> {
+    let test = "https_plaintext_from_go_server_and_client";
+    if !require_privileges(test) || !require(test, "Go TLS test", go_problem()) {
+        return Ok(());
+    }
+    let dir = tempdir("tlsgo");
+    let certs = dir.join("certs");
+    make_test_certificate(&certs)?;
+    // Its name is its comm, which selects it (and nothing of the other tests).
+    let exe = build_go(&dir, "gohttps-t")?;
+    let exe_s = exe.to_str().context("path")?;
+    let topo = Topology::new("tlsgo")?;
+    let log_file = dir.join("go.log");
+    let (cert, key_file) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let addr = format!("{SERVER_IP}:{EARLY_PORT}");
+    let server = Server::start(
+        &topo.server,
+        exe_s,
+        &[
+            "server",
+            cert.to_str().context("path")?,
+            key_file.to_str().context("path")?,
+            &addr,
+            log_file.to_str().context("path")?,
+        ],
+        &dir.join("go.out"),
+        &format!("https://{addr}/healthz"),
+    )?;
+    let mut sensor = Sensor::start_with(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        "[decode]\nmax_body_bytes = 2097152\n[tls]\nenabled = true\nprocesses = [\"gohttps-t\"]\n",
+        &dir.join("sensor"),
+    )?;
+    let log = sensor.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("TLS library probed")
+            && l.contains("gohttps-t")
+            && l.contains("go")),
+        "the Go executable was not probed:\n{log}"
+    );
+
+    // curl: two requests on one connection.
+    let url = format!("https://{addr}");
+    let got = topo.curl(&[
+        "-k",
+        "--http1.1",
+        &format!("{url}/json?a=1"),
+        &format!("{url}/bytes/4096"),
+    ])?;
+    assert!(got.contains("\"received\":0"), "{got}");
+    // The Go client, started after the sensor: upload, download, a small request, one
+    // kept-alive connection.
+    let up = format!("POST:{BIG}/upload");
+    let big_path = format!("/bytes/{BIG}");
+    let out = topo
+        .client
+        .cmd(exe_s, &["client", &url, &up, &big_path, "/json?b=2"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the Go client")?;
+    assert!(out.status.success(), "Go client failed");
+    let printed = String::from_utf8(out.stdout)?;
+    let big = text(BIG, 3);
+    assert_eq!(
+        printed
+            .lines()
+            .map(|l| l.split(' ').next().unwrap_or(""))
+            .collect::<Vec<_>>(),
+        ["201", "200", "200"],
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("200 {BIG} {:016x}", fnv1a(&big))),
+        "{printed}"
+    );
+    let logged = static_log(&log_file)?;
+    assert_eq!(logged.len(), 5, "{logged:?}");
+    let m = sensor.wait_for_metric("apitap_sensor_events_total", 8, Duration::from_secs(30))?;
+    let serv_pid = server.pid();
+    drop(server);
+    sensor.stop()?;
+    assert_nothing_lost(&m);
+
+    let events: Vec<ApiEvent> = read_events(&sensor.events)?
+        .into_iter()
+        .filter(|e| e.client.ip.to_string() == CLIENT_IP)
+        .collect();
+    // Method, target as sent (with its query, as the server logs it) and status.
+    let key = |e: &ApiEvent| {
+        let target = match &e.request.query {
+            Some(q) => format!("{}?{q}", e.request.path),
+            None => e.request.path.clone(),
+        };
+        let status = e.response.as_ref().map_or(0, |r| r.status);
+        format!("{} {target} {status}", e.request.method)
+    };
+    for e in &events {
+        assert!(e.tls, "{}", key(e));
+        assert_eq!(e.tls_library.as_deref(), Some("go"), "{}", key(e));
+        assert_eq!(e.server.ip.to_string(), SERVER_IP);
+        assert_eq!(e.server.port, EARLY_PORT);
+        assert!(e.anomalies.is_empty(), "{}: {:?}", key(e), e.anomalies);
+        let res = e.response.as_ref().context("paired")?;
+        assert!(
+            !res.body.truncated && !e.request.body.truncated,
+            "{}",
+            key(e)
+        );
+        let p = e.process.as_deref().context("process")?;
+        assert_eq!(p.comm, "gohttps-t");
+        assert_eq!(p.executable.as_deref(), Some(exe_s), "{p:?}");
+    }
+    // Server side: exactly what the server logged, bodies compared by length and hash.
+    let mut serv: Vec<&ApiEvent> = events
+        .iter()
+        .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == serv_pid))
+        .collect();
+    serv.sort_by_key(|e| (e.connection_id.clone(), e.transaction_index));
+    let mut got_keys: Vec<String> = serv.iter().map(|e| key(e)).collect();
+    let mut want_keys: Vec<String> = logged.iter().map(|l| l.key.clone()).collect();
+    got_keys.sort();
+    want_keys.sort();
+    assert_eq!(got_keys, want_keys);
+    for l in &logged {
+        let e = serv
+            .iter()
+            .find(|e| key(e) == l.key)
+            .context("logged request")?;
+        let req = e.request.body.bytes()?;
+        assert_eq!(
+            (req.len() as u64, fnv1a(&req)),
+            (l.body_len, l.body_fnv),
+            "{}",
+            l.key
+        );
+        assert_eq!(
+            e.response.as_ref().unwrap().body.length_bytes,
+            l.response_len,
+            "{}",
+            l.key
+        );
+    }
+    // Client side: the Go client's three requests, in order, on one connection.
+    let mut cli: Vec<&ApiEvent> = events
+        .iter()
+        .filter(|e| e.process.as_ref().is_some_and(|p| p.pid != serv_pid))
+        .collect();
+    cli.sort_by_key(|e| e.transaction_index);
+    assert_eq!(
+        cli.iter().map(|e| key(e)).collect::<Vec<_>>(),
+        [
+            "POST /upload 201",
+            &format!("GET {big_path} 200"),
+            "GET /json?b=2 200"
+        ]
+    );
+    assert!(cli.iter().all(|e| e.connection_id == cli[0].connection_id));
+    assert!(
+        cli[0].request.body.bytes()? == text(BIG, 11),
+        "1 MiB upload differs"
+    );
+    assert!(
+        cli[1].response.as_ref().unwrap().body.bytes()? == big,
+        "1 MiB download differs"
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -25,6 +25,8 @@ const DEBIAN: &[(&str, &str)] = &[
     ("/usr/include/openssl/ssl.h", "libssl-dev"),
     // ... and runs GnuTLS's own server (`gnutls-serv`, over libgnutls.so.30).
     ("gnutls-serv", "gnutls-bin"),
+    // ... and a Go HTTPS server and client (tests/fixtures/tls/go_https, Go's crypto/tls).
+    ("go", "golang-go"),
     // tests/tests/console.rs drives the analyzer's web console (issue 20) in headless
     // Chromium through chromedriver's W3C WebDriver protocol.
     ("chromium", "chromium"),

@@ -14,6 +14,7 @@ use apitap_common::tls::{
     PROG_SSL_READ_EX_ENTRY, PROG_SSL_READ_RETURN, PROG_SSL_WRITE_ENTRY, PROG_SSL_WRITE_EX_ENTRY,
     PROG_SSL_WRITE_RETURN, PROG_TLS_CONTINUE, TlsConfig, TlsExe, tls_flags,
 };
+use apitap_common::tls::{PROG_GO_CLOSE, PROG_GO_READ_ENTRY, PROG_GO_RETURN, PROG_GO_WRITE_ENTRY};
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
@@ -242,6 +243,12 @@ pub fn kernel_offsets(btf: &Btf) -> anyhow::Result<TlsConfig> {
         inode_ino: o("inode", "i_ino")?,
         inode_sb: o("inode", "i_sb")?,
         sb_dev: o("super_block", "s_dev")?,
+        task_files: o("task_struct", "files")?,
+        files_fdt: o("files_struct", "fdt")?,
+        fdtable_fd: o("fdtable", "fd")?,
+        fdtable_max_fds: o("fdtable", "max_fds")?,
+        file_private_data: o("file", "private_data")?,
+        socket_sk: o("socket", "sk")?,
         wakeup_bytes: 0,
         _pad: 0,
     })
@@ -339,11 +346,42 @@ const GNUTLS_PROBES: &[Probe] = &[
     ),
 ];
 
+/// Go's `crypto/tls`: entries only; the returns of Read and Write are probed at their `RET`
+/// instructions ([`GO_RETURNS`]).
+const GO_PROBES: &[Probe] = &[
+    (elf::GO_READ, PROG_GO_READ_ENTRY, None, false),
+    (elf::GO_WRITE, PROG_GO_WRITE_ENTRY, None, false),
+    (elf::GO_CLOSE, PROG_GO_CLOSE, None, false),
+];
+
+/// The Go functions whose `RET` instructions get [`PROG_GO_RETURN`].
+const GO_RETURNS: &[&str] = &[elf::GO_READ, elf::GO_WRITE];
+
 fn probes(flavor: Flavor) -> &'static [Probe] {
     match flavor {
         Flavor::OpenSsl => OPENSSL_PROBES,
         Flavor::GnuTls => GNUTLS_PROBES,
+        Flavor::Go => GO_PROBES,
     }
+}
+
+/// Where each probe of `lib` goes: (symbol, offset in it, program, optional).
+fn probe_points(lib: &Library) -> anyhow::Result<Vec<(&'static str, u64, &'static str, bool)>> {
+    let mut points = Vec::new();
+    for (symbol, entry, ret, optional) in probes(lib.flavor) {
+        points.push((*symbol, 0, *entry, *optional));
+        if let Some(ret) = ret {
+            points.push((*symbol, 0, *ret, *optional));
+        }
+    }
+    if lib.flavor == Flavor::Go {
+        for symbol in GO_RETURNS {
+            for off in elf::go_returns(&lib.path, symbol)? {
+                points.push((*symbol, off, PROG_GO_RETURN, false));
+            }
+        }
+    }
+    Ok(points)
 }
 
 /// Attaches `flavor`'s probes to `lib` with attach cookie `cookie`; on a required function's
@@ -351,26 +389,34 @@ fn probes(flavor: Flavor) -> &'static [Probe] {
 fn attach_library(ebpf: &mut Ebpf, lib: &Library, cookie: u64) -> anyhow::Result<()> {
     let mut links = Vec::new();
     let mut failure = None;
-    'probes: for (symbol, entry, ret, optional) in probes(lib.flavor) {
-        for prog in std::iter::once(*entry).chain(*ret) {
-            let p: &mut UProbe = ebpf
-                .program_mut(prog)
-                .with_context(|| format!("program {prog} missing"))?
-                .try_into()?;
-            let point = UProbeAttachPoint {
-                location: UProbeAttachLocation::Symbol(symbol),
-                cookie: Some(cookie),
-            };
-            match p.attach(point, &lib.path, UProbeScope::AllProcesses) {
-                Ok(link) => links.push((prog, link)),
-                Err(e) if *optional => {
-                    debug!(library = %lib.path.display(), symbol, error = %format!("{:#}", anyhow::Error::from(e)), "optional function not probed");
-                    break;
-                }
-                Err(e) => {
-                    failure = Some(anyhow::Error::from(e).context(format!("probing {symbol}")));
-                    break 'probes;
-                }
+    // An optional function whose entry failed is skipped with its return probe.
+    let mut skipped: Option<&str> = None;
+    for (symbol, offset, prog, optional) in probe_points(lib)? {
+        if skipped == Some(symbol) {
+            continue;
+        }
+        let p: &mut UProbe = ebpf
+            .program_mut(prog)
+            .with_context(|| format!("program {prog} missing"))?
+            .try_into()?;
+        let point = UProbeAttachPoint {
+            location: if offset == 0 {
+                UProbeAttachLocation::Symbol(symbol)
+            } else {
+                UProbeAttachLocation::SymbolOffset(symbol, offset)
+            },
+            cookie: Some(cookie),
+        };
+        match p.attach(point, &lib.path, UProbeScope::AllProcesses) {
+            Ok(link) => links.push((prog, link)),
+            Err(e) if optional => {
+                debug!(library = %lib.path.display(), symbol, error = %format!("{:#}", anyhow::Error::from(e)), "optional function not probed");
+                skipped = Some(symbol);
+            }
+            Err(e) => {
+                failure =
+                    Some(anyhow::Error::from(e).context(format!("probing {symbol}+{offset:#x}")));
+                break;
             }
         }
     }
@@ -464,6 +510,10 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::R
         PROG_SSL_READ_RETURN,
         PROG_SSL_WRITE_RETURN,
         PROG_TLS_CONTINUE,
+        PROG_GO_READ_ENTRY,
+        PROG_GO_WRITE_ENTRY,
+        PROG_GO_RETURN,
+        PROG_GO_CLOSE,
     ] {
         let p: &mut UProbe = ebpf
             .program_mut(name)

@@ -2,6 +2,12 @@
 //! `.dynsym`), so that OpenSSL linked into an executable is found like `libssl.so.3`
 //! (R-CAP-4), and processes using a TLS library the probes cannot hook are counted.
 //!
+//! Go executables are recognised by `crypto/tls.(*Conn).Read`/`Write`/`Close` in `.symtab`
+//! and their build version in `.go.buildinfo`; the probes need the register ABI (Go 1.17+,
+//! and the inline build-info format of Go 1.18+ to tell) on x86-64. [`go_returns`] finds the
+//! `RET` instructions of a function by decoding its machine code (iced-x86), because Go
+//! returns are probed where they happen, not through a uretprobe.
+//!
 //! The file is mapped read-only (page cache, no copy) and only its section headers and symbol
 //! tables are touched: a large statically linked server costs its symbol table, once per
 //! inode (measured, debug build: the 21 to 43 distinct files of a host's 85 processes, a
@@ -12,7 +18,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd as _;
 use std::path::Path;
 
-use object::{Object as _, ObjectSymbol as _};
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 use thiserror::Error;
 
 /// A TLS library the probes understand; its discriminant is the probes' attach cookie, which
@@ -24,17 +30,20 @@ pub enum Flavor {
     OpenSsl = 0,
     /// GnuTLS (`gnutls_record_recv`, `gnutls_record_send`, `gnutls_deinit`).
     GnuTls = 1,
+    /// Go's `crypto/tls` (`(*Conn).Read`, `(*Conn).Write`, `(*Conn).Close`), x86-64, Go 1.18+.
+    Go = 2,
 }
 
 impl Flavor {
     /// Every flavor, in discriminant order.
-    pub const ALL: [Flavor; 2] = [Flavor::OpenSsl, Flavor::GnuTls];
+    pub const ALL: [Flavor; 3] = [Flavor::OpenSsl, Flavor::GnuTls, Flavor::Go];
 
     /// The event's `tls_library`.
     pub const fn name(self) -> &'static str {
         match self {
             Flavor::OpenSsl => "openssl",
             Flavor::GnuTls => "gnutls",
+            Flavor::Go => "go",
         }
     }
 }
@@ -78,6 +87,114 @@ pub enum ElfError {
         /// The cause.
         source: object::read::Error,
     },
+    /// A function to probe is missing or its code cannot be read.
+    #[error("{path}: {symbol}: {reason}")]
+    Function {
+        /// The file.
+        path: String,
+        /// The function.
+        symbol: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Go's `crypto/tls` functions the probes need, all defined in `.symtab`.
+pub const GO_READ: &str = "crypto/tls.(*Conn).Read";
+/// See [`GO_READ`].
+pub const GO_WRITE: &str = "crypto/tls.(*Conn).Write";
+/// See [`GO_READ`].
+pub const GO_CLOSE: &str = "crypto/tls.(*Conn).Close";
+const GO: &[&str] = &[GO_READ, GO_WRITE, GO_CLOSE];
+
+/// The Go release that built `obj`, from `.go.buildinfo` (Go 1.18+ stores it inline: the
+/// 14-byte magic, pointer size, flags with bit 2, then at offset 32 a varint-prefixed
+/// string); `None` for older Go or no build info.
+fn go_version(obj: &object::File<'_>) -> Option<(u32, u32)> {
+    let data = obj.section_by_name(".go.buildinfo")?.data().ok()?;
+    if data.len() < 33 || &data[..14] != b"\xff Go buildinf:" || data[15] & 2 == 0 {
+        return None;
+    }
+    let (len, n) = varint(&data[32..])?;
+    let text = data.get(32 + n..32 + n + usize::try_from(len).ok()?)?;
+    let text = std::str::from_utf8(text).ok()?.strip_prefix("go")?;
+    let mut parts = text.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// An unsigned LEB128 varint at the start of `b`: (value, bytes used).
+fn varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, byte) in b.iter().take(10).enumerate() {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// Offsets from the start of `symbol` of each `RET` instruction in its code (x86-64 `C3`/`C2`,
+/// found by decoding instruction by instruction, so a `C3` byte inside another instruction is
+/// never taken for one).
+pub fn go_returns(path: &Path, symbol: &str) -> Result<Vec<u64>, ElfError> {
+    let shown = || path.display().to_string();
+    let fail = |reason| ElfError::Function {
+        path: shown(),
+        symbol: symbol.to_owned(),
+        reason,
+    };
+    let file = File::open(path).map_err(|source| ElfError::Open {
+        path: shown(),
+        source,
+    })?;
+    let map = Mapping::new(&file).map_err(|source| ElfError::Map {
+        path: shown(),
+        source,
+    })?;
+    let obj = object::File::parse(map.bytes()).map_err(|source| ElfError::Parse {
+        path: shown(),
+        source,
+    })?;
+    if obj.architecture() != object::Architecture::X86_64 {
+        return Err(fail("not an x86-64 executable"));
+    }
+    let sym = obj
+        .symbols()
+        .find(|s| s.name() == Ok(symbol) && !s.is_undefined())
+        .ok_or_else(|| fail("not defined"))?;
+    let section = sym
+        .section_index()
+        .and_then(|i| obj.section_by_index(i).ok())
+        .ok_or_else(|| fail("not in a section"))?;
+    let data = section.data().map_err(|_| fail("code not readable"))?;
+    let start = sym
+        .address()
+        .checked_sub(section.address())
+        .and_then(|o| usize::try_from(o).ok())
+        .ok_or_else(|| fail("outside its section"))?;
+    let len = usize::try_from(sym.size()).map_err(|_| fail("size out of range"))?;
+    let code = data
+        .get(start..start.saturating_add(len))
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| fail("code out of its section"))?;
+    let mut decoder =
+        iced_x86::Decoder::with_ip(64, code, sym.address(), iced_x86::DecoderOptions::NONE);
+    let mut rets = Vec::new();
+    let mut insn = iced_x86::Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        if insn.is_invalid() {
+            return Err(fail("undecodable instruction"));
+        }
+        if matches!(insn.mnemonic(), iced_x86::Mnemonic::Ret) {
+            rets.push(insn.ip() - sym.address());
+        }
+    }
+    if rets.is_empty() {
+        return Err(fail("no RET instruction"));
+    }
+    Ok(rets)
 }
 
 /// Symbols whose definition identifies each hookable library (all must be defined).
@@ -85,7 +202,6 @@ const OPENSSL: &[&str] = &["SSL_read", "SSL_write", "SSL_free"];
 const GNUTLS: &[&str] = &["gnutls_record_recv", "gnutls_record_send", "gnutls_deinit"];
 /// One defined symbol each of TLS implementations the probes cannot hook.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("crypto/tls.(*Conn).Read", "go"),
     ("SSL_ImportFD", "nss"),
     ("wolfSSL_read", "wolfssl"),
     ("mbedtls_ssl_read", "mbedtls"),
@@ -111,6 +227,7 @@ pub fn classify(path: &Path) -> Result<Class, ElfError> {
     })?;
     let mut openssl = [false; 3];
     let mut gnutls = [false; 3];
+    let mut go = [false; 3];
     let mut wraps_gnutls = false;
     let mut unsupported = None;
     for sym in obj.dynamic_symbols().chain(obj.symbols()) {
@@ -125,14 +242,25 @@ pub fn classify(path: &Path) -> Result<Class, ElfError> {
             openssl[i] = true;
         } else if let Some(i) = GNUTLS.iter().position(|s| *s == name) {
             gnutls[i] = true;
+        } else if let Some(i) = GO.iter().position(|s| *s == name) {
+            go[i] = true;
         } else if let Some((_, lib)) = UNSUPPORTED.iter().find(|(s, _)| *s == name) {
             unsupported = Some(*lib);
         }
     }
+    // A Go executable linking `crypto/tls`: hookable with the register ABI on x86-64; older
+    // ones are counted. (A stripped Go executable has no symbols to tell.)
+    let go_hookable = go.iter().all(|d| *d)
+        && obj.architecture() == object::Architecture::X86_64
+        && go_version(&obj).is_some_and(|v| v >= (1, 18));
     Ok(if gnutls.iter().all(|d| *d) {
         Class::Hookable(Flavor::GnuTls)
     } else if openssl.iter().all(|d| *d) && !wraps_gnutls {
         Class::Hookable(Flavor::OpenSsl)
+    } else if go_hookable {
+        Class::Hookable(Flavor::Go)
+    } else if go[0] {
+        Class::Unsupported("go")
     } else if let Some(lib) = unsupported {
         Class::Unsupported(lib)
     } else {
@@ -311,6 +439,71 @@ pub(crate) mod tests {
         let stripped = std::process::Command::new("strip").arg(&exe).status();
         assert!(stripped.is_ok_and(|s| s.success()), "strip");
         assert_eq!(classify(&exe).unwrap(), Class::None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Go executables built here (Debian's Go 1.19): one linking `crypto/tls` is hookable,
+    /// and each `RET` found in its Read/Write is a `C3` byte at an instruction boundary;
+    /// one without TLS is nothing.
+    #[test]
+    fn go_executables_are_classified_and_their_returns_found() {
+        let has_go = std::process::Command::new("go")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has_go {
+            return crate::attribution::skip("Go is not installed (run `cargo xtask setup`)");
+        }
+        let dir = std::env::temp_dir().join(format!("apitap-elf-go-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("plain")).unwrap();
+        std::fs::write(dir.join("plain/go.mod"), "module plain\ngo 1.18\n").unwrap();
+        std::fs::write(
+            dir.join("plain/main.go"),
+            "package main\nimport \"fmt\"\nfunc main() { fmt.Println(1) }\n",
+        )
+        .unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls/go_https");
+        let build = |src: &Path, out: &Path| {
+            let ok = std::process::Command::new("go")
+                .args(["build", "-o"])
+                .arg(out)
+                .arg(".")
+                .current_dir(src)
+                .env("GOCACHE", dir.join("cache"))
+                .env("GOPATH", dir.join("gopath"))
+                .env("GOPROXY", "off")
+                .env("HOME", &dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "go build {}", src.display());
+        };
+        let tls = dir.join("gohttps");
+        build(&fixture, &tls);
+        let plain = dir.join("plain-bin");
+        build(&dir.join("plain"), &plain);
+        assert_eq!(classify(&tls).unwrap(), Class::Hookable(Flavor::Go));
+        assert_eq!(classify(&plain).unwrap(), Class::None);
+        let file = std::fs::read(&tls).unwrap();
+        let obj = object::File::parse(&*file).unwrap();
+        assert!(go_version(&obj).is_some_and(|v| v >= (1, 18)));
+        for f in [GO_READ, GO_WRITE] {
+            let sym = obj.symbols().find(|s| s.name() == Ok(f)).unwrap();
+            let text = obj.section_by_name(".text").unwrap();
+            let code = text.data().unwrap();
+            let rets = go_returns(&tls, f).unwrap();
+            assert!(!rets.is_empty(), "{f}");
+            for off in rets {
+                assert!(off < sym.size(), "{f}+{off:#x}");
+                let at = (sym.address() + off - text.address()) as usize;
+                assert_eq!(code[at], 0xc3, "{f}+{off:#x}");
+            }
+        }
+        assert!(matches!(
+            go_returns(&plain, GO_READ),
+            Err(ElfError::Function { .. })
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
