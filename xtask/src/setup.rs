@@ -27,6 +27,11 @@ const DEBIAN: &[(&str, &str)] = &[
     ("gnutls-serv", "gnutls-bin"),
     // ... and a Go HTTPS server and client (tests/fixtures/tls/go_https, Go's crypto/tls).
     ("go", "golang-go"),
+    // ... and the static server's source built against BoringSSL (Debian's Android build of it).
+    (
+        "/usr/include/android/openssl/ssl.h",
+        "android-libboringssl-dev",
+    ),
     // tests/tests/console.rs drives the analyzer's web console (issue 20) in headless
     // Chromium through chromedriver's W3C WebDriver protocol.
     ("chromium", "chromium"),

@@ -359,7 +359,7 @@ const GO_RETURNS: &[&str] = &[elf::GO_READ, elf::GO_WRITE];
 
 fn probes(flavor: Flavor) -> &'static [Probe] {
     match flavor {
-        Flavor::OpenSsl => OPENSSL_PROBES,
+        Flavor::OpenSsl | Flavor::BoringSsl => OPENSSL_PROBES,
         Flavor::GnuTls => GNUTLS_PROBES,
         Flavor::Go => GO_PROBES,
     }

@@ -32,11 +32,19 @@ pub enum Flavor {
     GnuTls = 1,
     /// Go's `crypto/tls` (`(*Conn).Read`, `(*Conn).Write`, `(*Conn).Close`), x86-64, Go 1.18+.
     Go = 2,
+    /// BoringSSL: OpenSSL's API (probed alike, without the `_ex` forms it lacks), told apart
+    /// by a function only it defines ([`BORINGSSL_MARK`]).
+    BoringSsl = 3,
 }
 
 impl Flavor {
     /// Every flavor, in discriminant order.
-    pub const ALL: [Flavor; 3] = [Flavor::OpenSsl, Flavor::GnuTls, Flavor::Go];
+    pub const ALL: [Flavor; 4] = [
+        Flavor::OpenSsl,
+        Flavor::GnuTls,
+        Flavor::Go,
+        Flavor::BoringSsl,
+    ];
 
     /// The event's `tls_library`.
     pub const fn name(self) -> &'static str {
@@ -44,6 +52,7 @@ impl Flavor {
             Flavor::OpenSsl => "openssl",
             Flavor::GnuTls => "gnutls",
             Flavor::Go => "go",
+            Flavor::BoringSsl => "boringssl",
         }
     }
 }
@@ -197,6 +206,9 @@ pub fn go_returns(path: &Path, symbol: &str) -> Result<Vec<u64>, ElfError> {
     Ok(rets)
 }
 
+/// Defined by BoringSSL's `libssl` (GREASE, RFC 8701), not by OpenSSL's.
+const BORINGSSL_MARK: &str = "SSL_CTX_set_grease_enabled";
+
 /// Symbols whose definition identifies each hookable library (all must be defined).
 const OPENSSL: &[&str] = &["SSL_read", "SSL_write", "SSL_free"];
 const GNUTLS: &[&str] = &["gnutls_record_recv", "gnutls_record_send", "gnutls_deinit"];
@@ -228,6 +240,7 @@ pub fn classify(path: &Path) -> Result<Class, ElfError> {
     let mut openssl = [false; 3];
     let mut gnutls = [false; 3];
     let mut go = [false; 3];
+    let mut boringssl = false;
     let mut wraps_gnutls = false;
     let mut unsupported = None;
     for sym in obj.dynamic_symbols().chain(obj.symbols()) {
@@ -244,6 +257,8 @@ pub fn classify(path: &Path) -> Result<Class, ElfError> {
             gnutls[i] = true;
         } else if let Some(i) = GO.iter().position(|s| *s == name) {
             go[i] = true;
+        } else if name == BORINGSSL_MARK {
+            boringssl = true;
         } else if let Some((_, lib)) = UNSUPPORTED.iter().find(|(s, _)| *s == name) {
             unsupported = Some(*lib);
         }
@@ -256,7 +271,11 @@ pub fn classify(path: &Path) -> Result<Class, ElfError> {
     Ok(if gnutls.iter().all(|d| *d) {
         Class::Hookable(Flavor::GnuTls)
     } else if openssl.iter().all(|d| *d) && !wraps_gnutls {
-        Class::Hookable(Flavor::OpenSsl)
+        Class::Hookable(if boringssl {
+            Flavor::BoringSsl
+        } else {
+            Flavor::OpenSsl
+        })
     } else if go_hookable {
         Class::Hookable(Flavor::Go)
     } else if go[0] {
@@ -331,6 +350,7 @@ pub(crate) mod tests {
     fn system_libraries_are_classified_by_their_symbols() {
         for (lib, want) in [
             ("libssl.so.3", Class::Hookable(Flavor::OpenSsl)),
+            ("android/libssl.so.0", Class::Hookable(Flavor::BoringSsl)),
             ("libgnutls.so.30", Class::Hookable(Flavor::GnuTls)),
             ("libgnutls-openssl.so.27", Class::None),
             ("libcrypto.so.3", Class::None),
