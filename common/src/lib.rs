@@ -293,8 +293,16 @@ pub mod tls {
     /// Name of the LRU map of process id → [`TlsExe`]: the executable each selected process
     /// runs, from `sched_process_exec` (inherited on fork) and filled by the agent at start.
     pub const MAP_TLS_EXES: &str = "TLS_EXES";
-    /// Entries in [`MAP_TLS_COMMS`].
+    /// Name of the hash map of selected executables (key: the path, NUL-padded to
+    /// [`EXE_BYTES`], as in [`TlsExe`]).
+    pub const MAP_TLS_EXE_SELECT: &str = "TLS_EXE_SELECT";
+    /// Name of the hash map of selected ports (key: `u16`): the local port of an accepting
+    /// socket, the remote port of a connecting one.
+    pub const MAP_TLS_PORTS: &str = "TLS_PORTS";
+    /// Entries in [`MAP_TLS_COMMS`], and in [`MAP_TLS_EXE_SELECT`].
     pub const MAX_TLS_COMMS: u32 = 256;
+    /// Entries in [`MAP_TLS_PORTS`].
+    pub const MAX_TLS_PORTS: u32 = 256;
     /// Entries in [`MAP_TLS_EXES`].
     pub const MAX_TLS_EXES: u32 = 16_384;
     /// TCP sockets whose 4-tuple and role are remembered (LRU, from `inet_sock_set_state`).
@@ -570,6 +578,11 @@ pub mod tls {
         pub const ENABLED: u32 = 1;
         /// Trace every process calling the library; [`super::MAP_TLS_COMMS`] is ignored.
         pub const ALL_PROCESSES: u32 = 2;
+        /// Processes are also selected by executable ([`super::MAP_TLS_EXE_SELECT`]).
+        pub const BY_EXECUTABLE: u32 = 4;
+        /// Only connections on [`super::MAP_TLS_PORTS`] are captured (those whose socket is
+        /// not known are captured too: their port cannot be told).
+        pub const BY_PORT: u32 = 8;
     }
 
     /// Indices of the per-CPU counters in [`MAP_TLS_COUNTERS`]. Each cause for which plaintext

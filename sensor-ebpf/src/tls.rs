@@ -35,7 +35,8 @@
 //!   selected process; each exec is also reported to the agent, which counts a process whose
 //!   TLS library was not probed at start.
 //!
-//! Processes are selected by command name in [`TLS_COMMS`] (or all of them). The probes only
+//! Processes are selected by command name in [`TLS_COMMS`] or by executable in
+//! [`TLS_EXE_SELECT`] (or all of them), connections optionally by port in [`TLS_PORTS`]. The probes only
 //! read the traced process's memory: its behaviour is never changed. Every call whose
 //! plaintext could not be captured, or only in part, bumps a counter named after its cause.
 
@@ -43,10 +44,10 @@ use crate::capture::wakeup_flags;
 use apitap_common::{
     FAMILY_IPV4, FAMILY_IPV6,
     tls::{
-        EXE_BYTES, MAX_TLS_COMMS, MAX_TLS_EXES, MAX_TLS_INFLIGHT, MAX_TLS_SOCKETS, TLS_CHUNK_BYTES,
-        TLS_CHUNKS_PER_RUN, TLS_HEADER_BYTES, TLS_RUNS_PER_CALL, TLS_SMALL_CHUNK_BYTES, TlsConfig,
-        TlsCounter, TlsExe, TlsHeader, TlsKind, TlsRecord, TlsSmallRecord, TlsSocket, role,
-        tls_flags,
+        EXE_BYTES, MAX_TLS_COMMS, MAX_TLS_EXES, MAX_TLS_INFLIGHT, MAX_TLS_PORTS, MAX_TLS_SOCKETS,
+        TLS_CHUNK_BYTES, TLS_CHUNKS_PER_RUN, TLS_HEADER_BYTES, TLS_RUNS_PER_CALL,
+        TLS_SMALL_CHUNK_BYTES, TlsConfig, TlsCounter, TlsExe, TlsHeader, TlsKind, TlsRecord,
+        TlsSmallRecord, TlsSocket, role, tls_flags,
     },
 };
 use aya_ebpf::{
@@ -79,6 +80,12 @@ static TLS_COMMS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(MAX_TLS_COMM
 
 #[map]
 static TLS_EXES: LruHashMap<u32, TlsExe> = LruHashMap::with_max_entries(MAX_TLS_EXES, 0);
+
+#[map]
+static TLS_EXE_SELECT: HashMap<[u8; EXE_BYTES], u8> = HashMap::with_max_entries(MAX_TLS_COMMS, 0);
+
+#[map]
+static TLS_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_TLS_PORTS, 0);
 
 #[map]
 static TLS_SOCKETS: LruHashMap<u64, TlsSocket> = LruHashMap::with_max_entries(MAX_TLS_SOCKETS, 0);
@@ -188,10 +195,48 @@ fn selected() -> bool {
     if flags & tls_flags::ALL_PROCESSES != 0 {
         return true;
     }
-    let Ok(comm) = bpf_get_current_comm() else {
+    if let Ok(comm) = bpf_get_current_comm()
+        && comm_selected(&comm)
+    {
+        return true;
+    }
+    if flags & tls_flags::BY_EXECUTABLE == 0 {
+        return false;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: plain lookups; the key is map memory, only read by the lookup.
+    unsafe { TLS_EXES.get(&tgid).is_some_and(|e| exe_selected(&e.path)) }
+}
+
+#[inline(always)]
+fn exe_selected(path: &[u8; EXE_BYTES]) -> bool {
+    // SAFETY: plain lookup; the value is not kept.
+    unsafe { TLS_EXE_SELECT.get(path).is_some() }
+}
+
+/// With `tls.ports`: whether the socket's port is selected (the local port of an accepting
+/// socket, the remote one of a connecting socket, either if the role is unknown). A socket
+/// whose 4-tuple was not seen passes: its port cannot be told.
+#[inline(always)]
+fn port_selected(sock: u64) -> bool {
+    let Some(flags) = enabled() else {
         return false;
     };
-    comm_selected(&comm)
+    if flags & tls_flags::BY_PORT == 0 || sock == 0 {
+        return true;
+    }
+    // SAFETY: plain lookups; values are copied.
+    unsafe {
+        let Some(s) = TLS_SOCKETS.get(&sock) else {
+            return true;
+        };
+        let (l, r) = (s.lport, s.rport);
+        match s.role {
+            role::SERVER => TLS_PORTS.get(&l).is_some(),
+            role::CLIENT => TLS_PORTS.get(&r).is_some(),
+            _ => TLS_PORTS.get(&l).is_some() || TLS_PORTS.get(&r).is_some(),
+        }
+    }
 }
 
 #[inline(always)]
@@ -467,7 +512,7 @@ fn start_copy(ctx: &RetProbeContext, id: u64) -> Result<(), Result<Skip, Loss>> 
     } else {
         return Err(Ok(Skip));
     };
-    if len == 0 {
+    if len == 0 || !port_selected(entry.sock) {
         return Err(Ok(Skip));
     }
     bump(TlsCounter::Calls, 1);
@@ -997,12 +1042,21 @@ pub fn apitap_process_exec(ctx: RawTracePointContext) -> i32 {
 
 #[inline(always)]
 fn try_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
-    if !selected() {
+    let Some(flags) = enabled() else {
         return Ok(());
-    }
+    };
     let Some(cfg) = TLS_CONFIG.get(0) else {
         return Ok(());
     };
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    let by_comm = flags & tls_flags::ALL_PROCESSES != 0
+        || bpf_get_current_comm().is_ok_and(|c| comm_selected(&c));
+    if !by_comm && flags & tls_flags::BY_EXECUTABLE == 0 {
+        // An entry inherited at fork belongs to the executable the process just left.
+        let _ = TLS_EXES.remove(&tgid);
+        return Ok(());
+    }
     let bprm: u64 = ctx.arg(2);
     let filename: u64 = kread(bprm, cfg.bprm_filename)?;
     let mut exe = TlsExe {
@@ -1010,8 +1064,10 @@ fn try_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
     };
     // SAFETY: the helper checks the address and bounds the copy by the buffer.
     unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut exe.path)? };
-    let id = bpf_get_current_pid_tgid();
-    let tgid = (id >> 32) as u32;
+    if !by_comm && !exe_selected(&exe.path) {
+        let _ = TLS_EXES.remove(&tgid);
+        return Ok(());
+    }
     let _ = TLS_EXES.insert(&tgid, &exe, 0);
     // The executed file's identity, which the agent compares with the files it probed.
     let file: u64 = kread(bprm, cfg.bprm_file)?;

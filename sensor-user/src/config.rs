@@ -62,6 +62,17 @@ pub struct TlsSection {
     /// trace, e.g. `["nginx"]`; matched in the kernel, so other processes calling the library
     /// cost one map lookup per call. Empty: every process that uses the libraries.
     pub processes: Vec<String>,
+    /// Absolute paths of executables whose processes to trace besides `processes`, e.g.
+    /// `["/usr/sbin/nginx"]` (at most 127 bytes each): matched in the kernel against the path
+    /// the process was started by (`execve`'s, so a process started through a symlink or a
+    /// relative path is not matched) or, for processes running at start, `/proc/<pid>/exe`.
+    /// Both empty: every process that uses the libraries.
+    pub executables: Vec<PathBuf>,
+    /// Ports whose TLS connections to capture, e.g. `[443, 8443]`: the local port of
+    /// accepted connections (a server's), the remote port of connections the process opened
+    /// (a client's). Connections whose socket was established before the sensor started
+    /// cannot be told apart and are captured. Empty (default): every port.
+    pub ports: Vec<u16>,
     /// Paths of the files to probe: shared libraries or executables whose symbol table defines
     /// OpenSSL's (`SSL_read`, `SSL_write`, `SSL_free`) or GnuTLS's (`gnutls_record_recv`,
     /// `gnutls_record_send`, `gnutls_deinit`) functions. Empty (default): `libssl.so.3` and
@@ -86,6 +97,8 @@ impl Default for TlsSection {
         TlsSection {
             enabled: false,
             processes: Vec::new(),
+            executables: Vec::new(),
+            ports: Vec::new(),
             libraries: Vec::new(),
             ring_buffer_bytes: 8 * 1024 * 1024,
             max_connections: 16_384,
@@ -542,6 +555,34 @@ impl Config {
                 ));
             }
         }
+        if t.executables.len() > apitap_common::tls::MAX_TLS_COMMS as usize {
+            return Err(invalid(
+                "tls.executables",
+                format!("at most {} paths", apitap_common::tls::MAX_TLS_COMMS),
+            ));
+        }
+        for e in &t.executables {
+            let len = e.as_os_str().len();
+            if !e.is_absolute() || len >= apitap_common::tls::EXE_BYTES {
+                return Err(invalid(
+                    "tls.executables",
+                    format!(
+                        "{} is not an absolute path of at most {} bytes",
+                        e.display(),
+                        apitap_common::tls::EXE_BYTES - 1
+                    ),
+                ));
+            }
+        }
+        if t.ports.len() > apitap_common::tls::MAX_TLS_PORTS as usize || t.ports.contains(&0) {
+            return Err(invalid(
+                "tls.ports",
+                format!(
+                    "at most {} ports, each 1..=65535",
+                    apitap_common::tls::MAX_TLS_PORTS
+                ),
+            ));
+        }
         for l in &t.libraries {
             if !l.is_absolute() {
                 return Err(invalid(
@@ -784,6 +825,14 @@ mod tests {
             (
                 "[capture]\ninterfaces = [\"e\"]\n[tls]\nlibraries = [\"libssl.so.3\"]\n",
                 "tls.libraries",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[tls]\nexecutables = [\"nginx\"]\n",
+                "tls.executables",
+            ),
+            (
+                "[capture]\ninterfaces = [\"e\"]\n[tls]\nports = [443, 0]\n",
+                "tls.ports",
             ),
             (
                 "[capture]\ninterfaces = [\"e\"]\n[tls]\nring_buffer_bytes = 1000\n",

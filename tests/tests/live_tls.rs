@@ -1553,3 +1553,86 @@ fn https_plaintext_from_a_boringssl_server() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// `tls.executables` and `tls.ports` (issue 16: a busy host is not traced wholesale): two
+/// nginx servers run from a copy of the nginx executable whose path alone selects them (its
+/// command name is `nginx`, like every other test's nginx, which must not be traced), and
+/// only the port listed is captured: every request to it is reported, none to the other.
+#[test]
+fn https_capture_selected_by_executable_and_port() -> anyhow::Result<()> {
+    let test = "https_capture_selected_by_executable_and_port";
+    if !require_privileges(test) {
+        return Ok(());
+    }
+    let (selected_port, other_port) = (11443, 12443);
+    let dir = tempdir("tls-sel");
+    let certs = dir.join("certs");
+    make_test_certificate(&certs)?;
+    std::fs::create_dir_all(dir.join("bin"))?;
+    let exe = dir.join("bin/nginx");
+    std::fs::copy("/usr/sbin/nginx", &exe).context("copying nginx")?;
+    let exe_s = exe.to_string_lossy().into_owned();
+    let topo = Topology::new("tlssel")?;
+    let mut servers = Vec::new();
+    for (i, port) in [selected_port, other_port].into_iter().enumerate() {
+        let d = dir.join(format!("n{i}"));
+        std::fs::create_dir_all(d.join("tmp"))?;
+        let conf = d.join("nginx.conf");
+        let plain = SERVER_PORT + 3 + i as u16;
+        std::fs::write(&conf, https_conf(&d, &certs, port, plain))?;
+        servers.push(Server::start(
+            &topo.server,
+            &exe_s,
+            &["-c", &conf.to_string_lossy(), "-p", &d.to_string_lossy()],
+            &d.join("nginx.out"),
+            &format!("http://{SERVER_IP}:{plain}/healthz"),
+        )?);
+    }
+    let mut sensor = Sensor::start_with(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        &format!("[tls]\nenabled = true\nexecutables = [{exe_s:?}]\nports = [{selected_port}]\n"),
+        &dir.join("sensor"),
+    )?;
+    for port in [selected_port, other_port] {
+        let mut args = vec!["-k".to_owned()];
+        for i in 1..=3 {
+            args.extend([
+                "-o".to_owned(),
+                "/dev/null".to_owned(),
+                format!("https://{SERVER_IP}:{port}/api/v1/users/{i}"),
+            ]);
+        }
+        topo.curl(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    }
+    let m = sensor.wait_for_metric("apitap_sensor_events_total", 3, Duration::from_secs(30))?;
+    // The other port's calls had time to arrive too (they came after the selected ones).
+    std::thread::sleep(Duration::from_secs(2));
+    drop(servers);
+    sensor.stop()?;
+    assert_nothing_lost(&m);
+    let events: Vec<ApiEvent> = read_events(&sensor.events)?
+        .into_iter()
+        .filter(|e| e.tls)
+        .collect();
+    for e in &events {
+        let p = e.process.as_deref().context("process")?;
+        assert_eq!(p.executable.as_deref(), Some(exe_s.as_str()), "{p:?}");
+        assert_eq!(e.server.port, selected_port, "{}", key(e));
+    }
+    let mut got: Vec<String> = events
+        .iter()
+        .filter(|e| e.client.ip.to_string() == CLIENT_IP)
+        .map(key)
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        (1..=3)
+            .map(|i| format!("GET /api/v1/users/{i} 200"))
+            .collect::<Vec<_>>()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

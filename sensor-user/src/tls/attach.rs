@@ -14,7 +14,10 @@ use apitap_common::tls::{
     PROG_SSL_READ_EX_ENTRY, PROG_SSL_READ_RETURN, PROG_SSL_WRITE_ENTRY, PROG_SSL_WRITE_EX_ENTRY,
     PROG_SSL_WRITE_RETURN, PROG_TLS_CONTINUE, TlsConfig, TlsExe, tls_flags,
 };
-use apitap_common::tls::{PROG_GO_CLOSE, PROG_GO_READ_ENTRY, PROG_GO_RETURN, PROG_GO_WRITE_ENTRY};
+use apitap_common::tls::{
+    MAP_TLS_EXE_SELECT, MAP_TLS_PORTS, PROG_GO_CLOSE, PROG_GO_READ_ENTRY, PROG_GO_RETURN,
+    PROG_GO_WRITE_ENTRY,
+};
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
@@ -460,8 +463,31 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::R
             .with_context(|| format!("`tls.processes`: adding {p:?}"))?;
     }
     let mut flags = tls_flags::ENABLED;
-    if cfg.processes.is_empty() {
+    if cfg.processes.is_empty() && cfg.executables.is_empty() {
         flags |= tls_flags::ALL_PROCESSES;
+    }
+    if !cfg.executables.is_empty() {
+        flags |= tls_flags::BY_EXECUTABLE;
+        let mut exes: HashMap<_, [u8; EXE_BYTES], u8> = HashMap::try_from(
+            ebpf.map_mut(MAP_TLS_EXE_SELECT)
+                .context("map TLS_EXE_SELECT missing")?,
+        )?;
+        for e in &cfg.executables {
+            exes.insert(exe_value(&e.to_string_lossy()).path, 1, 0)
+                .with_context(|| format!("`tls.executables`: adding {}", e.display()))?;
+        }
+    }
+    if !cfg.ports.is_empty() {
+        flags |= tls_flags::BY_PORT;
+        let mut ports: HashMap<_, u16, u8> = HashMap::try_from(
+            ebpf.map_mut(MAP_TLS_PORTS)
+                .context("map TLS_PORTS missing")?,
+        )?;
+        for p in &cfg.ports {
+            ports
+                .insert(p, 1, 0)
+                .with_context(|| format!("`tls.ports`: adding {p}"))?;
+        }
     }
     let mut config: Array<_, TlsConfig> = Array::try_from(
         ebpf.map_mut(MAP_TLS_CONFIG)
@@ -487,10 +513,14 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::R
             let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
                 continue;
             };
-            if !cfg.processes.is_empty() && !cfg.processes.iter().any(|p| p == comm.trim_end()) {
+            let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
                 continue;
-            }
-            if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
+            };
+            let all = cfg.processes.is_empty() && cfg.executables.is_empty();
+            if all
+                || cfg.processes.iter().any(|p| p == comm.trim_end())
+                || cfg.executables.contains(&exe)
+            {
                 let _ = exes.insert(pid, exe_value(&exe.to_string_lossy()), 0);
                 known += 1;
             }
@@ -587,6 +617,8 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::R
         classified = found.classified,
         scan_ms,
         processes = ?cfg.processes,
+        executables = ?cfg.executables,
+        ports = ?cfg.ports,
         running_selected = known,
         "TLS capture attached"
     );
