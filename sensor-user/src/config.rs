@@ -82,6 +82,14 @@ pub struct TlsSection {
     /// too). A probe is on the file (inode): every process that runs or maps it later is
     /// covered without attaching again.
     pub libraries: Vec<PathBuf>,
+    /// Probe library files first seen after start (a new container's `libssl.so.3`, a new
+    /// Go build, a library loaded later) through a helper process that keeps CAP_BPF,
+    /// CAP_PERFMON, CAP_SYS_ADMIN and CAP_SYS_PTRACE, and nothing else, while the sensor drops
+    /// all (docs/tls.md). Default true; false: such processes are only counted.
+    pub attach_later: bool,
+    /// Seconds between the helper's reads of every selected process's mapped files (new
+    /// processes are also looked at 0.1 s and 1 s after their exec). 1..=3600, default 5.
+    pub rescan_interval_secs: u64,
     /// Size of the TLS plaintext ring buffer in bytes (power of two, at least 65536).
     pub ring_buffer_bytes: u32,
     /// TLS connections decoded at once at most (1..=1048576); beyond it the least recently
@@ -100,6 +108,8 @@ impl Default for TlsSection {
             executables: Vec::new(),
             ports: Vec::new(),
             libraries: Vec::new(),
+            attach_later: true,
+            rescan_interval_secs: 5,
             ring_buffer_bytes: 8 * 1024 * 1024,
             max_connections: 16_384,
             idle_timeout_secs: 300,
@@ -538,6 +548,9 @@ impl Config {
         }
         if t.idle_timeout_secs == 0 {
             return Err(invalid("tls.idle_timeout_secs", "must be greater than 0"));
+        }
+        if !(1..=3600).contains(&t.rescan_interval_secs) {
+            return Err(invalid("tls.rescan_interval_secs", "must be 1..=3600"));
         }
         if t.processes.len() > apitap_common::tls::MAX_TLS_COMMS as usize {
             return Err(invalid(

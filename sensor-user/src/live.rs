@@ -54,6 +54,43 @@ struct TlsPipe {
     events: Vec<(ApiEvent, TlsOwner)>,
     /// Counts processes whose TLS is not captured (R-CAP-4).
     watch: crate::tls::watch::ExecWatch,
+    /// The helper probing files first seen later (`tls.attach_later`).
+    attacher: Option<crate::tls::attacher::Attacher>,
+    /// Its reports so far: attached, failed, detached.
+    late: [u64; 3],
+}
+
+impl TlsPipe {
+    /// Takes the attach helper's reports into the watch, the counters and the log.
+    fn late_reports(&mut self) {
+        use crate::tls::attacher::Outcome;
+        let Some(a) = &mut self.attacher else {
+            return;
+        };
+        for r in a.reports() {
+            self.late[r.outcome as usize - 1] += 1;
+            self.watch.late_outcome(r.file, r.flavor, r.outcome);
+            match r.outcome {
+                Outcome::Attached => info!(
+                    pid = r.pid,
+                    inode = r.file.1,
+                    kind = r.flavor.name(),
+                    "TLS library probed after start"
+                ),
+                Outcome::Failed => warn!(
+                    pid = r.pid,
+                    inode = r.file.1,
+                    kind = r.flavor.name(),
+                    "TLS library first seen after start could not be probed"
+                ),
+                Outcome::Detached => info!(
+                    inode = r.file.1,
+                    kind = r.flavor.name(),
+                    "TLS library no longer mapped by a selected process: probes detached"
+                ),
+            }
+        }
+    }
 }
 
 struct Pipeline {
@@ -115,6 +152,9 @@ impl Pipeline {
                     let h = &rec.header;
                     let dev = crate::tls::watch::user_dev(h.sock as u32);
                     t.watch.exec(h.tgid, rec.data, dev, h.ssl);
+                    if let Some(a) = &mut t.attacher {
+                        a.notify(h.tgid);
+                    }
                     t.decoder.exec_record();
                 }
                 Ok(rec) => {
@@ -124,6 +164,9 @@ impl Pipeline {
                 Err(_) => t.decoder.bad_record(),
             }
             drop(item);
+            if n % 256 == 1 {
+                t.late_reports();
+            }
             if t.events.len() >= MAX_QUEUED_EVENTS {
                 self.drain_events()?;
             }
@@ -195,6 +238,8 @@ impl Pipeline {
                 held_bytes: t.decoder.held_bytes(),
                 unsupported: t.watch.counts(),
                 exec_checks: t.watch.stats(),
+                late_probes: t.late,
+                late_notices_dropped: t.attacher.as_ref().map_or(0, |a| a.notices_dropped),
             }),
         }
     }
@@ -330,6 +375,7 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
             libraries,
             unsupported,
             probed,
+            attacher,
         }) => {
             // SAFETY: as for the capture ring above.
             let ring =
@@ -346,7 +392,13 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
                 counters,
                 exes,
                 events: Vec::new(),
-                watch: crate::tls::watch::ExecWatch::new(probed, unsupported),
+                watch: if attacher.is_some() {
+                    crate::tls::watch::ExecWatch::new(probed, unsupported).with_late_attach()
+                } else {
+                    crate::tls::watch::ExecWatch::new(probed, unsupported)
+                },
+                attacher,
+                late: [0; 3],
             };
             (Some(pipe), Some(ring))
         }
@@ -420,6 +472,7 @@ pub async fn run_attached(cfg: Config, attached: Attached, sink: Sink) -> anyhow
                 p.reasm.tick(clock.now_us(), &mut p.events);
                 if let Some(t) = &mut p.tls {
                     t.decoder.tick(clock.now_us(), &mut t.events);
+                    t.late_reports();
                 }
                 p.drain_events()?;
                 p.sink.flush()?;

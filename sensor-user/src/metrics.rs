@@ -77,6 +77,10 @@ pub struct TlsSnapshot {
     pub unsupported: Vec<(&'static str, &'static str, u64)>,
     /// Checks of processes started after the sensor.
     pub exec_checks: crate::tls::watch::WatchStats,
+    /// The attach helper's outcomes: files attached, failed, detached.
+    pub late_probes: [u64; 3],
+    /// Exec notices the attach helper could not be sent.
+    pub late_notices_dropped: u64,
 }
 
 fn tls_kernel_help(c: TlsCounter) -> &'static str {
@@ -103,6 +107,19 @@ fn tls_kernel_help(c: TlsCounter) -> &'static str {
 }
 
 fn render_tls(out: &mut Exposition, t: &TlsSnapshot) {
+    let mut f = out.family(
+        "apitap_tls_late_files_total",
+        Kind::Counter,
+        "Library files first seen after start, by what the attach helper did (tls.attach_later).",
+    );
+    for (i, outcome) in ["attached", "failed", "detached"].iter().enumerate() {
+        f.sample(&[("outcome", outcome)], t.late_probes[i]);
+    }
+    out.counter(
+        "apitap_tls_late_notices_dropped_total",
+        "Exec notices the attach helper's socket could not take (the next rescan finds the files).",
+        t.late_notices_dropped,
+    );
     for c in TlsCounter::ALL {
         let v = t.kernel[c as usize];
         if c.is_drop() {

@@ -147,6 +147,17 @@ pub fn drop_all_but(keep: &[u32]) -> Result<(), PrivilegeError> {
     check_threads(allowed)
 }
 
+/// The capabilities in this thread's permitted set, as a list of numbers.
+pub fn permitted() -> Vec<u32> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapPrm:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    (0..64).filter(|c| mask & (1 << c) != 0).collect()
+}
+
 /// Fails if any thread of this process holds a capability outside `allowed` in its
 /// effective, permitted, inheritable or ambient set.
 pub fn check_threads(allowed: u64) -> Result<(), PrivilegeError> {

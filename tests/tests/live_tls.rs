@@ -561,7 +561,9 @@ fn assert_nothing_lost(m: &[(String, u64)]) {
 }
 
 /// OpenSSL linked into the server executable: found by its symbols at start, probed by file,
-/// so a second process of the same executable started after the sensor is traced too.
+/// so a second process of the same executable started after the sensor is traced too. A copy
+/// of the executable (another file) first run after the sensor started is probed by the
+/// attach helper (`tls.attach_later`), traced, and detached once it has exited.
 #[test]
 fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::Result<()> {
     let test = "https_plaintext_from_a_server_with_openssl_linked_in_statically";
@@ -588,7 +590,7 @@ fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::
         &topo.server_if,
         &[SERVER_PORT],
         &format!(
-            "[decode]\nmax_body_bytes = 2097152\n[tls]\nenabled = true\nprocesses = [\"{STATIC_SERVER}\"]\n"
+            "[decode]\nmax_body_bytes = 2097152\n[tls]\nenabled = true\nprocesses = [\"{STATIC_SERVER}\"]\nrescan_interval_secs = 1\n"
         ),
         &dir.join("sensor"),
     )?;
@@ -599,17 +601,19 @@ fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::
             && l.contains("openssl")),
         "the executable was not probed:\n{log}"
     );
+    let attached = "apitap_tls_late_files_total{outcome=\"attached\"}";
+    assert_eq!(metric(&sensor.metrics()?, attached), 0);
     let late_log = dir.join("late.log");
     let late = start_static(&topo.server, &exe, &certs, LATE_PORT, &late_log)?;
-    // A copy of the executable (another inode) first run after the sensor started: not
-    // probed (attaching needs the capabilities dropped after start), so counted and not
-    // captured.
+    // A copy of the executable (another inode) first run after the sensor started: the
+    // sensor holds no capability any more; its attach helper probes the new file.
     let copy_dir = dir.join("copy");
     std::fs::create_dir_all(&copy_dir)?;
     let copy = copy_dir.join(STATIC_SERVER);
     std::fs::copy(&exe, &copy)?;
     let copy_log = dir.join("copy.log");
     let copied = start_static(&topo.server, &copy, &certs, COPY_PORT, &copy_log)?;
+    sensor.wait_for_metric(attached, 1, Duration::from_secs(10))?;
 
     let url = |port: u16, path: &str| format!("https://{SERVER_IP}:{port}{path}");
     // Keep-alive: five requests on one connection.
@@ -653,40 +657,57 @@ fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::
         "the server logged every request: {expected:?}"
     );
     // The late server's readiness probe is traced too (from the server's own address).
-    let m = sensor.wait_for_metric(
+    sensor.wait_for_metric(
         "apitap_sensor_events_total",
         expected.len() as u64 + 1,
         Duration::from_secs(30),
     )?;
     let pids = [early.pid(), late.pid()];
     let copy_pid = copied.pid();
+    // The copy gone, no selected process maps its file: detached after three rescans.
+    drop(copied);
+    let m = sensor.wait_for_metric(
+        "apitap_tls_late_files_total{outcome=\"detached\"}",
+        1,
+        Duration::from_secs(15),
+    )?;
     drop(early);
     drop(late);
-    drop(copied);
     sensor.stop()?;
     assert_nothing_lost(&m);
-    // R-CAP-4: the copy is counted as not captured, and named in the log; both later
-    // processes were reported by the exec tracepoint and checked.
+    // R-CAP-4: nothing left uncaptured; both later processes were reported by the exec
+    // tracepoint and checked; the helper probed exactly the copy's file.
     assert_eq!(
         metric(
             &m,
             "apitap_tls_unsupported_processes_total{library=\"openssl\",reason=\"not_probed\"}"
         ),
-        1
+        0
+    );
+    assert_eq!(metric(&m, attached), 1);
+    assert_eq!(
+        metric(&m, "apitap_tls_late_files_total{outcome=\"failed\"}"),
+        0
     );
     assert!(metric(&m, "apitap_tls_kernel_execs_total") >= 2);
     assert!(metric(&m, "apitap_tls_exec_checks_total{result=\"checked\"}") >= 2);
     let log = sensor.log_text();
     assert!(
-        log.lines().any(|l| l.contains("not captured")
-            && l.contains(&copy.to_string_lossy().into_owned())),
-        "the copy is not named in the log:\n{log}"
+        log.lines()
+            .any(|l| l.contains("TLS library probed after start")),
+        "the helper's probe is not in the log:\n{log}"
     );
     let all = read_events(&sensor.events)?;
-    assert!(
-        !all.iter()
-            .any(|e| e.process.as_ref().is_some_and(|p| p.pid == copy_pid)),
-        "the copy was not probed, yet traced"
+    let copy_events: Vec<String> = all
+        .iter()
+        .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == copy_pid))
+        .filter(|e| e.client.ip.to_string() == CLIENT_IP)
+        .map(key)
+        .collect();
+    assert_eq!(
+        copy_events,
+        ["GET /api/v1/users/9 200"],
+        "the copy, probed late"
     );
 
     let events: Vec<ApiEvent> = read_events(&sensor.events)?

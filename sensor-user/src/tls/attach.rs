@@ -20,7 +20,7 @@ use apitap_common::tls::{
 };
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::programs::{RawTracePoint, UProbe};
 use tracing::{debug, info, warn};
 
@@ -272,6 +272,8 @@ pub struct TlsHandles {
     pub unsupported: Vec<(&'static str, &'static str, u64)>,
     /// Device and inode of every file probed.
     pub probed: Vec<(u64, u64)>,
+    /// The helper that probes files first seen later (`tls.attach_later`).
+    pub attacher: Option<super::attacher::Attacher>,
 }
 
 /// One probed function: symbol, entry program, return program, and whether the library is
@@ -387,9 +389,12 @@ fn probe_points(lib: &Library) -> anyhow::Result<Vec<(&'static str, u64, &'stati
     Ok(points)
 }
 
+/// The probes attached to one file: (program, link), to detach them later.
+pub(crate) type Links = Vec<(&'static str, UProbeLinkId)>;
+
 /// Attaches `flavor`'s probes to `lib` with attach cookie `cookie`; on a required function's
 /// failure detaches what it attached (one direction alone would decode as garbage).
-fn attach_library(ebpf: &mut Ebpf, lib: &Library, cookie: u64) -> anyhow::Result<()> {
+pub(crate) fn attach_library(ebpf: &mut Ebpf, lib: &Library, cookie: u64) -> anyhow::Result<Links> {
     let mut links = Vec::new();
     let mut failure = None;
     // An optional function whose entry failed is skipped with its return probe.
@@ -424,17 +429,22 @@ fn attach_library(ebpf: &mut Ebpf, lib: &Library, cookie: u64) -> anyhow::Result
         }
     }
     let Some(err) = failure else {
-        return Ok(());
+        return Ok(links);
     };
+    detach_library(ebpf, lib, links);
+    Err(err)
+}
+
+/// Detaches the probes `links` of `lib`.
+pub(crate) fn detach_library(ebpf: &mut Ebpf, lib: &Library, links: Links) {
     for (prog, link) in links {
         if let Some(p) = ebpf.program_mut(prog)
             && let Ok(p) = <&mut UProbe>::try_from(p)
             && let Err(e) = p.detach(link)
         {
-            warn!(library = %lib.path.display(), program = prog, error = %e, "detaching after a failed attach");
+            warn!(library = %lib.path.display(), program = prog, error = %e, "detaching a TLS probe");
         }
     }
-    Err(err)
 }
 
 /// Configures and attaches the TLS programs of `ebpf` per `cfg`; records wake the agent when
@@ -570,7 +580,7 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::R
     let mut unsupported = found.unsupported.clone();
     for lib in &libraries {
         match attach_library(ebpf, lib, lib.flavor as u64) {
-            Ok(()) => {
+            Ok(_) => {
                 attached += 1;
                 probed.push(lib.inode);
                 info!(library = %lib.path.display(), inode = lib.inode.1, kind = lib.flavor.name(), "TLS library probed");
@@ -636,6 +646,23 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::R
         ebpf.take_map(MAP_TLS_EXES)
             .context("map TLS_EXES missing")?,
     )?;
+    // The helper is forked last: it inherits the programs as attached at start.
+    let attacher = if cfg.attach_later {
+        let a = super::attacher::spawn(
+            ebpf,
+            &exes,
+            &probed,
+            std::time::Duration::from_secs(cfg.rescan_interval_secs),
+        )?;
+        info!(
+            pid = a.pid(),
+            rescan_secs = cfg.rescan_interval_secs,
+            "TLS attach helper started (keeps the attach capabilities; the sensor drops them)"
+        );
+        Some(a)
+    } else {
+        None
+    };
     Ok(TlsHandles {
         ring,
         counters,
@@ -646,6 +673,7 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::R
             .map(|((lib, reason), n)| (lib, reason, n))
             .collect(),
         probed,
+        attacher,
     })
 }
 

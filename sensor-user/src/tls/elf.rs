@@ -104,7 +104,7 @@ pub enum ElfError {
         /// The function.
         symbol: String,
         /// Why.
-        reason: &'static str,
+        reason: String,
     },
 }
 
@@ -148,10 +148,10 @@ fn varint(b: &[u8]) -> Option<(u64, usize)> {
 /// never taken for one).
 pub fn go_returns(path: &Path, symbol: &str) -> Result<Vec<u64>, ElfError> {
     let shown = || path.display().to_string();
-    let fail = |reason| ElfError::Function {
+    let fail = |reason: &str| ElfError::Function {
         path: shown(),
         symbol: symbol.to_owned(),
-        reason,
+        reason: reason.to_owned(),
     };
     let file = File::open(path).map_err(|source| ElfError::Open {
         path: shown(),
@@ -191,7 +191,9 @@ pub fn go_returns(path: &Path, symbol: &str) -> Result<Vec<u64>, ElfError> {
         iced_x86::Decoder::with_ip(64, code, sym.address(), iced_x86::DecoderOptions::NONE);
     let mut rets = Vec::new();
     let mut insn = iced_x86::Instruction::default();
+    let mut decoded = 0usize;
     while decoder.can_decode() {
+        decoded += 1;
         decoder.decode_out(&mut insn);
         if insn.is_invalid() {
             return Err(fail("undecodable instruction"));
@@ -201,7 +203,14 @@ pub fn go_returns(path: &Path, symbol: &str) -> Result<Vec<u64>, ElfError> {
         }
     }
     if rets.is_empty() {
-        return Err(fail("no RET instruction"));
+        return Err(fail(&format!(
+            "no RET instruction in {decoded} instructions ({} bytes at {:#x}, section {} at {:#x}, {} bytes)",
+            code.len(),
+            sym.address(),
+            section.name().unwrap_or("?"),
+            section.address(),
+            data.len()
+        )));
     }
     Ok(rets)
 }

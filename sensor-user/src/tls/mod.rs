@@ -24,6 +24,7 @@
 //! started (counted); see `docs/tls.md`.
 
 pub mod attach;
+pub mod attacher;
 pub mod btf;
 pub mod decoder;
 pub mod elf;

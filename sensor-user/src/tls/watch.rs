@@ -45,6 +45,8 @@ pub struct ExecWatch {
     warned: HashSet<(u64, u64)>,
     counts: BTreeMap<(&'static str, &'static str), u64>,
     stats: WatchStats,
+    /// The attach helper probes hookable files: they are not counted at exec.
+    late_attach: bool,
 }
 
 /// The user-space `st_dev` of a kernel `dev_t` (major << 20 | minor).
@@ -68,6 +70,38 @@ impl ExecWatch {
                 .map(|(lib, reason, n)| ((lib, reason), n))
                 .collect(),
             stats: WatchStats::default(),
+            late_attach: false,
+        }
+    }
+
+    /// With the attach helper (`tls.attach_later`): a hookable file is not counted when a
+    /// process runs it; the helper's outcome is ([`ExecWatch::late_outcome`]).
+    pub fn with_late_attach(mut self) -> Self {
+        self.late_attach = true;
+        self
+    }
+
+    /// The attach helper's report about `file` (a `flavor` library).
+    pub fn late_outcome(
+        &mut self,
+        file: (u64, u64),
+        flavor: super::elf::Flavor,
+        outcome: super::attacher::Outcome,
+    ) {
+        use super::attacher::Outcome;
+        match outcome {
+            Outcome::Attached => {
+                self.probed.insert(file);
+            }
+            Outcome::Failed => {
+                *self
+                    .counts
+                    .entry((flavor.name(), unsupported::ATTACH_FAILED))
+                    .or_default() += 1;
+            }
+            Outcome::Detached => {
+                self.probed.remove(&file);
+            }
         }
     }
 
@@ -114,6 +148,8 @@ impl ExecWatch {
         };
         self.stats.checked += 1;
         let key = match class {
+            // The helper looks at this process's files and reports.
+            Class::Hookable(_) if self.late_attach => return,
             Class::Hookable(flavor) => (flavor.name(), unsupported::NOT_PROBED),
             Class::Unsupported(lib) => (lib, unsupported::NOT_HOOKABLE),
             Class::None => return,
