@@ -253,6 +253,34 @@ fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Re
     let pid = sensor.pid().context("sensor pid")?;
     let held = threads_with_capabilities(pid, &["CapInh", "CapPrm", "CapEff", "CapAmb"])?;
     assert!(held.is_empty(), "capabilities kept after attach: {held:?}");
+    // Only the attach helper (a separate process, no traffic) keeps the four it needs.
+    let log = sensor.log_text();
+    let helper: u32 = log
+        .lines()
+        .find(|l| l.contains("TLS attach helper started"))
+        .and_then(|l| {
+            l.split("pid=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .context("the attach helper's pid in the log")?;
+    let status = std::fs::read_to_string(format!("/proc/{helper}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let eff = u64::from_str_radix(&field("CapEff"), 16)?;
+    // CAP_SYS_PTRACE 19, CAP_SYS_ADMIN 21, CAP_PERFMON 38, CAP_BPF 39.
+    let allowed: u64 = 1 << 19 | 1 << 21 | 1 << 38 | 1 << 39;
+    assert!(eff != 0 && eff & !allowed == 0, "the helper holds {eff:#x}");
+    assert_eq!(field("NoNewPrivs"), "1");
+    assert_eq!(field("PPid"), pid.to_string());
 
     // ... and one after: the probes are on the library file, nothing is attached for it.
     let late_dir = dir.join("nginx-late");
