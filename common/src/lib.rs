@@ -348,6 +348,19 @@ pub mod tls {
     /// GnuTLS `gnutls_record_send(session, data, len)` entry; its return is
     /// [`PROG_SSL_WRITE_RETURN`].
     pub const PROG_GNUTLS_SEND_ENTRY: &str = "apitap_gnutls_send_entry";
+    /// `SSL_ctrl(ssl, cmd, larg, parg)` entry: `SSL_set_tlsext_host_name` of OpenSSL (a
+    /// macro for `SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, ..., name)`), the client's SNI.
+    pub const PROG_SSL_CTRL_ENTRY: &str = "apitap_ssl_ctrl_entry";
+    /// `SSL_set_tlsext_host_name(ssl, name)` entry (a function in BoringSSL): the client's
+    /// SNI.
+    pub const PROG_SSL_SET_HOST_ENTRY: &str = "apitap_ssl_set_host_entry";
+    /// `gnutls_server_name_set(session, type, name, len)` entry.
+    pub const PROG_GNUTLS_SET_NAME_ENTRY: &str = "apitap_gnutls_set_name_entry";
+    /// `SSL_get_servername(ssl, type)` entry and return: the name the server read from the
+    /// ClientHello (a server calls it in its servername callback).
+    pub const PROG_SSL_GET_SERVERNAME_ENTRY: &str = "apitap_ssl_get_servername_entry";
+    /// Its return.
+    pub const PROG_SSL_GET_SERVERNAME_RETURN: &str = "apitap_ssl_get_servername_return";
     /// Go `crypto/tls.(*Conn).Read` entry (register ABI, Go 1.17+, x86-64).
     pub const PROG_GO_READ_ENTRY: &str = "apitap_go_read_entry";
     /// Go `crypto/tls.(*Conn).Write` entry.
@@ -385,7 +398,14 @@ pub mod tls {
         /// number and [`TlsHeader::sock`] its device (the kernel's `dev_t`), so the agent
         /// can count a TLS library it did not probe (R-CAP-4).
         Exec = 3,
+        /// The server name (SNI, RFC 6066 §3) of the connection [`TlsHeader::ssl`]: the
+        /// payload is the name (at most [`SNI_BYTES`] - 1 bytes), as the client set it or the
+        /// server read it from the ClientHello.
+        Sni = 4,
     }
+
+    /// Bytes of a server name kept (a DNS name is at most 253).
+    pub const SNI_BYTES: usize = 256;
 
     /// Role of the traced process on a connection ([`TlsHeader::role`]).
     pub mod role {

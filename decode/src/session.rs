@@ -757,6 +757,7 @@ impl Session {
             server_workload: None,
             client_workload: None,
             tls_library: None,
+            tls_sni: None,
             process: None,
         }
     }

@@ -323,6 +323,7 @@ pub(crate) fn event(out: &mut Vec<u8>, e: &ApiEvent) {
         workload(out, w);
     }
     opt_string(out, "tls_library", &e.tls_library);
+    opt_string(out, "tls_sni", &e.tls_sni);
     if let Some(p) = &e.process {
         key(out, "process", false);
         out.push(b'{');

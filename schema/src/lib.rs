@@ -35,8 +35,9 @@ use serde::{Deserialize, Serialize};
 /// (attribution to cgroup, systemd unit, container and Kubernetes pod, R-CAP-5) and
 /// [`ApiEvent::bodies_sampled_out`] (body sampling per endpoint); 1.5 adds
 /// [`ApiEvent::tls_library`] and [`ApiEvent::process`] (TLS plaintext capture with uprobes,
-/// R-CAP-4, and the process that served it, R-CAP-5).
-pub const SCHEMA_VERSION: &str = "1.5";
+/// R-CAP-4, and the process that served it, R-CAP-5); 1.6 adds [`ApiEvent::tls_sni`] and the
+/// `tls_library` values `boringssl` and `go`.
+pub const SCHEMA_VERSION: &str = "1.6";
 /// Major version this build reads.
 pub const SCHEMA_MAJOR: u32 = 1;
 
@@ -107,9 +108,14 @@ pub struct ApiEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_workload: Option<Arc<Workload>>,
     /// (1.5) With `tls`: the TLS library whose calls the plaintext was read from: `openssl`
-    /// (shared or linked into the executable) or `gnutls`.
+    /// (shared or linked into the executable) or `gnutls`; (1.6) also `boringssl` and `go`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_library: Option<String>,
+    /// (1.6) With `tls`: the server name (SNI, RFC 6066 §3) of the connection, as the traced
+    /// client set it or the traced server read it from the ClientHello; absent when none was
+    /// sent or the library's call for it is not probed (Go).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_sni: Option<String>,
     /// (1.5) The process on the sensor's host whose TLS calls carried the transaction (the
     /// server's, or the client's when the client was traced); absent for cleartext capture.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -112,6 +112,7 @@ impl EventBuilder {
                 server_workload: None,
                 client_workload: None,
                 tls_library: None,
+                tls_sni: None,
                 process: None,
             },
             latency_us: DEFAULT_LATENCY_US,

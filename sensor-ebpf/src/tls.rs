@@ -45,7 +45,7 @@ use apitap_common::{
     FAMILY_IPV4, FAMILY_IPV6,
     tls::{
         EXE_BYTES, MAX_TLS_COMMS, MAX_TLS_EXES, MAX_TLS_INFLIGHT, MAX_TLS_PORTS, MAX_TLS_SOCKETS,
-        TLS_CHUNK_BYTES, TLS_CHUNKS_PER_RUN, TLS_HEADER_BYTES, TLS_RUNS_PER_CALL,
+        SNI_BYTES, TLS_CHUNK_BYTES, TLS_CHUNKS_PER_RUN, TLS_HEADER_BYTES, TLS_RUNS_PER_CALL,
         TLS_SMALL_CHUNK_BYTES, TlsConfig, TlsCounter, TlsExe, TlsHeader, TlsKind, TlsRecord,
         TlsSmallRecord, TlsSocket, role, tls_flags,
     },
@@ -103,6 +103,10 @@ static TLS_INFLIGHT: LruHashMap<u64, InFlight> = LruHashMap::with_max_entries(MA
 #[map]
 static GO_INFLIGHT: LruHashMap<ConnKey, InFlight> =
     LruHashMap::with_max_entries(MAX_TLS_INFLIGHT, 0);
+
+/// Thread (`pid_tgid`) → the `SSL *` of its `SSL_get_servername` call.
+#[map]
+static SNI_INFLIGHT: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_TLS_INFLIGHT, 0);
 
 /// Slot 0: [`apitap_tls_continue`], tail-called to copy the rest of a long call.
 #[map]
@@ -776,6 +780,132 @@ fn report_close(ssl: u64, library: u8) -> Result<(), Skip> {
     Ok(())
 }
 
+/// `SSL_CTRL_SET_TLSEXT_HOSTNAME` (OpenSSL's `tls1.h`).
+const SSL_CTRL_SET_TLSEXT_HOSTNAME: u64 = 55;
+
+/// `SSL_ctrl(SSL *s, int cmd, long larg, void *parg)`: with
+/// `SSL_CTRL_SET_TLSEXT_HOSTNAME`, `parg` is the server name the client will send.
+#[uprobe]
+pub fn apitap_ssl_ctrl_entry(ctx: ProbeContext) -> u32 {
+    let cmd: u64 = ctx.arg(1).unwrap_or(0);
+    if cmd & 0xffff_ffff == SSL_CTRL_SET_TLSEXT_HOSTNAME
+        && let (Some(ssl), Some(name)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(3))
+    {
+        report_sni(ssl, name, SNI_BYTES as u32);
+    }
+    0
+}
+
+/// BoringSSL's `SSL_set_tlsext_host_name(SSL *ssl, const char *name)`.
+#[uprobe]
+pub fn apitap_ssl_set_host_entry(ctx: ProbeContext) -> u32 {
+    if let (Some(ssl), Some(name)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) {
+        report_sni(ssl, name, SNI_BYTES as u32);
+    }
+    0
+}
+
+/// `gnutls_server_name_set(gnutls_session_t, gnutls_server_name_type_t, const void *name,
+/// size_t name_length)`: the name is not NUL-terminated.
+#[uprobe]
+pub fn apitap_gnutls_set_name_entry(ctx: ProbeContext) -> u32 {
+    if let (Some(session), Some(name), Some(len)) =
+        (ctx.arg::<u64>(0), ctx.arg::<u64>(2), ctx.arg::<u64>(3))
+    {
+        let len = if len >= SNI_BYTES as u64 {
+            SNI_BYTES as u32 - 1
+        } else {
+            len as u32
+        };
+        report_sni(session, name, len + 1);
+    }
+    0
+}
+
+/// `SSL_get_servername(const SSL *s, const int type)` → `const char *`.
+#[uprobe]
+pub fn apitap_ssl_get_servername_entry(ctx: ProbeContext) -> u32 {
+    if selected()
+        && let Some(ssl) = ctx.arg::<u64>(0)
+    {
+        let _ = SNI_INFLIGHT.insert(&bpf_get_current_pid_tgid(), &ssl, 0);
+    }
+    0
+}
+
+#[uretprobe]
+pub fn apitap_ssl_get_servername_return(ctx: RetProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: plain lookup, the value is copied.
+    let Some(ssl) = (unsafe { SNI_INFLIGHT.get(&id) }).copied() else {
+        return 0;
+    };
+    let _ = SNI_INFLIGHT.remove(&id);
+    let name: u64 = ctx.ret::<u64>();
+    if name != 0 {
+        report_sni(ssl, name, SNI_BYTES as u32);
+    }
+    0
+}
+
+/// Writes a [`TlsKind::Sni`] record for `ssl` with the string at `name` (NUL-terminated, or
+/// cut at `max - 1` bytes).
+#[inline(always)]
+fn report_sni(ssl: u64, name: u64, max: u32) {
+    if !selected() {
+        return;
+    }
+    let id = bpf_get_current_pid_tgid();
+    let key = ConnKey {
+        ssl,
+        tgid: (id >> 32) as u32,
+        _pad: 0,
+    };
+    // SAFETY: plain lookup, the value is copied.
+    let sock = unsafe { TLS_CONNS.get(&key) }.map_or(0, |c| c.sock);
+    let entry = InFlight {
+        ssl,
+        buf: 0,
+        len_ptr: 0,
+        sock,
+        stream_offset: 0,
+        len: 0,
+        done: 0,
+        runs: 0,
+        kind: TlsKind::Sni as u8,
+        library: 0,
+        ret: RET_INT,
+        _pad: 0,
+    };
+    let mut hdr = header(&entry, id);
+    let Some(mut rec) = TLS_EVENTS.reserve::<TlsSmallRecord>(0) else {
+        bump(TlsCounter::RingFull, 1);
+        return;
+    };
+    let p = rec.as_mut_ptr();
+    let mut m = opaque(max) as usize;
+    if m > SNI_BYTES {
+        m = SNI_BYTES;
+    }
+    // SAFETY: `p` is a reserved record whose data array (TLS_SMALL_CHUNK_BYTES) holds the
+    // `m` ≤ SNI_BYTES bytes the helper may write, NUL included.
+    let n = unsafe {
+        let data = &mut (*p).data;
+        let dst = &mut data[..m];
+        aya_ebpf::helpers::bpf_probe_read_user_str_bytes(name as *const u8, dst)
+            .map_or(0, |s| s.len())
+    };
+    if n == 0 {
+        rec.discard(0);
+        return;
+    }
+    hdr.call_len = n as u32;
+    hdr.chunk_len = n as u32;
+    // SAFETY: as above.
+    unsafe { (*p).header = hdr };
+    rec.submit(0);
+}
+
 /// Byte offsets of Go's runtime structures on the way from a `*tls.Conn` to its file
 /// descriptor, unchanged from Go 1.12 to 1.23: `tls.Conn.conn` is the first field (a
 /// `net.Conn` interface: type word, then data word); the data word points to a `net.TCPConn`
@@ -1159,6 +1289,7 @@ fn try_process_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
 }
 
 const _: () = assert!(EXE_BYTES <= TLS_SMALL_CHUNK_BYTES);
+const _: () = assert!(SNI_BYTES <= TLS_SMALL_CHUNK_BYTES);
 
 /// Size check of the header as written by `output` above.
 const _: () = assert!(core::mem::size_of::<TlsHeader>() == TLS_HEADER_BYTES);

@@ -152,6 +152,11 @@ fn render_tls(out: &mut Exposition, t: &TlsSnapshot) {
         ),
         ("connections", "TLS connections opened.", s.connections),
         (
+            "sni",
+            "Server names (SNI) the TLS probes reported (set by a client, read by a server).",
+            s.sni,
+        ),
+        (
             "connections_closed",
             "TLS connections closed by the library's free call.",
             s.connections_closed,

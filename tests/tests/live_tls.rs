@@ -39,6 +39,8 @@ const EARLY_PORT: u16 = 8443;
 const LATE_PORT: u16 = 9443;
 /// HTTPS port of a copy of the static server started after the sensor.
 const COPY_PORT: u16 = 10443;
+/// The server name one request is sent to (resolved by curl itself).
+const SNI_NAME: &str = "api.apitap.test";
 /// Size of the large response and of the large upload.
 const BIG: usize = 1024 * 1024;
 
@@ -313,7 +315,17 @@ fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Re
     let upload = upload_1mib(&topo, &dir, &url(EARLY_PORT, "/upload"), &[])?;
     // The server started after the sensor: curl, then Python `requests` (CPython's own `ssl`
     // module as the client's TLS stack), two requests on one kept-alive session.
-    topo.curl(&["-k", "-o", "/dev/null", &url(LATE_PORT, "/api/v1/users/7")])?;
+    // By name: curl sends it as the server name (SNI), which nginx reads in its servername
+    // callback (`SSL_get_servername`).
+    let resolve = format!("{SNI_NAME}:{LATE_PORT}:{SERVER_IP}");
+    topo.curl(&[
+        "-k",
+        "-o",
+        "/dev/null",
+        "--resolve",
+        &resolve,
+        &format!("https://{SNI_NAME}:{LATE_PORT}/api/v1/users/7"),
+    ])?;
     let script = format!(
         "import requests, urllib3\nurllib3.disable_warnings()\ns = requests.Session()\n\
          for i in (8, 9):\n    r = s.get('{}' % i, verify=False)\n    assert r.json()['id'] == i, r.text\n",
@@ -389,6 +401,12 @@ fn https_capture(test: &str, tag: &str, unprivileged: Option<u32>) -> anyhow::Re
         *want.entry((*port, l.clone())).or_default() += 1;
     }
     assert_eq!(seen, want, "every transaction reported once");
+    // The server name, where one was sent (and only there: the other clients used addresses).
+    for e in &events {
+        let want = (e.request.path == "/api/v1/users/7").then_some(SNI_NAME);
+        assert_eq!(e.tls_sni.as_deref(), want, "{}", key(e));
+    }
+    assert!(metric(&m, "apitap_tls_sni_total") >= 1);
 
     // Bodies intact, byte for byte.
     let big_event = events
@@ -822,7 +840,17 @@ fn gnutls_client(
 ) -> anyhow::Result<(u32, Vec<u8>)> {
     let port_s = port.to_string();
     let mut child = ns
-        .cmd("gnutls-cli", &["--insecure", "--port", &port_s, SERVER_IP])
+        .cmd(
+            "gnutls-cli",
+            &[
+                "--insecure",
+                "--sni-hostname",
+                SNI_NAME,
+                "--port",
+                &port_s,
+                SERVER_IP,
+            ],
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -1096,6 +1124,8 @@ fn https_plaintext_from_gnutls_server_and_client() -> anyhow::Result<()> {
     for (e, l) in cli.iter().zip(&logged) {
         let p = e.process.as_deref().context("process")?;
         assert_eq!(p.comm, "gnutls-cli");
+        // The client set the server name (`gnutls_server_name_set`).
+        assert_eq!(e.tls_sni.as_deref(), Some(SNI_NAME), "{}", l.key);
         assert!(
             p.executable
                 .as_deref()

@@ -15,8 +15,9 @@ use apitap_common::tls::{
     PROG_SSL_WRITE_RETURN, PROG_TLS_CONTINUE, TlsConfig, TlsExe, tls_flags,
 };
 use apitap_common::tls::{
-    MAP_TLS_EXE_SELECT, MAP_TLS_PORTS, PROG_GO_CLOSE, PROG_GO_READ_ENTRY, PROG_GO_RETURN,
-    PROG_GO_WRITE_ENTRY,
+    MAP_TLS_EXE_SELECT, MAP_TLS_PORTS, PROG_GNUTLS_SET_NAME_ENTRY, PROG_GO_CLOSE,
+    PROG_GO_READ_ENTRY, PROG_GO_RETURN, PROG_GO_WRITE_ENTRY, PROG_SSL_CTRL_ENTRY,
+    PROG_SSL_GET_SERVERNAME_ENTRY, PROG_SSL_GET_SERVERNAME_RETURN, PROG_SSL_SET_HOST_ENTRY,
 };
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
@@ -326,6 +327,21 @@ const OPENSSL_PROBES: &[Probe] = &[
         Some(PROG_SSL_HANDSHAKE_RETURN),
         true,
     ),
+    // The server name (SNI): set by a client (OpenSSL's macro is `SSL_ctrl`; BoringSSL's is
+    // a function), read by a server from the ClientHello.
+    ("SSL_ctrl", PROG_SSL_CTRL_ENTRY, None, true),
+    (
+        "SSL_set_tlsext_host_name",
+        PROG_SSL_SET_HOST_ENTRY,
+        None,
+        true,
+    ),
+    (
+        "SSL_get_servername",
+        PROG_SSL_GET_SERVERNAME_ENTRY,
+        Some(PROG_SSL_GET_SERVERNAME_RETURN),
+        true,
+    ),
 ];
 
 /// The GnuTLS functions probed: the session pointer plays OpenSSL's `SSL *` (R-CAP-4).
@@ -347,6 +363,12 @@ const GNUTLS_PROBES: &[Probe] = &[
         "gnutls_handshake",
         PROG_SSL_HANDSHAKE_ENTRY,
         Some(PROG_SSL_HANDSHAKE_RETURN),
+        true,
+    ),
+    (
+        "gnutls_server_name_set",
+        PROG_GNUTLS_SET_NAME_ENTRY,
+        None,
         true,
     ),
 ];
@@ -554,6 +576,11 @@ pub fn attach(ebpf: &mut Ebpf, cfg: &TlsSection, wakeup_bytes: u32) -> anyhow::R
         PROG_GO_WRITE_ENTRY,
         PROG_GO_RETURN,
         PROG_GO_CLOSE,
+        PROG_SSL_CTRL_ENTRY,
+        PROG_SSL_SET_HOST_ENTRY,
+        PROG_GNUTLS_SET_NAME_ENTRY,
+        PROG_SSL_GET_SERVERNAME_ENTRY,
+        PROG_SSL_GET_SERVERNAME_RETURN,
     ] {
         let p: &mut UProbe = ebpf
             .program_mut(name)

@@ -44,7 +44,7 @@ pub fn parse(bytes: &[u8]) -> Result<TlsRecord<'_>, TlsRecordError> {
     }
     // SAFETY: length checked; TlsHeader is plain old data, read unaligned.
     let header: TlsHeader = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    if header.kind > TlsKind::Exec as u8 {
+    if header.kind > TlsKind::Sni as u8 {
         return Err(TlsRecordError::Kind);
     }
     let len = header.chunk_len as usize;
@@ -69,6 +69,8 @@ pub struct TlsStats {
     pub records: u64,
     /// Records that could not be used ([`TlsRecordError`]).
     pub bad_records: u64,
+    /// Server names (SNI) reported by the probes.
+    pub sni: u64,
     /// Plaintext bytes handed to sessions.
     pub plaintext_bytes: u64,
     /// TLS connections opened.
@@ -113,6 +115,8 @@ struct Conn {
     process: Arc<Process>,
     library: Arc<str>,
     owner: FlowOwner,
+    /// The server name (SNI), when the probes saw it.
+    sni: Option<Arc<str>>,
 }
 
 /// Looks up the executable of a process (the kernel's exec map, `/proc`).
@@ -124,6 +128,8 @@ pub trait ExeSource {
 /// Decodes the TLS ring's records into events (see the module documentation).
 pub struct TlsDecoder {
     conns: HashMap<(u32, u64), Conn>,
+    /// Server names of connections that carried no plaintext yet (the handshake comes first).
+    pending_sni: HashMap<(u32, u64), Arc<str>>,
     sensor: Arc<SensorInfo>,
     cfg: Arc<SessionConfig>,
     libraries: Vec<Arc<str>>,
@@ -148,6 +154,7 @@ impl TlsDecoder {
     ) -> Self {
         TlsDecoder {
             conns: HashMap::new(),
+            pending_sni: HashMap::new(),
             sensor: Arc::new(sensor),
             cfg: Arc::new(cfg),
             libraries: libraries.into_iter().map(Arc::from).collect(),
@@ -206,7 +213,23 @@ impl TlsDecoder {
         let h = &rec.header;
         let ts_us = ((i128::from(h.ts_ns) + offset_ns).max(0) / 1000) as u64;
         let key = (h.tgid, h.ssl);
+        if h.kind == TlsKind::Sni as u8 {
+            self.tls.sni += 1;
+            let name: Arc<str> = String::from_utf8_lossy(rec.data).into();
+            match self.conns.get_mut(&key) {
+                Some(c) => c.sni = Some(name),
+                None => {
+                    // Bounded: names of connections that never carry plaintext go.
+                    if self.pending_sni.len() >= self.max_connections {
+                        self.pending_sni.clear();
+                    }
+                    self.pending_sni.insert(key, name);
+                }
+            }
+            return;
+        }
         if h.kind == TlsKind::Close as u8 {
+            self.pending_sni.remove(&key);
             if let Some(c) = self.conns.remove(&key) {
                 self.tls.connections_closed += 1;
                 self.close(c, ts_us, false, out);
@@ -228,7 +251,8 @@ impl TlsDecoder {
             if self.conns.len() >= self.max_connections {
                 self.evict_oldest(ts_us, out);
             }
-            let conn = self.open(h, rec.data, ts_us, exes);
+            let mut conn = self.open(h, rec.data, ts_us, exes);
+            conn.sni = self.pending_sni.remove(&key);
             self.conns.insert(key, conn);
         }
         let Some(c) = self.conns.get_mut(&key) else {
@@ -309,6 +333,7 @@ impl TlsDecoder {
     fn label(c: &Conn, produced: Vec<ApiEvent>, out: &mut Vec<(ApiEvent, TlsOwner)>) {
         for mut e in produced {
             e.tls_library = Some(c.library.to_string());
+            e.tls_sni = c.sni.as_deref().map(str::to_owned);
             e.process = Some(c.process.clone());
             out.push((
                 e,
@@ -374,6 +399,7 @@ impl TlsDecoder {
                 uid: h.uid,
                 _pad: 0,
             },
+            sni: None,
         }
     }
 
