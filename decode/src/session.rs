@@ -578,8 +578,8 @@ impl Session {
                         } else {
                             None
                         })
-                        .map(|r| r.head.method.clone());
-                    let framing = Framing::for_response(&head, method.as_deref(), &mut anomalies);
+                        .map(|r| r.head.method.as_str());
+                    let framing = Framing::for_response(&head, method, &mut anomalies);
                     self.res.start_body(framing);
                     let declared = match framing {
                         Framing::Length(n) => Some(n),
@@ -698,9 +698,9 @@ impl Session {
             body,
             mut anomalies,
         } = r;
-        let (path, query) = split_target(&head.target);
         let host = head.header("host").map(str::to_owned);
         let request_body = self.body(&head, body, &mut anomalies, stats);
+        let (path, query) = split_target_owned(head.target);
         let http_version = match head.minor_version {
             1 => "1.1".to_owned(),
             0 => "1.0".to_owned(),
@@ -834,6 +834,22 @@ pub fn split_target(target: &str) -> (String, Option<String>) {
     match t.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
         None => (t.to_owned(), None),
+    }
+}
+
+/// [`split_target`] of an owned target, reusing its buffer for the path when the target is
+/// in origin form without a fragment (the usual case: one allocation fewer per request).
+fn split_target_owned(mut target: String) -> (String, Option<String>) {
+    if target.starts_with("http://") || target.starts_with("https://") || target.contains('#') {
+        return split_target(&target);
+    }
+    match target.find('?') {
+        Some(i) => {
+            let query = target[i + 1..].to_owned();
+            target.truncate(i);
+            (target, Some(query))
+        }
+        None => (target, None),
     }
 }
 
@@ -1331,5 +1347,24 @@ mod tests {
         assert_eq!(split_target("http://h"), ("/".into(), None));
         assert_eq!(split_target("*"), ("*".into(), None));
         assert_eq!(split_target("/p?"), ("/p".into(), Some(String::new())));
+    }
+
+    /// The owned split reusing the target's buffer gives what the borrowed one gives.
+    #[test]
+    fn owned_target_split_matches() {
+        for t in [
+            "/a/b?x=1&y",
+            "http://h:8/p?q",
+            "https://h",
+            "*",
+            "/p?",
+            "/p#f?x",
+            "/p?x#f",
+            "host:443",
+            "",
+            "/ü?ä=1",
+        ] {
+            assert_eq!(split_target_owned(t.to_owned()), split_target(t), "{t:?}");
+        }
     }
 }
