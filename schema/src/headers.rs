@@ -122,11 +122,36 @@ impl Headers {
     /// otherwise the first one that is not is reported (the caller then builds owned fields,
     /// replacing invalid bytes, as [`Request::headers`](crate::Request::headers) documents).
     pub fn in_block(block: Bytes, fields: Vec<FieldSpan>) -> Result<Headers, SpanError> {
-        for (index, f) in fields.iter().enumerate() {
-            for r in [f.name(), f.value()] {
-                let bytes = block.get(r).ok_or(SpanError::OutOfBlock { index })?;
-                if std::str::from_utf8(bytes).is_err() {
-                    return Err(SpanError::NotUtf8 { index });
+        let check = |index: usize, r: Range<usize>, ok: bool| {
+            if ok {
+                Ok(())
+            } else if r.start <= r.end && r.end <= block.len() {
+                Err(SpanError::NotUtf8 { index })
+            } else {
+                Err(SpanError::OutOfBlock { index })
+            }
+        };
+        match std::str::from_utf8(&block) {
+            // The usual case, one pass over the block (a check per field cost more than the
+            // rest of building the event): a range of UTF-8 text is UTF-8 when it is inside
+            // it and starts and ends on character boundaries.
+            Ok(text) => {
+                for (index, f) in fields.iter().enumerate() {
+                    for r in [f.name(), f.value()] {
+                        check(index, r.clone(), text.get(r).is_some())?;
+                    }
+                }
+            }
+            // Something in the block is not UTF-8 (a value, the target, the reason phrase):
+            // each field on its own.
+            Err(_) => {
+                for (index, f) in fields.iter().enumerate() {
+                    for r in [f.name(), f.value()] {
+                        let ok = block
+                            .get(r.clone())
+                            .is_some_and(|b| std::str::from_utf8(b).is_ok());
+                        check(index, r, ok)?;
+                    }
                 }
             }
         }
@@ -461,5 +486,16 @@ mod tests {
             Some(SpanError::OutOfBlock { index: 0 })
         );
         assert!(FieldSpan::new(0..1, 0..(u32::MAX as usize + 1)).is_none());
+        // A UTF-8 block, a range splitting a character.
+        let block = Bytes::from("A: é\r\n");
+        assert_eq!(
+            Headers::in_block(block.clone(), vec![FieldSpan::new(0..1, 3..4).unwrap()]).err(),
+            Some(SpanError::NotUtf8 { index: 0 })
+        );
+        assert!(Headers::in_block(block, vec![FieldSpan::new(0..1, 3..5).unwrap()]).is_ok());
+        // Invalid bytes elsewhere in the block do not spoil a clean field.
+        let block = Bytes::from_static(b"GET /\xff HTTP/1.1\r\nA: b\r\n");
+        let h = Headers::in_block(block, vec![FieldSpan::new(17..18, 20..21).unwrap()]).unwrap();
+        assert_eq!(h.get("a"), Some("b"));
     }
 }
