@@ -133,31 +133,26 @@ impl Framing {
     fn from_headers(head: &Head, anomalies: &mut Vec<Anomaly>, otherwise: Framing) -> Framing {
         let mut te_seen = false;
         let mut chunked_last = false;
-        for (_, value) in head
-            .headers
-            .fields()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
-        {
-            for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-                te_seen = true;
-                chunked_last = coding.eq_ignore_ascii_case("chunked");
-            }
-        }
         let mut length: Option<u64> = None;
         let mut bad_length = false;
-        for (_, value) in head
-            .headers
-            .fields()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        {
-            // RFC 9110 §8.6: a list of identical values may be accepted; anything else is invalid.
-            for v in value.split(',').map(str::trim) {
-                match (v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty())
-                    .then(|| v.parse::<u64>().ok())
-                    .flatten()
-                {
-                    Some(n) if length.is_none() || length == Some(n) => length = Some(n),
-                    _ => bad_length = true,
+        // One pass over the fields for both (each keeps its own wire order).
+        for (name, value) in head.headers.fields() {
+            if name.eq_ignore_ascii_case("transfer-encoding") {
+                for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+                    te_seen = true;
+                    chunked_last = coding.eq_ignore_ascii_case("chunked");
+                }
+            } else if name.eq_ignore_ascii_case("content-length") {
+                // RFC 9110 §8.6: a list of identical values may be accepted; anything else is
+                // invalid.
+                for v in value.split(',').map(str::trim) {
+                    match (v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty())
+                        .then(|| v.parse::<u64>().ok())
+                        .flatten()
+                    {
+                        Some(n) if length.is_none() || length == Some(n) => length = Some(n),
+                        _ => bad_length = true,
+                    }
                 }
             }
         }

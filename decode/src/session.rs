@@ -123,12 +123,18 @@ impl IdSeed {
 /// without the formatting machinery: this runs once per event).
 fn hex(v: u128, digits: usize) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let s: Vec<u8> = (0..digits)
-        .rev()
-        .map(|i| HEX[((v >> (4 * i)) & 0xf) as usize])
-        .collect();
+    let digits = digits.min(32);
+    // Into a stack buffer, a byte per digit from the right, then one allocation.
+    let mut buf = [0u8; 32];
+    let mut rest = v;
+    for b in buf[..digits].iter_mut().rev() {
+        *b = HEX[(rest & 0xf) as usize];
+        rest >>= 4;
+    }
     // ASCII by construction.
-    String::from_utf8(s).unwrap_or_default()
+    std::str::from_utf8(&buf[..digits])
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Default)]

@@ -188,9 +188,19 @@ impl Headers {
 
     /// First value of the field named `name` (ASCII case-insensitive, RFC 9110 §5.1).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        // One loop per representation, not a representation test per field.
+        match &self.in_block {
+            Some(b) => b
+                .fields
+                .iter()
+                .find(|f| b.text(f.name()).eq_ignore_ascii_case(name))
+                .map(|f| b.text(f.value())),
+            None => self
+                .owned
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value.as_str()),
+        }
     }
 
     /// Bytes of heap this value keeps alive (block and table, or the owned strings), for
