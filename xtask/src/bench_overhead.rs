@@ -157,8 +157,9 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// `bench overhead`.
-pub fn run(secs: u32) -> anyhow::Result<()> {
+/// What both overhead benches need: root, the load tools, the release sensor (used by the
+/// testbed), and an empty `target/<dir_name>`, returned.
+fn prepare(dir_name: &str) -> anyhow::Result<std::path::PathBuf> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the overhead benchmark needs root");
@@ -170,9 +171,15 @@ pub fn run(secs: u32) -> anyhow::Result<()> {
     cargo(&["build", "--release", "-p", "apitap-sensor"])?;
     // SAFETY: single-threaded here; the testbed reads it when starting the sensor.
     unsafe { std::env::set_var("APITAP_BIN_DIR", workspace_root().join("target/release")) };
-    let dir = workspace_root().join("target/bench-overhead");
+    let dir = workspace_root().join("target").join(dir_name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// `bench overhead`.
+pub fn run(secs: u32) -> anyhow::Result<()> {
+    let dir = prepare("bench-overhead")?;
     let topo = Topology::new("ovh")?;
     let nginx = Nginx::start(&topo.server, &dir.join("nginx"))?;
     let start_sensor = |tag: &str| {
@@ -373,17 +380,7 @@ fn kafka_encodings(topo: &Topology, dir: &std::path::Path, secs: u32) -> anyhow:
 /// `bench overhead-kafka`: only the Kafka phase of `bench overhead` (the sensor's CPU per
 /// 10k transactions at [`KAFKA_RATE`] by sink and producer configuration).
 pub fn run_kafka(secs: u32) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the overhead benchmark needs root");
-    }
-    crate::setup::install_tools(&[("hey", "hey")], "for the overhead benchmark")?;
-    cargo(&["build", "--release", "-p", "apitap-sensor"])?;
-    // SAFETY: single-threaded here; the testbed reads it when starting the sensor.
-    unsafe { std::env::set_var("APITAP_BIN_DIR", workspace_root().join("target/release")) };
-    let dir = workspace_root().join("target/bench-overhead-kafka");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    let dir = prepare("bench-overhead-kafka")?;
     let topo = Topology::new("ovk")?;
     let nginx = Nginx::start(&topo.server, &dir.join("nginx"))?;
     println!("\nKafka phase of the overhead benchmark: {secs} s per run, median of {ROUNDS}");
