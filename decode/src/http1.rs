@@ -3,16 +3,23 @@
 //! [`MessageParser`] consumes the ordered bytes of one direction and yields message heads, body
 //! bytes and message ends. It never blocks on or copies more than it keeps: the header block is
 //! parsed in place by `httparse` from the receive buffer, body bytes are handed out as slices of
-//! it, and only the head's strings and the capped body sample (in the session) are retained.
+//! it, and only the head and the capped body sample (in the session) are retained. The head
+//! keeps its header fields as ranges of one copy of the header block ([`Headers`], issue 21):
+//! two allocations per message whatever its number of fields, both freed with the event. The
+//! block is copied rather than split off the receive buffer because a split would keep the
+//! whole receive allocation (up to a reassembled burst) alive for as long as a pipelined
+//! request waits for its response, beyond what [`Head::retained_bytes`] accounts.
 //!
 //! "Need more bytes" ([`Step::NeedMore`]) and "invalid" ([`Step::Invalid`]) are distinct: the
 //! first waits, the second resynchronises on the next message start.
 
 use std::mem::MaybeUninit;
 
-use bytes::{Buf, BytesMut};
+use std::ops::Range;
 
-use apitap_schema::{Anomaly, Header};
+use bytes::{Buf, Bytes, BytesMut};
+
+use apitap_schema::{Anomaly, FieldSpan, Header, Headers};
 
 /// Which kind of message a parser reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +52,9 @@ pub struct Head {
     pub reason: String,
     /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
-    /// Header fields in wire order.
-    pub headers: Vec<Header>,
+    /// Header fields in wire order: ranges of the header block when every value is UTF-8,
+    /// else owned with invalid bytes replaced (and [`Anomaly::NonUtf8Header`]).
+    pub headers: Headers,
     /// Anomalies found in the head itself.
     pub anomalies: Vec<Anomaly>,
 }
@@ -55,11 +63,7 @@ impl Head {
     /// Heap and inline bytes this head keeps alive, for memory accounting: its strings and
     /// header table (a pipelined request waits in memory with its head until answered).
     pub fn retained_bytes(&self) -> usize {
-        let fields: usize = self
-            .headers
-            .iter()
-            .map(|h| std::mem::size_of::<Header>() + h.name.len() + h.value.len())
-            .sum();
+        let fields = self.headers.heap_bytes();
         std::mem::size_of::<Head>()
             + self.method.len()
             + self.target.len()
@@ -70,18 +74,15 @@ impl Head {
 
     /// First value of a header field, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+        self.headers.get(name)
     }
 
     /// True when `name` has `token` among its comma-separated values (case-insensitive).
     pub fn has_token(&self, name: &str, token: &str) -> bool {
         self.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .flat_map(|h| h.value.split(','))
+            .fields()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
 }
@@ -132,31 +133,26 @@ impl Framing {
     fn from_headers(head: &Head, anomalies: &mut Vec<Anomaly>, otherwise: Framing) -> Framing {
         let mut te_seen = false;
         let mut chunked_last = false;
-        for h in head
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
-        {
-            for coding in h.value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-                te_seen = true;
-                chunked_last = coding.eq_ignore_ascii_case("chunked");
-            }
-        }
         let mut length: Option<u64> = None;
         let mut bad_length = false;
-        for h in head
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
-        {
-            // RFC 9110 §8.6: a list of identical values may be accepted; anything else is invalid.
-            for v in h.value.split(',').map(str::trim) {
-                match (v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty())
-                    .then(|| v.parse::<u64>().ok())
-                    .flatten()
-                {
-                    Some(n) if length.is_none() || length == Some(n) => length = Some(n),
-                    _ => bad_length = true,
+        // One pass over the fields for both (each keeps its own wire order).
+        for (name, value) in head.headers.fields() {
+            if name.eq_ignore_ascii_case("transfer-encoding") {
+                for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+                    te_seen = true;
+                    chunked_last = coding.eq_ignore_ascii_case("chunked");
+                }
+            } else if name.eq_ignore_ascii_case("content-length") {
+                // RFC 9110 §8.6: a list of identical values may be accepted; anything else is
+                // invalid.
+                for v in value.split(',').map(str::trim) {
+                    match (v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty())
+                        .then(|| v.parse::<u64>().ok())
+                        .flatten()
+                    {
+                        Some(n) if length.is_none() || length == Some(n) => length = Some(n),
+                        _ => bad_length = true,
+                    }
                 }
             }
         }
@@ -542,6 +538,9 @@ impl MessageParser {
     }
 }
 
+// Returned once per head and matched at once: boxing the head would cost an allocation per
+// message, which is what the head's representation avoids (issue 21).
+#[allow(clippy::large_enum_variant)]
 enum HeadResult {
     Partial,
     Complete(usize, Head),
@@ -572,7 +571,7 @@ fn parse_head(buf: &[u8], kind: Kind, limits: Limits) -> HeadResult {
                 Ok(httparse::Status::Partial) => HeadResult::Partial,
                 Ok(httparse::Status::Complete(len)) => {
                     let mut anomalies = Vec::new();
-                    let headers = own_headers(req.headers, &mut anomalies);
+                    let headers = block_headers(buf, len, req.headers, &mut anomalies);
                     HeadResult::Complete(
                         len,
                         Head {
@@ -595,7 +594,7 @@ fn parse_head(buf: &[u8], kind: Kind, limits: Limits) -> HeadResult {
                 Ok(httparse::Status::Partial) => HeadResult::Partial,
                 Ok(httparse::Status::Complete(len)) => {
                     let mut anomalies = Vec::new();
-                    let headers = own_headers(res.headers, &mut anomalies);
+                    let headers = block_headers(buf, len, res.headers, &mut anomalies);
                     HeadResult::Complete(
                         len,
                         Head {
@@ -613,6 +612,37 @@ fn parse_head(buf: &[u8], kind: Kind, limits: Limits) -> HeadResult {
             }
         }
     }
+}
+
+/// The fields `httparse` found in `buf[..len]` (the header block), as ranges of one copy of
+/// the block. When a value is not UTF-8 (obs-text, RFC 9110 §5.5) the fields are owned
+/// instead, invalid bytes replaced, and the anomaly recorded.
+fn block_headers(
+    buf: &[u8],
+    len: usize,
+    headers: &[httparse::Header<'_>],
+    anomalies: &mut Vec<Anomaly>,
+) -> Headers {
+    // One allocation of the right size (collecting into `Option<Vec>` would grow it).
+    let mut spans = Vec::with_capacity(headers.len());
+    let all_spans = headers.iter().all(|h| {
+        FieldSpan::new(range_in(buf, h.name.as_bytes()), range_in(buf, h.value))
+            .map(|s| spans.push(s))
+            .is_some()
+    });
+    let block = || Bytes::copy_from_slice(&buf[..len.min(buf.len())]);
+    match all_spans.then(|| Headers::in_block(block(), spans)) {
+        Some(Ok(h)) => h,
+        // Not UTF-8 (or, never with httparse, not inside the block): owned, replaced.
+        _ => Headers::from(own_headers(headers, anomalies)),
+    }
+}
+
+/// Where `part` (a sub-slice of `buf`, as `httparse` returns) lies in `buf`. A slice that is
+/// not inside `buf` gives a range that [`Headers::in_block`] refuses.
+fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    start..start.saturating_add(part.len())
 }
 
 fn own_headers(headers: &[httparse::Header<'_>], anomalies: &mut Vec<Anomaly>) -> Vec<Header> {

@@ -123,12 +123,18 @@ impl IdSeed {
 /// without the formatting machinery: this runs once per event).
 fn hex(v: u128, digits: usize) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let s: Vec<u8> = (0..digits)
-        .rev()
-        .map(|i| HEX[((v >> (4 * i)) & 0xf) as usize])
-        .collect();
+    let digits = digits.min(32);
+    // Into a stack buffer, a byte per digit from the right, then one allocation.
+    let mut buf = [0u8; 32];
+    let mut rest = v;
+    for b in buf[..digits].iter_mut().rev() {
+        *b = HEX[(rest & 0xf) as usize];
+        rest >>= 4;
+    }
     // ASCII by construction.
-    String::from_utf8(s).unwrap_or_default()
+    std::str::from_utf8(&buf[..digits])
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Default)]
@@ -578,8 +584,8 @@ impl Session {
                         } else {
                             None
                         })
-                        .map(|r| r.head.method.clone());
-                    let framing = Framing::for_response(&head, method.as_deref(), &mut anomalies);
+                        .map(|r| r.head.method.as_str());
+                    let framing = Framing::for_response(&head, method, &mut anomalies);
                     self.res.start_body(framing);
                     let declared = match framing {
                         Framing::Length(n) => Some(n),
@@ -698,9 +704,9 @@ impl Session {
             body,
             mut anomalies,
         } = r;
-        let (path, query) = split_target(&head.target);
         let host = head.header("host").map(str::to_owned);
         let request_body = self.body(&head, body, &mut anomalies, stats);
+        let (path, query) = split_target_owned(head.target);
         let http_version = match head.minor_version {
             1 => "1.1".to_owned(),
             0 => "1.0".to_owned(),
@@ -838,6 +844,22 @@ pub fn split_target(target: &str) -> (String, Option<String>) {
     }
 }
 
+/// [`split_target`] of an owned target, reusing its buffer for the path when the target is
+/// in origin form without a fragment (the usual case: one allocation fewer per request).
+fn split_target_owned(mut target: String) -> (String, Option<String>) {
+    if target.starts_with("http://") || target.starts_with("https://") || target.contains('#') {
+        return split_target(&target);
+    }
+    match target.find('?') {
+        Some(i) => {
+            let query = target[i + 1..].to_owned();
+            target.truncate(i);
+            (target, Some(query))
+        }
+        None => (target, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -862,7 +884,7 @@ mod tests {
         }
     }
 
-    fn session(midstream: bool) -> Session {
+    pub(super) fn session(midstream: bool) -> Session {
         Session::new(meta("s"), Arc::new(SessionConfig::default()), midstream)
     }
 
@@ -1332,5 +1354,233 @@ mod tests {
         assert_eq!(split_target("http://h"), ("/".into(), None));
         assert_eq!(split_target("*"), ("*".into(), None));
         assert_eq!(split_target("/p?"), ("/p".into(), Some(String::new())));
+    }
+
+    /// The owned split reusing the target's buffer gives what the borrowed one gives.
+    #[test]
+    fn owned_target_split_matches() {
+        for t in [
+            "/a/b?x=1&y",
+            "http://h:8/p?q",
+            "https://h",
+            "*",
+            "/p?",
+            "/p#f?x",
+            "/p?x#f",
+            "host:443",
+            "",
+            "/ü?ä=1",
+        ] {
+            assert_eq!(split_target_owned(t.to_owned()), split_target(t), "{t:?}");
+        }
+    }
+}
+
+/// Events built here keep their header fields as ranges of the header block (issue 21):
+/// they encode byte for byte as the same events with owned fields, in JSON (the sensor's
+/// encoder and serde_json) and in MessagePack, on hostile input (invalid UTF-8, non-ASCII
+/// text, characters JSON escapes, duplicate, many and huge fields, obs-fold, bare LF line
+/// ends, absolute-form targets, one-byte segments); the field values are `httparse`'s on the
+/// same bytes with invalid UTF-8 replaced, what the decoder stored before (R-CAP-3, R-CAP-7).
+#[cfg(test)]
+mod encoding_tests {
+    use apitap_schema::{
+        Header, Headers, decode_event, decode_event_msgpack, encode_event,
+        encode_event_msgpack_into,
+    };
+
+    use super::tests::session;
+    use super::*;
+
+    /// Feeds all of `client`, then all of `server`, in pieces of `piece` bytes; closes.
+    fn run(client: &[u8], server: &[u8], piece: usize) -> (Vec<ApiEvent>, Stats) {
+        let mut s = session(false);
+        let mut st = Stats::default();
+        let mut out = Vec::new();
+        for p in client.chunks(piece) {
+            s.data(Side::Client, 10, p, None, &mut st, &mut out);
+        }
+        for p in server.chunks(piece) {
+            s.data(Side::Server, 20, p, None, &mut st, &mut out);
+        }
+        s.close(30, false, &mut st, &mut out);
+        (out, st)
+    }
+
+    /// The event with its header fields owned (what the decoder built before issue 21).
+    fn owned(e: &ApiEvent) -> ApiEvent {
+        let mut o = e.clone();
+        o.request.headers = Headers::from(e.request.headers.to_vec());
+        if let Some(r) = &mut o.response {
+            r.headers = Headers::from(r.headers.to_vec());
+        }
+        o
+    }
+
+    fn msgpack(e: &ApiEvent) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_event_msgpack_into(e, &mut out);
+        assert!(!out.is_empty());
+        out
+    }
+
+    /// Both encodings of `e` equal those of its owned copy; both read back as the owned copy.
+    fn assert_encodes_as_owned(e: &ApiEvent) {
+        let o = owned(e);
+        assert!(!o.request.headers.is_in_block());
+        let json = encode_event(e);
+        assert_eq!(json, encode_event(&o), "JSON of {:?}", e.request.path);
+        assert_eq!(
+            json,
+            serde_json::to_vec(&o).unwrap(),
+            "serde_json of {:?}",
+            e.request.path
+        );
+        let mp = msgpack(e);
+        assert_eq!(mp, msgpack(&o), "MessagePack of {:?}", e.request.path);
+        assert_eq!(decode_event(&json).unwrap(), o);
+        assert_eq!(decode_event_msgpack(&mp).unwrap(), o);
+    }
+
+    /// The fields of the first head in `msg` per `httparse`, invalid UTF-8 replaced, and whether
+    /// every value was UTF-8.
+    fn reference_fields(msg: &[u8], request: bool) -> (Vec<Header>, bool) {
+        let mut h = vec![httparse::EMPTY_HEADER; 128];
+        let parsed: &[httparse::Header<'_>] = if request {
+            let mut r = httparse::Request::new(&mut h);
+            assert!(r.parse(msg).unwrap().is_complete());
+            r.headers
+        } else {
+            let mut r = httparse::Response::new(&mut h);
+            assert!(r.parse(msg).unwrap().is_complete());
+            r.headers
+        };
+        let utf8 = parsed.iter().all(|h| std::str::from_utf8(h.value).is_ok());
+        let fields = parsed
+            .iter()
+            .map(|h| Header {
+                name: h.name.to_owned(),
+                value: String::from_utf8_lossy(h.value).into_owned(),
+            })
+            .collect();
+        (fields, utf8)
+    }
+
+    /// One request/response pair per case, each checked at several segmentations.
+    #[test]
+    fn hostile_heads_encode_as_owned_fields_did() {
+        let big = "v".repeat(60_000);
+        let many: String = (0..120).map(|i| format!("X-F{i}: {i}\r\n")).collect();
+        let dups: String = (0..50)
+            .map(|i| format!("Set-Cookie: s{i}=\"q\\{i}\"\r\n"))
+            .collect();
+        let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+            (
+                "invalid utf-8",
+                b"GET /bin HTTP/1.1\r\nHost: h\r\nX-Bin: \xff\xfe ok \xc3\r\nX-Ok: fine\r\n\r\n".to_vec(),
+                b"HTTP/1.1 200 OK\r\nX-R: \x80\x81\r\nContent-Length: 2\r\n\r\nhi".to_vec(),
+            ),
+            (
+                "non-ascii text and escapes",
+                "GET /t?x=\"1\" HTTP/1.1\r\nHost: h\r\nX-Name: Zoë 🚀 \"quoted\" back\\slash\ttab\r\n\r\n"
+                    .as_bytes()
+                    .to_vec(),
+                "HTTP/1.1 200 Très bien \"ok\"\r\nX-Uni: 日本語\r\nContent-Length: 0\r\n\r\n"
+                    .as_bytes()
+                    .to_vec(),
+            ),
+            (
+                "duplicates",
+                b"POST /d HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 3, 3\r\n\r\nabc".to_vec(),
+                format!("HTTP/1.1 200 OK\r\n{dups}Content-Length: 0\r\n\r\n").into_bytes(),
+            ),
+            (
+                "many and huge fields",
+                format!("GET /many HTTP/1.1\r\nHost: h\r\n{many}X-Big: {big}\r\n\r\n").into_bytes(),
+                format!("HTTP/1.1 200 OK\r\nX-Big: {big}\r\n{many}Content-Length: 0\r\n\r\n")
+                    .into_bytes(),
+            ),
+            (
+                "empty values and odd case",
+                b"GET /e HTTP/1.1\r\nhOsT: h\r\nX-Empty:\r\nX-Spaces:    \r\nx-lower: v \r\n\r\n"
+                    .to_vec(),
+                b"HTTP/1.1 204 \r\nX-Empty:\r\n\r\n".to_vec(),
+            ),
+            (
+                "bare LF line ends",
+                b"GET /lf HTTP/1.1\nHost: h\nX-A: 1\n\n".to_vec(),
+                b"HTTP/1.1 200 OK\nContent-Length: 1\nX-B: 2\n\nz".to_vec(),
+            ),
+            (
+                "absolute form and fragment",
+                b"GET http://h:8/p/q?a=1#frag HTTP/1.1\r\nHost: h:8\r\n\r\nGET /f#x HTTP/1.1\r\n\r\n"
+                    .to_vec(),
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+                    .to_vec(),
+            ),
+            (
+                "obs-fold is malformed, the next request still decodes",
+                b"GET /fold HTTP/1.1\r\nX-Fold: a\r\n b\r\n\r\nGET /after HTTP/1.1\r\nHost: h\r\n\r\n"
+                    .to_vec(),
+                b"HTTP/1.1 200 OK\r\nX-Fold: a\r\n b\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+                    .to_vec(),
+            ),
+            (
+                "too many fields",
+                format!(
+                    "GET /toomany HTTP/1.1\r\n{}\r\nGET /ok HTTP/1.1\r\nHost: h\r\n\r\n",
+                    (0..200).map(|i| format!("X-{i}: {i}\r\n")).collect::<String>()
+                )
+                .into_bytes(),
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            ),
+        ];
+        for (name, client, server) in &cases {
+            let (whole, stats) = run(client, server, client.len().max(server.len()));
+            assert!(!whole.is_empty(), "{name}: no event");
+            for piece in [1, 7, 1448] {
+                let (evs, _) = run(client, server, piece);
+                assert_eq!(evs, whole, "{name}: piece {piece}");
+            }
+            for e in &whole {
+                assert_encodes_as_owned(e);
+            }
+            // The first transaction's fields are httparse's, invalid bytes replaced; they stay
+            // ranges of the block exactly when they were all UTF-8.
+            if let Ok(httparse::Status::Complete(_)) =
+                httparse::Request::new(&mut [httparse::EMPTY_HEADER; 128]).parse(client)
+            {
+                let first = &whole[0];
+                let (fields, utf8) = reference_fields(client, true);
+                assert_eq!(first.request.headers, fields, "{name}");
+                assert_eq!(first.request.headers.is_in_block(), utf8, "{name}");
+                if let (Some(r), Ok(httparse::Status::Complete(_))) = (
+                    &first.response,
+                    httparse::Response::new(&mut [httparse::EMPTY_HEADER; 128]).parse(server),
+                ) {
+                    let (fields, utf8) = reference_fields(server, false);
+                    assert_eq!(r.headers, fields, "{name}");
+                    assert_eq!(r.headers.is_in_block(), utf8, "{name}");
+                }
+            }
+            println!("{name}: {} events, stats {stats:?}", whole.len());
+        }
+    }
+
+    /// Non-UTF-8 values are the only ones kept owned, replaced as before, and flagged.
+    #[test]
+    fn invalid_utf8_fields_are_replaced_and_flagged() {
+        let (evs, _) = run(
+            b"GET /bin HTTP/1.1\r\nHost: h\r\nX-Bin: a\xffb\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            1448,
+        );
+        let e = &evs[0];
+        assert!(!e.request.headers.is_in_block());
+        assert_eq!(e.request.headers.get("x-bin"), Some("a\u{fffd}b"));
+        assert_eq!(e.anomalies, vec![Anomaly::NonUtf8Header]);
+        let r = e.response.as_ref().unwrap();
+        assert!(r.headers.is_in_block(), "a clean response keeps its block");
+        assert_encodes_as_owned(e);
     }
 }

@@ -45,7 +45,8 @@ fuzz_target!(|data: &[u8]| {
     ev.request.headers = vec![
         Header { name: "Content-Type".into(), value: ct.into() },
         Header { name: "X-Ref".into(), value: header },
-    ];
+    ]
+    .into();
     if let Some(r) = ev.response.as_mut() {
         r.body = Body::from_bytes(res, res.len() as u64);
         r.headers[0].value = CONTENT_TYPES[usize::from(sel >> 4) % CONTENT_TYPES.len()].into();

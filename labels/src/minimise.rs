@@ -529,7 +529,8 @@ pub fn minimise(
         PayloadMode::Labels => shaped_query(q),
         _ => masked_string(q, &spans, Region::ReqQuery),
     });
-    ev.request.headers = minimise_headers(scanner, &event.request.headers, &spans, true, mode);
+    ev.request.headers =
+        minimise_headers(scanner, &event.request.headers, &spans, true, mode).into();
     ev.request.body = match mode {
         PayloadMode::Sample => sample_body(
             &event.request.body,
@@ -541,7 +542,7 @@ pub fn minimise(
         _ => removed_body(&event.request.body),
     };
     if let (Some(out), Some(orig)) = (ev.response.as_mut(), event.response.as_ref()) {
-        out.headers = minimise_headers(scanner, &orig.headers, &spans, false, mode);
+        out.headers = minimise_headers(scanner, &orig.headers, &spans, false, mode).into();
         out.body = match mode {
             PayloadMode::Sample => sample_body(
                 &orig.body,

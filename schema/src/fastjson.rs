@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::net::IpAddr;
 
 use crate::{
-    ApiEvent, Body, BodyShape, Endpoint, Header, LabelFinding, LabelSummary, Request, Response,
+    ApiEvent, Body, BodyShape, Endpoint, Headers, LabelFinding, LabelSummary, Request, Response,
     ScanCounters, Workload,
 };
 
@@ -172,17 +172,18 @@ fn endpoint(out: &mut Vec<u8>, e: &Endpoint) {
     out.push(b'}');
 }
 
-fn headers(out: &mut Vec<u8>, hs: &[Header]) {
+/// Straight from the header block's ranges when the fields are kept that way (no owned copy).
+fn headers(out: &mut Vec<u8>, hs: &Headers) {
     out.push(b'[');
-    for (i, h) in hs.iter().enumerate() {
+    for (i, (name, value)) in hs.fields().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.push(b'{');
         key(out, "name", true);
-        string(out, &h.name);
+        string(out, name);
         key(out, "value", false);
-        string(out, &h.value);
+        string(out, value);
         out.push(b'}');
     }
     out.push(b']');

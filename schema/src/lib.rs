@@ -14,9 +14,11 @@
 //! `test_support::EventBuilder`, a fluent builder of events with fixed defaults for tests
 //! and benchmarks, e.g. `EventBuilder::get("/users/7").status(404).build()`.
 mod fastjson;
+pub mod headers;
 pub mod msgpack;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub use headers::{FieldSpan, Headers, SpanError};
 pub use msgpack::{EventEncoding, decode_event_msgpack, encode_event_msgpack_into};
 pub mod time;
 
@@ -428,8 +430,9 @@ pub struct Request {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
     /// Header fields in wire order. Names keep their case; values are decoded as UTF-8 with
-    /// invalid bytes replaced (and a `non_utf8_header` anomaly).
-    pub headers: Vec<Header>,
+    /// invalid bytes replaced (and a `non_utf8_header` anomaly). Reads as a `Vec<Header>`;
+    /// the sensor keeps them as ranges of the message's header block ([`Headers`]).
+    pub headers: Headers,
     /// The request body (message content after removing chunked framing).
     pub body: Body,
 }
@@ -442,7 +445,7 @@ pub struct Response {
     /// Reason phrase as sent (may be empty).
     pub reason: String,
     /// Header fields in wire order (see [`Request::headers`]).
-    pub headers: Vec<Header>,
+    pub headers: Headers,
     /// The response body.
     pub body: Body,
 }

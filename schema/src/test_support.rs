@@ -42,8 +42,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::{
-    Anomaly, ApiEvent, Body, Endpoint, Header, LabelSummary, PayloadMode, Request, Response,
-    SCHEMA_VERSION, SensorInfo,
+    Anomaly, ApiEvent, Body, Endpoint, Header, Headers, LabelSummary, PayloadMode, Request,
+    Response, SCHEMA_VERSION, SensorInfo,
 };
 
 /// Default `event_id`.
@@ -96,13 +96,13 @@ impl EventBuilder {
                     host: Some("api.example.com".to_owned()),
                     path: path.into(),
                     query: None,
-                    headers: Vec::new(),
+                    headers: Headers::new(),
                     body: Body::default(),
                 },
                 response: Some(Response {
                     status: 200,
                     reason: "OK".to_owned(),
-                    headers: Vec::new(),
+                    headers: Headers::new(),
                     body: Body::default(),
                 }),
                 anomalies: Vec::new(),

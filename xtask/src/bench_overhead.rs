@@ -157,8 +157,9 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// `bench overhead`.
-pub fn run(secs: u32) -> anyhow::Result<()> {
+/// What both overhead benches need: root, the load tools, the release sensor (used by the
+/// testbed), and an empty `target/<dir_name>`, returned.
+fn prepare(dir_name: &str) -> anyhow::Result<std::path::PathBuf> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the overhead benchmark needs root");
@@ -170,9 +171,15 @@ pub fn run(secs: u32) -> anyhow::Result<()> {
     cargo(&["build", "--release", "-p", "apitap-sensor"])?;
     // SAFETY: single-threaded here; the testbed reads it when starting the sensor.
     unsafe { std::env::set_var("APITAP_BIN_DIR", workspace_root().join("target/release")) };
-    let dir = workspace_root().join("target/bench-overhead");
+    let dir = workspace_root().join("target").join(dir_name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// `bench overhead`.
+pub fn run(secs: u32) -> anyhow::Result<()> {
+    let dir = prepare("bench-overhead")?;
     let topo = Topology::new("ovh")?;
     let nginx = Nginx::start(&topo.server, &dir.join("nginx"))?;
     let start_sensor = |tag: &str| {
@@ -297,11 +304,22 @@ pub fn run(secs: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// At [`KAFKA_RATE`], the sensor's CPU per 10k transactions with the Kafka sink, events in
-/// JSON and in MessagePack, alternating, median of [`ROUNDS`].
+/// At [`KAFKA_RATE`], the sensor's CPU per 10k transactions with the file sink and with the
+/// Kafka sink: events in JSON at the tests' `linger_ms = 5` (what this phase measured until
+/// issue 21's producer check), then in JSON and in MessagePack at the producer's default
+/// linger (what an operator runs); alternating, median of [`ROUNDS`].
 /// Request rate of the Kafka phase: below what tansu (SQLite storage) takes on this machine
 /// (≈ 5k events/s, `cargo xtask bench kafka`), so the producer never spools.
 const KAFKA_RATE: u32 = 2_000;
+
+/// The sinks of the Kafka phase: row label, event encoding (`None`: the file sink), and
+/// whether the tests' 5 ms linger stays in the producer configuration.
+const KAFKA_SINKS: [(&str, Option<&str>, bool); 4] = [
+    ("file (JSON lines)", None, false),
+    ("Kafka json, linger 5 ms", Some("json"), true),
+    ("Kafka json, default linger", Some("json"), false),
+    ("Kafka msgpack, default linger", Some("msgpack"), false),
+];
 
 fn kafka_encodings(topo: &Topology, dir: &std::path::Path, secs: u32) -> anyhow::Result<()> {
     use apitap_tests::broker::{Broker, ConfiguredSensor, kafka_sensor_config, tansu_bin};
@@ -310,14 +328,27 @@ fn kafka_encodings(topo: &Topology, dir: &std::path::Path, secs: u32) -> anyhow:
     }
     let broker = Broker::start_in(&topo.server, &dir.join("broker"))?;
     broker.create_topic("apitap.events.v1", 3)?;
-    let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); KAFKA_SINKS.len()];
     for round in 0..ROUNDS {
-        for (i, encoding) in ["json", "msgpack"].into_iter().enumerate() {
-            let config = kafka_sensor_config(
+        for (i, (_, encoding, short_linger)) in KAFKA_SINKS.into_iter().enumerate() {
+            let tag = format!("kafka-{i}-{round}");
+            let Some(encoding) = encoding else {
+                let mut sensor = Sensor::start(
+                    &topo.server,
+                    &topo.server_if,
+                    &[SERVER_PORT],
+                    &dir.join(&tag),
+                )?;
+                cpu[i].push(hey_with_sensor_cpu(topo, KAFKA_RATE, secs)?.1);
+                sensor.stop()?;
+                let _ = std::fs::remove_file(&sensor.events);
+                continue;
+            };
+            let mut config = kafka_sensor_config(
                 "bench-overhead",
                 &topo.server_if,
                 &broker,
-                &dir.join(format!("spool-{encoding}-{round}")),
+                &dir.join(format!("spool-{tag}")),
                 1_000_000,
             )
             .replacen(
@@ -325,21 +356,36 @@ fn kafka_encodings(topo: &Topology, dir: &std::path::Path, secs: u32) -> anyhow:
                 &format!("[kafka.producer]\nevent_encoding = \"{encoding}\"\n"),
                 1,
             );
-            let mut sensor = ConfiguredSensor::start(
-                &topo.server,
-                &config,
-                &dir.join(format!("kafka-{encoding}-{round}")),
-            )?;
+            if !short_linger {
+                let with = config.clone();
+                config = config.replacen("linger_ms = 5\n", "", 1);
+                if config == with {
+                    bail!("the tests' sensor configuration no longer sets linger_ms = 5");
+                }
+            }
+            let mut sensor = ConfiguredSensor::start(&topo.server, &config, &dir.join(&tag))?;
             cpu[i].push(hey_with_sensor_cpu(topo, KAFKA_RATE, secs)?.1);
             sensor.stop()?;
         }
     }
-    for (i, encoding) in ["json", "msgpack"].into_iter().enumerate() {
+    for (i, (label, _, _)) in KAFKA_SINKS.into_iter().enumerate() {
         cpu_row(
-            &format!("{KAFKA_RATE} req/s, Kafka {encoding}"),
+            &format!("{KAFKA_RATE} req/s, {label}"),
             median(cpu[i].clone()),
         );
     }
+    Ok(())
+}
+
+/// `bench overhead-kafka`: only the Kafka phase of `bench overhead` (the sensor's CPU per
+/// 10k transactions at [`KAFKA_RATE`] by sink and producer configuration).
+pub fn run_kafka(secs: u32) -> anyhow::Result<()> {
+    let dir = prepare("bench-overhead-kafka")?;
+    let topo = Topology::new("ovk")?;
+    let nginx = Nginx::start(&topo.server, &dir.join("nginx"))?;
+    println!("\nKafka phase of the overhead benchmark: {secs} s per run, median of {ROUNDS}");
+    kafka_encodings(&topo, &dir, secs)?;
+    drop(nginx);
     Ok(())
 }
 

@@ -113,7 +113,8 @@ enum Cmd {
     /// under callgrind: instructions per transaction, deterministic on a noisy machine, next to
     /// the previous run), `analyzer-instructions` (the analyzer's per-event path under
     /// callgrind, by part, next to the previous run), `capture` (live, netns, load tools), `overhead` (nginx's latency
-    /// at fixed rates and its rate pinned to one core, with and without the sensor), `tls` (the same
+    /// at fixed rates and its rate pinned to one core, with and without the sensor),
+    /// `overhead-kafka` (only its phase with the Kafka sink), `tls` (the same
     /// over HTTPS with TLS capture on, and the sensor's CPU per 10k HTTPS transactions), `kafka` (bus throughput
     /// against a real broker, next to `tansu perf`) or `hostile` (the sensor and analyzer
     /// under a SYN flood, 1-byte segments, a pipelined-head flood and random hosts/paths).
@@ -125,6 +126,7 @@ enum Cmd {
             "analyzer-instructions",
             "capture",
             "overhead",
+            "overhead-kafka",
             "tls",
             "kafka",
             "hostile"
@@ -163,6 +165,7 @@ fn main() -> anyhow::Result<()> {
                 "kafka" => bench_kafka::run(seconds),
                 "hostile" => bench_hostile::run(),
                 "overhead" => bench_overhead::run(seconds),
+                "overhead-kafka" => bench_overhead::run_kafka(seconds),
                 "tls" => bench_tls::run(seconds),
                 _ => bench::capture(seconds),
             }
