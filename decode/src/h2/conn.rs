@@ -287,7 +287,10 @@ impl StreamState {
                     .map(|f| f.len() + std::mem::size_of::<Field>())
                     .sum::<usize>()
         };
-        part(&self.req) + part(&self.resp) + std::mem::size_of::<Self>()
+        let web = self.grpc.as_ref().map_or(0, |(a, b)| {
+            a.web_trailer.as_ref().map_or(0, Vec::len) + b.web_trailer.as_ref().map_or(0, Vec::len)
+        });
+        part(&self.req) + part(&self.resp) + web + std::mem::size_of::<Self>()
     }
 }
 

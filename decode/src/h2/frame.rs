@@ -386,7 +386,12 @@ impl FrameParser {
                     };
                 }
                 State::Resync => {
-                    return match find_boundary(&self.buf, self.max_frame_size) {
+                    // Candidates are confirmed by the header after them: only frames this
+                    // parser would buffer anyway qualify, so resync holds at most that much.
+                    let max = self
+                        .max_frame_size
+                        .min(self.max_buffered.max(DEFAULT_MAX_FRAME_SIZE));
+                    return match find_boundary(&self.buf, max) {
                         Boundary::At(off) => {
                             self.advance(off);
                             self.skipped += off as u64;

@@ -589,3 +589,45 @@ pub(crate) fn record_opening(records: &[(Side, Vec<u8>)], stream: u32) -> usize 
         })
         .unwrap()
 }
+
+mod segmentation {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds every record cut at the given piece sizes (cycled).
+    fn run_cut(records: &[(Side, Vec<u8>)], midstream: bool, pieces: &[usize]) -> Vec<H2Message> {
+        let mut c = Connection::new(H2Config::default(), midstream);
+        let mut out = Vec::new();
+        let mut k = 0;
+        for (i, (side, bytes)) in records.iter().enumerate() {
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let n = pieces[k % pieces.len()].min(rest.len());
+                k += 1;
+                c.data(*side, i as u64 + 1, &rest[..n], &mut out);
+                rest = &rest[n..];
+            }
+        }
+        c.close(&mut out);
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Any segmentation of the same byte streams gives the same messages, from the start
+        /// and when joining mid-connection.
+        #[test]
+        fn any_segmentation_same_messages(pieces in proptest::collection::vec(1usize..3000, 1..40)) {
+            for name in ["grpc", "nghttp_get", "h2load", "h2py_churn"] {
+                let records = dump(name);
+                let (whole, _) = run(&records, false, usize::MAX);
+                prop_assert_eq!(&run_cut(&records, false, &pieces), &whole, "{}", name);
+            }
+            let records = dump("grpc_many");
+            let start = record_opening(&records, 21);
+            let (whole, _) = run(&records[start..], true, usize::MAX);
+            prop_assert_eq!(&run_cut(&records[start..], true, &pieces), &whole);
+        }
+    }
+}
