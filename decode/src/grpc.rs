@@ -149,6 +149,22 @@ pub fn messages(body: &[u8]) -> impl Iterator<Item = Message<'_>> {
     })
 }
 
+/// A message's payload without its `grpc-encoding` (gzip, deflate; PROTOCOL-HTTP2
+/// "Message-Encoding") when its compressed flag is set, at most `cap` bytes
+/// ([`crate::content::decode`]'s bomb cap applies).
+pub fn payload<'a>(
+    message: &Message<'a>,
+    encoding: Option<&str>,
+    cap: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, crate::content::DecodeError> {
+    if !message.compressed {
+        return Ok(std::borrow::Cow::Borrowed(message.data));
+    }
+    let coding = encoding.unwrap_or("identity");
+    let d = crate::content::decode(coding, message.data, cap, message.complete)?;
+    Ok(std::borrow::Cow::Owned(d.data))
+}
+
 /// `/{service}/{method}` (PROTOCOL-HTTP2 "Path"), both non-empty.
 pub fn parse_path(path: &[u8]) -> Option<(&str, &str)> {
     let p = std::str::from_utf8(path).ok()?.strip_prefix('/')?;
@@ -347,6 +363,27 @@ mod tests {
         let listed: Vec<_> = messages(&body).collect();
         assert_eq!(listed.len(), 2);
         assert!(listed[1].trailer && listed[0].complete);
+    }
+
+    #[test]
+    fn compressed_messages_are_inflated() {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b"\x0a\x08acc-0001").unwrap();
+        let body = lpm(1, &e.finish().unwrap());
+        let m = messages(&body).next().unwrap();
+        assert!(m.compressed && m.complete);
+        assert_eq!(
+            &*payload(&m, Some("gzip"), 1024).unwrap(),
+            b"\x0a\x08acc-0001"
+        );
+        assert!(
+            payload(&m, None, 1024).is_err(),
+            "compressed without an encoding"
+        );
+        let plain = lpm(0, b"\x08\x01");
+        let m = messages(&plain).next().unwrap();
+        assert_eq!(&*payload(&m, Some("gzip"), 1024).unwrap(), b"\x08\x01");
     }
 
     #[test]

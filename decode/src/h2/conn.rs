@@ -89,6 +89,8 @@ crate::stats::counters!(@struct H2Stats, "HTTP/2 decoder counters (exported as `
     streams_refused,
     /// Streams first seen after they opened (joined mid-connection).
     streams_midstream,
+    /// Client streams opened beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS.
+    streams_over_peer_limit,
     /// Frames for closed or unknown streams, ignored.
     frames_closed_stream,
     /// Body bytes seen but not kept because of the body cap (drop).
@@ -330,6 +332,8 @@ pub struct Connection {
     /// A gRPC stream was seen on this connection (used when a joined decoder cannot read a
     /// stream's content-type).
     grpc_seen: bool,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS each side may open, as its peer advertised (§5.1.2).
+    max_concurrent: [Option<u32>; 2],
     stats: H2Stats,
 }
 
@@ -377,6 +381,7 @@ impl Connection {
             first_new: None,
             recently_ended: VecDeque::new(),
             grpc_seen: false,
+            max_concurrent: [None, None],
             stats: H2Stats::default(),
         }
     }
@@ -593,7 +598,15 @@ impl Connection {
                 }
             }
             kind::SETTINGS => {
-                if h.has(flag::ACK) || h.stream != 0 {
+                if h.stream != 0
+                    || !payload.len().is_multiple_of(6)
+                    || (h.has(flag::ACK) && !payload.is_empty())
+                {
+                    // §6.5: PROTOCOL_ERROR / FRAME_SIZE_ERROR.
+                    self.stats.protocol_errors += 1;
+                    return;
+                }
+                if h.has(flag::ACK) {
                     return;
                 }
                 // §6.5.2: parameters this side's peer must respect when sending to it.
@@ -603,6 +616,7 @@ impl Connection {
                     let peer = &mut self.dirs[idx(other(side))];
                     match id {
                         0x1 => peer.hpack.set_protocol_max(v as usize),
+                        0x3 => self.max_concurrent[idx(other(side))] = Some(v),
                         0x5 => peer.parser.set_max_frame_size(v),
                         _ => {}
                     }
@@ -631,6 +645,23 @@ impl Connection {
                         self.emit(id, End::Refused { code }, out);
                     }
                 }
+            }
+            // §6.3, §6.7, §6.9: fixed lengths (FRAME_SIZE_ERROR); a zero window increment is a
+            // PROTOCOL_ERROR. Otherwise they carry nothing the messages need.
+            kind::PRIORITY if payload.len() != 5 || h.stream == 0 => {
+                self.stats.protocol_errors += 1
+            }
+            kind::PING if payload.len() != 8 || h.stream != 0 => self.stats.protocol_errors += 1,
+            kind::WINDOW_UPDATE
+                if payload.len() != 4
+                    || u32::from_be_bytes([
+                        payload[0] & 0x7f,
+                        payload[1],
+                        payload[2],
+                        payload[3],
+                    ]) == 0 =>
+            {
+                self.stats.protocol_errors += 1
             }
             kind::PRIORITY | kind::PING | kind::WINDOW_UPDATE => {}
             _ => self.stats.frames_unknown += 1,
@@ -819,7 +850,18 @@ impl Connection {
             if self.first_new.is_none() {
                 self.first_new = Some(id);
             }
-            return Some(self.open(id, ts_us, out));
+            // §5.1.2: more open client streams than the server allows (the server refuses
+            // them; the decoder reports them, flagged).
+            let open_client = self.streams.keys().filter(|k| *k % 2 == 1).count();
+            let over = self.max_concurrent[0].is_some_and(|m| open_client as u64 >= u64::from(m));
+            if over {
+                self.stats.streams_over_peer_limit += 1;
+            }
+            let s = self.open(id, ts_us, out);
+            if over {
+                s.flag(H2Anomaly::ProtocolError);
+            }
+            return self.streams.get_mut(&id);
         }
         // Joined mid-connection: frames of a stream opened before the first new one seen.
         let before_join = self.midstream && self.first_new.is_none_or(|f| id < f);

@@ -279,6 +279,68 @@ fn limits_streams_bodies_goaway() {
     assert!(c.buffered() < 4096, "{}", c.buffered());
 }
 
+/// A gzip response body is inflated with the HTTP/1 content decoder (caps included); a
+/// content-length that disagrees with the DATA is flagged (§8.1.1).
+#[test]
+fn content_coding_and_length_mismatch() {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(&br#"{"iban":"DE89370400440532013000"}"#.repeat(50))
+        .unwrap();
+    let gz = e.finish().unwrap();
+    let mut client = PREFACE.to_vec();
+    client.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &lit_headers(&[(":method", "GET"), (":scheme", "http"), (":path", "/a")]),
+    ));
+    client.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        3,
+        &lit_headers(&[
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/b"),
+            ("content-length", "10"),
+        ]),
+    ));
+    client.extend(frame(kind::DATA, flag::END_STREAM, 3, b"short"));
+    let cl = gz.len().to_string();
+    let mut server = frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &lit_headers(&[
+            (":status", "200"),
+            ("content-encoding", "gzip"),
+            ("content-length", &cl),
+        ]),
+    );
+    server.extend(frame(kind::DATA, flag::END_STREAM, 1, &gz));
+    server.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        3,
+        &lit_headers(&[(":status", "400")]),
+    ));
+    let (msgs, c) = run(
+        &[(Side::Client, client), (Side::Server, server)],
+        false,
+        usize::MAX,
+    );
+    let a = msgs.iter().find(|m| m.stream_id == 1).unwrap();
+    let body = &a.response.as_ref().unwrap().body;
+    assert!(body.decoded && !body.truncated);
+    assert_eq!(body.data.len(), 33 * 50);
+    assert_eq!(body.wire_len, gz.len() as u64);
+    assert!(a.anomalies.is_empty());
+    let b = msgs.iter().find(|m| m.stream_id == 3).unwrap();
+    assert_eq!(b.anomalies, vec![H2Anomaly::ContentLengthMismatch]);
+    assert_eq!(c.stats().bodies_decoded, 1);
+}
+
 /// A header block larger than the cap is dropped whole (the table is then treated as
 /// unknown), and a later request is still decoded.
 #[test]
