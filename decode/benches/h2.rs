@@ -19,19 +19,10 @@ fn dump(name: &str) -> Vec<(Side, Vec<u8>)> {
         env!("CARGO_MANIFEST_DIR")
     );
     let b = std::fs::read(path).unwrap();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let side = if b[i] == 0 {
-            Side::Client
-        } else {
-            Side::Server
-        };
-        let len = u32::from_be_bytes([b[i + 1], b[i + 2], b[i + 3], b[i + 4]]) as usize;
-        out.push((side, b[i + 5..i + 5 + len].to_vec()));
-        i += 5 + len;
-    }
-    out
+    apitap_decode::h2::dump::records(&b)
+        .map(|r| r.map(|(side, bytes)| (side, bytes.to_vec())))
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 fn decode(records: &[(Side, Vec<u8>)]) -> usize {

@@ -246,7 +246,7 @@ pub fn shape(fields: &[Field<'_>]) -> Vec<(String, Kind)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -258,37 +258,44 @@ mod tests {
         money.extend_from_slice(&[0x10, 0xe2, 0x09, 0x1d, 5, 0, 0, 0]);
         let mut m = vec![0x0a, 5];
         m.extend_from_slice(b"acc-1");
+        m.extend_from_slice(&[0x12, 1, b'A']);
         m.push(0x1a);
         m.push(money.len() as u8);
         m.extend_from_slice(&money);
         m.extend_from_slice(&[0x22, 1, b'a', 0x29]);
         m.extend_from_slice(&0.0125f64.to_le_bytes());
         let f = decode(&m, Limits::default()).unwrap();
-        assert_eq!(f.len(), 4);
+        assert_eq!(f.len(), 5);
         assert!(
             matches!(f[0].value, Value::Len { text: true, nested: None, raw } if raw == b"acc-1")
         );
         let Value::Len {
             nested: Some(n), ..
-        } = &f[1].value
+        } = &f[2].value
         else {
-            panic!("{:?}", f[1])
+            panic!("{:?}", f[2])
         };
         assert_eq!(n[1].value, Value::Varint(1250));
         assert_eq!(n[2].value, Value::Fixed32(5));
-        assert_eq!(f[3].value, Value::Fixed64(0.0125f64.to_bits()));
-        assert_eq!(
-            shape(&f),
-            vec![
-                ("1".into(), Kind::String),
-                ("3".into(), Kind::Message),
-                ("3.1".into(), Kind::String),
-                ("3.2".into(), Kind::Varint),
-                ("3.3".into(), Kind::Fixed32),
-                ("4".into(), Kind::String),
-                ("5".into(), Kind::Fixed64),
-            ]
-        );
+        assert_eq!(f[4].value, Value::Fixed64(0.0125f64.to_bits()));
+        assert_eq!(shape(&f), account_shape());
+    }
+
+    /// The shape of `bank.v1.Account` (tests/fixtures/h2/bank.proto).
+    pub(crate) fn account_shape() -> Vec<(String, Kind)> {
+        [
+            ("1", Kind::String),
+            ("2", Kind::String),
+            ("3", Kind::Message),
+            ("3.1", Kind::String),
+            ("3.2", Kind::Varint),
+            ("3.3", Kind::Fixed32),
+            ("4", Kind::String),
+            ("5", Kind::Fixed64),
+        ]
+        .into_iter()
+        .map(|(p, k)| (p.to_owned(), k))
+        .collect()
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! gRPC on top of it lives in [`crate::grpc`], protobuf bodies in [`crate::protobuf`].
 
 pub mod conn;
+pub mod dump;
 pub mod frame;
 pub mod hpack;
 pub mod huffman;

@@ -12,19 +12,10 @@ pub(crate) fn dump(name: &str) -> Vec<(Side, Vec<u8>)> {
         env!("CARGO_MANIFEST_DIR")
     );
     let b = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let side = if b[i] == 0 {
-            Side::Client
-        } else {
-            Side::Server
-        };
-        let len = u32::from_be_bytes([b[i + 1], b[i + 2], b[i + 3], b[i + 4]]) as usize;
-        out.push((side, b[i + 5..i + 5 + len].to_vec()));
-        i += 5 + len;
-    }
-    out
+    super::dump::records(&b)
+        .map(|r| r.map(|(side, bytes)| (side, bytes.to_vec())))
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 pub(crate) fn log(name: &str) -> String {
@@ -446,23 +437,12 @@ fn grpc_matches_client_report() {
     let body = &msgs[0].response.as_ref().unwrap().body.data;
     let m: Vec<_> = crate::grpc::messages(body).collect();
     assert_eq!(m.len(), 1);
-    use crate::protobuf::{Kind, Value, decode, shape};
+    use crate::protobuf::{Value, decode, shape};
     let f = decode(m[0].data, crate::protobuf::Limits::default()).unwrap();
     assert!(matches!(f[0].value, Value::Len { raw, text: true, .. } if raw == b"acc-0000"));
     assert!(matches!(f[1].value, Value::Len { raw, text: true, .. } if raw == b"Alice Example"));
-    assert_eq!(
-        shape(&f),
-        vec![
-            ("1".into(), Kind::String),
-            ("2".into(), Kind::String),
-            ("3".into(), Kind::Message),
-            ("3.1".into(), Kind::String),
-            ("3.2".into(), Kind::Varint),
-            ("3.3".into(), Kind::Fixed32),
-            ("4".into(), Kind::String),
-            ("5".into(), Kind::Fixed64),
-        ]
-    );
+    assert_eq!(shape(&f), crate::protobuf::tests::account_shape());
+
     assert!(
         f.iter()
             .any(|x| x.value == Value::Fixed64(0.0125f64.to_bits()))
