@@ -186,9 +186,20 @@ pub struct Part {
     pub start_us: u64,
     /// Last frame seen, microseconds.
     pub end_us: u64,
+    /// Some frame of this side was seen.
+    pub seen: bool,
 }
 
 impl Part {
+    /// A frame of this side was seen at `ts_us`.
+    fn touch(&mut self, ts_us: u64) {
+        if !self.seen {
+            self.seen = true;
+            self.start_us = ts_us;
+        }
+        self.end_us = ts_us;
+    }
+
     /// First value of a field, by exact (lowercase) name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
@@ -588,7 +599,7 @@ impl Connection {
                     let code = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
                     self.stats.streams_reset += 1;
                     if let Some(s) = self.streams.get_mut(&h.stream) {
-                        s.part(side).end_us = ts_us;
+                        s.part(side).touch(ts_us);
                     }
                     self.emit(h.stream, End::Reset { by: side, code }, out);
                 } else if payload.len() != 4 {
@@ -836,7 +847,7 @@ impl Connection {
     ) -> Option<&mut StreamState> {
         if self.streams.contains_key(&id) {
             let s = self.streams.get_mut(&id)?;
-            s.part(side).end_us = ts_us;
+            s.part(side).touch(ts_us);
             return Some(s);
         }
         if id == 0 || self.recently_ended.contains(&id) {
@@ -875,7 +886,7 @@ impl Connection {
             let s = self.open(id, ts_us, out);
             s.flag(H2Anomaly::RequestHeadersMissing);
             s.req_started = true;
-            s.part(side).end_us = ts_us;
+            s.part(side).touch(ts_us);
             return self.streams.get_mut(&id);
         }
         self.stats.frames_closed_stream += 1;
@@ -895,8 +906,7 @@ impl Connection {
         }
         self.order.push_back(id);
         let s = self.streams.entry(id).or_default();
-        s.req.start_us = ts_us;
-        s.req.end_us = ts_us;
+        s.req.touch(ts_us);
         s
     }
 

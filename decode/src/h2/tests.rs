@@ -76,6 +76,8 @@ fn nghttp_get_matches_client_log() {
         let cl: u64 = s(resp.header("content-length")).parse().unwrap_or(0);
         assert_eq!(resp.body.wire_len, cl, "{}", s(m.path()));
         assert!(!resp.body.truncated);
+        // Records are numbered from 1: the request is in the first, responses later.
+        assert!(m.request.start_us == 1 && resp.start_us >= 2 && resp.start_us <= resp.end_us);
     }
     // Every response field nghttp2's own decoder printed, per stream, in order.
     for m in &msgs {
