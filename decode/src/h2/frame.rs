@@ -16,6 +16,30 @@ use bytes::{Buf, Bytes, BytesMut};
 /// The client connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// Whether a client byte stream starts with the connection preface (RFC 9113 §3.4): how a
+/// session recognises prior-knowledge h2c (and h2 over TLS, whose client also sends it first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefaceMatch {
+    /// The bytes start with the whole preface.
+    Yes,
+    /// They cannot start with it.
+    No,
+    /// Too few bytes to tell (all of them match the preface's start).
+    NeedMore,
+}
+
+/// Compares the start of a client stream with [`PREFACE`].
+pub fn preface_match(start: &[u8]) -> PrefaceMatch {
+    let n = start.len().min(PREFACE.len());
+    if start[..n] != PREFACE[..n] {
+        PrefaceMatch::No
+    } else if n < PREFACE.len() {
+        PrefaceMatch::NeedMore
+    } else {
+        PrefaceMatch::Yes
+    }
+}
+
 /// Frame types (RFC 9113 §6).
 pub mod kind {
     /// §6.1
@@ -255,19 +279,18 @@ impl FrameParser {
     pub fn next_item(&mut self) -> Item {
         loop {
             match self.state {
-                State::Preface => {
-                    let n = self.buf.len().min(PREFACE.len());
-                    if self.buf[..n] != PREFACE[..n] {
+                State::Preface => match preface_match(&self.buf) {
+                    PrefaceMatch::No => {
                         self.state = State::Resync;
                         return Item::Invalid(FrameError::BadPreface);
                     }
-                    if n < PREFACE.len() {
-                        return Item::NeedMore;
+                    PrefaceMatch::NeedMore => return Item::NeedMore,
+                    PrefaceMatch::Yes => {
+                        self.advance(PREFACE.len());
+                        self.state = State::Header;
+                        return Item::Preface;
                     }
-                    self.advance(PREFACE.len());
-                    self.state = State::Header;
-                    return Item::Preface;
-                }
+                },
                 State::Header => {
                     if self.buf.len() < 9 {
                         return Item::NeedMore;
@@ -544,6 +567,18 @@ pub(crate) mod tests {
             assert!(p.at_boundary());
             assert_eq!(p.position(), wire.len() as u64);
         }
+    }
+
+    #[test]
+    fn preface_detection() {
+        assert_eq!(preface_match(b""), PrefaceMatch::NeedMore);
+        assert_eq!(preface_match(b"PRI * HTTP/2"), PrefaceMatch::NeedMore);
+        assert_eq!(
+            preface_match(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"),
+            PrefaceMatch::Yes
+        );
+        assert_eq!(preface_match(b"POST / HTTP/1.1\r\n"), PrefaceMatch::No);
+        assert_eq!(preface_match(b"PRI * HTTP/1.1"), PrefaceMatch::No);
     }
 
     #[test]
