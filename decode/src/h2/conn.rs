@@ -101,6 +101,8 @@ crate::stats::counters!(@struct H2Stats, "HTTP/2 decoder counters (exported as `
     body_decode_failures,
     /// GOAWAY frames.
     goaways,
+    /// DATA frames beyond the receiver's flow-control window (RFC 9113 §6.9.1).
+    flow_control_violations,
     /// Gaps (lost bytes) in either direction (drop).
     gaps,
 );
@@ -152,6 +154,8 @@ pub enum H2Anomaly {
     MalformedHeaders,
     /// A frame broke the stream state rules (e.g. DATA before HEADERS, §5.1).
     ProtocolError,
+    /// DATA beyond the flow-control window the receiver granted (§6.9.1).
+    FlowControlViolation,
     /// The body's content coding was corrupt.
     BodyDecodeFailed,
     /// Decompression hit the cap at a bomb-like ratio.
@@ -263,6 +267,29 @@ impl H2Message {
     }
 }
 
+/// One side's sending window (RFC 9113 §6.9): the connection window and the initial stream
+/// window its peer granted.
+#[derive(Debug)]
+struct Flow {
+    connection: i64,
+    initial: i64,
+    /// SETTINGS_INITIAL_WINDOW_SIZE the peer sent, applied when this side acknowledges it.
+    pending_initial: Option<u32>,
+}
+
+/// §6.9.2: 65,535 octets until SETTINGS say otherwise.
+const DEFAULT_WINDOW: i64 = 65_535;
+
+impl Default for Flow {
+    fn default() -> Self {
+        Flow {
+            connection: DEFAULT_WINDOW,
+            initial: DEFAULT_WINDOW,
+            pending_initial: None,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct StreamState {
     req: Part,
@@ -275,6 +302,8 @@ struct StreamState {
     anomalies: Vec<H2Anomaly>,
     /// Declared `content-length`, per side.
     declared: [Option<u64>; 2],
+    /// Flow-control window left for each side's DATA on this stream (§6.9).
+    window: [i64; 2],
 }
 
 impl StreamState {
@@ -345,6 +374,9 @@ pub struct Connection {
     grpc_seen: bool,
     /// SETTINGS_MAX_CONCURRENT_STREAMS each side may open, as its peer advertised (§5.1.2).
     max_concurrent: [Option<u32>; 2],
+    /// Flow-control state of each side's sending (§6.9); `None` after a mid-stream join.
+    flow: [Flow; 2],
+    flow_known: bool,
     stats: H2Stats,
 }
 
@@ -393,6 +425,8 @@ impl Connection {
             recently_ended: VecDeque::new(),
             grpc_seen: false,
             max_concurrent: [None, None],
+            flow: [Flow::default(), Flow::default()],
+            flow_known: !midstream,
             stats: H2Stats::default(),
         }
     }
@@ -444,6 +478,7 @@ impl Connection {
                     if self.dirs[d].block.is_some() {
                         self.continuation_broken(side);
                     }
+                    self.flow_consume(side, &header);
                     if header.has(flag::END_STREAM) {
                         self.end_side(side, ts_us, header.stream, out);
                     }
@@ -618,6 +653,10 @@ impl Connection {
                     return;
                 }
                 if h.has(flag::ACK) {
+                    // §6.5.3: this side applies the peer's settings from here on.
+                    if let Some(v) = self.flow[d].pending_initial.take() {
+                        self.set_initial_window(side, v);
+                    }
                     return;
                 }
                 // §6.5.2: parameters this side's peer must respect when sending to it.
@@ -628,6 +667,7 @@ impl Connection {
                     match id {
                         0x1 => peer.hpack.set_protocol_max(v as usize),
                         0x3 => self.max_concurrent[idx(other(side))] = Some(v),
+                        0x4 => self.flow[idx(other(side))].pending_initial = Some(v),
                         0x5 => peer.parser.set_max_frame_size(v),
                         _ => {}
                     }
@@ -674,7 +714,18 @@ impl Connection {
             {
                 self.stats.protocol_errors += 1
             }
-            kind::PRIORITY | kind::PING | kind::WINDOW_UPDATE => {}
+            kind::WINDOW_UPDATE => {
+                let inc =
+                    u32::from_be_bytes([payload[0] & 0x7f, payload[1], payload[2], payload[3]]);
+                // §6.9: credit for the peer's sending.
+                let sender = idx(other(side));
+                if h.stream == 0 {
+                    self.flow[sender].connection += i64::from(inc);
+                } else if let Some(s) = self.streams.get_mut(&h.stream) {
+                    s.window[sender] += i64::from(inc);
+                }
+            }
+            kind::PRIORITY | kind::PING => {}
             _ => self.stats.frames_unknown += 1,
         }
     }
@@ -905,7 +956,9 @@ impl Connection {
             }
         }
         self.order.push_back(id);
+        let window = [self.flow[0].initial, self.flow[1].initial];
         let s = self.streams.entry(id).or_default();
+        s.window = window;
         s.req.touch(ts_us);
         s
     }
@@ -944,6 +997,44 @@ impl Connection {
         if keep < bytes.len() {
             part.body.truncated = true;
             self.stats.body_bytes_truncated += (bytes.len() - keep) as u64;
+        }
+    }
+
+    /// A DATA frame from `side` used its flow-control windows (§6.9.1: the whole payload,
+    /// padding included); going below zero is a FLOW_CONTROL_ERROR by the sender.
+    fn flow_consume(&mut self, side: Side, h: &FrameHeader) {
+        if !self.flow_known {
+            return;
+        }
+        let d = idx(side);
+        let len = i64::from(h.len);
+        self.flow[d].connection -= len;
+        let mut violated = self.flow[d].connection < 0;
+        if let Some(s) = self.streams.get_mut(&h.stream) {
+            s.window[d] -= len;
+            if s.window[d] < 0 || violated {
+                violated = true;
+                s.flag(H2Anomaly::FlowControlViolation);
+            }
+        }
+        if violated {
+            self.stats.flow_control_violations += 1;
+            // Count once, then track from a clean state rather than flag every later frame.
+            self.flow[d].connection = self.flow[d].connection.max(0);
+            if let Some(s) = self.streams.get_mut(&h.stream) {
+                s.window[d] = s.window[d].max(0);
+            }
+        }
+    }
+
+    /// §6.9.2: a new SETTINGS_INITIAL_WINDOW_SIZE moves every open stream's window of
+    /// `side` by the difference.
+    fn set_initial_window(&mut self, side: Side, v: u32) {
+        let d = idx(side);
+        let delta = i64::from(v) - self.flow[d].initial;
+        self.flow[d].initial = i64::from(v);
+        for s in self.streams.values_mut() {
+            s.window[d] += delta;
         }
     }
 

@@ -115,6 +115,7 @@ fn nghttp_get_matches_client_log() {
         c.stats().hpack_errors + c.stats().framing_errors + c.stats().protocol_errors,
         0
     );
+    assert_eq!(c.stats().flow_control_violations, 0);
     assert_eq!(c.stats().goaways, 1);
     assert!(c.hpack(Side::Client).synchronised());
 }
@@ -729,4 +730,57 @@ fn join_inside_frames_resyncs() {
     }
     // The request cut in its HEADERS frame is lost; every later one is reported.
     assert_eq!(exact, full.iter().filter(|x| x.stream_id > 41).count());
+}
+
+/// Flow control (§6.9): real peers never exceed their windows; a sender that ignores the
+/// window, or a reduced SETTINGS_INITIAL_WINDOW_SIZE once acknowledged, is flagged.
+#[test]
+fn flow_control_accounting() {
+    for name in [
+        "nghttp_get",
+        "nghttp_post",
+        "h2load",
+        "h2py_churn",
+        "grpc",
+        "grpc_many",
+    ] {
+        let (_, c) = run(&dump(name), false, usize::MAX);
+        assert_eq!(c.stats().flow_control_violations, 0, "{name}");
+        assert_eq!(c.stats().protocol_errors, 0, "{name}");
+    }
+    let get = lit_headers(&[(":method", "GET"), (":scheme", "http"), (":path", "/")]);
+    let mut client = PREFACE.to_vec();
+    // The client allows 100 bytes per stream, and the server acknowledges.
+    client.extend(frame(kind::SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 100]));
+    client.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &get,
+    ));
+    client.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        3,
+        &get,
+    ));
+    let ok = lit_headers(&[(":status", "200")]);
+    // Before its ACK the server may still use 65,535 on stream 1.
+    let mut server = frame(kind::SETTINGS, 0, 0, &[]);
+    server.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &ok));
+    server.extend(frame(kind::DATA, flag::END_STREAM, 1, &[b'x'; 150]));
+    server.extend(frame(kind::SETTINGS, flag::ACK, 0, &[]));
+    server.extend(frame(kind::HEADERS, flag::END_HEADERS, 3, &ok));
+    server.extend(frame(kind::DATA, 0, 3, &[b'y'; 100]));
+    server.extend(frame(kind::DATA, flag::END_STREAM, 3, &[b'z'; 1]));
+    let (msgs, c) = run(
+        &[(Side::Client, client), (Side::Server, server)],
+        false,
+        usize::MAX,
+    );
+    assert_eq!(c.stats().flow_control_violations, 1);
+    let s3 = msgs.iter().find(|m| m.stream_id == 3).unwrap();
+    assert_eq!(s3.anomalies, vec![H2Anomaly::FlowControlViolation]);
+    let s1 = msgs.iter().find(|m| m.stream_id == 1).unwrap();
+    assert!(s1.anomalies.is_empty(), "{:?}", s1.anomalies);
 }
