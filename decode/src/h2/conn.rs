@@ -502,7 +502,11 @@ impl Connection {
                     self.stats.framing_errors += 1;
                     self.lost(side);
                 }
-                Item::Resynced { skipped } => self.stats.resync_bytes += skipped,
+                Item::Resynced { skipped } => {
+                    // The skipped bytes may have held header blocks: their inserts are lost.
+                    self.stats.resync_bytes += skipped;
+                    self.lost(side);
+                }
             }
         }
     }
@@ -520,6 +524,8 @@ impl Connection {
         let d = &mut self.dirs[idx(side)];
         d.hpack.desync();
         d.block = None;
+        // Windows can no longer be followed.
+        self.flow_known = false;
         for s in self.streams.values_mut() {
             s.flag(H2Anomaly::Gap);
         }
@@ -608,7 +614,12 @@ impl Connection {
             }
             kind::CONTINUATION => {
                 let Some(mut a) = self.dirs[d].block.take() else {
-                    self.stats.protocol_errors += 1;
+                    // The block's start was not seen (joined or resynchronised inside it, or a
+                    // protocol error): its inserts are lost, so later indices are unknown.
+                    if !self.midstream {
+                        self.stats.protocol_errors += 1;
+                    }
+                    self.dirs[d].hpack.desync();
                     return;
                 };
                 if a.stream != h.stream {

@@ -784,3 +784,37 @@ fn flow_control_accounting() {
     let s1 = msgs.iter().find(|m| m.stream_id == 1).unwrap();
     assert!(s1.anomalies.is_empty(), "{:?}", s1.anomalies);
 }
+
+/// A CONTINUATION whose HEADERS was not seen (joined inside a block) may hold inserts: the
+/// table is treated as unknown afterwards, so a later index is marked, not resolved to a stale
+/// entry.
+#[test]
+fn orphan_continuation_desynchronises_hpack() {
+    let mut c = Connection::new(H2Config::default(), true);
+    let mut out = Vec::new();
+    // Learn "x-a: 1" at index 62, then lose a block fragment inserting "x-b: 2".
+    let mut client = frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &[0x82, 0x86, 0x84, 0x40, 3, b'x', b'-', b'a', 1, b'1'],
+    );
+    client.extend(frame(
+        kind::CONTINUATION,
+        flag::END_HEADERS,
+        3,
+        &[0x40, 3, b'x', b'-', b'b', 1, b'2'],
+    ));
+    client.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        5,
+        &[0x82, 0x86, 0x84, 0xbe],
+    ));
+    c.data(Side::Client, 1, &client, &mut out);
+    c.close(&mut out);
+    let m5 = out.iter().find(|m| m.stream_id == 5).unwrap();
+    let last = m5.request.headers.last().unwrap();
+    assert!(last.name.is_none() && last.value.is_none(), "{last:?}");
+    assert!(m5.anomalies.contains(&H2Anomaly::UnknownHpackIndex));
+}
