@@ -206,9 +206,10 @@ impl Decoder {
         self.max_size = None;
     }
 
-    /// The table's content is fully known.
+    /// The table's content is fully known: no entry older than those seen, and every entry's
+    /// name known (an entry inserted with a pre-join name stays partly unknown).
     pub fn synchronised(&self) -> bool {
-        !self.unknown_tail
+        !self.unknown_tail && self.entries.iter().all(|e| e.name.is_some())
     }
 
     /// Unknown fields produced since creation.
@@ -787,6 +788,16 @@ mod tests {
         assert_eq!(out[0].value.as_deref(), Some(&b"v"[..]));
         assert_eq!(out[0].unknown_slot, Some(4));
         assert!(!out[0].is_complete());
+        // Found by the `hpack` fuzz target: when a small maximum proves there is no pre-join
+        // entry left, the table is still not fully known while an entry's name is not.
+        let mut d = Decoder::joined(Limits::default());
+        d.set_protocol_max(48);
+        out.clear();
+        d.decode(&hex("7f03 0176"), &mut out).unwrap();
+        assert!(!d.unknown_tail && !d.synchronised());
+        out.clear();
+        d.decode(&hex("be"), &mut out).unwrap();
+        assert_eq!((out[0].name.as_ref(), out[0].unknown_slot), (None, Some(4)));
     }
 
     #[test]
