@@ -207,41 +207,68 @@ pub enum Kind {
     Group,
 }
 
-/// The message's shape: `(path, kind)` for every field, the path being field numbers joined
-/// by `.` (e.g. `3.1` is field 1 of the message in field 3), sorted and de-duplicated
-/// (repeated fields appear once).
-pub fn shape(fields: &[Field<'_>]) -> Vec<(String, Kind)> {
-    fn walk(fields: &[Field<'_>], prefix: &str, out: &mut Vec<(String, Kind)>) {
+/// Calls `visit(path, field)` for every field, depth first, the path being field numbers
+/// joined by `.` (e.g. `3.1` is field 1 of the message in field 3).
+pub fn walk<'a>(fields: &[Field<'a>], visit: &mut impl FnMut(&str, &Field<'a>)) {
+    fn go<'a>(fields: &[Field<'a>], prefix: &str, visit: &mut impl FnMut(&str, &Field<'a>)) {
         for f in fields {
             let path = if prefix.is_empty() {
                 f.number.to_string()
             } else {
                 format!("{prefix}.{}", f.number)
             };
-            let kind = match &f.value {
-                Value::Varint(_) => Kind::Varint,
-                Value::Fixed64(_) => Kind::Fixed64,
-                Value::Fixed32(_) => Kind::Fixed32,
+            visit(&path, f);
+            match &f.value {
                 Value::Len {
                     nested: Some(n), ..
-                } => {
-                    walk(n, &path, out);
-                    Kind::Message
                 }
-                Value::Len { text: true, .. } => Kind::String,
-                Value::Len { .. } => Kind::Bytes,
-                Value::Group(g) => {
-                    walk(g, &path, out);
-                    Kind::Group
-                }
-            };
-            out.push((path, kind));
+                | Value::Group(n) => go(n, &path, visit),
+                _ => {}
+            }
         }
     }
+    go(fields, "", visit);
+}
+
+/// The wire-level kind of a field.
+pub fn kind(f: &Field<'_>) -> Kind {
+    match &f.value {
+        Value::Varint(_) => Kind::Varint,
+        Value::Fixed64(_) => Kind::Fixed64,
+        Value::Fixed32(_) => Kind::Fixed32,
+        Value::Len {
+            nested: Some(_), ..
+        } => Kind::Message,
+        Value::Len { text: true, .. } => Kind::String,
+        Value::Len { .. } => Kind::Bytes,
+        Value::Group(_) => Kind::Group,
+    }
+}
+
+/// The message's shape: `(path, kind)` for every field (see [`walk`]), sorted and
+/// de-duplicated (repeated fields appear once), for the inventory (R-INV-2).
+pub fn shape(fields: &[Field<'_>]) -> Vec<(String, Kind)> {
     let mut out = Vec::new();
-    walk(fields, "", &mut out);
+    walk(fields, &mut |path, f| out.push((path.to_owned(), kind(f))));
     out.sort();
     out.dedup();
+    out
+}
+
+/// Every text field with its path, in wire order: what the labeller scans for sensitive data.
+pub fn strings<'a>(fields: &[Field<'a>]) -> Vec<(String, &'a str)> {
+    let mut out = Vec::new();
+    walk(fields, &mut |path, f| {
+        if let Value::Len {
+            raw,
+            text: true,
+            nested: None,
+        } = f.value
+            && let Ok(s) = std::str::from_utf8(raw)
+        {
+            out.push((path.to_owned(), s));
+        }
+    });
     out
 }
 
@@ -279,6 +306,15 @@ pub(crate) mod tests {
         assert_eq!(n[2].value, Value::Fixed32(5));
         assert_eq!(f[4].value, Value::Fixed64(0.0125f64.to_bits()));
         assert_eq!(shape(&f), account_shape());
+        assert_eq!(
+            strings(&f),
+            vec![
+                ("1".to_owned(), "acc-1"),
+                ("2".to_owned(), "A"),
+                ("3.1".to_owned(), "EUR"),
+                ("4".to_owned(), "a")
+            ]
+        );
     }
 
     /// The shape of `bank.v1.Account` (tests/fixtures/h2/bank.proto).

@@ -463,6 +463,19 @@ fn grpc_matches_client_report() {
     assert!(matches!(f[0].value, Value::Len { raw, text: true, .. } if raw == b"acc-0000"));
     assert!(matches!(f[1].value, Value::Len { raw, text: true, .. } if raw == b"Alice Example"));
     assert_eq!(shape(&f), crate::protobuf::tests::account_shape());
+    let texts: Vec<(String, &str)> = crate::protobuf::strings(&f);
+    assert_eq!(
+        texts,
+        [
+            ("1", "acc-0000"),
+            ("2", "Alice Example"),
+            ("3.1", "EUR"),
+            ("4", "retail"),
+            ("4", "premium")
+        ]
+        .map(|(p, v)| (p.to_owned(), v))
+        .to_vec()
+    );
 
     assert!(
         f.iter()
