@@ -7,7 +7,9 @@
 //! - [`session`]: the source-independent stage — ordered bytes of one direction of one
 //!   connection, with timestamps and gaps marked — which pairs requests and responses;
 //! - [`http1`]: HTTP/1.x message framing per RFC 9112, distinguishing "need more bytes" from
-//!   "invalid".
+//!   "invalid";
+//! - [`h2`]: HTTP/2 framing, HPACK (with mid-connection join) and stream pairing per RFC 9113
+//!   and RFC 7541; [`grpc`] and [`protobuf`] on top of it (issue 17).
 //!
 //! It does no I/O and has no notion of eBPF, pcap or Kafka: the sensor's live capture and pcap
 //! replay both feed [`tcp::Reassembler`]; TLS uprobes will feed [`session::Session`] directly.
@@ -16,8 +18,11 @@
 //! [`ApiEvent`]: apitap_schema::ApiEvent
 
 pub mod content;
+pub mod grpc;
+pub mod h2;
 pub mod http1;
 pub mod packet;
+pub mod protobuf;
 pub mod session;
 pub mod stats;
 pub mod tcp;

@@ -4,13 +4,17 @@
 
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $name:ident,)*) => {
-        /// Monotonic decoder counters.
+        $crate::stats::counters!(@struct Stats, "Monotonic decoder counters."; $($(#[doc = $doc])* $name,)*);
+    };
+    // Also used by other decoder parts with their own counter sets (`h2::H2Stats`).
+    (@struct $S:ident, $sdoc:literal; $($(#[doc = $doc:literal])* $name:ident,)*) => {
+        #[doc = $sdoc]
         #[derive(Debug, Default, Clone, PartialEq, Eq)]
-        pub struct Stats {
+        pub struct $S {
             $($(#[doc = $doc])* pub $name: u64,)*
         }
 
-        impl Stats {
+        impl $S {
             /// `(name, value)` for every counter, in declaration order.
             pub fn fields(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name),)*]
@@ -25,6 +29,7 @@ macro_rules! counters {
         }
     };
 }
+pub(crate) use counters;
 
 counters! {
     /// TCP segments handed to the reassembler.

@@ -1,0 +1,55 @@
+//! HTTP/2 decode throughput (R-CAP-7, issue 17) on real captures (`tests/fixtures/h2/`):
+//! frames, HPACK, stream pairing, gRPC framing, per connection, fed as the segments were
+//! captured. Each benchmark is one whole connection:
+//! - `h2/h2py_churn`: 150 sequential GETs with a churning HPACK table (Python `h2` → nghttpd);
+//! - `h2/nghttp_get`: 15 concurrent streams, one 40 kB body (nghttp → nghttpd);
+//! - `h2/h2load`: 30 requests over 10 concurrent streams;
+//! - `h2/grpc_many`: 45 RPCs, unary and streaming (grpcio).
+//!
+//! Run: `cargo bench -p apitap-decode --bench h2`; next to `--bench decode` (HTTP/1).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+use apitap_decode::Side;
+use apitap_decode::h2::{Connection, H2Config};
+use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
+
+fn dump(name: &str) -> Vec<(Side, Vec<u8>)> {
+    let path = format!(
+        "{}/../tests/fixtures/h2/{name}.h2dump",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let b = std::fs::read(path).unwrap();
+    apitap_decode::h2::dump::records(&b)
+        .map(|r| r.map(|(side, bytes)| (side, bytes.to_vec())))
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn decode(records: &[(Side, Vec<u8>)]) -> usize {
+    let mut c = Connection::new(H2Config::default(), false);
+    let mut out = Vec::with_capacity(64);
+    let mut n = 0;
+    for (i, (side, bytes)) in records.iter().enumerate() {
+        c.data(*side, i as u64, bytes, &mut out);
+        n += out.len();
+        out.clear();
+    }
+    c.close(&mut out);
+    n + out.len()
+}
+
+fn benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("h2");
+    for name in ["h2py_churn", "nghttp_get", "h2load", "grpc_many"] {
+        let records = dump(name);
+        let bytes: usize = records.iter().map(|r| r.1.len()).sum();
+        let streams = decode(&records);
+        eprintln!("apitap-bench-meta h2/{name} bytes={bytes} streams={streams}");
+        g.throughput(Throughput::Bytes(bytes as u64));
+        g.bench_function(name, |b| b.iter(|| black_box(decode(&records))));
+    }
+    g.finish();
+}
+
+criterion_group!(h2, benches);
+criterion_main!(h2);

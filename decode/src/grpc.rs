@@ -1,0 +1,404 @@
+//! gRPC over HTTP/2 ([PROTOCOL-HTTP2]) and gRPC-Web ([PROTOCOL-WEB]) on top of [`crate::h2`]:
+//! service and method from `:path`, status from `grpc-status`/`grpc-message` (trailers, or a
+//! trailers-only response), and the length-prefixed message framing counted incrementally as
+//! DATA arrives, so message counts stay exact when the captured body is truncated (R-CAP-3,
+//! R-INV-2). Message payloads in a captured body are listed by [`messages`] for
+//! [`crate::protobuf`].
+//!
+//! [PROTOCOL-HTTP2]: https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md
+//! [PROTOCOL-WEB]: https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md
+
+use crate::h2::hpack::Field;
+
+/// gRPC-Web trailer bytes kept at most.
+pub const MAX_WEB_TRAILER_BYTES: usize = 4096;
+
+/// Counts length-prefixed messages (`Compressed-Flag` 1 byte, `Message-Length` 4 bytes big
+/// endian, then the message) across DATA frames of one direction of one stream.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFramer {
+    hdr: [u8; 5],
+    have: usize,
+    left: u64,
+    in_message: bool,
+    in_trailer: bool,
+    web: bool,
+    /// Messages seen whole.
+    pub messages: u32,
+    /// Of those, with the compressed flag set.
+    pub compressed: u32,
+    /// Message payload bytes (lengths declared by the prefixes).
+    pub message_bytes: u64,
+    /// A prefix had a flag byte other than 0 or 1 (or 0x80/0x81 for gRPC-Web): counting
+    /// stopped there.
+    pub invalid: bool,
+    /// gRPC-Web trailers frame (flag 0x80) content, capped at [`MAX_WEB_TRAILER_BYTES`].
+    pub web_trailer: Option<Vec<u8>>,
+}
+
+impl MessageFramer {
+    /// A framer; `web` accepts the gRPC-Web trailers frame (flag bit 0x80).
+    pub fn new(web: bool) -> Self {
+        MessageFramer {
+            web,
+            ..MessageFramer::default()
+        }
+    }
+
+    /// Ended inside a message or a prefix.
+    pub fn partial(&self) -> bool {
+        self.have > 0 || self.in_message
+    }
+
+    /// Feeds DATA content.
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() && !self.invalid {
+            if self.in_message {
+                let n = data
+                    .len()
+                    .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+                if self.in_trailer
+                    && let Some(t) = self.web_trailer.as_mut()
+                {
+                    let room = MAX_WEB_TRAILER_BYTES.saturating_sub(t.len());
+                    t.extend_from_slice(&data[..n.min(room)]);
+                }
+                data = &data[n..];
+                self.left -= n as u64;
+                if self.left == 0 {
+                    self.finish_message();
+                }
+                continue;
+            }
+            let n = data.len().min(5 - self.have);
+            self.hdr[self.have..self.have + n].copy_from_slice(&data[..n]);
+            self.have += n;
+            data = &data[n..];
+            if self.have < 5 {
+                return;
+            }
+            self.have = 0;
+            let flag = self.hdr[0];
+            let trailer = self.web && flag & 0x80 != 0;
+            if flag & !(0x01 | if self.web { 0x80 } else { 0 }) != 0 {
+                self.invalid = true;
+                return;
+            }
+            self.left = u64::from(u32::from_be_bytes([
+                self.hdr[1],
+                self.hdr[2],
+                self.hdr[3],
+                self.hdr[4],
+            ]));
+            self.in_trailer = trailer;
+            if trailer {
+                self.web_trailer = Some(Vec::new());
+            } else {
+                self.message_bytes += self.left;
+                if flag & 1 != 0 {
+                    self.compressed += 1;
+                }
+            }
+            self.in_message = true;
+            if self.left == 0 {
+                self.finish_message();
+            }
+        }
+    }
+
+    fn finish_message(&mut self) {
+        self.in_message = false;
+        if !self.in_trailer {
+            self.messages += 1;
+        }
+        self.in_trailer = false;
+    }
+}
+
+/// One message of a captured body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Message<'a> {
+    /// Compressed flag set (the payload is in the `grpc-encoding` coding).
+    pub compressed: bool,
+    /// A gRPC-Web trailers frame rather than a message.
+    pub trailer: bool,
+    /// The payload (or its captured prefix).
+    pub data: &'a [u8],
+    /// The whole payload is in `data` (false when the capture was truncated).
+    pub complete: bool,
+}
+
+/// The messages of a captured body, in order; stops at the first invalid prefix.
+pub fn messages(body: &[u8]) -> impl Iterator<Item = Message<'_>> {
+    let mut rest = body;
+    std::iter::from_fn(move || {
+        if rest.len() < 5 || rest[0] & !0x81 != 0 {
+            return None;
+        }
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let avail = rest.len() - 5;
+        let take = len.min(avail);
+        let m = Message {
+            compressed: rest[0] & 1 != 0,
+            trailer: rest[0] & 0x80 != 0,
+            data: &rest[5..5 + take],
+            complete: take == len,
+        };
+        rest = &rest[5 + take..];
+        Some(m)
+    })
+}
+
+/// A message's payload without its `grpc-encoding` (gzip, deflate; PROTOCOL-HTTP2
+/// "Message-Encoding") when its compressed flag is set, at most `cap` bytes
+/// ([`crate::content::decode`]'s bomb cap applies).
+pub fn payload<'a>(
+    message: &Message<'a>,
+    encoding: Option<&str>,
+    cap: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, crate::content::DecodeError> {
+    if !message.compressed {
+        return Ok(std::borrow::Cow::Borrowed(message.data));
+    }
+    let coding = encoding.unwrap_or("identity");
+    let d = crate::content::decode(coding, message.data, cap, message.complete)?;
+    Ok(std::borrow::Cow::Owned(d.data))
+}
+
+/// `/{service}/{method}` (PROTOCOL-HTTP2 "Path"), both non-empty.
+pub fn parse_path(path: &[u8]) -> Option<(&str, &str)> {
+    let p = std::str::from_utf8(path).ok()?.strip_prefix('/')?;
+    let (service, method) = p.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
+        .then_some((service, method))
+}
+
+/// `application/grpc`, `application/grpc+proto`, `application/grpc-web+json`, …: is it gRPC,
+/// and is it gRPC-Web.
+pub fn content_type(ct: &[u8]) -> Option<bool> {
+    let ct = ct.get(..ct.iter().position(|&b| b == b';').unwrap_or(ct.len()))?;
+    let ct = ct.trim_ascii();
+    let lower = ct.to_ascii_lowercase();
+    let rest = lower.strip_prefix(b"application/grpc")?;
+    if rest.is_empty() || rest.starts_with(b"+") {
+        return Some(false);
+    }
+    let web = rest.strip_prefix(b"-web")?;
+    (web.is_empty() || web.starts_with(b"+") || web.starts_with(b"-text")).then_some(true)
+}
+
+/// What one RPC did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rpc {
+    /// Fully qualified service, e.g. `bank.v1.Accounts`.
+    pub service: String,
+    /// Method, e.g. `GetAccount`.
+    pub method: String,
+    /// gRPC-Web rather than native gRPC.
+    pub web: bool,
+    /// `grpc-status`, when seen.
+    pub status: Option<u32>,
+    /// `grpc-message`, percent-decoded.
+    pub message: Option<String>,
+    /// The status came in the response headers (trailers-only response).
+    pub trailers_only: bool,
+    /// Request messages seen whole.
+    pub request_messages: u32,
+    /// Response messages seen whole.
+    pub response_messages: u32,
+    /// Messages with the compressed flag, both directions.
+    pub compressed_messages: u32,
+    /// `grpc-encoding` of the request, when sent.
+    pub encoding: Option<String>,
+    /// A message prefix was invalid or a message was cut short.
+    pub framing_error: bool,
+}
+
+fn find<'a>(fields: &'a [Field], name: &str) -> Option<&'a [u8]> {
+    fields
+        .iter()
+        .find(|f| f.name.as_deref() == Some(name.as_bytes()))
+        .and_then(|f| f.value.as_deref())
+}
+
+/// Builds the RPC summary from the stream's parts and the two framers.
+pub fn rpc(
+    path: &[u8],
+    request_headers: &[Field],
+    response_headers: &[Field],
+    response_trailers: &[Field],
+    request: &MessageFramer,
+    response: &MessageFramer,
+) -> Rpc {
+    let (service, method) = parse_path(path).unwrap_or(("", ""));
+    let web_fields;
+    let (status_src, trailers_only) = if find(response_trailers, "grpc-status").is_some() {
+        (response_trailers, false)
+    } else if find(response_headers, "grpc-status").is_some() {
+        (response_headers, true)
+    } else if let Some(t) = &response.web_trailer {
+        web_fields = web_trailer_fields(t);
+        (&web_fields[..], false)
+    } else {
+        (&[][..], false)
+    };
+    let status = find(status_src, "grpc-status")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok());
+    let message = find(status_src, "grpc-message").map(percent_decode);
+    let web = find(request_headers, "content-type")
+        .and_then(content_type)
+        .unwrap_or(request.web);
+    Rpc {
+        service: service.to_owned(),
+        method: method.to_owned(),
+        web,
+        status,
+        message,
+        trailers_only,
+        request_messages: request.messages,
+        response_messages: response.messages,
+        compressed_messages: request.compressed + response.compressed,
+        encoding: find(request_headers, "grpc-encoding")
+            .map(|v| String::from_utf8_lossy(v).into_owned()),
+        framing_error: request.invalid
+            || response.invalid
+            || request.partial()
+            || response.partial(),
+    }
+}
+
+/// gRPC-Web trailers: HTTP/1-style `name: value` lines (PROTOCOL-WEB), names lowercased.
+pub fn web_trailer_fields(block: &[u8]) -> Vec<Field> {
+    block
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = line.iter().position(|&b| b == b':')?;
+            let name = line[..colon].trim_ascii().to_ascii_lowercase();
+            let value = line[colon + 1..].trim_ascii().to_vec();
+            Some(Field {
+                name: Some(name.into()),
+                value: Some(value.into()),
+                unknown_slot: None,
+                never_indexed: false,
+            })
+        })
+        .collect()
+}
+
+/// PROTOCOL-HTTP2 "Status-Message": percent-encoded UTF-8.
+fn percent_decode(v: &[u8]) -> String {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        let hexval = |b: u8| (b as char).to_digit(16);
+        if v[i] == b'%'
+            && i + 2 < v.len()
+            && let (Some(h), Some(l)) = (hexval(v[i + 1]), hexval(v[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(v[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lpm(flag: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![flag];
+        v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn framer_counts_across_any_split() {
+        let mut wire = lpm(0, b"\x0a\x03abc");
+        wire.extend(lpm(1, &[0x1f; 300]));
+        wire.extend(lpm(0, b""));
+        for piece in [1, 3, 5, 7, wire.len()] {
+            let mut f = MessageFramer::new(false);
+            for c in wire.chunks(piece) {
+                f.feed(c);
+            }
+            assert_eq!((f.messages, f.compressed, f.message_bytes), (3, 1, 305));
+            assert!(!f.partial() && !f.invalid);
+        }
+        let mut f = MessageFramer::new(false);
+        f.feed(&wire[..20]);
+        assert!(f.partial());
+        let mut f = MessageFramer::new(false);
+        f.feed(&lpm(0x80, b"x"));
+        assert!(f.invalid, "0x80 is only gRPC-Web");
+    }
+
+    #[test]
+    fn grpc_web_trailer_frame() {
+        let mut body = lpm(0, b"\x08\x01");
+        body.extend(lpm(
+            0x80,
+            b"grpc-status: 7\r\ngrpc-message: permission%20denied\r\n",
+        ));
+        let mut f = MessageFramer::new(true);
+        f.feed(&body);
+        assert_eq!(f.messages, 1);
+        let req = MessageFramer::new(true);
+        let ct = [Field {
+            name: Some("content-type".into()),
+            value: Some("application/grpc-web+proto".into()),
+            unknown_slot: None,
+            never_indexed: false,
+        }];
+        let r = rpc(b"/pkg.S/M", &ct, &[], &[], &req, &f);
+        assert_eq!(r.status, Some(7));
+        assert_eq!(r.message.as_deref(), Some("permission denied"));
+        assert!(r.web && !r.trailers_only);
+        let listed: Vec<_> = messages(&body).collect();
+        assert_eq!(listed.len(), 2);
+        assert!(listed[1].trailer && listed[0].complete);
+    }
+
+    #[test]
+    fn compressed_messages_are_inflated() {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b"\x0a\x08acc-0001").unwrap();
+        let body = lpm(1, &e.finish().unwrap());
+        let m = messages(&body).next().unwrap();
+        assert!(m.compressed && m.complete);
+        assert_eq!(
+            &*payload(&m, Some("gzip"), 1024).unwrap(),
+            b"\x0a\x08acc-0001"
+        );
+        assert!(
+            payload(&m, None, 1024).is_err(),
+            "compressed without an encoding"
+        );
+        let plain = lpm(0, b"\x08\x01");
+        let m = messages(&plain).next().unwrap();
+        assert_eq!(&*payload(&m, Some("gzip"), 1024).unwrap(), b"\x08\x01");
+    }
+
+    #[test]
+    fn paths_and_content_types() {
+        assert_eq!(
+            parse_path(b"/bank.v1.Accounts/GetAccount"),
+            Some(("bank.v1.Accounts", "GetAccount"))
+        );
+        assert_eq!(parse_path(b"/a/b/c"), None);
+        assert_eq!(parse_path(b"/a"), None);
+        assert_eq!(content_type(b"application/grpc"), Some(false));
+        assert_eq!(content_type(b"application/grpc+proto; x=y"), Some(false));
+        assert_eq!(content_type(b"application/grpc-web-text"), Some(true));
+        assert_eq!(content_type(b"application/grpcfoo"), None);
+        assert_eq!(content_type(b"application/json"), None);
+        assert_eq!(percent_decode(b"a%2Fb%zz%4"), "a/b%zz%4");
+    }
+}
