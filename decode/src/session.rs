@@ -1,4 +1,11 @@
-//! One connection's HTTP/1.x conversation: pairs requests with responses and builds events.
+//! One connection's HTTP conversation: pairs requests with responses and builds events.
+//!
+//! The client's first bytes tell the protocol: the HTTP/2 connection preface (RFC 9113 §3.4:
+//! prior-knowledge h2c, and h2 over TLS, whose client sends it first too) hands the
+//! connection to [`crate::h2::Connection`], one event per stream; anything else is HTTP/1.x.
+//! A session that begins mid-connection is HTTP/2 when its first bytes are a plausible frame
+//! header. Until the client has spoken, the server's bytes wait (bounded: past
+//! [`SNIFF_SERVER_MAX_BYTES`] the session is HTTP/1.x).
 //!
 //! A [`Session`] is the source-independent stage of the pipeline (R-CAP-3, R-CAP-6, R-CAP-4):
 //! it consumes *ordered bytes of one direction of one connection, with timestamps and gaps
@@ -16,8 +23,30 @@ use apitap_schema::{
 use xxhash_rust::xxh3::{Xxh3, xxh3_64, xxh3_128};
 
 use crate::content;
+use crate::h2;
 use crate::http1::{Framing, Head, Kind, Limits, MessageParser, Step};
 use crate::stats::Stats;
+
+/// Server bytes held at most while the client's first bytes are awaited (see the module doc).
+pub const SNIFF_SERVER_MAX_BYTES: usize = 64 * 1024;
+/// SETTINGS_MAX_FRAME_SIZE assumed for a connection joined mid-way (RFC 9113 §6.5.2 allows
+/// up to 2^24 - 1; peers rarely raise the 16 KiB default much).
+const MIDSTREAM_MAX_FRAME: u32 = 1 << 20;
+
+/// Which protocol the connection speaks.
+#[derive(Debug)]
+enum Proto {
+    /// Not known yet: the client's bytes so far (a prefix of the preface, or fewer than a
+    /// frame header mid-connection) and the server's, with their times.
+    Sniffing {
+        client: Vec<u8>,
+        client_us: u64,
+        server: Vec<(u64, Vec<u8>)>,
+        server_bytes: usize,
+    },
+    Http1,
+    H2(Box<h2::Connection>),
+}
 
 /// Direction of bytes within a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +273,10 @@ pub struct Session {
     /// responses are still to come: HTTP/1.1 answers in order (RFC 9112 §9.3.2), so the next
     /// this many responses are theirs and are discarded rather than paired with later requests.
     orphaned: u32,
+    /// HTTP/1.x or HTTP/2 (see the module doc).
+    proto: Proto,
+    /// Capture began after the connection opened.
+    midstream: bool,
 }
 
 impl Session {
@@ -280,6 +313,158 @@ impl Session {
             resynced: midstream,
             early: None,
             orphaned: 0,
+            proto: Proto::Sniffing {
+                client: Vec::new(),
+                client_us: 0,
+                server: Vec::new(),
+                server_bytes: 0,
+            },
+            midstream,
+        }
+    }
+
+    /// The HTTP/2 decoder of this connection, once it speaks HTTP/2.
+    pub fn h2(&self) -> Option<&h2::Connection> {
+        match &self.proto {
+            Proto::H2(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Holds `bytes` until the client's first bytes tell the protocol, then replays
+    /// everything held into the chosen decoder.
+    fn sniff(
+        &mut self,
+        side: Side,
+        ts_us: u64,
+        bytes: &[u8],
+        stats: &mut Stats,
+        out: &mut Vec<ApiEvent>,
+    ) {
+        let Proto::Sniffing {
+            client,
+            client_us,
+            server,
+            server_bytes,
+        } = &mut self.proto
+        else {
+            return;
+        };
+        // Whether this call's bytes are among those held (else they follow the replay).
+        let mut held = true;
+        let h2 = match side {
+            Side::Server => {
+                if self.midstream && bytes.len() >= 9 {
+                    // Mid-connection, either side's frames tell.
+                    held = false;
+                    Some(h2::frame::plausible(&bytes[..9], MIDSTREAM_MAX_FRAME))
+                } else if *server_bytes + bytes.len() <= SNIFF_SERVER_MAX_BYTES {
+                    server.push((ts_us, bytes.to_vec()));
+                    *server_bytes += bytes.len();
+                    None
+                } else {
+                    held = false;
+                    Some(false)
+                }
+            }
+            Side::Client => {
+                if client.is_empty() {
+                    *client_us = ts_us;
+                }
+                client.extend_from_slice(bytes);
+                if self.midstream {
+                    (client.len() >= 9)
+                        .then(|| h2::frame::plausible(&client[..9], MIDSTREAM_MAX_FRAME))
+                } else {
+                    match h2::frame::preface_match(client) {
+                        h2::frame::PrefaceMatch::Yes => Some(true),
+                        h2::frame::PrefaceMatch::No => Some(false),
+                        h2::frame::PrefaceMatch::NeedMore => None,
+                    }
+                }
+            }
+        };
+        let Some(h2) = h2 else {
+            return;
+        };
+        let chosen = if h2 {
+            stats.h2_connections += 1;
+            Proto::H2(Box::new(h2::Connection::new(
+                self.h2_config(),
+                self.midstream,
+            )))
+        } else {
+            Proto::Http1
+        };
+        let Proto::Sniffing {
+            client,
+            client_us,
+            server,
+            ..
+        } = std::mem::replace(&mut self.proto, chosen)
+        else {
+            return;
+        };
+        // The bytes that were held, client first (it spoke first, or the server's wait was
+        // for it), then the server's in order.
+        if !client.is_empty() {
+            self.data(Side::Client, client_us, &client, None, stats, out);
+        }
+        for (t, b) in server {
+            self.data(Side::Server, t, &b, None, stats, out);
+        }
+        if !held {
+            self.data(side, ts_us, bytes, None, stats, out);
+        }
+    }
+
+    fn h2_config(&self) -> h2::H2Config {
+        h2::H2Config {
+            max_header_block_bytes: self.cfg.max_header_bytes,
+            max_headers: self.cfg.max_headers,
+            max_body_bytes: self.cfg.max_body_bytes,
+            ..h2::H2Config::default()
+        }
+    }
+
+    /// Events for the HTTP/2 streams that ended.
+    fn h2_events(&mut self, msgs: Vec<h2::H2Message>, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+        for m in msgs {
+            let s = h2::event::stream_event(&m);
+            let index = self.next_index;
+            self.next_index += 1;
+            stats.transactions += 1;
+            if s.response.is_none() {
+                stats.requests_without_response += 1;
+            }
+            out.push(ApiEvent {
+                schema_version: SCHEMA_VERSION.to_owned(),
+                event_id: self.ids.event_id(index),
+                sensor: (*self.meta.sensor).clone(),
+                connection_id: self.connection_id.clone(),
+                transaction_index: index,
+                request_start_unix_us: s.start_us,
+                response_end_unix_us: s.end_us,
+                latency_us: s.end_us.map(|e| e - s.start_us),
+                client: self.meta.client,
+                server: self.meta.server,
+                tls: self.meta.tls,
+                http_version: "2".to_owned(),
+                request: s.request,
+                response: s.response,
+                anomalies: s.anomalies,
+                payload: PayloadMode::Full,
+                labels: None,
+                bodies_sampled_out: false,
+                server_workload: None,
+                client_workload: None,
+                tls_library: None,
+                tls_sni: None,
+                process: None,
+                stream_id: Some(s.stream_id),
+                unknown_header_fields: s.unknown_fields,
+                grpc: s.grpc,
+            });
         }
     }
 
@@ -291,6 +476,19 @@ impl Session {
     /// Bytes held by this session (parser buffers, the heads of requests waiting for their
     /// response, body samples), for memory accounting.
     pub fn buffered(&self) -> usize {
+        let proto = match &self.proto {
+            Proto::Sniffing {
+                client,
+                server_bytes,
+                ..
+            } => client.len() + server_bytes,
+            Proto::Http1 => 0,
+            Proto::H2(c) => c.buffered(),
+        };
+        proto + self.http1_buffered()
+    }
+
+    fn http1_buffered(&self) -> usize {
         let messages = self.pending_bytes()
             + self.reading.as_ref().map_or(0, PendingRequest::held)
             + self.response.as_ref().map_or(0, |r| {
@@ -322,6 +520,15 @@ impl Session {
         if bytes.is_empty() {
             return;
         }
+        match &mut self.proto {
+            Proto::Http1 => {}
+            Proto::H2(c) => {
+                let mut msgs = Vec::new();
+                c.data(side, ts_us, bytes, &mut msgs);
+                return self.h2_events(msgs, stats, out);
+            }
+            Proto::Sniffing { .. } => return self.sniff(side, ts_us, bytes, stats, out),
+        }
         let slot = side_index(side);
         match side {
             Side::Client => {
@@ -352,6 +559,12 @@ impl Session {
     ) {
         stats.stream_gaps += 1;
         stats.stream_gap_bytes += len;
+        match &mut self.proto {
+            Proto::H2(c) => return c.gap(side, len),
+            // A gap before the protocol is known: HTTP/1.x's resynchronisation handles it.
+            Proto::Sniffing { .. } => self.sniff_done(stats, out),
+            Proto::Http1 => {}
+        }
         match side {
             Side::Client => {
                 self.req.gap(len);
@@ -409,6 +622,12 @@ impl Session {
     /// The connection is over (both FINs, RST, idle timeout or eviction): everything still
     /// pending is reported.
     pub fn close(&mut self, ts_us: u64, evicted: bool, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+        self.sniff_done(stats, out);
+        if let Proto::H2(c) = &mut self.proto {
+            let mut msgs = Vec::new();
+            c.close(&mut msgs);
+            return self.h2_events(msgs, stats, out);
+        }
         self.fin(Side::Server, ts_us, stats, out);
         if let Some(mut r) = self.response.take() {
             r.anomalies.push(Anomaly::ResponseIncomplete);
@@ -428,6 +647,25 @@ impl Session {
             }
             stats.requests_without_response += 1;
             out.push(self.build(r, None, stats));
+        }
+    }
+
+    /// Ends sniffing as HTTP/1.x (a gap or the close came first), replaying what was held.
+    fn sniff_done(&mut self, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+        let Proto::Sniffing {
+            client,
+            client_us,
+            server,
+            ..
+        } = std::mem::replace(&mut self.proto, Proto::Http1)
+        else {
+            return;
+        };
+        if !client.is_empty() {
+            self.data(Side::Client, client_us, &client, None, stats, out);
+        }
+        for (t, b) in server {
+            self.data(Side::Server, t, &b, None, stats, out);
         }
     }
 
@@ -764,6 +1002,9 @@ impl Session {
             client_workload: None,
             tls_library: None,
             tls_sni: None,
+            stream_id: None,
+            unknown_header_fields: 0,
+            grpc: None,
             process: None,
         }
     }

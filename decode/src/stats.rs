@@ -78,6 +78,8 @@ counters! {
     transactions,
     /// Requests reported without a response.
     requests_without_response,
+    /// Connections that spoke HTTP/2 (preface, or frames mid-connection; RFC 9113 §3.4).
+    h2_connections,
     /// Responses with no outstanding request (not reported as events).
     unsolicited_responses,
     /// Requests reported early because too many were pipelined.

@@ -335,6 +335,40 @@ pub(crate) fn event(out: &mut Vec<u8>, e: &ApiEvent) {
         string(out, &p.comm);
         out.push(b'}');
     }
+    if let Some(id) = e.stream_id {
+        key(out, "stream_id", false);
+        uint(out, u64::from(id));
+    }
+    if e.unknown_header_fields > 0 {
+        key(out, "unknown_header_fields", false);
+        uint(out, u64::from(e.unknown_header_fields));
+    }
+    if let Some(g) = &e.grpc {
+        key(out, "grpc", false);
+        out.push(b'{');
+        key(out, "service", true);
+        string(out, &g.service);
+        key(out, "method", false);
+        string(out, &g.method);
+        if let Some(s) = g.status {
+            key(out, "status", false);
+            uint(out, u64::from(s));
+        }
+        opt_string(out, "message", &g.message);
+        key(out, "request_messages", false);
+        uint(out, u64::from(g.request_messages));
+        key(out, "response_messages", false);
+        uint(out, u64::from(g.response_messages));
+        if g.compressed_messages > 0 {
+            key(out, "compressed_messages", false);
+            uint(out, u64::from(g.compressed_messages));
+        }
+        if g.web {
+            key(out, "web", false);
+            out.extend_from_slice(b"true");
+        }
+        out.push(b'}');
+    }
     out.push(b'}');
 }
 

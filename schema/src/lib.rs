@@ -37,8 +37,10 @@ use serde::{Deserialize, Serialize};
 /// (attribution to cgroup, systemd unit, container and Kubernetes pod, R-CAP-5) and
 /// [`ApiEvent::bodies_sampled_out`] (body sampling per endpoint); 1.5 adds
 /// [`ApiEvent::tls_library`] and [`ApiEvent::process`] (TLS plaintext capture with uprobes,
-/// R-CAP-4, and the process that served it, R-CAP-5); 1.6 adds [`ApiEvent::tls_sni`] and the
-/// `tls_library` values `boringssl` and `go`.
+/// R-CAP-4, and the process that served it, R-CAP-5); 1.6 adds [`ApiEvent::tls_sni`], the
+/// `tls_library` values `boringssl` and `go`, HTTP/2 (`http_version` `"2"`,
+/// [`ApiEvent::stream_id`], [`ApiEvent::grpc`], [`ApiEvent::unknown_header_fields`]) and the
+/// anomalies `hpack_unknown_field`, `stream_reset` and `h2_protocol_error`.
 pub const SCHEMA_VERSION: &str = "1.6";
 /// Major version this build reads.
 pub const SCHEMA_MAJOR: u32 = 1;
@@ -122,6 +124,49 @@ pub struct ApiEvent {
     /// server's, or the client's when the client was traced); absent for cleartext capture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<Arc<Process>>,
+    /// (1.6) HTTP/2: the stream that carried the exchange (RFC 9113 §5.1.1); absent for
+    /// HTTP/1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<u32>,
+    /// (1.6) HTTP/2: header fields of either side whose name or value refers to HPACK state
+    /// the sensor did not see (it joined the connection after they were indexed, RFC 7541
+    /// §2.3.2). They are left out of `headers`, never guessed; `hpack_unknown_field` is set.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unknown_header_fields: u32,
+    /// (1.6) The gRPC call the exchange was (`content-type: application/grpc*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<Grpc>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// (1.6) One gRPC call (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grpc {
+    /// Fully qualified service from `:path`, e.g. `bank.v1.Accounts`; empty when `:path` was
+    /// not seen.
+    pub service: String,
+    /// Method from `:path`, e.g. `GetAccount`.
+    pub method: String,
+    /// `grpc-status` (0 = OK), from the trailers or a trailers-only response; absent when not
+    /// seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u32>,
+    /// `grpc-message`, percent-decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Length-prefixed messages the client sent whole.
+    pub request_messages: u32,
+    /// Messages the server sent whole.
+    pub response_messages: u32,
+    /// Messages with the compressed flag, both directions.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub compressed_messages: u32,
+    /// gRPC-Web rather than native gRPC.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub web: bool,
 }
 
 /// (1.5) A process on the sensor's host.
@@ -618,6 +663,14 @@ pub enum Anomaly {
     /// (1.1) A retransmitted TCP segment carried bytes different from the first copy of the
     /// same sequence range (the first copy was used): a possible IDS-evasion attempt.
     OverlapConflict,
+    /// (1.6) HTTP/2: some header field referred to HPACK state the sensor did not see; it is
+    /// counted in `unknown_header_fields`, not reported.
+    HpackUnknownField,
+    /// (1.6) HTTP/2: the stream was reset (RST_STREAM) or refused (GOAWAY) before it ended.
+    StreamReset,
+    /// (1.6) HTTP/2: a frame or header block broke the protocol's rules (RFC 9113 §5.1,
+    /// §6.9.1, §8.3), or a header block did not decode.
+    H2ProtocolError,
     /// An anomaly code from a newer minor schema version.
     #[serde(other)]
     Unknown,
@@ -718,7 +771,7 @@ impl BodyEncoding {
 
 impl Anomaly {
     /// Every code, for exhaustive tests and metrics.
-    pub const ALL: [Anomaly; 22] = [
+    pub const ALL: [Anomaly; 25] = [
         Anomaly::MidstreamStart,
         Anomaly::RequestGap,
         Anomaly::ResponseGap,
@@ -740,6 +793,9 @@ impl Anomaly {
         Anomaly::BodyDecodeFailed,
         Anomaly::DecompressionBomb,
         Anomaly::OverlapConflict,
+        Anomaly::HpackUnknownField,
+        Anomaly::StreamReset,
+        Anomaly::H2ProtocolError,
         Anomaly::Unknown,
     ];
 
@@ -767,6 +823,9 @@ impl Anomaly {
             Anomaly::BodyDecodeFailed => "body_decode_failed",
             Anomaly::DecompressionBomb => "decompression_bomb",
             Anomaly::OverlapConflict => "overlap_conflict",
+            Anomaly::HpackUnknownField => "hpack_unknown_field",
+            Anomaly::StreamReset => "stream_reset",
+            Anomaly::H2ProtocolError => "h2_protocol_error",
             Anomaly::Unknown => "unknown",
         }
     }

@@ -27,6 +27,9 @@ const DEBIAN: &[(&str, &str)] = &[
     ("gnutls-serv", "gnutls-bin"),
     // ... and a Go HTTPS server and client (tests/fixtures/tls/go_https, Go's crypto/tls).
     ("go", "golang-go"),
+    // tests/tests/live_h2.rs: HTTP/2 server and client (h2c and h2 over TLS, issue 17).
+    ("nghttpd", "nghttp2-server"),
+    ("nghttp", "nghttp2-client"),
     // ... and the static server's source built against BoringSSL (Debian's Android build of it).
     (
         "/usr/include/android/openssl/ssl.h",

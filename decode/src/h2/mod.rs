@@ -11,6 +11,7 @@
 
 pub mod conn;
 pub mod dump;
+pub(crate) mod event;
 pub mod frame;
 pub mod hpack;
 pub mod huffman;

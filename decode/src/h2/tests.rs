@@ -831,3 +831,147 @@ fn orphan_continuation_desynchronises_hpack() {
     assert!(last.name.is_none() && last.value.is_none(), "{last:?}");
     assert!(m5.anomalies.contains(&H2Anomaly::UnknownHpackIndex));
 }
+
+/// The captures through [`crate::Session`] (the sensor's path): the preface makes the session
+/// HTTP/2, one event per stream, in any segmentation; gRPC calls carry their summary; the
+/// encoders write the new fields as serde does.
+mod session_events {
+    use std::sync::Arc;
+
+    use apitap_schema::{Anomaly, ApiEvent, Endpoint, SensorInfo};
+
+    use super::{client_rpcs, dump};
+    use crate::session::{ConnMeta, Session, SessionConfig, Side};
+    use crate::stats::Stats;
+
+    fn events(name: &str, piece: usize, skip_records: usize) -> (Vec<ApiEvent>, Stats) {
+        let meta = ConnMeta {
+            sensor: Arc::new(SensorInfo {
+                id: "h2".into(),
+                host: "h".into(),
+                node: None,
+            }),
+            client: Endpoint {
+                ip: "10.0.0.2".parse().unwrap(),
+                port: 5555,
+            },
+            server: Endpoint {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 50051,
+            },
+            first_seen_ns: 1,
+            tls: false,
+        };
+        let mut s = Session::new(meta, Arc::new(SessionConfig::default()), skip_records > 0);
+        let (mut out, mut stats) = (Vec::new(), Stats::default());
+        for (i, (side, bytes)) in dump(name).into_iter().enumerate().skip(skip_records) {
+            for chunk in bytes.chunks(piece) {
+                s.data(side, 1_000 + i as u64, chunk, None, &mut stats, &mut out);
+            }
+        }
+        s.close(9_999_999, false, &mut stats, &mut out);
+        out.sort_by_key(|e| e.stream_id);
+        (out, stats)
+    }
+
+    #[test]
+    fn grpc_calls_are_events_with_their_summary_in_any_segmentation() {
+        let want = client_rpcs("grpc");
+        for piece in [1, 7, 1448, usize::MAX] {
+            let (evs, stats) = events("grpc", piece, 0);
+            assert_eq!(stats.h2_connections, 1);
+            assert_eq!(evs.len(), want.len(), "piece {piece}");
+            for (e, (method, status, _, _)) in evs.iter().zip(&want) {
+                assert_eq!(e.http_version, "2");
+                assert_eq!(e.request.method, "POST");
+                assert_eq!(e.request.path, format!("/bank.v1.Accounts/{method}"));
+                let g = e.grpc.as_ref().expect("grpc");
+                assert_eq!(
+                    (g.service.as_str(), &g.method),
+                    ("bank.v1.Accounts", method)
+                );
+                assert_eq!(g.status, Some(*status));
+                assert_eq!(e.response.as_ref().map(|r| r.status), Some(200));
+                assert!(e.stream_id.is_some_and(|id| id % 2 == 1));
+                assert!(e.anomalies.is_empty(), "{:?}", e.anomalies);
+                assert_eq!(e.unknown_header_fields, 0);
+                // The hand-written JSON encoder writes the new fields exactly as serde does.
+                let fast = apitap_schema::encode_event(e);
+                let serde: serde_json::Value = serde_json::to_value(e).unwrap();
+                let back: serde_json::Value = serde_json::from_slice(&fast).unwrap();
+                assert_eq!(back, serde);
+                assert_eq!(apitap_schema::decode_event(&fast).unwrap(), *e);
+            }
+        }
+    }
+
+    #[test]
+    fn plain_h2_streams_pair_and_http1_is_still_http1() {
+        let (evs, _) = events("nghttp_get", 3, 0);
+        assert_eq!(evs.len(), 15);
+        assert!(evs.iter().all(|e| e.http_version == "2"
+            && e.request.method == "GET"
+            && e.request.host.is_some()));
+        // As nghttp printed them: 14 × 200 and one 404.
+        let mut statuses: Vec<u16> = evs
+            .iter()
+            .filter_map(|e| e.response.as_ref())
+            .map(|r| r.status)
+            .collect();
+        statuses.sort();
+        assert_eq!(statuses, [vec![200; 14], vec![404]].concat());
+        // An HTTP/1 request whose first segment is one byte of the preface ("P").
+        let (evs, stats) = {
+            let meta = ConnMeta {
+                sensor: Arc::new(SensorInfo {
+                    id: "h1".into(),
+                    host: "h".into(),
+                    node: None,
+                }),
+                client: Endpoint {
+                    ip: "10.0.0.2".parse().unwrap(),
+                    port: 1,
+                },
+                server: Endpoint {
+                    ip: "10.0.0.1".parse().unwrap(),
+                    port: 80,
+                },
+                first_seen_ns: 1,
+                tls: false,
+            };
+            let mut s = Session::new(meta, Arc::new(SessionConfig::default()), false);
+            let (mut out, mut stats) = (Vec::new(), Stats::default());
+            let req = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi";
+            s.data(Side::Client, 1, &req[..1], None, &mut stats, &mut out);
+            s.data(Side::Client, 2, &req[1..], None, &mut stats, &mut out);
+            let res = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+            s.data(Side::Server, 3, res, None, &mut stats, &mut out);
+            (out, stats)
+        };
+        assert_eq!(stats.h2_connections, 0);
+        assert_eq!(evs.len(), 1);
+        assert_eq!(
+            (evs[0].http_version.as_str(), evs[0].request.path.as_str()),
+            ("1.1", "/p")
+        );
+        assert_eq!(evs[0].stream_id, None);
+    }
+
+    #[test]
+    fn joined_mid_connection_streams_are_marked_not_invented() {
+        // Start after the first requests' records: frames are recognised mid-way.
+        let (evs, stats) = events("h2py_churn", 1448, 40);
+        assert_eq!(stats.h2_connections, 1);
+        assert!(!evs.is_empty());
+        let marked: Vec<&ApiEvent> = evs
+            .iter()
+            .filter(|e| e.anomalies.contains(&Anomaly::HpackUnknownField))
+            .collect();
+        assert!(!marked.is_empty(), "some fields refer to pre-join state");
+        for e in &marked {
+            assert!(e.unknown_header_fields > 0);
+        }
+        // No header name or value of the unknown kind leaks in as text.
+        assert!(evs.iter().all(|e| e.http_version == "2"));
+    }
+}
