@@ -585,6 +585,22 @@ impl Campaigns {
         Ok(Restored::Campaign)
     }
 
+    /// A checkpoint's records did not reach the store: every campaign is written again
+    /// next time, and the deletes in `changes` are pending again.
+    pub(crate) fn checkpoint_failed(&mut self, changes: &StateChanges) {
+        for c in self.open.values_mut() {
+            c.saved = false;
+        }
+        for k in &changes.delete {
+            if let Some(k) = k
+                .strip_prefix(CAMPAIGN_PREFIX)
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+            {
+                self.tombstone(k);
+            }
+        }
+    }
+
     /// Drops, without a Close, the campaigns last hit by events of `partitions` (revoked:
     /// their new owner restores them). Returns how many.
     pub(crate) fn forget_partitions(&mut self, partitions: &[i32]) -> usize {

@@ -550,6 +550,12 @@ impl Engine {
         }
     }
 
+    /// The records of `changes` (from [`Engine::checkpoint`]) were not stored: they are
+    /// part of the next checkpoint again.
+    pub fn checkpoint_failed(&mut self, changes: &StateChanges) {
+        self.campaigns.checkpoint_failed(changes);
+    }
+
     /// Forgets, without a Close, the campaigns last hit from `partitions` (revoked: the new
     /// owner restores them). Returns how many.
     pub fn forget_partitions(&mut self, partitions: &[i32]) -> usize {
