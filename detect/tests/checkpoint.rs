@@ -9,29 +9,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::HashMap;
-use std::io::Read as _;
 
 use apitap_detect::checkpoint::{Restored, StateError};
 use apitap_detect::{Activity, DetectConfig, Detector, Engine, EventContext, Finding};
 use apitap_labels::HashKey;
 use apitap_schema::ApiEvent;
 
-fn events(name: &str) -> Vec<ApiEvent> {
-    let path = format!(
-        "{}/tests/data/crawl/{name}.events.jsonl.gz",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(&path).expect("fixture"))
-        .read_to_string(&mut text)
-        .expect("gzip");
-    let mut evs: Vec<ApiEvent> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("event"))
-        .collect();
-    evs.sort_by_key(|e| e.request_start_unix_us);
-    evs
-}
+mod common;
+use common::events;
 
 fn config() -> DetectConfig {
     let mut cfg = DetectConfig::default();

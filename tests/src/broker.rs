@@ -514,3 +514,20 @@ max_bytes = 67108864
         metrics = crate::METRICS_ADDR,
     )
 }
+
+/// The `[kafka]` table of an analyzer reading `topic` as `group`. The session timeout is short
+/// so that a killed member leaves the group quickly.
+pub fn analyzer_kafka_section(bootstrap: &str, topic: &str, group: &str) -> String {
+    format!(
+        r#"[kafka]
+brokers = ["{bootstrap}"]
+events_topic = "{topic}"
+alerts_topic = "{topic}.alerts"
+[kafka.consumer]
+group_id = "{group}"
+commit_interval_ms = 200
+[kafka.librdkafka_options]
+"session.timeout.ms" = 6000
+"#
+    )
+}

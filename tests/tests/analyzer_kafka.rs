@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use apitap_bus::{BusMetrics, EventPublisher, KafkaConfig, KafkaEventPublisher};
 use apitap_tests::analyzer::{AnalyzerProcess, synthetic_event};
-use apitap_tests::broker::{Broker, ConfiguredSensor, kafka_sensor_config, require_broker};
+use apitap_tests::broker::{
+    Broker, ConfiguredSensor, analyzer_kafka_section as kafka_section, kafka_sensor_config,
+    require_broker,
+};
 use apitap_tests::{Nginx, Topology, require_privileges, workspace_bin};
 
 fn tempdir(tag: &str) -> PathBuf {
@@ -31,23 +34,6 @@ fn tempdir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
-}
-
-/// The `[kafka]` table of an analyzer reading `topic` as `group`. The session timeout is short
-/// so that a killed member leaves the group quickly.
-fn kafka_section(bootstrap: &str, topic: &str, group: &str) -> String {
-    format!(
-        r#"[kafka]
-brokers = ["{bootstrap}"]
-events_topic = "{topic}"
-alerts_topic = "{topic}.alerts"
-[kafka.consumer]
-group_id = "{group}"
-commit_interval_ms = 200
-[kafka.librdkafka_options]
-"session.timeout.ms" = 6000
-"#
-    )
 }
 
 fn inventory_section(dir: &Path) -> String {

@@ -75,17 +75,9 @@ fn sections(dir: &Path, bootstrap: &str, topic: &str, group: &str, metrics: &str
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
+    let kafka = apitap_tests::broker::analyzer_kafka_section(bootstrap, topic, group);
     format!(
-        r#"[kafka]
-brokers = ["{bootstrap}"]
-events_topic = "{topic}"
-alerts_topic = "{topic}.alerts"
-[kafka.consumer]
-group_id = "{group}"
-commit_interval_ms = 200
-[kafka.librdkafka_options]
-"session.timeout.ms" = 6000
-[labels]
+        r#"{kafka}[labels]
 hash_key_file = {key:?}
 [inventory]
 flush_interval_secs = 1
@@ -178,39 +170,80 @@ fn creates(a: &[(String, String)]) -> Vec<&str> {
         .collect()
 }
 
-#[test]
-fn analyzer_killed_mid_campaign_keeps_one_create_and_its_baselines() -> anyhow::Result<()> {
-    if !require_broker("analyzer_killed_mid_campaign_keeps_one_create_and_its_baselines") {
-        return Ok(());
-    }
-    let dir = tempdir("kill");
+/// A fresh broker with `<tag>.events` (`partitions`) and its alert topic, the recorded
+/// stuffing's first half consumed by analyzer `a` (metrics on `metrics`) until its Create is on
+/// the alert topic and `checkpoints` more baseline checkpoints were written after that.
+struct FirstHalf {
+    dir: PathBuf,
+    evs: Vec<ApiEvent>,
+    half: usize,
+    broker: Broker,
+    topic: String,
+    a: AnalyzerProcess,
+    /// The campaign's uid.
+    uid: String,
+}
+
+fn first_half(
+    tag: &str,
+    partitions: u32,
+    metrics: &str,
+    checkpoints: usize,
+) -> anyhow::Result<FirstHalf> {
+    let dir = tempdir(tag);
     let evs = stuffing_events(&dir)?;
     let half = evs.len() / 2;
-    let mut broker = Broker::start(&dir.join("broker"))?;
-    let topic = "statekill.events";
-    broker.create_topic(topic, 3)?;
+    let broker = Broker::start(&dir.join("broker"))?;
+    let topic = format!("{tag}.events");
+    broker.create_topic(&topic, partitions)?;
     broker.create_topic(&format!("{topic}.alerts"), 1)?;
-    let metrics = format!("127.0.0.1:{}", apitap_tests::broker::free_port()?);
-    let cfg = sections(&dir, &broker.bootstrap(), topic, "statekill", &metrics);
-
-    publish(&broker, &dir, topic, &evs[..half])?;
+    let cfg = sections(&dir, &broker.bootstrap(), &topic, tag, metrics);
+    publish(&broker, &dir, &topic, &evs[..half])?;
     let mut a = AnalyzerProcess::start(None, &dir.join("a"), &cfg, "")?;
     a.wait_total(half as u64, Duration::from_secs(120))?;
-    let first = wait_alerts(&broker, topic, Duration::from_secs(60), |a| {
+    let first = wait_alerts(&broker, &topic, Duration::from_secs(60), |a| {
         !creates(a).is_empty()
     })?;
     let uid = creates(&first)[0].to_owned();
-    // Two more baseline checkpoints after the whole half is in: what the state holds now is
-    // what the killed process knew.
     let n = a
         .log_text()
         .matches("detection state baselines written")
         .count();
     a.wait_log(
         "detection state baselines written",
-        n + 2,
+        n + checkpoints,
         Duration::from_secs(30),
     )?;
+    Ok(FirstHalf {
+        dir,
+        evs,
+        half,
+        broker,
+        topic,
+        a,
+        uid,
+    })
+}
+
+#[test]
+fn analyzer_killed_mid_campaign_keeps_one_create_and_its_baselines() -> anyhow::Result<()> {
+    if !require_broker("analyzer_killed_mid_campaign_keeps_one_create_and_its_baselines") {
+        return Ok(());
+    }
+    let metrics = format!("127.0.0.1:{}", apitap_tests::broker::free_port()?);
+    // Two more baseline checkpoints after the whole half is in: what the state holds now is
+    // what the killed process knew.
+    let FirstHalf {
+        dir,
+        evs,
+        half,
+        mut broker,
+        topic,
+        mut a,
+        uid,
+    } = first_half("statekill", 3, &metrics, 2)?;
+    let topic = topic.as_str();
+    let cfg = sections(&dir, &broker.bootstrap(), topic, "statekill", &metrics);
     let checkpointed = last_checkpointed_samples(&a.log_text()).context("a baseline checkpoint")?;
     assert!(
         checkpointed > 0,
@@ -269,34 +302,19 @@ fn a_member_joining_mid_campaign_does_not_repeat_its_create() -> anyhow::Result<
     if !require_broker("a_member_joining_mid_campaign_does_not_repeat_its_create") {
         return Ok(());
     }
-    let dir = tempdir("join");
-    let evs = stuffing_events(&dir)?;
-    let half = evs.len() / 2;
-    let broker = Broker::start(&dir.join("broker"))?;
-    let topic = "statejoin.events";
-    broker.create_topic(topic, 4)?;
-    broker.create_topic(&format!("{topic}.alerts"), 1)?;
     let ma = format!("127.0.0.1:{}", apitap_tests::broker::free_port()?);
     let mb = format!("127.0.0.1:{}", apitap_tests::broker::free_port()?);
-    let cfg_a = sections(&dir, &broker.bootstrap(), topic, "statejoin", &ma);
+    let FirstHalf {
+        dir,
+        evs,
+        half,
+        broker,
+        topic,
+        mut a,
+        uid,
+    } = first_half("statejoin", 4, &ma, 1)?;
+    let topic = topic.as_str();
     let cfg_b = sections(&dir, &broker.bootstrap(), topic, "statejoin", &mb);
-
-    publish(&broker, &dir, topic, &evs[..half])?;
-    let mut a = AnalyzerProcess::start(None, &dir.join("a"), &cfg_a, "")?;
-    a.wait_total(half as u64, Duration::from_secs(120))?;
-    let first = wait_alerts(&broker, topic, Duration::from_secs(60), |a| {
-        !creates(a).is_empty()
-    })?;
-    let uid = creates(&first)[0].to_owned();
-    let n = a
-        .log_text()
-        .matches("detection state baselines written")
-        .count();
-    a.wait_log(
-        "detection state baselines written",
-        n + 1,
-        Duration::from_secs(30),
-    )?;
 
     // B joins: A's partitions are revoked (A checkpoints and hands over), then split.
     let mut b = AnalyzerProcess::start(None, &dir.join("b"), &cfg_b, "")?;
