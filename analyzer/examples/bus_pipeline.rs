@@ -8,7 +8,7 @@
 //! `bus_pipeline consume <bootstrap> <topic> <events>`, `bus_pipeline memory <events>`;
 //! each prints one `RESULT key=value …` line. `APITAP_BENCH_KAFKA_<OPTION>=v` (dots as
 //! underscores, e.g. `APITAP_BENCH_KAFKA_FETCH_WAIT_MAX_MS=10`) passes a librdkafka option
-//! to the consumer.
+//! to the consumer; `APITAP_BENCH_LINGER_MS` sets the producer's `linger_ms`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code
 
 use std::collections::HashSet;
@@ -159,7 +159,7 @@ fn consume(cfg: &KafkaConfig, n: u64) -> Result<()> {
             ing.ingest_event(&r.event);
             c.ack(r.ack);
             got += 1;
-            if got % 1024 == 0 {
+            if got.is_multiple_of(1024) {
                 add(&mut alerts_out, alerts(&mut ing));
             }
         }
@@ -217,6 +217,10 @@ fn main() -> Result<()> {
     match args[1].as_str() {
         "produce" => {
             cfg.spool.dir = args.get(5).ok_or(usage)?.into();
+            // The sensor's batching (what each fetch then returns): `APITAP_BENCH_LINGER_MS`.
+            if let Ok(v) = std::env::var("APITAP_BENCH_LINGER_MS") {
+                cfg.producer.linger_ms = v.parse()?;
+            }
             produce(&cfg, n)
         }
         "consume" => consume(&cfg, n),
