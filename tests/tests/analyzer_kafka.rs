@@ -17,12 +17,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use apitap_bus::{BusMetrics, EventPublisher, KafkaConfig, KafkaEventPublisher};
 use apitap_tests::analyzer::{AnalyzerProcess, synthetic_event};
 use apitap_tests::broker::{
-    Broker, ConfiguredSensor, analyzer_kafka_section as kafka_section, kafka_sensor_config,
-    require_broker,
+    Broker, ConfiguredSensor, analyzer_kafka_section as kafka_section, http_get,
+    kafka_sensor_config, require_broker,
 };
 use apitap_tests::{Nginx, Topology, require_privileges, workspace_bin};
 
@@ -289,22 +289,6 @@ fn produce_raw(bootstrap: &str, topic: &str, payloads: &[Vec<u8>]) -> anyhow::Re
     }
     raw.flush(Duration::from_secs(20))?;
     Ok(())
-}
-
-/// Body of `GET path` on `addr` (HTTP/1.1, one request, connection closed by the server).
-fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP head")?;
-    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
-    Ok(body.to_owned())
 }
 
 /// The value of `name=…` in the last log line that has it (0 if none).

@@ -137,16 +137,8 @@ fn wait_alerts(
 
 /// The value of metric `name` (a sample without labels) on `/metrics` at `addr`.
 fn metric(addr: &str, name: &str) -> anyhow::Result<u64> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    body.lines()
+    apitap_tests::broker::http_get(addr, "/metrics")?
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .with_context(|| format!("{name} not on /metrics"))
 }
