@@ -483,6 +483,7 @@ pub fn run(config: &Config) -> Result<RunStats, Error> {
                     metrics,
                     stop_on_signal: true,
                     max_pending_events: kafka.consumer.max_unacked_events / 2,
+                    kafka: Some(kafka.clone()),
                 };
                 run_bus(config, bus).await
             }
@@ -505,6 +506,9 @@ pub struct BusSource {
     /// Unacknowledged events at most before a forced flush stores everything (it must stay
     /// below the consumer's `max_unacked_events`, which pauses fetching).
     pub max_pending_events: usize,
+    /// The `[kafka]` section when the source is the Kafka consumer group: the brokers of the
+    /// detection-state topic (`[state]`, issue 18).
+    pub kafka: Option<apitap_bus::KafkaConfig>,
 }
 
 /// Runs the analyzer service over an event source until it closes (or, if
@@ -836,6 +840,8 @@ struct Consumer {
     alerts: Alerts,
     /// Acknowledgments waiting for their event's effects to be durable, with the event time.
     pending: Vec<(u64, AckToken)>,
+    /// The detection-state checkpoints (`[state]`), written before offsets are committed.
+    detect_state: Option<Arc<crate::state::DetectState>>,
     max_pending: usize,
     flush_every: Duration,
 }
@@ -854,7 +860,12 @@ impl Consumer {
             }
             match self.source.poll(POLL_TIMEOUT) {
                 Ok(Some(received)) => {
-                    lock(&self.state).ingest_event(&received.event);
+                    let mut guard = lock(&self.state);
+                    if let Some(detect) = guard.detect.as_mut() {
+                        detect.set_partition(Some(received.ack.partition()));
+                    }
+                    guard.ingest_event(&received.event);
+                    drop(guard);
                     self.pending
                         .push((received.event.request_start_unix_us, received.ack));
                 }
@@ -914,6 +925,17 @@ impl Consumer {
             tracing::warn!(error = %error::chain(&e), "alerts not delivered yet; will retry");
             return Ok(());
         }
+        // The state the alerts reflect (a Create sent) is durable before the events behind
+        // them are acknowledged (issue 18).
+        if let Some(st) = &self.detect_state
+            && let Err(e) = st.checkpoint(kind == FlushKind::Final)
+        {
+            if kind == FlushKind::Final {
+                return Err(e.into());
+            }
+            tracing::warn!(error = %e, "detection state checkpoint failed; will retry");
+            return Ok(());
+        }
         let Some(before) = durable_before else {
             return Ok(());
         };
@@ -947,8 +969,25 @@ impl Consumer {
 async fn run_bus(config: &Config, bus: BusSource) -> Result<RunStats, Error> {
     let mut service = Service::start(config, bus.alerts, Some(Arc::clone(&bus.metrics))).await?;
     let stop_flag = Arc::new(AtomicBool::new(false));
+    let mut source = bus.source;
+    let detect_state = match (&config.state, &bus.kafka) {
+        (st, Some(kafka)) if st.enabled => {
+            let ds = crate::state::DetectState::open(st, kafka, Arc::clone(&service.state))?;
+            // Restores happen on assignment, from within the consumer's first polls.
+            source.set_rebalance_hook(Arc::clone(&ds) as Arc<dyn apitap_bus::RebalanceHook>);
+            Some(ds)
+        }
+        (st, None) if st.enabled => {
+            return Err(Error::ConfigValue {
+                field: "state.enabled",
+                reason: "the state topic needs the [kafka] event source",
+            });
+        }
+        _ => None,
+    };
     let mut consumer = Consumer {
-        source: bus.source,
+        detect_state,
+        source,
         state: Arc::clone(&service.state),
         store: service.store.take(),
         alerts: std::mem::take(&mut service.alerts),
@@ -1122,6 +1161,7 @@ mod tests {
             metrics: metrics.clone(),
             stop_on_signal: false,
             max_pending_events: 8,
+            kafka: None,
         };
         let stats = run_with_source(&config, bus).unwrap();
         assert_eq!(stats.events, 50);

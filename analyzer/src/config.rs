@@ -61,6 +61,108 @@ pub struct Config {
     /// API's listener, behind its token.
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// Durable detection state (`[state]`, issue 18, `docs/scale-out.md`): open campaigns and
+    /// baselines checkpointed to a compacted Kafka topic, restored on start and on partition
+    /// assignment.
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// `[state]`: checkpoints of the detection state (R-THR-5, issue 18) on a compacted topic of
+/// the `[kafka]` brokers, so that a restarted or rebalanced consumer group keeps one Create
+/// per campaign and its baselines.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Checkpoint and restore the detection state. Needs `[kafka]` and
+    /// `labels.hash_key_file` (campaign keys are keyed hashes: another key finds nothing).
+    /// Default false.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The compacted topic (created with `cleanup.policy=compact` when missing). Default
+    /// `apitap.analyzer-state.v1`.
+    #[serde(default = "default_state_topic")]
+    pub topic: String,
+    /// Replication factor when the analyzer creates the topic (use 3 in production).
+    /// Default 1.
+    #[serde(default = "default_state_topic_replication")]
+    pub topic_replication: i32,
+    /// Seconds between two checkpoints of the baselines (campaigns are checkpointed at every
+    /// inventory flush, before the events' offsets are committed, and on shutdown and
+    /// revocation). Default 60.
+    #[serde(default = "default_state_baseline_interval_secs")]
+    pub baseline_interval_secs: u64,
+    /// Milliseconds a checkpoint write or a restore read may take; a restore that does not
+    /// reach the topic's end in time goes on with what it read (logged). Default 10000.
+    #[serde(default = "default_state_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Records a restore keeps at most (memory bound); further keys are dropped and counted
+    /// in `apitap_detect_state_records_rejected_total{cause="over_limit"}`. Default 1000000.
+    #[serde(default = "default_state_max_records")]
+    pub max_records: usize,
+}
+
+fn default_state_topic() -> String {
+    "apitap.analyzer-state.v1".into()
+}
+fn default_state_topic_replication() -> i32 {
+    1
+}
+fn default_state_baseline_interval_secs() -> u64 {
+    60
+}
+fn default_state_timeout_ms() -> u64 {
+    10_000
+}
+fn default_state_max_records() -> usize {
+    1_000_000
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            enabled: false,
+            topic: default_state_topic(),
+            topic_replication: default_state_topic_replication(),
+            baseline_interval_secs: default_state_baseline_interval_secs(),
+            timeout_ms: default_state_timeout_ms(),
+            max_records: default_state_max_records(),
+        }
+    }
+}
+
+impl StateConfig {
+    fn validate(&self, kafka: bool, hash_key: bool) -> Result<(), Error> {
+        let bad = |field, reason| Err(Error::ConfigValue { field, reason });
+        if self.topic.is_empty() {
+            return bad("state.topic", "must not be empty");
+        }
+        if self.topic_replication < 1 {
+            return bad("state.topic_replication", "must be at least 1");
+        }
+        if self.baseline_interval_secs == 0 {
+            return bad("state.baseline_interval_secs", "must be at least 1");
+        }
+        if self.timeout_ms == 0 {
+            return bad("state.timeout_ms", "must be at least 1");
+        }
+        if self.max_records == 0 {
+            return bad("state.max_records", "must be at least 1");
+        }
+        if self.enabled && !kafka {
+            return bad(
+                "state.enabled",
+                "the state topic needs the [kafka] event source",
+            );
+        }
+        if self.enabled && !hash_key {
+            return bad(
+                "state.enabled",
+                "needs labels.hash_key_file: campaign keys are keyed hashes",
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `[console]`: the web console on `inventory.api_listen` (issue 20, R-INV-5, R-THR-6,
@@ -538,6 +640,8 @@ impl Config {
             });
         }
         self.trace.validate()?;
+        self.state
+            .validate(self.kafka.is_some(), self.labels.hash_key_file.is_some())?;
         self.inventory
             .validate()
             .map_err(|(field, reason)| Error::ConfigInvalid { field, reason })
@@ -547,6 +651,38 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_state_values_name_their_field() {
+        let kafka = "[kafka]\nbrokers = [\"k:1\"]\n[labels]\nhash_key_file = \"/k\"\n";
+        for (text, field) in [
+            ("[state]\nenabled = true\n".to_owned(), "state.enabled"),
+            (
+                "[kafka]\nbrokers = [\"k:1\"]\n[state]\nenabled = true\n".to_owned(),
+                "state.enabled",
+            ),
+            (format!("{kafka}[state]\ntopic = \"\"\n"), "state.topic"),
+            (
+                format!("{kafka}[state]\ntimeout_ms = 0\n"),
+                "state.timeout_ms",
+            ),
+            (
+                format!("{kafka}[state]\nmax_records = 0\n"),
+                "state.max_records",
+            ),
+            (
+                format!("{kafka}[state]\nbaseline_interval_secs = 0\n"),
+                "state.baseline_interval_secs",
+            ),
+            (format!("{kafka}[state]\ncheckpoint = 1\n"), "state"),
+        ] {
+            let e = Config::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+        let ok = Config::parse(&format!("{kafka}[state]\nenabled = true\n")).unwrap();
+        assert!(ok.state.enabled);
+        assert_eq!(ok.state.topic, "apitap.analyzer-state.v1");
+    }
 
     #[test]
     fn bad_trace_values_name_their_field() {
@@ -599,6 +735,11 @@ mod tests {
             "max_alerts",
             "max_series_endpoints",
             "secure_cookie",
+            "topic",
+            "topic_replication",
+            "baseline_interval_secs",
+            "timeout_ms",
+            "max_records",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{field} ="))),

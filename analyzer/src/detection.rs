@@ -9,6 +9,7 @@
 
 use std::time::Instant;
 
+use apitap_detect::checkpoint::{Restored, StateChanges, StateError};
 use apitap_detect::{DetectConfig, Engine, EventContext, Finding};
 use apitap_labels::HashKey;
 use apitap_labels::facts::EventFacts;
@@ -35,6 +36,8 @@ pub struct Detection {
     idle_check: (u64, Instant, u64),
     /// Findings dropped because [`MAX_PENDING_FINDINGS`] were waiting.
     pub dropped_findings: u64,
+    /// Counters of the durable state (`[state]`, issue 18).
+    pub state: crate::state::StateCounters,
 }
 
 impl Detection {
@@ -49,6 +52,7 @@ impl Detection {
             events: 0,
             idle_check: (0, Instant::now(), 0),
             dropped_findings: 0,
+            state: crate::state::StateCounters::default(),
         })
     }
 
@@ -120,9 +124,45 @@ impl Detection {
         std::mem::take(&mut self.pending)
     }
 
+    /// The bus partition of the events observed from now on (issue 18).
+    pub fn set_partition(&mut self, partition: Option<i32>) {
+        self.engine.set_partition(partition);
+    }
+
+    /// [`Engine::checkpoint`].
+    pub fn checkpoint(&mut self, baselines: bool) -> StateChanges {
+        self.engine.checkpoint(baselines)
+    }
+
+    /// [`Engine::checkpoint_failed`].
+    pub fn checkpoint_failed(&mut self, changes: &StateChanges) {
+        self.engine.checkpoint_failed(changes);
+    }
+
+    /// [`Engine::restore`].
+    pub fn restore(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        owned: &dyn Fn(Option<i32>) -> bool,
+    ) -> Result<Restored, StateError> {
+        self.engine.restore(key, value, owned)
+    }
+
+    /// [`Engine::forget_partitions`].
+    pub fn forget_partitions(&mut self, partitions: &[i32]) -> usize {
+        self.engine.forget_partitions(partitions)
+    }
+
     /// Adds the engine's counters (`apitap_detect_*`) and the findings dropped here to `out`.
     pub fn render(&self, out: &mut Exposition) {
         self.engine.metrics().render_into(out);
+        self.state.render(out);
+        out.gauge(
+            "apitap_detect_baseline_samples",
+            "Request-rate samples learnt by the endpoint baselines held (sum over endpoints).",
+            self.engine.baseline_samples(),
+        );
         out.counter(
             "apitap_detect_findings_dropped_total",
             "Findings dropped (alert queue full).",

@@ -38,17 +38,43 @@ pub fn ensure_topics(
     topics: &[TopicSpec],
     timeout: Duration,
 ) -> Result<Vec<(String, TopicOutcome)>, BusError> {
+    create(cfg, topics, false, timeout)
+}
+
+/// Creates `topic` with `cleanup.policy=compact` if it does not exist yet (the analyzer's
+/// detection-state topic, issue 18: the latest record per key is kept forever, tombstones
+/// delete). An existing topic is left as it is.
+pub fn ensure_compacted_topic(
+    cfg: &KafkaConfig,
+    topic: &TopicSpec,
+    timeout: Duration,
+) -> Result<TopicOutcome, BusError> {
+    let out = create(cfg, std::slice::from_ref(topic), true, timeout)?;
+    Ok(out.first().map_or(TopicOutcome::Existed, |(_, o)| *o))
+}
+
+fn create(
+    cfg: &KafkaConfig,
+    topics: &[TopicSpec],
+    compact: bool,
+    timeout: Duration,
+) -> Result<Vec<(String, TopicOutcome)>, BusError> {
     let admin: AdminClient<DefaultClientContext> = admin_config(cfg)?
         .create()
         .map_err(|e| BusError::kafka("creating the admin client", &e))?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
-            NewTopic::new(
+            let n = NewTopic::new(
                 &t.name,
                 t.partitions,
                 TopicReplication::Fixed(t.replication),
-            )
+            );
+            if compact {
+                n.set("cleanup.policy", "compact")
+            } else {
+                n
+            }
         })
         .collect();
     let opts = AdminOptions::new()

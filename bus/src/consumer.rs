@@ -71,6 +71,20 @@ pub struct Received {
     pub ack: AckToken,
 }
 
+/// Told, from within [`EventSource::poll`] and before any event of the new assignment is
+/// handed out, when partitions move between the members of the consumer group (issue 18):
+/// the analyzer checkpoints the detection state of revoked partitions before their new owner
+/// reads it, and restores the state of assigned ones.
+pub trait RebalanceHook: Send + Sync {
+    /// `partitions` are now this consumer's.
+    fn assigned(&self, partitions: &[i32]);
+    /// `partitions` are being taken away (called before their offsets are committed).
+    fn revoked(&self, partitions: &[i32]);
+}
+
+/// Where the consumer's callbacks find the hook.
+type HookSlot = Arc<Mutex<Option<Arc<dyn RebalanceHook>>>>;
+
 /// One message as a transport delivers it.
 #[derive(Debug, Clone, Default)]
 pub struct RawMessage {
@@ -95,6 +109,10 @@ pub trait Transport: Send {
     fn commit(&mut self, offsets: &[(i32, i64)], sync: bool) -> Result<(), BusError>;
     /// Stops (true) or resumes (false) fetching.
     fn pause(&mut self, paused: bool);
+    /// Installs the rebalance hook; false when the transport has no rebalances.
+    fn set_rebalance_hook(&mut self, _hook: Arc<dyn RebalanceHook>) -> bool {
+        false
+    }
 }
 
 /// Per-partition acknowledgment state.
@@ -429,6 +447,10 @@ impl<T: Transport> EventSource for EventConsumer<T> {
         lock(&self.tracker).ack(token);
     }
 
+    fn set_rebalance_hook(&mut self, hook: Arc<dyn RebalanceHook>) -> bool {
+        self.transport.set_rebalance_hook(hook)
+    }
+
     fn commit(&mut self) -> Result<(), BusError> {
         self.commit_inner(true)
     }
@@ -447,6 +469,16 @@ impl<T: Transport> EventSource for EventConsumer<T> {
 pub struct ConsumerCtx {
     tracker: Arc<Mutex<Tracker>>,
     metrics: Arc<BusMetrics>,
+    hook: HookSlot,
+}
+
+impl ConsumerCtx {
+    fn hook(&self) -> Option<Arc<dyn RebalanceHook>> {
+        self.hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl ClientContext for ConsumerCtx {
@@ -465,8 +497,11 @@ impl ConsumerContext for ConsumerCtx {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                let offsets = lock(&self.tracker).revoke(&parts);
                 info!(partitions = ?parts, "kafka partitions revoked");
+                if let Some(hook) = self.hook() {
+                    hook.revoked(&parts);
+                }
+                let offsets = lock(&self.tracker).revoke(&parts);
                 if offsets.is_empty() {
                     return;
                 }
@@ -490,6 +525,9 @@ impl ConsumerContext for ConsumerCtx {
             Rebalance::Assign(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 info!(partitions = ?parts, "kafka partitions assigned");
+                if let Some(hook) = self.hook() {
+                    hook.assigned(&parts);
+                }
             }
             Rebalance::Error(e) => {
                 warn!(error = %describe(e), "kafka rebalance error");
@@ -593,6 +631,16 @@ impl Transport for KafkaTransport {
             .map_err(|e| BusError::kafka("committing offsets", &e))
     }
 
+    fn set_rebalance_hook(&mut self, hook: Arc<dyn RebalanceHook>) -> bool {
+        *self
+            .consumer
+            .context()
+            .hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hook);
+        true
+    }
+
     fn pause(&mut self, paused: bool) {
         let Ok(assigned) = self.consumer.assignment() else {
             return;
@@ -623,6 +671,7 @@ impl EventConsumer<KafkaTransport> {
         let ctx = ConsumerCtx {
             tracker: tracker.clone(),
             metrics: metrics.clone(),
+            hook: HookSlot::default(),
         };
         let consumer: BaseConsumer<ConsumerCtx> = client_config(cfg, ClientRole::Consumer)?
             .create_with_context(ctx)

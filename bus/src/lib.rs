@@ -14,7 +14,8 @@
 //! - the in-memory transport of the embedded single-process mode ([`memory`]), behind the same
 //!   two traits;
 //! - the alert type and producer ([`alert`]), topic creation ([`admin`]) and counters
-//!   ([`metrics`], `apitap_bus_<name>_total`).
+//!   ([`metrics`], `apitap_bus_<name>_total`);
+//! - the analyzer's compacted detection-state topic ([`state`], issue 18).
 //!
 //! Only the standard Kafka protocol is used (Apache Kafka, Redpanda, MSK, …); nothing depends
 //! on the broker used by the tests. Event contents never reach a log line (R-OPS-3).
@@ -28,6 +29,7 @@ pub mod memory;
 pub mod metrics;
 pub mod producer;
 pub mod spool;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +38,7 @@ use apitap_schema::ApiEvent;
 
 pub use alert::{AlertDocument, AlertPublisher, KafkaAlertPublisher};
 pub use config::{ConfigError, KafkaConfig};
-pub use consumer::{AckToken, EventConsumer, KafkaEventConsumer, Received};
+pub use consumer::{AckToken, EventConsumer, KafkaEventConsumer, RebalanceHook, Received};
 pub use memory::{MemoryEventConsumer, MemoryPublisher};
 pub use metrics::{BusMetrics, DropCause, RejectCause};
 pub use producer::KafkaEventPublisher;
@@ -88,6 +90,11 @@ pub trait EventSource: Send {
     fn commit(&mut self) -> Result<(), BusError>;
     /// Commits what is acknowledged; call before dropping (dropping leaves the group).
     fn close(&mut self) -> Result<(), BusError>;
+    /// Installs a hook told of partition assignments and revocations (issue 18); false when
+    /// the source has no consumer group (the in-memory transport).
+    fn set_rebalance_hook(&mut self, _hook: Arc<dyn consumer::RebalanceHook>) -> bool {
+        false
+    }
     /// The counters this consumer updates.
     fn metrics(&self) -> Arc<BusMetrics>;
 }

@@ -5,14 +5,16 @@
 //! applies. Windows that raised a detection are not folded in (no baseline poisoning by the
 //! attack itself). Bounded: endpoints up to `limits.max_endpoints`, actors by the detectors'
 //! tables; the 168 hour-of-week slots of an endpoint are allocated on its first bucket.
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, BASELINE_PREFIX, Restored, StateChanges, StateError};
 
 use crate::bounded::{BoundedMap, Touched};
 use crate::config::BaselineConfig;
 use crate::sketch::Distinct;
 
 /// EWMA of one metric: mean, variance and sample count.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ewma {
     /// Weighted mean.
     pub mean: f32,
@@ -283,6 +285,70 @@ impl Baselines {
                 .values()
                 .map(|e| e.bytes() - std::mem::size_of::<EndpointBaseline>())
                 .sum::<usize>()
+    }
+}
+
+/// An endpoint baseline as a checkpoint record (issue 18): the learnt EWMAs and when the
+/// endpoint was last seen; the open bucket starts over on restore.
+#[derive(Debug, Serialize, Deserialize)]
+struct BaselineState {
+    overall: [Ewma; METRICS],
+    /// 168 hour-of-week slots, when allocated.
+    hours: Option<Vec<[Ewma; METRICS]>>,
+    last_us: u64,
+}
+
+impl Baselines {
+    /// Records of every live endpoint baseline; adds their request-rate sample counts to
+    /// `out.baseline_samples`.
+    pub(crate) fn checkpoint(&self, out: &mut StateChanges) {
+        for (k, e) in self.endpoints.iter() {
+            let st = BaselineState {
+                overall: e.overall,
+                hours: e.hours.as_ref().map(|h| h.to_vec()),
+                last_us: e.last_us,
+            };
+            if let Some(v) = checkpoint::encode(&st) {
+                out.put.push((format!("{BASELINE_PREFIX}{k:016x}"), v));
+                out.baseline_samples += u64::from(e.overall[Metric::Requests as usize].n);
+            }
+        }
+    }
+
+    /// Restores an endpoint baseline from a record (`key` without its prefix), unless the
+    /// one held has learnt at least as many buckets.
+    pub(crate) fn restore(&mut self, key: &str, value: &[u8]) -> Result<Restored, StateError> {
+        let k = u64::from_str_radix(key, 16).map_err(|_| StateError::Corrupt)?;
+        let st: BaselineState = checkpoint::decode(value)?;
+        let hours = match st.hours {
+            None => None,
+            Some(v) => {
+                let slots: [[Ewma; METRICS]; 168] =
+                    v.try_into().map_err(|_| StateError::Corrupt)?;
+                Some(Box::new(slots))
+            }
+        };
+        let n = st.overall[Metric::Requests as usize].n;
+        if let Some(held) = self.endpoints.get(k)
+            && held.overall[Metric::Requests as usize].n >= n
+        {
+            return Ok(Restored::BaselineSkipped);
+        }
+        let e = self
+            .endpoints
+            .entry(k, || EndpointBaseline::new(st.last_us));
+        e.overall = st.overall;
+        e.hours = hours;
+        e.last_us = e.last_us.max(st.last_us);
+        Ok(Restored::Baseline(u64::from(n)))
+    }
+
+    /// Sum over endpoints of the request-rate EWMA's sample count (what a restore brought
+    /// back is visible here).
+    pub fn samples(&self) -> u64 {
+        (self.endpoints.iter())
+            .map(|(_, e)| u64::from(e.overall[Metric::Requests as usize].n))
+            .sum()
     }
 }
 

@@ -155,6 +155,14 @@ impl<V: Touched> BoundedMap<V> {
     }
 
     /// Every entry held in memory, expired or not (for byte accounting).
+    /// Live entries with their keys.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
+        let horizon = self.horizon;
+        (self.map.iter())
+            .filter(move |(_, v)| v.last_us() >= horizon)
+            .map(|(k, v)| (*k, v))
+    }
+
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.map.values()
     }

@@ -13,6 +13,7 @@ use apitap_labels::{Keep, Label, mask_policy};
 use foldhash::fast::RandomState;
 
 use crate::actor::LoginUser;
+use crate::checkpoint::{self, CAMPAIGN_PREFIX, Restored, StateChanges, StateError, intern};
 use crate::config::{Lifecycle, Limits};
 use crate::engine::Obs;
 use crate::finding::{Activity, ActorKey, Detector, EndpointRef, Finding, Sample, Severity};
@@ -82,6 +83,10 @@ struct Campaign {
     /// (time, source, path) of the last event counted: one event that satisfies two of a
     /// detector's windows is counted and sampled once.
     last_event: (u64, u64, u64),
+    /// Bus partition of the last event that hit it (its owner restores it, issue 18).
+    partition: Option<i32>,
+    /// Unchanged since the last checkpoint.
+    saved: bool,
 }
 
 /// Networks listed per campaign.
@@ -112,7 +117,18 @@ pub struct Campaigns {
     pub dropped: u64,
     /// Findings emitted, by activity (Create, Update, Close).
     pub emitted: [u64; 3],
+    /// Bus partition of the events being observed ([`Campaigns::set_partition`]).
+    partition: Option<i32>,
+    /// Keys of campaigns closed since the last checkpoint (deleted from the state store),
+    /// at most [`MAX_TOMBSTONES`].
+    closed: Vec<u64>,
+    /// Deletes not recorded because [`MAX_TOMBSTONES`] were pending (the store keeps those
+    /// campaigns until the analyzer restores and closes them).
+    pub tombstones_dropped: u64,
 }
+
+/// Deletes of closed campaigns held between two checkpoints at most.
+const MAX_TOMBSTONES: usize = 65_536;
 
 /// Sources listed per campaign.
 const MAX_SOURCES: usize = 16;
@@ -126,6 +142,9 @@ impl Campaigns {
             max_samples: limits.max_samples_per_campaign,
             dropped: 0,
             emitted: [0; 3],
+            partition: None,
+            closed: Vec::new(),
+            tombstones_dropped: 0,
         }
     }
 
@@ -204,6 +223,8 @@ impl Campaigns {
                     networks: Vec::new(),
                     networks_other: 0,
                     last_event: (0, 0, 0),
+                    partition: self.partition,
+                    saved: false,
                 },
             );
         }
@@ -213,6 +234,8 @@ impl Campaigns {
         let event = (o.now, o.actor.ip_key, o.path_key);
         let repeat = c.last_event == event && c.events > 0;
         c.last_event = event;
+        c.saved = false;
+        c.partition = self.partition.or(c.partition);
         for (name, v) in h.counts {
             match c.counts.iter_mut().find(|(n, _)| n == name) {
                 Some((_, old)) => *old = (*old).max(*v),
@@ -298,6 +321,7 @@ impl Campaigns {
         let mut closed = Vec::new();
         for (k, c) in self.open.iter_mut() {
             if !c.created {
+                c.saved = false;
                 c.created = true;
                 c.created_us = now.max(c.last_us);
                 c.last_emit_us = c.created_us;
@@ -310,6 +334,7 @@ impl Campaigns {
                 self.emitted[2] += 1;
                 closed.push(*k);
             } else if c.dirty && now.saturating_sub(c.last_emit_us) >= every {
+                c.saved = false;
                 c.seq += 1;
                 c.last_emit_us = now;
                 c.dirty = false;
@@ -319,6 +344,7 @@ impl Campaigns {
         }
         for k in closed {
             self.open.remove(&k);
+            self.tombstone(k);
         }
         out.sort_by(|a, b| (a.time_us, &a.uid).cmp(&(b.time_us, &b.uid)));
         out
@@ -328,7 +354,9 @@ impl Campaigns {
     pub(crate) fn close_all(&mut self, now: u64) -> Vec<Finding> {
         let mut out = self.tick(now);
         let mut closes = Vec::with_capacity(self.open.len());
-        for (_, mut c) in self.open.drain() {
+        let drained: Vec<(u64, Campaign)> = self.open.drain().collect();
+        for (k, mut c) in drained {
+            self.tombstone(k);
             c.seq += 1;
             closes.push(render(&c, Activity::Close, now.max(c.last_us)));
             self.emitted[2] += 1;
@@ -358,6 +386,228 @@ impl Campaigns {
                         + c.source_set.heap_bytes()
                 })
                 .sum::<usize>()
+    }
+}
+
+/// A campaign as a checkpoint record (issue 18): everything that decides its next reports —
+/// uid, whether its Create went out, when its last Update went out, its sequence number,
+/// counters, sources — but not its samples.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CampaignState {
+    uid: String,
+    detector: Detector,
+    kind: String,
+    title: String,
+    severity: Severity,
+    confidence: u8,
+    start_us: u64,
+    last_us: u64,
+    created_us: u64,
+    last_emit_us: u64,
+    created: bool,
+    dirty: bool,
+    seq: u32,
+    events: u64,
+    counts: Vec<(String, u64)>,
+    actor: Vec<(String, String)>,
+    endpoint: (String, String, String),
+    sources: Vec<IpAddr>,
+    source_set: crate::sketch::DistinctParts,
+    source_keys: u64,
+    common_subnet: Option<Option<String>>,
+    networks: Vec<(String, u64)>,
+    networks_other: u64,
+    partition: Option<i32>,
+}
+
+/// Counters and actor keys a campaign record may hold at most.
+const MAX_STATE_LIST: usize = 64;
+
+impl CampaignState {
+    fn of(c: &Campaign) -> CampaignState {
+        CampaignState {
+            uid: c.uid.clone(),
+            detector: c.detector,
+            kind: c.kind.to_owned(),
+            title: c.title.clone(),
+            severity: c.severity,
+            confidence: c.confidence,
+            start_us: c.start_us,
+            last_us: c.last_us,
+            created_us: c.created_us,
+            last_emit_us: c.last_emit_us,
+            created: c.created,
+            dirty: c.dirty,
+            seq: c.seq,
+            events: c.events,
+            counts: c
+                .counts
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), *v))
+                .collect(),
+            actor: (c.actor.iter())
+                .map(|a| (a.kind.to_owned(), a.value.clone()))
+                .collect(),
+            endpoint: (
+                c.endpoint.service.clone(),
+                c.endpoint.method.clone(),
+                c.endpoint.template.clone(),
+            ),
+            sources: c.sources.clone(),
+            source_set: c.source_set.to_parts(),
+            source_keys: c.source_keys,
+            common_subnet: c.common_subnet.map(|n| n.map(|n| n.to_string())),
+            networks: c
+                .networks
+                .iter()
+                .map(|(n, k)| (n.to_string(), *k))
+                .collect(),
+            networks_other: c.networks_other,
+            partition: c.partition,
+        }
+    }
+
+    fn into_campaign(self) -> Result<Campaign, StateError> {
+        if self.counts.len() > MAX_STATE_LIST
+            || self.actor.len() > MAX_STATE_LIST
+            || self.sources.len() > MAX_SOURCES
+            || self.networks.len() > MAX_NETWORKS
+        {
+            return Err(StateError::Corrupt);
+        }
+        let net = |s: &str| s.parse::<ipnet::IpNet>().map_err(|_| StateError::Corrupt);
+        let counts = (self.counts.iter())
+            .map(|(n, v)| Ok((intern(n)?, *v)))
+            .collect::<Result<Vec<_>, StateError>>()?;
+        let actor = (self.actor.into_iter())
+            .map(|(kind, value)| {
+                Ok(ActorKey {
+                    kind: intern(&kind)?,
+                    value,
+                })
+            })
+            .collect::<Result<Vec<_>, StateError>>()?;
+        let networks = (self.networks.iter())
+            .map(|(n, k)| Ok((net(n)?, *k)))
+            .collect::<Result<Vec<_>, StateError>>()?;
+        let common_subnet = match &self.common_subnet {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(n)) => Some(Some(net(n)?)),
+        };
+        Ok(Campaign {
+            uid: self.uid,
+            detector: self.detector,
+            kind: intern(&self.kind)?,
+            title: self.title,
+            severity: self.severity,
+            confidence: self.confidence,
+            start_us: self.start_us,
+            last_us: self.last_us,
+            created_us: self.created_us,
+            last_emit_us: self.last_emit_us,
+            created: self.created,
+            dirty: self.dirty,
+            seq: self.seq,
+            events: self.events,
+            counts,
+            actor,
+            endpoint: EndpointRef {
+                service: self.endpoint.0,
+                method: self.endpoint.1,
+                template: self.endpoint.2,
+            },
+            samples: Vec::new(),
+            sources: self.sources,
+            source_set: Distinct::from_parts(&self.source_set).ok_or(StateError::Corrupt)?,
+            source_keys: self.source_keys,
+            common_subnet,
+            networks,
+            networks_other: self.networks_other,
+            last_event: (0, 0, 0),
+            partition: self.partition,
+            saved: true,
+        })
+    }
+}
+
+/// The state-store key of campaign `k`.
+fn state_key(k: u64) -> String {
+    format!("{CAMPAIGN_PREFIX}{k:016x}")
+}
+
+impl Campaigns {
+    /// The bus partition of the events observed from now on (campaigns they hit are
+    /// restored by that partition's owner).
+    pub(crate) fn set_partition(&mut self, p: Option<i32>) {
+        self.partition = p;
+    }
+
+    fn tombstone(&mut self, k: u64) {
+        if self.closed.len() < MAX_TOMBSTONES {
+            self.closed.push(k);
+        } else {
+            self.tombstones_dropped += 1;
+        }
+    }
+
+    /// Records of the campaigns changed since the last call, deletes of those closed.
+    pub(crate) fn checkpoint(&mut self, out: &mut StateChanges) {
+        for (k, c) in self.open.iter_mut().filter(|(_, c)| !c.saved) {
+            if let Some(v) = checkpoint::encode(&CampaignState::of(c)) {
+                out.put.push((state_key(*k), v));
+                c.saved = true;
+            }
+        }
+        out.delete.extend(self.closed.drain(..).map(state_key));
+    }
+
+    /// Opens the campaign of a checkpoint record (`key` without its prefix), unless it is
+    /// open already, or `owned` refuses its partition.
+    pub(crate) fn restore(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        owned: &dyn Fn(Option<i32>) -> bool,
+    ) -> Result<Restored, StateError> {
+        let k = u64::from_str_radix(key, 16).map_err(|_| StateError::Corrupt)?;
+        let st: CampaignState = checkpoint::decode(value)?;
+        if self.open.contains_key(&k) || !owned(st.partition) {
+            return Ok(Restored::CampaignSkipped);
+        }
+        if self.open.len() >= self.max {
+            self.dropped += 1;
+            return Ok(Restored::CampaignSkipped);
+        }
+        let c = st.into_campaign()?;
+        tracing::debug!(uid = %c.uid, "campaign restored");
+        self.open.insert(k, c);
+        Ok(Restored::Campaign)
+    }
+
+    /// A checkpoint's records did not reach the store: every campaign is written again
+    /// next time, and the deletes in `changes` are pending again.
+    pub(crate) fn checkpoint_failed(&mut self, changes: &StateChanges) {
+        for c in self.open.values_mut() {
+            c.saved = false;
+        }
+        for k in &changes.delete {
+            if let Some(k) = k
+                .strip_prefix(CAMPAIGN_PREFIX)
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+            {
+                self.tombstone(k);
+            }
+        }
+    }
+
+    /// Drops, without a Close, the campaigns last hit by events of `partitions` (revoked:
+    /// their new owner restores them). Returns how many.
+    pub(crate) fn forget_partitions(&mut self, partitions: &[i32]) -> usize {
+        let before = self.open.len();
+        self.open
+            .retain(|_, c| !c.partition.is_some_and(|p| partitions.contains(&p)));
+        before - self.open.len()
     }
 }
 

@@ -13,6 +13,7 @@ use crate::actor::{Actor, ActorKeys, ActorResolver, LoginUser};
 use crate::baseline::{Baselines, Contribution};
 use crate::cache::StrCache;
 use crate::campaign::Campaigns;
+use crate::checkpoint::{BASELINE_PREFIX, CAMPAIGN_PREFIX, Restored, StateChanges, StateError};
 use crate::config::DetectConfig;
 use crate::detections::{self, Detection};
 use crate::finding::Finding;
@@ -507,6 +508,63 @@ trait PairString {
 impl PairString for apitap_schema::Endpoint {
     fn to_string_pair(&self) -> String {
         std::net::SocketAddr::new(self.ip, self.port).to_string()
+    }
+}
+
+/// Durable state (issue 18, [`crate::checkpoint`]).
+impl Engine {
+    /// The bus partition of the events observed from now on: campaigns remember the
+    /// partition of their last hit, so that its owner restores them.
+    pub fn set_partition(&mut self, partition: Option<i32>) {
+        self.campaigns.set_partition(partition);
+    }
+
+    /// The state records changed since the last call: campaigns changed and deletes of those
+    /// closed; with `baselines`, every endpoint baseline too (they change on every bucket, so
+    /// the caller writes them less often).
+    pub fn checkpoint(&mut self, baselines: bool) -> StateChanges {
+        let mut out = StateChanges::default();
+        self.campaigns.checkpoint(&mut out);
+        if baselines {
+            self.baselines.checkpoint(&mut out);
+        }
+        out
+    }
+
+    /// Restores one record written by [`Engine::checkpoint`]. Campaigns are restored only when
+    /// `owned` accepts the partition they were last hit from and they are not open here;
+    /// baselines when they know more than the one held. A bad record is an error, to count
+    /// and skip.
+    pub fn restore(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        owned: &dyn Fn(Option<i32>) -> bool,
+    ) -> Result<Restored, StateError> {
+        if let Some(k) = key.strip_prefix(CAMPAIGN_PREFIX) {
+            self.campaigns.restore(k, value, owned)
+        } else if let Some(k) = key.strip_prefix(BASELINE_PREFIX) {
+            self.baselines.restore(k, value)
+        } else {
+            Ok(Restored::UnknownKey)
+        }
+    }
+
+    /// The records of `changes` (from [`Engine::checkpoint`]) were not stored: they are
+    /// part of the next checkpoint again.
+    pub fn checkpoint_failed(&mut self, changes: &StateChanges) {
+        self.campaigns.checkpoint_failed(changes);
+    }
+
+    /// Forgets, without a Close, the campaigns last hit from `partitions` (revoked: the new
+    /// owner restores them). Returns how many.
+    pub fn forget_partitions(&mut self, partitions: &[i32]) -> usize {
+        self.campaigns.forget_partitions(partitions)
+    }
+
+    /// Sum over endpoints of the request-rate baseline's sample count.
+    pub fn baseline_samples(&self) -> u64 {
+        self.baselines.samples()
     }
 }
 

@@ -3,7 +3,7 @@
 //! OWASP API Top 10 2023 / OWASP OAT / MITRE ATT&CK mapping of each detector.
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Lifecycle transition of a campaign (OCSF `activity_id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,7 +30,7 @@ impl Activity {
 
 /// Severity of every apitap alert (OCSF `severity_id` 1–5): detections are Low to Critical,
 /// weak points Low to High, inventory changes Informational to Medium.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Informational.
@@ -70,7 +70,7 @@ impl From<crate::weak::Severity> for Severity {
 }
 
 /// The detectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Detector {
     /// Crawling / scraping (OAT-011).

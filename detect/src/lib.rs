@@ -31,6 +31,7 @@ pub mod baseline;
 mod bounded;
 mod cache;
 pub mod campaign;
+pub mod checkpoint;
 pub mod config;
 pub mod detections;
 pub mod ecs;

@@ -232,6 +232,42 @@ impl Distinct {
         }
     }
 
+    /// The set as plain data for a checkpoint (issue 18): the exact fingerprints, or the
+    /// sketch's registers.
+    pub fn to_parts(&self) -> DistinctParts {
+        match &self.repr {
+            Repr::Exact { small, n } => DistinctParts::Exact(small[..usize::from(*n)].to_vec()),
+            Repr::Sketch { hll, .. } => DistinctParts::Sketch(hll.regs.to_vec()),
+        }
+    }
+
+    /// The set [`Distinct::to_parts`] described; `None` when the parts are not a valid set
+    /// (too many exact values, wrong register count, a rank beyond 64).
+    pub fn from_parts(parts: &DistinctParts) -> Option<Distinct> {
+        match parts {
+            DistinctParts::Exact(v) if v.len() <= EXACT => {
+                let mut small = [0u32; EXACT];
+                small[..v.len()].copy_from_slice(v);
+                Some(Distinct {
+                    repr: Repr::Exact {
+                        small,
+                        n: v.len() as u8,
+                    },
+                })
+            }
+            DistinctParts::Sketch(regs)
+                if regs.len() == HLL_REGISTERS && regs.iter().all(|&r| r <= 65) =>
+            {
+                let mut hll = Box::<Hll>::default();
+                hll.regs.copy_from_slice(regs);
+                Some(Distinct {
+                    repr: Repr::sketch(hll),
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// Clears (keeps no allocation).
     pub fn clear(&mut self) {
         *self = Distinct::default();
@@ -245,6 +281,15 @@ impl Distinct {
             0
         }
     }
+}
+
+/// A [`Distinct`] as plain, serializable data.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DistinctParts {
+    /// The exact fingerprints (at most [`EXACT`]).
+    Exact(Vec<u32>),
+    /// The [`HLL_REGISTERS`] registers of the sketch.
+    Sketch(Vec<u8>),
 }
 
 /// Spreads a 32-bit fingerprint over 64 bits (SplitMix64 finaliser) for the sketch.
@@ -303,6 +348,26 @@ impl<const WORDS: usize> Bloom<WORDS> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn distinct_parts_round_trip_and_invalid_parts_are_refused() {
+        let mut small = Distinct::default();
+        let mut big = Distinct::default();
+        for i in 0..3u64 {
+            small.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        }
+        for i in 0..500u64 {
+            big.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        }
+        for d in [&small, &big] {
+            let back = Distinct::from_parts(&d.to_parts()).unwrap();
+            assert_eq!(&back, d);
+            assert_eq!(back.count(), d.count());
+        }
+        assert!(Distinct::from_parts(&DistinctParts::Exact(vec![1; EXACT + 1])).is_none());
+        assert!(Distinct::from_parts(&DistinctParts::Sketch(vec![1; 3])).is_none());
+        assert!(Distinct::from_parts(&DistinctParts::Sketch(vec![200; HLL_REGISTERS])).is_none());
+    }
+
     use super::*;
 
     fn h(i: u64) -> u64 {

@@ -16,29 +16,12 @@
 //!   `/get` every 0.5 s for 150 s (293 requests).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-use std::io::Read as _;
-
 use apitap_detect::{Activity, DetectConfig, Detector, Engine, EventContext, Finding};
 use apitap_labels::HashKey;
 use apitap_schema::ApiEvent;
 
-fn events(name: &str) -> Vec<ApiEvent> {
-    let path = format!(
-        "{}/tests/data/crawl/{name}.events.jsonl.gz",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let gz = std::fs::File::open(&path).expect("fixture");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(gz)
-        .read_to_string(&mut text)
-        .expect("gzip");
-    let mut evs: Vec<ApiEvent> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("event"))
-        .collect();
-    evs.sort_by_key(|e| e.request_start_unix_us);
-    evs
-}
+mod common;
+use common::events;
 
 /// Every finding of `evs` through one engine, ticked every second of stream time as the
 /// analyzer does.

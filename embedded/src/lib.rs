@@ -60,6 +60,7 @@ pub fn run(
         metrics,
         stop_on_signal: false,
         max_pending_events: (channel_events / 2).max(1),
+        kafka: None,
     };
     let analyzed = run_with_source(&analyzer, bus).context("analyzer");
     let captured = match sensor_thread.join() {

@@ -514,3 +514,36 @@ max_bytes = 67108864
         metrics = crate::METRICS_ADDR,
     )
 }
+
+/// The `[kafka]` table of an analyzer reading `topic` as `group`. The session timeout is short
+/// so that a killed member leaves the group quickly.
+pub fn analyzer_kafka_section(bootstrap: &str, topic: &str, group: &str) -> String {
+    format!(
+        r#"[kafka]
+brokers = ["{bootstrap}"]
+events_topic = "{topic}"
+alerts_topic = "{topic}.alerts"
+[kafka.consumer]
+group_id = "{group}"
+commit_interval_ms = 200
+[kafka.librdkafka_options]
+"session.timeout.ms" = 6000
+"#
+    )
+}
+
+/// Body of `GET path` on `addr` (HTTP/1.1, one request, connection closed by the server).
+pub fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP head")?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    Ok(body.to_owned())
+}

@@ -17,10 +17,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use apitap_bus::{BusMetrics, EventPublisher, KafkaConfig, KafkaEventPublisher};
 use apitap_tests::analyzer::{AnalyzerProcess, synthetic_event};
-use apitap_tests::broker::{Broker, ConfiguredSensor, kafka_sensor_config, require_broker};
+use apitap_tests::broker::{
+    Broker, ConfiguredSensor, analyzer_kafka_section as kafka_section, http_get,
+    kafka_sensor_config, require_broker,
+};
 use apitap_tests::{Nginx, Topology, require_privileges, workspace_bin};
 
 fn tempdir(tag: &str) -> PathBuf {
@@ -31,23 +34,6 @@ fn tempdir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
-}
-
-/// The `[kafka]` table of an analyzer reading `topic` as `group`. The session timeout is short
-/// so that a killed member leaves the group quickly.
-fn kafka_section(bootstrap: &str, topic: &str, group: &str) -> String {
-    format!(
-        r#"[kafka]
-brokers = ["{bootstrap}"]
-events_topic = "{topic}"
-alerts_topic = "{topic}.alerts"
-[kafka.consumer]
-group_id = "{group}"
-commit_interval_ms = 200
-[kafka.librdkafka_options]
-"session.timeout.ms" = 6000
-"#
-    )
 }
 
 fn inventory_section(dir: &Path) -> String {
@@ -305,22 +291,6 @@ fn produce_raw(bootstrap: &str, topic: &str, payloads: &[Vec<u8>]) -> anyhow::Re
     }
     raw.flush(Duration::from_secs(20))?;
     Ok(())
-}
-
-/// Body of `GET path` on `addr` (HTTP/1.1, one request, connection closed by the server).
-fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP head")?;
-    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
-    Ok(body.to_owned())
 }
 
 /// The value of `name=…` in the last log line that has it (0 if none).

@@ -200,15 +200,17 @@ fn sum_calls(calls: &CallCosts, suffixes: &[&str]) -> (u64, u64) {
         .fold((0, 0), |a, (_, c)| (a.0 + c.0, a.1 + c.1))
 }
 
-/// Prints `now` (label, instructions per unit) next to the previous run saved in `dir` and
-/// saves `now` as the next baseline.
-fn print_against_previous(
+/// Prints `now` (label, value) next to the previous run saved in `dir` and saves `now` as the
+/// next baseline. `column` heads the values (`per tx`), `units` of `unit` were measured.
+pub(crate) fn print_against_previous(
     title: &str,
+    column: &str,
     unit: &str,
     units: f64,
     now: &[(String, f64)],
     dir: &Path,
 ) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
     let saved = dir.join("last.json");
     let before: HashMap<String, f64> = std::fs::read(&saved)
         .ok()
@@ -216,11 +218,7 @@ fn print_against_previous(
         .unwrap_or_default();
     println!(
         "\n{:<28} {:>14} {:>14} {:>9}   ({:.0} {unit}s measured)",
-        title,
-        format!("per {unit}"),
-        "previous run",
-        "ratio",
-        units
+        title, column, "previous run", "ratio", units
     );
     for (label, v) in now {
         match before.get(label) {
@@ -260,7 +258,7 @@ pub fn decode_instructions() -> anyhow::Result<()> {
             )
         })
         .collect();
-    print_against_previous("decode instructions", "tx", txs, &now, &dir)
+    print_against_previous("decode instructions", "per tx", "tx", txs, &now, &dir)
 }
 
 /// Parts of the analyzer's per-event path reported by `bench analyzer-instructions`.
@@ -304,7 +302,14 @@ pub fn analyzer_instructions() -> anyhow::Result<()> {
             (label.to_string(), ir as f64 / events as f64)
         })
         .collect();
-    print_against_previous("analyzer instructions", "event", events as f64, &now, &dir)
+    print_against_previous(
+        "analyzer instructions",
+        "per event",
+        "event",
+        events as f64,
+        &now,
+        &dir,
+    )
 }
 
 /// Runs `cmd` to completion and returns its standard error, or fails with it quoted.

@@ -92,38 +92,47 @@ fn throughput(args: &[&str]) -> anyhow::Result<(f64, u64, u64, f64)> {
 
 /// [`throughput`] producing events in `encoding` (`json` or `msgpack`).
 fn throughput_in(args: &[&str], encoding: &str) -> anyhow::Result<(f64, u64, u64, f64)> {
-    let bin = workspace_root().join("target/release/examples/throughput");
     eprintln!(
         "+ APITAP_BENCH_ENCODING={encoding} throughput {}",
         args.join(" ")
     );
-    let out = Command::new(&bin)
-        .args(args)
-        .env("APITAP_BENCH_ENCODING", encoding)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {}", bin.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!("throughput {} failed ({}): {text}", args[0], out.status);
-    }
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .context("throughput printed no RESULT line")?;
-    let field = |k: &str| -> f64 {
-        line.split(' ')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(name, _)| *name == k)
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0.0)
-    };
+    let r = run_example("throughput", args, &[("APITAP_BENCH_ENCODING", encoding)])?;
+    let field = |k: &str| r.get(k).copied().unwrap_or(0.0);
     Ok((
         field("events_per_sec"),
         field("spooled") as u64,
         field("event_bytes") as u64,
         field("decode_per_sec"),
     ))
+}
+
+/// Runs the release-built example `name` with `args` and `env`; returns the numeric fields of
+/// the `RESULT key=value …` line it prints.
+pub(crate) fn run_example(
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<std::collections::HashMap<String, f64>> {
+    let bin = workspace_root().join("target/release/examples").join(name);
+    let out = Command::new(&bin)
+        .args(args)
+        .envs(env.iter().copied())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("{name} {} failed ({}): {text}", args.join(" "), out.status);
+    }
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .with_context(|| format!("{name} printed no RESULT line"))?;
+    Ok(line
+        .split(' ')
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+        .collect())
 }
 
 /// Entry point of `cargo xtask bench kafka --seconds S`.

@@ -5,6 +5,7 @@
 //! - `test`: sets up, builds once, checks formatting and lints, runs the whole test suite.
 mod attacks;
 mod bench;
+mod bench_analyzer;
 mod bench_hostile;
 mod bench_kafka;
 mod bench_overhead;
@@ -112,7 +113,9 @@ enum Cmd {
     /// Benchmarks: `decode` (criterion, one core), `decode-instructions` (the same pipeline
     /// under callgrind: instructions per transaction, deterministic on a noisy machine, next to
     /// the previous run), `analyzer-instructions` (the analyzer's per-event path under
-    /// callgrind, by part, next to the previous run), `capture` (live, netns, load tools), `overhead` (nginx's latency
+    /// callgrind, by part, next to the previous run), `analyzer` (the whole analyzer per core with
+    /// every detector, in process and from a real broker, state bytes per (actor, template),
+    /// next to the previous run), `capture` (live, netns, load tools), `overhead` (nginx's latency
     /// at fixed rates and its rate pinned to one core, with and without the sensor),
     /// `overhead-kafka` (only its phase with the Kafka sink), `tls` (the same
     /// over HTTPS with TLS capture on, and the sensor's CPU per 10k HTTPS transactions), `kafka` (bus throughput
@@ -124,6 +127,7 @@ enum Cmd {
             "decode",
             "decode-instructions",
             "analyzer-instructions",
+            "analyzer",
             "capture",
             "overhead",
             "overhead-kafka",
@@ -162,6 +166,7 @@ fn main() -> anyhow::Result<()> {
                 "decode" => bench::decode(),
                 "decode-instructions" => bench::decode_instructions(),
                 "analyzer-instructions" => bench::analyzer_instructions(),
+                "analyzer" => bench_analyzer::run(),
                 "kafka" => bench_kafka::run(seconds),
                 "hostile" => bench_hostile::run(),
                 "overhead" => bench_overhead::run(seconds),

@@ -1,0 +1,25 @@
+//! What the detection integration tests share: the recorded crawl events.
+
+use std::io::Read as _;
+
+use apitap_schema::ApiEvent;
+
+/// The events of `detect/tests/data/crawl/<name>.events.jsonl.gz` (real sensor output of a
+/// recorded tool run, see `crawl_tools.rs`), in time order.
+pub fn events(name: &str) -> Vec<ApiEvent> {
+    let path = format!(
+        "{}/tests/data/crawl/{name}.events.jsonl.gz",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let gz = std::fs::File::open(&path).expect("fixture");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_string(&mut text)
+        .expect("gzip");
+    let mut evs: Vec<ApiEvent> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect();
+    evs.sort_by_key(|e| e.request_start_unix_us);
+    evs
+}

@@ -1,0 +1,117 @@
+//! `cargo xtask bench analyzer` (issue 18): the whole analyzer per core, every detector and
+//! labelling on, on the recorded httpbin events (real sensor output) replayed as a stream.
+//!
+//! 1. In process, no broker: JSON decode → inventory → labels → detections → OCSF alerts (the
+//!    ceiling).
+//! 2. From the bus: the events are produced to a fresh tansu broker first, then timed from the
+//!    first event consumed to the last: consumer fetch, schema check, decode, dedupe → the
+//!    same path → ack.
+//!
+//! Each figure is events per second of wall time and per CPU-second of the whole process (all
+//! threads: librdkafka's included), the detection state's bytes per active (actor, template)
+//! pair, and the 1-minute load average when it was taken (the machine is shared). Printed next
+//! to the previous run (`target/bench-analyzer/last.json`), as the other benches do.
+//! The runs are `apitap-analyzer`'s `bus_pipeline` example, built in release mode.
+
+use std::collections::HashMap;
+
+use apitap_tests::broker::Broker;
+use apitap_tests::workspace_root;
+
+use crate::cargo;
+
+const PARTITIONS: u32 = 4;
+/// Events through the broker (tansu's fetch slows with the size of its backlog: bounded, as
+/// in `bench kafka`).
+const KAFKA_EVENTS: u64 = 16_000;
+const MEMORY_EVENTS: u64 = 100_000;
+
+/// The 1-minute load average.
+fn load() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Runs `bus_pipeline args` with `env`; returns its RESULT fields.
+fn pipeline(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<HashMap<String, f64>> {
+    eprintln!("+ bus_pipeline {}", args.join(" "));
+    let mut env = env.to_vec();
+    env.push(("RUST_LOG", "warn"));
+    crate::bench_kafka::run_example("bus_pipeline", args, &env)
+}
+
+/// Entry point.
+pub fn run() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("apitap-bench-analyzer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = bench(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn bench(dir: &std::path::Path) -> anyhow::Result<()> {
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "apitap-analyzer",
+        "--example",
+        "bus_pipeline",
+    ])?;
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut now: Vec<(String, f64)> = Vec::new();
+    let mut loads = Vec::new();
+
+    let load_mem = load();
+    let mem = pipeline(&["memory", &MEMORY_EVENTS.to_string()], &[])?;
+    loads.push(("in process", load_mem));
+
+    let broker = Broker::start(&dir.join("broker"))?;
+    let bootstrap = broker.bootstrap();
+    let topic = "bench.analyzer";
+    broker.create_topic(topic, PARTITIONS)?;
+    let n = KAFKA_EVENTS.to_string();
+    pipeline(
+        &[
+            "produce",
+            &bootstrap,
+            topic,
+            &n,
+            &dir.join("spool").to_string_lossy(),
+        ],
+        &[],
+    )?;
+    let load_kafka = load();
+    let kafka = pipeline(&["consume", &bootstrap, topic, &n], &[])?;
+    loads.push(("from the bus", load_kafka));
+    drop(broker);
+
+    for (label, r) in [("in process", &mem), ("from the bus", &kafka)] {
+        now.push((format!("{label}: events/s"), r["events_per_sec"]));
+        now.push((format!("{label}: events/CPU-s"), r["events_per_cpu_sec"]));
+        now.push((format!("{label}: state B/pair"), r["bytes_per_pair"]));
+    }
+    println!(
+        "\nanalyzer bench: recorded httpbin events ({} distinct (actor, template) pairs), every \
+         detector and labelling on; tansu on 127.0.0.1, {PARTITIONS} partitions; {cores} cores shared",
+        kafka["pairs"]
+    );
+    crate::bench::print_against_previous(
+        "analyzer",
+        "value",
+        "event",
+        MEMORY_EVENTS as f64 + KAFKA_EVENTS as f64,
+        &now,
+        &workspace_root().join("target/bench-analyzer"),
+    )?;
+    for (label, l) in loads {
+        println!("load average (1 min) when {label} was measured: {l:.2}");
+    }
+    println!(
+        "alerts rendered: {} in process, {} from the bus; state bytes {} / {}",
+        mem["alerts"], kafka["alerts"], mem["state_bytes"], kafka["state_bytes"]
+    );
+    Ok(())
+}
