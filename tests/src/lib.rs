@@ -20,6 +20,7 @@ pub mod analyzer;
 pub mod attacks;
 pub mod broker;
 pub mod kube_api;
+pub mod pg;
 
 /// Server address inside the server namespace.
 pub const SERVER_IP: &str = "10.213.0.1";
