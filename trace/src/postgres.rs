@@ -144,24 +144,17 @@ fn migrate(client: &mut Client) -> Result<(), TraceError> {
     Ok(())
 }
 
-/// Days since the epoch → (year, month, day), proleptic Gregorian (H. Hinnant's
-/// `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// The partition of `table` for day `day` (days since the epoch).
+/// The partition of `table` for day `day` (days since the epoch; the record times are
+/// unsigned, so never before 1970).
 fn partition_name(table: &str, day: i64) -> String {
-    let (y, m, d) = civil(day);
-    format!("{table}_{y:04}{m:02}{d:02}")
+    let us = u64::try_from(day.saturating_mul(DAY_US)).unwrap_or(0);
+    // `YYYY-MM-DDT00:00:00Z` → `YYYYMMDD`.
+    let date: String = apitap_schema::time::format_unix_us(us)
+        .chars()
+        .take(10)
+        .filter(char::is_ascii_digit)
+        .collect();
+    format!("{table}_{date}")
 }
 
 /// The day of a partition name (inverse of [`partition_name`]).
@@ -170,19 +163,8 @@ fn partition_day(table: &str, name: &str) -> Option<i64> {
     if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let (y, m, d) = (
-        s[..4].parse::<i64>().ok()?,
-        s[4..6].parse::<i64>().ok()?,
-        s[6..].parse::<i64>().ok()?,
-    );
-    // days_from_civil, the inverse of `civil`.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    let us = apitap_schema::time::parse_unix_us(&format!("{}-{}-{}", &s[..4], &s[4..6], &s[6..]))?;
+    i64::try_from(us).ok().map(|us| us / DAY_US)
 }
 
 /// The day partitions of `table`: day → bytes (table, indexes and TOAST).
@@ -765,13 +747,14 @@ mod tests {
             partition_name(VALUES, 20_794),
             "apitap_trace_values_20261207"
         );
-        for day in [-1, 0, 59, 60, 11_016, 20_794, 2_932_896] {
+        for day in [0, 59, 60, 11_016, 20_794, 2_932_896] {
             let name = partition_name(ACCESS, day);
             assert_eq!(partition_day(ACCESS, &name), Some(day), "{name}");
             assert_eq!(partition_day(VALUES, &name), None);
         }
         assert_eq!(partition_day(ACCESS, "apitap_trace_access_2026120"), None);
         assert_eq!(partition_day(ACCESS, "apitap_trace_access_2026x207"), None);
+        assert_eq!(partition_day(ACCESS, "apitap_trace_access_20260230"), None);
     }
 
     #[test]
