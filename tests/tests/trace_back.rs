@@ -880,3 +880,50 @@ fn store_keeps_hostile_text_in_postgres() {
     };
     hostile_text_is_stored_and_found(in_postgres(url, 30, 4 << 30), &pg.reader(Path::new("")));
 }
+
+/// An unreachable PostgreSQL (nothing listening) and a hanging one (a listener that never
+/// answers) never hold up the records' producer: every record handed to the writer is either
+/// written or counted as dropped, here all dropped (`write_failed` while a connection attempt
+/// fails, `queue_full` while the writer waits on one), and the writer stops when asked.
+#[test]
+fn an_unavailable_postgres_drops_and_counts_without_blocking() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    // Accepts connections (the kernel completes the handshake) and never says a word.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    for port in [dead_port, hang_port] {
+        let mut config: postgres::Config = format!("postgres://postgres@127.0.0.1:{port}/trace")
+            .parse()
+            .unwrap();
+        config.connect_timeout(Duration::from_secs(1));
+        let connect: apitap_trace::Connect =
+            std::sync::Arc::new(move || config.connect(postgres::NoTls));
+        let retention = Retention::default();
+        let writer =
+            apitap_trace::TraceWriter::start(PgTraceStore::new(connect, retention), 64).unwrap();
+        let stats = writer.stats();
+        let sent = 20_000u64;
+        for i in 0..sent {
+            writer.record(record(i, now_us()));
+            if i % 5000 == 0 {
+                // Let the writer try (and fail) a few batches in between.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        writer.finish();
+        let failed = stats.records_dropped_write_failed.load(Relaxed);
+        let full = stats.records_dropped_queue_full.load(Relaxed);
+        assert_eq!(stats.records_written.load(Relaxed), 0, "port {port}");
+        assert_eq!(
+            failed + full,
+            sent,
+            "port {port}: {failed} failed, {full} queue full"
+        );
+        assert!(failed > 0, "port {port}: no batch was tried");
+        assert!(full > 0, "port {port}: the queue of 64 never filled");
+    }
+    drop(hang);
+}

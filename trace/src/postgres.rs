@@ -246,10 +246,60 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Longest wait for a connection attempt. The client's `connect_timeout` bounds only the
+/// TCP handshake: a server that accepts and then never answers the startup would hold the
+/// caller forever, so the attempt runs in a helper thread and is waited for this long; one
+/// that is still pending is picked up by the next call instead of starting another.
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
+
+/// Connection attempts, at most one in flight.
+struct Connector {
+    connect: Connect,
+    pending: Option<std::sync::mpsc::Receiver<Result<Client, postgres::Error>>>,
+}
+
+impl Connector {
+    fn new(connect: Connect) -> Connector {
+        Connector {
+            connect,
+            pending: None,
+        }
+    }
+
+    fn connect(&mut self) -> Result<Client, TraceError> {
+        use std::sync::mpsc::RecvTimeoutError;
+        let rx = match self.pending.take() {
+            Some(rx) => rx,
+            None => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let connect = Arc::clone(&self.connect);
+                std::thread::Builder::new()
+                    .name("trace-pg-connect".into())
+                    .spawn(move || {
+                        // The caller may have stopped waiting: nobody to tell.
+                        let _ = tx.send(connect());
+                    })
+                    .map_err(|_| TraceError::Unavailable { retry_secs: 1 })?;
+                rx
+            }
+        };
+        match rx.recv_timeout(CONNECT_WAIT) {
+            Ok(r) => Ok(r?),
+            Err(RecvTimeoutError::Timeout) => {
+                self.pending = Some(rx);
+                Err(TraceError::Unavailable {
+                    retry_secs: CONNECT_WAIT.as_secs(),
+                })
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(TraceError::Unavailable { retry_secs: 1 }),
+        }
+    }
+}
+
 /// The writer of the PostgreSQL store (one per analyzer; several analyzers share the
 /// database).
 pub struct PgTraceStore {
-    connect: Connect,
+    connect: Connector,
     client: Option<Client>,
     retention: Retention,
     /// Days whose partitions this writer created or saw.
@@ -282,7 +332,7 @@ impl PgTraceStore {
     /// counted.
     pub fn new(connect: Connect, retention: Retention) -> PgTraceStore {
         PgTraceStore {
-            connect,
+            connect: Connector::new(connect),
             client: None,
             retention,
             days: BTreeSet::new(),
@@ -307,12 +357,12 @@ impl PgTraceStore {
                     });
                 }
             }
-            let mut c = match (self.connect)() {
+            let mut c = match self.connect.connect() {
                 Ok(c) => c,
                 Err(e) => {
                     self.retry_at = Some(Instant::now() + self.pause);
                     self.pause = (self.pause * 2).min(RETRY_MAX);
-                    return Err(e.into());
+                    return Err(e);
                 }
             };
             c.batch_execute(WRITER_SETTINGS)?;
@@ -570,7 +620,7 @@ impl TraceSink for PgTraceStore {
 /// The reading side: one connection, made on the first question and again after a failure
 /// (questions of the HTTP API take turns on it).
 pub(crate) struct PgReader {
-    connect: Connect,
+    connect: Mutex<Connector>,
     client: Mutex<Option<Client>>,
 }
 
@@ -628,7 +678,7 @@ fn range(
 impl PgReader {
     pub(crate) fn new(connect: Connect) -> PgReader {
         PgReader {
-            connect,
+            connect: Mutex::new(Connector::new(connect)),
             client: Mutex::new(None),
         }
     }
@@ -639,7 +689,11 @@ impl PgReader {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            let mut c = (self.connect)()?;
+            let mut c = self
+                .connect
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .connect()?;
             c.batch_execute(READER_SETTINGS)?;
             *guard = Some(c);
         }
