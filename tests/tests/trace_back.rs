@@ -802,13 +802,21 @@ fn store_windows_and_limits_match_a_brute_force_filter() {
 
 #[test]
 fn store_windows_and_limits_match_a_brute_force_filter_in_postgres() {
-    let Some(pg) = Backend::postgres("store_windows_and_limits_in_postgres") else {
-        return;
-    };
+    if let Some((_pg, store, reader)) = fresh_postgres("store_windows_and_limits_in_postgres") {
+        windows_match_a_brute_force_filter(store, &reader);
+    }
+}
+
+/// A store in a fresh PostgreSQL cluster (30 days, 4 GiB) and its reader; the cluster runs
+/// while the first element lives.
+fn fresh_postgres(test: &str) -> Option<(Backend, PgTraceStore, TraceReader)> {
+    let pg = Backend::postgres(test)?;
     let Backend::Postgres { url, .. } = &pg else {
-        unreachable!()
+        return None;
     };
-    windows_match_a_brute_force_filter(in_postgres(url, 30, 4 << 30), &pg.reader(Path::new("")));
+    let store = in_postgres(url, 30, 4 << 30);
+    let reader = pg.reader(Path::new(""));
+    Some((pg, store, reader))
 }
 
 #[test]
@@ -872,13 +880,9 @@ fn store_keeps_hostile_text() {
 
 #[test]
 fn store_keeps_hostile_text_in_postgres() {
-    let Some(pg) = Backend::postgres("store_keeps_hostile_text_in_postgres") else {
-        return;
-    };
-    let Backend::Postgres { url, .. } = &pg else {
-        unreachable!()
-    };
-    hostile_text_is_stored_and_found(in_postgres(url, 30, 4 << 30), &pg.reader(Path::new("")));
+    if let Some((_pg, store, reader)) = fresh_postgres("store_keeps_hostile_text_in_postgres") {
+        hostile_text_is_stored_and_found(store, &reader);
+    }
 }
 
 /// An unreachable PostgreSQL (nothing listening) and a hanging one (a listener that never
