@@ -26,7 +26,6 @@ use crate::output::{AlertSink, Alerts, SummaryFormat, SummaryWriter, Target};
 use crate::reader::{DEFAULT_MAX_LINE_BYTES, Line, LineReader};
 use crate::summary::{DEFAULT_MAX_ENDPOINTS, EndpointReport, Summary};
 use crate::trace::Tracer;
-use apitap_trace::TraceReader;
 
 /// Read buffer size for the input.
 const READ_BUFFER_BYTES: usize = 256 * 1024;
@@ -635,10 +634,7 @@ impl Service {
                 // `/v1/trace` on the same listener and token as the inventory (R-THR-6).
                 let shared: api::SharedStore = Arc::new(Mutex::new(api_store));
                 let mut handler = api::handler(Arc::clone(&shared));
-                let reader = match &config.trace.path {
-                    Some(dir) => Some(TraceReader::open(dir).map_err(Error::Trace)?),
-                    None => None,
-                };
+                let reader = crate::trace::reader(&config.trace)?;
                 if let Some(reader) = &reader {
                     handler = crate::trace::with_trace(reader.clone(), handler);
                 }

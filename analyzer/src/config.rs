@@ -413,22 +413,29 @@ fn default_dead_letter_max_bytes() -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceConfig {
-    /// Directory of the store (created 0700; one SQLite file per partition, each 0600). It
-    /// holds, per transaction, the time, endpoint, status, client address, account and
-    /// User-Agent keyed hashes, record count and the keyed hashes of the sensitive values,
-    /// never a value: keep it in the analyzer's state directory. Absent: no trace-back.
+    /// Directory of the embedded store (created 0700; one SQLite file per partition, each
+    /// 0600). It holds, per transaction, the time, endpoint, status, client address, account
+    /// and User-Agent keyed hashes, record count and the keyed hashes of the sensitive
+    /// values, never a value: keep it in the analyzer's state directory. Absent (and no
+    /// `[trace.postgres]`): no trace-back.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// The store in PostgreSQL instead of `path` (several analyzers, more than one host's
+    /// disk): tables partitioned by day, see `docs/trace-back.md`.
+    #[serde(default)]
+    pub postgres: Option<TracePostgresConfig>,
     /// Days a record is kept (whole partitions are deleted once their newest record is
     /// older; counted in `apitap_trace_records_evicted_total`). Default 30.
     #[serde(default = "default_trace_retention_days")]
     pub retention_days: u64,
-    /// Bytes the store may use on disk; the oldest partitions are deleted beyond it
-    /// (counted). At least 1 MiB. Default 4 GiB.
+    /// Bytes the store may use on disk (PostgreSQL: `pg_total_relation_size` of the day
+    /// partitions); the oldest partitions are deleted beyond it (counted). At least 1 MiB.
+    /// Default 4 GiB.
     #[serde(default = "default_trace_max_bytes")]
     pub max_bytes: u64,
-    /// Seconds of wall time one partition covers before the next starts (partitions also
-    /// start when one reaches an eighth of `max_bytes`). Default 3600.
+    /// Embedded store: seconds of wall time one partition covers before the next starts
+    /// (partitions also start when one reaches an eighth of `max_bytes`). PostgreSQL
+    /// partitions by the record's UTC day instead. Default 3600.
     #[serde(default = "default_trace_partition_secs")]
     pub partition_secs: u64,
     /// Records waiting for the writer thread at most; when the disk cannot keep up, further
@@ -443,10 +450,30 @@ pub struct TraceConfig {
     pub max_values_per_record: usize,
 }
 
+/// `[trace.postgres]`: where the PostgreSQL trace-back store is and how to reach it, with
+/// the inventory's rules (`inventory.store`, `store_password_file`, `store_ca_file`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracePostgresConfig {
+    /// Connection URL or key-value string (`postgres://apitap@db.internal/apitap`), without
+    /// the password. TLS is required for a server not on loopback (unless it says
+    /// `sslmode=disable`); certificates and host names are always verified. It may be the
+    /// inventory's database: the tables are `apitap_trace_*`.
+    pub url: String,
+    /// Owner-only file (`chmod 600`, or a Kubernetes Secret with `defaultMode: 0400`) holding
+    /// the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM CA bundle the server certificate must chain to; absent: the system trust store.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
 impl Default for TraceConfig {
     fn default() -> Self {
         TraceConfig {
             path: None,
+            postgres: None,
             retention_days: default_trace_retention_days(),
             max_bytes: default_trace_max_bytes(),
             partition_secs: default_trace_partition_secs(),
@@ -482,6 +509,20 @@ impl TraceConfig {
         }
         if self.max_values_per_record == 0 {
             return bad("trace.max_values_per_record", "must be at least 1");
+        }
+        if let Some(pg) = &self.postgres {
+            if self.path.is_some() {
+                return bad(
+                    "trace.postgres",
+                    "set together with `trace.path`: the store is one or the other",
+                );
+            }
+            if !pg.url.trim_start().starts_with("postgres") && !pg.url.contains('=') {
+                return bad(
+                    "trace.postgres.url",
+                    "must be a postgres:// URL or a key=value connection string",
+                );
+            }
         }
         Ok(())
     }
@@ -695,6 +736,15 @@ mod tests {
                 "[trace]\nmax_values_per_record = 0\n",
                 "trace.max_values_per_record",
             ),
+            (
+                "[trace]\npath = \"/tmp/t\"\n[trace.postgres]\nurl = \"postgres://db/apitap\"\n",
+                "trace.postgres",
+            ),
+            (
+                "[trace.postgres]\nurl = \"sqlite:/tmp/t.db\"\n",
+                "trace.postgres.url",
+            ),
+            ("[trace.postgres]\nuri = \"postgres://db\"\n", "uri"),
         ] {
             let e = Config::parse(text).unwrap_err().to_string();
             assert!(e.contains(field), "{text}: {e}");
@@ -703,6 +753,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("retention"), "{e}");
+        let c = Config::parse(
+            "[trace.postgres]\nurl = \"postgres://apitap@db/apitap\"\npassword_file = \"/p\"\n",
+        )
+        .unwrap();
+        let pg = c.trace.postgres.unwrap();
+        assert_eq!(pg.url, "postgres://apitap@db/apitap");
+        assert_eq!(pg.password_file.as_deref(), Some(Path::new("/p")));
+        assert!(c.trace.path.is_none());
     }
 
     #[test]

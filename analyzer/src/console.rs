@@ -988,6 +988,10 @@ impl Console {
              <label>service <input name=\"service\" value=\"{}\"></label>\
              <label>method <input name=\"method\" value=\"{}\" size=\"7\"></label>\
              <label>template <input name=\"template\" value=\"{}\"></label>\
+             <label>since (UTC) <input name=\"since\" value=\"{}\" size=\"20\" \
+             placeholder=\"YYYY-MM-DDTHH:MM:SSZ\"></label>\
+             <label>until (UTC) <input name=\"until\" value=\"{}\" size=\"20\" \
+             placeholder=\"YYYY-MM-DD\"></label>\
              <button id=\"search\" type=\"submit\">Search</button></form>",
             esc(get("value_hash")),
             esc(get("ip")),
@@ -996,6 +1000,8 @@ impl Console {
             esc(get("service")),
             esc(get("method")),
             esc(get("template")),
+            esc(get("since")),
+            esc(get("until")),
         );
         if given.is_empty() {
             return html(200, page("Trace-back", "Trace-back", &c));
@@ -1006,10 +1012,24 @@ impl Console {
             );
             return html(200, page("Trace-back", "Trace-back", &c));
         };
-        let rebuilt: Vec<String> = given
-            .iter()
-            .map(|(k, v)| format!("{}={}", url_enc(k), url_enc(v)))
-            .collect();
+        // `since`/`until` are typed as the CLI takes them (UTC `YYYY-MM-DDTHH:MM:SSZ` or
+        // `YYYY-MM-DD`); the query takes microseconds.
+        let mut rebuilt: Vec<String> = Vec::with_capacity(given.len());
+        for (k, v) in &given {
+            if k == "since" || k == "until" {
+                let Some(us) = apitap_schema::time::parse_unix_us(v) else {
+                    let _ = write!(
+                        c,
+                        "<p class=\"error\">{k} is a UTC time: YYYY-MM-DDTHH:MM:SSZ or \
+                         YYYY-MM-DD</p>"
+                    );
+                    return html(400, page("Trace-back", "Trace-back", &c));
+                };
+                rebuilt.push(format!("{k}_us={us}"));
+            } else {
+                rebuilt.push(format!("{}={}", url_enc(k), url_enc(v)));
+            }
+        }
         let q = match crate::trace::http_query(&rebuilt.join("&")) {
             Ok(q) => q,
             Err(e) => {
@@ -1450,12 +1470,16 @@ mod tests {
     }
 
     fn console_with(template: &str) -> Console {
-        console_of(template, true)
+        console_of(template, true, None)
+    }
+
+    fn console_with_trace(template: &str, trace: Option<TraceReader>) -> Console {
+        console_of(template, true, trace)
     }
 
     /// A console over one endpoint; with `token` it logs in with the unit-test token,
     /// without, mutual TLS alone authenticates.
-    fn console_of(template: &str, token: bool) -> Console {
+    fn console_of(template: &str, token: bool, trace: Option<TraceReader>) -> Console {
         use crate::inventory::record::EndpointRecord;
         use crate::inventory::spec::SpecStatus;
         use crate::inventory::store::Store as _;
@@ -1490,7 +1514,7 @@ mod tests {
             &config,
             token.then_some(token_secret),
             Arc::new(Mutex::new(Box::new(store))),
-            None,
+            trace,
         )
     }
 
@@ -1657,7 +1681,7 @@ mod tests {
 
     #[test]
     fn mutual_tls_alone_makes_the_certificate_the_login() {
-        let c = console_of("/x", false);
+        let c = console_of("/x", false, None);
         let mut with_cert = request("GET", "/console/", None, "");
         with_cert.client_certificate = Some("analyst-7".into());
         assert_eq!(c.answer(&with_cert).status, 200);
@@ -1672,5 +1696,75 @@ mod tests {
         let r = c.answer(&logout);
         assert_eq!((r.status, header(&r, "location")), (303, Some("/console/")));
         assert!(header(&r, "set-cookie").is_none());
+    }
+
+    #[test]
+    fn the_trace_form_bounds_the_time_with_since_and_until() {
+        use apitap_trace::{AccessRecord, EndpointRef, Retention, TraceStore};
+        let dir = std::env::temp_dir().join(format!("apitap-console-trace-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = TraceStore::open(&dir, Retention::default()).unwrap();
+        let day = |d: &str| apitap_schema::time::parse_unix_us(d).unwrap();
+        let records: Vec<AccessRecord> = ["2026-01-01", "2026-01-02", "2026-01-03"]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| AccessRecord {
+                time_us: day(d) + 3_600_000_000,
+                event_id: format!("{i:032x}"),
+                endpoint: EndpointRef {
+                    service: "api".into(),
+                    method: "GET".into(),
+                    template: "/a".into(),
+                },
+                status: Some(200),
+                client_ip: "10.0.0.1".parse().unwrap(),
+                account: None,
+                ua_family: "curl".into(),
+                ua_key: 1,
+                records: 0,
+                values: Vec::new(),
+            })
+            .collect();
+        store.append(&records).unwrap();
+        let c = console_with_trace("/a", Some(TraceReader::open(&dir).unwrap()));
+        let r = c.answer(&request(
+            "POST",
+            "/console/login",
+            None,
+            "token=a+console+unit-test+token",
+        ));
+        let cookie = header(&r, "set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let ask = |q: &str| {
+            let r = c.answer(&request(
+                "GET",
+                &format!("/console/trace?{q}"),
+                Some(&cookie),
+                "",
+            ));
+            (r.status, String::from_utf8(r.body).unwrap())
+        };
+        let (status, page) = ask("ip=10.0.0.1");
+        assert_eq!(status, 200);
+        assert!(page.contains("3 transaction(s)"), "{page}");
+        assert!(page.contains("name=\"since\"") && page.contains("name=\"until\""));
+        let (status, page) = ask("ip=10.0.0.1&since=2026-01-02&until=2026-01-02T23%3A59%3A59Z");
+        assert_eq!(status, 200);
+        assert!(page.contains("1 transaction(s)"), "{page}");
+        let shown = |d: &str| page.contains(&esc(&fmt_time(day(d) + 3_600_000_000)));
+        assert!(shown("2026-01-02") && !shown("2026-01-01") && !shown("2026-01-03"));
+        // The typed bounds stay in the form.
+        assert!(page.contains("value=\"2026-01-02\""), "{page}");
+        let (status, page) = ask("ip=10.0.0.1&since=2026-01-02");
+        assert_eq!(status, 200);
+        assert!(page.contains("2 transaction(s)"), "{page}");
+        let (status, page) = ask("ip=10.0.0.1&since=yesterday");
+        assert_eq!(status, 400);
+        assert!(page.contains("since is a UTC time"), "{page}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

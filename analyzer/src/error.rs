@@ -147,6 +147,10 @@ pub enum Error {
         #[source]
         source: apitap_admin_http::KeyFileError,
     },
+    /// `[trace.postgres]` cannot be used (password file, CA bundle, URL); the message of the
+    /// source names the field.
+    #[error("trace-back store PostgreSQL settings (`[trace.postgres]`)")]
+    TracePostgres(#[source] crate::inventory::StoreError),
     /// The trace-back store failed (`[trace]`).
     #[error("trace-back store")]
     Trace(#[source] apitap_trace::TraceError),

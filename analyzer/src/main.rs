@@ -548,6 +548,7 @@ fn main() -> anyhow::Result<()> {
             &PgAccess {
                 password_file: store_password_file.as_deref(),
                 ca_file: store_ca_file.as_deref(),
+                ..PgAccess::default()
             },
         )?,
         Command::Trace {

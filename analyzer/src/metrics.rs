@@ -115,6 +115,10 @@ pub fn render_into(out: &mut Exposition, ing: &Ingestor, bus: Option<&BusMetrics
             &[("cause", "write_failed")],
             st.records_dropped_write_failed.load(Relaxed),
         );
+        f.sample(
+            &[("cause", "outside_retention")],
+            st.records_dropped_outside_retention.load(Relaxed),
+        );
         out.counter(
             "apitap_trace_values_dropped_total",
             "Sensitive values left out of trace-back records over trace.max_values_per_record.",

@@ -18,11 +18,11 @@ use apitap_labels::facts::{EventFacts, percent_decode};
 use apitap_labels::{EventLabels, HashKey, Label, ValueHash};
 use apitap_schema::ApiEvent;
 use apitap_trace::{
-    AccessRecord, AccountRef, Answer, EndpointRef, MAX_LIMIT, Query, Selector, TraceReader,
-    TraceStore, TraceWriter, TracedValue, WriterStats,
+    AccessRecord, AccountRef, Answer, EndpointRef, MAX_LIMIT, PgTraceStore, Query, Selector,
+    TraceReader, TraceStore, TraceWriter, TracedValue, WriterStats,
 };
 
-use crate::config::TraceConfig;
+use crate::config::{TraceConfig, TracePostgresConfig};
 use crate::error::Error;
 
 /// Hits of a question when it gives no limit.
@@ -35,18 +35,26 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// Opens the store of `[trace]` and starts its writer; `None` without `trace.path`.
+    /// Opens the store of `[trace]` and starts its writer; `None` without `trace.path` or
+    /// `[trace.postgres]`. An unreachable PostgreSQL does not stop the analysis: the writer
+    /// retries and counts what it cannot write.
     pub fn open(config: &TraceConfig) -> Result<Option<Tracer>, Error> {
-        let Some(path) = &config.path else {
+        let start = |e| Error::Start {
+            what: "trace writer thread",
+            source: e,
+        };
+        let writer = if let Some(pg) = &config.postgres {
+            // Connects in the writer thread (see `PgTraceStore::new`).
+            let store = PgTraceStore::new(pg_connect(pg)?, config.retention());
+            tracing::info!("trace-back store in PostgreSQL");
+            TraceWriter::start(store, config.queue_records).map_err(start)?
+        } else if let Some(path) = &config.path {
+            let store = TraceStore::open(path, config.retention()).map_err(Error::Trace)?;
+            tracing::info!(path = %path.display(), "trace-back store open");
+            TraceWriter::start(store, config.queue_records).map_err(start)?
+        } else {
             return Ok(None);
         };
-        let store = TraceStore::open(path, config.retention()).map_err(Error::Trace)?;
-        let writer =
-            TraceWriter::start(store, config.queue_records).map_err(|source| Error::Start {
-                what: "trace writer thread",
-                source,
-            })?;
-        tracing::info!(path = %path.display(), "trace-back store open");
         Ok(Some(Tracer { writer }))
     }
 
@@ -412,15 +420,44 @@ pub fn with_trace(reader: TraceReader, rest: Handler) -> Handler {
     Arc::new(move |req: &Request| answer_http(&reader, req).unwrap_or_else(|| rest(req)))
 }
 
+/// How to reach `[trace.postgres]`: the inventory's connection rules (TLS required off
+/// loopback and verified, password from an owner-only file), a 5 s connection timeout
+/// unless the URL sets one.
+pub fn pg_connect(pg: &TracePostgresConfig) -> Result<apitap_trace::Connect, Error> {
+    use crate::inventory::store::postgres::{PgAccess, connection_config, tls_connector};
+    let access = PgAccess {
+        password_file: pg.password_file.as_deref(),
+        ca_file: pg.ca_file.as_deref(),
+        password_field: "trace.postgres.password_file",
+    };
+    let mut settings = connection_config(&pg.url, &access).map_err(Error::TracePostgres)?;
+    if settings.get_connect_timeout().is_none() {
+        settings.connect_timeout(std::time::Duration::from_secs(5));
+    }
+    let tls = tls_connector(&access).map_err(Error::TracePostgres)?;
+    Ok(Arc::new(move || settings.connect(tls.clone())))
+}
+
+/// The reader of `[trace]`'s store; `None` when it keeps none.
+pub fn reader(config: &TraceConfig) -> Result<Option<TraceReader>, Error> {
+    if let Some(pg) = &config.postgres {
+        return Ok(Some(TraceReader::postgres(pg_connect(pg)?)));
+    }
+    match &config.path {
+        Some(dir) => TraceReader::open(dir).map(Some).map_err(Error::Trace),
+        None => Ok(None),
+    }
+}
+
 /// `apitap-analyzer trace`: answers a question from the store of `config`'s `[trace]`,
 /// hashing typed values with `labels.hash_key_file`'s key.
 pub fn ask(config: &crate::Config, question: &Question) -> Result<Answer, Error> {
-    let Some(dir) = &config.trace.path else {
+    if config.trace.path.is_none() && config.trace.postgres.is_none() {
         return Err(Error::ConfigValue {
             field: "trace.path",
-            reason: "not set: this configuration keeps no trace-back store",
+            reason: "not set (nor `[trace.postgres]`): this configuration keeps no trace-back store",
         });
-    };
+    }
     let typed = question.value.is_some() || question.account.is_some() || question.ua.is_some();
     if typed && config.labels.hash_key_file.is_none() {
         return Err(Error::ConfigValue {
@@ -431,9 +468,10 @@ pub fn ask(config: &crate::Config, question: &Question) -> Result<Answer, Error>
     let key = crate::labelling::hash_key(&config.labels)?;
     let keyer = Keyer::new(&key);
     let query = question.query(&key, &keyer).map_err(Error::TraceQuestion)?;
-    TraceReader::open(dir)
-        .and_then(|r| r.query(&query))
-        .map_err(Error::Trace)
+    let Some(reader) = reader(&config.trace)? else {
+        return Ok(Answer::default());
+    };
+    reader.query(&query).map_err(Error::Trace)
 }
 
 /// An answer as an aligned table, oldest first.

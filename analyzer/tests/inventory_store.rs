@@ -459,6 +459,7 @@ fn postgres_over_verified_tls_with_a_password_file() {
     let access = PgAccess {
         password_file: Some(&pwfile),
         ca_file: Some(&secured.ca_file),
+        ..PgAccess::default()
     };
     let mut s = store::open_with(&pg.url, &access).unwrap();
     assert_eq!(s.backend(), "postgres");
@@ -511,6 +512,7 @@ fn postgres_over_verified_tls_with_a_password_file() {
     let untrusted = PgAccess {
         password_file: Some(&pwfile),
         ca_file: None,
+        ..PgAccess::default()
     };
     let err = store::open_with(&pg.url, &untrusted)
         .err()

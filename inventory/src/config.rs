@@ -169,6 +169,7 @@ impl InventoryConfig {
         super::store::postgres::PgAccess {
             password_file: self.store_password_file.as_deref(),
             ca_file: self.store_ca_file.as_deref(),
+            ..Default::default()
         }
     }
 

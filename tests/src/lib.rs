@@ -20,6 +20,7 @@ pub mod analyzer;
 pub mod attacks;
 pub mod broker;
 pub mod kube_api;
+pub mod pg;
 pub mod pki;
 
 /// Server address inside the server namespace.

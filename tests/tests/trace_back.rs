@@ -12,6 +12,13 @@
 //! * the CLI (`apitap-analyzer trace`, hashing the typed value itself) and the HTTP API of
 //!   `apitap-analyzer run` (`GET /v1/trace`, hashes only, behind the bearer token) answer the
 //!   same; unauthenticated and value-in-the-URL requests are refused.
+//!
+//! Each test body runs against both stores (R-THR-6, issue 20): the embedded directory
+//! (`[trace] path`) and PostgreSQL (`[trace.postgres]`, a real server started for the test
+//! by [`apitap_tests::pg::PgCluster`]), so the CLI and `GET /v1/trace` are proven unchanged
+//! against either. The store-level properties (time windows and limits against a brute-force
+//! filter of the records written; retention by days and by bytes with evictions counted) run
+//! the same way through [`apitap_trace::TraceSink`].
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,9 +32,60 @@ use std::time::{Duration, Instant};
 use apitap_labels::{HashKey, Label};
 use apitap_schema::ApiEvent;
 use apitap_tests::attacks::{fixture_pcap_in, fixtures_dir, replay_to, thirdparty_dir};
+use apitap_tests::pg::PgCluster;
 use apitap_tests::{prc_ids, run_analyzer_on, workspace_bin};
 use apitap_trace::{Query, Selector, TraceReader};
 use serde_json::Value;
+
+/// The store a test body runs against.
+enum Backend {
+    Embedded,
+    Postgres {
+        /// Kept running for the test; stopped and removed on drop.
+        _cluster: PgCluster,
+        url: String,
+    },
+}
+
+impl Backend {
+    /// PostgreSQL for `test` (a fresh cluster and database), or `None` when it cannot run
+    /// here outside CI (in CI a missing PostgreSQL fails the test).
+    fn postgres(test: &str) -> Option<Backend> {
+        let cluster = PgCluster::start(test)?;
+        let url = cluster.database("trace");
+        Some(Backend::Postgres {
+            _cluster: cluster,
+            url,
+        })
+    }
+
+    /// The `[trace]` section for a store under `dir`; the captures are from 2025, so the
+    /// retention reaches back ten years (PostgreSQL partitions by the record's day and
+    /// leaves out records older than the retention).
+    fn config(&self, dir: &Path) -> String {
+        match self {
+            Backend::Embedded => format!(
+                "[trace]\nretention_days = 3650\npath = {:?}\n",
+                dir.join("trace").display().to_string()
+            ),
+            Backend::Postgres { url, .. } => {
+                format!("[trace]\nretention_days = 3650\n\n[trace.postgres]\nurl = {url:?}\n")
+            }
+        }
+    }
+
+    fn reader(&self, dir: &Path) -> TraceReader {
+        match self {
+            Backend::Embedded => TraceReader::open(&dir.join("trace")).unwrap(),
+            Backend::Postgres { url, .. } => TraceReader::postgres(connect(url)),
+        }
+    }
+}
+
+fn connect(url: &str) -> apitap_trace::Connect {
+    let url = url.to_owned();
+    std::sync::Arc::new(move || postgres::Client::connect(&url, postgres::NoTls))
+}
 
 const SECRET: &str = "apitap trace-back test site key";
 
@@ -129,16 +187,18 @@ fn ids(reader: &TraceReader, q: &Query) -> BTreeSet<String> {
     a.hits.into_iter().map(|h| h.event_id).collect()
 }
 
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
+/// The analyzer's configuration: the site key, the store of `backend`, then `extra` (whole
+/// sections).
+fn write_config(dir: &Path, backend: &Backend, extra: &str) -> PathBuf {
     let key = dir.join("site.key");
     private(&key, &format!("{SECRET}\n"));
     let config = dir.join("analyzer.toml");
     std::fs::write(
         &config,
         format!(
-            "[labels]\nhash_key_file = {:?}\n\n[trace]\npath = {:?}\n{extra}",
+            "[labels]\nhash_key_file = {:?}\n\n{}\n{extra}",
             key.display().to_string(),
-            dir.join("trace").display().to_string()
+            backend.config(dir)
         ),
     )
     .unwrap();
@@ -147,9 +207,21 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
 
 #[test]
 fn every_question_finds_exactly_the_transactions_that_match() {
-    let dir = scratch("process");
+    every_question_finds(&Backend::Embedded, "process");
+}
+
+#[test]
+fn every_question_finds_exactly_the_transactions_that_match_in_postgres() {
+    let test = "every_question_finds_exactly_the_transactions_that_match_in_postgres";
+    if let Some(pg) = Backend::postgres(test) {
+        every_question_finds(&pg, "process-pg");
+    }
+}
+
+fn every_question_finds(backend: &Backend, name: &str) {
+    let dir = scratch(name);
     let (events_file, events) = events(&dir);
-    let config = write_config(&dir, "");
+    let config = write_config(&dir, backend, "");
     let out = Command::new(workspace_bin("apitap-analyzer").unwrap())
         .args(["process", "--summary", "/dev/null", "--input"])
         .arg(&events_file)
@@ -163,7 +235,7 @@ fn every_question_finds_exactly_the_transactions_that_match() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let reader = TraceReader::open(&dir.join("trace")).unwrap();
+    let reader = backend.reader(&dir);
     let key = HashKey::from_secret(SECRET.as_bytes());
     let keyer = apitap_detect::Keyer::new(&key);
 
@@ -317,15 +389,28 @@ fn http_get(addr: &str, target: &str, token: Option<&str>) -> (u16, String) {
 
 #[test]
 fn the_http_api_answers_from_hashes_behind_the_token() {
-    let dir = scratch("http");
+    http_api_answers(&Backend::Embedded, "http");
+}
+
+#[test]
+fn the_http_api_answers_from_hashes_behind_the_token_from_postgres() {
+    let test = "the_http_api_answers_from_hashes_behind_the_token_from_postgres";
+    if let Some(pg) = Backend::postgres(test) {
+        http_api_answers(&pg, "http-pg");
+    }
+}
+
+fn http_api_answers(backend: &Backend, name: &str) {
+    let dir = scratch(name);
     let (events_file, events) = events(&dir);
     let token = "a bearer token of more than 16 bytes";
     let token_file = dir.join("api.token");
     private(&token_file, token);
-    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let port = 20_000 + (std::process::id() % 20_000) as u16 + u16::from(name.ends_with("pg"));
     let addr = format!("127.0.0.1:{port}");
     let config = write_config(
         &dir,
+        backend,
         &format!(
             "\n[input]\npath = \"-\"\n\n[inventory]\nstore = {:?}\napi_listen = {addr:?}\n\
              api_token_file = {:?}\n\n[output]\nsummary_path = {:?}\n",
@@ -394,4 +479,455 @@ fn the_http_api_answers_from_hashes_behind_the_token() {
     let status = child.wait().unwrap();
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------
+// Store-level properties, the same bodies over both stores through `TraceSink`.
+
+use apitap_labels::{Direction, ValueHash};
+use apitap_trace::{
+    AccessRecord, AccountRef, EndpointRef, PgTraceStore, Retention, TraceSink, TraceStore,
+    TracedValue,
+};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A writer under test and how it starts a new partition (the embedded store seals by
+/// wall time or size; PostgreSQL partitions by the record's day, nothing to do).
+trait UnderTest: TraceSink {
+    fn seal(&mut self) {}
+}
+
+impl UnderTest for TraceStore {
+    fn seal(&mut self) {
+        self.rotate().unwrap();
+    }
+}
+
+impl UnderTest for PgTraceStore {}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+const DAY_US: u64 = 86_400_000_000;
+
+fn endpoint(i: u64) -> EndpointRef {
+    EndpointRef {
+        service: "bank".into(),
+        method: if i.is_multiple_of(2) { "GET" } else { "POST" }.into(),
+        template: format!("/accounts/{{id}}/op{}", i % 4),
+    }
+}
+
+fn value(v: u64) -> ValueHash {
+    ValueHash([v as u8; 16])
+}
+
+/// Record `i` at `time_us`: 7 addresses (one IPv4-mapped), 11 accounts (every fifth record
+/// has none), 3 User-Agents, 4 endpoints, two of 40 values (in both directions).
+fn record(i: u64, time_us: u64) -> AccessRecord {
+    let ip = if i % 7 == 6 {
+        "::ffff:10.0.6.1".to_owned()
+    } else {
+        format!("10.0.{}.1", i % 7)
+    };
+    AccessRecord {
+        time_us,
+        event_id: format!("{i:032x}"),
+        endpoint: endpoint(i),
+        status: (!i.is_multiple_of(9)).then_some(200),
+        client_ip: ip.parse().unwrap(),
+        account: (!i.is_multiple_of(5)).then_some(AccountRef {
+            kind: "jwt_sub",
+            key: i % 11,
+        }),
+        ua_family: "curl".into(),
+        ua_key: i % 3,
+        records: (i % 4) as u32,
+        values: vec![
+            TracedValue {
+                hash: value(i % 17),
+                label: Label::PrcId,
+                direction: Direction::Response,
+            },
+            TracedValue {
+                hash: value(20 + i % 23),
+                label: Label::Mobile,
+                direction: if i.is_multiple_of(2) {
+                    Direction::Request
+                } else {
+                    Direction::Response
+                },
+            },
+        ],
+    }
+}
+
+fn selects(s: &Selector, r: &AccessRecord) -> bool {
+    let canon = |ip: IpAddr| match ip {
+        IpAddr::V6(v) => v.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match s {
+        Selector::Ip(ip) => canon(*ip) == canon(r.client_ip),
+        Selector::Accounts(keys) => r.account.is_some_and(|a| keys.contains(&a.key)),
+        Selector::UserAgent(k) => r.ua_key == *k,
+        Selector::Endpoint(e) => &r.endpoint == e,
+        Selector::Values(hs) => r.values.iter().any(|v| hs.contains(&v.hash)),
+    }
+}
+
+/// Time windows, limits and every selector, checked against a filter of the records
+/// written (times are distinct, so the expected order is total).
+fn windows_match_a_brute_force_filter<S: UnderTest>(mut store: S, reader: &TraceReader) {
+    let base = now_us() - 2 * DAY_US;
+    let all: Vec<AccessRecord> = (0..3000)
+        .map(|i| record(i, base + i * 50_000_000))
+        .collect();
+    for (n, chunk) in all.chunks(500).enumerate() {
+        assert_eq!(store.append_batch(chunk).unwrap(), 0);
+        if n % 2 == 1 {
+            store.seal();
+        }
+    }
+    assert_eq!(store.usage().0, 3000);
+    let mut selectors: Vec<Selector> = (0..7)
+        .map(|i| Selector::Ip(format!("10.0.{i}.1").parse().unwrap()))
+        .collect();
+    selectors.push(Selector::Ip("::ffff:10.0.3.1".parse().unwrap()));
+    selectors.extend((0..11).map(|k| Selector::Accounts(vec![k])));
+    selectors.push(Selector::Accounts(vec![1, 2]));
+    selectors.extend((0..4).map(Selector::UserAgent));
+    selectors.extend((0..5).map(|i| Selector::Endpoint(endpoint(i))));
+    selectors.extend((0..45).map(|v| Selector::Values(vec![value(v)])));
+    selectors.push(Selector::Values(vec![value(3), value(25)]));
+    let t = |i: usize| all[i].time_us;
+    let windows = [
+        (0, u64::MAX),
+        (t(100), t(900)),
+        (t(1500), t(1500)),
+        (t(1499) + 1, t(1501) - 1),
+        (t(2999) + 1, u64::MAX),
+    ];
+    let mut checked = 0;
+    for s in &selectors {
+        for (since, until) in windows {
+            for limit in [apitap_trace::MAX_LIMIT, 7] {
+                let want: Vec<&AccessRecord> = all
+                    .iter()
+                    .filter(|r| selects(s, r) && (since..=until).contains(&r.time_us))
+                    .collect();
+                let q = Query {
+                    selector: s.clone(),
+                    since_us: since,
+                    until_us: until,
+                    limit,
+                };
+                let a = reader.query(&q).unwrap();
+                let got: Vec<&str> = a.hits.iter().map(|h| h.event_id.as_str()).collect();
+                let expect: Vec<&str> = want
+                    .iter()
+                    .take(limit)
+                    .map(|r| r.event_id.as_str())
+                    .collect();
+                assert_eq!(got, expect, "{s:?} {since}..{until} limit {limit}");
+                assert_eq!(a.truncated, want.len() > limit, "{s:?}");
+                for (h, r) in a.hits.iter().zip(&want) {
+                    assert_eq!(h.time_us, r.time_us);
+                    assert_eq!(h.endpoint, r.endpoint);
+                    assert_eq!(h.status, r.status);
+                    assert_eq!(h.account, r.account.map(|a| a.render()));
+                    assert_eq!(h.records, r.records);
+                    if let Selector::Values(hs) = s {
+                        let mut m: Vec<(&str, &str)> =
+                            h.matched.iter().map(|m| (m.label, m.direction)).collect();
+                        m.sort_unstable();
+                        let mut e: Vec<(&str, &str)> = r
+                            .values
+                            .iter()
+                            .filter(|v| hs.contains(&v.hash))
+                            .map(|v| {
+                                (
+                                    v.label.name(),
+                                    match v.direction {
+                                        Direction::Request => "request",
+                                        Direction::Response => "response",
+                                    },
+                                )
+                            })
+                            .collect();
+                        e.sort_unstable();
+                        assert_eq!(m, e);
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 600);
+}
+
+/// Retention by days: records of six days, reopened with three days' retention, keep every
+/// record younger than three days and none older than four (partitions are dropped whole: a
+/// day, or a partition by arrival), and what was dropped is counted.
+fn retention_by_days<S: UnderTest>(open: &dyn Fn(u64) -> S, reader: &TraceReader) {
+    let now = now_us();
+    let mut s = open(10);
+    let mut written = 0;
+    for d in (0..6u64).rev() {
+        let batch: Vec<AccessRecord> = (0..200)
+            .map(|i| {
+                let mut r = record(
+                    d * 1000 + i,
+                    now - d * DAY_US - 3_600_000_000 + i * 1_000_000,
+                );
+                r.client_ip = "10.9.9.9".parse().unwrap();
+                r
+            })
+            .collect();
+        assert_eq!(s.append_batch(&batch).unwrap(), 0);
+        written += batch.len() as u64;
+        s.seal();
+    }
+    drop(s);
+    let mut s = open(3);
+    let evicted = s.maintain(SystemTime::now()).unwrap();
+    let held = s.usage().0;
+    assert!(evicted.partitions >= 2, "{evicted:?}");
+    assert_eq!(held + evicted.records, written, "{evicted:?} held {held}");
+    let a = reader
+        .query(&all_time(Selector::Ip("10.9.9.9".parse().unwrap())))
+        .unwrap();
+    assert_eq!(a.hits.len() as u64, held);
+    for h in &a.hits {
+        assert!(
+            now - h.time_us < 4 * DAY_US,
+            "{} days old",
+            (now - h.time_us) / DAY_US
+        );
+    }
+    let young = a
+        .hits
+        .iter()
+        .filter(|h| now - h.time_us < 3 * DAY_US)
+        .count();
+    assert_eq!(
+        young,
+        3 * 200,
+        "every record younger than the retention is kept"
+    );
+}
+
+/// Retention by bytes: `days` days of `per_day` records into `budget` bytes evict the
+/// oldest partitions, keep the newest day whole, stay near the budget and count what they
+/// dropped.
+fn retention_by_bytes<S: UnderTest>(mut s: S, reader: &TraceReader, budget: u64, per_day: u64) {
+    let now = now_us();
+    let days = 12u64;
+    let mut written = 0u64;
+    let mut evicted = apitap_trace::Evicted::default();
+    for d in (0..days).rev() {
+        let records: Vec<AccessRecord> = (0..per_day)
+            .map(|i| {
+                let mut r = record(d * per_day + i, now - d * DAY_US - i * 1_000);
+                r.client_ip = "10.8.8.8".parse().unwrap();
+                r
+            })
+            .collect();
+        for chunk in records.chunks(1000) {
+            assert_eq!(s.append_batch(chunk).unwrap(), 0);
+            let e = s.maintain(SystemTime::now()).unwrap();
+            evicted.partitions += e.partitions;
+            evicted.records += e.records;
+        }
+        written += per_day;
+        s.seal();
+        let e = s.maintain(SystemTime::now()).unwrap();
+        evicted.partitions += e.partitions;
+        evicted.records += e.records;
+    }
+    let (held, bytes) = s.usage();
+    assert!(evicted.partitions > 0, "{evicted:?}");
+    assert_eq!(held + evicted.records, written, "{evicted:?}");
+    assert!(
+        bytes <= budget + budget / 4,
+        "{bytes} bytes over a budget of {budget}"
+    );
+    let mut q = all_time(Selector::Ip("10.8.8.8".parse().unwrap()));
+    q.since_us = now - DAY_US + 1;
+    let newest = reader.query(&q).unwrap();
+    assert_eq!(
+        newest.hits.len() as u64,
+        per_day,
+        "the newest day is kept whole"
+    );
+    let mut q = all_time(Selector::Ip("10.8.8.8".parse().unwrap()));
+    q.until_us = now - (days - 1) * DAY_US;
+    assert!(
+        reader.query(&q).unwrap().hits.is_empty(),
+        "the oldest day is gone"
+    );
+}
+
+fn embedded(dir: &Path, max_age_days: u64, max_bytes: u64) -> TraceStore {
+    let retention = Retention {
+        max_age_days,
+        max_bytes,
+        partition_secs: u64::MAX / 2,
+    };
+    TraceStore::open(&dir.join("trace"), retention).unwrap()
+}
+
+fn in_postgres(url: &str, max_age_days: u64, max_bytes: u64) -> PgTraceStore {
+    let retention = Retention {
+        max_age_days,
+        max_bytes,
+        partition_secs: 3600,
+    };
+    PgTraceStore::new(connect(url), retention)
+}
+
+#[test]
+fn store_windows_and_limits_match_a_brute_force_filter() {
+    let dir = scratch("store-windows");
+    windows_match_a_brute_force_filter(
+        embedded(&dir, 30, 4 << 30),
+        &Backend::Embedded.reader(&dir),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn store_windows_and_limits_match_a_brute_force_filter_in_postgres() {
+    if let Some((_pg, store, reader)) = fresh_postgres("store_windows_and_limits_in_postgres") {
+        windows_match_a_brute_force_filter(store, &reader);
+    }
+}
+
+/// A store in a fresh PostgreSQL cluster (30 days, 4 GiB) and its reader; the cluster runs
+/// while the first element lives.
+fn fresh_postgres(test: &str) -> Option<(Backend, PgTraceStore, TraceReader)> {
+    let pg = Backend::postgres(test)?;
+    let Backend::Postgres { url, .. } = &pg else {
+        return None;
+    };
+    let store = in_postgres(url, 30, 4 << 30);
+    let reader = pg.reader(Path::new(""));
+    Some((pg, store, reader))
+}
+
+#[test]
+fn store_retention_by_days_and_bytes() {
+    let dir = scratch("store-days");
+    drop(embedded(&dir, 30, 4 << 30));
+    retention_by_days(
+        &|days| embedded(&dir, days, 4 << 30),
+        &Backend::Embedded.reader(&dir),
+    );
+    let dir = scratch("store-bytes");
+    retention_by_bytes(
+        embedded(&dir, 30, 1 << 20),
+        &Backend::Embedded.reader(&dir),
+        1 << 20,
+        2000,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn store_retention_by_days_and_bytes_in_postgres() {
+    let test = "store_retention_by_days_and_bytes_in_postgres";
+    let Some(cluster) = PgCluster::start(test) else {
+        return;
+    };
+    for (name, body) in [("days", 0), ("bytes", 1)] {
+        let url = cluster.database(name);
+        let reader = TraceReader::postgres(connect(&url));
+        if body == 0 {
+            retention_by_days(&|days| in_postgres(&url, days, 4 << 30), &reader);
+        } else {
+            retention_by_bytes(in_postgres(&url, 30, 8 << 20), &reader, 8 << 20, 5000);
+        }
+    }
+}
+
+/// Hostile text (a NUL in the Host header or an uninventoried path, which PostgreSQL's
+/// `TEXT` cannot hold) neither fails its batch nor hides the record from its endpoint.
+fn hostile_text_is_stored_and_found<S: UnderTest>(mut s: S, reader: &TraceReader) {
+    let mut bad = record(1, now_us() - 1_000_000);
+    bad.endpoint.service = "bank\0evil".into();
+    bad.endpoint.template = "/a/\0/b".into();
+    bad.ua_family = "cu\0rl".into();
+    let good = record(2, now_us());
+    assert_eq!(s.append_batch(&[bad.clone(), good]).unwrap(), 0);
+    assert_eq!(s.usage().0, 2);
+    let a = reader
+        .query(&all_time(Selector::Endpoint(bad.endpoint)))
+        .unwrap();
+    assert_eq!(a.hits.len(), 1);
+    assert_eq!(a.hits[0].event_id, bad.event_id);
+}
+
+#[test]
+fn store_keeps_hostile_text() {
+    let dir = scratch("store-hostile");
+    hostile_text_is_stored_and_found(embedded(&dir, 30, 4 << 30), &Backend::Embedded.reader(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn store_keeps_hostile_text_in_postgres() {
+    if let Some((_pg, store, reader)) = fresh_postgres("store_keeps_hostile_text_in_postgres") {
+        hostile_text_is_stored_and_found(store, &reader);
+    }
+}
+
+/// An unreachable PostgreSQL (nothing listening) and a hanging one (a listener that never
+/// answers) never hold up the records' producer: every record handed to the writer is either
+/// written or counted as dropped, here all dropped (`write_failed` while a connection attempt
+/// fails, `queue_full` while the writer waits on one), and the writer stops when asked.
+#[test]
+fn an_unavailable_postgres_drops_and_counts_without_blocking() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    // Accepts connections (the kernel completes the handshake) and never says a word.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    for port in [dead_port, hang_port] {
+        let mut config: postgres::Config = format!("postgres://postgres@127.0.0.1:{port}/trace")
+            .parse()
+            .unwrap();
+        config.connect_timeout(Duration::from_secs(1));
+        let connect: apitap_trace::Connect =
+            std::sync::Arc::new(move || config.connect(postgres::NoTls));
+        let retention = Retention::default();
+        let writer =
+            apitap_trace::TraceWriter::start(PgTraceStore::new(connect, retention), 64).unwrap();
+        let stats = writer.stats();
+        let sent = 20_000u64;
+        for i in 0..sent {
+            writer.record(record(i, now_us()));
+            if i % 5000 == 0 {
+                // Let the writer try (and fail) a few batches in between.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        writer.finish();
+        let failed = stats.records_dropped_write_failed.load(Relaxed);
+        let full = stats.records_dropped_queue_full.load(Relaxed);
+        assert_eq!(stats.records_written.load(Relaxed), 0, "port {port}");
+        assert_eq!(
+            failed + full,
+            sent,
+            "port {port}: {failed} failed, {full} queue full"
+        );
+        assert!(failed > 0, "port {port}: no batch was tried");
+        assert!(full > 0, "port {port}: the queue of 64 never filled");
+    }
+    drop(hang);
 }

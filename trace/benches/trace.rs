@@ -6,8 +6,15 @@
 //! a scan of the records without the store's indexes (`NOT INDEXED`, or `+column` for the values table whose key is the hash; on one partition, so
 //! the baseline's time is per tenth of the data).
 //!
+//! With `APITAP_TRACE_BENCH_PG_URL=postgres://…` the same records go to the PostgreSQL store
+//! too ([`PgTraceStore`]: day partitions, binary `COPY` in batches of 4096), the records'
+//! times spread over ten days (ten day partitions), and the same questions are timed
+//! against it; its table follows the embedded one. `APITAP_TRACE_BENCH_BACKENDS=postgres`
+//! (or `embedded`) measures one only.
+//!
 //! `cargo bench -p apitap-trace --bench trace`. The store goes under `CARGO_TARGET_DIR` (or
-//! `target/`) and is deleted afterwards; it needs about 1.6 GB of disk at 10 M records.
+//! `target/`) and is deleted afterwards; it needs about 2.4 GB of disk at 10 M records (the
+//! PostgreSQL tables, dropped afterwards, about as much again).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -16,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use apitap_labels::{Direction, Label, ValueHash};
 use apitap_trace::{
-    AccessRecord, AccountRef, EndpointRef, Query, Retention, Selector, TraceReader, TraceStore,
-    TracedValue, value_key,
+    AccessRecord, AccountRef, EndpointRef, PgTraceStore, Query, Retention, Selector, TraceReader,
+    TraceSink, TraceStore, TracedValue, value_key,
 };
 
 const IPS: u64 = 100_000;
@@ -62,9 +69,13 @@ fn endpoint(i: u64) -> EndpointRef {
     }
 }
 
-fn record(rng: &mut Rng, i: u64) -> AccessRecord {
+/// Ten days, over which the records' times are spread (ten PostgreSQL day partitions).
+const SPAN_US: u64 = 10 * 86_400_000_000;
+
+fn record(rng: &mut Rng, i: u64, n: u64) -> AccessRecord {
     AccessRecord {
-        time_us: 1_700_000_000_000_000 + i * 1_000,
+        // 2023-11-15 00:00 UTC, the start of a day.
+        time_us: 1_700_006_400_000_000 + i * (SPAN_US / n.max(1)),
         event_id: format!("{:032x}", rng.next() as u128 | ((i as u128) << 64)),
         endpoint: endpoint(rng.below(ENDPOINTS)),
         status: Some(200),
@@ -99,42 +110,66 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000_000);
-    let root = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let dir = root.join(format!("bench-trace-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let backends = std::env::var("APITAP_TRACE_BENCH_BACKENDS")
+        .unwrap_or_else(|_| "embedded,postgres".to_owned());
     let retention = Retention {
         max_age_days: 100_000,
         max_bytes: u64::MAX / 2,
         partition_secs: u64::MAX / 2,
     };
-    let mut store = TraceStore::open(&dir, retention).unwrap();
+    if backends.contains("embedded") {
+        embedded(n, retention);
+    }
+    match std::env::var("APITAP_TRACE_BENCH_PG_URL") {
+        Ok(url) if backends.contains("postgres") => postgres(n, retention, &url),
+        _ => println!(
+            "PostgreSQL: not measured (set APITAP_TRACE_BENCH_PG_URL=postgres://… to a \
+             database the bench may fill and empty)"
+        ),
+    }
+}
+
+/// Writes `n` records in batches of 4096, calling `seal` at every tenth; the time taken.
+fn fill<S: TraceSink>(store: &mut S, n: u64, seal: fn(&mut S)) -> Duration {
     let mut rng = Rng(42);
     let started = Instant::now();
     let per_partition = n.div_ceil(PARTITIONS);
     let mut batch = Vec::with_capacity(4096);
     for i in 0..n {
-        batch.push(record(&mut rng, i));
+        batch.push(record(&mut rng, i, n));
         if batch.len() == 4096 || i + 1 == n {
-            store.append(&batch).unwrap();
+            assert_eq!(store.append_batch(&batch).unwrap(), 0);
             batch.clear();
         }
         if (i + 1) % per_partition == 0 && i + 1 < n {
-            store.rotate().unwrap();
+            seal(store);
         }
     }
-    let fill = started.elapsed();
+    started.elapsed()
+}
+
+fn report_fill(name: &str, held: u64, bytes: u64, took: Duration) {
+    println!(
+        "trace bench ({name}): {held} records, {:.0} MB ({:.0} B/record), written in {:.0} s \
+         at {:.0} records/s",
+        bytes as f64 / 1e6,
+        bytes as f64 / held.max(1) as f64,
+        took.as_secs_f64(),
+        held as f64 / took.as_secs_f64()
+    );
+}
+
+fn embedded(n: u64, retention: Retention) {
+    let root = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = root.join(format!("bench-trace-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut store = TraceStore::open(&dir, retention).unwrap();
+    let took = fill(&mut store, n, |s| s.rotate().unwrap());
     let (held, bytes) = store.usage();
     drop(store);
-    println!(
-        "trace bench: {held} records in {PARTITIONS} partitions, {:.0} MB ({:.0} B/record), \
-         written at {:.0} records/s",
-        bytes as f64 / 1e6,
-        bytes as f64 / held as f64,
-        held as f64 / fill.as_secs_f64()
-    );
-
+    report_fill("embedded", held, bytes, took);
     let reader = TraceReader::open(&dir).unwrap();
     // One partition, opened directly, for the unindexed baseline.
     let first = std::fs::read_dir(&dir)
@@ -147,6 +182,49 @@ fn main() {
     let raw =
         rusqlite::Connection::open_with_flags(&first, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
+    questions(&reader, Some(&raw));
+    if std::env::var_os("APITAP_TRACE_BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("kept {}", dir.display());
+    }
+}
+
+fn postgres(n: u64, retention: Retention, url: &str) {
+    let connect = {
+        let url = url.to_owned();
+        std::sync::Arc::new(move || postgres::Client::connect(&url, postgres::NoTls))
+            as apitap_trace::Connect
+    };
+    let drop_tables = || {
+        let mut c = connect().unwrap();
+        c.batch_execute(
+            "DROP TABLE IF EXISTS apitap_trace_access, apitap_trace_values, \
+             apitap_trace_endpoints, apitap_trace_meta; \
+             DROP SEQUENCE IF EXISTS apitap_trace_access_ids",
+        )
+        .unwrap();
+    };
+    drop_tables();
+    let mut store = PgTraceStore::new(connect.clone(), retention);
+    let took = fill(&mut store, n, |_| {});
+    store.maintain(std::time::SystemTime::now()).unwrap();
+    let (held, bytes) = store.usage();
+    drop(store);
+    report_fill("PostgreSQL", held, bytes, took);
+    // Fresh statistics, as autovacuum would have them after a load.
+    connect()
+        .unwrap()
+        .batch_execute("ANALYZE apitap_trace_access; ANALYZE apitap_trace_values")
+        .unwrap();
+    questions(&TraceReader::postgres(connect.clone()), None);
+    if std::env::var_os("APITAP_TRACE_BENCH_KEEP").is_none() {
+        drop_tables();
+    }
+}
+
+/// Times 200 questions of each kind (and, for the embedded store, the unindexed scan).
+fn questions(reader: &TraceReader, raw: Option<&rusqlite::Connection>) {
     let mut q = Rng(7);
     type Kind = (&'static str, Box<dyn Fn(&mut Rng) -> (Selector, String)>);
     let kinds: Vec<Kind> = vec![
@@ -234,7 +312,9 @@ fn main() {
             times.push(t.elapsed());
             hits += a.hits.len();
             // The scan is slow: ten of them give its median.
-            if k < 10 {
+            if k < 10
+                && let Some(raw) = raw
+            {
                 let t = Instant::now();
                 let _: i64 = raw.query_row(&scan, [], |r| r.get(0)).unwrap();
                 base.push(t.elapsed() * PARTITIONS as u32);
@@ -242,21 +322,24 @@ fn main() {
         }
         times.sort_unstable();
         base.sort_unstable();
-        let (p50, b50) = (percentile(&times, 0.5), percentile(&base, 0.5));
+        let p50 = percentile(&times, 0.5);
+        let baseline = if base.is_empty() {
+            format!("{:>16} {:>8}", "-", "-")
+        } else {
+            let b50 = percentile(&base, 0.5);
+            format!(
+                "{:>16.1} {:>7.4}×",
+                ms(b50),
+                p50.as_secs_f64() / b50.as_secs_f64()
+            )
+        };
         println!(
-            "{:<15} {:>9.2} {:>9.2} {:>9.2} {:>7.1} | {:>16.1} {:>7.4}×",
+            "{:<15} {:>9.2} {:>9.2} {:>9.2} {:>7.1} | {baseline}",
             name,
             ms(p50),
             ms(percentile(&times, 0.99)),
             ms(*times.last().unwrap()),
             hits as f64 / QUESTIONS as f64,
-            ms(b50),
-            p50.as_secs_f64() / b50.as_secs_f64()
         );
-    }
-    if std::env::var_os("APITAP_TRACE_BENCH_KEEP").is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    } else {
-        println!("kept {}", dir.display());
     }
 }

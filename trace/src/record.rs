@@ -1,6 +1,7 @@
 //! What the store keeps per transaction ([`AccessRecord`]) and what a question asks
 //! ([`Query`]) and gets back ([`Hit`]).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use apitap_labels::{Direction, Label, ValueHash};
@@ -209,6 +210,97 @@ pub(crate) fn direction_name(d: Direction) -> &'static str {
     match d {
         Direction::Request => "request",
         Direction::Response => "response",
+    }
+}
+
+/// The stored code of a direction (0 request, 1 response), the same in both backends.
+pub(crate) fn direction_code(d: Direction) -> i16 {
+    matches!(d, Direction::Response) as i16
+}
+
+/// The rendered account of a stored kind code and key.
+pub(crate) fn account_of(kind: Option<i64>, key: Option<i64>) -> Option<String> {
+    match (kind, key) {
+        (Some(k), Some(v)) => AccountRef::from_code(k, v).map(|a| a.render()),
+        _ => None,
+    }
+}
+
+/// The matched value of a stored label code and direction code (`None`: a label this build
+/// does not know, written by a newer one).
+pub(crate) fn matched_of(label: i64, direction: i64) -> Option<MatchedValue> {
+    Some(MatchedValue {
+        label: label_of(label)?.name(),
+        direction: direction_name(if direction == 1 {
+            Direction::Response
+        } else {
+            Direction::Request
+        }),
+    })
+}
+
+/// The value hashes of a record as stored: (key, label code, direction code), each once.
+pub(crate) fn stored_values(record: &AccessRecord) -> Vec<(i64, i16, i16)> {
+    let mut v: Vec<(i64, i16, i16)> = record
+        .values
+        .iter()
+        .map(|t| {
+            (
+                value_key(&t.hash),
+                label_code(t.label) as i16,
+                direction_code(t.direction),
+            )
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The hits one partition (or one table) gave a question, before they join the answer:
+/// several index ranges (hashes, accounts) are merged in time order, and a transaction that
+/// carried several asked values is one hit listing each. Both backends collect through it.
+#[derive(Debug, Default)]
+pub(crate) struct Rows {
+    rows: Vec<(i64, Hit)>,
+    by_id: HashMap<i64, usize>,
+}
+
+impl Rows {
+    /// A hit of a selector other than values.
+    pub(crate) fn push(&mut self, id: i64, hit: Hit) {
+        self.rows.push((id, hit));
+    }
+
+    /// A hit of a value question, with the value it matched.
+    pub(crate) fn push_value(&mut self, id: i64, hit: Hit, m: Option<MatchedValue>) {
+        let Some(m) = m else { return };
+        let rows = &mut self.rows;
+        let i = *self.by_id.entry(id).or_insert_with(|| {
+            rows.push((id, hit));
+            rows.len() - 1
+        });
+        if !rows[i].1.matched.contains(&m) {
+            rows[i].1.matched.push(m);
+        }
+    }
+
+    /// The first `want` hits in time order, appended to `out`.
+    pub(crate) fn finish(mut self, want: usize, out: &mut Vec<Hit>) {
+        self.rows.sort_by_key(|(id, h)| (h.time_us, *id));
+        self.rows.truncate(want);
+        out.extend(self.rows.into_iter().map(|(_, h)| h));
+    }
+}
+
+impl Answer {
+    /// Orders the hits oldest first and cuts them at `limit`, saying when more matched.
+    pub(crate) fn finish(&mut self, limit: usize) {
+        self.hits.sort_by_key(|h| h.time_us);
+        if self.hits.len() > limit {
+            self.hits.truncate(limit);
+            self.truncated = true;
+        }
     }
 }
 

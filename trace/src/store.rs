@@ -20,8 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 
 use crate::record::{
-    AccessRecord, AccountRef, Answer, EndpointRef, Hit, MAX_LIMIT, MatchedValue, Query, Selector,
-    direction_name, label_code, label_of, value_key,
+    AccessRecord, Answer, EndpointRef, Hit, MAX_LIMIT, Query, Rows, Selector, account_of,
+    matched_of, stored_values, value_key,
 };
 use crate::{Retention, TraceError};
 
@@ -303,13 +303,8 @@ impl TraceStore {
                     r.records,
                 ])?;
                 let access = tx.last_insert_rowid();
-                for v in &r.values {
-                    ins_v.execute(params![
-                        value_key(&v.hash),
-                        access,
-                        label_code(v.label),
-                        matches!(v.direction, apitap_labels::Direction::Response) as i64,
-                    ])?;
+                for v in stored_values(r) {
+                    ins_v.execute(params![v.0, access, v.1, v.2])?;
                 }
             }
         }
@@ -409,6 +404,20 @@ impl TraceStore {
     }
 }
 
+impl crate::TraceSink for TraceStore {
+    fn append_batch(&mut self, batch: &[AccessRecord]) -> Result<u64, TraceError> {
+        self.append(batch).map(|()| 0)
+    }
+
+    fn maintain(&mut self, now: SystemTime) -> Result<Evicted, TraceError> {
+        TraceStore::maintain(self, now)
+    }
+
+    fn usage(&self) -> (u64, u64) {
+        TraceStore::usage(self)
+    }
+}
+
 fn ip_bytes(ip: IpAddr) -> Vec<u8> {
     match ip {
         IpAddr::V4(v) => v.octets().to_vec(),
@@ -435,10 +444,17 @@ fn ip_of(bytes: &[u8]) -> IpAddr {
     }
 }
 
-/// Answers questions over a trace directory (read-only; any number at once).
+/// Answers questions over a trace store (read-only; any number at once): a trace directory
+/// or a PostgreSQL database, with the same answers.
 #[derive(Debug, Clone)]
 pub struct TraceReader {
-    dir: PathBuf,
+    backend: ReaderBackend,
+}
+
+#[derive(Debug, Clone)]
+enum ReaderBackend {
+    Dir(PathBuf),
+    Postgres(std::sync::Arc<crate::postgres::PgReader>),
 }
 
 impl TraceReader {
@@ -451,59 +467,72 @@ impl TraceReader {
             });
         }
         Ok(TraceReader {
-            dir: dir.to_path_buf(),
+            backend: ReaderBackend::Dir(dir.to_path_buf()),
         })
+    }
+
+    /// Over a PostgreSQL database ([`crate::PgTraceStore`]'s tables), connecting on the first
+    /// question and again after a failure.
+    pub fn postgres(connect: crate::Connect) -> TraceReader {
+        TraceReader {
+            backend: ReaderBackend::Postgres(std::sync::Arc::new(crate::postgres::PgReader::new(
+                connect,
+            ))),
+        }
     }
 
     /// Answers a question: the matching transactions in the time window, oldest first.
     pub fn query(&self, q: &Query) -> Result<Answer, TraceError> {
-        let limit = q.limit.clamp(1, MAX_LIMIT);
-        let mut answer = Answer::default();
-        let since = i64::try_from(q.since_us).unwrap_or(i64::MAX);
-        let until = i64::try_from(q.until_us).unwrap_or(i64::MAX);
-        for (_, path) in list_partitions(&self.dir)? {
-            let conn = match Connection::open_with_flags(
-                &path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            ) {
-                Ok(c) => c,
-                // Deleted by retention between the listing and the open.
-                Err(_) if !path.exists() => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let range: (Option<i64>, Option<i64>) = match conn.query_row(
-                // Two subqueries: min() and max() together would scan the whole index.
-                "SELECT (SELECT min(time_us) FROM trace_access),
-                        (SELECT max(time_us) FROM trace_access)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            ) {
-                Ok(r) => r,
-                // A partition created but not yet initialised by the writer.
-                Err(rusqlite::Error::SqliteFailure(_, _)) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let (Some(lo), Some(hi)) = range else {
-                continue;
-            };
-            if hi < since || lo > until {
-                continue;
-            }
-            answer.partitions_searched += 1;
-            let want = limit + 1 - answer.hits.len();
-            search_partition(&conn, &q.selector, since, until, want, &mut answer.hits)?;
-            if answer.hits.len() > limit {
-                break;
-            }
+        match &self.backend {
+            ReaderBackend::Dir(dir) => query_dir(dir, q),
+            ReaderBackend::Postgres(pg) => pg.query(q),
         }
-        // Partitions are by arrival: a late event can sit after newer ones.
-        answer.hits.sort_by_key(|h| h.time_us);
-        if answer.hits.len() > limit {
-            answer.hits.truncate(limit);
-            answer.truncated = true;
-        }
-        Ok(answer)
     }
+}
+
+fn query_dir(dir: &Path, q: &Query) -> Result<Answer, TraceError> {
+    let limit = q.limit.clamp(1, MAX_LIMIT);
+    let mut answer = Answer::default();
+    let since = i64::try_from(q.since_us).unwrap_or(i64::MAX);
+    let until = i64::try_from(q.until_us).unwrap_or(i64::MAX);
+    for (_, path) in list_partitions(dir)? {
+        let conn = match Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ) {
+            Ok(c) => c,
+            // Deleted by retention between the listing and the open.
+            Err(_) if !path.exists() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let range: (Option<i64>, Option<i64>) = match conn.query_row(
+            // Two subqueries: min() and max() together would scan the whole index.
+            "SELECT (SELECT min(time_us) FROM trace_access),
+                        (SELECT max(time_us) FROM trace_access)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        ) {
+            Ok(r) => r,
+            // A partition created but not yet initialised by the writer.
+            Err(rusqlite::Error::SqliteFailure(_, _)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let (Some(lo), Some(hi)) = range else {
+            continue;
+        };
+        if hi < since || lo > until {
+            continue;
+        }
+        answer.partitions_searched += 1;
+        let want = limit + 1 - answer.hits.len();
+        search_partition(&conn, &q.selector, since, until, want, &mut answer.hits)?;
+        if answer.hits.len() > limit {
+            break;
+        }
+    }
+    // Partitions are by arrival: a late event can sit after newer ones.
+    answer.finish(limit);
+    Ok(answer)
 }
 
 const HIT_COLUMNS: &str = "a.id, a.time_us, a.event_id, e.service, e.method, e.template, a.status,
@@ -526,10 +555,7 @@ fn hit_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Hit)> {
             },
             status: row.get(6)?,
             client_ip: ip_of(&ip),
-            account: match (kind, key) {
-                (Some(k), Some(v)) => AccountRef::from_code(k, v).map(|a| a.render()),
-                _ => None,
-            },
+            account: account_of(kind, key),
             ua_family: row.get(10)?,
             ua_key: format!("{:016x}", ua_key as u64),
             records: row.get(12)?,
@@ -549,7 +575,7 @@ fn by_column(
     since: i64,
     until: i64,
     want: i64,
-    rows: &mut Vec<(i64, Hit)>,
+    rows: &mut Rows,
 ) -> Result<(), TraceError> {
     let mut st = conn.prepare(&format!(
         "{base} WHERE {column} = ?1 AND a.time_us BETWEEN ?2 AND ?3
@@ -557,7 +583,8 @@ fn by_column(
     ))?;
     for v in values {
         for r in st.query_map(params![v, since, until, want], hit_of)? {
-            rows.push(r?);
+            let (id, hit) = r?;
+            rows.push(id, hit);
         }
     }
     Ok(())
@@ -575,7 +602,7 @@ fn search_partition(
     let base = format!(
         "SELECT {HIT_COLUMNS} FROM trace_access a JOIN trace_endpoints e ON e.id = a.endpoint"
     );
-    let mut rows: Vec<(i64, Hit)> = Vec::new();
+    let mut rows = Rows::default();
     match selector {
         Selector::Ip(ip) => {
             by_column(
@@ -625,7 +652,8 @@ fn search_partition(
                 params![ep.service, ep.method, ep.template, since, until, want],
                 hit_of,
             )? {
-                rows.push(r?);
+                let (id, hit) = r?;
+                rows.push(id, hit);
             }
         }
         Selector::Values(hashes) => {
@@ -638,49 +666,26 @@ fn search_partition(
                  WHERE v.hash = ?1 AND a.time_us BETWEEN ?2 AND ?3
                  ORDER BY a.time_us, a.id LIMIT ?4"
             ))?;
-            let mut by_id: HashMap<i64, usize> = HashMap::new();
             for h in hashes {
                 let mapped = st.query_map(params![value_key(h), since, until, want], |row| {
                     let (id, hit) = hit_of(row)?;
-                    let label: i64 = row.get(13)?;
-                    let dir: i64 = row.get(14)?;
-                    Ok((id, hit, label, dir))
+                    Ok((id, hit, row.get::<_, i64>(13)?, row.get::<_, i64>(14)?))
                 })?;
                 for r in mapped {
                     let (id, hit, label, dir) = r?;
-                    let Some(label) = label_of(label) else {
-                        continue;
-                    };
-                    let m = MatchedValue {
-                        label: label.name(),
-                        direction: direction_name(if dir == 1 {
-                            apitap_labels::Direction::Response
-                        } else {
-                            apitap_labels::Direction::Request
-                        }),
-                    };
-                    let i = *by_id.entry(id).or_insert_with(|| {
-                        rows.push((id, hit));
-                        rows.len() - 1
-                    });
-                    if !rows[i].1.matched.contains(&m) {
-                        rows[i].1.matched.push(m);
-                    }
+                    rows.push_value(id, hit, matched_of(label, dir));
                 }
             }
         }
     }
-    // Several ranges (hashes, accounts) are merged in time order.
-    rows.sort_by_key(|(id, h)| (h.time_us, *id));
-    rows.truncate(usize::try_from(want).unwrap_or(usize::MAX));
-    out.extend(rows.into_iter().map(|(_, h)| h));
+    rows.finish(usize::try_from(want).unwrap_or(usize::MAX), out);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::TracedValue;
+    use crate::record::{AccountRef, TracedValue};
     use apitap_labels::{Direction, Label, ValueHash};
 
     fn dir(name: &str) -> PathBuf {

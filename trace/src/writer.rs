@@ -1,5 +1,6 @@
 //! The background writer: the analyzer hands records over a bounded queue and never waits
-//! for the disk; a full queue drops the record and counts it.
+//! for the disk or the database; a full queue drops the record and counts it, and so does a
+//! failed write (an unreachable PostgreSQL is retried with a pause, never in the analysis).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,8 +8,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::TraceSink;
 use crate::record::AccessRecord;
-use crate::store::TraceStore;
 
 /// Records written per transaction at most.
 const BATCH_MAX: usize = 4096;
@@ -24,8 +25,11 @@ pub struct WriterStats {
     pub records_written: AtomicU64,
     /// Records dropped because the queue was full (the disk could not keep up).
     pub records_dropped_queue_full: AtomicU64,
-    /// Records lost because a write failed (disk full, I/O error).
+    /// Records lost because a write failed (disk full, I/O error, database unreachable).
     pub records_dropped_write_failed: AtomicU64,
+    /// Records left out because their time is outside what retention keeps (PostgreSQL,
+    /// whose day partitions cover `retention_days` back and a day ahead).
+    pub records_dropped_outside_retention: AtomicU64,
     /// Sensitive values left out of records over the analyzer's per-record cap.
     pub values_dropped_record_cap: AtomicU64,
     /// Partitions deleted by retention.
@@ -48,7 +52,7 @@ pub struct TraceWriter {
 
 impl TraceWriter {
     /// Starts the writer thread over an opened store, with a queue of `queue` records.
-    pub fn start(store: TraceStore, queue: usize) -> std::io::Result<TraceWriter> {
+    pub fn start<S: TraceSink>(store: S, queue: usize) -> std::io::Result<TraceWriter> {
         let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
         let stats = Arc::new(WriterStats::default());
         let (r, h) = store.usage();
@@ -104,7 +108,7 @@ impl Drop for TraceWriter {
     }
 }
 
-fn run(mut store: TraceStore, rx: Receiver<AccessRecord>, stats: &WriterStats) {
+fn run<S: TraceSink>(mut store: S, rx: Receiver<AccessRecord>, stats: &WriterStats) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
     let mut last_maintain = Instant::now();
     let mut logged_failure = false;
@@ -124,16 +128,22 @@ fn run(mut store: TraceStore, rx: Receiver<AccessRecord>, stats: &WriterStats) {
             Err(RecvTimeoutError::Disconnected) => false,
         };
         if !batch.is_empty() {
-            match store.append(&batch) {
-                Ok(()) => {
+            match store.append_batch(&batch) {
+                Ok(outside) => {
+                    let outside = outside.min(batch.len() as u64);
                     stats
                         .records_written
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        .fetch_add(batch.len() as u64 - outside, Ordering::Relaxed);
+                    stats
+                        .records_dropped_outside_retention
+                        .fetch_add(outside, Ordering::Relaxed);
+                    logged_failure = false;
                 }
                 Err(e) => {
                     stats
                         .records_dropped_write_failed
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    // Once per outage, not once per batch; the cause names no stored content.
                     if !logged_failure {
                         tracing::error!(error = %e, "trace store write failed; records are counted as dropped");
                         logged_failure = true;

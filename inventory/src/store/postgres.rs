@@ -41,8 +41,9 @@ fn refs(args: &[String]) -> Vec<&(dyn ToSql + Sync)> {
     args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
 }
 
-/// How to reach a PostgreSQL server beyond its connection string (issue 22, R-OPS-3).
-#[derive(Debug, Clone, Copy, Default)]
+/// How to reach a PostgreSQL server beyond its connection string (issue 22, R-OPS-3). The
+/// inventory store and the trace-back store (`[trace.postgres]`) connect the same way.
+#[derive(Debug, Clone, Copy)]
 pub struct PgAccess<'a> {
     /// Owner-only file holding the password (`inventory.store_password_file`), so that it
     /// stays out of the store URL, the TOML file and the ConfigMap.
@@ -50,6 +51,18 @@ pub struct PgAccess<'a> {
     /// PEM CA bundle the server's certificate must chain to (`inventory.store_ca_file`);
     /// absent: the system's trust store.
     pub ca_file: Option<&'a Path>,
+    /// The configuration field errors about the password file name.
+    pub password_field: &'static str,
+}
+
+impl Default for PgAccess<'_> {
+    fn default() -> Self {
+        PgAccess {
+            password_file: None,
+            ca_file: None,
+            password_field: "inventory.store_password_file",
+        }
+    }
 }
 
 /// The connection settings of `conninfo` with `access` applied. TLS is required for a
@@ -64,7 +77,7 @@ pub fn connection_config(
     if let Some(path) = access.password_file {
         let secret =
             apitap_secret::read_secret_file(path, 1).map_err(|source| StoreError::Secret {
-                field: "inventory.store_password_file",
+                field: access.password_field,
                 source,
             })?;
         config.password(secret.expose());
@@ -85,7 +98,9 @@ pub fn connection_config(
 }
 
 /// The TLS connector: OpenSSL, peer and host name verification on.
-fn tls(access: &PgAccess<'_>) -> Result<postgres_openssl::MakeTlsConnector, StoreError> {
+pub fn tls_connector(
+    access: &PgAccess<'_>,
+) -> Result<postgres_openssl::MakeTlsConnector, StoreError> {
     let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
         .map_err(StoreError::Tls)?;
     if let Some(ca) = access.ca_file {
@@ -104,7 +119,7 @@ impl PgStore {
     /// migrations.
     pub fn open_with(conninfo: &str, access: &PgAccess<'_>) -> Result<PgStore, StoreError> {
         let config = connection_config(conninfo, access)?;
-        let mut client = config.connect(tls(access)?)?;
+        let mut client = config.connect(tls_connector(access)?)?;
         let mut tx = client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FLUSH_LOCK_KEY])?;
         tx.batch_execute(
