@@ -149,6 +149,26 @@ struct InFlight {
     _pad: u8,
 }
 
+/// The state of a record that reports no call's plaintext (a handshake's binding, a close,
+/// an exec, a server name).
+#[inline(always)]
+fn notice(ssl: u64, sock: u64, kind: u8, library: u8) -> InFlight {
+    InFlight {
+        ssl,
+        buf: 0,
+        len_ptr: 0,
+        sock,
+        stream_offset: 0,
+        len: 0,
+        done: 0,
+        runs: 0,
+        kind,
+        library,
+        ret: RET_INT,
+        _pad: 0,
+    }
+}
+
 /// The call returns a C `int` (OpenSSL).
 const RET_INT: u8 = 0;
 /// The call returns `ssize_t` (GnuTLS's record functions).
@@ -360,20 +380,7 @@ fn try_handshake_entry(ctx: &ProbeContext) -> Result<(), Skip> {
     };
     // SAFETY: plain lookup, the value is copied.
     let sock = unsafe { TLS_CONNS.get(&key) }.map_or(0, |c| c.sock);
-    let entry = InFlight {
-        ssl,
-        buf: 0,
-        len_ptr: 0,
-        sock,
-        stream_offset: 0,
-        len: 0,
-        done: 0,
-        runs: 0,
-        kind: KIND_HANDSHAKE,
-        library: 0,
-        ret: RET_INT,
-        _pad: 0,
-    };
+    let entry = notice(ssl, sock, KIND_HANDSHAKE, 0);
     let _ = TLS_INFLIGHT.insert(&id, &entry, 0);
     Ok(())
 }
@@ -758,20 +765,7 @@ fn report_close(ssl: u64, library: u8) -> Result<(), Skip> {
         return Err(Skip); // never carried plaintext
     };
     let _ = TLS_CONNS.remove(&key);
-    let entry = InFlight {
-        ssl,
-        buf: 0,
-        len_ptr: 0,
-        sock: state.sock,
-        stream_offset: 0,
-        len: 0,
-        done: 0,
-        runs: 0,
-        kind: TlsKind::Close as u8,
-        library,
-        ret: RET_INT,
-        _pad: 0,
-    };
+    let entry = notice(ssl, state.sock, TlsKind::Close as u8, library);
     let hdr = header(&entry, id);
     match TLS_EVENTS.output::<TlsHeader>(hdr, 0) {
         Ok(()) => bump(TlsCounter::Closes, 1),
@@ -863,20 +857,7 @@ fn report_sni(ssl: u64, name: u64, max: u32) {
     };
     // SAFETY: plain lookup, the value is copied.
     let sock = unsafe { TLS_CONNS.get(&key) }.map_or(0, |c| c.sock);
-    let entry = InFlight {
-        ssl,
-        buf: 0,
-        len_ptr: 0,
-        sock,
-        stream_offset: 0,
-        len: 0,
-        done: 0,
-        runs: 0,
-        kind: TlsKind::Sni as u8,
-        library: 0,
-        ret: RET_INT,
-        _pad: 0,
-    };
+    let entry = notice(ssl, sock, TlsKind::Sni as u8, 0);
     let mut hdr = header(&entry, id);
     let Some(mut rec) = TLS_EVENTS.reserve::<TlsSmallRecord>(0) else {
         bump(TlsCounter::RingFull, 1);
@@ -1213,20 +1194,7 @@ fn try_process_exec(ctx: &RawTracePointContext) -> Result<(), i32> {
 /// file's TLS library); counted, and counted when the ring is full.
 #[inline(always)]
 fn report_exec(exe: &TlsExe, id: u64, ino: u64, dev: u32) {
-    let entry = InFlight {
-        ssl: 0,
-        buf: 0,
-        len_ptr: 0,
-        sock: 0,
-        stream_offset: 0,
-        len: 0,
-        done: 0,
-        runs: 0,
-        kind: TlsKind::Exec as u8,
-        library: 0,
-        ret: RET_INT,
-        _pad: 0,
-    };
+    let entry = notice(0, 0, TlsKind::Exec as u8, 0);
     let mut hdr = header(&entry, id);
     hdr.ssl = ino;
     hdr.sock = u64::from(dev);

@@ -81,6 +81,16 @@ async fn curl_async(addr: SocketAddr, args: Vec<String>) -> (i32, String) {
         .unwrap()
 }
 
+/// Waits (5 s at most) until the server counted a refused handshake beyond `before`.
+async fn handshakes_refused_beyond(stats: &Arc<HttpStats>, before: u64, what: &'static str) {
+    let st = Arc::clone(stats);
+    tokio::task::spawn_blocking(move || {
+        wait_for(what, 5, || st.rejected(Rejection::TlsHandshake) > before)
+    })
+    .await
+    .unwrap();
+}
+
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| (*x).to_owned()).collect()
 }
@@ -112,14 +122,7 @@ async fn tls_serves_clients_that_trust_the_site_ca_and_refuses_plain_http() {
         .await
         .unwrap_or_default();
     assert!(!text.contains("cert="), "{text}");
-    let st = Arc::clone(&stats);
-    tokio::task::spawn_blocking(move || {
-        wait_for("the refusal", 5, || {
-            st.rejected(Rejection::TlsHandshake) > before
-        })
-    })
-    .await
-    .unwrap();
+    handshakes_refused_beyond(&stats, before, "the refusal").await;
     assert_eq!(stats.requests(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -141,26 +144,12 @@ async fn mutual_tls_admits_only_certificates_of_the_client_ca() {
         let (code, body) = curl_async(addr, pki.curl_args(leaf)).await;
         assert_ne!(code, 0, "{leaf:?}: {body}");
         assert!(body.is_empty(), "{body}");
-        let st = Arc::clone(&stats);
-        tokio::task::spawn_blocking(move || {
-            wait_for("the refusal", 5, || {
-                st.rejected(Rejection::TlsHandshake) > before
-            })
-        })
-        .await
-        .unwrap();
+        handshakes_refused_beyond(&stats, before, "the refusal").await;
     }
     // A client that connects and never starts the handshake is cut at the head deadline.
     let before = stats.rejected(Rejection::TlsHandshake);
     let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let st = Arc::clone(&stats);
-    tokio::task::spawn_blocking(move || {
-        wait_for("the deadline", 5, || {
-            st.rejected(Rejection::TlsHandshake) > before
-        })
-    })
-    .await
-    .unwrap();
+    handshakes_refused_beyond(&stats, before, "the deadline").await;
     drop(silent);
     assert_eq!(stats.requests(), 1);
     std::fs::remove_dir_all(&dir).unwrap();

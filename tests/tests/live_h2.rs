@@ -185,58 +185,46 @@ const PATHS: &[&str] = &[
     "/api/missing.json",
 ];
 
-#[test]
-fn h2c_streams_from_packets_are_one_event_each() -> anyhow::Result<()> {
-    let test = "h2c_streams_from_packets_are_one_event_each";
+/// nghttpd in the server namespace (`tls`: on [`TLS_PORT`] with the test certificate, its
+/// OpenSSL traced by the uprobes; else h2c on the captured port), nghttp's [`PATHS`] on one
+/// connection from the client, and the events of this test's streams.
+fn run(
+    test: &str,
+    tag: &str,
+    tls: bool,
+) -> anyhow::Result<Option<(Vec<ApiEvent>, BTreeMap<u32, u16>)>> {
     if !require_privileges(test) || !require(test, "HTTP/2 test", tool_problem()) {
-        return Ok(());
+        return Ok(None);
     }
-    let dir = std::env::temp_dir().join(format!("apitap-test-h2c-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let topo = Topology::new("h2c")?;
-    let _server = nghttpd(&topo.server, &docroot(&dir)?, SERVER_PORT, None)?;
-    let mut sensor = Sensor::start_with(
-        &topo.server,
-        &topo.server_if,
-        &[SERVER_PORT],
-        "",
-        &dir.join("sensor"),
-    )?;
-    let printed = nghttp(&topo, &format!("http://{SERVER_IP}:{SERVER_PORT}"), PATHS)?;
-    assert_eq!(printed.len(), PATHS.len(), "{printed:?}");
-    sensor.wait_for_metric(
-        "apitap_sensor_events_total",
-        PATHS.len() as u64,
-        Duration::from_secs(30),
-    )?;
-    sensor.stop()?;
-    assert_streams(&read_events(&sensor.events)?, &printed, PATHS);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
-}
-
-#[test]
-fn h2_over_tls_from_the_uprobes_is_decoded_by_the_same_session() -> anyhow::Result<()> {
-    let test = "h2_over_tls_from_the_uprobes_is_decoded_by_the_same_session";
-    if !require_privileges(test) || !require(test, "HTTP/2 test", tool_problem()) {
-        return Ok(());
-    }
-    let dir = std::env::temp_dir().join(format!("apitap-test-h2tls-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("apitap-test-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let certs = dir.join("certs");
     make_test_certificate(&certs)?;
-    let topo = Topology::new("h2tls")?;
-    let _server = nghttpd(&topo.server, &docroot(&dir)?, TLS_PORT, Some(&certs))?;
+    let topo = Topology::new(tag)?;
+    let (port, scheme, config) = if tls {
+        (
+            TLS_PORT,
+            "https",
+            "[tls]\nenabled = true\nprocesses = [\"nghttpd\"]\n",
+        )
+    } else {
+        (SERVER_PORT, "http", "")
+    };
+    let _server = nghttpd(
+        &topo.server,
+        &docroot(&dir)?,
+        port,
+        tls.then_some(certs.as_path()),
+    )?;
     let mut sensor = Sensor::start_with(
         &topo.server,
         &topo.server_if,
         &[SERVER_PORT],
-        "[tls]\nenabled = true\nprocesses = [\"nghttpd\"]\n",
+        config,
         &dir.join("sensor"),
     )?;
-    let printed = nghttp(&topo, &format!("https://{SERVER_IP}:{TLS_PORT}"), PATHS)?;
+    let printed = nghttp(&topo, &format!("{scheme}://{SERVER_IP}:{port}"), PATHS)?;
     assert_eq!(printed.len(), PATHS.len(), "{printed:?}");
     sensor.wait_for_metric(
         "apitap_sensor_events_total",
@@ -246,13 +234,28 @@ fn h2_over_tls_from_the_uprobes_is_decoded_by_the_same_session() -> anyhow::Resu
     sensor.stop()?;
     let events: Vec<ApiEvent> = read_events(&sensor.events)?
         .into_iter()
-        .filter(|e| e.tls && e.server.port == TLS_PORT)
+        .filter(|e| e.tls == tls && e.server.port == port)
         .collect();
     assert_streams(&events, &printed, PATHS);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Some((events, printed)))
+}
+
+#[test]
+fn h2c_streams_from_packets_are_one_event_each() -> anyhow::Result<()> {
+    run("h2c_streams_from_packets_are_one_event_each", "h2c", false)?;
+    Ok(())
+}
+
+#[test]
+fn h2_over_tls_from_the_uprobes_is_decoded_by_the_same_session() -> anyhow::Result<()> {
+    let test = "h2_over_tls_from_the_uprobes_is_decoded_by_the_same_session";
+    let Some((events, _)) = run(test, "h2tls", true)? else {
+        return Ok(());
+    };
     for e in &events {
         assert_eq!(e.tls_library.as_deref(), Some("openssl"));
         assert_eq!(e.process.as_ref().map(|p| p.comm.as_str()), Some("nghttpd"));
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -594,6 +594,31 @@ fn fnv1a(b: &[u8]) -> u64 {
     })
 }
 
+/// The sensor in the server namespace with `config` (TOML), once its log says a TLS library
+/// was probed whose log line holds every one of `probed`.
+fn tls_sensor(
+    topo: &Topology,
+    dir: &Path,
+    config: &str,
+    probed: &[&str],
+) -> anyhow::Result<Sensor> {
+    let sensor = Sensor::start_with(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        config,
+        &dir.join("sensor"),
+    )?;
+    let log = sensor.log_text();
+    if !log
+        .lines()
+        .any(|l| l.contains("TLS library probed") && probed.iter().all(|p| l.contains(p)))
+    {
+        bail!("no TLS library probed with {probed:?}:\n{log}");
+    }
+    Ok(sensor)
+}
+
 /// Kernel losses, gaps and unusable records are all zero.
 fn assert_nothing_lost(m: &[(String, u64)]) {
     for (name, v) in m {
@@ -631,22 +656,14 @@ fn https_plaintext_from_a_server_with_openssl_linked_in_statically() -> anyhow::
     );
     assert!(maps.contains(STATIC_SERVER), "{maps}");
 
-    let mut sensor = Sensor::start_with(
-        &topo.server,
-        &topo.server_if,
-        &[SERVER_PORT],
+    let mut sensor = tls_sensor(
+        &topo,
+        &dir,
         &format!(
             "[decode]\nmax_body_bytes = 2097152\n[tls]\nenabled = true\nprocesses = [\"{STATIC_SERVER}\"]\nrescan_interval_secs = 1\n"
         ),
-        &dir.join("sensor"),
+        &[STATIC_SERVER, "openssl"],
     )?;
-    let log = sensor.log_text();
-    assert!(
-        log.lines().any(|l| l.contains("TLS library probed")
-            && l.contains(STATIC_SERVER)
-            && l.contains("openssl")),
-        "the executable was not probed:\n{log}"
-    );
     let attached = "apitap_tls_late_files_total{outcome=\"attached\"}";
     assert_eq!(metric(&sensor.metrics()?, attached), 0);
     let late_log = dir.join("late.log");
@@ -960,20 +977,12 @@ fn https_plaintext_from_gnutls_server_and_client() -> anyhow::Result<()> {
     let static_log_file = dir.join("static.log");
     let target = start_static(&topo.server, &exe, &certs, LATE_PORT, &static_log_file)?;
 
-    let mut sensor = Sensor::start_with(
-        &topo.server,
-        &topo.server_if,
-        &[SERVER_PORT],
+    let mut sensor = tls_sensor(
+        &topo,
+        &dir,
         "[decode]\nmax_body_bytes = 2097152\n[tls]\nenabled = true\nprocesses = [\"gnutls-serv\", \"gnutls-cli\"]\n",
-        &dir.join("sensor"),
+        &["libgnutls.so.30", "gnutls"],
     )?;
-    let log = sensor.log_text();
-    assert!(
-        log.lines().any(|l| l.contains("TLS library probed")
-            && l.contains("libgnutls.so.30")
-            && l.contains("gnutls")),
-        "libgnutls was not probed:\n{log}"
-    );
 
     // Server side: three requests, one connection each (gnutls-serv closes after a response).
     let paths = ["/first", "/second?x=1", "/third"];
@@ -1351,20 +1360,12 @@ fn https_plaintext_from_go_server_and_client() -> anyhow::Result<()> {
         &dir.join("go.out"),
         &format!("https://{addr}/healthz"),
     )?;
-    let mut sensor = Sensor::start_with(
-        &topo.server,
-        &topo.server_if,
-        &[SERVER_PORT],
+    let mut sensor = tls_sensor(
+        &topo,
+        &dir,
         "[decode]\nmax_body_bytes = 2097152\n[tls]\nenabled = true\nprocesses = [\"gohttps-t\"]\n",
-        &dir.join("sensor"),
+        &["gohttps-t", "go"],
     )?;
-    let log = sensor.log_text();
-    assert!(
-        log.lines().any(|l| l.contains("TLS library probed")
-            && l.contains("gohttps-t")
-            && l.contains("go")),
-        "the Go executable was not probed:\n{log}"
-    );
 
     // curl: two requests on one connection.
     let url = format!("https://{addr}");
@@ -1545,22 +1546,14 @@ fn https_plaintext_from_a_boringssl_server() -> anyhow::Result<()> {
     let server = start_static(&topo.server, &exe, &certs, EARLY_PORT, &server_log)?;
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", server.pid()))?;
     assert!(maps.contains("android/libssl.so.0"), "{maps}");
-    let mut sensor = Sensor::start_with(
-        &topo.server,
-        &topo.server_if,
-        &[SERVER_PORT],
+    let mut sensor = tls_sensor(
+        &topo,
+        &dir,
         &format!(
             "[decode]\nmax_body_bytes = 2097152\n[tls]\nenabled = true\nprocesses = [\"{name}\"]\n"
         ),
-        &dir.join("sensor"),
+        &["android/libssl.so.0", "boringssl"],
     )?;
-    let log = sensor.log_text();
-    assert!(
-        log.lines().any(|l| l.contains("TLS library probed")
-            && l.contains("android/libssl.so.0")
-            && l.contains("boringssl")),
-        "BoringSSL was not probed:\n{log}"
-    );
     let url = |path: &str| format!("https://{SERVER_IP}:{EARLY_PORT}{path}");
     let mut args = vec!["-k"];
     let users: Vec<String> = (1..=3)

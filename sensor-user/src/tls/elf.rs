@@ -153,14 +153,7 @@ pub fn go_returns(path: &Path, symbol: &str) -> Result<Vec<u64>, ElfError> {
         symbol: symbol.to_owned(),
         reason: reason.to_owned(),
     };
-    let file = File::open(path).map_err(|source| ElfError::Open {
-        path: shown(),
-        source,
-    })?;
-    let map = Mapping::new(&file).map_err(|source| ElfError::Map {
-        path: shown(),
-        source,
-    })?;
+    let map = map_file(path)?;
     let obj = object::File::parse(map.bytes()).map_err(|source| ElfError::Parse {
         path: shown(),
         source,
@@ -234,14 +227,7 @@ const WRAPS_GNUTLS: &str = "gnutls_record_recv";
 /// Classifies the ELF file at `path` by the symbols it defines.
 pub fn classify(path: &Path) -> Result<Class, ElfError> {
     let shown = || path.display().to_string();
-    let file = File::open(path).map_err(|source| ElfError::Open {
-        path: shown(),
-        source,
-    })?;
-    let map = Mapping::new(&file).map_err(|source| ElfError::Map {
-        path: shown(),
-        source,
-    })?;
+    let map = map_file(path)?;
     let obj = object::File::parse(map.bytes()).map_err(|source| ElfError::Parse {
         path: shown(),
         source,
@@ -293,6 +279,19 @@ pub fn classify(path: &Path) -> Result<Class, ElfError> {
         Class::Unsupported(lib)
     } else {
         Class::None
+    })
+}
+
+/// `path` mapped read-only.
+fn map_file(path: &Path) -> Result<Mapping, ElfError> {
+    let shown = || path.display().to_string();
+    let file = File::open(path).map_err(|source| ElfError::Open {
+        path: shown(),
+        source,
+    })?;
+    Mapping::new(&file).map_err(|source| ElfError::Map {
+        path: shown(),
+        source,
     })
 }
 
