@@ -188,11 +188,7 @@ const PATHS: &[&str] = &[
 /// nghttpd in the server namespace (`tls`: on [`TLS_PORT`] with the test certificate, its
 /// OpenSSL traced by the uprobes; else h2c on the captured port), nghttp's [`PATHS`] on one
 /// connection from the client, and the events of this test's streams.
-fn run(
-    test: &str,
-    tag: &str,
-    tls: bool,
-) -> anyhow::Result<Option<(Vec<ApiEvent>, BTreeMap<u32, u16>)>> {
+fn run(test: &str, tag: &str, tls: bool) -> anyhow::Result<Option<Vec<ApiEvent>>> {
     if !require_privileges(test) || !require(test, "HTTP/2 test", tool_problem()) {
         return Ok(None);
     }
@@ -238,7 +234,7 @@ fn run(
         .collect();
     assert_streams(&events, &printed, PATHS);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(Some((events, printed)))
+    Ok(Some(events))
 }
 
 #[test]
@@ -250,7 +246,7 @@ fn h2c_streams_from_packets_are_one_event_each() -> anyhow::Result<()> {
 #[test]
 fn h2_over_tls_from_the_uprobes_is_decoded_by_the_same_session() -> anyhow::Result<()> {
     let test = "h2_over_tls_from_the_uprobes_is_decoded_by_the_same_session";
-    let Some((events, _)) = run(test, "h2tls", true)? else {
+    let Some(events) = run(test, "h2tls", true)? else {
         return Ok(());
     };
     for e in &events {
