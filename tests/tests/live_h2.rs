@@ -255,3 +255,290 @@ fn h2_over_tls_from_the_uprobes_is_decoded_by_the_same_session() -> anyhow::Resu
     }
     Ok(())
 }
+
+/// What the gRPC client printed for one call: method, status, (request, response) messages.
+type Reported = (String, u32, Option<(u32, u32)>);
+
+fn grpc_problem() -> Option<String> {
+    let ok = Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (!ok).then(|| "grpcio and grpcio-tools are needed (run `cargo xtask setup`)".to_owned())
+}
+
+/// A real gRPC server and client (Python grpcio, `tests/fixtures/h2/grpc_*.py`; the stubs are
+/// generated from `bank.proto` here): unary calls, a NOT_FOUND, server-, client- and
+/// bidi-streaming on one channel (one connection), captured from packets. Every call the
+/// client reports is one event with its service, method, status and message counts.
+#[test]
+fn grpc_calls_from_a_real_client_are_reported_with_status_and_counts() -> anyhow::Result<()> {
+    let test = "grpc_calls_from_a_real_client_are_reported_with_status_and_counts";
+    if !require_privileges(test) || !require(test, "gRPC test", grpc_problem()) {
+        return Ok(());
+    }
+    let dir = std::env::temp_dir().join(format!("apitap-test-grpc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let fixtures = apitap_tests::workspace_root().join("tests/fixtures/h2");
+    let out = Command::new("python3")
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(&fixtures)
+        .arg(format!("--python_out={}", dir.display()))
+        .arg(format!("--grpc_python_out={}", dir.display()))
+        .arg(fixtures.join("bank.proto"))
+        .output()?;
+    if !out.status.success() {
+        bail!("protoc: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let topo = Topology::new("grpc")?;
+    let py = |ns: &Netns, script: &str, args: &[&str]| {
+        let mut c = ns.cmd("env", &[]);
+        c.arg(format!("PYTHONPATH={}", dir.display()))
+            .arg(format!("APITAP_GRPC_HOST={SERVER_IP}"))
+            .arg("python3")
+            .arg(fixtures.join(script))
+            .args(args);
+        c
+    };
+    let port = SERVER_PORT.to_string();
+    let _server = Killed(
+        py(&topo.server, "grpc_server.py", &[&port, "120"])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !topo
+        .client
+        .cmd(
+            "bash",
+            &["-c", &format!("echo > /dev/tcp/{SERVER_IP}/{port}")],
+        )
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        if Instant::now() > deadline {
+            bail!("the gRPC server did not listen");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut sensor = Sensor::start_with(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        "",
+        &dir.join("sensor"),
+    )?;
+    let out = py(&topo.client, "grpc_client.py", &[&port, "5"]).output()?;
+    if !out.status.success() {
+        bail!("grpc client: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // "rpc unary GetAccount status=0 req_msgs=1 resp_msgs=1 account=acc-0000"
+    let mut reported: Vec<Reported> = Vec::new();
+    for l in String::from_utf8(out.stdout)?.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let field = |k: &str| {
+            f.iter()
+                .find_map(|x| x.strip_prefix(k))
+                .and_then(|v| v.parse::<u32>().ok())
+        };
+        let status = field("status=").context("status")?;
+        let counts = field("req_msgs=").zip(field("resp_msgs="));
+        reported.push((f[2].to_owned(), status, counts));
+    }
+    assert_eq!(reported.len(), 10, "{reported:?}");
+    sensor.wait_for_metric(
+        "apitap_sensor_events_total",
+        reported.len() as u64,
+        Duration::from_secs(30),
+    )?;
+    sensor.stop()?;
+    let mut events: Vec<ApiEvent> = read_events(&sensor.events)?
+        .into_iter()
+        .filter(|e| e.client.ip.to_string() == CLIENT_IP && e.grpc.is_some())
+        .collect();
+    events.sort_by_key(|e| e.stream_id);
+    assert_eq!(events.len(), reported.len());
+    for (e, (method, status, counts)) in events.iter().zip(&reported) {
+        let g = e.grpc.as_ref().unwrap();
+        assert_eq!(e.http_version, "2");
+        assert_eq!(
+            (g.service.as_str(), &g.method),
+            ("bank.v1.Accounts", method)
+        );
+        assert_eq!(g.status, Some(*status), "{method}");
+        if let Some((req, resp)) = counts {
+            assert_eq!(
+                (g.request_messages, g.response_messages),
+                (*req, *resp),
+                "{method}"
+            );
+        }
+        assert!(
+            e.connection_id == events[0].connection_id,
+            "one channel, one connection"
+        );
+        assert_eq!(e.unknown_header_fields, 0);
+    }
+    let not_found = events
+        .iter()
+        .find(|e| e.grpc.as_ref().is_some_and(|g| g.status == Some(5)))
+        .context("the NOT_FOUND call")?;
+    assert_eq!(
+        not_found.grpc.as_ref().unwrap().message.as_deref(),
+        Some("no such account: missing")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Joining a gRPC connection already open (issue 17): the client makes its first calls, the
+/// sensor starts, then the client goes on on the same connection. The sensor's session begins
+/// mid-connection, recognises HTTP/2 frames and keeps decoding with unknown HPACK state:
+/// methods first called after the join are reported with their service and method, and
+/// whatever refers to header fields indexed before the join is counted as unknown, never
+/// invented (grpcio's C-core client indexes `:path` once: later calls of a method called
+/// before the join keep an unknown path; its `grpc-status: 0` trailer was indexed before too).
+#[test]
+fn grpc_connection_joined_mid_way_reports_the_next_calls_without_inventing() -> anyhow::Result<()> {
+    let test = "grpc_connection_joined_mid_way_reports_the_next_calls_without_inventing";
+    if !require_privileges(test) || !require(test, "gRPC test", grpc_problem()) {
+        return Ok(());
+    }
+    let dir = std::env::temp_dir().join(format!("apitap-test-grpcj-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let fixtures = apitap_tests::workspace_root().join("tests/fixtures/h2");
+    let out = Command::new("python3")
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(&fixtures)
+        .arg(format!("--python_out={}", dir.display()))
+        .arg(format!("--grpc_python_out={}", dir.display()))
+        .arg(fixtures.join("bank.proto"))
+        .output()?;
+    if !out.status.success() {
+        bail!("protoc: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let topo = Topology::new("grpcj")?;
+    let pause = dir.join("go-on");
+    let py = |ns: &Netns, script: &str, args: &[&str]| {
+        let mut c = ns.cmd("env", &[]);
+        c.arg(format!("PYTHONPATH={}", dir.display()))
+            .arg(format!("APITAP_GRPC_HOST={SERVER_IP}"))
+            .arg(format!("APITAP_GRPC_PAUSE_FILE={}", pause.display()))
+            .arg("python3")
+            .arg(fixtures.join(script))
+            .args(args);
+        c
+    };
+    let port = SERVER_PORT.to_string();
+    let _server = Killed(
+        py(&topo.server, "grpc_server.py", &[&port, "120"])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !topo
+        .client
+        .cmd(
+            "bash",
+            &["-c", &format!("echo > /dev/tcp/{SERVER_IP}/{port}")],
+        )
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        if Instant::now() > deadline {
+            bail!("the gRPC server did not listen");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The client's first calls, before the sensor.
+    let mut client = py(&topo.client, "grpc_client.py", &[&port, "5"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut stdout = std::io::BufReader::new(client.stdout.take().context("stdout")?);
+    let mut before = Vec::new();
+    loop {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stdout, &mut line)? == 0 {
+            bail!("the client ended before pausing: {before:?}");
+        }
+        if line.trim() == "paused" {
+            break;
+        }
+        before.push(line);
+    }
+    assert_eq!(before.len(), 5, "{before:?}");
+    let mut sensor = Sensor::start_with(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        "",
+        &dir.join("sensor"),
+    )?;
+    std::fs::write(&pause, "")?;
+    let mut after = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut after)?;
+    assert!(client.wait()?.success());
+    let after: Vec<&str> = after.lines().collect();
+    assert_eq!(after.len(), 5, "{after:?}");
+    sensor.wait_for_metric("apitap_sensor_events_total", 5, Duration::from_secs(30))?;
+    sensor.stop()?;
+    let events: Vec<ApiEvent> = read_events(&sensor.events)?
+        .into_iter()
+        .filter(|e| e.client.ip.to_string() == CLIENT_IP)
+        .collect();
+    assert_eq!(
+        events.len(),
+        after.len(),
+        "one event per call after the join"
+    );
+    for e in &events {
+        assert_eq!(e.http_version, "2");
+        assert!(e.stream_id.is_some());
+    }
+    // Methods first called after the join: exact service, method and counts.
+    for (method, counts) in [
+        ("ListTransfers", (1, 4)),
+        ("UploadTransfers", (3, 1)),
+        ("Chat", (3, 3)),
+    ] {
+        let e = events
+            .iter()
+            .find(|e| e.grpc.as_ref().is_some_and(|g| g.method == method))
+            .with_context(|| format!("{method} after the join"))?;
+        let g = e.grpc.as_ref().unwrap();
+        assert_eq!(g.service, "bank.v1.Accounts");
+        assert_eq!(
+            (g.request_messages, g.response_messages),
+            counts,
+            "{method}"
+        );
+        // Its status is exact or unknown, never another value.
+        assert!(g.status.is_none_or(|s| s == 0), "{method}: {:?}", g.status);
+        if g.status.is_none() {
+            assert!(
+                e.unknown_header_fields > 0
+                    && e.anomalies
+                        .contains(&apitap_schema::Anomaly::HpackUnknownField)
+            );
+        }
+    }
+    // GetAccount was indexed before the join: its calls are reported, marked, not invented.
+    for e in events
+        .iter()
+        .filter(|e| e.grpc.is_none() || e.grpc.as_ref().is_some_and(|g| g.method == "GetAccount"))
+    {
+        if e.grpc.is_none() {
+            assert!(e.unknown_header_fields > 0, "{e:?}");
+            assert!(
+                e.anomalies
+                    .contains(&apitap_schema::Anomaly::HpackUnknownField)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

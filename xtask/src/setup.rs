@@ -66,6 +66,10 @@ const PYTHON: &[(&str, &str)] = &[
     ("openapi_spec_validator", "openapi-spec-validator==0.9.0"),
     // tests/tests/live_tls.rs: Python `requests` as an HTTPS client (CPython's ssl module).
     ("requests", "requests>=2.28"),
+    // tests/tests/live_h2.rs: a real gRPC server and client (tests/fixtures/h2/grpc_*.py), the
+    // stubs generated from bank.proto in the test.
+    ("grpc", "grpcio==1.85.4"),
+    ("grpc_tools", "grpcio-tools==1.85.4"),
     // tests/tests/deploy_helm.rs: Helm v4's Go SDK (lint, render; no `helm` binary is packaged
     // in the registries reached), the Kubernetes OpenAPI schemas 1.25-1.37 with a validator,
     // and the prometheus-operator CRD model for the ServiceMonitor.

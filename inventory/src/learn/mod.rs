@@ -363,6 +363,31 @@ mod tests {
     }
 
     #[test]
+    fn grpc_operations_come_from_the_decoded_call() {
+        let mut e = apitap_schema::test_support::EventBuilder::post("/bank.v1.Accounts/GetAccount")
+            .header("Content-Type", "application/grpc")
+            .build();
+        // Content type alone: gRPC without an operation.
+        assert_eq!(
+            (style_of(&e).style, style_of(&e).operation.as_str()),
+            ("grpc", "")
+        );
+        e.grpc = Some(apitap_schema::Grpc {
+            service: "bank.v1.Accounts".into(),
+            method: "GetAccount".into(),
+            status: Some(0),
+            request_messages: 1,
+            response_messages: 1,
+            ..apitap_schema::Grpc::default()
+        });
+        let s = style_of(&e);
+        assert_eq!(
+            (s.style, s.operation.as_str()),
+            ("grpc", "bank.v1.Accounts/GetAccount")
+        );
+    }
+
+    #[test]
     fn detects_styles_and_operations() {
         let gql = ev(
             "POST",

@@ -9,8 +9,8 @@ use apitap_labels::json::JsonType;
 pub struct StyleInfo {
     /// `rest`, `graphql`, `json_rpc`, `soap`, `grpc`, `websocket`.
     pub style: &'static str,
-    /// Operation name for GraphQL (`query GetUser`), JSON-RPC (`method`) and SOAP (action);
-    /// empty otherwise.
+    /// Operation name for GraphQL (`query GetUser`), JSON-RPC (`method`), SOAP (action) and
+    /// gRPC (`service/method`, from the sensor's HTTP/2 decoding); empty otherwise.
     pub operation: String,
 }
 
@@ -44,6 +44,15 @@ pub fn style_with(facts: &EventFacts<'_>) -> StyleInfo {
     };
     if scan.upgrade_websocket || event.response.as_ref().is_some_and(|r| r.status == 101) {
         return rest("websocket");
+    }
+    // gRPC: the sensor's decoded call names the operation, `service/method` (issue 17).
+    if let Some(g) = &event.grpc
+        && !g.service.is_empty()
+    {
+        return StyleInfo {
+            style: "grpc",
+            operation: clean_operation(&format!("{}/{}", g.service, g.method)),
+        };
     }
     let ct = scan.content_type.map(media_type).unwrap_or_default();
     if ct.starts_with("application/grpc") {
