@@ -427,12 +427,18 @@ fn bind_socket(ctx: &RawTracePointContext) {
         tgid: (id >> 32) as u32,
         _pad: 0,
     };
-    match TLS_CONNS.get_ptr_mut(&key) {
+    bind_conn(&key, sk);
+}
+
+/// Records that the TLS connection `key` uses the socket `sk`.
+#[inline(always)]
+fn bind_conn(key: &ConnKey, sk: u64) {
+    match TLS_CONNS.get_ptr_mut(key) {
         // SAFETY: map value; a TLS connection is used by one thread at a time.
         Some(c) => unsafe { (*c).sock = sk },
         None => {
             let _ = TLS_CONNS.insert(
-                &key,
+                key,
                 &ConnState {
                     sock: sk,
                     offsets: [0; 2],
@@ -976,20 +982,7 @@ fn go_enter(ctx: &ProbeContext, kind: TlsKind) -> Result<(), Skip> {
             .unwrap_or(u64::MAX);
         let sk = sock_of_fd(cfg, fd);
         if sk != 0 {
-            match TLS_CONNS.get_ptr_mut(&key) {
-                // SAFETY: map value; only this connection's calls touch it.
-                Some(c) => unsafe { (*c).sock = sk },
-                None => {
-                    let _ = TLS_CONNS.insert(
-                        &key,
-                        &ConnState {
-                            sock: sk,
-                            offsets: [0; 2],
-                        },
-                        0,
-                    );
-                }
-            }
+            bind_conn(&key, sk);
         }
         sk
     };

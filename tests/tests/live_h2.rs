@@ -259,6 +259,82 @@ fn h2_over_tls_from_the_uprobes_is_decoded_by_the_same_session() -> anyhow::Resu
 /// What the gRPC client printed for one call: method, status, (request, response) messages.
 type Reported = (String, u32, Option<(u32, u32)>);
 
+/// A gRPC server (grpcio) on the captured port in the server namespace, with the stubs
+/// generated from `bank.proto` into a fresh directory.
+struct GrpcLab {
+    topo: Topology,
+    dir: std::path::PathBuf,
+    fixtures: std::path::PathBuf,
+    /// The client waits for this file (in `dir`) after its first calls.
+    pause: Option<&'static str>,
+    _server: Option<Killed>,
+}
+
+impl GrpcLab {
+    fn start(tag: &str, pause: Option<&'static str>) -> anyhow::Result<GrpcLab> {
+        let dir = std::env::temp_dir().join(format!("apitap-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let fixtures = apitap_tests::workspace_root().join("tests/fixtures/h2");
+        let out = Command::new("python3")
+            .args(["-m", "grpc_tools.protoc", "-I"])
+            .arg(&fixtures)
+            .arg(format!("--python_out={}", dir.display()))
+            .arg(format!("--grpc_python_out={}", dir.display()))
+            .arg(fixtures.join("bank.proto"))
+            .output()?;
+        if !out.status.success() {
+            bail!("protoc: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let mut lab = GrpcLab {
+            topo: Topology::new(tag)?,
+            dir,
+            fixtures,
+            pause,
+            _server: None,
+        };
+        let port = SERVER_PORT.to_string();
+        let server = lab
+            .py(&lab.topo.server, "grpc_server.py", &[&port, "120"])
+            .stdout(Stdio::null())
+            .spawn()?;
+        lab._server = Some(Killed(server));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !lab
+            .topo
+            .client
+            .cmd(
+                "bash",
+                &["-c", &format!("echo > /dev/tcp/{SERVER_IP}/{port}")],
+            )
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            if Instant::now() > deadline {
+                bail!("the gRPC server did not listen");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(lab)
+    }
+
+    /// `python3 <fixture script> args` in `ns` with the stubs and the server's address.
+    fn py(&self, ns: &Netns, script: &str, args: &[&str]) -> Command {
+        let mut c = ns.cmd("env", &[]);
+        c.arg(format!("PYTHONPATH={}", self.dir.display()))
+            .arg(format!("APITAP_GRPC_HOST={SERVER_IP}"));
+        if let Some(p) = self.pause {
+            c.arg(format!(
+                "APITAP_GRPC_PAUSE_FILE={}",
+                self.dir.join(p).display()
+            ));
+        }
+        c.arg("python3").arg(self.fixtures.join(script)).args(args);
+        c
+    }
+}
+
 fn grpc_problem() -> Option<String> {
     let ok = Command::new("python3")
         .args(["-c", "import grpc, grpc_tools"])
@@ -277,52 +353,8 @@ fn grpc_calls_from_a_real_client_are_reported_with_status_and_counts() -> anyhow
     if !require_privileges(test) || !require(test, "gRPC test", grpc_problem()) {
         return Ok(());
     }
-    let dir = std::env::temp_dir().join(format!("apitap-test-grpc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let fixtures = apitap_tests::workspace_root().join("tests/fixtures/h2");
-    let out = Command::new("python3")
-        .args(["-m", "grpc_tools.protoc", "-I"])
-        .arg(&fixtures)
-        .arg(format!("--python_out={}", dir.display()))
-        .arg(format!("--grpc_python_out={}", dir.display()))
-        .arg(fixtures.join("bank.proto"))
-        .output()?;
-    if !out.status.success() {
-        bail!("protoc: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let topo = Topology::new("grpc")?;
-    let py = |ns: &Netns, script: &str, args: &[&str]| {
-        let mut c = ns.cmd("env", &[]);
-        c.arg(format!("PYTHONPATH={}", dir.display()))
-            .arg(format!("APITAP_GRPC_HOST={SERVER_IP}"))
-            .arg("python3")
-            .arg(fixtures.join(script))
-            .args(args);
-        c
-    };
-    let port = SERVER_PORT.to_string();
-    let _server = Killed(
-        py(&topo.server, "grpc_server.py", &[&port, "120"])
-            .stdout(Stdio::null())
-            .spawn()?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !topo
-        .client
-        .cmd(
-            "bash",
-            &["-c", &format!("echo > /dev/tcp/{SERVER_IP}/{port}")],
-        )
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        if Instant::now() > deadline {
-            bail!("the gRPC server did not listen");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let lab = GrpcLab::start("grpc", None)?;
+    let (topo, dir, port) = (&lab.topo, &lab.dir, SERVER_PORT.to_string());
     let mut sensor = Sensor::start_with(
         &topo.server,
         &topo.server_if,
@@ -330,7 +362,9 @@ fn grpc_calls_from_a_real_client_are_reported_with_status_and_counts() -> anyhow
         "",
         &dir.join("sensor"),
     )?;
-    let out = py(&topo.client, "grpc_client.py", &[&port, "5"]).output()?;
+    let out = lab
+        .py(&topo.client, "grpc_client.py", &[&port, "5"])
+        .output()?;
     if !out.status.success() {
         bail!("grpc client: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -389,7 +423,7 @@ fn grpc_calls_from_a_real_client_are_reported_with_status_and_counts() -> anyhow
         not_found.grpc.as_ref().unwrap().message.as_deref(),
         Some("no such account: missing")
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
 
@@ -406,56 +440,12 @@ fn grpc_connection_joined_mid_way_reports_the_next_calls_without_inventing() -> 
     if !require_privileges(test) || !require(test, "gRPC test", grpc_problem()) {
         return Ok(());
     }
-    let dir = std::env::temp_dir().join(format!("apitap-test-grpcj-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let fixtures = apitap_tests::workspace_root().join("tests/fixtures/h2");
-    let out = Command::new("python3")
-        .args(["-m", "grpc_tools.protoc", "-I"])
-        .arg(&fixtures)
-        .arg(format!("--python_out={}", dir.display()))
-        .arg(format!("--grpc_python_out={}", dir.display()))
-        .arg(fixtures.join("bank.proto"))
-        .output()?;
-    if !out.status.success() {
-        bail!("protoc: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let topo = Topology::new("grpcj")?;
+    let lab = GrpcLab::start("grpcj", Some("go-on"))?;
+    let (topo, dir, port) = (&lab.topo, &lab.dir, SERVER_PORT.to_string());
     let pause = dir.join("go-on");
-    let py = |ns: &Netns, script: &str, args: &[&str]| {
-        let mut c = ns.cmd("env", &[]);
-        c.arg(format!("PYTHONPATH={}", dir.display()))
-            .arg(format!("APITAP_GRPC_HOST={SERVER_IP}"))
-            .arg(format!("APITAP_GRPC_PAUSE_FILE={}", pause.display()))
-            .arg("python3")
-            .arg(fixtures.join(script))
-            .args(args);
-        c
-    };
-    let port = SERVER_PORT.to_string();
-    let _server = Killed(
-        py(&topo.server, "grpc_server.py", &[&port, "120"])
-            .stdout(Stdio::null())
-            .spawn()?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !topo
-        .client
-        .cmd(
-            "bash",
-            &["-c", &format!("echo > /dev/tcp/{SERVER_IP}/{port}")],
-        )
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        if Instant::now() > deadline {
-            bail!("the gRPC server did not listen");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
     // The client's first calls, before the sensor.
-    let mut client = py(&topo.client, "grpc_client.py", &[&port, "5"])
+    let mut client = lab
+        .py(&topo.client, "grpc_client.py", &[&port, "5"])
         .stdout(Stdio::piped())
         .spawn()?;
     let mut stdout = std::io::BufReader::new(client.stdout.take().context("stdout")?);
@@ -539,6 +529,6 @@ fn grpc_connection_joined_mid_way_reports_the_next_calls_without_inventing() -> 
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
