@@ -1498,8 +1498,11 @@ mod tests {
         store.transaction(&mut |tx| tx.put(&r)).unwrap();
         let token_secret = {
             use std::os::unix::fs::PermissionsExt as _;
-            let p =
-                std::env::temp_dir().join(format!("apitap-console-unit-{}", std::process::id()));
+            // One file per call: the tests run in parallel threads of one process.
+            static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = std::env::temp_dir()
+                .join(format!("apitap-console-unit-{}-{n}", std::process::id()));
             std::fs::write(&p, "a console unit-test token").unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
             let t = apitap_secret::read_secret_file(&p, 16).unwrap();
