@@ -396,23 +396,7 @@ impl Session {
         } else {
             Proto::Http1
         };
-        let Proto::Sniffing {
-            client,
-            client_us,
-            server,
-            ..
-        } = std::mem::replace(&mut self.proto, chosen)
-        else {
-            return;
-        };
-        // The bytes that were held, client first (it spoke first, or the server's wait was
-        // for it), then the server's in order.
-        if !client.is_empty() {
-            self.data(Side::Client, client_us, &client, None, stats, out);
-        }
-        for (t, b) in server {
-            self.data(Side::Server, t, &b, None, stats, out);
-        }
+        self.settle(chosen, stats, out);
         if !held {
             self.data(side, ts_us, bytes, None, stats, out);
         }
@@ -652,12 +636,22 @@ impl Session {
 
     /// Ends sniffing as HTTP/1.x (a gap or the close came first), replaying what was held.
     fn sniff_done(&mut self, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+        self.settle(Proto::Http1, stats, out);
+    }
+
+    /// While sniffing: switches to `chosen` and replays the bytes that were held into it,
+    /// client first (it spoke first, or the server's wait was for it), then the server's in
+    /// order. Once the protocol is known, nothing.
+    fn settle(&mut self, chosen: Proto, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
+        if !matches!(self.proto, Proto::Sniffing { .. }) {
+            return;
+        }
         let Proto::Sniffing {
             client,
             client_us,
             server,
             ..
-        } = std::mem::replace(&mut self.proto, Proto::Http1)
+        } = std::mem::replace(&mut self.proto, chosen)
         else {
             return;
         };

@@ -319,6 +319,17 @@ impl GrpcLab {
         Ok(lab)
     }
 
+    /// The sensor capturing the server's port from packets.
+    fn sensor(&self) -> anyhow::Result<Sensor> {
+        Sensor::start_with(
+            &self.topo.server,
+            &self.topo.server_if,
+            &[SERVER_PORT],
+            "",
+            &self.dir.join("sensor"),
+        )
+    }
+
     /// `python3 <fixture script> args` in `ns` with the stubs and the server's address.
     fn py(&self, ns: &Netns, script: &str, args: &[&str]) -> Command {
         let mut c = ns.cmd("env", &[]);
@@ -355,13 +366,7 @@ fn grpc_calls_from_a_real_client_are_reported_with_status_and_counts() -> anyhow
     }
     let lab = GrpcLab::start("grpc", None)?;
     let (topo, dir, port) = (&lab.topo, &lab.dir, SERVER_PORT.to_string());
-    let mut sensor = Sensor::start_with(
-        &topo.server,
-        &topo.server_if,
-        &[SERVER_PORT],
-        "",
-        &dir.join("sensor"),
-    )?;
+    let mut sensor = lab.sensor()?;
     let out = lab
         .py(&topo.client, "grpc_client.py", &[&port, "5"])
         .output()?;
@@ -461,13 +466,7 @@ fn grpc_connection_joined_mid_way_reports_the_next_calls_without_inventing() -> 
         before.push(line);
     }
     assert_eq!(before.len(), 5, "{before:?}");
-    let mut sensor = Sensor::start_with(
-        &topo.server,
-        &topo.server_if,
-        &[SERVER_PORT],
-        "",
-        &dir.join("sensor"),
-    )?;
+    let mut sensor = lab.sensor()?;
     std::fs::write(&pause, "")?;
     let mut after = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut after)?;

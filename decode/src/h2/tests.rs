@@ -957,6 +957,46 @@ mod session_events {
         assert_eq!(evs[0].stream_id, None);
     }
 
+    /// A connection closed with a stream still open: the close reports it (HTTP/2 state is
+    /// kept through the close, not dropped with the sniffing state).
+    #[test]
+    fn close_reports_streams_still_open() {
+        // The first half of the capture: requests sent, some responses not yet.
+        let mut records = dump("nghttp_get");
+        records.truncate(records.len() / 2);
+        let meta = ConnMeta {
+            sensor: Arc::new(SensorInfo {
+                id: "h2".into(),
+                host: "h".into(),
+                node: None,
+            }),
+            client: Endpoint {
+                ip: "10.0.0.2".parse().unwrap(),
+                port: 5555,
+            },
+            server: Endpoint {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 80,
+            },
+            first_seen_ns: 1,
+            tls: false,
+        };
+        let mut s = Session::new(meta, Arc::new(SessionConfig::default()), false);
+        let (mut out, mut stats) = (Vec::new(), Stats::default());
+        for (i, (side, bytes)) in records.into_iter().enumerate() {
+            s.data(side, 1_000 + i as u64, &bytes, None, &mut stats, &mut out);
+        }
+        let before_close = out.len();
+        s.close(9_999_999, false, &mut stats, &mut out);
+        assert!(
+            out.len() > before_close,
+            "the open streams are reported at the close"
+        );
+        assert!(out[before_close..].iter().all(|e| e.http_version == "2"
+            && (e.anomalies.contains(&Anomaly::NoResponse)
+                || e.anomalies.contains(&Anomaly::ResponseIncomplete))));
+    }
+
     #[test]
     fn joined_mid_connection_streams_are_marked_not_invented() {
         // Start after the first requests' records: frames are recognised mid-way.
