@@ -473,7 +473,30 @@ fn http_get(addr: &str, target: &str) -> (u16, Value) {
 #[test]
 fn run_serves_the_http_api() {
     let dir = scratch("api");
-    let events = fixture_file(&dir, "httpbin/events.jsonl.gz", "events");
+    let store = format!("sqlite:{}", dir.join("inv.db").display());
+    serves_the_http_api(&dir, &store);
+}
+
+/// The same service over a PostgreSQL store: its synchronous client runs off the service's
+/// runtime (it used to panic at start with "Cannot start a runtime from within a runtime").
+#[test]
+fn run_serves_the_http_api_from_postgres() {
+    let Some(pg) = common::pg::PgCluster::start("run_serves_the_http_api_from_postgres") else {
+        return;
+    };
+    let dir = scratch("api-pg");
+    let url = pg.database("run");
+    serves_the_http_api(&dir, &url);
+    // What the service flushed is in the database after it stopped.
+    let mut store = apitap_analyzer::inventory::store::open(&url).unwrap();
+    let stored = store
+        .endpoints(&apitap_analyzer::inventory::record::EndpointFilter::default())
+        .unwrap();
+    assert_eq!(stored.len(), 78);
+}
+
+fn serves_the_http_api(dir: &Path, store: &str) {
+    let events = fixture_file(dir, "httpbin/events.jsonl.gz", "events");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -485,11 +508,10 @@ fn run_serves_the_http_api() {
         &config,
         format!(
             "[input]\npath = \"-\"\n[output]\nsummary_path = {:?}\nalerts_path = {:?}\n\
-             [inventory]\nstore = \"sqlite:{}\"\napi_listen = \"{addr}\"\nflush_interval_secs = 1\n\
+             [inventory]\nstore = {store:?}\napi_listen = \"{addr}\"\nflush_interval_secs = 1\n\
              discovery_grace_secs = 0\n",
             dir.join("summary.txt"),
             dir.join("alerts.jsonl"),
-            dir.join("inv.db").display()
         ),
     )
     .unwrap();

@@ -46,6 +46,9 @@ pub enum StoreError {
     /// TLS to PostgreSQL could not be set up (e.g. an unreadable `inventory.store_ca_file`).
     #[error("PostgreSQL TLS: {0}")]
     Tls(openssl::error::ErrorStack),
+    /// The connection is closed (only while the store is dropped).
+    #[error("store connection closed")]
+    Closed,
     /// A stored record does not decode.
     #[error("stored record {id} does not decode: {reason}")]
     Corrupt {
@@ -187,7 +190,7 @@ pub trait Store: Send {
     /// Runs `work` in one transaction (committed when it returns `Ok`).
     fn transaction(
         &mut self,
-        work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+        work: &mut (dyn FnMut(&mut dyn Tx) -> Result<(), StoreError> + Send),
     ) -> Result<(), StoreError>;
     /// Endpoints matching `filter`, ordered by service, template, method, operation.
     fn endpoints(&mut self, filter: &EndpointFilter) -> Result<Vec<EndpointRecord>, StoreError>;

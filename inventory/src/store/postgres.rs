@@ -4,6 +4,11 @@
 //! ([`FLUSH_LOCK_KEY`]), so flushes from different instances run one after the other; each
 //! reads the current record, merges its own delta and writes it back, and counts add up.
 //! Migrations run under the same lock.
+//!
+//! The `postgres` client drives its connection with a Tokio runtime of its own, which cannot
+//! be entered from a thread already running one (the analyzer's service loop): every call —
+//! connecting, each query, the transaction and closing the connection on drop — runs through
+//! [`off_runtime`], in a scoped thread when the caller is inside a runtime.
 
 use std::path::Path;
 use std::str::FromStr as _;
@@ -23,7 +28,30 @@ pub const FLUSH_LOCK_KEY: i64 = 0x6170_6974;
 
 /// A PostgreSQL connection.
 pub struct PgStore {
-    client: Client,
+    /// Always `Some` but while dropping (the connection is closed off the runtime too).
+    client: Option<Client>,
+}
+
+/// Runs `f` where the synchronous client may block on its own runtime: inline on a plain
+/// thread, in a scoped thread (waited for) on a thread that runs or belongs to a Tokio
+/// runtime. A panic in `f` is resumed in the caller.
+pub fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // Closing sends a Terminate message through the client's runtime.
+            off_runtime(move || drop(client));
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -119,37 +147,57 @@ impl PgStore {
     /// migrations.
     pub fn open_with(conninfo: &str, access: &PgAccess<'_>) -> Result<PgStore, StoreError> {
         let config = connection_config(conninfo, access)?;
-        let mut client = config.connect(tls_connector(access)?)?;
-        let mut tx = client.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FLUSH_LOCK_KEY])?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS apitap_schema_migrations (
+        let tls = tls_connector(access)?;
+        let client = off_runtime(move || connect_and_migrate(&config, tls))?;
+        Ok(PgStore {
+            client: Some(client),
+        })
+    }
+
+    /// Runs `f` on the connection, off any runtime ([`off_runtime`]).
+    fn with<R: Send>(
+        &mut self,
+        f: impl FnOnce(&mut Client) -> Result<R, StoreError> + Send,
+    ) -> Result<R, StoreError> {
+        let client = self.client.as_mut().ok_or(StoreError::Closed)?;
+        off_runtime(move || f(client))
+    }
+}
+
+fn connect_and_migrate(
+    config: &postgres::Config,
+    tls: postgres_openssl::MakeTlsConnector,
+) -> Result<Client, StoreError> {
+    let mut client = config.connect(tls)?;
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FLUSH_LOCK_KEY])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS apitap_schema_migrations (
                 version BIGINT PRIMARY KEY,
                 applied_unix_us BIGINT NOT NULL)",
-        )?;
-        let current: i64 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM apitap_schema_migrations",
-                &[],
-            )?
-            .get(0);
-        if current > latest_version() {
-            return Err(StoreError::SchemaTooNew {
-                found: current,
-                known: latest_version(),
-            });
-        }
-        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-            tx.batch_execute(common_sql(m.version))?;
-            tx.batch_execute(m.postgres)?;
-            tx.execute(
-                "INSERT INTO apitap_schema_migrations (version, applied_unix_us) VALUES ($1, $2)",
-                &[&m.version, &to_i64(super::sqlite::now_us())],
-            )?;
-        }
-        tx.commit()?;
-        Ok(PgStore { client })
+    )?;
+    let current: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM apitap_schema_migrations",
+            &[],
+        )?
+        .get(0);
+    if current > latest_version() {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known: latest_version(),
+        });
     }
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tx.batch_execute(common_sql(m.version))?;
+        tx.batch_execute(m.postgres)?;
+        tx.execute(
+            "INSERT INTO apitap_schema_migrations (version, applied_unix_us) VALUES ($1, $2)",
+            &[&m.version, &to_i64(super::sqlite::now_us())],
+        )?;
+    }
+    tx.commit()?;
+    Ok(client)
 }
 
 fn records(rows: Vec<postgres::Row>) -> Result<Vec<EndpointRecord>, StoreError> {
@@ -261,42 +309,50 @@ impl Store for PgStore {
 
     fn transaction(
         &mut self,
-        work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+        work: &mut (dyn FnMut(&mut dyn Tx) -> Result<(), StoreError> + Send),
     ) -> Result<(), StoreError> {
-        let mut tx = self.client.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FLUSH_LOCK_KEY])?;
-        work(&mut PgTx { tx: &mut tx })?;
-        tx.commit()?;
-        Ok(())
+        self.with(|client| {
+            let mut tx = client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FLUSH_LOCK_KEY])?;
+            work(&mut PgTx { tx: &mut tx })?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn endpoints(&mut self, filter: &EndpointFilter) -> Result<Vec<EndpointRecord>, StoreError> {
         let (clause, args) = endpoint_where(filter, &ph);
-        let rows = self.client.query(
-            &format!("SELECT id, record FROM inventory_endpoints{clause}"),
-            &refs(&args),
-        )?;
-        records(rows)
+        self.with(|client| {
+            records(client.query(
+                &format!("SELECT id, record FROM inventory_endpoints{clause}"),
+                &refs(&args),
+            )?)
+        })
     }
 
     fn endpoint(&mut self, id: &str) -> Result<Option<EndpointRecord>, StoreError> {
-        let row = self.client.query_opt(
-            "SELECT id, record FROM inventory_endpoints WHERE id = $1",
-            &[&id],
-        )?;
-        row.map(|r| decode_record(id, r.get::<_, &str>(1)))
-            .transpose()
+        self.with(|client| {
+            client
+                .query_opt(
+                    "SELECT id, record FROM inventory_endpoints WHERE id = $1",
+                    &[&id],
+                )?
+                .map(|r| decode_record(id, r.get::<_, &str>(1)))
+                .transpose()
+        })
     }
 
     fn changes(&mut self, filter: &ChangeFilter) -> Result<Vec<Change>, StoreError> {
         let (clause, args) = change_where(filter, &ph);
-        let rows = self.client.query(
-            &format!(
-                "SELECT seq, at_unix_us, endpoint_id, service, method, template, operation,
+        let rows = self.with(|client| {
+            Ok(client.query(
+                &format!(
+                    "SELECT seq, at_unix_us, endpoint_id, service, method, template, operation,
                     kind, detail FROM inventory_changes{clause}"
-            ),
-            &refs(&args),
-        )?;
+                ),
+                &refs(&args),
+            )?)
+        })?;
         Ok(rows
             .iter()
             .map(|r| Change {
@@ -317,22 +373,24 @@ impl Store for PgStore {
     }
 
     fn schema_version(&mut self) -> Result<i64, StoreError> {
-        Ok(self
-            .client
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM apitap_schema_migrations",
-                &[],
-            )?
-            .get(0))
+        self.with(|client| {
+            Ok(client
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0)::BIGINT FROM apitap_schema_migrations",
+                    &[],
+                )?
+                .get(0))
+        })
     }
 
     fn services(&mut self, limit: u64, offset: u64) -> Result<Vec<ServiceCounts>, StoreError> {
-        Ok(self
-            .client
-            .query(&services_sql(limit, offset), &[])?
-            .iter()
-            .map(|r| service_counts(r.get(0), [r.get(1), r.get(2), r.get(3), r.get(4)]))
-            .collect())
+        self.with(|client| {
+            Ok(client
+                .query(&services_sql(limit, offset), &[])?
+                .iter()
+                .map(|r| service_counts(r.get(0), [r.get(1), r.get(2), r.get(3), r.get(4)]))
+                .collect())
+        })
     }
 }
 

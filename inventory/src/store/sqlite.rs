@@ -220,7 +220,7 @@ impl Store for SqliteStore {
 
     fn transaction(
         &mut self,
-        work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+        work: &mut (dyn FnMut(&mut dyn Tx) -> Result<(), StoreError> + Send),
     ) -> Result<(), StoreError> {
         let tx = self
             .conn
