@@ -411,7 +411,7 @@ mod tests {
         }
         fn transaction(
             &mut self,
-            _work: &mut dyn FnMut(&mut dyn crate::store::Tx) -> Result<(), StoreError>,
+            _work: &mut (dyn FnMut(&mut dyn crate::store::Tx) -> Result<(), StoreError> + Send),
         ) -> Result<(), StoreError> {
             Err(failure())
         }
