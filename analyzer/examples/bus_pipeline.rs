@@ -5,8 +5,11 @@
 //! ceiling.
 //!
 //! `bus_pipeline produce <bootstrap> <topic> <events> <spool dir>`,
-//! `bus_pipeline consume <bootstrap> <topic> <events>`, `bus_pipeline memory <events>`;
-//! each prints one `RESULT key=value …` line. `APITAP_BENCH_KAFKA_<OPTION>=v` (dots as
+//! `bus_pipeline consume <bootstrap> <topic> <events>`, `bus_pipeline memory <events>`,
+//! `bus_pipeline member <bootstrap> <topic> <group> <idle ms>` (one instance of a consumer
+//! group sharing a backlog with others: consumes until nothing came for `idle ms`, prints its
+//! share, its CPU time and the wall-clock times of its first and last event, for the scaling
+//! run); each prints one `RESULT key=value …` line. `APITAP_BENCH_KAFKA_<OPTION>=v` (dots as
 //! underscores, e.g. `APITAP_BENCH_KAFKA_FETCH_WAIT_MAX_MS=10`) passes a librdkafka option
 //! to the consumer; `APITAP_BENCH_LINGER_MS` sets the producer's `linger_ms`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code
@@ -173,6 +176,58 @@ fn consume(cfg: &KafkaConfig, n: u64) -> Result<()> {
     Ok(())
 }
 
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// One member of a group draining a backlog with others: consumes until idle for `idle`
+/// after its first event (the idle tail is not counted: the times are of the first and the
+/// last event).
+fn member(cfg: &KafkaConfig, idle: Duration) -> Result<()> {
+    let mut c = apitap_bus::KafkaEventConsumer::kafka(cfg, Arc::new(BusMetrics::default()))?;
+    let mut ing = ingestor();
+    let mut got = 0u64;
+    let mut first = None;
+    let mut last = (0u64, Instant::now(), 0.0);
+    let mut alerts_out = (0, 0);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(900);
+    while Instant::now() < deadline {
+        match c.poll(Duration::from_millis(100))? {
+            Some(r) => {
+                first.get_or_insert_with(|| (unix_us(), cpu_secs()));
+                if let Some(d) = ing.detect.as_mut() {
+                    d.set_partition(Some(r.ack.partition()));
+                }
+                ing.ingest_event(&r.event);
+                c.ack(r.ack);
+                got += 1;
+                if got.is_multiple_of(1024) {
+                    add(&mut alerts_out, alerts(&mut ing));
+                }
+                last = (unix_us(), Instant::now(), cpu_secs());
+            }
+            None if first.is_some() && last.1.elapsed() >= idle => break,
+            // A member the group gave no partition (or that joined after the drain).
+            None if first.is_none() && started.elapsed() > Duration::from_secs(60) => break,
+            None => {}
+        }
+    }
+    add(&mut alerts_out, alerts(&mut ing));
+    c.close()?;
+    let (first_us, c0) = first.unwrap_or((0, 0.0));
+    println!(
+        "RESULT kind=member events={got} first_unix_us={first_us} last_unix_us={} cpu_secs={:.3} \
+         alerts={}",
+        last.0,
+        (last.2 - c0).max(0.0),
+        alerts_out.0
+    );
+    Ok(())
+}
+
 fn memory(n: u64) -> Result<()> {
     let events = httpbin::httpbin_events();
     let encoded: Vec<Vec<u8>> = (0..n)
@@ -196,7 +251,8 @@ fn memory(n: u64) -> Result<()> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: bus_pipeline produce|consume <bootstrap> <topic> <events> [spool] | memory <events>";
+    let usage = "usage: bus_pipeline produce|consume <bootstrap> <topic> <events> [spool] | \
+                 member <bootstrap> <topic> <group> <idle ms> | memory <events>";
     if args.get(1).is_some_and(|a| a == "memory") {
         return memory(args.get(2).ok_or(usage)?.parse()?);
     }
@@ -212,6 +268,11 @@ fn main() -> Result<()> {
             let opt = opt.to_ascii_lowercase().replace('_', ".");
             cfg.librdkafka_options.insert(opt, OptionValue::Str(v));
         }
+    }
+    if args[1] == "member" {
+        cfg.consumer.group_id = args[4].clone();
+        let idle_ms: u64 = args.get(5).ok_or(usage)?.parse()?;
+        return member(&cfg, Duration::from_millis(idle_ms));
     }
     let n: u64 = args[4].parse()?;
     match args[1].as_str() {

@@ -11,6 +11,10 @@
 //! threads: librdkafka's included), the detection state's bytes per active (actor, template)
 //! pair, and the 1-minute load average when it was taken (the machine is shared). Printed next
 //! to the previous run (`target/bench-analyzer/last.json`), as the other benches do.
+//! 3. Scaling: the same backlog drained by 1, then by 2 instances (processes) of one consumer
+//!    group; wall time from the group's first event to its last, events/s and the ratio of
+//!    2 over 1 (on a machine with spare cores and a broker that keeps up it approaches 2×).
+//!
 //! The runs are `apitap-analyzer`'s `bus_pipeline` example, built in release mode.
 
 use std::collections::HashMap;
@@ -25,6 +29,8 @@ const PARTITIONS: u32 = 4;
 /// in `bench kafka`).
 const KAFKA_EVENTS: u64 = 16_000;
 const MEMORY_EVENTS: u64 = 100_000;
+/// Backlog of the scaling run (its own topic, same partitions).
+const SCALE_EVENTS: u64 = 4_000;
 
 /// The 1-minute load average.
 fn load() -> f64 {
@@ -86,6 +92,25 @@ fn bench(dir: &std::path::Path) -> anyhow::Result<()> {
     let load_kafka = load();
     let kafka = pipeline(&["consume", &bootstrap, topic, &n], &[])?;
     loads.push(("from the bus", load_kafka));
+    let mut scaling = Vec::new();
+    for instances in [1usize, 2] {
+        loads.push((
+            if instances == 1 {
+                "1 instance"
+            } else {
+                "2 instances"
+            },
+            load(),
+        ));
+        let r = group_drain(&bootstrap, topic, instances)?;
+        if r.events < KAFKA_EVENTS {
+            anyhow::bail!(
+                "{instances} instance(s) consumed {} of {KAFKA_EVENTS} events",
+                r.events
+            );
+        }
+        scaling.push(r);
+    }
     drop(broker);
 
     for (label, r) in [("in process", &mem), ("from the bus", &kafka)] {
@@ -93,6 +118,16 @@ fn bench(dir: &std::path::Path) -> anyhow::Result<()> {
         now.push((format!("{label}: events/CPU-s"), r["events_per_cpu_sec"]));
         now.push((format!("{label}: state B/pair"), r["bytes_per_pair"]));
     }
+    for (i, r) in scaling.iter().enumerate() {
+        let label = format!("{} instance(s)", i + 1);
+        now.push((format!("{label}: events/s"), r.events_per_sec()));
+        now.push((
+            format!("{label}: events/CPU-s"),
+            r.events as f64 / r.cpu_secs.max(1e-9),
+        ));
+    }
+    let ratio = scaling[1].events_per_sec() / scaling[0].events_per_sec().max(1e-9);
+    now.push(("scaling 2 / 1 instances (wall)".into(), ratio));
     println!(
         "\nanalyzer bench: recorded httpbin events ({} distinct (actor, template) pairs), every \
          detector and labelling on; tansu on 127.0.0.1, {PARTITIONS} partitions; {cores} cores shared",
@@ -102,7 +137,7 @@ fn bench(dir: &std::path::Path) -> anyhow::Result<()> {
         "analyzer",
         "value",
         "event",
-        MEMORY_EVENTS as f64 + KAFKA_EVENTS as f64,
+        MEMORY_EVENTS as f64 + KAFKA_EVENTS as f64 + 2.0 * SCALE_EVENTS as f64,
         &now,
         &workspace_root().join("target/bench-analyzer"),
     )?;
@@ -113,5 +148,70 @@ fn bench(dir: &std::path::Path) -> anyhow::Result<()> {
         "alerts rendered: {} in process, {} from the bus; state bytes {} / {}",
         mem["alerts"], kafka["alerts"], mem["state_bytes"], kafka["state_bytes"]
     );
+    for (i, r) in scaling.iter().enumerate() {
+        println!(
+            "{} instance(s): {} events in {:.1} s (shares {:?}; {} redelivered at the \
+             rebalance), {:.2} CPU-s; 2/1 ratio {ratio:.2}",
+            i + 1,
+            r.events,
+            r.wall_secs,
+            r.shares,
+            r.events.saturating_sub(SCALE_EVENTS),
+            r.cpu_secs
+        );
+    }
     Ok(())
+}
+
+/// A group's drain of the backlog (scaling run).
+struct Drain {
+    /// Events processed by all members (at least the backlog; more when a rebalance
+    /// redelivered unacknowledged ones).
+    events: u64,
+    /// Events per member.
+    shares: Vec<u64>,
+    /// From the group's first event to its last.
+    wall_secs: f64,
+    /// CPU of all members over their first to last event.
+    cpu_secs: f64,
+}
+
+impl Drain {
+    fn events_per_sec(&self) -> f64 {
+        SCALE_EVENTS as f64 / self.wall_secs.max(1e-9)
+    }
+}
+
+/// Drains `topic` from its beginning with `instances` processes of a fresh consumer group,
+/// started together.
+fn group_drain(bootstrap: &str, topic: &str, instances: usize) -> anyhow::Result<Drain> {
+    let group = format!("apitap-bench-scale-{instances}");
+    let results: Vec<anyhow::Result<HashMap<String, f64>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..instances)
+            .map(|_| {
+                let group = group.as_str();
+                s.spawn(move || pipeline(&["member", bootstrap, topic, group, "5000"], &[]))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("member thread panicked")))
+            })
+            .collect()
+    });
+    let results = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let shares: Vec<u64> = results.iter().map(|r| r["events"] as u64).collect();
+    let active = || results.iter().filter(|r| r["events"] > 0.0);
+    let first = active()
+        .map(|r| r["first_unix_us"])
+        .fold(f64::MAX, f64::min);
+    let last = active().map(|r| r["last_unix_us"]).fold(0.0, f64::max);
+    Ok(Drain {
+        events: shares.iter().sum(),
+        shares,
+        wall_secs: ((last - first) / 1e6).max(0.0),
+        cpu_secs: results.iter().map(|r| r["cpu_secs"]).sum(),
+    })
 }
