@@ -25,6 +25,7 @@ mod auth;
 mod body;
 mod clients;
 mod model;
+mod protobuf;
 mod sketch;
 mod style;
 
@@ -211,6 +212,14 @@ pub fn learn(
                 .then(|| facts.shared.request_json())
                 .flatten();
             learn_body(kind, bytes, json, req_ct, shape, now);
+        } else if apitap_labels::protobuf::is_protobuf_grpc(req_ct.as_bytes())
+            && req.body.captured_bytes > 0
+            && let Some(bytes) = learn_bytes(facts.shared.request_body())
+        {
+            let schema = facts.shared.protobuf();
+            let (enc, _, ty, _) = protobuf::grpc_context(event, schema);
+            let shape = r.bodies.entry("protobuf".to_owned()).or_default();
+            protobuf::learn_grpc_body(bytes, enc, ty, schema, shape, now);
         }
     }
     match &event.response {
@@ -249,6 +258,14 @@ pub fn learn(
                         .then(|| facts.shared.response_json())
                         .flatten();
                     learn_body(kind, bytes, json, ct, b, now);
+                } else if apitap_labels::protobuf::is_protobuf_grpc(ct.as_bytes())
+                    && resp.body.captured_bytes > 0
+                    && let Some(bytes) = learn_bytes(facts.shared.response_body())
+                {
+                    let schema = facts.shared.protobuf();
+                    let (_, enc, _, ty) = protobuf::grpc_context(event, schema);
+                    let b = shape.bodies.entry("protobuf".to_owned()).or_default();
+                    protobuf::learn_grpc_body(bytes, enc, ty, schema, b, now);
                 }
             }
         }
