@@ -260,6 +260,8 @@ pub struct WalkStats {
     pub compressed_skipped: u32,
     /// Not a protobuf message (wire error), or a corrupt or over-cap compressed message.
     pub invalid: u32,
+    /// Captured bytes of the messages not decoded (truncated, skipped, invalid).
+    pub skipped_bytes: u64,
     /// A message was decoded without a known type although a descriptor set was given (the
     /// method is not declared in it).
     pub untyped: u32,
@@ -291,8 +293,10 @@ pub fn walk_body(
             continue;
         }
         stats.messages += 1;
+        let skipped = m.data.len() as u64;
         if !m.complete {
             stats.truncated += 1;
+            stats.skipped_bytes += skipped;
             continue;
         }
         let inflated;
@@ -300,6 +304,7 @@ pub fn walk_body(
             let coding = encoding.unwrap_or("identity").trim();
             if !(coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("deflate")) {
                 stats.compressed_skipped += 1;
+                stats.skipped_bytes += skipped;
                 continue;
             }
             match apitap_decode::content::decode(coding, m.data, MAX_INFLATED_BYTES, true) {
@@ -309,6 +314,7 @@ pub fn walk_body(
                 }
                 _ => {
                     stats.invalid += 1;
+                    stats.skipped_bytes += skipped;
                     continue;
                 }
             }
@@ -317,6 +323,7 @@ pub fn walk_body(
         };
         let Ok(fields) = wire::decode(data, Limits::default()) else {
             stats.invalid += 1;
+            stats.skipped_bytes += skipped;
             continue;
         };
         stats.decoded += 1;
@@ -461,6 +468,32 @@ impl Itoa {
     fn as_str(&self) -> &str {
         std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
     }
+}
+
+/// Labels the text fields of a gRPC body (R-SEN-1): each string (or printable bytes) field
+/// is one value at its field path, with hints from its declared name; offsets map back to
+/// the body unless the message was inflated. Field paths go into the body's shape. Returns
+/// the captured bytes of messages not decoded (counted unscanned).
+pub(crate) fn scan(
+    cx: &mut crate::scan::Ctx<'_>,
+    b: &[u8],
+    grpc: crate::event::GrpcBody<'_>,
+    bc: crate::body::BodyCtx,
+) -> u64 {
+    use crate::hints::KeyHints;
+    use crate::scan::RawMap;
+    let stats = walk_body(b, grpc.encoding, grpc.root, grpc.schema, &mut |f| {
+        cx.field(bc.dir, f.path.as_bytes());
+        let Some(text) = f.text else { return };
+        let hints = f.name.map_or(KeyHints::NONE, |n| cx.hints(n.as_bytes()));
+        let raw = match (bc.map, f.offset) {
+            (RawMap::Direct(o), Some(off)) => RawMap::Direct(o + off),
+            _ => RawMap::None,
+        };
+        let w = bc.at(f.path.as_bytes(), hints, raw);
+        cx.scan_value(text.as_bytes(), &w);
+    });
+    stats.skipped_bytes
 }
 
 /// Stable snake_case name of a wire kind (`varint`, `fixed64`, `fixed32`, `string`, `bytes`,
@@ -743,6 +776,8 @@ mod tests {
                 decoded: 1,
                 truncated: 1,
                 invalid: 1,
+                // 2 invalid bytes, 5 captured of the cut message.
+                skipped_bytes: 7,
                 ..WalkStats::default()
             }
         );
@@ -781,5 +816,85 @@ mod tests {
                 st.decoded + st.truncated + st.invalid + st.compressed_skipped
             );
         }
+    }
+
+    /// A valid PRC resident id (GB 11643 check digit) from its first 17 digits.
+    fn prc_id(first17: &str) -> String {
+        const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+        let sum: u32 = first17
+            .bytes()
+            .zip(W)
+            .map(|(b, w)| u32::from(b - b'0') * w)
+            .sum();
+        format!("{first17}{}", b"10X98765432"[(sum % 11) as usize] as char)
+    }
+
+    /// Labels on protobuf string fields, at their paths: numbers without a descriptor,
+    /// names with one; no value in the output; spans map to the body.
+    #[test]
+    fn labels_on_string_fields() {
+        use crate::{Direction, HashKey, Label, Labeller, Part, Scanner};
+        let id = prc_id("11010519491231002");
+        // Account{account_id:"acc-1", owner:<id>, balance:{currency:"CNY"}, tags:[mobile]}
+        let mut m = vec![0x0a, 5];
+        m.extend_from_slice(b"acc-1");
+        m.extend_from_slice(&[0x12, id.len() as u8]);
+        m.extend_from_slice(id.as_bytes());
+        m.extend_from_slice(&[0x1a, 5, 0x0a, 3]);
+        m.extend_from_slice(b"CNY");
+        m.extend_from_slice(&[0x22, 11]);
+        m.extend_from_slice(b"13812345678");
+        let body = frame(&m, false);
+        let mut ev =
+            apitap_schema::test_support::EventBuilder::post("/bank.v1.Accounts/GetAccount")
+                .header("content-type", "application/grpc")
+                .body_bytes(frame(b"\x0a\x05acc-1", false))
+                .response_header("content-type", "application/grpc")
+                .response_body_bytes(&body)
+                .build();
+        ev.grpc = Some(apitap_schema::Grpc {
+            service: "bank.v1.Accounts".into(),
+            method: "GetAccount".into(),
+            ..apitap_schema::Grpc::default()
+        });
+        let lab = std::sync::Arc::new(
+            Labeller::new(HashKey::random().unwrap(), crate::LabelConfig::default()).unwrap(),
+        );
+        let mut sc = Scanner::new(lab);
+        let at = |l: &crate::EventLabels, label: Label| {
+            l.findings
+                .iter()
+                .filter(|f| f.label == label)
+                .map(|f| {
+                    assert_eq!(f.location.part, Part::ProtobufField);
+                    assert_eq!(f.location.direction, Direction::Response);
+                    f.location.path.clone()
+                })
+                .collect::<Vec<_>>()
+        };
+        let plain = sc.label_event(&ev);
+        assert_eq!(at(&plain, Label::PrcId), vec!["2"], "{:?}", plain.findings);
+        assert_eq!(at(&plain, Label::Mobile), vec!["4"], "{:?}", plain.findings);
+        let shape = plain.response.as_ref().unwrap();
+        assert_eq!(shape.kind, crate::BodyKind::Protobuf);
+        assert_eq!(shape.fields, vec!["1", "2", "3", "3.1", "4"]);
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !text.contains(&id) && !text.contains("13812345678"),
+            "{text}"
+        );
+        let schema = std::sync::Arc::new(bank_schema());
+        let facts = crate::facts::EventFacts::new(&ev, 1 << 20).with_protobuf(Some(schema));
+        let named = sc.label_facts(&facts);
+        assert_eq!(at(&named, Label::PrcId), vec!["owner"]);
+        assert_eq!(at(&named, Label::Mobile), vec!["tags"]);
+        assert_eq!(
+            named.response.as_ref().unwrap().fields,
+            vec!["account_id", "owner", "balance", "balance.currency", "tags"]
+        );
+        assert_eq!(named.request.fields, vec!["account_id"]);
+        // Masking in place (payload mode labels) keeps the message decodable.
+        let (_, spans) = sc.run(&crate::facts::EventFacts::new(&ev, 1 << 20), true);
+        assert!(spans.len() >= 2, "{spans:?}");
     }
 }
