@@ -13,17 +13,21 @@
 use std::path::Path;
 use std::process::Command;
 
-use apitap_tests::{read_events, workspace_bin, workspace_root};
+use apitap_tests::{output_of, read_events, workspace_bin, workspace_root};
 use serde_json::Value;
 
 fn ok(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    output_of(cmd).unwrap()
+}
+
+/// `apitap-analyzer inventory <args…> --store <store>`, its JSON output.
+fn inventory_json(store: &str, args: &[&str]) -> Value {
+    let analyzer = workspace_bin("apitap-analyzer").unwrap();
+    serde_json::from_slice(&ok(Command::new(analyzer)
+        .arg("inventory")
+        .args(args)
+        .args(["--store", store])))
+    .unwrap()
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -52,39 +56,18 @@ fn inventory(dir: &Path, events: &Path, descriptor: bool) -> (Value, Vec<(String
         .arg(events)
         .args(["--store", &store, "--summary", "/dev/null", "--config"])
         .arg(&cfg));
-    let list: Value = serde_json::from_slice(&ok(Command::new(&analyzer).args([
-        "inventory",
-        "list",
-        "--store",
-        &store,
-        "--format",
-        "json",
-    ])))
-    .unwrap();
-    let mut shown = Vec::new();
-    for r in list.as_array().unwrap() {
-        let id = r["id"].as_str().unwrap();
-        let v: Value = serde_json::from_slice(&ok(Command::new(&analyzer).args([
-            "inventory",
-            "show",
-            "--store",
-            &store,
-            id,
-            "--format",
-            "json",
-        ])))
-        .unwrap();
-        shown.push((r["template"].as_str().unwrap().to_owned(), v));
-    }
-    let openapi: Value = serde_json::from_slice(&ok(Command::new(&analyzer).args([
-        "inventory",
-        "export",
-        "--store",
-        &store,
-        "--format",
-        "openapi",
-    ])))
-    .unwrap();
+    let list = inventory_json(&store, &["list", "--format", "json"]);
+    let shown = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let id = r["id"].as_str().unwrap();
+            let v = inventory_json(&store, &["show", id, "--format", "json"]);
+            (r["template"].as_str().unwrap().to_owned(), v)
+        })
+        .collect();
+    let openapi = inventory_json(&store, &["export", "--format", "openapi"]);
     (list, shown, openapi)
 }
 

@@ -142,6 +142,8 @@ pub struct Fields {
 }
 
 impl Fields {
+    /// Records one observation of `name`; returns its statistics, `None` when the name did
+    /// not fit under `cap` (counted in `dropped`).
     pub(crate) fn observe(
         &mut self,
         name: &str,
@@ -149,30 +151,18 @@ impl Fields {
         text: Option<&str>,
         now_us: u64,
         cap: usize,
-    ) {
-        if let Some(f) = self.fields.get_mut(name) {
-            f.observe(t, text, now_us);
-        } else if self.fields.len() < cap {
-            let mut f = FieldStats::default();
-            f.observe(t, text, now_us);
-            self.fields.insert(name.to_owned(), f);
-        } else {
-            self.dropped += 1;
-        }
-    }
-
-    /// Records an observation and returns the field's statistics (`None` when the name did
-    /// not fit under `cap`).
-    pub(crate) fn observe_get(
-        &mut self,
-        name: &str,
-        t: ValueType,
-        text: Option<&str>,
-        now_us: u64,
-        cap: usize,
     ) -> Option<&mut FieldStats> {
-        self.observe(name, t, text, now_us, cap);
-        self.fields.get_mut(name)
+        if !self.fields.contains_key(name) {
+            if self.fields.len() >= cap {
+                self.dropped += 1;
+                return None;
+            }
+            // Allocates the name only when it is new.
+            self.fields.insert(name.to_owned(), FieldStats::default());
+        }
+        let f = self.fields.get_mut(name)?;
+        f.observe(t, text, now_us);
+        Some(f)
     }
 
     pub(crate) fn absorb(&mut self, other: &Fields, cap: usize) {

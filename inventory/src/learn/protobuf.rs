@@ -48,7 +48,7 @@ pub(crate) fn learn_grpc_body(
     let stats = walk_body(bytes, encoding, root, schema, &mut |f| {
         // Bytes are not shown even as a shape: they may be keys or images.
         let text = f.text.filter(|_| f.kind == Kind::String);
-        if let Some(st) = fields.observe_get(f.path, proto_type(f), text, now, MAX_FIELDS) {
+        if let Some(st) = fields.observe(f.path, proto_type(f), text, now, MAX_FIELDS) {
             let p = st.protobuf.get_or_insert_with(|| ProtoFieldShape {
                 number_path: f.numbers.to_owned(),
                 ..ProtoFieldShape::default()
@@ -120,21 +120,19 @@ mod tests {
         e
     }
 
+    /// Learns `e` into `d`, inspecting its bodies.
+    fn learn_sampled(d: &mut EndpointData, e: &ApiEvent) {
+        let shared = EventFacts::new(e, DEFAULT_MAX_DECODED_BYTES);
+        let facts = RequestFacts::of(&shared);
+        learn(d, e, &facts, &[], &ClientClassifier::default(), true);
+    }
+
     #[test]
     fn grpc_bodies_give_protobuf_shapes() {
         let e = call();
-        let shared = EventFacts::new(&e, DEFAULT_MAX_DECODED_BYTES);
         let mut d = EndpointData::default();
-        for _ in 0..2 {
-            learn(
-                &mut d,
-                &e,
-                &RequestFacts::of(&shared),
-                &[],
-                &ClientClassifier::default(),
-                true,
-            );
-        }
+        learn_sampled(&mut d, &e);
+        learn_sampled(&mut d, &e);
         assert_eq!(d.style(), "grpc");
         let req = &d.request.bodies["protobuf"];
         assert_eq!(req.samples, 2);
@@ -202,16 +200,8 @@ mod tests {
     fn garbage_grpc_bodies_are_counted() {
         let mut e = call();
         e.request.body = apitap_schema::Body::from_bytes(&[0, 0, 0, 0, 3, 0x0e, 1, 2], 8);
-        let shared = EventFacts::new(&e, DEFAULT_MAX_DECODED_BYTES);
         let mut d = EndpointData::default();
-        learn(
-            &mut d,
-            &e,
-            &RequestFacts::of(&shared),
-            &[],
-            &ClientClassifier::default(),
-            true,
-        );
+        learn_sampled(&mut d, &e);
         let req = &d.request.bodies["protobuf"];
         assert_eq!((req.unparsed, req.skipped_messages), (1, 1));
         assert!(req.fields.is_empty());
