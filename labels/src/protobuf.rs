@@ -218,10 +218,6 @@ impl ProtoSchema {
             .get(&format!("{service}/{method}"))
             .map(|(i, o)| (i.as_str(), o.as_str()))
     }
-
-    fn field(&self, message: Option<&str>, number: u32) -> Option<&FieldInfo> {
-        self.messages.get(message?)?.fields.get(&number)
-    }
 }
 
 /// One field of a walked message.
@@ -370,9 +366,10 @@ impl<'s> Walker<'_, 's> {
             let hi = numbers.partition_point(|&x| x <= n);
             hi - lo
         };
-        let schema = self.schema;
+        // The message's declarations, looked up once per message rather than per field.
+        let info = self.schema.zip(ty).and_then(|(s, t)| s.messages.get(t));
         for f in fields {
-            let declared = schema.and_then(|s| s.field(ty, f.number));
+            let declared = info.and_then(|i| i.fields.get(&f.number));
             let (nl, ml) = (self.named.len(), self.numbers.len());
             let num = itoa(f.number);
             push_seg(&mut self.numbers, num.as_str());
