@@ -212,14 +212,8 @@ pub fn learn(
                 .then(|| facts.shared.request_json())
                 .flatten();
             learn_body(kind, bytes, json, req_ct, shape, now);
-        } else if apitap_labels::protobuf::is_protobuf_grpc(req_ct.as_bytes())
-            && req.body.captured_bytes > 0
-            && let Some(bytes) = learn_bytes(facts.shared.request_body())
-        {
-            let schema = facts.shared.protobuf();
-            let (enc, _, ty, _) = protobuf::grpc_context(event, schema);
-            let shape = r.bodies.entry("protobuf".to_owned()).or_default();
-            protobuf::learn_grpc_body(bytes, enc, ty, schema, shape, now);
+        } else if apitap_labels::protobuf::is_protobuf_grpc(req_ct.as_bytes()) {
+            protobuf::learn_grpc(facts, false, &mut r.bodies, now);
         }
     }
     match &event.response {
@@ -258,14 +252,8 @@ pub fn learn(
                         .then(|| facts.shared.response_json())
                         .flatten();
                     learn_body(kind, bytes, json, ct, b, now);
-                } else if apitap_labels::protobuf::is_protobuf_grpc(ct.as_bytes())
-                    && resp.body.captured_bytes > 0
-                    && let Some(bytes) = learn_bytes(facts.shared.response_body())
-                {
-                    let schema = facts.shared.protobuf();
-                    let (_, enc, _, ty) = protobuf::grpc_context(event, schema);
-                    let b = shape.bodies.entry("protobuf".to_owned()).or_default();
-                    protobuf::learn_grpc_body(bytes, enc, ty, schema, b, now);
+                } else if apitap_labels::protobuf::is_protobuf_grpc(ct.as_bytes()) {
+                    protobuf::learn_grpc(facts, true, &mut shape.bodies, now);
                 }
             }
         }

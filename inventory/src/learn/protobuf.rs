@@ -67,23 +67,34 @@ pub(crate) fn learn_grpc_body(
     }
 }
 
-/// The request and response `grpc-encoding` and message types of a gRPC event.
-pub(crate) fn grpc_context<'e, 's>(
-    event: &'e ApiEvent,
-    schema: Option<&'s ProtoSchema>,
-) -> (
-    Option<&'e str>,
-    Option<&'e str>,
-    Option<&'s str>,
-    Option<&'s str>,
+/// Learns the gRPC body of one direction of the event (`response` or request) into the
+/// `protobuf` entry of `bodies`, with the direction's `grpc-encoding` and message type.
+pub(crate) fn learn_grpc(
+    facts: &RequestFacts<'_, '_>,
+    response: bool,
+    bodies: &mut BTreeMap<String, BodyShape>,
+    now: u64,
 ) {
-    let req_enc = header(&event.request.headers, "grpc-encoding");
-    let resp_enc = event
-        .response
-        .as_ref()
-        .and_then(|r| header(&r.headers, "grpc-encoding"));
+    let shared = facts.shared;
+    let event = shared.event;
+    let (headers, body, captured) = match (&event.response, response) {
+        (_, false) => (
+            &event.request.headers,
+            shared.request_body(),
+            event.request.body.captured_bytes,
+        ),
+        (Some(r), true) => (&r.headers, shared.response_body(), r.body.captured_bytes),
+        (None, true) => return,
+    };
+    let Some(bytes) = learn_bytes(body).filter(|_| captured > 0) else {
+        return;
+    };
+    let schema = shared.protobuf();
     let (req_ty, resp_ty) = apitap_labels::protobuf::call_types(schema, event.grpc.as_ref());
-    (req_enc, resp_enc, req_ty, resp_ty)
+    let root = if response { resp_ty } else { req_ty };
+    let encoding = header(headers, "grpc-encoding");
+    let shape = bodies.entry("protobuf".to_owned()).or_default();
+    learn_grpc_body(bytes, encoding, root, schema, shape, now);
 }
 
 #[cfg(test)]
