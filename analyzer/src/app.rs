@@ -249,7 +249,10 @@ fn analysis(
     } else {
         0
     };
-    ingestor.labelling = Some(Labelling::with_traced_hashes(key, traced)?);
+    ingestor.labelling = Some(
+        Labelling::with_traced_hashes(key, traced)?
+            .with_protobuf(crate::labelling::protobuf_schema(labels)?),
+    );
     Ok(())
 }
 

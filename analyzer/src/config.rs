@@ -287,6 +287,13 @@ pub struct LabelsConfig {
     /// (hashes do not correlate across restarts). The key is never logged.
     #[serde(default)]
     pub hash_key_file: Option<PathBuf>,
+    /// Protobuf descriptor sets (`protoc --include_imports --descriptor_set_out=FILE`, a
+    /// serialised `google.protobuf.FileDescriptorSet`) naming the fields of gRPC bodies in
+    /// inventory shapes and label locations (issue 17): a call whose `service/method` one of
+    /// them declares gets field names and types; anything else keeps field numbers. Read at
+    /// start; a missing or invalid file stops the analyzer. Default: none.
+    #[serde(default)]
+    pub protobuf_descriptor_sets: Vec<PathBuf>,
 }
 
 /// `[metrics]`: the Prometheus endpoint.

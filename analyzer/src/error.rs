@@ -52,6 +52,9 @@ pub enum Error {
     /// The labelling hash key file is empty, or no random key could be made.
     #[error("labels: {0}")]
     HashKey(&'static str),
+    /// A protobuf descriptor set could not be read or decoded.
+    #[error("invalid config: field `labels.protobuf_descriptor_sets`")]
+    Descriptor(#[source] apitap_labels::protobuf::DescriptorError),
     /// The sensitive-data labeller could not be built.
     #[error("cannot build the sensitive-data labeller")]
     Labeller(#[source] apitap_labels::LabelError),

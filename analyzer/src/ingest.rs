@@ -417,7 +417,8 @@ impl Ingestor {
             .map_or(apitap_labels::facts::DEFAULT_MAX_DECODED_BYTES, |l| {
                 l.max_decoded_bytes()
             });
-        let facts = EventFacts::new(event, max_decoded);
+        let facts = EventFacts::new(event, max_decoded)
+            .with_protobuf(self.labelling.as_ref().and_then(Labelling::protobuf));
         match self.labelling.as_mut() {
             Some(labelling) => {
                 // Labelled once; the inventory records it per endpoint, the detections and

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use apitap_detect::weak::{EndpointKey, WeakFinding, WeakKind, WeakPointConfig, WeakPointTracker};
 use apitap_labels::facts::EventFacts;
+use apitap_labels::protobuf::ProtoSchema;
 use apitap_labels::{
     Classification, EventLabels, HashKey, KeyFileError, LabelConfig, Labeller, Scanner,
     classify_event, labels_from_wire,
@@ -56,6 +57,22 @@ pub fn hash_key(cfg: &LabelsConfig) -> Result<HashKey, Error> {
     }
 }
 
+/// The descriptor sets of `labels.protobuf_descriptor_sets` (issue 17), `None` when none is
+/// configured. They are trusted configuration; the bodies they name are not.
+pub fn protobuf_schema(cfg: &LabelsConfig) -> Result<Option<Arc<ProtoSchema>>, Error> {
+    if cfg.protobuf_descriptor_sets.is_empty() {
+        return Ok(None);
+    }
+    let schema = ProtoSchema::load(&cfg.protobuf_descriptor_sets).map_err(Error::Descriptor)?;
+    tracing::info!(
+        files = cfg.protobuf_descriptor_sets.len(),
+        messages = schema.message_count(),
+        methods = schema.method_count(),
+        "protobuf descriptor sets loaded"
+    );
+    Ok(Some(Arc::new(schema)))
+}
+
 /// Per-ingest-thread labelling state.
 pub struct Labelling {
     scanner: Scanner,
@@ -69,6 +86,7 @@ pub struct Labelling {
     /// they do not correlate with this analyzer's (a missed rotation or a misconfiguration).
     pub foreign_key_labels: u64,
     key_id: String,
+    protobuf: Option<Arc<ProtoSchema>>,
 }
 
 impl std::fmt::Debug for Labelling {
@@ -103,13 +121,25 @@ impl Labelling {
             pending: Vec::new(),
             dropped_findings: 0,
             shipped_labels: 0,
+            protobuf: None,
         })
+    }
+
+    /// This labelling naming gRPC body fields from `schema` (see [`protobuf_schema`]).
+    pub fn with_protobuf(mut self, schema: Option<Arc<ProtoSchema>>) -> Labelling {
+        self.protobuf = schema;
+        self
+    }
+
+    /// The descriptor sets, for the event facts the inventory shares.
+    pub fn protobuf(&self) -> Option<Arc<ProtoSchema>> {
+        self.protobuf.clone()
     }
 
     /// Labels and classifies one event (once): scanned, or for a minimised event the labels
     /// its sensor shipped.
     pub fn label(&mut self, ev: &ApiEvent) -> (EventLabels, Classification) {
-        let facts = EventFacts::new(ev, self.max_decoded_bytes());
+        let facts = EventFacts::new(ev, self.max_decoded_bytes()).with_protobuf(self.protobuf());
         self.label_facts(&facts)
     }
 
@@ -304,6 +334,40 @@ mod tests {
     use apitap_labels::{Direction, Label, MinimiseOptions, minimise};
     use apitap_schema::{decode_event, encode_event};
 
+    /// A missing or non-descriptor file is refused with the field's name; none configured
+    /// is no schema.
+    #[test]
+    fn descriptor_sets_are_checked_at_start() {
+        let chain = |e: &Error| {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(x) = src {
+                s.push_str(": ");
+                s.push_str(&x.to_string());
+                src = x.source();
+            }
+            s
+        };
+        assert!(protobuf_schema(&LabelsConfig::default()).unwrap().is_none());
+        let dir = std::env::temp_dir().join(format!("apitap-desc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("bad.pb");
+        std::fs::write(&bad, b"\xff\xff\xff").unwrap();
+        for (path, what) in [
+            (dir.join("missing.pb"), "cannot read"),
+            (bad, "not a FileDescriptorSet"),
+        ] {
+            let cfg = LabelsConfig {
+                protobuf_descriptor_sets: vec![path],
+                ..LabelsConfig::default()
+            };
+            let e = chain(&protobuf_schema(&cfg).unwrap_err());
+            assert!(e.contains("labels.protobuf_descriptor_sets"), "{e}");
+            assert!(e.contains(what), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     const ID: &str = "11010519491231002X";
     const MOBILE: &str = "13812345678";
 
@@ -449,6 +513,7 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         let cfg = LabelsConfig {
             hash_key_file: Some(p.clone()),
+            ..LabelsConfig::default()
         };
         assert!(hash_key(&cfg).is_ok());
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();

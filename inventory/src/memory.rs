@@ -71,7 +71,15 @@ fn strings(v: &[String]) -> usize {
 impl FieldStats {
     /// Estimated bytes, heap included.
     pub fn approx_bytes(&self) -> usize {
-        size_of::<Self>() + strings(&self.formats) + strings(&self.examples)
+        size_of::<Self>()
+            + strings(&self.formats)
+            + strings(&self.examples)
+            + self.protobuf.as_ref().map_or(0, |p| {
+                size_of::<crate::learn::ProtoFieldShape>()
+                    + string(&p.number_path)
+                    + strings(&p.wire)
+                    + p.declared_type.as_ref().map_or(0, string)
+            })
     }
 }
 

@@ -180,12 +180,47 @@ fn media_for(kind: &str, content_types: &BTreeMap<String, u64>) -> String {
     }
 }
 
+/// The protobuf fields of a gRPC body shape: path → number path, wire kinds, declared
+/// type, repeated, value types.
+pub fn protobuf_fields(body: &BodyShape) -> Value {
+    let mut out = Map::new();
+    for (path, stats) in &body.fields.fields {
+        let mut f = json!({"types": crate::shape::type_names(stats.types)});
+        if let Some(p) = &stats.protobuf {
+            f["number"] = json!(p.number_path);
+            f["wire"] = json!(p.wire);
+            if let Some(t) = &p.declared_type {
+                f["declared_type"] = json!(t);
+            }
+            if p.repeated {
+                f["repeated"] = json!(true);
+            }
+        }
+        if !stats.examples.is_empty() {
+            f["x-apitap-shapes"] = json!(stats.examples);
+        }
+        out.insert(path.clone(), f);
+    }
+    Value::Object(out)
+}
+
 fn content(
     bodies: &BTreeMap<String, BodyShape>,
     content_types: &BTreeMap<String, u64>,
 ) -> Map<String, Value> {
     let mut c = Map::new();
     for (kind, body) in bodies {
+        if kind == "protobuf" {
+            // gRPC (issue 17): protobuf is not JSON, so no JSON Schema; the fields as the
+            // inventory API has them, under an extension of the gRPC media type.
+            let media = content_types
+                .keys()
+                .find(|ct| apitap_labels::protobuf::is_protobuf_grpc(ct.as_bytes()))
+                .cloned()
+                .unwrap_or_else(|| "application/grpc".into());
+            c.insert(media, json!({"x-apitap-protobuf": protobuf_fields(body)}));
+            continue;
+        }
         c.insert(
             media_for(kind, content_types),
             json!({"schema": body_schema(body)}),

@@ -764,6 +764,8 @@ pub enum BodyKind {
     Multipart,
     /// CSV.
     Csv,
+    /// gRPC length-prefixed protobuf messages (`application/grpc`, issue 17).
+    Protobuf,
     /// Text, HTML, or unknown text.
     Text,
     /// Binary content (not scanned).
@@ -791,6 +793,9 @@ pub(crate) fn kind_of(content_type: Option<&[u8]>, b: &[u8]) -> BodyKind {
         }
         if has(b"csv") {
             return BodyKind::Csv;
+        }
+        if crate::protobuf::is_protobuf_grpc(&ct) {
+            return BodyKind::Protobuf;
         }
         if has(b"xml") {
             return BodyKind::Xml;

@@ -257,6 +257,7 @@ impl Scanner {
             body,
             RawMap::Direct(0),
             || None,
+            GrpcBody::default(),
             &mut stats,
         );
         std::mem::take(&mut self.st.findings)
@@ -299,6 +300,7 @@ impl Scanner {
                 &mut auth,
             );
         }
+        let (req_type, resp_type) = crate::protobuf::call_types(facts.protobuf(), ev.grpc.as_ref());
         let req_kind = message_body(
             &mut cx,
             Direction::Request,
@@ -306,6 +308,11 @@ impl Scanner {
             &req.body,
             facts.request_body(),
             || facts.request_json(),
+            GrpcBody {
+                encoding: facts::header(&req.headers, "grpc-encoding"),
+                root: req_type,
+                schema: facts.protobuf(),
+            },
             &mut stats,
         );
         let mut resp_kind = None;
@@ -326,6 +333,11 @@ impl Scanner {
                 &resp.body,
                 facts.response_body(),
                 || facts.response_json(),
+                GrpcBody {
+                    encoding: facts::header(&resp.headers, "grpc-encoding"),
+                    root: resp_type,
+                    schema: facts.protobuf(),
+                },
                 &mut stats,
             ));
         }
@@ -391,6 +403,7 @@ pub fn is_body_part(p: Part) -> bool {
             | Part::XmlElement
             | Part::MultipartPart
             | Part::CsvColumn
+            | Part::ProtobufField
             | Part::Text
     )
 }
@@ -575,6 +588,7 @@ fn push_auth(auth: &mut Vec<AuthScheme>, a: AuthScheme) {
 
 /// Scans one message body; a JSON body is read from the event's shared tokens (`shared`,
 /// [`EventFacts::request_json`]).
+#[allow(clippy::too_many_arguments)] // the body, its facts and its gRPC context: all needed
 fn message_body<'t>(
     cx: &mut Ctx<'_>,
     dir: Direction,
@@ -582,6 +596,7 @@ fn message_body<'t>(
     raw: &Body,
     body: Result<&BodyBytes<'_>, BodyError>,
     shared: impl FnOnce() -> Option<JsonDoc<'t>>,
+    grpc: GrpcBody<'_>,
     stats: &mut ScanStats,
 ) -> BodyKind {
     let body = match body {
@@ -605,6 +620,7 @@ fn message_body<'t>(
             &body.bytes,
             RawMap::None,
             shared,
+            grpc,
             stats,
         );
     }
@@ -620,8 +636,18 @@ fn message_body<'t>(
         &body.bytes,
         RawMap::Direct(0),
         shared,
+        grpc,
         stats,
     )
+}
+
+/// What a gRPC body's messages are: the direction's `grpc-encoding` and, with descriptor
+/// sets, the message type (issue 17).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct GrpcBody<'a> {
+    pub encoding: Option<&'a str>,
+    pub root: Option<&'a str>,
+    pub schema: Option<&'a crate::protobuf::ProtoSchema>,
 }
 
 /// Scans `bytes` (at most `max_scan_bytes` of them) by their kind. A JSON body scanned whole
@@ -636,6 +662,7 @@ fn scan_bytes<'t>(
     bytes: &[u8],
     map: RawMap,
     shared: impl FnOnce() -> Option<JsonDoc<'t>>,
+    grpc: GrpcBody<'_>,
     stats: &mut ScanStats,
 ) -> BodyKind {
     let max = cx.lab.config.max_scan_bytes;
@@ -700,6 +727,20 @@ fn scan_bytes<'t>(
             body::multipart(cx, b, boundary, bc);
         }
         BodyKind::Text => body::text(cx, b, bc),
+        BodyKind::Protobuf => {
+            let skipped = crate::protobuf::scan(
+                cx,
+                b,
+                grpc,
+                BodyCtx {
+                    part: Part::ProtobufField,
+                    ..bc
+                },
+            );
+            stats.unscanned_bytes += skipped;
+            stats.scanned_bytes += (b.len() as u64).saturating_sub(skipped);
+            return kind;
+        }
         BodyKind::Binary | BodyKind::Undecodable | BodyKind::Empty => {
             stats.unscanned_bytes += b.len() as u64;
             return kind;

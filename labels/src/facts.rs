@@ -328,6 +328,7 @@ pub struct EventFacts<'a> {
     request_json: OnceCell<JsonTape>,
     response_json: OnceCell<JsonTape>,
     rpc_method: OnceCell<Option<String>>,
+    protobuf: Option<std::sync::Arc<crate::protobuf::ProtoSchema>>,
 }
 
 /// Longest RPC method name kept.
@@ -383,7 +384,23 @@ impl<'a> EventFacts<'a> {
             request_json: OnceCell::new(),
             response_json: OnceCell::new(),
             rpc_method: OnceCell::new(),
+            protobuf: None,
         }
+    }
+
+    /// These facts with the operator's protobuf descriptor sets, which name the fields of
+    /// gRPC bodies for the labeller and the inventory (issue 17).
+    pub fn with_protobuf(
+        mut self,
+        schema: Option<std::sync::Arc<crate::protobuf::ProtoSchema>>,
+    ) -> EventFacts<'a> {
+        self.protobuf = schema;
+        self
+    }
+
+    /// The protobuf descriptor sets, when configured.
+    pub fn protobuf(&self) -> Option<&crate::protobuf::ProtoSchema> {
+        self.protobuf.as_deref()
     }
 
     /// The JSON-RPC method the request calls ([`json_rpc_method`] of the decoded request

@@ -171,6 +171,10 @@ pub enum Part {
     MultipartPart,
     /// A CSV column; `path` is the header cell.
     CsvColumn,
+    /// A protobuf string/bytes field of a gRPC message (issue 17); `path` is the field path,
+    /// names from the descriptor sets where declared, numbers elsewhere (`owner`,
+    /// `balance.currency`, `3.1`).
+    ProtobufField,
     /// Unstructured text (plain text, HTML, unknown); `path` is empty.
     Text,
 }

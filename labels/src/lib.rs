@@ -32,6 +32,7 @@ mod mask;
 mod minimise;
 mod names;
 mod panic;
+pub mod protobuf;
 mod scan;
 pub mod validate;
 

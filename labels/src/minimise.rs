@@ -92,6 +92,7 @@ fn part_name(p: Part) -> &'static str {
         Part::XmlElement => "xml_element",
         Part::MultipartPart => "multipart_part",
         Part::CsvColumn => "csv_column",
+        Part::ProtobufField => "protobuf_field",
         Part::Text => "text",
     }
 }
@@ -115,6 +116,7 @@ fn kind_name(k: BodyKind) -> &'static str {
         BodyKind::Xml => "xml",
         BodyKind::Multipart => "multipart",
         BodyKind::Csv => "csv",
+        BodyKind::Protobuf => "protobuf",
         BodyKind::Text => "text",
         BodyKind::Binary => "binary",
         BodyKind::Undecodable => "undecodable",

@@ -368,7 +368,8 @@ pub struct LabelLocation {
     /// `request` or `response`.
     pub direction: String,
     /// `path_segment`, `query_param`, `header`, `cookie`, `json_path`, `form_field`,
-    /// `xml_element`, `multipart_part`, `csv_column` or `text`.
+    /// `xml_element`, `multipart_part`, `csv_column`, `protobuf_field` (a gRPC message field:
+    /// `owner`, `balance.currency`, or numbers such as `3.1` without a descriptor) or `text`.
     pub part: String,
     /// Field path within the part (`$.data[*].mobile`, a parameter or header name, `[2]` for
     /// a path segment, empty for text): names and indices only, never values.
@@ -389,8 +390,8 @@ pub struct KeptPositions {
 /// (1.2) Shape of one message body: field names, never values.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BodyShape {
-    /// Parsed as: `empty`, `json`, `form`, `xml`, `multipart`, `csv`, `text`, `binary` or
-    /// `undecodable`.
+    /// Parsed as: `empty`, `json`, `form`, `xml`, `multipart`, `csv`, `protobuf` (gRPC
+    /// messages), `text`, `binary` or `undecodable`.
     #[serde(default)]
     pub kind: String,
     /// Field paths seen (arrays folded to `[*]`), capped.

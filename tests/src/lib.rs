@@ -925,6 +925,17 @@ fn signal_descendants(pid: u32, sig: i32) {
     unsafe { libc::kill(pid as i32, sig) };
 }
 
+/// Runs `cmd` to completion: its standard output, or an error with its standard error.
+pub fn output_of(cmd: &mut Command) -> anyhow::Result<Vec<u8>> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out.stdout)
+}
+
 /// Reads a JSON-lines event file with the schema crate's decoder.
 pub fn read_events(path: &Path) -> anyhow::Result<Vec<apitap_schema::ApiEvent>> {
     let text =

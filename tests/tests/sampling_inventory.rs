@@ -8,17 +8,11 @@
 
 use std::process::Command;
 
-use apitap_tests::{read_events, workspace_bin, workspace_root};
+use apitap_tests::{output_of, read_events, workspace_bin, workspace_root};
 
 /// Runs `cmd`; its stdout, or a failure with its stderr.
 fn ok(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    output_of(cmd).unwrap()
 }
 
 fn replay_and_inventory(dir: &std::path::Path, payload: &str) -> (serde_json::Value, u64) {

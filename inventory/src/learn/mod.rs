@@ -25,6 +25,7 @@ mod auth;
 mod body;
 mod clients;
 mod model;
+mod protobuf;
 mod sketch;
 mod style;
 
@@ -211,6 +212,8 @@ pub fn learn(
                 .then(|| facts.shared.request_json())
                 .flatten();
             learn_body(kind, bytes, json, req_ct, shape, now);
+        } else if apitap_labels::protobuf::is_protobuf_grpc(req_ct.as_bytes()) {
+            protobuf::learn_grpc(facts, false, &mut r.bodies, now);
         }
     }
     match &event.response {
@@ -249,6 +252,8 @@ pub fn learn(
                         .then(|| facts.shared.response_json())
                         .flatten();
                     learn_body(kind, bytes, json, ct, b, now);
+                } else if apitap_labels::protobuf::is_protobuf_grpc(ct.as_bytes()) {
+                    protobuf::learn_grpc(facts, true, &mut shape.bodies, now);
                 }
             }
         }

@@ -21,6 +21,10 @@ pub const MAX_INFLATED_BYTES: u64 = 256 * 1024;
 /// Distinct content types, status codes or styles kept per endpoint.
 pub const MAX_KINDS: usize = 32;
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Statistics of one parameter or body field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldStats {
@@ -36,6 +40,50 @@ pub struct FieldStats {
     pub examples: Vec<String>,
     /// When it was last seen, µs since the epoch.
     pub last_seen_unix_us: u64,
+    /// (gRPC bodies, issue 17) The protobuf field: number path, wire kinds, declared type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protobuf: Option<ProtoFieldShape>,
+}
+
+/// What the wire says about one protobuf field of a gRPC body (R-INV-2, issue 17).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtoFieldShape {
+    /// The field's path in field numbers, e.g. `3.1` (the shape's key has names where a
+    /// descriptor set declares them).
+    pub number_path: String,
+    /// Wire kinds seen (`varint`, `fixed32`, `fixed64`, `string`, `bytes`, `message`,
+    /// `group`), sorted.
+    pub wire: Vec<String>,
+    /// Declared type from the descriptor sets (`string`, `int64`, `message bank.v1.Money`,
+    /// `enum bank.v1.Status`); absent for a field no descriptor declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_type: Option<String>,
+    /// Occurred more than once in one message, or declared `repeated`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
+}
+
+impl ProtoFieldShape {
+    /// Wire kinds kept at most (there are seven).
+    const MAX_WIRE: usize = 7;
+
+    pub(crate) fn absorb(&mut self, o: &ProtoFieldShape) {
+        for w in &o.wire {
+            self.add_wire(w);
+        }
+        if self.declared_type.is_none() {
+            self.declared_type.clone_from(&o.declared_type);
+        }
+        self.repeated |= o.repeated;
+    }
+
+    pub(crate) fn add_wire(&mut self, w: &str) {
+        if let Err(at) = self.wire.binary_search_by(|x| x.as_str().cmp(w))
+            && self.wire.len() < Self::MAX_WIRE
+        {
+            self.wire.insert(at, w.to_owned());
+        }
+    }
 }
 
 impl FieldStats {
@@ -75,6 +123,11 @@ impl FieldStats {
                 self.examples.push(e.clone());
             }
         }
+        match (&mut self.protobuf, &other.protobuf) {
+            (Some(mine), Some(theirs)) => mine.absorb(theirs),
+            (None, Some(theirs)) => self.protobuf = Some(theirs.clone()),
+            _ => {}
+        }
     }
 }
 
@@ -89,6 +142,8 @@ pub struct Fields {
 }
 
 impl Fields {
+    /// Records one observation of `name`; returns its statistics, `None` when the name did
+    /// not fit under `cap` (counted in `dropped`).
     pub(crate) fn observe(
         &mut self,
         name: &str,
@@ -96,16 +151,18 @@ impl Fields {
         text: Option<&str>,
         now_us: u64,
         cap: usize,
-    ) {
-        if let Some(f) = self.fields.get_mut(name) {
-            f.observe(t, text, now_us);
-        } else if self.fields.len() < cap {
-            let mut f = FieldStats::default();
-            f.observe(t, text, now_us);
-            self.fields.insert(name.to_owned(), f);
-        } else {
-            self.dropped += 1;
+    ) -> Option<&mut FieldStats> {
+        if !self.fields.contains_key(name) {
+            if self.fields.len() >= cap {
+                self.dropped += 1;
+                return None;
+            }
+            // Allocates the name only when it is new.
+            self.fields.insert(name.to_owned(), FieldStats::default());
         }
+        let f = self.fields.get_mut(name)?;
+        f.observe(t, text, now_us);
+        Some(f)
     }
 
     pub(crate) fn absorb(&mut self, other: &Fields, cap: usize) {
@@ -135,10 +192,15 @@ pub struct BodyShape {
     /// Bodies that could not be parsed (cut by the capture cap, malformed).
     #[serde(default)]
     pub unparsed: u64,
+    /// (`protobuf` bodies) gRPC messages of the inspected bodies not decoded: cut by the
+    /// capture cap, compressed with an encoding other than gzip/deflate, or not protobuf.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_messages: u64,
     /// Type of the top-level value ([`ValueType`] bits).
     pub root_types: TypeSet,
     /// Fields by path: `a.b`, `items[].id` for JSON; names for forms and multipart; element
-    /// paths for XML.
+    /// paths for XML; for `protobuf` (gRPC) field names where a descriptor set declares them,
+    /// numbers elsewhere (`balance.currency`, `3.1`), with [`FieldStats::protobuf`].
     pub fields: Fields,
 }
 
@@ -146,6 +208,7 @@ impl BodyShape {
     pub(crate) fn absorb(&mut self, other: &BodyShape) {
         self.samples += other.samples;
         self.unparsed += other.unparsed;
+        self.skipped_messages += other.skipped_messages;
         self.root_types |= other.root_types;
         self.fields.absorb(&other.fields, MAX_FIELDS);
     }
