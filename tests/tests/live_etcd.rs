@@ -294,6 +294,33 @@ impl EtcdLab {
         )
     }
 
+    /// `etcdctl watch --prefix acct/`, once etcd counts its Watch call started since `before`.
+    fn watch(&self, before: &GrpcCounts) -> anyhow::Result<Streaming> {
+        let watch = Streaming::spawn(self.etcdctl(&["watch", "--prefix", "acct/"]))?;
+        self.wait_counted(
+            before,
+            "grpc_server_started_total",
+            "etcdserverpb.Watch",
+            "Watch",
+            1,
+        )?;
+        Ok(watch)
+    }
+
+    /// Ends `watch` (its connection closes; etcd counts the call Canceled) and returns etcd's
+    /// counts once it has counted the call handled since `before`.
+    fn end_watch(&self, watch: Streaming, before: &GrpcCounts) -> anyhow::Result<GrpcCounts> {
+        drop(watch);
+        self.wait_counted(
+            before,
+            "grpc_server_handled_total",
+            "etcdserverpb.Watch",
+            "Watch",
+            1,
+        )?;
+        self.grpc_counts()
+    }
+
     /// Waits (bounded) until etcd counted `n` more `metric` for `service/method` than `before`.
     fn wait_counted(
         &self,
@@ -405,14 +432,7 @@ fn etcdctl_calls_and_a_watch_match_etcds_own_counts() -> anyhow::Result<()> {
     let lab = EtcdLab::start("etcd")?;
     let mut sensor = lab.sensor()?;
     let before = lab.grpc_counts()?;
-    let watch = Streaming::spawn(lab.etcdctl(&["watch", "--prefix", "acct/"]))?;
-    lab.wait_counted(
-        &before,
-        "grpc_server_started_total",
-        "etcdserverpb.Watch",
-        "Watch",
-        1,
-    )?;
+    let watch = lab.watch(&before)?;
 
     const PUTS: usize = 5;
     let mut client = Vec::new(); // (method, what etcdctl printed)
@@ -434,16 +454,8 @@ fn etcdctl_calls_and_a_watch_match_etcds_own_counts() -> anyhow::Result<()> {
     let watched = watch.events(PUTS + 1)?;
     assert_eq!(watched.iter().filter(|(k, _)| k == "PUT").count(), PUTS);
     assert_eq!(watched[PUTS], ("DELETE".to_owned(), "acct/1".to_owned()));
-    // Its connection closes (etcd counts the call Canceled); the sensor reports the open stream.
-    drop(watch);
-    lab.wait_counted(
-        &before,
-        "grpc_server_handled_total",
-        "etcdserverpb.Watch",
-        "Watch",
-        1,
-    )?;
-    let after = lab.grpc_counts()?;
+    // Its connection closes; the sensor reports the open stream.
+    let after = lab.end_watch(watch, &before)?;
 
     let want = client.len() as u64 + 1;
     sensor.wait_for_metric("apitap_sensor_events_total", want, WAIT)?;
@@ -552,14 +564,7 @@ fn etcd_connections_open_before_the_sensor_report_what_can_be_known() -> anyhow:
     }
     let lab = EtcdLab::start("etcdj")?;
     let start = lab.grpc_counts()?;
-    let watch = Streaming::spawn(lab.etcdctl(&["watch", "--prefix", "acct/"]))?;
-    lab.wait_counted(
-        &start,
-        "grpc_server_started_total",
-        "etcdserverpb.Watch",
-        "Watch",
-        1,
-    )?;
+    let watch = lab.watch(&start)?;
     for i in 0..2 {
         lab.run(&["put", &format!("acct/before-{i}"), &format!("early-{i}")])?;
     }
@@ -596,15 +601,7 @@ fn etcd_connections_open_before_the_sensor_report_what_can_be_known() -> anyhow:
     assert_eq!(watched.len(), PUTS);
     lock.signal("-INT")?;
     lock.wait()?;
-    drop(watch);
-    lab.wait_counted(
-        &before,
-        "grpc_server_handled_total",
-        "etcdserverpb.Watch",
-        "Watch",
-        1,
-    )?;
-    let after = lab.grpc_counts()?;
+    let after = lab.end_watch(watch, &before)?;
     // etcd: the puts, the unlock; the watch and keep-alive streams ended with their clients.
     assert_eq!(
         delta(

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use apitap_tests::{
-    BENCH_BODY_BYTES, Nginx, SERVER_IP, SERVER_PORT, Sensor, Topology, nginx_preamble,
-    workspace_root,
+    Nginx, SERVER_IP, SERVER_PORT, Sensor, Topology, bench_document, nginx_preamble, workspace_root,
 };
 
 use crate::bench::{USER_HZ, bench_meta_all, count_log, cpu_ticks, estimate_ns, stderr_of};
@@ -82,22 +81,6 @@ const ROWS: [Row; 4] = [
         nginx: true,
     },
 ];
-
-/// The fixed 1 KiB JSON document (the same size as the other benches' `/api/v1/bench`).
-fn document() -> String {
-    let mut s = String::from("{\"accounts\":[");
-    let mut k = 0;
-    while s.len() < BENCH_BODY_BYTES - 40 {
-        s.push_str(&format!("{{\"id\":{k},\"bal\":{}}},", k * 37 % 1000));
-        k += 1;
-    }
-    s.pop();
-    s.push_str("]}");
-    while s.len() < BENCH_BODY_BYTES {
-        s.insert(s.len() - 1, ' ');
-    }
-    s
-}
 
 /// What one run measured.
 struct Run {
@@ -295,7 +278,7 @@ fn live(dir: &Path) -> anyhow::Result<Table> {
     let docroot = dir.join("www");
     std::fs::create_dir_all(docroot.join("api/v1"))?;
     let doc = docroot.join("api/v1/bench");
-    std::fs::write(&doc, document())?;
+    std::fs::write(&doc, bench_document())?;
     let nginx = start_nginx(&topo, &dir.join("nginx"), &doc)?;
     let _nghttpd = start_nghttpd(&topo, &docroot)?;
     let mut table = Table::new();
@@ -400,7 +383,7 @@ fn criterion() -> anyhow::Result<Table> {
             format!("criterion http/1 {group}/{name}"),
             BTreeMap::from([
                 ("MiB/s".to_owned(), mib(bytes, ns)),
-                ("k streams/s".to_owned(), transactions / ns * 1e6),
+                ("k transactions/s".to_owned(), transactions / ns * 1e6),
             ]),
         ));
     }
