@@ -6,6 +6,9 @@
 //!   `CLIENTS` connections) of the same 1 KiB JSON document: prior-knowledge h2c to nghttpd
 //!   (nghttp2's server) and to nginx, and HTTP/1.1 to the same nginx (`h2load --h1`, one request
 //!   in flight per connection, and pipelined); a fresh sensor per run, median of `ROUNDS`;
+//! - the same for gRPC unary calls (`GetAccount`, one length-prefixed protobuf message POSTed
+//!   by h2load with `content-type: application/grpc`) to the fixtures' grpcio server; an
+//!   event counts when the sensor saw `grpc-status: 0`;
 //! - events the sensor emitted per request `h2load` reports succeeded (and per request nginx
 //!   logged), the requests missing and the sensor's own kernel-drop and stream-gap counters
 //!   over the runs, so that loss shows: a cheap sensor that reports nothing measures nothing;
@@ -37,7 +40,13 @@ const ROUNDS: usize = 3;
 const NGINX_H2C_PORT: u16 = 8081;
 /// nghttpd's h2c port.
 const NGHTTPD_PORT: u16 = 8082;
-/// The document every row fetches.
+/// The grpcio server's port (`tests/fixtures/h2/grpc_server.py`).
+const GRPC_PORT: u16 = 8083;
+/// Calls per gRPC run (the Python server makes a few thousand per second here).
+const GRPC_REQUESTS: u32 = 10_000;
+/// The gRPC method the gRPC row calls.
+const GRPC_PATH: &str = "/bank.v1.Accounts/GetAccount";
+/// The document every other row fetches.
 const PATH: &str = "/api/v1/bench";
 /// Bound on waiting for the sensor to report a run's events.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -49,15 +58,20 @@ struct Row {
     h1: bool,
     streams: u32,
     nginx: bool,
+    /// gRPC unary `GetAccount` to the grpcio server rather than [`PATH`].
+    grpc: bool,
+    requests: u32,
 }
 
-const ROWS: [Row; 4] = [
+const ROWS: [Row; 5] = [
     Row {
         label: "h2c nghttpd",
         port: NGHTTPD_PORT,
         h1: false,
         streams: STREAMS,
         nginx: false,
+        grpc: false,
+        requests: REQUESTS,
     },
     Row {
         label: "h2c nginx",
@@ -65,6 +79,8 @@ const ROWS: [Row; 4] = [
         h1: false,
         streams: STREAMS,
         nginx: true,
+        grpc: false,
+        requests: REQUESTS,
     },
     Row {
         label: "http/1.1 nginx",
@@ -72,6 +88,8 @@ const ROWS: [Row; 4] = [
         h1: true,
         streams: 1,
         nginx: true,
+        grpc: false,
+        requests: REQUESTS,
     },
     Row {
         label: "http/1.1 nginx pipelined",
@@ -79,6 +97,17 @@ const ROWS: [Row; 4] = [
         h1: true,
         streams: STREAMS,
         nginx: true,
+        grpc: false,
+        requests: REQUESTS,
+    },
+    Row {
+        label: "grpc unary grpcio",
+        port: GRPC_PORT,
+        h1: false,
+        streams: STREAMS,
+        nginx: false,
+        grpc: true,
+        requests: GRPC_REQUESTS,
     },
 ];
 
@@ -115,33 +144,58 @@ fn parse_h2load(text: &str) -> anyhow::Result<(u64, f64)> {
 }
 
 /// Events in the sensor's file for [`PATH`] on `port` (HTTP/2 ones when `h2`).
-fn count_events(path: &Path, port: u16, h2: bool) -> anyhow::Result<u64> {
+fn count_events(path: &Path, row: &Row) -> anyhow::Result<u64> {
     let events = apitap_tests::read_events(path)?;
+    let want = if row.grpc { GRPC_PATH } else { PATH };
     Ok(events
         .iter()
-        .filter(|e| e.server.port == port && e.request.path == PATH)
-        .filter(|e| (e.http_version == "2") == h2)
+        .filter(|e| e.server.port == row.port && e.request.path == want)
+        .filter(|e| (e.http_version == "2") != row.h1)
+        // gRPC: only calls the sensor saw succeed.
+        .filter(|e| !row.grpc || e.grpc.as_ref().is_some_and(|g| g.status == Some(0)))
         .count() as u64)
 }
 
 /// A fresh sensor, one bounded h2load run, the sensor's CPU until its events are out.
-fn run_once(topo: &Topology, nginx: &Nginx, row: &Row, dir: &Path) -> anyhow::Result<Run> {
-    let ports = [SERVER_PORT, NGINX_H2C_PORT, NGHTTPD_PORT];
+fn run_once(
+    topo: &Topology,
+    nginx: &Nginx,
+    row: &Row,
+    dir: &Path,
+    grpc_body: &Path,
+) -> anyhow::Result<Run> {
+    let ports = [SERVER_PORT, NGINX_H2C_PORT, NGHTTPD_PORT, GRPC_PORT];
     let mut sensor = Sensor::start(&topo.server, &topo.server_if, &ports, dir)?;
     let pid = sensor.pid().context("sensor pid")?;
     if row.nginx {
         crate::bench::truncate_log(nginx, topo)?;
     }
     let t0 = cpu_ticks(pid);
-    let url = format!("http://{SERVER_IP}:{}{PATH}", row.port);
+    let url = format!(
+        "http://{SERVER_IP}:{}{}",
+        row.port,
+        if row.grpc { GRPC_PATH } else { PATH }
+    );
+    let body = grpc_body.to_string_lossy();
     let (n, c, m) = (
-        REQUESTS.to_string(),
+        row.requests.to_string(),
         CLIENTS.to_string(),
         row.streams.to_string(),
     );
     let mut args = vec!["-n", &n, "-c", &c, "-m", &m];
     if row.h1 {
         args.push("--h1");
+    }
+    if row.grpc {
+        // A unary call: POST of one length-prefixed message (gRPC over HTTP/2).
+        args.extend([
+            "-d",
+            &body,
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+        ]);
     }
     args.push(&url);
     let out = topo.client.cmd("h2load", &args).output()?;
@@ -184,7 +238,7 @@ fn run_once(topo: &Topology, nginx: &Nginx, row: &Row, dir: &Path) -> anyhow::Re
     };
     let ms = (cpu_ticks(pid) - t0) as f64 / USER_HZ * 1000.0;
     sensor.stop()?;
-    let events = count_events(&sensor.events, row.port, !row.h1)?;
+    let events = count_events(&sensor.events, row)?;
     let _ = std::fs::remove_file(&sensor.events);
     let logged = if row.nginx {
         Some(count_log(nginx)?.1)
@@ -259,6 +313,73 @@ fn start_nghttpd(topo: &Topology, docroot: &Path) -> anyhow::Result<KilledChild>
     Ok(server)
 }
 
+/// The grpcio server of the h2 fixtures (`tests/fixtures/h2/grpc_server.py`, stubs generated
+/// from `bank.proto` into `dir`) on [`GRPC_PORT`], ready when h2load's call succeeds; and the
+/// request body file: one length-prefixed `GetAccountRequest { account_id: "acc-0001" }`.
+fn start_grpc(topo: &Topology, dir: &Path) -> anyhow::Result<(KilledChild, std::path::PathBuf)> {
+    std::fs::create_dir_all(dir)?;
+    let fixtures = workspace_root().join("tests/fixtures/h2");
+    let out = std::process::Command::new("python3")
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(&fixtures)
+        .arg(format!("--python_out={}", dir.display()))
+        .arg(format!("--grpc_python_out={}", dir.display()))
+        .arg(fixtures.join("bank.proto"))
+        .output()
+        .context("python3 -m grpc_tools.protoc (run `cargo xtask setup`)")?;
+    if !out.status.success() {
+        bail!("protoc: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // gRPC message framing (compressed flag 0, u32 length), then field 1 (tag 0x0a, length 8).
+    let body = dir.join("get_account.bin");
+    let mut msg = vec![0x0a, 8];
+    msg.extend_from_slice(b"acc-0001");
+    let mut framed = vec![0, 0, 0, 0, msg.len() as u8];
+    framed.extend(msg);
+    std::fs::write(&body, framed)?;
+    let child = topo
+        .server
+        .cmd("env", &[])
+        .arg(format!("PYTHONPATH={}", dir.display()))
+        .arg(format!("APITAP_GRPC_HOST={SERVER_IP}"))
+        .arg("python3")
+        .arg(fixtures.join("grpc_server.py"))
+        .args([GRPC_PORT.to_string().as_str(), "900"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting the gRPC server")?;
+    let server = KilledChild(child);
+    let url = format!("http://{SERVER_IP}:{GRPC_PORT}{GRPC_PATH}");
+    let body_arg = body.to_string_lossy().into_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !topo
+        .client
+        .cmd(
+            "h2load",
+            &[
+                "-n",
+                "1",
+                "-d",
+                &body_arg,
+                "-H",
+                "content-type: application/grpc",
+                "-H",
+                "te: trailers",
+                &url,
+            ],
+        )
+        .output()
+        .is_ok_and(|o| parse_h2load(&String::from_utf8_lossy(&o.stdout)).is_ok_and(|r| r.0 == 1))
+    {
+        if Instant::now() > deadline {
+            bail!("the gRPC server did not answer {url}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok((server, body))
+}
+
 /// A child process killed on drop.
 struct KilledChild(std::process::Child);
 
@@ -281,12 +402,13 @@ fn live(dir: &Path) -> anyhow::Result<Table> {
     std::fs::write(&doc, bench_document())?;
     let nginx = start_nginx(&topo, &dir.join("nginx"), &doc)?;
     let _nghttpd = start_nghttpd(&topo, &docroot)?;
+    let (_grpc, grpc_body) = start_grpc(&topo, &dir.join("grpc"))?;
     let mut table = Table::new();
     for row in &ROWS {
         let mut runs = Vec::new();
         for round in 0..ROUNDS {
             let tag = format!("{}-{round}", row.label.replace([' ', '/', '.'], "-"));
-            runs.push(run_once(&topo, &nginx, row, &dir.join(tag))?);
+            runs.push(run_once(&topo, &nginx, row, &dir.join(tag), &grpc_body)?);
         }
         let m = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
         let mut figures = BTreeMap::from([
@@ -323,8 +445,8 @@ fn live(dir: &Path) -> anyhow::Result<Table> {
         }
         table.push((
             format!(
-                "{} (-c {CLIENTS} -m {}, {REQUESTS} req)",
-                row.label, row.streams
+                "{} (-c {CLIENTS} -m {}, {} req)",
+                row.label, row.streams, row.requests
             ),
             figures,
         ));
