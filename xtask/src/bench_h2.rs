@@ -25,8 +25,7 @@ use apitap_tests::{
 };
 
 use crate::bench::{USER_HZ, bench_meta_all, count_log, cpu_ticks, estimate_ns, stderr_of};
-use crate::bench_overhead::median;
-use crate::cargo;
+use crate::bench_overhead::{median, prepare_bench};
 
 /// Requests per `h2load` run.
 const REQUESTS: u32 = 50_000;
@@ -547,25 +546,16 @@ fn print_table(saved: &Path, table: &Table) -> anyhow::Result<()> {
 
 /// `bench h2`.
 pub fn run() -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the h2 benchmark needs root");
-    }
-    crate::setup::install_tools(
+    let dir = prepare_bench(
+        "h2",
         &[
             ("h2load", "nghttp2-client"),
             ("nghttpd", "nghttp2-server"),
             ("nginx", "nginx-light"),
         ],
-        "for the h2 benchmark",
+        "bench-h2",
     )?;
-    cargo(&["build", "--release", "-p", "apitap-sensor"])?;
-    // SAFETY: single-threaded here; the testbed reads it when starting the sensor.
-    unsafe { std::env::set_var("APITAP_BIN_DIR", workspace_root().join("target/release")) };
-    let dir = workspace_root().join("target/bench-h2");
     let saved = workspace_root().join("target/bench-h2-last.json");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
     let mut table = live(&dir)?;
     table.extend(criterion()?);
     println!(
