@@ -395,6 +395,22 @@ pub const BENCH_BODY_BYTES: usize = 1024;
 /// Size of the static report document nginx serves (larger than one MTU).
 pub const REPORT_BYTES: usize = 20_000;
 
+/// The fixed 1 KiB JSON document (`BENCH_BODY_BYTES`) the capture benchmarks fetch.
+pub fn bench_document() -> String {
+    let mut bench = String::from("{\"accounts\":[");
+    let mut k = 0;
+    while bench.len() < BENCH_BODY_BYTES - 40 {
+        bench.push_str(&format!("{{\"id\":{k},\"bal\":{}}},", k * 37 % 1000));
+        k += 1;
+    }
+    bench.pop();
+    bench.push_str("]}");
+    while bench.len() < BENCH_BODY_BYTES {
+        bench.insert(bench.len() - 1, ' ');
+    }
+    bench
+}
+
 /// nginx serving a small JSON API in the server namespace; stopped on drop.
 #[derive(Debug)]
 pub struct Nginx {
@@ -450,18 +466,7 @@ impl Nginx {
             s
         };
         std::fs::write(dir.join("report.json"), &report)?;
-        // A fixed 1 KiB JSON document for the capture benchmark.
-        let mut bench = String::from("{\"accounts\":[");
-        let mut k = 0;
-        while bench.len() < BENCH_BODY_BYTES - 40 {
-            bench.push_str(&format!("{{\"id\":{k},\"bal\":{}}},", k * 37 % 1000));
-            k += 1;
-        }
-        bench.pop();
-        bench.push_str("]}");
-        while bench.len() < BENCH_BODY_BYTES {
-            bench.insert(bench.len() - 1, ' ');
-        }
+        let bench = bench_document();
         let d = dir.display();
         let conf = format!(
             r#"{preamble}  default_type application/json;

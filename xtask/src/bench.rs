@@ -13,7 +13,7 @@ use apitap_tests::{
 
 use crate::cargo;
 
-fn estimate_ns(group: &str, name: &str) -> anyhow::Result<f64> {
+pub(crate) fn estimate_ns(group: &str, name: &str) -> anyhow::Result<f64> {
     let p = workspace_root().join(format!(
         "target/criterion/{group}/{name}/new/estimates.json"
     ));
@@ -313,7 +313,7 @@ pub fn analyzer_instructions() -> anyhow::Result<()> {
 }
 
 /// Runs `cmd` to completion and returns its standard error, or fails with it quoted.
-fn stderr_of(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
+pub(crate) fn stderr_of(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
     let out = cmd
         .stderr(Stdio::piped())
         .output()
@@ -327,14 +327,29 @@ fn stderr_of(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
 
 /// The `apitap-bench-meta k=v …` line the decode bench prints on stderr.
 fn bench_meta(stderr: &str) -> anyhow::Result<HashMap<String, f64>> {
-    Ok(stderr
+    bench_meta_all(stderr)
+        .into_iter()
+        .next()
+        .map(|(_, m)| m)
+        .context("bench did not print its metadata")
+}
+
+/// Every `apitap-bench-meta [name] k=v …` line a bench printed on stderr: the words without
+/// `=` (the bench's name, if any) and the figures.
+pub(crate) fn bench_meta_all(stderr: &str) -> Vec<(String, HashMap<String, f64>)> {
+    stderr
         .lines()
-        .find_map(|l| l.strip_prefix("apitap-bench-meta "))
-        .context("bench did not print its metadata")?
-        .split(' ')
-        .filter_map(|kv| kv.split_once('='))
-        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_owned(), v)))
-        .collect())
+        .filter_map(|l| l.strip_prefix("apitap-bench-meta "))
+        .map(|l| {
+            let name: Vec<&str> = l.split(' ').filter(|w| !w.contains('=')).collect();
+            let figures = l
+                .split(' ')
+                .filter_map(|kv| kv.split_once('='))
+                .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_owned(), v)))
+                .collect();
+            (name.join(" "), figures)
+        })
+        .collect()
 }
 
 pub(crate) fn count_log(nginx: &Nginx) -> anyhow::Result<(u64, u64)> {

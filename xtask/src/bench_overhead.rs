@@ -157,17 +157,27 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// What both overhead benches need: root, the load tools, the release sensor (used by the
-/// testbed), and an empty `target/<dir_name>`, returned.
+/// What both overhead benches need: see [`prepare_bench`].
 fn prepare(dir_name: &str) -> anyhow::Result<std::path::PathBuf> {
+    prepare_bench(
+        "overhead",
+        &[("hey", "hey"), ("wrk", "wrk"), ("taskset", "util-linux")],
+        dir_name,
+    )
+}
+
+/// What a live bench needs: root, its `(tool, Debian package)` load tools, the release sensor
+/// (used by the testbed), and an empty `target/<dir_name>`, returned.
+pub(crate) fn prepare_bench(
+    what: &str,
+    tools: &[(&str, &str)],
+    dir_name: &str,
+) -> anyhow::Result<std::path::PathBuf> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("the overhead benchmark needs root");
+        bail!("the {what} benchmark needs root");
     }
-    crate::setup::install_tools(
-        &[("hey", "hey"), ("wrk", "wrk"), ("taskset", "util-linux")],
-        "for the overhead benchmark",
-    )?;
+    crate::setup::install_tools(tools, &format!("for the {what} benchmark"))?;
     cargo(&["build", "--release", "-p", "apitap-sensor"])?;
     // SAFETY: single-threaded here; the testbed reads it when starting the sensor.
     unsafe { std::env::set_var("APITAP_BIN_DIR", workspace_root().join("target/release")) };

@@ -6,6 +6,7 @@
 mod attacks;
 mod bench;
 mod bench_analyzer;
+mod bench_h2;
 mod bench_hostile;
 mod bench_kafka;
 mod bench_overhead;
@@ -118,7 +119,9 @@ enum Cmd {
     /// next to the previous run), `capture` (live, netns, load tools), `overhead` (nginx's latency
     /// at fixed rates and its rate pinned to one core, with and without the sensor),
     /// `overhead-kafka` (only its phase with the Kafka sink), `tls` (the same
-    /// over HTTPS with TLS capture on, and the sensor's CPU per 10k HTTPS transactions), `kafka` (bus throughput
+    /// over HTTPS with TLS capture on, and the sensor's CPU per 10k HTTPS transactions), `h2` (the
+    /// sensor's CPU per 10k HTTP/2 requests next to HTTP/1 on the same nginx, h2load-driven, with
+    /// the events per request, and the h2 decode throughput), `kafka` (bus throughput
     /// against a real broker, next to `tansu perf`) or `hostile` (the sensor and analyzer
     /// under a SYN flood, 1-byte segments, a pipelined-head flood and random hosts/paths).
     Bench {
@@ -132,6 +135,7 @@ enum Cmd {
             "overhead",
             "overhead-kafka",
             "tls",
+            "h2",
             "kafka",
             "hostile"
         ])]
@@ -172,6 +176,7 @@ fn main() -> anyhow::Result<()> {
                 "overhead" => bench_overhead::run(seconds),
                 "overhead-kafka" => bench_overhead::run_kafka(seconds),
                 "tls" => bench_tls::run(seconds),
+                "h2" => bench_h2::run(),
                 _ => bench::capture(seconds),
             }
         }

@@ -30,6 +30,11 @@ const DEBIAN: &[(&str, &str)] = &[
     // tests/tests/live_h2.rs: HTTP/2 server and client (h2c and h2 over TLS, issue 17).
     ("nghttpd", "nghttp2-server"),
     ("nghttp", "nghttp2-client"),
+    // tests/tests/live_etcd.rs: etcd, a real gRPC service (grpc-go, h2c), and its client; and
+    // `cargo xtask bench h2` drives nghttpd with nghttp2's load tool.
+    ("etcd", "etcd-server"),
+    ("etcdctl", "etcd-client"),
+    ("h2load", "nghttp2-client"),
     // ... and the static server's source built against BoringSSL (Debian's Android build of it).
     (
         "/usr/include/android/openssl/ssl.h",
@@ -227,6 +232,11 @@ fn debian_packages() -> anyhow::Result<()> {
         return Ok(());
     }
     stop_packaged_nginx();
+    // etcd-server starts its service too (on 127.0.0.1:2379); the tests run their own etcd.
+    let _ = Command::new("systemctl")
+        .args(["disable", "--now", "etcd"])
+        .stderr(Stdio::null())
+        .status();
     Ok(())
 }
 
