@@ -136,6 +136,8 @@ pub(crate) struct MergedHit<'a> {
     pub endpoint: EndpointRef,
     /// Source addresses and their keyed hashes.
     pub sources: &'a [(IpAddr, u64)],
+    /// Every source of the merged partial (keyed hashes).
+    pub source_set: &'a Distinct,
     /// Events the hit adds to the campaign.
     pub events: u64,
 }
@@ -277,6 +279,10 @@ impl Campaigns {
         for (ip, ip_key) in m.sources {
             c.add_source(*ip, *ip_key, crate::actor::subnet_of(*ip));
         }
+        // Sources beyond the listed ones count by the partial's distinct set (their networks
+        // are not known).
+        c.source_set.merge(m.source_set);
+        c.source_keys = c.source_keys.max(c.source_set.count());
     }
 
     /// The open campaign `k` after a hit at `now`: opened (uid, actor keys, endpoint, title)

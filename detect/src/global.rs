@@ -307,6 +307,7 @@ impl GlobalEngine {
                     template: p.template.clone(),
                 },
                 sources: &p.listed,
+                source_set: &p.sources,
                 events: p.counts.failures,
             });
         }
@@ -359,6 +360,7 @@ impl GlobalEngine {
                 template: "*".into(),
             },
             sources: &p.listed,
+            source_set: &p.sources,
             events: p.counts.attempts,
         });
     }
