@@ -142,6 +142,15 @@ fn two_stage(evs: &[ApiEvent], members: u32, stage2: bool) -> (Vec<Finding>, Vec
     (out1, out2, merged)
 }
 
+/// Sources of the distributed campaign's Close.
+fn close_sources(out: &[Finding]) -> u64 {
+    out.iter()
+        .filter(|f| f.kind == "distributed" && f.activity == Activity::Close)
+        .map(|f| f.source_count)
+        .max()
+        .unwrap()
+}
+
 fn distributed(out: &[Finding]) -> Vec<Finding> {
     out.iter()
         .filter(|f| f.kind == "distributed")
@@ -165,12 +174,7 @@ fn split_stage_one_engines_with_stage_two_give_the_single_engine_campaigns() {
     assert_eq!(want.len(), 1, "{want:#?}");
     let (id, _) = want.iter().next().unwrap();
     assert_eq!(id.0, Detector::CredentialStuffing);
-    let ref_sources = whole
-        .iter()
-        .filter(|f| f.kind == "distributed" && f.activity == Activity::Close)
-        .map(|f| f.source_count)
-        .max()
-        .unwrap();
+    let ref_sources = close_sources(&whole);
     let ref_create = whole
         .iter()
         .find(|f| f.kind == "distributed" && f.activity == Activity::Create)
@@ -331,12 +335,7 @@ fn a_re_addressed_crawl_gives_the_single_engine_distributed_crawling_campaign() 
     let want = creates(&distributed(&whole));
     assert_eq!(want.len(), 1, "{want:#?}");
     assert_eq!(want.keys().next().unwrap().0, Detector::Crawling);
-    let ref_sources = whole
-        .iter()
-        .filter(|f| f.kind == "distributed" && f.activity == Activity::Close)
-        .map(|f| f.source_count)
-        .max()
-        .unwrap();
+    let ref_sources = close_sources(&whole);
     for members in [1, 2, 4] {
         let (out1, out2, _) = two_stage(&evs, members, true);
         assert!(distributed(&out1).is_empty(), "{members}");

@@ -138,3 +138,31 @@ pub fn hash_key_file(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
     Ok(key)
 }
+
+/// An analyzer config for these tests: `[kafka]` as `group`, the hash key, 1 s flushes,
+/// metrics on `metrics`, `[state]` on (topic `<topic>.state`, plus `state_extra` lines), a
+/// short lifecycle (Updates every 10 s, Close after 120 s quiet), then `extra` tables.
+pub fn analyzer_sections(
+    dir: &Path,
+    [bootstrap, topic, group, metrics]: [&str; 4],
+    state_extra: &str,
+    extra: &str,
+) -> anyhow::Result<String> {
+    let key = hash_key_file(dir)?;
+    let kafka = crate::broker::analyzer_kafka_section(bootstrap, topic, group);
+    Ok(format!(
+        r#"{kafka}[labels]
+hash_key_file = {key:?}
+[inventory]
+flush_interval_secs = 1
+[metrics]
+listen = "{metrics}"
+[state]
+enabled = true
+topic = "{topic}.state"
+{state_extra}[detect.lifecycle]
+update_interval_secs = 10
+quiet_secs = 120
+{extra}"#
+    ))
+}

@@ -25,32 +25,20 @@ use apitap_schema::ApiEvent;
 use apitap_tests::analyzer::AnalyzerProcess;
 use apitap_tests::broker::{Broker, require_broker};
 use apitap_tests::state_kafka::{
-    creates, hash_key_file, metric, publish, stuffing_alerts, stuffing_events, tempdir, wait_alerts,
+    analyzer_sections, creates, metric, publish, stuffing_alerts, stuffing_events, tempdir,
+    wait_alerts,
 };
 
 /// An analyzer config: `[kafka]` as `group`, `[state]` on, short lifecycle and baseline
 /// buckets so that 95 s of recorded traffic make Updates, a Close and baseline samples.
 fn sections(dir: &Path, bootstrap: &str, topic: &str, group: &str, metrics: &str) -> String {
-    let key = hash_key_file(dir).unwrap();
-    let kafka = apitap_tests::broker::analyzer_kafka_section(bootstrap, topic, group);
-    format!(
-        r#"{kafka}[labels]
-hash_key_file = {key:?}
-[inventory]
-flush_interval_secs = 1
-[metrics]
-listen = "{metrics}"
-[state]
-enabled = true
-topic = "{topic}.state"
-baseline_interval_secs = 1
-[detect.lifecycle]
-update_interval_secs = 10
-quiet_secs = 120
-[detect.baseline]
-bucket_secs = 5
-"#
+    analyzer_sections(
+        dir,
+        [bootstrap, topic, group, metrics],
+        "baseline_interval_secs = 1\n",
+        "[detect.baseline]\nbucket_secs = 5\n",
     )
+    .unwrap()
 }
 
 /// `baseline_samples` of the last "detection state baselines written" log line.

@@ -19,33 +19,16 @@ use anyhow::Context as _;
 use apitap_tests::analyzer::AnalyzerProcess;
 use apitap_tests::broker::{Broker, free_port, require_broker};
 use apitap_tests::state_kafka::{
-    creates, detections, hash_key_file, metric, publish, stuffing_events, tempdir, wait_for,
+    analyzer_sections, creates, detections, metric, publish, stuffing_events, tempdir, wait_for,
 };
 
 /// An analyzer config: `[kafka]` as `group`, `[state]` and `[scale_out]` on (partials topic
 /// of 4 partitions), 1 s flushes.
 fn sections(dir: &Path, bootstrap: &str, topic: &str, group: &str, metrics: &str) -> String {
-    let key = hash_key_file(dir).unwrap();
-    let kafka = apitap_tests::broker::analyzer_kafka_section(bootstrap, topic, group);
-    format!(
-        r#"{kafka}[labels]
-hash_key_file = {key:?}
-[inventory]
-flush_interval_secs = 1
-[metrics]
-listen = "{metrics}"
-[state]
-enabled = true
-topic = "{topic}.state"
-[scale_out]
-enabled = true
-partials_topic = "{topic}.partials"
-partials_partitions = 4
-[detect.lifecycle]
-update_interval_secs = 10
-quiet_secs = 120
-"#
-    )
+    let scale_out = format!(
+        "[scale_out]\nenabled = true\npartials_topic = \"{topic}.partials\"\npartials_partitions = 4\n"
+    );
+    analyzer_sections(dir, [bootstrap, topic, group, metrics], "", &scale_out).unwrap()
 }
 
 fn distributed(broker: &Broker, topic: &str) -> anyhow::Result<Vec<(String, String)>> {
