@@ -841,6 +841,8 @@ struct Consumer {
     pending: Vec<(u64, AckToken)>,
     /// The detection-state checkpoints (`[state]`), written before offsets are committed.
     detect_state: Option<Arc<crate::state::DetectState>>,
+    /// Two-stage processing (`[scale_out]`, issue 18).
+    scale_out: Option<crate::scale_out::ScaleOut>,
     max_pending: usize,
     flush_every: Duration,
 }
@@ -871,6 +873,9 @@ impl Consumer {
                 Ok(None) => {}
                 Err(BusError::Closed) => break true,
                 Err(e) => return Err(e.into()),
+            }
+            if let Some(so) = self.scale_out.as_mut() {
+                so.drain(&self.state)?;
             }
             // Near the inventory's memory budget, flush early (at most once a second): the
             // learning moves to the store instead of being shed (issue 22).
@@ -924,6 +929,17 @@ impl Consumer {
             tracing::warn!(error = %error::chain(&e), "alerts not delivered yet; will retry");
             return Ok(());
         }
+        // Stage 1's partials are on their topic before the events behind them are
+        // acknowledged (issue 18).
+        if let Some(so) = self.scale_out.as_mut()
+            && let Err(e) = so.produce(&self.state)
+        {
+            if kind == FlushKind::Final {
+                return Err(e.into());
+            }
+            tracing::warn!(error = %e, "partials not produced; will retry");
+            return Ok(());
+        }
         // The state the alerts reflect (a Create sent) is durable before the events behind
         // them are acknowledged (issue 18).
         if let Some(st) = &self.detect_state
@@ -934,6 +950,10 @@ impl Consumer {
             }
             tracing::warn!(error = %e, "detection state checkpoint failed; will retry");
             return Ok(());
+        }
+        // Stage 2's alerts and records are durable: its partials are done with.
+        if let Some(so) = self.scale_out.as_mut() {
+            so.commit();
         }
         let Some(before) = durable_before else {
             return Ok(());
@@ -984,8 +1004,31 @@ async fn run_bus(config: &Config, bus: BusSource) -> Result<RunStats, Error> {
         }
         _ => None,
     };
+    let scale_out = match (&bus.kafka, &detect_state) {
+        (Some(kafka), Some(ds)) if config.scale_out.enabled => {
+            let so = &config.scale_out;
+            let key = hash_key(&config.labels)?;
+            if let Some(d) = lock(&service.state).detect.as_mut() {
+                d.enable_scale_out(&config.detect, &key, so.slice_secs, so.grace_secs)?;
+            }
+            Some(crate::scale_out::ScaleOut::open(
+                so,
+                kafka,
+                Arc::clone(&bus.metrics),
+                Arc::clone(ds),
+            )?)
+        }
+        _ if config.scale_out.enabled => {
+            return Err(Error::ConfigValue {
+                field: "scale_out.enabled",
+                reason: "needs the [kafka] event source and [state]",
+            });
+        }
+        _ => None,
+    };
     let mut consumer = Consumer {
         detect_state,
+        scale_out,
         source,
         state: Arc::clone(&service.state),
         store: service.store.take(),

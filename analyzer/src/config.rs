@@ -66,6 +66,122 @@ pub struct Config {
     /// assignment.
     #[serde(default)]
     pub state: StateConfig,
+    /// Two-stage processing (`[scale_out]`, issue 18, `docs/scale-out.md`): the global
+    /// detectors (distributed stuffing and crawling) run on merged partial aggregates, so that
+    /// a consumer group of several analyzers raises what one analyzer would.
+    #[serde(default)]
+    pub scale_out: ScaleOutConfig,
+}
+
+/// `[scale_out]`: two-stage processing on Kafka (issue 18). Stage 1 (every analyzer, on its
+/// events partitions) produces partial aggregates per global key to `partials_topic`; stage 2
+/// (a second consumer group in the same processes) merges them, one owner per key, and raises
+/// the distributed campaigns. Needs `[kafka]` and `[state]` (stage 2's campaigns are
+/// checkpointed there as `g/…` records).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleOutConfig {
+    /// Two-stage processing on; stage 1 then stops raising the `distributed` kinds itself.
+    /// Default false.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The topic of partial aggregates (created when missing, delete policy). Default
+    /// `apitap.analyzer-partials.v1`.
+    #[serde(default = "default_partials_topic")]
+    pub partials_topic: String,
+    /// Partitions when the analyzer creates the partials topic: as many stage-2 owners as
+    /// can share the global keys. Default 4.
+    #[serde(default = "default_partials_partitions")]
+    pub partials_partitions: i32,
+    /// Replication factor when the analyzer creates the partials topic. Default 1.
+    #[serde(default = "default_partials_replication")]
+    pub topic_replication: i32,
+    /// Stage 2's consumer group. Default: `kafka.consumer.group_id` + `-global`.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// Seconds of event time per partial slice (at most
+    /// `detect.credential_stuffing.window_secs`). Default 10.
+    #[serde(default = "default_slice_secs")]
+    pub slice_secs: u64,
+    /// Seconds after which a partial is counted late (`apitap_analyzer_partials_late_total`;
+    /// still merged while inside its window). Default 20.
+    #[serde(default = "default_grace_secs")]
+    pub grace_secs: u64,
+    /// Milliseconds producing a flush's partials may take (the events stay unacknowledged
+    /// and the partials are retried when it fails). Default 10000.
+    #[serde(default = "default_partials_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_partials_topic() -> String {
+    "apitap.analyzer-partials.v1".into()
+}
+fn default_partials_partitions() -> i32 {
+    4
+}
+fn default_partials_replication() -> i32 {
+    1
+}
+fn default_slice_secs() -> u64 {
+    10
+}
+fn default_grace_secs() -> u64 {
+    20
+}
+fn default_partials_timeout_ms() -> u64 {
+    10_000
+}
+
+impl Default for ScaleOutConfig {
+    fn default() -> Self {
+        ScaleOutConfig {
+            enabled: false,
+            partials_topic: default_partials_topic(),
+            partials_partitions: default_partials_partitions(),
+            topic_replication: default_partials_replication(),
+            group_id: None,
+            slice_secs: default_slice_secs(),
+            grace_secs: default_grace_secs(),
+            timeout_ms: default_partials_timeout_ms(),
+        }
+    }
+}
+
+impl ScaleOutConfig {
+    fn validate(&self, kafka: bool, state: bool, window_secs: u64) -> Result<(), Error> {
+        let bad = |field, reason| Err(Error::ConfigValue { field, reason });
+        if self.partials_topic.is_empty() {
+            return bad("scale_out.partials_topic", "must not be empty");
+        }
+        if self.partials_partitions < 1 {
+            return bad("scale_out.partials_partitions", "must be at least 1");
+        }
+        if self.topic_replication < 1 {
+            return bad("scale_out.topic_replication", "must be at least 1");
+        }
+        if self.group_id.as_deref().is_some_and(str::is_empty) {
+            return bad("scale_out.group_id", "must not be empty");
+        }
+        if self.slice_secs == 0 || self.slice_secs > window_secs {
+            return bad(
+                "scale_out.slice_secs",
+                "must be at least 1 and at most detect.credential_stuffing.window_secs",
+            );
+        }
+        if self.timeout_ms == 0 {
+            return bad("scale_out.timeout_ms", "must be at least 1");
+        }
+        if self.enabled && !kafka {
+            return bad("scale_out.enabled", "needs the [kafka] event source");
+        }
+        if self.enabled && !state {
+            return bad(
+                "scale_out.enabled",
+                "needs [state] (stage 2's campaigns are checkpointed there)",
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `[state]`: checkpoints of the detection state (R-THR-5, issue 18) on a compacted topic of
@@ -690,6 +806,11 @@ impl Config {
         self.trace.validate()?;
         self.state
             .validate(self.kafka.is_some(), self.labels.hash_key_file.is_some())?;
+        self.scale_out.validate(
+            self.kafka.is_some(),
+            self.state.enabled,
+            self.detect.credential_stuffing.window_secs,
+        )?;
         self.inventory
             .validate()
             .map_err(|(field, reason)| Error::ConfigInvalid { field, reason })
@@ -699,6 +820,57 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_scale_out_values_name_their_field() {
+        let base = "[kafka]\nbrokers = [\"k:1\"]\n[labels]\nhash_key_file = \"/k\"\n";
+        let state = "[state]\nenabled = true\n";
+        for (text, field) in [
+            (
+                format!("{base}[scale_out]\nenabled = true\n"),
+                "scale_out.enabled",
+            ),
+            (
+                "[scale_out]\nenabled = true\n".to_owned(),
+                "scale_out.enabled",
+            ),
+            (
+                format!("{base}{state}[scale_out]\nslice_secs = 0\n"),
+                "scale_out.slice_secs",
+            ),
+            (
+                format!("{base}{state}[scale_out]\nslice_secs = 301\n"),
+                "scale_out.slice_secs",
+            ),
+            (
+                format!("{base}{state}[scale_out]\npartials_partitions = 0\n"),
+                "scale_out.partials_partitions",
+            ),
+            (
+                format!("{base}{state}[scale_out]\npartials_topic = \"\"\n"),
+                "scale_out.partials_topic",
+            ),
+            (
+                format!("{base}{state}[scale_out]\ngroup_id = \"\"\n"),
+                "scale_out.group_id",
+            ),
+            (
+                format!("{base}{state}[scale_out]\ntimeout_ms = 0\n"),
+                "scale_out.timeout_ms",
+            ),
+        ] {
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
+        let ok = Config::parse(&format!("{base}{state}[scale_out]\nenabled = true\n")).unwrap();
+        assert!(ok.scale_out.enabled);
+        assert_eq!(ok.scale_out.slice_secs, 10);
+        // Unknown fields are refused.
+        let err = Config::parse("[scale_out]\nslices = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("slices"), "{err}");
+    }
 
     #[test]
     fn bad_state_values_name_their_field() {

@@ -10,6 +10,8 @@
 use std::time::Instant;
 
 use apitap_detect::checkpoint::{Restored, StateChanges, StateError};
+use apitap_detect::global::GlobalEngine;
+use apitap_detect::partial::Partial;
 use apitap_detect::{DetectConfig, Engine, EventContext, Finding};
 use apitap_labels::HashKey;
 use apitap_labels::facts::EventFacts;
@@ -38,6 +40,76 @@ pub struct Detection {
     pub dropped_findings: u64,
     /// Counters of the durable state (`[state]`, issue 18).
     pub state: crate::state::StateCounters,
+    /// Stage 2 of two-stage processing (`[scale_out]`, issue 18): the global detectors on
+    /// the merged partials of every analyzer.
+    global: Option<GlobalEngine>,
+    /// Counters of two-stage processing.
+    pub scale_out: ScaleOutCounters,
+}
+
+/// Rejection causes of partials, in the order of [`ScaleOutCounters::rejected`].
+const PARTIAL_CAUSES: [&str; 5] = [
+    "corrupt",
+    "incompatible",
+    "too_large",
+    "unknown_name",
+    "refused",
+];
+
+/// Counters of two-stage processing (`apitap_analyzer_partials_*_total`).
+#[derive(Debug, Default, Clone)]
+pub struct ScaleOutCounters {
+    /// Partials on the partials topic.
+    pub produced: u64,
+    /// Partials merged by stage 2.
+    pub merged: u64,
+    /// Partials older than the grace (merged into their slice or, outside every window,
+    /// dropped).
+    pub late: u64,
+    /// Of the late partials, those outside every window of their key (dropped).
+    pub late_dropped: u64,
+    /// Partials not merged, by [`PARTIAL_CAUSES`].
+    pub rejected: [u64; PARTIAL_CAUSES.len()],
+    /// Productions of a flush's partials that failed (retried at the next flush).
+    pub produce_errors: u64,
+}
+
+impl ScaleOutCounters {
+    fn render(&self, out: &mut Exposition) {
+        out.counter(
+            "apitap_analyzer_partials_produced_total",
+            "Partial aggregates produced to the partials topic (stage 1).",
+            self.produced,
+        );
+        out.counter(
+            "apitap_analyzer_partials_merged_total",
+            "Partial aggregates merged into the global detectors' windows (stage 2).",
+            self.merged,
+        );
+        out.counter(
+            "apitap_analyzer_partials_late_total",
+            "Partial aggregates that arrived after the grace (merged into their slice while inside a window, else dropped).",
+            self.late,
+        );
+        out.counter(
+            "apitap_analyzer_partials_late_dropped_total",
+            "Late partial aggregates outside every window of their key (dropped, not merged).",
+            self.late_dropped,
+        );
+        out.counter(
+            "apitap_analyzer_partials_produce_errors_total",
+            "Flushes whose partial aggregates could not be produced (retried; their events stay unacknowledged).",
+            self.produce_errors,
+        );
+        let mut f = out.family(
+            "apitap_analyzer_partials_rejected_total",
+            apitap_metrics::Kind::Counter,
+            "Partial aggregates not merged, by cause.",
+        );
+        for (cause, n) in PARTIAL_CAUSES.iter().zip(self.rejected) {
+            f.sample(&[("cause", cause)], n);
+        }
+    }
 }
 
 impl Detection {
@@ -53,7 +125,85 @@ impl Detection {
             idle_check: (0, Instant::now(), 0),
             dropped_findings: 0,
             state: crate::state::StateCounters::default(),
+            global: None,
+            scale_out: ScaleOutCounters::default(),
         })
+    }
+
+    /// Two-stage processing on (`[scale_out]`, issue 18): the engine produces partials of
+    /// `slice_secs` instead of raising the distributed kinds, and a stage-2 engine keyed like
+    /// it raises them from the merged partials ([`Detection::merge_partial`]).
+    pub fn enable_scale_out(
+        &mut self,
+        cfg: &DetectConfig,
+        key: &HashKey,
+        slice_secs: u64,
+        grace_secs: u64,
+    ) -> Result<(), Error> {
+        let global =
+            GlobalEngine::new(cfg.clone(), key, slice_secs, grace_secs).map_err(Error::Detect)?;
+        self.engine.enable_partials(slice_secs);
+        self.global = Some(global);
+        Ok(())
+    }
+
+    /// The partials folded since the last call, as partials-topic records (key, value).
+    pub fn take_partials(&mut self) -> Vec<(String, Vec<u8>)> {
+        (self.engine.take_partials().iter())
+            .filter_map(|p| Some((p.message_key(), p.encode()?)))
+            .collect()
+    }
+
+    /// Merges one partials-topic record from `partition` into stage 2 (a bad one is counted
+    /// and skipped).
+    pub fn merge_partial(&mut self, value: &[u8], partition: i32) {
+        let Some(global) = self.global.as_mut() else {
+            return;
+        };
+        match Partial::decode(value) {
+            Ok(p) => {
+                let before = global.metrics();
+                global.merge(&p, Some(partition));
+                let after = global.metrics();
+                self.scale_out.merged += after.merged - before.merged;
+                self.scale_out.late += after.late - before.late;
+                self.scale_out.late_dropped += after.late_dropped - before.late_dropped;
+                self.scale_out.rejected[4] += after.rejected - before.rejected;
+            }
+            Err(e) => {
+                if let Some(i) = PARTIAL_CAUSES.iter().position(|c| *c == e.cause()) {
+                    self.scale_out.rejected[i] += 1;
+                }
+            }
+        }
+    }
+
+    /// Ticks stage 2 with the stream time and queues its findings.
+    fn tick_global(&mut self, now: u64) {
+        if let Some(g) = self.global.as_mut() {
+            let out = g.tick(now);
+            self.queue(out);
+        }
+    }
+
+    /// Restores one stage-2 record (`g/…`) if `owned` accepts its partials partition.
+    pub fn restore_global(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        owned: &dyn Fn(Option<i32>) -> bool,
+    ) -> Result<Restored, StateError> {
+        match self.global.as_mut() {
+            Some(g) => g.restore(key, value, owned),
+            None => Ok(Restored::UnknownKey),
+        }
+    }
+
+    /// Forgets stage 2's campaigns of revoked partials partitions. Returns how many.
+    pub fn forget_global_partitions(&mut self, partitions: &[i32]) -> usize {
+        self.global
+            .as_mut()
+            .map_or(0, |g| g.forget_partitions(partitions))
     }
 
     /// Feeds one event; ticks the engine when a second of event time has passed.
@@ -81,6 +231,7 @@ impl Detection {
             self.last_tick_us = now;
             let out = self.engine.tick(now);
             self.queue(out);
+            self.tick_global(now);
         }
     }
 
@@ -101,12 +252,17 @@ impl Detection {
         let now = base_us.saturating_add(idle_us);
         let out = self.engine.tick(now);
         self.queue(out);
+        self.tick_global(now);
     }
 
     /// End of a finite input: every open campaign is reported and closed.
     pub fn finish(&mut self) {
         let out = self.engine.finish();
         self.queue(out);
+        if let Some(g) = self.global.as_mut() {
+            let out = g.finish();
+            self.queue(out);
+        }
     }
 
     fn queue(&mut self, out: Vec<Finding>) {
@@ -130,13 +286,23 @@ impl Detection {
     }
 
     /// [`Engine::checkpoint`].
+    /// With two-stage processing, stage 2's `g/…` records too.
     pub fn checkpoint(&mut self, baselines: bool) -> StateChanges {
-        self.engine.checkpoint(baselines)
+        let mut out = self.engine.checkpoint(baselines);
+        if let Some(g) = self.global.as_mut() {
+            let more = g.checkpoint();
+            out.put.extend(more.put);
+            out.delete.extend(more.delete);
+        }
+        out
     }
 
-    /// [`Engine::checkpoint_failed`].
+    /// [`Engine::checkpoint_failed`] (and stage 2's).
     pub fn checkpoint_failed(&mut self, changes: &StateChanges) {
         self.engine.checkpoint_failed(changes);
+        if let Some(g) = self.global.as_mut() {
+            g.checkpoint_failed(changes);
+        }
     }
 
     /// [`Engine::restore`].
@@ -158,6 +324,9 @@ impl Detection {
     pub fn render(&self, out: &mut Exposition) {
         self.engine.metrics().render_into(out);
         self.state.render(out);
+        if self.global.is_some() {
+            self.scale_out.render(out);
+        }
         out.gauge(
             "apitap_detect_baseline_samples",
             "Request-rate samples learnt by the endpoint baselines held (sum over endpoints).",

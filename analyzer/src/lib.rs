@@ -40,6 +40,7 @@ pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod reader;
+pub mod scale_out;
 pub mod state;
 pub mod summary;
 pub mod trace;

@@ -20,9 +20,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use apitap_bus::state::StateTopic;
+use apitap_bus::state::{StateSnapshot, StateTopic};
 use apitap_bus::{BusError, KafkaConfig, RebalanceHook};
 use apitap_detect::checkpoint::Restored;
+use apitap_detect::global::GLOBAL_PREFIX;
 use apitap_metrics::{Exposition, Kind};
 
 use crate::config::StateConfig;
@@ -213,7 +214,9 @@ impl DetectState {
         result
     }
 
-    fn restore(&self, partitions: &[i32]) {
+    /// The state topic read to its end, its dropped and bad keys counted; `None` when it
+    /// cannot be read (counted, the analysis goes on without it).
+    fn snapshot(&self) -> Option<StateSnapshot> {
         let snap = match lock(&self.topic).read_all(
             Duration::from_millis(self.cfg.timeout_ms),
             self.cfg.max_records,
@@ -224,8 +227,26 @@ impl DetectState {
                 if let Some(d) = lock(&self.ingestor).detect.as_mut() {
                     d.state.restores_incomplete += 1;
                 }
-                return;
+                return None;
             }
+        };
+        if let Some(detect) = lock(&self.ingestor).detect.as_mut() {
+            for _ in 0..snap.dropped {
+                detect.state.reject("over_limit");
+            }
+            for _ in 0..snap.bad_keys {
+                detect.state.reject("bad_key");
+            }
+            if !snap.complete {
+                detect.state.restores_incomplete += 1;
+            }
+        }
+        Some(snap)
+    }
+
+    fn restore(&self, partitions: &[i32]) {
+        let Some(snap) = self.snapshot() else {
+            return;
         };
         let mut guard = lock(&self.ingestor);
         let Some(detect) = guard.detect.as_mut() else {
@@ -233,16 +254,8 @@ impl DetectState {
         };
         let owned = |p: Option<i32>| p.is_some_and(|p| partitions.contains(&p));
         let (mut campaigns, mut baselines, mut samples) = (0u64, 0u64, 0u64);
-        for _ in 0..snap.dropped {
-            detect.state.reject("over_limit");
-        }
-        for _ in 0..snap.bad_keys {
-            detect.state.reject("bad_key");
-        }
-        if !snap.complete {
-            detect.state.restores_incomplete += 1;
-        }
-        for (k, v) in &snap.records {
+        // Stage 2's records are restored by its own hook ([`GlobalHook`]).
+        for (k, v) in (snap.records.iter()).filter(|(k, _)| !k.starts_with(GLOBAL_PREFIX)) {
             match detect.restore(k, v, &owned) {
                 Ok(Restored::Campaign) => campaigns += 1,
                 Ok(Restored::Baseline(n)) => {
@@ -286,6 +299,46 @@ impl RebalanceHook for DetectState {
         drop(owned);
         if let Some(d) = lock(&self.ingestor).detect.as_mut() {
             let n = d.forget_partitions(partitions) as u64;
+            d.state.campaigns_handed_over += n;
+        }
+    }
+}
+
+/// Stage 2's rebalance hook (`[scale_out]`, issue 18), on the consumer group of the partials
+/// topic: on assignment the `g/…` campaigns last merged from an assigned partials partition
+/// are reopened from the state topic; on revocation everything changed is written, then those
+/// campaigns are forgotten without a Close for their new owner.
+pub struct GlobalHook(pub Arc<DetectState>);
+
+impl RebalanceHook for GlobalHook {
+    fn assigned(&self, partitions: &[i32]) {
+        let Some(snap) = self.0.snapshot() else {
+            return;
+        };
+        let mut guard = lock(&self.0.ingestor);
+        let Some(detect) = guard.detect.as_mut() else {
+            return;
+        };
+        let owned = |p: Option<i32>| p.is_some_and(|p| partitions.contains(&p));
+        let mut campaigns = 0u64;
+        for (k, v) in (snap.records.iter()).filter(|(k, _)| k.starts_with(GLOBAL_PREFIX)) {
+            match detect.restore_global(k, v, &owned) {
+                Ok(Restored::Campaign) => campaigns += 1,
+                Ok(Restored::UnknownKey) => detect.state.reject("bad_key"),
+                Ok(_) => {}
+                Err(e) => detect.state.reject(e.cause()),
+            }
+        }
+        detect.state.campaigns_restored += campaigns;
+        tracing::info!(partitions = ?partitions, campaigns, "stage-2 detection state restored");
+    }
+
+    fn revoked(&self, partitions: &[i32]) {
+        if let Err(e) = self.0.checkpoint(true) {
+            tracing::warn!(error = %e, "stage-2 checkpoint before revocation failed; the new owner restores an older state");
+        }
+        if let Some(d) = lock(&self.0.ingestor).detect.as_mut() {
+            let n = d.forget_global_partitions(partitions) as u64;
             d.state.campaigns_handed_over += n;
         }
     }

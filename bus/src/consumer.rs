@@ -656,6 +656,40 @@ impl Transport for KafkaTransport {
     }
 }
 
+impl KafkaTransport {
+    /// A raw consumer of `topic` in the consumer group `group` (the brokers and security of
+    /// `cfg`): the analyzer's stage 2 reads the partial aggregates with it (issue 18). The
+    /// caller commits what it processed ([`Transport::commit`]); a revocation calls the
+    /// hook and commits nothing itself.
+    pub fn subscribe(
+        cfg: &KafkaConfig,
+        topic: &str,
+        group: &str,
+        metrics: Arc<BusMetrics>,
+    ) -> Result<KafkaTransport, BusError> {
+        let mut cfg = cfg.clone();
+        cfg.consumer.group_id = group.to_owned();
+        cfg.validate()?;
+        let ctx = ConsumerCtx {
+            tracker: Arc::new(Mutex::new(Tracker::default())),
+            metrics: metrics.clone(),
+            hook: HookSlot::default(),
+        };
+        let consumer: BaseConsumer<ConsumerCtx> = client_config(&cfg, ClientRole::Consumer)?
+            .create_with_context(ctx)
+            .map_err(|e| BusError::kafka("creating a consumer", &e))?;
+        consumer
+            .subscribe(&[topic])
+            .map_err(|e| BusError::kafka("subscribing", &e))?;
+        info!(topic, group, "kafka consumer started");
+        Ok(KafkaTransport {
+            consumer,
+            topic: topic.to_owned(),
+            metrics,
+        })
+    }
+}
+
 /// The Kafka implementation of [`EventSource`].
 pub type KafkaEventConsumer = EventConsumer<KafkaTransport>;
 

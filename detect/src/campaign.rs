@@ -89,6 +89,59 @@ struct Campaign {
     saved: bool,
 }
 
+impl Campaign {
+    /// A hit of `events` new events at `now`: times, severity and confidence raised.
+    fn raise(&mut self, h: &Hit, now: u64, events: u64) {
+        self.events += events;
+        self.last_us = self.last_us.max(now);
+        self.start_us = self.start_us.min(now);
+        self.dirty = true;
+        self.severity = self.severity.max(h.severity);
+        self.confidence = self.confidence.max(h.confidence);
+    }
+
+    /// Counts a source of the campaign (listed, its networks counted, once per source).
+    fn add_source(&mut self, ip: IpAddr, ip_key: u64, subnet: ipnet::IpNet) {
+        self.common_subnet = match self.common_subnet {
+            None => Some(Some(subnet)),
+            Some(Some(net)) if net != subnet => Some(None),
+            same => same,
+        };
+        if self.source_set.insert(ip_key) {
+            self.source_keys += 1;
+            if self.sources.len() < MAX_SOURCES && !self.sources.contains(&ip) {
+                self.sources.push(ip);
+            }
+            let net = network_of(ip);
+            if let Some((_, k)) = self.networks.iter_mut().find(|(n, _)| *n == net) {
+                *k += 1;
+            } else if self.networks.len() < MAX_NETWORKS {
+                self.networks.push((net, 1));
+            } else {
+                self.networks_other += 1;
+            }
+        }
+    }
+}
+
+/// A stage-2 hit ([`Campaigns::hit_merged`]).
+#[derive(Debug)]
+pub(crate) struct MergedHit<'a> {
+    pub hit: &'a Hit<'a>,
+    /// The campaign key ([`campaign_key`]).
+    pub key: u64,
+    /// Stream time of the hit (the latest event of the merged window).
+    pub now: u64,
+    pub actor: Vec<ActorKey>,
+    pub endpoint: EndpointRef,
+    /// Source addresses and their keyed hashes.
+    pub sources: &'a [(IpAddr, u64)],
+    /// Every source of the merged partial (keyed hashes).
+    pub source_set: &'a Distinct,
+    /// Events the hit adds to the campaign.
+    pub events: u64,
+}
+
 /// Networks listed per campaign.
 const MAX_NETWORKS: usize = 16;
 /// Successful attempts always kept as samples (a campaign's consequence, called out).
@@ -170,17 +223,8 @@ impl Campaigns {
             // not a second campaign: one alert per campaign, its counters and severity raised.
             k = walk;
         }
-        if !self.open.contains_key(&k) {
-            if self.open.len() >= self.max {
-                self.dropped += 1;
-                return;
-            }
-            let uid = format!(
-                "{:032x}",
-                xxhash_rust::xxh3::xxh3_128(&[&k.to_le_bytes()[..], &o.now.to_le_bytes()].concat())
-            );
-            let actor = actor_keys(h.detector, h.scope, o);
-            let endpoint = if h.any_endpoint {
+        let endpoint = || {
+            if h.any_endpoint {
                 EndpointRef {
                     service: o.service.to_owned(),
                     method: "*".into(),
@@ -192,7 +236,77 @@ impl Campaigns {
                     method: o.method.to_owned(),
                     template: o.template.to_owned(),
                 }
-            };
+            }
+        };
+        let max_samples = self.max_samples;
+        let Some(c) = self.open_for(k, h, o.now, || actor_keys(h.detector, h.scope, o), endpoint)
+        else {
+            return;
+        };
+        let event = (o.now, o.actor.ip_key, o.path_key);
+        let repeat = c.last_event == event && c.events > 0;
+        c.last_event = event;
+        if repeat {
+            return;
+        }
+        c.raise(h, o.now, 1);
+        c.add_source(o.actor.ip, o.actor.ip_key, o.actor.subnet);
+        if o.outcome == crate::Outcome::Success {
+            keep_success(&mut c.samples, max_samples, sample(o));
+        } else if c.samples.len() < max_samples {
+            c.samples.push(sample(o));
+        }
+    }
+
+    /// A hit of stage 2 (issue 18, [`crate::global`]): a global detector's condition holds on
+    /// the merged partial aggregates of every analyzer. `key` is the campaign key the
+    /// single-instance detector would use ([`campaign_key`]); `events` the events the merged
+    /// partial counted; `sources` the addresses it lists.
+    pub(crate) fn hit_merged(&mut self, m: &MergedHit) {
+        let Some(c) = self.open_for(
+            m.key,
+            m.hit,
+            m.now,
+            || m.actor.clone(),
+            || m.endpoint.clone(),
+        ) else {
+            return;
+        };
+        if m.events == 0 {
+            return;
+        }
+        c.raise(m.hit, m.now, m.events);
+        for (ip, ip_key) in m.sources {
+            c.add_source(*ip, *ip_key, crate::actor::subnet_of(*ip));
+        }
+        // Sources beyond the listed ones count by the partial's distinct set (their networks
+        // are not known).
+        c.source_set.merge(m.source_set);
+        c.source_keys = c.source_keys.max(c.source_set.count());
+    }
+
+    /// The open campaign `k` after a hit at `now`: opened (uid, actor keys, endpoint, title)
+    /// when it is not open, its counters raised by `h`'s ([`Campaign::raise`] does the rest). `None`: it could
+    /// not be opened (`limits.max_campaigns`, counted).
+    fn open_for(
+        &mut self,
+        k: u64,
+        h: &Hit,
+        now: u64,
+        actor: impl FnOnce() -> Vec<ActorKey>,
+        endpoint: impl FnOnce() -> EndpointRef,
+    ) -> Option<&mut Campaign> {
+        if !self.open.contains_key(&k) {
+            if self.open.len() >= self.max {
+                self.dropped += 1;
+                return None;
+            }
+            let uid = format!(
+                "{:032x}",
+                xxhash_rust::xxh3::xxh3_128(&[&k.to_le_bytes()[..], &now.to_le_bytes()].concat())
+            );
+            let actor = actor();
+            let endpoint = endpoint();
             let title = title(h.detector, h.kind, &actor, &endpoint);
             tracing::debug!(detector = h.detector.name(), kind = h.kind, uid = %uid, "campaign opened");
             self.open.insert(
@@ -204,8 +318,8 @@ impl Campaigns {
                     title,
                     severity: h.severity,
                     confidence: h.confidence,
-                    start_us: o.now,
-                    last_us: o.now,
+                    start_us: now,
+                    last_us: now,
                     created_us: 0,
                     last_emit_us: 0,
                     created: false,
@@ -228,12 +342,7 @@ impl Campaigns {
                 },
             );
         }
-        let Some(c) = self.open.get_mut(&k) else {
-            return;
-        };
-        let event = (o.now, o.actor.ip_key, o.path_key);
-        let repeat = c.last_event == event && c.events > 0;
-        c.last_event = event;
+        let c = self.open.get_mut(&k)?;
         c.saved = false;
         c.partition = self.partition.or(c.partition);
         for (name, v) in h.counts {
@@ -242,39 +351,7 @@ impl Campaigns {
                 None => c.counts.push((name, *v)),
             }
         }
-        if repeat {
-            return;
-        }
-        c.events += 1;
-        c.last_us = c.last_us.max(o.now);
-        c.start_us = c.start_us.min(o.now);
-        c.dirty = true;
-        c.severity = c.severity.max(h.severity);
-        c.confidence = c.confidence.max(h.confidence);
-        c.common_subnet = match c.common_subnet {
-            None => Some(Some(o.actor.subnet)),
-            Some(Some(net)) if net != o.actor.subnet => Some(None),
-            same => same,
-        };
-        if c.source_set.insert(o.actor.ip_key) {
-            c.source_keys += 1;
-            if c.sources.len() < MAX_SOURCES && !c.sources.contains(&o.actor.ip) {
-                c.sources.push(o.actor.ip);
-            }
-            let net = network_of(o.actor.ip);
-            if let Some((_, k)) = c.networks.iter_mut().find(|(n, _)| *n == net) {
-                *k += 1;
-            } else if c.networks.len() < MAX_NETWORKS {
-                c.networks.push((net, 1));
-            } else {
-                c.networks_other += 1;
-            }
-        }
-        if o.outcome == crate::Outcome::Success {
-            keep_success(&mut c.samples, self.max_samples, sample(o));
-        } else if c.samples.len() < self.max_samples {
-            c.samples.push(sample(o));
-        }
+        Some(c)
     }
 
     /// Adds earlier successful attempts (`samples`, made by [`sample`] before the campaign
@@ -631,6 +708,18 @@ fn key(
     } else {
         o.endpoint_key
     };
+    campaign_key(keyer, detector, kind, actor, ep)
+}
+
+/// The key of the campaign of `detector`'s `kind` for the actor key `actor` (0 for a whole
+/// endpoint) on the endpoint or service key `ep`.
+pub(crate) fn campaign_key(
+    keyer: &Keyer,
+    detector: Detector,
+    kind: &str,
+    actor: u64,
+    ep: u64,
+) -> u64 {
     keyer.hash_parts(
         Domain::Campaign,
         &[

@@ -20,6 +20,7 @@ use crate::finding::Finding;
 use crate::keys::{Domain, Keyer};
 use crate::metrics::EngineMetrics;
 use crate::outcome::{Outcome, OutcomeLearner, OutcomeRules, Signal, basic_credentials};
+use crate::partial::{Partial, PartialSink};
 use crate::template::{fallback_template, page_of, request_id};
 
 /// What the analyzer knows about an event besides the event itself. Every field is optional:
@@ -224,6 +225,8 @@ pub struct Engine {
     last_expire_us: u64,
     /// The actor keys of the event last observed, for its trace-back record.
     last_actor: Option<ActorKeys>,
+    /// Stage 1 of two-stage processing ([`Engine::enable_partials`]).
+    partials: Option<PartialSink>,
 }
 
 impl Engine {
@@ -268,6 +271,7 @@ impl Engine {
             now_us: 0,
             last_expire_us: 0,
             last_actor: None,
+            partials: None,
             keyer,
             cfg,
         })
@@ -411,6 +415,7 @@ impl Engine {
             campaigns: &mut self.campaigns,
             keyer: &self.keyer,
             baselines: &mut self.baselines,
+            partials: self.partials.as_mut(),
         };
         let mut feed = self.feeds[role as usize];
         for d in &mut self.detectors {
@@ -490,6 +495,7 @@ impl Engine {
             + self.baselines.bytes()
             + self.campaigns.bytes()
             + self.learner.state_bytes()
+            + self.partials.as_ref().map_or(0, PartialSink::bytes)
     }
 
     /// Tracked keys per table (for tests and capacity planning).
@@ -565,6 +571,42 @@ impl Engine {
     /// Sum over endpoints of the request-rate baseline's sample count.
     pub fn baseline_samples(&self) -> u64 {
         self.baselines.samples()
+    }
+}
+
+/// Two-stage processing, stage 1 (issue 18, [`crate::partial`]).
+impl Engine {
+    /// From now on the global detectors (credential stuffing and crawling `distributed`)
+    /// raise nothing here: their events become partial aggregates per global key and slice
+    /// of `slice_secs` of event time, for [`Engine::take_partials`] and the stage-2
+    /// [`crate::global::GlobalEngine`] that owns the key.
+    pub fn enable_partials(&mut self, slice_secs: u64) {
+        let slice_us = slice_secs.max(1).saturating_mul(1_000_000);
+        self.partials = Some(PartialSink::new(
+            slice_us,
+            self.cfg.limits.max_keys_per_table,
+        ));
+    }
+
+    /// Is two-stage processing on?
+    pub fn partials_enabled(&self) -> bool {
+        self.partials.is_some()
+    }
+
+    /// The partials folded since the last call, in (slice, key) order: produce them before
+    /// committing the offsets of the events they hold.
+    pub fn take_partials(&mut self) -> Vec<Partial> {
+        self.partials
+            .as_mut()
+            .map_or_else(Vec::new, PartialSink::take)
+    }
+
+    /// Partials handed out so far, and contributions dropped because
+    /// `limits.max_keys_per_table` partials were held.
+    pub fn partial_counts(&self) -> (u64, u64) {
+        self.partials
+            .as_ref()
+            .map_or((0, 0), |p| (p.produced, p.dropped))
     }
 }
 

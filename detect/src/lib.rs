@@ -14,6 +14,10 @@
 //!   masked responses), one rule per file, over the labels of apitap-labels.
 //! - **Baselines** ([`baseline`]): per endpoint (hour-of-week aware) and per actor, EWMA.
 //! - **Campaigns** ([`campaign`]): one Create, rate-limited Updates, one Close per campaign.
+//! - **Two-stage processing** (issue 18, `docs/scale-out.md`): mergeable partial aggregates
+//!   of the global detectors per global key and slice ([`partial`], stage 1, on each
+//!   analyzer's events partitions) and the stage-2 engine that merges them and raises the
+//!   distributed campaigns ([`global`], one owner per key).
 //! - **Alerts** ([`alert`]): the one typed [`Alert`] every apitap finding becomes (detections,
 //!   inventory changes, weak points), with the one [`Severity`].
 //! - **OCSF** ([`ocsf`]): the one OCSF renderer of alerts (Detection Finding 2004, Data
@@ -37,10 +41,12 @@ pub mod detections;
 pub mod ecs;
 mod engine;
 pub mod finding;
+pub mod global;
 mod keys;
 mod metrics;
 pub mod ocsf;
 pub mod outcome;
+pub mod partial;
 pub mod sketch;
 pub mod template;
 pub mod weak;

@@ -22,6 +22,7 @@ pub mod broker;
 pub mod kube_api;
 pub mod pg;
 pub mod pki;
+pub mod state_kafka;
 
 /// Server address inside the server namespace.
 pub const SERVER_IP: &str = "10.213.0.1";

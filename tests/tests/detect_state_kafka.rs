@@ -18,129 +18,27 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use apitap_bus::{BusMetrics, EventPublisher, KafkaConfig, KafkaEventPublisher};
+use anyhow::Context as _;
 use apitap_schema::ApiEvent;
 use apitap_tests::analyzer::AnalyzerProcess;
-use apitap_tests::attacks::{fixture_pcap, replay_to};
 use apitap_tests::broker::{Broker, require_broker};
-use serde_json::Value;
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("apitap-state-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-/// The recorded distributed stuffing as events, in time order.
-fn stuffing_events(dir: &Path) -> anyhow::Result<Vec<ApiEvent>> {
-    let pcap = fixture_pcap("stuffing_distributed.pcapng", dir)?;
-    let events = dir.join("stuffing.events.jsonl");
-    replay_to(&pcap, &events, "state-test")?;
-    let mut evs: Vec<ApiEvent> = std::fs::read_to_string(&events)?
-        .lines()
-        .map(|l| serde_json::from_str(l).context("event"))
-        .collect::<anyhow::Result<_>>()?;
-    evs.sort_by_key(|e| e.request_start_unix_us);
-    Ok(evs)
-}
-
-fn publish(broker: &Broker, dir: &Path, topic: &str, evs: &[ApiEvent]) -> anyhow::Result<()> {
-    let mut cfg = KafkaConfig::new(vec![broker.bootstrap()]);
-    cfg.events_topic = topic.into();
-    cfg.alerts_topic = format!("{topic}.alerts");
-    cfg.spool.dir = dir.join("spool");
-    cfg.producer.linger_ms = 5;
-    let mut p = KafkaEventPublisher::start(&cfg, "state-test", Arc::new(BusMetrics::default()))?;
-    for e in evs {
-        p.publish(e);
-    }
-    let delivered = p.close(Duration::from_secs(60))?.delivered;
-    if delivered != evs.len() as u64 {
-        bail!("{delivered} of {} events delivered", evs.len());
-    }
-    Ok(())
-}
+use apitap_tests::state_kafka::{
+    analyzer_sections, creates, metric, publish, stuffing_alerts, stuffing_events, tempdir,
+    wait_alerts,
+};
 
 /// An analyzer config: `[kafka]` as `group`, `[state]` on, short lifecycle and baseline
 /// buckets so that 95 s of recorded traffic make Updates, a Close and baseline samples.
 fn sections(dir: &Path, bootstrap: &str, topic: &str, group: &str, metrics: &str) -> String {
-    let key = dir.join("hash.key");
-    std::fs::write(&key, "apitap detect state test key\n").unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let kafka = apitap_tests::broker::analyzer_kafka_section(bootstrap, topic, group);
-    format!(
-        r#"{kafka}[labels]
-hash_key_file = {key:?}
-[inventory]
-flush_interval_secs = 1
-[metrics]
-listen = "{metrics}"
-[state]
-enabled = true
-topic = "{topic}.state"
-baseline_interval_secs = 1
-[detect.lifecycle]
-update_interval_secs = 10
-quiet_secs = 120
-[detect.baseline]
-bucket_secs = 5
-"#
+    analyzer_sections(
+        dir,
+        [bootstrap, topic, group, metrics],
+        "baseline_interval_secs = 1\n",
+        "[detect.baseline]\nbucket_secs = 5\n",
     )
-}
-
-/// The credential-stuffing detections on the alert topic: (activity, uid).
-fn stuffing_alerts(broker: &Broker, topic: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let msgs =
-        broker.read_json_messages(&format!("{topic}.alerts"), 10_000, Duration::from_secs(5))?;
-    Ok(msgs
-        .iter()
-        .map(|(_, _, doc)| doc)
-        .filter(|d| d["unmapped"]["apitap"]["detector"] == "credential_stuffing")
-        .map(|d: &Value| {
-            (
-                d["activity_name"].as_str().unwrap_or_default().to_owned(),
-                d["finding_info"]["uid"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        })
-        .collect())
-}
-
-fn wait_alerts(
-    broker: &Broker,
-    topic: &str,
-    timeout: Duration,
-    done: impl Fn(&[(String, String)]) -> bool,
-) -> anyhow::Result<Vec<(String, String)>> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let a = stuffing_alerts(broker, topic)?;
-        if done(&a) {
-            return Ok(a);
-        }
-        if Instant::now() > deadline {
-            bail!("alerts so far: {a:?}");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// The value of metric `name` (a sample without labels) on `/metrics` at `addr`.
-fn metric(addr: &str, name: &str) -> anyhow::Result<u64> {
-    apitap_tests::broker::http_get(addr, "/metrics")?
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .with_context(|| format!("{name} not on /metrics"))
+    .unwrap()
 }
 
 /// `baseline_samples` of the last "detection state baselines written" log line.
@@ -153,13 +51,6 @@ fn last_checkpointed_samples(log: &str) -> Option<u64> {
             v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
         })
         .next()
-}
-
-fn creates(a: &[(String, String)]) -> Vec<&str> {
-    a.iter()
-        .filter(|(act, _)| act == "Create")
-        .map(|(_, uid)| uid.as_str())
-        .collect()
 }
 
 /// A fresh broker with `<tag>.events` (`partitions`) and its alert topic, the recorded

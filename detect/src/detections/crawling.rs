@@ -227,6 +227,37 @@ impl Touched for Fleet {
     }
 }
 
+/// The distributed condition of one fingerprint's window, `[distinct sources, requests,
+/// distinct paths, authenticated requests]` (both stages use it, issue 18): enough
+/// addresses reach the breadth thresholds together, each under `min_requests` on average,
+/// most requests without an account.
+pub(crate) fn fleet_holds(
+    cfg: &CrawlingConfig,
+    [sources, requests, paths, authenticated]: [u64; 4],
+    thr_requests: f64,
+    thr_paths: f64,
+) -> bool {
+    let per_source = requests as f64 / sources.max(1) as f64;
+    sources >= u64::from(cfg.min_distributed_sources)
+        && requests as f64 >= thr_requests
+        && paths as f64 >= thr_paths
+        && per_source < thr_requests
+        && ratio(authenticated, requests) < 0.5
+}
+
+/// The distributed crawling campaign's hit.
+pub(crate) fn fleet_hit<'a>(counts: &'a [(&'static str, u64)]) -> Hit<'a> {
+    Hit {
+        detector: Detector::Crawling,
+        kind: "distributed",
+        scope: Scope::Fingerprint,
+        any_endpoint: true,
+        severity: Severity::High,
+        confidence: 75,
+        counts,
+    }
+}
+
 /// The crawling detector.
 #[derive(Debug)]
 pub struct Crawling {
@@ -633,6 +664,12 @@ impl Detection for Crawling {
         if a.ua.is_browser() {
             return;
         }
+        // Two-stage processing (issue 18): the fleets are merged across analyzers by
+        // [`crate::global`]; this one only contributes its requests.
+        if let Some(sink) = cx.partials.as_deref_mut() {
+            sink.crawling(o, cx.keyer, thr_req, thr_paths);
+            return;
+        }
         let f = self.fleets.entry(a.fingerprint, || Fleet {
             start_us: now,
             ..Fleet::default()
@@ -654,12 +691,12 @@ impl Detection for Crawling {
         let n_src = f.sources.count();
         let freq = u64::from(f.requests);
         let fpaths = f.paths.count();
-        let per_source = freq as f64 / n_src.max(1) as f64;
-        let triggered = n_src >= u64::from(self.cfg.min_distributed_sources)
-            && freq as f64 >= thr_req
-            && fpaths as f64 >= thr_paths
-            && per_source < thr_req
-            && ratio(u64::from(f.authenticated), freq) < 0.5;
+        let triggered = fleet_holds(
+            &self.cfg,
+            [n_src, freq, fpaths, f.authenticated.into()],
+            thr_req,
+            thr_paths,
+        );
         if triggered || f.hot_until >= now {
             if triggered {
                 f.hot_until = now + self.quiet_us;
@@ -669,19 +706,7 @@ impl Detection for Crawling {
                 ("distinct_paths", fpaths),
                 ("distinct_sources", n_src),
             ];
-            cx.campaigns.hit(
-                &Hit {
-                    detector: Detector::Crawling,
-                    kind: "distributed",
-                    scope: Scope::Fingerprint,
-                    any_endpoint: true,
-                    severity: Severity::High,
-                    confidence: 75,
-                    counts: &counts,
-                },
-                o,
-                cx.keyer,
-            );
+            cx.campaigns.hit(&fleet_hit(&counts), o, cx.keyer);
         }
     }
 

@@ -227,7 +227,7 @@ const FAILING_NETS: usize = 16;
 const ATTACKING_NET_SOURCES: u32 = 3;
 
 /// One distributed window's thresholds.
-struct Floors {
+pub(crate) struct Floors {
     window_us: u64,
     failure_ratio: f64,
     /// The baseline factor (short window); `None`: the binomial z-test (long window).
@@ -235,6 +235,143 @@ struct Floors {
     failures: u32,
     sources: u32,
     usernames: u32,
+}
+
+impl Floors {
+    /// The short window's (`window_secs`, `distributed_min_*`).
+    pub(crate) fn short(c: &StuffingConfig) -> Floors {
+        Floors {
+            window_us: us(c.window_secs),
+            failure_ratio: c.distributed_min_failure_ratio,
+            factor: Some(c.baseline_factor),
+            failures: c.distributed_min_failures,
+            sources: c.distributed_min_sources,
+            usernames: c.distributed_min_usernames,
+        }
+    }
+
+    /// The long window's (`distributed_long_*`; `window_us` 0: off).
+    pub(crate) fn long(c: &StuffingConfig) -> Floors {
+        Floors {
+            window_us: us(c.distributed_long_window_secs),
+            failure_ratio: c.distributed_long_min_failure_ratio,
+            factor: None,
+            failures: c.distributed_long_min_failures,
+            sources: c.distributed_long_min_sources,
+            usernames: c.distributed_long_min_usernames,
+        }
+    }
+
+    /// How long a triggered window keeps its campaign hot: a slow campaign stays open
+    /// across the tumbling window's boundary (its next window needs time to refill).
+    pub(crate) fn hot_for(&self, quiet_us: u64) -> u64 {
+        quiet_us.max(if self.factor.is_none() {
+            self.window_us
+        } else {
+            0
+        })
+    }
+}
+
+/// One distributed window's totals, as one engine counts them or stage 2 merges them.
+pub(crate) struct WindowTotals {
+    pub attempts: u64,
+    pub light_attempts: u64,
+    pub light_failures: u64,
+    pub sources: u64,
+    pub usernames: u64,
+    /// The endpoint's failure-ratio baseline now, and when the window started.
+    pub base: crate::baseline::Ewma,
+    pub p0: crate::baseline::Ewma,
+}
+
+/// The counters a distributed campaign reports: the window's `[attempts, failures,
+/// successes, distinct user names, distinct sources]`, failure ratio and baseline.
+pub(crate) fn distributed_counts(
+    floors: &Floors,
+    [attempts, failures, successes, users, sources]: [u64; 5],
+    fail_ratio: f64,
+    base: crate::baseline::Ewma,
+) -> [(&'static str, u64); 8] {
+    [
+        ("window_secs", floors.window_us / 1_000_000),
+        ("attempts", attempts),
+        ("failures", failures),
+        ("successes", successes),
+        ("distinct_usernames", users),
+        ("distinct_sources", sources),
+        ("failure_ratio_pct", (fail_ratio * 100.0).round() as u64),
+        (
+            "baseline_failure_ratio_pct",
+            (f64::from(base.mean) * 100.0).round() as u64,
+        ),
+    ]
+}
+
+/// The distributed campaign's hit (High once the window has a success).
+pub(crate) fn distributed_hit<'a>(counts: &'a [(&'static str, u64)], success: bool) -> Hit<'a> {
+    Hit {
+        detector: Detector::CredentialStuffing,
+        kind: "distributed",
+        scope: Scope::Endpoint,
+        any_endpoint: false,
+        severity: if success {
+            Severity::High
+        } else {
+            Severity::Medium
+        },
+        confidence: 80,
+        counts,
+    }
+}
+
+/// The distributed condition of one window (both stages use it, issue 18): returns whether
+/// it holds and the light sources' failure ratio.
+pub(crate) fn distributed_holds(
+    c: &StuffingConfig,
+    base_cfg: &BaselineConfig,
+    floors: &Floors,
+    t: &WindowTotals,
+) -> (bool, f64) {
+    let base = t.base;
+    let learnt = c.adaptive && base.n >= base_cfg.min_samples;
+    let thr_ratio = match floors.factor {
+        // The baseline's spread is per bucket; a window averages many buckets, so its
+        // σ term is scaled by √(bucket / window) (the standard error of that mean).
+        Some(factor) if learnt => {
+            let scale = (base_cfg.bucket_secs as f64 * 1e6 / floors.window_us as f64)
+                .sqrt()
+                .min(1.0);
+            base.threshold(
+                floors.failure_ratio,
+                factor,
+                base_cfg.sigmas * scale,
+                base_cfg.min_samples,
+            )
+            .min(0.95)
+        }
+        _ => floors.failure_ratio,
+    };
+    // Ratio and z-test over the light sources' attempts (a heavy hitter is its own
+    // campaign).
+    let fail_ratio = ratio(t.light_failures, t.light_attempts);
+    let per_source = t.attempts as f64 / t.sources.max(1) as f64;
+    // The long window tests the failures against the endpoint's baseline failure ratio p₀
+    // with a binomial z-score, (failures − n·p₀) / √(n·p₀·(1 − p₀)): over an hour a slow
+    // campaign is diluted by ordinary logins, but its excess of failures is not noise.
+    let z_ok = floors.factor.is_some() || !learnt || t.p0.n < base_cfg.min_samples || {
+        let p0 = f64::from(t.p0.mean).clamp(0.01, 0.9);
+        let n = t.light_attempts as f64;
+        (t.light_failures as f64 - n * p0) / (n * p0 * (1.0 - p0)).sqrt()
+            >= c.distributed_long_min_z
+    };
+    let holds = z_ok
+        && t.light_failures >= u64::from(floors.failures)
+        && t.sources >= u64::from(floors.sources)
+        && t.usernames >= u64::from(floors.usernames)
+        && per_source < f64::from(c.min_distinct_usernames)
+        && fail_ratio >= thr_ratio;
+    (holds, fail_ratio)
 }
 
 impl Detection for CredentialStuffing {
@@ -311,24 +448,16 @@ impl Detection for CredentialStuffing {
             cx.baselines.poison(o.endpoint_key);
         }
 
+        // Two-stage processing (issue 18): the distributed check runs on the merged partials
+        // of every analyzer ([`crate::global`]); this one only contributes its events.
+        if let Some(sink) = cx.partials.as_deref_mut() {
+            let base = cx.baselines.get(o.endpoint_key, Metric::FailureRatio, now);
+            sink.stuffing(o, cx.keyer, heavy, base);
+            return;
+        }
         // Distributed, low-and-slow: the endpoint as a whole, over the window and the long
         // window (one campaign for both).
-        let short = Floors {
-            window_us: len,
-            failure_ratio: c.distributed_min_failure_ratio,
-            factor: Some(c.baseline_factor),
-            failures: c.distributed_min_failures,
-            sources: c.distributed_min_sources,
-            usernames: c.distributed_min_usernames,
-        };
-        let long = Floors {
-            window_us: us(c.distributed_long_window_secs),
-            failure_ratio: c.distributed_long_min_failure_ratio,
-            factor: None,
-            failures: c.distributed_long_min_failures,
-            sources: c.distributed_long_min_sources,
-            usernames: c.distributed_long_min_usernames,
-        };
+        let (short, long) = (Floors::short(c), Floors::long(c));
         let check = Distributed {
             c,
             base_cfg: &self.base,
@@ -396,24 +525,6 @@ impl Distributed<'_> {
         let (c, base_cfg, quiet_us) = (self.c, self.base_cfg, self.quiet_us);
         let now = o.now;
         let base = cx.baselines.get(o.endpoint_key, Metric::FailureRatio, now);
-        let learnt = c.adaptive && base.n >= base_cfg.min_samples;
-        let thr_ratio = match floors.factor {
-            // The baseline's spread is per bucket; a window averages many buckets, so its
-            // σ term is scaled by √(bucket / window) (the standard error of that mean).
-            Some(factor) if learnt => {
-                let scale = (base_cfg.bucket_secs as f64 * 1e6 / floors.window_us as f64)
-                    .sqrt()
-                    .min(1.0);
-                base.threshold(
-                    floors.failure_ratio,
-                    factor,
-                    base_cfg.sigmas * scale,
-                    base_cfg.min_samples,
-                )
-                .min(0.95)
-            }
-            _ => floors.failure_ratio,
-        };
         let w = table.entry(o.endpoint_key, || EndpointWindow {
             attempts: Attempts::starting(now),
             failed: Bloom::default(),
@@ -475,63 +586,38 @@ impl Distributed<'_> {
         let sources = e.sources.count();
         let attempts = u64::from(e.attempts);
         let users = e.values.count();
-        // Ratio and z-test over the light sources' attempts (a heavy hitter is its own
-        // campaign).
-        let fail_ratio = ratio(u64::from(light_failures), u64::from(light_attempts));
-        let per_source = attempts as f64 / sources.max(1) as f64;
-        // The long window tests the failures against the endpoint's baseline failure ratio p₀
-        // with a binomial z-score, (failures − n·p₀) / √(n·p₀·(1 − p₀)): over an hour a slow
-        // campaign is diluted by ordinary logins, but its excess of failures is not noise.
-        let z_ok = floors.factor.is_some() || !learnt || p0.n < base_cfg.min_samples || {
-            let p0 = f64::from(p0.mean).clamp(0.01, 0.9);
-            let n = f64::from(light_attempts);
-            (f64::from(light_failures) - n * p0) / (n * p0 * (1.0 - p0)).sqrt()
-                >= c.distributed_long_min_z
-        };
-        let triggered = z_ok
-            && u64::from(light_failures) >= u64::from(floors.failures)
-            && sources >= u64::from(floors.sources)
-            && users >= u64::from(floors.usernames)
-            && per_source < f64::from(c.min_distinct_usernames)
-            && fail_ratio >= thr_ratio;
+        let (triggered, fail_ratio) = distributed_holds(
+            c,
+            base_cfg,
+            floors,
+            &WindowTotals {
+                attempts,
+                light_attempts: u64::from(light_attempts),
+                light_failures: u64::from(light_failures),
+                sources,
+                usernames: users,
+                base,
+                p0,
+            },
+        );
         if triggered {
-            // A slow campaign stays open across the tumbling window's boundary (its next
-            // window needs time to refill), so it is one campaign, not one per window.
-            w.attempts.hot_until = now
-                + quiet_us.max(if floors.factor.is_none() {
-                    floors.window_us
-                } else {
-                    0
-                });
+            w.attempts.hot_until = now + floors.hot_for(quiet_us);
         }
         let e = &w.attempts;
         if campaign_event && (triggered || e.hot_until >= now) {
-            let counts = [
-                ("window_secs", floors.window_us / 1_000_000),
-                ("attempts", attempts),
-                ("failures", u64::from(e.failures)),
-                ("successes", u64::from(e.successes)),
-                ("distinct_usernames", users),
-                ("distinct_sources", sources),
-                ("failure_ratio_pct", (fail_ratio * 100.0).round() as u64),
-                (
-                    "baseline_failure_ratio_pct",
-                    (f64::from(base.mean) * 100.0).round() as u64,
-                ),
-            ];
-            let hit = Hit {
-                detector: Detector::CredentialStuffing,
-                kind: "distributed",
-                scope: Scope::Endpoint,
-                any_endpoint: false,
-                severity: if e.successes > 0 {
-                    Severity::High
-                } else {
-                    Severity::Medium
-                },
-                confidence: 80,
-                counts: &counts,
-            };
+            let counts = distributed_counts(
+                floors,
+                [
+                    attempts,
+                    e.failures.into(),
+                    e.successes.into(),
+                    users,
+                    sources,
+                ],
+                fail_ratio,
+                base,
+            );
+            let hit = distributed_hit(&counts, e.successes > 0);
             cx.campaigns.hit(&hit, o, cx.keyer);
             if !w.early_successes.is_empty() {
                 let early = std::mem::take(&mut w.early_successes);

@@ -131,6 +131,9 @@ pub(crate) struct Cx<'a> {
     pub campaigns: &'a mut Campaigns,
     pub keyer: &'a Keyer,
     pub baselines: &'a mut Baselines,
+    /// Two-stage processing on (issue 18): the global detectors' events go here as partial
+    /// aggregates instead of into their own distributed windows.
+    pub partials: Option<&'a mut crate::partial::PartialSink>,
 }
 
 /// Microseconds of a seconds value.

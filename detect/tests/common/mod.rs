@@ -1,4 +1,6 @@
-//! What the detection integration tests share: the recorded crawl events.
+//! What the detection integration tests share: the recorded events (crawl tools; the
+//! distributed stuffing of `tests/fixtures/attacks/stuffing_distributed.pcapng` through
+//! `apitap-sensor replay`, in `data/stuffing/distributed.events.jsonl.gz`).
 
 use std::io::Read as _;
 
@@ -6,9 +8,16 @@ use apitap_schema::ApiEvent;
 
 /// The events of `detect/tests/data/crawl/<name>.events.jsonl.gz` (real sensor output of a
 /// recorded tool run, see `crawl_tools.rs`), in time order.
+#[allow(dead_code)] // not every test crate reads every fixture
 pub fn events(name: &str) -> Vec<ApiEvent> {
+    events_of(&format!("crawl/{name}"))
+}
+
+/// The events of `detect/tests/data/<path>.events.jsonl.gz`, in time order.
+#[allow(dead_code)] // not every test crate reads every fixture
+pub fn events_of(path: &str) -> Vec<ApiEvent> {
     let path = format!(
-        "{}/tests/data/crawl/{name}.events.jsonl.gz",
+        "{}/tests/data/{path}.events.jsonl.gz",
         env!("CARGO_MANIFEST_DIR")
     );
     let gz = std::fs::File::open(&path).expect("fixture");

@@ -1,0 +1,356 @@
+//! Two-stage processing in process (issue 18, R-THR-3): the recorded distributed credential
+//! stuffing (`tests/fixtures/attacks/stuffing_distributed`: curl from 60 addresses, 240
+//! attempts beside 240 benign logins, replayed through the real sensor decoder) split across
+//! 1, 2 and 4 simulated stage-1 engines — each event to the partition of its real bus key
+//! (`client ip|server ip|server port`, `apitap_bus::producer::event_key`) as librdkafka's
+//! default partitioner picks it (CRC32 of the key modulo 4 partitions), partitions dealt to
+//! the engines like a consumer group's range assignment — and their partials merged by 1, 2
+//! or 4 stage-2 [`GlobalEngine`]s (each owning the partials keys of its partitions) give the
+//! same campaigns (detector, kind, actor keys, endpoint) with one Create each as one engine
+//! without two-stage; without stage 2 the split engines miss the campaign (the problem the
+//! two stages solve).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+use std::collections::BTreeMap;
+
+use apitap_detect::global::GlobalEngine;
+use apitap_detect::{Activity, DetectConfig, Detector, Engine, EventContext, Finding};
+use apitap_labels::HashKey;
+use apitap_schema::ApiEvent;
+
+mod common;
+
+const PARTITIONS: u32 = 4;
+const SLICE_SECS: u64 = 10;
+
+fn key() -> HashKey {
+    HashKey::from_secret(b"two-stage")
+}
+
+/// The partition of a message key, as librdkafka's default `consistent_random`
+/// partitioner picks it for a non-empty key.
+fn partition_of(key: &str, partitions: u32) -> u32 {
+    crc32fast::hash(key.as_bytes()) % partitions
+}
+
+fn event_partition(e: &ApiEvent) -> u32 {
+    let k = format!("{}|{}|{}", e.client.ip, e.server.ip, e.server.port);
+    partition_of(&k, PARTITIONS)
+}
+
+/// What identifies a campaign across runs: detector, kind, actor keys, endpoint.
+type CampaignId = (Detector, &'static str, Vec<(String, String)>, String);
+
+fn id_of(f: &Finding) -> CampaignId {
+    (
+        f.detector,
+        f.kind,
+        f.actor
+            .iter()
+            .map(|a| (a.kind.to_owned(), a.value.clone()))
+            .collect(),
+        format!(
+            "{} {} {}",
+            f.endpoint.service, f.endpoint.method, f.endpoint.template
+        ),
+    )
+}
+
+/// Creates per campaign, and every uid's activities.
+fn creates(out: &[Finding]) -> BTreeMap<CampaignId, usize> {
+    let mut m = BTreeMap::new();
+    for f in out.iter().filter(|f| f.activity == Activity::Create) {
+        *m.entry(id_of(f)).or_insert(0) += 1;
+    }
+    m
+}
+
+/// One engine over everything, without two-stage.
+fn reference(evs: &[ApiEvent]) -> Vec<Finding> {
+    let mut eng = Engine::with_hash_key(DetectConfig::default(), &key()).unwrap();
+    let mut out = Vec::new();
+    let mut next = evs[0].request_start_unix_us;
+    for e in evs {
+        while e.request_start_unix_us >= next {
+            out.extend(eng.tick(next));
+            next += 1_000_000;
+        }
+        eng.observe(e, &EventContext::default());
+    }
+    out.extend(eng.finish());
+    out
+}
+
+/// `members` stage-1 engines (range assignment of the partitions) and `members` stage-2
+/// engines; partials flushed every second of stream time (the analyzer's flush). Returns
+/// the stage-1 findings, the stage-2 findings and the partials merged.
+fn two_stage(evs: &[ApiEvent], members: u32, stage2: bool) -> (Vec<Finding>, Vec<Finding>, u64) {
+    let cfg = DetectConfig::default();
+    let mut s1: Vec<Engine> = (0..members)
+        .map(|_| {
+            let mut e = Engine::with_hash_key(cfg.clone(), &key()).unwrap();
+            if stage2 {
+                e.enable_partials(SLICE_SECS);
+            }
+            e
+        })
+        .collect();
+    let mut s2: Vec<GlobalEngine> = (0..members)
+        .map(|_| GlobalEngine::new(cfg.clone(), &key(), SLICE_SECS, 20).unwrap())
+        .collect();
+    // Range assignment: partition p to member p * members / PARTITIONS.
+    let owner = |p: u32| (p * members / PARTITIONS) as usize;
+    let (mut out1, mut out2) = (Vec::new(), Vec::new());
+    let mut merged = 0;
+    let mut flush = |s1: &mut Vec<Engine>,
+                     s2: &mut Vec<GlobalEngine>,
+                     now: u64,
+                     out1: &mut Vec<Finding>,
+                     out2: &mut Vec<Finding>| {
+        for e in s1.iter_mut() {
+            out1.extend(e.tick(now));
+            for p in e.take_partials() {
+                // Round trip through the wire form, to the owner of the key's partition.
+                let p = apitap_detect::partial::Partial::decode(&p.encode().unwrap()).unwrap();
+                let part = partition_of(&p.message_key(), PARTITIONS);
+                s2[owner(part)].merge(&p, Some(part as i32));
+                merged += 1;
+            }
+        }
+        for g in s2.iter_mut() {
+            out2.extend(g.tick(now));
+        }
+    };
+    let mut next = evs[0].request_start_unix_us;
+    for e in evs {
+        while e.request_start_unix_us >= next {
+            flush(&mut s1, &mut s2, next, &mut out1, &mut out2);
+            next += 1_000_000;
+        }
+        let p = event_partition(e);
+        let m = &mut s1[owner(p)];
+        m.set_partition(Some(p as i32));
+        m.observe(e, &EventContext::default());
+    }
+    flush(&mut s1, &mut s2, next, &mut out1, &mut out2);
+    for e in &mut s1 {
+        out1.extend(e.finish());
+    }
+    for g in &mut s2 {
+        out2.extend(g.finish());
+    }
+    (out1, out2, merged)
+}
+
+/// Sources of the distributed campaign's Close.
+fn close_sources(out: &[Finding]) -> u64 {
+    out.iter()
+        .filter(|f| f.kind == "distributed" && f.activity == Activity::Close)
+        .map(|f| f.source_count)
+        .max()
+        .unwrap()
+}
+
+fn distributed(out: &[Finding]) -> Vec<Finding> {
+    out.iter()
+        .filter(|f| f.kind == "distributed")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn split_stage_one_engines_with_stage_two_give_the_single_engine_campaigns() {
+    let evs = common::events_of("stuffing/distributed");
+    assert_eq!(evs.len(), 480);
+    let parts: std::collections::BTreeSet<u32> = evs.iter().map(event_partition).collect();
+    assert_eq!(
+        parts.len(),
+        PARTITIONS as usize,
+        "the recording spreads over every partition"
+    );
+
+    let whole = reference(&evs);
+    let want = creates(&distributed(&whole));
+    assert_eq!(want.len(), 1, "{want:#?}");
+    let (id, _) = want.iter().next().unwrap();
+    assert_eq!(id.0, Detector::CredentialStuffing);
+    let ref_sources = close_sources(&whole);
+    let ref_create = whole
+        .iter()
+        .find(|f| f.kind == "distributed" && f.activity == Activity::Create)
+        .unwrap()
+        .time_us;
+    // The per-client campaigns (none here, or the same) come from stage 1 as before.
+    let want_local = creates(
+        &whole
+            .iter()
+            .filter(|f| f.kind != "distributed")
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+
+    for members in [1, 2, 4] {
+        let (out1, out2, merged) = two_stage(&evs, members, true);
+        assert!(merged > 0);
+        assert!(
+            distributed(&out1).is_empty(),
+            "{members}: stage 1 raises no distributed kind"
+        );
+        assert_eq!(creates(&out2), want, "{members} members");
+        // Every uid has one Create and ends with one Close.
+        let mut by_uid: BTreeMap<&str, Vec<Activity>> = BTreeMap::new();
+        for f in &out2 {
+            by_uid.entry(&f.uid).or_default().push(f.activity);
+        }
+        assert_eq!(by_uid.len(), 1, "{members}: {by_uid:?}");
+        for acts in by_uid.values() {
+            assert_eq!(acts.iter().filter(|a| **a == Activity::Create).count(), 1);
+            assert_eq!(acts.last(), Some(&Activity::Close));
+        }
+        let close = out2.iter().find(|f| f.activity == Activity::Close).unwrap();
+        let create = out2
+            .iter()
+            .find(|f| f.activity == Activity::Create)
+            .unwrap();
+        eprintln!(
+            "{members} members: {merged} partials, Create {} s after the reference's, {} sources \
+             (reference {ref_sources}), {} events",
+            (create.time_us as i64 - ref_create as i64) / 1_000_000,
+            close.source_count,
+            close.events
+        );
+        assert!(
+            close.source_count >= ref_sources * 9 / 10,
+            "{members}: {} sources against {ref_sources}",
+            close.source_count
+        );
+        assert_eq!(
+            creates(&out1),
+            want_local,
+            "{members} members: per-client campaigns"
+        );
+    }
+
+    // Without stage 2, four engines see a quarter of the sources each: the campaign is
+    // raised several times (or missed).
+    let (out1, _, _) = two_stage(&evs, 4, false);
+    let split = creates(&distributed(&out1));
+    eprintln!("4 engines without stage 2: {split:?}");
+    assert_ne!(split, want, "four engines alone raise {split:?}");
+}
+
+/// The stage-2 owner stops after the Create (a SIGKILL: only its last checkpoint survives)
+/// and a new owner restores its `g/…` records: the campaign goes on with the same uid and
+/// no second Create.
+#[test]
+fn a_restored_stage_two_owner_continues_the_campaign_without_a_second_create() {
+    let evs = common::events_of("stuffing/distributed");
+    let cfg = DetectConfig::default();
+    let mut s1 = Engine::with_hash_key(cfg.clone(), &key()).unwrap();
+    s1.enable_partials(SLICE_SECS);
+    let mut owner = GlobalEngine::new(cfg.clone(), &key(), SLICE_SECS, 20).unwrap();
+    let mut store: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    let mut restored = None::<GlobalEngine>;
+    let mut created_at = None;
+    let mut next = evs[0].request_start_unix_us;
+    let mut i = 0;
+    while i <= evs.len() {
+        let due = evs.get(i).is_none_or(|e| e.request_start_unix_us >= next);
+        if !due {
+            s1.observe(&evs[i], &EventContext::default());
+            i += 1;
+            continue;
+        }
+        let killed = restored.is_some();
+        let g = restored.as_mut().unwrap_or(&mut owner);
+        for p in s1.take_partials() {
+            g.merge(&p, Some(0));
+        }
+        let out = g.tick(next);
+        if !killed && created_at.is_none() && out.iter().any(|f| f.activity == Activity::Create) {
+            created_at = Some(next);
+        }
+        if killed {
+            after.extend(out)
+        } else {
+            before.extend(out)
+        }
+        // The analyzer's flush: checkpoint after the alerts are out.
+        let changes = g.checkpoint();
+        for k in &changes.delete {
+            store.remove(k);
+        }
+        store.extend(changes.put);
+        if !killed && created_at.is_some_and(|t| next >= t + 20_000_000) {
+            // SIGKILL; the new owner reads the state topic.
+            let mut g = GlobalEngine::new(cfg.clone(), &key(), SLICE_SECS, 20).unwrap();
+            for (k, v) in &store {
+                assert!(k.starts_with("g/c/"), "{k}");
+                let r = g.restore(k, v, &|p| p == Some(0)).unwrap();
+                assert_eq!(r, apitap_detect::checkpoint::Restored::Campaign);
+            }
+            assert_eq!(g.open_campaigns(), 1);
+            restored = Some(g);
+        }
+        if i == evs.len() {
+            break;
+        }
+        next += 1_000_000;
+    }
+    let g = restored.as_mut().expect("killed mid-campaign");
+    after.extend(g.finish());
+    let creates_before: Vec<&Finding> = before
+        .iter()
+        .filter(|f| f.activity == Activity::Create)
+        .collect();
+    assert_eq!(creates_before.len(), 1, "{before:#?}");
+    let uid = &creates_before[0].uid;
+    assert!(!after.is_empty());
+    assert!(
+        after.iter().all(|f| f.activity != Activity::Create),
+        "{after:#?}"
+    );
+    assert!(after.iter().all(|f| &f.uid == uid), "{after:#?}");
+    assert_eq!(after.last().map(|f| f.activity), Some(Activity::Close));
+    // Garbage under the stage-2 prefix is an error, never a panic.
+    assert!(
+        g.restore("g/c/0000000000000001", b"\x00garbage", &|_| true)
+            .is_err()
+    );
+}
+
+/// A recorded crawl (wget --mirror, real tool traffic, `crawl_tools.rs`) re-addressed over
+/// 24 client addresses in turn (no distributed crawler recording exists yet): one
+/// non-browser fingerprint from many addresses, each under the per-source thresholds. The
+/// distributed crawling campaign of one engine is raised once by the two stages whatever the
+/// split.
+#[test]
+fn a_re_addressed_crawl_gives_the_single_engine_distributed_crawling_campaign() {
+    let mut evs = common::events("wget");
+    for (i, e) in evs.iter_mut().enumerate() {
+        e.client.ip = std::net::IpAddr::from([10, 77, (i % 24 / 8) as u8, (i % 8 + 1) as u8]);
+    }
+    let whole = reference(&evs);
+    let want = creates(&distributed(&whole));
+    assert_eq!(want.len(), 1, "{want:#?}");
+    assert_eq!(want.keys().next().unwrap().0, Detector::Crawling);
+    let ref_sources = close_sources(&whole);
+    for members in [1, 2, 4] {
+        let (out1, out2, _) = two_stage(&evs, members, true);
+        assert!(distributed(&out1).is_empty(), "{members}");
+        assert_eq!(creates(&out2), want, "{members} members");
+        let close = out2.iter().find(|f| f.activity == Activity::Close).unwrap();
+        // The window's sources, those before the trigger included (≥ the single engine's,
+        // which counts from its campaign's first hit), never more than there are.
+        eprintln!(
+            "crawl, {members} members: {} sources (reference {ref_sources})",
+            close.source_count
+        );
+        assert!(
+            (ref_sources..=24).contains(&close.source_count),
+            "{members}: {}",
+            close.source_count
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! Two-stage processing on a real broker (tansu), issue 18, R-THR-3, R-OPS-1: the recorded
+//! distributed credential stuffing (`tests/fixtures/attacks/stuffing_distributed`: curl from
+//! 60 addresses, replayed through the real sensor decoder) on an events topic of 4
+//! partitions, consumed by 1, 2 and 4 analyzer processes in one consumer group with
+//! `[scale_out]` on: exactly one Create of the `distributed` campaign across all processes
+//! (stage 1 raises no `distributed` kind; stage 2, one owner per global key, raises it from
+//! every member's partials). Then the stage-2 owner is SIGKILLed after the Create and
+//! restarted: its campaign is restored from the `g/…` records and goes on (Updates, same
+//! uid) without a second Create.
+//!
+//! Needs `tansu` (required under `CI=true`) and the built `apitap-sensor` and
+//! `apitap-analyzer`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use apitap_tests::analyzer::AnalyzerProcess;
+use apitap_tests::broker::{Broker, free_port, require_broker};
+use apitap_tests::state_kafka::{
+    analyzer_sections, creates, detections, metric, publish, stuffing_events, tempdir, wait_for,
+};
+
+/// An analyzer config: `[kafka]` as `group`, `[state]` and `[scale_out]` on (partials topic
+/// of 4 partitions), 1 s flushes.
+fn sections(dir: &Path, bootstrap: &str, topic: &str, group: &str, metrics: &str) -> String {
+    let scale_out = format!(
+        "[scale_out]\nenabled = true\npartials_topic = \"{topic}.partials\"\npartials_partitions = 4\n"
+    );
+    analyzer_sections(dir, [bootstrap, topic, group, metrics], "", &scale_out).unwrap()
+}
+
+fn distributed(broker: &Broker, topic: &str) -> anyhow::Result<Vec<(String, String)>> {
+    detections(broker, topic, "credential_stuffing", Some("distributed"))
+}
+
+/// Sum of metric `name` over the members' `/metrics`.
+fn total(addrs: &[String], name: &str) -> u64 {
+    addrs.iter().filter_map(|a| metric(a, name).ok()).sum()
+}
+
+/// The recording through `members` analyzers in one group: one Create across all.
+fn through_members(members: usize) -> anyhow::Result<()> {
+    let tag = format!("twostage{members}");
+    let dir = tempdir(&tag);
+    let evs = stuffing_events(&dir)?;
+    let broker = Broker::start(&dir.join("broker"))?;
+    let topic = format!("{tag}.events");
+    broker.create_topic(&topic, 4)?;
+    broker.create_topic(&format!("{topic}.alerts"), 1)?;
+    let mut addrs = Vec::new();
+    let mut procs = Vec::new();
+    for i in 0..members {
+        let m = format!("127.0.0.1:{}", free_port()?);
+        let d = dir.join(format!("m{i}"));
+        std::fs::create_dir_all(&d)?;
+        let cfg = sections(&d, &broker.bootstrap(), &topic, &tag, &m);
+        procs.push(AnalyzerProcess::start(None, &d, &cfg, "")?);
+        addrs.push(m);
+    }
+    // Every member in the group (each assigned some events partitions) before the traffic.
+    for p in &procs {
+        p.wait_log("kafka partitions assigned", 1, Duration::from_secs(60))?;
+    }
+    publish(&broker, &dir, &topic, &evs)?;
+    let logs = || {
+        procs
+            .iter()
+            .map(|p| p.log_text())
+            .collect::<Vec<_>>()
+            .join("\n-----\n")
+    };
+    let consumed = || total(&addrs, "apitap_bus_events_consumed_total");
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while consumed() < evs.len() as u64 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{} of {} events consumed: {}",
+            consumed(),
+            evs.len(),
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let alerts = wait_for(
+        Duration::from_secs(60),
+        || distributed(&broker, &topic),
+        |a| !creates(a).is_empty(),
+    )
+    .with_context(logs)?;
+    // Every partial merged and a few more flushes: a second Create would be out by now.
+    let produced = || total(&addrs, "apitap_analyzer_partials_produced_total");
+    let merged = || total(&addrs, "apitap_analyzer_partials_merged_total");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let accounted = || merged() + total(&addrs, "apitap_analyzer_partials_late_dropped_total");
+    while accounted() < produced() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let (p, m) = (produced(), merged());
+    let late = total(&addrs, "apitap_analyzer_partials_late_total");
+    let dropped = total(&addrs, "apitap_analyzer_partials_late_dropped_total");
+    let refused = total(
+        &addrs,
+        "apitap_analyzer_partials_rejected_total{cause=\"refused\"}",
+    );
+    let rejected = total(
+        &addrs,
+        "apitap_analyzer_partials_rejected_total{cause=\"corrupt\"}",
+    );
+    for mut p in procs {
+        p.stop()?;
+    }
+    let all = distributed(&broker, &topic)?;
+    eprintln!(
+        "{members} members: partials produced {p}, merged {m}, late {late} (dropped {dropped}), refused {refused}; \
+         first Create after {} alerts; distributed alerts {all:?}",
+        alerts.len()
+    );
+    assert_eq!(
+        creates(&all).len(),
+        1,
+        "one Create across {members} members: {all:?}"
+    );
+    assert_eq!(rejected, 0);
+    // Every partial is merged or, outside every window of its key, dropped and counted (stage
+    // 1 reads a backlog's partitions out of event-time order: a key's later slice can be
+    // produced before an earlier one).
+    assert!(p > 0 && refused == 0);
+    assert_eq!(m + dropped, p, "every partial merged or counted");
+    Ok(())
+}
+
+#[test]
+fn distributed_stuffing_through_one_analyzer_is_one_campaign() -> anyhow::Result<()> {
+    if !require_broker("distributed_stuffing_through_one_analyzer_is_one_campaign") {
+        return Ok(());
+    }
+    through_members(1)
+}
+
+#[test]
+fn distributed_stuffing_through_two_analyzers_is_one_campaign() -> anyhow::Result<()> {
+    if !require_broker("distributed_stuffing_through_two_analyzers_is_one_campaign") {
+        return Ok(());
+    }
+    through_members(2)
+}
+
+#[test]
+fn distributed_stuffing_through_four_analyzers_is_one_campaign() -> anyhow::Result<()> {
+    if !require_broker("distributed_stuffing_through_four_analyzers_is_one_campaign") {
+        return Ok(());
+    }
+    through_members(4)
+}
+
+#[test]
+fn stage_two_owner_killed_mid_campaign_raises_no_second_create() -> anyhow::Result<()> {
+    if !require_broker("stage_two_owner_killed_mid_campaign_raises_no_second_create") {
+        return Ok(());
+    }
+    let tag = "twostagekill";
+    let dir = tempdir(tag);
+    let evs = stuffing_events(&dir)?;
+    let half = evs.len() / 2;
+    let mut broker = Broker::start(&dir.join("broker"))?;
+    let topic = format!("{tag}.events");
+    broker.create_topic(&topic, 4)?;
+    broker.create_topic(&format!("{topic}.alerts"), 1)?;
+    let m = format!("127.0.0.1:{}", free_port()?);
+    let cfg = sections(&dir, &broker.bootstrap(), &topic, tag, &m);
+    publish(&broker, &dir, &topic, &evs[..half])?;
+    let mut a = AnalyzerProcess::start(None, &dir.join("a"), &cfg, "")?;
+    let first = wait_for(
+        Duration::from_secs(90),
+        || distributed(&broker, &topic),
+        |a| !creates(a).is_empty(),
+    )
+    .with_context(|| a.log_text())?;
+    let uid = creates(&first)[0].to_owned();
+    // Two more flushes: the campaign's record says its Create went out.
+    std::thread::sleep(Duration::from_secs(2));
+    a.kill();
+    let at_kill = distributed(&broker, &topic)?.len();
+    // tansu keeps a dead member in the group (see analyzer_kafka.rs): restart it.
+    broker.restart()?;
+    publish(&broker, &dir, &topic, &evs[half..])?;
+    let mut b = AnalyzerProcess::start(None, &dir.join("b"), &cfg, "")?;
+    b.wait_log(
+        "stage-2 detection state restored",
+        1,
+        Duration::from_secs(60),
+    )?;
+    assert!(metric(&m, "apitap_detect_state_campaigns_restored_total")? >= 1);
+    wait_for(
+        Duration::from_secs(90),
+        || distributed(&broker, &topic),
+        |a| {
+            a[at_kill.min(a.len())..]
+                .iter()
+                .any(|(act, u)| act == "Update" && *u == uid)
+        },
+    )
+    .with_context(|| b.log_text())?;
+    b.stop()?;
+    let all = distributed(&broker, &topic)?;
+    eprintln!("kill: uid {uid}; distributed alerts {all:?}");
+    assert_eq!(
+        creates(&all),
+        vec![uid.as_str()],
+        "one Create across both runs: {all:?}"
+    );
+    Ok(())
+}
