@@ -41,8 +41,9 @@ pub struct FieldStats {
     /// When it was last seen, µs since the epoch.
     pub last_seen_unix_us: u64,
     /// (gRPC bodies, issue 17) The protobuf field: number path, wire kinds, declared type.
+    /// Boxed: every JSON field, form field and parameter would otherwise pay its size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protobuf: Option<ProtoFieldShape>,
+    pub protobuf: Option<Box<ProtoFieldShape>>,
 }
 
 /// What the wire says about one protobuf field of a gRPC body (R-INV-2, issue 17).

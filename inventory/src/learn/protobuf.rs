@@ -49,9 +49,11 @@ pub(crate) fn learn_grpc_body(
         // Bytes are not shown even as a shape: they may be keys or images.
         let text = f.text.filter(|_| f.kind == Kind::String);
         if let Some(st) = fields.observe(f.path, proto_type(f), text, now, MAX_FIELDS) {
-            let p = st.protobuf.get_or_insert_with(|| ProtoFieldShape {
-                number_path: f.numbers.to_owned(),
-                ..ProtoFieldShape::default()
+            let p = st.protobuf.get_or_insert_with(|| {
+                Box::new(ProtoFieldShape {
+                    number_path: f.numbers.to_owned(),
+                    ..ProtoFieldShape::default()
+                })
             });
             p.add_wire(kind_name(f.kind));
             p.repeated |= f.repeated;
