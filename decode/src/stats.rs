@@ -91,8 +91,11 @@ counters! {
     request_parse_errors,
     /// Response-side framing errors.
     response_parse_errors,
-    /// Connections that switched protocols (WebSocket, CONNECT).
+    /// Connections that switched protocols (WebSocket, CONNECT, `Upgrade: h2c`).
     upgrades,
+    /// `Upgrade: h2c` requests whose answer did not come before the client sent 64 KiB more;
+    /// the connection was then read as HTTP/1 (RFC 7540 §3.2).
+    h2c_wait_overflow,
     /// Bodies whose content coding (gzip, deflate, br) was removed.
     bodies_decoded,
     /// Bodies whose content coding was corrupt (left as sent).

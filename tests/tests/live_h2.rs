@@ -531,3 +531,162 @@ fn grpc_connection_joined_mid_way_reports_the_next_calls_without_inventing() -> 
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
+
+/// `Upgrade: h2c` (RFC 7540 §3.2) on the real kernel: hypercorn (PyPI; nghttpd speaks only
+/// prior-knowledge h2c) serves `tests/fixtures/h2/h2c_app.py`; `nghttp -u` and `curl --http2`
+/// send an HTTP/1.1 upgrade request, get `101`, then speak HTTP/2. Each upgrade request is
+/// stream 1 of its connection, with the status the client printed; nghttp's later streams
+/// are one event each, as nghttp printed them.
+#[test]
+fn h2c_upgrade_request_is_stream_1_and_later_streams_follow() -> anyhow::Result<()> {
+    let test = "h2c_upgrade_request_is_stream_1_and_later_streams_follow";
+    let hypercorn = Command::new("python3")
+        .args(["-c", "import hypercorn"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let curl = Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let problem = tool_problem()
+        .or_else(|| (!hypercorn).then(|| "hypercorn is needed (pip install hypercorn)".into()))
+        .or_else(|| (!curl).then(|| "curl is needed".into()));
+    if !require_privileges(test) || !require(test, "h2c upgrade test", problem) {
+        return Ok(());
+    }
+    let dir = std::env::temp_dir().join(format!("apitap-test-h2cup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let topo = Topology::new("h2cup")?;
+    let fixtures = apitap_tests::workspace_root().join("tests/fixtures/h2");
+    let bind = format!("{SERVER_IP}:{SERVER_PORT}");
+    let server = topo
+        .server
+        .cmd("env", &[])
+        .arg(format!("PYTHONPATH={}", fixtures.display()))
+        .args(["python3", "-m", "hypercorn", "--bind", &bind, "h2c_app:app"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting hypercorn")?;
+    let _server = Killed(server);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !topo
+        .client
+        .cmd(
+            "bash",
+            &["-c", &format!("echo > /dev/tcp/{SERVER_IP}/{SERVER_PORT}")],
+        )
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        if Instant::now() > deadline {
+            bail!("hypercorn did not listen");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut sensor = Sensor::start_with(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        "",
+        &dir.join("sensor"),
+    )?;
+    let base = format!("http://{bind}");
+    // nghttp: the first URL is the upgrade request, the others follow in HTTP/2.
+    let urls: Vec<String> = PATHS.iter().map(|p| format!("{base}{p}")).collect();
+    let mut args = vec!["-v", "-n", "-u"];
+    args.extend(urls.iter().map(String::as_str));
+    let out = topo
+        .client
+        .cmd("nghttp", &args)
+        .output()
+        .context("nghttp")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "nghttp -u: {text}");
+    assert!(text.contains("HTTP Upgrade success"), "{text}");
+    let mut printed = BTreeMap::new();
+    for l in text.lines() {
+        if let Some((id, v)) = l
+            .split("recv (stream_id=")
+            .nth(1)
+            .and_then(|r| r.split_once(") :status: "))
+        {
+            printed.insert(id.parse::<u32>()?, v.trim().parse::<u16>()?);
+        }
+    }
+    assert_eq!(printed.len(), PATHS.len(), "{text}");
+    assert_eq!(
+        printed.get(&1),
+        Some(&200),
+        "the upgrade request is stream 1"
+    );
+    // curl: one upgraded request; it prints the status and the HTTP version it used.
+    let curl_url = format!("{base}/api/user2.json");
+    let out = topo
+        .client
+        .cmd(
+            "curl",
+            &[
+                "-s",
+                "--http2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{http_version}",
+                &curl_url,
+            ],
+        )
+        .output()
+        .context("curl")?;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200 2",
+        "curl upgraded"
+    );
+    sensor.wait_for_metric(
+        "apitap_sensor_events_total",
+        PATHS.len() as u64 + 1,
+        Duration::from_secs(30),
+    )?;
+    let upgrades = apitap_tests::metric(&sensor.metrics()?, "apitap_decode_upgrades_total");
+    sensor.stop()?;
+    let events: Vec<ApiEvent> = read_events(&sensor.events)?
+        .into_iter()
+        .filter(|e| e.server.port == SERVER_PORT)
+        .collect();
+    let mut conns: BTreeMap<String, Vec<ApiEvent>> = BTreeMap::new();
+    for e in events {
+        conns.entry(e.connection_id.clone()).or_default().push(e);
+    }
+    assert_eq!(conns.len(), 2, "{conns:?}");
+    let (nghttp, curl): (Vec<_>, Vec<_>) = conns
+        .into_values()
+        .partition(|evs| evs.len() == PATHS.len());
+    assert_eq!((nghttp.len(), curl.len()), (1, 1));
+    assert_streams(&nghttp[0], &printed, PATHS);
+    let one = nghttp[0].iter().find(|e| e.stream_id == Some(1)).unwrap();
+    assert_eq!(one.request.path, PATHS[0]);
+    assert_eq!(
+        one.request
+            .headers
+            .get("user-agent")
+            .map(|u| u.starts_with("nghttp2/")),
+        Some(true)
+    );
+    let c = &curl[0];
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].stream_id, Some(1));
+    assert_eq!(c[0].http_version, "2");
+    assert_eq!(c[0].request.path, "/api/user2.json");
+    assert_eq!(c[0].response.as_ref().map(|r| r.status), Some(200));
+    assert_eq!(
+        c[0].response.as_ref().unwrap().body.bytes().unwrap(),
+        b"{\"id\":2,\"name\":\"user2\"}".to_vec()
+    );
+    assert!(c[0].anomalies.is_empty(), "{:?}", c[0].anomalies);
+    assert_eq!(upgrades, 2, "both connections counted as upgraded");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

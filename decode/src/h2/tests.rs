@@ -835,6 +835,50 @@ fn orphan_continuation_desynchronises_hpack() {
 /// The captures through [`crate::Session`] (the sensor's path): the preface makes the session
 /// HTTP/2, one event per stream, in any segmentation; gRPC calls carry their summary; the
 /// encoders write the new fields as serde does.
+/// `Connection::upgraded` (RFC 7540 §3.2.1): the HTTP2-Settings payload is the client's
+/// SETTINGS, acknowledged by the 101: a small SETTINGS_INITIAL_WINDOW_SIZE applies to the
+/// server's DATA on stream 1 at once; an undecodable one is counted.
+#[test]
+fn upgraded_connection_applies_http2_settings() {
+    let request = vec![
+        hpack::Field::known(":method".into(), "GET".into()),
+        hpack::Field::known(":scheme".into(), "http".into()),
+        hpack::Field::known(":path".into(), "/".into()),
+    ];
+    // :status 200 (static index 8), then 20 bytes of DATA ending the stream.
+    let mut server = frame(kind::SETTINGS, 0, 0, &[]);
+    server.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &[0x88]));
+    server.extend(frame(kind::DATA, flag::END_STREAM, 1, &[b'x'; 20]));
+    for (settings, violations, invalid) in [
+        (Some(&[0u8, 4, 0, 0, 0, 10][..]), 1, 0),
+        (Some(&[0u8, 4, 0, 0][..]), 0, 1),
+        (None, 0, 1),
+    ] {
+        let mut c = Connection::upgraded(
+            H2Config::default(),
+            request.clone(),
+            conn::Body::default(),
+            (1, 1),
+            settings,
+        );
+        let mut out = Vec::new();
+        c.data(Side::Client, 2, PREFACE, &mut out);
+        c.data(Side::Client, 2, &frame(kind::SETTINGS, 0, 0, &[]), &mut out);
+        c.data(Side::Server, 3, &server, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].stream_id, out[0].status()), (1, Some(200)));
+        assert_eq!(s(out[0].path()), "/");
+        assert_eq!(out[0].end, End::Complete);
+        assert_eq!(
+            c.stats().flow_control_violations,
+            violations,
+            "{settings:?}"
+        );
+        assert_eq!(c.stats().upgrade_settings_invalid, invalid);
+        assert_eq!(c.stats().upgrades, 1);
+    }
+}
+
 mod session_events {
     use std::sync::Arc;
 
@@ -1013,5 +1057,162 @@ mod session_events {
         }
         // No header name or value of the unknown kind leaks in as text.
         assert!(evs.iter().all(|e| e.http_version == "2"));
+    }
+
+    fn session_of(records: &[(Side, Vec<u8>)], piece: usize) -> (Vec<ApiEvent>, Stats) {
+        let meta = ConnMeta {
+            sensor: Arc::new(SensorInfo {
+                id: "h2c".into(),
+                host: "h".into(),
+                node: None,
+            }),
+            client: Endpoint {
+                ip: "10.0.0.2".parse().unwrap(),
+                port: 5555,
+            },
+            server: Endpoint {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 80,
+            },
+            first_seen_ns: 1,
+            tls: false,
+        };
+        let mut s = Session::new(meta, Arc::new(SessionConfig::default()), false);
+        let (mut out, mut stats) = (Vec::new(), Stats::default());
+        for (i, (side, bytes)) in records.iter().enumerate() {
+            for chunk in bytes.chunks(piece) {
+                s.data(*side, 1_000 + i as u64, chunk, None, &mut stats, &mut out);
+            }
+        }
+        s.close(9_999_999, false, &mut stats, &mut out);
+        out.sort_by_key(|e| e.stream_id);
+        (out, stats)
+    }
+
+    /// `nghttp -u` → hypercorn (RFC 7540 §3.2): the upgrade request is stream 1, answered in
+    /// HTTP/2 after the 101; the later streams follow the client's preface. Any segmentation,
+    /// and the client's whole stream delivered before the server's, give the same events.
+    #[test]
+    fn upgrade_h2c_request_is_stream_1_then_h2() {
+        let records = dump("nghttp_upgrade");
+        let log = super::log("nghttp_upgrade");
+        let want: Vec<(u32, u16)> = log
+            .lines()
+            .filter_map(|l| {
+                let rest = l.split("recv (stream_id=").nth(1)?;
+                let (id, rest) = rest.split_once(") :status: ")?;
+                Some((id.parse().ok()?, rest.trim().parse().ok()?))
+            })
+            .collect();
+        assert_eq!(want, [(1, 200), (13, 404), (15, 200), (17, 200)]);
+        let mut client_first: Vec<(Side, Vec<u8>)> = records
+            .iter()
+            .filter(|r| r.0 == Side::Client)
+            .cloned()
+            .collect();
+        client_first.extend(records.iter().filter(|r| r.0 == Side::Server).cloned());
+        for (recs, piece) in [
+            (&records, 1),
+            (&records, 7),
+            (&records, usize::MAX),
+            (&client_first, 13),
+        ] {
+            let (evs, stats) = session_of(recs, piece);
+            assert_eq!((stats.h2_connections, stats.upgrades), (1, 1));
+            let got: Vec<(u32, u16)> = evs
+                .iter()
+                .map(|e| (e.stream_id.unwrap(), e.response.as_ref().unwrap().status))
+                .collect();
+            assert_eq!(got, want, "piece {piece}");
+            let paths: Vec<&str> = evs.iter().map(|e| e.request.path.as_str()).collect();
+            assert_eq!(
+                paths,
+                [
+                    "/api/user1.json",
+                    "/missing",
+                    "/api/user2.json",
+                    "/api/user3.json"
+                ]
+            );
+            let mut idx: Vec<u64> = evs.iter().map(|e| e.transaction_index).collect();
+            idx.sort();
+            assert_eq!(
+                idx,
+                [0, 1, 2, 3],
+                "stream 1 takes the upgrade request's index"
+            );
+            for e in &evs {
+                assert_eq!(e.http_version, "2");
+                assert_eq!(e.request.method, "GET");
+                assert_eq!(e.request.host.as_deref(), Some("127.0.0.1:18084"));
+                assert!(e.anomalies.is_empty(), "{:?}", e.anomalies);
+                // The upgrade's own fields are not HTTP/2 fields (RFC 9113 §8.2.2).
+                assert!(e.request.headers.get("upgrade").is_none());
+            }
+            let one = &evs[0];
+            assert_eq!(
+                one.request.headers.get("user-agent"),
+                Some("nghttp2/1.52.0")
+            );
+            assert_eq!(
+                one.response.as_ref().unwrap().body.bytes().unwrap(),
+                br#"{"id":1,"name":"user1"}"#.to_vec()
+            );
+        }
+    }
+
+    /// curl `--http2` on `http://` (curl 7.88) upgrades too; its HTTP2-Settings (with
+    /// SETTINGS_INITIAL_WINDOW_SIZE 32 MiB) initialise the server-side flow control.
+    #[test]
+    fn curl_upgrade_h2c() {
+        let (evs, stats) = session_of(&dump("curl_upgrade"), 5);
+        assert_eq!(stats.upgrades, 1);
+        assert_eq!(evs.len(), 1);
+        let e = &evs[0];
+        assert_eq!(e.stream_id, Some(1));
+        assert_eq!(e.request.path, "/api/user4.json");
+        assert_eq!(e.request.headers.get("user-agent"), Some("curl/7.88.1"));
+        let r = e.response.as_ref().unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.body.bytes().unwrap(),
+            br#"{"id":4,"name":"user4"}"#.to_vec()
+        );
+        assert!(e.anomalies.is_empty(), "{:?}", e.anomalies);
+    }
+
+    /// A server that ignores `Upgrade: h2c` answers in HTTP/1.1: the connection stays HTTP/1,
+    /// the request pipelined behind the upgrade request (held meanwhile) is parsed afterwards.
+    #[test]
+    fn upgrade_refused_stays_http1() {
+        let curl = &dump("curl_upgrade")[0].1;
+        assert!(curl.starts_with(b"GET /api/user4.json HTTP/1.1\r\n"));
+        let mut client = curl.clone();
+        client.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec();
+        let records = vec![
+            (Side::Client, client),
+            (Side::Server, ok.clone()),
+            (Side::Server, ok),
+        ];
+        for piece in [1, 9, usize::MAX] {
+            let (evs, stats) = session_of(&records, piece);
+            assert_eq!((stats.h2_connections, stats.upgrades), (0, 0));
+            let got: Vec<(&str, &str, u16)> = evs
+                .iter()
+                .map(|e| {
+                    (
+                        e.http_version.as_str(),
+                        e.request.path.as_str(),
+                        e.response.as_ref().unwrap().status,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                [("1.1", "/api/user4.json", 200), ("1.1", "/next", 200)],
+                "piece {piece}"
+            );
+        }
     }
 }
