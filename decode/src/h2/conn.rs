@@ -924,7 +924,14 @@ impl Connection {
                 .then_some(false),
             };
             if let Some(web) = grpc_like {
-                s.grpc = Some((MessageFramer::new(web), MessageFramer::new(web)));
+                let mut framers = (MessageFramer::new(web), MessageFramer::new(web));
+                // gRPC-Web text: base64 both ways (PROTOCOL-WEB; the response keeps the
+                // request's content type).
+                if s.req.header("content-type").is_some_and(grpc::is_web_text) {
+                    framers.0.set_text();
+                    framers.1.set_text();
+                }
+                s.grpc = Some(framers);
                 self.grpc_seen = true;
             }
         }
