@@ -15,6 +15,11 @@ macro_rules! counters {
         }
 
         impl $S {
+            /// Adds every counter of `other` (totals over connections).
+            pub fn add(&mut self, other: &Self) {
+                $(self.$name += other.$name;)*
+            }
+
             /// `(name, value)` for every counter, in declaration order.
             pub fn fields(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name),)*]

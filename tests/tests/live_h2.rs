@@ -187,8 +187,10 @@ const PATHS: &[&str] = &[
 
 /// nghttpd in the server namespace (`tls`: on [`TLS_PORT`] with the test certificate, its
 /// OpenSSL traced by the uprobes; else h2c on the captured port), nghttp's [`PATHS`] on one
-/// connection from the client, and the events of this test's streams.
-fn run(test: &str, tag: &str, tls: bool) -> anyhow::Result<Option<Vec<ApiEvent>>> {
+/// connection from the client, and the events of this test's streams with the sensor's
+/// metrics.
+type Metrics = Vec<(String, u64)>;
+fn run(test: &str, tag: &str, tls: bool) -> anyhow::Result<Option<(Vec<ApiEvent>, Metrics)>> {
     if !require_privileges(test) || !require(test, "HTTP/2 test", tool_problem()) {
         return Ok(None);
     }
@@ -227,6 +229,7 @@ fn run(test: &str, tag: &str, tls: bool) -> anyhow::Result<Option<Vec<ApiEvent>>
         PATHS.len() as u64,
         Duration::from_secs(30),
     )?;
+    let metrics = sensor.metrics()?;
     sensor.stop()?;
     let events: Vec<ApiEvent> = read_events(&sensor.events)?
         .into_iter()
@@ -234,21 +237,31 @@ fn run(test: &str, tag: &str, tls: bool) -> anyhow::Result<Option<Vec<ApiEvent>>
         .collect();
     assert_streams(&events, &printed, PATHS);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(Some(events))
+    Ok(Some((events, metrics)))
 }
 
 #[test]
 fn h2c_streams_from_packets_are_one_event_each() -> anyhow::Result<()> {
-    run("h2c_streams_from_packets_are_one_event_each", "h2c", false)?;
+    let Some((_, m)) = run("h2c_streams_from_packets_are_one_event_each", "h2c", false)? else {
+        return Ok(());
+    };
+    // The HTTP/2 decoder's counters, summed over connections (issue 17).
+    let h2 = |n: &str| apitap_tests::metric(&m, &format!("apitap_decode_h2_{n}_total"));
+    assert!(h2("streams") >= PATHS.len() as u64, "{m:?}");
+    assert_eq!((h2("framing_errors"), h2("hpack_errors")), (0, 0));
     Ok(())
 }
 
 #[test]
 fn h2_over_tls_from_the_uprobes_is_decoded_by_the_same_session() -> anyhow::Result<()> {
     let test = "h2_over_tls_from_the_uprobes_is_decoded_by_the_same_session";
-    let Some(events) = run(test, "h2tls", true)? else {
+    let Some((events, m)) = run(test, "h2tls", true)? else {
         return Ok(());
     };
+    // The TLS sessions' HTTP/2 counters are exported under `apitap_tls_decode_h2_*`.
+    let h2 = |n: &str| apitap_tests::metric(&m, &format!("apitap_tls_decode_h2_{n}_total"));
+    assert!(h2("streams") >= PATHS.len() as u64, "{m:?}");
+    assert!(h2("header_blocks") >= 2 * PATHS.len() as u64, "{m:?}");
     for e in &events {
         assert_eq!(e.tls_library.as_deref(), Some("openssl"));
         assert_eq!(e.process.as_ref().map(|p| p.comm.as_str()), Some("nghttpd"));
@@ -474,6 +487,13 @@ fn grpc_connection_joined_mid_way_reports_the_next_calls_without_inventing() -> 
     let after: Vec<&str> = after.lines().collect();
     assert_eq!(after.len(), 5, "{after:?}");
     sensor.wait_for_metric("apitap_sensor_events_total", 5, Duration::from_secs(30))?;
+    // The HTTP/2 decoder's counters are metrics (summed over connections): the join shows
+    // in them on this real traffic.
+    let m = sensor.metrics()?;
+    let h2 = |name: &str| apitap_tests::metric(&m, &format!("apitap_decode_h2_{name}_total"));
+    assert!(h2("hpack_unknown_fields") > 0, "{m:?}");
+    assert!(h2("streams") >= 5 && h2("header_blocks") > 0, "{m:?}");
+    assert!(h2("frames") > h2("header_blocks"));
     sensor.stop()?;
     let events: Vec<ApiEvent> = read_events(&sensor.events)?
         .into_iter()
@@ -650,7 +670,22 @@ fn h2c_upgrade_request_is_stream_1_and_later_streams_follow() -> anyhow::Result<
         PATHS.len() as u64 + 1,
         Duration::from_secs(30),
     )?;
-    let upgrades = apitap_tests::metric(&sensor.metrics()?, "apitap_decode_upgrades_total");
+    let m = sensor.metrics()?;
+    let upgrades = apitap_tests::metric(&m, "apitap_decode_upgrades_total");
+    // The HTTP/2 decoders' own count of upgraded connections, and no stream cut short.
+    assert_eq!(
+        apitap_tests::metric(&m, "apitap_decode_h2_upgrades_total"),
+        2
+    );
+    assert_eq!(
+        apitap_tests::metric(&m, "apitap_decode_h2_upgrade_settings_invalid_total"),
+        0
+    );
+    assert_eq!(
+        apitap_tests::metric(&m, "apitap_decode_h2_streams_reset_total"),
+        0
+    );
+    assert!(apitap_tests::metric(&m, "apitap_decode_h2_streams_total") >= PATHS.len() as u64);
     sensor.stop()?;
     let events: Vec<ApiEvent> = read_events(&sensor.events)?
         .into_iter()
