@@ -6,7 +6,7 @@
 //! A session that begins mid-connection is HTTP/2 when its first bytes are a plausible frame
 //! header. Until the client has spoken, the server's bytes wait (bounded: past
 //! [`SNIFF_SERVER_MAX_BYTES`] the session is HTTP/1.x). An HTTP/1.1 request with `Upgrade:
-//! h2c` holds the client's later bytes (as many) until its response: a `101` naming `h2c`
+//! h2c` holds the client's later bytes (up to the header limit) until its response: a `101` naming `h2c`
 //! hands the connection to HTTP/2, the request becoming stream 1 (RFC 7540 §3.2,
 //! [`crate::h2::upgrade`]); any other answer resumes HTTP/1.
 //!
@@ -527,8 +527,9 @@ impl Session {
                     self.msg_start_us[slot] = Some(ts_us);
                 }
                 self.req.push(bytes);
-                if self.h2c_wait && self.req.buffered() > SNIFF_SERVER_MAX_BYTES {
-                    // No answer to the upgrade within the bound: carry on as HTTP/1.
+                if self.h2c_wait && self.req.buffered() > self.cfg.max_header_bytes {
+                    // No answer to the upgrade within the bound (what the parser may hold of a
+                    // message start anyway): carry on as HTTP/1.
                     self.h2c_wait = false;
                     stats.h2c_wait_overflow += 1;
                 }

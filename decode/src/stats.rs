@@ -98,7 +98,8 @@ counters! {
     response_parse_errors,
     /// Connections that switched protocols (WebSocket, CONNECT, `Upgrade: h2c`).
     upgrades,
-    /// `Upgrade: h2c` requests whose answer did not come before the client sent 64 KiB more;
+    /// `Upgrade: h2c` requests whose answer did not come before the client sent more than the
+    /// header limit (`max_header_bytes`) after them;
     /// the connection was then read as HTTP/1 (RFC 7540 §3.2).
     h2c_wait_overflow,
     /// Bodies whose content coding (gzip, deflate, br) was removed.

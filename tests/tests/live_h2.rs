@@ -312,23 +312,7 @@ impl GrpcLab {
             .stdout(Stdio::null())
             .spawn()?;
         lab._server = Some(Killed(server));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !lab
-            .topo
-            .client
-            .cmd(
-                "bash",
-                &["-c", &format!("echo > /dev/tcp/{SERVER_IP}/{port}")],
-            )
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            if Instant::now() > deadline {
-                bail!("the gRPC server did not listen");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_listening(&lab.topo, "the gRPC server")?;
         Ok(lab)
     }
 
@@ -357,6 +341,27 @@ impl GrpcLab {
         c.arg("python3").arg(self.fixtures.join(script)).args(args);
         c
     }
+}
+
+/// Waits (at most 20 s) until `what` accepts TCP connections on the server's port.
+fn wait_listening(topo: &Topology, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !topo
+        .client
+        .cmd(
+            "bash",
+            &["-c", &format!("echo > /dev/tcp/{SERVER_IP}/{SERVER_PORT}")],
+        )
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        if Instant::now() > deadline {
+            bail!("{what} did not listen");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
 }
 
 fn grpc_problem() -> Option<String> {
@@ -590,22 +595,7 @@ fn h2c_upgrade_request_is_stream_1_and_later_streams_follow() -> anyhow::Result<
         .spawn()
         .context("starting hypercorn")?;
     let _server = Killed(server);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !topo
-        .client
-        .cmd(
-            "bash",
-            &["-c", &format!("echo > /dev/tcp/{SERVER_IP}/{SERVER_PORT}")],
-        )
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        if Instant::now() > deadline {
-            bail!("hypercorn did not listen");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_listening(&topo, "hypercorn")?;
     let mut sensor = Sensor::start_with(
         &topo.server,
         &topo.server_if,

@@ -953,33 +953,8 @@ mod session_events {
     use crate::stats::Stats;
 
     fn events(name: &str, piece: usize, skip_records: usize) -> (Vec<ApiEvent>, Stats) {
-        let meta = ConnMeta {
-            sensor: Arc::new(SensorInfo {
-                id: "h2".into(),
-                host: "h".into(),
-                node: None,
-            }),
-            client: Endpoint {
-                ip: "10.0.0.2".parse().unwrap(),
-                port: 5555,
-            },
-            server: Endpoint {
-                ip: "10.0.0.1".parse().unwrap(),
-                port: 50051,
-            },
-            first_seen_ns: 1,
-            tls: false,
-        };
-        let mut s = Session::new(meta, Arc::new(SessionConfig::default()), skip_records > 0);
-        let (mut out, mut stats) = (Vec::new(), Stats::default());
-        for (i, (side, bytes)) in dump(name).into_iter().enumerate().skip(skip_records) {
-            for chunk in bytes.chunks(piece) {
-                s.data(side, 1_000 + i as u64, chunk, None, &mut stats, &mut out);
-            }
-        }
-        s.close(9_999_999, false, &mut stats, &mut out);
-        out.sort_by_key(|e| e.stream_id);
-        (out, stats)
+        let records = dump(name);
+        session_of(&records[skip_records..], piece, skip_records > 0)
     }
 
     #[test]
@@ -1123,10 +1098,15 @@ mod session_events {
         assert!(evs.iter().all(|e| e.http_version == "2"));
     }
 
-    fn session_of(records: &[(Side, Vec<u8>)], piece: usize) -> (Vec<ApiEvent>, Stats) {
+    /// The events of one session fed `records` in `piece`-byte pieces, then closed.
+    fn session_of(
+        records: &[(Side, Vec<u8>)],
+        piece: usize,
+        midstream: bool,
+    ) -> (Vec<ApiEvent>, Stats) {
         let meta = ConnMeta {
             sensor: Arc::new(SensorInfo {
-                id: "h2c".into(),
+                id: "h2".into(),
                 host: "h".into(),
                 node: None,
             }),
@@ -1141,7 +1121,7 @@ mod session_events {
             first_seen_ns: 1,
             tls: false,
         };
-        let mut s = Session::new(meta, Arc::new(SessionConfig::default()), false);
+        let mut s = Session::new(meta, Arc::new(SessionConfig::default()), midstream);
         let (mut out, mut stats) = (Vec::new(), Stats::default());
         for (i, (side, bytes)) in records.iter().enumerate() {
             for chunk in bytes.chunks(piece) {
@@ -1181,7 +1161,7 @@ mod session_events {
             (&records, usize::MAX),
             (&client_first, 13),
         ] {
-            let (evs, stats) = session_of(recs, piece);
+            let (evs, stats) = session_of(recs, piece, false);
             assert_eq!((stats.h2_connections, stats.upgrades), (1, 1));
             let got: Vec<(u32, u16)> = evs
                 .iter()
@@ -1229,7 +1209,7 @@ mod session_events {
     /// SETTINGS_INITIAL_WINDOW_SIZE 32 MiB) initialise the server-side flow control.
     #[test]
     fn curl_upgrade_h2c() {
-        let (evs, stats) = session_of(&dump("curl_upgrade"), 5);
+        let (evs, stats) = session_of(&dump("curl_upgrade"), 5, false);
         assert_eq!(stats.upgrades, 1);
         assert_eq!(evs.len(), 1);
         let e = &evs[0];
@@ -1260,7 +1240,7 @@ mod session_events {
             (Side::Server, ok),
         ];
         for piece in [1, 9, usize::MAX] {
-            let (evs, stats) = session_of(&records, piece);
+            let (evs, stats) = session_of(&records, piece, false);
             assert_eq!((stats.h2_connections, stats.upgrades), (0, 0));
             let got: Vec<(&str, &str, u16)> = evs
                 .iter()
@@ -1278,5 +1258,14 @@ mod session_events {
                 "piece {piece}"
             );
         }
+        // No answer while the client goes on sending: the wait is bounded by the header limit
+        // (counted), then the bytes are read as HTTP/1.
+        let mut flood = curl.clone();
+        flood.extend(std::iter::repeat_n(
+            b'x',
+            SessionConfig::default().max_header_bytes + 1,
+        ));
+        let (_, stats) = session_of(&[(Side::Client, flood)], 4096, false);
+        assert_eq!(stats.h2c_wait_overflow, 1);
     }
 }
