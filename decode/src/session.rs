@@ -1168,10 +1168,11 @@ fn split_target_owned(mut target: String) -> (String, Option<String>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn meta(sensor_id: &str) -> ConnMeta {
+    /// A connection 10.0.0.2:5555 → 10.0.0.1:80 (also used by `h2::tests`).
+    pub(crate) fn meta(sensor_id: &str) -> ConnMeta {
         ConnMeta {
             sensor: Arc::new(SensorInfo {
                 id: sensor_id.into(),

@@ -98,8 +98,11 @@ fn nghttp(topo: &Topology, base: &str, paths: &[&str]) -> anyhow::Result<BTreeMa
     if !out.status.success() {
         bail!("nghttp: {}", String::from_utf8_lossy(&out.stderr));
     }
-    // "[  0.002] recv (stream_id=13) :status: 200"
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    printed_statuses(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The status `nghttp -v` printed per stream id: "[  0.002] recv (stream_id=13) :status: 200".
+fn printed_statuses(text: &str) -> anyhow::Result<BTreeMap<u32, u16>> {
     let mut statuses = BTreeMap::new();
     for l in text.lines() {
         let Some(rest) = l.split("recv (stream_id=").nth(1) else {
@@ -616,16 +619,7 @@ fn h2c_upgrade_request_is_stream_1_and_later_streams_follow() -> anyhow::Result<
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "nghttp -u: {text}");
     assert!(text.contains("HTTP Upgrade success"), "{text}");
-    let mut printed = BTreeMap::new();
-    for l in text.lines() {
-        if let Some((id, v)) = l
-            .split("recv (stream_id=")
-            .nth(1)
-            .and_then(|r| r.split_once(") :status: "))
-        {
-            printed.insert(id.parse::<u32>()?, v.trim().parse::<u16>()?);
-        }
-    }
+    let printed = printed_statuses(&text)?;
     assert_eq!(printed.len(), PATHS.len(), "{text}");
     assert_eq!(
         printed.get(&1),

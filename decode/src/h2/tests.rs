@@ -949,6 +949,7 @@ mod session_events {
     use apitap_schema::{Anomaly, ApiEvent, Endpoint, SensorInfo};
 
     use super::{client_rpcs, dump};
+    use crate::session::tests::meta;
     use crate::session::{ConnMeta, Session, SessionConfig, Side};
     use crate::stats::Stats;
 
@@ -1047,23 +1048,7 @@ mod session_events {
         // The first half of the capture: requests sent, some responses not yet.
         let mut records = dump("nghttp_get");
         records.truncate(records.len() / 2);
-        let meta = ConnMeta {
-            sensor: Arc::new(SensorInfo {
-                id: "h2".into(),
-                host: "h".into(),
-                node: None,
-            }),
-            client: Endpoint {
-                ip: "10.0.0.2".parse().unwrap(),
-                port: 5555,
-            },
-            server: Endpoint {
-                ip: "10.0.0.1".parse().unwrap(),
-                port: 80,
-            },
-            first_seen_ns: 1,
-            tls: false,
-        };
+        let meta = meta("h2");
         let mut s = Session::new(meta, Arc::new(SessionConfig::default()), false);
         let (mut out, mut stats) = (Vec::new(), Stats::default());
         for (i, (side, bytes)) in records.into_iter().enumerate() {
@@ -1104,23 +1089,7 @@ mod session_events {
         piece: usize,
         midstream: bool,
     ) -> (Vec<ApiEvent>, Stats) {
-        let meta = ConnMeta {
-            sensor: Arc::new(SensorInfo {
-                id: "h2".into(),
-                host: "h".into(),
-                node: None,
-            }),
-            client: Endpoint {
-                ip: "10.0.0.2".parse().unwrap(),
-                port: 5555,
-            },
-            server: Endpoint {
-                ip: "10.0.0.1".parse().unwrap(),
-                port: 80,
-            },
-            first_seen_ns: 1,
-            tls: false,
-        };
+        let meta = meta("h2");
         let mut s = Session::new(meta, Arc::new(SessionConfig::default()), midstream);
         let (mut out, mut stats) = (Vec::new(), Stats::default());
         for (i, (side, bytes)) in records.iter().enumerate() {
