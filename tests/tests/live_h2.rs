@@ -86,9 +86,16 @@ fn nghttpd(ns: &Netns, docroot: &Path, port: u16, certs: Option<&Path>) -> anyho
 
 /// Runs `nghttp -v` for `paths` on one connection from the client namespace; returns the
 /// status nghttp printed per stream id.
-fn nghttp(topo: &Topology, base: &str, paths: &[&str]) -> anyhow::Result<BTreeMap<u32, u16>> {
+/// `extra` are more nghttp options (`-u`: `Upgrade: h2c`); also returns nghttp's output.
+fn nghttp(
+    topo: &Topology,
+    base: &str,
+    paths: &[&str],
+    extra: &[&str],
+) -> anyhow::Result<(BTreeMap<u32, u16>, String)> {
     let urls: Vec<String> = paths.iter().map(|p| format!("{base}{p}")).collect();
     let mut args = vec!["-v", "-n"];
+    args.extend(extra);
     args.extend(urls.iter().map(String::as_str));
     let out = topo
         .client
@@ -98,7 +105,8 @@ fn nghttp(topo: &Topology, base: &str, paths: &[&str]) -> anyhow::Result<BTreeMa
     if !out.status.success() {
         bail!("nghttp: {}", String::from_utf8_lossy(&out.stderr));
     }
-    printed_statuses(&String::from_utf8_lossy(&out.stdout))
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok((printed_statuses(&text)?, text))
 }
 
 /// The status `nghttp -v` printed per stream id: "[  0.002] recv (stream_id=13) :status: 200".
@@ -225,7 +233,7 @@ fn run(test: &str, tag: &str, tls: bool) -> anyhow::Result<Option<(Vec<ApiEvent>
         config,
         &dir.join("sensor"),
     )?;
-    let printed = nghttp(&topo, &format!("{scheme}://{SERVER_IP}:{port}"), PATHS)?;
+    let (printed, _) = nghttp(&topo, &format!("{scheme}://{SERVER_IP}:{port}"), PATHS, &[])?;
     assert_eq!(printed.len(), PATHS.len(), "{printed:?}");
     sensor.wait_for_metric(
         "apitap_sensor_events_total",
@@ -608,18 +616,8 @@ fn h2c_upgrade_request_is_stream_1_and_later_streams_follow() -> anyhow::Result<
     )?;
     let base = format!("http://{bind}");
     // nghttp: the first URL is the upgrade request, the others follow in HTTP/2.
-    let urls: Vec<String> = PATHS.iter().map(|p| format!("{base}{p}")).collect();
-    let mut args = vec!["-v", "-n", "-u"];
-    args.extend(urls.iter().map(String::as_str));
-    let out = topo
-        .client
-        .cmd("nghttp", &args)
-        .output()
-        .context("nghttp")?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "nghttp -u: {text}");
+    let (printed, text) = nghttp(&topo, &base, PATHS, &["-u"])?;
     assert!(text.contains("HTTP Upgrade success"), "{text}");
-    let printed = printed_statuses(&text)?;
     assert_eq!(printed.len(), PATHS.len(), "{text}");
     assert_eq!(
         printed.get(&1),

@@ -42,6 +42,18 @@ pub(crate) fn run(
     (out, c)
 }
 
+/// (stream id, status) as nghttp's log of capture `name` printed them, in its order.
+pub(crate) fn printed_statuses(name: &str) -> Vec<(u32, u16)> {
+    log(name)
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split("recv (stream_id=").nth(1)?;
+            let (id, rest) = rest.split_once(") :status: ")?;
+            Some((id.parse().ok()?, rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 fn s(b: Option<&[u8]>) -> String {
     String::from_utf8_lossy(b.unwrap_or(b"<none>")).into_owned()
 }
@@ -51,14 +63,7 @@ fn s(b: Option<&[u8]>) -> String {
 fn nghttp_get_matches_client_log() {
     let (msgs, c) = run(&dump("nghttp_get"), false, usize::MAX);
     let log = log("nghttp_get");
-    let mut want: Vec<(u32, u16)> = log
-        .lines()
-        .filter_map(|l| {
-            let rest = l.split("recv (stream_id=").nth(1)?;
-            let (id, rest) = rest.split_once(") :status: ")?;
-            Some((id.parse().ok()?, rest.trim().parse().ok()?))
-        })
-        .collect();
+    let mut want = printed_statuses("nghttp_get");
     want.sort();
     let mut got: Vec<(u32, u16)> = msgs
         .iter()
@@ -1108,15 +1113,7 @@ mod session_events {
     #[test]
     fn upgrade_h2c_request_is_stream_1_then_h2() {
         let records = dump("nghttp_upgrade");
-        let log = super::log("nghttp_upgrade");
-        let want: Vec<(u32, u16)> = log
-            .lines()
-            .filter_map(|l| {
-                let rest = l.split("recv (stream_id=").nth(1)?;
-                let (id, rest) = rest.split_once(") :status: ")?;
-                Some((id.parse().ok()?, rest.trim().parse().ok()?))
-            })
-            .collect();
+        let want = super::printed_statuses("nghttp_upgrade");
         assert_eq!(want, [(1, 200), (13, 404), (15, 200), (17, 200)]);
         let mut client_first: Vec<(Side, Vec<u8>)> = records
             .iter()
