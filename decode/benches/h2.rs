@@ -4,7 +4,10 @@
 //! - `h2/h2py_churn`: 150 sequential GETs with a churning HPACK table (Python `h2` → nghttpd);
 //! - `h2/nghttp_get`: 15 concurrent streams, one 40 kB body (nghttp → nghttpd);
 //! - `h2/h2load`: 30 requests over 10 concurrent streams;
-//! - `h2/grpc_many`: 45 RPCs, unary and streaming (grpcio).
+//! - `h2/grpc_many`: 45 RPCs, unary and streaming (grpcio);
+//! - `grpc_framer/{binary,web_text}`: message counting over a 256 KiB body of 1 KiB
+//!   messages in 16 KiB DATA pieces, binary and gRPC-Web text (base64, one padded chunk per
+//!   message; hand-built framing).
 //!
 //! Run: `cargo bench -p apitap-decode --bench h2`; next to `--bench decode` (HTTP/1).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
@@ -47,6 +50,40 @@ fn benches(c: &mut Criterion) {
         eprintln!("apitap-bench-meta h2/{name} bytes={bytes} streams={streams}");
         g.throughput(Throughput::Bytes(bytes as u64));
         g.bench_function(name, |b| b.iter(|| black_box(decode(&records))));
+    }
+    g.finish();
+    let mut g = c.benchmark_group("grpc_framer");
+    let mut binary = Vec::new();
+    for i in 0..256u32 {
+        binary.push(0);
+        binary.extend_from_slice(&1019u32.to_be_bytes());
+        binary.extend((0..1019u32).map(|k| (k * 31 + i) as u8));
+    }
+    let text = {
+        use base64::Engine as _;
+        binary
+            .chunks(1024)
+            .flat_map(|m| {
+                base64::engine::general_purpose::STANDARD
+                    .encode(m)
+                    .into_bytes()
+            })
+            .collect::<Vec<u8>>()
+    };
+    for (name, body, is_text) in [("binary", &binary, false), ("web_text", &text, true)] {
+        let count = |body: &[u8]| {
+            let mut f = apitap_decode::grpc::MessageFramer::new(true);
+            if is_text {
+                f.set_text();
+            }
+            for piece in body.chunks(16 * 1024) {
+                f.feed(piece);
+            }
+            assert_eq!(f.messages, 256);
+            f.messages
+        };
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(name, |b| b.iter(|| black_box(count(body))));
     }
     g.finish();
 }

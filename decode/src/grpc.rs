@@ -3,7 +3,9 @@
 //! trailers-only response), and the length-prefixed message framing counted incrementally as
 //! DATA arrives, so message counts stay exact when the captured body is truncated (R-CAP-3,
 //! R-INV-2). Message payloads in a captured body are listed by [`messages`] for
-//! [`crate::protobuf`].
+//! [`crate::protobuf`]. gRPC-Web text (`application/grpc-web-text`) is the same framing in
+//! base64, decoded incrementally in 4-character quanta (each chunk may be padded) with a
+//! fixed-size buffer.
 //!
 //! [PROTOCOL-HTTP2]: https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md
 //! [PROTOCOL-WEB]: https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md
@@ -34,6 +36,47 @@ pub struct MessageFramer {
     pub invalid: bool,
     /// gRPC-Web trailers frame (flag 0x80) content, capped at [`MAX_WEB_TRAILER_BYTES`].
     pub web_trailer: Option<Vec<u8>>,
+    /// gRPC-Web text: the DATA is base64 of the framing (PROTOCOL-WEB "Text-encoded
+    /// (response) streams"); `None` for binary.
+    text: Option<Base64Quantum>,
+}
+
+/// Base64 characters (RFC 4648 §4) of an unfinished 4-character quantum.
+#[derive(Debug, Clone, Copy, Default)]
+struct Base64Quantum {
+    chars: [u8; 4],
+    have: usize,
+}
+
+/// RFC 4648 §4 alphabet value of `c`, `None` for `=` and anything else.
+fn base64_value(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    }
+}
+
+/// Decodes one quantum (RFC 4648 §4: `xxxx` is 3 bytes, `xxx=` 2, `xx==` 1; a pad may end
+/// any quantum since each gRPC-Web text chunk is padded on its own); `None` when invalid.
+fn decode_quantum(q: [u8; 4], out: &mut [u8; 3]) -> Option<usize> {
+    let pads = q.iter().rev().take_while(|&&c| c == b'=').count();
+    if pads > 2 {
+        return None;
+    }
+    let mut v = [0u8; 4];
+    for (i, &c) in q[..4 - pads].iter().enumerate() {
+        v[i] = base64_value(c)?;
+    }
+    let n = (u32::from(v[0]) << 18)
+        | (u32::from(v[1]) << 12)
+        | (u32::from(v[2]) << 6)
+        | u32::from(v[3]);
+    *out = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+    Some(3 - pads)
 }
 
 impl MessageFramer {
@@ -45,13 +88,52 @@ impl MessageFramer {
         }
     }
 
-    /// Ended inside a message or a prefix.
-    pub fn partial(&self) -> bool {
-        self.have > 0 || self.in_message
+    /// Switches to gRPC-Web text (`application/grpc-web-text`): DATA is base64 from here.
+    pub fn set_text(&mut self) {
+        self.text.get_or_insert_with(Base64Quantum::default);
     }
 
-    /// Feeds DATA content.
-    pub fn feed(&mut self, mut data: &[u8]) {
+    /// Ended inside a message, a prefix or a base64 quantum.
+    pub fn partial(&self) -> bool {
+        self.have > 0 || self.in_message || self.text.is_some_and(|t| t.have > 0)
+    }
+
+    /// Feeds DATA content (base64 text in text mode).
+    pub fn feed(&mut self, data: &[u8]) {
+        let Some(mut q) = self.text else {
+            return self.feed_binary(data);
+        };
+        // Decoded bytes go to the binary framer through a fixed buffer: nothing of the body is
+        // held here (R-CAP-7: bounded).
+        let mut buf = [0u8; 768];
+        let mut len = 0;
+        for &c in data {
+            if self.invalid {
+                break;
+            }
+            q.chars[q.have] = c;
+            q.have += 1;
+            if q.have < 4 {
+                continue;
+            }
+            q.have = 0;
+            let mut out = [0u8; 3];
+            let Some(n) = decode_quantum(q.chars, &mut out) else {
+                self.invalid = true;
+                break;
+            };
+            buf[len..len + n].copy_from_slice(&out[..n]);
+            len += n;
+            if len + 3 > buf.len() {
+                self.feed_binary(&buf[..len]);
+                len = 0;
+            }
+        }
+        self.feed_binary(&buf[..len]);
+        self.text = Some(q);
+    }
+
+    fn feed_binary(&mut self, mut data: &[u8]) {
         while !data.is_empty() && !self.invalid {
             if self.in_message {
                 let n = data
@@ -185,6 +267,16 @@ pub fn content_type(ct: &[u8]) -> Option<bool> {
     }
     let web = rest.strip_prefix(b"-web")?;
     (web.is_empty() || web.starts_with(b"+") || web.starts_with(b"-text")).then_some(true)
+}
+
+/// `application/grpc-web-text` (optionally `+proto`, parameters): the body is base64
+/// (PROTOCOL-WEB).
+pub fn is_web_text(ct: &[u8]) -> bool {
+    let ct = &ct[..ct.iter().position(|&b| b == b';').unwrap_or(ct.len())];
+    let lower = ct.trim_ascii().to_ascii_lowercase();
+    lower
+        .strip_prefix(b"application/grpc-web-text")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"+"))
 }
 
 /// What one RPC did.
@@ -363,6 +455,70 @@ mod tests {
         let listed: Vec<_> = messages(&body).collect();
         assert_eq!(listed.len(), 2);
         assert!(listed[1].trailer && listed[0].complete);
+    }
+
+    /// gRPC-Web text (hand-built from the framing: no offline grpc-web-text peer was
+    /// found): base64 chunks, each padded, cut at any point, count like the binary framing.
+    #[test]
+    fn web_text_chunks_decode_incrementally() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let m1 = lpm(0, b"\x0a\x07acc-001");
+        let m2 = lpm(1, &[0x55; 1000]);
+        let t = lpm(
+            0x80,
+            b"grpc-status: 5\r\ngrpc-message: no%20such%20account\r\n",
+        );
+        // One base64 chunk per frame, as a server flushing each message would send them.
+        let text: Vec<u8> = [&m1, &m2, &t]
+            .iter()
+            .flat_map(|c| b64.encode(c).into_bytes())
+            .collect();
+        assert!(
+            text.windows(2).any(|w| w[0] == b'=' && w[1] != b'='),
+            "padding inside"
+        );
+        for piece in [1, 2, 3, 5, 767, text.len()] {
+            let mut f = MessageFramer::new(true);
+            f.set_text();
+            for c in text.chunks(piece) {
+                f.feed(c);
+            }
+            assert_eq!(
+                (f.messages, f.compressed, f.message_bytes),
+                (2, 1, 1009),
+                "{piece}"
+            );
+            assert!(!f.partial() && !f.invalid);
+            let req = MessageFramer::new(true);
+            let ct = [Field {
+                name: Some("content-type".into()),
+                value: Some("application/grpc-web-text".into()),
+                unknown_slot: None,
+                never_indexed: false,
+            }];
+            let r = rpc(b"/bank.v1.Accounts/GetAccount", &ct, &[], &[], &req, &f);
+            assert_eq!(
+                (r.status, r.message.as_deref()),
+                (Some(5), Some("no such account"))
+            );
+            assert!(r.web && !r.framing_error);
+        }
+        let mut f = MessageFramer::new(true);
+        f.set_text();
+        f.feed(b"AA=A");
+        assert!(f.invalid, "a pad then a character");
+        let mut f = MessageFramer::new(true);
+        f.set_text();
+        f.feed(b"AA\r\n");
+        assert!(f.invalid, "not base64");
+        let mut f = MessageFramer::new(true);
+        f.set_text();
+        f.feed(&text[..10]);
+        assert!(f.partial());
+        assert!(is_web_text(b"application/grpc-web-text+proto; charset=x"));
+        assert!(!is_web_text(b"application/grpc-web+proto"));
+        assert!(!is_web_text(b"application/grpc-web-textual"));
     }
 
     #[test]

@@ -374,6 +374,18 @@ impl MessageParser {
         }
     }
 
+    /// Takes the bytes buffered past the last element returned and stops parsing (the parser
+    /// is opaque from here): after a switch to another protocol (`Upgrade: h2c`, RFC 7540
+    /// §3.2) they are the new protocol's first bytes.
+    pub fn take_rest(&mut self) -> BytesMut {
+        self.settle();
+        let rest = self.buf.split();
+        self.probe = Probe::default();
+        self.consumed = 0;
+        self.state = State::Opaque;
+        rest
+    }
+
     /// Produces the next step from the buffered bytes.
     pub fn step(&mut self) -> Step<'_> {
         self.settle();

@@ -5,7 +5,10 @@
 //! connection to [`crate::h2::Connection`], one event per stream; anything else is HTTP/1.x.
 //! A session that begins mid-connection is HTTP/2 when its first bytes are a plausible frame
 //! header. Until the client has spoken, the server's bytes wait (bounded: past
-//! [`SNIFF_SERVER_MAX_BYTES`] the session is HTTP/1.x).
+//! [`SNIFF_SERVER_MAX_BYTES`] the session is HTTP/1.x). An HTTP/1.1 request with `Upgrade:
+//! h2c` holds the client's later bytes (up to the header limit) until its response: a `101` naming `h2c`
+//! hands the connection to HTTP/2, the request becoming stream 1 (RFC 7540 §3.2,
+//! [`crate::h2::upgrade`]); any other answer resumes HTTP/1.
 //!
 //! A [`Session`] is the source-independent stage of the pipeline (R-CAP-3, R-CAP-6, R-CAP-4):
 //! it consumes *ordered bytes of one direction of one connection, with timestamps and gaps
@@ -277,6 +280,9 @@ pub struct Session {
     proto: Proto,
     /// Capture began after the connection opened.
     midstream: bool,
+    /// An `Upgrade: h2c` request was read: the client's later bytes wait in the request
+    /// parser until its response says whether the connection switches (RFC 7540 §3.2).
+    h2c_wait: bool,
 }
 
 impl Session {
@@ -320,6 +326,7 @@ impl Session {
                 server_bytes: 0,
             },
             midstream,
+            h2c_wait: false,
         }
     }
 
@@ -520,6 +527,12 @@ impl Session {
                     self.msg_start_us[slot] = Some(ts_us);
                 }
                 self.req.push(bytes);
+                if self.h2c_wait && self.req.buffered() > self.cfg.max_header_bytes {
+                    // No answer to the upgrade within the bound (what the parser may hold of a
+                    // message start anyway): carry on as HTTP/1.
+                    self.h2c_wait = false;
+                    stats.h2c_wait_overflow += 1;
+                }
                 self.drive_requests(ts_us, stats, out);
             }
             Side::Server => {
@@ -543,6 +556,7 @@ impl Session {
     ) {
         stats.stream_gaps += 1;
         stats.stream_gap_bytes += len;
+        self.h2c_wait = false;
         match &mut self.proto {
             Proto::H2(c) => return c.gap(side, len),
             // A gap before the protocol is known: HTTP/1.x's resynchronisation handles it.
@@ -665,6 +679,11 @@ impl Session {
 
     fn drive_requests(&mut self, ts_us: u64, stats: &mut Stats, out: &mut Vec<ApiEvent>) {
         loop {
+            if self.h2c_wait && self.reading.is_none() {
+                // The upgrade request is complete: what follows is HTTP/2 or HTTP/1
+                // depending on its response.
+                return;
+            }
             match self.req.step() {
                 Step::NeedMore => return,
                 Step::Head(head) => {
@@ -685,6 +704,7 @@ impl Session {
                     if let Framing::Length(n) = framing {
                         r.body.declared = Some(n);
                     }
+                    self.h2c_wait = h2::upgrade::requested(&r.head);
                     self.req.start_body(framing);
                     if framing == Framing::None {
                         self.enqueue(r, stats, out);
@@ -777,9 +797,10 @@ impl Session {
         stats: &mut Stats,
         out: &mut Vec<ApiEvent>,
     ) {
+        let mut resume_requests = false;
         loop {
             match self.res.step() {
-                Step::NeedMore => return,
+                Step::NeedMore => break,
                 Step::Head(head) => {
                     let mut anomalies = head.anomalies.clone();
                     if (100..200).contains(&head.status) && head.status != 101 {
@@ -794,12 +815,22 @@ impl Session {
                         self.orphaned = 0;
                     }
                     let orphan = self.orphaned > 0;
-                    let request = if orphan {
+                    let mut request = if orphan {
                         self.orphaned -= 1;
                         None
                     } else {
                         self.request_for_response(peer_offset, stats, out)
                     };
+                    if let Some(r) = request.take_if(|r| {
+                        h2::upgrade::requested(&r.head) && h2::upgrade::accepted(&head)
+                    }) {
+                        return self.switch_to_h2c(r, ts_us, stats, out);
+                    }
+                    if self.h2c_wait && request.is_some() {
+                        // Answered without switching: the connection stays HTTP/1.
+                        self.h2c_wait = false;
+                        resume_requests = true;
+                    }
                     // With nothing complete outstanding, it may answer the request still being
                     // read, if the server had received that request's head.
                     let answers_reading = !orphan
@@ -870,6 +901,47 @@ impl Session {
                 }
             }
         }
+        if resume_requests {
+            self.drive_requests(ts_us, stats, out);
+        }
+    }
+
+    /// The server accepted `Upgrade: h2c` (RFC 7540 §3.2): request `r` becomes stream 1 of
+    /// an HTTP/2 connection, which gets the bytes either side sent after the switch (the
+    /// client's connection preface, the server's frames after the 101).
+    fn switch_to_h2c(
+        &mut self,
+        r: PendingRequest,
+        ts_us: u64,
+        stats: &mut Stats,
+        out: &mut Vec<ApiEvent>,
+    ) {
+        let client_rest = self.req.take_rest();
+        let server_rest = self.res.take_rest();
+        self.h2c_wait = false;
+        stats.h2_connections += 1;
+        stats.upgrades += 1;
+        // Stream 1's event takes the upgrade request's place in the connection's numbering.
+        if r.index + 1 == self.next_index {
+            self.next_index = r.index;
+        }
+        let settings = h2::upgrade::settings(&r.head);
+        let body = h2::conn::Body {
+            truncated: (r.body.data.len() as u64) < r.body.wire_len(),
+            wire_len: r.body.wire_len(),
+            data: r.body.data,
+            decoded: false,
+        };
+        let conn = h2::Connection::upgraded(
+            self.h2_config(),
+            h2::upgrade::request_fields(&r.head),
+            body,
+            (r.start_us, r.start_us),
+            settings.as_deref(),
+        );
+        self.proto = Proto::H2(Box::new(conn));
+        self.data(Side::Client, ts_us, &client_rest, None, stats, out);
+        self.data(Side::Server, ts_us, &server_rest, None, stats, out);
     }
 
     fn emit_response(
@@ -1096,10 +1168,11 @@ fn split_target_owned(mut target: String) -> (String, Option<String>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn meta(sensor_id: &str) -> ConnMeta {
+    /// A connection 10.0.0.2:5555 → 10.0.0.1:80 (also used by `h2::tests`).
+    pub(crate) fn meta(sensor_id: &str) -> ConnMeta {
         ConnMeta {
             sensor: Arc::new(SensorInfo {
                 id: sensor_id.into(),

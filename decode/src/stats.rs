@@ -15,6 +15,11 @@ macro_rules! counters {
         }
 
         impl $S {
+            /// Adds every counter of `other` (totals over connections).
+            pub fn add(&mut self, other: &Self) {
+                $(self.$name += other.$name;)*
+            }
+
             /// `(name, value)` for every counter, in declaration order.
             pub fn fields(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name),)*]
@@ -91,8 +96,12 @@ counters! {
     request_parse_errors,
     /// Response-side framing errors.
     response_parse_errors,
-    /// Connections that switched protocols (WebSocket, CONNECT).
+    /// Connections that switched protocols (WebSocket, CONNECT, `Upgrade: h2c`).
     upgrades,
+    /// `Upgrade: h2c` requests whose answer did not come before the client sent more than the
+    /// header limit (`max_header_bytes`) after them;
+    /// the connection was then read as HTTP/1 (RFC 7540 §3.2).
+    h2c_wait_overflow,
     /// Bodies whose content coding (gzip, deflate, br) was removed.
     bodies_decoded,
     /// Bodies whose content coding was corrupt (left as sent).

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use apitap_schema::{Anomaly, ApiEvent, Endpoint, SensorInfo};
 
+use crate::h2::H2Stats;
 use crate::http1::{Kind, find_message_start};
 use crate::session::{ConnMeta, Session, SessionConfig, Side};
 use crate::stats::Stats;
@@ -394,6 +395,11 @@ impl SessionSlot {
         self.live.as_deref_mut()
     }
 
+    /// The live session, if any, read-only.
+    fn peek(&self) -> Option<&Session> {
+        self.live.as_deref()
+    }
+
     fn buffered(&self) -> usize {
         self.live.as_ref().map_or(0, |s| s.buffered())
     }
@@ -484,6 +490,8 @@ pub struct Reassembler {
     next_serial: u64,
     held_total: usize,
     stats: Stats,
+    /// HTTP/2 decoder counters of the connections closed so far.
+    h2_closed: H2Stats,
 }
 
 impl Reassembler {
@@ -498,12 +506,26 @@ impl Reassembler {
             next_serial: 0,
             held_total: 0,
             stats: Stats::default(),
+            h2_closed: H2Stats::default(),
         }
     }
 
     /// Counters so far.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// HTTP/2 decoder counters summed over every connection, closed and open (exported as
+    /// `apitap_decode_h2_<name>_total`). Visits the open connections: O(connections), for
+    /// the periodic metrics snapshot, not per packet.
+    pub fn h2_stats(&self) -> H2Stats {
+        let mut total = self.h2_closed.clone();
+        for c in self.conns.values() {
+            if let Some(h2) = c.session.peek().and_then(Session::h2) {
+                total.add(h2.stats());
+            }
+        }
+        total
     }
 
     /// Connections currently tracked.
@@ -776,6 +798,9 @@ impl Reassembler {
         }
         if let Some(session) = conn.session.live() {
             session.close(ts_us, evicted, stats, out);
+            if let Some(h2) = session.h2() {
+                self.h2_closed.add(h2.stats());
+            }
         }
         stats.connections_closed += 1;
     }

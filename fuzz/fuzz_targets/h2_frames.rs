@@ -1,8 +1,10 @@
-//! An HTTP/2 connection driven by arbitrary bytes either way (from the start or joined
-//! mid-stream, with gaps and closes): never panics, held memory stays bounded by the limits,
+//! An HTTP/2 connection driven by arbitrary bytes either way (from the start, joined
+//! mid-stream, or upgraded from HTTP/1.1 with arbitrary HTTP2-Settings; with gaps and closes): never panics, held memory stays bounded by the limits,
 //! every message is well-formed (bodies within the cap, stream ids non-zero).
 #![no_main]
 use apitap_decode::Side;
+use apitap_decode::h2::conn::Body;
+use apitap_decode::h2::hpack::Field;
 use apitap_decode::h2::{Connection, H2Config};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,8 +18,25 @@ fuzz_target!(|data: &[u8]| {
         max_streams: 8,
         max_table_bytes: 1024,
     };
-    let mut c = Connection::new(cfg.clone(), ctl & 1 != 0);
     let mut out = Vec::new();
+    // A quarter of the time, a connection upgraded from HTTP/1.1 (`Upgrade: h2c`, RFC 7540
+    // §3.2): stream 1 open with a request, the client's SETTINGS from HTTP2-Settings taken
+    // from the input (any length, any parameters).
+    let (mut c, rest) = if ctl & 0x0c == 0x0c {
+        let n = usize::from(rest.first().copied().unwrap_or(0) % 64);
+        let rest = rest.get(1..).unwrap_or_default();
+        let (settings, rest) = rest.split_at(n.min(rest.len()));
+        let request = vec![
+            Field::known(":method".into(), "POST".into()),
+            Field::known(":scheme".into(), "http".into()),
+            Field::known(":path".into(), "/u".into()),
+        ];
+        let body = Body { data: b"up".to_vec(), wire_len: 2, truncated: false, decoded: false };
+        let c = Connection::upgraded(cfg.clone(), request, body, (0, 0), (ctl & 0x10 != 0).then_some(settings));
+        (c, rest)
+    } else {
+        (Connection::new(cfg.clone(), ctl & 1 != 0), rest)
+    };
     // With a valid preface first half the time, so the fuzzer gets past it.
     if ctl & 2 != 0 {
         c.data(Side::Client, 0, apitap_decode::h2::frame::PREFACE, &mut out);

@@ -216,6 +216,7 @@ impl Pipeline {
                 Default::default()
             }),
             decode: self.reasm.stats().clone(),
+            h2: self.reasm.h2_stats(),
             bad_records: self.bad_records,
             records: self.records,
             ring_wakeups: self.ring_wakeups,
@@ -234,6 +235,7 @@ impl Pipeline {
                 }),
                 stats: t.decoder.tls_stats(),
                 decode: t.decoder.stats().clone(),
+                h2: t.decoder.h2_stats(),
                 connections: t.decoder.connections(),
                 held_bytes: t.decoder.held_bytes(),
                 unsupported: t.watch.counts(),

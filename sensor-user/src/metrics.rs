@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use apitap_admin_http::{Handler, HttpStats, KeyFileError, Limits, Options, Response, Token};
 use apitap_common::Counter;
 use apitap_decode::Stats;
+use apitap_decode::h2::H2Stats;
 use apitap_metrics::{Exposition, Kind};
 use apitap_schema::PayloadMode;
 use tokio::net::TcpListener;
@@ -33,6 +34,8 @@ pub struct Snapshot {
     pub kernel: [u64; Counter::COUNT as usize],
     /// Decoder counters.
     pub decode: Stats,
+    /// HTTP/2 decoder counters summed over connections (`apitap_decode_h2_*`).
+    pub h2: H2Stats,
     /// Ring records the agent could not parse.
     pub bad_records: u64,
     /// Ring records read.
@@ -69,6 +72,8 @@ pub struct TlsSnapshot {
     pub stats: TlsStats,
     /// Decoder counters of the TLS sessions.
     pub decode: Stats,
+    /// HTTP/2 decoder counters of the TLS sessions (`apitap_tls_decode_h2_*`).
+    pub h2: H2Stats,
     /// TLS connections open now.
     pub connections: usize,
     /// Bytes the TLS sessions hold now.
@@ -201,6 +206,9 @@ fn render_tls(out: &mut Exposition, t: &TlsSnapshot) {
     }
     for (name, help, v) in t.decode.described() {
         out.counter(&format!("apitap_tls_decode_{name}_total"), help, v);
+    }
+    for (name, help, v) in t.h2.described() {
+        out.counter(&format!("apitap_tls_decode_h2_{name}_total"), help, v);
     }
     // R-CAP-4: every process seen using TLS the sensor cannot capture is counted (a sample
     // per library and reason once there is one).
@@ -345,6 +353,9 @@ impl Snapshot {
         }
         for (name, help, v) in self.decode.described() {
             out.counter(&format!("apitap_decode_{name}_total"), help, v);
+        }
+        for (name, help, v) in self.h2.described() {
+            out.counter(&format!("apitap_decode_h2_{name}_total"), help, v);
         }
         out.counter(
             "apitap_sensor_ring_records_total",
@@ -692,6 +703,12 @@ mod tests {
         assert!(text.contains(
             "# HELP apitap_decode_segments_total TCP segments handed to the reassembler.\n"
         ));
+        // The HTTP/2 decoder's counters (issue 17), named by the same rule.
+        assert!(text.contains(
+            "# HELP apitap_decode_h2_hpack_unknown_fields_total Header fields referring to dynamic table entries"
+        ));
+        assert!(text.contains("apitap_decode_h2_streams_reset_total 0\n"));
+        assert!(text.contains("apitap_tls_decode_h2_streams_reset_total 0\n"));
         assert!(text.contains("apitap_kernel_dropped_packets_total{cause=\"ip_fragment\"} 1\n"));
         assert!(text.contains("apitap_tls_kernel_lost_calls_total{cause=\"ring_full\"} 2\n"));
         assert!(text.contains("# TYPE apitap_tls_open_connections gauge\n"));

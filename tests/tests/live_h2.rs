@@ -86,9 +86,16 @@ fn nghttpd(ns: &Netns, docroot: &Path, port: u16, certs: Option<&Path>) -> anyho
 
 /// Runs `nghttp -v` for `paths` on one connection from the client namespace; returns the
 /// status nghttp printed per stream id.
-fn nghttp(topo: &Topology, base: &str, paths: &[&str]) -> anyhow::Result<BTreeMap<u32, u16>> {
+/// `extra` are more nghttp options (`-u`: `Upgrade: h2c`); also returns nghttp's output.
+fn nghttp(
+    topo: &Topology,
+    base: &str,
+    paths: &[&str],
+    extra: &[&str],
+) -> anyhow::Result<(BTreeMap<u32, u16>, String)> {
     let urls: Vec<String> = paths.iter().map(|p| format!("{base}{p}")).collect();
     let mut args = vec!["-v", "-n"];
+    args.extend(extra);
     args.extend(urls.iter().map(String::as_str));
     let out = topo
         .client
@@ -98,8 +105,12 @@ fn nghttp(topo: &Topology, base: &str, paths: &[&str]) -> anyhow::Result<BTreeMa
     if !out.status.success() {
         bail!("nghttp: {}", String::from_utf8_lossy(&out.stderr));
     }
-    // "[  0.002] recv (stream_id=13) :status: 200"
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok((printed_statuses(&text)?, text))
+}
+
+/// The status `nghttp -v` printed per stream id: "[  0.002] recv (stream_id=13) :status: 200".
+fn printed_statuses(text: &str) -> anyhow::Result<BTreeMap<u32, u16>> {
     let mut statuses = BTreeMap::new();
     for l in text.lines() {
         let Some(rest) = l.split("recv (stream_id=").nth(1) else {
@@ -187,8 +198,10 @@ const PATHS: &[&str] = &[
 
 /// nghttpd in the server namespace (`tls`: on [`TLS_PORT`] with the test certificate, its
 /// OpenSSL traced by the uprobes; else h2c on the captured port), nghttp's [`PATHS`] on one
-/// connection from the client, and the events of this test's streams.
-fn run(test: &str, tag: &str, tls: bool) -> anyhow::Result<Option<Vec<ApiEvent>>> {
+/// connection from the client, and the events of this test's streams with the sensor's
+/// metrics.
+type Metrics = Vec<(String, u64)>;
+fn run(test: &str, tag: &str, tls: bool) -> anyhow::Result<Option<(Vec<ApiEvent>, Metrics)>> {
     if !require_privileges(test) || !require(test, "HTTP/2 test", tool_problem()) {
         return Ok(None);
     }
@@ -220,13 +233,14 @@ fn run(test: &str, tag: &str, tls: bool) -> anyhow::Result<Option<Vec<ApiEvent>>
         config,
         &dir.join("sensor"),
     )?;
-    let printed = nghttp(&topo, &format!("{scheme}://{SERVER_IP}:{port}"), PATHS)?;
+    let (printed, _) = nghttp(&topo, &format!("{scheme}://{SERVER_IP}:{port}"), PATHS, &[])?;
     assert_eq!(printed.len(), PATHS.len(), "{printed:?}");
     sensor.wait_for_metric(
         "apitap_sensor_events_total",
         PATHS.len() as u64,
         Duration::from_secs(30),
     )?;
+    let metrics = sensor.metrics()?;
     sensor.stop()?;
     let events: Vec<ApiEvent> = read_events(&sensor.events)?
         .into_iter()
@@ -234,21 +248,31 @@ fn run(test: &str, tag: &str, tls: bool) -> anyhow::Result<Option<Vec<ApiEvent>>
         .collect();
     assert_streams(&events, &printed, PATHS);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(Some(events))
+    Ok(Some((events, metrics)))
 }
 
 #[test]
 fn h2c_streams_from_packets_are_one_event_each() -> anyhow::Result<()> {
-    run("h2c_streams_from_packets_are_one_event_each", "h2c", false)?;
+    let Some((_, m)) = run("h2c_streams_from_packets_are_one_event_each", "h2c", false)? else {
+        return Ok(());
+    };
+    // The HTTP/2 decoder's counters, summed over connections (issue 17).
+    let h2 = |n: &str| apitap_tests::metric(&m, &format!("apitap_decode_h2_{n}_total"));
+    assert!(h2("streams") >= PATHS.len() as u64, "{m:?}");
+    assert_eq!((h2("framing_errors"), h2("hpack_errors")), (0, 0));
     Ok(())
 }
 
 #[test]
 fn h2_over_tls_from_the_uprobes_is_decoded_by_the_same_session() -> anyhow::Result<()> {
     let test = "h2_over_tls_from_the_uprobes_is_decoded_by_the_same_session";
-    let Some(events) = run(test, "h2tls", true)? else {
+    let Some((events, m)) = run(test, "h2tls", true)? else {
         return Ok(());
     };
+    // The TLS sessions' HTTP/2 counters are exported under `apitap_tls_decode_h2_*`.
+    let h2 = |n: &str| apitap_tests::metric(&m, &format!("apitap_tls_decode_h2_{n}_total"));
+    assert!(h2("streams") >= PATHS.len() as u64, "{m:?}");
+    assert!(h2("header_blocks") >= 2 * PATHS.len() as u64, "{m:?}");
     for e in &events {
         assert_eq!(e.tls_library.as_deref(), Some("openssl"));
         assert_eq!(e.process.as_ref().map(|p| p.comm.as_str()), Some("nghttpd"));
@@ -299,23 +323,7 @@ impl GrpcLab {
             .stdout(Stdio::null())
             .spawn()?;
         lab._server = Some(Killed(server));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !lab
-            .topo
-            .client
-            .cmd(
-                "bash",
-                &["-c", &format!("echo > /dev/tcp/{SERVER_IP}/{port}")],
-            )
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            if Instant::now() > deadline {
-                bail!("the gRPC server did not listen");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_listening(&lab.topo, "the gRPC server")?;
         Ok(lab)
     }
 
@@ -344,6 +352,27 @@ impl GrpcLab {
         c.arg("python3").arg(self.fixtures.join(script)).args(args);
         c
     }
+}
+
+/// Waits (at most 20 s) until `what` accepts TCP connections on the server's port.
+fn wait_listening(topo: &Topology, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !topo
+        .client
+        .cmd(
+            "bash",
+            &["-c", &format!("echo > /dev/tcp/{SERVER_IP}/{SERVER_PORT}")],
+        )
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        if Instant::now() > deadline {
+            bail!("{what} did not listen");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
 }
 
 fn grpc_problem() -> Option<String> {
@@ -474,6 +503,13 @@ fn grpc_connection_joined_mid_way_reports_the_next_calls_without_inventing() -> 
     let after: Vec<&str> = after.lines().collect();
     assert_eq!(after.len(), 5, "{after:?}");
     sensor.wait_for_metric("apitap_sensor_events_total", 5, Duration::from_secs(30))?;
+    // The HTTP/2 decoder's counters are metrics (summed over connections): the join shows
+    // in them on this real traffic.
+    let m = sensor.metrics()?;
+    let h2 = |name: &str| apitap_tests::metric(&m, &format!("apitap_decode_h2_{name}_total"));
+    assert!(h2("hpack_unknown_fields") > 0, "{m:?}");
+    assert!(h2("streams") >= 5 && h2("header_blocks") > 0, "{m:?}");
+    assert!(h2("frames") > h2("header_blocks"));
     sensor.stop()?;
     let events: Vec<ApiEvent> = read_events(&sensor.events)?
         .into_iter()
@@ -529,5 +565,145 @@ fn grpc_connection_joined_mid_way_reports_the_next_calls_without_inventing() -> 
         }
     }
     let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+/// `Upgrade: h2c` (RFC 7540 §3.2) on the real kernel: hypercorn (PyPI; nghttpd speaks only
+/// prior-knowledge h2c) serves `tests/fixtures/h2/h2c_app.py`; `nghttp -u` and `curl --http2`
+/// send an HTTP/1.1 upgrade request, get `101`, then speak HTTP/2. Each upgrade request is
+/// stream 1 of its connection, with the status the client printed; nghttp's later streams
+/// are one event each, as nghttp printed them.
+#[test]
+fn h2c_upgrade_request_is_stream_1_and_later_streams_follow() -> anyhow::Result<()> {
+    let test = "h2c_upgrade_request_is_stream_1_and_later_streams_follow";
+    let hypercorn = Command::new("python3")
+        .args(["-c", "import hypercorn"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let curl = Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let problem = tool_problem()
+        .or_else(|| (!hypercorn).then(|| "hypercorn is needed (pip install hypercorn)".into()))
+        .or_else(|| (!curl).then(|| "curl is needed".into()));
+    if !require_privileges(test) || !require(test, "h2c upgrade test", problem) {
+        return Ok(());
+    }
+    let dir = std::env::temp_dir().join(format!("apitap-test-h2cup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let topo = Topology::new("h2cup")?;
+    let fixtures = apitap_tests::workspace_root().join("tests/fixtures/h2");
+    let bind = format!("{SERVER_IP}:{SERVER_PORT}");
+    let server = topo
+        .server
+        .cmd("env", &[])
+        .arg(format!("PYTHONPATH={}", fixtures.display()))
+        .args(["python3", "-m", "hypercorn", "--bind", &bind, "h2c_app:app"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting hypercorn")?;
+    let _server = Killed(server);
+    wait_listening(&topo, "hypercorn")?;
+    let mut sensor = Sensor::start_with(
+        &topo.server,
+        &topo.server_if,
+        &[SERVER_PORT],
+        "",
+        &dir.join("sensor"),
+    )?;
+    let base = format!("http://{bind}");
+    // nghttp: the first URL is the upgrade request, the others follow in HTTP/2.
+    let (printed, text) = nghttp(&topo, &base, PATHS, &["-u"])?;
+    assert!(text.contains("HTTP Upgrade success"), "{text}");
+    assert_eq!(printed.len(), PATHS.len(), "{text}");
+    assert_eq!(
+        printed.get(&1),
+        Some(&200),
+        "the upgrade request is stream 1"
+    );
+    // curl: one upgraded request; it prints the status and the HTTP version it used.
+    let curl_url = format!("{base}/api/user2.json");
+    let out = topo
+        .client
+        .cmd(
+            "curl",
+            &[
+                "-s",
+                "--http2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{http_version}",
+                &curl_url,
+            ],
+        )
+        .output()
+        .context("curl")?;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200 2",
+        "curl upgraded"
+    );
+    sensor.wait_for_metric(
+        "apitap_sensor_events_total",
+        PATHS.len() as u64 + 1,
+        Duration::from_secs(30),
+    )?;
+    let m = sensor.metrics()?;
+    let upgrades = apitap_tests::metric(&m, "apitap_decode_upgrades_total");
+    // The HTTP/2 decoders' own count of upgraded connections, and no stream cut short.
+    assert_eq!(
+        apitap_tests::metric(&m, "apitap_decode_h2_upgrades_total"),
+        2
+    );
+    assert_eq!(
+        apitap_tests::metric(&m, "apitap_decode_h2_upgrade_settings_invalid_total"),
+        0
+    );
+    assert_eq!(
+        apitap_tests::metric(&m, "apitap_decode_h2_streams_reset_total"),
+        0
+    );
+    assert!(apitap_tests::metric(&m, "apitap_decode_h2_streams_total") >= PATHS.len() as u64);
+    sensor.stop()?;
+    let events: Vec<ApiEvent> = read_events(&sensor.events)?
+        .into_iter()
+        .filter(|e| e.server.port == SERVER_PORT)
+        .collect();
+    let mut conns: BTreeMap<String, Vec<ApiEvent>> = BTreeMap::new();
+    for e in events {
+        conns.entry(e.connection_id.clone()).or_default().push(e);
+    }
+    assert_eq!(conns.len(), 2, "{conns:?}");
+    let (nghttp, curl): (Vec<_>, Vec<_>) = conns
+        .into_values()
+        .partition(|evs| evs.len() == PATHS.len());
+    assert_eq!((nghttp.len(), curl.len()), (1, 1));
+    assert_streams(&nghttp[0], &printed, PATHS);
+    let one = nghttp[0].iter().find(|e| e.stream_id == Some(1)).unwrap();
+    assert_eq!(one.request.path, PATHS[0]);
+    assert_eq!(
+        one.request
+            .headers
+            .get("user-agent")
+            .map(|u| u.starts_with("nghttp2/")),
+        Some(true)
+    );
+    let c = &curl[0];
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].stream_id, Some(1));
+    assert_eq!(c[0].http_version, "2");
+    assert_eq!(c[0].request.path, "/api/user2.json");
+    assert_eq!(c[0].response.as_ref().map(|r| r.status), Some(200));
+    assert_eq!(
+        c[0].response.as_ref().unwrap().body.bytes().unwrap(),
+        b"{\"id\":2,\"name\":\"user2\"}".to_vec()
+    );
+    assert!(c[0].anomalies.is_empty(), "{:?}", c[0].anomalies);
+    assert_eq!(upgrades, 2, "both connections counted as upgraded");
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -75,6 +75,8 @@ const PYTHON: &[(&str, &str)] = &[
     // stubs generated from bank.proto in the test.
     ("grpc", "grpcio==1.85.4"),
     ("grpc_tools", "grpcio-tools==1.85.4"),
+    // tests/tests/live_h2.rs: an HTTP server that implements `Upgrade: h2c` (nghttpd does not).
+    ("hypercorn", "hypercorn==0.18.0"),
     // tests/tests/deploy_helm.rs: Helm v4's Go SDK (lint, render; no `helm` binary is packaged
     // in the registries reached), the Kubernetes OpenAPI schemas 1.25-1.37 with a validator,
     // and the prometheus-operator CRD model for the ServiceMonitor.

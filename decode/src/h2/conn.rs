@@ -105,6 +105,10 @@ crate::stats::counters!(@struct H2Stats, "HTTP/2 decoder counters (exported as `
     flow_control_violations,
     /// Gaps (lost bytes) in either direction (drop).
     gaps,
+    /// Connections upgraded from HTTP/1.1 (`Upgrade: h2c`, RFC 7540 §3.2).
+    upgrades,
+    /// Upgrades whose `HTTP2-Settings` was missing or not a base64url SETTINGS payload (RFC 7540 §3.2.1); the client's settings were then unknown.
+    upgrade_settings_invalid,
 );
 
 /// Why a stream's message ended.
@@ -431,6 +435,50 @@ impl Connection {
         }
     }
 
+    /// A connection upgraded from HTTP/1.1 by `Upgrade: h2c` and `101 Switching Protocols`
+    /// (RFC 7540 §3.2; RFC 9113 §3.1 deprecates the mechanism, clients still use it). The
+    /// upgrade request is stream 1, half-closed by the client: `request` its fields as
+    /// HTTP/2 would carry them (pseudo-headers first), `body` its content. The client then
+    /// sends the connection preface; the server's frames (its SETTINGS, then stream 1's
+    /// response) follow the 101 directly. `settings` is the decoded `HTTP2-Settings` header, a
+    /// SETTINGS payload (§3.2.1) acknowledged by the 101 itself; `None` when absent or not
+    /// base64url (counted in `upgrade_settings_invalid`, as is a payload not of 6-byte
+    /// parameters).
+    pub fn upgraded(
+        cfg: H2Config,
+        request: Vec<Field>,
+        body: Body,
+        (start_us, end_us): (u64, u64),
+        settings: Option<&[u8]>,
+    ) -> Self {
+        let mut c = Connection::new(cfg, false);
+        c.stats.upgrades += 1;
+        match settings {
+            // §6.5.1: a whole number of 6-byte parameters.
+            Some(p) if p.len().is_multiple_of(6) => {
+                c.settings(Side::Client, p);
+                // §3.2.1: the 101 is the acknowledgement.
+                if let Some(v) = c.flow[1].pending_initial.take() {
+                    c.set_initial_window(Side::Server, v);
+                }
+            }
+            _ => c.stats.upgrade_settings_invalid += 1,
+        }
+        c.highest[0] = 1;
+        let mut out = Vec::new();
+        let s = c.open(1, start_us, &mut out);
+        s.req_started = true;
+        s.req.headers = request;
+        s.declared[0] = Some(body.wire_len);
+        s.req.body = body;
+        s.req.ended = true;
+        s.req.end_us = end_us;
+        if !pseudo_ok(&s.req.headers, true) {
+            s.flag(H2Anomaly::MalformedHeaders);
+        }
+        c
+    }
+
     /// Counters.
     pub fn stats(&self) -> &H2Stats {
         &self.stats
@@ -670,19 +718,7 @@ impl Connection {
                     }
                     return;
                 }
-                // §6.5.2: parameters this side's peer must respect when sending to it.
-                for p in payload.chunks_exact(6) {
-                    let id = u16::from_be_bytes([p[0], p[1]]);
-                    let v = u32::from_be_bytes([p[2], p[3], p[4], p[5]]);
-                    let peer = &mut self.dirs[idx(other(side))];
-                    match id {
-                        0x1 => peer.hpack.set_protocol_max(v as usize),
-                        0x3 => self.max_concurrent[idx(other(side))] = Some(v),
-                        0x4 => self.flow[idx(other(side))].pending_initial = Some(v),
-                        0x5 => peer.parser.set_max_frame_size(v),
-                        _ => {}
-                    }
-                }
+                self.settings(side, &payload);
             }
             kind::GOAWAY => {
                 self.stats.goaways += 1;
@@ -888,7 +924,14 @@ impl Connection {
                 .then_some(false),
             };
             if let Some(web) = grpc_like {
-                s.grpc = Some((MessageFramer::new(web), MessageFramer::new(web)));
+                let mut framers = (MessageFramer::new(web), MessageFramer::new(web));
+                // gRPC-Web text: base64 both ways (PROTOCOL-WEB; the response keeps the
+                // request's content type).
+                if s.req.header("content-type").is_some_and(grpc::is_web_text) {
+                    framers.0.set_text();
+                    framers.1.set_text();
+                }
+                s.grpc = Some(framers);
                 self.grpc_seen = true;
             }
         }
@@ -1034,6 +1077,25 @@ impl Connection {
             self.flow[d].connection = self.flow[d].connection.max(0);
             if let Some(s) = self.streams.get_mut(&h.stream) {
                 s.window[d] = s.window[d].max(0);
+            }
+        }
+    }
+
+    /// A SETTINGS payload sent by `side` (§6.5.1: 6-byte parameters): the parameters its
+    /// peer must respect when sending to it (§6.5.2). SETTINGS_INITIAL_WINDOW_SIZE waits for
+    /// the peer's acknowledgement.
+    fn settings(&mut self, side: Side, payload: &[u8]) {
+        let peer = idx(other(side));
+        for p in payload.chunks_exact(6) {
+            let id = u16::from_be_bytes([p[0], p[1]]);
+            let v = u32::from_be_bytes([p[2], p[3], p[4], p[5]]);
+            let dir = &mut self.dirs[peer];
+            match id {
+                0x1 => dir.hpack.set_protocol_max(v as usize),
+                0x3 => self.max_concurrent[peer] = Some(v),
+                0x4 => self.flow[peer].pending_initial = Some(v),
+                0x5 => dir.parser.set_max_frame_size(v),
+                _ => {}
             }
         }
     }

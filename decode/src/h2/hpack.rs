@@ -61,7 +61,8 @@ pub struct Field {
 }
 
 impl Field {
-    fn known(name: Bytes, value: Bytes) -> Self {
+    /// A field whose name and value are both known.
+    pub fn known(name: Bytes, value: Bytes) -> Self {
         Field {
             name: Some(name),
             value: Some(value),

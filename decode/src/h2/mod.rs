@@ -5,7 +5,9 @@
 //! - [`huffman`], [`hpack`]: header decompression that keeps going after a mid-connection
 //!   join (unknown table entries are marked, never invented);
 //! - [`conn`]: one connection's two directions, streams paired into [`conn::H2Message`]s with
-//!   bodies, trailers, end reasons and anomalies, bounded everywhere (R-CAP-3, R-CAP-7).
+//!   bodies, trailers, end reasons and anomalies, bounded everywhere (R-CAP-3, R-CAP-7);
+//! - [`upgrade`]: an HTTP/1.1 `Upgrade: h2c` exchange (RFC 7540 §3.2) turned into the
+//!   upgraded connection's stream 1 and the client's settings.
 //!
 //! gRPC on top of it lives in [`crate::grpc`], protobuf bodies in [`crate::protobuf`].
 
@@ -15,6 +17,7 @@ pub(crate) mod event;
 pub mod frame;
 pub mod hpack;
 pub mod huffman;
+pub mod upgrade;
 
 pub use conn::{Connection, End, H2Anomaly, H2Config, H2Message, H2Stats, Part};
 

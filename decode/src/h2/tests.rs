@@ -42,6 +42,18 @@ pub(crate) fn run(
     (out, c)
 }
 
+/// (stream id, status) as nghttp's log of capture `name` printed them, in its order.
+pub(crate) fn printed_statuses(name: &str) -> Vec<(u32, u16)> {
+    log(name)
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split("recv (stream_id=").nth(1)?;
+            let (id, rest) = rest.split_once(") :status: ")?;
+            Some((id.parse().ok()?, rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 fn s(b: Option<&[u8]>) -> String {
     String::from_utf8_lossy(b.unwrap_or(b"<none>")).into_owned()
 }
@@ -51,14 +63,7 @@ fn s(b: Option<&[u8]>) -> String {
 fn nghttp_get_matches_client_log() {
     let (msgs, c) = run(&dump("nghttp_get"), false, usize::MAX);
     let log = log("nghttp_get");
-    let mut want: Vec<(u32, u16)> = log
-        .lines()
-        .filter_map(|l| {
-            let rest = l.split("recv (stream_id=").nth(1)?;
-            let (id, rest) = rest.split_once(") :status: ")?;
-            Some((id.parse().ok()?, rest.trim().parse().ok()?))
-        })
-        .collect();
+    let mut want = printed_statuses("nghttp_get");
     want.sort();
     let mut got: Vec<(u32, u16)> = msgs
         .iter()
@@ -835,43 +840,127 @@ fn orphan_continuation_desynchronises_hpack() {
 /// The captures through [`crate::Session`] (the sensor's path): the preface makes the session
 /// HTTP/2, one event per stream, in any segmentation; gRPC calls carry their summary; the
 /// encoders write the new fields as serde does.
+/// `Connection::upgraded` (RFC 7540 §3.2.1): the HTTP2-Settings payload is the client's
+/// SETTINGS, acknowledged by the 101: a small SETTINGS_INITIAL_WINDOW_SIZE applies to the
+/// server's DATA on stream 1 at once; an undecodable one is counted.
+#[test]
+fn upgraded_connection_applies_http2_settings() {
+    let request = vec![
+        hpack::Field::known(":method".into(), "GET".into()),
+        hpack::Field::known(":scheme".into(), "http".into()),
+        hpack::Field::known(":path".into(), "/".into()),
+    ];
+    // :status 200 (static index 8), then 20 bytes of DATA ending the stream.
+    let mut server = frame(kind::SETTINGS, 0, 0, &[]);
+    server.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &[0x88]));
+    server.extend(frame(kind::DATA, flag::END_STREAM, 1, &[b'x'; 20]));
+    for (settings, violations, invalid) in [
+        (Some(&[0u8, 4, 0, 0, 0, 10][..]), 1, 0),
+        (Some(&[0u8, 4, 0, 0][..]), 0, 1),
+        (None, 0, 1),
+    ] {
+        let mut c = Connection::upgraded(
+            H2Config::default(),
+            request.clone(),
+            conn::Body::default(),
+            (1, 1),
+            settings,
+        );
+        let mut out = Vec::new();
+        c.data(Side::Client, 2, PREFACE, &mut out);
+        c.data(Side::Client, 2, &frame(kind::SETTINGS, 0, 0, &[]), &mut out);
+        c.data(Side::Server, 3, &server, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].stream_id, out[0].status()), (1, Some(200)));
+        assert_eq!(s(out[0].path()), "/");
+        assert_eq!(out[0].end, End::Complete);
+        assert_eq!(
+            c.stats().flow_control_violations,
+            violations,
+            "{settings:?}"
+        );
+        assert_eq!(c.stats().upgrade_settings_invalid, invalid);
+        assert_eq!(c.stats().upgrades, 1);
+    }
+}
+
+/// gRPC-Web text on a connection (hand-built frames; PROTOCOL-WEB): the request's
+/// `content-type: application/grpc-web-text` makes both directions' DATA base64, in padded
+/// chunks split across DATA frames; service, method, status and counts as for binary.
+#[test]
+fn grpc_web_text_stream() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let lit = |idx: u8, v: &[u8]| {
+        // §6.2.2 literal without indexing, indexed name (4-bit prefix), raw value.
+        let mut b = if idx < 15 {
+            vec![idx]
+        } else {
+            vec![0x0f, idx - 15]
+        };
+        b.push(v.len() as u8);
+        b.extend_from_slice(v);
+        b
+    };
+    let ct = b"application/grpc-web-text";
+    let mut req = vec![0x83, 0x86];
+    req.extend(lit(4, b"/bank.v1.Accounts/ListTransfers"));
+    req.extend(lit(31, ct));
+    let mut resp = vec![0x88];
+    resp.extend(lit(31, ct));
+    let lpm = |flag: u8, p: &[u8]| {
+        let mut v = vec![flag];
+        v.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        v.extend_from_slice(p);
+        v
+    };
+    let req_body = b64.encode(lpm(0, b"\x0a\x04acc1"));
+    let mut resp_text = String::new();
+    for i in 0..3u8 {
+        resp_text += &b64.encode(lpm(0, &[0x08, i, 0x12, 0x01, b'x']));
+    }
+    resp_text += &b64.encode(lpm(0x80, b"grpc-status:0\r\n"));
+    let mut client = PREFACE.to_vec();
+    client.extend(frame(kind::SETTINGS, 0, 0, &[]));
+    client.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &req));
+    client.extend(frame(kind::DATA, flag::END_STREAM, 1, req_body.as_bytes()));
+    let mut server = frame(kind::SETTINGS, 0, 0, &[]);
+    server.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &resp));
+    let (a, b) = resp_text.as_bytes().split_at(13);
+    server.extend(frame(kind::DATA, 0, 1, a));
+    server.extend(frame(kind::DATA, flag::END_STREAM, 1, b));
+    let recs = vec![(Side::Client, client), (Side::Server, server)];
+    for piece in [1, 4, usize::MAX] {
+        let (msgs, _) = run(&recs, false, piece);
+        assert_eq!(msgs.len(), 1);
+        let g = msgs[0].grpc.as_ref().expect("gRPC");
+        assert_eq!(
+            (g.service.as_str(), g.method.as_str()),
+            ("bank.v1.Accounts", "ListTransfers")
+        );
+        assert_eq!(
+            (g.request_messages, g.response_messages),
+            (1, 3),
+            "piece {piece}"
+        );
+        assert_eq!(g.status, Some(0));
+        assert!(g.web && !g.framing_error);
+    }
+}
+
 mod session_events {
     use std::sync::Arc;
 
     use apitap_schema::{Anomaly, ApiEvent, Endpoint, SensorInfo};
 
     use super::{client_rpcs, dump};
+    use crate::session::tests::meta;
     use crate::session::{ConnMeta, Session, SessionConfig, Side};
     use crate::stats::Stats;
 
     fn events(name: &str, piece: usize, skip_records: usize) -> (Vec<ApiEvent>, Stats) {
-        let meta = ConnMeta {
-            sensor: Arc::new(SensorInfo {
-                id: "h2".into(),
-                host: "h".into(),
-                node: None,
-            }),
-            client: Endpoint {
-                ip: "10.0.0.2".parse().unwrap(),
-                port: 5555,
-            },
-            server: Endpoint {
-                ip: "10.0.0.1".parse().unwrap(),
-                port: 50051,
-            },
-            first_seen_ns: 1,
-            tls: false,
-        };
-        let mut s = Session::new(meta, Arc::new(SessionConfig::default()), skip_records > 0);
-        let (mut out, mut stats) = (Vec::new(), Stats::default());
-        for (i, (side, bytes)) in dump(name).into_iter().enumerate().skip(skip_records) {
-            for chunk in bytes.chunks(piece) {
-                s.data(side, 1_000 + i as u64, chunk, None, &mut stats, &mut out);
-            }
-        }
-        s.close(9_999_999, false, &mut stats, &mut out);
-        out.sort_by_key(|e| e.stream_id);
-        (out, stats)
+        let records = dump(name);
+        session_of(&records[skip_records..], piece, skip_records > 0)
     }
 
     #[test]
@@ -964,23 +1053,7 @@ mod session_events {
         // The first half of the capture: requests sent, some responses not yet.
         let mut records = dump("nghttp_get");
         records.truncate(records.len() / 2);
-        let meta = ConnMeta {
-            sensor: Arc::new(SensorInfo {
-                id: "h2".into(),
-                host: "h".into(),
-                node: None,
-            }),
-            client: Endpoint {
-                ip: "10.0.0.2".parse().unwrap(),
-                port: 5555,
-            },
-            server: Endpoint {
-                ip: "10.0.0.1".parse().unwrap(),
-                port: 80,
-            },
-            first_seen_ns: 1,
-            tls: false,
-        };
+        let meta = meta("h2");
         let mut s = Session::new(meta, Arc::new(SessionConfig::default()), false);
         let (mut out, mut stats) = (Vec::new(), Stats::default());
         for (i, (side, bytes)) in records.into_iter().enumerate() {
@@ -1013,5 +1086,152 @@ mod session_events {
         }
         // No header name or value of the unknown kind leaks in as text.
         assert!(evs.iter().all(|e| e.http_version == "2"));
+    }
+
+    /// The events of one session fed `records` in `piece`-byte pieces, then closed.
+    fn session_of(
+        records: &[(Side, Vec<u8>)],
+        piece: usize,
+        midstream: bool,
+    ) -> (Vec<ApiEvent>, Stats) {
+        let meta = meta("h2");
+        let mut s = Session::new(meta, Arc::new(SessionConfig::default()), midstream);
+        let (mut out, mut stats) = (Vec::new(), Stats::default());
+        for (i, (side, bytes)) in records.iter().enumerate() {
+            for chunk in bytes.chunks(piece) {
+                s.data(*side, 1_000 + i as u64, chunk, None, &mut stats, &mut out);
+            }
+        }
+        s.close(9_999_999, false, &mut stats, &mut out);
+        out.sort_by_key(|e| e.stream_id);
+        (out, stats)
+    }
+
+    /// `nghttp -u` → hypercorn (RFC 7540 §3.2): the upgrade request is stream 1, answered in
+    /// HTTP/2 after the 101; the later streams follow the client's preface. Any segmentation,
+    /// and the client's whole stream delivered before the server's, give the same events.
+    #[test]
+    fn upgrade_h2c_request_is_stream_1_then_h2() {
+        let records = dump("nghttp_upgrade");
+        let want = super::printed_statuses("nghttp_upgrade");
+        assert_eq!(want, [(1, 200), (13, 404), (15, 200), (17, 200)]);
+        let mut client_first: Vec<(Side, Vec<u8>)> = records
+            .iter()
+            .filter(|r| r.0 == Side::Client)
+            .cloned()
+            .collect();
+        client_first.extend(records.iter().filter(|r| r.0 == Side::Server).cloned());
+        for (recs, piece) in [
+            (&records, 1),
+            (&records, 7),
+            (&records, usize::MAX),
+            (&client_first, 13),
+        ] {
+            let (evs, stats) = session_of(recs, piece, false);
+            assert_eq!((stats.h2_connections, stats.upgrades), (1, 1));
+            let got: Vec<(u32, u16)> = evs
+                .iter()
+                .map(|e| (e.stream_id.unwrap(), e.response.as_ref().unwrap().status))
+                .collect();
+            assert_eq!(got, want, "piece {piece}");
+            let paths: Vec<&str> = evs.iter().map(|e| e.request.path.as_str()).collect();
+            assert_eq!(
+                paths,
+                [
+                    "/api/user1.json",
+                    "/missing",
+                    "/api/user2.json",
+                    "/api/user3.json"
+                ]
+            );
+            let mut idx: Vec<u64> = evs.iter().map(|e| e.transaction_index).collect();
+            idx.sort();
+            assert_eq!(
+                idx,
+                [0, 1, 2, 3],
+                "stream 1 takes the upgrade request's index"
+            );
+            for e in &evs {
+                assert_eq!(e.http_version, "2");
+                assert_eq!(e.request.method, "GET");
+                assert_eq!(e.request.host.as_deref(), Some("127.0.0.1:18084"));
+                assert!(e.anomalies.is_empty(), "{:?}", e.anomalies);
+                // The upgrade's own fields are not HTTP/2 fields (RFC 9113 §8.2.2).
+                assert!(e.request.headers.get("upgrade").is_none());
+            }
+            let one = &evs[0];
+            assert_eq!(
+                one.request.headers.get("user-agent"),
+                Some("nghttp2/1.52.0")
+            );
+            assert_eq!(
+                one.response.as_ref().unwrap().body.bytes().unwrap(),
+                br#"{"id":1,"name":"user1"}"#.to_vec()
+            );
+        }
+    }
+
+    /// curl `--http2` on `http://` (curl 7.88) upgrades too; its HTTP2-Settings (with
+    /// SETTINGS_INITIAL_WINDOW_SIZE 32 MiB) initialise the server-side flow control.
+    #[test]
+    fn curl_upgrade_h2c() {
+        let (evs, stats) = session_of(&dump("curl_upgrade"), 5, false);
+        assert_eq!(stats.upgrades, 1);
+        assert_eq!(evs.len(), 1);
+        let e = &evs[0];
+        assert_eq!(e.stream_id, Some(1));
+        assert_eq!(e.request.path, "/api/user4.json");
+        assert_eq!(e.request.headers.get("user-agent"), Some("curl/7.88.1"));
+        let r = e.response.as_ref().unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.body.bytes().unwrap(),
+            br#"{"id":4,"name":"user4"}"#.to_vec()
+        );
+        assert!(e.anomalies.is_empty(), "{:?}", e.anomalies);
+    }
+
+    /// A server that ignores `Upgrade: h2c` answers in HTTP/1.1: the connection stays HTTP/1,
+    /// the request pipelined behind the upgrade request (held meanwhile) is parsed afterwards.
+    #[test]
+    fn upgrade_refused_stays_http1() {
+        let curl = &dump("curl_upgrade")[0].1;
+        assert!(curl.starts_with(b"GET /api/user4.json HTTP/1.1\r\n"));
+        let mut client = curl.clone();
+        client.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec();
+        let records = vec![
+            (Side::Client, client),
+            (Side::Server, ok.clone()),
+            (Side::Server, ok),
+        ];
+        for piece in [1, 9, usize::MAX] {
+            let (evs, stats) = session_of(&records, piece, false);
+            assert_eq!((stats.h2_connections, stats.upgrades), (0, 0));
+            let got: Vec<(&str, &str, u16)> = evs
+                .iter()
+                .map(|e| {
+                    (
+                        e.http_version.as_str(),
+                        e.request.path.as_str(),
+                        e.response.as_ref().unwrap().status,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                [("1.1", "/api/user4.json", 200), ("1.1", "/next", 200)],
+                "piece {piece}"
+            );
+        }
+        // No answer while the client goes on sending: the wait is bounded by the header limit
+        // (counted), then the bytes are read as HTTP/1.
+        let mut flood = curl.clone();
+        flood.extend(std::iter::repeat_n(
+            b'x',
+            SessionConfig::default().max_header_bytes + 1,
+        ));
+        let (_, stats) = session_of(&[(Side::Client, flood)], 4096, false);
+        assert_eq!(stats.h2c_wait_overflow, 1);
     }
 }

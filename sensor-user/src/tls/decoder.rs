@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use apitap_common::tls::{TLS_HEADER_BYTES, TlsHeader, TlsKind, role};
 use apitap_common::{FAMILY_IPV4, FAMILY_IPV6, FlowOwner};
+use apitap_decode::h2::H2Stats;
 use apitap_decode::{ConnMeta, Session, SessionConfig, Side, Stats};
 use apitap_schema::{ApiEvent, Endpoint, Process, SensorInfo};
 
@@ -138,6 +139,8 @@ pub struct TlsDecoder {
     idle_us: u64,
     stats: Stats,
     tls: TlsStats,
+    /// HTTP/2 decoder counters of the TLS connections closed so far.
+    h2_closed: H2Stats,
 }
 
 /// Processes remembered at most (their names are looked up once per pid).
@@ -163,12 +166,25 @@ impl TlsDecoder {
             idle_us: idle_timeout_secs.saturating_mul(1_000_000),
             stats: Stats::default(),
             tls: TlsStats::default(),
+            h2_closed: H2Stats::default(),
         }
     }
 
     /// Decoder counters of the TLS sessions.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// HTTP/2 decoder counters summed over the TLS connections, closed and open
+    /// (O(connections): for the periodic metrics snapshot).
+    pub fn h2_stats(&self) -> H2Stats {
+        let mut total = self.h2_closed.clone();
+        for c in self.conns.values() {
+            if let Some(h2) = c.session.h2() {
+                total.add(h2.stats());
+            }
+        }
+        total
     }
 
     /// TLS counters.
@@ -327,6 +343,9 @@ impl TlsDecoder {
         let mut produced = Vec::new();
         c.session
             .close(ts_us, evicted, &mut self.stats, &mut produced);
+        if let Some(h2) = c.session.h2() {
+            self.h2_closed.add(h2.stats());
+        }
         Self::label(&c, produced, out);
     }
 
