@@ -143,6 +143,25 @@ fn add(total: &mut (u64, u64), a: (u64, u64)) {
     total.1 += a.1;
 }
 
+/// One consumed event through the analysis, acknowledged; the findings drained every 1024.
+fn take(
+    c: &mut apitap_bus::KafkaEventConsumer,
+    ing: &mut Ingestor,
+    r: apitap_bus::Received,
+    got: &mut u64,
+    alerts_out: &mut (u64, u64),
+) {
+    if let Some(d) = ing.detect.as_mut() {
+        d.set_partition(Some(r.ack.partition()));
+    }
+    ing.ingest_event(&r.event);
+    c.ack(r.ack);
+    *got += 1;
+    if got.is_multiple_of(1024) {
+        add(alerts_out, alerts(ing));
+    }
+}
+
 fn consume(cfg: &KafkaConfig, n: u64) -> Result<()> {
     let mut c = apitap_bus::KafkaEventConsumer::kafka(cfg, Arc::new(BusMetrics::default()))?;
     let mut ing = ingestor();
@@ -156,15 +175,7 @@ fn consume(cfg: &KafkaConfig, n: u64) -> Result<()> {
         }
         if let Some(r) = c.poll(Duration::from_millis(200))? {
             start.get_or_insert_with(|| (Instant::now(), cpu_secs()));
-            if let Some(d) = ing.detect.as_mut() {
-                d.set_partition(Some(r.ack.partition()));
-            }
-            ing.ingest_event(&r.event);
-            c.ack(r.ack);
-            got += 1;
-            if got.is_multiple_of(1024) {
-                add(&mut alerts_out, alerts(&mut ing));
-            }
+            take(&mut c, &mut ing, r, &mut got, &mut alerts_out);
         }
     }
     add(&mut alerts_out, alerts(&mut ing));
@@ -198,15 +209,7 @@ fn member(cfg: &KafkaConfig, idle: Duration) -> Result<()> {
         match c.poll(Duration::from_millis(100))? {
             Some(r) => {
                 first.get_or_insert_with(|| (unix_us(), cpu_secs()));
-                if let Some(d) = ing.detect.as_mut() {
-                    d.set_partition(Some(r.ack.partition()));
-                }
-                ing.ingest_event(&r.event);
-                c.ack(r.ack);
-                got += 1;
-                if got.is_multiple_of(1024) {
-                    add(&mut alerts_out, alerts(&mut ing));
-                }
+                take(&mut c, &mut ing, r, &mut got, &mut alerts_out);
                 last = (unix_us(), Instant::now(), cpu_secs());
             }
             None if first.is_some() && last.1.elapsed() >= idle => break,

@@ -29,6 +29,11 @@ const PARTITIONS: u32 = 4;
 /// in `bench kafka`).
 const KAFKA_EVENTS: u64 = 16_000;
 const MEMORY_EVENTS: u64 = 100_000;
+/// A member stops after this long without an event (tansu pauses for seconds in the middle
+/// of a backlog: measured, a 5 s idle end stopped a drain half-way).
+const IDLE_END_MS: &str = "20000";
+/// Time given to the members of the scaling run to form their group.
+const GROUP_FORM_SECS: u64 = 15;
 /// Backlog of the scaling run (its own topic, same partitions).
 const SCALE_EVENTS: u64 = 4_000;
 
@@ -102,10 +107,13 @@ fn bench(dir: &std::path::Path) -> anyhow::Result<()> {
             },
             load(),
         ));
-        let r = group_drain(&bootstrap, topic, instances)?;
-        if r.events < KAFKA_EVENTS {
+        let scale_topic = format!("bench.analyzer.scale{instances}");
+        broker.create_topic(&scale_topic, PARTITIONS)?;
+        let spool = dir.join(format!("spool-scale{instances}"));
+        let r = group_drain(&bootstrap, &scale_topic, instances, &spool)?;
+        if r.events < SCALE_EVENTS {
             anyhow::bail!(
-                "{instances} instance(s) consumed {} of {KAFKA_EVENTS} events",
+                "{instances} instance(s) consumed {} of {SCALE_EVENTS} events",
                 r.events
             );
         }
@@ -127,7 +135,7 @@ fn bench(dir: &std::path::Path) -> anyhow::Result<()> {
         ));
     }
     let ratio = scaling[1].events_per_sec() / scaling[0].events_per_sec().max(1e-9);
-    now.push(("scaling 2 / 1 instances (wall)".into(), ratio));
+    now.push(("scaling 2 / 1 instances (wall, %)".into(), 100.0 * ratio));
     println!(
         "\nanalyzer bench: recorded httpbin events ({} distinct (actor, template) pairs), every \
          detector and labelling on; tansu on 127.0.0.1, {PARTITIONS} partitions; {cores} cores shared",
@@ -182,17 +190,38 @@ impl Drain {
     }
 }
 
-/// Drains `topic` from its beginning with `instances` processes of a fresh consumer group,
-/// started together.
-fn group_drain(bootstrap: &str, topic: &str, instances: usize) -> anyhow::Result<Drain> {
+/// `instances` processes of a fresh consumer group on the empty `topic`; once the group has
+/// formed ([`GROUP_FORM_SECS`]), the backlog is produced and they drain it.
+fn group_drain(
+    bootstrap: &str,
+    topic: &str,
+    instances: usize,
+    spool: &std::path::Path,
+) -> anyhow::Result<Drain> {
     let group = format!("apitap-bench-scale-{instances}");
     let results: Vec<anyhow::Result<HashMap<String, f64>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..instances)
             .map(|_| {
                 let group = group.as_str();
-                s.spawn(move || pipeline(&["member", bootstrap, topic, group, "5000"], &[]))
+                s.spawn(move || pipeline(&["member", bootstrap, topic, group, IDLE_END_MS], &[]))
             })
             .collect();
+        // Every member joined and assigned its partitions before the first event exists
+        // (otherwise the first to join drains a small backlog alone).
+        std::thread::sleep(std::time::Duration::from_secs(GROUP_FORM_SECS));
+        let produced = pipeline(
+            &[
+                "produce",
+                bootstrap,
+                topic,
+                &SCALE_EVENTS.to_string(),
+                &spool.to_string_lossy(),
+            ],
+            &[],
+        );
+        if let Err(e) = produced {
+            return vec![Err(e)];
+        }
         handles
             .into_iter()
             .map(|h| {
