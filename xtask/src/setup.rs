@@ -77,6 +77,8 @@ const PYTHON: &[(&str, &str)] = &[
     ("grpc_tools", "grpcio-tools==1.85.4"),
     // tests/tests/live_h2.rs: an HTTP server that implements `Upgrade: h2c` (nghttpd does not).
     ("hypercorn", "hypercorn==0.18.0"),
+    // tests/tests/live_h2.rs: a real gRPC-Web server and client (tests/fixtures/h2/grpcweb_*.py).
+    ("sonora", "sonora==0.2.3"),
     // tests/tests/deploy_helm.rs: Helm v4's Go SDK (lint, render; no `helm` binary is packaged
     // in the registries reached), the Kubernetes OpenAPI schemas 1.25-1.37 with a validator,
     // and the prometheus-operator CRD model for the ServiceMonitor.
