@@ -288,6 +288,8 @@ pub struct Rpc {
     pub method: String,
     /// gRPC-Web rather than native gRPC.
     pub web: bool,
+    /// gRPC-Web text (`application/grpc-web-text`, base64) in either direction.
+    pub text: bool,
     /// `grpc-status`, when seen.
     pub status: Option<u32>,
     /// `grpc-message`, percent-decoded.
@@ -313,7 +315,15 @@ fn find<'a>(fields: &'a [Field], name: &str) -> Option<&'a [u8]> {
         .and_then(|f| f.value.as_deref())
 }
 
-/// Builds the RPC summary from the stream's parts and the two framers.
+/// `grpc-status` and percent-decoded `grpc-message` as `field` finds them.
+fn status_of<'b>(field: impl Fn(&str) -> Option<&'b [u8]>) -> (Option<u32>, Option<String>) {
+    let status = field("grpc-status")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok());
+    (status, field("grpc-message").map(percent_decode))
+}
+
+/// Builds the RPC summary from the stream's parts and the two framers (HTTP/2 fields).
 pub fn rpc(
     path: &[u8],
     request_headers: &[Field],
@@ -322,41 +332,73 @@ pub fn rpc(
     request: &MessageFramer,
     response: &MessageFramer,
 ) -> Rpc {
+    rpc_of(
+        path,
+        |n| find(request_headers, n),
+        |n| find(response_headers, n),
+        |n| find(response_trailers, n),
+        request,
+        response,
+    )
+}
+
+/// Builds the RPC summary with header lookups by lowercase name (`request`, the response's
+/// `headers` and `trailers`), for HTTP/2 fields and HTTP/1.1 heads alike. The status comes
+/// from the trailers, else the headers (trailers-only), else the gRPC-Web trailers frame.
+pub fn rpc_of<'a>(
+    path: &[u8],
+    request_header: impl Fn(&str) -> Option<&'a [u8]>,
+    response_header: impl Fn(&str) -> Option<&'a [u8]>,
+    response_trailer: impl Fn(&str) -> Option<&'a [u8]>,
+    request: &MessageFramer,
+    response: &MessageFramer,
+) -> Rpc {
     let (service, method) = parse_path(path).unwrap_or(("", ""));
-    let web_fields;
-    let (status_src, trailers_only) = if find(response_trailers, "grpc-status").is_some() {
-        (response_trailers, false)
-    } else if find(response_headers, "grpc-status").is_some() {
-        (response_headers, true)
+    let ((status, message), trailers_only) = if response_trailer("grpc-status").is_some() {
+        (status_of(&response_trailer), false)
+    } else if response_header("grpc-status").is_some() {
+        (status_of(&response_header), true)
     } else if let Some(t) = &response.web_trailer {
-        web_fields = web_trailer_fields(t);
-        (&web_fields[..], false)
+        let fields = web_trailer_fields(t);
+        (status_of(|n| find(&fields, n)), false)
     } else {
-        (&[][..], false)
+        ((None, None), false)
     };
-    let status = find(status_src, "grpc-status")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse().ok());
-    let message = find(status_src, "grpc-message").map(percent_decode);
-    let web = find(request_headers, "content-type")
-        .and_then(content_type)
-        .unwrap_or(request.web);
+    let ct = request_header("content-type");
+    let web = ct.and_then(content_type).unwrap_or(request.web);
     Rpc {
         service: service.to_owned(),
         method: method.to_owned(),
         web,
+        text: request.text.is_some() || response.text.is_some(),
         status,
         message,
         trailers_only,
         request_messages: request.messages,
         response_messages: response.messages,
         compressed_messages: request.compressed + response.compressed,
-        encoding: find(request_headers, "grpc-encoding")
-            .map(|v| String::from_utf8_lossy(v).into_owned()),
+        encoding: request_header("grpc-encoding").map(|v| String::from_utf8_lossy(v).into_owned()),
         framing_error: request.invalid
             || response.invalid
             || request.partial()
             || response.partial(),
+    }
+}
+
+impl Rpc {
+    /// The event's `grpc` object.
+    pub fn to_event(&self) -> apitap_schema::Grpc {
+        apitap_schema::Grpc {
+            service: self.service.clone(),
+            method: self.method.clone(),
+            status: self.status,
+            message: self.message.clone(),
+            request_messages: self.request_messages,
+            response_messages: self.response_messages,
+            compressed_messages: self.compressed_messages,
+            web: self.web,
+            text: self.text,
+        }
     }
 }
 

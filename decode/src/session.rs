@@ -26,6 +26,7 @@ use apitap_schema::{
 use xxhash_rust::xxh3::{Xxh3, xxh3_64, xxh3_128};
 
 use crate::content;
+use crate::grpc;
 use crate::h2;
 use crate::http1::{Framing, Head, Kind, Limits, MessageParser, Step};
 use crate::stats::Stats;
@@ -176,6 +177,9 @@ struct Capture {
     len: u64,
     /// Length the framing declared (Content-Length), when it did.
     declared: Option<u64>,
+    /// gRPC-Web over HTTP/1.1 (PROTOCOL-WEB): the message framing counted over every body
+    /// byte, past the capture cap too.
+    grpc: Option<Box<grpc::MessageFramer>>,
 }
 
 impl Capture {
@@ -196,6 +200,9 @@ impl Capture {
             self.data.reserve(want.min(cap));
         }
         self.len += bytes.len() as u64;
+        if let Some(f) = self.grpc.as_mut() {
+            f.feed(bytes);
+        }
         let room = cap.saturating_sub(self.data.len());
         self.data.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
@@ -704,6 +711,7 @@ impl Session {
                     if let Framing::Length(n) = framing {
                         r.body.declared = Some(n);
                     }
+                    r.body.grpc = web_framer(&r.head);
                     self.h2c_wait = h2::upgrade::requested(&r.head);
                     self.req.start_body(framing);
                     if framing == Framing::None {
@@ -854,10 +862,22 @@ impl Session {
                         Framing::Length(n) => Some(n),
                         _ => None,
                     };
+                    // gRPC-Web: the response of a gRPC-Web request, or one that says it is.
+                    let grpc_request = request
+                        .as_ref()
+                        .or(if answers_reading {
+                            self.reading.as_ref()
+                        } else {
+                            None
+                        })
+                        .is_some_and(|r| r.body.grpc.is_some());
+                    let grpc = web_framer(&head)
+                        .or_else(|| grpc_request.then(|| Box::new(grpc::MessageFramer::new(true))));
                     let r = PartialResponse {
                         head,
                         body: Capture {
                             declared,
+                            grpc,
                             ..Capture::default()
                         },
                         anomalies,
@@ -1009,6 +1029,21 @@ impl Session {
             mut anomalies,
         } = r;
         let host = head.header("host").map(str::to_owned);
+        let (mut body, mut response) = (body, response);
+        let grpc = web_rpc(
+            &head,
+            body.grpc.take(),
+            response
+                .as_mut()
+                .map(|(h, b, _)| (&*h, b.grpc.take()))
+                .unzip(),
+        );
+        if grpc.is_some() {
+            stats.grpc_web_calls += 1;
+        }
+        if grpc.as_ref().is_some_and(|g| g.framing_error) {
+            stats.grpc_web_framing_errors += 1;
+        }
         let request_body = self.body(&head, body, &mut anomalies, stats);
         let (path, query) = split_target_owned(head.target);
         let http_version = match head.minor_version {
@@ -1070,7 +1105,7 @@ impl Session {
             tls_sni: None,
             stream_id: None,
             unknown_header_fields: 0,
-            grpc: None,
+            grpc: grpc.as_ref().map(grpc::Rpc::to_event),
             process: None,
         }
     }
@@ -1123,6 +1158,47 @@ impl Session {
             }
         }
     }
+}
+
+/// The message framer of a gRPC-Web body over HTTP/1.x (PROTOCOL-WEB: gRPC-Web is the
+/// HTTP/1.1 form of gRPC; native gRPC needs HTTP/2), base64 for `application/grpc-web-text`.
+fn web_framer(head: &Head) -> Option<Box<grpc::MessageFramer>> {
+    let ct = head.header("content-type")?.as_bytes();
+    if grpc::content_type(ct) != Some(true) {
+        return None;
+    }
+    let mut f = grpc::MessageFramer::new(true);
+    if grpc::is_web_text(ct) {
+        f.set_text();
+    }
+    Some(Box::new(f))
+}
+
+/// The gRPC-Web call of an HTTP/1.x exchange whose request or response body was framed:
+/// service and method from the request target, the status from the response's trailers
+/// frame (or its headers, trailers-only). `response` is the response head with its framer.
+fn web_rpc(
+    head: &Head,
+    request: Option<Box<grpc::MessageFramer>>,
+    response: (Option<&Head>, Option<Option<Box<grpc::MessageFramer>>>),
+) -> Option<grpc::Rpc> {
+    let (response_head, response) = (response.0, response.1.flatten());
+    if request.is_none() && response.is_none() {
+        return None;
+    }
+    let none = grpc::MessageFramer::new(true);
+    let path = head.target.split('?').next().unwrap_or_default();
+    fn hdr<'h>(h: Option<&'h Head>, n: &str) -> Option<&'h [u8]> {
+        h.and_then(|h| h.header(n)).map(str::as_bytes)
+    }
+    Some(grpc::rpc_of(
+        path.as_bytes(),
+        |n| hdr(Some(head), n),
+        |n| hdr(response_head, n),
+        |_| None,
+        request.as_deref().unwrap_or(&none),
+        response.as_deref().unwrap_or(&none),
+    ))
 }
 
 fn side_index(side: Side) -> usize {
@@ -1194,6 +1270,121 @@ pub(crate) mod tests {
 
     pub(super) fn session(midstream: bool) -> Session {
         Session::new(meta("s"), Arc::new(SessionConfig::default()), midstream)
+    }
+
+    /// Replays a capture dump (`tests/fixtures/h2/*.h2dump`) through one session, cut into
+    /// `piece`-byte writes; the events and counters.
+    fn replay(name: &str, piece: usize) -> (Vec<ApiEvent>, Stats) {
+        let (mut s, mut st, mut out) = (session(false), Stats::default(), Vec::new());
+        for (i, (side, bytes)) in crate::h2::tests::dump(name).iter().enumerate() {
+            for p in bytes.chunks(piece) {
+                s.data(*side, i as u64 + 1, p, None, &mut st, &mut out);
+            }
+        }
+        s.close(1000, false, &mut st, &mut out);
+        (out, st)
+    }
+
+    /// `(method, status, message, request messages, response messages, text)` of each event.
+    type Call = (String, Option<u32>, Option<String>, u32, u32, bool);
+    fn calls(events: &[ApiEvent]) -> Vec<Call> {
+        events
+            .iter()
+            .map(|e| {
+                let g = e.grpc.as_ref().expect("a gRPC-Web event");
+                assert_eq!(g.service, "bank.v1.Accounts");
+                assert!(g.web);
+                (
+                    g.method.clone(),
+                    g.status,
+                    g.message.clone(),
+                    g.request_messages,
+                    g.response_messages,
+                    g.text,
+                )
+            })
+            .collect()
+    }
+
+    /// gRPC-Web over HTTP/1.1 from a real peer (issue 17, PROTOCOL-WEB): sonora 0.2.3's own
+    /// client → its WSGI app under hypercorn (`grpcweb_binary`, one keep-alive connection):
+    /// three GetAccount, a NOT_FOUND, ListTransfers streaming 4, one streaming 2 then
+    /// FAILED_PRECONDITION; the status and message come from the trailers frame in the
+    /// (chunked, for streams) body. The counts are the client's (`grpcweb.log`).
+    #[test]
+    fn grpc_web_binary_over_http1_from_sonora() {
+        let log = crate::h2::tests::log("grpcweb");
+        for piece in [1, 7, 100_000] {
+            let (events, st) = replay("grpcweb_binary", piece);
+            let ok = |m: &str, r| (m.to_owned(), Some(0), None, 1, r, false);
+            assert_eq!(
+                calls(&events),
+                vec![
+                    ok("GetAccount", 1),
+                    ok("GetAccount", 1),
+                    ok("GetAccount", 1),
+                    (
+                        "GetAccount".into(),
+                        Some(5),
+                        Some("no such account: missing".into()),
+                        1,
+                        0,
+                        false
+                    ),
+                    ok("ListTransfers", 4),
+                    (
+                        "ListTransfers".into(),
+                        Some(9),
+                        Some("account frozen: transfers withheld".into()),
+                        1,
+                        2,
+                        false
+                    ),
+                ],
+                "{piece}"
+            );
+            assert!(log.contains(
+                "rpc server-stream ListTransfers mode=binary status=9 req_msgs=1 resp_msgs=2"
+            ));
+            assert_eq!((st.grpc_web_calls, st.grpc_web_framing_errors), (6, 0));
+            assert!(events.iter().all(|e| e.http_version == "1.1"));
+        }
+    }
+
+    /// gRPC-Web text over HTTP/1.1: the request is base64 built per PROTOCOL-WEB, the answer is
+    /// sonora's own base64 (each frame padded on its own): two messages and the trailers frame
+    /// with FAILED_PRECONDITION; any segmentation gives the same call.
+    #[test]
+    fn grpc_web_text_over_http1_from_sonora() {
+        for piece in [1, 2, 3, 5, 100_000] {
+            let (events, st) = replay("grpcweb_text", piece);
+            assert_eq!(
+                calls(&events),
+                vec![(
+                    "ListTransfers".into(),
+                    Some(9),
+                    Some("account frozen: transfers withheld".into()),
+                    1,
+                    2,
+                    true
+                )],
+                "{piece}"
+            );
+            assert_eq!((st.grpc_web_calls, st.grpc_web_framing_errors), (1, 0));
+            let resp = events[0].response.as_ref().unwrap();
+            assert_eq!(
+                resp.headers.get("content-type"),
+                Some("application/grpc-web-text")
+            );
+        }
+        // Invalid base64 in a text body: counting stops there, counted, nothing invented.
+        let (mut s, mut st, mut out) = (session(false), Stats::default(), Vec::new());
+        let req = b"POST /bank.v1.Accounts/GetAccount HTTP/1.1\r\nHost: x\r\ncontent-type: application/grpc-web-text\r\nContent-Length: 8\r\n\r\nAA*AAAAA";
+        s.data(Side::Client, 1, req, None, &mut st, &mut out);
+        s.data(Side::Server, 2, b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web-text\r\nContent-Length: 0\r\n\r\n", None, &mut st, &mut out);
+        let g = out[0].grpc.as_ref().unwrap();
+        assert_eq!((g.request_messages, g.status, g.text), (0, None, true));
+        assert_eq!((st.grpc_web_calls, st.grpc_web_framing_errors), (1, 1));
     }
 
     #[test]

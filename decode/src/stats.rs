@@ -108,6 +108,11 @@ counters! {
     body_decode_failures,
     /// Body decodes stopped at the cap with a bomb-like ratio.
     decompression_bombs,
+    /// gRPC-Web calls over HTTP/1.x (PROTOCOL-WEB), one event each.
+    grpc_web_calls,
+    /// gRPC-Web calls over HTTP/1.x whose message framing was invalid (a bad prefix flag, or
+    /// invalid base64 in text mode) or cut short: counting stopped there (drop).
+    grpc_web_framing_errors,
 }
 
 #[cfg(test)]

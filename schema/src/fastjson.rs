@@ -367,6 +367,10 @@ pub(crate) fn event(out: &mut Vec<u8>, e: &ApiEvent) {
             key(out, "web", false);
             out.extend_from_slice(b"true");
         }
+        if g.text {
+            key(out, "text", false);
+            out.extend_from_slice(b"true");
+        }
         out.push(b'}');
     }
     out.push(b'}');

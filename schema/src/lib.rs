@@ -167,6 +167,10 @@ pub struct Grpc {
     /// gRPC-Web rather than native gRPC.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub web: bool,
+    /// (1.6) gRPC-Web text (`application/grpc-web-text`): the body of either direction was
+    /// base64 of the message framing (PROTOCOL-WEB); the kept `body` is that base64.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub text: bool,
 }
 
 /// (1.5) A process on the sensor's host.

@@ -127,15 +127,6 @@ pub(crate) fn stream_event(m: &H2Message) -> StreamEvent {
         end_us,
         stream_id: m.stream_id,
         unknown_fields,
-        grpc: m.grpc.as_ref().map(|g| Grpc {
-            service: g.service.clone(),
-            method: g.method.clone(),
-            status: g.status,
-            message: g.message.clone(),
-            request_messages: g.request_messages,
-            response_messages: g.response_messages,
-            compressed_messages: g.compressed_messages,
-            web: g.web,
-        }),
+        grpc: m.grpc.as_ref().map(crate::grpc::Rpc::to_event),
     }
 }

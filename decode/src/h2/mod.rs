@@ -22,4 +22,4 @@ pub mod upgrade;
 pub use conn::{Connection, End, H2Anomaly, H2Config, H2Message, H2Stats, Part};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

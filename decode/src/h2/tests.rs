@@ -948,6 +948,35 @@ fn grpc_web_text_stream() {
     }
 }
 
+/// gRPC-Web text over h2c from a real peer: curl `--http2-prior-knowledge` with the base64
+/// body built per PROTOCOL-WEB → sonora 0.2.3's WSGI app under hypercorn 0.18
+/// (`grpcweb_h2c_text`): ListTransfers answered by two messages and FAILED_PRECONDITION in
+/// the base64 trailers frame (each frame padded on its own), as the client logged.
+#[test]
+fn grpc_web_text_over_h2c_from_sonora() {
+    assert!(
+        log("grpcweb").contains(
+            "rpc server-stream ListTransfers mode=h2c-text status=9 req_msgs=1 resp_msgs=2"
+        )
+    );
+    for piece in [1, 3, usize::MAX] {
+        let (msgs, c) = run(&dump("grpcweb_h2c_text"), false, piece);
+        assert_eq!(msgs.len(), 1);
+        let g = msgs[0].grpc.as_ref().expect("gRPC-Web");
+        assert_eq!(
+            (g.service.as_str(), g.method.as_str(), g.status),
+            ("bank.v1.Accounts", "ListTransfers", Some(9))
+        );
+        assert_eq!(
+            g.message.as_deref(),
+            Some("account frozen: transfers withheld")
+        );
+        assert_eq!((g.request_messages, g.response_messages), (1, 2), "{piece}");
+        assert!(g.web && g.text && !g.framing_error);
+        assert_eq!(c.stats().framing_errors, 0);
+    }
+}
+
 mod session_events {
     use std::sync::Arc;
 
