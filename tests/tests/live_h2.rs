@@ -1,4 +1,4 @@
-//! HTTP/2 on the real kernel (issue 17, R-CAP-3; ALPN h2 of issue 16, R-CAP-4): nghttp2's own
+//! HTTP/2 and gRPC-Web on the real kernel (issue 17, R-CAP-3; ALPN h2 of issue 16, R-CAP-4): nghttp2's own
 //! server (`nghttpd`) and client (`nghttp`), in network namespaces.
 //!
 //! - Prior-knowledge h2c captured from packets (XDP/TC): every stream nghttp requested on its
@@ -296,6 +296,44 @@ struct GrpcLab {
 
 impl GrpcLab {
     fn start(tag: &str, pause: Option<&'static str>) -> anyhow::Result<GrpcLab> {
+        let mut lab = GrpcLab::stubs(tag, pause)?;
+        let port = SERVER_PORT.to_string();
+        let server = lab
+            .py(&lab.topo.server, "grpc_server.py", &[&port, "120"])
+            .stdout(Stdio::null())
+            .spawn()?;
+        lab._server = Some(Killed(server));
+        wait_listening(&lab.topo, "the gRPC server")?;
+        Ok(lab)
+    }
+
+    /// sonora's gRPC-Web WSGI app (`grpcweb_app.py`) under hypercorn on the captured port
+    /// (HTTP/1.1 and h2c on one port).
+    fn web(tag: &str) -> anyhow::Result<GrpcLab> {
+        let mut lab = GrpcLab::stubs(tag, None)?;
+        let bind = format!("{SERVER_IP}:{SERVER_PORT}");
+        let server = lab
+            .topo
+            .server
+            .cmd("env", &[])
+            .arg(format!(
+                "PYTHONPATH={}:{}",
+                lab.dir.display(),
+                lab.fixtures.display()
+            ))
+            .args(["python3", "-m", "hypercorn", "--bind", &bind])
+            .arg("grpcweb_app:app")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting hypercorn")?;
+        lab._server = Some(Killed(server));
+        wait_listening(&lab.topo, "the gRPC-Web server")?;
+        Ok(lab)
+    }
+
+    /// The namespaces and the stubs, no server yet.
+    fn stubs(tag: &str, pause: Option<&'static str>) -> anyhow::Result<GrpcLab> {
         let dir = std::env::temp_dir().join(format!("apitap-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -310,21 +348,13 @@ impl GrpcLab {
         if !out.status.success() {
             bail!("protoc: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let mut lab = GrpcLab {
+        Ok(GrpcLab {
             topo: Topology::new(tag)?,
             dir,
             fixtures,
             pause,
             _server: None,
-        };
-        let port = SERVER_PORT.to_string();
-        let server = lab
-            .py(&lab.topo.server, "grpc_server.py", &[&port, "120"])
-            .stdout(Stdio::null())
-            .spawn()?;
-        lab._server = Some(Killed(server));
-        wait_listening(&lab.topo, "the gRPC server")?;
-        Ok(lab)
+        })
     }
 
     /// The sensor capturing the server's port from packets.
@@ -705,5 +735,148 @@ fn h2c_upgrade_request_is_stream_1_and_later_streams_follow() -> anyhow::Result<
     assert!(c[0].anomalies.is_empty(), "{:?}", c[0].anomalies);
     assert_eq!(upgrades, 2, "both connections counted as upgraded");
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn grpc_web_problem() -> Option<String> {
+    let ok = Command::new("python3")
+        .args(["-c", "import sonora, hypercorn, grpc_tools"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let curl = Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (!ok || !curl).then(|| {
+        "sonora, hypercorn, grpcio-tools and curl are needed (run `cargo xtask setup`)".to_owned()
+    })
+}
+
+/// One call as `grpcweb_client.py` printed it.
+#[derive(Debug)]
+struct WebCall {
+    method: String,
+    mode: String,
+    status: u32,
+    request_messages: u32,
+    response_messages: u32,
+    message: Option<String>,
+}
+
+/// gRPC-Web on the real kernel (issue 17, PROTOCOL-WEB) with a real third-party server:
+/// sonora 0.2.3's WSGI app under hypercorn in the server namespace, captured from packets.
+/// Clients: sonora's own (binary, HTTP/1.1), grpc-web-text built by the client script over
+/// http.client (HTTP/1.1; the server's base64 answers are sonora's), and both through curl
+/// with prior-knowledge h2c. Unary calls, a NOT_FOUND, server streaming, a stream ended by
+/// FAILED_PRECONDITION: every call the client reports is one event with its service, method,
+/// status and message from the in-body trailers frame, the client's message counts, and
+/// binary or text as sent.
+#[test]
+fn grpc_web_binary_and_text_from_sonora_are_one_event_per_call() -> anyhow::Result<()> {
+    let test = "grpc_web_binary_and_text_from_sonora_are_one_event_per_call";
+    if !require_privileges(test) || !require(test, "gRPC-Web test", grpc_web_problem()) {
+        return Ok(());
+    }
+    let lab = GrpcLab::web("grpcweb")?;
+    let (topo, dir, port) = (&lab.topo, &lab.dir, SERVER_PORT.to_string());
+    let mut sensor = lab.sensor()?;
+    let modes = "binary,text,h2c-binary,h2c-text";
+    let out = lab
+        .py(&topo.client, "grpcweb_client.py", &[&port, modes])
+        .output()?;
+    if !out.status.success() {
+        bail!("grpc-web client: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // "rpc unary GetAccount mode=text status=5 req_msgs=1 resp_msgs=0 message='no such …'"
+    let mut reported = Vec::new();
+    for l in String::from_utf8(out.stdout)?.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let field = |k: &str| f.iter().find_map(|x| x.strip_prefix(k)).context("field");
+        let num = |k: &str| -> anyhow::Result<u32> { Ok(field(k)?.parse()?) };
+        reported.push(WebCall {
+            method: f[2].to_owned(),
+            mode: field("mode=")?.to_owned(),
+            status: num("status=")?,
+            request_messages: num("req_msgs=")?,
+            response_messages: num("resp_msgs=")?,
+            message: l
+                .split_once("message='")
+                .map(|(_, m)| m.trim_end_matches('\'').to_owned()),
+        });
+    }
+    assert_eq!(reported.len(), 24, "{reported:?}");
+    sensor.wait_for_metric(
+        "apitap_sensor_events_total",
+        reported.len() as u64,
+        Duration::from_secs(30),
+    )?;
+    let m = sensor.metrics()?;
+    sensor.stop()?;
+    // The HTTP/1.1 calls are counted by the HTTP/1 decoder, none with broken framing.
+    let http1 = reported
+        .iter()
+        .filter(|c| !c.mode.starts_with("h2c"))
+        .count();
+    assert_eq!(
+        apitap_tests::metric(&m, "apitap_decode_grpc_web_calls_total"),
+        http1 as u64,
+        "{m:?}"
+    );
+    assert_eq!(
+        apitap_tests::metric(&m, "apitap_decode_grpc_web_framing_errors_total"),
+        0
+    );
+    assert_eq!(
+        apitap_tests::metric(&m, "apitap_decode_h2_framing_errors_total"),
+        0
+    );
+    let mut events: Vec<ApiEvent> = read_events(&sensor.events)?
+        .into_iter()
+        .filter(|e| e.client.ip.to_string() == CLIENT_IP)
+        .collect();
+    // The client calls one after the other: start times order the events as it printed.
+    events.sort_by_key(|e| e.request_start_unix_us);
+    assert_eq!(events.len(), reported.len(), "one event per call");
+    for (e, c) in events.iter().zip(&reported) {
+        let g = e.grpc.as_ref().with_context(|| format!("{c:?}: {e:?}"))?;
+        let what = format!("{c:?}");
+        let h2c = c.mode.starts_with("h2c");
+        assert_eq!(e.http_version, if h2c { "2" } else { "1.1" }, "{what}");
+        assert_eq!(e.request.method, "POST");
+        assert_eq!(
+            (g.service.as_str(), g.method.as_str()),
+            ("bank.v1.Accounts", c.method.as_str()),
+            "{what}"
+        );
+        assert!(g.web, "{what}");
+        assert_eq!(g.text, c.mode.ends_with("text"), "{what}");
+        let ct = if g.text {
+            "application/grpc-web-text"
+        } else {
+            "application/grpc-web+proto"
+        };
+        assert_eq!(e.request.headers.get("content-type"), Some(ct), "{what}");
+        assert_eq!(g.status, Some(c.status), "{what}");
+        assert_eq!(g.message, c.message, "{what}");
+        assert_eq!(
+            (g.request_messages, g.response_messages),
+            (c.request_messages, c.response_messages),
+            "{what}"
+        );
+        assert_eq!(e.response.as_ref().map(|r| r.status), Some(200), "{what}");
+    }
+    // sonora's client keeps its one connection for its six calls.
+    let binary: Vec<&ApiEvent> = events
+        .iter()
+        .zip(&reported)
+        .filter(|(_, c)| c.mode == "binary")
+        .map(|(e, _)| e)
+        .collect();
+    assert!(
+        binary
+            .iter()
+            .all(|e| e.connection_id == binary[0].connection_id)
+    );
+    let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
