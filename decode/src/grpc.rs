@@ -79,6 +79,42 @@ fn decode_quantum(q: [u8; 4], out: &mut [u8; 3]) -> Option<usize> {
     Some(3 - pads)
 }
 
+/// A gRPC-Web text body decoded by [`decode_web_text`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebText {
+    /// The message framing (binary), at most the cap.
+    pub bytes: Vec<u8>,
+    /// Base64 characters not decoded because a quantum was invalid (RFC 4648 §4) at that
+    /// point: everything from it on.
+    pub invalid_chars: u64,
+    /// Decoding stopped at the cap.
+    pub capped: bool,
+}
+
+/// Decodes a captured gRPC-Web text body (base64 of the framing, PROTOCOL-WEB; each chunk
+/// the server flushed is padded on its own, so a pad may end any quantum) into at most `cap`
+/// bytes. A last unfinished quantum (the capture was cut) is left out, not invalid; an
+/// invalid quantum stops decoding, the rest is counted in [`WebText::invalid_chars`].
+pub fn decode_web_text(text: &[u8], cap: usize) -> WebText {
+    let mut out = WebText {
+        bytes: Vec::with_capacity((text.len() / 4 * 3).min(cap)),
+        ..WebText::default()
+    };
+    for (i, q) in text.chunks_exact(4).enumerate() {
+        let mut b = [0u8; 3];
+        let Some(n) = decode_quantum([q[0], q[1], q[2], q[3]], &mut b) else {
+            out.invalid_chars = (text.len() - i * 4) as u64;
+            break;
+        };
+        if out.bytes.len() + n > cap {
+            out.capped = true;
+            break;
+        }
+        out.bytes.extend_from_slice(&b[..n]);
+    }
+    out
+}
+
 impl MessageFramer {
     /// A framer; `web` accepts the gRPC-Web trailers frame (flag bit 0x80).
     pub fn new(web: bool) -> Self {
@@ -561,6 +597,25 @@ mod tests {
         assert!(is_web_text(b"application/grpc-web-text+proto; charset=x"));
         assert!(!is_web_text(b"application/grpc-web+proto"));
         assert!(!is_web_text(b"application/grpc-web-textual"));
+    }
+
+    #[test]
+    fn web_text_bodies_decode_whole_with_padding_inside() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let (m, t) = (lpm(0, b"\x0a\x02ab"), lpm(0x80, b"grpc-status: 0\r\n"));
+        let text = format!("{}{}", b64.encode(&m), b64.encode(&t));
+        let d = decode_web_text(text.as_bytes(), 1 << 20);
+        assert_eq!(d.bytes, [m.clone(), t].concat());
+        assert_eq!((d.invalid_chars, d.capped), (0, false));
+        // Cut mid-quantum: the whole quanta only, nothing invalid.
+        let d = decode_web_text(&text.as_bytes()[..10], 1 << 20);
+        assert_eq!((d.bytes.len(), d.invalid_chars), (6, 0));
+        // An invalid quantum: the prefix, the rest counted.
+        let d = decode_web_text(b"AAAAAAAA*AAAAAAA", 1 << 20);
+        assert_eq!((d.bytes, d.invalid_chars), (vec![0; 6], 8));
+        let d = decode_web_text(text.as_bytes(), 4);
+        assert_eq!((d.bytes.len(), d.capped), (3, true));
     }
 
     #[test]

@@ -610,6 +610,7 @@ fn message_body<'t>(
         }
     };
     let ct = facts::header(headers, "content-type").map(str::as_bytes);
+    stats.unscanned_bytes += body.invalid_text_chars;
     if body.content_decoded {
         // Offsets in decoded bytes do not map to the event's data: no spans.
         return scan_bytes(

@@ -246,9 +246,13 @@ pub fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
 pub struct BodyBytes<'a> {
     /// The payload bytes (at most the decode cap when `content_decoded`).
     pub bytes: Cow<'a, [u8]>,
-    /// The content coding was removed here: offsets in `bytes` do not map to the event's
-    /// `data` (a sensor-decoded body is not counted here: its `data` is `bytes`).
+    /// The content coding (or gRPC-Web text's base64) was removed here: offsets in `bytes`
+    /// do not map to the event's `data` (a sensor-decoded body is not counted here: its
+    /// `data` is `bytes`).
     pub content_decoded: bool,
+    /// gRPC-Web text: base64 characters left undecoded from the first invalid quantum on
+    /// (RFC 4648 §4), counted unscanned.
+    pub invalid_text_chars: u64,
 }
 
 /// Why a body has no bytes to read.
@@ -270,8 +274,28 @@ pub enum BodyError {
 
 /// The bytes of `body` sent with `headers`: base64 removed, then the `Content-Encoding`
 /// coding removed (at most `max_decoded_bytes` of output) unless the sensor already removed
-/// it.
+/// it; then, for gRPC-Web text (`content-type: application/grpc-web-text`), the body's own
+/// base64 (PROTOCOL-WEB), so the protobuf walk reads text and binary calls alike (issue 17).
 pub fn body_bytes<'a>(
+    body: &'a Body,
+    headers: &[Header],
+    max_decoded_bytes: usize,
+) -> Result<BodyBytes<'a>, BodyError> {
+    let b = coded_body_bytes(body, headers, max_decoded_bytes)?;
+    let text = header(headers, "content-type")
+        .is_some_and(|ct| apitap_decode::grpc::is_web_text(ct.as_bytes()));
+    if !text {
+        return Ok(b);
+    }
+    let d = apitap_decode::grpc::decode_web_text(&b.bytes, max_decoded_bytes);
+    Ok(BodyBytes {
+        bytes: Cow::Owned(d.bytes),
+        content_decoded: true,
+        invalid_text_chars: d.invalid_chars,
+    })
+}
+
+fn coded_body_bytes<'a>(
     body: &'a Body,
     headers: &[Header],
     max_decoded_bytes: usize,
@@ -293,6 +317,7 @@ pub fn body_bytes<'a>(
         return Ok(BodyBytes {
             bytes: raw,
             content_decoded: false,
+            invalid_text_chars: 0,
         });
     }
     let coding = header(headers, "content-encoding")
@@ -302,12 +327,14 @@ pub fn body_bytes<'a>(
         return Ok(BodyBytes {
             bytes: raw,
             content_decoded: false,
+            invalid_text_chars: 0,
         });
     };
     match apitap_decode::content::decode(coding, &raw, max_decoded_bytes, !body.truncated) {
         Ok(d) => Ok(BodyBytes {
             bytes: Cow::Owned(d.data),
             content_decoded: true,
+            invalid_text_chars: 0,
         }),
         Err(apitap_decode::content::DecodeError::Unsupported) => Err(BodyError::UnsupportedCoding),
         Err(apitap_decode::content::DecodeError::Corrupt) => Err(BodyError::CorruptCoding),

@@ -521,8 +521,9 @@ pub fn call_types<'s>(
 }
 
 /// Is this content type a gRPC body of protobuf messages (`application/grpc`,
-/// `application/grpc+proto`, `application/grpc-web`, `application/grpc-web+proto`)? Not
-/// `+json` and not gRPC-Web-text (base64).
+/// `application/grpc+proto`, `application/grpc-web`, `application/grpc-web+proto`, and
+/// gRPC-Web text `application/grpc-web-text[+proto]`, whose base64
+/// [`crate::facts::body_bytes`] removes)? Not `+json`.
 pub fn is_protobuf_grpc(content_type: &[u8]) -> bool {
     let ct = content_type
         .split(|&b| b == b';')
@@ -536,6 +537,8 @@ pub fn is_protobuf_grpc(content_type: &[u8]) -> bool {
             | b"application/grpc+proto"
             | b"application/grpc-web"
             | b"application/grpc-web+proto"
+            | b"application/grpc-web-text"
+            | b"application/grpc-web-text+proto"
     )
 }
 
@@ -782,7 +785,7 @@ mod tests {
         assert!(ProtoSchema::default().add(b"\xff\xff").is_err());
         assert!(ProtoSchema::default().add(b"").is_err());
         assert!(is_protobuf_grpc(b"application/grpc+proto; charset=x"));
-        assert!(!is_protobuf_grpc(b"application/grpc-web-text"));
+        assert!(is_protobuf_grpc(b"application/grpc-web-text"));
         assert!(!is_protobuf_grpc(b"application/grpc+json"));
     }
 
@@ -893,5 +896,104 @@ mod tests {
         // Masking in place (payload mode labels) keeps the message decodable.
         let (_, spans) = sc.run(&crate::facts::EventFacts::new(&ev, 1 << 20), true);
         assert!(spans.len() >= 2, "{spans:?}");
+    }
+
+    /// The events of a capture dump (`tests/fixtures/h2/<name>.h2dump`) through the sensor's
+    /// own session decoder.
+    fn captured(name: &str) -> Vec<apitap_schema::ApiEvent> {
+        use apitap_decode::session::{ConnMeta, Session, SessionConfig};
+        let path = format!(
+            "{}/../tests/fixtures/h2/{name}.h2dump",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let b = std::fs::read(path).unwrap();
+        let meta = ConnMeta {
+            sensor: std::sync::Arc::new(apitap_schema::SensorInfo {
+                id: "s".into(),
+                host: "h".into(),
+                node: None,
+            }),
+            client: apitap_schema::Endpoint {
+                ip: "10.0.0.2".parse().unwrap(),
+                port: 5555,
+            },
+            server: apitap_schema::Endpoint {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 80,
+            },
+            first_seen_ns: 1,
+            tls: false,
+        };
+        let mut s = Session::new(meta, std::sync::Arc::new(SessionConfig::default()), false);
+        let (mut st, mut out) = (apitap_decode::stats::Stats::default(), Vec::new());
+        for (i, r) in apitap_decode::h2::dump::records(&b).enumerate() {
+            let (side, bytes) = r.unwrap();
+            s.data(side, i as u64 + 1, bytes, None, &mut st, &mut out);
+        }
+        s.close(1000, false, &mut st, &mut out);
+        out
+    }
+
+    /// gRPC-Web text from a real peer (sonora 0.2.3, `grpcweb_text`: ListTransfers answered
+    /// in base64, each frame padded on its own): the base64 is removed before the message
+    /// walk, so the shape and the labels are those of the same call in binary
+    /// (`grpcweb_binary`, sonora's own client): Transfer's id, amount{currency, units},
+    /// to_iban (an IBAN), ts.
+    #[test]
+    fn grpc_web_text_bodies_are_walked_like_binary() {
+        use crate::{HashKey, Label, Labeller, Scanner};
+        let lab = std::sync::Arc::new(
+            Labeller::new(HashKey::random().unwrap(), crate::LabelConfig::default()).unwrap(),
+        );
+        let mut sc = Scanner::new(lab);
+        let text = captured("grpcweb_text");
+        assert_eq!(text.len(), 1);
+        assert!(text[0].grpc.as_ref().unwrap().text);
+        let binary = captured("grpcweb_binary");
+        let frozen = binary
+            .iter()
+            .find(|e| {
+                e.grpc
+                    .as_ref()
+                    .is_some_and(|g| g.method == "ListTransfers" && g.status == Some(9))
+            })
+            .unwrap();
+        let mut shapes = Vec::new();
+        for ev in [&text[0], frozen] {
+            let l = sc.label_event(ev);
+            let resp = l.response.as_ref().unwrap();
+            assert_eq!(resp.kind, crate::BodyKind::Protobuf);
+            assert_eq!(l.request.kind, crate::BodyKind::Protobuf);
+            let iban: Vec<_> = l
+                .findings
+                .iter()
+                .filter(|f| f.label == Label::Iban)
+                .map(|f| f.location.path.clone())
+                .collect();
+            assert_eq!(iban, vec!["3"], "{:?}", l.findings);
+            assert_eq!(l.stats.unscanned_bytes, 0);
+            shapes.push((l.request.fields.clone(), resp.fields.clone()));
+        }
+        assert_eq!(shapes[0], shapes[1], "text as binary");
+        assert_eq!(shapes[0].0, vec!["1", "2"], "account_id, limit");
+        assert_eq!(shapes[0].1, vec!["1", "2", "2.1", "3", "4", "2.2"]);
+        // The kept body is sonora's base64; the walk read its decoding.
+        let raw = text[0].response.as_ref().unwrap().body.bytes().unwrap();
+        assert!(raw.starts_with(b"AAAAA"), "{raw:?}");
+        // Invalid base64 part-way: the messages before it are walked, the rest is counted.
+        let mut bad = text[0].clone();
+        let r = bad.response.as_mut().unwrap();
+        let mut b = raw.clone();
+        let cut = b.len() - 8;
+        b[cut] = b'*';
+        r.body = apitap_schema::Body::from_vec(b, raw.len() as u64);
+        let l = sc.label_event(&bad);
+        assert_eq!(l.stats.unscanned_bytes, 8);
+        // (Its two messages come before the damage, in the trailers frame.)
+        assert!(
+            l.findings
+                .iter()
+                .any(|f| f.label == Label::Iban && f.location.path == "3")
+        );
     }
 }

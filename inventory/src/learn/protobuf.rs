@@ -88,6 +88,8 @@ pub(crate) fn learn_grpc(
         (Some(r), true) => (&r.headers, shared.response_body(), r.body.captured_bytes),
         (None, true) => return,
     };
+    // gRPC-Web text: base64 that stopped being valid part-way (the prefix is learned).
+    let invalid_text = body.is_ok_and(|b| b.invalid_text_chars > 0);
     let Some(bytes) = learn_bytes(body).filter(|_| captured > 0) else {
         return;
     };
@@ -97,6 +99,9 @@ pub(crate) fn learn_grpc(
     let encoding = header(headers, "grpc-encoding");
     let shape = bodies.entry("protobuf".to_owned()).or_default();
     learn_grpc_body(bytes, encoding, root, schema, shape, now);
+    if invalid_text {
+        shape.unparsed += 1;
+    }
 }
 
 #[cfg(test)]
