@@ -8,6 +8,10 @@
 //! fields; names and declared types with the descriptor set, numbers without), labels on
 //! the right field paths, the OpenAPI export's gRPC rendering, no value stored, and a bad
 //! descriptor file refused with the field's name.
+//!
+//! gRPC-Web (`grpcweb.pcap`, sonora 0.2.3 under hypercorn, `capture_grpcweb.sh`): the calls
+//! in binary and text, over HTTP/1.1 and h2c, as the client logged them; the text calls alone
+//! give the inventory the same protobuf shapes and labels as protobuf on the wire would.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::path::Path;
@@ -329,5 +333,98 @@ fn grpc_bodies_give_shapes_and_labels_with_and_without_descriptors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("labels.protobuf_descriptor_sets"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// gRPC-Web from sonora (issue 17): replayed, every call of `grpcweb.log` is one event with
+/// its status and counts; the grpc-web-text calls alone (their kept bodies are base64) give
+/// protobuf shapes and labels: Transfer's fields with the IBAN at `3`, Account's fields.
+#[test]
+fn grpc_web_text_bodies_give_the_protobuf_shapes_of_binary() {
+    let dir = std::env::temp_dir().join(format!("apitap-grpc-web-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sensor_cfg = dir.join("sensor.toml");
+    std::fs::write(&sensor_cfg, "[capture]\nports = [18085]\n").unwrap();
+    let events = dir.join("events.jsonl");
+    let _ = std::fs::remove_file(&events);
+    ok(Command::new(workspace_bin("apitap-sensor").unwrap())
+        .arg("replay")
+        .arg("--config")
+        .arg(&sensor_cfg)
+        .arg("--events-file")
+        .arg(&events)
+        .arg(fixture("grpcweb.pcap")));
+    let mut evs = read_events(&events).unwrap();
+    evs.sort_by_key(|e| e.request_start_unix_us);
+    let log = std::fs::read_to_string(fixture("grpcweb.log")).unwrap();
+    // "rpc unary GetAccount mode=text status=5 req_msgs=1 resp_msgs=0 message='…'"
+    let reported: Vec<(String, bool, u32, u32)> = log
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let f = |k: &str| w.iter().find_map(|x| x.strip_prefix(k)).unwrap();
+            (
+                w[2].to_owned(),
+                f("mode=").ends_with("text"),
+                f("status=").parse().unwrap(),
+                f("resp_msgs=").parse().unwrap(),
+            )
+        })
+        .collect();
+    let seen: Vec<(String, bool, u32, u32)> = evs
+        .iter()
+        .map(|e| {
+            let g = e.grpc.as_ref().unwrap();
+            assert!(g.web && g.service == "bank.v1.Accounts");
+            (
+                g.method.clone(),
+                g.text,
+                g.status.unwrap(),
+                g.response_messages,
+            )
+        })
+        .collect();
+    assert_eq!(seen, reported);
+    assert_eq!(reported.len(), 24);
+    let text_events = dir.join("text.jsonl");
+    let mut lines = String::new();
+    for e in evs.iter().filter(|e| e.grpc.as_ref().unwrap().text) {
+        lines += &serde_json::to_string(e).unwrap();
+        lines.push('\n');
+    }
+    assert_eq!(lines.lines().count(), 12);
+    std::fs::write(&text_events, lines).unwrap();
+    let (list, shown, _) = inventory(&dir.join("text"), &text_events, false);
+    for r in list.as_array().unwrap() {
+        assert_eq!(r["style"], "grpc", "{r}");
+    }
+    let s = |v: &str| vec![v.to_owned()];
+    let list_transfers = "/bank.v1.Accounts/ListTransfers";
+    let stream = body(&shown, list_transfers, "response");
+    assert_eq!(proto(stream, "1"), ("1".into(), s("string"), None, false));
+    assert_eq!(proto(stream, "2"), ("2".into(), s("message"), None, false));
+    assert_eq!(
+        proto(stream, "2.2"),
+        ("2.2".into(), s("varint"), None, false)
+    );
+    assert_eq!(proto(stream, "3"), ("3".into(), s("string"), None, false));
+    assert_eq!(proto(stream, "4"), ("4".into(), s("fixed64"), None, false));
+    // Every streamed message: 4 + 2 per mode, two text modes.
+    assert_eq!(stream["1"]["seen"], 12);
+    let req = body(&shown, list_transfers, "request");
+    assert_eq!(proto(req, "2"), ("2".into(), s("varint"), None, false));
+    let account = body(&shown, "/bank.v1.Accounts/GetAccount", "response");
+    assert_eq!(
+        proto(account, "3.3"),
+        ("3.3".into(), s("fixed32"), None, false)
+    );
+    assert_eq!(proto(account, "4"), ("4".into(), s("string"), None, true));
+    assert_eq!(proto(account, "5"), ("5".into(), s("fixed64"), None, false));
+    let l = labels(&list, list_transfers);
+    assert!(has(&l, "iban", "response", "3"), "{l:?}");
+    no_values(
+        &format!("{list}{shown:?}"),
+        &["DE89370400440532013000".to_owned()],
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
