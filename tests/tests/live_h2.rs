@@ -6,6 +6,8 @@
 //!   nghttp printed.
 //! - h2 over TLS (ALPN `h2`) read out of nghttpd's OpenSSL calls by the uprobes: the same
 //!   plaintext goes through the same session, which recognises the connection preface.
+//! - gRPC (grpcio server and client) and gRPC-Web (sonora 0.2.3 under hypercorn; binary and
+//!   text, HTTP/1.1 and h2c): one event per call with the client's counts.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::BTreeMap;
