@@ -38,6 +38,25 @@ fn fixture(name: &str) -> std::path::PathBuf {
     workspace_root().join("tests/fixtures/h2").join(name)
 }
 
+/// The sensor binary's `replay` of the fixture `pcap` (capturing `port`) into a fresh
+/// directory named after `tag`: (the directory, its events file).
+fn replay(tag: &str, pcap: &str, port: u16) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sensor_cfg = dir.join("sensor.toml");
+    std::fs::write(&sensor_cfg, format!("[capture]\nports = [{port}]\n")).unwrap();
+    let events = dir.join("events.jsonl");
+    let _ = std::fs::remove_file(&events);
+    ok(Command::new(workspace_bin("apitap-sensor").unwrap())
+        .arg("replay")
+        .arg("--config")
+        .arg(&sensor_cfg)
+        .arg("--events-file")
+        .arg(&events)
+        .arg(fixture(pcap)));
+    (dir, events)
+}
+
 /// The analyzer's inventory of `events`: (list, `show` record per template, OpenAPI doc).
 fn inventory(dir: &Path, events: &Path, descriptor: bool) -> (Value, Vec<(String, Value)>, Value) {
     std::fs::create_dir_all(dir).unwrap();
@@ -166,19 +185,7 @@ fn no_values(text: &str, values: &[String]) {
 
 #[test]
 fn grpc_bodies_give_shapes_and_labels_with_and_without_descriptors() {
-    let dir = std::env::temp_dir().join(format!("apitap-grpc-proto-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let sensor_cfg = dir.join("sensor.toml");
-    std::fs::write(&sensor_cfg, "[capture]\nports = [18083]\n").unwrap();
-    let events = dir.join("events.jsonl");
-    let _ = std::fs::remove_file(&events);
-    ok(Command::new(workspace_bin("apitap-sensor").unwrap())
-        .arg("replay")
-        .arg("--config")
-        .arg(&sensor_cfg)
-        .arg("--events-file")
-        .arg(&events)
-        .arg(fixture("kyc.pcap")));
+    let (dir, events) = replay("apitap-grpc-proto", "kyc.pcap", 18083);
     // Every call the client reports (kyc.log), with its message counts.
     let evs = read_events(&events).unwrap();
     let log = std::fs::read_to_string(fixture("kyc.log")).unwrap();
@@ -341,19 +348,7 @@ fn grpc_bodies_give_shapes_and_labels_with_and_without_descriptors() {
 /// protobuf shapes and labels: Transfer's fields with the IBAN at `3`, Account's fields.
 #[test]
 fn grpc_web_text_bodies_give_the_protobuf_shapes_of_binary() {
-    let dir = std::env::temp_dir().join(format!("apitap-grpc-web-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let sensor_cfg = dir.join("sensor.toml");
-    std::fs::write(&sensor_cfg, "[capture]\nports = [18085]\n").unwrap();
-    let events = dir.join("events.jsonl");
-    let _ = std::fs::remove_file(&events);
-    ok(Command::new(workspace_bin("apitap-sensor").unwrap())
-        .arg("replay")
-        .arg("--config")
-        .arg(&sensor_cfg)
-        .arg("--events-file")
-        .arg(&events)
-        .arg(fixture("grpcweb.pcap")));
+    let (dir, events) = replay("apitap-grpc-web", "grpcweb.pcap", 18085);
     let mut evs = read_events(&events).unwrap();
     evs.sort_by_key(|e| e.request_start_unix_us);
     let log = std::fs::read_to_string(fixture("grpcweb.log")).unwrap();

@@ -313,23 +313,8 @@ impl GrpcLab {
     /// (HTTP/1.1 and h2c on one port).
     fn web(tag: &str) -> anyhow::Result<GrpcLab> {
         let mut lab = GrpcLab::stubs(tag, None)?;
-        let bind = format!("{SERVER_IP}:{SERVER_PORT}");
-        let server = lab
-            .topo
-            .server
-            .cmd("env", &[])
-            .arg(format!(
-                "PYTHONPATH={}:{}",
-                lab.dir.display(),
-                lab.fixtures.display()
-            ))
-            .args(["python3", "-m", "hypercorn", "--bind", &bind])
-            .arg("grpcweb_app:app")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting hypercorn")?;
-        lab._server = Some(Killed(server));
+        let path = format!("{}:{}", lab.dir.display(), lab.fixtures.display());
+        lab._server = Some(hypercorn(&lab.topo.server, &path, "grpcweb_app:app")?);
         wait_listening(&lab.topo, "the gRPC-Web server")?;
         Ok(lab)
     }
@@ -608,16 +593,10 @@ fn grpc_connection_joined_mid_way_reports_the_next_calls_without_inventing() -> 
 #[test]
 fn h2c_upgrade_request_is_stream_1_and_later_streams_follow() -> anyhow::Result<()> {
     let test = "h2c_upgrade_request_is_stream_1_and_later_streams_follow";
-    let hypercorn = Command::new("python3")
-        .args(["-c", "import hypercorn"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let curl = Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let has_hypercorn = runs("python3", &["-c", "import hypercorn"]);
+    let curl = runs("curl", &["--version"]);
     let problem = tool_problem()
-        .or_else(|| (!hypercorn).then(|| "hypercorn is needed (pip install hypercorn)".into()))
+        .or_else(|| (!has_hypercorn).then(|| "hypercorn is needed (pip install hypercorn)".into()))
         .or_else(|| (!curl).then(|| "curl is needed".into()));
     if !require_privileges(test) || !require(test, "h2c upgrade test", problem) {
         return Ok(());
@@ -628,16 +607,7 @@ fn h2c_upgrade_request_is_stream_1_and_later_streams_follow() -> anyhow::Result<
     let topo = Topology::new("h2cup")?;
     let fixtures = apitap_tests::workspace_root().join("tests/fixtures/h2");
     let bind = format!("{SERVER_IP}:{SERVER_PORT}");
-    let server = topo
-        .server
-        .cmd("env", &[])
-        .arg(format!("PYTHONPATH={}", fixtures.display()))
-        .args(["python3", "-m", "hypercorn", "--bind", &bind, "h2c_app:app"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting hypercorn")?;
-    let _server = Killed(server);
+    let _server = hypercorn(&topo.server, &fixtures.display().to_string(), "h2c_app:app")?;
     wait_listening(&topo, "hypercorn")?;
     let mut sensor = Sensor::start_with(
         &topo.server,
@@ -740,15 +710,32 @@ fn h2c_upgrade_request_is_stream_1_and_later_streams_follow() -> anyhow::Result<
     Ok(())
 }
 
+/// `program args` exits with success.
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// hypercorn in `ns` serving `app` (`module:attr`, found on `pythonpath`) on the captured
+/// port, HTTP/1.1 and h2c.
+fn hypercorn(ns: &Netns, pythonpath: &str, app: &str) -> anyhow::Result<Killed> {
+    let bind = format!("{SERVER_IP}:{SERVER_PORT}");
+    let server = ns
+        .cmd("env", &[])
+        .arg(format!("PYTHONPATH={pythonpath}"))
+        .args(["python3", "-m", "hypercorn", "--bind", &bind, app])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting hypercorn")?;
+    Ok(Killed(server))
+}
+
 fn grpc_web_problem() -> Option<String> {
-    let ok = Command::new("python3")
-        .args(["-c", "import sonora, hypercorn, grpc_tools"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let curl = Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let ok = runs("python3", &["-c", "import sonora, hypercorn, grpc_tools"]);
+    let curl = runs("curl", &["--version"]);
     (!ok || !curl).then(|| {
         "sonora, hypercorn, grpcio-tools and curl are needed (run `cargo xtask setup`)".to_owned()
     })
