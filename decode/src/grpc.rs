@@ -129,6 +129,15 @@ impl MessageFramer {
         self.text.get_or_insert_with(Base64Quantum::default);
     }
 
+    /// Text (`true`) or binary from here (a response's own content type, before its DATA).
+    pub fn set_text_mode(&mut self, text: bool) {
+        if text {
+            self.set_text();
+        } else {
+            self.text = None;
+        }
+    }
+
     /// Ended inside a message, a prefix or a base64 quantum.
     pub fn partial(&self) -> bool {
         self.have > 0 || self.in_message || self.text.is_some_and(|t| t.have > 0)

@@ -898,6 +898,14 @@ impl Connection {
                     s.resp_started = true;
                     s.resp.headers = fields;
                     s.declared[1] = declared_length(&s.resp.headers);
+                    // gRPC-Web: the response is text or binary by its own content type
+                    // when it says (PROTOCOL-WEB; servers may answer by `Accept`).
+                    if let Some((_, resp)) = s.grpc.as_mut()
+                        && let Some(ct) = s.resp.header("content-type")
+                        && grpc::content_type(ct) == Some(true)
+                    {
+                        resp.set_text_mode(grpc::is_web_text(ct));
+                    }
                     if !pseudo_ok(&s.resp.headers, false) {
                         s.flag(H2Anomaly::MalformedHeaders);
                     }
@@ -925,8 +933,8 @@ impl Connection {
             };
             if let Some(web) = grpc_like {
                 let mut framers = (MessageFramer::new(web), MessageFramer::new(web));
-                // gRPC-Web text: base64 both ways (PROTOCOL-WEB; the response keeps the
-                // request's content type).
+                // gRPC-Web text: base64 both ways (PROTOCOL-WEB) until the response's own
+                // content type says otherwise.
                 if s.req.header("content-type").is_some_and(grpc::is_web_text) {
                     framers.0.set_text();
                     framers.1.set_text();

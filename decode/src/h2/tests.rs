@@ -885,8 +885,9 @@ fn upgraded_connection_applies_http2_settings() {
 }
 
 /// gRPC-Web text on a connection (hand-built frames; PROTOCOL-WEB): the request's
-/// `content-type: application/grpc-web-text` makes both directions' DATA base64, in padded
-/// chunks split across DATA frames; service, method, status and counts as for binary.
+/// `content-type: application/grpc-web-text` makes its DATA base64, and the response's unless
+/// the response's own content type says binary; padded chunks split across DATA frames;
+/// service, method, status and counts as for binary.
 #[test]
 fn grpc_web_text_stream() {
     use base64::Engine as _;
@@ -906,8 +907,6 @@ fn grpc_web_text_stream() {
     let mut req = vec![0x83, 0x86];
     req.extend(lit(4, b"/bank.v1.Accounts/ListTransfers"));
     req.extend(lit(31, ct));
-    let mut resp = vec![0x88];
-    resp.extend(lit(31, ct));
     let lpm = |flag: u8, p: &[u8]| {
         let mut v = vec![flag];
         v.extend_from_slice(&(p.len() as u32).to_be_bytes());
@@ -915,36 +914,56 @@ fn grpc_web_text_stream() {
         v
     };
     let req_body = b64.encode(lpm(0, b"\x0a\x04acc1"));
-    let mut resp_text = String::new();
-    for i in 0..3u8 {
-        resp_text += &b64.encode(lpm(0, &[0x08, i, 0x12, 0x01, b'x']));
-    }
-    resp_text += &b64.encode(lpm(0x80, b"grpc-status:0\r\n"));
-    let mut client = PREFACE.to_vec();
-    client.extend(frame(kind::SETTINGS, 0, 0, &[]));
-    client.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &req));
-    client.extend(frame(kind::DATA, flag::END_STREAM, 1, req_body.as_bytes()));
-    let mut server = frame(kind::SETTINGS, 0, 0, &[]);
-    server.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &resp));
-    let (a, b) = resp_text.as_bytes().split_at(13);
-    server.extend(frame(kind::DATA, 0, 1, a));
-    server.extend(frame(kind::DATA, flag::END_STREAM, 1, b));
-    let recs = vec![(Side::Client, client), (Side::Server, server)];
-    for piece in [1, 4, usize::MAX] {
-        let (msgs, _) = run(&recs, false, piece);
-        assert_eq!(msgs.len(), 1);
-        let g = msgs[0].grpc.as_ref().expect("gRPC");
-        assert_eq!(
-            (g.service.as_str(), g.method.as_str()),
-            ("bank.v1.Accounts", "ListTransfers")
-        );
-        assert_eq!(
-            (g.request_messages, g.response_messages),
-            (1, 3),
-            "piece {piece}"
-        );
-        assert_eq!(g.status, Some(0));
-        assert!(g.web && !g.framing_error);
+    // The answer in text, or in binary when its own content type says so (a server answering
+    // by `Accept`).
+    for binary_answer in [false, true] {
+        let mut resp = vec![0x88];
+        resp.extend(lit(
+            31,
+            if binary_answer {
+                b"application/grpc-web+proto"
+            } else {
+                ct
+            },
+        ));
+        let mut frames: Vec<Vec<u8>> = (0..3u8)
+            .map(|i| lpm(0, &[0x08, i, 0x12, 0x01, b'x']))
+            .collect();
+        frames.push(lpm(0x80, b"grpc-status:0\r\n"));
+        let resp_body: Vec<u8> = if binary_answer {
+            frames.concat()
+        } else {
+            frames
+                .iter()
+                .flat_map(|f| b64.encode(f).into_bytes())
+                .collect()
+        };
+        let mut client = PREFACE.to_vec();
+        client.extend(frame(kind::SETTINGS, 0, 0, &[]));
+        client.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &req));
+        client.extend(frame(kind::DATA, flag::END_STREAM, 1, req_body.as_bytes()));
+        let mut server = frame(kind::SETTINGS, 0, 0, &[]);
+        server.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &resp));
+        let (a, b) = resp_body.split_at(13);
+        server.extend(frame(kind::DATA, 0, 1, a));
+        server.extend(frame(kind::DATA, flag::END_STREAM, 1, b));
+        let recs = vec![(Side::Client, client), (Side::Server, server)];
+        for piece in [1, 4, usize::MAX] {
+            let (msgs, _) = run(&recs, false, piece);
+            assert_eq!(msgs.len(), 1);
+            let g = msgs[0].grpc.as_ref().expect("gRPC");
+            assert_eq!(
+                (g.service.as_str(), g.method.as_str()),
+                ("bank.v1.Accounts", "ListTransfers")
+            );
+            assert_eq!(
+                (g.request_messages, g.response_messages),
+                (1, 3),
+                "piece {piece}, binary answer {binary_answer}"
+            );
+            assert_eq!(g.status, Some(0));
+            assert!(g.web && g.text && !g.framing_error);
+        }
     }
 }
 
