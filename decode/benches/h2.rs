@@ -7,7 +7,9 @@
 //! - `h2/grpc_many`: 45 RPCs, unary and streaming (grpcio);
 //! - `grpc_framer/{binary,web_text}`: message counting over a 256 KiB body of 1 KiB
 //!   messages in 16 KiB DATA pieces, binary and gRPC-Web text (base64, one padded chunk per
-//!   message; hand-built framing).
+//!   message; hand-built framing);
+//! - `grpc_framer/web_text_decode`: that text body decoded whole (`decode_web_text`, what
+//!   the labeller and the inventory read before the protobuf walk).
 //!
 //! Run: `cargo bench -p apitap-decode --bench h2`; next to `--bench decode` (HTTP/1).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
@@ -85,6 +87,15 @@ fn benches(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(name, |b| b.iter(|| black_box(count(body))));
     }
+    // The kept text body decoded whole for the protobuf walk (labels, inventory).
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("web_text_decode", |b| {
+        b.iter(|| {
+            let d = apitap_decode::grpc::decode_web_text(black_box(&text), 1 << 20);
+            assert_eq!(d.bytes.len(), binary.len());
+            d.bytes.len()
+        })
+    });
     g.finish();
 }
 
