@@ -931,6 +931,17 @@ fn signal_descendants(pid: u32, sig: i32) {
     unsafe { libc::kill(pid as i32, sig) };
 }
 
+/// A child process killed and reaped when dropped (servers and clients a test starts, so a
+/// failing assertion leaves nothing running).
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `cmd` to completion: its standard output, or an error with its standard error.
 pub fn output_of(cmd: &mut Command) -> anyhow::Result<Vec<u8>> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;

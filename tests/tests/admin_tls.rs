@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use apitap_admin_http::{
 };
 use apitap_tests::attacks::{fixture_pcap_in, fixtures_dir, replay_to};
 use apitap_tests::pki::{ANALYST_CN, TestPki};
-use apitap_tests::{require, run_analyzer_on, workspace_bin};
+use apitap_tests::{Killed, require, run_analyzer_on, workspace_bin};
 
 fn temp_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("apitap-tls-{test}-{}", std::process::id()));
@@ -198,15 +198,6 @@ fn unusable_tls_files_are_named() {
     let e = Tls::from_files(&crt, &key, Some(&pki.path("server.key"))).unwrap_err();
     assert!(matches!(e, TlsError::ClientCa { .. }), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn free_addr() -> SocketAddr {

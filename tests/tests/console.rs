@@ -17,13 +17,15 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apitap_labels::{HashKey, Label};
 use apitap_schema::ApiEvent;
 use apitap_tests::attacks::{fixture_pcap_in, fixtures_dir, replay_to};
-use apitap_tests::{prc_ids, require, run_analyzer_on, which, workspace_bin, workspace_root};
+use apitap_tests::{
+    Killed, prc_ids, require, run_analyzer_on, which, workspace_bin, workspace_root,
+};
 use serde_json::{Value, json};
 
 const SECRET: &str = "apitap console test site key";
@@ -320,15 +322,6 @@ fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     while !ok() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -21,14 +21,15 @@
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use apitap_schema::{Anomaly, ApiEvent};
 use apitap_tests::{
-    CLIENT_IP, SERVER_IP, SERVER_PORT, Sensor, Topology, read_events, require, require_privileges,
+    CLIENT_IP, Killed, SERVER_IP, SERVER_PORT, Sensor, Topology, read_events, require,
+    require_privileges,
 };
 
 /// etcd's metrics URL inside the server namespace (not on the captured interface).
@@ -49,15 +50,6 @@ fn tool_problem() -> Option<String> {
         .map(|(t, _)| {
             format!("`{t}` is not installed (etcd-server/-client; run `cargo xtask setup`)")
         })
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A running `etcdctl` whose stdout lines arrive on a channel (read by a thread, so every

@@ -12,14 +12,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use apitap_schema::ApiEvent;
 use apitap_tests::{
-    CLIENT_IP, Netns, SERVER_IP, SERVER_PORT, Sensor, Topology, make_test_certificate, read_events,
-    require, require_privileges,
+    CLIENT_IP, Killed, Netns, SERVER_IP, SERVER_PORT, Sensor, Topology, make_test_certificate,
+    read_events, require, require_privileges,
 };
 
 /// TLS port of nghttpd.
@@ -37,15 +37,6 @@ fn tool_problem() -> Option<String> {
         .map(|t| {
             format!("`{t}` is not installed (nghttp2-server/-client; run `cargo xtask setup`)")
         })
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// nghttpd in `ns` serving `docroot` on `port` (`tls`: with the test certificate in `certs`,
