@@ -712,6 +712,11 @@ pub(crate) fn check_major(probe: VersionProbe) -> Result<(), SchemaError> {
     let version = probe
         .schema_version
         .ok_or_else(|| SchemaError::Malformed("missing schema_version".into()))?;
+    check_version(&version)
+}
+
+/// Rejects a `schema_version` whose major version this build does not read.
+fn check_version(version: &str) -> Result<(), SchemaError> {
     let major = version
         .split('.')
         .next()
@@ -730,11 +735,26 @@ pub(crate) fn check_major(probe: VersionProbe) -> Result<(), SchemaError> {
 /// Parses one event, rejecting unknown major versions before interpreting any other field.
 ///
 /// Error messages never include the input: events carry sensitive values (R-OPS-3).
+///
+/// One pass on the hot path (issue 18: the separate version probe was a full scan of every
+/// event, a quarter of the decode): the whole event is parsed first and its version checked;
+/// only when that parse fails is the document probed for its version, so a newer major
+/// version with other field types is still reported as [`SchemaError::UnsupportedVersion`]
+/// and not as malformed. The outcome is the probe-first one in every case: a document that
+/// parses as an event carries a `schema_version` string, which is what the probe reads.
 pub fn decode_event(bytes: &[u8]) -> Result<ApiEvent, SchemaError> {
-    let probe: VersionProbe =
-        serde_json::from_slice(bytes).map_err(|e| SchemaError::Malformed(classify(&e)))?;
-    check_major(probe)?;
-    serde_json::from_slice(bytes).map_err(|e| SchemaError::Malformed(classify(&e)))
+    match serde_json::from_slice::<ApiEvent>(bytes) {
+        Ok(event) => {
+            check_version(&event.schema_version)?;
+            Ok(event)
+        }
+        Err(e) => {
+            let probe: VersionProbe =
+                serde_json::from_slice(bytes).map_err(|e| SchemaError::Malformed(classify(&e)))?;
+            check_major(probe)?;
+            Err(SchemaError::Malformed(classify(&e)))
+        }
+    }
 }
 
 /// Describes a serde_json error by kind and position only, never by content.
