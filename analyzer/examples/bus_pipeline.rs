@@ -4,12 +4,14 @@
 //! The same path in process (events decoded from their JSON bytes, no broker) is the
 //! ceiling.
 //!
-//! `bus_pipeline produce <bootstrap> <topic> <events> <spool dir>`,
+//! `bus_pipeline produce <bootstrap> <topic> <events> <spool dir> [clients]` (`clients` > 1
+//! re-addresses the events over that many client addresses, 16 consecutive events each: the
+//! recording has one client and one server, hence one bus key and one partition),
 //! `bus_pipeline consume <bootstrap> <topic> <events>`, `bus_pipeline memory <events>`,
 //! `bus_pipeline member <bootstrap> <topic> <group> <idle ms>` (one instance of a consumer
 //! group sharing a backlog with others: consumes until nothing came for `idle ms`, prints its
-//! share, its CPU time and the wall-clock times of its first and last event, for the scaling
-//! run); each prints one `RESULT key=value …` line. `APITAP_BENCH_KAFKA_<OPTION>=v` (dots as
+//! share, the partitions it was last assigned (`partitions_mask`, bit p = partition p), its
+//! CPU time and the wall-clock times of its first and last event, for the scaling run); each prints one `RESULT key=value …` line. `APITAP_BENCH_KAFKA_<OPTION>=v` (dots as
 //! underscores, e.g. `APITAP_BENCH_KAFKA_FETCH_WAIT_MAX_MS=10`) passes a librdkafka option
 //! to the consumer; `APITAP_BENCH_LINGER_MS` sets the producer's `linger_ms`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code
@@ -110,11 +112,19 @@ fn state_bytes(ing: &Ingestor) -> u64 {
         .unwrap_or(0)
 }
 
-fn produce(cfg: &KafkaConfig, n: u64) -> Result<()> {
+fn produce(cfg: &KafkaConfig, n: u64, clients: u64) -> Result<()> {
     let events = httpbin::httpbin_events();
     let mut p = KafkaEventPublisher::start(cfg, "bench-analyzer", Arc::new(BusMetrics::default()))?;
     for i in 0..n {
-        p.publish(&event(&events, i));
+        let mut e = event(&events, i);
+        if clients > 1 {
+            // Another bus key per client (`client ip|server ip|server port`): the events
+            // spread over the partitions as a site's many clients do.
+            let c = (i / 16) % clients;
+            e.client.ip =
+                std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 214, (c >> 8) as u8, c as u8));
+        }
+        p.publish(&e);
     }
     let r = p.close(Duration::from_secs(120))?;
     if r.delivered != n {
@@ -219,11 +229,18 @@ fn member(cfg: &KafkaConfig, idle: Duration) -> Result<()> {
         }
     }
     add(&mut alerts_out, alerts(&mut ing));
+    let mask: u64 = c
+        .transport()
+        .assignment()
+        .iter()
+        .filter(|p| (0..64).contains(*p))
+        .map(|p| 1u64 << p)
+        .sum();
     c.close()?;
     let (first_us, c0) = first.unwrap_or((0, 0.0));
     println!(
-        "RESULT kind=member events={got} first_unix_us={first_us} last_unix_us={} cpu_secs={:.3} \
-         alerts={}",
+        "RESULT kind=member events={got} partitions_mask={mask} first_unix_us={first_us} \
+         last_unix_us={} cpu_secs={:.3} alerts={}",
         last.0,
         (last.2 - c0).max(0.0),
         alerts_out.0
@@ -254,7 +271,7 @@ fn memory(n: u64) -> Result<()> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: bus_pipeline produce|consume <bootstrap> <topic> <events> [spool] | \
+    let usage = "usage: bus_pipeline produce|consume <bootstrap> <topic> <events> [spool [clients]] | \
                  member <bootstrap> <topic> <group> <idle ms> | memory <events>";
     if args.get(1).is_some_and(|a| a == "memory") {
         return memory(args.get(2).ok_or(usage)?.parse()?);
@@ -285,7 +302,8 @@ fn main() -> Result<()> {
             if let Ok(v) = std::env::var("APITAP_BENCH_LINGER_MS") {
                 cfg.producer.linger_ms = v.parse()?;
             }
-            produce(&cfg, n)
+            let clients = args.get(6).map_or(Ok(1), |c| c.parse())?;
+            produce(&cfg, n, clients)
         }
         "consume" => consume(&cfg, n),
         _ => Err(usage.into()),

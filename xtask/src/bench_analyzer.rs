@@ -14,6 +14,9 @@
 //! 3. Scaling: the same backlog drained by 1, then by 2 instances (processes) of one consumer
 //!    group; wall time from the group's first event to its last, events/s and the ratio of
 //!    2 over 1 (on a machine with spare cores and a broker that keeps up it approaches 2×).
+//!    The recording has one client and one server, i.e. one bus key: the scaling backlog is
+//!    re-addressed over [`SCALE_CLIENTS`] clients so that it spreads over the partitions.
+//!    `cargo xtask bench analyzer-scaling` runs this part alone.
 //!
 //! The runs are `apitap-analyzer`'s `bus_pipeline` example, built in release mode.
 
@@ -36,6 +39,8 @@ const IDLE_END_MS: &str = "20000";
 const GROUP_FORM_SECS: u64 = 15;
 /// Backlog of the scaling run (its own topic, same partitions).
 const SCALE_EVENTS: u64 = 4_000;
+/// Client addresses of the scaling backlog (distinct bus keys; 16 consecutive events each).
+const SCALE_CLIENTS: &str = "64";
 
 /// The 1-minute load average.
 fn load() -> f64 {
@@ -53,16 +58,43 @@ fn pipeline(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<HashMap<Strin
     crate::bench_kafka::run_example("bus_pipeline", args, &env)
 }
 
-/// Entry point.
+/// Entry point: the three parts.
 pub fn run() -> anyhow::Result<()> {
+    in_temp_dir(bench)
+}
+
+/// Entry point of `bench analyzer-scaling`: the scaling part alone.
+pub fn run_scaling() -> anyhow::Result<()> {
+    in_temp_dir(|dir| {
+        build()?;
+        let broker = Broker::start(&dir.join("broker"))?;
+        let mut loads = Vec::new();
+        let scaling = scaling_runs(&broker, dir, &mut loads)?;
+        drop(broker);
+        let mut now = Vec::new();
+        let ratio = scaling_rows(&scaling, &mut now);
+        crate::bench::print_against_previous(
+            "analyzer scaling",
+            "value",
+            "event",
+            2.0 * SCALE_EVENTS as f64,
+            &now,
+            &workspace_root().join("target/bench-analyzer-scaling"),
+        )?;
+        print_scaling(&scaling, &loads, ratio);
+        Ok(())
+    })
+}
+
+fn in_temp_dir(f: impl FnOnce(&std::path::Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("apitap-bench-analyzer-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let result = bench(&dir);
+    let result = f(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn bench(dir: &std::path::Path) -> anyhow::Result<()> {
+fn build() -> anyhow::Result<()> {
     cargo(&[
         "build",
         "--release",
@@ -70,7 +102,11 @@ fn bench(dir: &std::path::Path) -> anyhow::Result<()> {
         "apitap-analyzer",
         "--example",
         "bus_pipeline",
-    ])?;
+    ])
+}
+
+fn bench(dir: &std::path::Path) -> anyhow::Result<()> {
+    build()?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut now: Vec<(String, f64)> = Vec::new();
     let mut loads = Vec::new();
@@ -97,6 +133,43 @@ fn bench(dir: &std::path::Path) -> anyhow::Result<()> {
     let load_kafka = load();
     let kafka = pipeline(&["consume", &bootstrap, topic, &n], &[])?;
     loads.push(("from the bus", load_kafka));
+    let scaling = scaling_runs(&broker, dir, &mut loads)?;
+    drop(broker);
+
+    for (label, r) in [("in process", &mem), ("from the bus", &kafka)] {
+        now.push((format!("{label}: events/s"), r["events_per_sec"]));
+        now.push((format!("{label}: events/CPU-s"), r["events_per_cpu_sec"]));
+        now.push((format!("{label}: state B/pair"), r["bytes_per_pair"]));
+    }
+    let ratio = scaling_rows(&scaling, &mut now);
+    println!(
+        "\nanalyzer bench: recorded httpbin events ({} distinct (actor, template) pairs), every \
+         detector and labelling on; tansu on 127.0.0.1, {PARTITIONS} partitions; {cores} cores shared",
+        kafka["pairs"]
+    );
+    crate::bench::print_against_previous(
+        "analyzer",
+        "value",
+        "event",
+        MEMORY_EVENTS as f64 + KAFKA_EVENTS as f64 + 2.0 * SCALE_EVENTS as f64,
+        &now,
+        &workspace_root().join("target/bench-analyzer"),
+    )?;
+    println!(
+        "alerts rendered: {} in process, {} from the bus; state bytes {} / {}",
+        mem["alerts"], kafka["alerts"], mem["state_bytes"], kafka["state_bytes"]
+    );
+    print_scaling(&scaling, &loads, ratio);
+    Ok(())
+}
+
+/// The scaling part: 1, then 2 instances of a fresh group, each on its own topic.
+fn scaling_runs(
+    broker: &Broker,
+    dir: &std::path::Path,
+    loads: &mut Vec<(&'static str, f64)>,
+) -> anyhow::Result<Vec<Drain>> {
+    let bootstrap = broker.bootstrap();
     let mut scaling = Vec::new();
     for instances in [1usize, 2] {
         loads.push((
@@ -119,13 +192,11 @@ fn bench(dir: &std::path::Path) -> anyhow::Result<()> {
         }
         scaling.push(r);
     }
-    drop(broker);
+    Ok(scaling)
+}
 
-    for (label, r) in [("in process", &mem), ("from the bus", &kafka)] {
-        now.push((format!("{label}: events/s"), r["events_per_sec"]));
-        now.push((format!("{label}: events/CPU-s"), r["events_per_cpu_sec"]));
-        now.push((format!("{label}: state B/pair"), r["bytes_per_pair"]));
-    }
+/// The scaling rows of the table; returns the 2 / 1 ratio.
+fn scaling_rows(scaling: &[Drain], now: &mut Vec<(String, f64)>) -> f64 {
     for (i, r) in scaling.iter().enumerate() {
         let label = format!("{} instance(s)", i + 1);
         now.push((format!("{label}: events/s"), r.events_per_sec()));
@@ -136,39 +207,26 @@ fn bench(dir: &std::path::Path) -> anyhow::Result<()> {
     }
     let ratio = scaling[1].events_per_sec() / scaling[0].events_per_sec().max(1e-9);
     now.push(("scaling 2 / 1 instances (wall, %)".into(), 100.0 * ratio));
-    println!(
-        "\nanalyzer bench: recorded httpbin events ({} distinct (actor, template) pairs), every \
-         detector and labelling on; tansu on 127.0.0.1, {PARTITIONS} partitions; {cores} cores shared",
-        kafka["pairs"]
-    );
-    crate::bench::print_against_previous(
-        "analyzer",
-        "value",
-        "event",
-        MEMORY_EVENTS as f64 + KAFKA_EVENTS as f64 + 2.0 * SCALE_EVENTS as f64,
-        &now,
-        &workspace_root().join("target/bench-analyzer"),
-    )?;
+    ratio
+}
+
+fn print_scaling(scaling: &[Drain], loads: &[(&str, f64)], ratio: f64) {
     for (label, l) in loads {
         println!("load average (1 min) when {label} was measured: {l:.2}");
     }
-    println!(
-        "alerts rendered: {} in process, {} from the bus; state bytes {} / {}",
-        mem["alerts"], kafka["alerts"], mem["state_bytes"], kafka["state_bytes"]
-    );
     for (i, r) in scaling.iter().enumerate() {
         println!(
-            "{} instance(s): {} events in {:.1} s (shares {:?}; {} redelivered at the \
-             rebalance), {:.2} CPU-s; 2/1 ratio {ratio:.2}",
+            "{} instance(s): {} events in {:.1} s (shares {:?}, partitions {:?}; {} redelivered \
+             at the rebalance), {:.2} CPU-s; 2/1 ratio {ratio:.2}",
             i + 1,
             r.events,
             r.wall_secs,
             r.shares,
+            r.partitions,
             r.events.saturating_sub(SCALE_EVENTS),
             r.cpu_secs
         );
     }
-    Ok(())
 }
 
 /// A group's drain of the backlog (scaling run).
@@ -178,6 +236,8 @@ struct Drain {
     events: u64,
     /// Events per member.
     shares: Vec<u64>,
+    /// Partitions each member was last assigned.
+    partitions: Vec<Vec<u32>>,
     /// From the group's first event to its last.
     wall_secs: f64,
     /// CPU of all members over their first to last event.
@@ -216,6 +276,7 @@ fn group_drain(
                 topic,
                 &SCALE_EVENTS.to_string(),
                 &spool.to_string_lossy(),
+                SCALE_CLIENTS,
             ],
             &[],
         );
@@ -237,9 +298,17 @@ fn group_drain(
         .map(|r| r["first_unix_us"])
         .fold(f64::MAX, f64::min);
     let last = active().map(|r| r["last_unix_us"]).fold(0.0, f64::max);
+    let partitions = results
+        .iter()
+        .map(|r| {
+            let mask = r["partitions_mask"] as u64;
+            (0..64).filter(|p| mask & (1 << p) != 0).collect()
+        })
+        .collect();
     Ok(Drain {
         events: shares.iter().sum(),
         shares,
+        partitions,
         wall_secs: ((last - first) / 1e6).max(0.0),
         cpu_secs: results.iter().map(|r| r["cpu_secs"]).sum(),
     })

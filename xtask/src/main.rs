@@ -116,7 +116,8 @@ enum Cmd {
     /// the previous run), `analyzer-instructions` (the analyzer's per-event path under
     /// callgrind, by part, next to the previous run), `analyzer` (the whole analyzer per core with
     /// every detector, in process and from a real broker, state bytes per (actor, template),
-    /// next to the previous run), `capture` (live, netns, load tools), `overhead` (nginx's latency
+    /// next to the previous run), `analyzer-scaling` (its 1 vs 2 instances part alone), `capture`
+    /// (live, netns, load tools), `overhead` (nginx's latency
     /// at fixed rates and its rate pinned to one core, with and without the sensor),
     /// `overhead-kafka` (only its phase with the Kafka sink), `tls` (the same
     /// over HTTPS with TLS capture on, and the sensor's CPU per 10k HTTPS transactions), `h2` (the
@@ -131,6 +132,7 @@ enum Cmd {
             "decode-instructions",
             "analyzer-instructions",
             "analyzer",
+            "analyzer-scaling",
             "capture",
             "overhead",
             "overhead-kafka",
@@ -171,6 +173,7 @@ fn main() -> anyhow::Result<()> {
                 "decode-instructions" => bench::decode_instructions(),
                 "analyzer-instructions" => bench::analyzer_instructions(),
                 "analyzer" => bench_analyzer::run(),
+                "analyzer-scaling" => bench_analyzer::run_scaling(),
                 "kafka" => bench_kafka::run(seconds),
                 "hostile" => bench_hostile::run(),
                 "overhead" => bench_overhead::run(seconds),
