@@ -5,7 +5,9 @@
 //! `[detect]` thresholds, as the single-instance detectors
 //! ([`crate::detections::credential_stuffing::distributed_holds`],
 //! [`crate::detections::crawling::fleet_holds`]), then raises campaigns through the same
-//! [`Campaigns`] machinery: one Create per campaign, rate-limited Updates, one Close.
+//! [`Campaigns`] machinery: one Create per campaign, rate-limited Updates, one Close. The
+//! account kinds (abnormal access `account_sharing`, brute force `distributed_on_account`)
+//! run `abnormal_access::sharing_holds` and `brute_force::target_holds` the same way.
 //!
 //! Windows slide by slice (the single-instance windows tumble from a key's first event): a
 //! window is the merged slices whose start lies within its length of the key's newest slice.
@@ -23,9 +25,12 @@ use apitap_labels::HashKey;
 use foldhash::fast::RandomState;
 
 use crate::DetectError;
+use crate::campaign::Scope;
 use crate::campaign::{Campaigns, MergedHit};
 use crate::checkpoint::{CAMPAIGN_PREFIX, Restored, StateChanges, StateError};
 use crate::config::DetectConfig;
+use crate::detections::abnormal_access::{sharing_hit, sharing_holds};
+use crate::detections::brute_force::{target_hit, target_holds, target_kind};
 use crate::detections::crawling::{fleet_hit, fleet_holds};
 use crate::detections::credential_stuffing::{
     Floors, WindowTotals, distributed_counts, distributed_hit, distributed_holds,
@@ -187,6 +192,8 @@ impl GlobalEngine {
         let enabled = match p.kind {
             GlobalKind::StuffingDistributed => self.cfg.credential_stuffing.enabled,
             GlobalKind::CrawlingDistributed => self.cfg.crawling.enabled,
+            GlobalKind::AccountSharing => self.cfg.abnormal_access.enabled,
+            GlobalKind::BruteForceOnAccount => self.cfg.brute_force.enabled,
         };
         if !enabled
             || (!self.keys.contains_key(&p.key)
@@ -212,6 +219,14 @@ impl GlobalEngine {
                 }
                 GlobalKind::CrawlingDistributed => (
                     Window::new(slice_us, self.cfg.crawling.window_secs * 1_000_000),
+                    None,
+                ),
+                GlobalKind::AccountSharing => (
+                    Window::new(slice_us, self.cfg.abnormal_access.window_secs * 1_000_000),
+                    None,
+                ),
+                GlobalKind::BruteForceOnAccount => (
+                    Window::new(slice_us, self.cfg.brute_force.window_secs * 1_000_000),
                     None,
                 ),
             };
@@ -245,7 +260,75 @@ impl GlobalEngine {
         match p.kind {
             GlobalKind::StuffingDistributed => self.stuffing(p),
             GlobalKind::CrawlingDistributed => self.crawling(p),
+            GlobalKind::AccountSharing | GlobalKind::BruteForceOnAccount => self.account(p),
         }
+    }
+
+    /// The account kinds: the single-instance condition on the merged window
+    /// ([`sharing_holds`], [`target_holds`] with [`target_kind`]); the campaign's actor is
+    /// the account alone, as one engine names it.
+    fn account(&mut self, p: &Partial) {
+        let Some(k) = self.keys.get_mut(&p.key) else {
+            return;
+        };
+        let Some((t, _)) = k.short.total() else {
+            return;
+        };
+        let sources = t.sources.count();
+        let (holds, counts, actor_kind) = match p.kind {
+            GlobalKind::AccountSharing => {
+                let addresses = t.values.count();
+                (
+                    sharing_holds(&self.cfg.abnormal_access, addresses),
+                    [
+                        ("requests", t.counts.attempts),
+                        ("distinct_addresses", addresses),
+                        ("distinct_sources", sources),
+                    ],
+                    "account",
+                )
+            }
+            _ => (
+                target_holds(&self.cfg.brute_force, t.counts.failures),
+                [
+                    ("attempts", t.counts.attempts),
+                    ("failures_on_user", t.counts.failures),
+                    ("distinct_sources", sources),
+                ],
+                "login_user",
+            ),
+        };
+        if holds {
+            k.hot_until = p.last_us + self.quiet_us;
+        }
+        if !(holds || k.hot_until >= p.last_us) {
+            return;
+        }
+        let h = match p.kind {
+            GlobalKind::AccountSharing => sharing_hit(&counts),
+            _ => match target_kind(sources) {
+                // One or two sources: the source's own campaign, raised by stage 1.
+                (kind, Scope::LoginUser) => target_hit(kind, Scope::LoginUser, &counts),
+                _ => return,
+            },
+        };
+        self.campaigns.hit_merged(&MergedHit {
+            hit: &h,
+            key: p.key,
+            now: p.last_us,
+            actor: vec![ActorKey {
+                kind: actor_kind,
+                value: p.account.clone(),
+            }],
+            endpoint: EndpointRef {
+                service: p.service.clone(),
+                method: p.method.clone(),
+                template: p.template.clone(),
+            },
+            sources: &p.listed,
+            source_set: &p.sources,
+            events: p.counts.attempts,
+        });
     }
 
     fn stuffing(&mut self, p: &Partial) {

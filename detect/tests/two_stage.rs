@@ -354,3 +354,108 @@ fn a_re_addressed_crawl_gives_the_single_engine_distributed_crawling_campaign() 
         );
     }
 }
+
+/// Campaigns of the account kinds stage 2 raises.
+fn on_account(out: &[Finding]) -> Vec<Finding> {
+    out.iter()
+        .filter(|f| matches!(f.kind, "account_sharing" | "distributed_on_account"))
+        .cloned()
+        .collect()
+}
+
+/// `evs` with the attacker's (10.213.0.2) events re-addressed in turn over `addresses`.
+fn re_addressed(mut evs: Vec<ApiEvent>, addresses: &[std::net::IpAddr]) -> Vec<ApiEvent> {
+    let attacker: std::net::IpAddr = "10.213.0.2".parse().unwrap();
+    let mut i = 0;
+    for e in evs.iter_mut().filter(|e| e.client.ip == attacker) {
+        e.client.ip = addresses[i % addresses.len()];
+        i += 1;
+    }
+    assert!(i > 0, "the recording has attacker events");
+    evs
+}
+
+/// One account from many sources, through 1, 2 and 4 members: stage 2 raises the single
+/// engine's account campaign (same detector, kind, actor — the account alone — and
+/// endpoint), one Create and one Close under one uid; stage 1 raises no account kind and
+/// the rest as one engine does; no clear user name in any partial or finding.
+fn same_account_campaign(evs: &[ApiEvent], kind: &str, clear: &str) {
+    let parts: std::collections::BTreeSet<u32> = evs.iter().map(event_partition).collect();
+    assert!(parts.len() > 1, "the sources spread over partitions");
+    let whole = reference(evs);
+    let want = creates(&on_account(&whole));
+    assert_eq!(want.len(), 1, "{want:#?}");
+    let (id, _) = want.iter().next().unwrap();
+    assert_eq!(id.1, kind);
+    assert_eq!(id.2.len(), 1, "the actor is the account alone: {:?}", id.2);
+    let ref_sources = whole
+        .iter()
+        .filter(|f| f.kind == kind && f.activity == Activity::Close)
+        .map(|f| f.source_count)
+        .max()
+        .unwrap();
+    let want_local = creates(
+        &whole
+            .iter()
+            .filter(|f| f.kind != kind)
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    for members in [1, 2, 4] {
+        let (out1, out2, merged) = two_stage(evs, members, true);
+        assert!(on_account(&out1).is_empty(), "{members}: {out1:#?}");
+        assert_eq!(creates(&on_account(&out2)), want, "{members} members");
+        let mut by_uid: BTreeMap<&str, Vec<Activity>> = BTreeMap::new();
+        let mine = on_account(&out2);
+        for f in &mine {
+            by_uid.entry(&f.uid).or_default().push(f.activity);
+        }
+        assert_eq!(by_uid.len(), 1, "{members}: {by_uid:?}");
+        let close = out2
+            .iter()
+            .find(|f| f.kind == kind && f.activity == Activity::Close)
+            .unwrap();
+        eprintln!(
+            "{kind}, {members} members: {merged} partials, {} sources (reference {ref_sources}), {} events",
+            close.source_count, close.events
+        );
+        assert_eq!(close.source_count, ref_sources, "{members} members");
+        assert_eq!(
+            creates(&out1),
+            want_local,
+            "{members}: per-client campaigns"
+        );
+        let json = serde_json::to_string(&out2).unwrap();
+        assert!(!json.contains(clear), "clear user name in {json}");
+    }
+    // Without stage 2, the split engines see a part of the sources each.
+    let (out1, _, _) = two_stage(evs, 4, false);
+    let split = creates(&on_account(&out1));
+    eprintln!("{kind}, 4 engines without stage 2: {split:?}");
+    assert_ne!(split, want, "four engines alone raise {split:?}");
+}
+
+/// The recorded patator run guessing bob's password (`brute_patator_json`, real sensor
+/// output in `data/brute/patator.events.jsonl.gz`), the attacker's 400 attempts
+/// **re-addressed** over 24 sources in turn (no distributed recording exists): brute force
+/// `distributed_on_account`.
+#[test]
+fn a_re_addressed_brute_force_on_one_account_gives_the_single_engine_campaign() {
+    let sources: Vec<std::net::IpAddr> = (0..24u8)
+        .map(|i| std::net::IpAddr::from([10, 77, i / 8, i % 8 + 1]))
+        .collect();
+    let evs = re_addressed(common::events_of("brute/patator"), &sources);
+    same_account_campaign(&evs, "distributed_on_account", "\"bob\"");
+}
+
+/// The recorded bulk export (`bulk_export`: curl with bob's session pulls 20 pages), the
+/// attacker's events **re-addressed** over 10 addresses in 10 /24 subnets: the account used
+/// from many subnets, abnormal access `account_sharing`.
+#[test]
+fn a_re_addressed_account_gives_the_single_engine_account_sharing_campaign() {
+    let sources: Vec<std::net::IpAddr> = (0..10u8)
+        .map(|i| std::net::IpAddr::from([10, 77, 10 + i, 5]))
+        .collect();
+    let evs = re_addressed(common::events_of("sharing/bulk_export"), &sources);
+    same_account_campaign(&evs, "account_sharing", "\"bob\"");
+}
