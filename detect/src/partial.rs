@@ -158,7 +158,7 @@ pub enum MergeError {
 
 impl Partial {
     /// An empty partial of `key` for the slice holding `now`.
-    fn empty(kind: GlobalKind, key: u64, now: u64, slice_us: u64) -> Partial {
+    pub(crate) fn empty(kind: GlobalKind, key: u64, now: u64, slice_us: u64) -> Partial {
         Partial {
             kind,
             key,
@@ -243,6 +243,13 @@ impl Partial {
     /// oversized or inconsistent record is an error (count it and skip it).
     pub fn decode(bytes: &[u8]) -> Result<Partial, StateError> {
         let p: Partial = checkpoint::decode(bytes)?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// The bounds [`Partial::decode`] enforces (a stage-2 window record's bucket too).
+    pub(crate) fn validate(&self) -> Result<(), StateError> {
+        let p = self;
         let names_ok = [&p.service, &p.method, &p.template, &p.ua_family, &p.account]
             .iter()
             .all(|s| s.len() <= MAX_NAME_BYTES);
@@ -255,7 +262,7 @@ impl Partial {
         {
             return Err(StateError::Corrupt);
         }
-        Ok(p)
+        Ok(())
     }
 
     /// The partials topic's message key: the global key in hex (the partition is the key's

@@ -286,10 +286,16 @@ fn a_restored_stage_two_owner_continues_the_campaign_without_a_second_create() {
             // SIGKILL; the new owner reads the state topic.
             let mut g = GlobalEngine::new(cfg.clone(), &key(), SLICE_SECS, 20).unwrap();
             for (k, v) in &store {
-                assert!(k.starts_with("g/c/"), "{k}");
+                use apitap_detect::checkpoint::Restored;
                 let r = g.restore(k, v, &|p| p == Some(0)).unwrap();
-                assert_eq!(r, apitap_detect::checkpoint::Restored::Campaign);
+                if k.starts_with("g/c/") {
+                    assert_eq!(r, Restored::Campaign);
+                } else {
+                    assert!(k.starts_with("g/w/"), "{k}");
+                    assert!(matches!(r, Restored::Window), "{k}: {r:?}");
+                }
             }
+            g.restore_done();
             assert_eq!(g.open_campaigns(), 1);
             restored = Some(g);
         }
@@ -458,4 +464,116 @@ fn a_re_addressed_account_gives_the_single_engine_account_sharing_campaign() {
         .collect();
     let evs = re_addressed(common::events_of("sharing/bulk_export"), &sources);
     same_account_campaign(&evs, "account_sharing", "\"bob\"");
+}
+
+/// One stage-1 engine, stage 2 checkpointed every second of stream time into a store (the
+/// state topic); with `handover = Some((at, restore))`, at stream time `at` the owner is
+/// replaced by a new engine which restores every record of the store when `restore` (the
+/// next owner's assignment) or starts empty. Returns stage 2's findings and the window
+/// buckets restored.
+fn with_hand_over(evs: &[ApiEvent], handover: Option<(u64, bool)>) -> (Vec<Finding>, u64) {
+    let cfg = DetectConfig::default();
+    let mut s1 = Engine::with_hash_key(cfg.clone(), &key()).unwrap();
+    s1.enable_partials(SLICE_SECS);
+    let mut g = GlobalEngine::new(cfg.clone(), &key(), SLICE_SECS, 20).unwrap();
+    let mut store: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut out = Vec::new();
+    let mut restored = 0;
+    let mut next = evs[0].request_start_unix_us;
+    let mut flush = |g: &mut GlobalEngine, s1: &mut Engine, now: u64| {
+        for p in s1.take_partials() {
+            g.merge(&p, Some(0));
+        }
+        out.extend(g.tick(now));
+        let changes = g.checkpoint();
+        for k in &changes.delete {
+            store.remove(k);
+        }
+        store.extend(changes.put);
+        if let Some((at, restore)) = handover
+            && now == at
+        {
+            let mut new = GlobalEngine::new(cfg.clone(), &key(), SLICE_SECS, 20).unwrap();
+            if restore {
+                for (k, v) in &store {
+                    new.restore(k, v, &|p| p == Some(0)).unwrap();
+                }
+                new.restore_done();
+                restored = new.metrics().window_buckets_restored;
+            }
+            *g = new;
+        }
+    };
+    for e in evs {
+        while e.request_start_unix_us >= next {
+            flush(&mut g, &mut s1, next);
+            next += 1_000_000;
+        }
+        s1.observe(e, &EventContext::default());
+    }
+    flush(&mut g, &mut s1, next);
+    out.extend(g.finish());
+    (out, restored)
+}
+
+/// A hand-over of stage 2 mid-window — halfway between the campaign's first partial and its
+/// Create, the condition not holding yet — to a new owner that restores the `g/w/…`
+/// window records: the Create comes at the same stream second with the same uid as without
+/// a hand-over. A new owner starting with empty windows raises it later or not at all.
+#[test]
+fn a_hand_over_mid_window_restores_the_windows_and_raises_on_time() {
+    // The recorded patator and bulk-export runs last under two seconds: their Create comes
+    // within the second of their first event, there is no mid-window hand-over to make.
+    {
+        let (kind, evs, attackers) = (
+            "distributed",
+            common::events_of("stuffing/distributed"),
+            [10u8, 213, 1],
+        );
+        let create = |out: &[Finding]| {
+            out.iter()
+                .find(|f| f.kind == kind && f.activity == Activity::Create)
+                .map(|f| (f.uid.clone(), f.time_us))
+        };
+        let (whole, _) = with_hand_over(&evs, None);
+        let (uid, at) = create(&whole).expect("a campaign");
+        // The attack's first event (the window's start; 10.213.1.0/24, 10.77.0.0/16) and
+        // halfway to the Create, on the second grid.
+        let first = evs
+            .iter()
+            .find(|e| match e.client.ip {
+                std::net::IpAddr::V4(v) => {
+                    v.octets()[..2] == attackers[..2]
+                        && (attackers[2] == 0 || v.octets()[2] == attackers[2])
+                }
+                std::net::IpAddr::V6(_) => false,
+            })
+            .map(|e| e.request_start_unix_us)
+            .unwrap();
+        let t0 = evs[0].request_start_unix_us;
+        let mid = first + (at - first) / 2;
+        let handover = t0 + (mid - t0) / 1_000_000 * 1_000_000;
+        assert!(handover > first && handover < at, "{kind}: mid-window");
+        let (out, restored) = with_hand_over(&evs, Some((handover, true)));
+        eprintln!(
+            "{kind}: hand-over {} s after the first event, {} s before the Create; {restored} \
+             buckets restored",
+            (handover - first) / 1_000_000,
+            (at - handover) / 1_000_000
+        );
+        assert!(restored > 0, "{kind}");
+        assert_eq!(create(&out), Some((uid.clone(), at)), "{kind}: on time");
+        let creates = out
+            .iter()
+            .filter(|f| f.activity == Activity::Create && f.kind == kind)
+            .count();
+        assert_eq!(creates, 1, "{kind}");
+        let (cold, _) = with_hand_over(&evs, Some((handover, false)));
+        let late = create(&cold);
+        eprintln!("{kind}: without the windows: {late:?} (reference at {at})");
+        assert!(
+            late.as_ref().is_none_or(|(_, t)| *t > at),
+            "{kind}: {late:?}"
+        );
+    }
 }
