@@ -199,7 +199,15 @@ impl Detection {
         }
     }
 
-    /// Forgets stage 2's campaigns of revoked partials partitions. Returns how many.
+    /// The end of a stage-2 restore pass ([`GlobalEngine::restore_done`]).
+    pub fn restore_global_done(&mut self) {
+        if let Some(g) = self.global.as_mut() {
+            g.restore_done();
+        }
+    }
+
+    /// Forgets stage 2's campaigns and windows of revoked partials partitions. Returns how
+    /// many campaigns.
     pub fn forget_global_partitions(&mut self, partitions: &[i32]) -> usize {
         self.global
             .as_mut()

@@ -58,6 +58,8 @@ pub struct StateCounters {
     pub restores_incomplete: u64,
     /// Campaigns forgotten at revocation (restored by the new owner).
     pub campaigns_handed_over: u64,
+    /// Stage-2 window buckets restored (`g/w/…`, `[scale_out]`).
+    pub window_buckets_restored: u64,
 }
 
 impl StateCounters {
@@ -99,6 +101,11 @@ impl StateCounters {
                 "apitap_detect_state_restores_incomplete_total",
                 "Restores that did not reach the end of the state topic in time.",
                 self.restores_incomplete,
+            ),
+            (
+                "apitap_detect_state_window_buckets_restored_total",
+                "Stage-2 window buckets restored from the state topic (two-stage processing).",
+                self.window_buckets_restored,
             ),
             (
                 "apitap_detect_state_campaigns_handed_over_total",
@@ -305,9 +312,10 @@ impl RebalanceHook for DetectState {
 }
 
 /// Stage 2's rebalance hook (`[scale_out]`, issue 18), on the consumer group of the partials
-/// topic: on assignment the `g/…` campaigns last merged from an assigned partials partition
-/// are reopened from the state topic; on revocation everything changed is written, then those
-/// campaigns are forgotten without a Close for their new owner.
+/// topic: on assignment the `g/…` campaigns and window buckets last merged from an assigned
+/// partials partition are restored from the state topic; on revocation everything changed is
+/// written, then those campaigns and windows are forgotten without a Close for their new
+/// owner.
 pub struct GlobalHook(pub Arc<DetectState>);
 
 impl RebalanceHook for GlobalHook {
@@ -320,17 +328,20 @@ impl RebalanceHook for GlobalHook {
             return;
         };
         let owned = |p: Option<i32>| p.is_some_and(|p| partitions.contains(&p));
-        let mut campaigns = 0u64;
+        let (mut campaigns, mut buckets) = (0u64, 0u64);
         for (k, v) in (snap.records.iter()).filter(|(k, _)| k.starts_with(GLOBAL_PREFIX)) {
             match detect.restore_global(k, v, &owned) {
                 Ok(Restored::Campaign) => campaigns += 1,
+                Ok(Restored::Window) => buckets += 1,
                 Ok(Restored::UnknownKey) => detect.state.reject("bad_key"),
                 Ok(_) => {}
                 Err(e) => detect.state.reject(e.cause()),
             }
         }
+        detect.restore_global_done();
         detect.state.campaigns_restored += campaigns;
-        tracing::info!(partitions = ?partitions, campaigns, "stage-2 detection state restored");
+        detect.state.window_buckets_restored += buckets;
+        tracing::info!(partitions = ?partitions, campaigns, window_buckets = buckets, "stage-2 detection state restored");
     }
 
     fn revoked(&self, partitions: &[i32]) {

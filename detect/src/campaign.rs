@@ -239,8 +239,7 @@ impl Campaigns {
             }
         };
         let max_samples = self.max_samples;
-        let Some(c) = self.open_for(k, h, o.now, || actor_keys(h.detector, h.scope, o), endpoint)
-        else {
+        let Some(c) = self.open_for(k, h, o.now, || actor_keys(h, o), endpoint) else {
             return;
         };
         let event = (o.now, o.actor.ip_key, o.path_key);
@@ -731,7 +730,20 @@ pub(crate) fn campaign_key(
     )
 }
 
-fn actor_keys(detector: Detector, scope: Scope, o: &Obs) -> Vec<ActorKey> {
+/// Kinds of one account used or attacked from many sources (issue 18): their actor is the
+/// account alone — the address, subnet and User-Agent of whichever event opened the campaign
+/// say nothing about it (its sources are listed), and stage 2 ([`crate::global`]), which
+/// sees merged windows and no single event, names it the same way.
+fn account_only(detector: Detector, kind: &str) -> bool {
+    matches!(
+        (detector, kind),
+        (Detector::AbnormalAccess, "account_sharing")
+            | (Detector::BruteForce, "distributed_on_account")
+    )
+}
+
+fn actor_keys(h: &Hit, o: &Obs) -> Vec<ActorKey> {
+    let (detector, scope) = (h.detector, h.scope);
     let a = &o.actor;
     // A stuffing source tries a different user name on every attempt: the name of the first
     // attempt is not who the actor is (credentials it holds — JWT, session, API key — are).
@@ -761,6 +773,18 @@ fn actor_keys(detector: Detector, scope: Scope, o: &Obs) -> Vec<ActorKey> {
         kind: "account",
         value: acc.render(),
     });
+    if account_only(detector, h.kind) {
+        match (scope, &account, a.login_user) {
+            (Scope::Account, Some(acc), _) => return vec![acc.clone()],
+            (Scope::LoginUser, _, Some(u)) => {
+                return vec![ActorKey {
+                    kind: "login_user",
+                    value: format!("login_user:{u:016x}"),
+                }];
+            }
+            _ => {}
+        }
+    }
     match scope {
         Scope::Ip => {
             v.push(ip);

@@ -156,6 +156,11 @@ pub enum Restored {
     Baseline(u64),
     /// A baseline that knows less than the one held: left alone.
     BaselineSkipped,
+    /// A bucket of a stage-2 window (`g/w/…`, [`crate::global`]).
+    Window,
+    /// A stage-2 window bucket of a key held live here, or of a partition not owned: left
+    /// alone.
+    WindowSkipped,
     /// A key of no known kind.
     UnknownKey,
 }

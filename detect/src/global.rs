@@ -5,7 +5,9 @@
 //! `[detect]` thresholds, as the single-instance detectors
 //! ([`crate::detections::credential_stuffing::distributed_holds`],
 //! [`crate::detections::crawling::fleet_holds`]), then raises campaigns through the same
-//! [`Campaigns`] machinery: one Create per campaign, rate-limited Updates, one Close.
+//! [`Campaigns`] machinery: one Create per campaign, rate-limited Updates, one Close. The
+//! account kinds (abnormal access `account_sharing`, brute force `distributed_on_account`)
+//! run `abnormal_access::sharing_holds` and `brute_force::target_holds` the same way.
 //!
 //! Windows slide by slice (the single-instance windows tumble from a key's first event): a
 //! window is the merged slices whose start lies within its length of the key's newest slice.
@@ -15,17 +17,22 @@
 //!
 //! Durable state: the campaigns, as `g/c/<campaign key>` records ([`GLOBAL_PREFIX`]), with
 //! the partition of the partials topic their last partial came from, restored by that
-//! partition's next owner. The windows are not kept (like stage 1's): after a hand-over the
-//! condition must hold again before the restored campaign gets hits.
+//! partition's next owner; and the windows, one `g/w/<key>/<window>/<bucket start>` record per
+//! bucket merged into since the last checkpoint (a merged partial, bounded like one; dropped
+//! buckets are deleted), so that after a hand-over mid-window the condition holds when it
+//! would have without one.
 use std::collections::{HashMap, VecDeque};
 
 use apitap_labels::HashKey;
 use foldhash::fast::RandomState;
 
 use crate::DetectError;
+use crate::campaign::Scope;
 use crate::campaign::{Campaigns, MergedHit};
-use crate::checkpoint::{CAMPAIGN_PREFIX, Restored, StateChanges, StateError};
+use crate::checkpoint::{self, CAMPAIGN_PREFIX, Restored, StateChanges, StateError};
 use crate::config::DetectConfig;
+use crate::detections::abnormal_access::{sharing_hit, sharing_holds};
+use crate::detections::brute_force::{target_hit, target_holds, target_kind};
 use crate::detections::crawling::{fleet_hit, fleet_holds};
 use crate::detections::credential_stuffing::{
     Floors, WindowTotals, distributed_counts, distributed_hit, distributed_holds,
@@ -50,6 +57,13 @@ pub struct GlobalMetrics {
     pub late: u64,
     /// Of the late ones, those dropped.
     pub late_dropped: u64,
+    /// Window buckets restored from `g/w/…` records.
+    pub window_buckets_restored: u64,
+    /// Window bucket records not written (over the record size limit; cannot happen: a
+    /// bucket's lists and names are bounded).
+    pub window_records_unwritten: u64,
+    /// Deletes of dropped window buckets not recorded (more than 65 536 pending).
+    pub window_tombstones_dropped: u64,
     /// Partials refused: of a kind whose detector is disabled, or of a new key beyond
     /// `limits.max_keys_per_table`.
     pub rejected: u64,
@@ -61,6 +75,10 @@ struct Window {
     bucket_us: u64,
     span_us: u64,
     buckets: VecDeque<Partial>,
+    /// Starts of the buckets changed since the last checkpoint.
+    dirty: Vec<u64>,
+    /// Starts of the buckets dropped since the last checkpoint (their records are deleted).
+    evicted: Vec<u64>,
 }
 
 impl Window {
@@ -69,7 +87,52 @@ impl Window {
             bucket_us: bucket_us.max(1),
             span_us,
             buckets: VecDeque::new(),
+            dirty: Vec::new(),
+            evicted: Vec::new(),
         }
+    }
+
+    fn touch(&mut self, start: u64) {
+        if !self.dirty.contains(&start) {
+            self.dirty.push(start);
+        }
+    }
+
+    /// Drops the buckets older than the window of the newest.
+    fn trim(&mut self, newest: u64) {
+        while self
+            .buckets
+            .front()
+            .is_some_and(|b| b.slice_start_us + self.span_us <= newest)
+        {
+            if let Some(b) = self.buckets.pop_front() {
+                self.dirty.retain(|s| *s != b.slice_start_us);
+                self.evicted.push(b.slice_start_us);
+            }
+        }
+    }
+
+    /// Puts a checkpointed bucket back (replacing the one of its start); false when it is
+    /// not on this window's grid or older than the window.
+    fn put(&mut self, b: Partial) -> bool {
+        if b.slice_us != self.bucket_us || !b.slice_start_us.is_multiple_of(self.bucket_us) {
+            return false;
+        }
+        let start = b.slice_start_us;
+        let newest = self
+            .buckets
+            .back()
+            .map_or(start, |x| x.slice_start_us.max(start));
+        if start + self.span_us <= newest {
+            self.evicted.push(start);
+            return false;
+        }
+        match self.buckets.iter().position(|x| x.slice_start_us >= start) {
+            Some(i) if self.buckets[i].slice_start_us == start => self.buckets[i] = b,
+            at => self.buckets.insert(at.unwrap_or(self.buckets.len()), b),
+        }
+        self.trim(newest);
+        true
     }
 
     /// Merges `p` into its bucket; false when it is older than the window (dropped).
@@ -93,13 +156,8 @@ impl Window {
                 self.buckets.insert(at.unwrap_or(self.buckets.len()), b);
             }
         }
-        while self
-            .buckets
-            .front()
-            .is_some_and(|b| b.slice_start_us + self.span_us <= newest)
-        {
-            self.buckets.pop_front();
-        }
+        self.touch(start);
+        self.trim(newest);
         true
     }
 
@@ -133,6 +191,96 @@ struct KeyState {
     /// The key is in an open campaign until then.
     hot_until: u64,
     last_us: u64,
+    /// Partition of the partials topic its last partial came from (its owner restores it).
+    partition: Option<i32>,
+    /// Created by a restore pass not finished yet ([`GlobalEngine::restore_done`]).
+    restoring: bool,
+}
+
+impl KeyState {
+    fn windows_mut(&mut self) -> impl Iterator<Item = (u8, &mut Window)> {
+        std::iter::once((0, &mut self.short)).chain(self.long.as_mut().map(|w| (1, w)))
+    }
+}
+
+/// A checkpointed bucket of a stage-2 window (`g/w/<key>/<window>/<bucket start>`): the
+/// merged partials of one bucket, as held, with its key's state.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowRecord {
+    partition: Option<i32>,
+    hot_until: u64,
+    last_us: u64,
+    bucket: Partial,
+}
+
+/// Prefix of the window records under [`GLOBAL_PREFIX`].
+const WINDOW_PREFIX: &str = "w/";
+
+/// Deletes of dropped window buckets held between two checkpoints at most.
+const MAX_WINDOW_TOMBSTONES: usize = 65_536;
+
+/// Records a delete unless [`MAX_WINDOW_TOMBSTONES`] are pending (then counted).
+fn tombstone(list: &mut Vec<String>, dropped: &mut u64, k: String) {
+    if list.len() < MAX_WINDOW_TOMBSTONES {
+        list.push(k);
+    } else {
+        *dropped += 1;
+    }
+}
+
+fn window_key(key: u64, w: u8, start: u64) -> String {
+    format!("{GLOBAL_PREFIX}{WINDOW_PREFIX}{key:016x}/{w}/{start:016x}")
+}
+
+/// (global key, window, bucket start) of a window record's key (after `g/w/`).
+fn parse_window_key(k: &str) -> Option<(u64, u8, u64)> {
+    let mut it = k.split('/');
+    let key = u64::from_str_radix(it.next()?, 16).ok()?;
+    let w = it.next()?.parse::<u8>().ok().filter(|w| *w <= 1)?;
+    let start = u64::from_str_radix(it.next()?, 16).ok()?;
+    it.next().is_none().then_some((key, w, start))
+}
+
+/// The windows of a new key of `kind`.
+fn new_key(
+    cfg: &DetectConfig,
+    slice_us: u64,
+    kind: GlobalKind,
+    partition: Option<i32>,
+) -> KeyState {
+    let c = &cfg.credential_stuffing;
+
+    let (short, long) = match kind {
+        GlobalKind::StuffingDistributed => {
+            let long_us = c.distributed_long_window_secs * 1_000_000;
+            (
+                Window::new(slice_us, c.window_secs * 1_000_000),
+                (long_us > 0).then(|| Window::new((long_us / LONG_BUCKETS).max(slice_us), long_us)),
+            )
+        }
+        GlobalKind::CrawlingDistributed => (
+            Window::new(slice_us, cfg.crawling.window_secs * 1_000_000),
+            None,
+        ),
+        GlobalKind::AccountSharing => (
+            Window::new(slice_us, cfg.abnormal_access.window_secs * 1_000_000),
+            None,
+        ),
+        GlobalKind::BruteForceOnAccount => (
+            Window::new(slice_us, cfg.brute_force.window_secs * 1_000_000),
+            None,
+        ),
+    };
+    KeyState {
+        kind,
+        short,
+        long,
+        hot_until: 0,
+        last_us: 0,
+        partition,
+        restoring: false,
+    }
 }
 
 /// The stage-2 engine.
@@ -149,6 +297,8 @@ pub struct GlobalEngine {
     watermark_us: u64,
     now_us: u64,
     metrics: GlobalMetrics,
+    /// Deletes of the records of forgotten keys' buckets, until the next checkpoint.
+    window_tombstones: Vec<String>,
 }
 
 impl GlobalEngine {
@@ -177,6 +327,7 @@ impl GlobalEngine {
             watermark_us: 0,
             now_us: 0,
             metrics: GlobalMetrics::default(),
+            window_tombstones: Vec::new(),
             cfg,
         })
     }
@@ -187,6 +338,8 @@ impl GlobalEngine {
         let enabled = match p.kind {
             GlobalKind::StuffingDistributed => self.cfg.credential_stuffing.enabled,
             GlobalKind::CrawlingDistributed => self.cfg.crawling.enabled,
+            GlobalKind::AccountSharing => self.cfg.abnormal_access.enabled,
+            GlobalKind::BruteForceOnAccount => self.cfg.brute_force.enabled,
         };
         if !enabled
             || (!self.keys.contains_key(&p.key)
@@ -198,31 +351,9 @@ impl GlobalEngine {
         if p.slice_start_us + p.slice_us + self.grace_us + self.slice_us <= self.watermark_us {
             self.metrics.late += 1;
         }
-        let c = &self.cfg.credential_stuffing;
-        let slice_us = self.slice_us;
-        let k = self.keys.entry(p.key).or_insert_with(|| {
-            let (short, long) = match p.kind {
-                GlobalKind::StuffingDistributed => {
-                    let long_us = c.distributed_long_window_secs * 1_000_000;
-                    (
-                        Window::new(slice_us, c.window_secs * 1_000_000),
-                        (long_us > 0)
-                            .then(|| Window::new((long_us / LONG_BUCKETS).max(slice_us), long_us)),
-                    )
-                }
-                GlobalKind::CrawlingDistributed => (
-                    Window::new(slice_us, self.cfg.crawling.window_secs * 1_000_000),
-                    None,
-                ),
-            };
-            KeyState {
-                kind: p.kind,
-                short,
-                long,
-                hot_until: 0,
-                last_us: 0,
-            }
-        });
+        let (cfg, slice_us) = (&self.cfg, self.slice_us);
+        let k =
+            (self.keys.entry(p.key)).or_insert_with(|| new_key(cfg, slice_us, p.kind, partition));
         if k.kind != p.kind {
             // Another kind under the same key: a key collision or a forged record.
             self.metrics.rejected += 1;
@@ -241,11 +372,80 @@ impl GlobalEngine {
         self.watermark_us = self.watermark_us.max(p.slice_start_us);
         self.now_us = self.now_us.max(p.last_us);
         k.last_us = k.last_us.max(p.last_us);
+        k.partition = partition.or(k.partition);
         self.campaigns.set_partition(partition);
         match p.kind {
             GlobalKind::StuffingDistributed => self.stuffing(p),
             GlobalKind::CrawlingDistributed => self.crawling(p),
+            GlobalKind::AccountSharing | GlobalKind::BruteForceOnAccount => self.account(p),
         }
+    }
+
+    /// The account kinds: the single-instance condition on the merged window
+    /// ([`sharing_holds`], [`target_holds`] with [`target_kind`]); the campaign's actor is
+    /// the account alone, as one engine names it.
+    fn account(&mut self, p: &Partial) {
+        let Some(k) = self.keys.get_mut(&p.key) else {
+            return;
+        };
+        let Some((t, _)) = k.short.total() else {
+            return;
+        };
+        let sources = t.sources.count();
+        let (holds, counts, actor_kind) = match p.kind {
+            GlobalKind::AccountSharing => {
+                let addresses = t.values.count();
+                (
+                    sharing_holds(&self.cfg.abnormal_access, addresses),
+                    [
+                        ("requests", t.counts.attempts),
+                        ("distinct_addresses", addresses),
+                        ("distinct_sources", sources),
+                    ],
+                    "account",
+                )
+            }
+            _ => (
+                target_holds(&self.cfg.brute_force, t.counts.failures),
+                [
+                    ("attempts", t.counts.attempts),
+                    ("failures_on_user", t.counts.failures),
+                    ("distinct_sources", sources),
+                ],
+                "login_user",
+            ),
+        };
+        if holds {
+            k.hot_until = p.last_us + self.quiet_us;
+        }
+        if !(holds || k.hot_until >= p.last_us) {
+            return;
+        }
+        let h = match p.kind {
+            GlobalKind::AccountSharing => sharing_hit(&counts),
+            _ => match target_kind(sources) {
+                // One or two sources: the source's own campaign, raised by stage 1.
+                (kind, Scope::LoginUser) => target_hit(kind, Scope::LoginUser, &counts),
+                _ => return,
+            },
+        };
+        self.campaigns.hit_merged(&MergedHit {
+            hit: &h,
+            key: p.key,
+            now: p.last_us,
+            actor: vec![ActorKey {
+                kind: actor_kind,
+                value: p.account.clone(),
+            }],
+            endpoint: EndpointRef {
+                service: p.service.clone(),
+                method: p.method.clone(),
+                template: p.template.clone(),
+            },
+            sources: &p.listed,
+            source_set: &p.sources,
+            events: p.counts.attempts,
+        });
     }
 
     fn stuffing(&mut self, p: &Partial) {
@@ -370,12 +570,26 @@ impl GlobalEngine {
     pub fn tick(&mut self, now_us: u64) -> Vec<Finding> {
         self.now_us = self.now_us.max(now_us);
         let now = self.now_us;
-        self.keys.retain(|_, k| {
+        let tombstones = &mut self.window_tombstones;
+        let dropped = &mut self.metrics.window_tombstones_dropped;
+        self.keys.retain(|key, k| {
             let span = k
                 .long
                 .as_ref()
                 .map_or(k.short.span_us, |w| w.span_us.max(k.short.span_us));
-            k.last_us.max(k.hot_until) + span > now
+            let keep = k.last_us.max(k.hot_until) + span > now;
+            if !keep {
+                // Its records go with it.
+                for (i, w) in k.windows_mut() {
+                    for b in &w.buckets {
+                        tombstone(tombstones, dropped, window_key(*key, i, b.slice_start_us));
+                    }
+                    for start in w.evicted.drain(..) {
+                        tombstone(tombstones, dropped, window_key(*key, i, start));
+                    }
+                }
+            }
+            keep
         });
         self.campaigns.tick(now)
     }
@@ -414,7 +628,9 @@ impl GlobalEngine {
             + self.campaigns.bytes()
     }
 
-    /// The campaign records changed since the last call (`g/c/…`, deletes of closed ones).
+    /// The records changed since the last call: campaigns (`g/c/…`, deletes of closed
+    /// ones) and the window buckets merged into (`g/w/<key>/<window>/<bucket start>`, one
+    /// bounded record each: a bucket is one merged partial), deletes of dropped buckets.
     pub fn checkpoint(&mut self) -> StateChanges {
         let mut out = StateChanges::default();
         self.campaigns.checkpoint(&mut out);
@@ -423,6 +639,30 @@ impl GlobalEngine {
         }
         for k in &mut out.delete {
             k.insert_str(0, GLOBAL_PREFIX);
+        }
+        out.delete.append(&mut self.window_tombstones);
+        for (key, k) in &mut self.keys {
+            let (partition, hot_until, last_us) = (k.partition, k.hot_until, k.last_us);
+            for (i, w) in k.windows_mut() {
+                for start in w.evicted.drain(..) {
+                    out.delete.push(window_key(*key, i, start));
+                }
+                for start in w.dirty.drain(..) {
+                    let Some(b) = w.buckets.iter().find(|b| b.slice_start_us == start) else {
+                        continue;
+                    };
+                    let rec = WindowRecord {
+                        partition,
+                        hot_until,
+                        last_us,
+                        bucket: b.clone(),
+                    };
+                    match checkpoint::encode(&rec) {
+                        Some(v) => out.put.push((window_key(*key, i, start), v)),
+                        None => self.metrics.window_records_unwritten += 1,
+                    }
+                }
+            }
         }
         out
     }
@@ -435,13 +675,64 @@ impl GlobalEngine {
         value: &[u8],
         owned: &dyn Fn(Option<i32>) -> bool,
     ) -> Result<Restored, StateError> {
-        match key
-            .strip_prefix(GLOBAL_PREFIX)
-            .and_then(|k| k.strip_prefix(CAMPAIGN_PREFIX))
-        {
-            Some(k) => self.campaigns.restore(k, value, owned),
+        let Some(k) = key.strip_prefix(GLOBAL_PREFIX) else {
+            return Ok(Restored::UnknownKey);
+        };
+        if let Some(k) = k.strip_prefix(CAMPAIGN_PREFIX) {
+            return self.campaigns.restore(k, value, owned);
+        }
+        match k.strip_prefix(WINDOW_PREFIX) {
+            Some(k) => self.restore_window(k, value, owned),
             None => Ok(Restored::UnknownKey),
         }
+    }
+
+    /// A window bucket record: put back into its key's window when its partition is owned
+    /// and the key is not held live here (a key of a partition owned before this
+    /// assignment has its windows already).
+    fn restore_window(
+        &mut self,
+        k: &str,
+        value: &[u8],
+        owned: &dyn Fn(Option<i32>) -> bool,
+    ) -> Result<Restored, StateError> {
+        let (key, w, start) = parse_window_key(k).ok_or(StateError::Corrupt)?;
+        let rec: WindowRecord = checkpoint::decode(value)?;
+        rec.bucket.validate()?;
+        if rec.bucket.key != key || rec.bucket.slice_start_us != start {
+            return Err(StateError::Corrupt);
+        }
+        if !owned(rec.partition) || self.keys.get(&key).is_some_and(|k| !k.restoring) {
+            return Ok(Restored::WindowSkipped);
+        }
+        if !self.keys.contains_key(&key) && self.keys.len() >= self.cfg.limits.max_keys_per_table {
+            self.metrics.rejected += 1;
+            return Ok(Restored::WindowSkipped);
+        }
+        let kind = rec.bucket.kind;
+        let (cfg, slice_us) = (&self.cfg, self.slice_us);
+        let ks = self.keys.entry(key).or_insert_with(|| {
+            let mut ks = new_key(cfg, slice_us, kind, rec.partition);
+            ks.restoring = true;
+            ks
+        });
+        if ks.kind != kind {
+            return Err(StateError::Corrupt);
+        }
+        let window = match w {
+            0 => &mut ks.short,
+            _ => ks.long.as_mut().ok_or(StateError::Corrupt)?,
+        };
+        if !window.put(rec.bucket) {
+            return Ok(Restored::WindowSkipped);
+        }
+        ks.hot_until = ks.hot_until.max(rec.hot_until);
+        ks.last_us = ks.last_us.max(rec.last_us);
+        ks.partition = rec.partition;
+        self.watermark_us = self.watermark_us.max(start);
+        self.now_us = self.now_us.max(rec.last_us);
+        self.metrics.window_buckets_restored += 1;
+        Ok(Restored::Window)
     }
 
     /// The records of `changes` were not stored: they are part of the next checkpoint.
@@ -453,18 +744,150 @@ impl GlobalEngine {
             ..StateChanges::default()
         };
         self.campaigns.checkpoint_failed(&plain);
+        // Every bucket is written again, the window deletes are pending again.
+        for k in changes.delete.iter().filter(|k| {
+            k.strip_prefix(GLOBAL_PREFIX)
+                .is_some_and(|k| k.starts_with(WINDOW_PREFIX))
+        }) {
+            tombstone(
+                &mut self.window_tombstones,
+                &mut self.metrics.window_tombstones_dropped,
+                k.clone(),
+            );
+        }
+        for k in self.keys.values_mut() {
+            for (_, w) in k.windows_mut() {
+                w.dirty = w.buckets.iter().map(|b| b.slice_start_us).collect();
+            }
+        }
     }
 
-    /// Forgets, without a Close, the campaigns last merged from `partitions` of the partials
-    /// topic (revoked), and the windows (the new owner rebuilds them). Returns how many
-    /// campaigns.
+    /// Forgets, without a Close, the campaigns and the windows of the keys last merged from
+    /// `partitions` of the partials topic (revoked: the new owner restores both from the
+    /// last checkpoint). Returns how many campaigns.
     pub fn forget_partitions(&mut self, partitions: &[i32]) -> usize {
-        self.keys.clear();
+        self.keys
+            .retain(|_, k| !k.partition.is_some_and(|p| partitions.contains(&p)));
         self.campaigns.forget_partitions(partitions)
+    }
+
+    /// The keys restored by the last assignment are live from now on (their next records
+    /// of the same assignment's snapshot were all read): call after a restore pass.
+    pub fn restore_done(&mut self) {
+        for k in self.keys.values_mut() {
+            k.restoring = false;
+        }
     }
 
     /// The keyed hasher.
     pub fn keyer(&self) -> &Keyer {
         &self.keyer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partial::{Counts, MAX_NAME_BYTES, MAX_SOURCES};
+    use std::net::IpAddr;
+
+    fn engine() -> GlobalEngine {
+        GlobalEngine::new(
+            DetectConfig::default(),
+            &HashKey::from_secret(b"global"),
+            10,
+            20,
+        )
+        .unwrap()
+    }
+
+    /// The largest bucket there can be: both sets sketches, every source listed, every name
+    /// at its limit.
+    fn worst_bucket(key: u64, start_us: u64) -> Partial {
+        let mut p = Partial::empty(GlobalKind::StuffingDistributed, key, start_us, 10_000_000);
+        p.counts = Counts {
+            attempts: 1,
+            failures: 1,
+            ..Counts::default()
+        };
+        let name = "ж".repeat(MAX_NAME_BYTES / 2);
+        for s in [
+            &mut p.service,
+            &mut p.method,
+            &mut p.template,
+            &mut p.ua_family,
+            &mut p.account,
+        ] {
+            s.clone_from(&name);
+        }
+        for i in 0..10_000u64 {
+            p.sources.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            p.values.insert(i.wrapping_mul(0xC2B2_AE3D_27D4_EB4F));
+        }
+        p.listed = (0..MAX_SOURCES as u64)
+            .map(|i| (IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, i as u16]), i))
+            .collect();
+        p
+    }
+
+    #[test]
+    fn window_records_are_bounded_and_round_trip() {
+        let mut g = engine();
+        let p = worst_bucket(7, 1_000_000_000);
+        g.merge(&p, Some(3));
+        let changes = g.checkpoint();
+        let windows: Vec<&(String, Vec<u8>)> = (changes.put.iter())
+            .filter(|(k, _)| k.starts_with("g/w/"))
+            .collect();
+        // The short and the long window's bucket.
+        assert_eq!(windows.len(), 2, "{:?}", changes.put);
+        for (k, v) in &windows {
+            assert!(v.len() < 16 * 1024, "{k}: {} bytes", v.len());
+        }
+        // Nothing changed: nothing written again.
+        assert!(g.checkpoint().put.is_empty());
+        let mut h = engine();
+        for (k, v) in &windows {
+            // Not owned: skipped.
+            assert_eq!(
+                h.restore(k, v, &|p| p == Some(1)),
+                Ok(Restored::WindowSkipped)
+            );
+            assert_eq!(h.restore(k, v, &|p| p == Some(3)), Ok(Restored::Window));
+        }
+        h.restore_done();
+        assert_eq!(h.keys(), 1);
+        // Live now: a second pass does not count the buckets twice.
+        assert_eq!(
+            h.restore(&windows[0].0, &windows[0].1, &|_| true),
+            Ok(Restored::WindowSkipped)
+        );
+        // Revoked: the windows go (the new owner restores them).
+        h.forget_partitions(&[3]);
+        assert_eq!(h.keys(), 0);
+    }
+
+    #[test]
+    fn bad_window_records_are_errors() {
+        let mut g = engine();
+        g.merge(&worst_bucket(7, 1_000_000_000), Some(0));
+        let changes = g.checkpoint();
+        let (k, v) = changes
+            .put
+            .iter()
+            .find(|(k, _)| k.starts_with("g/w/"))
+            .unwrap();
+        let mut h = engine();
+        let all = |_: Option<i32>| true;
+        for n in [0, 1, v.len() / 2, v.len() - 1] {
+            assert!(h.restore(k, &v[..n], &all).is_err(), "{n}");
+        }
+        // A key that does not name the bucket's key or start.
+        let other = k.replacen("0000000000000007", "0000000000000008", 1);
+        assert_eq!(h.restore(&other, v, &all), Err(StateError::Corrupt));
+        for bad in ["g/w/zz/0/00", "g/w/0000000000000007/9/00", "g/w/7"] {
+            assert_eq!(h.restore(bad, v, &all), Err(StateError::Corrupt), "{bad}");
+        }
+        assert_eq!(h.keys(), 0);
     }
 }

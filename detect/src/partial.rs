@@ -6,8 +6,10 @@
 //!
 //! Global keys are the campaign keys the single-instance detectors use: credential stuffing
 //! `distributed` per endpoint (service, method, template), crawling `distributed` per
-//! (service, non-browser client fingerprint). Account sharing and brute force
-//! `distributed_on_account` stay per partition (docs/scale-out.md).
+//! (service, non-browser client fingerprint), abnormal access `account_sharing` per
+//! (service, account), brute force `distributed_on_account` per (user name tried, login
+//! endpoint). Accounts and user names are keyed hashes (the campaign key and
+//! [`Partial::account`]); no clear value is in a partial.
 //!
 //! [`Partial::merge`] is associative and commutative: counts add, distinct sets union (exact
 //! up to 8 values, then HyperLogLog registers by maximum — the same registers as one sketch
@@ -26,6 +28,7 @@ use std::net::IpAddr;
 use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
 
+use crate::actor::Account;
 use crate::baseline::Ewma;
 use crate::campaign::campaign_key;
 use crate::checkpoint::{self, StateError};
@@ -48,6 +51,10 @@ pub enum GlobalKind {
     StuffingDistributed,
     /// Crawling `distributed`, per (service, non-browser fingerprint).
     CrawlingDistributed,
+    /// Abnormal access `account_sharing`, per (service, account).
+    AccountSharing,
+    /// Brute force `distributed_on_account`, per (user name tried, login endpoint).
+    BruteForceOnAccount,
 }
 
 impl GlobalKind {
@@ -56,6 +63,8 @@ impl GlobalKind {
         match self {
             GlobalKind::StuffingDistributed => (Detector::CredentialStuffing, "distributed"),
             GlobalKind::CrawlingDistributed => (Detector::Crawling, "distributed"),
+            GlobalKind::AccountSharing => (Detector::AbnormalAccess, "account_sharing"),
+            GlobalKind::BruteForceOnAccount => (Detector::BruteForce, "distributed_on_account"),
         }
     }
 }
@@ -133,6 +142,10 @@ pub struct Partial {
     pub thr_requests: f64,
     /// See `thr_requests`.
     pub thr_paths: f64,
+    /// Account kinds: the account as alerts render it (`jwt_sub:<keyed hash>`,
+    /// `login_user:<keyed hash>`); never a clear value.
+    #[serde(default)]
+    pub account: String,
 }
 
 /// Why two partials do not merge.
@@ -145,7 +158,7 @@ pub enum MergeError {
 
 impl Partial {
     /// An empty partial of `key` for the slice holding `now`.
-    fn empty(kind: GlobalKind, key: u64, now: u64, slice_us: u64) -> Partial {
+    pub(crate) fn empty(kind: GlobalKind, key: u64, now: u64, slice_us: u64) -> Partial {
         Partial {
             kind,
             key,
@@ -165,6 +178,7 @@ impl Partial {
             base: Ewma::default(),
             thr_requests: 0.0,
             thr_paths: 0.0,
+            account: String::new(),
         }
     }
 
@@ -191,6 +205,7 @@ impl Partial {
             (&mut self.method, &other.method),
             (&mut self.template, &other.template),
             (&mut self.ua_family, &other.ua_family),
+            (&mut self.account, &other.account),
         ] {
             if a.is_empty() || (!b.is_empty() && *b < *a) {
                 a.clone_from(b);
@@ -228,7 +243,14 @@ impl Partial {
     /// oversized or inconsistent record is an error (count it and skip it).
     pub fn decode(bytes: &[u8]) -> Result<Partial, StateError> {
         let p: Partial = checkpoint::decode(bytes)?;
-        let names_ok = [&p.service, &p.method, &p.template, &p.ua_family]
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// The bounds [`Partial::decode`] enforces (a stage-2 window record's bucket too).
+    pub(crate) fn validate(&self) -> Result<(), StateError> {
+        let p = self;
+        let names_ok = [&p.service, &p.method, &p.template, &p.ua_family, &p.account]
             .iter()
             .all(|s| s.len() <= MAX_NAME_BYTES);
         if !names_ok
@@ -240,7 +262,7 @@ impl Partial {
         {
             return Err(StateError::Corrupt);
         }
-        Ok(p)
+        Ok(())
     }
 
     /// The partials topic's message key: the global key in hex (the partition is the key's
@@ -379,6 +401,38 @@ impl PartialSink {
         p.thr_paths = p.thr_paths.max(thr_paths);
     }
 
+    /// A request of an account (not a login attempt's user name) for the sharing check:
+    /// `address` is the key the condition counts (the subnet's or the address's,
+    /// `abnormal_access.sharing_by_subnet`).
+    pub(crate) fn sharing(&mut self, o: &Obs, keyer: &Keyer, account: &Account, address: u64) {
+        let (d, kind) = GlobalKind::AccountSharing.detector();
+        let key = campaign_key(keyer, d, kind, account.key, o.service_key);
+        let Some(p) = self.entry(GlobalKind::AccountSharing, key, o, true) else {
+            return;
+        };
+        if p.account.is_empty() {
+            p.account = account.render();
+        }
+        p.counts.attempts += 1;
+        p.values.insert(address);
+    }
+
+    /// A login attempt with a known outcome on user name `user` (keyed hash) for the
+    /// brute-force check distributed on an account.
+    pub(crate) fn brute_force(&mut self, o: &Obs, keyer: &Keyer, user: u64) {
+        let (d, kind) = GlobalKind::BruteForceOnAccount.detector();
+        let key = campaign_key(keyer, d, kind, user, o.endpoint_key);
+        let Some(p) = self.entry(GlobalKind::BruteForceOnAccount, key, o, false) else {
+            return;
+        };
+        if p.account.is_empty() {
+            p.account = format!("login_user:{user:016x}");
+        }
+        p.counts.attempts += 1;
+        p.counts.failures += u64::from(o.outcome == crate::Outcome::Failure);
+        p.counts.successes += u64::from(o.outcome == crate::Outcome::Success);
+    }
+
     /// Every partial held, in (slice, key) order; the sink starts empty again.
     pub(crate) fn take(&mut self) -> Vec<Partial> {
         let mut out: Vec<Partial> = self.held.drain().map(|(_, p)| p).collect();
@@ -399,6 +453,7 @@ impl PartialSink {
                     + p.service.capacity()
                     + p.method.capacity()
                     + p.template.capacity()
+                    + p.account.capacity()
             })
             .sum()
     }

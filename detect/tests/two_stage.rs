@@ -286,10 +286,16 @@ fn a_restored_stage_two_owner_continues_the_campaign_without_a_second_create() {
             // SIGKILL; the new owner reads the state topic.
             let mut g = GlobalEngine::new(cfg.clone(), &key(), SLICE_SECS, 20).unwrap();
             for (k, v) in &store {
-                assert!(k.starts_with("g/c/"), "{k}");
+                use apitap_detect::checkpoint::Restored;
                 let r = g.restore(k, v, &|p| p == Some(0)).unwrap();
-                assert_eq!(r, apitap_detect::checkpoint::Restored::Campaign);
+                if k.starts_with("g/c/") {
+                    assert_eq!(r, Restored::Campaign);
+                } else {
+                    assert!(k.starts_with("g/w/"), "{k}");
+                    assert!(matches!(r, Restored::Window), "{k}: {r:?}");
+                }
             }
+            g.restore_done();
             assert_eq!(g.open_campaigns(), 1);
             restored = Some(g);
         }
@@ -351,6 +357,223 @@ fn a_re_addressed_crawl_gives_the_single_engine_distributed_crawling_campaign() 
             (ref_sources..=24).contains(&close.source_count),
             "{members}: {}",
             close.source_count
+        );
+    }
+}
+
+/// Campaigns of the account kinds stage 2 raises.
+fn on_account(out: &[Finding]) -> Vec<Finding> {
+    out.iter()
+        .filter(|f| matches!(f.kind, "account_sharing" | "distributed_on_account"))
+        .cloned()
+        .collect()
+}
+
+/// `evs` with the attacker's (10.213.0.2) events re-addressed in turn over `addresses`.
+fn re_addressed(mut evs: Vec<ApiEvent>, addresses: &[std::net::IpAddr]) -> Vec<ApiEvent> {
+    let attacker: std::net::IpAddr = "10.213.0.2".parse().unwrap();
+    let mut i = 0;
+    for e in evs.iter_mut().filter(|e| e.client.ip == attacker) {
+        e.client.ip = addresses[i % addresses.len()];
+        i += 1;
+    }
+    assert!(i > 0, "the recording has attacker events");
+    evs
+}
+
+/// One account from many sources, through 1, 2 and 4 members: stage 2 raises the single
+/// engine's account campaign (same detector, kind, actor — the account alone — and
+/// endpoint), one Create and one Close under one uid; stage 1 raises no account kind and
+/// the rest as one engine does; no clear user name in any partial or finding.
+fn same_account_campaign(evs: &[ApiEvent], kind: &str, clear: &str) {
+    let parts: std::collections::BTreeSet<u32> = evs.iter().map(event_partition).collect();
+    assert!(parts.len() > 1, "the sources spread over partitions");
+    let whole = reference(evs);
+    let want = creates(&on_account(&whole));
+    assert_eq!(want.len(), 1, "{want:#?}");
+    let (id, _) = want.iter().next().unwrap();
+    assert_eq!(id.1, kind);
+    assert_eq!(id.2.len(), 1, "the actor is the account alone: {:?}", id.2);
+    let ref_sources = whole
+        .iter()
+        .filter(|f| f.kind == kind && f.activity == Activity::Close)
+        .map(|f| f.source_count)
+        .max()
+        .unwrap();
+    let want_local = creates(
+        &whole
+            .iter()
+            .filter(|f| f.kind != kind)
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    for members in [1, 2, 4] {
+        let (out1, out2, merged) = two_stage(evs, members, true);
+        assert!(on_account(&out1).is_empty(), "{members}: {out1:#?}");
+        assert_eq!(creates(&on_account(&out2)), want, "{members} members");
+        let mut by_uid: BTreeMap<&str, Vec<Activity>> = BTreeMap::new();
+        let mine = on_account(&out2);
+        for f in &mine {
+            by_uid.entry(&f.uid).or_default().push(f.activity);
+        }
+        assert_eq!(by_uid.len(), 1, "{members}: {by_uid:?}");
+        let close = out2
+            .iter()
+            .find(|f| f.kind == kind && f.activity == Activity::Close)
+            .unwrap();
+        eprintln!(
+            "{kind}, {members} members: {merged} partials, {} sources (reference {ref_sources}), {} events",
+            close.source_count, close.events
+        );
+        assert_eq!(close.source_count, ref_sources, "{members} members");
+        assert_eq!(
+            creates(&out1),
+            want_local,
+            "{members}: per-client campaigns"
+        );
+        let json = serde_json::to_string(&out2).unwrap();
+        assert!(!json.contains(clear), "clear user name in {json}");
+    }
+    // Without stage 2, the split engines see a part of the sources each.
+    let (out1, _, _) = two_stage(evs, 4, false);
+    let split = creates(&on_account(&out1));
+    eprintln!("{kind}, 4 engines without stage 2: {split:?}");
+    assert_ne!(split, want, "four engines alone raise {split:?}");
+}
+
+/// The recorded patator run guessing bob's password (`brute_patator_json`, real sensor
+/// output in `data/brute/patator.events.jsonl.gz`), the attacker's 400 attempts
+/// **re-addressed** over 24 sources in turn (no distributed recording exists): brute force
+/// `distributed_on_account`.
+#[test]
+fn a_re_addressed_brute_force_on_one_account_gives_the_single_engine_campaign() {
+    let sources: Vec<std::net::IpAddr> = (0..24u8)
+        .map(|i| std::net::IpAddr::from([10, 77, i / 8, i % 8 + 1]))
+        .collect();
+    let evs = re_addressed(common::events_of("brute/patator"), &sources);
+    same_account_campaign(&evs, "distributed_on_account", "\"bob\"");
+}
+
+/// The recorded bulk export (`bulk_export`: curl with bob's session pulls 20 pages), the
+/// attacker's events **re-addressed** over 10 addresses in 10 /24 subnets: the account used
+/// from many subnets, abnormal access `account_sharing`.
+#[test]
+fn a_re_addressed_account_gives_the_single_engine_account_sharing_campaign() {
+    let sources: Vec<std::net::IpAddr> = (0..10u8)
+        .map(|i| std::net::IpAddr::from([10, 77, 10 + i, 5]))
+        .collect();
+    let evs = re_addressed(common::events_of("sharing/bulk_export"), &sources);
+    same_account_campaign(&evs, "account_sharing", "\"bob\"");
+}
+
+/// One stage-1 engine, stage 2 checkpointed every second of stream time into a store (the
+/// state topic); with `handover = Some((at, restore))`, at stream time `at` the owner is
+/// replaced by a new engine which restores every record of the store when `restore` (the
+/// next owner's assignment) or starts empty. Returns stage 2's findings and the window
+/// buckets restored.
+fn with_hand_over(evs: &[ApiEvent], handover: Option<(u64, bool)>) -> (Vec<Finding>, u64) {
+    let cfg = DetectConfig::default();
+    let mut s1 = Engine::with_hash_key(cfg.clone(), &key()).unwrap();
+    s1.enable_partials(SLICE_SECS);
+    let mut g = GlobalEngine::new(cfg.clone(), &key(), SLICE_SECS, 20).unwrap();
+    let mut store: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut out = Vec::new();
+    let mut restored = 0;
+    let mut next = evs[0].request_start_unix_us;
+    let mut flush = |g: &mut GlobalEngine, s1: &mut Engine, now: u64| {
+        for p in s1.take_partials() {
+            g.merge(&p, Some(0));
+        }
+        out.extend(g.tick(now));
+        let changes = g.checkpoint();
+        for k in &changes.delete {
+            store.remove(k);
+        }
+        store.extend(changes.put);
+        if let Some((at, restore)) = handover
+            && now == at
+        {
+            let mut new = GlobalEngine::new(cfg.clone(), &key(), SLICE_SECS, 20).unwrap();
+            if restore {
+                for (k, v) in &store {
+                    new.restore(k, v, &|p| p == Some(0)).unwrap();
+                }
+                new.restore_done();
+                restored = new.metrics().window_buckets_restored;
+            }
+            *g = new;
+        }
+    };
+    for e in evs {
+        while e.request_start_unix_us >= next {
+            flush(&mut g, &mut s1, next);
+            next += 1_000_000;
+        }
+        s1.observe(e, &EventContext::default());
+    }
+    flush(&mut g, &mut s1, next);
+    out.extend(g.finish());
+    (out, restored)
+}
+
+/// A hand-over of stage 2 mid-window — halfway between the campaign's first partial and its
+/// Create, the condition not holding yet — to a new owner that restores the `g/w/…`
+/// window records: the Create comes at the same stream second with the same uid as without
+/// a hand-over. A new owner starting with empty windows raises it later or not at all.
+#[test]
+fn a_hand_over_mid_window_restores_the_windows_and_raises_on_time() {
+    // The recorded patator and bulk-export runs last under two seconds: their Create comes
+    // within the second of their first event, there is no mid-window hand-over to make.
+    {
+        let (kind, evs, attackers) = (
+            "distributed",
+            common::events_of("stuffing/distributed"),
+            [10u8, 213, 1],
+        );
+        let create = |out: &[Finding]| {
+            out.iter()
+                .find(|f| f.kind == kind && f.activity == Activity::Create)
+                .map(|f| (f.uid.clone(), f.time_us))
+        };
+        let (whole, _) = with_hand_over(&evs, None);
+        let (uid, at) = create(&whole).expect("a campaign");
+        // The attack's first event (the window's start; 10.213.1.0/24, 10.77.0.0/16) and
+        // halfway to the Create, on the second grid.
+        let first = evs
+            .iter()
+            .find(|e| match e.client.ip {
+                std::net::IpAddr::V4(v) => {
+                    v.octets()[..2] == attackers[..2]
+                        && (attackers[2] == 0 || v.octets()[2] == attackers[2])
+                }
+                std::net::IpAddr::V6(_) => false,
+            })
+            .map(|e| e.request_start_unix_us)
+            .unwrap();
+        let t0 = evs[0].request_start_unix_us;
+        let mid = first + (at - first) / 2;
+        let handover = t0 + (mid - t0) / 1_000_000 * 1_000_000;
+        assert!(handover > first && handover < at, "{kind}: mid-window");
+        let (out, restored) = with_hand_over(&evs, Some((handover, true)));
+        eprintln!(
+            "{kind}: hand-over {} s after the first event, {} s before the Create; {restored} \
+             buckets restored",
+            (handover - first) / 1_000_000,
+            (at - handover) / 1_000_000
+        );
+        assert!(restored > 0, "{kind}");
+        assert_eq!(create(&out), Some((uid.clone(), at)), "{kind}: on time");
+        let creates = out
+            .iter()
+            .filter(|f| f.activity == Activity::Create && f.kind == kind)
+            .count();
+        assert_eq!(creates, 1, "{kind}");
+        let (cold, _) = with_hand_over(&evs, Some((handover, false)));
+        let late = create(&cold);
+        eprintln!("{kind}: without the windows: {late:?} (reference at {at})");
+        assert!(
+            late.as_ref().is_none_or(|(_, t)| *t > at),
+            "{kind}: {late:?}"
         );
     }
 }

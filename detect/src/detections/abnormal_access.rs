@@ -133,6 +133,25 @@ const BULK: usize = 0;
 const OFF: usize = 1;
 const SHARE: usize = 2;
 
+/// The sharing condition, as one engine and stage 2 check it (issue 18): distinct
+/// addresses (or subnets, `sharing_by_subnet`) using one account in the window.
+pub(crate) fn sharing_holds(c: &AbnormalConfig, addresses: u64) -> bool {
+    addresses >= u64::from(c.sharing_min_addresses)
+}
+
+/// The sharing campaign's hit (the account on every endpoint of the service).
+pub(crate) fn sharing_hit<'a>(counts: &'a [(&'static str, u64)]) -> Hit<'a> {
+    Hit {
+        detector: Detector::AbnormalAccess,
+        kind: "account_sharing",
+        scope: Scope::Account,
+        any_endpoint: true,
+        severity: Severity::Medium,
+        confidence: 70,
+        counts,
+    }
+}
+
 /// A MaxMind DB country lookup.
 pub struct Geo {
     reader: maxminddb::Reader<Vec<u8>>,
@@ -341,10 +360,25 @@ impl Detection for AbnormalAccess {
             hits[2] = Some(("off_hours_access", Severity::Medium, true, OFF));
         }
         let addresses = w.addresses.count();
+        // Two-stage processing (issue 18): an account's requests come from clients of every
+        // partition; the sharing check runs on the merged partials ([`crate::global`]).
+        let global = match (cx.partials.as_deref_mut(), account) {
+            (Some(sink), Some(acc)) => {
+                let address = if c.sharing_by_subnet {
+                    a.subnet_key
+                } else {
+                    a.ip_key
+                };
+                sink.sharing(o, cx.keyer, &acc, address);
+                true
+            }
+            _ => false,
+        };
         if account.is_some()
-            && (addresses >= u64::from(c.sharing_min_addresses) || w.hot_until[SHARE] >= now)
+            && !global
+            && (sharing_holds(c, addresses) || w.hot_until[SHARE] >= now)
         {
-            if addresses >= u64::from(c.sharing_min_addresses) {
+            if sharing_holds(c, addresses) {
                 w.hot_until[SHARE] = now + self.quiet_us;
             }
             hits[3] = Some(("account_sharing", Severity::Medium, true, SHARE));

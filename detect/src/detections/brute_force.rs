@@ -108,6 +108,38 @@ impl History {
     }
 }
 
+/// The condition on one user name's window, as one engine and stage 2 check it (issue 18).
+pub(crate) fn target_holds(c: &BruteForceConfig, failures: u64) -> bool {
+    failures >= u64::from(c.min_failures)
+}
+
+/// The kind by the window's distinct sources: one or two sources are a tool run keyed by
+/// its address, more are guessing distributed on the account.
+pub(crate) fn target_kind(sources: u64) -> (&'static str, Scope) {
+    if sources <= 2 {
+        ("single_source", Scope::Ip)
+    } else {
+        ("distributed_on_account", Scope::LoginUser)
+    }
+}
+
+/// The hit of a user name's window.
+pub(crate) fn target_hit<'a>(
+    kind: &'static str,
+    scope: Scope,
+    counts: &'a [(&'static str, u64)],
+) -> Hit<'a> {
+    Hit {
+        detector: Detector::BruteForce,
+        kind,
+        scope,
+        any_endpoint: false,
+        severity: Severity::Medium,
+        confidence: 85,
+        counts,
+    }
+}
+
 /// Stands for the missing user name of a password-only login in keyed hashes.
 const NO_USER_NAME: u64 = 0x6e6f_2d75_7365_7200;
 
@@ -177,8 +209,18 @@ impl Detection for BruteForce {
             t.failures += 1;
         }
         let sources = t.sources.count();
-        let triggered = t.failures >= self.cfg.min_failures;
-        if triggered || t.hot_until >= now {
+        let triggered = target_holds(&self.cfg, u64::from(t.failures));
+        // Two-stage processing (issue 18): a user name tried from many sources is checked on
+        // the merged partials ([`crate::global`]); here only a source's own campaign is.
+        let global = match (cx.partials.as_deref_mut(), o.actor.login_user) {
+            (Some(sink), Some(u)) => {
+                sink.brute_force(o, cx.keyer, u);
+                true
+            }
+            _ => false,
+        };
+        let (kind, scope) = target_kind(sources);
+        if (triggered || t.hot_until >= now) && !(global && scope == Scope::LoginUser) {
             if triggered {
                 t.hot_until = now + self.quiet_us;
             }
@@ -187,24 +229,8 @@ impl Detection for BruteForce {
                 ("failures_on_user", u64::from(t.failures)),
                 ("distinct_sources", sources),
             ];
-            let (kind, scope) = if sources <= 2 {
-                ("single_source", Scope::Ip)
-            } else {
-                ("distributed_on_account", Scope::LoginUser)
-            };
-            cx.campaigns.hit(
-                &Hit {
-                    detector: Detector::BruteForce,
-                    kind,
-                    scope,
-                    any_endpoint: false,
-                    severity: Severity::Medium,
-                    confidence: 85,
-                    counts: &counts,
-                },
-                o,
-                cx.keyer,
-            );
+            cx.campaigns
+                .hit(&target_hit(kind, scope, &counts), o, cx.keyer);
             cx.baselines.poison(o.endpoint_key);
         }
         if o.outcome == Outcome::Success {
