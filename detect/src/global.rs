@@ -381,14 +381,29 @@ impl GlobalEngine {
         }
     }
 
+    /// The merged short window of `key`; `None` when the key is not held or its window is
+    /// empty.
+    fn short_total(&self, key: u64) -> Option<Partial> {
+        self.keys.get(&key)?.short.total().map(|(t, _)| t)
+    }
+
+    /// Keeps `key` hot for the quiet time while its condition `holds`; whether it is hot at
+    /// `now_us` (a campaign goes on getting hits until it has been quiet that long).
+    fn keep_hot(&mut self, key: u64, holds: bool, now_us: u64) -> bool {
+        let Some(k) = self.keys.get_mut(&key) else {
+            return false;
+        };
+        if holds {
+            k.hot_until = now_us + self.quiet_us;
+        }
+        holds || k.hot_until >= now_us
+    }
+
     /// The account kinds: the single-instance condition on the merged window
     /// ([`sharing_holds`], [`target_holds`] with [`target_kind`]); the campaign's actor is
     /// the account alone, as one engine names it.
     fn account(&mut self, p: &Partial) {
-        let Some(k) = self.keys.get_mut(&p.key) else {
-            return;
-        };
-        let Some((t, _)) = k.short.total() else {
+        let Some(t) = self.short_total(p.key) else {
             return;
         };
         let sources = t.sources.count();
@@ -415,10 +430,7 @@ impl GlobalEngine {
                 "login_user",
             ),
         };
-        if holds {
-            k.hot_until = p.last_us + self.quiet_us;
-        }
-        if !(holds || k.hot_until >= p.last_us) {
+        if !self.keep_hot(p.key, holds, p.last_us) {
             return;
         }
         let h = match p.kind {
@@ -514,10 +526,7 @@ impl GlobalEngine {
     }
 
     fn crawling(&mut self, p: &Partial) {
-        let Some(k) = self.keys.get_mut(&p.key) else {
-            return;
-        };
-        let Some((t, _)) = k.short.total() else {
+        let Some(t) = self.short_total(p.key) else {
             return;
         };
         let sources = t.sources.count();
@@ -528,10 +537,7 @@ impl GlobalEngine {
             t.thr_requests,
             t.thr_paths,
         );
-        if holds {
-            k.hot_until = p.last_us + self.quiet_us;
-        }
-        if !(holds || k.hot_until >= p.last_us) {
+        if !self.keep_hot(p.key, holds, p.last_us) {
             return;
         }
         let counts = [
