@@ -449,11 +449,7 @@ impl GlobalEngine {
                 kind: actor_kind,
                 value: p.account.clone(),
             }],
-            endpoint: EndpointRef {
-                service: p.service.clone(),
-                method: p.method.clone(),
-                template: p.template.clone(),
-            },
+            endpoint: endpoint_of(p),
             sources: &p.listed,
             source_set: &p.sources,
             events: p.counts.attempts,
@@ -513,11 +509,7 @@ impl GlobalEngine {
                     kind: "scope",
                     value: "distributed".into(),
                 }],
-                endpoint: EndpointRef {
-                    service: p.service.clone(),
-                    method: p.method.clone(),
-                    template: p.template.clone(),
-                },
+                endpoint: endpoint_of(p),
                 sources: &p.listed,
                 source_set: &p.sources,
                 events: p.counts.failures,
@@ -788,6 +780,15 @@ impl GlobalEngine {
     /// The keyed hasher.
     pub fn keyer(&self) -> &Keyer {
         &self.keyer
+    }
+}
+
+/// The endpoint a partial is about, as a campaign names it.
+fn endpoint_of(p: &Partial) -> EndpointRef {
+    EndpointRef {
+        service: p.service.clone(),
+        method: p.method.clone(),
+        template: p.template.clone(),
     }
 }
 
