@@ -848,14 +848,14 @@ impl Session {
                             .reading
                             .as_ref()
                             .is_some_and(|r| peer_offset.is_none_or(|a| r.head_end <= a));
-                    let method = request
-                        .as_ref()
-                        .or(if answers_reading {
-                            self.reading.as_ref()
-                        } else {
-                            None
-                        })
-                        .map(|r| r.head.method.as_str());
+                    // The request this response answers: the oldest complete one, else the
+                    // one still being read.
+                    let answered = request.as_ref().or(if answers_reading {
+                        self.reading.as_ref()
+                    } else {
+                        None
+                    });
+                    let method = answered.map(|r| r.head.method.as_str());
                     let framing = Framing::for_response(&head, method, &mut anomalies);
                     self.res.start_body(framing);
                     let declared = match framing {
@@ -863,14 +863,7 @@ impl Session {
                         _ => None,
                     };
                     // gRPC-Web: the response of a gRPC-Web request, or one that says it is.
-                    let grpc_request = request
-                        .as_ref()
-                        .or(if answers_reading {
-                            self.reading.as_ref()
-                        } else {
-                            None
-                        })
-                        .is_some_and(|r| r.body.grpc.is_some());
+                    let grpc_request = answered.is_some_and(|r| r.body.grpc.is_some());
                     let grpc = web_framer(&head)
                         .or_else(|| grpc_request.then(|| Box::new(grpc::MessageFramer::new(true))));
                     let r = PartialResponse {
