@@ -72,6 +72,8 @@ pub struct ScaleOutCounters {
     pub rejected: [u64; PARTIAL_CAUSES.len()],
     /// Productions of a flush's partials that failed (retried at the next flush).
     pub produce_errors: u64,
+    /// Partials read again whose effects stage 2's state held already (skipped).
+    pub redelivered: u64,
 }
 
 impl ScaleOutCounters {
@@ -95,6 +97,11 @@ impl ScaleOutCounters {
             "apitap_analyzer_partials_late_dropped_total",
             "Late partial aggregates outside every window of their key (dropped, not merged).",
             self.late_dropped,
+        );
+        out.counter(
+            "apitap_analyzer_partials_redelivered_total",
+            "Partial aggregates read again after a rebalance or restart whose effects stage 2's restored state held already (skipped, not merged twice).",
+            self.redelivered,
         );
         out.counter(
             "apitap_analyzer_partials_produce_errors_total",
@@ -154,12 +161,17 @@ impl Detection {
             .collect()
     }
 
-    /// Merges one partials-topic record from `partition` into stage 2 (a bad one is counted
-    /// and skipped).
-    pub fn merge_partial(&mut self, value: &[u8], partition: i32) {
+    /// Merges the partials-topic record at `offset` of `partition` into stage 2 (a bad one is
+    /// counted and skipped; one whose effects the state holds already is skipped and counted
+    /// as redelivered).
+    pub fn merge_partial(&mut self, value: &[u8], partition: i32, offset: i64) {
         let Some(global) = self.global.as_mut() else {
             return;
         };
+        if !global.first_delivery(partition, offset) {
+            self.scale_out.redelivered += 1;
+            return;
+        }
         match Partial::decode(value) {
             Ok(p) => {
                 let before = global.metrics();
@@ -332,8 +344,13 @@ impl Detection {
     pub fn render(&self, out: &mut Exposition) {
         self.engine.metrics().render_into(out);
         self.state.render(out);
-        if self.global.is_some() {
+        if let Some(g) = &self.global {
             self.scale_out.render(out);
+            out.gauge(
+                "apitap_analyzer_global_open_campaigns",
+                "Campaigns open in stage 2 (the global keys this member owns).",
+                g.open_campaigns() as u64,
+            );
         }
         out.gauge(
             "apitap_detect_baseline_samples",

@@ -85,7 +85,7 @@ impl ScaleOut {
             if let Some(v) = &m.payload
                 && let Some(d) = lock(ingestor).detect.as_mut()
             {
-                d.merge_partial(v, m.partition);
+                d.merge_partial(v, m.partition, m.offset);
             }
             self.offsets.insert(m.partition, m.offset + 1);
         }

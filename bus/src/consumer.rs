@@ -72,7 +72,8 @@ pub struct Received {
 }
 
 /// Told, from within [`EventSource::poll`] and before any event of the new assignment is
-/// handed out, when partitions move between the members of the consumer group (issue 18):
+/// handed out (assignments after librdkafka's rebalance callback has returned, so that the
+/// member goes on heartbeating while the hook reads state), when partitions move between the members of the consumer group (issue 18):
 /// the analyzer checkpoints the detection state of revoked partitions before their new owner
 /// reads it, and restores the state of assigned ones.
 pub trait RebalanceHook: Send + Sync {
@@ -470,14 +471,46 @@ pub struct ConsumerCtx {
     tracker: Arc<Mutex<Tracker>>,
     metrics: Arc<BusMetrics>,
     hook: HookSlot,
+    /// Partitions assigned whose hook has not run yet: it runs from [`Transport::recv`],
+    /// after librdkafka's rebalance callback has returned.
+    pending_assign: Mutex<BTreeSet<i32>>,
 }
 
 impl ConsumerCtx {
+    fn new(tracker: Arc<Mutex<Tracker>>, metrics: Arc<BusMetrics>) -> ConsumerCtx {
+        ConsumerCtx {
+            tracker,
+            metrics,
+            hook: HookSlot::default(),
+            pending_assign: Mutex::new(BTreeSet::new()),
+        }
+    }
+
     fn hook(&self) -> Option<Arc<dyn RebalanceHook>> {
         self.hook
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    fn pending(&self) -> MutexGuard<'_, BTreeSet<i32>> {
+        self.pending_assign
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs the hook of the partitions assigned since the last call (the restore of their
+    /// state reads the state topic: seconds, during which librdkafka, back in its steady
+    /// state, goes on heartbeating — inside the rebalance callback it does not, and a broker
+    /// with a short session timeout expels the member and rebalances again).
+    fn run_assigned(&self) {
+        let Some(hook) = self.hook() else {
+            return;
+        };
+        let parts: Vec<i32> = std::mem::take(&mut *self.pending()).into_iter().collect();
+        if !parts.is_empty() {
+            hook.assigned(&parts);
+        }
     }
 }
 
@@ -498,6 +531,7 @@ impl ConsumerContext for ConsumerCtx {
             Rebalance::Revoke(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 info!(partitions = ?parts, "kafka partitions revoked");
+                self.pending().retain(|p| !parts.contains(p));
                 if let Some(hook) = self.hook() {
                     hook.revoked(&parts);
                 }
@@ -525,9 +559,7 @@ impl ConsumerContext for ConsumerCtx {
             Rebalance::Assign(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 info!(partitions = ?parts, "kafka partitions assigned");
-                if let Some(hook) = self.hook() {
-                    hook.assigned(&parts);
-                }
+                self.pending().extend(parts);
             }
             Rebalance::Error(e) => {
                 warn!(error = %describe(e), "kafka rebalance error");
@@ -587,7 +619,10 @@ impl KafkaTransport {
 
 impl Transport for KafkaTransport {
     fn recv(&mut self, timeout: Duration) -> Result<Option<RawMessage>, BusError> {
-        match self.consumer.poll(timeout) {
+        let polled = self.consumer.poll(timeout);
+        // Before any message of a new assignment is handed out.
+        self.consumer.context().run_assigned();
+        match polled {
             None => Ok(None),
             Some(Ok(m)) => {
                 let header = |name: &str| {
@@ -670,11 +705,7 @@ impl KafkaTransport {
         let mut cfg = cfg.clone();
         cfg.consumer.group_id = group.to_owned();
         cfg.validate()?;
-        let ctx = ConsumerCtx {
-            tracker: Arc::new(Mutex::new(Tracker::default())),
-            metrics: metrics.clone(),
-            hook: HookSlot::default(),
-        };
+        let ctx = ConsumerCtx::new(Arc::new(Mutex::new(Tracker::default())), metrics.clone());
         let consumer: BaseConsumer<ConsumerCtx> = client_config(&cfg, ClientRole::Consumer)?
             .create_with_context(ctx)
             .map_err(|e| BusError::kafka("creating a consumer", &e))?;
@@ -702,11 +733,7 @@ impl EventConsumer<KafkaTransport> {
     ) -> Result<KafkaEventConsumer, BusError> {
         cfg.validate()?;
         let tracker = Arc::new(Mutex::new(Tracker::default()));
-        let ctx = ConsumerCtx {
-            tracker: tracker.clone(),
-            metrics: metrics.clone(),
-            hook: HookSlot::default(),
-        };
+        let ctx = ConsumerCtx::new(tracker.clone(), metrics.clone());
         let consumer: BaseConsumer<ConsumerCtx> = client_config(cfg, ClientRole::Consumer)?
             .create_with_context(ctx)
             .map_err(|e| BusError::kafka("creating the event consumer", &e))?;

@@ -161,6 +161,10 @@ pub enum Restored {
     /// A stage-2 window bucket of a key held live here, or of a partition not owned: left
     /// alone.
     WindowSkipped,
+    /// A stage-2 position on the partials topic (`g/o/…`).
+    Position,
+    /// A position of a partition not owned or read live here: left alone.
+    PositionSkipped,
     /// A key of no known kind.
     UnknownKey,
 }

@@ -20,8 +20,12 @@
 //! partition's next owner; and the windows, one `g/w/<key>/<window>/<bucket start>` record per
 //! bucket merged into since the last checkpoint (a merged partial, bounded like one; dropped
 //! buckets are deleted), so that after a hand-over mid-window the condition holds when it
-//! would have without one.
-use std::collections::{HashMap, VecDeque};
+//! would have without one; and, last in each checkpoint's batch, the position reached on
+//! every partials partition (`g/o/<partition>`): a partial below it is in the records already,
+//! so its redelivery (its offset was not committed when the partition moved or the analyzer
+//! stopped) is skipped and counted ([`GlobalEngine::first_delivery`]) — every partial's
+//! effects are in stage 2's state once.
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use apitap_labels::HashKey;
 use foldhash::fast::RandomState;
@@ -59,6 +63,11 @@ pub struct GlobalMetrics {
     pub late_dropped: u64,
     /// Window buckets restored from `g/w/…` records.
     pub window_buckets_restored: u64,
+    /// Partials read again (after a rebalance or a restart) whose effects the state held
+    /// already: skipped ([`GlobalEngine::first_delivery`]).
+    pub redelivered: u64,
+    /// Partials-topic positions restored from `g/o/…` records.
+    pub positions_restored: u64,
     /// Window bucket records not written (over the record size limit; cannot happen: a
     /// bucket's lists and names are bounded).
     pub window_records_unwritten: u64,
@@ -217,6 +226,18 @@ struct WindowRecord {
 /// Prefix of the window records under [`GLOBAL_PREFIX`].
 const WINDOW_PREFIX: &str = "w/";
 
+/// Prefix of the position records under [`GLOBAL_PREFIX`] (`g/o/<partition>`).
+const POSITION_PREFIX: &str = "o/";
+
+/// How far stage 2's state has taken one partition of the partials topic
+/// (`g/o/<partition>`): every partial below `next_offset` is in the records written with it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PositionRecord {
+    partition: i32,
+    next_offset: i64,
+}
+
 /// Deletes of dropped window buckets held between two checkpoints at most.
 const MAX_WINDOW_TOMBSTONES: usize = 65_536;
 
@@ -231,6 +252,10 @@ fn tombstone(list: &mut Vec<String>, dropped: &mut u64, k: String) {
 
 fn window_key(key: u64, w: u8, start: u64) -> String {
     format!("{GLOBAL_PREFIX}{WINDOW_PREFIX}{key:016x}/{w}/{start:016x}")
+}
+
+fn position_key(partition: i32) -> String {
+    format!("{GLOBAL_PREFIX}{POSITION_PREFIX}{partition}")
 }
 
 /// (global key, window, bucket start) of a window record's key (after `g/w/`).
@@ -299,6 +324,11 @@ pub struct GlobalEngine {
     metrics: GlobalMetrics,
     /// Deletes of the records of forgotten keys' buckets, until the next checkpoint.
     window_tombstones: Vec<String>,
+    /// Per partition of the partials topic owned: the offset after the last partial whose
+    /// effects are held (merged here, or in the state restored with a `g/o/…` record).
+    positions: BTreeMap<i32, i64>,
+    /// A position moved since the last checkpoint.
+    positions_dirty: bool,
 }
 
 impl GlobalEngine {
@@ -328,8 +358,32 @@ impl GlobalEngine {
             now_us: 0,
             metrics: GlobalMetrics::default(),
             window_tombstones: Vec::new(),
+            positions: BTreeMap::new(),
+            positions_dirty: false,
             cfg,
         })
+    }
+
+    /// Whether the record at `offset` of the partials topic's `partition` is read for the
+    /// first time by the state held (then its position is taken: call before merging it,
+    /// whatever the record holds). False for a redelivery — a partial merged before the
+    /// last checkpoint and read again because its offset was not committed when the
+    /// partition moved or the analyzer stopped: its effects are in the restored windows,
+    /// merging it again would count its events twice. This is the Kafka Streams way of
+    /// exactly-once state: the position is checkpointed with the state it produced, in the
+    /// same ordered batch ([`GlobalEngine::checkpoint`]).
+    pub fn first_delivery(&mut self, partition: i32, offset: i64) -> bool {
+        if self
+            .positions
+            .get(&partition)
+            .is_some_and(|next| offset < *next)
+        {
+            self.metrics.redelivered += 1;
+            return false;
+        }
+        self.positions.insert(partition, offset.saturating_add(1));
+        self.positions_dirty = true;
+        true
     }
 
     /// Merges one partial (from the partials topic's `partition`, when on a bus) and runs
@@ -662,6 +716,19 @@ impl GlobalEngine {
                 }
             }
         }
+        // Last in the batch: the state topic is one partition written by an idempotent
+        // producer, so a position on the topic means the records before it are there too.
+        if std::mem::take(&mut self.positions_dirty) {
+            for (partition, next_offset) in &self.positions {
+                let rec = PositionRecord {
+                    partition: *partition,
+                    next_offset: *next_offset,
+                };
+                if let Some(v) = checkpoint::encode(&rec) {
+                    out.put.push((position_key(*partition), v));
+                }
+            }
+        }
         out
     }
 
@@ -679,10 +746,33 @@ impl GlobalEngine {
         if let Some(k) = k.strip_prefix(CAMPAIGN_PREFIX) {
             return self.campaigns.restore(k, value, owned);
         }
+        if let Some(k) = k.strip_prefix(POSITION_PREFIX) {
+            return self.restore_position(k, value, owned);
+        }
         match k.strip_prefix(WINDOW_PREFIX) {
             Some(k) => self.restore_window(k, value, owned),
             None => Ok(Restored::UnknownKey),
         }
+    }
+
+    /// A position record: taken when its partition is owned and not read live here.
+    fn restore_position(
+        &mut self,
+        k: &str,
+        value: &[u8],
+        owned: &dyn Fn(Option<i32>) -> bool,
+    ) -> Result<Restored, StateError> {
+        let partition = k.parse::<i32>().map_err(|_| StateError::Corrupt)?;
+        let rec: PositionRecord = checkpoint::decode(value)?;
+        if rec.partition != partition || rec.next_offset < 0 {
+            return Err(StateError::Corrupt);
+        }
+        if !owned(Some(partition)) || self.positions.contains_key(&partition) {
+            return Ok(Restored::PositionSkipped);
+        }
+        self.positions.insert(partition, rec.next_offset);
+        self.metrics.positions_restored += 1;
+        Ok(Restored::Position)
     }
 
     /// A window bucket record: put back into its key's window when its partition is owned
@@ -758,6 +848,7 @@ impl GlobalEngine {
                 w.dirty = w.buckets.iter().map(|b| b.slice_start_us).collect();
             }
         }
+        self.positions_dirty = !self.positions.is_empty();
     }
 
     /// Forgets, without a Close, the campaigns and the windows of the keys last merged from
@@ -766,6 +857,7 @@ impl GlobalEngine {
     pub fn forget_partitions(&mut self, partitions: &[i32]) -> usize {
         self.keys
             .retain(|_, k| !k.partition.is_some_and(|p| partitions.contains(&p)));
+        self.positions.retain(|p, _| !partitions.contains(p));
         self.campaigns.forget_partitions(partitions)
     }
 
@@ -872,6 +964,74 @@ mod tests {
         // Revoked: the windows go (the new owner restores them).
         h.forget_partitions(&[3]);
         assert_eq!(h.keys(), 0);
+    }
+
+    /// A hand-over whose partials' offsets were not committed: the new owner reads them
+    /// again after restoring the state they produced, and merges each once.
+    #[test]
+    fn redelivered_partials_are_merged_once() {
+        let mut a = engine();
+        let p = |i: u64| {
+            let mut p = worst_bucket(7, 1_000_000_000 + i * 10_000_000);
+            p.counts.attempts = 1;
+            p
+        };
+        for off in 0..3 {
+            assert!(a.first_delivery(3, off));
+            a.merge(&p(off as u64), Some(3));
+        }
+        // Read again on the same member (a fetch rewound before the commit).
+        assert!(!a.first_delivery(3, 1));
+        let changes = a.checkpoint();
+        // The position is the batch's last record.
+        let (k, _) = changes.put.last().unwrap();
+        assert_eq!(k, "g/o/3");
+        // Nothing merged since: no position again.
+        assert!(
+            !a.checkpoint()
+                .put
+                .iter()
+                .any(|(k, _)| k.starts_with("g/o/"))
+        );
+        let mut b = engine();
+        for (k, v) in &changes.put {
+            b.restore(k, v, &|p| p == Some(3)).unwrap();
+        }
+        b.restore_done();
+        assert_eq!(b.metrics().positions_restored, 1);
+        let held = b.short_total(7).unwrap().counts.attempts;
+        assert_eq!(held, 3);
+        // Offsets 0..3 again (not committed), then a new one.
+        for off in 0..3 {
+            assert!(!b.first_delivery(3, off), "{off}");
+        }
+        assert!(b.first_delivery(3, 3));
+        b.merge(&p(3), Some(3));
+        assert_eq!(b.short_total(7).unwrap().counts.attempts, 4);
+        assert_eq!(b.metrics().redelivered, 3);
+        // Another partition is not limited by it; a revoked one forgets its position.
+        assert!(b.first_delivery(2, 0));
+        b.forget_partitions(&[3]);
+        assert!(b.first_delivery(3, 0));
+        // Not owned, or a partition that does not match its key: skipped, or an error.
+        let (k, v) = changes.put.last().unwrap();
+        let mut c = engine();
+        assert_eq!(
+            c.restore(k, v, &|p| p == Some(1)),
+            Ok(Restored::PositionSkipped)
+        );
+        assert_eq!(c.restore("g/o/4", v, &|_| true), Err(StateError::Corrupt));
+        assert_eq!(c.restore("g/o/x", v, &|_| true), Err(StateError::Corrupt));
+        assert!(c.restore(k, &v[..v.len() / 2], &|_| true).is_err());
+        // A failed checkpoint writes the position again.
+        let failed = b.checkpoint();
+        b.checkpoint_failed(&failed);
+        assert!(
+            b.checkpoint()
+                .put
+                .iter()
+                .any(|(k, _)| k.starts_with("g/o/"))
+        );
     }
 
     #[test]

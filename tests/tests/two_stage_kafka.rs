@@ -8,6 +8,10 @@
 //! restarted: its campaign is restored from the `g/…` records and goes on (Updates, same
 //! uid) without a second Create.
 //!
+//! Then a rebalance: a third member joins a group of two, and the stage-2 owner of the
+//! campaign is SIGKILLed as soon as its revocation starts (inside the rebalance): the survivors
+//! restore the campaign (Updates, same uid, no second Create) and the endpoint baselines.
+//!
 //! Needs `tansu` (required under `CI=true`) and the built `apitap-sensor` and
 //! `apitap-analyzer`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
@@ -99,6 +103,7 @@ fn through_members(members: usize) -> anyhow::Result<()> {
     }
     std::thread::sleep(Duration::from_secs(3));
     let (p, m) = (produced(), merged());
+    let redelivered = total(&addrs, "apitap_analyzer_partials_redelivered_total");
     let late = total(&addrs, "apitap_analyzer_partials_late_total");
     let dropped = total(&addrs, "apitap_analyzer_partials_late_dropped_total");
     let refused = total(
@@ -114,7 +119,7 @@ fn through_members(members: usize) -> anyhow::Result<()> {
     }
     let all = distributed(&broker, &topic)?;
     eprintln!(
-        "{members} members: partials produced {p}, merged {m}, late {late} (dropped {dropped}), refused {refused}; \
+        "{members} members: partials produced {p}, merged {m}, redelivered {redelivered}, late {late} (dropped {dropped}), refused {refused}; \
          first Create after {} alerts; distributed alerts {all:?}",
         alerts.len()
     );
@@ -212,5 +217,123 @@ fn stage_two_owner_killed_mid_campaign_raises_no_second_create() -> anyhow::Resu
         vec![uid.as_str()],
         "one Create across both runs: {all:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn stage_two_owner_killed_during_a_rebalance_raises_no_second_create() -> anyhow::Result<()> {
+    if !require_broker("stage_two_owner_killed_during_a_rebalance_raises_no_second_create") {
+        return Ok(());
+    }
+    let tag = "twostagerebalance";
+    let dir = tempdir(tag);
+    let evs = stuffing_events(&dir)?;
+    let half = evs.len() / 2;
+    let broker = Broker::start(&dir.join("broker"))?;
+    let topic = format!("{tag}.events");
+    broker.create_topic(&topic, 4)?;
+    broker.create_topic(&format!("{topic}.alerts"), 1)?;
+    // Baselines checkpointed every second, on 5 s buckets: the first half teaches them.
+    let member = |i: usize| -> anyhow::Result<(String, AnalyzerProcess)> {
+        let m = format!("127.0.0.1:{}", free_port()?);
+        let d = dir.join(format!("m{i}"));
+        std::fs::create_dir_all(&d)?;
+        let scale_out = format!(
+            "[detect.baseline]\nbucket_secs = 5\n[scale_out]\nenabled = true\npartials_topic = \"{topic}.partials\"\npartials_partitions = 4\n"
+        );
+        let cfg = analyzer_sections(
+            &d,
+            [&broker.bootstrap(), &topic, tag, &m],
+            "baseline_interval_secs = 1\n",
+            &scale_out,
+        )?;
+        Ok((m.clone(), AnalyzerProcess::start(None, &d, &cfg, "")?))
+    };
+    let mut members = vec![member(0)?, member(1)?];
+    for (_, p) in &members {
+        p.wait_log("kafka partitions assigned", 2, Duration::from_secs(60))?;
+    }
+    publish(&broker, &dir, &topic, &evs[..half])?;
+    let logs = |ms: &[(String, AnalyzerProcess)]| {
+        ms.iter()
+            .map(|(_, p)| p.log_text())
+            .collect::<Vec<_>>()
+            .join("\n-----\n")
+    };
+    let first = wait_for(
+        Duration::from_secs(90),
+        || distributed(&broker, &topic),
+        |a| !creates(a).is_empty(),
+    )
+    .with_context(|| logs(&members))?;
+    let uid = creates(&first)[0].to_owned();
+    // The campaign's stage-2 owner, and two more flushes and baseline checkpoints.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let owner = loop {
+        if let Some(i) = (members.iter())
+            .position(|(m, _)| metric(m, "apitap_analyzer_global_open_campaigns").unwrap_or(0) > 0)
+        {
+            break i;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no stage-2 owner: {}",
+            logs(&members)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let revoked = |p: &AnalyzerProcess| p.log_text().matches("kafka partitions revoked").count();
+    let before = revoked(&members[owner].1);
+    // A third member joins: both groups rebalance; the owner dies in its revocation.
+    members.push(member(2)?);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while revoked(&members[owner].1) == before {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no rebalance: {}",
+            logs(&members)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    members[owner].1.kill();
+    let (_, killed) = members.remove(owner);
+    drop(killed);
+    let at_kill = distributed(&broker, &topic)?.len();
+    // No broker restart: tansu drops a member `session.timeout.ms` past its last heartbeat
+    // at the group's next request (the survivors' heartbeats), and the group settles.
+    publish(&broker, &dir, &topic, &evs[half..])?;
+    wait_for(
+        Duration::from_secs(120),
+        || distributed(&broker, &topic),
+        |a| {
+            a[at_kill.min(a.len())..]
+                .iter()
+                .any(|(act, u)| act == "Update" && *u == uid)
+        },
+    )
+    .with_context(|| logs(&members))?;
+    let addrs: Vec<String> = members.iter().map(|(m, _)| m.clone()).collect();
+    let campaigns = total(&addrs, "apitap_detect_state_campaigns_restored_total");
+    let samples = total(
+        &addrs,
+        "apitap_detect_state_baseline_samples_restored_total",
+    );
+    let redelivered = total(&addrs, "apitap_analyzer_partials_redelivered_total");
+    for (_, p) in &mut members {
+        p.stop()?;
+    }
+    let all = distributed(&broker, &topic)?;
+    eprintln!(
+        "rebalance kill: uid {uid}; campaigns restored {campaigns}, baseline samples restored {samples}, \
+         partials redelivered {redelivered}; distributed alerts {all:?}"
+    );
+    assert_eq!(
+        creates(&all),
+        vec![uid.as_str()],
+        "one Create across the rebalance and the kill: {all:?}"
+    );
+    assert!(campaigns >= 1, "the campaign was restored by a survivor");
+    assert!(samples > 0, "the survivors restored the endpoint baselines");
     Ok(())
 }
