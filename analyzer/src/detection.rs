@@ -351,6 +351,22 @@ impl Detection {
                 "Campaigns open in stage 2 (the global keys this member owns).",
                 g.open_campaigns() as u64,
             );
+            let (baselines, samples) = g.baselines();
+            out.gauge(
+                "apitap_analyzer_global_baselines",
+                "Login endpoints whose failure-ratio baseline stage 2 learns (owned here).",
+                baselines as u64,
+            );
+            out.gauge(
+                "apitap_analyzer_global_baseline_samples",
+                "Buckets learnt by those baselines (sum over endpoints).",
+                samples,
+            );
+            out.counter(
+                "apitap_analyzer_global_baselines_dropped_total",
+                "Login endpoints whose stage-2 baseline was not kept (beyond limits.max_endpoints).",
+                g.metrics().baselines_dropped,
+            );
         }
         out.gauge(
             "apitap_detect_baseline_samples",

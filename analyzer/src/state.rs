@@ -329,11 +329,16 @@ impl RebalanceHook for GlobalHook {
         };
         let owned = |p: Option<i32>| p.is_some_and(|p| partitions.contains(&p));
         let (mut campaigns, mut buckets, mut positions) = (0u64, 0u64, 0u64);
+        let (mut baselines, mut samples) = (0u64, 0u64);
         for (k, v) in (snap.records.iter()).filter(|(k, _)| k.starts_with(GLOBAL_PREFIX)) {
             match detect.restore_global(k, v, &owned) {
                 Ok(Restored::Campaign) => campaigns += 1,
                 Ok(Restored::Window) => buckets += 1,
                 Ok(Restored::Position) => positions += 1,
+                Ok(Restored::Baseline(n)) => {
+                    baselines += 1;
+                    samples += n;
+                }
                 Ok(Restored::UnknownKey) => detect.state.reject("bad_key"),
                 Ok(_) => {}
                 Err(e) => detect.state.reject(e.cause()),
@@ -342,7 +347,9 @@ impl RebalanceHook for GlobalHook {
         detect.restore_global_done();
         detect.state.campaigns_restored += campaigns;
         detect.state.window_buckets_restored += buckets;
-        tracing::info!(partitions = ?partitions, campaigns, window_buckets = buckets, positions, "stage-2 detection state restored");
+        detect.state.baselines_restored += baselines;
+        detect.state.baseline_samples_restored += samples;
+        tracing::info!(partitions = ?partitions, campaigns, window_buckets = buckets, positions, baselines, baseline_samples = samples, "stage-2 detection state restored");
     }
 
     fn revoked(&self, partitions: &[i32]) {

@@ -254,6 +254,11 @@ impl Baselines {
         }
     }
 
+    /// Whether the endpoint's current bucket is marked as part of an attack.
+    pub fn poisoned(&self, ep: u64) -> bool {
+        self.endpoints.get(ep).is_some_and(|e| e.cur.poisoned)
+    }
+
     /// The endpoint's baseline of a metric (default: no samples).
     pub fn get(&self, ep: u64, m: Metric, now: u64) -> Ewma {
         self.endpoints

@@ -15,12 +15,17 @@
 //! window of its key is *late*: dropped and counted; one older than the grace but inside a
 //! window is merged into its own slice and counted as late too.
 //!
+//! Per-endpoint baselines: the login endpoints' failure-ratio baseline, the one baseline a
+//! detector reads, is learnt here from the merged partials of every member (one owner per
+//! endpoint), and the distributed stuffing condition reads it once learnt.
+//!
 //! Durable state: the campaigns, as `g/c/<campaign key>` records ([`GLOBAL_PREFIX`]), with
 //! the partition of the partials topic their last partial came from, restored by that
 //! partition's next owner; and the windows, one `g/w/<key>/<window>/<bucket start>` record per
 //! bucket merged into since the last checkpoint (a merged partial, bounded like one; dropped
 //! buckets are deleted), so that after a hand-over mid-window the condition holds when it
-//! would have without one; and, last in each checkpoint's batch, the position reached on
+//! would have without one; the endpoint baselines (`g/b/<stuffing key>`, when changed); and,
+//! last in each checkpoint's batch, the position reached on
 //! every partials partition (`g/o/<partition>`): a partial below it is in the records already,
 //! so its redelivery (its offset was not committed when the partition moved or the analyzer
 //! stopped) is skipped and counted ([`GlobalEngine::first_delivery`]) — every partial's
@@ -31,10 +36,11 @@ use apitap_labels::HashKey;
 use foldhash::fast::RandomState;
 
 use crate::DetectError;
+use crate::baseline::{Ewma, hour_of_week};
 use crate::campaign::Scope;
 use crate::campaign::{Campaigns, MergedHit};
 use crate::checkpoint::{self, CAMPAIGN_PREFIX, Restored, StateChanges, StateError};
-use crate::config::DetectConfig;
+use crate::config::{BaselineConfig, DetectConfig};
 use crate::detections::abnormal_access::{sharing_hit, sharing_holds};
 use crate::detections::brute_force::{target_hit, target_holds, target_kind};
 use crate::detections::crawling::{fleet_hit, fleet_holds};
@@ -68,6 +74,8 @@ pub struct GlobalMetrics {
     pub redelivered: u64,
     /// Partials-topic positions restored from `g/o/…` records.
     pub positions_restored: u64,
+    /// Login endpoints whose stage-2 baseline was not kept (beyond `limits.max_endpoints`).
+    pub baselines_dropped: u64,
     /// Window bucket records not written (over the record size limit; cannot happen: a
     /// bucket's lists and names are bounded).
     pub window_records_unwritten: u64,
@@ -229,6 +237,124 @@ const WINDOW_PREFIX: &str = "w/";
 /// Prefix of the position records under [`GLOBAL_PREFIX`] (`g/o/<partition>`).
 const POSITION_PREFIX: &str = "o/";
 
+/// Prefix of the endpoint baseline records under [`GLOBAL_PREFIX`] (`g/b/<stuffing key>`).
+const RATIO_PREFIX: &str = "b/";
+
+/// Baseline buckets of one endpoint waiting for late partials at most (beyond, the oldest
+/// is folded early).
+const MAX_OPEN_BUCKETS: usize = 16;
+
+/// A login endpoint idle this long loses its stage-2 baseline (as in one engine).
+const RATIO_IDLE_US: u64 = 7 * 86_400 * 1_000_000;
+
+/// One baseline bucket of an endpoint still open in stage 2.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenBucket {
+    start_us: u64,
+    attempts: u64,
+    failures: u64,
+    poisoned: bool,
+}
+
+/// Stage 2's failure-ratio baseline of one login endpoint (the stuffing key), R-THR-5: the
+/// one baseline a detector reads (credential stuffing's adaptive ratio threshold and the long
+/// window's p₀), learnt like one engine's ([`crate::baseline`]: per `baseline.bucket_secs`,
+/// robust EWMA, overall and per hour of the week, attack buckets not learnt) but from the
+/// merged partials of **every** member, by the endpoint's one owner — no member's partial
+/// view, no last-writer-wins. A bucket is folded once stage 2's watermark is past its end
+/// plus the grace (its late partials had their chance); a bucket is poisoned when stage 1
+/// marked its events (a detection on the endpoint) or stage 2's own campaign hit in it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RatioBaseline {
+    overall: Ewma,
+    /// Per hour of the week (168) with `baseline.hour_of_week`, else empty.
+    hours: Vec<Ewma>,
+    /// Buckets starting before this are folded.
+    folded_to_us: u64,
+    /// Buckets not folded yet, oldest first.
+    open: Vec<OpenBucket>,
+    /// Partition of the partials topic its key's partials come from.
+    partition: Option<i32>,
+    /// Latest event merged.
+    last_us: u64,
+}
+
+impl RatioBaseline {
+    fn bucket(&mut self, start: u64) -> Option<&mut OpenBucket> {
+        if start < self.folded_to_us {
+            return None;
+        }
+        let i = match self.open.binary_search_by_key(&start, |b| b.start_us) {
+            Ok(i) => i,
+            Err(i) => {
+                self.open.insert(
+                    i,
+                    OpenBucket {
+                        start_us: start,
+                        attempts: 0,
+                        failures: 0,
+                        poisoned: false,
+                    },
+                );
+                i
+            }
+        };
+        Some(&mut self.open[i])
+    }
+
+    /// Folds the buckets that end at or before `complete_us` (and the oldest beyond
+    /// [`MAX_OPEN_BUCKETS`]), in order. True when something was folded.
+    fn fold(&mut self, complete_us: u64, bucket_us: u64, cfg: &BaselineConfig) -> bool {
+        let mut folded = false;
+        while let Some(b) = self.open.first().copied() {
+            if b.start_us + bucket_us > complete_us && self.open.len() <= MAX_OPEN_BUCKETS {
+                break;
+            }
+            self.open.remove(0);
+            self.folded_to_us = b.start_us + bucket_us;
+            folded = true;
+            if b.poisoned || b.attempts == 0 {
+                continue;
+            }
+            let x = b.failures as f64 / b.attempts as f64;
+            self.overall
+                .update_robust(x, cfg.alpha, cfg.sigmas, cfg.min_samples);
+            if cfg.hour_of_week {
+                if self.hours.len() != 168 {
+                    self.hours = vec![Ewma::default(); 168];
+                }
+                if let Some(h) = self.hours.get_mut(hour_of_week(b.start_us)) {
+                    h.update_robust(x, cfg.alpha, cfg.sigmas, cfg.min_samples);
+                }
+            }
+        }
+        folded
+    }
+
+    /// The baseline at `now`: its hour-of-week slot when learnt, else the overall one.
+    fn get(&self, now: u64, min_samples: u32) -> Ewma {
+        match self.hours.get(hour_of_week(now)) {
+            Some(h) if h.n >= min_samples => *h,
+            _ => self.overall,
+        }
+    }
+
+    fn validate(&self) -> Result<(), StateError> {
+        let finite = |e: &Ewma| e.mean.is_finite() && e.var.is_finite();
+        if !(self.hours.is_empty() || self.hours.len() == 168)
+            || self.open.len() > MAX_OPEN_BUCKETS + 1
+            || !finite(&self.overall)
+            || !self.hours.iter().all(finite)
+            || !self.open.windows(2).all(|w| w[0].start_us < w[1].start_us)
+        {
+            return Err(StateError::Corrupt);
+        }
+        Ok(())
+    }
+}
+
 /// How far stage 2's state has taken one partition of the partials topic
 /// (`g/o/<partition>`): every partial below `next_offset` is in the records written with it.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -252,6 +378,10 @@ fn tombstone(list: &mut Vec<String>, dropped: &mut u64, k: String) {
 
 fn window_key(key: u64, w: u8, start: u64) -> String {
     format!("{GLOBAL_PREFIX}{WINDOW_PREFIX}{key:016x}/{w}/{start:016x}")
+}
+
+fn ratio_key(key: u64) -> String {
+    format!("{GLOBAL_PREFIX}{RATIO_PREFIX}{key:016x}")
 }
 
 fn position_key(partition: i32) -> String {
@@ -329,6 +459,11 @@ pub struct GlobalEngine {
     positions: BTreeMap<i32, i64>,
     /// A position moved since the last checkpoint.
     positions_dirty: bool,
+    /// Failure-ratio baselines of the login endpoints owned, by stuffing key, and whether
+    /// each changed since the last checkpoint.
+    ratios: HashMap<u64, (RatioBaseline, bool), RandomState>,
+    /// Their bucket length: `baseline.bucket_secs` rounded up to whole slices.
+    ratio_bucket_us: u64,
 }
 
 impl GlobalEngine {
@@ -360,6 +495,12 @@ impl GlobalEngine {
             window_tombstones: Vec::new(),
             positions: BTreeMap::new(),
             positions_dirty: false,
+            ratios: HashMap::with_hasher(RandomState::default()),
+            ratio_bucket_us: (cfg.baseline.bucket_secs * 1_000_000)
+                .div_ceil(slice_secs * 1_000_000)
+                .max(1)
+                * slice_secs
+                * 1_000_000,
             cfg,
         })
     }
@@ -429,7 +570,7 @@ impl GlobalEngine {
         k.partition = partition.or(k.partition);
         self.campaigns.set_partition(partition);
         match p.kind {
-            GlobalKind::StuffingDistributed => self.stuffing(p),
+            GlobalKind::StuffingDistributed => self.stuffing(p, partition),
             GlobalKind::CrawlingDistributed => self.crawling(p),
             GlobalKind::AccountSharing | GlobalKind::BruteForceOnAccount => self.account(p),
         }
@@ -510,7 +651,36 @@ impl GlobalEngine {
         });
     }
 
-    fn stuffing(&mut self, p: &Partial) {
+    /// Folds `p` into its endpoint's failure-ratio baseline and returns the baseline as
+    /// learnt (`None` beyond `limits.max_endpoints` baselines: counted).
+    fn learn_ratio(&mut self, p: &Partial, partition: Option<i32>) -> Option<Ewma> {
+        if !self.ratios.contains_key(&p.key) && self.ratios.len() >= self.cfg.limits.max_endpoints {
+            self.metrics.baselines_dropped += 1;
+            return None;
+        }
+        let bucket_us = self.ratio_bucket_us;
+        let (r, dirty) = self.ratios.entry(p.key).or_default();
+        r.partition = partition.or(r.partition);
+        r.last_us = r.last_us.max(p.last_us);
+        if let Some(b) = r.bucket(p.slice_start_us - p.slice_start_us % bucket_us) {
+            b.attempts = b.attempts.saturating_add(p.counts.attempts);
+            b.failures = b.failures.saturating_add(p.counts.failures);
+            b.poisoned |= p.poisoned;
+        }
+        // A bucket is complete once the watermark is past its end plus the grace.
+        let complete = self.watermark_us.saturating_sub(self.grace_us);
+        r.fold(complete, bucket_us, &self.cfg.baseline);
+        *dirty = true;
+        Some(r.get(p.last_us, self.cfg.baseline.min_samples))
+    }
+
+    /// Distributed stuffing: the single-instance condition on the merged windows, with the
+    /// endpoint's baseline learnt here once it has `baseline.min_samples` (before that,
+    /// stage 1's most-learnt one, e.g. right after scale-out was turned on).
+    fn stuffing(&mut self, p: &Partial, partition: Option<i32>) {
+        let own = self
+            .learn_ratio(p, partition)
+            .filter(|b| b.n >= self.cfg.baseline.min_samples);
         let c = &self.cfg.credential_stuffing;
         let Some(k) = self.keys.get_mut(&p.key) else {
             return;
@@ -522,14 +692,16 @@ impl GlobalEngine {
             let Some((t, p0)) = w.and_then(Window::total) else {
                 continue;
             };
+            let base = own.unwrap_or(t.base);
             let totals = WindowTotals {
                 attempts: t.counts.attempts,
                 light_attempts: t.counts.light_attempts,
                 light_failures: t.counts.light_failures,
                 sources: t.sources.count(),
                 usernames: t.values.count(),
-                base: t.base,
-                p0,
+                base,
+                // Not learnt while the campaign hits: the baseline is the one before it.
+                p0: own.unwrap_or(p0),
             };
             let (holds, fail_ratio) = distributed_holds(c, &self.cfg.baseline, floors, &totals);
             if holds {
@@ -548,12 +720,19 @@ impl GlobalEngine {
                         totals.sources,
                     ],
                     fail_ratio,
-                    t.base,
+                    base,
                 );
                 hit = Some((counts, t.counts.successes > 0));
             }
         }
         if let Some((counts, success)) = hit {
+            // The attack's bucket is not learnt (no baseline poisoning by the campaign).
+            let bucket_us = self.ratio_bucket_us;
+            if let Some((r, _)) = self.ratios.get_mut(&p.key)
+                && let Some(b) = r.bucket(p.slice_start_us - p.slice_start_us % bucket_us)
+            {
+                b.poisoned = true;
+            }
             let h = distributed_hit(&counts, success);
             self.campaigns.hit_merged(&MergedHit {
                 hit: &h,
@@ -643,6 +822,14 @@ impl GlobalEngine {
             }
             keep
         });
+        // Endpoints idle for a week lose their baseline (as in one engine).
+        self.ratios.retain(|key, (r, _)| {
+            let keep = r.last_us + RATIO_IDLE_US > now;
+            if !keep {
+                tombstone(tombstones, dropped, ratio_key(*key));
+            }
+            keep
+        });
         self.campaigns.tick(now)
     }
 
@@ -666,6 +853,19 @@ impl GlobalEngine {
         self.campaigns.len()
     }
 
+    /// Login endpoints with a stage-2 failure-ratio baseline, and their samples (sum).
+    pub fn baselines(&self) -> (usize, u64) {
+        let samples = (self.ratios.values())
+            .map(|(r, _)| u64::from(r.overall.n))
+            .sum();
+        (self.ratios.len(), samples)
+    }
+
+    /// The failure-ratio baseline learnt for the stuffing key `key` (overall).
+    pub fn ratio_baseline(&self, key: u64) -> Option<Ewma> {
+        self.ratios.get(&key).map(|(r, _)| r.overall)
+    }
+
     /// Global keys held.
     pub fn keys(&self) -> usize {
         self.keys.len()
@@ -677,6 +877,13 @@ impl GlobalEngine {
             .values()
             .map(|k| k.short.bytes() + k.long.as_ref().map_or(0, Window::bytes))
             .sum::<usize>()
+            + (self.ratios.values())
+                .map(|(r, _)| {
+                    std::mem::size_of::<(u64, RatioBaseline, bool)>()
+                        + r.hours.len() * std::mem::size_of::<Ewma>()
+                        + r.open.len() * std::mem::size_of::<OpenBucket>()
+                })
+                .sum::<usize>()
             + self.campaigns.bytes()
     }
 
@@ -716,6 +923,13 @@ impl GlobalEngine {
                 }
             }
         }
+        for (key, (r, dirty)) in &mut self.ratios {
+            if std::mem::take(dirty)
+                && let Some(v) = checkpoint::encode(&*r)
+            {
+                out.put.push((ratio_key(*key), v));
+            }
+        }
         // Last in the batch: the state topic is one partition written by an idempotent
         // producer, so a position on the topic means the records before it are there too.
         if std::mem::take(&mut self.positions_dirty) {
@@ -749,10 +963,36 @@ impl GlobalEngine {
         if let Some(k) = k.strip_prefix(POSITION_PREFIX) {
             return self.restore_position(k, value, owned);
         }
+        if let Some(k) = k.strip_prefix(RATIO_PREFIX) {
+            return self.restore_ratio(k, value, owned);
+        }
         match k.strip_prefix(WINDOW_PREFIX) {
             Some(k) => self.restore_window(k, value, owned),
             None => Ok(Restored::UnknownKey),
         }
+    }
+
+    /// An endpoint baseline record: taken when its partition is owned and the endpoint's
+    /// baseline is not learnt live here.
+    fn restore_ratio(
+        &mut self,
+        k: &str,
+        value: &[u8],
+        owned: &dyn Fn(Option<i32>) -> bool,
+    ) -> Result<Restored, StateError> {
+        let key = u64::from_str_radix(k, 16).map_err(|_| StateError::Corrupt)?;
+        let r: RatioBaseline = checkpoint::decode(value)?;
+        r.validate()?;
+        if !owned(r.partition) || self.ratios.contains_key(&key) {
+            return Ok(Restored::BaselineSkipped);
+        }
+        if self.ratios.len() >= self.cfg.limits.max_endpoints {
+            self.metrics.baselines_dropped += 1;
+            return Ok(Restored::BaselineSkipped);
+        }
+        let n = u64::from(r.overall.n);
+        self.ratios.insert(key, (r, false));
+        Ok(Restored::Baseline(n))
     }
 
     /// A position record: taken when its partition is owned and not read live here.
@@ -835,7 +1075,7 @@ impl GlobalEngine {
         // Every bucket is written again, the window deletes are pending again.
         for k in changes.delete.iter().filter(|k| {
             k.strip_prefix(GLOBAL_PREFIX)
-                .is_some_and(|k| k.starts_with(WINDOW_PREFIX))
+                .is_some_and(|k| k.starts_with(WINDOW_PREFIX) || k.starts_with(RATIO_PREFIX))
         }) {
             tombstone(
                 &mut self.window_tombstones,
@@ -849,6 +1089,9 @@ impl GlobalEngine {
             }
         }
         self.positions_dirty = !self.positions.is_empty();
+        for (_, dirty) in self.ratios.values_mut() {
+            *dirty = true;
+        }
     }
 
     /// Forgets, without a Close, the campaigns and the windows of the keys last merged from
@@ -858,6 +1101,8 @@ impl GlobalEngine {
         self.keys
             .retain(|_, k| !k.partition.is_some_and(|p| partitions.contains(&p)));
         self.positions.retain(|p, _| !partitions.contains(p));
+        self.ratios
+            .retain(|_, (r, _)| !r.partition.is_some_and(|p| partitions.contains(&p)));
         self.campaigns.forget_partitions(partitions)
     }
 
@@ -964,6 +1209,145 @@ mod tests {
         // Revoked: the windows go (the new owner restores them).
         h.forget_partitions(&[3]);
         assert_eq!(h.keys(), 0);
+    }
+
+    /// A login endpoint's partial of one 10 s slice: `attempts` of which `failures` failed,
+    /// from `sources` sources trying `names` user names (numbered from `salt`).
+    fn login(
+        key: u64,
+        start_us: u64,
+        attempts: u64,
+        failures: u64,
+        sources: u64,
+        salt: u64,
+    ) -> Partial {
+        let mut p = Partial::empty(GlobalKind::StuffingDistributed, key, start_us, 10_000_000);
+        p.service = "api".into();
+        p.method = "POST".into();
+        p.template = "/api/login".into();
+        p.last_us = start_us + 9_000_000;
+        p.counts = Counts {
+            attempts,
+            failures,
+            successes: attempts - failures,
+            light_attempts: attempts,
+            light_failures: failures,
+            authenticated: 0,
+        };
+        for i in 0..sources {
+            p.sources
+                .insert((salt + i).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            p.values
+                .insert((salt + i).wrapping_mul(0xC2B2_AE3D_27D4_EB4F));
+        }
+        p
+    }
+
+    /// The endpoint's failure-ratio baseline is learnt from every member's partials
+    /// (0.3 merged where one member alone sees 0.33 and the other 0.25), not from attack
+    /// buckets, survives a hand-over, and is the one the distributed condition reads: an
+    /// endpoint that normally fails 30 % of its logins does not alarm at 70 % (threshold
+    /// 3 × 0.3), where an owner without the baseline alarms at the 50 % floor.
+    #[test]
+    fn stage_two_learns_the_endpoint_baseline_from_every_member_and_reads_it() {
+        const T0: u64 = 1_800_000_020_000_000 - 1_800_000_020_000_000 % 60_000_000;
+        const S: u64 = 10_000_000;
+        let mut a = engine();
+        let mut slice = 0u64;
+        let mut feed = |g: &mut GlobalEngine, parts: &[Partial]| {
+            for p in parts {
+                assert!(g.first_delivery(0, slice as i64));
+                g.merge(p, Some(0));
+                slice += 1;
+            }
+        };
+        // 40 minutes of ordinary logins: member 1 sees 6 attempts (2 failures) per slice,
+        // member 2 sees 4 (1 failure).
+        for i in 0..240 {
+            let t = T0 + i * S;
+            feed(&mut a, &[login(9, t, 6, 2, 1, 0), login(9, t, 4, 1, 1, 1)]);
+        }
+        let b = a.ratio_baseline(9).unwrap();
+        // Buckets complete once the watermark (T0 + 2 390 s) minus the 20 s grace is past
+        // their end: the 39 starting at T0 … T0 + 2 280 s.
+        assert_eq!(b.n, 39);
+        assert!((f64::from(b.mean) - 0.3).abs() < 1e-4, "{b:?}");
+        // Ten minutes marked as an attack by stage 1: not learnt.
+        for i in 240..300 {
+            let mut p = login(9, T0 + i * S, 10, 9, 1, 2);
+            p.poisoned = true;
+            feed(&mut a, &[p]);
+        }
+        let b = a.ratio_baseline(9).unwrap();
+        assert_eq!(
+            b.n, 40,
+            "the last ordinary bucket folded, none of the attack's"
+        );
+        assert!((f64::from(b.mean) - 0.3).abs() < 1e-4, "{b:?}");
+        // A hand-over: the new owner restores it.
+        let changes = a.checkpoint();
+        let (k, v) = (changes.put.iter())
+            .find(|(k, _)| k.starts_with("g/b/"))
+            .unwrap();
+        assert_eq!(k, &format!("g/b/{:016x}", 9));
+        let mut c = engine();
+        assert_eq!(
+            c.restore(k, v, &|p| p == Some(1)),
+            Ok(Restored::BaselineSkipped)
+        );
+        assert_eq!(
+            c.restore(k, v, &|p| p == Some(0)),
+            Ok(Restored::Baseline(40))
+        );
+        assert_eq!(c.ratio_baseline(9), Some(b));
+        assert_eq!(c.restore(k, v, &|_| true), Ok(Restored::BaselineSkipped));
+        assert!(c.restore(k, &v[..v.len() / 2], &|_| true).is_err());
+        let mut bad = a.ratios[&9].0.clone();
+        bad.hours = vec![Ewma::default(); 3];
+        let bad = checkpoint::encode(&bad).unwrap();
+        assert_eq!(
+            engine().restore(k, &bad, &|_| true),
+            Err(StateError::Corrupt)
+        );
+        assert_eq!(
+            engine().restore("g/b/zz", v, &|_| true),
+            Err(StateError::Corrupt)
+        );
+        // After a quiet 10 minutes, one minute of a distributed stuffing at 70 % failures
+        // from 60 sources: the owner with the baseline (threshold 0.9) stays quiet, an owner
+        // without one (floor 0.5) raises it.
+        let attack: Vec<Partial> = (0..6)
+            .map(|i| login(9, T0 + 3_600 * 1_000_000 + i * S, 20, 14, 10, 100 + i * 10))
+            .collect();
+        let mut fresh = engine();
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for (i, p) in attack.iter().enumerate() {
+            c.merge(p, Some(0));
+            with.extend(c.tick(p.last_us));
+            assert!(fresh.first_delivery(0, i as i64));
+            fresh.merge(p, Some(0));
+            without.extend(fresh.tick(p.last_us));
+        }
+        assert!(with.is_empty(), "{with:#?}");
+        assert!(
+            without
+                .iter()
+                .any(|f| f.activity == crate::finding::Activity::Create),
+            "{without:#?}"
+        );
+        // The campaign's buckets are not learnt by the owner that raised it (nor the minutes
+        // after it while it stays hot and hits).
+        let later: Vec<Partial> = (0..12)
+            .map(|i| login(9, T0 + 3_660 * 1_000_000 + i * S, 10, 3, 1, 0))
+            .collect();
+        for p in &later {
+            fresh.merge(p, Some(0));
+        }
+        assert_eq!(
+            fresh.ratio_baseline(9).unwrap().n,
+            0,
+            "the attack minute was poisoned"
+        );
     }
 
     /// A hand-over whose partials' offsets were not committed: the new owner reads them

@@ -146,6 +146,10 @@ pub struct Partial {
     /// `login_user:<keyed hash>`); never a clear value.
     #[serde(default)]
     pub account: String,
+    /// Stuffing: a detection on the endpoint marked stage 1's baseline bucket of these events
+    /// as an attack (stage 2 does not learn its failure-ratio baseline from them).
+    #[serde(default)]
+    pub poisoned: bool,
 }
 
 /// Why two partials do not merge.
@@ -179,6 +183,7 @@ impl Partial {
             thr_requests: 0.0,
             thr_paths: 0.0,
             account: String::new(),
+            poisoned: false,
         }
     }
 
@@ -231,6 +236,7 @@ impl Partial {
         }
         self.thr_requests = self.thr_requests.max(other.thr_requests);
         self.thr_paths = self.thr_paths.max(other.thr_paths);
+        self.poisoned |= other.poisoned;
     }
 
     /// The record of the partial (versioned MessagePack); `None` if it would be over
@@ -360,7 +366,15 @@ impl PartialSink {
 
     /// A login attempt of the distributed stuffing check: `heavy` when its source is a
     /// heavy hitter of its per-source window, `base` the endpoint's failure-ratio baseline.
-    pub(crate) fn stuffing(&mut self, o: &Obs, keyer: &Keyer, heavy: bool, base: Ewma) {
+    /// `poisoned`: stage 1's baseline bucket of the endpoint is marked as an attack.
+    pub(crate) fn stuffing(
+        &mut self,
+        o: &Obs,
+        keyer: &Keyer,
+        heavy: bool,
+        base: Ewma,
+        poisoned: bool,
+    ) {
         let (d, kind) = GlobalKind::StuffingDistributed.detector();
         let key = campaign_key(keyer, d, kind, 0, o.endpoint_key);
         let Some(p) = self.entry(GlobalKind::StuffingDistributed, key, o, false) else {
@@ -380,6 +394,7 @@ impl PartialSink {
         if base.n > p.base.n {
             p.base = base;
         }
+        p.poisoned |= poisoned;
     }
 
     /// A request of a non-browser fingerprint (distributed crawling), with stage 1's

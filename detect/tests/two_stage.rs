@@ -290,6 +290,9 @@ fn a_restored_stage_two_owner_continues_the_campaign_without_a_second_create() {
                 let r = g.restore(k, v, &|p| p == Some(0)).unwrap();
                 if k.starts_with("g/c/") {
                     assert_eq!(r, Restored::Campaign);
+                } else if k.starts_with("g/b/") {
+                    // The login endpoint's stage-2 failure-ratio baseline.
+                    assert!(matches!(r, Restored::Baseline(_)), "{k}: {r:?}");
                 } else {
                     assert!(k.starts_with("g/w/"), "{k}");
                     assert!(matches!(r, Restored::Window), "{k}: {r:?}");

@@ -452,7 +452,8 @@ impl Detection for CredentialStuffing {
         // of every analyzer ([`crate::global`]); this one only contributes its events.
         if let Some(sink) = cx.partials.as_deref_mut() {
             let base = cx.baselines.get(o.endpoint_key, Metric::FailureRatio, now);
-            sink.stuffing(o, cx.keyer, heavy, base);
+            let poisoned = cx.baselines.poisoned(o.endpoint_key);
+            sink.stuffing(o, cx.keyer, heavy, base, poisoned);
             return;
         }
         // Distributed, low-and-slow: the endpoint as a whole, over the window and the long
