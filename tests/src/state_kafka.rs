@@ -24,8 +24,14 @@ pub fn tempdir(tag: &str) -> PathBuf {
 /// The recorded distributed stuffing (`tests/fixtures/attacks/stuffing_distributed`: curl
 /// from 60 addresses) through the real sensor decoder, in time order.
 pub fn stuffing_events(dir: &Path) -> anyhow::Result<Vec<ApiEvent>> {
-    let pcap = fixture_pcap("stuffing_distributed.pcapng", dir)?;
-    let events = dir.join("stuffing.events.jsonl");
+    fixture_events(dir, "stuffing_distributed.pcapng")
+}
+
+/// The recorded attack fixture `pcap` (`tests/fixtures/attacks/`) through the real sensor
+/// decoder, in time order.
+pub fn fixture_events(dir: &Path, pcap: &str) -> anyhow::Result<Vec<ApiEvent>> {
+    let events = dir.join(format!("{pcap}.events.jsonl"));
+    let pcap = fixture_pcap(pcap, dir)?;
     replay_to(&pcap, &events, "state-test")?;
     let mut evs: Vec<ApiEvent> = std::fs::read_to_string(&events)?
         .lines()
