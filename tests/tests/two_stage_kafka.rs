@@ -1,10 +1,11 @@
 //! Two-stage processing on a real broker (tansu), issue 18, R-THR-3, R-OPS-1: the recorded
 //! distributed credential stuffing (`tests/fixtures/attacks/stuffing_distributed`: curl from
-//! 60 addresses, replayed through the real sensor decoder) on an events topic of 4
+//! 60 addresses, replayed through the real sensor decoder) on an events topic of 4, 3 and 8
 //! partitions, consumed by 1, 2 and 4 analyzer processes in one consumer group with
-//! `[scale_out]` on: exactly one Create of the `distributed` campaign across all processes
-//! (stage 1 raises no `distributed` kind; stage 2, one owner per global key, raises it from
-//! every member's partials). Then the stage-2 owner is SIGKILLed after the Create and
+//! `[scale_out]` on: exactly one Create of the `distributed` campaign across all processes,
+//! with the actor set and endpoint of one engine's campaign on the same events (stage 1 raises
+//! no `distributed` kind; stage 2, one owner per global key, raises it from every member's
+//! partials); the same for brute force `distributed_on_account` (patator re-addressed). Then the stage-2 owner is SIGKILLed after the Create and
 //! restarted: its campaign is restored from the `g/…` records and goes on (Updates, same
 //! uid) without a second Create.
 //!
@@ -40,31 +41,87 @@ fn distributed(broker: &Broker, topic: &str) -> anyhow::Result<Vec<(String, Stri
     detections(broker, topic, "credential_stuffing", Some("distributed"))
 }
 
+/// The single engine's campaigns of `detector`'s `kind` on `evs` (the analyzers' hash key
+/// and lifecycle, `analyzer_sections`): (actor, endpoint) of each Create, as alerts render
+/// them (`unmapped.apitap`).
+fn reference(
+    dir: &Path,
+    evs: &[apitap_schema::ApiEvent],
+    (detector, kind): (&str, &str),
+) -> anyhow::Result<Vec<(serde_json::Value, serde_json::Value)>> {
+    use apitap_detect::{DetectConfig, Engine, EventContext};
+    // Every member writes the same key (`analyzer_sections`).
+    let key = apitap_labels::HashKey::from_secret_file(&dir.join("m0").join("hash.key"))?;
+    let mut cfg = DetectConfig::default();
+    cfg.lifecycle.update_interval_secs = 10;
+    cfg.lifecycle.quiet_secs = 120;
+    let mut eng = Engine::with_hash_key(cfg, &key)?;
+    let mut out = Vec::new();
+    let mut next = evs[0].request_start_unix_us;
+    for e in evs {
+        while e.request_start_unix_us >= next {
+            out.extend(eng.tick(next));
+            next += 1_000_000;
+        }
+        eng.observe(e, &EventContext::default());
+    }
+    out.extend(eng.finish());
+    Ok(out
+        .iter()
+        .filter(|f| f.activity == apitap_detect::finding::Activity::Create && f.kind == kind)
+        .map(apitap_detect::ocsf::detection_finding)
+        .filter(|d| d["unmapped"]["apitap"]["detector"] == detector)
+        .map(|d| {
+            let a = &d["unmapped"]["apitap"];
+            (a["actor"].clone(), a["endpoint"].clone())
+        })
+        .collect())
+}
+
+/// (actor, endpoint) of the Creates of `detector`'s `kind` on `<topic>.alerts`.
+fn created(
+    broker: &Broker,
+    topic: &str,
+    (detector, kind): (&str, &str),
+) -> anyhow::Result<Vec<(serde_json::Value, serde_json::Value)>> {
+    let msgs =
+        broker.read_json_messages(&format!("{topic}.alerts"), 10_000, Duration::from_secs(5))?;
+    Ok(msgs
+        .iter()
+        .map(|(_, _, d)| d)
+        .filter(|d| d["activity_name"] == "Create")
+        .map(|d| &d["unmapped"]["apitap"])
+        .filter(|a| a["detector"] == detector && a["kind"] == kind)
+        .map(|a| (a["actor"].clone(), a["endpoint"].clone()))
+        .collect())
+}
+
 /// Sum of metric `name` over the members' `/metrics`.
 fn total(addrs: &[String], name: &str) -> u64 {
     addrs.iter().filter_map(|a| metric(a, name).ok()).sum()
 }
 
 /// The recording through `members` analyzers in one group: one Create across all.
-fn through_members(members: usize) -> anyhow::Result<()> {
+fn through_members(members: usize, partitions: u32) -> anyhow::Result<()> {
     let tag = format!("twostage{members}");
     let dir = tempdir(&tag);
     let evs = stuffing_events(&dir)?;
     through(
         &tag,
         &dir,
-        members,
+        (members, partitions),
         &evs,
         ("credential_stuffing", "distributed"),
     )
 }
 
-/// `evs` through `members` analyzers in one group: one Create of `detector`'s `kind`
-/// across all, every partial merged once or counted.
+/// `evs` on an events topic of `partitions` through `members` analyzers in one group: one
+/// engine's Create of `detector`'s `kind` (same actor set and endpoint), once across all,
+/// every partial merged once or counted.
 fn through(
     tag: &str,
     dir: &Path,
-    members: usize,
+    (members, partitions): (usize, u32),
     evs: &[apitap_schema::ApiEvent],
     (detector, kind): (&str, &str),
 ) -> anyhow::Result<()> {
@@ -72,7 +129,7 @@ fn through(
         |broker: &Broker, topic: &str| detections(broker, topic, detector, Some(kind));
     let broker = Broker::start(&dir.join("broker"))?;
     let topic = format!("{tag}.events");
-    broker.create_topic(&topic, 4)?;
+    broker.create_topic(&topic, partitions)?;
     broker.create_topic(&format!("{topic}.alerts"), 1)?;
     let mut addrs = Vec::new();
     let mut procs = Vec::new();
@@ -139,6 +196,18 @@ fn through(
         p.stop()?;
     }
     let all = distributed(&broker, &topic)?;
+    // The same campaign as one engine: kind, actor set and endpoint.
+    let want = reference(dir, evs, (detector, kind))?;
+    let got = created(&broker, &topic, (detector, kind))?;
+    assert_eq!(
+        want.len(),
+        1,
+        "one engine raises one {kind} campaign: {want:?}"
+    );
+    assert_eq!(
+        got, want,
+        "{members} members give one engine's {kind} campaign"
+    );
     if detector == "brute_force" {
         // Accounts are keyed hashes in alerts: never bob in clear.
         let raw = broker.read_json_messages(
@@ -192,7 +261,7 @@ fn brute_force_on_one_account_through_two_analyzers_is_one_campaign() -> anyhow:
     through(
         tag,
         &dir,
-        2,
+        (2, 4),
         &evs,
         ("brute_force", "distributed_on_account"),
     )
@@ -203,7 +272,7 @@ fn distributed_stuffing_through_one_analyzer_is_one_campaign() -> anyhow::Result
     if !require_broker("distributed_stuffing_through_one_analyzer_is_one_campaign") {
         return Ok(());
     }
-    through_members(1)
+    through_members(1, 4)
 }
 
 #[test]
@@ -211,7 +280,7 @@ fn distributed_stuffing_through_two_analyzers_is_one_campaign() -> anyhow::Resul
     if !require_broker("distributed_stuffing_through_two_analyzers_is_one_campaign") {
         return Ok(());
     }
-    through_members(2)
+    through_members(2, 3)
 }
 
 #[test]
@@ -219,7 +288,7 @@ fn distributed_stuffing_through_four_analyzers_is_one_campaign() -> anyhow::Resu
     if !require_broker("distributed_stuffing_through_four_analyzers_is_one_campaign") {
         return Ok(());
     }
-    through_members(4)
+    through_members(4, 8)
 }
 
 #[test]
