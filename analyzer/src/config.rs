@@ -99,8 +99,9 @@ pub struct ScaleOutConfig {
     /// Stage 2's consumer group. Default: `kafka.consumer.group_id` + `-global`.
     #[serde(default)]
     pub group_id: Option<String>,
-    /// Seconds of event time per partial slice (at most
-    /// `detect.credential_stuffing.window_secs`). Default 10.
+    /// Seconds of event time per partial slice (at most the shortest `window_secs` of
+    /// `detect.credential_stuffing`, `crawling`, `abnormal_access` and `brute_force`).
+    /// Default 10.
     #[serde(default = "default_slice_secs")]
     pub slice_secs: u64,
     /// Seconds after which a partial is counted late (`apitap_analyzer_partials_late_total`;
@@ -165,7 +166,7 @@ impl ScaleOutConfig {
         if self.slice_secs == 0 || self.slice_secs > window_secs {
             return bad(
                 "scale_out.slice_secs",
-                "must be at least 1 and at most detect.credential_stuffing.window_secs",
+                "must be at least 1 and at most the shortest window_secs of detect.credential_stuffing, crawling, abnormal_access and brute_force",
             );
         }
         if self.timeout_ms == 0 {
@@ -806,10 +807,20 @@ impl Config {
         self.trace.validate()?;
         self.state
             .validate(self.kafka.is_some(), self.labels.hash_key_file.is_some())?;
+        let d = &self.detect;
+        let shortest_window_secs = [
+            d.credential_stuffing.window_secs,
+            d.crawling.window_secs,
+            d.abnormal_access.window_secs,
+            d.brute_force.window_secs,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(0);
         self.scale_out.validate(
             self.kafka.is_some(),
             self.state.enabled,
-            self.detect.credential_stuffing.window_secs,
+            shortest_window_secs,
         )?;
         self.inventory
             .validate()
@@ -840,6 +851,13 @@ mod tests {
             ),
             (
                 format!("{base}{state}[scale_out]\nslice_secs = 301\n"),
+                "scale_out.slice_secs",
+            ),
+            (
+                // Longer than the crawling window.
+                format!(
+                    "{base}{state}[scale_out]\nslice_secs = 30\n[detect.crawling]\nwindow_secs = 20\n"
+                ),
                 "scale_out.slice_secs",
             ),
             (

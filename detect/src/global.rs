@@ -476,10 +476,20 @@ impl GlobalEngine {
         grace_secs: u64,
     ) -> Result<GlobalEngine, DetectError> {
         cfg.validate()?;
-        if slice_secs == 0 || slice_secs > cfg.credential_stuffing.window_secs {
+        // A window holds whole slices: the slice is at most the shortest window of stage 2.
+        let shortest = [
+            cfg.credential_stuffing.window_secs,
+            cfg.crawling.window_secs,
+            cfg.abnormal_access.window_secs,
+            cfg.brute_force.window_secs,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(0);
+        if slice_secs == 0 || slice_secs > shortest {
             return Err(DetectError::config(
                 "scale_out.slice_secs",
-                "must be > 0 and at most credential_stuffing.window_secs",
+                "must be > 0 and at most the shortest window of credential_stuffing, crawling, abnormal_access and brute_force (window_secs)",
             ));
         }
         Ok(GlobalEngine {
@@ -1348,6 +1358,17 @@ mod tests {
             0,
             "the attack minute was poisoned"
         );
+    }
+
+    #[test]
+    fn a_slice_longer_than_a_window_is_a_config_error_naming_the_field() {
+        let key = HashKey::from_secret(b"global");
+        let mut cfg = DetectConfig::default();
+        cfg.crawling.window_secs = 30;
+        let e = GlobalEngine::new(cfg.clone(), &key, 60, 20).unwrap_err();
+        assert!(e.to_string().contains("scale_out.slice_secs"), "{e}");
+        assert!(GlobalEngine::new(cfg.clone(), &key, 30, 20).is_ok());
+        assert!(GlobalEngine::new(cfg, &key, 0, 20).is_err());
     }
 
     /// A hand-over whose partials' offsets were not committed: the new owner reads them
