@@ -515,8 +515,12 @@ max_bytes = 67108864
     )
 }
 
-/// The `[kafka]` table of an analyzer reading `topic` as `group`. The session timeout is short
-/// so that a killed member leaves the group quickly.
+/// The `[kafka]` table of an analyzer reading `topic` as `group`. tansu counts only
+/// heartbeats as a member's contact and holds each follower's JoinGroup 3 s, and librdkafka
+/// does not heartbeat while it re-joins: a join round takes the last heartbeat interval plus
+/// ≥ 3 s, so a 6 s session kept two groups per process rebalancing for minutes (seen in CI,
+/// docs/scale-out.md "The rebalance storm"). 15 s sessions with 1 s heartbeats settle; a
+/// killed member is dropped 15 s after its last heartbeat.
 pub fn analyzer_kafka_section(bootstrap: &str, topic: &str, group: &str) -> String {
     format!(
         r#"[kafka]
@@ -527,7 +531,8 @@ alerts_topic = "{topic}.alerts"
 group_id = "{group}"
 commit_interval_ms = 200
 [kafka.librdkafka_options]
-"session.timeout.ms" = 6000
+"session.timeout.ms" = 15000
+"heartbeat.interval.ms" = 1000
 "#
     )
 }
