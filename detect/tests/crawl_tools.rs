@@ -14,6 +14,9 @@
 //! - `benign`: 10.77.0.4, curl with a Firefox User-Agent, `Referer` and a cookie jar
 //!   following a random link of each of 30 pages, 0.8–4 s apart; 10.77.0.5, curl polling
 //!   `/get` every 0.5 s for 150 s (293 requests).
+//!
+//! (`distributed` beside them is the recorded distributed crawl against the test API,
+//! `tests/fixtures/attacks/crawl_distributed`, read by `two_stage.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use apitap_detect::{Activity, DetectConfig, Detector, Engine, EventContext, Finding};

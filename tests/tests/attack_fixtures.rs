@@ -39,6 +39,8 @@ const REQUIRED: &[&str] = &[
     "enum_wfuzz",
     "crawl_wget",
     "crawl_gobuster",
+    // Issue 18: the distributed crawler recording.
+    "crawl_distributed",
     "bulk_export",
     "benign_10min",
 ];
@@ -147,6 +149,21 @@ fn manifest_describes_every_scenario() {
         }
         if name == "stuffing_distributed" {
             assert!(attackers.len() >= 60, "{name}: {} sources", attackers.len());
+        }
+        if name == "crawl_distributed" {
+            // Issue 18: every source alone under the per-source crawling floor (120 requests
+            // per window, detect's defaults), the fleet over the distributed one.
+            assert!(attackers.len() >= 24, "{name}: {} sources", attackers.len());
+            let mut per: BTreeMap<String, u64> = BTreeMap::new();
+            for l in access_log(e)
+                .into_iter()
+                .filter(|l| attackers.contains(&l.key.0))
+            {
+                *per.entry(l.key.0).or_default() += 1;
+            }
+            assert_eq!(per.len(), attackers.len(), "{name}: every source crawls");
+            assert!(per.values().all(|n| *n < 30), "{name}: {per:?}");
+            assert!(per.values().sum::<u64>() >= 120, "{name}: {per:?}");
         }
         if name == "benign_10min" {
             let span = f(e, "stream_end") - f(e, "stream_start");

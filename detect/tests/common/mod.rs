@@ -1,6 +1,8 @@
 //! What the detection integration tests share: the recorded events (crawl tools; the
-//! distributed stuffing of `tests/fixtures/attacks/stuffing_distributed.pcapng` through
-//! `apitap-sensor replay`, in `data/stuffing/distributed.events.jsonl.gz`).
+//! distributed stuffing of `tests/fixtures/attacks/stuffing_distributed.pcapng` and the
+//! distributed crawl of `crawl_distributed.pcapng` through `apitap-sensor replay
+//! --sensor-id recorded`, in `data/stuffing/distributed.events.jsonl.gz` and
+//! `data/crawl/distributed.events.jsonl.gz`, `gzip -9 -n`).
 
 use std::io::Read as _;
 

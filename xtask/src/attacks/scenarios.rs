@@ -195,6 +195,19 @@ pub(crate) const SCENARIOS: &[Spec] = &[
         traffic: crawl_gobuster,
     },
     Spec {
+        name: "crawl_distributed",
+        description: "Distributed crawling: one wget fleet from 24 source addresses in one /24; a coordinator fetches the site's index pages, the links found are dealt round-robin, each address fetches its 6-7 pages (wget -i, 1 s apart), every address under the per-source thresholds, the fleet (one Wget fingerprint) over the distributed ones.",
+        server_args: &[],
+        expect: Expect {
+            detector: "crawling",
+            actor_key: "fingerprint",
+            actor: "Wget",
+            alt: &[("subnet", "10.213.1.0/24")],
+        },
+        background: BACKGROUND_ADDRS,
+        traffic: crawl_distributed,
+    },
+    Spec {
         name: "bulk_export",
         description: "Abnormal data access (bulk export): one account pulls all 1000 user records with PII through /api/export in 20 pages (curl URL globbing); benign users export one record now and then.",
         server_args: &[],
@@ -555,6 +568,143 @@ pub(crate) fn crawl_gobuster(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
         command,
         "dirb's common.txt (4614 words); gobuster first probes a random path for wildcard answers",
     ))
+}
+
+/// Source addresses of the distributed crawl (the first of [`distributed_addrs`]).
+const CRAWL_SOURCES: usize = 24;
+
+/// Index pages the distributed crawl's coordinator fetches to find the site's links.
+const CRAWL_SEEDS: &[&str] = &["/", "/products/", "/docs/"];
+
+/// The site paths `href`ed in `html` (`href="/…"`), in order of first appearance, each once.
+fn site_links(html: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in html.split("href=\"").skip(1) {
+        let Some(end) = part.find('"') else { continue };
+        let link = &part[..end];
+        if link.starts_with('/') && !out.iter().any(|l| l == link) {
+            out.push(link.to_owned());
+        }
+    }
+    out
+}
+
+/// Distributed crawling, sized against the detector's defaults (`detect/src/detections/
+/// crawling.rs`, 60 s window): each address stays far under the per-source floors (120
+/// requests and 60 distinct paths, or robots.txt and 40 linked pages — `wget -i` never
+/// fetches robots.txt) while the fleet, one Wget fingerprint, passes the distributed ones
+/// (≥ 5 sources, ≥ 120 requests over ≥ 60 distinct paths in one window, under 120 per
+/// source on average).
+pub(crate) fn crawl_distributed(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
+    let addrs: Vec<String> = distributed_addrs()
+        .into_iter()
+        .take(CRAWL_SOURCES)
+        .collect();
+    let coordinator = addrs.first().context("no distributed addresses")?.clone();
+    let started = Instant::now();
+    // The coordinator reads the index pages; their links are the crawl's frontier.
+    write_lines(
+        &lab.dir.join("seeds.txt"),
+        CRAWL_SEEDS.iter().map(|p| lab.url(p)),
+    )?;
+    let seed_args = strings(&[
+        "--no-verbose",
+        &format!("--bind-address={coordinator}"),
+        "-O",
+        "seeds.html",
+        "-i",
+        "seeds.txt",
+    ]);
+    let seed_line = lab.tool("wget-seeds", 60, "wget", &seed_args)?;
+    let html = std::fs::read_to_string(lab.dir.join("seeds.html")).context("seeds.html")?;
+    let frontier: Vec<String> = site_links(&html)
+        .into_iter()
+        .filter(|l| !CRAWL_SEEDS.contains(&l.as_str()))
+        .collect();
+    if frontier.len() < 120 {
+        bail!(
+            "the index pages link only {} pages; see {}",
+            frontier.len(),
+            lab.dir.display()
+        );
+    }
+    // Dealt round-robin: address k fetches links k, k + 24, k + 48, …
+    let mut slices: Vec<Vec<String>> = vec![Vec::new(); addrs.len()];
+    for (i, link) in frontier.iter().enumerate() {
+        slices[i % addrs.len()].push(lab.url(link));
+    }
+    for (k, slice) in slices.iter().enumerate() {
+        write_lines(
+            &lab.dir.join(format!("slice-{k:02}.txt")),
+            slice.iter().cloned(),
+        )?;
+    }
+    // One wget per address, started 1 s apart, running side by side; each bounded by its
+    // slice (≤ 7 URLs) and 60 s.
+    let lines: Vec<anyhow::Result<String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = addrs
+            .iter()
+            .enumerate()
+            .map(|(k, addr)| {
+                scope.spawn(move || {
+                    std::thread::sleep(Duration::from_secs(k as u64));
+                    let args = strings(&[
+                        "--no-verbose",
+                        &format!("--bind-address={addr}"),
+                        "--wait=1",
+                        "--random-wait",
+                        "-P",
+                        &format!("mirror/{k:02}"),
+                        "-i",
+                        &format!("slice-{k:02}.txt"),
+                    ]);
+                    lab.tool(&format!("wget-{k:02}"), 60, "wget", &args)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a wget thread panicked")))
+            })
+            .collect()
+    });
+    let mut first = String::new();
+    for line in lines {
+        let line = line?;
+        if first.is_empty() {
+            first = line;
+        }
+    }
+    if started.elapsed() > Duration::from_secs(120) {
+        bail!("the distributed crawl exceeded its 120 s bound");
+    }
+    let per: Vec<usize> = slices.iter().map(Vec::len).collect();
+    let (lo, hi) = (
+        per.iter().copied().min().unwrap_or(0),
+        per.iter().copied().max().unwrap_or(0),
+    );
+    Ok(Attack {
+        tool: "wget",
+        package: "wget",
+        command: format!(
+            "{seed_line}; then {first}   # the first of {n} such runs, one per source address 10.213.1.1-{n}, started 1 s apart and running side by side, each with its slice-NN.txt",
+            n = addrs.len()
+        ),
+        attackers: addrs,
+        benign: Vec::new(),
+        notes: format!(
+            "the coordinator ({coordinator}) fetches the {seeds} index pages {seed_list:?}; the {links} site links they hold (every product, doc page, /about.html, /login) are dealt round-robin over {n} addresses, {lo}-{hi} each (slice-NN.txt), so that one address makes at most {max} requests, never fetches robots.txt and follows at most {hi} served links — under the per-source crawling floors of the detector's defaults (120 requests and 60 distinct paths per 60 s window; robots.txt and 40 linked pages) — while the fleet, one Wget fingerprint, makes {total} requests over {total} distinct paths from {n} addresses in about {secs} s: over the distributed floors (5 sources, 120 requests, 60 paths in one 60 s window, under 120 requests per source on average)",
+            seeds = CRAWL_SEEDS.len(),
+            seed_list = CRAWL_SEEDS,
+            links = frontier.len(),
+            n = slices.len(),
+            max = hi + CRAWL_SEEDS.len(),
+            total = frontier.len() + CRAWL_SEEDS.len(),
+            secs = started.elapsed().as_secs(),
+        ),
+    })
 }
 
 pub(crate) fn bulk_export(lab: &Lab, _: &Opts) -> anyhow::Result<Attack> {
