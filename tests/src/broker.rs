@@ -515,12 +515,9 @@ max_bytes = 67108864
     )
 }
 
-/// The `[kafka]` table of an analyzer reading `topic` as `group`. tansu counts only
-/// heartbeats as a member's contact and holds each follower's JoinGroup 3 s, and librdkafka
-/// does not heartbeat while it re-joins: a join round takes the last heartbeat interval plus
-/// ≥ 3 s, so a 6 s session kept two groups per process rebalancing for minutes (seen in CI,
-/// docs/scale-out.md "The rebalance storm"). 15 s sessions with 1 s heartbeats settle; a
-/// killed member is dropped 15 s after its last heartbeat.
+/// The `[kafka]` table of an analyzer reading `topic` as `group`. The session timeout is short
+/// so that a killed member leaves the group quickly (one member at a time: see
+/// [`steady_group`] for groups of several).
 pub fn analyzer_kafka_section(bootstrap: &str, topic: &str, group: &str) -> String {
     format!(
         r#"[kafka]
@@ -531,10 +528,24 @@ alerts_topic = "{topic}.alerts"
 group_id = "{group}"
 commit_interval_ms = 200
 [kafka.librdkafka_options]
-"session.timeout.ms" = 15000
-"heartbeat.interval.ms" = 1000
+"session.timeout.ms" = 6000
 "#
     )
+}
+
+/// `config` (with an [`analyzer_kafka_section`]) for a group of several members on tansu:
+/// 15 s sessions, 1 s heartbeats. tansu counts only heartbeats as a member's contact and
+/// holds each follower's JoinGroup 3 s, and librdkafka does not heartbeat while it re-joins:
+/// a join round takes the last heartbeat interval plus ≥ 3 s, and 6 s sessions kept two
+/// groups per process rebalancing for minutes (seen in CI; docs/scale-out.md "The rebalance
+/// storm"). A killed member is dropped 15 s after its last heartbeat.
+pub fn steady_group(config: &str) -> String {
+    let out = config.replace(
+        "\"session.timeout.ms\" = 6000\n",
+        "\"session.timeout.ms\" = 15000\n\"heartbeat.interval.ms\" = 1000\n",
+    );
+    assert_ne!(out, config, "no [kafka] session timeout to replace");
+    out
 }
 
 /// Body of `GET path` on `addr` (HTTP/1.1, one request, connection closed by the server).

@@ -5,7 +5,8 @@
 //! `[scale_out]` on: exactly one Create of the `distributed` campaign across all processes,
 //! with the actor set and endpoint of one engine's campaign on the same events (stage 1 raises
 //! no `distributed` kind; stage 2, one owner per global key, raises it from every member's
-//! partials); the same for brute force `distributed_on_account` (patator re-addressed). Then the stage-2 owner is SIGKILLed after the Create and
+//! partials); the same for the recorded distributed crawl (`crawl_distributed`, a wget fleet
+//! from 24 addresses) and for brute force `distributed_on_account` (patator re-addressed). Then the stage-2 owner is SIGKILLed after the Create and
 //! restarted: its campaign is restored from the `g/…` records and goes on (Updates, same
 //! uid) without a second Create.
 //!
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use apitap_tests::analyzer::AnalyzerProcess;
-use apitap_tests::broker::{Broker, free_port, require_broker};
+use apitap_tests::broker::{Broker, free_port, require_broker, steady_group};
 use apitap_tests::state_kafka::{
     analyzer_sections, creates, detections, fixture_events, metric, publish, stuffing_events,
     tempdir, wait_for,
@@ -137,7 +138,7 @@ fn through(
         let m = format!("127.0.0.1:{}", free_port()?);
         let d = dir.join(format!("m{i}"));
         std::fs::create_dir_all(&d)?;
-        let cfg = sections(&d, &broker.bootstrap(), &topic, tag, &m);
+        let cfg = steady_group(&sections(&d, &broker.bootstrap(), &topic, tag, &m));
         procs.push(AnalyzerProcess::start(None, &d, &cfg, "")?);
         addrs.push(m);
     }
@@ -267,6 +268,46 @@ fn brute_force_on_one_account_through_two_analyzers_is_one_campaign() -> anyhow:
     )
 }
 
+/// The recorded distributed crawl (`crawl_distributed`: one wget fleet from 24 addresses,
+/// each under the per-source floors) on `partitions` through `members` analyzers: one
+/// engine's crawling `distributed` campaign (fingerprint Wget), once.
+fn crawl_through(members: usize, partitions: u32) -> anyhow::Result<()> {
+    let tag = format!("twostagecrawl{members}");
+    let dir = tempdir(&tag);
+    let evs = fixture_events(&dir, "crawl_distributed.pcapng")?;
+    through(
+        &tag,
+        &dir,
+        (members, partitions),
+        &evs,
+        ("crawling", "distributed"),
+    )
+}
+
+#[test]
+fn distributed_crawl_through_one_analyzer_is_one_campaign() -> anyhow::Result<()> {
+    if !require_broker("distributed_crawl_through_one_analyzer_is_one_campaign") {
+        return Ok(());
+    }
+    crawl_through(1, 4)
+}
+
+#[test]
+fn distributed_crawl_through_two_analyzers_is_one_campaign() -> anyhow::Result<()> {
+    if !require_broker("distributed_crawl_through_two_analyzers_is_one_campaign") {
+        return Ok(());
+    }
+    crawl_through(2, 3)
+}
+
+#[test]
+fn distributed_crawl_through_four_analyzers_is_one_campaign() -> anyhow::Result<()> {
+    if !require_broker("distributed_crawl_through_four_analyzers_is_one_campaign") {
+        return Ok(());
+    }
+    crawl_through(4, 8)
+}
+
 #[test]
 fn distributed_stuffing_through_one_analyzer_is_one_campaign() -> anyhow::Result<()> {
     if !require_broker("distributed_stuffing_through_one_analyzer_is_one_campaign") {
@@ -371,12 +412,12 @@ fn stage_two_owner_killed_during_a_rebalance_raises_no_second_create() -> anyhow
         let scale_out = format!(
             "[detect.baseline]\nbucket_secs = 5\n[scale_out]\nenabled = true\npartials_topic = \"{topic}.partials\"\npartials_partitions = 4\n"
         );
-        let cfg = analyzer_sections(
+        let cfg = steady_group(&analyzer_sections(
             &d,
             [&broker.bootstrap(), &topic, tag, &m],
             "baseline_interval_secs = 1\n",
             &scale_out,
-        )?;
+        )?);
         Ok((m.clone(), AnalyzerProcess::start(None, &d, &cfg, "")?))
     };
     let mut members = vec![member(0)?, member(1)?];
