@@ -275,6 +275,8 @@ impl Scanner {
         let mut stats = ScanStats::default();
         let mut auth = Vec::new();
         let mut query_params = Vec::new();
+        // The lower-cased name of each header in turn.
+        let mut name_buf = String::new();
         let req = &ev.request;
         url_path(&mut cx, req.path.as_bytes());
         if let Some(q) = &req.query {
@@ -298,6 +300,7 @@ impl Scanner {
                 Region::ReqHeader(i),
                 h,
                 &mut auth,
+                &mut name_buf,
             );
         }
         let (req_type, resp_type) = crate::protobuf::call_types(facts.protobuf(), ev.grpc.as_ref());
@@ -324,6 +327,7 @@ impl Scanner {
                     Region::RespHeader(i),
                     h,
                     &mut auth,
+                    &mut name_buf,
                 );
             }
             resp_kind = Some(message_body(
@@ -448,9 +452,10 @@ fn header(
     region: Region,
     h: &Header,
     auth: &mut Vec<AuthScheme>,
+    name_buf: &mut String,
 ) {
-    let lname = h.name.to_ascii_lowercase();
-    if SKIP_HEADERS.contains(&lname.as_str()) {
+    let lname = facts::lower_into(&h.name, name_buf);
+    if SKIP_HEADERS.contains(&lname) {
         return;
     }
     let value = h.value.as_bytes();
@@ -463,7 +468,7 @@ fn header(
         raw: RawMap::Direct(0),
         notes: Notes::NONE,
     };
-    match lname.as_str() {
+    match lname {
         "authorization" | "proxy-authorization" => {
             let off = |s: &[u8]| s.as_ptr() as usize - value.as_ptr() as usize;
             if let Some(tok) = strip_ci(value, b"bearer ") {
