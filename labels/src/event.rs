@@ -146,57 +146,63 @@ impl std::fmt::Debug for Scanner {
     }
 }
 
-const SKIP_HEADERS: &[&str] = &[
-    "content-type",
-    "content-length",
-    "accept",
-    "accept-encoding",
-    "accept-language",
-    "accept-ranges",
-    "user-agent",
-    "host",
-    "connection",
-    "cache-control",
-    "pragma",
-    "date",
-    "server",
-    "vary",
-    "etag",
-    "last-modified",
-    "if-none-match",
-    "if-modified-since",
-    "content-encoding",
-    "transfer-encoding",
-    "upgrade",
-    "keep-alive",
-    "expires",
-    "age",
-    "x-content-type-options",
-    "x-frame-options",
-    "strict-transport-security",
-    "content-security-policy",
-    "access-control-allow-origin",
-    "access-control-allow-headers",
-    "access-control-allow-methods",
-    "access-control-allow-credentials",
-    "x-xss-protection",
-    "sec-fetch-mode",
-    "sec-fetch-site",
-    "sec-fetch-dest",
-    "sec-ch-ua",
-    "sec-ch-ua-platform",
-    "sec-ch-ua-mobile",
-    "te",
-    "via",
-    "x-powered-by",
-    "content-disposition",
-    "range",
-    "content-range",
-    "x-requested-with",
-    "dnt",
-    "upgrade-insecure-requests",
-    "priority",
-];
+/// Header fields whose values are never scanned (protocol and caching fields, not data): a
+/// `match`, compiled to a dispatch on the length (issue 18: searching a list name by name
+/// made the header scan 7.5k instructions per event instead of 6.3k).
+fn skip_header(lname: &str) -> bool {
+    matches!(
+        lname,
+        "content-type"
+            | "content-length"
+            | "accept"
+            | "accept-encoding"
+            | "accept-language"
+            | "accept-ranges"
+            | "user-agent"
+            | "host"
+            | "connection"
+            | "cache-control"
+            | "pragma"
+            | "date"
+            | "server"
+            | "vary"
+            | "etag"
+            | "last-modified"
+            | "if-none-match"
+            | "if-modified-since"
+            | "content-encoding"
+            | "transfer-encoding"
+            | "upgrade"
+            | "keep-alive"
+            | "expires"
+            | "age"
+            | "x-content-type-options"
+            | "x-frame-options"
+            | "strict-transport-security"
+            | "content-security-policy"
+            | "access-control-allow-origin"
+            | "access-control-allow-headers"
+            | "access-control-allow-methods"
+            | "access-control-allow-credentials"
+            | "x-xss-protection"
+            | "sec-fetch-mode"
+            | "sec-fetch-site"
+            | "sec-fetch-dest"
+            | "sec-ch-ua"
+            | "sec-ch-ua-platform"
+            | "sec-ch-ua-mobile"
+            | "te"
+            | "via"
+            | "x-powered-by"
+            | "content-disposition"
+            | "range"
+            | "content-range"
+            | "x-requested-with"
+            | "dnt"
+            | "upgrade-insecure-requests"
+            | "priority"
+    )
+}
 
 fn strip_ci<'a>(v: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     (v.len() >= prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix))
@@ -455,7 +461,7 @@ fn header(
     name_buf: &mut String,
 ) {
     let lname = facts::lower_into(&h.name, name_buf);
-    if SKIP_HEADERS.contains(&lname) {
+    if skip_header(lname) {
         return;
     }
     let value = h.value.as_bytes();
