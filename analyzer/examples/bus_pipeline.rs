@@ -16,6 +16,12 @@
 //! to the consumer; `APITAP_BENCH_LINGER_MS` sets the producer's `linger_ms`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code
 
+/// The allocator of the `apitap-analyzer` binary (mimalloc, `analyzer/src/main.rs`): the
+/// bench measures the path as it ships (issue 18: with glibc malloc, allocation was a tenth
+/// of the in-process instructions).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

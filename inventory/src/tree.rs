@@ -1390,47 +1390,45 @@ impl<E: Payload> PathTree<E> {
     /// The template of `node`: literal segments as seen, parameters as `{name}` (a name that
     /// occurs twice gets `_2`, `_3`… appended).
     pub fn template(&self, node: NodeId) -> String {
-        let mut labels = Vec::new();
+        use std::fmt::Write as _;
+        // The nodes from the root's child down to `node` (issue 18: one walk, and no copy of
+        // a literal or a declared name, on every event).
+        let mut path = Vec::with_capacity(8);
         let mut cur = node;
         while cur != ROOT {
             let n = self.node(cur);
-            labels.push(&n.label);
+            path.push(n);
             cur = n.parent;
         }
-        labels.reverse();
-        if labels.is_empty() {
+        path.reverse();
+        if path.is_empty() {
             return "/".into();
         }
-        let mut out = String::new();
-        let mut used: Vec<String> = Vec::new();
+        let mut out = String::with_capacity(64);
+        let mut used: Vec<std::borrow::Cow<'_, str>> = Vec::new();
         let mut prev: Option<&Label> = None;
-        let mut cur_nodes = Vec::new();
-        let mut c = node;
-        while c != ROOT {
-            cur_nodes.push(c);
-            c = self.node(c).parent;
-        }
-        cur_nodes.reverse();
-        for (label, &id) in labels.into_iter().zip(&cur_nodes) {
+        for n in path {
+            let label = &n.label;
             out.push('/');
             match label {
-                Label::Literal(s) => out.push_str(&escape_braces(s)),
+                Label::Literal(s) => push_escaped_braces(&mut out, s),
                 Label::Param(name) => {
                     let name = if name.is_empty() {
-                        param_name(prev)
+                        std::borrow::Cow::Owned(param_name(prev))
                     } else {
-                        name.to_string()
+                        std::borrow::Cow::Borrowed(&**name)
                     };
                     let count = used.iter().filter(|u| **u == name).count();
                     out.push('{');
                     out.push_str(&name);
                     used.push(name);
                     if count > 0 {
-                        out.push_str(&format!("_{}", count + 1));
+                        // Writing to a String cannot fail.
+                        let _ = write!(out, "_{}", count + 1);
                     }
                     out.push('}');
-                    if let Suffix::Same(ext) = &self.node(id).suffix
-                        && !self.node(id).rest
+                    if let Suffix::Same(ext) = &n.suffix
+                        && !n.rest
                     {
                         out.push_str(ext);
                     }
@@ -1630,11 +1628,11 @@ fn strip_suffix_number(name: &str) -> &str {
 
 /// Literal `{`/`}` in a path segment are percent-encoded in templates, so that a template's
 /// braces always mean a parameter.
-fn escape_braces(s: &str) -> String {
+fn push_escaped_braces(out: &mut String, s: &str) {
     if s.contains(['{', '}']) {
-        s.replace('{', "%7B").replace('}', "%7D")
+        out.push_str(&s.replace('{', "%7B").replace('}', "%7D"));
     } else {
-        s.to_owned()
+        out.push_str(s);
     }
 }
 

@@ -346,8 +346,10 @@ pub const FUNCTION_RULES: &[FunctionRule] = &[
 
 /// Words of a (percent-decoded) path.
 struct PathWords {
-    words: Vec<String>,
+    /// The words (lower case), concatenated.
     joined: String,
+    /// Where each word ends in `joined` (issue 18: one string, not one per word).
+    ends: Vec<usize>,
     decoded: String,
 }
 
@@ -360,40 +362,63 @@ impl PathWords {
         } else {
             path.to_owned()
         };
-        let mut words = Vec::new();
-        let mut cur = String::new();
+        let mut joined = String::with_capacity(decoded.len());
+        let mut ends = Vec::new();
+        let mut start = 0;
         let mut prev_lower = false;
         for ch in decoded.chars() {
             let boundary = !ch.is_ascii_alphanumeric() || (ch.is_ascii_uppercase() && prev_lower);
-            if boundary && !cur.is_empty() {
-                words.push(std::mem::take(&mut cur));
+            if boundary && joined.len() > start {
+                ends.push(joined.len());
+                start = joined.len();
             }
             if ch.is_ascii_alphanumeric() {
-                cur.push(ch.to_ascii_lowercase());
+                joined.push(ch.to_ascii_lowercase());
             }
             prev_lower = ch.is_ascii_lowercase();
         }
-        if !cur.is_empty() {
-            words.push(cur);
+        if joined.len() > start {
+            ends.push(joined.len());
         }
-        let joined = words.concat();
         PathWords {
-            words,
             joined,
+            ends,
             decoded,
         }
+    }
+
+    /// The words in order.
+    fn words(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .filter_map(|(s, &e)| self.joined.get(s..e))
     }
 
     fn has(&self, w: &str) -> bool {
         if !w.is_ascii() {
             return self.decoded.contains(w);
         }
-        self.words.iter().any(|x| x == w) || (w.len() >= 5 && self.joined.contains(w))
+        self.words().any(|x| x == w) || (w.len() >= 5 && self.joined.contains(w))
     }
 
     fn any(&self, ws: &[&str]) -> bool {
         ws.iter().any(|w| self.has(w))
     }
+}
+
+/// `hay` contains `needle` (lower-case ASCII) ignoring ASCII case: what
+/// `hay.to_ascii_lowercase().contains(needle)` answers, without the copy.
+fn contains_lower(hay: &str, needle: &str) -> bool {
+    hay.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// `s` ends with `suffix` (lower-case ASCII) ignoring ASCII case.
+fn ends_with_lower(s: &str, suffix: &str) -> bool {
+    s.len() >= suffix.len()
+        && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 fn header<'a>(h: &'a [apitap_schema::Header], name: &str) -> Option<&'a str> {
@@ -420,48 +445,47 @@ fn signal(sig: Signal, ev: &ApiEvent, labels: &EventLabels) -> bool {
     match sig {
         Signal::None => false,
         Signal::RequestLabel(l) => labels.has(Direction::Request, l),
+        // The tests below compare with lower-case ASCII words ignoring ASCII case, which is
+        // what lower-casing the value first and comparing answered (issue 18: without the
+        // copy per rule and event).
         Signal::FileInRequest => {
-            let ct = header(&ev.request.headers, "content-type")
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            (ct.contains("multipart/")
+            let ct = header(&ev.request.headers, "content-type").unwrap_or("");
+            (contains_lower(ct, "multipart/")
                 && labels.request.kind == BodyKind::Multipart
                 && ev.request.body.data.contains("filename="))
                 || ((ev.request.method.eq_ignore_ascii_case("PUT")
                     || ev.request.method.eq_ignore_ascii_case("POST"))
-                    && (ct.contains("octet-stream") || ct.starts_with("image/")))
+                    && (contains_lower(ct, "octet-stream")
+                        || ct
+                            .get(..6)
+                            .is_some_and(|p| p.eq_ignore_ascii_case("image/"))))
         }
         Signal::FileInResponse => resp.is_some_and(|r| {
             header(&r.headers, "content-disposition")
-                .is_some_and(|d| d.to_ascii_lowercase().contains("attachment"))
+                .is_some_and(|d| contains_lower(d, "attachment"))
                 || labels
                     .response
                     .as_ref()
                     .is_some_and(|s| s.kind == BodyKind::Binary)
         }),
         Signal::TabularAttachment => resp.is_some_and(|r| {
-            let ct = header(&r.headers, "content-type")
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            ct.contains("csv") || ct.contains("spreadsheet") || ct.contains("ms-excel")
+            let ct = header(&r.headers, "content-type").unwrap_or("");
+            contains_lower(ct, "csv")
+                || contains_lower(ct, "spreadsheet")
+                || contains_lower(ct, "ms-excel")
         }),
         Signal::ListShape => {
             const LIST_PARAMS: &[&str] = &[
                 "page", "pagesize", "pagenum", "pageno", "limit", "offset", "keyword", "keywords",
                 "q", "size", "current", "per_page", "rows", "start", "sort",
             ];
-            labels
-                .query_params
-                .iter()
-                .any(|p| LIST_PARAMS.contains(&p.to_ascii_lowercase().as_str()))
-                || labels.request.fields.iter().any(|p| {
-                    let last = p
-                        .rsplit(['.', '$'])
-                        .next()
-                        .unwrap_or("")
-                        .to_ascii_lowercase();
-                    LIST_PARAMS.contains(&last.as_str())
-                })
+            let listy = |p: &str| LIST_PARAMS.iter().any(|l| l.eq_ignore_ascii_case(p));
+            labels.query_params.iter().any(|p| listy(p))
+                || labels
+                    .request
+                    .fields
+                    .iter()
+                    .any(|p| listy(p.rsplit(['.', '$']).next().unwrap_or("")))
                 || labels
                     .response
                     .as_ref()
@@ -475,11 +499,8 @@ fn signal(sig: Signal, ev: &ApiEvent, labels: &EventLabels) -> bool {
                 .rsplit('/')
                 .next()
                 .unwrap_or("");
-            id_like(last)
-                || labels.query_params.iter().any(|p| {
-                    let l = p.to_ascii_lowercase();
-                    l == "id" || l.ends_with("id") || l.ends_with("_id")
-                })
+            // (`id` and `…_id` end with `id` too.)
+            id_like(last) || labels.query_params.iter().any(|p| ends_with_lower(p, "id"))
         }
     }
 }
@@ -492,8 +513,9 @@ fn signal(sig: Signal, ev: &ApiEvent, labels: &EventLabels) -> bool {
 /// decoded path for the non-ASCII words — exactly [`PathWords::has`] for every word (a test
 /// compares both).
 struct CompiledRules {
-    /// ASCII word → index (whole path words).
-    exact: HashMap<&'static str, usize>,
+    /// ASCII word → index (whole path words); foldhash: the table is ours, not the
+    /// client's, and SipHash was a twentieth of the function class.
+    exact: foldhash::HashMap<&'static str, usize>,
     /// ASCII words of ≥ 5 bytes, searched inside [`PathWords::joined`].
     joined: AhoCorasick,
     /// Index of each pattern of `joined`.
@@ -551,8 +573,8 @@ impl CompiledRules {
                 *h = true;
             }
         };
-        for w in &words.words {
-            if let Some(i) = self.exact.get(w.as_str()) {
+        for w in words.words() {
+            if let Some(i) = self.exact.get(w) {
                 set(*i);
             }
         }
@@ -780,6 +802,37 @@ mod tests {
             }
         }
         assert!(seen > paths.len(), "the paths hit the table's words");
+    }
+
+    #[test]
+    fn case_blind_tests_answer_as_lower_casing_first() {
+        for hay in [
+            "",
+            "a",
+            "Multipart/Form-Data",
+            "IMAGE/PNG",
+            "x-ÉTÉ-csv",
+            "İd",
+            "_ID",
+            "fid",
+        ] {
+            for needle in ["multipart/", "image/", "csv", "id", "attachment"] {
+                let lower = hay.to_ascii_lowercase();
+                assert_eq!(
+                    contains_lower(hay, needle),
+                    lower.contains(needle),
+                    "{hay} {needle}"
+                );
+                assert_eq!(
+                    ends_with_lower(hay, needle),
+                    lower.ends_with(needle),
+                    "{hay}"
+                );
+            }
+        }
+        let w = PathWords::new("/v2/getUserInfo/%E7%99%BB");
+        assert_eq!(w.words().collect::<Vec<_>>(), ["v2", "get", "user", "info"]);
+        assert_eq!(w.joined, "v2getuserinfo");
     }
 
     #[test]

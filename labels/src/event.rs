@@ -146,57 +146,63 @@ impl std::fmt::Debug for Scanner {
     }
 }
 
-const SKIP_HEADERS: &[&str] = &[
-    "content-type",
-    "content-length",
-    "accept",
-    "accept-encoding",
-    "accept-language",
-    "accept-ranges",
-    "user-agent",
-    "host",
-    "connection",
-    "cache-control",
-    "pragma",
-    "date",
-    "server",
-    "vary",
-    "etag",
-    "last-modified",
-    "if-none-match",
-    "if-modified-since",
-    "content-encoding",
-    "transfer-encoding",
-    "upgrade",
-    "keep-alive",
-    "expires",
-    "age",
-    "x-content-type-options",
-    "x-frame-options",
-    "strict-transport-security",
-    "content-security-policy",
-    "access-control-allow-origin",
-    "access-control-allow-headers",
-    "access-control-allow-methods",
-    "access-control-allow-credentials",
-    "x-xss-protection",
-    "sec-fetch-mode",
-    "sec-fetch-site",
-    "sec-fetch-dest",
-    "sec-ch-ua",
-    "sec-ch-ua-platform",
-    "sec-ch-ua-mobile",
-    "te",
-    "via",
-    "x-powered-by",
-    "content-disposition",
-    "range",
-    "content-range",
-    "x-requested-with",
-    "dnt",
-    "upgrade-insecure-requests",
-    "priority",
-];
+/// Header fields whose values are never scanned (protocol and caching fields, not data): a
+/// `match`, compiled to a dispatch on the length (issue 18: searching a list name by name
+/// made the header scan 7.5k instructions per event instead of 6.3k).
+fn skip_header(lname: &str) -> bool {
+    matches!(
+        lname,
+        "content-type"
+            | "content-length"
+            | "accept"
+            | "accept-encoding"
+            | "accept-language"
+            | "accept-ranges"
+            | "user-agent"
+            | "host"
+            | "connection"
+            | "cache-control"
+            | "pragma"
+            | "date"
+            | "server"
+            | "vary"
+            | "etag"
+            | "last-modified"
+            | "if-none-match"
+            | "if-modified-since"
+            | "content-encoding"
+            | "transfer-encoding"
+            | "upgrade"
+            | "keep-alive"
+            | "expires"
+            | "age"
+            | "x-content-type-options"
+            | "x-frame-options"
+            | "strict-transport-security"
+            | "content-security-policy"
+            | "access-control-allow-origin"
+            | "access-control-allow-headers"
+            | "access-control-allow-methods"
+            | "access-control-allow-credentials"
+            | "x-xss-protection"
+            | "sec-fetch-mode"
+            | "sec-fetch-site"
+            | "sec-fetch-dest"
+            | "sec-ch-ua"
+            | "sec-ch-ua-platform"
+            | "sec-ch-ua-mobile"
+            | "te"
+            | "via"
+            | "x-powered-by"
+            | "content-disposition"
+            | "range"
+            | "content-range"
+            | "x-requested-with"
+            | "dnt"
+            | "upgrade-insecure-requests"
+            | "priority"
+    )
+}
 
 fn strip_ci<'a>(v: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     (v.len() >= prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix))
@@ -275,6 +281,8 @@ impl Scanner {
         let mut stats = ScanStats::default();
         let mut auth = Vec::new();
         let mut query_params = Vec::new();
+        // The lower-cased name of each header in turn.
+        let mut name_buf = String::new();
         let req = &ev.request;
         url_path(&mut cx, req.path.as_bytes());
         if let Some(q) = &req.query {
@@ -298,6 +306,7 @@ impl Scanner {
                 Region::ReqHeader(i),
                 h,
                 &mut auth,
+                &mut name_buf,
             );
         }
         let (req_type, resp_type) = crate::protobuf::call_types(facts.protobuf(), ev.grpc.as_ref());
@@ -324,6 +333,7 @@ impl Scanner {
                     Region::RespHeader(i),
                     h,
                     &mut auth,
+                    &mut name_buf,
                 );
             }
             resp_kind = Some(message_body(
@@ -448,9 +458,10 @@ fn header(
     region: Region,
     h: &Header,
     auth: &mut Vec<AuthScheme>,
+    name_buf: &mut String,
 ) {
-    let lname = h.name.to_ascii_lowercase();
-    if SKIP_HEADERS.contains(&lname.as_str()) {
+    let lname = facts::lower_into(&h.name, name_buf);
+    if skip_header(lname) {
         return;
     }
     let value = h.value.as_bytes();
@@ -463,7 +474,7 @@ fn header(
         raw: RawMap::Direct(0),
         notes: Notes::NONE,
     };
-    match lname.as_str() {
+    match lname {
         "authorization" | "proxy-authorization" => {
             let off = |s: &[u8]| s.as_ptr() as usize - value.as_ptr() as usize;
             if let Some(tok) = strip_ci(value, b"bearer ") {

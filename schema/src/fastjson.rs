@@ -19,7 +19,7 @@ const HI: u64 = 0x8080_8080_8080_8080;
 /// byte (a borrow only propagates upwards, past a byte that already matched), which is the
 /// only one [`string`] reads.
 #[inline(always)]
-fn escape_mask(w: u64) -> u64 {
+pub(crate) fn escape_mask(w: u64) -> u64 {
     let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
     let quote = zero(w ^ (LO * u64::from(b'"')));
     let bslash = zero(w ^ (LO * u64::from(b'\\')));

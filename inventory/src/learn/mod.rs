@@ -118,6 +118,8 @@ pub fn learn(
     sample: bool,
 ) {
     let now = event.request_start_unix_us;
+    // The lower-cased name of each header in turn.
+    let mut name_buf = String::new();
     data.hits += 1;
     if data.first_seen_unix_us == 0 || now < data.first_seen_unix_us {
         data.first_seen_unix_us = now;
@@ -174,8 +176,8 @@ pub fn learn(
             }
         }
         for h in &req.headers {
-            let lname = h.name.to_ascii_lowercase();
-            match lname.as_str() {
+            let lname = apitap_labels::facts::lower_into(&h.name, &mut name_buf);
+            match lname {
                 "cookie" => {
                     for (name, value) in cookie_pairs(&h.value) {
                         // Session cookies are credentials: not even their shape is kept.
@@ -192,14 +194,13 @@ pub fn learn(
                 // The scheme is the auth scheme; the credential is never looked at further.
                 "authorization" | "proxy-authorization" => {
                     r.headers
-                        .observe(&lname, ValueType::String, None, now, MAX_PARAMS);
+                        .observe(lname, ValueType::String, None, now, MAX_PARAMS);
                 }
                 _ => {
                     let t = ValueType::of_text(&h.value);
                     // Shapes of credentials-like headers are not kept either.
-                    let text =
-                        (!API_KEY_HEADERS.contains(&lname.as_str())).then_some(h.value.as_str());
-                    r.headers.observe(&lname, t, text, now, MAX_PARAMS);
+                    let text = (!API_KEY_HEADERS.contains(&lname)).then_some(h.value.as_str());
+                    r.headers.observe(lname, t, text, now, MAX_PARAMS);
                 }
             }
         }
@@ -234,9 +235,9 @@ pub fn learn(
             if sample {
                 shape.samples += 1;
                 for h in &resp.headers {
-                    let lname = h.name.to_ascii_lowercase();
+                    let lname = apitap_labels::facts::lower_into(&h.name, &mut name_buf);
                     shape.headers.observe(
-                        &lname,
+                        lname,
                         ValueType::of_text(&h.value),
                         None,
                         now,

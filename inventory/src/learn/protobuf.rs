@@ -48,7 +48,9 @@ pub(crate) fn learn_grpc_body(
     let stats = walk_body(bytes, encoding, root, schema, &mut |f| {
         // Bytes are not shown even as a shape: they may be keys or images.
         let text = f.text.filter(|_| f.kind == Kind::String);
-        if let Some(st) = fields.observe(f.path, proto_type(f), text, now, MAX_FIELDS) {
+        if fields.observe(f.path, proto_type(f), text, now, MAX_FIELDS)
+            && let Some(st) = fields.fields.get_mut(f.path)
+        {
             let p = st.protobuf.get_or_insert_with(|| {
                 Box::new(ProtoFieldShape {
                     number_path: f.numbers.to_owned(),

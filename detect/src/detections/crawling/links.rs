@@ -248,16 +248,14 @@ fn html_links(b: &[u8], mut each: impl FnMut(&[u8]) -> bool) {
 /// JSON string values (and member names) that start with `/` (or the JSON escape `\/`) or an
 /// `http(s)://` scheme; `each` returns false to stop.
 fn json_links(b: &[u8], mut each: impl FnMut(&[u8]) -> bool) {
-    let mut from = 0;
-    while let Some(off) = memchr::memchr(b'"', &b[from..]) {
-        let open = from + off;
+    // Every quote in turn, from one searcher (issue 18: not a `memchr` call per quote).
+    let mut quotes = memchr::memchr_iter(b'"', b);
+    while let Some(open) = quotes.next() {
         // The closing quote: the next `"` not escaped by an odd run of backslashes.
-        let mut c = open + 1;
         let close = loop {
-            let Some(off) = memchr::memchr(b'"', &b[c..]) else {
+            let Some(q) = quotes.next() else {
                 return; // unclosed string: the scanned bytes end inside it
             };
-            let q = c + off;
             let slashes = b[open + 1..q]
                 .iter()
                 .rev()
@@ -266,9 +264,7 @@ fn json_links(b: &[u8], mut each: impl FnMut(&[u8]) -> bool) {
             if slashes % 2 == 0 {
                 break q;
             }
-            c = q + 1;
         };
-        from = close + 1;
         let v = &b[open + 1..close];
         let linky = v.starts_with(b"/")
             || v.starts_with(b"\\/")
