@@ -412,12 +412,16 @@ fn stage_two_owner_killed_during_a_rebalance_raises_no_second_create() -> anyhow
         let scale_out = format!(
             "[detect.baseline]\nbucket_secs = 5\n[scale_out]\nenabled = true\npartials_topic = \"{topic}.partials\"\npartials_partitions = 4\n"
         );
-        let cfg = steady_group(&analyzer_sections(
+        // 6 s sessions (not `steady_group`): tansu must drop the killed member soon after
+        // its last heartbeat. With 15 s it kept the dead member's partitions assigned to it
+        // after the round that dropped it (1 of 2 runs), with 6 s the survivors took them in
+        // every run.
+        let cfg = analyzer_sections(
             &d,
             [&broker.bootstrap(), &topic, tag, &m],
             "baseline_interval_secs = 1\n",
             &scale_out,
-        )?);
+        )?;
         Ok((m.clone(), AnalyzerProcess::start(None, &d, &cfg, "")?))
     };
     let mut members = vec![member(0)?, member(1)?];
