@@ -446,6 +446,23 @@ impl Engine {
         out
     }
 
+    /// A recorded stream through the engine as the analyzer drives it: `evs` in time order,
+    /// a tick at every second of stream time, then [`Engine::finish`]. Every finding, in
+    /// order (recorded-traffic tests and tools).
+    pub fn run(&mut self, evs: &[ApiEvent]) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut next = evs.first().map_or(0, |e| e.request_start_unix_us);
+        for e in evs {
+            while e.request_start_unix_us >= next {
+                out.extend(self.tick(next));
+                next += 1_000_000;
+            }
+            self.observe(e, &EventContext::default());
+        }
+        out.extend(self.finish());
+        out
+    }
+
     /// End of input: every open campaign is reported (Create if it never was) and closed.
     pub fn finish(&mut self) -> Vec<Finding> {
         let out = self.campaigns.close_all(self.now_us);

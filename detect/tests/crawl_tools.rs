@@ -19,7 +19,7 @@
 //! `tests/fixtures/attacks/crawl_distributed`, read by `two_stage.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-use apitap_detect::{Activity, DetectConfig, Detector, Engine, EventContext, Finding};
+use apitap_detect::{Activity, DetectConfig, Detector, Engine, Finding};
 use apitap_labels::HashKey;
 use apitap_schema::ApiEvent;
 
@@ -34,16 +34,7 @@ fn run(evs: &[ApiEvent]) -> Vec<Finding> {
         &HashKey::from_secret(b"crawl-tools"),
     )
     .expect("engine");
-    let mut out = Vec::new();
-    let mut next_tick = evs.first().map_or(0, |e| e.request_start_unix_us);
-    for e in evs {
-        while e.request_start_unix_us >= next_tick {
-            out.extend(eng.tick(next_tick));
-            next_tick += 1_000_000;
-        }
-        eng.observe(e, &EventContext::default());
-    }
-    out.extend(eng.finish());
+    let out = eng.run(evs);
     for f in &out {
         let doc = apitap_detect::ocsf::detection_finding(f);
         apitap_detect::ocsf::validate(&doc).expect("valid OCSF");

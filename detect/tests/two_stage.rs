@@ -69,17 +69,7 @@ fn creates(out: &[Finding]) -> BTreeMap<CampaignId, usize> {
 /// One engine over everything, without two-stage.
 fn reference(evs: &[ApiEvent]) -> Vec<Finding> {
     let mut eng = Engine::with_hash_key(DetectConfig::default(), &key()).unwrap();
-    let mut out = Vec::new();
-    let mut next = evs[0].request_start_unix_us;
-    for e in evs {
-        while e.request_start_unix_us >= next {
-            out.extend(eng.tick(next));
-            next += 1_000_000;
-        }
-        eng.observe(e, &EventContext::default());
-    }
-    out.extend(eng.finish());
-    out
+    eng.run(evs)
 }
 
 /// `members` stage-1 engines (range assignment of the partitions) and `members` stage-2

@@ -50,23 +50,13 @@ fn reference(
     evs: &[apitap_schema::ApiEvent],
     (detector, kind): (&str, &str),
 ) -> anyhow::Result<Vec<(serde_json::Value, serde_json::Value)>> {
-    use apitap_detect::{DetectConfig, Engine, EventContext};
+    use apitap_detect::{DetectConfig, Engine};
     // Every member writes the same key (`analyzer_sections`).
     let key = apitap_labels::HashKey::from_secret_file(&dir.join("m0").join("hash.key"))?;
     let mut cfg = DetectConfig::default();
     cfg.lifecycle.update_interval_secs = 10;
     cfg.lifecycle.quiet_secs = 120;
-    let mut eng = Engine::with_hash_key(cfg, &key)?;
-    let mut out = Vec::new();
-    let mut next = evs[0].request_start_unix_us;
-    for e in evs {
-        while e.request_start_unix_us >= next {
-            out.extend(eng.tick(next));
-            next += 1_000_000;
-        }
-        eng.observe(e, &EventContext::default());
-    }
-    out.extend(eng.finish());
+    let out = Engine::with_hash_key(cfg, &key)?.run(evs);
     Ok(out
         .iter()
         .filter(|f| f.activity == apitap_detect::finding::Activity::Create && f.kind == kind)
