@@ -749,7 +749,10 @@ pub fn decode_event(bytes: &[u8]) -> Result<ApiEvent, SchemaError> {
     // string was an eighth of the decode). A document that is not UTF-8 takes the byte
     // parser, which reports where: the outcome is the same either way, since the two
     // parsers differ only in where they check the encoding.
-    let parsed = match std::str::from_utf8(bytes) {
+    // The check is simdutf8's (16 or 32 bytes per step where the CPU has SSE4.2 or AVX2):
+    // it accepts exactly what `std::str::from_utf8` accepts, and the position std would
+    // report of an error is never used here.
+    let parsed = match simdutf8::basic::from_utf8(bytes) {
         Ok(text) => match fastdecode::event(text) {
             // The sensor's compact events: read directly, to the same value (the module's
             // docs say which documents it reads; every other one is serde_json's).
@@ -889,6 +892,56 @@ mod tests {
             .response_body_raw(Body::from_bytes(&[0xff, 0x00], 10))
             .anomaly(Anomaly::ContentLengthWithChunked)
             .build()
+    }
+
+    /// `decode_event` checks the document's encoding with simdutf8 (issue 18): it answers as
+    /// `std::str::from_utf8` does on every kind of sequence (RFC 3629 §3-4: overlong forms,
+    /// surrogates, code points past U+10FFFF, truncated and stray continuation bytes), at
+    /// every offset around its 16- and 32-byte steps, and a document that is not UTF-8 is
+    /// refused with the same error either way.
+    #[test]
+    fn utf8_check_answers_as_std_does() {
+        let pieces: [&[u8]; 16] = [
+            b"a",
+            "é".as_bytes(),
+            "€".as_bytes(),
+            "😀".as_bytes(),
+            b"\xc0\xaf",
+            b"\xe0\x80\xaf",
+            b"\xed\xa0\x80",
+            b"\xf4\x90\x80\x80",
+            b"\xf8\x88\x80\x80\x80",
+            b"\x80",
+            b"\xbf",
+            b"\xc3",
+            b"\xe2\x82",
+            b"\xf0\x9f\x98",
+            b"\xff",
+            b"\x00",
+        ];
+        let mut invalid = 0;
+        for lead in 0..40 {
+            for p in pieces {
+                for tail in [0, 1, 7, 33] {
+                    let mut b = "x".repeat(lead).into_bytes();
+                    b.extend_from_slice(p);
+                    b.extend(std::iter::repeat_n(b'y', tail));
+                    let std_ok = std::str::from_utf8(&b).is_ok();
+                    assert_eq!(simdutf8::basic::from_utf8(&b).is_ok(), std_ok, "{b:?}");
+                    invalid += usize::from(!std_ok);
+                }
+            }
+        }
+        assert!(invalid > 1000, "{invalid}");
+        let mut doc = encode_event(&sample());
+        let at = doc.len() / 2;
+        doc.insert(at, 0xff);
+        let simd = decode_event(&doc).unwrap_err().to_string();
+        let std_err = match std::str::from_utf8(&doc) {
+            Ok(_) => unreachable!("the document has a 0xff byte"),
+            Err(_) => serde_json::from_slice::<ApiEvent>(&doc).unwrap_err(),
+        };
+        assert!(simd.contains(&classify(&std_err)), "{simd}");
     }
 
     fn summary(s: &str, n: usize) -> LabelSummary {
