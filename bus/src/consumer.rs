@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -474,6 +474,9 @@ pub struct ConsumerCtx {
     /// Partitions assigned whose hook has not run yet: it runs from [`Transport::recv`],
     /// after librdkafka's rebalance callback has returned.
     pending_assign: Mutex<BTreeSet<i32>>,
+    /// Whether `pending_assign` may hold partitions: the poll of every message looks at this
+    /// flag only, not at the locks.
+    assign_due: AtomicBool,
 }
 
 impl ConsumerCtx {
@@ -483,6 +486,7 @@ impl ConsumerCtx {
             metrics,
             hook: HookSlot::default(),
             pending_assign: Mutex::new(BTreeSet::new()),
+            assign_due: AtomicBool::new(false),
         }
     }
 
@@ -504,9 +508,13 @@ impl ConsumerCtx {
     /// state, goes on heartbeating — inside the rebalance callback it does not, and a broker
     /// with a short session timeout expels the member and rebalances again).
     fn run_assigned(&self) {
+        if !self.assign_due.load(Ordering::Acquire) {
+            return;
+        }
         let Some(hook) = self.hook() else {
             return;
         };
+        self.assign_due.store(false, Ordering::Release);
         let parts: Vec<i32> = std::mem::take(&mut *self.pending()).into_iter().collect();
         if !parts.is_empty() {
             hook.assigned(&parts);
@@ -560,6 +568,7 @@ impl ConsumerContext for ConsumerCtx {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 info!(partitions = ?parts, "kafka partitions assigned");
                 self.pending().extend(parts);
+                self.assign_due.store(true, Ordering::Release);
             }
             Rebalance::Error(e) => {
                 warn!(error = %describe(e), "kafka rebalance error");
