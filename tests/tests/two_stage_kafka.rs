@@ -449,11 +449,18 @@ fn stage_two_owner_killed_during_a_rebalance_raises_no_second_create() -> anyhow
     };
     std::thread::sleep(Duration::from_secs(2));
     let revoked = |p: &AnalyzerProcess| p.log_text().matches("kafka partitions revoked").count();
+    // Between a revocation and the next assignment of one of its groups: in a rebalance.
+    let in_rebalance = |p: &AnalyzerProcess| {
+        let log = p.log_text();
+        log.rfind("kafka partitions revoked") > log.rfind("kafka partitions assigned")
+    };
     let before = revoked(&members[owner].1);
-    // A third member joins: both groups rebalance; the owner dies in its revocation.
+    // A third member joins: both groups rebalance; the owner dies in its revocation (or at
+    // once if it is in a rebalance already, which the join then joins: 6 s sessions on tansu
+    // rebalance now and then by themselves, see `steady_group`).
     members.push(member(2)?);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while revoked(&members[owner].1) == before {
+    while revoked(&members[owner].1) == before && !in_rebalance(&members[owner].1) {
         anyhow::ensure!(
             std::time::Instant::now() < deadline,
             "no rebalance: {}",
